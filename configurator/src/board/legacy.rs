@@ -105,7 +105,7 @@ pub struct Bdf {
 impl Bdf {
     /// A BDF if the numbers are in range (device < 32, function < 8).
     pub fn new(bus: u32, device: u32, function: u32) -> Option<Bdf> {
-        (bus < 256 && device < 32 && function < 8).then(|| Bdf {
+        (bus < 256 && device < 32 && function < 8).then_some(Bdf {
             bus: bus as u8,
             device: device as u8,
             function: function as u8,

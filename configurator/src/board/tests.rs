@@ -25,92 +25,438 @@ fn corpus_board(name: &str) -> Option<Board> {
     Some(load_board(&path).unwrap_or_else(|e| panic!("{e}")))
 }
 
+fn serial_paths(b: &Board) -> Vec<&str> {
+    b.legacy
+        .serial_ports
+        .iter()
+        .map(|s| s.dev_path.as_str())
+        .collect()
+}
+
+fn bdf(s: &str) -> Bdf {
+    s.parse().unwrap()
+}
+
 #[test]
-fn debug_summary() {
-    for b in [
-        "adl-asrock",
-        "cfl-k700-i7",
-        "generic_board",
-        "nuc11tnbi5",
-        "qemu",
-        "tgl-vecow-spc-7100-Corei7",
-        "whl-ipc-i5",
-    ] {
-        let Some(board) = corpus_board(b) else { return };
-        let cores: Vec<_> = board
-            .pcpus()
+fn adl_asrock() {
+    let Some(b) = corpus_board("adl-asrock") else {
+        return;
+    };
+    assert_eq!(b.name, "adl-asrock");
+    let pcpus = b.pcpus();
+    assert_eq!(pcpus.len(), 12);
+    assert_eq!(
+        pcpus
             .iter()
-            .map(|p| format!("{}:{:#x}:{:?}", p.cpu_id, p.apic_id, p.core_type))
-            .collect();
-        println!("{b}: threads={} {:?}", board.threads().count(), cores);
-        println!(
-            "  serial={:?}",
-            board
-                .legacy
-                .serial_ports
-                .iter()
-                .map(|s| (&s.dev_path, s.base, s.irq, s.bdf.map(|b| b.to_string())))
-                .collect::<Vec<_>>()
-        );
-        println!(
-            "  ram={} ranges={} iomem={} sysram={} mmcfg={:?} base={:?}",
-            board.total_ram(),
-            board.ram_ranges().count(),
-            board.legacy.iomem.len(),
-            board.iomem_system_ram().count(),
-            board.legacy.iomem_mmcfg,
-            board.legacy.mmcfg_base
-        );
-        println!(
-            "  pci_fn={} lspci={} vidpid={} maxbus={} pa={:?} ioapics={:?}",
-            board.pci_functions().count(),
-            board.legacy.pci_devices.len(),
-            board.legacy.pci_vid_pid.len(),
-            board.max_pci_bus(),
-            board.physical_address_bits(),
-            board
-                .ioapics
-                .iter()
-                .map(|i| (i.id, i.address, i.gsi_number))
-                .collect::<Vec<_>>()
-        );
-        println!(
-            "  caches={} cat={:?} irqs={:?} cpus={:?} mem={:?} msix={:?} brand={}",
-            board.caches.caches.len(),
-            board
-                .cat_caches()
-                .map(|c| (
-                    c.level,
-                    c.id,
-                    c.cat.as_ref().unwrap().clos_number,
-                    c.cat.as_ref().unwrap().cdp
-                ))
-                .collect::<Vec<_>>(),
-            board.legacy.available_irqs,
-            board.legacy.cpu_processors,
-            board.legacy.total_mem_kb,
-            board.legacy.max_msix_table_num,
-            board.legacy.cpu_brand
-        );
-        println!(
-            "  classes={:?}",
-            board.device_classes.as_ref().map(|c| (
-                c.inputs.len(),
-                c.serials.iter().filter(|s| s.uart_type != "0").count()
-            ))
-        );
-        let bdfs: Vec<_> = board
-            .pci_functions()
-            .filter(|n| n.vendor.is_some())
-            .map(|n| {
-                format!(
-                    "{}={:04x}:{:04x}",
-                    n.bdf.unwrap(),
-                    n.vendor.unwrap(),
-                    n.identifier.unwrap_or(0)
-                )
-            })
-            .collect();
-        println!("  {}", bdfs.join(" "));
+            .filter(|p| p.core_type == Some(CoreType::Core))
+            .count(),
+        8
+    );
+    assert_eq!(
+        pcpus
+            .iter()
+            .filter(|p| p.core_type == Some(CoreType::Atom))
+            .count(),
+        4
+    );
+    assert_eq!(b.thread(8).map(|t| t.apic_id), Some(0x48));
+    assert_eq!(b.legacy.serial_ports.len(), 8);
+    let s6 = b.serial_port("/dev/ttyS6").unwrap();
+    assert_eq!(
+        (s6.base, s6.irq, s6.bdf),
+        (0x30a0, Some(19), Some(bdf("00:16.3")))
+    );
+    let s7 = b.serial_port("/dev/ttyS7").unwrap();
+    assert_eq!(s7.access, SerialAccess::Mmio);
+    assert_eq!((s7.base, s7.bdf), (0x40_1700_0000, Some(bdf("00:1e.0"))));
+    // The same UART in the device tree.
+    assert_eq!(
+        b.pci_function(bdf("00:1e.0")).unwrap().identifier,
+        Some(0x7aa8)
+    );
+    // L2 CAT with 8 CLOS and CDP, L3 CAT with 16 CLOS.
+    let l2 = b.cat_caches().find(|c| c.level == 2).unwrap();
+    let cat = l2.cat.as_ref().unwrap();
+    assert_eq!(
+        (cat.clos_number, cat.cdp, cat.capacity_mask_length),
+        (Some(8), true, 10)
+    );
+    let l3 = b.cat_caches().find(|c| c.level == 3).unwrap();
+    assert_eq!(l3.cat.as_ref().unwrap().clos_number, Some(16));
+    assert_eq!(l3.processors.len(), 12);
+    assert_eq!(l3.waymasks("IA Waymask").len(), 16);
+    assert_eq!(l3.waymasks("GT Waymask"), [1]);
+    // An RTCT range with an id is not RAM.
+    assert_eq!(b.memory.len(), 7);
+    assert_eq!(b.ram_ranges().count(), 6);
+    assert_eq!(b.physical_address_bits(), Some(46));
+    assert_eq!(b.ioapics.len(), 1);
+    assert_eq!(b.ioapics[0].gsi_number, 120);
+    assert_eq!(b.max_pci_bus(), 8);
+    assert_eq!(b.legacy.cpu_brand, "12th Gen Intel(R) Core(TM) i7-12700E");
+    let classes = b.device_classes.as_ref().unwrap();
+    assert_eq!(
+        classes
+            .serials
+            .iter()
+            .filter(|s| s.uart_type != "0")
+            .count(),
+        8
+    );
+    // Devices: the iGPU with its BARs and SR-IOV.
+    let igd = b.pci_function(bdf("00:02.0")).unwrap();
+    assert_eq!(igd.class, Some(0x030000));
+    let bar0 = igd.bars().find(|r| r.bar_index() == Some(0)).unwrap();
+    assert_eq!(
+        (bar0.min, bar0.width, bar0.prefetchable),
+        (Some(0x60_0000_0000), Some(64), Some(false))
+    );
+    assert_eq!(
+        igd.capability("SR-IOV").and_then(|c| c.field("total_vfs")),
+        Some("7")
+    );
+    assert_eq!(igd.capability("MSI").and_then(|c| c.count), Some(1));
+}
+
+#[test]
+fn cfl_k700_i7() {
+    let Some(b) = corpus_board("cfl-k700-i7") else {
+        return;
+    };
+    assert_eq!(b.threads().count(), 8);
+    assert!(b.device_classes.is_none());
+    assert_eq!(serial_paths(&b), ["/dev/ttyS0", "/dev/ttyS1"]);
+    assert_eq!(b.cat_caches().count(), 0);
+    assert!(b.legacy.raw["CX_INFO"].contains("C1"));
+    assert!(b.legacy.raw["PX_INFO"].contains("P0"));
+    assert_eq!(b.mmcfg_base(), Some(0xe000_0000));
+    assert_eq!(b.legacy.iomem_mmcfg.map(|m| m.base), Some(0xe000_0000));
+    assert_eq!(b.max_pci_bus(), 10);
+}
+
+#[test]
+fn generic_board_equals_tgl_vecow() {
+    let (Some(g), Some(t)) = (
+        corpus_board("generic_board"),
+        corpus_board("tgl-vecow-spc-7100-Corei7"),
+    ) else {
+        return;
+    };
+    // Byte-identical except the board name (reference §2.1).
+    assert_eq!(g.name, "generic_board");
+    // Spans differ (the root tag has a different length); the data must not.
+    let json = |b: &Board| serde_json::to_value(&b.legacy).unwrap();
+    assert_eq!(json(&g), json(&t));
+    assert_eq!(
+        serde_json::to_value(&g.devices).unwrap(),
+        serde_json::to_value(&t.devices).unwrap()
+    );
+    assert_eq!(g.pcpus(), t.pcpus());
+    assert_eq!(g.threads().count(), 4);
+    assert_eq!(g.legacy.serial_ports.len(), 5);
+    assert_eq!(g.cat_caches().filter(|c| c.level == 2).count(), 4);
+    // An ACPI IRQ resource listing several possible IRQs.
+    assert!(g
+        .device_nodes()
+        .flat_map(|n| &n.resources)
+        .any(|r| r.irqs == [0, 1, 3, 7]));
+}
+
+#[test]
+fn nuc11tnbi5() {
+    let Some(b) = corpus_board("nuc11tnbi5") else {
+        return;
+    };
+    assert_eq!(b.threads().count(), 4);
+    assert_eq!(serial_paths(&b), ["/dev/ttyS0"]);
+    assert_eq!(b.cat_caches().filter(|c| c.level == 2).count(), 4);
+    assert_eq!(
+        b.legacy.cpu_brand,
+        "11th Gen Intel(R) Core(TM) i5-1135G7 @ 2.40GHz"
+    );
+    assert_eq!(b.max_pci_bus(), 0x58);
+    assert_eq!(
+        b.pci_function(bdf("58:00.0")).and_then(|n| n.identifier),
+        Some(0x15f2)
+    );
+}
+
+#[test]
+fn qemu() {
+    let Some(b) = corpus_board("qemu") else {
+        return;
+    };
+    let pcpus = b.pcpus();
+    assert_eq!(
+        pcpus.iter().map(|p| p.apic_id).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert!(pcpus.iter().all(|p| p.core_type.is_none()));
+    assert_eq!(serial_paths(&b), ["/dev/ttyS0"]);
+    let com1 = b.serial_port("/dev/ttyS0").unwrap();
+    assert_eq!(
+        (com1.access, com1.base, com1.irq),
+        (SerialAccess::Portio, 0x3f8, Some(4))
+    );
+    assert!(b.device_classes.is_none());
+    // Memory map: 3 RAM ranges, the same RAM in /proc/iomem.
+    let ram: Vec<_> = b.ram_ranges().map(|r| (r.start, r.end)).collect();
+    assert_eq!(
+        ram,
+        [
+            (0, 0x9fbff),
+            (0x10_0000, 0x7ffd_7fff),
+            (0x1_0000_0000, 0x1_7fff_ffff)
+        ]
+    );
+    assert_eq!(b.iomem_system_ram().count(), 3);
+    let m = b.legacy.iomem_mmcfg.unwrap();
+    assert_eq!(
+        (m.base, m.end, m.bus_start, m.bus_end),
+        (0xb000_0000, 0xbfff_ffff, 0, 0xff)
+    );
+    assert_eq!(b.legacy.mmcfg_base, Some(0xb000_0000));
+    assert_eq!(b.ioapics[0].address, 0xfec0_0000);
+    assert_eq!((b.ioapics[0].gsi_base, b.ioapics[0].gsi_number), (0, 24));
+    assert_eq!(b.legacy.available_irqs, [3, 5, 6, 7, 10, 11, 13, 14, 15]);
+    assert_eq!(b.legacy.total_mem_kb, Some(4_038_724));
+    assert_eq!(b.legacy.cpu_processors, [0, 1, 2, 3]);
+    assert_eq!(b.legacy.max_msix_table_num, Some(3));
+    assert_eq!(b.legacy.raw["BASE_BOARD_INFO"], "");
+    assert_eq!(b.physical_address_bits(), Some(40));
+    assert!(b.has_cpu_capability("vmx"));
+    // PCI: host bridge from the bus element, virtio behind root ports, lspci regions.
+    assert_eq!(
+        b.pci_function(bdf("00:00.0")).and_then(|n| n.identifier),
+        Some(0x29c0)
+    );
+    let net = b.pci_function(bdf("01:00.0")).unwrap();
+    assert_eq!((net.vendor, net.identifier), (Some(0x1af4), Some(0x1041)));
+    let lspci = b.lspci_device(bdf("01:00.0")).unwrap();
+    assert_eq!(lspci.class, "Ethernet controller");
+    assert_eq!(lspci.regions.len(), 2);
+    assert_eq!(lspci.regions[1].address, Some(0xfea0_0000));
+    assert_eq!(lspci.regions[1].size, Some(16 * 1024));
+    assert!(lspci.regions[1].is_64bit && lspci.regions[1].prefetchable);
+    assert_eq!(
+        b.vid_pid(bdf("00:1f.2")).map(|v| (v.vendor, v.device)),
+        Some((0x8086, 0x2922))
+    );
+    assert_eq!(b.legacy.pci_devices.len(), 19);
+    assert_eq!(b.max_pci_bus(), 6);
+    let bridge = b.pci_function(bdf("00:01.0")).unwrap();
+    assert_eq!(
+        bridge
+            .capability("MSI-X")
+            .and_then(|c| c.msix)
+            .map(|m| m.table_size),
+        Some(1)
+    );
+    // Positions are kept: COM1's line in TTYS_INFO.
+    assert_eq!(com1.span.line, 205);
+}
+
+#[test]
+fn whl_ipc_i5() {
+    let Some(b) = corpus_board("whl-ipc-i5") else {
+        return;
+    };
+    assert_eq!(b.threads().count(), 4);
+    assert_eq!(b.legacy.serial_ports.len(), 6);
+    assert_eq!(b.serial_port("/dev/ttyS5").map(|s| s.base), Some(0x2e0));
+    assert!(b.legacy.raw["DRHD_INFO"].contains("DRHD0"));
+    assert_eq!(
+        b.pci_function(bdf("03:00.0")).and_then(|n| n.identifier),
+        Some(0x157b)
+    );
+}
+
+#[test]
+fn model_serializes_and_has_a_schema() {
+    let Some(b) = corpus_board("qemu") else {
+        return;
+    };
+    let json = serde_json::to_string(&b).unwrap();
+    let back: Board = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.pcpus(), b.pcpus());
+    assert_eq!(back.legacy.serial_ports.len(), 1);
+    let schema = serde_json::to_value(schemars::schema_for!(Board)).unwrap();
+    assert!(schema["properties"]["legacy"].is_object(), "{schema}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Malformed input
+
+fn load(text: &str) -> Result<Board, BoardError> {
+    load_board_str(Path::new("b.xml"), text)
+}
+
+/// A small but complete board; tests break one thing at a time.
+fn minimal_board(ttys: &str) -> String {
+    let mut s = String::from("<acrn-config board=\"mini\">\n");
+    for name in LEGACY_SECTIONS {
+        let body = match name {
+            "TTYS_INFO" => ttys,
+            "CPU_PROCESSOR_INFO" => "0, 1",
+            _ => "",
+        };
+        s.push_str(&format!("  <{name}>\n    {body}\n  </{name}>\n"));
+    }
+    s.push_str(
+        r#"  <processors>
+    <die id="0x0"><core id="0x0">
+      <thread id="0x0"><cpu_id>0</cpu_id><apic_id>0x0</apic_id></thread>
+      <thread id="0x1"><cpu_id>1</cpu_id><apic_id>0x1</apic_id></thread>
+    </core></die>
+  </processors>
+  <caches/>
+  <memory><range start="0x0" end="0xfff" size="4096"/></memory>
+  <ioapics/>
+  <devices/>
+</acrn-config>
+"#,
+    );
+    s
+}
+
+#[test]
+fn minimal_board_loads() {
+    let text = minimal_board("seri:/dev/ttyS0 type:portio base:0x3F8 irq:4");
+    let b = load(&text).unwrap();
+    assert_eq!(b.pcpus().len(), 2);
+    assert_eq!(b.legacy.cpu_processors, [0, 1]);
+    let line_no = text.lines().position(|l| l.contains("ttyS0")).unwrap() + 1;
+    let span = b.serial_port("/dev/ttyS0").unwrap().span;
+    assert_eq!((span.line as usize, span.column), (line_no, 5));
+    assert_eq!(
+        &text[span.range()],
+        "seri:/dev/ttyS0 type:portio base:0x3F8 irq:4"
+    );
+}
+
+#[test]
+fn bad_ttys_line_is_located() {
+    let text = minimal_board("seri:/dev/ttyS0 type:portio base:0x3F8 irq:4\n    seri:/dev/ttyS1 type:portio base:0xZZ irq:3");
+    let err = load(&text).unwrap_err();
+    let BoardError::Invalid { problems, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(problems.len(), 1, "{err}");
+    assert_eq!(problems[0].section, "TTYS_INFO");
+    let line_no = text.lines().position(|l| l.contains("ttyS1")).unwrap() + 1;
+    assert_eq!(problems[0].span.line as usize, line_no);
+    assert_eq!(problems[0].span.column, 5);
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("b.xml:{line_no}:5: TTYS_INFO")),
+        "{msg}"
+    );
+}
+
+#[test]
+fn garbage_and_truncated_files() {
+    assert!(matches!(load("this is not xml"), Err(BoardError::Xml(_))));
+    assert!(matches!(load("\u{0}\u{1}\u{2}"), Err(BoardError::Xml(_))));
+    let full = minimal_board("");
+    let cut = &full[..full.len() / 2];
+    let err = load(cut).unwrap_err();
+    assert!(matches!(err, BoardError::Xml(_)), "{err}");
+    assert!(err.to_string().starts_with("b.xml:"), "{err}");
+}
+
+#[test]
+fn wrong_root_and_scenario_as_board() {
+    let err = load("<board name=\"x\"/>").unwrap_err();
+    assert!(matches!(err, BoardError::NotABoard { .. }), "{err}");
+    assert!(err.to_string().contains("b.xml:1:1"), "{err}");
+    let err = load("<acrn-config>\n<hv/>\n<vm id=\"0\"/>\n</acrn-config>").unwrap_err();
+    assert!(
+        matches!(err, BoardError::ScenarioGivenAsBoard { .. }),
+        "{err}"
+    );
+    let err = load("<acrn-config/>").unwrap_err();
+    assert!(matches!(err, BoardError::NotABoard { .. }), "{err}");
+}
+
+#[test]
+fn structured_problems_are_collected() {
+    let text = minimal_board("")
+        .replace("<apic_id>0x1</apic_id>", "<apic_id>one</apic_id>")
+        .replace("size=\"4096\"", "size=\"1\"")
+        .replace("<PM_INFO>", "<PM_INFO><x/>");
+    let err = load(&text).unwrap_err();
+    let BoardError::Invalid { problems, .. } = &err else {
+        panic!("{err}");
+    };
+    let sections: Vec<_> = problems.iter().map(|p| p.section.as_str()).collect();
+    assert!(sections.contains(&"processors"), "{err}");
+    assert!(sections.contains(&"memory"), "{err}");
+    assert!(sections.contains(&"PM_INFO"), "{err}");
+    // Missing sections are named.
+    let err = load("<acrn-config board=\"x\"><processors/></acrn-config>").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("missing <TTYS_INFO>") && msg.contains("missing <memory>"),
+        "{msg}"
+    );
+}
+
+mod robustness {
+    use super::super::legacy::*;
+    use proptest::prelude::*;
+
+    const O: TextOrigin = TextOrigin {
+        offset: 0,
+        line: 1,
+        column: 1,
+    };
+
+    fn lineish() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[ \t]*(seri|type|base|irq|bdf|width|[a-z]{0,4}):[\"0-9a-fA-Fx:.]{0,12}( [a-z]{1,5}:[0-9a-zA-Z\":.]{0,10}){0,5}",
+            "[ \t]*[0-9a-f]{1,17}-[0-9a-f]{1,17} : [A-Za-z \\[\\]0-9-]{0,30}",
+            "[0-9a-f]{2}:[0-9a-f]{2}\\.[0-9] [A-Za-z :\\[\\]()0-9-]{0,40}",
+            "Region [0-9]{1,3}: Memory at [0-9a-f<>a-z]{0,12} \\([0-9a-z, -]{0,30}\\)( \\[[a-z=0-9KMGT]{0,10}\\]){0,3}",
+            "[0-9, x-]{0,30}",
+            "#define [A-Z_]{0,25} [0-9a-fxUL]{0,12}",
+        ]
+    }
+
+    fn textish() -> impl Strategy<Value = String> {
+        prop::collection::vec(lineish(), 0..8).prop_map(|v| v.join("\n"))
+    }
+
+    proptest! {
+        #[test]
+        fn legacy_parsers_never_panic(text in textish()) {
+            let (ports, p1) = parse_ttys(&text, O);
+            let (ranges, p2) = parse_iomem(&text, O);
+            let _ = mmcfg_from_iomem(&ranges);
+            let (devs, p3) = parse_pci_devices(&text, O);
+            let (_, p4) = parse_vid_pid(&text, O);
+            let (_, p5) = parse_int_list("AVAILABLE_IRQ_INFO", &text, O);
+            let _ = parse_single_number("TOTAL_MEM_INFO", &text, Some("kB"), O);
+            let _ = parse_mmcfg_base(&text, O);
+            let _ = defines(&text).count();
+            // Every problem points inside the text.
+            let lines = text.split('\n').count() as u32;
+            for p in p1.iter().chain(&p2).chain(&p3).chain(&p4).chain(&p5) {
+                prop_assert!(p.span.line >= 1 && p.span.line <= lines, "{p:?}");
+                prop_assert!(p.span.offset + p.span.len <= text.len());
+            }
+            for s in &ports {
+                prop_assert!(!s.dev_path.is_empty());
+            }
+            for d in &devs {
+                prop_assert!(d.bdf.device < 32 && d.bdf.function < 8);
+            }
+        }
+
+        #[test]
+        fn bdf_display_round_trips(bus in 0u32..256, dev in 0u32..32, func in 0u32..8) {
+            let b = Bdf::new(bus, dev, func).unwrap();
+            prop_assert_eq!(b.to_string().parse::<Bdf>().unwrap(), b);
+        }
     }
 }
