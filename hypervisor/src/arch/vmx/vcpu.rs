@@ -1,0 +1,489 @@
+//! The VMX implementation of [`Vcpu`]: one VMCS per vCPU, created and run on its pCPU.
+
+use super::bitmaps::{IoBitmap, MsrBitmap};
+use super::caps::{entry, exit as exitctl, msr, proc1, proc2, Controls, VmxError, EFER_LMA};
+use super::enable::{current, Page};
+use super::exit::{decode, gpr, intr, reason, Decoded, RawExit, VMFAIL_FLAG, VMFAIL_INVALID};
+use super::fields::{self as f, Field};
+use super::guest::{
+    load_initial_state, sipi_state, CrPolicy, VmcsAccess, ACTIVITY_ACTIVE, ACTIVITY_WAIT_FOR_SIPI,
+};
+use super::instr::{self, EnterResult, InvVpidType, VmFail};
+use crate::arch::x86::cpu::{CpuCell, MAX_PCPUS};
+use crate::arch::x86::{rdmsr, read_cr0, read_cr3, read_cr4};
+use crate::vcpu::{GuestRegs, InitialState, Injection, Segment, Vcpu, VmExit};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// The hardware VMCS that is current on this CPU.
+struct HwVmcs;
+
+impl VmcsAccess for HwVmcs {
+    fn read(&self, field: Field) -> u64 {
+        instr::vmread(field).unwrap_or(0)
+    }
+    fn write(&mut self, field: Field, value: u64) {
+        // A failing VMWRITE means a field this CPU lacks; VM entry then reports the bad state.
+        let _ = instr::vmwrite(field, value);
+    }
+}
+
+/// The pages one vCPU needs: its VMCS, the two I/O bitmaps and the MSR bitmap.
+#[repr(C, align(4096))]
+struct VcpuPages {
+    vmcs: Page,
+    io: [u8; 8192],
+    msr: [u8; 4096],
+}
+
+/// One vCPU per pCPU (ACRN's partitioned model) plus room for a second per pCPU.
+const MAX_VCPUS: usize = 2 * MAX_PCPUS;
+static PAGES: [CpuCell<VcpuPages>; MAX_VCPUS] = [const {
+    CpuCell::new(VcpuPages {
+        vmcs: Page([0; 4096]),
+        io: [0; 8192],
+        msr: [0; 4096],
+    })
+}; MAX_VCPUS];
+static NEXT_PAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Vectors whose hardware exceptions push an error code (#DF #TS #NP #SS #GP #PF #AC #CP).
+fn has_error_code(vector: u8) -> bool {
+    matches!(vector, 8 | 10..=14 | 17 | 21)
+}
+
+const RFLAGS_IF: u64 = 1 << 9;
+const BLOCKING_STI_MOVSS: u64 = 3;
+const BLOCKING_NMI: u64 = 1 << 3;
+const VECTOR_UD: u8 = 6;
+const VECTOR_GP: u8 = 13;
+
+pub struct VmxVcpu {
+    pages: &'static mut VcpuPages,
+    regs: GuestRegs,
+    launched: bool,
+    controls: Controls,
+    policy: CrPolicy,
+    vpid: u16,
+    proc1: u32,
+    entry: u32,
+    /// Exception or NMI to deliver on the next entry.
+    pending_event: Option<Injection>,
+    /// External interrupt waiting for the guest to become interruptible.
+    pending_irq: Option<u8>,
+    /// Event whose delivery an exit interrupted (IDT-vectoring info, error code, length).
+    reinject: Option<(u32, u32, u32)>,
+    exit_len: u8,
+    external_vector: Option<u8>,
+}
+
+impl VmxVcpu {
+    /// Creates a vCPU on the calling pCPU (VMX must be on there) for a VM whose EPT root is
+    /// `eptp` (see [`super::eptp`]). `vpid` tags its TLB entries (0 disables tagging). All port
+    /// I/O and MSR accesses exit until [`allow_io`](Self::allow_io) /
+    /// [`allow_msr`](Self::allow_msr) open them, except the MSRs the VMCS switches (EFER, PAT,
+    /// FS/GS base, SYSENTER), which the guest owns. The vCPU starts in real mode at 0; call
+    /// `set_initial_state` before running it.
+    pub fn new(eptp: u64, vpid: u16) -> Result<Self, VmxError> {
+        let cpu = current().ok_or(VmxError::NotEnabled)?;
+        let slot = NEXT_PAGES.fetch_add(1, Ordering::Relaxed);
+        let cell = PAGES.get(slot).ok_or(VmxError::CpuIndexOutOfRange)?;
+        // SAFETY: each slot is handed out once, by the counter above.
+        let pages = unsafe { &mut *cell.get() };
+        pages.vmcs.stamp(cpu.caps.revision_id());
+        let pa = pages.vmcs.pa();
+        // SAFETY: a freshly stamped VMCS that no other CPU has loaded.
+        unsafe { instr::vmclear(pa).and_then(|()| instr::vmptrld(pa)) }
+            .map_err(|_| VmxError::VmcsLoadFailed)?;
+
+        let mut controls = cpu.controls;
+        if vpid == 0 {
+            controls.proc2 &= !proc2::ENABLE_VPID;
+            controls.vpid = false;
+        }
+        let mut v = VmxVcpu {
+            pages,
+            regs: GuestRegs::default(),
+            launched: false,
+            controls,
+            policy: cpu.policy,
+            vpid,
+            proc1: controls.proc1,
+            entry: controls.entry,
+            pending_event: None,
+            pending_irq: None,
+            reinject: None,
+            exit_len: 0,
+            external_vector: None,
+        };
+        IoBitmap(&mut v.pages.io).trap_all();
+        let mut msrs = MsrBitmap(&mut v.pages.msr);
+        msrs.trap_all();
+        for m in [
+            msr::IA32_EFER,
+            msr::IA32_FS_BASE,
+            msr::IA32_GS_BASE,
+            msr::IA32_SYSENTER_CS,
+            msr::IA32_SYSENTER_ESP,
+            msr::IA32_SYSENTER_EIP,
+        ] {
+            msrs.pass(m, true, true);
+        }
+        if controls.exit & exitctl::SAVE_PAT != 0 && controls.entry & entry::LOAD_PAT != 0 {
+            msrs.pass(msr::IA32_PAT, true, true);
+        }
+        v.write_controls(eptp);
+        v.write_host_state();
+        v.set_initial_state(&sipi_state(0));
+        Ok(v)
+    }
+
+    fn write_controls(&mut self, eptp: u64) {
+        let c = self.controls;
+        let mut w = HwVmcs;
+        w.write(f::PIN_BASED_CONTROLS, c.pin as u64);
+        w.write(f::PRIMARY_PROC_CONTROLS, self.proc1 as u64);
+        w.write(f::SECONDARY_PROC_CONTROLS, c.proc2 as u64);
+        w.write(f::EXIT_CONTROLS, c.exit as u64);
+        w.write(f::ENTRY_CONTROLS, self.entry as u64);
+        w.write(f::EXCEPTION_BITMAP, 0);
+        w.write(f::PAGE_FAULT_ERROR_MASK, 0);
+        w.write(f::PAGE_FAULT_ERROR_MATCH, 0);
+        w.write(f::CR3_TARGET_COUNT, 0);
+        w.write(f::EXIT_MSR_STORE_COUNT, 0);
+        w.write(f::EXIT_MSR_LOAD_COUNT, 0);
+        w.write(f::ENTRY_MSR_LOAD_COUNT, 0);
+        w.write(f::ENTRY_INTERRUPTION_INFO, 0);
+        w.write(f::IO_BITMAP_A, self.pages.io.as_ptr() as u64);
+        w.write(f::IO_BITMAP_B, self.pages.io.as_ptr() as u64 + 4096);
+        w.write(f::MSR_BITMAP, self.pages.msr.as_ptr() as u64);
+        w.write(f::TSC_OFFSET, 0);
+        w.write(f::EPT_POINTER, eptp);
+        if c.vpid {
+            w.write(f::VPID, self.vpid as u64);
+        }
+    }
+
+    /// Host state is this CPU's: the vCPU never migrates.
+    fn write_host_state(&mut self) {
+        let mut w = HwVmcs;
+        w.write(f::HOST_CR0, read_cr0());
+        w.write(f::HOST_CR3, read_cr3());
+        w.write(f::HOST_CR4, read_cr4());
+        let [cs, ss, ds, es, fs, gs, tr] = instr::selectors();
+        // Selectors must have RPL 0 and TI 0; TR must be non-zero (it is not reloaded from
+        // the GDT on exit, only its selector and base are restored).
+        let sel = |s: u16| (s & !7) as u64;
+        w.write(f::HOST_CS_SELECTOR, sel(cs));
+        w.write(f::HOST_SS_SELECTOR, sel(ss));
+        w.write(f::HOST_DS_SELECTOR, sel(ds));
+        w.write(f::HOST_ES_SELECTOR, sel(es));
+        w.write(f::HOST_FS_SELECTOR, sel(fs));
+        w.write(f::HOST_GS_SELECTOR, sel(gs));
+        let (gdt, _) = instr::sgdt();
+        let (idt, _) = instr::sidt();
+        let tr_base = if tr & !7 != 0 {
+            // SAFETY: the selector indexes the GDT this CPU loaded (identity-mapped); a
+            // 64-bit TSS descriptor is 16 bytes.
+            let (lo, hi) = unsafe {
+                let d = (gdt + (tr & !7) as u64) as *const u64;
+                (d.read_volatile(), d.add(1).read_volatile())
+            };
+            ((lo >> 16) & 0xff_ffff) | ((lo >> 56) << 24) | (hi << 32)
+        } else {
+            0
+        };
+        w.write(
+            f::HOST_TR_SELECTOR,
+            if tr & !7 != 0 { sel(tr) } else { 0x18 },
+        );
+        w.write(f::HOST_TR_BASE, tr_base);
+        w.write(f::HOST_GDTR_BASE, gdt);
+        w.write(f::HOST_IDTR_BASE, idt);
+        w.write(f::HOST_FS_BASE, rdmsr(msr::IA32_FS_BASE));
+        w.write(f::HOST_GS_BASE, rdmsr(msr::IA32_GS_BASE));
+        w.write(f::HOST_SYSENTER_CS, rdmsr(msr::IA32_SYSENTER_CS));
+        w.write(f::HOST_SYSENTER_ESP, rdmsr(msr::IA32_SYSENTER_ESP));
+        w.write(f::HOST_SYSENTER_EIP, rdmsr(msr::IA32_SYSENTER_EIP));
+        w.write(f::HOST_IA32_EFER, rdmsr(msr::IA32_EFER));
+        if self.controls.exit & exitctl::LOAD_PAT != 0 {
+            w.write(f::HOST_IA32_PAT, rdmsr(msr::IA32_PAT));
+        }
+    }
+
+    /// Makes this vCPU's VMCS current if another one is (several vCPUs on one pCPU).
+    fn make_current(&self) {
+        let pa = self.pages.vmcs.pa();
+        if instr::vmptrst() != pa {
+            // SAFETY: our own VMCS, only ever loaded on this pCPU.
+            let _ = unsafe { instr::vmptrld(pa) };
+        }
+    }
+
+    /// Lets the guest access `count` ports from `base` directly.
+    pub fn allow_io(&mut self, base: u16, count: u16) {
+        IoBitmap(&mut self.pages.io).pass(base, count);
+    }
+
+    /// Lets the guest read and/or write `msr` directly; false if the MSR cannot be passed.
+    pub fn allow_msr(&mut self, msr: u32, read: bool, write: bool) -> bool {
+        MsrBitmap(&mut self.pages.msr).pass(msr, read, write)
+    }
+
+    /// The vector of the physical interrupt that caused the last `ExternalInterrupt` exit. The
+    /// CPU acknowledged it on exit, so the caller owes the interrupt controller an EOI.
+    pub fn take_external_vector(&mut self) -> Option<u8> {
+        self.external_vector.take()
+    }
+
+    /// Parks an AP in wait-for-SIPI: the next `run` returns `Sipi` when a SIPI reaches this
+    /// pCPU. (With an emulated LAPIC use [`start_at_sipi`](Self::start_at_sipi) instead.)
+    pub fn set_wait_for_sipi(&mut self) {
+        self.make_current();
+        HwVmcs.write(f::GUEST_ACTIVITY_STATE, ACTIVITY_WAIT_FOR_SIPI);
+    }
+
+    /// Starts the vCPU in real mode at `vector << 12`, as a SIPI does.
+    pub fn start_at_sipi(&mut self, vector: u8) {
+        self.set_initial_state(&sipi_state(vector));
+    }
+
+    /// Flushes this vCPU's cached linear translations (after emulating a paging change).
+    fn flush_vpid(&self) {
+        if self.controls.vpid {
+            let _ = instr::invvpid(InvVpidType::SingleContext, self.vpid, 0);
+        }
+    }
+
+    fn set_entry_ia32e(&mut self, efer: u64) {
+        self.entry = if efer & EFER_LMA != 0 {
+            self.entry | entry::IA32E_MODE_GUEST
+        } else {
+            self.entry & !entry::IA32E_MODE_GUEST
+        };
+        HwVmcs.write(f::ENTRY_CONTROLS, self.entry as u64);
+    }
+
+    fn set_interrupt_window(&mut self, on: bool) {
+        let p = if on {
+            self.proc1 | proc1::INTERRUPT_WINDOW_EXITING
+        } else {
+            self.proc1 & !proc1::INTERRUPT_WINDOW_EXITING
+        };
+        if p != self.proc1 {
+            self.proc1 = p;
+            HwVmcs.write(f::PRIMARY_PROC_CONTROLS, p as u64);
+        }
+    }
+
+    /// Programs the VM-entry interruption information for the next entry.
+    fn prepare_injection(&mut self) {
+        let mut w = HwVmcs;
+        if let Some((info, error, len)) = self.reinject.take() {
+            // Bit 12 of IDT-vectoring info (NMI unblocking) is reserved in the entry field.
+            w.write(f::ENTRY_INTERRUPTION_INFO, (info & !(1 << 12)) as u64);
+            w.write(f::ENTRY_EXCEPTION_ERROR_CODE, error as u64);
+            w.write(f::ENTRY_INSTRUCTION_LEN, len as u64);
+            return;
+        }
+        let blocking = w.read(f::GUEST_INTERRUPTIBILITY);
+        let active = w.read(f::GUEST_ACTIVITY_STATE) == ACTIVITY_ACTIVE;
+        match self.pending_event {
+            Some(Injection::Exception { vector, error_code }) => {
+                self.pending_event = None;
+                let mut info =
+                    intr::VALID | intr::TYPE_HW_EXCEPTION << intr::TYPE_SHIFT | vector as u32;
+                // Real-mode delivery pushes no error code, and VM entry rejects one.
+                let protected = w.read(f::GUEST_CR0) & 1 != 0;
+                if let (Some(code), true, true) = (error_code, has_error_code(vector), protected) {
+                    info |= intr::ERROR_CODE;
+                    w.write(f::ENTRY_EXCEPTION_ERROR_CODE, code as u64);
+                }
+                w.write(f::ENTRY_INTERRUPTION_INFO, info as u64);
+                return;
+            }
+            Some(Injection::Nmi) if active && blocking & (BLOCKING_NMI | 2) == 0 => {
+                self.pending_event = None;
+                let info = intr::VALID | intr::TYPE_NMI << intr::TYPE_SHIFT | 2;
+                w.write(f::ENTRY_INTERRUPTION_INFO, info as u64);
+                return;
+            }
+            Some(Injection::Nmi) | Some(Injection::ExternalInterrupt { .. }) | None => {}
+        }
+        if let Some(vector) = self.pending_irq {
+            let rflags = w.read(f::GUEST_RFLAGS);
+            if active && rflags & RFLAGS_IF != 0 && blocking & BLOCKING_STI_MOVSS == 0 {
+                self.pending_irq = None;
+                let info = intr::VALID | intr::TYPE_EXTERNAL << intr::TYPE_SHIFT | vector as u32;
+                w.write(f::ENTRY_INTERRUPTION_INFO, info as u64);
+                self.set_interrupt_window(false);
+            } else {
+                self.set_interrupt_window(true);
+            }
+        }
+    }
+
+    /// Completes a guest MOV to CR0/CR4 that touched bits the hypervisor owns.
+    fn mov_to_cr(&mut self, cr: u8, gpr_index: u8) {
+        let mut w = HwVmcs;
+        let value = gpr(&self.regs, gpr_index, w.read(f::GUEST_RSP));
+        let efer = w.read(f::GUEST_IA32_EFER);
+        let result = if cr == 0 {
+            self.policy.mov_to_cr0(value, w.read(f::GUEST_CR4), efer)
+        } else {
+            self.policy.mov_to_cr4(value, efer)
+        };
+        match result {
+            Ok(u) => {
+                let (guest, shadow) = if cr == 0 {
+                    (f::GUEST_CR0, f::CR0_READ_SHADOW)
+                } else {
+                    (f::GUEST_CR4, f::CR4_READ_SHADOW)
+                };
+                w.write(guest, u.guest);
+                w.write(shadow, u.shadow);
+                if u.efer != efer {
+                    w.write(f::GUEST_IA32_EFER, u.efer);
+                    self.set_entry_ia32e(u.efer);
+                }
+                self.flush_vpid();
+                let len = self.exit_len;
+                self.advance_rip(len);
+            }
+            Err(_) => self.inject(Injection::Exception {
+                vector: VECTOR_GP,
+                error_code: Some(0),
+            }),
+        }
+    }
+
+    fn read_exit(&mut self) -> RawExit {
+        let w = HwVmcs;
+        let raw = RawExit {
+            reason: w.read(f::EXIT_REASON) as u32,
+            qualification: w.read(f::EXIT_QUALIFICATION),
+            intr_info: w.read(f::EXIT_INTERRUPTION_INFO) as u32,
+            intr_error: w.read(f::EXIT_INTERRUPTION_ERROR_CODE) as u32,
+            guest_physical: w.read(f::GUEST_PHYSICAL_ADDRESS),
+        };
+        self.exit_len = w.read(f::EXIT_INSTRUCTION_LEN) as u8;
+        let idt = w.read(f::IDT_VECTORING_INFO) as u32;
+        if idt & intr::VALID != 0 {
+            let len = if intr::needs_instr_len(idt) {
+                self.exit_len as u32
+            } else {
+                0
+            };
+            self.reinject = Some((idt, w.read(f::IDT_VECTORING_ERROR_CODE) as u32, len));
+        }
+        if raw.reason as u16 == reason::EXTERNAL_INTERRUPT && raw.intr_info & intr::VALID != 0 {
+            self.external_vector = Some(raw.intr_info as u8);
+        }
+        raw
+    }
+}
+
+impl Vcpu for VmxVcpu {
+    fn set_initial_state(&mut self, state: &InitialState) {
+        self.make_current();
+        self.regs = state.regs;
+        let efer = load_initial_state(&mut HwVmcs, state, &self.policy);
+        self.set_entry_ia32e(efer);
+        HwVmcs.write(f::ENTRY_INTERRUPTION_INFO, 0);
+        self.pending_event = None;
+        self.pending_irq = None;
+        self.reinject = None;
+        self.set_interrupt_window(false);
+    }
+
+    fn run(&mut self) -> VmExit {
+        loop {
+            self.make_current();
+            self.prepare_injection();
+            // SAFETY: the VMCS was fully initialised by `new` and `set_initial_state`.
+            match unsafe { instr::enter(&mut self.regs, self.launched) } {
+                EnterResult::Exited => {}
+                EnterResult::Failed(VmFail::Invalid) => {
+                    return VmExit::EntryFailure {
+                        raw_reason: VMFAIL_INVALID,
+                    };
+                }
+                EnterResult::Failed(VmFail::Valid(n)) => {
+                    return VmExit::EntryFailure {
+                        raw_reason: VMFAIL_FLAG | n as u64,
+                    };
+                }
+            }
+            HwVmcs.write(f::ENTRY_INTERRUPTION_INFO, 0);
+            let raw = self.read_exit();
+            if raw.reason & super::exit::ENTRY_FAILURE_BIT == 0 {
+                self.launched = true;
+            }
+            match decode(&raw, &self.regs) {
+                Decoded::Report(VmExit::InterruptWindow) => {
+                    self.set_interrupt_window(false);
+                    return VmExit::InterruptWindow;
+                }
+                Decoded::Report(exit) => return exit,
+                Decoded::MovToCr { cr, gpr } => self.mov_to_cr(cr, gpr),
+                Decoded::InvalidOpcode => self.inject(Injection::Exception {
+                    vector: VECTOR_UD,
+                    error_code: None,
+                }),
+            }
+        }
+    }
+
+    fn regs(&self) -> &GuestRegs {
+        &self.regs
+    }
+    fn regs_mut(&mut self) -> &mut GuestRegs {
+        &mut self.regs
+    }
+    fn rip(&self) -> u64 {
+        self.make_current();
+        HwVmcs.read(f::GUEST_RIP)
+    }
+    fn set_rip(&mut self, rip: u64) {
+        self.make_current();
+        HwVmcs.write(f::GUEST_RIP, rip);
+    }
+    fn exit_instruction_len(&self) -> Option<u8> {
+        Some(self.exit_len)
+    }
+    /// Skipping an instruction also ends STI/MOV-SS blocking, as executing it would.
+    fn advance_rip(&mut self, len: u8) {
+        self.make_current();
+        let mut w = HwVmcs;
+        w.write(f::GUEST_RIP, w.read(f::GUEST_RIP).wrapping_add(len as u64));
+        let blocking = w.read(f::GUEST_INTERRUPTIBILITY);
+        if blocking & BLOCKING_STI_MOVSS != 0 {
+            w.write(f::GUEST_INTERRUPTIBILITY, blocking & !BLOCKING_STI_MOVSS);
+        }
+    }
+    fn inject(&mut self, event: Injection) {
+        match event {
+            Injection::ExternalInterrupt { vector } => self.pending_irq = Some(vector),
+            other => self.pending_event = Some(other),
+        }
+    }
+    fn paging_state(&self) -> (u64, u64, u64, u64) {
+        self.make_current();
+        let r = HwVmcs;
+        (
+            r.read(f::GUEST_CR0),
+            r.read(f::GUEST_CR3),
+            r.read(f::GUEST_CR4),
+            r.read(f::GUEST_IA32_EFER),
+        )
+    }
+    fn code_segment(&self) -> Segment {
+        self.make_current();
+        let r = HwVmcs;
+        Segment {
+            selector: r.read(f::GUEST_CS_SELECTOR) as u16,
+            base: r.read(f::GUEST_CS_BASE),
+            limit: r.read(f::GUEST_CS_LIMIT) as u32,
+            access: r.read(f::GUEST_CS_AR) as u32,
+        }
+    }
+}
