@@ -163,7 +163,10 @@ pub fn identify(name: &str, magic: u32, info: u32) -> Platform {
     println!("cpus: {}", cpus);
 
     println!("cpu 0 up");
-    if let Ok(a) = &platform.acpi {
+    let nosmp = platform.cmdline().split(' ').any(|w| w == "nosmp");
+    if nosmp {
+        println!("warn: smp: not starting APs (nosmp)");
+    } else if let Ok(a) = &platform.acpi {
         match smp::start_aps(&a.madt, map.as_ref()) {
             Ok(n) => platform.online = n,
             Err(e) => {

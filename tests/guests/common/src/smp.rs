@@ -18,7 +18,6 @@ const TSC_PER_MS: u64 = 3_000_000;
 /// How long to wait for one AP to report in.
 const AP_TIMEOUT_MS: u64 = 500;
 
-const LAPIC_ID: usize = 0x20;
 const LAPIC_SVR: usize = 0xF0;
 const LAPIC_ICR_LO: usize = 0x300;
 const LAPIC_ICR_HI: usize = 0x310;
@@ -98,6 +97,12 @@ pub fn start_aps(madt: &Madt, map: Option<&MemoryMap>) -> Result<u32, SmpError> 
     if base % 0x1000 != 0 || !(0xC000_0000..0xFFFF_F000).contains(&base) {
         return Err(SmpError::BadLapicBase(base));
     }
+    // The initial APIC ID from CPUID, so a single-CPU VM never touches the LAPIC.
+    let bsp = crate::arch::cpuid(1, 0).1 >> 24;
+    let mut aps = madt.apic_ids().iter().copied().filter(|&id| id != bsp && id < 0xFF).peekable();
+    if aps.peek().is_none() {
+        return Ok(online());
+    }
     let lapic = Lapic(base);
     let page = trampoline_page(map).ok_or(SmpError::NoTrampolinePage)?;
 
@@ -109,10 +114,9 @@ pub fn start_aps(madt: &Madt, map: Option<&MemoryMap>) -> Result<u32, SmpError> 
         core::ptr::copy_nonoverlapping(start, page as usize as *mut u8, len.min(0x1000));
     }
 
-    let bsp = lapic.read(LAPIC_ID) >> 24;
     lapic.write(LAPIC_SVR, lapic.read(LAPIC_SVR) | 0x1FF); // software-enable, vector 0xFF
     let vector = (page >> 12) as u32;
-    for &id in madt.apic_ids().iter().filter(|&&id| id != bsp && id < 0xFF) {
+    for id in aps {
         let before = online();
         lapic.ipi(id, ICR_INIT);
         spin_tsc(10 * TSC_PER_MS);
