@@ -1,6 +1,105 @@
 //! `acrn-configurator`: reads ACRN board and scenario files, validates them and (later)
 //! allocates resources and generates the hypervisor's static tables.
+//!
+//! Library entry point: [`validate`] (board + scenario -> [`Report`] with every finding).
+//! Modules: [`xml`] (position-keeping DOM), [`diag`] (findings and their rendering),
+//! [`scenario`] (model, readers, defaults), [`board`] (board model), [`checks`] (semantic
+//! checks), [`paths`] (resolving board/scenario names like ACRN's make).
 
 pub mod board;
+pub mod checks;
 pub mod diag;
+pub mod paths;
+pub mod scenario;
+pub mod schema;
 pub mod xml;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use board::{Board, BoardError};
+use diag::{Finding, Findings, Location};
+use scenario::Scenario;
+
+/// Options of [`validate`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidateOptions {
+    /// As `--allow-warnings`: warnings alone do not make the configuration invalid.
+    pub allow_warnings: bool,
+}
+
+/// The outcome of [`validate`]: every finding, plus the loaded models when they could be read.
+#[derive(Debug)]
+pub struct Report {
+    pub findings: Findings,
+    pub board: Option<Board>,
+    /// Default-populated; `None` when the file failed structure validation.
+    pub scenario: Option<Scenario>,
+    pub valid: bool,
+}
+
+/// Loads both files, checks the scenario's structure, fills in defaults and runs the
+/// semantic checks ([`checks::run_all`]) when both models are usable.
+pub fn validate(board_path: &Path, scenario_path: &Path, opts: &ValidateOptions) -> Report {
+    let mut findings = Findings::new();
+    let board = match board::load_board(board_path) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            findings.extend(board_error_findings(board_path, &e));
+            None
+        }
+    };
+    let scenario = match scenario::load_scenario(scenario_path) {
+        Ok((s, f)) => {
+            findings.extend(f);
+            Some(s)
+        }
+        Err(f) => {
+            findings.extend(f);
+            None
+        }
+    };
+    if let (Some(b), Some(s)) = (&board, &scenario) {
+        checks::run_all(b, s, &mut findings);
+    }
+    findings.sort();
+    let valid = findings.is_valid(opts.allow_warnings);
+    Report {
+        findings,
+        board,
+        scenario,
+        valid,
+    }
+}
+
+/// Turns a board loading error into findings (check ids `X...` for the file, `B001` for
+/// problems inside a board file).
+pub fn board_error_findings(path: &Path, e: &BoardError) -> Findings {
+    let mut f = Findings::new();
+    if let Ok(text) = std::fs::read_to_string(path) {
+        f.add_source(path, Arc::from(text));
+    }
+    match e {
+        BoardError::Xml(x) => f.push(scenario::read::xml_error_finding(x)),
+        BoardError::NotABoard { path, span, reason } => f.push(
+            Finding::critical("X003", format!("not an ACRN board file: {reason}"))
+                .at(Location::new(path, *span))
+                .with_hint("a board file starts with <acrn-config board=\"NAME\">"),
+        ),
+        BoardError::ScenarioGivenAsBoard { path, span } => f.push(
+            Finding::critical("X003", "this is a scenario file, not a board file")
+                .at(Location::new(path, *span))
+                .with_hint("pass the board file with --board and the scenario with --scenario"),
+        ),
+        BoardError::Invalid { path, problems } => {
+            for p in problems {
+                f.push(
+                    Finding::error("B001", format!("<{}>: {}", p.section, p.message))
+                        .at(Location::new(path, p.span))
+                        .with_hint("regenerate the board file with ACRN's board inspector"),
+                );
+            }
+        }
+    }
+    f
+}

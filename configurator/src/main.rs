@@ -1,1 +1,241 @@
-fn main() {}
+//! The `acrn-configurator` command line. Exit status: 0 success (valid), 1 invalid input,
+//! 2 usage error. Each subcommand is one function; add new ones (`generate`, `build`, `run`)
+//! as a variant of [`Command`] and a `cmd_*` function.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use acrn_configurator::diag::Findings;
+use acrn_configurator::{paths, scenario, schema, validate, ValidateOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "acrn-configurator",
+    version,
+    about = "Validate and convert ACRN board and scenario configurations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a board and a scenario; print every finding.
+    Validate {
+        /// Board file, or a board NAME (configs/NAME/NAME.xml).
+        #[arg(long)]
+        board: String,
+        /// Scenario file (XML or TOML), or a scenario NAME (configs/<board>/NAME.xml).
+        #[arg(long)]
+        scenario: String,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Let warnings pass (by default, as in ACRN, warnings fail validation).
+        #[arg(long)]
+        allow_warnings: bool,
+    },
+    /// Print the JSON Schema of a model, or write both to a directory.
+    Schema {
+        /// Which model; required unless --out is given (then both are written).
+        #[arg(value_enum)]
+        which: Option<Which>,
+        /// Write `scenario.schema.json` / `board.schema.json` into DIR.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Convert a scenario between XML and TOML (by the files' extensions).
+    Convert { input: PathBuf, output: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Board,
+    Scenario,
+}
+
+/// An error that is the user's invocation, not their files: exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate {
+            board,
+            scenario,
+            format,
+            allow_warnings,
+        } => cmd_validate(&board, &scenario, format, allow_warnings),
+        Command::Schema { which, out } => cmd_schema(which, out.as_deref()),
+        Command::Convert { input, output } => cmd_convert(&input, &output),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn print_findings(findings: &Findings, format: Format) {
+    match format {
+        Format::Json => println!("{}", findings.render_json()),
+        Format::Human => eprint!("{}", findings.render_human(std::io::stderr().is_terminal())),
+    }
+}
+
+fn cmd_validate(board: &str, scen: &str, format: Format, allow_warnings: bool) -> Result<ExitCode> {
+    let root = paths::repo_root();
+    let board_path = paths::resolve_board(board, &root).map_err(|e| UsageError(e.to_string()))?;
+    let scenario_path =
+        paths::resolve_scenario(scen, &board_path, &root).map_err(|e| UsageError(e.to_string()))?;
+    let report = validate(
+        &board_path,
+        &scenario_path,
+        &ValidateOptions { allow_warnings },
+    );
+    print_findings(&report.findings, format);
+    if let Format::Human = format {
+        let f = &report.findings;
+        let errors = f.count(acrn_configurator::diag::Severity::Error)
+            + f.count(acrn_configurator::diag::Severity::Critical);
+        let warnings = f.count(acrn_configurator::diag::Severity::Warning);
+        if report.valid {
+            eprintln!("{}: valid ({warnings} warning(s))", scenario_path.display());
+        } else {
+            eprintln!(
+                "{}: invalid: {errors} error(s), {warnings} warning(s){}",
+                scenario_path.display(),
+                if errors == 0 {
+                    " (use --allow-warnings to accept warnings)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn cmd_schema(which: Option<Which>, out: Option<&Path>) -> Result<ExitCode> {
+    let text = |w: Which| match w {
+        Which::Board => (schema::BOARD_SCHEMA_FILE, schema::board_schema()),
+        Which::Scenario => (schema::SCENARIO_SCHEMA_FILE, schema::scenario_schema()),
+    };
+    match (which, out) {
+        (Some(w), None) => print!("{}", text(w).1),
+        (None, None) => {
+            return Err(UsageError(
+                "say which schema (board or scenario), or give --out DIR".into(),
+            )
+            .into())
+        }
+        (w, Some(dir)) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let all = [Which::Scenario, Which::Board];
+            for w in all.into_iter().filter(|x| w.is_none_or(|w| w == *x)) {
+                let (name, body) = text(w);
+                write_atomically(&dir.join(name), &body)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_convert(input: &Path, output: &Path) -> Result<ExitCode> {
+    let ext = |p: &Path| {
+        p.extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+    };
+    let out_ext = ext(output);
+    if !matches!(out_ext.as_deref(), Some("xml" | "toml")) {
+        bail!(UsageError(format!(
+            "{}: the output must end in .xml or .toml",
+            output.display()
+        )));
+    }
+    let (model, findings) = match scenario::read_scenario_file(input) {
+        Ok(x) => x,
+        Err(findings) => {
+            print_findings(&findings, Format::Human);
+            eprintln!("{}: not converted", input.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !findings.is_empty() {
+        print_findings(&findings, Format::Human);
+    }
+    let body = if out_ext.as_deref() == Some("toml") {
+        scenario::to_toml(&model, &schema_ref(output))?
+    } else {
+        scenario::to_xml(&model)?
+    };
+    write_atomically(output, &body)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How a TOML file at `output` refers to the committed scenario schema: a relative path
+/// when both are on the same tree, else the schema's absolute path.
+fn schema_ref(output: &Path) -> String {
+    let schema = paths::repo_root()
+        .join("schemas")
+        .join(schema::SCENARIO_SCHEMA_FILE);
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(dir), std::fs::canonicalize(&schema)) {
+        (Ok(d), Ok(s)) => relative(&d, &s).display().to_string(),
+        _ => schema.display().to_string(),
+    }
+}
+
+fn relative(from_dir: &Path, to: &Path) -> PathBuf {
+    let a: Vec<_> = from_dir.components().collect();
+    let b: Vec<_> = to.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut p = PathBuf::new();
+    for _ in common..a.len() {
+        p.push("..");
+    }
+    for c in &b[common..] {
+        p.push(c);
+    }
+    p
+}
+
+/// Writes via a temporary file and a rename, so a failure never leaves half a file.
+fn write_atomically(path: &Path, body: &str) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, body).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("writing {}", path.display()))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}

@@ -195,6 +195,12 @@ impl fmt::Display for XmlError {
 
 /// Reads and parses a file, refusing files over [`MAX_INPUT_BYTES`] without reading them.
 pub fn parse_file(path: &Path) -> Result<Document, XmlError> {
+    let text = read_text(path)?;
+    parse_str(path, &text)
+}
+
+/// Reads a whole text file with the same limits and errors as [`parse_file`] (used for TOML).
+pub fn read_text(path: &Path) -> Result<String, XmlError> {
     let err = |kind| XmlError {
         path: path.to_path_buf(),
         span: None,
@@ -223,22 +229,18 @@ pub fn parse_file(path: &Path) -> Result<Document, XmlError> {
             limit: MAX_INPUT_BYTES,
         }));
     }
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let bytes = e.into_bytes();
-            // Position of the first bad byte, computed on the valid prefix.
-            let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
-            let lines = LineIndex::new(prefix);
-            return Err(XmlError {
-                path: path.to_path_buf(),
-                span: Some(lines.span(prefix, valid, 1)),
-                kind: XmlErrorKind::NotUtf8,
-            });
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        // Position of the first bad byte, computed on the valid prefix.
+        let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        let lines = LineIndex::new(prefix);
+        XmlError {
+            path: path.to_path_buf(),
+            span: Some(lines.span(prefix, valid, 1)),
+            kind: XmlErrorKind::NotUtf8,
         }
-    };
-    parse_str(path, &text)
+    })
 }
 
 /// Parses text already in memory; `path` is only used in errors and the [`Document`].

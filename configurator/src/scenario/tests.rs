@@ -1,0 +1,1 @@
+//! Unit tests of the scenario readers, writers and defaults.
