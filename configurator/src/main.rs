@@ -206,15 +206,24 @@ fn schema_ref(output: &Path) -> String {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     match (std::fs::canonicalize(dir), std::fs::canonicalize(&schema)) {
-        (Ok(d), Ok(s)) => relative(&d, &s).display().to_string(),
+        // Only a path within one tree helps; across trees the absolute path is clearer.
+        (Ok(d), Ok(s)) if common_len(&d, &s) > 1 => relative(&d, &s).display().to_string(),
+        (_, Ok(s)) => s.display().to_string(),
         _ => schema.display().to_string(),
     }
+}
+
+fn common_len(a: &Path, b: &Path) -> usize {
+    a.components()
+        .zip(b.components())
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 fn relative(from_dir: &Path, to: &Path) -> PathBuf {
     let a: Vec<_> = from_dir.components().collect();
     let b: Vec<_> = to.components().collect();
-    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let common = common_len(from_dir, to);
     let mut p = PathBuf::new();
     for _ in common..a.len() {
         p.push("..");
