@@ -285,6 +285,176 @@ fn model_serializes_and_has_a_schema() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Our own boards (configs/)
+
+fn our_board(name: &str) -> Board {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs")
+        .join(name)
+        .join(format!("{name}.xml"));
+    load_board(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Facts shared by both emulated machines.
+fn check_emulated(b: &Board, ram_ranges: &[(u64, u64)]) {
+    let pcpus = b.pcpus();
+    assert_eq!(
+        pcpus
+            .iter()
+            .map(|p| (p.cpu_id, p.apic_id))
+            .collect::<Vec<_>>(),
+        [(0, 0), (1, 1), (2, 2), (3, 3)]
+    );
+    assert_eq!(b.legacy.cpu_processors, [0, 1, 2, 3]);
+    let com1 = b.serial_port("/dev/ttyS0").unwrap();
+    assert_eq!(
+        (com1.access, com1.base, com1.irq),
+        (SerialAccess::Portio, 0x3f8, Some(4))
+    );
+    assert_eq!(b.ioapics.len(), 1);
+    let io = &b.ioapics[0];
+    assert_eq!(
+        (io.address, io.gsi_base, io.gsi_number),
+        (0xfec0_0000, 0, 24)
+    );
+    let ram: Vec<_> = b.ram_ranges().map(|r| (r.start, r.end)).collect();
+    assert_eq!(ram, ram_ranges);
+    // /proc/iomem agrees with the e820 RAM (Linux keeps page 0 for itself).
+    let sys: Vec<_> = b.iomem_system_ram().map(|r| (r.start, r.end)).collect();
+    assert_eq!(sys[0], (0x1000, ram_ranges[0].1));
+    assert_eq!(&sys[1..], &ram_ranges[1..]);
+    // Every PCI function of the device tree is also in lspci output, with the same IDs.
+    for f in b.pci_functions() {
+        let bdf = f.bdf.unwrap();
+        let v = b
+            .vid_pid(bdf)
+            .unwrap_or_else(|| panic!("{bdf} not in PCI_VID_PID"));
+        assert_eq!(
+            (Some(v.vendor), Some(v.device)),
+            (f.vendor, f.identifier),
+            "{bdf}"
+        );
+        assert!(b.lspci_device(bdf).is_some(), "{bdf} not in PCI_DEVICE");
+        // Memory BARs agree with the lspci regions.
+        for bar in f.bars().filter(|r| r.kind == "memory") {
+            let region = b
+                .lspci_device(bdf)
+                .unwrap()
+                .regions
+                .iter()
+                .find(|r| Some(r.index) == bar.bar_index());
+            assert_eq!(
+                region.and_then(|r| r.address),
+                bar.min,
+                "{bdf} {:?}",
+                bar.id
+            );
+            assert_eq!(region.and_then(|r| r.size), bar.len, "{bdf} {:?}", bar.id);
+        }
+    }
+    assert_eq!(b.pci_functions().count(), b.legacy.pci_vid_pid.len());
+}
+
+#[test]
+fn qemu_epyc_board() {
+    let b = our_board("qemu-epyc");
+    check_emulated(&b, &[(0, 0x9_fbff), (0x10_0000, 0x7ffd_efff)]);
+    assert!(b.has_cpu_capability("svm") && !b.has_cpu_capability("vmx"));
+    assert_eq!(b.legacy.cpu_brand, "AMD EPYC Processor");
+    assert_eq!(b.physical_address_bits(), Some(40));
+    assert_eq!(b.mmcfg_base(), Some(0xb000_0000));
+    let m = b.legacy.iomem_mmcfg.unwrap();
+    assert_eq!((m.base, m.end, m.bus_end), (0xb000_0000, 0xbfff_ffff, 0xff));
+    let ids = |s: &str| {
+        b.pci_function(bdf(s))
+            .map(|f| (f.vendor.unwrap(), f.identifier.unwrap()))
+    };
+    assert_eq!(ids("00:00.0"), Some((0x8086, 0x29c0)));
+    assert_eq!(ids("00:01.0"), Some((0x1234, 0x1111)));
+    assert_eq!(ids("00:02.0"), Some((0x8086, 0x10d3)));
+    assert_eq!(ids("00:1f.0"), Some((0x8086, 0x2918)));
+    assert_eq!(ids("00:1f.2"), Some((0x8086, 0x2922)));
+    assert_eq!(ids("00:1f.3"), Some((0x8086, 0x2930)));
+    let nic = b.pci_function(bdf("00:02.0")).unwrap();
+    assert_eq!(
+        nic.capability("MSI-X")
+            .and_then(|c| c.msix)
+            .map(|m| m.table_size),
+        Some(5)
+    );
+    assert_eq!(b.legacy.max_msix_table_num, Some(5));
+}
+
+#[test]
+fn bochs_tigerlake_board() {
+    let b = our_board("bochs-tigerlake");
+    check_emulated(&b, &[(0, 0x9_efff), (0x10_0000, 0x3ffe_ffff)]);
+    assert!(b.has_cpu_capability("vmx") && b.has_cpu_capability("ept"));
+    assert_eq!(b.thread(0).and_then(|t| t.model_id), Some(0x8c));
+    // i440FX: no ECAM.
+    assert_eq!(b.mmcfg_base(), None);
+    assert_eq!(
+        b.pci_function(bdf("00:00.0")).and_then(|f| f.identifier),
+        Some(0x1237)
+    );
+    assert_eq!(b.pci_functions().count(), 5);
+    assert_eq!(b.total_ram(), 0x9_f000 + 0x3fef_0000);
+}
+
+/// The scenarios beside our boards only name pCPUs the board has, and their VMs fit in RAM.
+#[test]
+fn our_scenarios_fit_their_boards() {
+    for board in ["qemu-epyc", "bochs-tigerlake"] {
+        let b = our_board(board);
+        let cpus: Vec<u32> = b.pcpus().iter().map(|p| p.cpu_id).collect();
+        for scenario in ["partitioned", "hybrid", "shared"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs")
+                .join(board)
+                .join(format!("{scenario}.xml"));
+            let doc = crate::xml::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            // A scenario is refused as a board.
+            assert!(matches!(
+                board_from_document(&doc),
+                Err(BoardError::ScenarioGivenAsBoard { .. })
+            ));
+            let mut mb = 0u64;
+            let mut used: Vec<(String, u32)> = Vec::new();
+            for vm in doc.root.children("vm") {
+                let order = vm.child_text("load_order").unwrap();
+                for p in vm.descendants().filter(|e| e.name == "pcpu_id") {
+                    let id: u32 = p.text_trim().parse().unwrap();
+                    assert!(cpus.contains(&id), "{board}/{scenario}: pCPU {id}");
+                    used.push((order.to_string(), id));
+                }
+                if order != "SERVICE_VM" {
+                    assert!(vm.child("cpu_affinity").is_some(), "{board}/{scenario}");
+                    mb += vm
+                        .child("memory")
+                        .and_then(|m| m.child_text("size"))
+                        .unwrap()
+                        .parse::<u64>()
+                        .unwrap();
+                } else {
+                    assert!(vm.child("cpu_affinity").is_none() && vm.child("memory").is_none());
+                }
+            }
+            assert!(mb << 20 < b.total_ram(), "{board}/{scenario}: {mb} MB");
+            // Pre-launched VMs own their pCPUs.
+            for (order, id) in &used {
+                if order == "PRE_LAUNCHED_VM" {
+                    assert_eq!(
+                        used.iter().filter(|(_, i)| i == id).count(),
+                        1,
+                        "{board}/{scenario}: pCPU {id}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Malformed input
 
 fn load(text: &str) -> Result<Board, BoardError> {
