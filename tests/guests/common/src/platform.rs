@@ -77,6 +77,7 @@ pub fn hypervisor_signature() -> Option<FixedStr<12>> {
 /// lines (formats in tests/guests/README.md).
 pub fn identify(name: &str, magic: u32, info: u32) -> Platform {
     crate::serial::init();
+    crate::idt::load();
     println!("guest: {}", name);
 
     let mut boot = MultibootInfo::parse(&GuestMem::new(), magic, info);

@@ -41,6 +41,7 @@ extern "C" {
 /// Entry of every AP (called from boot.S with its index, 1-based).
 #[no_mangle]
 extern "C" fn ap_main(index: u32) -> ! {
+    crate::idt::load();
     crate::println!("cpu {} up", index);
     ONLINE.fetch_add(1, Ordering::SeqCst);
     halt_forever()
@@ -99,7 +100,12 @@ pub fn start_aps(madt: &Madt, map: Option<&MemoryMap>) -> Result<u32, SmpError> 
     }
     // The initial APIC ID from CPUID, so a single-CPU VM never touches the LAPIC.
     let bsp = crate::arch::cpuid(1, 0).1 >> 24;
-    let mut aps = madt.apic_ids().iter().copied().filter(|&id| id != bsp && id < 0xFF).peekable();
+    let mut aps = madt
+        .apic_ids()
+        .iter()
+        .copied()
+        .filter(|&id| id != bsp && id < 0xFF)
+        .peekable();
     if aps.peek().is_none() {
         return Ok(online());
     }
