@@ -1,6 +1,6 @@
 //! Turning VMX on, once per pCPU: feature control, fixed CR bits, VMXON region.
 
-use super::caps::{msr, Controls, RawCaps, VmxError};
+use super::caps::{msr, Controls, RawCaps, VmxError, CR0_CD, CR0_NW};
 use super::guest::CrPolicy;
 use super::instr;
 use crate::arch::x86::cpu::{this_cpu, CpuCell, MAX_PCPUS};
@@ -102,13 +102,15 @@ pub fn enable_on_this_cpu() -> Result<CpuVmx, VmxError> {
     let controls = caps.controls()?;
     let (cr0_one, cr0_zero) = caps.cr0_forced();
     let (cr4_one, cr4_zero) = caps.cr4_forced();
-    let cr0 = read_cr0() | caps.cr0_fixed0;
+    // CD/NW come from reset (GRUB leaves them set) and survive VM entry and exit untouched,
+    // so a guest would run uncached too: enable caching while forcing the VMX bits.
+    let cr0 = (read_cr0() & !(CR0_CD | CR0_NW)) | caps.cr0_fixed0;
     let cr4 = read_cr4() | caps.cr4_fixed0;
     if cr0 & !caps.cr0_fixed1 != 0 || cr4 & !caps.cr4_fixed1 != 0 {
         return Err(VmxError::FixedBits);
     }
-    // SAFETY: only bits VMX requires are added (NE, VMXE); paging and protection stay as they
-    // are because the boot path already set PE/PG.
+    // SAFETY: only bits VMX requires are added (NE, VMXE) and caching is enabled; paging and
+    // protection stay as the boot path set them.
     unsafe {
         instr::write_cr0(cr0);
         instr::write_cr4(cr4);
