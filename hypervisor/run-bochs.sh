@@ -77,7 +77,9 @@ work=$(mktemp -d)
 [ "${BOCHS_KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
 log=${BOCHS_LOG:-$com1.bochs.log}
 : >"$com1"
-# `count=P:C:T` is processors:cores:threads; the Debian build has SMP. The display is the rfb
+# The machine lines match configs/bochs-tigerlake/bochs-tigerlake.xml. `count=P:C:T` is
+# processors:cores:threads (the Debian build has SMP; 4 CPUs run about 10x slower than 1, so
+# BOCHS_CPUS=1 suits single-VM tests). The display is the rfb
 # library with no wait for a client (the package has no nogui); it binds a port in 5900-5949.
 # Dummy sound drivers: on a machine without a sound card, Bochs' ALSA output aborts at start-up
 # with "buffer overflow detected".
@@ -90,9 +92,11 @@ ata0-master: type=cdrom, path=$(realpath "$iso"), status=inserted
 boot: cdrom
 display_library: rfb, options="timeout=0"
 com1: enabled=1, mode=file, dev=$(realpath "$com1")
+pci: enabled=1, chipset=i440fx
 port_e9_hack: enabled=1
-sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
-clock: sync=none, time0=local
+speaker: enabled=0
+sound: driver=dummy
+clock: sync=none
 log: $(realpath -m "$log")
 panic: action=fatal
 error: action=report

@@ -46,6 +46,23 @@ static PAGES: [CpuCell<VcpuPages>; MAX_VCPUS] = [const {
 }; MAX_VCPUS];
 static NEXT_PAGES: AtomicUsize = AtomicUsize::new(0);
 
+/// MSRs the guest reads and writes directly. EFER, PAT, FS/GS base and SYSENTER are switched
+/// by the VMCS; the SYSCALL MSRs and KERNEL_GS_BASE are not, which is safe while a pCPU runs one
+/// vCPU (the hypervisor never uses SYSCALL or SWAPGS) and matches the SVM backend's set.
+const PASSTHROUGH_MSRS: [u32; 11] = [
+    msr::IA32_EFER,
+    msr::IA32_FS_BASE,
+    msr::IA32_GS_BASE,
+    0xC000_0102, // KERNEL_GS_BASE
+    0xC000_0081, // STAR
+    0xC000_0082, // LSTAR
+    0xC000_0083, // CSTAR
+    0xC000_0084, // SFMASK
+    msr::IA32_SYSENTER_CS,
+    msr::IA32_SYSENTER_ESP,
+    msr::IA32_SYSENTER_EIP,
+];
+
 /// Vectors whose hardware exceptions push an error code (#DF #TS #NP #SS #GP #PF #AC #CP).
 fn has_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10..=14 | 17 | 21)
@@ -80,9 +97,8 @@ impl VmxVcpu {
     /// Creates a vCPU on the calling pCPU (VMX must be on there) for a VM whose EPT root is
     /// `eptp` (see [`super::eptp`]). `vpid` tags its TLB entries (0 disables tagging). All port
     /// I/O and MSR accesses exit until [`allow_io`](Self::allow_io) /
-    /// [`allow_msr`](Self::allow_msr) open them, except the MSRs the VMCS switches (EFER, PAT,
-    /// FS/GS base, SYSENTER), which the guest owns. The vCPU starts in real mode at 0; call
-    /// `set_initial_state` before running it.
+    /// [`allow_msr`](Self::allow_msr) open them, except [`PASSTHROUGH_MSRS`] and PAT. The vCPU
+    /// starts in real mode at 0; call `set_initial_state` before running it.
     pub fn new(eptp: u64, vpid: u16) -> Result<Self, VmxError> {
         let cpu = current().ok_or(VmxError::NotEnabled)?;
         let slot = NEXT_PAGES.fetch_add(1, Ordering::Relaxed);
@@ -118,14 +134,7 @@ impl VmxVcpu {
         IoBitmap(&mut v.pages.io).trap_all();
         let mut msrs = MsrBitmap(&mut v.pages.msr);
         msrs.trap_all();
-        for m in [
-            msr::IA32_EFER,
-            msr::IA32_FS_BASE,
-            msr::IA32_GS_BASE,
-            msr::IA32_SYSENTER_CS,
-            msr::IA32_SYSENTER_ESP,
-            msr::IA32_SYSENTER_EIP,
-        ] {
+        for m in PASSTHROUGH_MSRS {
             msrs.pass(m, true, true);
         }
         if controls.exit & exitctl::SAVE_PAT != 0 && controls.entry & entry::LOAD_PAT != 0 {
@@ -446,6 +455,9 @@ impl Vcpu for VmxVcpu {
     fn set_rip(&mut self, rip: u64) {
         self.make_current();
         HwVmcs.write(f::GUEST_RIP, rip);
+    }
+    fn rflags(&self) -> u64 {
+        self.read(f::GUEST_RFLAGS)
     }
     fn exit_instruction_len(&self) -> Option<u8> {
         Some(self.exit_len)
