@@ -457,7 +457,8 @@ impl Vcpu for VmxVcpu {
         HwVmcs.write(f::GUEST_RIP, rip);
     }
     fn rflags(&self) -> u64 {
-        self.read(f::GUEST_RFLAGS)
+        self.make_current();
+        HwVmcs.read(f::GUEST_RFLAGS)
     }
     fn exit_instruction_len(&self) -> Option<u8> {
         Some(self.exit_len)
