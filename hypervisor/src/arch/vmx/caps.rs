@@ -244,6 +244,7 @@ pub const CR0_CD: u64 = 1 << 30;
 pub const CR0_PG: u64 = 1 << 31;
 pub const CR4_PAE: u64 = 1 << 5;
 pub const CR4_VMXE: u64 = 1 << 13;
+pub const CR4_OSXSAVE: u64 = 1 << 18;
 pub const EFER_LME: u64 = 1 << 8;
 pub const EFER_LMA: u64 = 1 << 10;
 

@@ -26,6 +26,7 @@ pub mod reason {
     pub const EPT_MISCONFIG: u16 = 49;
     pub const INVEPT: u16 = 50;
     pub const INVVPID: u16 = 53;
+    pub const XSETBV: u16 = 55;
 }
 
 /// Bit 31 of the exit reason: the exit is a failed VM entry.
@@ -80,6 +81,11 @@ pub enum Decoded {
     },
     /// A VMX instruction in the guest: VMX is not exposed, so it gets #UD.
     InvalidOpcode,
+    /// XSETBV (always exits on VMX): the backend checks the value and loads XCR0 itself.
+    Xsetbv {
+        xcr: u32,
+        value: u64,
+    },
 }
 
 /// Decodes a normal exit (not a VMfail of the entry instruction itself).
@@ -133,6 +139,12 @@ pub fn decode(raw: &RawExit, regs: &GuestRegs) -> Decoded {
                 cr,
                 write: access != 1,
             }
+        }
+        reason::XSETBV => {
+            return Decoded::Xsetbv {
+                xcr: regs.rcx as u32,
+                value: (regs.rdx << 32) | (regs.rax & 0xffff_ffff),
+            };
         }
         reason::IO => decode_io(q, regs),
         reason::RDMSR => VmExit::MsrRead {
@@ -469,11 +481,19 @@ mod tests {
             assert_eq!(decode(&raw(r, 0), &regs), Decoded::InvalidOpcode, "{r}");
         }
         assert_eq!(
-            decode(&raw(55, 7), &regs),
+            decode(&raw(54, 7), &regs),
             Decoded::Report(VmExit::Unhandled {
-                raw_reason: 55,
+                raw_reason: 54,
                 qualification: 7
             })
+        );
+        let regs = GuestRegs {
+            rax: 0xffff_ffff_0000_0007,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(&raw(55, 0), &regs),
+            Decoded::Xsetbv { xcr: 0, value: 7 }
         );
     }
 

@@ -249,6 +249,16 @@ pub unsafe fn enter(regs: &mut GuestRegs, launched: bool) -> EnterResult {
     }
 }
 
+/// # Safety
+/// CR4.OSXSAVE is set and `xcr0` is a valid XCR0 for this CPU.
+pub unsafe fn xsetbv(xcr0: u64) {
+    // SAFETY: per the contract above.
+    unsafe {
+        asm!("xsetbv", in("ecx") 0u32, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32,
+             options(nostack, nomem))
+    };
+}
+
 /// Stores GDTR or IDTR: (base, limit).
 pub fn sgdt() -> (u64, u16) {
     let mut buf = [0u8; 10];

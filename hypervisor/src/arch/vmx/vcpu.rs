@@ -1,16 +1,19 @@
 //! The VMX implementation of [`Vcpu`]: one VMCS per vCPU, created and run on its pCPU.
 
 use super::bitmaps::{IoBitmap, MsrBitmap};
-use super::caps::{entry, exit as exitctl, msr, proc1, proc2, Controls, VmxError, EFER_LMA};
+use super::caps::{
+    entry, exit as exitctl, msr, proc1, proc2, Controls, VmxError, CR4_OSXSAVE, EFER_LMA,
+};
 use super::enable::{current, Page};
 use super::exit::{decode, gpr, intr, reason, Decoded, RawExit, VMFAIL_FLAG, VMFAIL_INVALID};
 use super::fields::{self as f, Field};
 use super::guest::{
-    load_initial_state, sipi_state, CrPolicy, VmcsAccess, ACTIVITY_ACTIVE, ACTIVITY_WAIT_FOR_SIPI,
+    load_initial_state, sipi_state, xsetbv_allowed, CrPolicy, VmcsAccess, ACTIVITY_ACTIVE,
+    ACTIVITY_WAIT_FOR_SIPI,
 };
 use super::instr::{self, EnterResult, InvVpidType, VmFail};
 use crate::arch::x86::cpu::{CpuCell, MAX_PCPUS};
-use crate::arch::x86::{rdmsr, read_cr0, read_cr3, read_cr4};
+use crate::arch::x86::{cpuid, rdmsr, read_cr0, read_cr3, read_cr4};
 use crate::vcpu::{GuestRegs, InitialState, Injection, Segment, Vcpu, VmExit};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -365,6 +368,25 @@ impl VmxVcpu {
         }
     }
 
+    /// Loads the guest's XCR0 into the CPU (the host runs without SSE state of its own, so XCR0
+    /// belongs to the one guest of this pCPU), or answers #GP like the instruction.
+    fn xsetbv(&mut self, xcr: u32, value: u64) {
+        let leaf = cpuid(0xd, 0);
+        let supported = (leaf[3] as u64) << 32 | leaf[0] as u64;
+        if read_cr4() & CR4_OSXSAVE != 0 && xsetbv_allowed(xcr, value, supported) {
+            // SAFETY: the value passed the architectural checks above and the host has
+            // CR4.OSXSAVE set, so XSETBV cannot fault.
+            unsafe { instr::xsetbv(value) };
+            let len = self.exit_len;
+            self.advance_rip(len);
+        } else {
+            self.inject(Injection::Exception {
+                vector: VECTOR_GP,
+                error_code: Some(0),
+            });
+        }
+    }
+
     fn read_exit(&mut self) -> RawExit {
         let w = HwVmcs;
         let raw = RawExit {
@@ -438,6 +460,7 @@ impl Vcpu for VmxVcpu {
                     vector: VECTOR_UD,
                     error_code: None,
                 }),
+                Decoded::Xsetbv { xcr, value } => self.xsetbv(xcr, value),
             }
         }
     }
