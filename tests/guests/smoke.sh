@@ -110,6 +110,7 @@ image() {
 
 images() {
     local g
+    command -v readelf >/dev/null || { fail "images: readelf not found; apt-get install -y binutils"; return; }
     for g in hello rogue bench; do image "$out/$g.elf"; done
 }
 
