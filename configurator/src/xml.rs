@@ -438,10 +438,18 @@ impl<'a> Parser<'a> {
         match stack.last_mut() {
             Some(open) => {
                 open.el.text.push_str(value);
-                open.text_range = Some(match open.text_range {
-                    Some((a, _)) => (a, end),
-                    None => (start, end),
-                });
+                // Only non-blank source text counts, so indentation around child elements
+                // does not stretch the span over them.
+                let raw = self.text.get(start..end).unwrap_or("");
+                let trimmed = raw.trim();
+                if !trimmed.is_empty() {
+                    let a = start + (raw.len() - raw.trim_start().len());
+                    let b = a + trimmed.len();
+                    open.text_range = Some(match open.text_range {
+                        Some((first, _)) => (first, b),
+                        None => (a, b),
+                    });
+                }
                 Ok(())
             }
             None if value.trim().is_empty() => Ok(()),
@@ -610,6 +618,13 @@ mod tests {
         assert_eq!(e.text_span.len, 0);
         assert_eq!(vm.children("e").count(), 1);
         assert_eq!(d.root.descendants().count(), 4);
+    }
+
+    #[test]
+    fn text_span_ignores_indentation_around_children() {
+        let d = parse("<a>\n  <b>x</b>\n</a>").unwrap();
+        assert_eq!(d.root.text_span.len, 0);
+        assert_eq!(d.root.child("b").unwrap().text_span.len, 1);
     }
 
     #[test]
