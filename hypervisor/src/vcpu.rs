@@ -1,6 +1,9 @@
 //! The vendor-neutral vCPU interface. The VMX and SVM backends implement [`Vcpu`] and translate
 //! their raw exit reasons into [`VmExit`]; everything above (device models, hypercalls, the VM
 //! loop) sees only these types and never touches a VMCS or VMCB.
+//!
+//! Changes since the first contract (hvcore): `Vcpu::rflags` added (the VM loop needs IF to
+//! tell an idle HLT from a final one).
 
 /// General-purpose registers of a guest, saved on every exit and restored on entry.
 #[derive(Debug, Default, Clone, Copy)]
@@ -125,6 +128,8 @@ pub trait Vcpu {
     fn regs_mut(&mut self) -> &mut GuestRegs;
     fn rip(&self) -> u64;
     fn set_rip(&mut self, rip: u64);
+    /// Guest RFLAGS.
+    fn rflags(&self) -> u64;
     /// Length of the instruction that caused the last exit, if the backend knows it
     /// (VMX always does; SVM under QEMU TCG has no NRIP and returns `None`).
     fn exit_instruction_len(&self) -> Option<u8>;

@@ -1,0 +1,192 @@
+//! ACPI: reading the host's MADT (to check the board's CPUs) and building the small set of
+//! tables a pre-launched VM gets (RSDP at GPA 0xF2400 as in ACRN, XSDT, MADT, FADT, DSDT).
+
+use crate::bootinfo::PhysRead;
+
+/// Guest-physical address of a pre-launched VM's RSDP (ACRN's `VIRT_RSDP_ADDR`).
+pub const GUEST_RSDP_GPA: u64 = 0xF2400;
+pub const MAX_CPUS: usize = 64;
+
+fn checksum(b: &[u8]) -> u8 {
+    b.iter().fold(0u8, |a, &x| a.wrapping_add(x))
+}
+
+/// Looks for "RSD PTR " in the BIOS area 0xE0000..0x100000 (16-byte steps, checksummed).
+pub fn find_rsdp(m: &dyn PhysRead) -> Option<u64> {
+    (0xE0000u64..0x10_0000).step_by(16).find(|&pa| {
+        let mut b = [0u8; 20];
+        m.read(pa, &mut b) && &b[..8] == b"RSD PTR " && checksum(&b) == 0
+    })
+}
+
+/// APIC IDs of the enabled processors in the MADT reachable from `rsdp`.
+pub fn madt_apic_ids(m: &dyn PhysRead, rsdp: u64, out: &mut [u32; MAX_CPUS]) -> Option<usize> {
+    let mut r = [0u8; 36];
+    if !m.read(rsdp, &mut r[..20]) {
+        return None;
+    }
+    let (root, entry) = if r[15] >= 2 && m.read(rsdp, &mut r) {
+        (u64::from_le_bytes(r[24..32].try_into().ok()?), 8u64)
+    } else {
+        (u32::from_le_bytes(r[16..20].try_into().ok()?) as u64, 4u64)
+    };
+    let mut h = [0u8; 36];
+    if !m.read(root, &mut h) {
+        return None;
+    }
+    let len = u32::from_le_bytes(h[4..8].try_into().ok()?) as u64;
+    let mut n = 0;
+    for i in 0..len.saturating_sub(36) / entry {
+        let mut p = [0u8; 8];
+        if !m.read(root + 36 + i * entry, &mut p[..entry as usize]) {
+            return None;
+        }
+        let table = u64::from_le_bytes(p);
+        let mut th = [0u8; 44];
+        if !m.read(table, &mut th) || &th[..4] != b"APIC" {
+            continue;
+        }
+        let tlen = u32::from_le_bytes(th[4..8].try_into().ok()?) as u64;
+        let mut pos = table + 44;
+        while pos + 2 <= table + tlen {
+            let mut e = [0u8; 16];
+            if !m.read(pos, &mut e[..2]) || e[1] < 2 {
+                return None;
+            }
+            let elen = e[1] as u64;
+            if !m.read(pos, &mut e[..(elen as usize).min(16)]) {
+                return None;
+            }
+            let id = match e[0] {
+                0 if elen >= 8 && e[4] & 3 != 0 => Some(e[3] as u32),
+                9 if elen >= 16 && e[8] & 3 != 0 => Some(u32::from_le_bytes(e[4..8].try_into().ok()?)),
+                _ => None,
+            };
+            if let Some(id) = id {
+                if n < MAX_CPUS {
+                    out[n] = id;
+                    n += 1;
+                }
+            }
+            pos += elen;
+        }
+        return Some(n);
+    }
+    None
+}
+
+/// Size of the area [`build_guest_tables`] fills.
+pub const GUEST_TABLES_SIZE: usize = 0x1000;
+
+fn header(t: &mut [u8], sig: &[u8; 4], len: usize, rev: u8) {
+    t[..4].copy_from_slice(sig);
+    t[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    t[8] = rev;
+    t[10..16].copy_from_slice(b"ACRN  ");
+    t[16..24].copy_from_slice(b"ACRNVM  ");
+    t[24..28].copy_from_slice(&1u32.to_le_bytes());
+    t[28..32].copy_from_slice(b"ACRN");
+    t[32..36].copy_from_slice(&1u32.to_le_bytes());
+}
+
+fn seal(t: &mut [u8], len: usize) {
+    t[9] = 0;
+    t[9] = 0u8.wrapping_sub(checksum(&t[..len]));
+}
+
+/// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC), FADT
+/// (hardware-reduced, so no PM timer or SCI is implied) and an empty DSDT into `buf`, which the
+/// caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]).
+pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, vcpus: u32, ioapic: Option<(u8, u32)>) {
+    buf.fill(0);
+    const XSDT: usize = 0x40;
+    const MADT: usize = 0x80;
+    const FADT: usize = 0x400;
+    const DSDT: usize = 0x600;
+    let vcpus = vcpus.min(MAX_CPUS as u32) as usize;
+    // RSDP (revision 2).
+    let r = &mut buf[..36];
+    r[..8].copy_from_slice(b"RSD PTR ");
+    r[9..15].copy_from_slice(b"ACRN  ");
+    r[15] = 2;
+    r[16..20].copy_from_slice(&((base as usize + XSDT) as u32).to_le_bytes());
+    r[20..24].copy_from_slice(&36u32.to_le_bytes());
+    r[24..32].copy_from_slice(&(base + XSDT as u64).to_le_bytes());
+    r[8] = 0u8.wrapping_sub(checksum(&r[..20]));
+    r[32] = 0u8.wrapping_sub(checksum(&r[..36]));
+    // XSDT -> MADT, FADT.
+    let x = &mut buf[XSDT..XSDT + 52];
+    header(x, b"XSDT", 52, 1);
+    x[36..44].copy_from_slice(&(base + MADT as u64).to_le_bytes());
+    x[44..52].copy_from_slice(&(base + FADT as u64).to_le_bytes());
+    seal(x, 52);
+    // MADT.
+    let mut len = 44;
+    {
+        let t = &mut buf[MADT..FADT];
+        t[36..40].copy_from_slice(&0xFEE0_0000u32.to_le_bytes());
+        for i in 0..vcpus {
+            t[len..len + 8].copy_from_slice(&[0, 8, i as u8, i as u8, 1, 0, 0, 0]);
+            len += 8;
+        }
+        if let Some((id, addr)) = ioapic {
+            t[len..len + 12].copy_from_slice(&[1, 12, id, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            t[len + 4..len + 8].copy_from_slice(&addr.to_le_bytes());
+            len += 12;
+        }
+        header(t, b"APIC", len, 4);
+        seal(t, len);
+    }
+    // FADT (revision 6, 276 bytes): HW_REDUCED_ACPI, X_DSDT.
+    {
+        let t = &mut buf[FADT..FADT + 276];
+        header(t, b"FACP", 276, 6);
+        t[40..44].copy_from_slice(&((base as usize + DSDT) as u32).to_le_bytes());
+        t[112..116].copy_from_slice(&(1u32 << 20).to_le_bytes()); // flags: HW_REDUCED_ACPI
+        t[131] = 5; // FADT minor version
+        t[140..148].copy_from_slice(&(base + DSDT as u64).to_le_bytes());
+        seal(t, 276);
+    }
+    let d = &mut buf[DSDT..DSDT + 36];
+    header(d, b"DSDT", 36, 2);
+    seal(d, 36);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Mem(u64, Vec<u8>);
+    impl PhysRead for Mem {
+        fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
+            let Some(o) = pa.checked_sub(self.0) else { return false };
+            match self.1.get(o as usize..o as usize + buf.len()) {
+                Some(s) => {
+                    buf.copy_from_slice(s);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    #[test]
+    fn guest_tables_roundtrip_through_the_madt_reader() {
+        let mut buf = [0u8; GUEST_TABLES_SIZE];
+        build_guest_tables(&mut buf, GUEST_RSDP_GPA, 3, Some((0, 0xFEC0_0000)));
+        let mut bios = vec![0u8; 0x20000];
+        let off = (GUEST_RSDP_GPA - 0xE0000) as usize;
+        bios[off..off + GUEST_TABLES_SIZE].copy_from_slice(&buf);
+        let m = Mem(0xE0000, bios);
+        assert_eq!(find_rsdp(&m), Some(GUEST_RSDP_GPA));
+        let mut ids = [0u32; MAX_CPUS];
+        assert_eq!(madt_apic_ids(&m, GUEST_RSDP_GPA, &mut ids), Some(3));
+        assert_eq!(&ids[..3], &[0, 1, 2]);
+        // Every table checksums to zero.
+        for (o, l) in [(0x40usize, 52usize), (0x80, 44 + 24 + 12), (0x400, 276), (0x600, 36)] {
+            assert_eq!(checksum(&buf[o..o + l]), 0, "table at {o:#x}");
+        }
+        assert_eq!(checksum(&buf[..20]), 0);
+        assert_eq!(checksum(&buf[..36]), 0);
+    }
+}

@@ -1,0 +1,5 @@
+//! Architecture and vendor backends. `svm` is AMD's; Intel's VMX backend lives in `vmx`.
+pub mod svm;
+pub mod vmx;
+#[cfg(target_os = "none")]
+pub mod x86;

@@ -1,0 +1,377 @@
+use super::vmcb::*;
+use crate::arch::x86::{cpuid, rdmsr, wrmsr, EFER_SVME, MSR_EFER};
+use crate::vcpu::{AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+const MSR_VM_CR: u32 = 0xC001_0114;
+const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
+const VM_CR_SVMDIS: u64 = 1 << 4;
+
+/// What CPUID says about SVM on this CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct SvmCaps {
+    pub asids: u32,
+    pub nrips: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SvmError {
+    NotAmd,
+    NoSvm,
+    NoNpt,
+    DisabledByFirmware,
+    OutOfMemory,
+}
+
+impl core::fmt::Display for SvmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SvmError::NotAmd => "CPU vendor is not AuthenticAMD",
+            SvmError::NoSvm => "CPUID reports no SVM",
+            SvmError::NoNpt => "SVM without nested paging (NPT)",
+            SvmError::DisabledByFirmware => "SVM disabled by firmware (VM_CR.SVMDIS)",
+            SvmError::OutOfMemory => "out of hypervisor memory for SVM structures",
+        })
+    }
+}
+
+pub fn is_amd() -> bool {
+    let v = cpuid(0, 0);
+    [v[1], v[3], v[2]] == [0x6874_7541, 0x6974_6e65, 0x444d_4163]
+}
+
+pub fn detect() -> Result<SvmCaps, SvmError> {
+    if !is_amd() {
+        return Err(SvmError::NotAmd);
+    }
+    if cpuid(0x8000_0000, 0)[0] < 0x8000_000A || cpuid(0x8000_0001, 0)[2] & (1 << 2) == 0 {
+        return Err(SvmError::NoSvm);
+    }
+    let f = cpuid(0x8000_000A, 0);
+    if f[3] & 1 == 0 {
+        return Err(SvmError::NoNpt);
+    }
+    Ok(SvmCaps { asids: f[1], nrips: f[3] & (1 << 3) != 0 })
+}
+
+/// Physical addresses of the shared I/O and MSR permission maps (set once by the BSP).
+static IOPM_PA: AtomicU64 = AtomicU64::new(0);
+static MSRPM_PA: AtomicU64 = AtomicU64::new(0);
+
+/// MSRs the guest reads and writes directly: state VMLOAD/VMSAVE switch or the VMCB holds.
+const PASSTHROUGH_MSRS: [u32; 11] = [
+    0x174, 0x175, 0x176, // SYSENTER_CS/ESP/EIP
+    0x277,       // PAT (G_PAT under NPT)
+    0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084, // STAR, LSTAR, CSTAR, SFMASK
+    0xC000_0100, 0xC000_0101, 0xC000_0102, // FS_BASE, GS_BASE, KERNEL_GS_BASE
+];
+
+/// Builds the permission maps: every port intercepted, every MSR intercepted except
+/// [`PASSTHROUGH_MSRS`] (and EFER: a guest that clears EFER.SVME only fails its own next VMRUN). `alloc(pages)` returns zeroed, contiguous memory.
+pub fn init_global(alloc: impl Fn(usize) -> Option<u64>) -> Result<(), SvmError> {
+    let iopm = alloc(3).ok_or(SvmError::OutOfMemory)?;
+    let msrpm = alloc(2).ok_or(SvmError::OutOfMemory)?;
+    // SAFETY: freshly allocated, identity-mapped pages owned by us.
+    unsafe {
+        core::ptr::write_bytes(iopm as *mut u8, 0xFF, 3 * 4096);
+        core::ptr::write_bytes(msrpm as *mut u8, 0xFF, 2 * 4096);
+    }
+    let clear = |msr: u32, write_too: bool| {
+        let (base, idx) = match msr {
+            0..=0x1FFF => (0u64, msr),
+            0xC000_0000..=0xC000_1FFF => (0x800, msr - 0xC000_0000),
+            _ => (0x1000, msr - 0xC001_0000),
+        };
+        let bit = idx as u64 * 2;
+        let byte = (msrpm + base + bit / 8) as *mut u8;
+        let mask = if write_too { 3u8 } else { 1u8 } << (bit % 8);
+        // SAFETY: inside the MSRPM allocated above.
+        unsafe { *byte &= !mask };
+    };
+    for m in PASSTHROUGH_MSRS {
+        clear(m, true);
+    }
+    clear(MSR_EFER, true);
+    IOPM_PA.store(iopm, Ordering::Release);
+    MSRPM_PA.store(msrpm, Ordering::Release);
+    Ok(())
+}
+
+/// Turns SVM on for the calling pCPU; returns the page its host state is VMSAVEd to.
+pub fn enable_this_cpu(alloc: impl Fn(usize) -> Option<u64>) -> Result<u64, SvmError> {
+    if rdmsr(MSR_VM_CR) & VM_CR_SVMDIS != 0 {
+        return Err(SvmError::DisabledByFirmware);
+    }
+    let hsave = alloc(1).ok_or(SvmError::OutOfMemory)?;
+    let host_vmcb = alloc(1).ok_or(SvmError::OutOfMemory)?;
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+    wrmsr(MSR_VM_HSAVE_PA, hsave);
+    Ok(host_vmcb)
+}
+
+core::arch::global_asm!(
+    r#"
+.pushsection .text.svm_run, "ax"
+.global svm_run
+/* rdi = guest VMCB pa, rsi = &mut GuestRegs, rdx = host VMSAVE area pa */
+svm_run:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    push %rdx
+    push %rdi
+    push %rsi
+    clgi
+    mov %rdx, %rax
+    vmsave %rax
+    mov %rdi, %rax
+    vmload %rax
+    mov 8(%rsi), %rbx
+    mov 16(%rsi), %rcx
+    mov 24(%rsi), %rdx
+    mov 40(%rsi), %rdi
+    mov 48(%rsi), %rbp
+    mov 56(%rsi), %r8
+    mov 64(%rsi), %r9
+    mov 72(%rsi), %r10
+    mov 80(%rsi), %r11
+    mov 88(%rsi), %r12
+    mov 96(%rsi), %r13
+    mov 104(%rsi), %r14
+    mov 112(%rsi), %r15
+    mov 32(%rsi), %rsi
+    vmrun %rax
+    push %rsi
+    mov 8(%rsp), %rsi
+    mov %rbx, 8(%rsi)
+    mov %rcx, 16(%rsi)
+    mov %rdx, 24(%rsi)
+    mov %rdi, 40(%rsi)
+    mov %rbp, 48(%rsi)
+    mov %r8, 56(%rsi)
+    mov %r9, 64(%rsi)
+    mov %r10, 72(%rsi)
+    mov %r11, 80(%rsi)
+    mov %r12, 88(%rsi)
+    mov %r13, 96(%rsi)
+    mov %r14, 104(%rsi)
+    mov %r15, 112(%rsi)
+    pop %rax
+    mov %rax, 32(%rsi)
+    mov 8(%rsp), %rax
+    vmsave %rax
+    mov 16(%rsp), %rax
+    vmload %rax
+    stgi
+    add $24, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    ret
+.popsection
+"#,
+    options(att_syntax)
+);
+
+extern "C" {
+    fn svm_run(vmcb_pa: u64, regs: *mut GuestRegs, host_pa: u64);
+}
+
+pub struct SvmVcpu {
+    vmcb: *mut Vmcb,
+    host_pa: u64,
+    regs: GuestRegs,
+    /// Next RIP the CPU reported for the last exit (IOIO always gives it), else 0.
+    next_rip: u64,
+    nrips: bool,
+}
+
+impl SvmVcpu {
+    /// A vCPU whose guest-physical space is the nested table at `ncr3`. `vmcb_page` is a zeroed
+    /// page; `host_pa` comes from [`enable_this_cpu`] on the pCPU that will run it.
+    pub fn new(vmcb_page: u64, host_pa: u64, ncr3: u64, asid: u32, caps: SvmCaps) -> Self {
+        let vmcb = vmcb_page as *mut Vmcb;
+        // SAFETY: the page is ours, zeroed, 4 KiB aligned and identity-mapped.
+        let v = unsafe { &mut *vmcb };
+        let c = &mut v.control;
+        c.intercept_exceptions = 1 << 18; // #MC
+        c.intercept_misc1 = INTERCEPT_INIT
+            | INTERCEPT_CPUID
+            | INTERCEPT_HLT
+            | INTERCEPT_IOIO
+            | INTERCEPT_MSR
+            | INTERCEPT_SHUTDOWN;
+        c.intercept_misc2 = INTERCEPT_VMRUN | INTERCEPT_VMMCALL | INTERCEPT_SVM_INSNS;
+        c.iopm_base_pa = IOPM_PA.load(Ordering::Acquire);
+        c.msrpm_base_pa = MSRPM_PA.load(Ordering::Acquire);
+        c.guest_asid = asid.clamp(1, caps.asids.saturating_sub(1).max(1));
+        c.tlb_control = 1;
+        c.np_control = 1;
+        c.n_cr3 = ncr3;
+        SvmVcpu { vmcb, host_pa, regs: GuestRegs::default(), next_rip: 0, nrips: caps.nrips }
+    }
+
+    fn v(&self) -> &Vmcb {
+        // SAFETY: the VMCB page is owned by this vCPU for its whole life.
+        unsafe { &*self.vmcb }
+    }
+    fn vm(&mut self) -> &mut Vmcb {
+        // SAFETY: as above.
+        unsafe { &mut *self.vmcb }
+    }
+
+    fn translate(&mut self) -> VmExit {
+        let c = self.v().control;
+        self.next_rip = if self.nrips { c.next_rip } else { 0 };
+        match c.exit_code {
+            EXIT_IOIO => {
+                let i = c.exit_info1;
+                let port = (i >> 16) as u16;
+                let size = if i & (1 << 4) != 0 {
+                    1
+                } else if i & (1 << 5) != 0 {
+                    2
+                } else {
+                    4
+                };
+                let dir = if i & 1 != 0 { IoDirection::In } else { IoDirection::Out };
+                self.next_rip = c.exit_info2;
+                if i & (1 << 2) != 0 {
+                    VmExit::IoString { port, size, dir, rep: i & (1 << 3) != 0 }
+                } else {
+                    let data = self.v().save.rax as u32;
+                    VmExit::Io { port, size, dir, data }
+                }
+            }
+            EXIT_CPUID => VmExit::Cpuid { leaf: self.v().save.rax as u32, subleaf: self.regs.rcx as u32 },
+            EXIT_MSR => {
+                let msr = self.regs.rcx as u32;
+                if c.exit_info1 & 1 == 0 {
+                    VmExit::MsrRead { msr }
+                } else {
+                    let value = (self.regs.rdx & 0xFFFF_FFFF) << 32 | (self.v().save.rax & 0xFFFF_FFFF);
+                    VmExit::MsrWrite { msr, value }
+                }
+            }
+            EXIT_HLT => VmExit::Halt,
+            EXIT_VMMCALL => VmExit::Hypercall,
+            EXIT_SHUTDOWN => VmExit::Shutdown,
+            EXIT_INIT => VmExit::Init,
+            EXIT_INTR | EXIT_NMI => VmExit::ExternalInterrupt,
+            EXIT_VINTR => VmExit::InterruptWindow,
+            EXIT_NPF => {
+                let e = c.exit_info1;
+                let access = if e & (1 << 4) != 0 {
+                    AccessKind::Execute
+                } else if e & (1 << 1) != 0 {
+                    AccessKind::Write
+                } else {
+                    AccessKind::Read
+                };
+                VmExit::Mmio { gpa: c.exit_info2, access }
+            }
+            x if (EXIT_EXCP_BASE..EXIT_EXCP_BASE + 32).contains(&x) => {
+                let vector = (x - EXIT_EXCP_BASE) as u8;
+                let has_err = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
+                VmExit::Exception { vector, error_code: has_err.then_some(c.exit_info1 as u32) }
+            }
+            EXIT_INVALID => VmExit::EntryFailure { raw_reason: c.exit_code },
+            raw => VmExit::Unhandled { raw_reason: raw, qualification: c.exit_info1 },
+        }
+    }
+}
+
+fn seg(s: &Segment) -> VmcbSegment {
+    VmcbSegment::from_vmx(s.selector, s.base, s.limit, s.access)
+}
+
+impl Vcpu for SvmVcpu {
+    fn set_initial_state(&mut self, st: &InitialState) {
+        self.regs = st.regs;
+        let s = &mut self.vm().save;
+        s.es = seg(&st.es);
+        s.cs = seg(&st.cs);
+        s.ss = seg(&st.ss);
+        s.ds = seg(&st.ds);
+        s.fs = seg(&st.fs);
+        s.gs = seg(&st.gs);
+        s.tr = seg(&st.tr);
+        s.ldtr = seg(&st.ldtr);
+        s.gdtr = VmcbSegment { selector: 0, attrib: 0, limit: st.gdtr_limit, base: st.gdtr_base };
+        s.idtr = VmcbSegment { selector: 0, attrib: 0, limit: st.idtr_limit, base: st.idtr_base };
+        s.cpl = ((st.ss.access >> 5) & 3) as u8;
+        s.efer = st.efer | EFER_SVME;
+        s.cr0 = st.cr0;
+        s.cr3 = st.cr3;
+        s.cr4 = st.cr4;
+        s.rflags = st.rflags | 2;
+        s.rip = st.rip;
+        s.rsp = st.rsp;
+        s.rax = st.regs.rax;
+        s.dr6 = 0xFFFF_0FF0;
+        s.dr7 = 0x400;
+        s.g_pat = 0x0007_0406_0007_0406;
+        self.vm().control.tlb_control = 1;
+    }
+
+    fn run(&mut self) -> VmExit {
+        let rax = self.regs.rax;
+        self.vm().save.rax = rax;
+        let (pa, host) = (self.vmcb as u64, self.host_pa);
+        // SAFETY: the VMCB and host area are valid pages of this pCPU; svm_run saves and restores
+        // all host state it touches.
+        unsafe { svm_run(pa, &mut self.regs, host) };
+        self.regs.rax = self.v().save.rax;
+        let c = &mut self.vm().control;
+        c.tlb_control = 0;
+        c.event_inject = 0;
+        self.translate()
+    }
+
+    fn regs(&self) -> &GuestRegs {
+        &self.regs
+    }
+    fn regs_mut(&mut self) -> &mut GuestRegs {
+        &mut self.regs
+    }
+    fn rip(&self) -> u64 {
+        self.v().save.rip
+    }
+    fn set_rip(&mut self, rip: u64) {
+        self.vm().save.rip = rip;
+        // Skipping an instruction ends a MOV SS/STI interrupt shadow.
+        self.vm().control.interrupt_shadow = 0;
+    }
+    fn rflags(&self) -> u64 {
+        self.v().save.rflags
+    }
+    fn exit_instruction_len(&self) -> Option<u8> {
+        let rip = self.rip();
+        (self.next_rip > rip && self.next_rip - rip <= 15).then(|| (self.next_rip - rip) as u8)
+    }
+    fn inject(&mut self, event: Injection) {
+        const VALID: u64 = 1 << 31;
+        self.vm().control.event_inject = match event {
+            Injection::Exception { vector, error_code } => {
+                let ev = error_code.map_or(0, |e| (1u64 << 11) | (e as u64) << 32);
+                vector as u64 | 3 << 8 | ev | VALID
+            }
+            Injection::ExternalInterrupt { vector } => vector as u64 | VALID,
+            Injection::Nmi => 2 | 2 << 8 | VALID,
+        };
+    }
+    fn paging_state(&self) -> (u64, u64, u64, u64) {
+        let s = &self.v().save;
+        (s.cr0, s.cr3, s.cr4, s.efer)
+    }
+    fn code_segment(&self) -> Segment {
+        let cs = self.v().save.cs;
+        Segment { selector: cs.selector, base: cs.base, limit: cs.limit, access: cs.vmx_access() }
+    }
+}

@@ -1,0 +1,164 @@
+//! Bare-metal bring-up: the BSP checks the machine against the board, prepares the VMs and starts
+//! the APs; every pCPU then runs the vCPU pinned to it.
+
+pub mod frames;
+
+use crate::acpi;
+use crate::arch::x86::{self, cpu};
+use crate::bootinfo::{BootInfo, PhysRead};
+use crate::hvlog;
+use acrn_static_config::{LoadOrder, PlatformConfig};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Identity-mapped physical memory below 4 GiB (the boot page tables map exactly that).
+pub struct Identity;
+impl PhysRead for Identity {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
+        if pa.checked_add(buf.len() as u64).is_none_or(|e| e > 1 << 32) {
+            return false;
+        }
+        // SAFETY: identity-mapped RAM/ROM below 4 GiB; reading it has no side effects.
+        unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+}
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+static mut PLATFORM_PTR: Option<&'static PlatformConfig> = None;
+static BOOT_DONE: AtomicBool = AtomicBool::new(false);
+
+pub fn platform() -> &'static PlatformConfig {
+    // SAFETY: written once by the BSP before any AP starts and never again.
+    unsafe { (*core::ptr::addr_of!(PLATFORM_PTR)).expect("platform set at boot") }
+}
+
+/// Stops boot with a message (configuration or machine mismatch: nothing can run).
+fn fatal(args: core::fmt::Arguments) -> ! {
+    crate::console::line("[hv] FATAL: ", args);
+    x86::halt_forever()
+}
+
+pub fn panic(info: &core::panic::PanicInfo) -> ! {
+    crate::console::emergency(format_args!("[hv] PANIC (hypervisor bug): {info}\n"));
+    x86::halt_forever()
+}
+
+fn pcpu_of_apic(p: &PlatformConfig, apic_id: u32) -> Option<usize> {
+    p.board.pcpus.iter().position(|c| c.apic_id == apic_id)
+}
+
+pub fn bsp_main(p: &'static PlatformConfig, hv_ram_start: u64, magic: u32, info: u64) -> ! {
+    crate::console::init(p.board.serial);
+    // SAFETY: single-threaded boot, before any reader exists.
+    unsafe { PLATFORM_PTR = Some(p) };
+    cpu::init_idt();
+    let bsp_apic = cpu::initial_apic_id();
+    let Some(bsp) = pcpu_of_apic(p, bsp_apic) else {
+        cpu::init_this_cpu(0);
+        fatal(format_args!("boot CPU has APIC ID {bsp_apic}, which board {} does not list", p.board.name))
+    };
+    cpu::init_this_cpu(bsp);
+    hvlog!("ACRN hypervisor (Rust), board {}, {} pCPUs, boot pCPU {bsp}", p.board.name, p.board.pcpus.len());
+
+    let bi = BootInfo::parse(&Identity, magic, info).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    hvlog!("boot protocol {:?}, {} memory map entries, {} modules", bi.protocol, bi.memmap().len(), bi.modules().len());
+    for m in bi.modules() {
+        hvlog!("  module {:?} at {:#x} size {:#x}", m.tag(), m.start, m.size);
+    }
+    check_machine(p, hv_ram_start, &bi);
+    crate::vm::prepare_all(p, &bi);
+
+    x86::lapic::enable();
+    let aps = p.board.pcpus.iter().enumerate().filter(|(i, _)| *i != bsp).map(|(i, c)| (i, c.apic_id));
+    if let Err(e) = cpu::start_aps(aps) {
+        hvlog!("pCPU {} (APIC ID {}) did not start; its VM cannot run", e.pcpu, e.apic_id);
+    }
+    BOOT_DONE.store(true, Ordering::Release);
+    crate::vm::pcpu_loop(bsp)
+}
+
+#[no_mangle]
+extern "C" fn hv_ap_main() -> ! {
+    let id = cpu::starting_ap_id();
+    cpu::init_this_cpu(id);
+    x86::lapic::enable();
+    cpu::ap_online();
+    while !BOOT_DONE.load(Ordering::Acquire) {
+        x86::pause();
+    }
+    crate::vm::pcpu_loop(id)
+}
+
+/// The machine must be the board the tables were generated for: same CPUs (by APIC ID), the
+/// board's RAM present, the hypervisor's and every VM's memory in RAM.
+fn check_machine(p: &PlatformConfig, hv_ram_start: u64, bi: &BootInfo) {
+    if p.board.pcpus.len() > cpu::MAX_PCPUS {
+        fatal(format_args!("board has {} pCPUs; this build supports {}", p.board.pcpus.len(), cpu::MAX_PCPUS));
+    }
+    if hv_ram_start != p.hv.ram.start {
+        fatal(format_args!("linked at {hv_ram_start:#x} but the tables put the hypervisor at {:#x}", p.hv.ram.start));
+    }
+    // SAFETY: linker-provided symbols; only their addresses are used.
+    let (img_start, img_end) = unsafe { (&__image_start as *const u8 as u64, &__image_end as *const u8 as u64) };
+    if img_start < p.hv.ram.start || img_end > p.hv.ram.end() {
+        fatal(format_args!(
+            "hypervisor image [{img_start:#x}, {img_end:#x}) exceeds its RAM [{:#x}, {:#x})",
+            p.hv.ram.start,
+            p.hv.ram.end()
+        ));
+    }
+    let rsdp = if bi.rsdp != 0 { Some(bi.rsdp) } else { acpi::find_rsdp(&Identity) };
+    let mut ids = [0u32; acpi::MAX_CPUS];
+    let found = rsdp.and_then(|r| acpi::madt_apic_ids(&Identity, r, &mut ids));
+    match found {
+        None => hvlog!("no ACPI MADT found: CPU check limited to the APs answering"),
+        Some(n) => {
+            let ids = &ids[..n];
+            for c in p.board.pcpus {
+                if !ids.contains(&c.apic_id) {
+                    fatal(format_args!(
+                        "board {} lists pCPU {} with APIC ID {}, which this machine does not have (MADT: {:?})",
+                        p.board.name, c.id, c.apic_id, ids
+                    ));
+                }
+            }
+            if n != p.board.pcpus.len() {
+                fatal(format_args!(
+                    "machine has {n} CPUs (APIC IDs {ids:?}) but board {} lists {}",
+                    p.board.name,
+                    p.board.pcpus.len()
+                ));
+            }
+        }
+    }
+    for r in p.board.ram {
+        if !bi.is_ram(r.start, r.size) {
+            fatal(format_args!(
+                "board RAM [{:#x}, {:#x}) is not RAM on this machine (boot memory map {:x?})",
+                r.start,
+                r.end(),
+                bi.memmap()
+            ));
+        }
+    }
+    if !bi.is_ram(p.hv.ram.start, p.hv.ram.size) {
+        fatal(format_args!("hypervisor RAM [{:#x}, {:#x}) is not RAM on this machine", p.hv.ram.start, p.hv.ram.end()));
+    }
+    for vm in p.vms.iter().filter(|v| v.load_order == LoadOrder::PreLaunched) {
+        for r in vm.memory {
+            if !bi.is_ram(r.hpa, r.size) {
+                fatal(format_args!(
+                    "VM {} {}: memory [{:#x}, {:#x}) is not RAM on this machine",
+                    vm.id,
+                    vm.name,
+                    r.hpa,
+                    r.hpa + r.size
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! ACRN-compatible hypervisor. The pure logic (boot-info parsing, page tables, VMCB layout,
+//! instruction decoding, vUART, loaders) builds and is unit-tested on the host; everything that
+//! needs ring 0 is compiled only for `x86_64-unknown-none` (`target_os = "none"`).
+#![cfg_attr(not(test), no_std)]
+
+pub mod arch;
+pub mod bootinfo;
+pub mod paging;
+pub mod vcpu;
+
+#[cfg(target_os = "none")]
+pub mod console;
+pub mod acpi;
+pub mod decode;
+pub mod loader;
+pub mod vuart;
+pub mod gwalk;
+#[cfg(target_os = "none")]
+pub mod hv;
+#[cfg(target_os = "none")]
+pub mod vm;
