@@ -51,11 +51,16 @@ impl<H: Hypercall + 'static> Hsm<H> {
             ..AcrnVmCreation::default()
         };
         if !cv.set_name(cfg.name) {
-            return Err(HsmError::InvalidArgument("VM name must be at most 15 bytes without NUL"));
+            return Err(HsmError::InvalidArgument(
+                "VM name must be at most 15 bytes without NUL",
+            ));
         }
         self.hv
             .create_vm(&mut cv)
-            .map_err(|err| HsmError::Hypercall { call: "HC_CREATE_VM", err })?;
+            .map_err(|err| HsmError::Hypercall {
+                call: "HC_CREATE_VM",
+                err,
+            })?;
         let vmid = cv.vmid;
         if vmid == ACRN_INVALID_VMID {
             return Err(HsmError::InvalidVmid(vmid));
@@ -74,7 +79,10 @@ impl<H: Hypercall + 'static> Hsm<H> {
             // Best effort: the hypervisor destroys only paused VMs.
             let _ = self.hv.pause_vm(vmid);
             let _ = self.hv.destroy_vm(vmid);
-            return Err(HsmError::Hypercall { call: "HC_SET_IOREQ_BUFFER", err });
+            return Err(HsmError::Hypercall {
+                call: "HC_SET_IOREQ_BUFFER",
+                err,
+            });
         }
         self.vms.write().insert(vmid, vm.clone());
         Ok(vm)

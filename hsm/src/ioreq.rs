@@ -62,7 +62,12 @@ impl IoReqPage {
     pub(crate) fn read(&self, vcpu: usize) -> IoAccess {
         let s = self.slot(vcpu);
         // SAFETY: the caller owns the slot, so nobody writes it concurrently.
-        let (ty, reqs) = unsafe { (addr_of!((*s).r#type).read_volatile(), addr_of!((*s).reqs).read_volatile()) };
+        let (ty, reqs) = unsafe {
+            (
+                addr_of!((*s).r#type).read_volatile(),
+                addr_of!((*s).reqs).read_volatile(),
+            )
+        };
         IoAccess::decode(vcpu as u16, ty, &reqs)
     }
 
@@ -79,7 +84,12 @@ impl IoReqPage {
     pub(crate) fn raw_payload(&self, vcpu: usize) -> (u32, IoRequestPayload) {
         let s = self.slot(vcpu);
         // SAFETY: the caller owns the slot.
-        unsafe { (addr_of!((*s).r#type).read_volatile(), addr_of!((*s).reqs).read_volatile()) }
+        unsafe {
+            (
+                addr_of!((*s).r#type).read_volatile(),
+                addr_of!((*s).reqs).read_volatile(),
+            )
+        }
     }
 
     pub(crate) fn set_kernel_handled(&self, vcpu: usize, kernel: bool) {
@@ -104,7 +114,9 @@ impl IoReqPage {
                 ACRN_IOREQ_TYPE_PCICFG if reqs.pci_request.direction == ACRN_IOREQ_DIR_READ => {
                     reqs.pci_request.value = value as u32
                 }
-                ACRN_IOREQ_TYPE_MMIO | ACRN_IOREQ_TYPE_WP if reqs.mmio_request.direction == ACRN_IOREQ_DIR_READ => {
+                ACRN_IOREQ_TYPE_MMIO | ACRN_IOREQ_TYPE_WP
+                    if reqs.mmio_request.direction == ACRN_IOREQ_DIR_READ =>
+                {
                     reqs.mmio_request.value = value
                 }
                 _ => return,
@@ -178,6 +190,9 @@ pub struct IoAccess {
     pub size: u64,
     /// The value written, or (set by the handler) the value a read returns.
     pub value: u64,
+    /// Dispatch generation of the slot: identifies this request among the vCPU's successive
+    /// requests, so a late completion cannot complete a newer one.
+    pub seq: u32,
 }
 
 impl IoAccess {
@@ -187,7 +202,14 @@ impl IoAccess {
             match ty {
                 ACRN_IOREQ_TYPE_PORTIO => {
                     let r = reqs.pio_request;
-                    Self::new(vcpu, IoKind::Pio, r.direction, r.address, r.size, r.value.into())
+                    Self::new(
+                        vcpu,
+                        IoKind::Pio,
+                        r.direction,
+                        r.address,
+                        r.size,
+                        r.value.into(),
+                    )
                 }
                 ACRN_IOREQ_TYPE_PCICFG => {
                     let r = reqs.pci_request;
@@ -196,7 +218,14 @@ impl IoAccess {
                         dev: r.dev as u8,
                         func: r.func as u8,
                     };
-                    Self::new(vcpu, kind, r.direction, r.reg.into(), r.size, r.value.into())
+                    Self::new(
+                        vcpu,
+                        kind,
+                        r.direction,
+                        r.reg.into(),
+                        r.size,
+                        r.value.into(),
+                    )
                 }
                 other => {
                     let r = reqs.mmio_request;
@@ -220,6 +249,7 @@ impl IoAccess {
             addr,
             size,
             value: if write { value } else { 0 },
+            seq: 0,
         }
     }
 
@@ -246,10 +276,12 @@ pub trait IoHandler: Send + Sync {
 /// An I/O request client of one VM: the default client (the device model, which fetches and
 /// completes requests itself) or a kernel client with a handler and claimed address ranges.
 pub struct IoClient {
+    id: u16,
     name: String,
     handler: Option<Box<dyn IoHandler>>,
     ranges: RwLock<Vec<IoRange>>,
-    /// Bit `i`: the request of vCPU `i` is PROCESSING and owned by this client.
+    /// Bit `i`: the request of vCPU `i` is PROCESSING and owned by this client. A hint for
+    /// scanning; ownership itself is the VM's per-slot token.
     pending: AtomicU32,
     destroyed: AtomicBool,
 }
@@ -265,8 +297,9 @@ impl core::fmt::Debug for IoClient {
 }
 
 impl IoClient {
-    pub(crate) fn new(name: String, handler: Option<Box<dyn IoHandler>>) -> Self {
+    pub(crate) fn new(id: u16, name: String, handler: Option<Box<dyn IoHandler>>) -> Self {
         Self {
+            id,
             name,
             handler,
             ranges: RwLock::new(Vec::new()),
@@ -298,7 +331,9 @@ impl IoClient {
     /// Claims `start..=end` of `kind`. Requests that fall wholly inside go to this client.
     pub fn add_range(&self, kind: RangeKind, start: u64, end: u64) -> Result<()> {
         if self.is_default() {
-            return Err(HsmError::InvalidArgument("the default client claims no ranges"));
+            return Err(HsmError::InvalidArgument(
+                "the default client claims no ranges",
+            ));
         }
         if start > end {
             return Err(HsmError::InvalidArgument("range start is after its end"));
@@ -314,7 +349,9 @@ impl IoClient {
         let i = ranges
             .iter()
             .position(|r| *r == want)
-            .ok_or(HsmError::InvalidArgument("range not claimed by this client"))?;
+            .ok_or(HsmError::InvalidArgument(
+                "range not claimed by this client",
+            ))?;
         ranges.swap_remove(i);
         Ok(())
     }
@@ -325,7 +362,9 @@ impl IoClient {
     }
 
     pub(crate) fn claims(&self, a: &IoAccess) -> bool {
-        let Some(kind) = a.range_kind() else { return false };
+        let Some(kind) = a.range_kind() else {
+            return false;
+        };
         let last = a.last_addr();
         self.ranges
             .read()
@@ -341,10 +380,12 @@ impl IoClient {
         self.pending.fetch_or(1 << vcpu, Ordering::AcqRel);
     }
 
-    /// Takes ownership of vCPU `vcpu`'s request; false if someone else already took it.
-    pub(crate) fn claim(&self, vcpu: usize) -> bool {
-        let bit = 1u32 << vcpu;
-        self.pending.fetch_and(!bit, Ordering::AcqRel) & bit != 0
+    pub(crate) fn id(&self) -> u16 {
+        self.id
+    }
+
+    pub(crate) fn clear_pending(&self, vcpu: usize) {
+        self.pending.fetch_and(!(1u32 << vcpu), Ordering::AcqRel);
     }
 
     pub(crate) fn take_all(&self) -> u32 {

@@ -38,16 +38,26 @@ pub struct MemSegment {
 impl MemSegment {
     fn validate(&self) -> Result<()> {
         if self.size == 0 || self.size & PAGE_MASK != 0 {
-            return Err(HsmError::InvalidArgument("segment size must be a non-zero multiple of 4 KiB"));
+            return Err(HsmError::InvalidArgument(
+                "segment size must be a non-zero multiple of 4 KiB",
+            ));
         }
         if (self.user_vm_gpa | self.service_vm_gpa) & PAGE_MASK != 0 {
-            return Err(HsmError::InvalidArgument("segment addresses must be 4 KiB-aligned"));
+            return Err(HsmError::InvalidArgument(
+                "segment addresses must be 4 KiB-aligned",
+            ));
         }
-        if self.user_vm_gpa.checked_add(self.size).is_none() || self.service_vm_gpa.checked_add(self.size).is_none() {
-            return Err(HsmError::InvalidArgument("segment wraps around the address space"));
+        if self.user_vm_gpa.checked_add(self.size).is_none()
+            || self.service_vm_gpa.checked_add(self.size).is_none()
+        {
+            return Err(HsmError::InvalidArgument(
+                "segment wraps around the address space",
+            ));
         }
         if self.access.is_empty() || !MemAccess::RWX.contains(self.access) {
-            return Err(HsmError::InvalidArgument("segment access must be a non-empty subset of RWX"));
+            return Err(HsmError::InvalidArgument(
+                "segment access must be a non-empty subset of RWX",
+            ));
         }
         Ok(())
     }
@@ -89,7 +99,11 @@ impl MemoryMap {
         }
         for (i, seg) in batch.iter().enumerate() {
             seg.validate()?;
-            if self.overlaps(seg) || batch[..i].iter().any(|o| o.user_vm_gpa <= seg.last() && seg.user_vm_gpa <= o.last()) {
+            if self.overlaps(seg)
+                || batch[..i]
+                    .iter()
+                    .any(|o| o.user_vm_gpa <= seg.last() && seg.user_vm_gpa <= o.last())
+            {
                 return Err(HsmError::Overlap(seg.user_vm_gpa));
             }
         }
@@ -120,7 +134,10 @@ impl MemoryMap {
                 service_vm_gpa: 0,
                 size,
             }),
-            _ => Err(HsmError::NotMapped { gpa: user_vm_gpa, size }),
+            _ => Err(HsmError::NotMapped {
+                gpa: user_vm_gpa,
+                size,
+            }),
         }
     }
 

@@ -54,9 +54,15 @@ pub(crate) struct IoEventFds {
 
 impl IoEventFds {
     /// Validates and records an ioeventfd; the caller claims the address range.
-    pub(crate) fn assign(&self, cfg: IoEventFdConfig, notifier: Arc<dyn Notifier>) -> Result<IoEventFdId> {
+    pub(crate) fn assign(
+        &self,
+        cfg: IoEventFdConfig,
+        notifier: Arc<dyn Notifier>,
+    ) -> Result<IoEventFdId> {
         if !matches!(cfg.len, 1 | 2 | 4 | 8) {
-            return Err(HsmError::InvalidArgument("ioeventfd length must be 1, 2, 4 or 8"));
+            return Err(HsmError::InvalidArgument(
+                "ioeventfd length must be 1, 2, 4 or 8",
+            ));
         }
         if cfg.addr.checked_add(cfg.len.into()).is_none() {
             return Err(HsmError::InvalidArgument("ioeventfd range wraps around"));
@@ -82,7 +88,10 @@ impl IoEventFds {
     /// Forgets an ioeventfd and returns its configuration (to release its range).
     pub(crate) fn deassign(&self, id: IoEventFdId) -> Result<IoEventFdConfig> {
         let mut list = self.list.lock();
-        let i = list.iter().position(|e| e.id == id).ok_or(HsmError::NoNotifier)?;
+        let i = list
+            .iter()
+            .position(|e| e.id == id)
+            .ok_or(HsmError::NoNotifier)?;
         Ok(list.swap_remove(i).cfg)
     }
 
@@ -100,7 +109,9 @@ impl IoHandler for IoEventFdHandler {
             access.value = 0;
             return;
         }
-        let Some(kind) = access.range_kind() else { return };
+        let Some(kind) = access.range_kind() else {
+            return;
+        };
         // Clone the notifier out so it runs without the list lock held.
         let hit = self.0.list.lock().iter().find_map(|e| {
             let matches = e.cfg.kind == kind

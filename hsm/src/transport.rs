@@ -69,13 +69,15 @@ pub trait Hypercalls: Hypercall {
     /// `HC_SERVICE_VM_OFFLINE_CPU` for the vCPU with this LAPIC ID.
     fn service_vm_offline_cpu(&self, lapic_id: u32) -> Result<(), HcError> {
         // SAFETY: no pointer parameters.
-        HcError::check(unsafe { self.hypercall(HC_SERVICE_VM_OFFLINE_CPU, lapic_id.into(), 0) }).map(drop)
+        HcError::check(unsafe { self.hypercall(HC_SERVICE_VM_OFFLINE_CPU, lapic_id.into(), 0) })
+            .map(drop)
     }
 
     /// `HC_SET_CALLBACK_VECTOR`.
     fn set_callback_vector(&self, vector: u8) -> Result<(), HcError> {
         // SAFETY: no pointer parameters.
-        HcError::check(unsafe { self.hypercall(HC_SET_CALLBACK_VECTOR, vector.into(), 0) }).map(drop)
+        HcError::check(unsafe { self.hypercall(HC_SET_CALLBACK_VECTOR, vector.into(), 0) })
+            .map(drop)
     }
 
     /// `HC_CREATE_VM`; the hypervisor writes `vmid` and `vcpu_num` back into `cv`.
@@ -117,7 +119,8 @@ pub trait Hypercalls: Hypercall {
     /// `HC_SET_IRQLINE` (the operation is passed by value).
     fn set_irqline(&self, vmid: u16, ops: AcrnIrqlineOps) -> Result<(), HcError> {
         // SAFETY: no pointer parameters.
-        HcError::check(unsafe { self.hypercall(HC_SET_IRQLINE, vmid.into(), ops.to_u64()) }).map(drop)
+        HcError::check(unsafe { self.hypercall(HC_SET_IRQLINE, vmid.into(), ops.to_u64()) })
+            .map(drop)
     }
 
     /// `HC_SET_IOREQ_BUFFER`: `page_gpa` goes through a u64 in memory (double indirection).
@@ -128,13 +131,16 @@ pub trait Hypercalls: Hypercall {
     /// `HC_NOTIFY_REQUEST_FINISH` (the vCPU ID is passed by value).
     fn notify_request_finish(&self, vmid: u16, vcpu: u16) -> Result<(), HcError> {
         // SAFETY: no pointer parameters.
-        HcError::check(unsafe { self.hypercall(HC_NOTIFY_REQUEST_FINISH, vmid.into(), vcpu.into()) })
-            .map(drop)
+        HcError::check(unsafe {
+            self.hypercall(HC_NOTIFY_REQUEST_FINISH, vmid.into(), vcpu.into())
+        })
+        .map(drop)
     }
 
     /// `HC_VM_SET_MEMORY_REGIONS` for a batch of regions of one VM.
     fn set_memory_regions(&self, vmid: u16, regions: &[VmMemoryRegion]) -> Result<(), HcError> {
-        let mr_num = u32::try_from(regions.len()).map_err(|_| HcError(acrn_abi::errno::EINVAL.into()))?;
+        let mr_num =
+            u32::try_from(regions.len()).map_err(|_| HcError(acrn_abi::errno::EINVAL.into()))?;
         let batch = SetRegions {
             vmid,
             mr_num,
@@ -152,7 +158,9 @@ pub trait Hypercalls: Hypercall {
     fn vm_gpa2hpa(&self, vmid: u16, gpa: u64) -> Result<u64, HcError> {
         let mut q = VmGpa2Hpa { gpa, hpa: 0 };
         // SAFETY: `q` is live and exclusively borrowed for the in/out access.
-        HcError::check(unsafe { self.hypercall(HC_VM_GPA2HPA, vmid.into(), self.gpa_of(ptr(&mut q))) })?;
+        HcError::check(unsafe {
+            self.hypercall(HC_VM_GPA2HPA, vmid.into(), self.gpa_of(ptr(&mut q)))
+        })?;
         Ok(q.hpa)
     }
 
@@ -195,7 +203,6 @@ pub trait Hypercalls: Hypercall {
     fn remove_vdev(&self, vmid: u16, dev: &AcrnVdev) -> Result<(), HcError> {
         vm_in(self, HC_REMOVE_VDEV, vmid, dev)
     }
-
 }
 
 impl<H: Hypercall + ?Sized> Hypercalls for H {}

@@ -121,7 +121,11 @@ impl HsmDevice {
 
     /// `ACRN_IOCTL_NOTIFY_REQUEST_FINISH` for `vcpu` of this fd's VM.
     pub fn notify_request_finish(&self, vmid: u16, vcpu: u32) -> io::Result<()> {
-        let n = AcrnIoreqNotify { vmid, reserved: 0, vcpu };
+        let n = AcrnIoreqNotify {
+            vmid,
+            reserved: 0,
+            vcpu,
+        };
         self.ioctl_in(ACRN_IOCTL_NOTIFY_REQUEST_FINISH, &n)
     }
 
@@ -223,7 +227,13 @@ impl HsmDevice {
     fn pm(&self, buf: &mut PmBuf) -> io::Result<()> {
         // SAFETY: the kernel reads the command from and writes at most 48 bytes to the pointer,
         // and `PmBuf` is 48 bytes.
-        unsafe { self.ioctl(ACRN_IOCTL_PM_GET_CPU_STATE, buf as *mut PmBuf as libc::c_ulong) }.map(drop)
+        unsafe {
+            self.ioctl(
+                ACRN_IOCTL_PM_GET_CPU_STATE,
+                buf as *mut PmBuf as libc::c_ulong,
+            )
+        }
+        .map(drop)
     }
 
     /// `ACRN_IOCTL_IOEVENTFD`.
@@ -276,10 +286,19 @@ mod tests {
             assert_eq!((code >> 8) & 0xFF, ACRN_IOCTL_TYPE, "{name}");
             let dir = code >> 30;
             let size = (code >> 16) & 0x3FFF;
-            assert_eq!(dir == IOC_NONE, size == 0, "{name}: _IO has no size, others do");
+            assert_eq!(
+                dir == IOC_NONE,
+                size == 0,
+                "{name}: _IO has no size, others do"
+            );
         }
         // The argument-less requests.
-        for code in [ACRN_IOCTL_DESTROY_VM, ACRN_IOCTL_START_VM, ACRN_IOCTL_PAUSE_VM, ACRN_IOCTL_RESET_VM] {
+        for code in [
+            ACRN_IOCTL_DESTROY_VM,
+            ACRN_IOCTL_START_VM,
+            ACRN_IOCTL_PAUSE_VM,
+            ACRN_IOCTL_RESET_VM,
+        ] {
             assert_eq!(code >> 16, 0);
         }
     }
@@ -297,6 +316,9 @@ mod tests {
         let err = dev.start_vm().unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOTTY));
         let mut cv = AcrnVmCreation::default();
-        assert_eq!(dev.create_vm(&mut cv).unwrap_err().raw_os_error(), Some(libc::ENOTTY));
+        assert_eq!(
+            dev.create_vm(&mut cv).unwrap_err().raw_os_error(),
+            Some(libc::ENOTTY)
+        );
     }
 }

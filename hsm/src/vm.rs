@@ -10,7 +10,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use spin::{Mutex, RwLock};
 
 use crate::ioreq::{IoAccess, IoClient, IoHandler, IoReqPage};
@@ -77,6 +77,10 @@ pub struct Vm<H: Hypercall + 'static> {
     /// Serialises dispatch; holds the latched 0xCF8 value.
     dispatch: Mutex<u32>,
     clients: RwLock<Clients>,
+    next_client_id: AtomicU16,
+    /// Per slot: `generation << 32 | client id << 1 | owned`. Set by dispatch, cleared by the
+    /// one compare-exchange that wins the right to complete the request.
+    owners: [AtomicU64; ACRN_IO_REQUEST_MAX],
     clearing: AtomicBool,
     memory: Mutex<MemoryMap>,
     ioeventfds: Arc<IoEventFds>,
@@ -97,10 +101,17 @@ impl<H: Hypercall + 'static> core::fmt::Debug for Vm<H> {
 
 impl<H: Hypercall + 'static> Vm<H> {
     /// A freshly created VM (state CREATED) with its ioeventfd client.
-    pub(crate) fn new(hv: Arc<H>, vmid: u16, vcpu_num: u16, name: String, flags: GuestFlags) -> Self {
+    pub(crate) fn new(
+        hv: Arc<H>,
+        vmid: u16,
+        vcpu_num: u16,
+        name: String,
+        flags: GuestFlags,
+    ) -> Self {
         let ioeventfds = Arc::new(IoEventFds::default());
         let handler: Box<dyn IoHandler> = Box::new(IoEventFdHandler(ioeventfds.clone()));
-        let ioeventfd_client = Arc::new(IoClient::new(format!("ioeventfd-{vmid}"), Some(handler)));
+        let ioeventfd_client =
+            Arc::new(IoClient::new(1, format!("ioeventfd-{vmid}"), Some(handler)));
         Self {
             hv,
             vmid,
@@ -115,6 +126,8 @@ impl<H: Hypercall + 'static> Vm<H> {
                 default: None,
                 kernel: alloc::vec![ioeventfd_client.clone()],
             }),
+            next_client_id: AtomicU16::new(2),
+            owners: [const { AtomicU64::new(0) }; ACRN_IO_REQUEST_MAX],
             clearing: AtomicBool::new(false),
             memory: Mutex::new(MemoryMap::default()),
             ioeventfds,
@@ -165,11 +178,20 @@ impl<H: Hypercall + 'static> Vm<H> {
     }
 
     fn bad_state(&self, op: &'static str, state: VmState) -> HsmError {
-        HsmError::InvalidState { vmid: self.vmid, op, state }
+        HsmError::InvalidState {
+            vmid: self.vmid,
+            op,
+            state,
+        }
     }
 
     /// Runs a lifecycle hypercall if the state machine allows it, then moves to the new state.
-    fn transition(&self, op: VmOp, name: &'static str, call: impl FnOnce() -> Result<()>) -> Result<()> {
+    fn transition(
+        &self,
+        op: VmOp,
+        name: &'static str,
+        call: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
         let from = self.state();
         let to = lifecycle_transition(op, from).ok_or_else(|| self.bad_state(name, from))?;
         call()?;
@@ -180,13 +202,17 @@ impl<H: Hypercall + 'static> Vm<H> {
     /// `HC_START_VM`: CREATED -> RUNNING.
     pub fn start(&self) -> Result<()> {
         let _l = self.lifecycle.lock();
-        self.transition(VmOp::Start, "start", || self.hv.start_vm(self.vmid).map_err(hc("HC_START_VM")))
+        self.transition(VmOp::Start, "start", || {
+            self.hv.start_vm(self.vmid).map_err(hc("HC_START_VM"))
+        })
     }
 
     /// `HC_PAUSE_VM`: RUNNING, READY_TO_POWEROFF or CREATED -> PAUSED.
     pub fn pause(&self) -> Result<()> {
         let _l = self.lifecycle.lock();
-        self.transition(VmOp::Pause, "pause", || self.hv.pause_vm(self.vmid).map_err(hc("HC_PAUSE_VM")))
+        self.transition(VmOp::Pause, "pause", || {
+            self.hv.pause_vm(self.vmid).map_err(hc("HC_PAUSE_VM"))
+        })
     }
 
     /// Clears outstanding I/O requests, then `HC_RESET_VM`: PAUSED -> CREATED.
@@ -197,7 +223,9 @@ impl<H: Hypercall + 'static> Vm<H> {
             return Err(self.bad_state("reset", from));
         }
         self.clear_ioreqs()?;
-        self.transition(VmOp::Reset, "reset", || self.hv.reset_vm(self.vmid).map_err(hc("HC_RESET_VM")))?;
+        self.transition(VmOp::Reset, "reset", || {
+            self.hv.reset_vm(self.vmid).map_err(hc("HC_RESET_VM"))
+        })?;
         *self.dispatch.lock() = 0;
         Ok(())
     }
@@ -228,11 +256,15 @@ impl<H: Hypercall + 'static> Vm<H> {
             return Err(HsmError::InvalidArgument("vcpu_id out of range"));
         }
         if !regs.reserved_fields_clear() {
-            return Err(HsmError::InvalidArgument("reserved register fields must be zero"));
+            return Err(HsmError::InvalidArgument(
+                "reserved register fields must be zero",
+            ));
         }
         let _l = self.lifecycle.lock();
         self.transition(VmOp::SetVcpuRegs, "set vCPU registers", || {
-            self.hv.set_vcpu_regs(self.vmid, regs).map_err(hc("HC_SET_VCPU_REGS"))
+            self.hv
+                .set_vcpu_regs(self.vmid, regs)
+                .map_err(hc("HC_SET_VCPU_REGS"))
         })
     }
 
@@ -279,14 +311,18 @@ impl<H: Hypercall + 'static> Vm<H> {
     /// `HC_INJECT_MSI`.
     pub fn inject_msi(&self, msi: AcrnMsiEntry) -> Result<()> {
         self.alive("inject an MSI")?;
-        self.hv.inject_msi(self.vmid, &msi).map_err(hc("HC_INJECT_MSI"))
+        self.hv
+            .inject_msi(self.vmid, &msi)
+            .map_err(hc("HC_INJECT_MSI"))
     }
 
     /// `HC_SET_IRQLINE`.
     pub fn set_irqline(&self, gsi: u32, op: GsiOp) -> Result<()> {
         self.alive("set an IRQ line")?;
         let ops = AcrnIrqlineOps { gsi, op: op as u32 };
-        self.hv.set_irqline(self.vmid, ops).map_err(hc("HC_SET_IRQLINE"))
+        self.hv
+            .set_irqline(self.vmid, ops)
+            .map_err(hc("HC_SET_IRQLINE"))
     }
 
     fn setup_state(&self, op: &'static str, also_paused: bool) -> Result<()> {
@@ -300,25 +336,33 @@ impl<H: Hypercall + 'static> Vm<H> {
     /// `HC_ASSIGN_PCIDEV` (CREATED only).
     pub fn assign_pcidev(&self, dev: &AcrnPcidev) -> Result<()> {
         self.setup_state("assign a PCI device", false)?;
-        self.hv.assign_pcidev(self.vmid, dev).map_err(hc("HC_ASSIGN_PCIDEV"))
+        self.hv
+            .assign_pcidev(self.vmid, dev)
+            .map_err(hc("HC_ASSIGN_PCIDEV"))
     }
 
     /// `HC_DEASSIGN_PCIDEV` (CREATED or PAUSED).
     pub fn deassign_pcidev(&self, dev: &AcrnPcidev) -> Result<()> {
         self.setup_state("deassign a PCI device", true)?;
-        self.hv.deassign_pcidev(self.vmid, dev).map_err(hc("HC_DEASSIGN_PCIDEV"))
+        self.hv
+            .deassign_pcidev(self.vmid, dev)
+            .map_err(hc("HC_DEASSIGN_PCIDEV"))
     }
 
     /// `HC_ASSIGN_MMIODEV` (CREATED only).
     pub fn assign_mmiodev(&self, dev: &AcrnMmiodev) -> Result<()> {
         self.setup_state("assign an MMIO device", false)?;
-        self.hv.assign_mmiodev(self.vmid, dev).map_err(hc("HC_ASSIGN_MMIODEV"))
+        self.hv
+            .assign_mmiodev(self.vmid, dev)
+            .map_err(hc("HC_ASSIGN_MMIODEV"))
     }
 
     /// `HC_DEASSIGN_MMIODEV` (CREATED or PAUSED).
     pub fn deassign_mmiodev(&self, dev: &AcrnMmiodev) -> Result<()> {
         self.setup_state("deassign an MMIO device", true)?;
-        self.hv.deassign_mmiodev(self.vmid, dev).map_err(hc("HC_DEASSIGN_MMIODEV"))
+        self.hv
+            .deassign_mmiodev(self.vmid, dev)
+            .map_err(hc("HC_DEASSIGN_MMIODEV"))
     }
 
     /// `HC_ADD_VDEV` (CREATED only).
@@ -330,19 +374,25 @@ impl<H: Hypercall + 'static> Vm<H> {
     /// `HC_REMOVE_VDEV` (CREATED or PAUSED).
     pub fn remove_vdev(&self, dev: &AcrnVdev) -> Result<()> {
         self.setup_state("remove a virtual device", true)?;
-        self.hv.remove_vdev(self.vmid, dev).map_err(hc("HC_REMOVE_VDEV"))
+        self.hv
+            .remove_vdev(self.vmid, dev)
+            .map_err(hc("HC_REMOVE_VDEV"))
     }
 
     /// `HC_SET_PTDEV_INTR_INFO` (CREATED only).
     pub fn set_ptdev_intr(&self, irq: &HcPtdevIrq) -> Result<()> {
         self.setup_state("route a pass-through interrupt", false)?;
-        self.hv.set_ptdev_intr(self.vmid, irq).map_err(hc("HC_SET_PTDEV_INTR_INFO"))
+        self.hv
+            .set_ptdev_intr(self.vmid, irq)
+            .map_err(hc("HC_SET_PTDEV_INTR_INFO"))
     }
 
     /// `HC_RESET_PTDEV_INTR_INFO` (CREATED or PAUSED).
     pub fn reset_ptdev_intr(&self, irq: &HcPtdevIrq) -> Result<()> {
         self.setup_state("unroute a pass-through interrupt", true)?;
-        self.hv.reset_ptdev_intr(self.vmid, irq).map_err(hc("HC_RESET_PTDEV_INTR_INFO"))
+        self.hv
+            .reset_ptdev_intr(self.vmid, irq)
+            .map_err(hc("HC_RESET_PTDEV_INTR_INFO"))
     }
 
     // ---- I/O request clients ------------------------------------------------------------
@@ -355,7 +405,11 @@ impl<H: Hypercall + 'static> Vm<H> {
             if clients.default.is_some() {
                 return Err(HsmError::ClientExists);
             }
-            let c = Arc::new(IoClient::new(String::from("acrndm"), None));
+            let c = Arc::new(IoClient::new(
+                self.client_id()?,
+                String::from("acrndm"),
+                None,
+            ));
             clients.default = Some(c.clone());
             c
         };
@@ -368,7 +422,11 @@ impl<H: Hypercall + 'static> Vm<H> {
     /// [`IoClient::add_range`], which [`Vm::process_kernel_clients`] hands to `handler`.
     pub fn create_client(&self, name: &str, handler: Box<dyn IoHandler>) -> Result<Arc<IoClient>> {
         self.alive("create an I/O request client")?;
-        let c = Arc::new(IoClient::new(String::from(name), Some(handler)));
+        let c = Arc::new(IoClient::new(
+            self.client_id()?,
+            String::from(name),
+            Some(handler),
+        ));
         self.clients.write().kernel.push(c.clone());
         Ok(c)
     }
@@ -377,11 +435,17 @@ impl<H: Hypercall + 'static> Vm<H> {
     /// vCPU waits forever.
     pub fn destroy_client(&self, client: &Arc<IoClient>) -> Result<()> {
         if Arc::ptr_eq(client, &self.ioeventfd_client) {
-            return Err(HsmError::InvalidArgument("the ioeventfd client belongs to the VM"));
+            return Err(HsmError::InvalidArgument(
+                "the ioeventfd client belongs to the VM",
+            ));
         }
         {
             let mut clients = self.clients.write();
-            if clients.default.as_ref().is_some_and(|d| Arc::ptr_eq(d, client)) {
+            if clients
+                .default
+                .as_ref()
+                .is_some_and(|d| Arc::ptr_eq(d, client))
+            {
                 clients.default = None;
             } else if let Some(i) = clients.kernel.iter().position(|c| Arc::ptr_eq(c, client)) {
                 clients.kernel.swap_remove(i);
@@ -390,7 +454,7 @@ impl<H: Hypercall + 'static> Vm<H> {
             }
         }
         client.mark_destroyed();
-        self.complete_bits(client.take_all(), Some(u64::MAX))
+        self.complete_owned(client, Some(u64::MAX))
     }
 
     /// The default client, if created.
@@ -434,6 +498,12 @@ impl<H: Hypercall + 'static> Vm<H> {
                 .or(clients.default.as_ref());
             // With no client the request stays PENDING until one is created.
             let Some(client) = client else { continue };
+            let generation =
+                (self.owners[vcpu].load(Ordering::Acquire) >> 32).wrapping_add(1) & 0xFFFF_FFFF;
+            self.owners[vcpu].store(
+                generation << 32 | u64::from(client.id()) << 1 | 1,
+                Ordering::Release,
+            );
             self.page.set_kernel_handled(vcpu, !client.is_default());
             self.page.set_state(vcpu, ACRN_IOREQ_STATE_PROCESSING);
             client.mark_pending(vcpu);
@@ -494,9 +564,14 @@ impl<H: Hypercall + 'static> Vm<H> {
             .map_err(hc("HC_NOTIFY_REQUEST_FINISH"))
     }
 
-    fn complete_bits(&self, bits: u32, read_value: Option<u64>) -> Result<()> {
+    /// Completes every request `client` still owns.
+    fn complete_owned(&self, client: &IoClient, read_value: Option<u64>) -> Result<()> {
+        let bits = client.pending();
         let mut first_err = Ok(());
         for vcpu in (0..self.slots()).filter(|v| bits & (1 << v) != 0) {
+            if self.claim(client, vcpu, None).is_none() {
+                continue;
+            }
             if let Err(e) = self.complete_slot(vcpu, read_value) {
                 first_err = first_err.and(Err(e));
             }
@@ -510,14 +585,16 @@ impl<H: Hypercall + 'static> Vm<H> {
         let clients = self.clients.read().kernel.clone();
         let mut count = 0;
         for client in &clients {
-            let Some(handler) = client.handler() else { continue };
+            let Some(handler) = client.handler() else {
+                continue;
+            };
             let bits = client.pending();
             for vcpu in (0..self.slots()).filter(|v| bits & (1 << v) != 0) {
-                // Whoever clears the bit owns the request: it is handled exactly once.
-                if !client.claim(vcpu) {
+                // Whoever wins the claim owns the request: it is handled exactly once.
+                let Some(seq) = self.claim(client, vcpu, None) else {
                     continue;
-                }
-                let mut access = self.page.read(vcpu);
+                };
+                let mut access = self.read(vcpu, seq);
                 handler.handle(&mut access);
                 self.complete_slot(vcpu, (!access.write).then_some(access.value))?;
                 count += 1;
@@ -532,33 +609,80 @@ impl<H: Hypercall + 'static> Vm<H> {
         if usize::from(vcpu) >= self.slots() {
             return Err(HsmError::InvalidArgument("vCPU out of range"));
         }
-        if client.pending() & (1 << vcpu) == 0 {
+        let token = self.owners[usize::from(vcpu)].load(Ordering::Acquire);
+        if token & 1 == 0 || (token >> 1) as u16 != client.id() {
             return Err(HsmError::NotPending(vcpu));
         }
-        Ok(self.page.read(usize::from(vcpu)))
+        Ok(self.read(usize::from(vcpu), (token >> 32) as u32))
     }
 
     /// Every request the default client owns, lowest vCPU first.
     pub fn default_requests(&self) -> Vec<IoAccess> {
-        let Some(client) = self.default_client() else { return Vec::new() };
+        let Some(client) = self.default_client() else {
+            return Vec::new();
+        };
         let bits = client.pending();
         (0..self.slots())
             .filter(|v| bits & (1 << v) != 0)
-            .map(|v| self.page.read(v))
+            .filter_map(|v| self.request(v as u16).ok())
             .collect()
     }
 
-    /// Completes the default client's request of `vcpu`; `read_value` is what a read returns
-    /// (ignored for writes). Completing a request twice fails with [`HsmError::NotPending`].
-    pub fn complete_request(&self, vcpu: u16, read_value: u64) -> Result<()> {
+    /// Completes a request the default client got from [`Vm::request`] or
+    /// [`Vm::default_requests`]; `read_value` is what a read returns (ignored for writes).
+    /// Completing a request twice, or after its vCPU moved on to a newer request, fails with
+    /// [`HsmError::NotPending`].
+    pub fn complete_request(&self, req: &IoAccess, read_value: u64) -> Result<()> {
         let client = self.default_client().ok_or(HsmError::NoClient)?;
-        if usize::from(vcpu) >= self.slots() {
+        let vcpu = usize::from(req.vcpu);
+        if vcpu >= self.slots() {
             return Err(HsmError::InvalidArgument("vCPU out of range"));
         }
-        if !client.claim(usize::from(vcpu)) {
-            return Err(HsmError::NotPending(vcpu));
+        self.claim(&client, vcpu, Some(req.seq))
+            .ok_or(HsmError::NotPending(req.vcpu))?;
+        self.complete_slot(vcpu, Some(read_value))
+    }
+
+    /// Wins the right to complete slot `vcpu` if `client` owns it (and, if given, it is still
+    /// generation `seq`); returns the generation.
+    fn claim(&self, client: &IoClient, vcpu: usize, seq: Option<u32>) -> Option<u32> {
+        let owner = &self.owners[vcpu];
+        let mut token = owner.load(Ordering::Acquire);
+        loop {
+            let generation = (token >> 32) as u32;
+            if token & 1 == 0
+                || (token >> 1) as u16 != client.id()
+                || seq.is_some_and(|s| s != generation)
+            {
+                return None;
+            }
+            match owner.compare_exchange_weak(
+                token,
+                token & !1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    client.clear_pending(vcpu);
+                    return Some(generation);
+                }
+                Err(now) => token = now,
+            }
         }
-        self.complete_slot(usize::from(vcpu), Some(read_value))
+    }
+
+    fn read(&self, vcpu: usize, seq: u32) -> IoAccess {
+        IoAccess {
+            seq,
+            ..self.page.read(vcpu)
+        }
+    }
+
+    fn client_id(&self) -> Result<u16> {
+        // Ids are never reused so a stale token cannot match a new client.
+        self.next_client_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| id.checked_add(1))
+            .map_err(|_| HsmError::InvalidArgument("out of I/O request client ids"))
     }
 
     /// Completes every outstanding request (reads return all ones, kernel clients run first),
@@ -568,7 +692,7 @@ impl<H: Hypercall + 'static> Vm<H> {
         let result = (|| {
             self.process_kernel_clients()?;
             if let Some(d) = self.default_client() {
-                self.complete_bits(d.take_all(), Some(u64::MAX))?;
+                self.complete_owned(&d, Some(u64::MAX))?;
             }
             self.dispatch().map(drop)
         })();
@@ -580,7 +704,11 @@ impl<H: Hypercall + 'static> Vm<H> {
 
     /// Assigns an ioeventfd: guest writes matching `cfg` call `notifier`, and the request is
     /// completed in the HSM (reads of the register return 0).
-    pub fn assign_ioeventfd(&self, cfg: IoEventFdConfig, notifier: Arc<dyn Notifier>) -> Result<IoEventFdId> {
+    pub fn assign_ioeventfd(
+        &self,
+        cfg: IoEventFdConfig,
+        notifier: Arc<dyn Notifier>,
+    ) -> Result<IoEventFdId> {
         self.alive("assign an ioeventfd")?;
         let id = self.ioeventfds.assign(cfg, notifier)?;
         let last = cfg.addr + u64::from(cfg.len) - 1;
@@ -606,7 +734,10 @@ impl<H: Hypercall + 'static> Vm<H> {
     /// Deassigns an irqfd; later signals do nothing.
     pub fn deassign_irqfd(&self, irqfd: &Arc<Irqfd<H>>) -> Result<()> {
         let mut list = self.irqfds.lock();
-        let i = list.iter().position(|i| Arc::ptr_eq(i, irqfd)).ok_or(HsmError::NoNotifier)?;
+        let i = list
+            .iter()
+            .position(|i| Arc::ptr_eq(i, irqfd))
+            .ok_or(HsmError::NoNotifier)?;
         list.swap_remove(i).deactivate();
         Ok(())
     }

@@ -116,7 +116,11 @@ impl SimHv {
         unsafe {
             let state = (*addr_of!((*slot).processed)).load(Ordering::Acquire);
             if state != ACRN_IOREQ_STATE_FREE {
-                self.with(|s| s.errors.push(format!("VM{vmid} vCPU{vcpu}: post into slot in state {state}")));
+                self.with(|s| {
+                    s.errors.push(format!(
+                        "VM{vmid} vCPU{vcpu}: post into slot in state {state}"
+                    ))
+                });
             }
             let (ty, reqs) = encode(access);
             addr_of_mut!((*slot).r#type).write_volatile(ty);
@@ -157,7 +161,9 @@ impl SimHv {
             let ty = addr_of!((*slot).r#type).read_volatile();
             let reqs = addr_of!((*slot).reqs).read_volatile();
             match ty {
-                ACRN_IOREQ_TYPE_PORTIO | ACRN_IOREQ_TYPE_PCICFG => u64::from(reqs.pio_request.value),
+                ACRN_IOREQ_TYPE_PORTIO | ACRN_IOREQ_TYPE_PCICFG => {
+                    u64::from(reqs.pio_request.value)
+                }
                 _ => reqs.mmio_request.value,
             }
         };
@@ -173,7 +179,10 @@ impl SimHv {
         match self.wait_complete(vmid, vcpu, Duration::from_secs(20)) {
             Some(v) => v,
             None => {
-                self.with(|s| s.errors.push(format!("VM{vmid} vCPU{vcpu}: {access:?} never completed")));
+                self.with(|s| {
+                    s.errors
+                        .push(format!("VM{vmid} vCPU{vcpu}: {access:?} never completed"))
+                });
                 0
             }
         }
@@ -201,25 +210,39 @@ impl SimHv {
                 }
                 let id = (1u16..).find(|i| !s.vms.contains_key(i)).unwrap();
                 let affinity = (*cv).cpu_affinity;
-                let vcpus = if affinity == 0 { 2 } else { affinity.count_ones() as u16 };
-                let polling = GuestFlags::from_bits_retain((*cv).vm_flag).contains(GuestFlags::IO_COMPLETION_POLLING);
+                let vcpus = if affinity == 0 {
+                    2
+                } else {
+                    affinity.count_ones() as u16
+                };
+                let polling = GuestFlags::from_bits_retain((*cv).vm_flag)
+                    .contains(GuestFlags::IO_COMPLETION_POLLING);
                 (*cv).vmid = id;
                 (*cv).vcpu_num = vcpus;
                 s.vms.insert(
                     id,
-                    SimVm { name, state: Some(VmState::Created), vcpu_num: vcpus, polling, ..SimVm::default() },
+                    SimVm {
+                        name,
+                        state: Some(VmState::Created),
+                        vcpu_num: vcpus,
+                        polling,
+                        ..SimVm::default()
+                    },
                 );
                 0
             },
             HC_SET_IOREQ_BUFFER => {
-                let Some(vm) = s.vms.get_mut(&vmid) else { return EINVAL };
+                let Some(vm) = s.vms.get_mut(&vmid) else {
+                    return EINVAL;
+                };
                 if vm.state != Some(VmState::Created) {
                     return -1;
                 }
                 // SAFETY: double indirection: p2 points at a u64 holding the page GPA.
                 let page = unsafe { *(p2 as *const u64) };
                 if page & 0xFFF != 0 {
-                    s.errors.push(format!("ioreq page {page:#x} not 4 KiB-aligned"));
+                    s.errors
+                        .push(format!("ioreq page {page:#x} not 4 KiB-aligned"));
                     return EINVAL;
                 }
                 vm.page = page as usize;
@@ -231,7 +254,9 @@ impl SimHv {
                 0
             }
             HC_START_VM | HC_PAUSE_VM | HC_RESET_VM | HC_DESTROY_VM => {
-                let Some(vm) = s.vms.get_mut(&vmid) else { return ENOTTY };
+                let Some(vm) = s.vms.get_mut(&vmid) else {
+                    return ENOTTY;
+                };
                 let st = vm.state.unwrap();
                 let next = match (id, st) {
                     (HC_START_VM, VmState::Created) if vm.page != 0 => VmState::Running,
@@ -247,7 +272,9 @@ impl SimHv {
                 0
             }
             HC_SET_VCPU_REGS => {
-                let Some(vm) = s.vms.get_mut(&vmid) else { return ENOTTY };
+                let Some(vm) = s.vms.get_mut(&vmid) else {
+                    return ENOTTY;
+                };
                 if matches!(vm.state, Some(VmState::Running | VmState::PoweredOff)) {
                     return -1;
                 }
@@ -256,13 +283,17 @@ impl SimHv {
                 0
             }
             HC_INJECT_MSI => {
-                let Some(vm) = s.vms.get_mut(&vmid) else { return ENOTTY };
+                let Some(vm) = s.vms.get_mut(&vmid) else {
+                    return ENOTTY;
+                };
                 // SAFETY: live AcrnMsiEntry.
                 vm.msis.push(unsafe { *(p2 as *const AcrnMsiEntry) });
                 0
             }
             HC_SET_IRQLINE => {
-                let Some(vm) = s.vms.get_mut(&vmid) else { return ENOTTY };
+                let Some(vm) = s.vms.get_mut(&vmid) else {
+                    return ENOTTY;
+                };
                 vm.irqlines.push(AcrnIrqlineOps::from_u64(p2));
                 0
             }
@@ -270,16 +301,23 @@ impl SimHv {
                 // SAFETY: live SetRegions and region array.
                 let (hdr, regions) = unsafe {
                     let hdr = *(p1 as *const SetRegions);
-                    let r = std::slice::from_raw_parts(hdr.regions_gpa as *const VmMemoryRegion, hdr.mr_num as usize);
+                    let r = std::slice::from_raw_parts(
+                        hdr.regions_gpa as *const VmMemoryRegion,
+                        hdr.mr_num as usize,
+                    );
                     (hdr, r.to_vec())
                 };
-                let Some(vm) = s.vms.get_mut(&hdr.vmid) else { return ENOTTY };
+                let Some(vm) = s.vms.get_mut(&hdr.vmid) else {
+                    return ENOTTY;
+                };
                 vm.regions.extend(regions);
                 0
             }
             HC_NOTIFY_REQUEST_FINISH => {
                 let vcpu = p2 as usize;
-                let Some(vm) = s.vms.get_mut(&vmid) else { return ENOTTY };
+                let Some(vm) = s.vms.get_mut(&vmid) else {
+                    return ENOTTY;
+                };
                 if vcpu >= usize::from(vm.vcpu_num) {
                     return EINVAL;
                 }
@@ -289,10 +327,13 @@ impl SimHv {
                 // SAFETY: live page.
                 let state = unsafe { (*buf).req_slot[vcpu].processed.load(Ordering::Acquire) };
                 if polling {
-                    s.errors.push(format!("VM{vmid} vCPU{vcpu}: notify in polling mode"));
+                    s.errors
+                        .push(format!("VM{vmid} vCPU{vcpu}: notify in polling mode"));
                 }
                 if already || state != ACRN_IOREQ_STATE_COMPLETE {
-                    s.errors.push(format!("VM{vmid} vCPU{vcpu}: notify with state {state}, already={already}"));
+                    s.errors.push(format!(
+                        "VM{vmid} vCPU{vcpu}: notify with state {state}, already={already}"
+                    ));
                 }
                 self.notify_cv.notify_all();
                 0
@@ -306,19 +347,41 @@ fn encode(access: Access) -> (u32, IoRequestPayload) {
     let mut p = IoRequestPayload::default();
     let ty = match access {
         Access::PioRead { port, size } => {
-            p.pio_request = PioRequest { direction: ACRN_IOREQ_DIR_READ, address: port, size, ..Default::default() };
+            p.pio_request = PioRequest {
+                direction: ACRN_IOREQ_DIR_READ,
+                address: port,
+                size,
+                ..Default::default()
+            };
             ACRN_IOREQ_TYPE_PORTIO
         }
         Access::PioWrite { port, size, value } => {
-            p.pio_request = PioRequest { direction: ACRN_IOREQ_DIR_WRITE, address: port, size, value, reserved: 0 };
+            p.pio_request = PioRequest {
+                direction: ACRN_IOREQ_DIR_WRITE,
+                address: port,
+                size,
+                value,
+                reserved: 0,
+            };
             ACRN_IOREQ_TYPE_PORTIO
         }
         Access::MmioRead { addr, size } => {
-            p.mmio_request = MmioRequest { direction: ACRN_IOREQ_DIR_READ, address: addr, size, ..Default::default() };
+            p.mmio_request = MmioRequest {
+                direction: ACRN_IOREQ_DIR_READ,
+                address: addr,
+                size,
+                ..Default::default()
+            };
             ACRN_IOREQ_TYPE_MMIO
         }
         Access::MmioWrite { addr, size, value } => {
-            p.mmio_request = MmioRequest { direction: ACRN_IOREQ_DIR_WRITE, address: addr, size, value, reserved: 0 };
+            p.mmio_request = MmioRequest {
+                direction: ACRN_IOREQ_DIR_WRITE,
+                address: addr,
+                size,
+                value,
+                reserved: 0,
+            };
             ACRN_IOREQ_TYPE_MMIO
         }
     };
