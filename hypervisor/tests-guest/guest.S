@@ -1,6 +1,6 @@
 /* Throw-away multiboot1 test guest (KERNEL_ELF): prints its boot information on COM1, starts
  * its second vCPU with INIT/SIPI through the xAPIC, then halts. Built with --defsym BAD=1 it
- * finally writes outside its memory (containment test). */
+ * finally writes outside its memory, with --defsym TRIPLE=1 it triple-faults (containment tests). */
 .set MB_MAGIC, 0x1BADB002
 .set MB_FLAGS, 0x3
 
@@ -63,6 +63,12 @@ _start:
     call puts
     movl $0xdead, 0x40000000
 .endif
+.ifdef TRIPLE
+    mov $msg_triple, %esi
+    call puts
+    lidt null_idt
+    int $3
+.endif
     mov $msg_done, %esi
     call puts
 5:  cli
@@ -120,6 +126,9 @@ msg_noap:  .asciz "AP did not start\n"
 msg_id:    .asciz "BSP APIC ID 0x"
 msg_bad:   .asciz "writing outside my memory\n"
 msg_done:  .asciz "guest done\n"
+msg_triple: .asciz "triple faulting\n"
+null_idt:  .word 0
+           .long 0
 .bss
 .align 16
     .skip 4096
