@@ -6,9 +6,11 @@
 //! [`scenario`] (model, readers, defaults), [`board`] (board model), [`checks`] (semantic
 //! checks), [`paths`] (resolving board/scenario names like ACRN's make).
 
+pub mod alloc;
 pub mod board;
 pub mod checks;
 pub mod diag;
+pub mod gen;
 pub mod paths;
 pub mod scenario;
 pub mod schema;

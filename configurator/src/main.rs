@@ -50,6 +50,23 @@ enum Command {
     },
     /// Convert a scenario between XML and TOML (by the files' extensions).
     Convert { input: PathBuf, output: PathBuf },
+    /// Validate, allocate and write vm_tables.rs, partition.md and manifest.json into DIR
+    /// (nothing is written unless every step succeeds).
+    Generate {
+        /// Board file, or a board NAME (configs/NAME/NAME.xml).
+        #[arg(long)]
+        board: String,
+        /// Scenario file (XML or TOML), or a scenario NAME (configs/<board>/NAME.xml).
+        #[arg(long)]
+        scenario: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Let warnings pass (by default, as in ACRN, warnings fail validation).
+        #[arg(long)]
+        allow_warnings: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,6 +97,9 @@ fn main() -> ExitCode {
         } => cmd_validate(&board, &scenario, format, allow_warnings),
         Command::Schema { which, out } => cmd_schema(which, out.as_deref()),
         Command::Convert { input, output } => cmd_convert(&input, &output),
+        Command::Generate { board, scenario, out, format, allow_warnings } => {
+            cmd_generate(&board, &scenario, &out, format, allow_warnings)
+        }
     };
     match result {
         Ok(code) => code,
@@ -136,6 +156,28 @@ fn cmd_validate(board: &str, scen: &str, format: Format, allow_warnings: bool) -
     } else {
         ExitCode::from(1)
     })
+}
+
+fn cmd_generate(board: &str, scen: &str, out: &Path, format: Format, allow_warnings: bool) -> Result<ExitCode> {
+    let root = paths::repo_root();
+    let board_path = paths::resolve_board(board, &root).map_err(|e| UsageError(e.to_string()))?;
+    let scenario_path =
+        paths::resolve_scenario(scen, &board_path, &root).map_err(|e| UsageError(e.to_string()))?;
+    let opts = acrn_configurator::gen::GenerateOptions { allow_warnings, scenario_name: None };
+    match acrn_configurator::gen::generate(&board_path, &scenario_path, &opts) {
+        Ok(files) => {
+            files.write_to(out).with_context(|| format!("writing into {}", out.display()))?;
+            for (name, _) in &files.files {
+                eprintln!("wrote {}", out.join(name).display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(report) => {
+            print_findings(&report.findings, format);
+            eprintln!("{}: nothing generated", scenario_path.display());
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn cmd_schema(which: Option<Which>, out: Option<&Path>) -> Result<ExitCode> {
