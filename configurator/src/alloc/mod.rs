@@ -276,5 +276,3 @@ impl Allocation {
     }
 }
 
-#[cfg(test)]
-mod tests;
