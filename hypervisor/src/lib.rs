@@ -19,3 +19,6 @@ pub mod gwalk;
 pub mod hv;
 #[cfg(target_os = "none")]
 pub mod vm;
+pub mod hypercall;
+pub mod ioreq;
+pub mod service_vm;

@@ -1,0 +1,567 @@
+//! The hypercall dispatcher: ACRN's ABI (ID in R8, parameters in RDI/RSI, result in RAX,
+//! negative errno on failure). Only the Service VM may call (others get #UD, callers at CPL != 0
+//! get #GP(0), RAX unchanged in both cases). Every parameter is decoded and checked here, in
+//! pure code tested on the host: guest pointers through [`GuestMemory`], VM ids against the
+//! table, states against ACRN's rules. The effects on VMs (page tables, vCPUs, interrupts) go
+//! through [`VmOps`], which the bare-metal VM layer implements.
+//!
+//! Error codes follow ACRN: `-ENOTTY` for unknown calls and missing or non-post-launched target
+//! VMs, `-EINVAL` for a bad pointer (ACRN's `copy_from_gpa` result) or a bad value, `-EPERM`
+//! (ACRN's literal `-1`) for a call the target's state forbids, `-EBUSY` for creating a VM that
+//! already exists.
+
+pub mod mem;
+
+pub use mem::{GuestMemory, IdentityRam, PhysBytes};
+
+use crate::ioreq;
+use acrn_abi::errno::{EBUSY, EINVAL, ENOTTY, EPERM};
+use acrn_abi::hypercall::*;
+use acrn_abi::irq::GsiOp;
+use acrn_abi::memory::{MEM_ACCESS_RIGHT_MASK, MEM_TYPE_MASK, MR_ADD, MR_DEL, MR_MODIFY};
+use acrn_abi::misc::{HV_API_MAJOR_VERSION, HV_API_MINOR_VERSION};
+use acrn_abi::vm::{ACRN_INVALID_VMID, DM_OWNED_GUEST_FLAG_MASK, MAX_VM_NAME_LEN};
+use acrn_abi::{
+    AcrnMsiEntry, AcrnRegs, AcrnVcpuRegs, AcrnVmCreation, GuestFlags, SetRegions, VmMemoryRegion,
+    VmState,
+};
+use mem::read_obj;
+
+/// Most VM slots (ACRN's `CONFIG_MAX_VM_NUM` is at most this here).
+pub const MAX_VM_NUM: usize = 16;
+/// Most vCPUs of a post-launched VM: one I/O request slot each.
+pub const MAX_VCPUS_PER_VM: u16 = acrn_abi::ioreq::ACRN_IO_REQUEST_MAX as u16;
+/// Pins of the post-launched VM's virtual IOAPIC (ACRN: `VIOAPIC_RTE_NUM`).
+pub const VIOAPIC_PINS: u32 = 48;
+/// Highest guest-physical address (exclusive) a post-launched VM may have mapped.
+pub const MAX_USER_GPA: u64 = 1 << 39;
+/// Most `vm_memory_region` entries one HC_VM_SET_MEMORY_REGIONS may carry: bounds the time a
+/// single hypercall can keep the hypervisor busy.
+pub const MAX_MEMORY_REGIONS: u32 = 1 << 16;
+
+/// Load order of a VM slot, as far as the dispatcher cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    /// No VM configured: a dynamic slot a post-launched VM may take.
+    Empty,
+    PreLaunched,
+    Service,
+    PostLaunched,
+}
+
+/// The static configuration of one VM slot (VM id = slot index).
+#[derive(Debug, Clone, Copy)]
+pub struct SlotConfig {
+    pub kind: SlotKind,
+    pub name: &'static str,
+    /// pCPUs the VM may run on (bit n = pCPU n).
+    pub pcpus: u64,
+    /// Guest flags from the scenario (`GUEST_FLAG_*`).
+    pub flags: u64,
+}
+
+/// Run-time state of one post-launched VM slot.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    state: VmState,
+    /// Name of a dynamic VM while it exists (NUL-padded).
+    name: [u8; MAX_VM_NAME_LEN],
+    vcpu_num: u16,
+    /// HPA (= Service VM GPA) of the VM's I/O request page.
+    ioreq_page: Option<u64>,
+}
+
+const FREE_SLOT: Slot = Slot {
+    state: VmState::PoweredOff,
+    name: [0; MAX_VM_NAME_LEN],
+    vcpu_num: 0,
+    ioreq_page: None,
+};
+
+/// Who executed the hypercall instruction.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// Absolute VM id of the caller.
+    pub vmid: u16,
+    /// Current privilege level (CS selector bits 1:0).
+    pub cpl: u8,
+}
+
+/// What the VM layer must do with the calling vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Write this value to RAX and skip the instruction.
+    Return(i64),
+    /// Inject #UD (caller may not use hypercalls); RAX unchanged.
+    InjectUd,
+    /// Inject #GP(0) (caller not at CPL 0); RAX unchanged.
+    InjectGp,
+}
+
+/// Effects of hypercalls on post-launched VMs (absolute VM ids). Arguments are already
+/// checked; an `Err` carries a negative errno for the caller.
+pub trait VmOps {
+    /// Builds an empty VM (no memory mapped) with `pcpus.count_ones()` vCPUs.
+    fn create(&mut self, vmid: u16, pcpus: u64, flags: u64) -> Result<(), i32>;
+    fn destroy(&mut self, vmid: u16);
+    /// Launches the VM's BSP.
+    fn start(&mut self, vmid: u16) -> Result<(), i32>;
+    /// Stops every vCPU of the VM (they stay stopped until reset or destroy).
+    fn pause(&mut self, vmid: u16);
+    /// Returns every vCPU to its power-on state.
+    fn reset(&mut self, vmid: u16);
+    fn set_vcpu_regs(&mut self, vmid: u16, vcpu: u16, regs: &AcrnRegs) -> Result<(), i32>;
+    /// Maps `[gpa, gpa + size)` of the VM to host `[hpa, hpa + size)`; `prot` is the checked
+    /// `MEM_ACCESS_*` | `MEM_TYPE_*` value.
+    fn map(&mut self, vmid: u16, gpa: u64, hpa: u64, size: u64, prot: u32) -> Result<(), i32>;
+    fn unmap(&mut self, vmid: u16, gpa: u64, size: u64) -> Result<(), i32>;
+    /// The Service VM finished the vCPU's I/O request: wake the vCPU.
+    fn notify_request_finish(&mut self, vmid: u16, vcpu: u16);
+    fn set_irqline(&mut self, vmid: u16, gsi: u32, op: GsiOp) -> Result<(), i32>;
+    fn inject_msi(&mut self, vmid: u16, addr: u64, data: u64) -> Result<(), i32>;
+}
+
+/// The dispatcher's state: the VM table and the upcall vector.
+pub struct Hypercalls {
+    config: [Option<SlotConfig>; MAX_VM_NUM],
+    slots: [Slot; MAX_VM_NUM],
+    max_vm_num: usize,
+    service_vmid: u16,
+    /// The Service VM's pCPUs: the affinity of dynamic VMs.
+    service_pcpus: u64,
+    upcall_vector: u8,
+}
+
+fn err(e: i32) -> i64 {
+    -(e as i64)
+}
+
+impl Hypercalls {
+    /// `configs[i]` is VM id `i`; slots up to `max_vm_num` without a config are dynamic.
+    /// `None` if there is no Service VM (nobody could call).
+    pub fn new(configs: &[SlotConfig], max_vm_num: usize) -> Option<Self> {
+        let max_vm_num = max_vm_num.clamp(configs.len().min(MAX_VM_NUM), MAX_VM_NUM);
+        let mut config = [None; MAX_VM_NUM];
+        for (c, s) in config.iter_mut().zip(configs) {
+            *c = Some(*s);
+        }
+        let service = configs.iter().position(|c| c.kind == SlotKind::Service)?;
+        Some(Hypercalls {
+            config,
+            slots: [FREE_SLOT; MAX_VM_NUM],
+            max_vm_num,
+            service_vmid: service as u16,
+            service_pcpus: configs[service].pcpus,
+            upcall_vector: acrn_abi::irq::HSM_UPCALL_VECTOR,
+        })
+    }
+
+    pub fn service_vmid(&self) -> u16 {
+        self.service_vmid
+    }
+
+    /// The vector that announces I/O requests to the Service VM's BSP.
+    pub fn upcall_vector(&self) -> u8 {
+        self.upcall_vector
+    }
+
+    /// The I/O request page of post-launched VM `vmid`, once set.
+    pub fn ioreq_page(&self, vmid: u16) -> Option<u64> {
+        self.slots.get(vmid as usize).and_then(|s| s.ioreq_page)
+    }
+
+    /// State of VM `vmid` as the hypercalls see it (post-launched slots only).
+    pub fn state(&self, vmid: u16) -> Option<VmState> {
+        let i = vmid as usize;
+        matches!(self.kind(i), SlotKind::PostLaunched | SlotKind::Empty)
+            .then(|| self.slots[i].state)
+    }
+
+    fn kind(&self, i: usize) -> SlotKind {
+        match self.config.get(i) {
+            Some(Some(c)) if !c.name.is_empty() || c.kind != SlotKind::PostLaunched => c.kind,
+            _ => SlotKind::Empty,
+        }
+    }
+
+    /// Handles one hypercall. `mem` is the Service VM's memory.
+    pub fn dispatch(
+        &mut self,
+        mem: &mut impl GuestMemory,
+        ops: &mut impl VmOps,
+        caller: Caller,
+        id: u64,
+        p1: u64,
+        p2: u64,
+    ) -> Outcome {
+        if caller.vmid != self.service_vmid {
+            return Outcome::InjectUd;
+        }
+        if caller.cpl != 0 {
+            return Outcome::InjectGp;
+        }
+        // ACRN dispatches on the low byte only (gotcha 1); IDs with another high byte are ours
+        // to refuse, and no caller sends them.
+        if id >> 8 != HC_ID << 16 {
+            return Outcome::Return(err(ENOTTY));
+        }
+        let r = match id {
+            HC_GET_API_VERSION => {
+                let mut v = [0u8; 8];
+                v[..4].copy_from_slice(&HV_API_MAJOR_VERSION.to_le_bytes());
+                v[4..].copy_from_slice(&HV_API_MINOR_VERSION.to_le_bytes());
+                if mem.write(p1, &v) {
+                    0
+                } else {
+                    err(EINVAL)
+                }
+            }
+            HC_SET_CALLBACK_VECTOR => match u8::try_from(p1) {
+                Ok(v) if v >= 0x20 => {
+                    self.upcall_vector = v;
+                    0
+                }
+                _ => err(EINVAL),
+            },
+            HC_CREATE_VM => self.create_vm(mem, ops, p1),
+            HC_CREATE_VCPU => 0,
+            HC_VM_SET_MEMORY_REGIONS => self.set_memory_regions(mem, ops, p1),
+            HC_DESTROY_VM
+            | HC_START_VM
+            | HC_PAUSE_VM
+            | HC_RESET_VM
+            | HC_SET_VCPU_REGS
+            | HC_INJECT_MSI
+            | HC_SET_IRQLINE
+            | HC_SET_IOREQ_BUFFER
+            | HC_NOTIFY_REQUEST_FINISH => match self.target(p1) {
+                Ok(vmid) => self.vm_call(mem, ops, id, vmid, p2),
+                Err(e) => err(e),
+            },
+            _ => err(ENOTTY),
+        };
+        Outcome::Return(r)
+    }
+
+    /// Absolute id of an existing post-launched VM from a relative id (ACRN: `param1`).
+    fn target(&self, rel: u64) -> Result<u16, i32> {
+        let rel = u16::try_from(rel).map_err(|_| ENOTTY)?;
+        let abs = self.service_vmid.wrapping_add(rel);
+        let i = abs as usize;
+        if i >= self.max_vm_num || !matches!(self.kind(i), SlotKind::PostLaunched | SlotKind::Empty)
+        {
+            return Err(ENOTTY);
+        }
+        Ok(abs)
+    }
+
+    fn vm_call(
+        &mut self,
+        mem: &mut impl GuestMemory,
+        ops: &mut impl VmOps,
+        id: u64,
+        vmid: u16,
+        p2: u64,
+    ) -> i64 {
+        let slot = self.slots[vmid as usize];
+        let state = slot.state;
+        if state == VmState::PoweredOff {
+            // Nothing but creation applies to a VM that does not exist.
+            return err(EPERM);
+        }
+        match id {
+            HC_DESTROY_VM => {
+                if state != VmState::Paused {
+                    return err(EPERM);
+                }
+                ops.destroy(vmid);
+                self.slots[vmid as usize] = FREE_SLOT;
+                0
+            }
+            HC_START_VM => {
+                if state != VmState::Created || slot.ioreq_page.is_none() {
+                    return err(EPERM);
+                }
+                match ops.start(vmid) {
+                    Ok(()) => {
+                        self.slots[vmid as usize].state = VmState::Running;
+                        0
+                    }
+                    Err(e) => err(e),
+                }
+            }
+            HC_PAUSE_VM => {
+                if state != VmState::Paused {
+                    ops.pause(vmid);
+                    self.slots[vmid as usize].state = VmState::Paused;
+                }
+                0
+            }
+            HC_RESET_VM => {
+                if state != VmState::Paused {
+                    return err(EPERM);
+                }
+                ops.reset(vmid);
+                if let Some(page) = slot.ioreq_page {
+                    ioreq::reset_page(mem, page);
+                }
+                self.slots[vmid as usize].state = VmState::Created;
+                0
+            }
+            HC_SET_VCPU_REGS => {
+                if state == VmState::Running {
+                    return err(EPERM);
+                }
+                let Some(regs) = read_obj::<AcrnVcpuRegs>(mem, p2) else {
+                    return err(EINVAL);
+                };
+                if !regs.reserved_fields_clear()
+                    || regs.vcpu_id >= slot.vcpu_num
+                    || !control_regs_valid(&regs.vcpu_regs)
+                {
+                    return err(EINVAL);
+                }
+                match ops.set_vcpu_regs(vmid, regs.vcpu_id, &regs.vcpu_regs) {
+                    Ok(()) => 0,
+                    Err(e) => err(e),
+                }
+            }
+            HC_SET_IOREQ_BUFFER => {
+                if state != VmState::Created {
+                    return err(EPERM);
+                }
+                let Some(page) = read_obj::<u64>(mem, p2) else {
+                    return err(EINVAL);
+                };
+                if page & 0xFFF != 0 || !mem.contains(page, acrn_abi::PAGE_SIZE as u64) {
+                    return err(EINVAL);
+                }
+                ioreq::reset_page(mem, page);
+                self.slots[vmid as usize].ioreq_page = Some(page);
+                0
+            }
+            HC_NOTIFY_REQUEST_FINISH => {
+                if slot.ioreq_page.is_none() || p2 >= slot.vcpu_num as u64 {
+                    return err(EINVAL);
+                }
+                ops.notify_request_finish(vmid, p2 as u16);
+                0
+            }
+            HC_SET_IRQLINE => {
+                let ops_val = acrn_abi::AcrnIrqlineOps::from_u64(p2);
+                match GsiOp::from_raw(ops_val.op) {
+                    Some(op) if ops_val.gsi < VIOAPIC_PINS => {
+                        match ops.set_irqline(vmid, ops_val.gsi, op) {
+                            Ok(()) => 0,
+                            Err(e) => err(e),
+                        }
+                    }
+                    _ => err(EINVAL),
+                }
+            }
+            HC_INJECT_MSI => {
+                let Some(msi) = read_obj::<AcrnMsiEntry>(mem, p2) else {
+                    return err(EINVAL);
+                };
+                // An x86 MSI: address 0xFEExxxxx, a vector above the exception range.
+                if msi.msi_addr >> 20 != 0xFEE || (msi.msi_data & 0xFF) < 16 {
+                    return err(EINVAL);
+                }
+                match ops.inject_msi(vmid, msi.msi_addr, msi.msi_data) {
+                    Ok(()) => 0,
+                    Err(e) => err(e),
+                }
+            }
+            _ => err(ENOTTY),
+        }
+    }
+
+    fn create_vm(&mut self, mem: &mut impl GuestMemory, ops: &mut impl VmOps, gpa: u64) -> i64 {
+        let Some(mut cv) = read_obj::<AcrnVmCreation>(mem, gpa) else {
+            return err(EINVAL);
+        };
+        let r = self.create_vm_checked(ops, &mut cv);
+        if r != 0 {
+            cv.vmid = ACRN_INVALID_VMID;
+            cv.vcpu_num = 0;
+        }
+        // Write back vmid and vcpu_num (offsets 0 and 4); the struct was readable, so it is
+        // writable unless the Service VM's map changed in between.
+        let mut out = [0u8; 6];
+        out[..2].copy_from_slice(&cv.vmid.to_le_bytes());
+        out[2..4].copy_from_slice(&cv.reserved0.to_le_bytes());
+        out[4..].copy_from_slice(&cv.vcpu_num.to_le_bytes());
+        if !mem.write(gpa, &out) && r == 0 {
+            let abs = self.service_vmid.wrapping_add(cv.vmid);
+            ops.destroy(abs);
+            self.slots[abs as usize] = FREE_SLOT;
+            return err(EINVAL);
+        }
+        r
+    }
+
+    fn create_vm_checked(&mut self, ops: &mut impl VmOps, cv: &mut AcrnVmCreation) -> i64 {
+        if cv.reserved0 != 0 || cv.reserved1 != 0 {
+            return err(EINVAL);
+        }
+        let name = match cv.name.iter().position(|&b| b == 0) {
+            Some(0) | None => return err(EINVAL),
+            Some(n) => &cv.name[..n],
+        };
+        // ACRN (`get_vmid_by_name`): a configured VM of that name, or a dynamic VM that took
+        // the name; else the first unused dynamic slot.
+        let by_name = (0..self.max_vm_num).find(|&i| match self.kind(i) {
+            SlotKind::Empty => {
+                self.slots[i].state != VmState::PoweredOff
+                    && self.slots[i].name.starts_with(name)
+                    && self.slots[i].name.get(name.len()).is_none_or(|&b| b == 0)
+            }
+            _ => self.config[i].is_some_and(|c| c.name.as_bytes() == name),
+        });
+        let i = match by_name {
+            Some(i)
+                if self.kind(i) == SlotKind::PostLaunched || self.kind(i) == SlotKind::Empty =>
+            {
+                i
+            }
+            Some(_) => return err(ENOTTY), // the name of a pre-launched VM or the Service VM
+            None => {
+                let static_vm = |i: usize| {
+                    self.config[i].is_some_and(|c| c.flags & GuestFlags::STATIC_VM.bits() != 0)
+                };
+                match (0..self.max_vm_num).find(|&i| {
+                    self.kind(i) == SlotKind::Empty
+                        && !static_vm(i)
+                        && self.slots[i].state == VmState::PoweredOff
+                }) {
+                    Some(i) => i,
+                    None => return err(ENOTTY),
+                }
+            }
+        };
+        if self.slots[i].state != VmState::PoweredOff {
+            return err(EBUSY);
+        }
+        let (allowed, cfg_flags) = match self.config[i] {
+            Some(c) if self.kind(i) == SlotKind::PostLaunched => (c.pcpus, c.flags),
+            _ => (self.service_pcpus, 0),
+        };
+        let pcpus = if cv.cpu_affinity == 0 {
+            allowed
+        } else {
+            cv.cpu_affinity
+        };
+        if pcpus & !allowed != 0 || pcpus == 0 || pcpus.count_ones() > MAX_VCPUS_PER_VM as u32 {
+            return err(EINVAL);
+        }
+        let flags = (cv.vm_flag & DM_OWNED_GUEST_FLAG_MASK.bits()) | cfg_flags;
+        let f = GuestFlags::from_bits_retain(flags);
+        if f.contains(GuestFlags::LAPIC_PASSTHROUGH) && !f.contains(GuestFlags::RT) {
+            return err(EINVAL);
+        }
+        if let Err(e) = ops.create(i as u16, pcpus, flags) {
+            return err(e);
+        }
+        let mut slot = FREE_SLOT;
+        slot.state = VmState::Created;
+        slot.vcpu_num = pcpus.count_ones() as u16;
+        if self.kind(i) == SlotKind::Empty {
+            slot.name[..name.len()].copy_from_slice(name);
+        }
+        self.slots[i] = slot;
+        cv.vmid = (i as u16).wrapping_sub(self.service_vmid);
+        cv.vcpu_num = slot.vcpu_num;
+        0
+    }
+
+    fn set_memory_regions(
+        &mut self,
+        mem: &mut impl GuestMemory,
+        ops: &mut impl VmOps,
+        gpa: u64,
+    ) -> i64 {
+        let Some(sr) = read_obj::<SetRegions>(mem, gpa) else {
+            return err(EINVAL);
+        };
+        let vmid = match self.target(sr.vmid as u64) {
+            Ok(v) => v,
+            Err(e) => return err(e),
+        };
+        if self.slots[vmid as usize].state == VmState::PoweredOff {
+            return err(EPERM);
+        }
+        if sr.mr_num > MAX_MEMORY_REGIONS {
+            return err(EINVAL);
+        }
+        let entry = core::mem::size_of::<VmMemoryRegion>() as u64;
+        for n in 0..sr.mr_num as u64 {
+            let Some(at) = sr.regions_gpa.checked_add(n * entry) else {
+                return err(EINVAL);
+            };
+            let Some(r) = read_obj::<VmMemoryRegion>(mem, at) else {
+                return err(EINVAL);
+            };
+            // ACRN stops at the first bad entry; the earlier ones stay applied.
+            if let Err(e) = check_region(mem, &r) {
+                return err(e);
+            }
+            let res = match r.r#type {
+                MR_ADD => ops.map(vmid, r.gpa, r.service_vm_gpa, r.size, r.prot),
+                _ => ops.unmap(vmid, r.gpa, r.size),
+            };
+            if let Err(e) = res {
+                return err(e);
+            }
+        }
+        0
+    }
+}
+
+/// Checks one `vm_memory_region`: 4 KiB granular, non-empty, inside the user VM's physical
+/// space, known type and protection bits, and for MR_ADD a source entirely in Service VM RAM
+/// (identity-mapped, so host-contiguous).
+pub fn check_region(mem: &impl GuestMemory, r: &VmMemoryRegion) -> Result<(), i32> {
+    if r.size == 0 || (r.gpa | r.size | r.service_vm_gpa) & 0xFFF != 0 {
+        return Err(EINVAL);
+    }
+    if r.gpa.checked_add(r.size).is_none_or(|e| e > MAX_USER_GPA) {
+        return Err(EINVAL);
+    }
+    match r.r#type {
+        MR_ADD => {
+            if r.prot & !(MEM_ACCESS_RIGHT_MASK | MEM_TYPE_MASK) != 0
+                || !mem.contains(r.service_vm_gpa, r.size)
+            {
+                return Err(EINVAL);
+            }
+            Ok(())
+        }
+        MR_DEL | MR_MODIFY => Ok(()),
+        _ => Err(EINVAL),
+    }
+}
+
+/// ACRN refuses register sets a VM entry would reject: CR0.PG without PE, NW without CD,
+/// reserved CR0/CR4 bits, long mode without paging and PAE.
+pub fn control_regs_valid(r: &AcrnRegs) -> bool {
+    const PE: u64 = 1;
+    const NW: u64 = 1 << 29;
+    const CD: u64 = 1 << 30;
+    const PG: u64 = 1 << 31;
+    const CR0_DEFINED: u64 = 0xE005_003F;
+    const PAE: u64 = 1 << 5;
+    // Architecturally defined CR4 bits up to bit 24 except VMXE (13) and SMXE (14).
+    const CR4_ALLOWED: u64 = 0x01FF_FFFF & !(1 << 13 | 1 << 14);
+    const LME: u64 = 1 << 8;
+    let (cr0, cr4, efer) = (r.cr0, r.cr4, r.ia32_efer);
+    if cr0 & !CR0_DEFINED != 0 || cr4 & !CR4_ALLOWED != 0 {
+        return false;
+    }
+    if cr0 & PG != 0 && cr0 & PE == 0 || cr0 & NW != 0 && cr0 & CD == 0 {
+        return false;
+    }
+    !(efer & LME != 0 && cr0 & PG != 0 && cr4 & PAE == 0)
+}
+
+#[cfg(test)]
+mod tests;
