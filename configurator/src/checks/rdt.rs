@@ -248,19 +248,20 @@ impl Policy {
                 }
                 _ => false,
             },
-            (Policy::Cdp { data, code }, Policy::Cdp { data: d2, code: c2 }) => {
-                if data.matches(d2) && code.matches(c2) {
-                    data.merge(d2);
-                    code.merge(c2);
-                    true
-                } else {
-                    false
-                }
+            (Policy::Cdp { data, code }, Policy::Cdp { data: d2, code: c2 })
+                if data.matches(d2) && code.matches(c2) =>
+            {
+                data.merge(d2);
+                code.merge(c2);
+                true
             }
             _ => false,
         }
     }
 }
+
+/// The last L2 (cache id, mask) and the last L3 mask of one owner.
+type OwnerMasks = (Option<(u64, u64)>, Option<u64>);
 
 /// ACRN's `number-of-clos-id-needed` (`library/rdt.py get_policy_list`): one policy per
 /// `POLICY` owner (VM, vCPU, type), merged into an earlier one when their masks agree;
@@ -289,8 +290,7 @@ fn clos_ids_needed(cx: &Ctx<'_>, cdp: bool, vcat: bool, limit: u64) -> u64 {
         .collect();
 
     // Masks per (owner, type filter), built in one pass: the last POLICY of a level wins.
-    let mut masks: HashMap<(&str, u32, Option<CacheType>), (Option<(u64, u64)>, Option<u64>)> =
-        HashMap::new();
+    let mut masks: HashMap<(&str, u32, Option<CacheType>), OwnerMasks> = HashMap::new();
     for &(level, id, p) in &all {
         let filters = [None, p.cache_type];
         for ty in filters
