@@ -18,7 +18,10 @@ fn corpus_pairs() -> Vec<(PathBuf, PathBuf)> {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/acrn-corpus"));
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(&dir) else {
-        eprintln!("SKIP: ACRN corpus not found at {} (set ACRN_CORPUS)", dir.display());
+        eprintln!(
+            "SKIP: ACRN corpus not found at {} (set ACRN_CORPUS)",
+            dir.display()
+        );
         return out;
     };
     for d in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
@@ -67,6 +70,8 @@ fn main() {
         peak_rss_kib().map_or("?".into(), |k| k.to_string())
     );
     let mut c = Criterion::default().configure_from_args().sample_size(20);
-    c.bench_function("corpus: validate+allocate+generate, 30 pairs", |b| b.iter(|| pipeline(&pairs)));
+    c.bench_function("corpus: validate+allocate+generate, 30 pairs", |b| {
+        b.iter(|| pipeline(&pairs))
+    });
     c.final_summary();
 }

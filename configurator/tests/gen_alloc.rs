@@ -22,8 +22,14 @@ fn corpus() -> Option<PathBuf> {
     if dir.is_dir() {
         return Some(dir);
     }
-    assert!(std::env::var("ACRN_REQUIRE_CORPUS").as_deref() != Ok("1"), "corpus required but missing");
-    eprintln!("SKIP: ACRN corpus not found at {} (set ACRN_CORPUS)", dir.display());
+    assert!(
+        std::env::var("ACRN_REQUIRE_CORPUS").as_deref() != Ok("1"),
+        "corpus required but missing"
+    );
+    eprintln!(
+        "SKIP: ACRN corpus not found at {} (set ACRN_CORPUS)",
+        dir.display()
+    );
     None
 }
 
@@ -46,7 +52,10 @@ fn ours(name: &str) -> Option<(Board, Scenario)> {
 
 fn whl(name: &str) -> Option<(Board, Scenario)> {
     let c = corpus()?;
-    Some(load(&c.join("whl-ipc-i5/whl-ipc-i5.xml"), &c.join(format!("whl-ipc-i5/{name}.xml"))))
+    Some(load(
+        &c.join("whl-ipc-i5/whl-ipc-i5.xml"),
+        &c.join(format!("whl-ipc-i5/{name}.xml")),
+    ))
 }
 
 fn ram(board: &Board) -> RangeSet {
@@ -59,7 +68,10 @@ fn ram(board: &Board) -> RangeSet {
 
 fn expect_finding(result: Result<Allocation, Findings>, id: &str) -> String {
     let f = result.expect_err("allocation must fail");
-    let hit = f.iter().find(|x| x.check == id).unwrap_or_else(|| panic!("no {id} in:\n{}", f.render_plain()));
+    let hit = f
+        .iter()
+        .find(|x| x.check == id)
+        .unwrap_or_else(|| panic!("no {id} in:\n{}", f.render_plain()));
     assert!(hit.hint.is_some(), "{id} has no hint");
     hit.message.clone()
 }
@@ -70,16 +82,28 @@ fn check_invariants(board: &Board, s: &Scenario, a: &Allocation, what: &str) {
     // Host memory: HV RAM, pre-launched VMs, IVSHMEM and the Service VM's share are in RAM
     // and pairwise disjoint.
     let mut owned: Vec<(Range, String)> = vec![(a.hv_ram, "hv".into())];
-    assert!(a.hv_ram.start % 0x20_0000 == 0 && a.hv_ram.start >= 0x10_0000, "{what}: HV RAM {:?}", a.hv_ram);
+    assert!(
+        a.hv_ram.start.is_multiple_of(0x20_0000) && a.hv_ram.start >= 0x10_0000,
+        "{what}: HV RAM {:?}",
+        a.hv_ram
+    );
     for v in &a.vms {
         let mut gpa_end = 0;
         for m in &v.memory {
             assert!(m.gpa >= gpa_end, "{what}: {} GPAs out of order", v.name);
             gpa_end = m.gpa + m.size;
-            assert!(!(0x8000_0000..0x1_0000_0000).contains(&m.gpa), "{what}: {} RAM in the MMIO hole", v.name);
+            assert!(
+                !(0x8000_0000..0x1_0000_0000).contains(&m.gpa),
+                "{what}: {} RAM in the MMIO hole",
+                v.name
+            );
             owned.push((Range::new(m.hpa, m.size), v.name.clone()));
         }
-        owned.extend(v.service_ram.iter().map(|r| (*r, format!("{} (service)", v.name))));
+        owned.extend(
+            v.service_ram
+                .iter()
+                .map(|r| (*r, format!("{} (service)", v.name))),
+        );
         if v.load_order == LoadOrder::PreLaunched {
             assert!(!v.memory.is_empty(), "{what}: {} has no memory", v.name);
             assert_eq!(v.memory_size, v.memory.iter().map(|m| m.size).sum::<u64>());
@@ -88,7 +112,10 @@ fn check_invariants(board: &Board, s: &Scenario, a: &Allocation, what: &str) {
     }
     owned.extend(a.ivshmem_regions.iter().map(|r| (r.hpa, r.name.clone())));
     for (i, (r, n)) in owned.iter().enumerate() {
-        assert!(ram.covers(r.start, r.end()), "{what}: {n} {r:?} is not inside RAM");
+        assert!(
+            ram.covers(r.start, r.end()),
+            "{what}: {n} {r:?} is not inside RAM"
+        );
         for (q, m) in &owned[i + 1..] {
             assert!(!r.overlaps(q), "{what}: {n} {r:?} overlaps {m} {q:?}");
         }
@@ -96,9 +123,18 @@ fn check_invariants(board: &Board, s: &Scenario, a: &Allocation, what: &str) {
     // pCPUs: the Service VM has every board pCPU no pre-launched VM has; pre-launched VMs
     // do not share.
     let board_cpus: BTreeSet<u32> = board.pcpus().iter().map(|p| p.cpu_id).collect();
-    let pre: Vec<u32> = a.vms.iter().filter(|v| v.load_order == LoadOrder::PreLaunched).flat_map(|v| v.pcpus.clone()).collect();
+    let pre: Vec<u32> = a
+        .vms
+        .iter()
+        .filter(|v| v.load_order == LoadOrder::PreLaunched)
+        .flat_map(|v| v.pcpus.clone())
+        .collect();
     let pre_set: BTreeSet<u32> = pre.iter().copied().collect();
-    assert_eq!(pre.len(), pre_set.len(), "{what}: pre-launched VMs share pCPUs");
+    assert_eq!(
+        pre.len(),
+        pre_set.len(),
+        "{what}: pre-launched VMs share pCPUs"
+    );
     for v in a.vms.iter().filter(|v| v.load_order == LoadOrder::Service) {
         let expect: Vec<u32> = board_cpus.difference(&pre_set).copied().collect();
         assert_eq!(v.pcpus, expect, "{what}: Service VM pCPUs");
@@ -118,34 +154,68 @@ fn check_invariants(board: &Board, s: &Scenario, a: &Allocation, what: &str) {
             bdfs.push(vbdf);
         }
         let set: BTreeSet<Vbdf> = bdfs.iter().copied().collect();
-        assert_eq!(set.len(), bdfs.len(), "{what}: {} has duplicate vBDFs {bdfs:?}", v.name);
-        assert!(bdfs.iter().all(|b| !(b.bus == 0 && b.dev == 0)), "{what}: vBDF 00:00.x is the host bridge");
+        assert_eq!(
+            set.len(),
+            bdfs.len(),
+            "{what}: {} has duplicate vBDFs {bdfs:?}",
+            v.name
+        );
+        assert!(
+            bdfs.iter().all(|b| !(b.bus == 0 && b.dev == 0)),
+            "{what}: vBDF 00:00.x is the host bridge"
+        );
         for d in &v.ivshmem {
             let size = a.ivshmem_regions[d.region as usize].hpa.size;
             bars.extend([(d.bars[0], 0x1000), (d.bars[1], 0x1000), (d.bars[2], size)]);
         }
         for d in &v.pci_devs {
-            let node = board.pci_function(d.pbdf).expect("pass-through device on the board");
-            for r in node.bars().filter(|r| r.kind == "memory" && r.min.unwrap_or(0) >= 1 << 20) {
+            let node = board
+                .pci_function(d.pbdf)
+                .expect("pass-through device on the board");
+            for r in node
+                .bars()
+                .filter(|r| r.kind == "memory" && r.min.unwrap_or(0) >= 1 << 20)
+            {
                 let i = r.bar_index().unwrap() as usize;
-                let size = r.len.filter(|l| *l > 0).unwrap_or_else(|| r.max.unwrap() - r.min.unwrap() + 1);
-                assert_ne!(d.vbars[i], 0, "{what}: {} BAR{i} of {} not placed", v.name, d.pbdf);
+                let size = r
+                    .len
+                    .filter(|l| *l > 0)
+                    .unwrap_or_else(|| r.max.unwrap() - r.min.unwrap() + 1);
+                assert_ne!(
+                    d.vbars[i], 0,
+                    "{what}: {} BAR{i} of {} not placed",
+                    v.name, d.pbdf
+                );
                 bars.push((d.vbars[i], size));
             }
         }
         bars.sort();
         for (base, size) in &bars {
             let align = size.max(&0x1000).next_power_of_two();
-            assert_eq!(base % align, 0, "{what}: {} BAR {base:#x} (size {size:#x}) misaligned", v.name);
+            assert!(
+                base.is_multiple_of(align),
+                "{what}: {} BAR {base:#x} (size {size:#x}) misaligned",
+                v.name
+            );
             if v.load_order != LoadOrder::Service {
                 let low = (0x8000_0000..0xE000_0000).contains(base);
                 let high = (0x40_0000_0000..0x80_0000_0000).contains(base);
-                assert!(low || high, "{what}: {} BAR {base:#x} outside the VM's MMIO windows", v.name);
+                assert!(
+                    low || high,
+                    "{what}: {} BAR {base:#x} outside the VM's MMIO windows",
+                    v.name
+                );
             }
         }
         for w in bars.windows(2) {
             let (a0, s0) = w[0];
-            assert!(a0 + s0.max(0x1000) <= w[1].0, "{what}: {} BARs {:#x} and {:#x} overlap", v.name, a0, w[1].0);
+            assert!(
+                a0 + s0.max(0x1000) <= w[1].0,
+                "{what}: {} BARs {:#x} and {:#x} overlap",
+                v.name,
+                a0,
+                w[1].0
+            );
         }
     }
     // vUART links are symmetric.
@@ -153,7 +223,11 @@ fn check_invariants(board: &Board, s: &Scenario, a: &Allocation, what: &str) {
         for (i, u) in v.vuarts.iter().enumerate() {
             let peer = a.vm(u.peer_vm).expect("peer VM exists");
             let back = &peer.vuarts[u.peer_index as usize];
-            assert_eq!((back.peer_vm, back.peer_index as usize), (v.id, i), "{what}: link not symmetric");
+            assert_eq!(
+                (back.peer_vm, back.peer_index as usize),
+                (v.id, i),
+                "{what}: link not symmetric"
+            );
             assert_eq!(back.connection, u.connection);
         }
     }
@@ -162,7 +236,9 @@ fn check_invariants(board: &Board, s: &Scenario, a: &Allocation, what: &str) {
 
 fn pairs(root: &Path) -> Vec<(PathBuf, PathBuf)> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(root) else { return out };
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return out;
+    };
     for d in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
         let board = d.join(format!("{}.xml", d.file_name().unwrap().to_string_lossy()));
         if !board.is_file() {
@@ -201,30 +277,54 @@ fn every_pair_satisfies_the_invariants() {
 
 #[test]
 fn qemu_epyc_partitioned() {
-    let Some((board, s)) = ours("partitioned") else { return };
+    let Some((board, s)) = ours("partitioned") else {
+        return;
+    };
     let a = alloc::allocate(&board, &s).unwrap();
     let max_vm = s.hv.capacities.as_ref().and_then(|c| c.max_vm_num).unwrap() as u64;
     assert_eq!(a.hv_ram.size, 0x140_0000 + 0x40_0000 * max_vm);
     // No RAM above 4 GiB on this board: VMs come from low RAM above the hypervisor.
-    let pre: Vec<_> = a.vms.iter().filter(|v| v.load_order == LoadOrder::PreLaunched).collect();
+    let pre: Vec<_> = a
+        .vms
+        .iter()
+        .filter(|v| v.load_order == LoadOrder::PreLaunched)
+        .collect();
     assert!(pre.len() >= 2);
     for v in &pre {
         assert_eq!(v.memory[0].gpa, 0);
-        assert!(v.memory.iter().all(|m| m.hpa >= a.hv_ram.end() && m.hpa + m.size <= 1 << 32));
+        assert!(v
+            .memory
+            .iter()
+            .all(|m| m.hpa >= a.hv_ram.end() && m.hpa + m.size <= 1 << 32));
         let asked = s.vm[v.index].memory.as_ref().and_then(|m| m.size).unwrap() << 20;
         assert_eq!(v.memory_size, asked);
-        assert!(v.pcpus.len() >= 1);
+        assert!(!v.pcpus.is_empty());
     }
-    assert_eq!(a.serial, Some(alloc::Serial::Pio { base: 0x3F8, irq: 4 }));
+    assert_eq!(
+        a.serial,
+        Some(alloc::Serial::Pio {
+            base: 0x3F8,
+            irq: 4
+        })
+    );
 }
 
 #[test]
 fn qemu_epyc_hybrid_service_vm_gets_the_rest() {
-    let Some((board, s)) = ours("hybrid") else { return };
+    let Some((board, s)) = ours("hybrid") else {
+        return;
+    };
     let a = alloc::allocate(&board, &s).unwrap();
-    let svc = a.vms.iter().find(|v| v.load_order == LoadOrder::Service).expect("a Service VM");
+    let svc = a
+        .vms
+        .iter()
+        .find(|v| v.load_order == LoadOrder::Service)
+        .expect("a Service VM");
     let used: u64 = a.hv_ram.size
-        + a.vms.iter().map(|v| v.memory.iter().map(|m| m.size).sum::<u64>()).sum::<u64>()
+        + a.vms
+            .iter()
+            .map(|v| v.memory.iter().map(|m| m.size).sum::<u64>())
+            .sum::<u64>()
         + a.ivshmem_regions.iter().map(|r| r.hpa.size).sum::<u64>();
     // Everything above 1 MiB that nobody else owns.
     let above_1m = ram(&board).clip(1 << 20, u64::MAX).total();
@@ -234,14 +334,24 @@ fn qemu_epyc_hybrid_service_vm_gets_the_rest() {
 
 #[test]
 fn whl_hybrid_rt_matches_acrn_rules() {
-    let Some((board, s)) = whl("hybrid_rt") else { return };
+    let Some((board, s)) = whl("hybrid_rt") else {
+        return;
+    };
     let a = alloc::allocate(&board, &s).unwrap();
     let rt = a.vms.iter().find(|v| v.name == "PRE_RT_VM0").unwrap();
     // Explicit hpa_region 0x100000000, 1024 MB.
     assert_eq!(rt.memory.len(), 1);
-    assert_eq!((rt.memory[0].hpa, rt.memory[0].size), (0x1_0000_0000, 1 << 30));
+    assert_eq!(
+        (rt.memory[0].hpa, rt.memory[0].size),
+        (0x1_0000_0000, 1 << 30)
+    );
     let f = rt.guest_flags;
-    for flag in [GuestFlags::RT, GuestFlags::LAPIC_PASSTHROUGH, GuestFlags::STATIC_VM, GuestFlags::PMU_PASSTHROUGH] {
+    for flag in [
+        GuestFlags::RT,
+        GuestFlags::LAPIC_PASSTHROUGH,
+        GuestFlags::STATIC_VM,
+        GuestFlags::PMU_PASSTHROUGH,
+    ] {
         assert!(f & flag != 0, "flag {flag:#x} missing in {f:#x}");
     }
     assert_eq!(rt.pcpus, vec![2, 3]);
@@ -249,22 +359,47 @@ fn whl_hybrid_rt_matches_acrn_rules() {
     assert_eq!(a.ivshmem_regions.len(), 1);
     assert_eq!(a.ivshmem_regions[0].hpa.size, 2 << 20);
     let d = rt.ivshmem[0];
-    assert_eq!(d.vbdf, Vbdf { bus: 0, dev: 8, func: 0 });
+    assert_eq!(
+        d.vbdf,
+        Vbdf {
+            bus: 0,
+            dev: 8,
+            func: 0
+        }
+    );
     assert!(d.bars[2] >= 0x40_0000_0000);
     // Pass-through devices get the lowest free device numbers, 00:01.0 and 00:02.0.
     let vbdfs: Vec<u8> = rt.pci_devs.iter().map(|p| p.vbdf.dev).collect();
     assert_eq!(vbdfs, vec![1, 2]);
     // Legacy vUART at 0x2F8 (COM2) gets IRQ 3 on both ends; consoles are COM1 = 0x3F8/4.
-    assert_eq!(rt.vuarts[0].kind, VuartKind::Legacy { port: 0x2F8, irq: 3 });
-    assert_eq!(rt.console, Console::Legacy { port: 0x3F8, irq: 4 });
-    let svc = a.vms.iter().find(|v| v.load_order == LoadOrder::Service).unwrap();
+    assert_eq!(
+        rt.vuarts[0].kind,
+        VuartKind::Legacy {
+            port: 0x2F8,
+            irq: 3
+        }
+    );
+    assert_eq!(
+        rt.console,
+        Console::Legacy {
+            port: 0x3F8,
+            irq: 4
+        }
+    );
+    let svc = a
+        .vms
+        .iter()
+        .find(|v| v.load_order == LoadOrder::Service)
+        .unwrap();
     assert_eq!(svc.pcpus, vec![0, 1]);
     assert_eq!(svc.vuarts[0].peer_vm, rt.id);
 }
 
 #[test]
 fn deterministic_allocation() {
-    let Some((board, s)) = whl("hybrid_rt") else { return };
+    let Some((board, s)) = whl("hybrid_rt") else {
+        return;
+    };
     let a = alloc::allocate(&board, &s).unwrap();
     for _ in 0..3 {
         assert_eq!(alloc::allocate(&board, &s).unwrap(), a);
@@ -276,7 +411,9 @@ fn deterministic_allocation() {
 
 #[test]
 fn a01_hypervisor_ram_over_1_gib() {
-    let Some((board, mut s)) = ours("partitioned") else { return };
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
     s.hv.capacities.as_mut().unwrap().max_vm_num = Some(300);
     let m = expect_finding(alloc::allocate(&board, &s), "A01");
     assert!(m.contains("1024 MiB"), "{m}");
@@ -284,26 +421,45 @@ fn a01_hypervisor_ram_over_1_gib() {
 
 #[test]
 fn a02_unaligned_hv_ram_start() {
-    let Some((board, mut s)) = ours("partitioned") else { return };
-    s.hv.memory.get_or_insert_with(Default::default).hv_ram_start = Some(Hex(0x100_1000));
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
+    s.hv.memory
+        .get_or_insert_with(Default::default)
+        .hv_ram_start = Some(Hex(0x100_1000));
     expect_finding(alloc::allocate(&board, &s), "A02");
 }
 
 #[test]
 fn a03_hpa_region_over_the_hypervisor() {
-    let Some((board, mut s)) = ours("partitioned") else { return };
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
     let hv = alloc::allocate(&board, &s).unwrap().hv_ram;
-    let i = s.vm.iter().position(|v| v.load_order == Some(LoadOrder::PreLaunched)).unwrap();
-    s.vm[i].memory.get_or_insert_with(Default::default).hpa_region =
-        vec![scenario::HpaRegion { start_hpa: Hex(hv.start), size_hpa: 64 }];
+    let i =
+        s.vm.iter()
+            .position(|v| v.load_order == Some(LoadOrder::PreLaunched))
+            .unwrap();
+    s.vm[i]
+        .memory
+        .get_or_insert_with(Default::default)
+        .hpa_region = vec![scenario::HpaRegion {
+        start_hpa: Hex(hv.start),
+        size_hpa: 64,
+    }];
     let m = expect_finding(alloc::allocate(&board, &s), "A03");
     assert!(m.contains("hypervisor"), "{m}");
 }
 
 #[test]
 fn a04_not_enough_ram_for_a_vm() {
-    let Some((board, mut s)) = ours("partitioned") else { return };
-    let i = s.vm.iter().position(|v| v.load_order == Some(LoadOrder::PreLaunched)).unwrap();
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
+    let i =
+        s.vm.iter()
+            .position(|v| v.load_order == Some(LoadOrder::PreLaunched))
+            .unwrap();
     s.vm[i].memory.get_or_insert_with(Default::default).size = Some(64 * 1024);
     let m = expect_finding(alloc::allocate(&board, &s), "A04");
     assert!(m.contains("65536 MB"), "{m}");
@@ -311,19 +467,40 @@ fn a04_not_enough_ram_for_a_vm() {
 
 #[test]
 fn a07_vbdf_on_a_native_device_of_the_service_vm() {
-    let Some((board, mut s)) = whl("hybrid_rt") else { return };
-    let svc = s.vm.iter().find(|v| v.load_order == Some(LoadOrder::Service)).unwrap().name.clone();
+    let Some((board, mut s)) = whl("hybrid_rt") else {
+        return;
+    };
+    let svc =
+        s.vm.iter()
+            .find(|v| v.load_order == Some(LoadOrder::Service))
+            .unwrap()
+            .name
+            .clone();
     let iv = s.hv.features.as_mut().unwrap().ivshmem.as_mut().unwrap();
     // 00:02.0 is the board's GPU, which the Service VM keeps.
-    iv.regions[0].vms.vm.push(IvshmemVm { vm_name: svc, vbdf: Some(Vbdf { bus: 0, dev: 2, func: 0 }) });
+    iv.regions[0].vms.vm.push(IvshmemVm {
+        vm_name: svc,
+        vbdf: Some(Vbdf {
+            bus: 0,
+            dev: 2,
+            func: 0,
+        }),
+    });
     let m = expect_finding(alloc::allocate(&board, &s), "A07");
     assert!(m.contains("00:02.0"), "{m}");
 }
 
 #[test]
 fn a08_service_vm_mmio_window_full() {
-    let Some((board, mut s)) = whl("hybrid_rt") else { return };
-    let svc = s.vm.iter().find(|v| v.load_order == Some(LoadOrder::Service)).unwrap().name.clone();
+    let Some((board, mut s)) = whl("hybrid_rt") else {
+        return;
+    };
+    let svc =
+        s.vm.iter()
+            .find(|v| v.load_order == Some(LoadOrder::Service))
+            .unwrap()
+            .name
+            .clone();
     let iv = s.hv.features.as_mut().unwrap().ivshmem.as_mut().unwrap();
     // The board's PCI window below 4 GiB is 1.25 GiB and it has none above: 3 x 512 MB
     // shared-memory BARs cannot fit.
@@ -332,7 +509,16 @@ fn a08_service_vm_mmio_window_full() {
             name: format!("big{k}"),
             size_mb: Some(512),
             region_id: Some(format!("{}", k + 1)),
-            vms: scenario::IvshmemVms { vm: vec![IvshmemVm { vm_name: svc.clone(), vbdf: Some(Vbdf { bus: 0, dev: 0x1a + k, func: 0 }) }] },
+            vms: scenario::IvshmemVms {
+                vm: vec![IvshmemVm {
+                    vm_name: svc.clone(),
+                    vbdf: Some(Vbdf {
+                        bus: 0,
+                        dev: 0x1a + k,
+                        func: 0,
+                    }),
+                }],
+            },
             ..Default::default()
         });
     }
@@ -342,10 +528,19 @@ fn a08_service_vm_mmio_window_full() {
 
 #[test]
 fn a09_legacy_vuart_irqs_run_out() {
-    let Some((board, mut s)) = ours("partitioned") else { return };
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
     let names: Vec<String> =
-        s.vm.iter().filter(|v| v.load_order == Some(LoadOrder::PreLaunched)).map(|v| v.name.clone()).collect();
-    let conns = &mut s.hv.vuart_connections.get_or_insert_with(Default::default).connections;
+        s.vm.iter()
+            .filter(|v| v.load_order == Some(LoadOrder::PreLaunched))
+            .map(|v| v.name.clone())
+            .collect();
+    let conns = &mut s
+        .hv
+        .vuart_connections
+        .get_or_insert_with(Default::default)
+        .connections;
     conns.clear();
     // User VMs have 9 IRQs for non-COM ports (5..13): the 10th connection has none.
     for k in 0..10u64 {
@@ -354,7 +549,11 @@ fn a09_legacy_vuart_irqs_run_out() {
             vuart_type: Some(scenario::VuartType::Legacy),
             endpoints: names[..2]
                 .iter()
-                .map(|n| scenario::VuartEndpoint { vm_name: n.clone(), io_port: Some(Hex(0x9000 + 8 * k)), vbdf: None })
+                .map(|n| scenario::VuartEndpoint {
+                    vm_name: n.clone(),
+                    io_port: Some(Hex(0x9000 + 8 * k)),
+                    vbdf: None,
+                })
                 .collect(),
         });
     }
@@ -364,8 +563,12 @@ fn a09_legacy_vuart_irqs_run_out() {
 
 #[test]
 fn a12_serial_console_not_on_board() {
-    let Some((board, mut s)) = ours("partitioned") else { return };
-    s.hv.debug_options.get_or_insert_with(Default::default).serial_console = Some("/dev/ttyS7".into());
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
+    s.hv.debug_options
+        .get_or_insert_with(Default::default)
+        .serial_console = Some("/dev/ttyS7".into());
     let m = expect_finding(alloc::allocate(&board, &s), "A12");
     assert!(m.contains("ttyS7"), "{m}");
 }

@@ -30,15 +30,24 @@ fn corpus() -> Option<PathBuf> {
         "ACRN_REQUIRE_CORPUS=1 but the corpus is not at {}",
         dir.display()
     );
-    eprintln!("SKIP: ACRN corpus not found at {} (set ACRN_CORPUS)", dir.display());
+    eprintln!(
+        "SKIP: ACRN corpus not found at {} (set ACRN_CORPUS)",
+        dir.display()
+    );
     None
 }
 
 /// (board file, scenario file) for every board directory `D` holding `D.xml` and scenarios.
 fn pairs_in(root: &Path) -> Vec<(PathBuf, PathBuf)> {
     let mut out = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(root) else { return out };
-    let mut dirs: Vec<PathBuf> = dirs.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return out;
+    };
+    let mut dirs: Vec<PathBuf> = dirs
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     for d in dirs {
         let name = d.file_name().unwrap().to_string_lossy().into_owned();
@@ -75,7 +84,9 @@ fn is_invalid(scenario: &Path) -> bool {
 fn module_name(board: &Path, scenario: &Path) -> String {
     let b = board.file_stem().unwrap().to_string_lossy();
     let s = scenario.file_stem().unwrap().to_string_lossy();
-    format!("{b}_{s}").replace(|c: char| !c.is_ascii_alphanumeric(), "_").to_lowercase()
+    format!("{b}_{s}")
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        .to_lowercase()
 }
 
 #[test]
@@ -84,7 +95,10 @@ fn every_valid_pair_generates_tables_that_compile() {
     let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gen-compile");
     let _ = std::fs::remove_dir_all(scratch.join("src"));
     std::fs::create_dir_all(scratch.join("src")).unwrap();
-    let static_config = repo().join("hypervisor/static-config").canonicalize().unwrap();
+    let static_config = repo()
+        .join("hypervisor/static-config")
+        .canonicalize()
+        .unwrap();
     std::fs::write(
         scratch.join("Cargo.toml"),
         format!(
@@ -104,19 +118,37 @@ fn every_valid_pair_generates_tables_that_compile() {
             continue;
         }
         let files = result.unwrap_or_else(|r| {
-            panic!("{} + {}:\n{}", board.display(), scenario.display(), r.findings.render_plain())
+            panic!(
+                "{} + {}:\n{}",
+                board.display(),
+                scenario.display(),
+                r.findings.render_plain()
+            )
         });
         for name in [VM_TABLES, PARTITION, MANIFEST] {
-            assert!(files.get(name).is_some_and(|c| !c.is_empty()), "{name} missing");
+            assert!(
+                files.get(name).is_some_and(|c| !c.is_empty()),
+                "{name} missing"
+            );
         }
         let m = module_name(board, scenario);
-        std::fs::write(scratch.join("src").join(format!("{m}.rs")), files.get(VM_TABLES).unwrap()).unwrap();
+        std::fs::write(
+            scratch.join("src").join(format!("{m}.rs")),
+            files.get(VM_TABLES).unwrap(),
+        )
+        .unwrap();
         lib.push_str(&format!("pub mod {m};\n"));
         generated += 1;
     }
     let expected_min = if corpus().is_some() { 28 } else { 0 };
-    assert!(generated >= expected_min, "only {generated} pairs generated");
-    assert!(generated > 0, "no pairs at all: configs/ and the corpus are both missing");
+    assert!(
+        generated >= expected_min,
+        "only {generated} pairs generated"
+    );
+    assert!(
+        generated > 0,
+        "no pairs at all: configs/ and the corpus are both missing"
+    );
     std::fs::write(scratch.join("src/lib.rs"), lib).unwrap();
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -137,8 +169,12 @@ fn every_valid_pair_generates_tables_that_compile() {
 fn output_is_byte_identical_run_to_run() {
     for (board, scenario) in all_pairs().iter().filter(|(_, s)| !is_invalid(s)) {
         let opts = GenerateOptions::default();
-        let a = gen::generate(board, scenario, &opts).map_err(|r| r.findings.render_plain()).unwrap();
-        let b = gen::generate(board, scenario, &opts).map_err(|r| r.findings.render_plain()).unwrap();
+        let a = gen::generate(board, scenario, &opts)
+            .map_err(|r| r.findings.render_plain())
+            .unwrap();
+        let b = gen::generate(board, scenario, &opts)
+            .map_err(|r| r.findings.render_plain())
+            .unwrap();
         assert_eq!(a, b, "{} differs between runs", scenario.display());
     }
 }
@@ -180,13 +216,24 @@ fn cli_generate_is_deterministic_and_atomic() {
     // A scenario whose VM asks for more memory than the board has (rejected by the checks or
     // the allocator, whichever sees it first).
     let text = std::fs::read_to_string(&scenario).unwrap();
-    assert!(text.contains("<size>256</size>"), "fixture changed: no 256 MB VM in {}", scenario.display());
+    assert!(
+        text.contains("<size>256</size>"),
+        "fixture changed: no 256 MB VM in {}",
+        scenario.display()
+    );
     let bad = base.join("too-big.xml");
-    std::fs::write(&bad, text.replacen("<size>256</size>", "<size>65536</size>", 1)).unwrap();
+    std::fs::write(
+        &bad,
+        text.replacen("<size>256</size>", "<size>65536</size>", 1),
+    )
+    .unwrap();
     let out = base.join("bad-out");
     let o = run(&out, &bad);
     assert_eq!(o.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("nothing generated"), "{stderr}");
-    assert!(!out.exists(), "an output directory was created for a failed generation");
+    assert!(
+        !out.exists(),
+        "an output directory was created for a failed generation"
+    );
 }

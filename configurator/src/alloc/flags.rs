@@ -18,7 +18,11 @@ pub(super) fn cpus_and_flags(cx: &mut Ctx, alloc: &mut Allocation) {
     let hwp = cx.board.has_cpu_capability("hwp_supported");
     for v in &mut alloc.vms {
         v.pcpus = match v.load_order {
-            LoadOrder::Service => board_cpus.iter().copied().filter(|c| !pre_cpus.contains(c)).collect(),
+            LoadOrder::Service => board_cpus
+                .iter()
+                .copied()
+                .filter(|c| !pre_cpus.contains(c))
+                .collect(),
             _ => affinity(cx, v.index),
         };
         if let Some(&c) = v.pcpus.iter().find(|c| **c >= 64) {
@@ -31,10 +35,17 @@ pub(super) fn cpus_and_flags(cx: &mut Ctx, alloc: &mut Allocation) {
         }
         if v.pcpus.is_empty() && v.load_order != LoadOrder::PostLaunched {
             let msg = match v.load_order {
-                LoadOrder::Service => "no pCPU is left for the Service VM: pre-launched VMs own them all",
+                LoadOrder::Service => {
+                    "no pCPU is left for the Service VM: pre-launched VMs own them all"
+                }
                 _ => "has no pCPU (cpu_affinity is empty)",
             };
-            cx.error("A06", format!("VM `{}`: {msg}", v.name), cx.vm_at(v.index, ""), "give the VM at least one pCPU");
+            cx.error(
+                "A06",
+                format!("VM `{}`: {msg}", v.name),
+                cx.vm_at(v.index, ""),
+                "give the VM at least one pCPU",
+            );
         }
 
         let vm = &cx.scenario.vm[v.index];
@@ -61,7 +72,10 @@ pub(super) fn cpus_and_flags(cx: &mut Ctx, alloc: &mut Allocation) {
             vm.vm_type == Some(VmType::Rtvm) && v.load_order == LoadOrder::PreLaunched && debug,
             F::PMU_PASSTHROUGH,
         );
-        set(hwp && y(vm.own_pcpu) && vm.os_type != Some(OsType::Windows), F::VHWP);
+        set(
+            hwp && y(vm.own_pcpu) && vm.os_type != Some(OsType::Windows),
+            F::VHWP,
+        );
         v.guest_flags = f;
 
         if let Some(text) = vm.pt_intx.as_deref() {
@@ -69,7 +83,11 @@ pub(super) fn cpus_and_flags(cx: &mut Ctx, alloc: &mut Allocation) {
                 Some(pairs) => v.pt_intx = pairs,
                 None => cx.error(
                     "A11",
-                    format!("VM `{}`: pt_intx `{}` is not a list of (phys, virt) pairs", v.name, text.trim()),
+                    format!(
+                        "VM `{}`: pt_intx `{}` is not a list of (phys, virt) pairs",
+                        v.name,
+                        text.trim()
+                    ),
                     cx.vm_at(v.index, "pt_intx"),
                     "write it like `(3, 3)(5, 6)`",
                 ),
@@ -106,7 +124,10 @@ pub(crate) fn parse_pt_intx(text: &str) -> Option<Vec<(u32, u32)>> {
         let close = body.find(')')?;
         let (a, b) = body[..close].split_once(',')?;
         out.push((num(a)?, num(b)?));
-        rest = body[close + 1..].trim_start().trim_start_matches(',').trim_start();
+        rest = body[close + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
     }
     Some(out)
 }

@@ -3,8 +3,8 @@
 //! Service VM.
 
 use super::ranges::{align_up, Range, RangeSet};
-use super::{Ctx, IvshmemRegionAlloc, MemRegion};
 use super::Allocation;
+use super::{Ctx, IvshmemRegionAlloc, MemRegion};
 use crate::scenario::{LoadOrder, ProvidedBy};
 
 const MB: u64 = 1 << 20;
@@ -34,8 +34,15 @@ pub(crate) fn board_ram(cx: &Ctx) -> RangeSet {
 /// Chooses the hypervisor's RAM.
 pub(super) fn hv_ram(cx: &mut Ctx) -> Option<Range> {
     let s = cx.scenario;
-    let max_vm = s.hv.capacities.as_ref().and_then(|c| c.max_vm_num).unwrap_or(16) as u64;
-    let secure = s.vm.iter().filter(|v| v.secure_world_support == Some(true)).count() as u64;
+    let max_vm =
+        s.hv.capacities
+            .as_ref()
+            .and_then(|c| c.max_vm_num)
+            .unwrap_or(16) as u64;
+    let secure =
+        s.vm.iter()
+            .filter(|v| v.secure_world_support == Some(true))
+            .count() as u64;
     let size = HV_RAM_BASE + HV_RAM_PER_VM * max_vm + HV_RAM_PER_SECURE_WORLD * secure;
     if size > HV_RAM_MAX {
         cx.error(
@@ -61,7 +68,11 @@ pub(super) fn hv_ram(cx: &mut Ctx) -> Option<Range> {
             );
             return None;
         }
-        if !start.0.checked_add(size).is_some_and(|end| ram.covers(start.0, end)) {
+        if !start
+            .0
+            .checked_add(size)
+            .is_some_and(|end| ram.covers(start.0, end))
+        {
             cx.error(
                 "A02",
                 format!(
@@ -84,7 +95,9 @@ pub(super) fn hv_ram(cx: &mut Ctx) -> Option<Range> {
     let pool = if iomem.is_empty() { ram } else { iomem };
     // First fit at or above 4 MiB, rounded up to 2 MiB inside the same range (ACRN rounds
     // after the search, which can push the region past the end of its range).
-    let found = pool.clip(HV_RAM_MIN_START, u64::MAX).first_fit(size, ALIGN_2M);
+    let found = pool
+        .clip(HV_RAM_MIN_START, u64::MAX)
+        .first_fit(size, ALIGN_2M);
     match found {
         Some(start) => Some(Range::new(start, size)),
         None => {
@@ -117,11 +130,20 @@ pub(super) fn vm_memory(cx: &mut Ctx, alloc: &mut Allocation) {
             continue;
         }
         let vm = &cx.scenario.vm[v.index];
-        let regions = vm.memory.as_ref().map(|m| m.hpa_region.as_slice()).unwrap_or(&[]);
+        let regions = vm
+            .memory
+            .as_ref()
+            .map(|m| m.hpa_region.as_slice())
+            .unwrap_or(&[]);
         for (i, r) in regions.iter().enumerate() {
             let at = cx.vm_at(v.index, &format!("memory/hpa_region[{i}]/start_hpa"));
             let Some(size) = r.size_hpa.checked_mul(MB).filter(|s| *s > 0) else {
-                cx.error("A03", format!("VM `{}`: hpa_region {i} has size 0", v.name), at, "size_hpa is in MB");
+                cx.error(
+                    "A03",
+                    format!("VM `{}`: hpa_region {i} has size 0", v.name),
+                    at,
+                    "size_hpa is in MB",
+                );
                 continue;
             };
             let range = Range::new(r.start_hpa.0, size);
@@ -147,7 +169,12 @@ pub(super) fn vm_memory(cx: &mut Ctx, alloc: &mut Allocation) {
                     r.start_hpa,
                     range.end()
                 );
-                cx.error("A03", msg, at, "move the region, or drop hpa_region and let the allocator place memory/size");
+                cx.error(
+                    "A03",
+                    msg,
+                    at,
+                    "move the region, or drop hpa_region and let the allocator place memory/size",
+                );
                 continue;
             }
             taken.push((range, format!("VM `{}`", v.name)));
@@ -160,7 +187,11 @@ pub(super) fn vm_memory(cx: &mut Ctx, alloc: &mut Allocation) {
     // below 4 GiB above the hypervisor).
     let high = free.clip(FOUR_GB, u64::MAX);
     let use_high = !board_ram(cx).clip(FOUR_GB, u64::MAX).is_empty();
-    let mut pool = if use_high { high } else { free.clip(alloc.hv_ram.end(), FOUR_GB) };
+    let mut pool = if use_high {
+        high
+    } else {
+        free.clip(alloc.hv_ram.end(), FOUR_GB)
+    };
     for (k, v) in alloc.vms.iter().enumerate() {
         if v.load_order != LoadOrder::PreLaunched || !chunks[k].is_empty() {
             continue;
@@ -173,7 +204,12 @@ pub(super) fn vm_memory(cx: &mut Ctx, alloc: &mut Allocation) {
         let mb = vm.memory.as_ref().and_then(|m| m.size).unwrap_or(0);
         let at = cx.vm_at(v.index, "memory/size");
         let Some(size) = mb.checked_mul(MB).filter(|s| *s > 0) else {
-            cx.error("A04", format!("VM `{}` asks for no memory", v.name), at, "set memory/size (MB)");
+            cx.error(
+                "A04",
+                format!("VM `{}` asks for no memory", v.name),
+                at,
+                "set memory/size (MB)",
+            );
             continue;
         };
         match take_memory(&mut pool, size) {
@@ -184,7 +220,11 @@ pub(super) fn vm_memory(cx: &mut Ctx, alloc: &mut Allocation) {
                 chunks[k] = c;
             }
             None => {
-                let where_ = if use_high { "at or above 4 GiB" } else { "above the hypervisor's RAM" };
+                let where_ = if use_high {
+                    "at or above 4 GiB"
+                } else {
+                    "above the hypervisor's RAM"
+                };
                 cx.error(
                     "A04",
                     format!(
@@ -213,7 +253,12 @@ pub(super) fn vm_memory(cx: &mut Ctx, alloc: &mut Allocation) {
             }
             LoadOrder::PostLaunched => {
                 let vm = &cx.scenario.vm[v.index];
-                v.memory_size = vm.memory.as_ref().and_then(|m| m.size).unwrap_or(0).saturating_mul(MB);
+                v.memory_size = vm
+                    .memory
+                    .as_ref()
+                    .and_then(|m| m.size)
+                    .unwrap_or(0)
+                    .saturating_mul(MB);
             }
             LoadOrder::PreLaunched => {}
         }
@@ -260,7 +305,11 @@ fn guest_layout(chunks: &[Range]) -> Vec<MemRegion> {
             if gpa == GUEST_LOW_RAM_END {
                 gpa = FOUR_GB;
             }
-            let room = if gpa < GUEST_LOW_RAM_END { GUEST_LOW_RAM_END - gpa } else { left };
+            let room = if gpa < GUEST_LOW_RAM_END {
+                GUEST_LOW_RAM_END - gpa
+            } else {
+                left
+            };
             let n = room.min(left);
             out.push(MemRegion { gpa, hpa, size: n });
             gpa += n;
@@ -274,7 +323,13 @@ fn guest_layout(chunks: &[Range]) -> Vec<MemRegion> {
 /// Hypervisor-provided IVSHMEM regions: carved from the top of the RAM still free (ACRN
 /// takes them from the top of RAM at boot), 2 MiB aligned.
 fn ivshmem_regions(cx: &mut Ctx, alloc: &mut Allocation, free: &mut RangeSet) {
-    let Some(iv) = cx.scenario.hv.features.as_ref().and_then(|f| f.ivshmem.as_ref()) else {
+    let Some(iv) = cx
+        .scenario
+        .hv
+        .features
+        .as_ref()
+        .and_then(|f| f.ivshmem.as_ref())
+    else {
         return;
     };
     for (i, r) in iv.regions.iter().enumerate() {
@@ -287,7 +342,10 @@ fn ivshmem_regions(cx: &mut Ctx, alloc: &mut Allocation, free: &mut RangeSet) {
             Err(_) => {
                 cx.error(
                     "A05",
-                    format!("IVSHMEM region `{}`: IVSHMEM_REGION_ID is not a number", r.name),
+                    format!(
+                        "IVSHMEM region `{}`: IVSHMEM_REGION_ID is not a number",
+                        r.name
+                    ),
                     cx.hv_at(&format!("{path}/IVSHMEM_REGION_ID")),
                     "use a small integer, unique among regions",
                 );
@@ -298,7 +356,11 @@ fn ivshmem_regions(cx: &mut Ctx, alloc: &mut Allocation, free: &mut RangeSet) {
         let Some(at) = free.last_fit(size, ALIGN_2M) else {
             cx.error(
                 "A05",
-                format!("no free RAM left for IVSHMEM region `{}` ({} MB)", r.name, size / MB),
+                format!(
+                    "no free RAM left for IVSHMEM region `{}` ({} MB)",
+                    r.name,
+                    size / MB
+                ),
                 cx.hv_at(&format!("{path}/IVSHMEM_SIZE")),
                 "make the region or the pre-launched VMs smaller",
             );
@@ -324,7 +386,11 @@ mod tests {
         assert_eq!(
             l,
             vec![
-                MemRegion { gpa: 0, hpa: 0x1_0000_0000, size: GUEST_LOW_RAM_END },
+                MemRegion {
+                    gpa: 0,
+                    hpa: 0x1_0000_0000,
+                    size: GUEST_LOW_RAM_END
+                },
                 MemRegion {
                     gpa: FOUR_GB,
                     hpa: 0x1_0000_0000 + GUEST_LOW_RAM_END,
@@ -339,11 +405,17 @@ mod tests {
         let mut pool = RangeSet::new();
         pool.insert(0x20_0000, 0x60_0000);
         pool.insert(0x100_0000, 0x140_0000);
-        assert_eq!(take_memory(&mut pool, 0x20_0000), Some(vec![Range::new(0x20_0000, 0x20_0000)]));
+        assert_eq!(
+            take_memory(&mut pool, 0x20_0000),
+            Some(vec![Range::new(0x20_0000, 0x20_0000)])
+        );
         // 2 MiB left in the first range, 4 MiB in the second: 6 MiB needs both.
         assert_eq!(
             take_memory(&mut pool, 0x60_0000),
-            Some(vec![Range::new(0x40_0000, 0x20_0000), Range::new(0x100_0000, 0x40_0000)])
+            Some(vec![
+                Range::new(0x40_0000, 0x20_0000),
+                Range::new(0x100_0000, 0x40_0000)
+            ])
         );
         assert!(pool.is_empty());
         assert_eq!(take_memory(&mut pool, 0x20_0000), None);

@@ -145,7 +145,12 @@ pub fn allocate(board: &Board, scenario: &Scenario) -> Result<Allocation, Findin
     let vms = cx.vm_skeletons();
     let hv_ram = memory::hv_ram(&mut cx).unwrap_or(Range::new(0, 0));
     let serial = serial(&mut cx);
-    let mut alloc = Allocation { hv_ram, ivshmem_regions: Vec::new(), vms, serial };
+    let mut alloc = Allocation {
+        hv_ram,
+        ivshmem_regions: Vec::new(),
+        vms,
+        serial,
+    };
     memory::vm_memory(&mut cx, &mut alloc);
     flags::cpus_and_flags(&mut cx, &mut alloc);
     vuart::vuarts(&mut cx, &mut alloc);
@@ -159,40 +164,83 @@ pub fn allocate(board: &Board, scenario: &Scenario) -> Result<Allocation, Findin
 
 /// `SERIAL_CONSOLE` (`/dev/ttyS0`, `ttyS0` or `None`) resolved through the board's `TTYS_INFO`.
 fn serial(cx: &mut Ctx) -> Option<Serial> {
-    let name = cx.scenario.hv.debug_options.as_ref()?.serial_console.as_deref()?.trim();
+    let name = cx
+        .scenario
+        .hv
+        .debug_options
+        .as_ref()?
+        .serial_console
+        .as_deref()?
+        .trim();
     if name.is_empty() || name == "None" {
         return None;
     }
     let board = cx.board;
     let port = board.serial_port(name).or_else(|| {
         let short = name.rsplit('/').next().unwrap_or(name);
-        board.legacy.serial_ports.iter().find(|p| p.dev_path.rsplit('/').next() == Some(short))
+        board
+            .legacy
+            .serial_ports
+            .iter()
+            .find(|p| p.dev_path.rsplit('/').next() == Some(short))
     });
     let at = cx.hv_at("DEBUG_OPTIONS/SERIAL_CONSOLE");
     let Some(p) = port else {
-        let known: Vec<&str> = board.legacy.serial_ports.iter().map(|p| p.dev_path.as_str()).collect();
+        let known: Vec<&str> = board
+            .legacy
+            .serial_ports
+            .iter()
+            .map(|p| p.dev_path.as_str())
+            .collect();
         cx.error(
             "A12",
-            format!("SERIAL_CONSOLE `{name}` is not a serial port of board `{}`", board.name),
+            format!(
+                "SERIAL_CONSOLE `{name}` is not a serial port of board `{}`",
+                board.name
+            ),
             at,
-            &format!("the board's TTYS_INFO lists: {}", if known.is_empty() { "none".into() } else { known.join(", ") }),
+            &format!(
+                "the board's TTYS_INFO lists: {}",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
         );
         return None;
     };
     let irq = p.irq.unwrap_or(0);
     let Ok(irq) = u8::try_from(irq) else {
-        cx.error("A12", format!("serial port {} has IRQ {irq}, above 255", p.dev_path), at, "");
+        cx.error(
+            "A12",
+            format!("serial port {} has IRQ {irq}, above 255", p.dev_path),
+            at,
+            "",
+        );
         return None;
     };
     match p.access {
         crate::board::SerialAccess::Portio => match u16::try_from(p.base) {
             Ok(base) => Some(Serial::Pio { base, irq }),
             Err(_) => {
-                cx.error("A12", format!("serial port {} has I/O base {:#x}, above 0xFFFF", p.dev_path, p.base), at, "");
+                cx.error(
+                    "A12",
+                    format!(
+                        "serial port {} has I/O base {:#x}, above 0xFFFF",
+                        p.dev_path, p.base
+                    ),
+                    at,
+                    "",
+                );
                 None
             }
         },
-        crate::board::SerialAccess::Mmio => Some(Serial::Mmio { base: p.base, reg_width: p.reg_width.unwrap_or(1), irq }),
+        crate::board::SerialAccess::Mmio => Some(Serial::Mmio {
+            base: p.base,
+            reg_width: p.reg_width.unwrap_or(1),
+            irq,
+        }),
     }
 }
 
@@ -209,7 +257,11 @@ impl<'a> Ctx<'a> {
         if let Some(src) = &scenario.spans.source {
             findings.add_source(&scenario.spans.file, src.clone());
         }
-        Ctx { board, scenario, findings }
+        Ctx {
+            board,
+            scenario,
+            findings,
+        }
     }
 
     pub fn error(&mut self, id: &'static str, msg: String, at: Option<Location>, hint: &str) {
@@ -233,11 +285,16 @@ impl<'a> Ctx<'a> {
     fn vm_skeletons(&mut self) -> Vec<VmAlloc> {
         let mut out = Vec::new();
         for (index, vm) in self.scenario.vm.iter().enumerate() {
-            let Some(load_order) = vm.load_order else { continue };
+            let Some(load_order) = vm.load_order else {
+                continue;
+            };
             let Ok(id) = u16::try_from(vm.id) else {
                 self.error(
                     "A13",
-                    format!("VM id {} of `{}` does not fit the tables (max 65534)", vm.id, vm.name),
+                    format!(
+                        "VM id {} of `{}` does not fit the tables (max 65534)",
+                        vm.id, vm.name
+                    ),
                     self.vm_at(index, ""),
                     "number VMs from 0",
                 );
@@ -275,4 +332,3 @@ impl Allocation {
         self.vms.iter().map(|v| (v.name.as_str(), v.id)).collect()
     }
 }
-

@@ -14,7 +14,11 @@ const PAGE: u64 = 0x1000;
 pub(crate) const USER_LOW_MMIO: (u64, u64) = (0x8000_0000, 0xE000_0000);
 pub(crate) const USER_HIGH_MMIO: (u64, u64) = (0x40_0000_0000, 0x80_0000_0000);
 /// Pass-through devices ACRN keeps at their native BDF.
-const HARDCODED_BDFS: [Bdf; 1] = [Bdf { bus: 0, device: 0x0e, function: 0 }];
+const HARDCODED_BDFS: [Bdf; 1] = [Bdf {
+    bus: 0,
+    device: 0x0e,
+    function: 0,
+}];
 
 /// What occupies a virtual PCI slot of one VM.
 #[derive(Clone, Copy)]
@@ -43,8 +47,14 @@ impl Slots {
     }
     /// Lowest free device number 1..=0x1f on bus 0, function 0.
     fn next(&mut self) -> Option<Vbdf> {
-        let dev = (1u8..=0x1f).find(|d| !self.reserved.contains(d) && !self.taken.iter().any(|b| b.bus == 0 && b.dev == *d))?;
-        let b = Vbdf { bus: 0, dev, func: 0 };
+        let dev = (1u8..=0x1f).find(|d| {
+            !self.reserved.contains(d) && !self.taken.iter().any(|b| b.bus == 0 && b.dev == *d)
+        })?;
+        let b = Vbdf {
+            bus: 0,
+            dev,
+            func: 0,
+        };
         self.taken.insert(b);
         Some(b)
     }
@@ -63,19 +73,33 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
     // Pass-through devices of every VM, parsed once.
     let mut pt: Vec<Vec<(Bdf, String)>> = vec![Vec::new(); alloc.vms.len()];
     for (k, v) in alloc.vms.iter().enumerate() {
-        let devs = cx.scenario.vm[v.index].pci_devs.as_ref().map(|p| p.pci_dev.clone()).unwrap_or_default();
+        let devs = cx.scenario.vm[v.index]
+            .pci_devs
+            .as_ref()
+            .map(|p| p.pci_dev.clone())
+            .unwrap_or_default();
         for (i, text) in devs.iter().enumerate() {
             let at = cx.vm_at(v.index, &format!("pci_devs/pci_dev[{i}]"));
             let first = text.split_whitespace().next().unwrap_or("");
             match first.parse::<Bdf>() {
-                Ok(b) if board.pci_function(b).is_some() => pt[k].push((b, text.trim().to_string())),
+                Ok(b) if board.pci_function(b).is_some() => {
+                    pt[k].push((b, text.trim().to_string()))
+                }
                 Ok(b) => cx.error(
                     "A10",
-                    format!("VM `{}`: pass-through device {b} is not on board `{}`", v.name, board.name),
+                    format!(
+                        "VM `{}`: pass-through device {b} is not on board `{}`",
+                        v.name, board.name
+                    ),
                     at,
                     "pick a device listed in the board file's <devices>",
                 ),
-                Err(e) => cx.error("A10", format!("VM `{}`: pci_dev: {e}", v.name), at, "start the entry with BB:DD.F"),
+                Err(e) => cx.error(
+                    "A10",
+                    format!("VM `{}`: pci_dev: {e}", v.name),
+                    at,
+                    "start the entry with BB:DD.F",
+                ),
             }
         }
     }
@@ -96,7 +120,11 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
             *native.entry(b.device).or_insert(false) |= kept;
         }
     }
-    let service_reserved: BTreeSet<u8> = native.iter().filter(|(_, k)| **k).map(|(d, _)| *d).collect();
+    let service_reserved: BTreeSet<u8> = native
+        .iter()
+        .filter(|(_, k)| **k)
+        .map(|(d, _)| *d)
+        .collect();
     let service_windows = service_mmio(cx, &pre_pt);
 
     let regions: BTreeMap<&str, u16> = alloc
@@ -106,40 +134,95 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
         .map(|(i, r)| (r.name.as_str(), i as u16))
         .collect();
 
-    for k in 0..alloc.vms.len() {
-        let (index, name, lo) = (alloc.vms[k].index, alloc.vms[k].name.clone(), alloc.vms[k].load_order);
+    for (k, pt_k) in pt.iter().enumerate() {
+        let (index, name, lo) = (
+            alloc.vms[k].index,
+            alloc.vms[k].name.clone(),
+            alloc.vms[k].load_order,
+        );
         let vm = &cx.scenario.vm[index];
-        let mut slots = Slots { reserved: BTreeSet::from([0]), taken: BTreeSet::new() };
+        let mut slots = Slots {
+            reserved: BTreeSet::from([0]),
+            taken: BTreeSet::new(),
+        };
         if lo == LoadOrder::Service {
             slots.reserved.extend(&service_reserved);
         }
         // (item, configured vBDF, span path for messages)
         let mut items: Vec<(Item, Option<Vbdf>, Option<crate::diag::Location>)> = Vec::new();
         let mut ivshmem = Vec::new();
-        if let Some(iv) = cx.scenario.hv.features.as_ref().and_then(|f| f.ivshmem.as_ref()) {
+        if let Some(iv) = cx
+            .scenario
+            .hv
+            .features
+            .as_ref()
+            .and_then(|f| f.ivshmem.as_ref())
+        {
             for (ri, r) in iv.regions.iter().enumerate() {
-                let Some(&region) = regions.get(r.name.as_str()) else { continue };
-                for (mi, m) in r.vms.vm.iter().enumerate().filter(|(_, m)| m.vm_name == name) {
-                    let at = cx.hv_at(&format!("FEATURES/IVSHMEM/IVSHMEM_REGION[{ri}]/IVSHMEM_VMS/IVSHMEM_VM[{mi}]/VBDF"));
+                let Some(&region) = regions.get(r.name.as_str()) else {
+                    continue;
+                };
+                for (mi, m) in r
+                    .vms
+                    .vm
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.vm_name == name)
+                {
+                    let at = cx.hv_at(&format!(
+                        "FEATURES/IVSHMEM/IVSHMEM_REGION[{ri}]/IVSHMEM_VMS/IVSHMEM_VM[{mi}]/VBDF"
+                    ));
                     items.push((Item::Ivshmem(ivshmem.len()), m.vbdf, at));
-                    ivshmem.push(IvshmemDevAlloc { region, vbdf: Vbdf { bus: 0, dev: 0, func: 0 }, bars: [0; 3] });
+                    ivshmem.push(IvshmemDevAlloc {
+                        region,
+                        vbdf: Vbdf {
+                            bus: 0,
+                            dev: 0,
+                            func: 0,
+                        },
+                        bars: [0; 3],
+                    });
                 }
             }
         }
         for (i, va) in alloc.vms[k].vuarts.iter().enumerate() {
             if matches!(va.kind, VuartKind::Pci { .. }) {
                 let (c, e) = va.endpoint;
-                let conn = &cx.scenario.hv.vuart_connections.as_ref().map(|v| &v.connections[c]);
+                let conn = &cx
+                    .scenario
+                    .hv
+                    .vuart_connections
+                    .as_ref()
+                    .map(|v| &v.connections[c]);
                 let configured = conn.and_then(|c| c.endpoints[e].vbdf);
-                let at = cx.hv_at(&format!("vuart_connections/vuart_connection[{c}]/endpoint[{e}]/vbdf"));
+                let at = cx.hv_at(&format!(
+                    "vuart_connections/vuart_connection[{c}]/endpoint[{e}]/vbdf"
+                ));
                 items.push((Item::Vuart(i), configured, at));
             }
         }
         let mut pci_devs: Vec<PtDevAlloc> = Vec::new();
-        for (i, (b, text)) in pt[k].iter().enumerate() {
-            let keep = HARDCODED_BDFS.contains(b).then_some(Vbdf { bus: b.bus, dev: b.device, func: b.function });
-            items.push((Item::Pt(i), keep, cx.vm_at(index, &format!("pci_devs/pci_dev[{i}]"))));
-            pci_devs.push(PtDevAlloc { pbdf: *b, vbdf: Vbdf { bus: 0, dev: 0, func: 0 }, vbars: [0; 6], description: text.clone() });
+        for (i, (b, text)) in pt_k.iter().enumerate() {
+            let keep = HARDCODED_BDFS.contains(b).then_some(Vbdf {
+                bus: b.bus,
+                dev: b.device,
+                func: b.function,
+            });
+            items.push((
+                Item::Pt(i),
+                keep,
+                cx.vm_at(index, &format!("pci_devs/pci_dev[{i}]")),
+            ));
+            pci_devs.push(PtDevAlloc {
+                pbdf: *b,
+                vbdf: Vbdf {
+                    bus: 0,
+                    dev: 0,
+                    func: 0,
+                },
+                vbars: [0; 6],
+                description: text.clone(),
+            });
         }
         if vm.console_vuart == Some(ConsoleVuart::Pci) {
             items.push((Item::Console, None, cx.vm_at(index, "console_vuart")));
@@ -191,28 +274,66 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
         let mut reqs = Vec::new();
         for (i, d) in ivshmem.iter().enumerate() {
             let size = alloc.ivshmem_regions[d.region as usize].hpa.size;
-            reqs.push(BarReq { size: PAGE, is64: false, item: Item::Ivshmem(i), bar: 0 });
-            reqs.push(BarReq { size: PAGE, is64: false, item: Item::Ivshmem(i), bar: 1 });
-            reqs.push(BarReq { size, is64: true, item: Item::Ivshmem(i), bar: 2 });
+            reqs.push(BarReq {
+                size: PAGE,
+                is64: false,
+                item: Item::Ivshmem(i),
+                bar: 0,
+            });
+            reqs.push(BarReq {
+                size: PAGE,
+                is64: false,
+                item: Item::Ivshmem(i),
+                bar: 1,
+            });
+            reqs.push(BarReq {
+                size,
+                is64: true,
+                item: Item::Ivshmem(i),
+                bar: 2,
+            });
         }
         for (i, va) in v.vuarts.iter().enumerate() {
             if matches!(va.kind, VuartKind::Pci { .. }) {
-                reqs.push(BarReq { size: PAGE, is64: false, item: Item::Vuart(i), bar: 0 });
-                reqs.push(BarReq { size: PAGE, is64: false, item: Item::Vuart(i), bar: 1 });
+                reqs.push(BarReq {
+                    size: PAGE,
+                    is64: false,
+                    item: Item::Vuart(i),
+                    bar: 0,
+                });
+                reqs.push(BarReq {
+                    size: PAGE,
+                    is64: false,
+                    item: Item::Vuart(i),
+                    bar: 1,
+                });
             }
         }
         for (i, d) in pci_devs.iter_mut().enumerate() {
-            let Some(node) = board.pci_function(d.pbdf) else { continue };
+            let Some(node) = board.pci_function(d.pbdf) else {
+                continue;
+            };
             for r in node.bars() {
-                let (Some(bar), Some(min)) = (r.bar_index().map(usize::from), r.min) else { continue };
+                let (Some(bar), Some(min)) = (r.bar_index().map(usize::from), r.min) else {
+                    continue;
+                };
                 if bar >= 6 {
                     continue;
                 }
                 if r.kind == "io_port" {
                     d.vbars[bar] = min; // I/O BARs are passed through 1:1
                 } else if r.kind == "memory" && min >= MB {
-                    let size = r.len.filter(|l| *l > 0).or_else(|| r.max.map(|m| m.saturating_sub(min) + 1)).unwrap_or(PAGE);
-                    reqs.push(BarReq { size, is64: r.width == Some(64), item: Item::Pt(i), bar });
+                    let size = r
+                        .len
+                        .filter(|l| *l > 0)
+                        .or_else(|| r.max.map(|m| m.saturating_sub(min) + 1))
+                        .unwrap_or(PAGE);
+                    reqs.push(BarReq {
+                        size,
+                        is64: r.width == Some(64),
+                        item: Item::Pt(i),
+                        bar,
+                    });
                 }
             }
         }
@@ -222,7 +343,7 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
             continue;
         }
         // Sizes descending; ties keep the order above (stable sort).
-        reqs.sort_by(|a, b| b.size.cmp(&a.size));
+        reqs.sort_by_key(|r| std::cmp::Reverse(r.size));
         let (mut low, mut high) = match lo {
             LoadOrder::Service => service_windows.clone(),
             _ => {
@@ -235,8 +356,17 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
         };
         let mut failed = false;
         for r in &reqs {
-            let size = r.size.max(PAGE).checked_next_power_of_two().unwrap_or(u64::MAX);
-            let at = if r.is64 { high.take_first(size, size).or_else(|| low.take_first(size, size)) } else { low.take_first(size, size) };
+            let size = r
+                .size
+                .max(PAGE)
+                .checked_next_power_of_two()
+                .unwrap_or(u64::MAX);
+            let at = if r.is64 {
+                high.take_first(size, size)
+                    .or_else(|| low.take_first(size, size))
+            } else {
+                low.take_first(size, size)
+            };
             let Some(at) = at else {
                 failed = true;
                 continue;
@@ -259,9 +389,18 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
             let msg = if lo == LoadOrder::Service && service_windows_empty(cx, &pre_pt) {
                 format!("VM `{name}`: board `{}` lists no PCI memory window (host bridge resource) to place virtual BARs in", board.name)
             } else {
-                format!("VM `{name}`: the MMIO window is full: {} BAR(s) totalling {} KiB do not fit", reqs.len(), total / 1024)
+                format!(
+                    "VM `{name}`: the MMIO window is full: {} BAR(s) totalling {} KiB do not fit",
+                    reqs.len(),
+                    total / 1024
+                )
             };
-            cx.error("A08", msg, cx.vm_at(index, ""), "share fewer or smaller IVSHMEM regions / devices with this VM");
+            cx.error(
+                "A08",
+                msg,
+                cx.vm_at(index, ""),
+                "share fewer or smaller IVSHMEM regions / devices with this VM",
+            );
         }
     }
 }
@@ -277,8 +416,14 @@ fn service_windows_empty(cx: &Ctx, pre_pt: &BTreeSet<Bdf>) -> bool {
 fn service_mmio(cx: &Ctx, pre_pt: &BTreeSet<Bdf>) -> (RangeSet, RangeSet) {
     let mut win = RangeSet::new();
     let mut used = RangeSet::new();
-    for root in cx.board.device_nodes().filter(|n| n.kind == NodeKind::Bus && n.bus_type.as_deref() == Some("pci") && n.address == Some(0)) {
-        for r in root.resources.iter().filter(|r| r.kind == "memory" && r.width.is_none()) {
+    for root in cx.board.device_nodes().filter(|n| {
+        n.kind == NodeKind::Bus && n.bus_type.as_deref() == Some("pci") && n.address == Some(0)
+    }) {
+        for r in root
+            .resources
+            .iter()
+            .filter(|r| r.kind == "memory" && r.width.is_none())
+        {
             if let (Some(a), Some(b)) = (r.min, r.max) {
                 if a >= MB && b >= a {
                     win.insert(a, b.saturating_add(1));

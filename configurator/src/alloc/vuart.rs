@@ -27,20 +27,31 @@ pub(super) fn vuarts(cx: &mut Ctx, alloc: &mut Allocation) {
         }
     }
 
-    let Some(conns) = cx.scenario.hv.vuart_connections.as_ref() else { return };
+    let Some(conns) = cx.scenario.hv.vuart_connections.as_ref() else {
+        return;
+    };
     let pos = |name: &str, alloc: &Allocation| alloc.vms.iter().position(|v| v.name == name);
     for (c, conn) in conns.connections.iter().enumerate() {
         if conn.endpoints.len() != 2 {
             continue; // structure validation reports this
         }
-        let ends: Vec<Option<usize>> = conn.endpoints.iter().map(|e| pos(&e.vm_name, alloc)).collect();
+        let ends: Vec<Option<usize>> = conn
+            .endpoints
+            .iter()
+            .map(|e| pos(&e.vm_name, alloc))
+            .collect();
         let (Some(a), Some(b)) = (ends[0], ends[1]) else {
             for (e, (ep, k)) in conn.endpoints.iter().zip(&ends).enumerate() {
                 if k.is_none() {
                     cx.error(
                         "A10",
-                        format!("vUART connection `{}`: no VM is named `{}`", conn.name, ep.vm_name),
-                        cx.hv_at(&format!("vuart_connections/vuart_connection[{c}]/endpoint[{e}]/vm_name")),
+                        format!(
+                            "vUART connection `{}`: no VM is named `{}`",
+                            conn.name, ep.vm_name
+                        ),
+                        cx.hv_at(&format!(
+                            "vuart_connections/vuart_connection[{c}]/endpoint[{e}]/vm_name"
+                        )),
                         "use the <name> of a VM of this scenario",
                     );
                 }
@@ -53,7 +64,15 @@ pub(super) fn vuarts(cx: &mut Ctx, alloc: &mut Allocation) {
             let kind = if legacy {
                 VuartKind::Legacy { port: 0, irq: 0 }
             } else {
-                VuartKind::Pci { vbdf: Vbdf { bus: 0, dev: 0, func: 0 }, bar0: 0, bar1: 0 }
+                VuartKind::Pci {
+                    vbdf: Vbdf {
+                        bus: 0,
+                        dev: 0,
+                        func: 0,
+                    },
+                    bar0: 0,
+                    bar1: 0,
+                }
             };
             idx[e] = alloc.vms[k].vuarts.len() as u16;
             alloc.vms[k].vuarts.push(VuartAlloc {
@@ -76,7 +95,13 @@ pub(super) fn vuarts(cx: &mut Ctx, alloc: &mut Allocation) {
     // Legacy ports and IRQs, per VM.
     for v in &mut alloc.vms {
         let pool: Vec<u32> = if v.load_order == LoadOrder::Service {
-            cx.board.legacy.available_irqs.iter().copied().filter(|i| *i != 3 && *i != 4 && *i <= 255).collect()
+            cx.board
+                .legacy
+                .available_irqs
+                .iter()
+                .copied()
+                .filter(|i| *i != 3 && *i != 4 && *i <= 255)
+                .collect()
         } else {
             USER_IRQS.collect()
         };
@@ -88,25 +113,44 @@ pub(super) fn vuarts(cx: &mut Ctx, alloc: &mut Allocation) {
         let configured: Vec<Option<u64>> = v
             .vuarts
             .iter()
-            .map(|va| conns.connections[va.endpoint.0].endpoints[va.endpoint.1].io_port.map(|p| p.0))
+            .map(|va| {
+                conns.connections[va.endpoint.0].endpoints[va.endpoint.1]
+                    .io_port
+                    .map(|p| p.0)
+            })
             .collect();
-        used_ports.extend(configured.iter().flatten().filter_map(|p| u16::try_from(*p).ok()));
+        used_ports.extend(
+            configured
+                .iter()
+                .flatten()
+                .filter_map(|p| u16::try_from(*p).ok()),
+        );
         for (va, conf) in v.vuarts.iter_mut().zip(configured) {
             if !matches!(va.kind, VuartKind::Legacy { .. }) {
                 continue;
             }
             let (c, e) = va.endpoint;
-            let at = cx.hv_at(&format!("vuart_connections/vuart_connection[{c}]/endpoint[{e}]/io_port"));
+            let at = cx.hv_at(&format!(
+                "vuart_connections/vuart_connection[{c}]/endpoint[{e}]/io_port"
+            ));
             let port = match conf {
                 Some(p) => match u16::try_from(p) {
                     Ok(p) => p,
                     Err(_) => {
-                        cx.error("A10", format!("VM `{}`: vUART port {p:#x} is not an I/O port", v.name), at, "use a port below 0x10000");
+                        cx.error(
+                            "A10",
+                            format!("VM `{}`: vUART port {p:#x} is not an I/O port", v.name),
+                            at,
+                            "use a port below 0x10000",
+                        );
                         continue;
                     }
                 },
                 None => {
-                    let Some(p) = (0..0x800u16).map(|k| FIRST_FREE_PORT + 8 * k).find(|p| !used_ports.contains(p)) else {
+                    let Some(p) = (0..0x800u16)
+                        .map(|k| FIRST_FREE_PORT + 8 * k)
+                        .find(|p| !used_ports.contains(p))
+                    else {
                         continue;
                     };
                     used_ports.insert(p);
@@ -134,7 +178,10 @@ pub(super) fn vuarts(cx: &mut Ctx, alloc: &mut Allocation) {
             };
             used_irqs.insert(irq);
             // Every pool value is <= 255 (filtered above; COM IRQs are 3/4).
-            va.kind = VuartKind::Legacy { port, irq: irq as u8 };
+            va.kind = VuartKind::Legacy {
+                port,
+                irq: irq as u8,
+            };
         }
     }
 }

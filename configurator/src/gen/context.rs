@@ -28,7 +28,7 @@ fn opt_hex(v: Option<scenario::Hex>) -> String {
 }
 
 fn size_text(bytes: u64) -> String {
-    if bytes >= MB && bytes % MB == 0 {
+    if bytes >= MB && bytes.is_multiple_of(MB) {
         format!("{} MiB", bytes / MB)
     } else {
         format!("{} KiB", bytes / 1024)
@@ -71,7 +71,11 @@ const FLAG_NAMES: [(u64, &str); 15] = {
 };
 
 fn flag_names(bits: u64) -> Vec<&'static str> {
-    FLAG_NAMES.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect()
+    FLAG_NAMES
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 fn core_type(c: Option<CoreType>) -> &'static str {
@@ -93,7 +97,9 @@ pub(crate) fn load_order_variant(lo: LoadOrder) -> &'static str {
 fn console_expr(c: Console) -> String {
     match c {
         Console::None => "ConsoleVuart::None".into(),
-        Console::Legacy { port, irq } => format!("ConsoleVuart::Legacy {{ port: {port:#x}, irq: {irq} }}"),
+        Console::Legacy { port, irq } => {
+            format!("ConsoleVuart::Legacy {{ port: {port:#x}, irq: {irq} }}")
+        }
         Console::Pci { vbdf } => format!("ConsoleVuart::Pci {{ vbdf: {} }}", bdf_expr(vbdf)),
     }
 }
@@ -108,9 +114,16 @@ fn console_text(c: Console) -> String {
 
 fn vuart_expr(k: VuartKind) -> String {
     match k {
-        VuartKind::Legacy { port, irq } => format!("VuartKind::Legacy {{ port: {port:#x}, irq: {irq} }}"),
+        VuartKind::Legacy { port, irq } => {
+            format!("VuartKind::Legacy {{ port: {port:#x}, irq: {irq} }}")
+        }
         VuartKind::Pci { vbdf, bar0, bar1 } => {
-            format!("VuartKind::Pci {{ vbdf: {}, bar0: {}, bar1: {} }}", bdf_expr(vbdf), hex(bar0), hex(bar1))
+            format!(
+                "VuartKind::Pci {{ vbdf: {}, bar0: {}, bar1: {} }}",
+                bdf_expr(vbdf),
+                hex(bar0),
+                hex(bar1)
+            )
         }
     }
 }
@@ -118,12 +131,17 @@ fn vuart_expr(k: VuartKind) -> String {
 fn vuart_text(k: VuartKind) -> String {
     match k {
         VuartKind::Legacy { port, irq } => format!("legacy port {port:#x} IRQ {irq}"),
-        VuartKind::Pci { vbdf, bar0, bar1 } => format!("PCI {vbdf} BAR0 `{}` BAR1 `{}`", hex(bar0), hex(bar1)),
+        VuartKind::Pci { vbdf, bar0, bar1 } => {
+            format!("PCI {vbdf} BAR0 `{}` BAR1 `{}`", hex(bar0), hex(bar1))
+        }
     }
 }
 
 pub(crate) fn pcpu_mask(pcpus: &[u32]) -> u64 {
-    pcpus.iter().filter(|c| **c < 64).fold(0u64, |m, c| m | (1 << c))
+    pcpus
+        .iter()
+        .filter(|c| **c < 64)
+        .fold(0u64, |m, c| m | (1 << c))
 }
 
 pub(crate) fn build(board: &Board, s: &Scenario, a: &Allocation, scenario_name: &str) -> Value {
@@ -138,23 +156,43 @@ pub(crate) fn build(board: &Board, s: &Scenario, a: &Allocation, scenario_name: 
         scenario::Scheduler::Bvt => "Bvt",
         scenario::Scheduler::Prio => "Prio",
     };
-    let loglevel = hv.debug_options.as_ref().and_then(|d| d.console_loglevel).unwrap_or(5).min(5);
+    let loglevel = hv
+        .debug_options
+        .as_ref()
+        .and_then(|d| d.console_loglevel)
+        .unwrap_or(5)
+        .min(5);
     let serial = match a.serial {
         None => "None".to_string(),
-        Some(Serial::Pio { base, irq }) => format!("Some(SerialPort::Pio {{ base: {base:#x}, irq: {irq} }})"),
-        Some(Serial::Mmio { base, reg_width, irq }) => {
-            format!("Some(SerialPort::Mmio {{ base: {base:#x}, reg_width: {reg_width}, irq: {irq} }})")
+        Some(Serial::Pio { base, irq }) => {
+            format!("Some(SerialPort::Pio {{ base: {base:#x}, irq: {irq} }})")
+        }
+        Some(Serial::Mmio {
+            base,
+            reg_width,
+            irq,
+        }) => {
+            format!(
+                "Some(SerialPort::Mmio {{ base: {base:#x}, reg_width: {reg_width}, irq: {irq} }})"
+            )
         }
     };
     let serial_text = match a.serial {
         None => "none".to_string(),
         Some(Serial::Pio { base, irq }) => format!("16550 at port {base:#x}, IRQ {irq}"),
-        Some(Serial::Mmio { base, reg_width, irq }) => format!("MMIO 16550 at {base:#x} (registers {reg_width} byte(s) apart), IRQ {irq}"),
+        Some(Serial::Mmio {
+            base,
+            reg_width,
+            irq,
+        }) => format!("MMIO 16550 at {base:#x} (registers {reg_width} byte(s) apart), IRQ {irq}"),
     };
     let mmcfg = match board.mmcfg_base() {
         None => "None".to_string(),
         Some(base) => {
-            let (sb, eb) = board.legacy.iomem_mmcfg.map_or((0, 255), |m| (m.bus_start, m.bus_end));
+            let (sb, eb) = board
+                .legacy
+                .iomem_mmcfg
+                .map_or((0, 255), |m| (m.bus_start, m.bus_end));
             format!("Some(Mmcfg {{ base: {base:#x}, start_bus: {sb}, end_bus: {eb} }})")
         }
     };
@@ -171,7 +209,12 @@ pub(crate) fn build(board: &Board, s: &Scenario, a: &Allocation, scenario_name: 
     let cpu_owners: Vec<Value> = pcpus
         .iter()
         .map(|p| {
-            let owners: Vec<String> = a.vms.iter().filter(|v| v.pcpus.contains(&p.cpu_id)).map(|v| v.name.clone()).collect();
+            let owners: Vec<String> = a
+                .vms
+                .iter()
+                .filter(|v| v.pcpus.contains(&p.cpu_id))
+                .map(|v| v.name.clone())
+                .collect();
             json!({"id": p.cpu_id, "apic_id": p.apic_id, "core_type": core_type(p.core_type),
                    "owners": if owners.is_empty() { "-".into() } else { owners.join(", ") }})
         })
@@ -180,10 +223,16 @@ pub(crate) fn build(board: &Board, s: &Scenario, a: &Allocation, scenario_name: 
     map.insert(a.hv_ram.start, (a.hv_ram, "hypervisor".into()));
     for v in &a.vms {
         for m in &v.memory {
-            map.insert(m.hpa, (Range::new(m.hpa, m.size), format!("VM {} {}", v.id, v.name)));
+            map.insert(
+                m.hpa,
+                (Range::new(m.hpa, m.size), format!("VM {} {}", v.id, v.name)),
+            );
         }
         for r in &v.service_ram {
-            map.insert(r.start, (*r, format!("VM {} {} (Service VM)", v.id, v.name)));
+            map.insert(
+                r.start,
+                (*r, format!("VM {} {} (Service VM)", v.id, v.name)),
+            );
         }
     }
     for r in &a.ivshmem_regions {
@@ -254,35 +303,61 @@ fn vm_context(s: &Scenario, a: &Allocation, v: &VmAlloc) -> Value {
     let flags_expr = if names.is_empty() {
         "0".to_string()
     } else {
-        names.iter().map(|n| format!("GuestFlags::{n}")).collect::<Vec<_>>().join(" | ")
+        names
+            .iter()
+            .map(|n| format!("GuestFlags::{n}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     };
     // Post-launched VMs get their kernel from the device model, not from the tables.
-    let os = vm.os_config.as_ref().filter(|_| v.load_order != LoadOrder::PostLaunched).map(|o| {
-        let kern_type = match o.kern_type.unwrap_or(KernType::BzImage) {
-            KernType::BzImage => "BzImage",
-            KernType::RawImage => "RawImage",
-            KernType::Elf => "Elf",
-        };
-        json!({
-            "kern_type": kern_type,
-            "kern_mod": o.kern_mod.as_deref().map(str::trim).unwrap_or("Linux_bzImage"),
-            "ramdisk_mod": o.ramdisk_mod.as_deref().map(str::trim).filter(|r| !r.is_empty()),
-            "bootargs": bootargs(o.bootargs.as_deref().unwrap_or("")),
-            "kern_load_addr": opt_hex(o.kern_load_addr),
-            "kern_entry_addr": opt_hex(o.kern_entry_addr),
-        })
-    });
+    let os = vm
+        .os_config
+        .as_ref()
+        .filter(|_| v.load_order != LoadOrder::PostLaunched)
+        .map(|o| {
+            let kern_type = match o.kern_type.unwrap_or(KernType::BzImage) {
+                KernType::BzImage => "BzImage",
+                KernType::RawImage => "RawImage",
+                KernType::Elf => "Elf",
+            };
+            json!({
+                "kern_type": kern_type,
+                "kern_mod": o.kern_mod.as_deref().map(str::trim).unwrap_or("Linux_bzImage"),
+                "ramdisk_mod": o.ramdisk_mod.as_deref().map(str::trim).filter(|r| !r.is_empty()),
+                "bootargs": bootargs(o.bootargs.as_deref().unwrap_or("")),
+                "kern_load_addr": opt_hex(o.kern_load_addr),
+                "kern_entry_addr": opt_hex(o.kern_entry_addr),
+            })
+        });
     let companion = vm
         .companion_vmid
         .filter(|c| *c != 65535)
         .and_then(|c| u16::try_from(c).ok())
         .map_or("None".to_string(), |c| format!("Some({c})"));
-    let priority = if vm.priority == Some(scenario::Priority::High) { "High" } else { "Low" };
-    let region_name = |i: u16| a.ivshmem_regions.get(usize::from(i)).map_or("?", |r| r.name.as_str());
+    let priority = if vm.priority == Some(scenario::Priority::High) {
+        "High"
+    } else {
+        "Low"
+    };
+    let region_name = |i: u16| {
+        a.ivshmem_regions
+            .get(usize::from(i))
+            .map_or("?", |r| r.name.as_str())
+    };
     let memory_text = match v.load_order {
-        LoadOrder::PreLaunched => format!("{} in {} region(s)", size_text(v.memory_size), v.memory.len()),
-        LoadOrder::Service => format!("{} (all RAM no one else owns, identity-mapped)", size_text(v.memory_size)),
-        LoadOrder::PostLaunched => format!("{} (mapped by the Service VM at launch)", size_text(v.memory_size)),
+        LoadOrder::PreLaunched => format!(
+            "{} in {} region(s)",
+            size_text(v.memory_size),
+            v.memory.len()
+        ),
+        LoadOrder::Service => format!(
+            "{} (all RAM no one else owns, identity-mapped)",
+            size_text(v.memory_size)
+        ),
+        LoadOrder::PostLaunched => format!(
+            "{} (mapped by the Service VM at launch)",
+            size_text(v.memory_size)
+        ),
     };
     json!({
         "id": v.id,

@@ -51,10 +51,22 @@ pub(crate) fn build(board: &Board, s: &Scenario, a: &Allocation, scenario_name: 
         .iter()
         .map(|v| {
             let vm = &s.vm[v.index];
-            let os = vm.os_config.as_ref().filter(|_| v.load_order != LoadOrder::PostLaunched);
-            let kern_mod = os.map(|o| o.kern_mod.as_deref().map(str::trim).unwrap_or("Linux_bzImage").to_string());
-            let ramdisk_mod =
-                os.and_then(|o| o.ramdisk_mod.as_deref()).map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
+            let os = vm
+                .os_config
+                .as_ref()
+                .filter(|_| v.load_order != LoadOrder::PostLaunched);
+            let kern_mod = os.map(|o| {
+                o.kern_mod
+                    .as_deref()
+                    .map(str::trim)
+                    .unwrap_or("Linux_bzImage")
+                    .to_string()
+            });
+            let ramdisk_mod = os
+                .and_then(|o| o.ramdisk_mod.as_deref())
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_string);
             modules.extend(kern_mod.iter().cloned());
             modules.extend(ramdisk_mod.iter().cloned());
             let host_memory = match v.load_order {
@@ -69,7 +81,12 @@ pub(crate) fn build(board: &Board, s: &Scenario, a: &Allocation, scenario_name: 
                 pcpus: v.pcpus.clone(),
                 memory_size: v.memory_size,
                 host_memory,
-                kern_type: os.map(|o| o.kern_type.unwrap_or(KernType::BzImage).as_str().to_string()),
+                kern_type: os.map(|o| {
+                    o.kern_type
+                        .unwrap_or(KernType::BzImage)
+                        .as_str()
+                        .to_string()
+                }),
                 kern_mod,
                 ramdisk_mod,
                 bootargs: os.map(|o| bootargs(o.bootargs.as_deref().unwrap_or(""))),

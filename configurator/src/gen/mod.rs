@@ -70,9 +70,22 @@ impl From<tera::Error> for GenError {
     }
 }
 
-/// Validates, allocates and renders. `Err` holds every finding (validation or allocation).
-pub fn generate(board: &Path, scenario: &Path, opts: &GenerateOptions) -> Result<GeneratedFiles, Report> {
-    let report = validate(board, scenario, &ValidateOptions { allow_warnings: opts.allow_warnings });
+/// Validates, allocates and renders. `Err` holds every finding (validation or allocation)
+/// and the models as far as they loaded. The error is large but returned once per run, and
+/// callers (build.rs, the image builder) take the `Report` by value.
+#[allow(clippy::result_large_err)]
+pub fn generate(
+    board: &Path,
+    scenario: &Path,
+    opts: &GenerateOptions,
+) -> Result<GeneratedFiles, Report> {
+    let report = validate(
+        board,
+        scenario,
+        &ValidateOptions {
+            allow_warnings: opts.allow_warnings,
+        },
+    );
     let (Some(b), Some(s)) = (&report.board, &report.scenario) else {
         return Err(report);
     };
@@ -83,14 +96,18 @@ pub fn generate(board: &Path, scenario: &Path, opts: &GenerateOptions) -> Result
         Ok(a) => a,
         Err(f) => return Err(failed(report, f)),
     };
-    let name = opts.scenario_name.clone().unwrap_or_else(|| scenario_name(s, scenario));
+    let name = opts
+        .scenario_name
+        .clone()
+        .unwrap_or_else(|| scenario_name(s, scenario));
     match render(b, s, &alloc, &name) {
         Ok(files) => Ok(files),
         Err(e) => {
             let mut f = Findings::new();
             f.push(
-                crate::diag::Finding::critical("A99", e.to_string())
-                    .with_hint("this is a bug in acrn-configurator; please report it with your files"),
+                crate::diag::Finding::critical("A99", e.to_string()).with_hint(
+                    "this is a bug in acrn-configurator; please report it with your files",
+                ),
             );
             Err(failed(report, f))
         }
@@ -109,7 +126,10 @@ pub fn scenario_name(s: &Scenario, path: &Path) -> String {
     if let Some(n) = s.scenario.as_deref().filter(|n| !n.is_empty()) {
         return n.to_string();
     }
-    let stem = path.file_stem().map(|x| x.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|x| x.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if stem == "scenario" {
         if let Some(dir) = path.parent().and_then(|p| p.file_name()) {
             return dir.to_string_lossy().into_owned();
@@ -119,7 +139,12 @@ pub fn scenario_name(s: &Scenario, path: &Path) -> String {
 }
 
 /// Renders the three files from an allocation.
-pub fn render(board: &Board, scenario: &Scenario, alloc: &Allocation, scenario_name: &str) -> Result<GeneratedFiles, GenError> {
+pub fn render(
+    board: &Board,
+    scenario: &Scenario,
+    alloc: &Allocation,
+    scenario_name: &str,
+) -> Result<GeneratedFiles, GenError> {
     let tera = templates()?;
     let cx = context::build(board, scenario, alloc, scenario_name);
     let ctx = tera::Context::from_value(cx)?;
@@ -145,8 +170,14 @@ fn templates() -> Result<&'static tera::Tera, GenError> {
         t.autoescape_on(vec![]);
         t.register_filter("rust_str", rust_str);
         t.add_raw_templates(vec![
-            (VM_TABLES, include_str!("../../../templates/vm_tables.rs.tera")),
-            (PARTITION, include_str!("../../../templates/partition.md.tera")),
+            (
+                VM_TABLES,
+                include_str!("../../../templates/vm_tables.rs.tera"),
+            ),
+            (
+                PARTITION,
+                include_str!("../../../templates/partition.md.tera"),
+            ),
         ])
         .map_err(|e| GenError::from(e).to_string())?;
         Ok(t)
@@ -157,8 +188,13 @@ fn templates() -> Result<&'static tera::Tera, GenError> {
 
 /// Tera filter: a string as a Rust string literal (quotes, backslashes and control
 /// characters escaped, so bootargs like `a="b\c"` survive).
-fn rust_str(v: &tera::Value, _: &std::collections::HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
-    let s = v.as_str().ok_or_else(|| tera::Error::msg("rust_str expects a string"))?;
+fn rust_str(
+    v: &tera::Value,
+    _: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| tera::Error::msg("rust_str expects a string"))?;
     Ok(tera::Value::String(rust_literal(s)))
 }
 
@@ -174,7 +210,10 @@ pub(crate) fn rust_literal(s: &str) -> String {
 
 impl GeneratedFiles {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.files.iter().find(|(n, _)| n == name).map(|(_, c)| c.as_str())
+        self.files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.as_str())
     }
 
     /// Writes every file into `dir` (created if needed), each through a temporary file and
