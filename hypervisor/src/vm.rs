@@ -135,11 +135,22 @@ pub fn prepare_all(p: &'static PlatformConfig, bi: &BootInfo) {
     }
     BACKEND.call_once(|| backend);
 
-    for (slot, cfg) in p.vms.iter().enumerate() {
-        if cfg.load_order != LoadOrder::PreLaunched {
-            hvlog!("VM {} {}: {:?} VMs are not supported yet; skipped", cfg.id, cfg.name, cfg.load_order);
-            continue;
-        }
+    crate::hypercall::runtime::init(p, matches!(backend, Backend::Svm(_)));
+    // The Service VM last: its RAM holds every boot module, which loading it may overwrite.
+    let order = p.vms.iter().enumerate().filter(|(_, c)| c.load_order != LoadOrder::Service);
+    for (slot, cfg) in order.chain(p.vms.iter().enumerate().filter(|(_, c)| c.load_order == LoadOrder::Service)) {
+        let cfg = match cfg.load_order {
+            LoadOrder::PreLaunched => cfg,
+            // Built like a pre-launched VM over its identity-mapped RAM (hypercall::runtime).
+            LoadOrder::Service => match crate::hypercall::runtime::service_vm_config(cfg) {
+                Some(c) => c,
+                None => continue,
+            },
+            LoadOrder::PostLaunched => {
+                hvlog!("VM {} {}: post-launched, created by the Service VM", cfg.id, cfg.name);
+                continue;
+            }
+        };
         if slot >= MAX_VMS {
             hvlog!("VM {} {}: more than {MAX_VMS} VMs; skipped", cfg.id, cfg.name);
             continue;
@@ -512,10 +523,17 @@ fn handle_exit<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mem: &VmMem, v: &mut V
             }
         }
         VmExit::Hypercall => {
-            // No hypercalls are offered to pre-launched VMs yet: -ENOSYS, as for unknown IDs.
-            v.regs_mut().rax = (-38i64) as u64;
-            if !skip(v) {
-                stop_vm!("cannot decode the hypercall instruction at RIP {:#x}", v.rip());
+            let cpl = (v.code_segment().selector & 3) as u8;
+            let r = v.regs();
+            match crate::hypercall::runtime::handle(id, cpl, r.r8, r.rdi, r.rsi) {
+                crate::hypercall::Outcome::Return(ret) => {
+                    v.regs_mut().rax = ret as u64;
+                    if !skip(v) {
+                        stop_vm!("cannot decode the hypercall instruction at RIP {:#x}", v.rip());
+                    }
+                }
+                crate::hypercall::Outcome::InjectUd => v.inject(Injection::Exception { vector: 6, error_code: None }),
+                crate::hypercall::Outcome::InjectGp => v.inject(Injection::Exception { vector: 13, error_code: Some(0) }),
             }
         }
         VmExit::Halt => {
@@ -585,7 +603,12 @@ fn emulate_cpuid(vm: &Vm, idx: usize, leaf: u32, sub: u32) -> [u32; 4] {
     match leaf {
         // ACRN's hypervisor leaves: signature "ACRNACRNACRN", max leaf 0x40000010.
         0x4000_0000 => [0x4000_0010, 0x4E52_4341, 0x4E52_4341, 0x4E52_4341],
-        0x4000_0001..=0x4000_00FF => [0; 4],
+        // Guest capabilities: only the Service VM is privileged.
+        0x4000_0001 => {
+            let privileged = vm.cfg.load_order == LoadOrder::Service;
+            [if privileged { acrn_abi::cpuid::AcrnCpuidFeatures::PRIVILEGED_VM.bits() } else { 0 }, 0, 0, 0]
+        }
+        0x4000_0002..=0x4000_00FF => [0; 4],
         _ => {
             let mut r = cpuid(leaf, sub);
             match leaf {

@@ -11,6 +11,8 @@
 //! already exists.
 
 pub mod mem;
+#[cfg(target_os = "none")]
+pub mod runtime;
 
 pub use mem::{GuestMemory, IdentityRam, PhysBytes};
 

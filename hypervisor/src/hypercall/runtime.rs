@@ -1,0 +1,298 @@
+//! Bare-metal side of the hypercall layer: the Service VM's memory map (built once at boot from
+//! the static tables), the dispatcher state behind a lock, and [`VmOps`] over real NPT/EPT
+//! tables for post-launched VMs.
+//!
+//! Post-launched vCPUs are not scheduled yet (the VM layer runs one vCPU per pCPU and the
+//! Service VM owns the shared pCPUs), so HC_START_VM and interrupt injection into a
+//! post-launched VM return -ENOSYS; creation, memory mapping, register setup and the I/O
+//! request page work and are checked exactly as in ACRN.
+
+use super::{
+    Caller, Hypercalls, IdentityRam, Outcome, PhysBytes, SlotConfig, SlotKind, VmOps, MAX_USER_GPA,
+    MAX_VM_NUM,
+};
+use crate::hv::frames::Frames;
+use crate::hvlog;
+use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
+use crate::service_vm::{self, Layout, TRAMPOLINE};
+use acrn_abi::errno::{ENOMEM, ENOSYS};
+use acrn_abi::irq::GsiOp;
+use acrn_abi::memory::MemType as AbiMemType;
+use acrn_abi::AcrnRegs;
+use acrn_static_config::{GuestMemRegion, LoadOrder, OsConfig, PlatformConfig, VmConfig};
+use spin::{Mutex, Once};
+
+/// The hypervisor's own page tables map physical memory up to here (identity).
+const HV_REACH: u64 = 1 << 32;
+
+struct Identity;
+
+impl PhysBytes for Identity {
+    fn read(&self, hpa: u64, buf: &mut [u8]) {
+        // SAFETY: the caller (IdentityRam) checked the range is Service VM RAM below HV_REACH,
+        // which the hypervisor maps 1:1.
+        unsafe { core::ptr::copy_nonoverlapping(hpa as *const u8, buf.as_mut_ptr(), buf.len()) }
+    }
+    fn write(&mut self, hpa: u64, data: &[u8]) {
+        // SAFETY: as above; Service VM RAM holds no hypervisor data.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), hpa as *mut u8, data.len()) }
+    }
+}
+
+enum Table {
+    Npt(PageTable<Npt>),
+    Ept(PageTable<Ept>),
+}
+
+/// Second-level tables of post-launched VMs, by VM id. A table survives destroy (emptied) and
+/// is reused when the slot is created again, so frames are not leaked per VM lifetime.
+struct PostVms {
+    tables: [Option<Table>; MAX_VM_NUM],
+    npt: bool,
+}
+
+static LAYOUT: Once<Layout> = Once::new();
+static SERVICE_MEMORY: Once<([GuestMemRegion; service_vm::MAX_RANGES + 1], usize)> = Once::new();
+static SERVICE_CONFIG: Once<VmConfig> = Once::new();
+
+/// Low RAM that backs the Service VM's BIOS area (GPA 0xF0000, its ACPI tables): the BIOS
+/// area itself is firmware, not RAM, so 64 KiB at the top of the 640 KiB are used instead and
+/// taken out of the identity map.
+const BIOS_BACKING: (u64, u64) = (0x8_F000, 0x1_0000);
+static STATE: Once<Mutex<(Hypercalls, PostVms)>> = Once::new();
+
+/// Builds the Service VM's memory layout and the hypercall table. Returns the layout, or
+/// `None` if the scenario has no Service VM (or its layout cannot be built, which is logged).
+pub fn init(p: &PlatformConfig, npt: bool) -> Option<&'static Layout> {
+    let service = p.vms.iter().find(|v| v.load_order == LoadOrder::Service)?;
+    let board: [(u64, u64); service_vm::MAX_RANGES] =
+        core::array::from_fn(|i| p.board.ram.get(i).map_or((0, 0), |r| (r.start, r.size)));
+    let mut carve = [(0u64, 0u64); 64];
+    let mut n = 0;
+    let owned = core::iter::once((p.hv.ram.start, p.hv.ram.size))
+        .chain([TRAMPOLINE, BIOS_BACKING])
+        .chain(
+            p.hv.ivshmem_regions
+                .iter()
+                .map(|r| (r.hpa.start, r.hpa.size)),
+        )
+        .chain(
+            p.vms
+                .iter()
+                .filter(|v| v.load_order == LoadOrder::PreLaunched)
+                .flat_map(|v| v.memory.iter().map(|r| (r.hpa, r.size))),
+        );
+    for r in owned {
+        if n == carve.len() {
+            hvlog!(
+                "VM {} {}: too many memory carve-outs",
+                service.id,
+                service.name
+            );
+            return None;
+        }
+        carve[n] = r;
+        n += 1;
+    }
+    let layout = match service_vm::layout(
+        &board[..p.board.ram.len().min(service_vm::MAX_RANGES)],
+        &carve[..n],
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            hvlog!(
+                "VM {} {}: memory layout failed: {e}",
+                service.id,
+                service.name
+            );
+            return None;
+        }
+    };
+    let slots: [SlotConfig; MAX_VM_NUM] = core::array::from_fn(|i| match p.vms.get(i) {
+        Some(v) => SlotConfig {
+            kind: match v.load_order {
+                LoadOrder::PreLaunched => SlotKind::PreLaunched,
+                LoadOrder::Service => SlotKind::Service,
+                LoadOrder::PostLaunched => SlotKind::PostLaunched,
+            },
+            name: v.name,
+            pcpus: v.pcpus.0,
+            flags: v.guest_flags.0,
+        },
+        None => SlotConfig {
+            kind: SlotKind::Empty,
+            name: "",
+            pcpus: 0,
+            flags: 0,
+        },
+    });
+    let nslots = p.vms.len().min(MAX_VM_NUM);
+    let hc = Hypercalls::new(&slots[..nslots], p.hv.max_vm_num as usize)?;
+    STATE.call_once(|| {
+        Mutex::new((
+            hc,
+            PostVms {
+                tables: [const { None }; MAX_VM_NUM],
+                npt,
+            },
+        ))
+    });
+    Some(LAYOUT.call_once(|| layout))
+}
+
+/// Handles a VMCALL/VMMCALL of VM `vmid` at privilege `cpl` with the guest's R8/RDI/RSI.
+pub fn handle(vmid: u16, cpl: u8, id: u64, p1: u64, p2: u64) -> Outcome {
+    let (Some(state), Some(layout)) = (STATE.get(), LAYOUT.get()) else {
+        return Outcome::InjectUd; // no Service VM: nobody may call
+    };
+    let mut mem = IdentityRam {
+        ranges: layout.ram(),
+        limit: HV_REACH,
+        phys: Identity,
+    };
+    let mut g = state.lock();
+    let (hc, ops) = &mut *g;
+    hc.dispatch(&mut mem, ops, Caller { vmid, cpl }, id, p1, p2)
+}
+
+/// EPT/NPT permissions and memory type from a checked `prot` (ACRN: UC unless WB/WT/WC/WP).
+fn prot_to_pt(prot: u32) -> (Perm, MemType) {
+    let perm = Perm {
+        read: prot & 1 != 0,
+        write: prot & 2 != 0,
+        exec: prot & 4 != 0,
+    };
+    let cached = AbiMemType::from_bits_truncate(prot)
+        .intersects(AbiMemType::WB | AbiMemType::WT | AbiMemType::WC | AbiMemType::WP);
+    (
+        perm,
+        if cached {
+            MemType::WriteBack
+        } else {
+            MemType::Uncached
+        },
+    )
+}
+
+impl VmOps for PostVms {
+    fn create(&mut self, vmid: u16, _pcpus: u64, _flags: u64) -> Result<(), i32> {
+        let slot = self.tables.get_mut(vmid as usize).ok_or(ENOMEM)?;
+        if slot.is_none() {
+            *slot = Some(if self.npt {
+                Table::Npt(PageTable::new(&mut Frames).map_err(|_| ENOMEM)?)
+            } else {
+                Table::Ept(PageTable::new(&mut Frames).map_err(|_| ENOMEM)?)
+            });
+        }
+        Ok(())
+    }
+    fn destroy(&mut self, vmid: u16) {
+        // Empty the table for the next VM in this slot.
+        let _ = self.unmap(vmid, 0, MAX_USER_GPA);
+    }
+    fn start(&mut self, vmid: u16) -> Result<(), i32> {
+        hvlog!("VM {vmid}: post-launched vCPU scheduling is not implemented; HC_START_VM refused");
+        Err(ENOSYS)
+    }
+    fn pause(&mut self, _vmid: u16) {
+        // Never started (see start): no vCPU to stop.
+    }
+    fn reset(&mut self, _vmid: u16) {
+        // Never started: vCPUs are still in their power-on state.
+    }
+    fn set_vcpu_regs(&mut self, _vmid: u16, _vcpu: u16, _regs: &AcrnRegs) -> Result<(), i32> {
+        Err(ENOSYS)
+    }
+    fn map(&mut self, vmid: u16, gpa: u64, hpa: u64, size: u64, prot: u32) -> Result<(), i32> {
+        let (perm, mt) = prot_to_pt(prot);
+        let r = match self
+            .tables
+            .get_mut(vmid as usize)
+            .and_then(|t| t.as_mut())
+            .ok_or(ENOMEM)?
+        {
+            Table::Npt(t) => t.map(&mut Frames, gpa, hpa, size, perm, mt),
+            Table::Ept(t) => t.map(&mut Frames, gpa, hpa, size, perm, mt),
+        };
+        r.map_err(|_| ENOMEM)
+    }
+    fn unmap(&mut self, vmid: u16, gpa: u64, size: u64) -> Result<(), i32> {
+        let r = match self
+            .tables
+            .get_mut(vmid as usize)
+            .and_then(|t| t.as_mut())
+            .ok_or(ENOMEM)?
+        {
+            Table::Npt(t) => t.unmap(&mut Frames, gpa, size),
+            Table::Ept(t) => t.unmap(&mut Frames, gpa, size),
+        };
+        r.map_err(|_| ENOMEM)
+    }
+    fn notify_request_finish(&mut self, _vmid: u16, _vcpu: u16) {
+        // No vCPU of a post-launched VM runs, so none waits for a completion.
+    }
+    fn set_irqline(&mut self, _vmid: u16, _gsi: u32, _op: GsiOp) -> Result<(), i32> {
+        Err(ENOSYS)
+    }
+    fn inject_msi(&mut self, _vmid: u16, _addr: u64, _data: u64) -> Result<(), i32> {
+        Err(ENOSYS)
+    }
+}
+
+/// The Service VM as the VM layer builds it: its scenario entry with `memory` set to its
+/// identity-mapped RAM below the hypervisor's reach (GPA = HPA) plus the BIOS area. Call after
+/// [`init`].
+pub fn service_vm_config(cfg: &'static VmConfig) -> Option<&'static VmConfig> {
+    let layout = LAYOUT.get()?;
+    let mem = SERVICE_MEMORY.call_once(|| {
+        let mut regions = [GuestMemRegion {
+            gpa: 0,
+            hpa: 0,
+            size: 0,
+        }; service_vm::MAX_RANGES + 1];
+        let mut n = 0;
+        let (bios, bios_len) = service_vm::BIOS_AREA;
+        let clipped = layout
+            .ram()
+            .iter()
+            .filter(|r| r.0 < HV_REACH)
+            .map(|&(s, len)| (s, len.min(HV_REACH - s)));
+        for (s, len) in clipped.chain(core::iter::once((bios, bios_len))) {
+            let hpa = if s == bios { BIOS_BACKING.0 } else { s };
+            regions[n] = GuestMemRegion {
+                gpa: s,
+                hpa,
+                size: len,
+            };
+            n += 1;
+        }
+        regions[..n].sort_unstable_by_key(|r| r.gpa);
+        (regions, n)
+    });
+    let os = cfg.os.as_ref().map(|o| OsConfig {
+        kern_type: o.kern_type,
+        kern_mod: o.kern_mod,
+        ramdisk_mod: o.ramdisk_mod,
+        bootargs: o.bootargs,
+        kern_load_addr: o.kern_load_addr,
+        kern_entry_addr: o.kern_entry_addr,
+    });
+    Some(SERVICE_CONFIG.call_once(|| VmConfig {
+        id: cfg.id,
+        name: cfg.name,
+        load_order: cfg.load_order,
+        vm_type: cfg.vm_type,
+        guest_flags: cfg.guest_flags,
+        pcpus: cfg.pcpus,
+        memory: &mem.0[..mem.1],
+        memory_size: cfg.memory_size,
+        os,
+        console: cfg.console,
+        vuarts: cfg.vuarts,
+        ivshmem: cfg.ivshmem,
+        pci_devs: cfg.pci_devs,
+        pt_intx: cfg.pt_intx,
+        priority: cfg.priority,
+        companion_vm: cfg.companion_vm,
+    }))
+}
