@@ -228,6 +228,17 @@ fn vuart_conns(s: &mut Scenario) -> &mut Vec<acrn_configurator::scenario::VuartC
 }
 
 // ------------------------------------------------------------------------------------------
+// The unmutated bases: the "does not trigger" side of every check, before any near miss.
+
+#[test]
+fn base_pairs_are_clean() {
+    for p in [whl_rt(), adl(), cfl_part()] {
+        let Some((b, s)) = p else { return };
+        expect_clean(&run(&b, &s));
+    }
+}
+
+// ------------------------------------------------------------------------------------------
 // C01..C08 pCPU assignment
 
 #[test]
