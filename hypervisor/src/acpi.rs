@@ -59,7 +59,9 @@ pub fn madt_apic_ids(m: &dyn PhysRead, rsdp: u64, out: &mut [u32; MAX_CPUS]) -> 
             }
             let id = match e[0] {
                 0 if elen >= 8 && e[4] & 3 != 0 => Some(e[3] as u32),
-                9 if elen >= 16 && e[8] & 3 != 0 => Some(u32::from_le_bytes(e[4..8].try_into().ok()?)),
+                9 if elen >= 16 && e[8] & 3 != 0 => {
+                    Some(u32::from_le_bytes(e[4..8].try_into().ok()?))
+                }
                 _ => None,
             };
             if let Some(id) = id {
@@ -94,15 +96,23 @@ fn seal(t: &mut [u8], len: usize) {
     t[9] = 0u8.wrapping_sub(checksum(&t[..len]));
 }
 
-/// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC), FADT
+/// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
+/// IRQ0 -> GSI 2 override), FADT
 /// (hardware-reduced, so no PM timer or SCI is implied) and an empty DSDT into `buf`, which the
 /// caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]).
-pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, vcpus: u32, ioapic: Option<(u8, u32)>) {
+pub fn build_guest_tables(
+    buf: &mut [u8; GUEST_TABLES_SIZE],
+    base: u64,
+    vcpus: u32,
+    ioapic: Option<(u8, u32)>,
+    hpet: Option<u64>,
+) {
     buf.fill(0);
     const XSDT: usize = 0x40;
     const MADT: usize = 0x80;
     const FADT: usize = 0x400;
     const DSDT: usize = 0x600;
+    const HPET: usize = 0x700;
     let vcpus = vcpus.min(MAX_CPUS as u32) as usize;
     // RSDP (revision 2).
     let r = &mut buf[..36];
@@ -114,12 +124,26 @@ pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, vcpus: u
     r[24..32].copy_from_slice(&(base + XSDT as u64).to_le_bytes());
     r[8] = 0u8.wrapping_sub(checksum(&r[..20]));
     r[32] = 0u8.wrapping_sub(checksum(&r[..36]));
-    // XSDT -> MADT, FADT.
-    let x = &mut buf[XSDT..XSDT + 52];
-    header(x, b"XSDT", 52, 1);
+    // XSDT -> MADT, FADT (, HPET).
+    let xlen = if hpet.is_some() { 60 } else { 52 };
+    let x = &mut buf[XSDT..XSDT + xlen];
+    header(x, b"XSDT", xlen, 1);
     x[36..44].copy_from_slice(&(base + MADT as u64).to_le_bytes());
     x[44..52].copy_from_slice(&(base + FADT as u64).to_le_bytes());
-    seal(x, 52);
+    if hpet.is_some() {
+        x[52..60].copy_from_slice(&(base + HPET as u64).to_le_bytes());
+    }
+    seal(x, xlen);
+    if let Some(addr) = hpet {
+        let t = &mut buf[HPET..HPET + 56];
+        header(t, b"HPET", 56, 1);
+        t[36..40].copy_from_slice(&0x8086_A201u32.to_le_bytes()); // event timer block id
+        t[40] = 0; // GAS: system memory
+        t[41] = 64;
+        t[44..52].copy_from_slice(&addr.to_le_bytes());
+        t[54..56].copy_from_slice(&0x80u16.to_le_bytes()); // minimum tick
+        seal(t, 56);
+    }
     // MADT.
     let mut len = 44;
     {
@@ -133,6 +157,9 @@ pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, vcpus: u
             t[len..len + 12].copy_from_slice(&[1, 12, id, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
             t[len + 4..len + 8].copy_from_slice(&addr.to_le_bytes());
             len += 12;
+            // ISA IRQ 0 (PIT) arrives on GSI 2, as on PC chipsets.
+            t[len..len + 10].copy_from_slice(&[2, 10, 0, 0, 2, 0, 0, 0, 0, 0]);
+            len += 10;
         }
         header(t, b"APIC", len, 4);
         seal(t, len);
@@ -159,7 +186,9 @@ mod tests {
     struct Mem(u64, Vec<u8>);
     impl PhysRead for Mem {
         fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
-            let Some(o) = pa.checked_sub(self.0) else { return false };
+            let Some(o) = pa.checked_sub(self.0) else {
+                return false;
+            };
             match self.1.get(o as usize..o as usize + buf.len()) {
                 Some(s) => {
                     buf.copy_from_slice(s);
@@ -173,7 +202,13 @@ mod tests {
     #[test]
     fn guest_tables_roundtrip_through_the_madt_reader() {
         let mut buf = [0u8; GUEST_TABLES_SIZE];
-        build_guest_tables(&mut buf, GUEST_RSDP_GPA, 3, Some((0, 0xFEC0_0000)));
+        build_guest_tables(
+            &mut buf,
+            GUEST_RSDP_GPA,
+            3,
+            Some((0, 0xFEC0_0000)),
+            Some(0xFED0_0000),
+        );
         let mut bios = vec![0u8; 0x20000];
         let off = (GUEST_RSDP_GPA - 0xE0000) as usize;
         bios[off..off + GUEST_TABLES_SIZE].copy_from_slice(&buf);
@@ -183,7 +218,13 @@ mod tests {
         assert_eq!(madt_apic_ids(&m, GUEST_RSDP_GPA, &mut ids), Some(3));
         assert_eq!(&ids[..3], &[0, 1, 2]);
         // Every table checksums to zero.
-        for (o, l) in [(0x40usize, 52usize), (0x80, 44 + 24 + 12), (0x400, 276), (0x600, 36)] {
+        for (o, l) in [
+            (0x40usize, 60usize),
+            (0x700, 56),
+            (0x80, 44 + 24 + 12 + 10),
+            (0x400, 276),
+            (0x600, 36),
+        ] {
             assert_eq!(checksum(&buf[o..o + l]), 0, "table at {o:#x}");
         }
         assert_eq!(checksum(&buf[..20]), 0);

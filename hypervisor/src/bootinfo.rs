@@ -59,9 +59,14 @@ impl core::fmt::Display for BootInfoError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             BootInfoError::UnknownProtocol { magic } => {
-                write!(f, "unknown boot protocol (magic {magic:#x}): boot with PVH or multiboot2")
+                write!(
+                    f,
+                    "unknown boot protocol (magic {magic:#x}): boot with PVH or multiboot2"
+                )
             }
-            BootInfoError::Unreadable { addr } => write!(f, "boot information at {addr:#x} is unreadable"),
+            BootInfoError::Unreadable { addr } => {
+                write!(f, "boot information at {addr:#x} is unreadable")
+            }
             BootInfoError::Malformed(what) => write!(f, "malformed boot information: {what}"),
         }
     }
@@ -119,9 +124,18 @@ impl BootInfo {
     fn empty(protocol: Protocol) -> Self {
         BootInfo {
             protocol,
-            memmap: [MemmapEntry { addr: 0, size: 0, kind: 0 }; MAX_MEMMAP],
+            memmap: [MemmapEntry {
+                addr: 0,
+                size: 0,
+                kind: 0,
+            }; MAX_MEMMAP],
             memmap_len: 0,
-            modules: [Module { start: 0, size: 0, tag: [0; TAG_LEN], tag_len: 0 }; MAX_MODULES],
+            modules: [Module {
+                start: 0,
+                size: 0,
+                tag: [0; TAG_LEN],
+                tag_len: 0,
+            }; MAX_MODULES],
             modules_len: 0,
             cmdline: [0; CMDLINE_LEN],
             cmdline_len: 0,
@@ -175,7 +189,12 @@ impl BootInfo {
         if self.modules_len == MAX_MODULES {
             return Err(BootInfoError::Malformed("more than 16 boot modules"));
         }
-        let mut m = Module { start, size, tag: [0; TAG_LEN], tag_len: tag.len().min(TAG_LEN) };
+        let mut m = Module {
+            start,
+            size,
+            tag: [0; TAG_LEN],
+            tag_len: tag.len().min(TAG_LEN),
+        };
         m.tag[..m.tag_len].copy_from_slice(&tag[..m.tag_len]);
         self.modules[self.modules_len] = m;
         self.modules_len += 1;
@@ -208,7 +227,11 @@ impl BootInfo {
             let entries = rd32(m, info + 48)?;
             for i in 0..entries as u64 {
                 let e = memmap + i * 24;
-                bi.push_mem(MemmapEntry { addr: rd64(m, e)?, size: rd64(m, e + 8)?, kind: rd32(m, e + 16)? })?;
+                bi.push_mem(MemmapEntry {
+                    addr: rd64(m, e)?,
+                    size: rd64(m, e + 8)?,
+                    kind: rd32(m, e + 16)?,
+                })?;
             }
         }
         for i in 0..nr_modules as u64 {
@@ -219,7 +242,11 @@ impl BootInfo {
                 continue;
             }
             let mut buf = [0u8; CMDLINE_LEN];
-            let n = if cmd != 0 { read_cstr(m, cmd, &mut buf)? } else { 0 };
+            let n = if cmd != 0 {
+                read_cstr(m, cmd, &mut buf)?
+            } else {
+                0
+            };
             let tag = tag_of(&buf[..n]);
             let mut t = [0u8; TAG_LEN];
             let tl = tag.len().min(TAG_LEN);
@@ -241,7 +268,8 @@ impl BootInfo {
             let field = |i: usize| -> Result<u64, BootInfoError> {
                 let s = core::str::from_utf8(&hdr[6 + i * 8..14 + i * 8])
                     .map_err(|_| BootInfoError::Malformed("cpio archive: bad field"))?;
-                u64::from_str_radix(s, 16).map_err(|_| BootInfoError::Malformed("cpio archive: bad field"))
+                u64::from_str_radix(s, 16)
+                    .map_err(|_| BootInfoError::Malformed("cpio archive: bad field"))
             };
             let mode = field(1)?;
             let filesize = field(6)?;
@@ -256,7 +284,9 @@ impl BootInfo {
                 break;
             }
             if data + filesize > end {
-                return Err(BootInfoError::Malformed("cpio archive: file beyond its end"));
+                return Err(BootInfoError::Malformed(
+                    "cpio archive: file beyond its end",
+                ));
             }
             if mode & 0o170000 == 0o100000 {
                 let n = &name[..nl];
@@ -281,7 +311,9 @@ impl BootInfo {
             let ty = rd32(m, pos)?;
             let size = rd32(m, pos + 4)? as u64;
             if size < 8 {
-                return Err(BootInfoError::Malformed("multiboot2 tag shorter than 8 bytes"));
+                return Err(BootInfoError::Malformed(
+                    "multiboot2 tag shorter than 8 bytes",
+                ));
             }
             match ty {
                 0 => break,
@@ -308,7 +340,11 @@ impl BootInfo {
                     }
                     let mut e = pos + 16;
                     while e + esz <= pos + size {
-                        bi.push_mem(MemmapEntry { addr: rd64(m, e)?, size: rd64(m, e + 8)?, kind: rd32(m, e + 16)? })?;
+                        bi.push_mem(MemmapEntry {
+                            addr: rd64(m, e)?,
+                            size: rd64(m, e + 8)?,
+                            kind: rd32(m, e + 16)?,
+                        })?;
                         e += esz;
                     }
                 }
@@ -337,7 +373,9 @@ mod tests {
     }
     impl PhysRead for Fake {
         fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
-            let Some(off) = pa.checked_sub(self.base) else { return false };
+            let Some(off) = pa.checked_sub(self.base) else {
+                return false;
+            };
             let off = off as usize;
             match self.mem.get(off..off + buf.len()) {
                 Some(s) => {
@@ -358,7 +396,19 @@ mod tests {
     fn cpio_entry(out: &mut Vec<u8>, name: &str, data: &[u8], mode: u32) {
         let hdr = format!(
             "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            1, mode, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0
+            1,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
         );
         out.extend_from_slice(hdr.as_bytes());
         out.extend_from_slice(name.as_bytes());
@@ -374,7 +424,10 @@ mod tests {
 
     #[test]
     fn pvh_with_cpio_modules() {
-        let mut f = Fake { base: 0x1000, mem: vec![0; 0x4000] };
+        let mut f = Fake {
+            base: 0x1000,
+            mem: vec![0; 0x4000],
+        };
         let mut si = Vec::new();
         si.extend_from_slice(&PVH_MAGIC.to_le_bytes());
         si.extend_from_slice(&1u32.to_le_bytes()); // version
@@ -422,7 +475,10 @@ mod tests {
 
     #[test]
     fn mb2_modules_and_memmap() {
-        let mut f = Fake { base: 0x10000, mem: vec![0; 0x1000] };
+        let mut f = Fake {
+            base: 0x10000,
+            mem: vec![0; 0x1000],
+        };
         let mut t = vec![0u8; 8];
         let tag = |t: &mut Vec<u8>, ty: u32, body: &[u8]| {
             t.extend_from_slice(&ty.to_le_bytes());
@@ -457,17 +513,30 @@ mod tests {
         assert_eq!(bi.cmdline(), "hv cmd");
         let m = bi.module_by_tag("PRE_VM0_kernel").unwrap();
         assert_eq!((m.start, m.size), (0x200000, 0x1000));
-        assert_eq!(bi.memmap()[1], MemmapEntry { addr: 0xf0000, size: 0x10000, kind: 2 });
+        assert_eq!(
+            bi.memmap()[1],
+            MemmapEntry {
+                addr: 0xf0000,
+                size: 0x10000,
+                kind: 2
+            }
+        );
     }
 
     #[test]
     fn rejects_unknown_and_truncated() {
-        let f = Fake { base: 0, mem: vec![0; 64] };
+        let f = Fake {
+            base: 0,
+            mem: vec![0; 64],
+        };
         assert_eq!(
             BootInfo::parse(&f, 0x1234, 0).unwrap_err(),
             BootInfoError::UnknownProtocol { magic: 0x1234 }
         );
-        assert!(matches!(BootInfo::parse(&f, 0, 0x1000), Err(BootInfoError::Unreadable { .. })));
+        assert!(matches!(
+            BootInfo::parse(&f, 0, 0x1000),
+            Err(BootInfoError::Unreadable { .. })
+        ));
     }
 
     #[test]

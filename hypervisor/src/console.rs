@@ -88,7 +88,12 @@ static CONSOLE: Mutex<Port> = Mutex::new(Port(None));
 pub fn init(port: Option<SerialPort>) {
     let uart = match port {
         Some(SerialPort::Pio { base, .. }) => Some(Uart::Pio(base)),
-        Some(SerialPort::Mmio { base, reg_width, .. }) => Some(Uart::Mmio { base, width: reg_width }),
+        Some(SerialPort::Mmio {
+            base, reg_width, ..
+        }) => Some(Uart::Mmio {
+            base,
+            width: reg_width,
+        }),
         None => None,
     };
     if let Some(u) = uart {
@@ -112,7 +117,11 @@ pub fn vm_line(prefix: &str, text: &[u8]) {
     if let Some(u) = c.0 {
         for &b in text {
             // Keep the physical console readable: control bytes become '.'.
-            u.put(if b == b'\t' || (0x20..0x7f).contains(&b) { b } else { b'.' });
+            u.put(if b == b'\t' || (0x20..0x7f).contains(&b) {
+                b
+            } else {
+                b'.'
+            });
         }
     }
     let _ = c.write_str("\n");

@@ -23,11 +23,23 @@ pub enum Op {
     Rdmsr,
     Wrmsr,
     /// `mov [mem], reg`.
-    StoreReg { size: u8, reg: u8, high_byte: bool },
+    StoreReg {
+        size: u8,
+        reg: u8,
+        high_byte: bool,
+    },
     /// `mov [mem], imm`.
-    StoreImm { size: u8, imm: u64 },
+    StoreImm {
+        size: u8,
+        imm: u64,
+    },
     /// `mov reg, [mem]`; `zero_extend_to` is Some(n) for MOVZX to an n-byte register.
-    Load { size: u8, reg: u8, high_byte: bool, zero_extend_to: Option<u8> },
+    Load {
+        size: u8,
+        reg: u8,
+        high_byte: bool,
+        zero_extend_to: Option<u8>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +53,9 @@ pub enum DecodeError {
     /// The bytes end before the instruction does.
     Truncated,
     /// An instruction this decoder does not know.
-    Unsupported { opcode: u8 },
+    Unsupported {
+        opcode: u8,
+    },
     TooLong,
 }
 
@@ -88,7 +102,8 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
                 rex = op;
                 op = c.next()?;
                 // A REX prefix must come last; a legacy prefix after it cancels it.
-                if matches!(op, 0x66 | 0x67 | 0xF0 | 0xF2 | 0xF3 | 0x26 | 0x2E | 0x36 | 0x3E | 0x64 | 0x65 | 0x40..=0x4F) {
+                if matches!(op, 0x26 | 0x2E | 0x36 | 0x3E | 0x40..=0x4F | 0x64..=0x67 | 0xF0 | 0xF2 | 0xF3)
+                {
                     rex = 0;
                     continue;
                 }
@@ -135,11 +150,19 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
                 modrm_tail(&mut c, modrm, addr16)?;
                 let reg = reg_of(modrm);
                 let size = if o == 0xB6 { 1 } else { 2 };
-                simple(Op::Load { size, reg, high_byte: false, zero_extend_to: Some(opsize) }, c.pos)
+                simple(
+                    Op::Load {
+                        size,
+                        reg,
+                        high_byte: false,
+                        zero_extend_to: Some(opsize),
+                    },
+                    c.pos,
+                )
             }
             x => Err(DecodeError::Unsupported { opcode: x }),
         },
-        0x88 | 0x89 | 0x8A | 0x8B => {
+        0x88..=0x8B => {
             let modrm = c.next()?;
             if modrm >> 6 == 3 {
                 return Err(DecodeError::Unsupported { opcode: op });
@@ -149,9 +172,18 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
             let reg = reg_of(modrm);
             let high_byte = size == 1 && high8(reg);
             let op = if op <= 0x89 {
-                Op::StoreReg { size, reg, high_byte }
+                Op::StoreReg {
+                    size,
+                    reg,
+                    high_byte,
+                }
             } else {
-                Op::Load { size, reg, high_byte, zero_extend_to: None }
+                Op::Load {
+                    size,
+                    reg,
+                    high_byte,
+                    zero_extend_to: None,
+                }
             };
             simple(op, c.pos)
         }
@@ -166,9 +198,18 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
             c.skip(abytes)?;
             let size = if op & 1 == 0 { 1 } else { opsize };
             let op = if op <= 0xA1 {
-                Op::Load { size, reg: 0, high_byte: false, zero_extend_to: None }
+                Op::Load {
+                    size,
+                    reg: 0,
+                    high_byte: false,
+                    zero_extend_to: None,
+                }
             } else {
-                Op::StoreReg { size, reg: 0, high_byte: false }
+                Op::StoreReg {
+                    size,
+                    reg: 0,
+                    high_byte: false,
+                }
             };
             simple(op, c.pos)
         }
@@ -235,9 +276,27 @@ mod tests {
         assert_eq!(len(&[0x66, 0xEF], Prot32), 2); // out dx, ax
         assert_eq!(len(&[0xF3, 0x6E], Long64), 2); // rep outsb
         assert_eq!(len(&[0xF3, 0x66, 0x6D], Prot32), 3); // rep insw
-        assert_eq!(decode(&[0x0F, 0xA2], Long64).unwrap(), Insn { len: 2, op: Op::Cpuid });
-        assert_eq!(decode(&[0xF4], Real16).unwrap(), Insn { len: 1, op: Op::Hlt });
-        assert_eq!(decode(&[0x0F, 0x01, 0xD9], Prot32).unwrap(), Insn { len: 3, op: Op::Vmmcall });
+        assert_eq!(
+            decode(&[0x0F, 0xA2], Long64).unwrap(),
+            Insn {
+                len: 2,
+                op: Op::Cpuid
+            }
+        );
+        assert_eq!(
+            decode(&[0xF4], Real16).unwrap(),
+            Insn {
+                len: 1,
+                op: Op::Hlt
+            }
+        );
+        assert_eq!(
+            decode(&[0x0F, 0x01, 0xD9], Prot32).unwrap(),
+            Insn {
+                len: 3,
+                op: Op::Vmmcall
+            }
+        );
         assert_eq!(decode(&[0x0F, 0x32], Long64).unwrap().op, Op::Rdmsr);
         assert_eq!(decode(&[0x0F, 0x30], Long64).unwrap().op, Op::Wrmsr);
     }
@@ -247,17 +306,42 @@ mod tests {
         // mov [rax+0x300], ecx  (89 88 00 03 00 00)
         assert_eq!(
             decode(&[0x89, 0x88, 0x00, 0x03, 0x00, 0x00], Long64).unwrap(),
-            Insn { len: 6, op: Op::StoreReg { size: 4, reg: 1, high_byte: false } }
+            Insn {
+                len: 6,
+                op: Op::StoreReg {
+                    size: 4,
+                    reg: 1,
+                    high_byte: false
+                }
+            }
         );
         // mov r9d, [rdx+0x20]  (44 8B 4A 20)
         assert_eq!(
             decode(&[0x44, 0x8B, 0x4A, 0x20], Long64).unwrap(),
-            Insn { len: 4, op: Op::Load { size: 4, reg: 9, high_byte: false, zero_extend_to: None } }
+            Insn {
+                len: 4,
+                op: Op::Load {
+                    size: 4,
+                    reg: 9,
+                    high_byte: false,
+                    zero_extend_to: None
+                }
+            }
         );
         // mov dword [0xFEE00300], 0x4500  (C7 05 00 03 E0 FE 00 45 00 00) in 32-bit code
         assert_eq!(
-            decode(&[0xC7, 0x05, 0x00, 0x03, 0xE0, 0xFE, 0x00, 0x45, 0x00, 0x00], Prot32).unwrap(),
-            Insn { len: 10, op: Op::StoreImm { size: 4, imm: 0x4500 } }
+            decode(
+                &[0xC7, 0x05, 0x00, 0x03, 0xE0, 0xFE, 0x00, 0x45, 0x00, 0x00],
+                Prot32
+            )
+            .unwrap(),
+            Insn {
+                len: 10,
+                op: Op::StoreImm {
+                    size: 4,
+                    imm: 0x4500
+                }
+            }
         );
         // mov [esp+ebx*4+0x10], eax with SIB and disp8  (89 44 9C 10)
         assert_eq!(len(&[0x89, 0x44, 0x9C, 0x10], Prot32), 4);
@@ -266,7 +350,15 @@ mod tests {
         // mov ah, [bx+si]  16-bit addressing
         assert_eq!(
             decode(&[0x8A, 0x20], Real16).unwrap(),
-            Insn { len: 2, op: Op::Load { size: 1, reg: 4, high_byte: true, zero_extend_to: None } }
+            Insn {
+                len: 2,
+                op: Op::Load {
+                    size: 1,
+                    reg: 4,
+                    high_byte: true,
+                    zero_extend_to: None
+                }
+            }
         );
         // mov [0x1234], ax  16-bit: disp16
         assert_eq!(len(&[0x89, 0x06, 0x34, 0x12], Real16), 4);
@@ -274,28 +366,56 @@ mod tests {
         assert_eq!(len(&[0x67, 0x89, 0x06, 0x34, 0x12], Prot32), 5);
         // REX.W store of an immediate is sign-extended: mov qword [rdi], -1
         assert_eq!(
-            decode(&[0x48, 0xC7, 0x07, 0xFF, 0xFF, 0xFF, 0xFF], Long64).unwrap().op,
-            Op::StoreImm { size: 8, imm: u64::MAX }
+            decode(&[0x48, 0xC7, 0x07, 0xFF, 0xFF, 0xFF, 0xFF], Long64)
+                .unwrap()
+                .op,
+            Op::StoreImm {
+                size: 8,
+                imm: u64::MAX
+            }
         );
         // With REX, register 6 at byte size is SIL, not DH.
         assert_eq!(
             decode(&[0x40, 0x88, 0x37], Long64).unwrap().op,
-            Op::StoreReg { size: 1, reg: 6, high_byte: false }
+            Op::StoreReg {
+                size: 1,
+                reg: 6,
+                high_byte: false
+            }
         );
         // movzx eax, word [rbx]
         assert_eq!(
             decode(&[0x0F, 0xB7, 0x03], Long64).unwrap().op,
-            Op::Load { size: 2, reg: 0, high_byte: false, zero_extend_to: Some(4) }
+            Op::Load {
+                size: 2,
+                reg: 0,
+                high_byte: false,
+                zero_extend_to: Some(4)
+            }
         );
         // 66 in 64-bit mode: 16-bit operand, C7 takes imm16.
-        assert_eq!(decode(&[0x66, 0xC7, 0x00, 0x34, 0x12], Long64).unwrap(), Insn {
-            len: 5,
-            op: Op::StoreImm { size: 2, imm: 0x1234 }
-        });
+        assert_eq!(
+            decode(&[0x66, 0xC7, 0x00, 0x34, 0x12], Long64).unwrap(),
+            Insn {
+                len: 5,
+                op: Op::StoreImm {
+                    size: 2,
+                    imm: 0x1234
+                }
+            }
+        );
         // moffs forms: mov eax, [0xFEE00020] in 32-bit code; mov [moffs64], al in 64-bit code.
         assert_eq!(
             decode(&[0xA1, 0x20, 0x00, 0xE0, 0xFE], Prot32).unwrap(),
-            Insn { len: 5, op: Op::Load { size: 4, reg: 0, high_byte: false, zero_extend_to: None } }
+            Insn {
+                len: 5,
+                op: Op::Load {
+                    size: 4,
+                    reg: 0,
+                    high_byte: false,
+                    zero_extend_to: None
+                }
+            }
         );
         assert_eq!(len(&[0xA2, 0, 0, 0, 0, 0, 0, 0, 0], Long64), 9);
         assert_eq!(len(&[0x67, 0xA3, 0, 0, 0, 0], Long64), 6);
@@ -308,9 +428,18 @@ mod tests {
     fn errors() {
         assert_eq!(decode(&[0x0F], Long64), Err(DecodeError::Truncated));
         assert_eq!(decode(&[], Long64), Err(DecodeError::Truncated));
-        assert_eq!(decode(&[0x90], Long64), Err(DecodeError::Unsupported { opcode: 0x90 }));
-        assert_eq!(decode(&[0x89, 0xC0], Long64), Err(DecodeError::Unsupported { opcode: 0x89 }));
+        assert_eq!(
+            decode(&[0x90], Long64),
+            Err(DecodeError::Unsupported { opcode: 0x90 })
+        );
+        assert_eq!(
+            decode(&[0x89, 0xC0], Long64),
+            Err(DecodeError::Unsupported { opcode: 0x89 })
+        );
         assert_eq!(decode(&[0x66; 20], Long64), Err(DecodeError::TooLong));
-        assert_eq!(decode(&[0xC7, 0x05, 0, 0], Prot32), Err(DecodeError::Truncated));
+        assert_eq!(
+            decode(&[0xC7, 0x05, 0, 0], Prot32),
+            Err(DecodeError::Truncated)
+        );
     }
 }

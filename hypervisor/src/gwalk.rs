@@ -12,7 +12,14 @@ const PS: u64 = 1 << 7;
 const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 
 /// Translates `la` with the guest's CR0/CR3/CR4/EFER; `None` if not present.
-pub fn translate(m: &dyn GuestPhys, cr0: u64, cr3: u64, cr4: u64, efer: u64, la: u64) -> Option<u64> {
+pub fn translate(
+    m: &dyn GuestPhys,
+    cr0: u64,
+    cr3: u64,
+    cr4: u64,
+    efer: u64,
+    la: u64,
+) -> Option<u64> {
     if cr0 & (1 << 31) == 0 {
         return Some(la);
     }
@@ -44,7 +51,7 @@ pub fn translate(m: &dyn GuestPhys, cr0: u64, cr3: u64, cr4: u64, efer: u64, la:
             return Some((pde & ADDR & !0x1F_FFFF) | (la & 0x1F_FFFF));
         }
         let pte = m.read_u64((pde & ADDR) + ((la >> 12) & 0x1FF) * 8)?;
-        (pte & P != 0).then(|| (pte & ADDR) | (la & 0xFFF))
+        (pte & P != 0).then_some((pte & ADDR) | (la & 0xFFF))
     } else {
         let la = la & 0xFFFF_FFFF;
         let rd32 = |a: u64| m.read_u64(a).map(|v| v & 0xFFFF_FFFF);
@@ -56,7 +63,7 @@ pub fn translate(m: &dyn GuestPhys, cr0: u64, cr3: u64, cr4: u64, efer: u64, la:
             return Some((pde & 0xFFC0_0000) | (la & 0x3F_FFFF));
         }
         let pte = rd32((pde & 0xFFFF_F000) + ((la >> 12) & 0x3FF) * 4)?;
-        (pte & P != 0).then(|| (pte & 0xFFFF_F000) | (la & 0xFFF))
+        (pte & P != 0).then_some((pte & 0xFFFF_F000) | (la & 0xFFF))
     }
 }
 
@@ -93,10 +100,16 @@ mod tests {
         assert_eq!(translate(&m, 0x11, 0, 0, 0, 0xFEE0_0300), Some(0xFEE0_0300));
         // 32-bit paging with a 4 MiB page at la 0xC000_0000 -> 0x0040_0000.
         m.0.insert(0x5000 + (0x300 * 4), 0x40_0000 | 0x83);
-        assert_eq!(translate(&m, 1 << 31 | 1, 0x5000, 1 << 4, 0, 0xC012_3456), Some(0x52_3456));
+        assert_eq!(
+            translate(&m, 1 << 31 | 1, 0x5000, 1 << 4, 0, 0xC012_3456),
+            Some(0x52_3456)
+        );
         // PAE: PDPTE 3 -> PD at 0x7000, PDE 0 -> 2 MiB page at 0x80_0000.
         m.0.insert(0x6000 + 3 * 8, 0x7000 | 1);
         m.0.insert(0x7000, 0x80_0000 | 0x83);
-        assert_eq!(translate(&m, 1 << 31 | 1, 0x6000, 1 << 5, 0, 0xC000_0010), Some(0x80_0010));
+        assert_eq!(
+            translate(&m, 1 << 31 | 1, 0x6000, 1 << 5, 0, 0xC000_0010),
+            Some(0x80_0010)
+        );
     }
 }

@@ -33,7 +33,10 @@ pub enum LoadError {
     UnsupportedElf(&'static str),
     NotBzImage(&'static str),
     /// A segment or structure does not fit in the module or in the VM's memory.
-    OutOfBounds { gpa: u64, len: u64 },
+    OutOfBounds {
+        gpa: u64,
+        len: u64,
+    },
     EntryAbove4G(u64),
     MissingLoadAddress,
     CmdlineTooLong,
@@ -46,10 +49,17 @@ impl core::fmt::Display for LoadError {
             LoadError::UnsupportedElf(w) => write!(f, "unsupported ELF: {w}"),
             LoadError::NotBzImage(w) => write!(f, "kernel module is not a bzImage: {w}"),
             LoadError::OutOfBounds { gpa, len } => {
-                write!(f, "[{gpa:#x}, {:#x}) is outside the VM's memory or the module", gpa.saturating_add(*len))
+                write!(
+                    f,
+                    "[{gpa:#x}, {:#x}) is outside the VM's memory or the module",
+                    gpa.saturating_add(*len)
+                )
             }
             LoadError::EntryAbove4G(e) => write!(f, "entry point {e:#x} is above 4 GiB"),
-            LoadError::MissingLoadAddress => write!(f, "KERNEL_RAWIMAGE needs kern_load_addr and kern_entry_addr"),
+            LoadError::MissingLoadAddress => write!(
+                f,
+                "KERNEL_RAWIMAGE needs kern_load_addr and kern_entry_addr"
+            ),
             LoadError::CmdlineTooLong => write!(f, "bootargs longer than {CMDLINE_MAX} bytes"),
         }
     }
@@ -75,20 +85,41 @@ pub fn vm_e820(regions: &[(u64, u64)], out: &mut [E820Entry; MAX_E820]) -> usize
     for &(gpa, size) in regions {
         let end = gpa + size;
         if gpa < 0xF0000 && end > 0xF0000 {
-            push(E820Entry { addr: gpa, size: 0xF0000 - gpa, kind: E820_RAM });
-            push(E820Entry { addr: 0xF0000, size: 0x10000, kind: E820_RESERVED });
+            push(E820Entry {
+                addr: gpa,
+                size: 0xF0000 - gpa,
+                kind: E820_RAM,
+            });
+            push(E820Entry {
+                addr: 0xF0000,
+                size: 0x10000,
+                kind: E820_RESERVED,
+            });
             if end > 0x10_0000 {
-                push(E820Entry { addr: 0x10_0000, size: end - 0x10_0000, kind: E820_RAM });
+                push(E820Entry {
+                    addr: 0x10_0000,
+                    size: end - 0x10_0000,
+                    kind: E820_RAM,
+                });
             }
         } else {
-            push(E820Entry { addr: gpa, size, kind: E820_RAM });
+            push(E820Entry {
+                addr: gpa,
+                size,
+                kind: E820_RAM,
+            });
         }
     }
     n
 }
 
 fn flat(selector: u16, access: u32) -> Segment {
-    Segment { selector, base: 0, limit: 0xFFFF_FFFF, access }
+    Segment {
+        selector,
+        base: 0,
+        limit: 0xFFFF_FFFF,
+        access,
+    }
 }
 
 /// ACRN's protected-mode start: flat GDT at [`BOOT_GDT_GPA`] (code 0x10, data 0x18), CR0 =
@@ -111,8 +142,18 @@ pub fn protected_mode_state(mem: &mut dyn GuestMem, entry: u64) -> Result<Initia
         ss: data,
         fs: data,
         gs: data,
-        tr: Segment { selector: 0, base: 0, limit: 0xFFFF, access: 0x8B },
-        ldtr: Segment { selector: 0, base: 0, limit: 0xFFFF, access: 0x82 },
+        tr: Segment {
+            selector: 0,
+            base: 0,
+            limit: 0xFFFF,
+            access: 0x8B,
+        },
+        ldtr: Segment {
+            selector: 0,
+            base: 0,
+            limit: 0xFFFF,
+            access: 0x82,
+        },
         gdtr_base: BOOT_GDT_GPA,
         gdtr_limit: 31,
         idtr_limit: 0xFFFF,
@@ -121,7 +162,12 @@ pub fn protected_mode_state(mem: &mut dyn GuestMem, entry: u64) -> Result<Initia
 }
 
 /// KERNEL_RAWIMAGE: copy to `load`, start at `entry`, no boot information.
-pub fn load_raw(mem: &mut dyn GuestMem, image: &[u8], load: u64, entry: u64) -> Result<InitialState, LoadError> {
+pub fn load_raw(
+    mem: &mut dyn GuestMem,
+    image: &[u8],
+    load: u64,
+    entry: u64,
+) -> Result<InitialState, LoadError> {
     mem.write(load, image)?;
     protected_mode_state(mem, entry)
 }
@@ -138,10 +184,16 @@ fn u64_at(b: &[u8], o: usize) -> Option<u64> {
 
 /// Flags of a valid multiboot1 header in the first 8 KiB, if any.
 pub fn multiboot1_flags(image: &[u8]) -> Option<u32> {
-    (0..image.len().min(8192).saturating_sub(11)).step_by(4).find_map(|o| {
-        let (m, f, c) = (u32_at(image, o)?, u32_at(image, o + 4)?, u32_at(image, o + 8)?);
-        (m == MB1_MAGIC && m.wrapping_add(f).wrapping_add(c) == 0).then_some(f)
-    })
+    (0..image.len().min(8192).saturating_sub(11))
+        .step_by(4)
+        .find_map(|o| {
+            let (m, f, c) = (
+                u32_at(image, o)?,
+                u32_at(image, o + 4)?,
+                u32_at(image, o + 8)?,
+            );
+            (m == MB1_MAGIC && m.wrapping_add(f).wrapping_add(c) == 0).then_some(f)
+        })
 }
 
 /// KERNEL_ELF: loads PT_LOAD segments at their physical addresses, clears BSS, and adds
@@ -184,7 +236,9 @@ pub fn load_elf(
     }
     let mut loaded = 0;
     for i in 0..phnum {
-        let ph = phoff.checked_add(i.checked_mul(phentsize).ok_or(bad)?).ok_or(bad)?;
+        let ph = phoff
+            .checked_add(i.checked_mul(phentsize).ok_or(bad)?)
+            .ok_or(bad)?;
         let (ty, off, paddr, filesz, memsz) = if class64 {
             (
                 u32_at(image, ph).ok_or(bad)?,
@@ -208,9 +262,14 @@ pub fn load_elf(
         let data = off
             .checked_add(filesz)
             .and_then(|end| image.get(off as usize..end as usize))
-            .ok_or(LoadError::OutOfBounds { gpa: paddr, len: filesz })?;
+            .ok_or(LoadError::OutOfBounds {
+                gpa: paddr,
+                len: filesz,
+            })?;
         if filesz > memsz {
-            return Err(LoadError::UnsupportedElf("segment file size exceeds memory size"));
+            return Err(LoadError::UnsupportedElf(
+                "segment file size exceeds memory size",
+            ));
         }
         mem.write(paddr, data)?;
         mem.zero(paddr + filesz, memsz - filesz)?;
@@ -228,7 +287,12 @@ pub fn load_elf(
     Ok(st)
 }
 
-fn write_multiboot1_info(mem: &mut dyn GuestMem, hdr_flags: u32, cmdline: &str, e820: &[E820Entry]) -> Result<(), LoadError> {
+fn write_multiboot1_info(
+    mem: &mut dyn GuestMem,
+    hdr_flags: u32,
+    cmdline: &str,
+    e820: &[E820Entry],
+) -> Result<(), LoadError> {
     if cmdline.len() >= CMDLINE_MAX {
         return Err(LoadError::CmdlineTooLong);
     }
@@ -241,8 +305,14 @@ fn write_multiboot1_info(mem: &mut dyn GuestMem, hdr_flags: u32, cmdline: &str, 
     mem.write(MB_LOADER_NAME_GPA, b"ACRN hypervisor\0")?;
     if hdr_flags & 2 != 0 {
         // Memory information: mem_lower/upper in KiB and the full map.
-        let lower = e820.iter().find(|e| e.addr == 0 && e.kind == E820_RAM).map_or(0, |e| e.size.min(0xA0000));
-        let upper = e820.iter().find(|e| e.addr == 0x10_0000 && e.kind == E820_RAM).map_or(0, |e| e.size);
+        let lower = e820
+            .iter()
+            .find(|e| e.addr == 0 && e.kind == E820_RAM)
+            .map_or(0, |e| e.size.min(0xA0000));
+        let upper = e820
+            .iter()
+            .find(|e| e.addr == 0x10_0000 && e.kind == E820_RAM)
+            .map_or(0, |e| e.size);
         mbi[4..8].copy_from_slice(&((lower / 1024) as u32).to_le_bytes());
         mbi[8..12].copy_from_slice(&((upper / 1024).min(u32::MAX as u64) as u32).to_le_bytes());
         let mut mm = [0u8; 24 * MAX_E820];
@@ -294,14 +364,22 @@ pub fn load_bzimage(
         n => n as usize,
     };
     let kernel_off = (setup_sects + 1) * 512;
-    let kernel = image.get(kernel_off..).ok_or(LoadError::NotBzImage("truncated"))?;
+    let kernel = image
+        .get(kernel_off..)
+        .ok_or(LoadError::NotBzImage("truncated"))?;
     let pref = u64_at(image, 0x258).unwrap_or(0x100_0000);
     let init_size = u32_at(image, 0x260).unwrap_or(0) as u64;
-    let fits = |a: u64, n: u64| e820.iter().any(|e| e.kind == E820_RAM && e.addr <= a && a + n <= e.addr + e.size);
+    let fits = |a: u64, n: u64| {
+        e820.iter()
+            .any(|e| e.kind == E820_RAM && e.addr <= a && a + n <= e.addr + e.size)
+    };
     let need = init_size.max(kernel.len() as u64);
     let load = if fits(pref, need) { pref } else { 0x100_0000 };
     if !fits(load, need) {
-        return Err(LoadError::OutOfBounds { gpa: load, len: need });
+        return Err(LoadError::OutOfBounds {
+            gpa: load,
+            len: need,
+        });
     }
     mem.write(load, kernel)?;
 
@@ -325,7 +403,10 @@ pub fn load_bzimage(
             .map(|e| (e.addr + e.size).min(max + 1))
             .max()
             .unwrap_or(0);
-        let at = top.checked_sub(len).map(|a| a & !0xFFF).filter(|&a| a >= load + need && fits(a, len));
+        let at = top
+            .checked_sub(len)
+            .map(|a| a & !0xFFF)
+            .filter(|&a| a >= load + need && fits(a, len));
         let at = at.ok_or(LoadError::OutOfBounds { gpa: top, len })?;
         mem.write(at, rd)?;
         zp[0x218..0x21C].copy_from_slice(&(at as u32).to_le_bytes());
@@ -341,7 +422,10 @@ pub fn load_bzimage(
     }
     mem.write(ZERO_PAGE_GPA, &zp)?;
     let mut st = protected_mode_state(mem, load)?;
-    st.regs = GuestRegs { rsi: ZERO_PAGE_GPA, ..Default::default() };
+    st.regs = GuestRegs {
+        rsi: ZERO_PAGE_GPA,
+        ..Default::default()
+    };
     Ok(st)
 }
 
@@ -353,7 +437,11 @@ mod tests {
     impl GuestMem for Mem {
         fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), LoadError> {
             let s = self.0.get_mut(gpa as usize..gpa as usize + data.len());
-            s.ok_or(LoadError::OutOfBounds { gpa, len: data.len() as u64 })?.copy_from_slice(data);
+            s.ok_or(LoadError::OutOfBounds {
+                gpa,
+                len: data.len() as u64,
+            })?
+            .copy_from_slice(data);
             Ok(())
         }
         fn zero(&mut self, gpa: u64, len: u64) -> Result<(), LoadError> {
@@ -389,13 +477,18 @@ mod tests {
             let f = 3u32;
             img[0x400..0x404].copy_from_slice(&MB1_MAGIC.to_le_bytes());
             img[0x404..0x408].copy_from_slice(&f.to_le_bytes());
-            img[0x408..0x40C].copy_from_slice(&0u32.wrapping_sub(MB1_MAGIC).wrapping_sub(f).to_le_bytes());
+            img[0x408..0x40C]
+                .copy_from_slice(&0u32.wrapping_sub(MB1_MAGIC).wrapping_sub(f).to_le_bytes());
         }
         img
     }
 
     fn e820_256m() -> ([E820Entry; MAX_E820], usize) {
-        let mut e = [E820Entry { addr: 0, size: 0, kind: 0 }; MAX_E820];
+        let mut e = [E820Entry {
+            addr: 0,
+            size: 0,
+            kind: 0,
+        }; MAX_E820];
         let n = vm_e820(&[(0, 0x1000_0000)], &mut e);
         (e, n)
     }
@@ -404,9 +497,23 @@ mod tests {
     fn e820_has_bios_hole() {
         let (e, n) = e820_256m();
         assert_eq!(n, 3);
-        assert_eq!(e[0], E820Entry { addr: 0, size: 0xF0000, kind: E820_RAM });
+        assert_eq!(
+            e[0],
+            E820Entry {
+                addr: 0,
+                size: 0xF0000,
+                kind: E820_RAM
+            }
+        );
         assert_eq!(e[1].kind, E820_RESERVED);
-        assert_eq!(e[2], E820Entry { addr: 0x10_0000, size: 0x0FF0_0000, kind: E820_RAM });
+        assert_eq!(
+            e[2],
+            E820Entry {
+                addr: 0x10_0000,
+                size: 0x0FF0_0000,
+                kind: E820_RAM
+            }
+        );
     }
 
     #[test]
@@ -416,13 +523,20 @@ mod tests {
         let (e, n) = e820_256m();
         let st = load_elf(&mut m, &img, "console=ttyS0", &e[..n]).unwrap();
         assert_eq!(&m.0[0x10_0000..0x10_0004], b"code");
-        assert!(m.0[0x10_0004..0x10_2000].iter().all(|&b| b == 0), "BSS cleared");
+        assert!(
+            m.0[0x10_0004..0x10_2000].iter().all(|&b| b == 0),
+            "BSS cleared"
+        );
         assert_eq!(m.0[0x10_2000], 0xAA, "nothing past memsz");
         assert_eq!(st.rip, 0x10_0010);
         assert_eq!((st.cs.selector, st.ds.selector, st.cr0), (0x10, 0x18, 0x31));
         assert_eq!(st.regs.rax, 0x2BAD_B002);
         assert_eq!(st.regs.rbx, MBI_GPA);
-        assert_eq!(rd32(&m, MBI_GPA) & 0x245, 0x245, "mem, cmdline, mmap, loader name");
+        assert_eq!(
+            rd32(&m, MBI_GPA) & 0x245,
+            0x245,
+            "mem, cmdline, mmap, loader name"
+        );
         assert_eq!(rd32(&m, MBI_GPA + 4), 640, "mem_lower stops at 640 KiB");
         assert_eq!(rd32(&m, MBI_GPA + 8), 0x0FF0_0000 / 1024);
         assert_eq!(rd32(&m, MBI_GPA + 44), 3 * 24);
@@ -435,14 +549,29 @@ mod tests {
     fn elf_without_multiboot_and_bad_inputs() {
         let mut m = Mem(vec![0; 0x40_0000]);
         let (e, n) = e820_256m();
-        let st = load_elf(&mut m, &elf32(0x20_0000, &[(0x20_0000, b"x", 1)], false), "", &e[..n]).unwrap();
+        let st = load_elf(
+            &mut m,
+            &elf32(0x20_0000, &[(0x20_0000, b"x", 1)], false),
+            "",
+            &e[..n],
+        )
+        .unwrap();
         assert_eq!(st.regs.rax, 0);
-        assert!(matches!(load_elf(&mut m, b"MZ..", "", &e[..n]), Err(LoadError::NotElf)));
+        assert!(matches!(
+            load_elf(&mut m, b"MZ..", "", &e[..n]),
+            Err(LoadError::NotElf)
+        ));
         let far = elf32(0x10_0000, &[(0x4000_0000, b"x", 1)], false);
-        assert!(matches!(load_elf(&mut m, &far, "", &e[..n]), Err(LoadError::OutOfBounds { .. })));
+        assert!(matches!(
+            load_elf(&mut m, &far, "", &e[..n]),
+            Err(LoadError::OutOfBounds { .. })
+        ));
         let mut trunc = elf32(0x10_0000, &[(0x10_0000, b"abcd", 4)], false);
         trunc.truncate(trunc.len() - 2);
-        assert!(matches!(load_elf(&mut m, &trunc, "", &e[..n]), Err(LoadError::OutOfBounds { .. })));
+        assert!(matches!(
+            load_elf(&mut m, &trunc, "", &e[..n]),
+            Err(LoadError::OutOfBounds { .. })
+        ));
         assert!(load_elf(&mut m, &elf32(0x10_0000, &[], false), "", &e[..n]).is_err());
     }
 
@@ -460,9 +589,14 @@ mod tests {
         img[0x260..0x264].copy_from_slice(&0x10_0000u32.to_le_bytes());
         img[5 * 512..5 * 512 + 4].copy_from_slice(b"KERN");
         let mut m = Mem(vec![0; 0x200_0000]);
-        let mut e = [E820Entry { addr: 0, size: 0, kind: 0 }; MAX_E820];
+        let mut e = [E820Entry {
+            addr: 0,
+            size: 0,
+            kind: 0,
+        }; MAX_E820];
         let n = vm_e820(&[(0, 0x200_0000)], &mut e);
-        let st = load_bzimage(&mut m, &img, "console=ttyS0", Some(b"RD"), &e[..n], 0xF2400).unwrap();
+        let st =
+            load_bzimage(&mut m, &img, "console=ttyS0", Some(b"RD"), &e[..n], 0xF2400).unwrap();
         assert_eq!(st.rip, 0x100_0000);
         assert_eq!(st.regs.rsi, ZERO_PAGE_GPA);
         assert_eq!(&m.0[0x100_0000..0x100_0004], b"KERN");
@@ -476,6 +610,9 @@ mod tests {
         assert_eq!(&m.0[rd..rd + 2], b"RD");
         assert_eq!(rd32(&m, ZERO_PAGE_GPA + 0x2D0 + 2 * 20 + 8), 0x1F0_0000);
         img[0x202] = b'X';
-        assert!(matches!(load_bzimage(&mut m, &img, "", None, &e[..n], 0), Err(LoadError::NotBzImage(_))));
+        assert!(matches!(
+            load_bzimage(&mut m, &img, "", None, &e[..n], 0),
+            Err(LoadError::NotBzImage(_))
+        ));
     }
 }

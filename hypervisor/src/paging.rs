@@ -19,8 +19,16 @@ pub struct Perm {
 }
 
 impl Perm {
-    pub const RWX: Perm = Perm { read: true, write: true, exec: true };
-    pub const RX: Perm = Perm { read: true, write: false, exec: true };
+    pub const RWX: Perm = Perm {
+        read: true,
+        write: true,
+        exec: true,
+    };
+    pub const RX: Perm = Perm {
+        read: true,
+        write: false,
+        exec: true,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +94,11 @@ impl EntryFormat for Npt {
     }
     fn perm(e: u64) -> Perm {
         let p = e & Self::P != 0;
-        Perm { read: p, write: p && e & Self::RW != 0, exec: p }
+        Perm {
+            read: p,
+            write: p && e & Self::RW != 0,
+            exec: p,
+        }
     }
     fn mem_type(e: u64) -> MemType {
         if e & Self::PCD != 0 {
@@ -143,7 +155,11 @@ impl EntryFormat for Ept {
         e & Self::PS != 0
     }
     fn perm(e: u64) -> Perm {
-        Perm { read: e & Self::R != 0, write: e & Self::W != 0, exec: e & Self::X != 0 }
+        Perm {
+            read: e & Self::R != 0,
+            write: e & Self::W != 0,
+            exec: e & Self::X != 0,
+        }
     }
     fn mem_type(e: u64) -> MemType {
         if (e >> Self::MT_SHIFT) & 7 == Self::MT_WB {
@@ -195,7 +211,10 @@ fn level_size(level: u8) -> u64 {
 impl<F: EntryFormat> PageTable<F> {
     pub fn new(mem: &mut impl TableMemory) -> Result<Self, MapError> {
         let root = mem.alloc_table().ok_or(MapError::OutOfMemory)?;
-        Ok(PageTable { root, _f: PhantomData })
+        Ok(PageTable {
+            root,
+            _f: PhantomData,
+        })
     }
 
     pub fn root(&self) -> u64 {
@@ -237,7 +256,12 @@ impl<F: EntryFormat> PageTable<F> {
     }
 
     /// Removes the mapping of `[gpa, gpa+size)` (4 KiB aligned), splitting huge pages as needed.
-    pub fn unmap(&mut self, mem: &mut impl TableMemory, gpa: u64, size: u64) -> Result<(), MapError> {
+    pub fn unmap(
+        &mut self,
+        mem: &mut impl TableMemory,
+        gpa: u64,
+        size: u64,
+    ) -> Result<(), MapError> {
         if (gpa | size) & (PAGE_4K - 1) != 0 || gpa.checked_add(size).is_none_or(|e| e > 1 << 48) {
             return Err(MapError::BadRange);
         }
@@ -246,7 +270,7 @@ impl<F: EntryFormat> PageTable<F> {
             let g = gpa + off;
             let level = [3u8, 2, 1]
                 .into_iter()
-                .find(|&l| g % level_size(l) == 0 && size - off >= level_size(l))
+                .find(|&l| g.is_multiple_of(level_size(l)) && size - off >= level_size(l))
                 .unwrap_or(1);
             self.set_leaf(mem, g, 0, level)?;
             off += level_size(level);
@@ -255,7 +279,13 @@ impl<F: EntryFormat> PageTable<F> {
     }
 
     /// Installs `entry` at `level` for `gpa`, creating or splitting tables above it.
-    fn set_leaf(&mut self, mem: &mut impl TableMemory, gpa: u64, entry: u64, level: u8) -> Result<(), MapError> {
+    fn set_leaf(
+        &mut self,
+        mem: &mut impl TableMemory,
+        gpa: u64,
+        entry: u64,
+        level: u8,
+    ) -> Result<(), MapError> {
         let mut table = self.root;
         let mut l = 4;
         while l > level {
@@ -345,7 +375,15 @@ mod tests {
         let mut m = HostMem::default();
         let mut pt = PageTable::<F>::new(&mut m).unwrap();
         // 256 MiB at GPA 0 -> HPA 0x1000_0000: 2 MiB pages only (1 GiB not reachable).
-        pt.map(&mut m, 0, 0x1000_0000, 0x1000_0000, Perm::RWX, MemType::WriteBack).unwrap();
+        pt.map(
+            &mut m,
+            0,
+            0x1000_0000,
+            0x1000_0000,
+            Perm::RWX,
+            MemType::WriteBack,
+        )
+        .unwrap();
         let t = pt.translate(&m, 0x12_3456).unwrap();
         assert_eq!(t.hpa, 0x1012_3456);
         assert_eq!(t.page_size, PAGE_2M);
@@ -371,7 +409,8 @@ mod tests {
     fn gigabyte_pages_and_split() {
         let mut m = HostMem::default();
         let mut pt = PageTable::<Ept>::new(&mut m).unwrap();
-        pt.map(&mut m, 0, 0, 4 * PAGE_1G, Perm::RWX, MemType::WriteBack).unwrap();
+        pt.map(&mut m, 0, 0, 4 * PAGE_1G, Perm::RWX, MemType::WriteBack)
+            .unwrap();
         assert_eq!(pt.translate(&m, 0xFEE0_0000).unwrap().page_size, PAGE_1G);
         // Punch one 4 KiB hole: 1 GiB -> 2 MiB -> 4 KiB splits, neighbours keep their mapping.
         pt.unmap(&mut m, 0xFEE0_0000, PAGE_4K).unwrap();
@@ -386,12 +425,30 @@ mod tests {
     fn unaligned_mixed_sizes() {
         let mut m = HostMem::default();
         let mut pt = PageTable::<Npt>::new(&mut m).unwrap();
-        pt.map(&mut m, 0x1F_F000, 0x2F_F000, 0x40_2000, Perm::RX, MemType::Uncached).unwrap();
+        pt.map(
+            &mut m,
+            0x1F_F000,
+            0x2F_F000,
+            0x40_2000,
+            Perm::RX,
+            MemType::Uncached,
+        )
+        .unwrap();
         assert_eq!(pt.translate(&m, 0x1F_F000).unwrap().page_size, PAGE_4K);
         let mid = pt.translate(&m, 0x30_0000).unwrap();
-        assert_eq!(mid.page_size, PAGE_4K, "hpa 0x40_0000+0x1000 misaligned for 2 MiB");
+        assert_eq!(
+            mid.page_size, PAGE_4K,
+            "hpa 0x40_0000+0x1000 misaligned for 2 MiB"
+        );
         assert_eq!(mid.hpa, 0x40_0000);
-        assert_eq!(mid.perm, Perm { read: true, write: false, exec: true });
+        assert_eq!(
+            mid.perm,
+            Perm {
+                read: true,
+                write: false,
+                exec: true
+            }
+        );
         assert_eq!(mid.mem_type, MemType::Uncached);
         assert!(pt.translate(&m, 0x60_1000).is_none());
         assert!(pt.translate(&m, 0x60_0000).is_some());
@@ -399,28 +456,77 @@ mod tests {
 
     #[test]
     fn errors() {
-        let mut m = HostMem { limit: 2, ..Default::default() };
+        let mut m = HostMem {
+            limit: 2,
+            ..Default::default()
+        };
         let mut pt = PageTable::<Npt>::new(&mut m).unwrap();
-        assert_eq!(pt.map(&mut m, 0x800, 0, 0x1000, Perm::RWX, MemType::WriteBack), Err(MapError::BadRange));
-        assert_eq!(pt.map(&mut m, 0, 0, PAGE_2M, Perm::RWX, MemType::WriteBack), Err(MapError::OutOfMemory));
-        assert_eq!(pt.map(&mut m, u64::MAX & !0xFFF, 0, 0x2000, Perm::RWX, MemType::WriteBack), Err(MapError::BadRange));
+        assert_eq!(
+            pt.map(&mut m, 0x800, 0, 0x1000, Perm::RWX, MemType::WriteBack),
+            Err(MapError::BadRange)
+        );
+        assert_eq!(
+            pt.map(&mut m, 0, 0, PAGE_2M, Perm::RWX, MemType::WriteBack),
+            Err(MapError::OutOfMemory)
+        );
+        assert_eq!(
+            pt.map(
+                &mut m,
+                u64::MAX & !0xFFF,
+                0,
+                0x2000,
+                Perm::RWX,
+                MemType::WriteBack
+            ),
+            Err(MapError::BadRange)
+        );
     }
 
     #[test]
     fn npt_encoding() {
         assert_eq!(Npt::table(0x5000), 0x5007);
-        assert_eq!(Npt::leaf(0x20_0000, 2, Perm::RWX, MemType::WriteBack), 0x20_0087);
+        assert_eq!(
+            Npt::leaf(0x20_0000, 2, Perm::RWX, MemType::WriteBack),
+            0x20_0087
+        );
         assert_eq!(Npt::leaf(0x3000, 1, Perm::RX, MemType::Uncached), 0x301D);
-        assert_eq!(Npt::leaf(0x3000, 1, Perm { read: false, write: false, exec: false }, MemType::WriteBack) & 1, 0);
+        assert_eq!(
+            Npt::leaf(
+                0x3000,
+                1,
+                Perm {
+                    read: false,
+                    write: false,
+                    exec: false
+                },
+                MemType::WriteBack
+            ) & 1,
+            0
+        );
         assert_eq!(core::mem::size_of::<u64>(), 8);
     }
 
     #[test]
     fn ept_encoding() {
         assert_eq!(Ept::table(0x5000), 0x5007);
-        assert_eq!(Ept::leaf(0x20_0000, 2, Perm::RWX, MemType::WriteBack), 0x20_00B7);
-        assert_eq!(Ept::leaf(0x4000_0000, 3, Perm::RX, MemType::Uncached), 0x4000_0085);
+        assert_eq!(
+            Ept::leaf(0x20_0000, 2, Perm::RWX, MemType::WriteBack),
+            0x20_00B7
+        );
+        assert_eq!(
+            Ept::leaf(0x4000_0000, 3, Perm::RX, MemType::Uncached),
+            0x4000_0085
+        );
         assert_eq!(Ept::leaf(0x1000, 1, Perm::RWX, MemType::WriteBack), 0x1037);
-        assert!(!Ept::is_present(Ept::leaf(0x1000, 1, Perm { read: false, write: false, exec: false }, MemType::Uncached)));
+        assert!(!Ept::is_present(Ept::leaf(
+            0x1000,
+            1,
+            Perm {
+                read: false,
+                write: false,
+                exec: false
+            },
+            MemType::Uncached
+        )));
     }
 }

@@ -14,9 +14,13 @@ use crate::hv::frames::{self, Frames};
 use crate::hvlog;
 use crate::loader::{self, E820Entry, GuestMem, LoadError, MAX_E820};
 use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
-use crate::vcpu::{AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit};
+use crate::vcpu::{
+    AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit,
+};
 use crate::vuart::Vuart;
-use acrn_static_config::{ConsoleVuart, GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig};
+use acrn_static_config::{
+    ConsoleVuart, GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig,
+};
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::{Mutex, Once};
@@ -45,7 +49,23 @@ struct Vm {
     /// Per vCPU: the logical APIC ID register (LDR) the guest programmed.
     ldr: [AtomicU32; MAX_VCPUS],
     vuart: Mutex<Vuart>,
+    /// Owns the platform's legacy timer and interrupt devices (see [`LEGACY_PORTS`]).
+    platform_devices: bool,
 }
+
+/// The VM that runs on pCPU 0 gets the legacy platform devices whose interrupts the chipset
+/// routes to the boot CPU: PIT, PIC, ELCR, RTC/CMOS, port 0x61, the IOAPIC MMIO page and the
+/// HPET (Linux needs it to calibrate the TSC under QEMU TCG, where PIT calibration fails).
+/// No other VM and not the hypervisor uses them.
+const HPET_PAGE: u64 = 0xFED0_0000;
+const LEGACY_PORTS: [(u16, u16); 6] = [
+    (0x20, 2),
+    (0xA0, 2),
+    (0x40, 4),
+    (0x61, 1),
+    (0x70, 2),
+    (0x4D0, 2),
+];
 
 #[allow(clippy::declare_interior_mutable_const)]
 const VM_SLOT: Once<Vm> = Once::new();
@@ -87,13 +107,20 @@ impl VmMem {
 
 impl GuestMem for VmMem {
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), LoadError> {
-        let hpa = self.hpa(gpa, data.len() as u64).ok_or(LoadError::OutOfBounds { gpa, len: data.len() as u64 })?;
+        let hpa = self
+            .hpa(gpa, data.len() as u64)
+            .ok_or(LoadError::OutOfBounds {
+                gpa,
+                len: data.len() as u64,
+            })?;
         // SAFETY: hpa range is this VM's RAM (checked below 4 GiB at prepare), identity-mapped.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), hpa as *mut u8, data.len()) };
         Ok(())
     }
     fn zero(&mut self, gpa: u64, len: u64) -> Result<(), LoadError> {
-        let hpa = self.hpa(gpa, len).ok_or(LoadError::OutOfBounds { gpa, len })?;
+        let hpa = self
+            .hpa(gpa, len)
+            .ok_or(LoadError::OutOfBounds { gpa, len })?;
         // SAFETY: as above.
         unsafe { core::ptr::write_bytes(hpa as *mut u8, 0, len as usize) };
         Ok(())
@@ -125,7 +152,11 @@ pub fn prepare_all(p: &'static PlatformConfig, bi: &BootInfo) {
     };
     match backend {
         Backend::Svm(c) => {
-            hvlog!("virtualization: AMD SVM with NPT ({} ASIDs, NRIP save {})", c.asids, if c.nrips { "yes" } else { "no" });
+            hvlog!(
+                "virtualization: AMD SVM with NPT ({} ASIDs, NRIP save {})",
+                c.asids,
+                if c.nrips { "yes" } else { "no" }
+            );
             if let Err(e) = svm::init_global(frames::alloc) {
                 hvlog!("SVM setup failed: {e}");
                 x86::halt_forever();
@@ -137,8 +168,17 @@ pub fn prepare_all(p: &'static PlatformConfig, bi: &BootInfo) {
 
     crate::hypercall::runtime::init(p, matches!(backend, Backend::Svm(_)));
     // The Service VM last: its RAM holds every boot module, which loading it may overwrite.
-    let order = p.vms.iter().enumerate().filter(|(_, c)| c.load_order != LoadOrder::Service);
-    for (slot, cfg) in order.chain(p.vms.iter().enumerate().filter(|(_, c)| c.load_order == LoadOrder::Service)) {
+    let order = p
+        .vms
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.load_order != LoadOrder::Service);
+    for (slot, cfg) in order.chain(
+        p.vms
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.load_order == LoadOrder::Service),
+    ) {
         let cfg = match cfg.load_order {
             LoadOrder::PreLaunched => cfg,
             // Built like a pre-launched VM over its identity-mapped RAM (hypercall::runtime).
@@ -147,12 +187,20 @@ pub fn prepare_all(p: &'static PlatformConfig, bi: &BootInfo) {
                 None => continue,
             },
             LoadOrder::PostLaunched => {
-                hvlog!("VM {} {}: post-launched, created by the Service VM", cfg.id, cfg.name);
+                hvlog!(
+                    "VM {} {}: post-launched, created by the Service VM",
+                    cfg.id,
+                    cfg.name
+                );
                 continue;
             }
         };
         if slot >= MAX_VMS {
-            hvlog!("VM {} {}: more than {MAX_VMS} VMs; skipped", cfg.id, cfg.name);
+            hvlog!(
+                "VM {} {}: more than {MAX_VMS} VMs; skipped",
+                cfg.id,
+                cfg.name
+            );
             continue;
         }
         match build_vm(p, cfg, bi, backend) {
@@ -177,61 +225,104 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::Config(w) => f.write_str(w),
             BuildError::NoModule(t) => write!(f, "no boot module tagged {t:?}"),
-            BuildError::ModuleOverlaps { tag, vm } => write!(f, "boot module {tag:?} lies in the memory of VM {vm}"),
+            BuildError::ModuleOverlaps { tag, vm } => {
+                write!(f, "boot module {tag:?} lies in the memory of VM {vm}")
+            }
             BuildError::Load(e) => write!(f, "kernel load failed: {e}"),
             BuildError::Memory => f.write_str("out of hypervisor memory for page tables"),
         }
     }
 }
 
-fn build_vm(p: &PlatformConfig, cfg: &'static VmConfig, bi: &BootInfo, backend: Backend) -> Result<Vm, BuildError> {
+fn build_vm(
+    p: &PlatformConfig,
+    cfg: &'static VmConfig,
+    bi: &BootInfo,
+    backend: Backend,
+) -> Result<Vm, BuildError> {
     let n = cfg.pcpus.count() as usize;
-    if n == 0 || n > MAX_VCPUS || (0..64).any(|c| cfg.pcpus.contains(c) && c as usize >= p.board.pcpus.len()) {
+    if n == 0
+        || n > MAX_VCPUS
+        || (0..64).any(|c| cfg.pcpus.contains(c) && c as usize >= p.board.pcpus.len())
+    {
         return Err(BuildError::Config("its pCPUs are not all on the board"));
     }
     if cfg.memory.is_empty() || cfg.memory[0].gpa != 0 {
-        return Err(BuildError::Config("pre-launched VM memory must start at GPA 0"));
+        return Err(BuildError::Config(
+            "pre-launched VM memory must start at GPA 0",
+        ));
     }
     for r in cfg.memory {
         if r.hpa.saturating_add(r.size) > 1 << 32 || (r.gpa | r.hpa | r.size) & 0xFFF != 0 {
-            return Err(BuildError::Config("memory regions must be 4 KiB aligned and below 4 GiB"));
+            return Err(BuildError::Config(
+                "memory regions must be 4 KiB aligned and below 4 GiB",
+            ));
         }
         if overlaps(r.hpa, r.size, p.hv.ram.start, p.hv.ram.size) {
             return Err(BuildError::Config("memory overlaps the hypervisor's RAM"));
         }
         for other in p.vms.iter().filter(|o| o.id != cfg.id) {
-            if other.memory.iter().any(|o| overlaps(r.hpa, r.size, o.hpa, o.size)) {
+            if other
+                .memory
+                .iter()
+                .any(|o| overlaps(r.hpa, r.size, o.hpa, o.size))
+            {
                 return Err(BuildError::Config("memory overlaps another VM's memory"));
             }
         }
     }
-    let os = cfg.os.as_ref().ok_or(BuildError::Config("no OS configured"))?;
-    let module = bi.module_by_tag(os.kern_mod).ok_or(BuildError::NoModule(os.kern_mod))?;
+    let os = cfg
+        .os
+        .as_ref()
+        .ok_or(BuildError::Config("no OS configured"))?;
+    let module = bi
+        .module_by_tag(os.kern_mod)
+        .ok_or(BuildError::NoModule(os.kern_mod))?;
     // Loading a VM overwrites its memory: no module (of any VM) may live there.
     for m in bi.modules() {
         for v in p.vms {
-            if v.memory.iter().any(|r| overlaps(m.start, m.size, r.hpa, r.size)) {
-                return Err(BuildError::ModuleOverlaps { tag: os.kern_mod, vm: v.name });
+            if v.memory
+                .iter()
+                .any(|r| overlaps(m.start, m.size, r.hpa, r.size))
+            {
+                return Err(BuildError::ModuleOverlaps {
+                    tag: os.kern_mod,
+                    vm: v.name,
+                });
             }
         }
     }
     // SAFETY: boot modules are RAM the loader filled, below 4 GiB, outside every VM's memory.
-    let image = unsafe { core::slice::from_raw_parts(module.start as *const u8, module.size as usize) };
+    let image =
+        unsafe { core::slice::from_raw_parts(module.start as *const u8, module.size as usize) };
 
+    let platform_devices = cfg.pcpus.contains(0);
+    let ioapic_page = platform_devices
+        .then(|| p.board.ioapics.first().map(|io| io.address & !0xFFF))
+        .flatten();
     let root = match backend {
-        Backend::Svm(_) => map_all::<Npt>(cfg)?,
-        Backend::Vmx => map_all::<Ept>(cfg)?,
+        Backend::Svm(_) => map_all::<Npt>(cfg, ioapic_page, platform_devices)?,
+        Backend::Vmx => map_all::<Ept>(cfg, ioapic_page, platform_devices)?,
     };
     let mut mem = VmMem(cfg.memory);
-    let mut e820 = [E820Entry { addr: 0, size: 0, kind: 0 }; MAX_E820];
-    let regions: [(u64, u64); 8] = core::array::from_fn(|i| cfg.memory.get(i).map_or((0, 0), |r| (r.gpa, r.size)));
+    let mut e820 = [E820Entry {
+        addr: 0,
+        size: 0,
+        kind: 0,
+    }; MAX_E820];
+    let regions: [(u64, u64); 8] =
+        core::array::from_fn(|i| cfg.memory.get(i).map_or((0, 0), |r| (r.gpa, r.size)));
     let ne = loader::vm_e820(&regions[..cfg.memory.len().min(8)], &mut e820);
     let e820 = &e820[..ne];
 
     let mut tables = [0u8; acpi::GUEST_TABLES_SIZE];
-    let ioapic = p.board.ioapics.first().map(|io| (io.id, io.address as u32));
-    acpi::build_guest_tables(&mut tables, acpi::GUEST_RSDP_GPA, n as u32, ioapic);
-    mem.write(acpi::GUEST_RSDP_GPA, &tables).map_err(BuildError::Load)?;
+    let ioapic = ioapic_page
+        .and(p.board.ioapics.first())
+        .map(|io| (io.id, io.address as u32));
+    let hpet = platform_devices.then_some(HPET_PAGE);
+    acpi::build_guest_tables(&mut tables, acpi::GUEST_RSDP_GPA, n as u32, ioapic, hpet);
+    mem.write(acpi::GUEST_RSDP_GPA, &tables)
+        .map_err(BuildError::Load)?;
 
     let boot = match os.kern_type {
         KernelType::Elf => loader::load_elf(&mut mem, image, os.bootargs, e820),
@@ -244,7 +335,9 @@ fn build_vm(p: &PlatformConfig, cfg: &'static VmConfig, bi: &BootInfo, backend: 
                 Some(tag) => {
                     let m = bi.module_by_tag(tag).ok_or(BuildError::NoModule(tag))?;
                     // SAFETY: as for the kernel module.
-                    Some(unsafe { core::slice::from_raw_parts(m.start as *const u8, m.size as usize) })
+                    Some(unsafe {
+                        core::slice::from_raw_parts(m.start as *const u8, m.size as usize)
+                    })
                 }
                 None => None,
             };
@@ -262,15 +355,37 @@ fn build_vm(p: &PlatformConfig, cfg: &'static VmConfig, bi: &BootInfo, backend: 
         sipi: core::array::from_fn(|_| AtomicU32::new(0)),
         ldr: core::array::from_fn(|_| AtomicU32::new(0)),
         vuart: Mutex::new(Vuart::new()),
+        platform_devices,
     })
 }
 
-/// The VM's second-level table: exactly its RAM regions, nothing else (LAPIC and every other
-/// address fault and are emulated or stop the VM).
-fn map_all<F: crate::paging::EntryFormat>(cfg: &VmConfig) -> Result<u64, BuildError> {
+/// The VM's second-level table: exactly its RAM regions and, for the platform VM, the IOAPIC page
+/// (uncached); everything else (the LAPIC included) faults and is emulated or stops the VM.
+fn map_all<F: crate::paging::EntryFormat>(
+    cfg: &VmConfig,
+    ioapic_page: Option<u64>,
+    hpet: bool,
+) -> Result<u64, BuildError> {
     let mut pt = PageTable::<F>::new(&mut Frames).map_err(|_| BuildError::Memory)?;
     for r in cfg.memory {
-        pt.map(&mut Frames, r.gpa, r.hpa, r.size, Perm::RWX, MemType::WriteBack).map_err(|_| BuildError::Memory)?;
+        pt.map(
+            &mut Frames,
+            r.gpa,
+            r.hpa,
+            r.size,
+            Perm::RWX,
+            MemType::WriteBack,
+        )
+        .map_err(|_| BuildError::Memory)?;
+    }
+    let rw = Perm {
+        read: true,
+        write: true,
+        exec: false,
+    };
+    for pa in ioapic_page.into_iter().chain(hpet.then_some(HPET_PAGE)) {
+        pt.map(&mut Frames, pa, pa, 0x1000, rw, MemType::Uncached)
+            .map_err(|_| BuildError::Memory)?;
     }
     Ok(pt.root())
 }
@@ -279,27 +394,53 @@ fn map_all<F: crate::paging::EntryFormat>(cfg: &VmConfig) -> Result<u64, BuildEr
 pub fn pcpu_loop(pcpu: usize) -> ! {
     let found = VMS.iter().filter_map(|s| s.get()).find_map(|vm| {
         vm.cfg.pcpus.contains(pcpu as u16).then(|| {
-            let idx = (0..pcpu as u16).filter(|&c| vm.cfg.pcpus.contains(c)).count();
+            let idx = (0..pcpu as u16)
+                .filter(|&c| vm.cfg.pcpus.contains(c))
+                .count();
             (vm, idx)
         })
     });
-    let Some((vm, idx)) = found else { x86::halt_forever() };
-    let Some(&backend) = BACKEND.get() else { x86::halt_forever() };
+    let Some((vm, idx)) = found else {
+        x86::halt_forever()
+    };
+    let Some(&backend) = BACKEND.get() else {
+        x86::halt_forever()
+    };
     match backend {
         Backend::Svm(caps) => {
             let host = svm::enable_this_cpu(frames::alloc);
             let vmcb = frames::alloc(1);
             match (host, vmcb) {
                 (Ok(host), Some(vmcb)) => {
-                    let v = SvmVcpu::new(vmcb, host, vm.root, vm.cfg.id as u32 + 1, caps);
+                    let mut v = SvmVcpu::new(vmcb, host, vm.root, vm.cfg.id as u32 + 1, caps);
+                    if vm.platform_devices {
+                        for (base, n) in LEGACY_PORTS {
+                            if v.allow_io(base, n, frames::alloc).is_err() {
+                                stop(
+                                    vm,
+                                    format_args!("pCPU {pcpu}: out of memory for its I/O map"),
+                                );
+                                x86::halt_forever();
+                            }
+                        }
+                    }
                     run_vcpu(vm, idx, pcpu, v)
                 }
                 (Err(e), _) => stop(vm, format_args!("pCPU {pcpu}: {e}")),
                 (_, None) => stop(vm, format_args!("pCPU {pcpu}: out of memory for its VMCB")),
             }
         }
-        Backend::Vmx => match vmx::enable_on_this_cpu().and_then(|_| VmxVcpu::new(vmx::eptp(vm.root), vm.cfg.id + 1)) {
-            Ok(v) => run_vcpu(vm, idx, pcpu, v),
+        Backend::Vmx => match vmx::enable_on_this_cpu()
+            .and_then(|_| VmxVcpu::new(vmx::eptp(vm.root), vm.cfg.id + 1))
+        {
+            Ok(mut v) => {
+                if vm.platform_devices {
+                    for (base, n) in LEGACY_PORTS {
+                        v.allow_io(base, n);
+                    }
+                }
+                run_vcpu(vm, idx, pcpu, v)
+            }
             Err(e) => stop(vm, format_args!("pCPU {pcpu}: VMX: {e:?}")),
         },
     }
@@ -313,7 +454,13 @@ fn describe_memory(cfg: &VmConfig) -> impl fmt::Display + '_ {
             write!(f, "{} MiB [", self.0.host_memory() >> 20)?;
             for (i, r) in self.0.memory.iter().enumerate() {
                 let sep = if i > 0 { ", " } else { "" };
-                write!(f, "{sep}GPA {:#x} -> HPA {:#x}..{:#x}", r.gpa, r.hpa, r.hpa + r.size)?;
+                write!(
+                    f,
+                    "{sep}GPA {:#x} -> HPA {:#x}..{:#x}",
+                    r.gpa,
+                    r.hpa,
+                    r.hpa + r.size
+                )?;
             }
             f.write_str("]")
         }
@@ -337,19 +484,39 @@ fn describe_pcpus(cfg: &VmConfig) -> impl fmt::Display + '_ {
 }
 
 fn real_mode_state(vector: u8) -> InitialState {
-    let data = Segment { selector: 0, base: 0, limit: 0xFFFF, access: 0x93 };
+    let data = Segment {
+        selector: 0,
+        base: 0,
+        limit: 0xFFFF,
+        access: 0x93,
+    };
     InitialState {
         rip: 0,
         rflags: 2,
         cr0: 0x10,
-        cs: Segment { selector: (vector as u16) << 8, base: (vector as u64) << 12, limit: 0xFFFF, access: 0x9B },
+        cs: Segment {
+            selector: (vector as u16) << 8,
+            base: (vector as u64) << 12,
+            limit: 0xFFFF,
+            access: 0x9B,
+        },
         ds: data,
         es: data,
         ss: data,
         fs: data,
         gs: data,
-        tr: Segment { selector: 0, base: 0, limit: 0xFFFF, access: 0x8B },
-        ldtr: Segment { selector: 0, base: 0, limit: 0xFFFF, access: 0x82 },
+        tr: Segment {
+            selector: 0,
+            base: 0,
+            limit: 0xFFFF,
+            access: 0x8B,
+        },
+        ldtr: Segment {
+            selector: 0,
+            base: 0,
+            limit: 0xFFFF,
+            access: 0x82,
+        },
         gdtr_limit: 0xFFFF,
         idtr_limit: 0xFFFF,
         ..Default::default()
@@ -413,7 +580,8 @@ fn run_vcpu<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mut v: V) {
 
 /// Length of the instruction at the guest's RIP: from the CPU if it reports it, else decoded.
 fn insn_len<V: Vcpu>(v: &V, mem: &VmMem) -> Option<u8> {
-    v.exit_instruction_len().or_else(|| fetch_decode(v, mem).map(|i| i.len))
+    v.exit_instruction_len()
+        .or_else(|| fetch_decode(v, mem).map(|i| i.len))
 }
 
 fn cpu_mode<V: Vcpu>(v: &V) -> CpuMode {
@@ -440,7 +608,10 @@ fn fetch_decode<V: Vcpu>(v: &V, mem: &VmMem) -> Option<decode::Insn> {
     let mut bytes = [0u8; 15];
     let mut n = 0;
     while n < bytes.len() {
-        let Some(gpa) = gwalk::translate(mem, cr0, cr3, cr4, efer, la.wrapping_add(n as u64)) else { break };
+        let Some(gpa) = gwalk::translate(mem, cr0, cr3, cr4, efer, la.wrapping_add(n as u64))
+        else {
+            break;
+        };
         let Some(hpa) = mem.hpa(gpa, 1) else { break };
         // SAFETY: a byte of this VM's RAM.
         bytes[n] = unsafe { core::ptr::read_volatile(hpa as *const u8) };
@@ -449,7 +620,14 @@ fn fetch_decode<V: Vcpu>(v: &V, mem: &VmMem) -> Option<decode::Insn> {
     decode::decode(&bytes[..n], mode).ok()
 }
 
-fn handle_exit<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mem: &VmMem, v: &mut V, exit: VmExit) -> Next {
+fn handle_exit<V: Vcpu>(
+    vm: &Vm,
+    idx: usize,
+    pcpu: usize,
+    mem: &VmMem,
+    v: &mut V,
+    exit: VmExit,
+) -> Next {
     let name = vm.cfg.name;
     let id = vm.cfg.id;
     let skip = |v: &mut V| -> bool {
@@ -468,15 +646,28 @@ fn handle_exit<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mem: &VmMem, v: &mut V
         }};
     }
     match exit {
-        VmExit::Io { port, size, dir, data } => {
+        VmExit::Io {
+            port,
+            size,
+            dir,
+            data,
+        } => {
             let len = insn_len(v, mem);
             io_access(vm, port, size, dir, data, v.regs_mut());
             match len {
                 Some(l) => v.advance_rip(l),
-                None => stop_vm!("cannot decode the port I/O instruction at RIP {:#x}", v.rip()),
+                None => stop_vm!(
+                    "cannot decode the port I/O instruction at RIP {:#x}",
+                    v.rip()
+                ),
             }
         }
-        VmExit::IoString { port, size, dir, rep } => {
+        VmExit::IoString {
+            port,
+            size,
+            dir,
+            rep,
+        } => {
             // String port I/O is not emulated: writes are dropped, reads deliver nothing; the
             // registers advance as if the transfer happened (DF = 0 assumed).
             let r = v.regs_mut();
@@ -491,7 +682,10 @@ fn handle_exit<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mem: &VmMem, v: &mut V
             }
             let _ = port;
             if !skip(v) {
-                stop_vm!("cannot decode the string I/O instruction at RIP {:#x}", v.rip());
+                stop_vm!(
+                    "cannot decode the string I/O instruction at RIP {:#x}",
+                    v.rip()
+                );
             }
         }
         VmExit::Cpuid { leaf, subleaf } => {
@@ -511,7 +705,10 @@ fn handle_exit<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mem: &VmMem, v: &mut V
                     stop_vm!("cannot decode RDMSR at RIP {:#x}", v.rip());
                 }
             }
-            None => v.inject(Injection::Exception { vector: 13, error_code: Some(0) }),
+            None => v.inject(Injection::Exception {
+                vector: 13,
+                error_code: Some(0),
+            }),
         },
         VmExit::MsrWrite { msr, value } => {
             if write_msr_ok(msr, value) {
@@ -519,7 +716,10 @@ fn handle_exit<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mem: &VmMem, v: &mut V
                     stop_vm!("cannot decode WRMSR at RIP {:#x}", v.rip());
                 }
             } else {
-                v.inject(Injection::Exception { vector: 13, error_code: Some(0) });
+                v.inject(Injection::Exception {
+                    vector: 13,
+                    error_code: Some(0),
+                });
             }
         }
         VmExit::Hypercall => {
@@ -529,11 +729,20 @@ fn handle_exit<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mem: &VmMem, v: &mut V
                 crate::hypercall::Outcome::Return(ret) => {
                     v.regs_mut().rax = ret as u64;
                     if !skip(v) {
-                        stop_vm!("cannot decode the hypercall instruction at RIP {:#x}", v.rip());
+                        stop_vm!(
+                            "cannot decode the hypercall instruction at RIP {:#x}",
+                            v.rip()
+                        );
                     }
                 }
-                crate::hypercall::Outcome::InjectUd => v.inject(Injection::Exception { vector: 6, error_code: None }),
-                crate::hypercall::Outcome::InjectGp => v.inject(Injection::Exception { vector: 13, error_code: Some(0) }),
+                crate::hypercall::Outcome::InjectUd => v.inject(Injection::Exception {
+                    vector: 6,
+                    error_code: None,
+                }),
+                crate::hypercall::Outcome::InjectGp => v.inject(Injection::Exception {
+                    vector: 13,
+                    error_code: Some(0),
+                }),
             }
         }
         VmExit::Halt => {
@@ -545,24 +754,45 @@ fn handle_exit<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mem: &VmMem, v: &mut V
                 return Next::Halted;
             }
         }
-        VmExit::Shutdown => stop_vm!("triple fault (shutdown) on vCPU {idx} at RIP {:#x}", v.rip()),
+        VmExit::Shutdown => stop_vm!(
+            "triple fault (shutdown) on vCPU {idx} at RIP {:#x}",
+            v.rip()
+        ),
         VmExit::Mmio { gpa, access } if gpa & !0xFFF == LAPIC_GPA => {
             if let Err(why) = lapic_access(vm, idx, mem, v, gpa) {
                 stop_vm!("vCPU {idx}: local APIC access at GPA {gpa:#x} ({access:?}) not emulated: {why}");
             }
         }
         VmExit::Mmio { gpa, access } => {
-            stop_vm!("vCPU {idx}: {access:?} access outside its memory at GPA {gpa:#x} (RIP {:#x})", v.rip())
+            stop_vm!(
+                "vCPU {idx}: {access:?} access outside its memory at GPA {gpa:#x} (RIP {:#x})",
+                v.rip()
+            )
         }
-        VmExit::Init | VmExit::Sipi { .. } | VmExit::ExternalInterrupt | VmExit::InterruptWindow => {}
+        VmExit::Init
+        | VmExit::Sipi { .. }
+        | VmExit::ExternalInterrupt
+        | VmExit::InterruptWindow => {}
         VmExit::Exception { vector, error_code } => {
-            stop_vm!("vCPU {idx}: exception {vector} (error {error_code:?}) at RIP {:#x}", v.rip())
+            stop_vm!(
+                "vCPU {idx}: exception {vector} (error {error_code:?}) at RIP {:#x}",
+                v.rip()
+            )
         }
         VmExit::CrAccess { cr, write } => {
-            stop_vm!("vCPU {idx}: CR{cr} {} not handled", if write { "write" } else { "read" })
+            stop_vm!(
+                "vCPU {idx}: CR{cr} {} not handled",
+                if write { "write" } else { "read" }
+            )
         }
-        VmExit::Unhandled { raw_reason, qualification } => {
-            stop_vm!("vCPU {idx}: unhandled exit {raw_reason:#x} (qualification {qualification:#x}) at RIP {:#x}", v.rip())
+        VmExit::Unhandled {
+            raw_reason,
+            qualification,
+        } => {
+            stop_vm!(
+                "vCPU {idx}: unhandled exit {raw_reason:#x} (qualification {qualification:#x}) at RIP {:#x}",
+                v.rip()
+            )
         }
         VmExit::EntryFailure { raw_reason } => {
             stop_vm!("vCPU {idx}: VM entry failed (invalid guest state, reason {raw_reason:#x})")
@@ -606,7 +836,16 @@ fn emulate_cpuid(vm: &Vm, idx: usize, leaf: u32, sub: u32) -> [u32; 4] {
         // Guest capabilities: only the Service VM is privileged.
         0x4000_0001 => {
             let privileged = vm.cfg.load_order == LoadOrder::Service;
-            [if privileged { acrn_abi::cpuid::AcrnCpuidFeatures::PRIVILEGED_VM.bits() } else { 0 }, 0, 0, 0]
+            [
+                if privileged {
+                    acrn_abi::cpuid::AcrnCpuidFeatures::PRIVILEGED_VM.bits()
+                } else {
+                    0
+                },
+                0,
+                0,
+                0,
+            ]
         }
         0x4000_0002..=0x4000_00FF => [0; 4],
         _ => {
@@ -632,9 +871,9 @@ fn read_msr(idx: usize, msr: u32) -> Option<u64> {
         0x1B => LAPIC_GPA | 1 << 11 | if idx == 0 { 1 << 8 } else { 0 },
         // SAFETY: rdtsc has no side effects.
         0x10 => unsafe { core::arch::x86_64::_rdtsc() },
-        0xFE => 0,           // MTRRcap: no variable ranges
-        0x2FF => 0xC06,      // MTRRdefType: enabled, write-back
-        0x8B | 0x1A0 => 0,   // microcode revision, MISC_ENABLE
+        0xFE => 0,         // MTRRcap: no variable ranges
+        0x2FF => 0xC06,    // MTRRdefType: enabled, write-back
+        0x8B | 0x1A0 => 0, // microcode revision, MISC_ENABLE
         _ => return None,
     })
 }
@@ -651,7 +890,13 @@ fn write_msr_ok(msr: u32, value: u64) -> bool {
 /// A local APIC register access: ID, LDR/DFR and the ICR are virtual (IPIs reach only this
 /// VM's vCPUs, INIT/SIPI start them); the rest goes to this pCPU's physical LAPIC, which belongs
 /// to the VM pinned here.
-fn lapic_access<V: Vcpu>(vm: &Vm, idx: usize, mem: &VmMem, v: &mut V, gpa: u64) -> Result<(), &'static str> {
+fn lapic_access<V: Vcpu>(
+    vm: &Vm,
+    idx: usize,
+    mem: &VmMem,
+    v: &mut V,
+    gpa: u64,
+) -> Result<(), &'static str> {
     let insn = fetch_decode(v, mem).ok_or("instruction not decodable")?;
     let off = gpa & 0xFF0;
     let reg_val = |r: &GuestRegs, n: u8, high: bool| -> Option<u64> {
@@ -676,8 +921,16 @@ fn lapic_access<V: Vcpu>(vm: &Vm, idx: usize, mem: &VmMem, v: &mut V, gpa: u64) 
         Some(if high { x >> 8 } else { x })
     };
     match insn.op {
-        Op::StoreReg { size, reg, high_byte } => {
-            let val = if high_byte { reg_val(v.regs(), reg - 4, true) } else { reg_val(v.regs(), reg, false) };
+        Op::StoreReg {
+            size,
+            reg,
+            high_byte,
+        } => {
+            let val = if high_byte {
+                reg_val(v.regs(), reg - 4, true)
+            } else {
+                reg_val(v.regs(), reg, false)
+            };
             let val = val.ok_or("RSP as source")?;
             if size != 4 {
                 return Err("APIC registers are 32-bit");
@@ -685,7 +938,12 @@ fn lapic_access<V: Vcpu>(vm: &Vm, idx: usize, mem: &VmMem, v: &mut V, gpa: u64) 
             lapic_write(vm, idx, off, val as u32);
         }
         Op::StoreImm { size: 4, imm } => lapic_write(vm, idx, off, imm as u32),
-        Op::Load { size: 4, reg, zero_extend_to: None, .. } => {
+        Op::Load {
+            size: 4,
+            reg,
+            zero_extend_to: None,
+            ..
+        } => {
             let val = lapic_read(vm, idx, off) as u64;
             let r = v.regs_mut();
             let slot = match reg {
@@ -714,8 +972,10 @@ fn lapic_access<V: Vcpu>(vm: &Vm, idx: usize, mem: &VmMem, v: &mut V, gpa: u64) 
     Ok(())
 }
 
-static ICR_HIGH: [AtomicU32; MAX_VCPUS * MAX_VMS] = [const { AtomicU32::new(0) }; MAX_VCPUS * MAX_VMS];
-static ICR_LOW: [AtomicU32; MAX_VCPUS * MAX_VMS] = [const { AtomicU32::new(0) }; MAX_VCPUS * MAX_VMS];
+static ICR_HIGH: [AtomicU32; MAX_VCPUS * MAX_VMS] =
+    [const { AtomicU32::new(0) }; MAX_VCPUS * MAX_VMS];
+static ICR_LOW: [AtomicU32; MAX_VCPUS * MAX_VMS] =
+    [const { AtomicU32::new(0) }; MAX_VCPUS * MAX_VMS];
 
 fn icr_slot(vm: &Vm, idx: usize) -> usize {
     (vm.cfg.id as usize % MAX_VMS) * MAX_VCPUS + idx
@@ -734,12 +994,25 @@ fn lapic_read(vm: &Vm, idx: usize, off: u64) -> u32 {
 
 fn lapic_write(vm: &Vm, idx: usize, off: u64, val: u32) {
     match off {
-        0x20 | 0xE0 => {}
+        0x20 => {}
+        0xD0 | 0xE0 if vm.platform_devices => {
+            // The IOAPIC may deliver in logical mode: the physical LDR/DFR must match.
+            if off == 0xD0 {
+                vm.ldr[idx].store(val, Ordering::Relaxed);
+            }
+            phys_write32(lapic::base() + off, val);
+        }
         0xD0 => vm.ldr[idx].store(val, Ordering::Relaxed),
+        0xE0 => {}
         0x310 => ICR_HIGH[icr_slot(vm, idx)].store(val, Ordering::Relaxed),
         0x300 => {
             ICR_LOW[icr_slot(vm, idx)].store(val, Ordering::Relaxed);
-            send_ipi(vm, idx, val, ICR_HIGH[icr_slot(vm, idx)].load(Ordering::Relaxed));
+            send_ipi(
+                vm,
+                idx,
+                val,
+                ICR_HIGH[icr_slot(vm, idx)].load(Ordering::Relaxed),
+            );
         }
         _ => phys_write32(lapic::base() + off, val),
     }
@@ -762,7 +1035,12 @@ fn send_ipi(vm: &Vm, idx: usize, lo: u32, hi: u32) {
             // INIT (assert only): the target waits for SIPI; a running vCPU is not reset.
             5 if lo & (1 << 14) != 0 || lo & (1 << 15) == 0 => {}
             6 => {
-                let _ = vm.sipi[t].compare_exchange(0, SIPI_PENDING | vector, Ordering::AcqRel, Ordering::Relaxed);
+                let _ = vm.sipi[t].compare_exchange(
+                    0,
+                    SIPI_PENDING | vector,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
             }
             0 | 1 => {
                 // Fixed IPI to another vCPU: a physical IPI to the pCPU it is pinned to.

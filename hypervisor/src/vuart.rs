@@ -40,7 +40,18 @@ impl Default for Vuart {
 
 impl Vuart {
     pub const fn new() -> Self {
-        Vuart { ier: 0, lcr: 0, mcr: 0, scr: 0, dll: 1, dlm: 0, fifo: false, thre_pending: false, line: [0; LINE_MAX], len: 0 }
+        Vuart {
+            ier: 0,
+            lcr: 0,
+            mcr: 0,
+            scr: 0,
+            dll: 1,
+            dlm: 0,
+            fifo: false,
+            thre_pending: false,
+            line: [0; LINE_MAX],
+            len: 0,
+        }
     }
 
     /// Guest read of register `offset` (0-7).
@@ -179,6 +190,10 @@ mod tests {
         assert_eq!(u.read(6) & 0xF0, 0xF0);
         u.write(4, 0x10);
         assert_eq!(u.read(6) & 0xF0, 0x00);
-        assert_eq!(u.write(0, b'\n'), None, "loopback bytes are not transmitted");
+        assert_eq!(
+            u.write(0, b'\n'),
+            None,
+            "loopback bytes are not transmitted"
+        );
     }
 }

@@ -59,23 +59,54 @@ pub fn bsp_main(p: &'static PlatformConfig, hv_ram_start: u64, magic: u32, info:
     let bsp_apic = cpu::initial_apic_id();
     let Some(bsp) = pcpu_of_apic(p, bsp_apic) else {
         cpu::init_this_cpu(0);
-        fatal(format_args!("boot CPU has APIC ID {bsp_apic}, which board {} does not list", p.board.name))
+        fatal(format_args!(
+            "boot CPU has APIC ID {bsp_apic}, which board {} does not list",
+            p.board.name
+        ))
     };
     cpu::init_this_cpu(bsp);
-    hvlog!("ACRN hypervisor (Rust), board {}, {} pCPUs, boot pCPU {bsp}", p.board.name, p.board.pcpus.len());
+    hvlog!(
+        "ACRN hypervisor (Rust), board {}, {} pCPUs, boot pCPU {bsp}",
+        p.board.name,
+        p.board.pcpus.len()
+    );
 
     let bi = BootInfo::parse(&Identity, magic, info).unwrap_or_else(|e| fatal(format_args!("{e}")));
-    hvlog!("boot protocol {:?}, {} memory map entries, {} modules", bi.protocol, bi.memmap().len(), bi.modules().len());
+    hvlog!(
+        "boot protocol {:?}, {} memory map entries, {} modules",
+        bi.protocol,
+        bi.memmap().len(),
+        bi.modules().len()
+    );
     for m in bi.modules() {
-        hvlog!("  module {:?} at {:#x} size {:#x}", m.tag(), m.start, m.size);
+        hvlog!(
+            "  module {:?} at {:#x} size {:#x}",
+            m.tag(),
+            m.start,
+            m.size
+        );
     }
     check_machine(p, hv_ram_start, &bi);
     crate::vm::prepare_all(p, &bi);
 
+    // The firmware may have left 8259 lines unmasked (vector base 8): mask them so no legacy
+    // interrupt reaches a guest before the VM that owns the PIC programs it.
+    x86::outb(0x21, 0xFF);
+    x86::outb(0xA1, 0xFF);
     x86::lapic::enable();
-    let aps = p.board.pcpus.iter().enumerate().filter(|(i, _)| *i != bsp).map(|(i, c)| (i, c.apic_id));
+    let aps = p
+        .board
+        .pcpus
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != bsp)
+        .map(|(i, c)| (i, c.apic_id));
     if let Err(e) = cpu::start_aps(aps) {
-        hvlog!("pCPU {} (APIC ID {}) did not start; its VM cannot run", e.pcpu, e.apic_id);
+        hvlog!(
+            "pCPU {} (APIC ID {}) did not start; its VM cannot run",
+            e.pcpu,
+            e.apic_id
+        );
     }
     BOOT_DONE.store(true, Ordering::Release);
     crate::vm::pcpu_loop(bsp)
@@ -97,13 +128,25 @@ extern "C" fn hv_ap_main() -> ! {
 /// board's RAM present, the hypervisor's and every VM's memory in RAM.
 fn check_machine(p: &PlatformConfig, hv_ram_start: u64, bi: &BootInfo) {
     if p.board.pcpus.len() > cpu::MAX_PCPUS {
-        fatal(format_args!("board has {} pCPUs; this build supports {}", p.board.pcpus.len(), cpu::MAX_PCPUS));
+        fatal(format_args!(
+            "board has {} pCPUs; this build supports {}",
+            p.board.pcpus.len(),
+            cpu::MAX_PCPUS
+        ));
     }
     if hv_ram_start != p.hv.ram.start {
-        fatal(format_args!("linked at {hv_ram_start:#x} but the tables put the hypervisor at {:#x}", p.hv.ram.start));
+        fatal(format_args!(
+            "linked at {hv_ram_start:#x} but the tables put the hypervisor at {:#x}",
+            p.hv.ram.start
+        ));
     }
     // SAFETY: linker-provided symbols; only their addresses are used.
-    let (img_start, img_end) = unsafe { (&__image_start as *const u8 as u64, &__image_end as *const u8 as u64) };
+    let (img_start, img_end) = unsafe {
+        (
+            &__image_start as *const u8 as u64,
+            &__image_end as *const u8 as u64,
+        )
+    };
     if img_start < p.hv.ram.start || img_end > p.hv.ram.end() {
         fatal(format_args!(
             "hypervisor image [{img_start:#x}, {img_end:#x}) exceeds its RAM [{:#x}, {:#x})",
@@ -111,7 +154,11 @@ fn check_machine(p: &PlatformConfig, hv_ram_start: u64, bi: &BootInfo) {
             p.hv.ram.end()
         ));
     }
-    let rsdp = if bi.rsdp != 0 { Some(bi.rsdp) } else { acpi::find_rsdp(&Identity) };
+    let rsdp = if bi.rsdp != 0 {
+        Some(bi.rsdp)
+    } else {
+        acpi::find_rsdp(&Identity)
+    };
     let mut ids = [0u32; acpi::MAX_CPUS];
     let found = rsdp.and_then(|r| acpi::madt_apic_ids(&Identity, r, &mut ids));
     match found {
@@ -146,9 +193,17 @@ fn check_machine(p: &PlatformConfig, hv_ram_start: u64, bi: &BootInfo) {
         }
     }
     if !bi.is_ram(p.hv.ram.start, p.hv.ram.size) {
-        fatal(format_args!("hypervisor RAM [{:#x}, {:#x}) is not RAM on this machine", p.hv.ram.start, p.hv.ram.end()));
+        fatal(format_args!(
+            "hypervisor RAM [{:#x}, {:#x}) is not RAM on this machine",
+            p.hv.ram.start,
+            p.hv.ram.end()
+        ));
     }
-    for vm in p.vms.iter().filter(|v| v.load_order == LoadOrder::PreLaunched) {
+    for vm in p
+        .vms
+        .iter()
+        .filter(|v| v.load_order == LoadOrder::PreLaunched)
+    {
         for r in vm.memory {
             if !bi.is_ram(r.hpa, r.size) {
                 fatal(format_args!(

@@ -1,6 +1,8 @@
 use super::vmcb::*;
 use crate::arch::x86::{cpuid, rdmsr, wrmsr, EFER_SVME, MSR_EFER};
-use crate::vcpu::{AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit};
+use crate::vcpu::{
+    AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit,
+};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 const MSR_VM_CR: u32 = 0xC001_0114;
@@ -51,7 +53,10 @@ pub fn detect() -> Result<SvmCaps, SvmError> {
     if f[3] & 1 == 0 {
         return Err(SvmError::NoNpt);
     }
-    Ok(SvmCaps { asids: f[1], nrips: f[3] & (1 << 3) != 0 })
+    Ok(SvmCaps {
+        asids: f[1],
+        nrips: f[3] & (1 << 3) != 0,
+    })
 }
 
 /// Physical addresses of the shared I/O and MSR permission maps (set once by the BSP).
@@ -59,11 +64,19 @@ static IOPM_PA: AtomicU64 = AtomicU64::new(0);
 static MSRPM_PA: AtomicU64 = AtomicU64::new(0);
 
 /// MSRs the guest reads and writes directly: state VMLOAD/VMSAVE switch or the VMCB holds.
-const PASSTHROUGH_MSRS: [u32; 11] = [
-    0x174, 0x175, 0x176, // SYSENTER_CS/ESP/EIP
-    0x277,       // PAT (G_PAT under NPT)
-    0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084, // STAR, LSTAR, CSTAR, SFMASK
-    0xC000_0100, 0xC000_0101, 0xC000_0102, // FS_BASE, GS_BASE, KERNEL_GS_BASE
+const PASSTHROUGH_MSRS: [u32; 12] = [
+    0x174,
+    0x175,
+    0x176, // SYSENTER_CS/ESP/EIP
+    0x277, // PAT (G_PAT under NPT)
+    0xC000_0081,
+    0xC000_0082,
+    0xC000_0083,
+    0xC000_0084, // STAR, LSTAR, CSTAR, SFMASK
+    0xC000_0100,
+    0xC000_0101,
+    0xC000_0102, // FS_BASE, GS_BASE, KERNEL_GS_BASE
+    0xC000_0103, // TSC_AUX (RDTSCP runs natively; the hypervisor does not use it)
 ];
 
 /// Builds the permission maps: every port intercepted, every MSR intercepted except
@@ -214,7 +227,37 @@ impl SvmVcpu {
         c.tlb_control = 1;
         c.np_control = 1;
         c.n_cr3 = ncr3;
-        SvmVcpu { vmcb, host_pa, regs: GuestRegs::default(), next_rip: 0, nrips: caps.nrips }
+        SvmVcpu {
+            vmcb,
+            host_pa,
+            regs: GuestRegs::default(),
+            next_rip: 0,
+            nrips: caps.nrips,
+        }
+    }
+
+    /// Lets the guest access ports `[base, base+count)` directly (gives the vCPU its own IOPM).
+    pub fn allow_io(
+        &mut self,
+        base: u16,
+        count: u16,
+        alloc: impl Fn(usize) -> Option<u64>,
+    ) -> Result<(), SvmError> {
+        let global = IOPM_PA.load(Ordering::Acquire);
+        if self.v().control.iopm_base_pa == global {
+            let own = alloc(3).ok_or(SvmError::OutOfMemory)?;
+            // SAFETY: both are 12 KiB IOPMs in our pool.
+            unsafe {
+                core::ptr::copy_nonoverlapping(global as *const u8, own as *mut u8, 3 * 4096)
+            };
+            self.vm().control.iopm_base_pa = own;
+        }
+        let iopm = self.v().control.iopm_base_pa as *mut u8;
+        for port in base as u32..base as u32 + count as u32 {
+            // SAFETY: port < 65536, inside the 12 KiB map.
+            unsafe { *iopm.add(port as usize / 8) &= !(1 << (port % 8)) };
+        }
+        Ok(())
     }
 
     fn v(&self) -> &Vmcb {
@@ -240,22 +283,40 @@ impl SvmVcpu {
                 } else {
                     4
                 };
-                let dir = if i & 1 != 0 { IoDirection::In } else { IoDirection::Out };
+                let dir = if i & 1 != 0 {
+                    IoDirection::In
+                } else {
+                    IoDirection::Out
+                };
                 self.next_rip = c.exit_info2;
                 if i & (1 << 2) != 0 {
-                    VmExit::IoString { port, size, dir, rep: i & (1 << 3) != 0 }
+                    VmExit::IoString {
+                        port,
+                        size,
+                        dir,
+                        rep: i & (1 << 3) != 0,
+                    }
                 } else {
                     let data = self.v().save.rax as u32;
-                    VmExit::Io { port, size, dir, data }
+                    VmExit::Io {
+                        port,
+                        size,
+                        dir,
+                        data,
+                    }
                 }
             }
-            EXIT_CPUID => VmExit::Cpuid { leaf: self.v().save.rax as u32, subleaf: self.regs.rcx as u32 },
+            EXIT_CPUID => VmExit::Cpuid {
+                leaf: self.v().save.rax as u32,
+                subleaf: self.regs.rcx as u32,
+            },
             EXIT_MSR => {
                 let msr = self.regs.rcx as u32;
                 if c.exit_info1 & 1 == 0 {
                     VmExit::MsrRead { msr }
                 } else {
-                    let value = (self.regs.rdx & 0xFFFF_FFFF) << 32 | (self.v().save.rax & 0xFFFF_FFFF);
+                    let value =
+                        (self.regs.rdx & 0xFFFF_FFFF) << 32 | (self.v().save.rax & 0xFFFF_FFFF);
                     VmExit::MsrWrite { msr, value }
                 }
             }
@@ -274,15 +335,26 @@ impl SvmVcpu {
                 } else {
                     AccessKind::Read
                 };
-                VmExit::Mmio { gpa: c.exit_info2, access }
+                VmExit::Mmio {
+                    gpa: c.exit_info2,
+                    access,
+                }
             }
             x if (EXIT_EXCP_BASE..EXIT_EXCP_BASE + 32).contains(&x) => {
                 let vector = (x - EXIT_EXCP_BASE) as u8;
                 let has_err = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
-                VmExit::Exception { vector, error_code: has_err.then_some(c.exit_info1 as u32) }
+                VmExit::Exception {
+                    vector,
+                    error_code: has_err.then_some(c.exit_info1 as u32),
+                }
             }
-            EXIT_INVALID => VmExit::EntryFailure { raw_reason: c.exit_code },
-            raw => VmExit::Unhandled { raw_reason: raw, qualification: c.exit_info1 },
+            EXIT_INVALID => VmExit::EntryFailure {
+                raw_reason: c.exit_code,
+            },
+            raw => VmExit::Unhandled {
+                raw_reason: raw,
+                qualification: c.exit_info1,
+            },
         }
     }
 }
@@ -303,8 +375,18 @@ impl Vcpu for SvmVcpu {
         s.gs = seg(&st.gs);
         s.tr = seg(&st.tr);
         s.ldtr = seg(&st.ldtr);
-        s.gdtr = VmcbSegment { selector: 0, attrib: 0, limit: st.gdtr_limit, base: st.gdtr_base };
-        s.idtr = VmcbSegment { selector: 0, attrib: 0, limit: st.idtr_limit, base: st.idtr_base };
+        s.gdtr = VmcbSegment {
+            selector: 0,
+            attrib: 0,
+            limit: st.gdtr_limit,
+            base: st.gdtr_base,
+        };
+        s.idtr = VmcbSegment {
+            selector: 0,
+            attrib: 0,
+            limit: st.idtr_limit,
+            base: st.idtr_base,
+        };
         s.cpl = ((st.ss.access >> 5) & 3) as u8;
         s.efer = st.efer | EFER_SVME;
         s.cr0 = st.cr0;
@@ -372,6 +454,11 @@ impl Vcpu for SvmVcpu {
     }
     fn code_segment(&self) -> Segment {
         let cs = self.v().save.cs;
-        Segment { selector: cs.selector, base: cs.base, limit: cs.limit, access: cs.vmx_access() }
+        Segment {
+            selector: cs.selector,
+            base: cs.base,
+            limit: cs.limit,
+            access: cs.vmx_access(),
+        }
     }
 }

@@ -16,7 +16,12 @@ impl VmcbSegment {
     /// From the VMX-style access rights used by [`crate::vcpu::Segment`] (flags at bits 12-15).
     pub fn from_vmx(selector: u16, base: u64, limit: u32, access: u32) -> Self {
         let attrib = ((access & 0xFF) | ((access >> 4) & 0xF00)) as u16;
-        VmcbSegment { selector, attrib, limit, base }
+        VmcbSegment {
+            selector,
+            attrib,
+            limit,
+            base,
+        }
     }
     pub fn vmx_access(&self) -> u32 {
         let a = self.attrib as u32;

@@ -48,10 +48,19 @@ pub struct PerCpu {
 #[repr(C, align(16))]
 struct Stack<const N: usize>([u8; N]);
 
+#[allow(clippy::declare_interior_mutable_const)]
 const PERCPU_INIT: CpuCell<PerCpu> = CpuCell::new(PerCpu {
     id: 0,
     gdt: [0; 5],
-    tss: Tss { _r0: 0, rsp: [0; 3], _r1: 0, ist: [0; 7], _r2: 0, _r3: 0, iomap: 104 },
+    tss: Tss {
+        _r0: 0,
+        rsp: [0; 3],
+        _r1: 0,
+        ist: [0; 7],
+        _r2: 0,
+        _r3: 0,
+        iomap: 104,
+    },
 });
 static PERCPU: [CpuCell<PerCpu>; MAX_PCPUS] = [PERCPU_INIT; MAX_PCPUS];
 #[allow(clippy::declare_interior_mutable_const)]
@@ -108,8 +117,14 @@ pub fn init_this_cpu(id: usize) {
         limit: u16,
         base: u64,
     }
-    let gdtr = Dtr { limit: (5 * 8 - 1) as u16, base: pc.gdt.as_ptr() as u64 };
-    let idtr = Dtr { limit: (32 * 16 - 1) as u16, base: IDT.get() as u64 };
+    let gdtr = Dtr {
+        limit: (5 * 8 - 1) as u16,
+        base: pc.gdt.as_ptr() as u64,
+    };
+    let idtr = Dtr {
+        limit: (32 * 16 - 1) as u16,
+        base: IDT.get() as u64,
+    };
     // SAFETY: the descriptors above are valid for the code/data selectors we already use.
     unsafe {
         asm!(
@@ -179,7 +194,10 @@ pub fn start_aps(aps: impl Iterator<Item = (usize, u32)>) -> Result<(), ApTimeou
         let len = &ap_trampoline_end as *const u8 as usize - start as usize;
         core::ptr::copy_nonoverlapping(start, AP_TRAMPOLINE as *mut u8, len);
         core::ptr::write_volatile((AP_TRAMPOLINE + 8) as *mut u64, read_cr3());
-        core::ptr::write_volatile((AP_TRAMPOLINE + 24) as *mut u64, ap_start64 as *const () as u64);
+        core::ptr::write_volatile(
+            (AP_TRAMPOLINE + 24) as *mut u64,
+            ap_start64 as *const () as u64,
+        );
     }
     for (pcpu, apic_id) in aps {
         let before = AP_ONLINE.load(Ordering::Acquire);

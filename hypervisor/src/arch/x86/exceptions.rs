@@ -30,9 +30,9 @@ pub struct ExceptionFrame {
 }
 
 const NAMES: [&str; 32] = [
-    "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS", "#GP",
-    "#PF", "res", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "res", "res", "res", "res", "res", "res",
-    "#HV", "#VC", "#SX", "res",
+    "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
+    "#GP", "#PF", "res", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "res", "res", "res", "res",
+    "res", "res", "#HV", "#VC", "#SX", "res",
 ];
 
 #[no_mangle]

@@ -11,19 +11,25 @@ use core::arch::asm;
 #[inline]
 pub fn outb(port: u16, v: u8) {
     // SAFETY: port I/O has no memory effects; callers own the device they address.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    }
 }
 #[inline]
 pub fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: as above.
-    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    }
     v
 }
 #[inline]
 pub fn outl(port: u16, v: u32) {
     // SAFETY: as above.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    }
 }
 
 #[inline]
