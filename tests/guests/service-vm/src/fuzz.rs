@@ -72,20 +72,20 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Self(seed | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 }
 
 fn bad_gpa(r: &mut Rng) -> u64 {
     // At or above 2^48: beyond any physical address width, so never backed.
-    (1u64 << 48) | (r.next() & !0xF) | (r.below(2) << 63)
+    (1u64 << 48) | (r.next_u64() & !0xF) | (r.below(2) << 63)
 }
 
 /// The next random case; stateful ones only when a `target` exists.
@@ -94,17 +94,21 @@ pub fn next_case(r: &mut Rng, target: Option<Target>) -> Case {
     match r.below(kinds) {
         0 => {
             let idx = loop {
-                let i = r.next() as u8;
+                let i = r.next_u64() as u8;
                 if !SERVICE_IDX.contains(&i) {
                     break i;
                 }
             };
             // Mostly ACRN's 0x80 prefix; sometimes random high bits.
-            let high = if r.below(4) == 0 { r.next() & !0xFF } else { 0x8000_0000 };
+            let high = if r.below(4) == 0 {
+                r.next_u64() & !0xFF
+            } else {
+                0x8000_0000
+            };
             Case {
                 id: high | u64::from(idx),
-                p1: r.next(),
-                p2: r.next(),
+                p1: r.next_u64(),
+                p2: r.next_u64(),
                 what: "unknown or forbidden hypercall",
                 expect: NOTTY,
             }
@@ -124,7 +128,11 @@ pub fn next_case(r: &mut Rng, target: Option<Target>) -> Case {
             expect: INVAL,
         },
         3 => Case {
-            id: if r.below(2) == 0 { HC_CREATE_VM } else { HC_VM_SET_MEMORY_REGIONS },
+            id: if r.below(2) == 0 {
+                HC_CREATE_VM
+            } else {
+                HC_VM_SET_MEMORY_REGIONS
+            },
             p1: bad_gpa(r),
             p2: 0,
             what: "unbacked input pointer",
@@ -132,7 +140,11 @@ pub fn next_case(r: &mut Rng, target: Option<Target>) -> Case {
         },
         4 => Case {
             id: HC_SET_CALLBACK_VECTOR,
-            p1: if r.below(2) == 0 { r.below(0x20) } else { 0x100 + r.below(1 << 20) },
+            p1: if r.below(2) == 0 {
+                r.below(0x20)
+            } else {
+                0x100 + r.below(1 << 20)
+            },
             p2: 0,
             what: "callback vector out of range",
             expect: INVAL,
@@ -144,12 +156,48 @@ pub fn next_case(r: &mut Rng, target: Option<Target>) -> Case {
             });
             let vm = u64::from(t.vmid);
             match r.below(6) {
-                0 => Case { id: HC_DESTROY_VM, p1: vm, p2: 0, what: "destroy while CREATED", expect: STATE },
-                1 => Case { id: HC_RESET_VM, p1: vm, p2: 0, what: "reset while CREATED", expect: STATE },
-                2 => Case { id: HC_START_VM, p1: vm, p2: 0, what: "start without an I/O request buffer", expect: STATE },
-                3 => Case { id: HC_CREATE_VM, p1: t.creation_gpa, p2: 0, what: "create an existing VM", expect: STATE },
-                4 => Case { id: HC_NOTIFY_REQUEST_FINISH, p1: vm, p2: 16 + r.below(1000), what: "notify for a vCPU out of range", expect: STATE },
-                _ => Case { id: HC_SET_IOREQ_BUFFER, p1: vm, p2: bad_gpa(r), what: "unbacked I/O request buffer pointer", expect: INVAL },
+                0 => Case {
+                    id: HC_DESTROY_VM,
+                    p1: vm,
+                    p2: 0,
+                    what: "destroy while CREATED",
+                    expect: STATE,
+                },
+                1 => Case {
+                    id: HC_RESET_VM,
+                    p1: vm,
+                    p2: 0,
+                    what: "reset while CREATED",
+                    expect: STATE,
+                },
+                2 => Case {
+                    id: HC_START_VM,
+                    p1: vm,
+                    p2: 0,
+                    what: "start without an I/O request buffer",
+                    expect: STATE,
+                },
+                3 => Case {
+                    id: HC_CREATE_VM,
+                    p1: t.creation_gpa,
+                    p2: 0,
+                    what: "create an existing VM",
+                    expect: STATE,
+                },
+                4 => Case {
+                    id: HC_NOTIFY_REQUEST_FINISH,
+                    p1: vm,
+                    p2: 16 + r.below(1000),
+                    what: "notify for a vCPU out of range",
+                    expect: STATE,
+                },
+                _ => Case {
+                    id: HC_SET_IOREQ_BUFFER,
+                    p1: vm,
+                    p2: bad_gpa(r),
+                    what: "unbacked I/O request buffer pointer",
+                    expect: INVAL,
+                },
             }
         }
         _ => {
@@ -175,7 +223,10 @@ mod tests {
         for &(id, _) in HYPERCALLS {
             let idx = hc_idx(id);
             let forbidden = [0x03, 0x50, 0x51, 0x52, 0x70, 0x71, 0x72, 0x90, 0x91];
-            assert!(SERVICE_IDX.contains(&idx) != forbidden.contains(&idx), "{id:#x}");
+            assert!(
+                SERVICE_IDX.contains(&idx) != forbidden.contains(&idx),
+                "{id:#x}"
+            );
         }
         let mut r = Rng::new(7);
         for _ in 0..10_000 {
@@ -188,7 +239,10 @@ mod tests {
 
     #[test]
     fn covers_every_kind_and_never_passes_a_backed_pointer() {
-        let t = Target { vmid: 1, creation_gpa: 0x20_0000 };
+        let t = Target {
+            vmid: 1,
+            creation_gpa: 0x20_0000,
+        };
         let mut r = Rng::new(0xACE);
         let mut kinds = BTreeSet::new();
         for _ in 0..20_000 {

@@ -140,7 +140,9 @@ fn segments(image: &[u8]) -> Result<(u64, impl Iterator<Item = Option<Segment>> 
     let min_ent = if class64 { 56 } else { 32 };
     let table = u64::from(phentsize) * u64::from(phnum);
     if usize::from(phentsize) < min_ent
-        || phoff.checked_add(table).is_none_or(|e| e > image.len() as u64)
+        || phoff
+            .checked_add(table)
+            .is_none_or(|e| e > image.len() as u64)
     {
         return Err(LoadError::BadPhdrs);
     }
@@ -187,7 +189,10 @@ pub fn load_elf(ram: &mut [u8], image: &[u8]) -> Result<Loaded, LoadError> {
         }
         let end = s.paddr.checked_add(s.memsz);
         if s.paddr < KERNEL_MIN || end.is_none_or(|e| e > ram.len() as u64) {
-            return Err(LoadError::SegmentPlace(s.paddr, s.paddr.saturating_add(s.memsz)));
+            return Err(LoadError::SegmentPlace(
+                s.paddr,
+                s.paddr.saturating_add(s.memsz),
+            ));
         }
         plan.push(s);
     }
@@ -197,7 +202,12 @@ pub fn load_elf(ram: &mut [u8], image: &[u8]) -> Result<Loaded, LoadError> {
     let mut copied = 0;
     for s in &plan {
         // All in range: checked above against both buffers.
-        let (p, f, m, o) = (s.paddr as usize, s.filesz as usize, s.memsz as usize, s.offset as usize);
+        let (p, f, m, o) = (
+            s.paddr as usize,
+            s.filesz as usize,
+            s.memsz as usize,
+            s.offset as usize,
+        );
         ram[p..p + f].copy_from_slice(&image[o..o + f]);
         ram[p + f..p + m].fill(0);
         copied += s.filesz;
@@ -267,7 +277,11 @@ pub fn write_boot_data(
     put(ram, MADT_GPA + 40, &1u32.to_le_bytes()); // PC-AT compatible
     for i in 0..vcpus {
         let id = i as u8;
-        put(ram, MADT_GPA + 44 + 8 * u64::from(i), &[0, 8, id, id, 1, 0, 0, 0]);
+        put(
+            ram,
+            MADT_GPA + 44 + 8 * u64::from(i),
+            &[0, 8, id, id, 1, 0, 0, 0],
+        );
     }
     checksum_fix(ram, MADT_GPA, madt_len as usize, MADT_GPA + 9);
     acpi_header(ram, XSDT_GPA, b"XSDT", 44, 1);
@@ -377,7 +391,9 @@ mod tests {
         let flags = 0x0001_0002u32;
         data[0..4].copy_from_slice(&MULTIBOOT_HEADER_MAGIC.to_le_bytes());
         data[4..8].copy_from_slice(&flags.to_le_bytes());
-        let c = 0u32.wrapping_sub(MULTIBOOT_HEADER_MAGIC).wrapping_sub(flags);
+        let c = 0u32
+            .wrapping_sub(MULTIBOOT_HEADER_MAGIC)
+            .wrapping_sub(flags);
         data[8..12].copy_from_slice(&c.to_le_bytes());
         data
     }
@@ -417,11 +433,23 @@ mod tests {
         let cases = [
             (vec![0u8; 100], LoadError::NotElf),
             (b"\x7fELF".to_vec(), LoadError::Unsupported("ELF class")),
-            (elf64(0x1000, &data, 32, 0x1000), LoadError::SegmentPlace(0x1000, 0x1020)),
-            (elf64(0x3F_FFF0, &data, 32, 0), LoadError::SegmentPlace(0x3F_FFF0, 0x40_0010)),
-            (elf64(0x10_0000, &data, u64::MAX, 0), LoadError::SegmentPlace(0x10_0000, u64::MAX)),
+            (
+                elf64(0x1000, &data, 32, 0x1000),
+                LoadError::SegmentPlace(0x1000, 0x1020),
+            ),
+            (
+                elf64(0x3F_FFF0, &data, 32, 0),
+                LoadError::SegmentPlace(0x3F_FFF0, 0x40_0010),
+            ),
+            (
+                elf64(0x10_0000, &data, u64::MAX, 0),
+                LoadError::SegmentPlace(0x10_0000, u64::MAX),
+            ),
             (elf64(0x10_0000, &data, 8, 0), LoadError::SegmentData),
-            (elf64(0x10_0000, &data, 32, 1 << 32), LoadError::Entry(1 << 32)),
+            (
+                elf64(0x10_0000, &data, 32, 1 << 32),
+                LoadError::Entry(1 << 32),
+            ),
         ];
         for (img, want) in cases {
             assert_eq!(load_elf(&mut ram, &img), Err(want));
@@ -465,21 +493,42 @@ mod tests {
         assert_eq!(w(0x1000 + 44), 72);
         let mmap = w(0x1000 + 48) as usize;
         let last = mmap + 48;
-        assert_eq!(u64::from_le_bytes(ram[last + 12..last + 20].try_into().unwrap()), 7 << 20);
+        assert_eq!(
+            u64::from_le_bytes(ram[last + 12..last + 20].try_into().unwrap()),
+            7 << 20
+        );
         assert_eq!(&ram[0x808..0x810], &[0; 8]);
-        assert_eq!(u64::from_le_bytes(ram[0x810..0x818].try_into().unwrap()), 0x00CF_9B00_0000_FFFF);
-        assert_eq!(ram[0x8000], 0xEE, "nothing written at or above 0x8000 but ACPI");
+        assert_eq!(
+            u64::from_le_bytes(ram[0x810..0x818].try_into().unwrap()),
+            0x00CF_9B00_0000_FFFF
+        );
+        assert_eq!(
+            ram[0x8000], 0xEE,
+            "nothing written at or above 0x8000 but ACPI"
+        );
     }
 
     #[test]
     fn boot_data_limits() {
         let mut small = vec![0u8; 1 << 20];
-        assert_eq!(write_boot_data(&mut small, 1, "", true), Err(LoadError::RamTooSmall));
+        assert_eq!(
+            write_boot_data(&mut small, 1, "", true),
+            Err(LoadError::RamTooSmall)
+        );
         let mut ram = vec![0u8; 4 << 20];
         let long = "x".repeat(CMDLINE_MAX + 1);
-        assert_eq!(write_boot_data(&mut ram, 1, &long, true), Err(LoadError::CmdlineTooLong));
-        assert_eq!(write_boot_data(&mut ram, 65, "", true), Err(LoadError::TooManyVcpus));
-        assert_eq!(write_boot_data(&mut ram, 0, "", true), Err(LoadError::TooManyVcpus));
+        assert_eq!(
+            write_boot_data(&mut ram, 1, &long, true),
+            Err(LoadError::CmdlineTooLong)
+        );
+        assert_eq!(
+            write_boot_data(&mut ram, 65, "", true),
+            Err(LoadError::TooManyVcpus)
+        );
+        assert_eq!(
+            write_boot_data(&mut ram, 0, "", true),
+            Err(LoadError::TooManyVcpus)
+        );
     }
 
     #[test]

@@ -241,7 +241,8 @@ impl Launch {
             vms,
         };
         for (i, a) in l.vms.iter().enumerate() {
-            if a.id == l.service_vm_id || l.vms[..i].iter().any(|b| b.id == a.id || b.name == a.name)
+            if a.id == l.service_vm_id
+                || l.vms[..i].iter().any(|b| b.id == a.id || b.name == a.name)
             {
                 return Err(LaunchError::Duplicate);
             }
@@ -262,7 +263,10 @@ mod tests {
         assert_eq!(l.service_vm_id, 0);
         assert_eq!(l.vms.len(), 2);
         let v = &l.vms[0];
-        assert_eq!((v.id, v.name.as_str(), v.memory_mb, v.pcpus), (1, "POST_VM1", 256, 4));
+        assert_eq!(
+            (v.id, v.name.as_str(), v.memory_mb, v.pcpus),
+            (1, "POST_VM1", 256, 4)
+        );
         assert_eq!(v.kernel_mod, "POST_VM1_kernel");
         assert_eq!(v.kernel_type, KernelType::Elf);
         assert_eq!(v.bootargs, "console=ttyS0");
@@ -296,7 +300,10 @@ mod tests {
             assert!(Launch::parse(text.as_bytes()).is_err(), "case {i} accepted");
         }
         assert_eq!(Launch::parse(&[0xFF, 0xFE]), Err(LaunchError::NotText));
-        assert_eq!(Launch::parse(&[b'#'; MAX_TEXT + 1]), Err(LaunchError::TooLong));
+        assert_eq!(
+            Launch::parse(&[b'#'; MAX_TEXT + 1]),
+            Err(LaunchError::TooLong)
+        );
     }
 
     #[test]

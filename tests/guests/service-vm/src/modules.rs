@@ -110,7 +110,10 @@ mod tests {
         fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
             let len = buf.len() as u64;
             for (i, b) in buf.iter_mut().enumerate() {
-                *b = *self.0.get(&(addr + i as u64)).ok_or(MemError { addr, len })?;
+                *b = *self
+                    .0
+                    .get(&(addr + i as u64))
+                    .ok_or(MemError { addr, len })?;
             }
             Ok(())
         }
@@ -160,10 +163,17 @@ mod tests {
         info(&mut m, FLAG_MODS, 1, 0xA000);
         assert!(matches!(list(&m, 0x9000), Err(ModuleError::Mem(_))));
         entry(&mut m, 0xA000, 0x30_0000, 0x20_0000, 0);
-        assert_eq!(list(&m, 0x9000), Err(ModuleError::BadRange(0x30_0000, 0x20_0000)));
+        assert_eq!(
+            list(&m, 0x9000),
+            Err(ModuleError::BadRange(0x30_0000, 0x20_0000))
+        );
         entry(&mut m, 0xA000, 0x20_0000, 0x20_0010, 0xC000);
         m.put(0xC000, &[b'x'; 300]);
-        assert_eq!(list(&m, 0x9000).unwrap()[0].string.len(), 256, "no NUL: cut, not overrun");
+        assert_eq!(
+            list(&m, 0x9000).unwrap()[0].string.len(),
+            256,
+            "no NUL: cut, not overrun"
+        );
         m.put(0xC000 + 20, b"\x01\0");
         assert_eq!(list(&m, 0x9000).unwrap()[0].string.len(), 21);
     }

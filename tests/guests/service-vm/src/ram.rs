@@ -90,7 +90,11 @@ mod tests {
         assert_eq!(b, 272 * MIB);
         assert_eq!(p.alloc(256 * MIB, 2 * MIB), None);
         p.free_range(a, 256 * MIB);
-        assert_eq!(p.alloc(256 * MIB, 2 * MIB), Some(a), "re-created VM reuses the range");
+        assert_eq!(
+            p.alloc(256 * MIB, 2 * MIB),
+            Some(a),
+            "re-created VM reuses the range"
+        );
         p.free_range(a, 256 * MIB);
         p.free_range(b, 200 * MIB);
         assert_eq!(p.free_bytes(), 496 * MIB);

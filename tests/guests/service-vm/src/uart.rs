@@ -109,7 +109,9 @@ mod tests {
     fn run(u: &mut Uart, bytes: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
         for &b in bytes {
-            u.write(0, b, &mut |l| out.push(String::from_utf8(l.to_vec()).unwrap()));
+            u.write(0, b, &mut |l| {
+                out.push(String::from_utf8(l.to_vec()).unwrap())
+            });
         }
         out
     }

@@ -1,0 +1,603 @@
+//! The reference Service VM (see README.md beside this crate): runs acrn-hsm over
+//! `vmcall`/`vmmcall` and a minimal device model that creates, runs, pauses, resets and
+//! destroys the post-launched VMs of its launch description, emulating their console UART.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use acrn_abi::hypercall::{HC_DESTROY_VM, HC_PAUSE_VM};
+use acrn_abi::memory::MemAccess;
+use acrn_abi::vm::{AcrnVmCreation, GuestFlags};
+use acrn_hsm::{Hsm, Hypercall, Hypercalls, IoAccess, IoKind, MemKind, MemSegment, Vm, VmConfig};
+use guest_common::arch::{cpuid, halt_forever, rdtsc};
+use guest_common::mem::GuestMem;
+use guest_common::multiboot::{MultibootInfo, E820_RAM};
+use guest_common::platform::{identify, Platform};
+use guest_common::println;
+use service_vm::fuzz::{self, Rng, Target};
+use service_vm::guest;
+use service_vm::launch::{KernelType, Launch, LaunchVm, MODULE_TAG};
+use service_vm::modules::{self, Module};
+use service_vm::ram::RamPool;
+use service_vm::uart::Uart;
+
+// ---- heap ---------------------------------------------------------------------------------
+
+/// Heap size: the HSM's VM records and I/O request pages, and copies of the boot modules.
+const HEAP_SIZE: usize = 8 << 20;
+
+#[repr(C, align(4096))]
+struct Arena([u8; HEAP_SIZE]);
+static mut ARENA: Arena = Arena([0; HEAP_SIZE]);
+
+/// A bump allocator: this kernel runs one short scenario, so freed blocks are not reused.
+/// Running out ends in the panic handler's `verdict: FAIL (panic)`.
+struct Bump(AtomicUsize);
+
+unsafe impl GlobalAlloc for Bump {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let base = core::ptr::addr_of_mut!(ARENA) as usize;
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let start = (base + cur).next_multiple_of(l.align()) - base;
+            let Some(end) = start.checked_add(l.size()).filter(|&e| e <= HEAP_SIZE) else {
+                return core::ptr::null_mut();
+            };
+            match self
+                .0
+                .compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return (base + start) as *mut u8,
+                Err(now) => cur = now,
+            }
+        }
+    }
+    unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
+}
+
+#[global_allocator]
+static HEAP: Bump = Bump(AtomicUsize::new(0));
+
+// ---- hypercall transport ------------------------------------------------------------------
+
+/// ACRN hypercalls: ID in R8, parameters in RDI/RSI, result in RAX. `VMMCALL` on AMD.
+struct Acrn {
+    amd: bool,
+}
+
+// SAFETY: the Service VM is identity-mapped, so the default `gpa_of` (pointer value) is right.
+unsafe impl Hypercall for Acrn {
+    unsafe fn hypercall(&self, id: u64, p1: u64, p2: u64) -> i64 {
+        let ret: i64;
+        if self.amd {
+            core::arch::asm!("vmmcall", in("r8") id, in("rdi") p1, in("rsi") p2, lateout("rax") ret, options(nostack));
+        } else {
+            core::arch::asm!("vmcall", in("r8") id, in("rdi") p1, in("rsi") p2, lateout("rax") ret, options(nostack));
+        }
+        ret
+    }
+}
+
+fn vendor_is_amd() -> bool {
+    let (_, b, c, d) = cpuid(0, 0);
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&b.to_le_bytes());
+    v[4..8].copy_from_slice(&d.to_le_bytes());
+    v[8..].copy_from_slice(&c.to_le_bytes());
+    &v == b"AuthenticAMD" || &v == b"HygonGenuine"
+}
+
+/// Whether we run as ACRN's privileged VM (CPUID 0x40000001 EAX bit 0).
+fn privileged(p: &Platform) -> bool {
+    p.hypervisor
+        .as_ref()
+        .is_some_and(|s| s.as_str() == "ACRNACRNACRN")
+        && cpuid(0x4000_0001, 0).0 & 1 != 0
+}
+
+// ---- device model -------------------------------------------------------------------------
+
+const MIB: u64 = 1 << 20;
+/// Post-launched VM RAM comes from below 3 GiB: the boot stub maps the top GiB uncached.
+const RAM_CEILING: u64 = 3 << 30;
+/// TSC ticks to wait for a guest's verdict (about 10 s under TCG, 2 min in Bochs).
+const WAIT_TSC: u64 = 30_000_000_000;
+/// Unhandled accesses reported per VM; the rest are only counted.
+const REPORT_UNHANDLED: u32 = 5;
+
+type Hv = Hsm<Acrn>;
+
+/// A post-launched VM and its device model state.
+struct Guest {
+    desc: LaunchVm,
+    kernel: Arc<Vec<u8>>,
+    vm: Arc<Vm<Acrn>>,
+    ram: u64,
+    uart: Uart,
+    /// `verdict:` lines seen, and how many said PASS.
+    verdicts: u32,
+    passes: u32,
+    unhandled: u32,
+}
+
+impl Guest {
+    fn ram_size(&self) -> u64 {
+        u64::from(self.desc.memory_mb) * MIB
+    }
+
+    /// Loads the kernel and boot data into RAM and sets the BSP's registers.
+    fn load(&mut self) -> Result<(), String> {
+        // SAFETY: [ram, ram + size) is ours (taken from the pool), identity-mapped, and no
+        // vCPU of this VM runs while it is loaded (CREATED state).
+        let mem = unsafe {
+            core::slice::from_raw_parts_mut(self.ram as *mut u8, self.ram_size() as usize)
+        };
+        let l = guest::load_elf(mem, &self.kernel).map_err(|e| alloc::format!("{e}"))?;
+        guest::write_boot_data(mem, self.vm.vcpu_num(), &self.desc.bootargs, l.multiboot)
+            .map_err(|e| alloc::format!("{e}"))?;
+        self.vm
+            .set_vcpu_regs(&guest::bsp_regs(l.entry, l.multiboot))
+            .map_err(|e| alloc::format!("{e}"))?;
+        self.uart = Uart::new();
+        Ok(())
+    }
+
+    /// Emulates one request of the default client; returns what a read yields.
+    fn emulate(&mut self, a: &IoAccess) -> u64 {
+        let ones = match a.size {
+            1 => 0xFF,
+            2 => 0xFFFF,
+            4 => 0xFFFF_FFFF,
+            _ => u64::MAX,
+        };
+        if let (IoKind::Pio, Some(base)) = (a.kind, self.desc.console_port) {
+            if (u64::from(base)..u64::from(base) + 8).contains(&a.addr) {
+                let off = (a.addr - u64::from(base)) as u16;
+                if !a.write {
+                    return u64::from(self.uart.read(off));
+                }
+                let (name, verdicts, passes) =
+                    (&self.desc.name, &mut self.verdicts, &mut self.passes);
+                self.uart.write(off, a.value as u8, &mut |line| {
+                    let text = core::str::from_utf8(line).unwrap_or("?");
+                    println!("[{}] {}", name, text);
+                    if let Some(v) = text.strip_prefix("verdict: ") {
+                        *verdicts += 1;
+                        *passes += u32::from(v == "PASS");
+                    }
+                });
+                return 0;
+            }
+        }
+        self.unhandled += 1;
+        if self.unhandled <= REPORT_UNHANDLED {
+            println!(
+                "svm: VM {} unhandled {:?} {} {:#x} size {}",
+                self.vm.vmid(),
+                a.kind,
+                if a.write { "write" } else { "read" },
+                a.addr,
+                a.size
+            );
+        }
+        if a.write {
+            0
+        } else {
+            ones
+        }
+    }
+
+    fn flush_console(&mut self) {
+        let name = &self.desc.name;
+        self.uart.flush(&mut |l| {
+            println!("[{}] {}", name, core::str::from_utf8(l).unwrap_or("?"));
+        });
+    }
+}
+
+/// Dispatches pending requests and serves the default clients' ones (polling: the Service VM
+/// keeps interrupts off, so the 0xF3 upcall is not taken; every slot is scanned instead).
+fn serve(hsm: &Hv, guests: &mut [Guest]) {
+    if let Err(e) = hsm.dispatch() {
+        println!("svm: dispatch: {}", e);
+    }
+    for g in guests.iter_mut() {
+        for req in g.vm.default_requests() {
+            let v = g.emulate(&req);
+            if let Err(e) = g.vm.complete_request(&req, v) {
+                println!("svm: VM {} complete: {}", g.vm.vmid(), e);
+            }
+        }
+    }
+}
+
+/// Serves until guest `i` has printed `count` verdicts; false on timeout.
+fn wait_verdicts(hsm: &Hv, guests: &mut [Guest], i: usize, count: u32) -> bool {
+    let start = rdtsc();
+    while guests[i].verdicts < count {
+        if rdtsc().wrapping_sub(start) > WAIT_TSC {
+            guests[i].flush_console();
+            println!(
+                "svm: VM {} {}: no verdict in time",
+                guests[i].vm.vmid(),
+                guests[i].desc.name
+            );
+            return false;
+        }
+        serve(hsm, guests);
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// Creates, maps, loads and starts one VM.
+fn launch_vm(
+    hsm: &Hv,
+    pool: &mut RamPool,
+    desc: &LaunchVm,
+    kernel: Arc<Vec<u8>>,
+) -> Result<Guest, String> {
+    let size = u64::from(desc.memory_mb) * MIB;
+    let vm = hsm
+        .create_vm(&VmConfig {
+            name: &desc.name,
+            flags: GuestFlags::empty(),
+            cpu_affinity: desc.pcpus,
+        })
+        .map_err(|e| alloc::format!("create: {e}"))?;
+    println!(
+        "svm: created VM {} {} vcpus={}",
+        vm.vmid(),
+        desc.name,
+        vm.vcpu_num()
+    );
+    let fail = |vm: &Arc<Vm<Acrn>>, e: String| {
+        let _ = vm.pause();
+        let _ = hsm.destroy_vm(vm.vmid());
+        e
+    };
+    let Some(ram) = pool.alloc(size, 2 * MIB) else {
+        return Err(fail(
+            &vm,
+            alloc::format!("no {} MiB of free RAM", desc.memory_mb),
+        ));
+    };
+    let mut g = Guest {
+        desc: desc.clone(),
+        kernel,
+        vm: vm.clone(),
+        ram,
+        uart: Uart::new(),
+        verdicts: 0,
+        passes: 0,
+        unhandled: 0,
+    };
+    let seg = MemSegment {
+        kind: MemKind::Ram,
+        user_vm_gpa: 0,
+        service_vm_gpa: ram,
+        size,
+        access: MemAccess::RWX,
+    };
+    let r = vm
+        .map_memory(&[seg])
+        .map_err(|e| alloc::format!("map: {e}"))
+        .and_then(|()| g.load())
+        .and_then(|()| {
+            vm.create_default_client()
+                .map(drop)
+                .map_err(|e| alloc::format!("client: {e}"))
+        })
+        .and_then(|()| vm.start().map_err(|e| alloc::format!("start: {e}")));
+    if let Err(e) = r {
+        pool.free_range(ram, size);
+        return Err(fail(&vm, e));
+    }
+    println!(
+        "svm: started VM {} {} ram={:#x}+{:#x}",
+        vm.vmid(),
+        desc.name,
+        ram,
+        size
+    );
+    Ok(g)
+}
+
+/// Pause, reset, reload and restart a running guest.
+fn restart(g: &mut Guest) -> Result<(), String> {
+    let id = g.vm.vmid();
+    g.vm.pause().map_err(|e| alloc::format!("pause: {e}"))?;
+    g.flush_console();
+    println!("svm: paused VM {}", id);
+    g.vm.reset().map_err(|e| alloc::format!("reset: {e}"))?;
+    println!("svm: reset VM {}", id);
+    g.load()?;
+    g.vm.start().map_err(|e| alloc::format!("start: {e}"))?;
+    println!("svm: restarted VM {} {}", id, g.desc.name);
+    Ok(())
+}
+
+/// Pause and destroy; the RAM goes back to the pool.
+fn destroy(hsm: &Hv, pool: &mut RamPool, mut g: Guest) -> Result<(), String> {
+    let id = g.vm.vmid();
+    g.vm.pause().map_err(|e| alloc::format!("pause: {e}"))?;
+    g.flush_console();
+    hsm.destroy_vm(id)
+        .map_err(|e| alloc::format!("destroy: {e}"))?;
+    pool.free_range(g.ram, g.ram_size());
+    println!("svm: destroyed VM {}", id);
+    Ok(())
+}
+
+// ---- hypercall fuzzer ---------------------------------------------------------------------
+
+/// Issues `n` random bad hypercalls; true if each returned its documented error and the
+/// hypervisor still serves us afterwards.
+fn fuzz(hv: &Acrn, n: u32, target_vm: Option<&LaunchVm>) -> bool {
+    let mut ok = true;
+    let mut cv = alloc::boxed::Box::new(AcrnVmCreation::default());
+    let target = target_vm.and_then(|d| {
+        cv.cpu_affinity = d.pcpus;
+        cv.set_name(&d.name);
+        match hv.create_vm(&mut cv) {
+            Ok(()) => {
+                println!("svm: fuzz target VM {} {}", cv.vmid, d.name);
+                Some(Target {
+                    vmid: cv.vmid,
+                    creation_gpa: hv.gpa_of((&*cv as *const AcrnVmCreation).cast()),
+                })
+            }
+            Err(e) => {
+                println!("svm: fuzz: cannot create {}: {}", d.name, e);
+                ok = false;
+                None
+            }
+        }
+    });
+    let mut rng = Rng::new(rdtsc());
+    let mut mismatches = 0u32;
+    for _ in 0..n {
+        let c = fuzz::next_case(&mut rng, target);
+        // SAFETY: the generator passes only unbacked GPAs (>= 2^48) or `cv`, which lives until
+        // the end of this function.
+        let rax = unsafe { hv.hypercall(c.id, c.p1, c.p2) };
+        if !c.accepts(rax) {
+            mismatches += 1;
+            if mismatches <= 10 {
+                println!(
+                    "svm: fuzz mismatch: {} id={:#x} p1={:#x} p2={:#x} got {} want {:?}",
+                    c.what, c.id, c.p1, c.p2, rax, c.expect
+                );
+            }
+        }
+    }
+    if let Some(t) = target {
+        // SAFETY: no pointer parameters.
+        let (p, d) = unsafe {
+            (
+                hv.hypercall(HC_PAUSE_VM, t.vmid.into(), 0),
+                hv.hypercall(HC_DESTROY_VM, t.vmid.into(), 0),
+            )
+        };
+        if p != 0 || d != 0 {
+            println!(
+                "svm: fuzz: tearing down VM {} gave pause={} destroy={}",
+                t.vmid, p, d
+            );
+            ok = false;
+        }
+    }
+    let alive = hv.get_api_version().is_ok();
+    println!(
+        "svm: fuzz calls={} mismatches={} hypervisor-alive={}",
+        n, mismatches, alive
+    );
+    ok && alive && mismatches == 0
+}
+
+// ---- main ---------------------------------------------------------------------------------
+
+extern "C" {
+    static __bss_end: u8;
+}
+
+fn find<'a>(mods: &'a [Module], tag: &str) -> Option<&'a Module> {
+    mods.iter().find(|m| m.has_tag(tag))
+}
+
+fn finish(failures: &[&str]) -> ! {
+    finish_line(failures);
+    halt_forever()
+}
+
+#[no_mangle]
+extern "C" fn kmain(magic: u32, info: u32) -> ! {
+    let p = identify("service-vm", magic, info);
+    // Copy everything out of loader memory before handing RAM to guests.
+    let mem = GuestMem::new();
+    let mods = match modules::list(&mem, info.into()) {
+        Ok(m) => m,
+        Err(e) => {
+            println!("svm: boot modules: {}", e);
+            finish(&["boot modules"]);
+        }
+    };
+    for m in &mods {
+        println!("svm: module {:#x}-{:#x} {}", m.start, m.end, m.string);
+    }
+    let Some(desc) = find(&mods, MODULE_TAG) else {
+        println!("svm: no `{}` boot module", MODULE_TAG);
+        finish(&["no launch description"]);
+    };
+    let launch = match desc
+        .read(&mem)
+        .map_err(|e| alloc::format!("{e}"))
+        .and_then(|b| Launch::parse(&b).map_err(|e| alloc::format!("{e}")))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            println!("svm: launch description: {}", e);
+            finish(&["bad launch description"]);
+        }
+    };
+    println!("svm: launch description: {} VMs", launch.vms.len());
+    let mut failures: Vec<&str> = Vec::new();
+    let mut kernels = Vec::new();
+    for d in &launch.vms {
+        let k = match (d.kernel_type, find(&mods, &d.kernel_mod)) {
+            (KernelType::Elf, Some(m)) => m
+                .read(&mem)
+                .map(Arc::new)
+                .map_err(|e| alloc::format!("{e}")),
+            (KernelType::Elf, None) => {
+                Err(alloc::format!("no boot module tagged {}", d.kernel_mod))
+            }
+            (t, _) => Err(alloc::format!(
+                "kernel type {t:?} is not supported (KERNEL_ELF only)"
+            )),
+        };
+        match k {
+            Ok(k) => kernels.push(Some(k)),
+            Err(e) => {
+                println!("svm: VM {} {}: {}", d.id, d.name, e);
+                failures.push("missing kernel");
+                kernels.push(None);
+            }
+        }
+    }
+
+    // Everything above works without a hypervisor (a plain QEMU boot checks it); hypercalls
+    // need ACRN.
+    if !privileged(&p) {
+        println!("svm: not running as the ACRN Service VM (no ACRN signature or privilege bit)");
+        finish(&["not the Service VM"]);
+    }
+    let hv = Acrn {
+        amd: vendor_is_amd(),
+    };
+    println!(
+        "svm: hypercalls via {}",
+        if hv.amd { "vmmcall" } else { "vmcall" }
+    );
+    match hv.get_api_version() {
+        Ok(v) => println!("svm: api {}.{}", v.major_version, v.minor_version),
+        Err(e) => println!("svm: HC_GET_API_VERSION: {}", e),
+    }
+
+    let image_end = core::ptr::addr_of!(__bss_end) as u64;
+    let ram = match &p.boot {
+        Ok(MultibootInfo {
+            mmap: Ok(Some(m)), ..
+        }) => m
+            .entries()
+            .iter()
+            .filter(|e| e.kind == E820_RAM)
+            .map(|e| (e.base, e.len))
+            .collect::<Vec<_>>(),
+        _ => Vec::new(),
+    };
+    let mut pool = RamPool::new(
+        ram,
+        image_end.next_multiple_of(2 * MIB).max(16 * MIB),
+        RAM_CEILING,
+    );
+    println!("svm: guest RAM pool {} MiB", pool.free_bytes() / MIB);
+
+    if let Some(n) = p.arg("fuzz").and_then(|v| v.parse::<u32>().ok()) {
+        if fuzz(&hv, n, launch.vms.first()) {
+            println!("svm: fuzz PASS");
+        } else {
+            println!("svm: fuzz FAIL");
+            failures.push("fuzz");
+        }
+    }
+
+    let hsm = Hsm::new(hv);
+    let mut guests: Vec<Guest> = Vec::new();
+    for (d, k) in launch.vms.iter().zip(&kernels) {
+        let Some(k) = k else { continue };
+        match launch_vm(&hsm, &mut pool, d, k.clone()) {
+            Ok(g) => guests.push(g),
+            Err(e) => {
+                println!("svm: VM {} {}: {}", d.id, d.name, e);
+                failures.push("launch");
+            }
+        }
+    }
+    for i in 0..guests.len() {
+        if !wait_verdicts(&hsm, &mut guests, i, 1) {
+            failures.push("no verdict");
+        }
+    }
+
+    // The lifecycle exercise on the first VM: pause/reset/restart, then destroy/create.
+    if !guests.is_empty() {
+        let step = restart(&mut guests[0]);
+        match step {
+            Ok(()) if wait_verdicts(&hsm, &mut guests, 0, 2) => {}
+            Ok(()) => failures.push("no verdict after reset"),
+            Err(e) => {
+                println!("svm: VM {}: {}", guests[0].vm.vmid(), e);
+                failures.push("reset");
+            }
+        }
+        let g = guests.remove(0);
+        let (desc, kernel) = (g.desc.clone(), g.kernel.clone());
+        if g.passes != g.verdicts {
+            failures.push("guest verdict FAIL");
+        }
+        match destroy(&hsm, &mut pool, g) {
+            Ok(()) => match launch_vm(&hsm, &mut pool, &desc, kernel) {
+                Ok(g) => {
+                    guests.insert(0, g);
+                    if !wait_verdicts(&hsm, &mut guests, 0, 1) {
+                        failures.push("no verdict after re-create");
+                    }
+                }
+                Err(e) => {
+                    println!("svm: VM {} {}: {}", desc.id, desc.name, e);
+                    failures.push("re-create");
+                }
+            },
+            Err(e) => {
+                println!("svm: {}: {}", desc.name, e);
+                failures.push("destroy");
+            }
+        }
+    }
+    for g in &guests {
+        println!(
+            "svm: VM {} {} verdicts={} passed={} unhandled={}",
+            g.vm.vmid(),
+            g.desc.name,
+            g.verdicts,
+            g.passes,
+            g.unhandled
+        );
+        if g.passes != g.verdicts {
+            failures.push("guest verdict FAIL");
+        }
+    }
+    failures.dedup();
+    finish_line(&failures);
+    // Keep serving: the guests still run and print.
+    loop {
+        serve(&hsm, &mut guests);
+        core::hint::spin_loop();
+    }
+}
+
+fn finish_line(failures: &[&str]) {
+    if failures.is_empty() {
+        println!("verdict: PASS");
+    } else {
+        println!("verdict: FAIL ({})", failures.join(", "));
+    }
+}
