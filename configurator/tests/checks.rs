@@ -281,6 +281,29 @@ fn c01_existing_pcpu_passes() {
 }
 
 #[test]
+fn c01_pcpu_twice_on_board() {
+    let Some((mut b, s)) = whl_rt() else { return };
+    // "exactly once": a board listing CPU 3 twice is also flagged.
+    let die = &mut b.processors.topology[0];
+    let t = die
+        .children
+        .first()
+        .and_then(|c| c.threads.first())
+        .or(die.threads.first())
+        .cloned();
+    let mut t = t.expect("a thread");
+    t.cpu_id = 3;
+    die.threads.push(t);
+    let f = run(&b, &s);
+    assert_eq!(ids(&f), ["C01"]);
+    assert!(
+        expect(&f, "C01").message.contains("listed 2 times"),
+        "{}",
+        f.render_plain()
+    );
+}
+
+#[test]
 fn c02_pcpu_twice() {
     let Some((b, mut s)) = whl_rt() else { return };
     set_pcpus(&mut s.vm[2], &[0, 0]);

@@ -23,14 +23,19 @@ pub(super) fn check(cx: &Ctx<'_>, out: &mut Findings) {
         for (j, p) in pcpu_ids(vm) {
             let path = format!("cpu_affinity/pcpu[{j}]/pcpu_id");
             // C01
-            if cx.thread(p).map(|t| t.0) != Some(1) {
+            let count = cx.thread(p).map_or(0, |t| t.0);
+            if count != 1 {
+                let problem = if count == 0 {
+                    "does not exist on the target board".to_string()
+                } else {
+                    format!(
+                        "is listed {count} times in the board's processors (board file damaged?)"
+                    )
+                };
                 out.push(
                     cx.finding(
                         "C01",
-                        format!(
-                            "physical CPU {p} allocated to VM \"{}\" does not exist on the target board",
-                            vm.name
-                        ),
+                        format!("physical CPU {p} allocated to VM \"{}\" {problem}", vm.name),
                     )
                     .at_opt(cx.vm_at(i, &path))
                     .with_hint(format!(
