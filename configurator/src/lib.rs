@@ -11,6 +11,7 @@ pub mod board;
 pub mod checks;
 pub mod diag;
 pub mod gen;
+pub mod image;
 pub mod launch;
 pub mod paths;
 pub mod scenario;

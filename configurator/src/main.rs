@@ -67,6 +67,10 @@ enum Command {
         #[arg(long)]
         allow_warnings: bool,
     },
+    /// Generate the tables, build the hypervisor and a GRUB ISO with the VMs' kernels.
+    Build(acrn_configurator::image::cli::BuildArgs),
+    /// Build, then boot the image in QEMU or Bochs and show the console.
+    Run(acrn_configurator::image::cli::RunArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -97,6 +101,8 @@ fn main() -> ExitCode {
         } => cmd_validate(&board, &scenario, format, allow_warnings),
         Command::Schema { which, out } => cmd_schema(which, out.as_deref()),
         Command::Convert { input, output } => cmd_convert(&input, &output),
+        Command::Build(a) => Ok(acrn_configurator::image::cli::cmd_build(a)),
+        Command::Run(a) => Ok(acrn_configurator::image::cli::cmd_run(a)),
         Command::Generate { board, scenario, out, format, allow_warnings } => {
             cmd_generate(&board, &scenario, &out, format, allow_warnings)
         }

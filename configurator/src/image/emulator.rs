@@ -1,0 +1,477 @@
+//! The emulated machine a board describes, the emulator command lines that boot an image on
+//! it, and running them with the console streamed and a time limit.
+//!
+//! * AMD boards (CPU capability `svm`) boot in QEMU TCG `-cpu EPYC`, which emulates SVM with
+//!   nested paging; Intel boards (`vmx`) boot in Bochs `model=tigerlake`, because QEMU TCG has
+//!   no VMX. `run --emulator` overrides the choice.
+//! * The machine size comes from the board: one emulated CPU per board pCPU, and RAM up to the
+//!   board's highest RAM address rounded up to 128 MiB (qemu-epyc: 4 CPUs, 2 GiB;
+//!   bochs-tigerlake: 4 CPUs, 1 GiB), so the hypervisor's check of the machine against its
+//!   board passes.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::board::Board;
+
+use super::ImageError;
+
+/// Where the console transcript of the last run is kept, in the build directory.
+pub const CONSOLE_LOG: &str = "console.log";
+/// Bochs' files in the build directory.
+pub const BOCHSRC: &str = "bochsrc";
+pub const BOCHS_CMDS: &str = "bochs.cmds";
+const BOCHS_COM1: &str = "com1.txt";
+const BOCHS_LOG: &str = "bochs.log";
+const BOCHS_OUT: &str = "bochs.out";
+const QEMU_LOG: &str = "qemu.log";
+
+const APT_HINT: &str = "apt-get install -y qemu-system-x86 bochs bochsbios vgabios grub-pc-bin xorriso mtools (or run scripts/setup.sh)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Emulator {
+    Qemu,
+    Bochs,
+}
+
+impl Emulator {
+    pub fn name(self) -> &'static str {
+        match self {
+            Emulator::Qemu => "qemu",
+            Emulator::Bochs => "bochs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Vendor {
+    Amd,
+    Intel,
+}
+
+/// The emulated machine for a board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Machine {
+    pub vendor: Vendor,
+    pub cpus: usize,
+    pub mem_mib: u64,
+}
+
+impl Machine {
+    pub fn of_board(board: &Board) -> Machine {
+        let caps = |id: &str| {
+            board
+                .processors
+                .models
+                .iter()
+                .any(|m| m.capabilities.iter().any(|c| c == id))
+        };
+        let vendor = if caps("svm") {
+            Vendor::Amd
+        } else if caps("vmx") {
+            Vendor::Intel
+        } else if board.legacy.cpu_brand.contains("AMD") {
+            Vendor::Amd
+        } else {
+            Vendor::Intel
+        };
+        const STEP: u64 = 128 << 20;
+        let top = board
+            .ram_ranges()
+            .map(|r| r.end.saturating_add(1))
+            .max()
+            .unwrap_or(0);
+        let mem = top.div_ceil(STEP).max(1) * STEP;
+        Machine {
+            vendor,
+            cpus: board.pcpus().len().max(1),
+            mem_mib: mem >> 20,
+        }
+    }
+
+    /// The emulator that can run a hypervisor on this vendor's CPU.
+    pub fn default_emulator(&self) -> Emulator {
+        match self.vendor {
+            Vendor::Amd => Emulator::Qemu,
+            Vendor::Intel => Emulator::Bochs,
+        }
+    }
+
+    /// `qemu-system-x86_64` arguments that boot `iso`. `-no-reboot` makes a machine reset (a
+    /// hypervisor triple fault, a guest's reboot passed through) end the run instead of
+    /// looping through the BIOS.
+    pub fn qemu_args(&self, iso: &Path) -> Vec<String> {
+        let mem = if self.mem_mib.is_multiple_of(1024) {
+            format!("{}G", self.mem_mib / 1024)
+        } else {
+            format!("{}M", self.mem_mib)
+        };
+        let cpu = match self.vendor {
+            Vendor::Amd => "EPYC",
+            // TCG has no VMX: this boots, but the hypervisor will find no virtualization.
+            Vendor::Intel => "Skylake-Client",
+        };
+        ["-machine", "q35", "-accel", "tcg", "-cpu", cpu, "-smp"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([self.cpus.to_string(), "-m".into(), mem])
+            .chain(
+                [
+                    "-nographic",
+                    "-serial",
+                    "stdio",
+                    "-monitor",
+                    "none",
+                    "-no-reboot",
+                    "-device",
+                    "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                    "-cdrom",
+                ]
+                .iter()
+                .map(|s| s.to_string()),
+            )
+            .chain([iso.display().to_string()])
+            .collect()
+    }
+
+    /// A bochsrc that boots `iso` from CD with COM1 going to a file in `dir`.
+    pub fn bochsrc(&self, iso: &Path, dir: &Path) -> String {
+        let model = match self.vendor {
+            Vendor::Intel => "tigerlake",
+            // Bochs' ryzen model hangs Linux; zambezi has SVM with NPT and boots it.
+            Vendor::Amd => "zambezi",
+        };
+        // `sound: driver=dummy`: Bochs 2.7 aborts with "buffer overflow detected" on a machine
+        // without sound otherwise. The package has no nogui display; rfb without waiting for a
+        // client is headless (it binds a TCP port in 5900-5949).
+        format!(
+            "megs: {mem}\n\
+             romimage: file=/usr/share/bochs/BIOS-bochs-latest\n\
+             vgaromimage: file=/usr/share/vgabios/vgabios.bin\n\
+             cpu: model={model}, count=1:{cpus}:1, ips=200000000, reset_on_triple_fault=0\n\
+             pci: enabled=1, chipset=i440fx\n\
+             ata0-master: type=cdrom, path={iso}, status=inserted\n\
+             boot: cdrom\n\
+             display_library: rfb, options=\"timeout=0\"\n\
+             com1: enabled=1, mode=file, dev={com1}\n\
+             port_e9_hack: enabled=1\n\
+             speaker: enabled=0\n\
+             sound: driver=dummy\n\
+             clock: sync=none, time0=local\n\
+             log: {log}\n\
+             panic: action=fatal\n\
+             error: action=report\n\
+             info: action=report\n\
+             debug: action=ignore\n",
+            mem = self.mem_mib,
+            cpus = self.cpus,
+            iso = iso.display(),
+            com1 = dir.join(BOCHS_COM1).display(),
+            log = dir.join(BOCHS_LOG).display(),
+        )
+    }
+}
+
+/// The command line that runs `emu` on the image in `dir`, as the manifest records it.
+pub fn command_line(emu: Emulator, machine: &Machine, dir: &Path) -> Vec<String> {
+    match emu {
+        Emulator::Qemu => std::iter::once("qemu-system-x86_64".to_string())
+            .chain(machine.qemu_args(&dir.join(super::ISO)))
+            .collect(),
+        Emulator::Bochs => vec![
+            "bochs".into(),
+            "-q".into(),
+            "-f".into(),
+            dir.join(BOCHSRC).display().to_string(),
+            "-rc".into(),
+            dir.join(BOCHS_CMDS).display().to_string(),
+        ],
+    }
+}
+
+/// The contents of the Bochs command file: leave the internal debugger's prompt at once.
+pub const BOCHS_CMDS_TEXT: &str = "c\nquit\n";
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The emulator exited by itself with this status (`None`: killed by a signal). QEMU's
+    /// isa-debug-exit gives `(value << 1) | 1`; Bochs exits 1 after the shutdown port.
+    Exited(Option<i32>),
+    /// The time limit was reached and the emulator was stopped.
+    TimedOut,
+    /// Writing the console failed (the reader went away); the emulator was stopped.
+    OutputClosed,
+}
+
+fn require(tool: &str) -> Result<(), ImageError> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if found {
+        Ok(())
+    } else {
+        Err(ImageError::MissingTool {
+            tool: tool.into(),
+            hint: APT_HINT.into(),
+        })
+    }
+}
+
+/// Boots the image in `dir` (written by `build`) and copies the console to `out` (and to
+/// `dir/console.log`) until the emulator exits or `timeout` passes.
+pub fn run(
+    emu: Emulator,
+    machine: &Machine,
+    dir: &Path,
+    timeout: Option<Duration>,
+    out: &mut dyn Write,
+) -> Result<RunOutcome, ImageError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ImageError::Io { path, source }
+    };
+    let log_path = dir.join(CONSOLE_LOG);
+    let mut transcript = fs::File::create(&log_path).map_err(io(&log_path))?;
+    let argv = command_line(emu, machine, dir);
+    require(&argv[0])?;
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(Stdio::null());
+    let mut console: Box<dyn ConsoleSource> = match emu {
+        Emulator::Qemu => {
+            let err = dir.join(QEMU_LOG);
+            cmd.stdout(Stdio::piped())
+                .stderr(fs::File::create(&err).map_err(io(&err))?);
+            let mut child = spawn(&mut cmd, &argv[0])?;
+            let stdout = child.stdout.take().expect("stdout is piped");
+            Box::new(PipeSource::new(child, stdout))
+        }
+        Emulator::Bochs => {
+            for f in [
+                "/usr/share/bochs/BIOS-bochs-latest",
+                "/usr/share/vgabios/vgabios.bin",
+            ] {
+                if !Path::new(f).is_file() {
+                    return Err(ImageError::MissingTool {
+                        tool: f.into(),
+                        hint: APT_HINT.into(),
+                    });
+                }
+            }
+            let com1 = dir.join(BOCHS_COM1);
+            fs::write(&com1, b"").map_err(io(&com1))?;
+            let bout = dir.join(BOCHS_OUT);
+            let bout_file = fs::File::create(&bout).map_err(io(&bout))?;
+            // Bochs 2.7 aborts while reading its config under a UTF-8 locale.
+            cmd.env("LANG", "C")
+                .env("LC_ALL", "C")
+                .stdout(bout_file.try_clone().map_err(io(&bout))?)
+                .stderr(bout_file);
+            let child = spawn(&mut cmd, &argv[0])?;
+            Box::new(FileSource {
+                child,
+                path: com1,
+                offset: 0,
+            })
+        }
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let outcome = loop {
+        let (data, exited) = console.poll(Duration::from_millis(50));
+        if !data.is_empty() {
+            let _ = transcript.write_all(&data);
+            if out.write_all(&data).and_then(|_| out.flush()).is_err() {
+                console.stop();
+                break RunOutcome::OutputClosed;
+            }
+        }
+        if let Some(status) = exited {
+            // The emulator is gone: copy what is left of its console, then report.
+            let rest = console.drain();
+            let _ = transcript.write_all(&rest);
+            let _ = out.write_all(&rest).and_then(|_| out.flush());
+            break RunOutcome::Exited(status);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            console.stop();
+            let rest = console.drain();
+            let _ = transcript.write_all(&rest);
+            let _ = out.write_all(&rest).and_then(|_| out.flush());
+            break RunOutcome::TimedOut;
+        }
+    };
+    Ok(outcome)
+}
+
+fn spawn(cmd: &mut Command, tool: &str) -> Result<Child, ImageError> {
+    cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ImageError::MissingTool {
+                tool: tool.into(),
+                hint: APT_HINT.into(),
+            }
+        } else {
+            ImageError::Io {
+                path: PathBuf::from(tool),
+                source: e,
+            }
+        }
+    })
+}
+
+/// The console of a running emulator.
+trait ConsoleSource {
+    /// New console bytes (waiting up to `wait`), and the exit status once the emulator exited.
+    fn poll(&mut self, wait: Duration) -> (Vec<u8>, Option<Option<i32>>);
+    /// Whatever is still buffered after the emulator ended.
+    fn drain(&mut self) -> Vec<u8>;
+    /// Stops the emulator.
+    fn stop(&mut self);
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// QEMU's `-serial stdio`: a thread reads the pipe.
+struct PipeSource {
+    child: Child,
+    rx: mpsc::Receiver<Vec<u8>>,
+}
+
+impl PipeSource {
+    fn new(child: Child, mut stdout: impl Read + Send + 'static) -> PipeSource {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        PipeSource { child, rx }
+    }
+}
+
+impl ConsoleSource for PipeSource {
+    fn poll(&mut self, wait: Duration) -> (Vec<u8>, Option<Option<i32>>) {
+        let mut data = self.rx.recv_timeout(wait).unwrap_or_default();
+        while let Ok(more) = self.rx.try_recv() {
+            data.extend(more);
+        }
+        let exited = self.child.try_wait().ok().flatten().map(|s| s.code());
+        (data, exited)
+    }
+
+    fn drain(&mut self) -> Vec<u8> {
+        // The reader ends at EOF, which follows the exit (or the kill).
+        let mut data = Vec::new();
+        while let Ok(more) = self.rx.recv_timeout(Duration::from_millis(500)) {
+            data.extend(more);
+        }
+        data
+    }
+
+    fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// Bochs' `com1: mode=file`: follow the file as it grows.
+struct FileSource {
+    child: Child,
+    path: PathBuf,
+    offset: u64,
+}
+
+impl FileSource {
+    fn read_new(&mut self) -> Vec<u8> {
+        use std::io::{Seek, SeekFrom};
+        let mut data = Vec::new();
+        if let Ok(mut f) = fs::File::open(&self.path) {
+            if f.seek(SeekFrom::Start(self.offset)).is_ok() && f.read_to_end(&mut data).is_ok() {
+                self.offset += data.len() as u64;
+            }
+        }
+        data
+    }
+}
+
+impl ConsoleSource for FileSource {
+    fn poll(&mut self, wait: Duration) -> (Vec<u8>, Option<Option<i32>>) {
+        std::thread::sleep(wait);
+        let exited = self.child.try_wait().ok().flatten().map(|s| s.code());
+        (self.read_new(), exited)
+    }
+
+    fn drain(&mut self) -> Vec<u8> {
+        self.read_new()
+    }
+
+    fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+impl Drop for PipeSource {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+impl Drop for FileSource {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_line_matches_the_board_comment() {
+        let m = Machine {
+            vendor: Vendor::Amd,
+            cpus: 4,
+            mem_mib: 2048,
+        };
+        let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
+        assert!(
+            args.starts_with("-machine q35 -accel tcg -cpu EPYC -smp 4 -m 2G -nographic"),
+            "{args}"
+        );
+        assert!(args.ends_with("-cdrom /o/acrn.iso"), "{args}");
+        assert_eq!(m.default_emulator(), Emulator::Qemu);
+    }
+
+    #[test]
+    fn bochsrc_has_the_lines_bochs_needs() {
+        let m = Machine {
+            vendor: Vendor::Intel,
+            cpus: 4,
+            mem_mib: 1024,
+        };
+        let rc = m.bochsrc(Path::new("/o/acrn.iso"), Path::new("/o"));
+        for line in [
+            "megs: 1024\n",
+            "cpu: model=tigerlake, count=1:4:1, ips=200000000, reset_on_triple_fault=0\n",
+            "sound: driver=dummy\n",
+            "com1: enabled=1, mode=file, dev=/o/com1.txt\n",
+            "ata0-master: type=cdrom, path=/o/acrn.iso, status=inserted\n",
+            "clock: sync=none",
+        ] {
+            assert!(rc.contains(line), "missing {line:?} in\n{rc}");
+        }
+        assert_eq!(m.default_emulator(), Emulator::Bochs);
+    }
+}

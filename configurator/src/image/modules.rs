@@ -1,0 +1,297 @@
+//! Which file goes into the image for each boot module tag the scenario names.
+//!
+//! The hypervisor finds a VM's kernel (and ramdisk) among the multiboot2 modules by the tag
+//! GRUB passes as the module's command line, as in ACRN (`module2 /boot/FILE TAG`). Only the
+//! VMs the hypervisor boots itself need modules: pre-launched VMs and the Service VM
+//! (post-launched kernels are loaded by the Service VM).
+//!
+//! Without `--module TAG=FILE`, a `KERNEL_ELF` VM gets one of the project's test guests
+//! (tests/guests), so every scenario in configs/ boots as it is:
+//! * a VM whose name contains `ROGUE` gets `rogue.elf`, one whose name contains `BENCH` gets
+//!   `bench.elf`;
+//! * otherwise the second pre-launched VM gets `rogue.elf` when no VM is named `*ROGUE*`,
+//!   so a partitioned scenario shows containment (a misbehaving VM stopped while its sibling
+//!   keeps running);
+//! * every other VM (the first pre-launched VM, the Service VM, ...) gets `hello.elf`.
+//!
+//! Kernels of other types (`KERNEL_BZIMAGE`, `KERNEL_RAWIMAGE`) and ramdisks have no default:
+//! they must be given with `--module`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::scenario::{KernType, LoadOrder, Scenario};
+
+use super::ImageError;
+
+/// What a tag is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    Kernel(KernType),
+    Ramdisk,
+}
+
+/// A boot module the scenario needs: a tag and the first VM that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    pub tag: String,
+    pub vm_id: u32,
+    pub vm_name: String,
+    pub kind: ModuleKind,
+}
+
+/// Where a module's file comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Given with `--module TAG=FILE`.
+    User(PathBuf),
+    /// A test guest from tests/guests (`hello.elf`, ...), built by `tests/guests/build.sh`.
+    TestGuest(&'static str),
+}
+
+/// A module resolved to a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub need: Need,
+    pub source: Source,
+}
+
+/// The kernel and ramdisk tags of the VMs the hypervisor boots, in VM order, each tag once.
+pub fn needed(scenario: &Scenario) -> Vec<Need> {
+    let mut out: Vec<Need> = Vec::new();
+    let mut vms: Vec<_> = scenario.vm.iter().collect();
+    vms.sort_by_key(|v| v.id);
+    for vm in vms {
+        if !matches!(
+            vm.load_order,
+            Some(LoadOrder::PreLaunched | LoadOrder::Service)
+        ) {
+            continue;
+        }
+        let Some(os) = &vm.os_config else { continue };
+        let kern = os.kern_type.unwrap_or(KernType::Elf);
+        let tags = [
+            (os.kern_mod.as_deref(), ModuleKind::Kernel(kern)),
+            (os.ramdisk_mod.as_deref(), ModuleKind::Ramdisk),
+        ];
+        for (tag, kind) in tags {
+            let Some(tag) = tag.map(str::trim).filter(|t| !t.is_empty()) else {
+                continue;
+            };
+            if out.iter().all(|n| n.tag != tag) {
+                out.push(Need {
+                    tag: tag.to_string(),
+                    vm_id: vm.id,
+                    vm_name: vm.name.clone(),
+                    kind,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Parses one `--module TAG=FILE` argument.
+pub fn parse_module_arg(arg: &str) -> Result<(String, PathBuf), ImageError> {
+    match arg.split_once('=') {
+        Some((tag, file)) if !tag.trim().is_empty() && !file.is_empty() => {
+            Ok((tag.trim().to_string(), PathBuf::from(file)))
+        }
+        _ => Err(ImageError::BadModuleArg(arg.to_string())),
+    }
+}
+
+/// Chooses a source for every needed module: the user's file, else a default test guest.
+/// Fails on a `--module` tag the scenario does not name (a typo would otherwise go unnoticed),
+/// on a user file that does not exist, and on a module that has no default.
+pub fn plan(
+    scenario: &Scenario,
+    needs: &[Need],
+    user: &[(String, PathBuf)],
+) -> Result<Vec<Planned>, ImageError> {
+    let mut given: BTreeMap<&str, &Path> = BTreeMap::new();
+    for (tag, file) in user {
+        if !needs.iter().any(|n| &n.tag == tag) {
+            return Err(ImageError::UnknownModuleTag {
+                tag: tag.clone(),
+                known: needs.iter().map(|n| n.tag.clone()).collect(),
+            });
+        }
+        if given.insert(tag, file).is_some() {
+            return Err(ImageError::DuplicateModule(tag.clone()));
+        }
+        if !file.is_file() {
+            return Err(ImageError::ModuleFileMissing {
+                tag: tag.clone(),
+                path: file.to_path_buf(),
+            });
+        }
+    }
+    let any_rogue = scenario
+        .vm
+        .iter()
+        .any(|v| v.name.to_ascii_uppercase().contains("ROGUE"));
+    let mut pre_ids: Vec<u32> = scenario
+        .vm
+        .iter()
+        .filter(|v| v.load_order == Some(LoadOrder::PreLaunched))
+        .map(|v| v.id)
+        .collect();
+    pre_ids.sort_unstable();
+    let second_pre = pre_ids.get(1).copied();
+
+    needs
+        .iter()
+        .map(|n| {
+            let source = match given.get(n.tag.as_str()) {
+                Some(f) => Source::User(f.to_path_buf()),
+                None => match n.kind {
+                    ModuleKind::Kernel(KernType::Elf) => {
+                        let name = n.vm_name.to_ascii_uppercase();
+                        Source::TestGuest(if name.contains("ROGUE") {
+                            "rogue.elf"
+                        } else if name.contains("BENCH") {
+                            "bench.elf"
+                        } else if !any_rogue && Some(n.vm_id) == second_pre {
+                            "rogue.elf"
+                        } else {
+                            "hello.elf"
+                        })
+                    }
+                    kind => {
+                        return Err(ImageError::NoDefaultModule {
+                            tag: n.tag.clone(),
+                            vm: n.vm_name.clone(),
+                            what: match kind {
+                                ModuleKind::Kernel(k) => format!("its {k} kernel"),
+                                ModuleKind::Ramdisk => "its ramdisk".into(),
+                            },
+                        })
+                    }
+                },
+            };
+            Ok(Planned {
+                need: n.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{OsConfig, Vm};
+
+    fn vm(id: u32, name: &str, order: LoadOrder, kern: KernType, tag: &str) -> Vm {
+        Vm {
+            id,
+            name: name.into(),
+            load_order: Some(order),
+            os_config: Some(OsConfig {
+                kern_type: Some(kern),
+                kern_mod: Some(tag.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn scenario(vms: Vec<Vm>) -> Scenario {
+        Scenario {
+            vm: vms,
+            ..Default::default()
+        }
+    }
+
+    fn guests(p: &[Planned]) -> Vec<(&str, &Source)> {
+        p.iter().map(|p| (p.need.tag.as_str(), &p.source)).collect()
+    }
+
+    #[test]
+    fn partitioned_gets_hello_then_rogue() {
+        let s = scenario(vec![
+            vm(1, "PRE_VM1", LoadOrder::PreLaunched, KernType::Elf, "k1"),
+            vm(0, "PRE_VM0", LoadOrder::PreLaunched, KernType::Elf, "k0"),
+        ]);
+        let needs = needed(&s);
+        assert_eq!(needs[0].tag, "k0", "VM order, not file order");
+        let p = plan(&s, &needs, &[]).unwrap();
+        assert_eq!(
+            guests(&p),
+            [
+                ("k0", &Source::TestGuest("hello.elf")),
+                ("k1", &Source::TestGuest("rogue.elf"))
+            ]
+        );
+    }
+
+    #[test]
+    fn named_rogue_wins_and_post_launched_need_nothing() {
+        let s = scenario(vec![
+            vm(0, "SERVICE_VM", LoadOrder::Service, KernType::Elf, "sos"),
+            vm(1, "PRE_A", LoadOrder::PreLaunched, KernType::Elf, "a"),
+            vm(2, "PRE_B", LoadOrder::PreLaunched, KernType::Elf, "b"),
+            vm(3, "MY_ROGUE", LoadOrder::PreLaunched, KernType::Elf, "r"),
+            vm(4, "POST", LoadOrder::PostLaunched, KernType::Elf, "post"),
+        ]);
+        let p = plan(&s, &needed(&s), &[]).unwrap();
+        assert_eq!(
+            guests(&p),
+            [
+                ("sos", &Source::TestGuest("hello.elf")),
+                ("a", &Source::TestGuest("hello.elf")),
+                ("b", &Source::TestGuest("hello.elf")),
+                ("r", &Source::TestGuest("rogue.elf")),
+            ]
+        );
+    }
+
+    #[test]
+    fn shared_tags_appear_once() {
+        let s = scenario(vec![
+            vm(0, "A", LoadOrder::PreLaunched, KernType::Elf, "same"),
+            vm(1, "B", LoadOrder::PreLaunched, KernType::Elf, "same"),
+        ]);
+        assert_eq!(needed(&s).len(), 1);
+    }
+
+    #[test]
+    fn bzimage_needs_a_user_file() {
+        let s = scenario(vec![vm(
+            0,
+            "LINUX",
+            LoadOrder::PreLaunched,
+            KernType::BzImage,
+            "Linux_bzImage",
+        )]);
+        let needs = needed(&s);
+        let e = plan(&s, &needs, &[]).unwrap_err();
+        assert!(e.to_string().contains("--module Linux_bzImage=FILE"), "{e}");
+        let file = std::env::current_exe().unwrap();
+        let p = plan(&s, &needs, &[("Linux_bzImage".into(), file.clone())]).unwrap();
+        assert_eq!(p[0].source, Source::User(file));
+    }
+
+    #[test]
+    fn user_mistakes_are_reported() {
+        let s = scenario(vec![vm(0, "A", LoadOrder::PreLaunched, KernType::Elf, "k")]);
+        let needs = needed(&s);
+        let exe = std::env::current_exe().unwrap();
+        let e = plan(&s, &needs, &[("kk".into(), exe.clone())]).unwrap_err();
+        assert!(
+            e.to_string().contains("`kk`") && e.to_string().contains("k"),
+            "{e}"
+        );
+        let e = plan(&s, &needs, &[("k".into(), "/nonexistent/x".into())]).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x"), "{e}");
+        let e = plan(&s, &needs, &[("k".into(), exe.clone()), ("k".into(), exe)]).unwrap_err();
+        assert!(matches!(e, ImageError::DuplicateModule(_)), "{e}");
+        assert!(parse_module_arg("noequals").is_err());
+        assert!(parse_module_arg("=file").is_err());
+        assert_eq!(
+            parse_module_arg("T=a=b").unwrap(),
+            ("T".to_string(), PathBuf::from("a=b"))
+        );
+    }
+}

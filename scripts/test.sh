@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's test command: formatting, lints, host tests of every crate, then emulator boots.
+# Emulator boots (tests/system) build the hypervisor per scenario and boot it in QEMU TCG and
+# Bochs; the Linux guest test downloads Debian's kernel once into <target>/linux-cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+(cd hypervisor && cargo fmt --all -- --check)
+(cd tests/guests && cargo fmt --all -- --check)
+
+step "lints"
+cargo clippy --workspace --all-targets -- -D warnings
+(cd hypervisor && cargo clippy -- -D warnings)
+(cd tests/guests && cargo clippy -- -D warnings)
+
+step "host tests"
+# The emulator boots are the last step, on their own (one emulator at a time).
+cargo test --workspace --exclude acrn-system-tests
+(cd hypervisor && cargo test --lib --target x86_64-unknown-linux-gnu)
+
+step "emulator boots"
+cargo test -p acrn-system-tests -- --test-threads=1

@@ -1,0 +1,313 @@
+//! Harness for the system tests: runs the real `acrn-configurator` binary (`build`, `run`)
+//! and checks the serial transcript.
+//!
+//! * The binary is built with `cargo build -p acrn-configurator` (same cargo, same target
+//!   directory as the tests) and located from cargo's JSON messages, so a fresh clone needs
+//!   nothing but `cargo test -p acrn-system-tests`.
+//! * Every emulator run has a deadline; a hang is a failure. The run is stopped early once the
+//!   test has seen what it waits for (or a line that already decides failure).
+//! * A missing emulator or tool is a failure that says how to install it, never a skip.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const INSTALL_HINT: &str = "install the emulators with: sudo apt-get install -y qemu-system-x86 bochs bochsbios vgabios grub-pc-bin grub-common xorriso mtools (or run scripts/setup.sh)";
+
+/// The repository root (tests/system/../..).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tests/system is two levels below the root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// The target directory cargo uses for this workspace.
+pub fn target_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = cargo()
+            .current_dir(repo_root())
+            .args(["metadata", "--format-version=1", "--no-deps"])
+            .output()
+            .expect("run cargo metadata");
+        assert!(out.status.success(), "cargo metadata failed");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+        PathBuf::from(v["target_directory"].as_str().expect("target_directory"))
+    })
+    .clone()
+}
+
+/// Builds `acrn-configurator` once per test process and returns its path.
+pub fn configurator() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = cargo()
+            .current_dir(repo_root())
+            .args([
+                "build",
+                "-p",
+                "acrn-configurator",
+                "--bin",
+                "acrn-configurator",
+                "--message-format=json-render-diagnostics",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build -p acrn-configurator");
+        assert!(
+            out.status.success(),
+            "cargo build -p acrn-configurator failed"
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["reason"] == "compiler-artifact")
+            .find_map(|v| {
+                let exe = v["executable"].as_str()?;
+                exe.ends_with("/acrn-configurator")
+                    .then(|| PathBuf::from(exe))
+            })
+            .expect("cargo reported no acrn-configurator executable")
+    })
+    .clone()
+}
+
+/// Fails (with the install hint) unless every tool is on PATH.
+pub fn require_tools(tools: &[&str]) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in tools {
+        let found = std::env::split_paths(&path).any(|d| d.join(tool).is_file());
+        assert!(found, "`{tool}` is not installed: {INSTALL_HINT}");
+    }
+}
+
+/// A fresh directory for one test's outputs, under the target directory.
+pub fn work_dir(name: &str) -> PathBuf {
+    let d = target_dir().join("system-tests").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create work dir");
+    d
+}
+
+/// `acrn-configurator build ...` with the given extra arguments; returns its output.
+pub fn build(board: &str, scenario: &str, out: &Path, extra: &[String]) -> Output {
+    configurator_cmd()
+        .args(["build", "--board", board, "--scenario", scenario, "--out"])
+        .arg(out)
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run acrn-configurator build")
+}
+
+fn configurator_cmd() -> Command {
+    let mut c = Command::new(configurator());
+    c.current_dir(repo_root());
+    c
+}
+
+/// One console line.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub text: String,
+    /// Seconds since the emulator started.
+    pub at: f64,
+}
+
+/// The console of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Transcript {
+    pub lines: Vec<Line>,
+    /// The configurator's stderr (build progress, the emulator command line, how it ended).
+    pub stderr: String,
+    /// Why the run ended: "condition", "exited", or "deadline".
+    pub ended_by: &'static str,
+    /// Seconds from the emulator's start to the end of the run.
+    pub seconds: f64,
+}
+
+impl Transcript {
+    /// Console lines without terminal escapes and carriage returns.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.lines.iter().map(|l| l.text.as_str())
+    }
+
+    /// The index of the first line equal to `line`.
+    pub fn find(&self, line: &str) -> Option<usize> {
+        self.texts().position(|t| t == line)
+    }
+
+    /// The index of the first line starting with `prefix`.
+    pub fn find_prefix(&self, prefix: &str) -> Option<usize> {
+        self.texts().position(|t| t.starts_with(prefix))
+    }
+
+    /// Indexes of the lines a VM printed (prefix `[NAME] `).
+    pub fn vm_lines(&self, vm: &str) -> Vec<usize> {
+        let p = format!("[{vm}] ");
+        self.texts()
+            .enumerate()
+            .filter(|(_, t)| t.starts_with(&p))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The whole console, for failure messages.
+    pub fn dump(&self) -> String {
+        let mut s = String::new();
+        for l in &self.lines {
+            s.push_str(&format!("{:8.3} {}\n", l.at, l.text));
+        }
+        s.push_str(&format!(
+            "--- ended by {} after {:.1}s; configurator stderr:\n{}",
+            self.ended_by, self.seconds, self.stderr
+        ));
+        s
+    }
+}
+
+/// Removes ANSI escape sequences and carriage returns (SeaBIOS and GRUB draw with them).
+pub fn clean(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Options of [`run`].
+pub struct RunSpec<'a> {
+    pub board: &'a str,
+    pub scenario: &'a str,
+    pub out: &'a Path,
+    pub extra: Vec<String>,
+    /// Time for the build step before the emulator starts.
+    pub build_limit: Duration,
+    /// Time the emulator may run.
+    pub boot_limit: Duration,
+}
+
+/// Runs `acrn-configurator run` and collects its console until `done` says the transcript
+/// is complete (or decided), the run ends, or a deadline passes. The configurator runs in a
+/// process group of its own, and the whole group (the emulator with it) is killed at the end.
+pub fn run(spec: &RunSpec, done: impl Fn(&Transcript) -> bool) -> Transcript {
+    let mut cmd = configurator_cmd();
+    cmd.args([
+        "run",
+        "--board",
+        spec.board,
+        "--scenario",
+        spec.scenario,
+        "--out",
+    ])
+    .arg(spec.out)
+    // The configurator's own limit is a backstop behind ours.
+    .arg("--timeout")
+    .arg(format!("{}", spec.boot_limit.as_secs() + 30))
+    .args(&spec.extra)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
+    let mut child = cmd.spawn().expect("start acrn-configurator run");
+    let state = Arc::new(Mutex::new(Transcript::default()));
+    let boot_start: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+
+    let stderr = child.stderr.take().expect("piped");
+    let (st, bs) = (state.clone(), boot_start.clone());
+    let err_thread = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("run: qemu") || line.starts_with("run: bochs") {
+                *bs.lock().unwrap() = Some(Instant::now());
+            }
+            let mut t = st.lock().unwrap();
+            t.stderr.push_str(&line);
+            t.stderr.push('\n');
+        }
+    });
+    let stdout = child.stdout.take().expect("piped");
+    let (st, bs) = (state.clone(), boot_start.clone());
+    let out_thread = std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        while reader
+            .read_until(b'\n', &mut buf)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            let text = clean(String::from_utf8_lossy(&buf).trim_end_matches('\n'));
+            buf.clear();
+            let at = bs
+                .lock()
+                .unwrap()
+                .map_or(0.0, |s| s.elapsed().as_secs_f64());
+            st.lock().unwrap().lines.push(Line { text, at });
+        }
+    });
+
+    let started = Instant::now();
+    let ended_by = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if done(&state.lock().unwrap()) {
+            break "condition";
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break "exited";
+        }
+        let over = match *boot_start.lock().unwrap() {
+            Some(s) => s.elapsed() > spec.boot_limit,
+            None => started.elapsed() > spec.build_limit,
+        };
+        if over {
+            break "deadline";
+        }
+    };
+    kill_group(&mut child);
+    let _ = out_thread.join();
+    let _ = err_thread.join();
+    let mut t = state.lock().unwrap().clone();
+    t.ended_by = ended_by;
+    t.seconds = boot_start
+        .lock()
+        .unwrap()
+        .map_or(0.0, |s| s.elapsed().as_secs_f64());
+    t
+}
+
+fn kill_group(child: &mut Child) {
+    // SIGTERM to the group lets the configurator's emulator die with it; then make sure.
+    let pgid = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &pgid]).status();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
+    let _ = child.wait();
+}
+
+/// Panics with the transcript unless `cond`.
+#[track_caller]
+pub fn check(t: &Transcript, cond: bool, what: &str) {
+    assert!(cond, "{what}\n--- console:\n{}", t.dump());
+}

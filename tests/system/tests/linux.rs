@@ -1,0 +1,173 @@
+//! An unmodified Debian Linux kernel boots as a `KERNEL_BZIMAGE` pre-launched VM
+//! (configs/qemu-epyc/linux.xml: 2 pCPUs, 512 MB) in QEMU TCG, to the end of kernel init
+//! (its "VFS: Unable to mount root fs" panic: there is no root file system), and sees the
+//! memory and CPUs its VM was given.
+//!
+//! The kernel comes from Debian's archive with `apt-get download linux-image-amd64` (the
+//! metapackage), then the real `linux-image-6.x` package it depends on, unpacked with
+//! `dpkg-deb -x`. It is cached in `<target>/linux-cache/vmlinuz` (or `$ACRN_LINUX_CACHE`), so
+//! only the first run needs the network.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use acrn_system_tests::{check, require_tools, run, target_dir, RunSpec, Transcript};
+
+const VM: &str = "LINUX_VM";
+
+fn sh(cmd: &mut Command, what: &str) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Downloads `package` into `dir` and returns the .deb.
+fn apt_download(package: &str, dir: &Path) -> PathBuf {
+    sh(
+        Command::new("apt-get")
+            .args(["download", package])
+            .current_dir(dir),
+        &format!("apt-get download {package} (needs Debian's apt sources and the network)"),
+    );
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(&format!("{package}_")) && n.ends_with(".deb")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "apt-get download {package} left no .deb in {}",
+                dir.display()
+            )
+        })
+}
+
+/// The Debian kernel, from the cache or fetched into it.
+fn debian_kernel() -> PathBuf {
+    let cache = std::env::var_os("ACRN_LINUX_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("linux-cache"));
+    let vmlinuz = cache.join("vmlinuz");
+    if vmlinuz.is_file() {
+        return vmlinuz;
+    }
+    require_tools(&["apt-get", "dpkg-deb"]);
+    let work = cache.join("download");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let meta = apt_download("linux-image-amd64", &work);
+    // Depends: linux-image-6.1.0-NN-amd64 (= ...): the package with the kernel.
+    let depends = sh(
+        Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(&meta)
+            .arg("Depends"),
+        "dpkg-deb -f Depends",
+    );
+    let real = depends
+        .split(',')
+        .map(|d| d.trim().split([' ', '(']).next().unwrap_or(""))
+        .find(|d| d.starts_with("linux-image-") && d != &"linux-image-amd64")
+        .unwrap_or_else(|| panic!("linux-image-amd64 depends on no linux-image-*: {depends}"))
+        .to_string();
+    let deb = apt_download(&real, &work);
+    let root = work.join("root");
+    sh(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+        "dpkg-deb -x",
+    );
+    let kernel = std::fs::read_dir(root.join("boot"))
+        .expect("the package has /boot")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .expect("the package has /boot/vmlinuz-*");
+    let tmp = cache.join("vmlinuz.tmp");
+    std::fs::copy(&kernel, &tmp).unwrap();
+    std::fs::rename(&tmp, &vmlinuz).unwrap();
+    std::fs::write(cache.join("version"), format!("{real}\n")).unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+    vmlinuz
+}
+
+/// Linux's `Memory: AVAILK/TOTALK available ...` line: the total in KiB.
+fn linux_total_kib(t: &Transcript) -> Option<u64> {
+    let prefix = format!("[{VM}] ");
+    t.texts().find_map(|l| {
+        let rest = l.strip_prefix(&prefix)?;
+        // Timestamps come first: "[    0.123456] Memory: ...".
+        let m = &rest[rest.find("Memory: ")? + 8..];
+        let total = m.split('/').nth(1)?.split('K').next()?;
+        total.parse().ok()
+    })
+}
+
+#[test]
+fn debian_linux_boots_as_a_pre_launched_vm_in_qemu() {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let kernel = debian_kernel();
+    let out = acrn_system_tests::work_dir("qemu-linux").join("image");
+    let vfs = "VFS: Unable to mount root fs";
+    let t = run(
+        &RunSpec {
+            board: "qemu-epyc",
+            scenario: "linux",
+            out: &out,
+            extra: vec![
+                "--emulator".into(),
+                "qemu".into(),
+                "--module".into(),
+                format!("Linux_bzImage={}", kernel.display()),
+            ],
+            build_limit: Duration::from_secs(900),
+            boot_limit: Duration::from_secs(180),
+        },
+        |t| {
+            t.texts().any(|l| l.contains(vfs))
+                || t.find_prefix(&format!("[hv] VM 0 {VM} stopped")).is_some()
+                || t.find_prefix("[hv] PANIC").is_some()
+                || t.find_prefix("[hv] FATAL").is_some()
+        },
+    );
+    eprintln!(
+        "Linux: {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    let vm_line = |needle: &str| {
+        t.texts()
+            .any(|l| l.starts_with(&format!("[{VM}] ")) && l.contains(needle))
+    };
+    check(
+        &t,
+        vm_line(vfs),
+        "Linux did not reach the end of kernel init (the VFS line)",
+    );
+    check(
+        &t,
+        vm_line("smp: Brought up 1 node, 2 CPUs"),
+        "Linux did not bring up the VM's 2 CPUs",
+    );
+    // 512 MiB = 524288 KiB; Linux's total excludes the firmware holes below 1 MiB.
+    let total = linux_total_kib(&t);
+    check(
+        &t,
+        total.is_some_and(|k| (500 * 1024..=512 * 1024).contains(&k)),
+        &format!("Linux's total memory is {total:?} KiB, not about 512 MiB"),
+    );
+}
