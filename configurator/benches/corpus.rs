@@ -73,5 +73,13 @@ fn main() {
     c.bench_function("corpus: validate+allocate+generate, 30 pairs", |b| {
         b.iter(|| pipeline(&pairs))
     });
+    // The share of the total spent before allocation (loading, defaults, checks).
+    c.bench_function("corpus: validate only, 30 pairs", |b| {
+        b.iter(|| {
+            for (bp, sp) in &pairs {
+                std::hint::black_box(acrn_configurator::validate(bp, sp, &Default::default()));
+            }
+        })
+    });
     c.final_summary();
 }

@@ -22,8 +22,6 @@ mod pci;
 pub mod ranges;
 mod vuart;
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::board::{Bdf, Board};
@@ -325,10 +323,5 @@ impl<'a> Ctx<'a> {
 impl Allocation {
     pub fn vm(&self, id: u16) -> Option<&VmAlloc> {
         self.vms.iter().find(|v| v.id == id)
-    }
-
-    /// VM id by name.
-    pub fn vm_ids(&self) -> BTreeMap<&str, u16> {
-        self.vms.iter().map(|v| (v.name.as_str(), v.id)).collect()
     }
 }

@@ -30,6 +30,8 @@ fn opt_hex(v: Option<scenario::Hex>) -> String {
 fn size_text(bytes: u64) -> String {
     if bytes >= MB && bytes.is_multiple_of(MB) {
         format!("{} MiB", bytes / MB)
+    } else if bytes >= MB {
+        format!("{:.1} MiB", bytes as f64 / MB as f64)
     } else {
         format!("{} KiB", bytes / 1024)
     }
