@@ -18,6 +18,13 @@ use crate::paths;
 use super::{BuildOptions, Emulator, ImageError, RunOutcome};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Writes DIR/acrn.elf, DIR/acrn.iso (GRUB: multiboot2 + one module2 per boot module tag), \
+DIR/gen/ (vm_tables.rs, partition.md, manifest.json) and DIR/manifest.json. Built in DIR.tmp and renamed: \
+a failed build leaves no DIR. Default modules for KERNEL_ELF VMs: the test guests (hello.elf; rogue.elf for \
+a VM named *ROGUE* or, when none is, the second pre-launched VM; bench.elf for *BENCH*).\n\
+Exit status: 0 built, 1 invalid configuration or a failed step, 2 usage error."
+)]
 pub struct BuildArgs {
     /// Board file, or a board NAME (configs/NAME/NAME.xml).
     #[arg(long)]
@@ -44,16 +51,26 @@ pub enum EmulatorArg {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 when --timeout ended the run; the emulator's own status when it \
+exited by itself (QEMU isa-debug-exit v: (v<<1)|1; Bochs: 1 after the shutdown port); 1 when the \
+build failed or the emulator was killed; 2 for usage errors.\n\
+Files: DIR/console.log (the console of the last run), DIR/qemu.log or DIR/bochs.log, DIR/manifest.json."
+)]
 pub struct RunArgs {
+    /// Board file, or a board NAME (configs/NAME/NAME.xml).
     #[arg(long)]
     pub board: String,
+    /// Scenario file (XML or TOML), or a scenario NAME (configs/<board>/NAME.xml).
     #[arg(long)]
     pub scenario: String,
     /// Output directory of the build (default: target/acrn-run/<board>-<scenario>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// A boot module: the file for a kern_mod/ramdisk_mod TAG of the scenario (repeatable).
     #[arg(long = "module", value_name = "TAG=FILE")]
     pub modules: Vec<String>,
+    /// Build the hypervisor with cargo's release profile.
     #[arg(long)]
     pub release: bool,
     /// Default: the board's (AMD/svm: qemu, Intel/vmx: bochs).

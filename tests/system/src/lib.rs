@@ -181,9 +181,9 @@ pub fn clean(line: &str) -> String {
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
+            // CSI sequences (ESC [ ... letter) and two-byte ones like ESC c (reset).
             '\u{1b}' => {
-                if chars.peek() == Some(&'[') {
-                    chars.next();
+                if chars.next() == Some('[') {
                     for c in chars.by_ref() {
                         if c.is_ascii_alphabetic() {
                             break;
@@ -304,6 +304,18 @@ fn kill_group(child: &mut Child) {
     std::thread::sleep(Duration::from_millis(200));
     let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
     let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clean_drops_escapes_and_carriage_returns() {
+        assert_eq!(
+            super::clean("\u{1b}c\u{1b}[?7l\u{1b}[2J\u{1b}[0mSeaBIOS\r"),
+            "SeaBIOS"
+        );
+        assert_eq!(super::clean("[hv] x"), "[hv] x");
+    }
 }
 
 /// Panics with the transcript unless `cond`.

@@ -134,7 +134,7 @@ fn debian_linux_boots_as_a_pre_launched_vm_in_qemu() {
                 format!("Linux_bzImage={}", kernel.display()),
             ],
             build_limit: Duration::from_secs(900),
-            boot_limit: Duration::from_secs(180),
+            boot_limit: Duration::from_secs(120),
         },
         |t| {
             t.texts().any(|l| l.contains(vfs))
