@@ -306,6 +306,12 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Panics with the transcript unless `cond`.
+#[track_caller]
+pub fn check(t: &Transcript, cond: bool, what: &str) {
+    assert!(cond, "{what}\n--- console:\n{}", t.dump());
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -316,10 +322,4 @@ mod tests {
         );
         assert_eq!(super::clean("[hv] x"), "[hv] x");
     }
-}
-
-/// Panics with the transcript unless `cond`.
-#[track_caller]
-pub fn check(t: &Transcript, cond: bool, what: &str) {
-    assert!(cond, "{what}\n--- console:\n{}", t.dump());
 }
