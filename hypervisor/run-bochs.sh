@@ -7,7 +7,8 @@
 #   run-bochs.sh ISO [COM1_FILE] [TIMEOUT_SECONDS]
 #   run-bochs.sh --make-iso OUT.iso ACRN_ELF [TAG=FILE ...] [-- CMDLINE...]
 #
-# Environment: BOCHS_CPUS (default 4; cores of one package), BOCHS_MEGS (1024), BOCHS_MODEL
+# Environment: BOCHS_UNTIL (an extended regex: stop as soon as a line of the serial file matches
+# it, for hypervisors that keep running after their VMs are done), BOCHS_CPUS (default 4; cores of one package), BOCHS_MEGS (1024), BOCHS_MODEL
 # (tigerlake), BOCHS_LOG (Bochs' own log; default next to the serial file), BOCHS_KEEP=1 keeps the
 # generated bochsrc. Exit status: 0 if Bochs ended by itself (shutdown port or triple fault with
 # reset_on_triple_fault=0), 124 on timeout, 2 on usage errors, 3 when a tool is missing.
@@ -106,7 +107,21 @@ RC
 printf 'c\nquit\n' >"$work/cmds"
 [ "${BOCHS_KEEP:-0}" = 1 ] && echo "run-bochs.sh: bochsrc kept in $work" >&2
 set +e
-timeout "$limit" bochs -q -f "$work/bochsrc" -rc "$work/cmds" </dev/null >"$work/stdout" 2>&1
+timeout "$limit" bochs -q -f "$work/bochsrc" -rc "$work/cmds" </dev/null >"$work/stdout" 2>&1 &
+pid=$!
+if [ -n "${BOCHS_UNTIL:-}" ]; then
+    while kill -0 "$pid" 2>/dev/null; do
+        if grep -qE -- "$BOCHS_UNTIL" "$com1"; then
+            # Stops `timeout`, which passes the signal on to Bochs.
+            kill "$pid" 2>/dev/null
+            wait "$pid"
+            echo "run-bochs.sh: stopped on BOCHS_UNTIL match" >&2
+            exit 0
+        fi
+        sleep 0.5
+    done
+fi
+wait "$pid"
 status=$?
 set -e
 if [ $status -eq 124 ]; then
