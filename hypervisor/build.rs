@@ -35,7 +35,7 @@ fn main() {
             tables.display()
         ))
     });
-    if start % 0x20_0000 != 0 || !(0x10_0000..0xC000_0000).contains(&start) {
+    if !start.is_multiple_of(0x20_0000) || !(0x10_0000..0xC000_0000).contains(&start) {
         fail(&format!(
             "HV_RAM_START {start:#x} must be 2 MiB aligned and between 1 MiB and 3 GiB"
         ));
