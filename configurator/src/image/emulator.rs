@@ -439,6 +439,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn machines_of_our_boards() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let machine = |name: &str| {
+            let path = configs.join(name).join(format!("{name}.xml"));
+            Machine::of_board(&crate::board::load_board(&path).unwrap())
+        };
+        let q = machine("qemu-epyc");
+        assert_eq!((q.vendor, q.cpus, q.mem_mib), (Vendor::Amd, 4, 2048));
+        assert_eq!(q.default_emulator(), Emulator::Qemu);
+        let b = machine("bochs-tigerlake");
+        assert_eq!((b.vendor, b.cpus, b.mem_mib), (Vendor::Intel, 4, 1024));
+        assert_eq!(b.default_emulator(), Emulator::Bochs);
+    }
+
+    #[test]
     fn qemu_line_matches_the_board_comment() {
         let m = Machine {
             vendor: Vendor::Amd,
