@@ -133,6 +133,8 @@ pub enum VmxError {
     VmcsLoadFailed,
     /// The pCPU index is beyond the per-CPU VMXON regions.
     CpuIndexOutOfRange,
+    /// Every statically reserved vCPU (VMCS and bitmaps) is in use.
+    OutOfVcpuSlots,
     /// `VmxVcpu::new` ran on a CPU where VMX is not on.
     NotEnabled,
 }

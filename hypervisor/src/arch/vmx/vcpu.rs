@@ -105,7 +105,7 @@ impl VmxVcpu {
     pub fn new(eptp: u64, vpid: u16) -> Result<Self, VmxError> {
         let cpu = current().ok_or(VmxError::NotEnabled)?;
         let slot = NEXT_PAGES.fetch_add(1, Ordering::Relaxed);
-        let cell = PAGES.get(slot).ok_or(VmxError::CpuIndexOutOfRange)?;
+        let cell = PAGES.get(slot).ok_or(VmxError::OutOfVcpuSlots)?;
         // SAFETY: each slot is handed out once, by the counter above.
         let pages = unsafe { &mut *cell.get() };
         pages.vmcs.stamp(cpu.caps.revision_id());
