@@ -19,8 +19,8 @@ pub fn find_rsdp(m: &dyn PhysRead) -> Option<u64> {
     })
 }
 
-/// APIC IDs of the enabled processors in the MADT reachable from `rsdp`.
-pub fn madt_apic_ids(m: &dyn PhysRead, rsdp: u64, out: &mut [u32; MAX_CPUS]) -> Option<usize> {
+/// Address and length of the first table with signature `sig` listed by the RSDT/XSDT of `rsdp`.
+fn find_table(m: &dyn PhysRead, rsdp: u64, sig: &[u8; 4]) -> Option<(u64, u64)> {
     let mut r = [0u8; 36];
     if !m.read(rsdp, &mut r[..20]) {
         return None;
@@ -35,46 +35,90 @@ pub fn madt_apic_ids(m: &dyn PhysRead, rsdp: u64, out: &mut [u32; MAX_CPUS]) -> 
         return None;
     }
     let len = u32::from_le_bytes(h[4..8].try_into().ok()?) as u64;
-    let mut n = 0;
     for i in 0..len.saturating_sub(36) / entry {
         let mut p = [0u8; 8];
         if !m.read(root + 36 + i * entry, &mut p[..entry as usize]) {
             return None;
         }
         let table = u64::from_le_bytes(p);
-        let mut th = [0u8; 44];
-        if !m.read(table, &mut th) || &th[..4] != b"APIC" {
-            continue;
+        let mut th = [0u8; 8];
+        if m.read(table, &mut th) && &th[..4] == sig {
+            return Some((table, u32::from_le_bytes(th[4..8].try_into().ok()?) as u64));
         }
-        let tlen = u32::from_le_bytes(th[4..8].try_into().ok()?) as u64;
-        let mut pos = table + 44;
-        while pos + 2 <= table + tlen {
-            let mut e = [0u8; 16];
-            if !m.read(pos, &mut e[..2]) || e[1] < 2 {
-                return None;
-            }
-            let elen = e[1] as u64;
-            if !m.read(pos, &mut e[..(elen as usize).min(16)]) {
-                return None;
-            }
-            let id = match e[0] {
-                0 if elen >= 8 && e[4] & 3 != 0 => Some(e[3] as u32),
-                9 if elen >= 16 && e[8] & 3 != 0 => {
-                    Some(u32::from_le_bytes(e[4..8].try_into().ok()?))
-                }
-                _ => None,
-            };
-            if let Some(id) = id {
-                if n < MAX_CPUS {
-                    out[n] = id;
-                    n += 1;
-                }
-            }
-            pos += elen;
-        }
-        return Some(n);
     }
     None
+}
+
+/// APIC IDs of the enabled processors in the MADT reachable from `rsdp`.
+pub fn madt_apic_ids(m: &dyn PhysRead, rsdp: u64, out: &mut [u32; MAX_CPUS]) -> Option<usize> {
+    let (table, tlen) = find_table(m, rsdp, b"APIC")?;
+    let mut n = 0;
+    let mut pos = table + 44;
+    while pos + 2 <= table + tlen {
+        let mut e = [0u8; 16];
+        if !m.read(pos, &mut e[..2]) || e[1] < 2 {
+            return None;
+        }
+        let elen = e[1] as u64;
+        if !m.read(pos, &mut e[..(elen as usize).min(16)]) {
+            return None;
+        }
+        let id = match e[0] {
+            0 if elen >= 8 && e[4] & 3 != 0 => Some(e[3] as u32),
+            9 if elen >= 16 && e[8] & 3 != 0 => Some(u32::from_le_bytes(e[4..8].try_into().ok()?)),
+            _ => None,
+        };
+        if let Some(id) = id {
+            if n < MAX_CPUS {
+                out[n] = id;
+                n += 1;
+            }
+        }
+        pos += elen;
+    }
+    Some(n)
+}
+
+/// The ACPI power-management timer: a free-running 3.579545 MHz counter in port space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PmTimer {
+    pub port: u16,
+    /// The counter has 32 bits (FADT flag TMR_VAL_EXT), else 24.
+    pub ext32: bool,
+}
+
+// FADT offsets (ACPI 6.x, table 5.9).
+const FADT_PM_TMR_BLK: usize = 76;
+const FADT_PM_TMR_LEN: usize = 91;
+const FADT_FLAGS: usize = 112;
+const FADT_X_PM_TMR_BLK: usize = 208;
+const FADT_TMR_VAL_EXT: u32 = 1 << 8;
+const FADT_HW_REDUCED_ACPI: u32 = 1 << 20;
+
+/// The machine's PM timer from its FADT: X_PM_TMR_BLK when it is in I/O space, else the 32-bit
+/// PM_TMR_BLK (which must be 4 ports long).
+pub fn pm_timer(m: &dyn PhysRead, rsdp: u64) -> Option<PmTimer> {
+    let (fadt, len) = find_table(m, rsdp, b"FACP")?;
+    let mut t = [0u8; FADT_X_PM_TMR_BLK + 12];
+    let n = (len as usize).min(t.len());
+    if n < FADT_FLAGS + 4 || !m.read(fadt, &mut t[..n]) {
+        return None;
+    }
+    let u32_at = |o: usize| u32::from_le_bytes([t[o], t[o + 1], t[o + 2], t[o + 3]]);
+    let ext32 = u32_at(FADT_FLAGS) & FADT_TMR_VAL_EXT != 0;
+    let x = &t[FADT_X_PM_TMR_BLK..];
+    let xaddr = u64::from_le_bytes(x[4..12].try_into().ok()?);
+    let port = if n == t.len() && x[0] == 1 && xaddr != 0 {
+        xaddr
+    } else if t[FADT_PM_TMR_LEN] == 4 {
+        u32_at(FADT_PM_TMR_BLK) as u64
+    } else {
+        0
+    };
+    (port != 0 && port <= 0xFFFC).then_some(PmTimer {
+        port: port as u16,
+        ext32,
+    })
 }
 
 /// Size of the area [`build_guest_tables`] fills.
@@ -97,15 +141,17 @@ fn seal(t: &mut [u8], len: usize) {
 }
 
 /// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
-/// IRQ0 -> GSI 2 override), FADT
-/// (hardware-reduced, so no PM timer or SCI is implied) and an empty DSDT into `buf`, which the
-/// caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]).
+/// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it
+/// names `pm_timer`, the machine's read-only PM timer, which guests calibrate the TSC against)
+/// and an empty DSDT into `buf`, which the caller places at guest-physical `base`
+/// (= [`GUEST_RSDP_GPA`]).
 pub fn build_guest_tables(
     buf: &mut [u8; GUEST_TABLES_SIZE],
     base: u64,
     vcpus: u32,
     ioapic: Option<(u8, u32)>,
     hpet: Option<u64>,
+    pm_timer: Option<PmTimer>,
 ) {
     buf.fill(0);
     const XSDT: usize = 0x40;
@@ -169,7 +215,20 @@ pub fn build_guest_tables(
         let t = &mut buf[FADT..FADT + 276];
         header(t, b"FACP", 276, 6);
         t[40..44].copy_from_slice(&((base as usize + DSDT) as u32).to_le_bytes());
-        t[112..116].copy_from_slice(&(1u32 << 20).to_le_bytes()); // flags: HW_REDUCED_ACPI
+        let mut flags = FADT_HW_REDUCED_ACPI;
+        if let Some(pm) = pm_timer {
+            t[FADT_PM_TMR_BLK..FADT_PM_TMR_BLK + 4]
+                .copy_from_slice(&(pm.port as u32).to_le_bytes());
+            t[FADT_PM_TMR_LEN] = 4;
+            // GAS: system I/O, 32 bits wide, dword access.
+            let x = &mut t[FADT_X_PM_TMR_BLK..FADT_X_PM_TMR_BLK + 12];
+            x[..4].copy_from_slice(&[1, 32, 0, 3]);
+            x[4..12].copy_from_slice(&(pm.port as u64).to_le_bytes());
+            if pm.ext32 {
+                flags |= FADT_TMR_VAL_EXT;
+            }
+        }
+        t[FADT_FLAGS..FADT_FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
         t[131] = 5; // FADT minor version
         t[140..148].copy_from_slice(&(base + DSDT as u64).to_le_bytes());
         seal(t, 276);
@@ -208,6 +267,10 @@ mod tests {
             3,
             Some((0, 0xFEC0_0000)),
             Some(0xFED0_0000),
+            Some(PmTimer {
+                port: 0x608,
+                ext32: true,
+            }),
         );
         let mut bios = vec![0u8; 0x20000];
         let off = (GUEST_RSDP_GPA - 0xE0000) as usize;
@@ -217,6 +280,14 @@ mod tests {
         let mut ids = [0u32; MAX_CPUS];
         assert_eq!(madt_apic_ids(&m, GUEST_RSDP_GPA, &mut ids), Some(3));
         assert_eq!(&ids[..3], &[0, 1, 2]);
+        // The guest FADT names the PM timer the way a host FADT is read.
+        assert_eq!(
+            pm_timer(&m, GUEST_RSDP_GPA),
+            Some(PmTimer {
+                port: 0x608,
+                ext32: true
+            })
+        );
         // Every table checksums to zero.
         for (o, l) in [
             (0x40usize, 60usize),
@@ -229,5 +300,34 @@ mod tests {
         }
         assert_eq!(checksum(&buf[..20]), 0);
         assert_eq!(checksum(&buf[..36]), 0);
+    }
+
+    fn tables(pm: Option<PmTimer>) -> Mem {
+        let mut buf = [0u8; GUEST_TABLES_SIZE];
+        build_guest_tables(&mut buf, GUEST_RSDP_GPA, 1, None, None, pm);
+        Mem(GUEST_RSDP_GPA, buf.to_vec())
+    }
+
+    #[test]
+    fn pm_timer_from_legacy_field_or_absent() {
+        let pm = PmTimer {
+            port: 0xB008,
+            ext32: false,
+        };
+        let mut m = tables(Some(pm));
+        assert_eq!(pm_timer(&m, GUEST_RSDP_GPA), Some(pm));
+        // Without X_PM_TMR_BLK the 32-bit PM_TMR_BLK is used...
+        let x = 0x400 + FADT_X_PM_TMR_BLK;
+        m.1[x..x + 12].fill(0);
+        assert_eq!(pm_timer(&m, GUEST_RSDP_GPA), Some(pm));
+        // ...but only when it is 4 ports long.
+        m.1[0x400 + FADT_PM_TMR_LEN] = 0;
+        assert_eq!(pm_timer(&m, GUEST_RSDP_GPA), None);
+        // A memory-mapped X_PM_TMR_BLK is not a port.
+        let mut m = tables(Some(pm));
+        m.1[x] = 0;
+        m.1[0x400 + FADT_PM_TMR_LEN] = 0;
+        assert_eq!(pm_timer(&m, GUEST_RSDP_GPA), None);
+        assert_eq!(pm_timer(&tables(None), GUEST_RSDP_GPA), None);
     }
 }

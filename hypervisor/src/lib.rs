@@ -22,3 +22,4 @@ pub mod vm;
 pub mod hypercall;
 pub mod ioreq;
 pub mod service_vm;
+pub mod tsc;

@@ -18,6 +18,9 @@ use crate::vcpu::{
     AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit,
 };
 use crate::vuart::Vuart;
+use acrn_abi::cpuid::{
+    ACRN_CPUID_MAX_LEAF, ACRN_CPUID_SIGNATURE, ACRN_CPUID_TIMING_INFO, ACRN_SIGNATURE_REG,
+};
 use acrn_static_config::{
     ConsoleVuart, GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig,
 };
@@ -320,7 +323,14 @@ fn build_vm(
         .and(p.board.ioapics.first())
         .map(|io| (io.id, io.address as u32));
     let hpet = platform_devices.then_some(HPET_PAGE);
-    acpi::build_guest_tables(&mut tables, acpi::GUEST_RSDP_GPA, n as u32, ioapic, hpet);
+    acpi::build_guest_tables(
+        &mut tables,
+        acpi::GUEST_RSDP_GPA,
+        n as u32,
+        ioapic,
+        hpet,
+        crate::hv::pm_timer(),
+    );
     mem.write(acpi::GUEST_RSDP_GPA, &tables)
         .map_err(BuildError::Load)?;
 
@@ -390,6 +400,18 @@ fn map_all<F: crate::paging::EntryFormat>(
     Ok(pt.root())
 }
 
+/// Port ranges `vm` accesses without exits: the legacy devices if it owns them, and for every VM
+/// the PM timer (a read-only counter, which guests calibrate the TSC against).
+fn direct_ports(vm: &Vm) -> impl Iterator<Item = (u16, u16)> {
+    let legacy: &[(u16, u16)] = if vm.platform_devices {
+        &LEGACY_PORTS
+    } else {
+        &[]
+    };
+    let pm = crate::hv::pm_timer().map(|t| (t.port, 4));
+    legacy.iter().copied().chain(pm)
+}
+
 /// Runs the vCPU pinned to pCPU `pcpu`, forever.
 pub fn pcpu_loop(pcpu: usize) -> ! {
     let found = VMS.iter().filter_map(|s| s.get()).find_map(|vm| {
@@ -413,15 +435,13 @@ pub fn pcpu_loop(pcpu: usize) -> ! {
             match (host, vmcb) {
                 (Ok(host), Some(vmcb)) => {
                     let mut v = SvmVcpu::new(vmcb, host, vm.root, vm.cfg.id as u32 + 1, caps);
-                    if vm.platform_devices {
-                        for (base, n) in LEGACY_PORTS {
-                            if v.allow_io(base, n, frames::alloc).is_err() {
-                                stop(
-                                    vm,
-                                    format_args!("pCPU {pcpu}: out of memory for its I/O map"),
-                                );
-                                x86::halt_forever();
-                            }
+                    for (base, n) in direct_ports(vm) {
+                        if v.allow_io(base, n, frames::alloc).is_err() {
+                            stop(
+                                vm,
+                                format_args!("pCPU {pcpu}: out of memory for its I/O map"),
+                            );
+                            x86::halt_forever();
                         }
                     }
                     run_vcpu(vm, idx, pcpu, v)
@@ -434,10 +454,8 @@ pub fn pcpu_loop(pcpu: usize) -> ! {
             .and_then(|_| VmxVcpu::new(vmx::eptp(vm.root), vm.cfg.id + 1))
         {
             Ok(mut v) => {
-                if vm.platform_devices {
-                    for (base, n) in LEGACY_PORTS {
-                        v.allow_io(base, n);
-                    }
+                for (base, n) in direct_ports(vm) {
+                    v.allow_io(base, n);
                 }
                 run_vcpu(vm, idx, pcpu, v)
             }
@@ -828,11 +846,19 @@ fn io_access(vm: &Vm, port: u16, size: u8, dir: IoDirection, data: u32, regs: &m
     }
 }
 
+/// CPUID EDX bits MCE (7) and MCA (14), in leaves 1 and 0x80000001.
+const MACHINE_CHECK: u32 = 1 << 7 | 1 << 14;
+
 fn emulate_cpuid(vm: &Vm, idx: usize, leaf: u32, sub: u32) -> [u32; 4] {
     let ncpu = vm.cfg.pcpus.count();
     match leaf {
         // ACRN's hypervisor leaves: signature "ACRNACRNACRN", max leaf 0x40000010.
-        0x4000_0000 => [0x4000_0010, 0x4E52_4341, 0x4E52_4341, 0x4E52_4341],
+        ACRN_CPUID_SIGNATURE => [
+            ACRN_CPUID_MAX_LEAF,
+            ACRN_SIGNATURE_REG,
+            ACRN_SIGNATURE_REG,
+            ACRN_SIGNATURE_REG,
+        ],
         // Guest capabilities: only the Service VM is privileged.
         0x4000_0001 => {
             let privileged = vm.cfg.load_order == LoadOrder::Service;
@@ -847,6 +873,8 @@ fn emulate_cpuid(vm: &Vm, idx: usize, leaf: u32, sub: u32) -> [u32; 4] {
                 0,
             ]
         }
+        // ACRN_CPUID_TIMING_INFO: the TSC frequency in kHz (guests run on the host TSC).
+        ACRN_CPUID_TIMING_INFO => [crate::tsc::khz(), 0, 0, 0],
         0x4000_0002..=0x4000_00FF => [0; 4],
         _ => {
             let mut r = cpuid(leaf, sub);
@@ -855,9 +883,14 @@ fn emulate_cpuid(vm: &Vm, idx: usize, leaf: u32, sub: u32) -> [u32; 4] {
                     r[1] = (r[1] & 0x0000_FFFF) | (ncpu << 16) | ((idx as u32) << 24);
                     // Hide VMX, MONITOR/MWAIT and x2APIC; announce a hypervisor.
                     r[2] = (r[2] & !(1 << 5 | 1 << 3 | 1 << 21)) | 1 << 31;
+                    // Hide machine check (MCE, MCA): its MSRs are not virtualized.
+                    r[3] &= !MACHINE_CHECK;
                 }
                 0xB | 0x1F => r[3] = idx as u32,
-                0x8000_0001 => r[2] &= !(1 << 2), // SVM
+                0x8000_0001 => {
+                    r[2] &= !(1 << 2); // SVM
+                    r[3] &= !MACHINE_CHECK; // AMD mirrors MCE/MCA here
+                }
                 0x8000_000A => r = [0; 4],
                 _ => {}
             }

@@ -30,6 +30,12 @@ extern "C" {
 
 static mut PLATFORM_PTR: Option<&'static PlatformConfig> = None;
 static BOOT_DONE: AtomicBool = AtomicBool::new(false);
+static PM_TIMER: spin::Once<Option<acpi::PmTimer>> = spin::Once::new();
+
+/// The machine's ACPI PM timer (from its FADT), which every VM may read.
+pub fn pm_timer() -> Option<acpi::PmTimer> {
+    PM_TIMER.get().copied().flatten()
+}
 
 pub fn platform() -> &'static PlatformConfig {
     // SAFETY: written once by the BSP before any AP starts and never again.
@@ -87,6 +93,10 @@ pub fn bsp_main(p: &'static PlatformConfig, hv_ram_start: u64, magic: u32, info:
         );
     }
     check_machine(p, hv_ram_start, &bi);
+    match crate::tsc::calibrate() {
+        Some(khz) => hvlog!("TSC: {khz} kHz (PIT calibration)"),
+        None => hvlog!("TSC: PIT calibration failed; guests see no TSC frequency"),
+    }
     crate::vm::prepare_all(p, &bi);
 
     // The firmware may have left 8259 lines unmasked (vector base 8): mask them so no legacy
@@ -159,6 +169,11 @@ fn check_machine(p: &PlatformConfig, hv_ram_start: u64, bi: &BootInfo) {
     } else {
         acpi::find_rsdp(&Identity)
     };
+    let pm = PM_TIMER.call_once(|| rsdp.and_then(|r| acpi::pm_timer(&Identity, r)));
+    match pm {
+        Some(t) => hvlog!("ACPI PM timer at port {:#x}", t.port),
+        None => hvlog!("no ACPI PM timer: guests calibrate the TSC without one"),
+    }
     let mut ids = [0u32; acpi::MAX_CPUS];
     let found = rsdp.and_then(|r| acpi::madt_apic_ids(&Identity, r, &mut ids));
     match found {
