@@ -907,6 +907,8 @@ fn read_msr(idx: usize, msr: u32) -> Option<u64> {
         0xFE => 0,         // MTRRcap: no variable ranges
         0x2FF => 0xC06,    // MTRRdefType: enabled, write-back
         0x8B | 0x1A0 => 0, // microcode revision, MISC_ENABLE
+        // AMD NB_CFG: Linux reads it unguarded (to enable extended PCI config access).
+        0xC001_001F => 0,
         _ => return None,
     })
 }
@@ -915,7 +917,7 @@ fn write_msr_ok(msr: u32, value: u64) -> bool {
     match msr {
         // The APIC stays an xAPIC at its default base.
         0x1B => value & 0xFFFF_F000 == LAPIC_GPA && value & (1 << 10) == 0,
-        0x10 | 0x8B | 0x2FF | 0x200..=0x27F => true, // ignored
+        0x10 | 0x8B | 0x2FF | 0x200..=0x27F | 0xC001_001F => true, // ignored
         _ => false,
     }
 }
