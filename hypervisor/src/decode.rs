@@ -40,6 +40,117 @@ pub enum Op {
         high_byte: bool,
         zero_extend_to: Option<u8>,
     },
+    /// An arithmetic or logic instruction with a memory destination (`or dword [mem], imm`,
+    /// `and [mem], reg`, `cmp`/`test` that only read): compilers fold volatile read-modify-write
+    /// sequences on device registers into these.
+    Alu {
+        size: u8,
+        kind: AluKind,
+        src: AluSrc,
+    },
+    /// `bt [mem], imm8`: CF takes bit `bit % (size * 8)` of the memory operand.
+    BitTest { size: u8, bit: u8 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AluKind {
+    Add,
+    Or,
+    And,
+    Sub,
+    Xor,
+    /// Like `Sub`, but only the flags are written.
+    Cmp,
+    /// Like `And`, but only the flags are written.
+    Test,
+}
+
+impl AluKind {
+    /// Whether the instruction writes its result back to memory.
+    pub const fn writes_back(self) -> bool {
+        !matches!(self, AluKind::Cmp | AluKind::Test)
+    }
+
+    /// The group-1 operation selected by ModRM.reg (`/0` ADD ... `/7` CMP); ADC and SBB are not
+    /// emulated because their result depends on the incoming carry.
+    fn group1(reg: u8) -> Option<AluKind> {
+        Some(match reg {
+            0 => AluKind::Add,
+            1 => AluKind::Or,
+            4 => AluKind::And,
+            5 => AluKind::Sub,
+            6 => AluKind::Xor,
+            7 => AluKind::Cmp,
+            _ => return None,
+        })
+    }
+}
+
+/// The second operand of an [`Op::Alu`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AluSrc {
+    /// Already sign-extended to the operand size.
+    Imm(u64),
+    /// Register numbering as in [`Op::StoreReg`] (AH..BH are 4..7 with `high_byte`).
+    Reg { reg: u8, high_byte: bool },
+}
+
+/// RFLAGS bits an ALU instruction defines.
+const FLAG_CF: u64 = 1 << 0;
+const FLAG_PF: u64 = 1 << 2;
+const FLAG_AF: u64 = 1 << 4;
+const FLAG_ZF: u64 = 1 << 6;
+const FLAG_SF: u64 = 1 << 7;
+const FLAG_OF: u64 = 1 << 11;
+const ALU_FLAGS: u64 = FLAG_CF | FLAG_PF | FLAG_AF | FLAG_ZF | FLAG_SF | FLAG_OF;
+
+/// RFLAGS after `bt` of `value` (an operand of `size` bytes) at `bit`: only CF changes.
+pub fn bit_test(size: u8, value: u64, bit: u8, rflags: u64) -> u64 {
+    let bit = u32::from(bit) % (u32::from(size.clamp(1, 8)) * 8);
+    if value >> bit & 1 != 0 {
+        rflags | FLAG_CF
+    } else {
+        rflags & !FLAG_CF
+    }
+}
+
+/// Computes `dst <kind> src` at `size` bytes the way the CPU does: returns the result (masked to
+/// the size) and `rflags` with CF, PF, AF, ZF, SF and OF updated.
+pub fn alu(kind: AluKind, size: u8, dst: u64, src: u64, rflags: u64) -> (u64, u64) {
+    let bits = u32::from(size.clamp(1, 8)) * 8;
+    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let sign = 1u64 << (bits - 1);
+    let (a, b) = (dst & mask, src & mask);
+    let (result, carry, overflow, adjust) = match kind {
+        AluKind::Add => {
+            let r = a.wrapping_add(b) & mask;
+            let carry = r < a;
+            let overflow = (!(a ^ b) & (a ^ r)) & sign != 0;
+            (r, carry, overflow, (a ^ b ^ r) & 0x10 != 0)
+        }
+        AluKind::Sub | AluKind::Cmp => {
+            let r = a.wrapping_sub(b) & mask;
+            let overflow = ((a ^ b) & (a ^ r)) & sign != 0;
+            (r, a < b, overflow, (a ^ b ^ r) & 0x10 != 0)
+        }
+        AluKind::Or => (a | b, false, false, false),
+        AluKind::And | AluKind::Test => (a & b, false, false, false),
+        AluKind::Xor => (a ^ b, false, false, false),
+    };
+    let mut flags = rflags & !ALU_FLAGS;
+    for (set, bit) in [
+        (carry, FLAG_CF),
+        ((result as u8).count_ones() % 2 == 0, FLAG_PF),
+        (adjust, FLAG_AF),
+        (result == 0, FLAG_ZF),
+        (result & sign != 0, FLAG_SF),
+        (overflow, FLAG_OF),
+    ] {
+        if set {
+            flags |= bit;
+        }
+    }
+    (result, flags)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +256,15 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
                 0xC1 => simple(Op::Vmcall, c.pos),
                 x => Err(DecodeError::Unsupported { opcode: x }),
             },
+            0xBA => {
+                let modrm = c.next()?;
+                if modrm >> 6 == 3 || (modrm >> 3) & 7 != 4 {
+                    return Err(DecodeError::Unsupported { opcode: 0xBA });
+                }
+                modrm_tail(&mut c, modrm, addr16)?;
+                let bit = c.next()?;
+                simple(Op::BitTest { size: opsize, bit }, c.pos)
+            }
             o @ (0xB6 | 0xB7) => {
                 let modrm = c.next()?;
                 modrm_tail(&mut c, modrm, addr16)?;
@@ -212,6 +332,64 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
                 }
             };
             simple(op, c.pos)
+        }
+        // ALU with a memory destination and a register source: ADD/OR/AND/SUB/XOR/CMP r/m, reg
+        // and TEST r/m, reg.
+        0x00 | 0x01 | 0x08 | 0x09 | 0x20 | 0x21 | 0x28 | 0x29 | 0x30 | 0x31 | 0x38 | 0x39
+        | 0x84 | 0x85 => {
+            let modrm = c.next()?;
+            if modrm >> 6 == 3 {
+                return Err(DecodeError::Unsupported { opcode: op });
+            }
+            modrm_tail(&mut c, modrm, addr16)?;
+            let kind = match op & 0xFE {
+                0x84 => AluKind::Test,
+                x => AluKind::group1(x >> 3).ok_or(DecodeError::Unsupported { opcode: op })?,
+            };
+            let size = if op & 1 == 0 { 1 } else { opsize };
+            let reg = reg_of(modrm);
+            let high_byte = size == 1 && high8(reg);
+            simple(
+                Op::Alu {
+                    size,
+                    kind,
+                    src: AluSrc::Reg { reg, high_byte },
+                },
+                c.pos,
+            )
+        }
+        // Group 1 with an immediate (80: imm8, 81: imm16/32, 83: imm8 sign-extended) and
+        // TEST r/m, imm (F6 /0, F7 /0).
+        0x80 | 0x81 | 0x83 | 0xF6 | 0xF7 => {
+            let modrm = c.next()?;
+            let sub = (modrm >> 3) & 7;
+            if modrm >> 6 == 3 {
+                return Err(DecodeError::Unsupported { opcode: op });
+            }
+            let kind = if op >= 0xF6 {
+                (sub == 0).then_some(AluKind::Test)
+            } else {
+                AluKind::group1(sub)
+            }
+            .ok_or(DecodeError::Unsupported { opcode: op })?;
+            modrm_tail(&mut c, modrm, addr16)?;
+            let size = if op & 1 == 0 { 1 } else { opsize };
+            let imm_bytes = if op == 0x83 { 1 } else { size.min(4) as usize };
+            let raw = c.imm(imm_bytes)?;
+            let imm_bits = imm_bytes as u32 * 8;
+            let imm = if imm_bits < 64 && raw & (1 << (imm_bits - 1)) != 0 {
+                raw | (u64::MAX << imm_bits)
+            } else {
+                raw
+            };
+            simple(
+                Op::Alu {
+                    size,
+                    kind,
+                    src: AluSrc::Imm(imm),
+                },
+                c.pos,
+            )
         }
         0xC6 | 0xC7 => {
             let modrm = c.next()?;
@@ -422,6 +600,118 @@ mod tests {
         assert_eq!(len(&[0xA1, 0x34, 0x12], Real16), 3);
         // RIP-relative: mov eax, [rip+disp32]
         assert_eq!(len(&[0x8B, 0x05, 1, 2, 3, 4], Long64), 6);
+    }
+
+    #[test]
+    fn read_modify_write_alu() {
+        // or dword [rbx+0xf0], 0x1ff  (81 8B F0 00 00 00 FF 01 00 00): what LLVM makes of a
+        // volatile read, OR, volatile write of the APIC's spurious-vector register.
+        assert_eq!(
+            decode(
+                &[0x81, 0x8B, 0xF0, 0x00, 0x00, 0x00, 0xFF, 0x01, 0x00, 0x00],
+                Long64
+            )
+            .unwrap(),
+            Insn {
+                len: 10,
+                op: Op::Alu {
+                    size: 4,
+                    kind: AluKind::Or,
+                    src: AluSrc::Imm(0x1FF)
+                }
+            }
+        );
+        // and dword [rax], -2 (83 20 FE): imm8 sign-extended.
+        assert_eq!(
+            decode(&[0x83, 0x20, 0xFE], Long64).unwrap().op,
+            Op::Alu {
+                size: 4,
+                kind: AluKind::And,
+                src: AluSrc::Imm(u64::MAX - 1)
+            }
+        );
+        // test byte [rdi+4], 0x20 (F6 47 04 20)
+        assert_eq!(
+            decode(&[0xF6, 0x47, 0x04, 0x20], Long64).unwrap(),
+            Insn {
+                len: 4,
+                op: Op::Alu {
+                    size: 1,
+                    kind: AluKind::Test,
+                    src: AluSrc::Imm(0x20)
+                }
+            }
+        );
+        // or [rdx], ah (08 22) without REX: AH is the high byte of RAX.
+        assert_eq!(
+            decode(&[0x08, 0x22], Long64).unwrap().op,
+            Op::Alu {
+                size: 1,
+                kind: AluKind::Or,
+                src: AluSrc::Reg {
+                    reg: 4,
+                    high_byte: true
+                }
+            }
+        );
+        // cmp [r8], r9 (4D 39 08)
+        assert_eq!(
+            decode(&[0x4D, 0x39, 0x08], Long64).unwrap().op,
+            Op::Alu {
+                size: 8,
+                kind: AluKind::Cmp,
+                src: AluSrc::Reg {
+                    reg: 9,
+                    high_byte: false
+                }
+            }
+        );
+        // bt dword [rbx], 12 (0F BA 23 0C): the ICR delivery-status poll.
+        assert_eq!(
+            decode(&[0x0F, 0xBA, 0x23, 0x0C], Long64).unwrap(),
+            Insn {
+                len: 4,
+                op: Op::BitTest { size: 4, bit: 12 }
+            }
+        );
+        assert_eq!(bit_test(4, 1 << 12, 12, 0x202), 0x203);
+        assert_eq!(bit_test(4, 0, 44, 0x203), 0x202); // the offset wraps at 32 bits
+        assert!(decode(&[0x0F, 0xBA, 0x2B, 0x0C], Long64).is_err()); // BTS is not emulated
+        // ADC (/2) and register destinations are not MMIO forms we emulate.
+        assert!(decode(&[0x81, 0x10, 0, 0, 0, 0], Long64).is_err());
+        assert!(decode(&[0x09, 0xC0], Long64).is_err());
+        assert!(decode(&[0xF7, 0x18], Long64).is_err()); // NEG
+    }
+
+    #[test]
+    fn alu_results_and_flags() {
+        const CF: u64 = FLAG_CF;
+        const ZF: u64 = FLAG_ZF;
+        const SF: u64 = FLAG_SF;
+        const OF: u64 = FLAG_OF;
+        const PF: u64 = FLAG_PF;
+        // OR clears CF/OF, keeps unrelated bits (IF = 0x200).
+        let (r, f) = alu(AluKind::Or, 4, 0x0F0, 0x1FF, 0x200 | CF | OF);
+        assert_eq!((r, f & !PF), (0x1FF, 0x200));
+        // SUB with borrow: 0 - 1 at byte size = 0xFF, CF and SF set.
+        let (r, f) = alu(AluKind::Sub, 1, 0, 1, 0);
+        assert_eq!(r, 0xFF);
+        assert_eq!(f & (CF | SF | ZF | OF), CF | SF);
+        // CMP equal: ZF, no CF.
+        let (_, f) = alu(AluKind::Cmp, 4, 7, 7, 0);
+        assert_eq!(f & (CF | ZF), ZF);
+        // ADD signed overflow at 32 bits: 0x7fffffff + 1.
+        let (r, f) = alu(AluKind::Add, 4, 0x7FFF_FFFF, 1, 0);
+        assert_eq!(r, 0x8000_0000);
+        assert_eq!(f & (OF | SF | CF), OF | SF);
+        // ADD carry at 64 bits.
+        let (r, f) = alu(AluKind::Add, 8, u64::MAX, 1, 0);
+        assert_eq!((r, f & (CF | ZF)), (0, CF | ZF));
+        // TEST sets ZF when no bit is shared; parity of the low byte 0x03 is even.
+        let (_, f) = alu(AluKind::Test, 1, 0x10, 0x20, 0);
+        assert_eq!(f & ZF, ZF);
+        let (_, f) = alu(AluKind::Xor, 1, 0x01, 0x02, 0);
+        assert_eq!(f & PF, PF);
     }
 
     #[test]

@@ -22,4 +22,5 @@ pub mod vm;
 pub mod hypercall;
 pub mod ioreq;
 pub mod service_vm;
+pub mod string_io;
 pub mod tsc;

@@ -130,6 +130,8 @@ pub trait Vcpu {
     fn set_rip(&mut self, rip: u64);
     /// Guest RFLAGS.
     fn rflags(&self) -> u64;
+    /// Sets guest RFLAGS (arithmetic flags after an emulated instruction).
+    fn set_rflags(&mut self, rflags: u64);
     /// Length of the instruction that caused the last exit, if the backend knows it
     /// (VMX always does; SVM under QEMU TCG has no NRIP and returns `None`).
     fn exit_instruction_len(&self) -> Option<u8>;

@@ -8,7 +8,7 @@ use crate::arch::svm::{self, SvmCaps, SvmVcpu};
 use crate::arch::vmx::{self, VmxVcpu};
 use crate::arch::x86::{self, cpuid, lapic, phys_read32, phys_write32};
 use crate::bootinfo::BootInfo;
-use crate::decode::{self, CpuMode, Op};
+use crate::decode::{self, AluSrc, CpuMode, Op};
 use crate::gwalk::{self, GuestPhys};
 use crate::hv::frames::{self, Frames};
 use crate::hvlog;
@@ -1001,7 +1001,24 @@ fn lapic_access<V: Vcpu>(
             };
             *slot = val; // a 32-bit load zero-extends
         }
-        _ => return Err("not a 32-bit MOV"),
+        Op::Alu { size: 4, kind, src } => {
+            let src = match src {
+                AluSrc::Imm(imm) => imm,
+                AluSrc::Reg { reg, .. } => reg_val(v.regs(), reg, false).ok_or("RSP as source")?,
+            };
+            let old = lapic_read(vm, idx, off) as u64;
+            let (result, rflags) = decode::alu(kind, 4, old, src, v.rflags());
+            if kind.writes_back() {
+                lapic_write(vm, idx, off, result as u32);
+            }
+            v.set_rflags(rflags);
+        }
+        Op::BitTest { size: 4, bit } => {
+            let value = lapic_read(vm, idx, off) as u64;
+            let rflags = decode::bit_test(4, value, bit, v.rflags());
+            v.set_rflags(rflags);
+        }
+        _ => return Err("not a 32-bit MOV, ALU or BT access"),
     }
     v.advance_rip(insn.len);
     Ok(())

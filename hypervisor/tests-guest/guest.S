@@ -58,6 +58,20 @@ _start:
     call puts
     call puthex
     call nl
+    /* String I/O: a whole line by REP OUTSB, then the UART's LSR by INSB (THR empty: bit 5). */
+    mov $msg_rep, %esi
+    mov $msg_rep_end - msg_rep, %ecx
+    mov $0x3f8, %dx
+    cld
+    rep outsb
+    mov $0x3fd, %dx
+    mov $lsr_byte, %edi
+    insb
+    testb $0x20, lsr_byte
+    jz 6f
+    mov $msg_ins, %esi
+    call puts
+6:
 .ifdef BAD
     mov $msg_bad, %esi
     call puts
@@ -127,6 +141,10 @@ msg_id:    .asciz "BSP APIC ID 0x"
 msg_bad:   .asciz "writing outside my memory\n"
 msg_done:  .asciz "guest done\n"
 msg_triple: .asciz "triple faulting\n"
+msg_rep:   .ascii "rep outsb line\n"
+msg_rep_end:
+msg_ins:   .asciz "insb read LSR\n"
+lsr_byte:  .byte 0
 null_idt:  .word 0
            .long 0
 .bss

@@ -40,7 +40,8 @@ two_vms=("[hv] VM 0 PRE_VM0 starting: pCPUs 0,1, memory 256 MiB [GPA 0x0 -> HPA 
          "[hv] VM 1 PRE_VM1 starting: pCPUs 2,3, memory 256 MiB [GPA 0x0 -> HPA 0x20000000..0x30000000]"
          "[PRE_VM0] guest up, cmdline: vm0 test args" "[PRE_VM1] guest up, cmdline: vm1 test args"
          "[PRE_VM0] multiboot magic 0x2BADB002" "[PRE_VM0] mem_upper KiB 0x0003FC00"
-         "[PRE_VM0] AP started" "[PRE_VM1] AP started" "[PRE_VM0] guest done" "[PRE_VM1] guest done")
+         "[PRE_VM0] AP started" "[PRE_VM1] AP started" "[PRE_VM0] guest done" "[PRE_VM1] guest done"
+         "[PRE_VM0] rep outsb line" "[PRE_VM0] insb read LSR")
 run two-vms-pvh 30 PRE_VM0_kernel="$out/good.elf" PRE_VM1_kernel="$out/good.elf" -- "${two_vms[@]}"
 run two-vms-grub-mb2 60 --iso PRE_VM0_kernel="$out/good.elf" PRE_VM1_kernel="$out/good.elf" -- "${two_vms[@]}" "[hv] boot protocol Multiboot2"
 run contain-outside-memory 30 PRE_VM0_kernel="$out/good.elf" PRE_VM1_kernel="$out/bad.elf" -- \

@@ -433,6 +433,9 @@ impl Vcpu for SvmVcpu {
     fn rflags(&self) -> u64 {
         self.v().save.rflags
     }
+    fn set_rflags(&mut self, rflags: u64) {
+        self.vm().save.rflags = rflags;
+    }
     fn exit_instruction_len(&self) -> Option<u8> {
         let rip = self.rip();
         (self.next_rip > rip && self.next_rip - rip <= 15).then(|| (self.next_rip - rip) as u8)

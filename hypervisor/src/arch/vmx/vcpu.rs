@@ -483,6 +483,10 @@ impl Vcpu for VmxVcpu {
         self.make_current();
         HwVmcs.read(f::GUEST_RFLAGS)
     }
+    fn set_rflags(&mut self, rflags: u64) {
+        self.make_current();
+        HwVmcs.write(f::GUEST_RFLAGS, rflags);
+    }
     fn exit_instruction_len(&self) -> Option<u8> {
         Some(self.exit_len)
     }
