@@ -3,7 +3,8 @@
 //! loop) sees only these types and never touches a VMCS or VMCB.
 //!
 //! Changes since the first contract (hvcore): `Vcpu::rflags` added (the VM loop needs IF to
-//! tell an idle HLT from a final one).
+//! tell an idle HLT from a final one); `Vcpu::segment_base` added with a default (hvlinux:
+//! string I/O emulation).
 
 /// General-purpose registers of a guest, saved on every exit and restored on entry.
 #[derive(Debug, Default, Clone, Copy)]
@@ -145,4 +146,9 @@ pub trait Vcpu {
     fn paging_state(&self) -> (u64, u64, u64, u64);
     /// Guest CS access rights and base (to know the operand size when decoding).
     fn code_segment(&self) -> Segment;
+    /// Base of a segment register (string I/O addresses memory through one); None when the
+    /// backend does not report it.
+    fn segment_base(&self, _seg: crate::string_io::SegReg) -> Option<u64> {
+        None
+    }
 }

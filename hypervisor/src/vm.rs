@@ -14,6 +14,7 @@ use crate::hv::frames::{self, Frames};
 use crate::hvlog;
 use crate::loader::{self, E820Entry, GuestMem, LoadError, MAX_E820};
 use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
+use crate::string_io;
 use crate::vcpu::{
     AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit,
 };
@@ -617,6 +618,12 @@ fn cpu_mode<V: Vcpu>(v: &V) -> CpuMode {
 }
 
 fn fetch_decode<V: Vcpu>(v: &V, mem: &VmMem) -> Option<decode::Insn> {
+    let (bytes, n) = fetch(v, mem);
+    decode::decode(&bytes[..n], cpu_mode(v)).ok()
+}
+
+/// Up to 15 bytes at the guest's RIP (fewer where its mapping ends) and how many were read.
+fn fetch<V: Vcpu>(v: &V, mem: &VmMem) -> ([u8; 15], usize) {
     let mode = cpu_mode(v);
     let (cr0, cr3, cr4, efer) = v.paging_state();
     let la = match mode {
@@ -635,7 +642,91 @@ fn fetch_decode<V: Vcpu>(v: &V, mem: &VmMem) -> Option<decode::Insn> {
         bytes[n] = unsafe { core::ptr::read_volatile(hpa as *const u8) };
         n += 1;
     }
-    decode::decode(&bytes[..n], mode).ok()
+    (bytes, n)
+}
+
+/// A VM's memory by guest linear address, through the guest's page tables.
+struct GuestLinear<'a> {
+    mem: &'a VmMem,
+    paging: (u64, u64, u64, u64),
+}
+
+impl GuestLinear<'_> {
+    fn hpa(&self, la: u64) -> Option<u64> {
+        let (cr0, cr3, cr4, efer) = self.paging;
+        let gpa = gwalk::translate(self.mem, cr0, cr3, cr4, efer, la)?;
+        self.mem.hpa(gpa, 1)
+    }
+}
+
+impl string_io::LinearMem for GuestLinear<'_> {
+    fn read(&self, la: u64, buf: &mut [u8]) -> bool {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let Some(hpa) = self.hpa(la.wrapping_add(i as u64)) else {
+                return false;
+            };
+            // SAFETY: a byte of this VM's RAM.
+            *b = unsafe { core::ptr::read_volatile(hpa as *const u8) };
+        }
+        true
+    }
+    fn write(&mut self, la: u64, data: &[u8]) -> bool {
+        // Translate every byte first so a fault leaves memory untouched.
+        let mut hpas = [0u64; 4];
+        for (i, h) in hpas.iter_mut().enumerate().take(data.len()) {
+            match self.hpa(la.wrapping_add(i as u64)) {
+                Some(x) => *h = x,
+                None => return false,
+            }
+        }
+        for (&b, &hpa) in data.iter().zip(&hpas) {
+            // SAFETY: as above.
+            unsafe { core::ptr::write_volatile(hpa as *mut u8, b) };
+        }
+        true
+    }
+}
+
+/// Emulates INS/OUTS (REP included) against the VM's port handlers.
+fn string_io<V: Vcpu>(
+    vm: &Vm,
+    mem: &VmMem,
+    v: &mut V,
+    port: u16,
+    size: u8,
+    dir: IoDirection,
+    rep: bool,
+) -> Result<string_io::Outcome, &'static str> {
+    let mode = cpu_mode(v);
+    let (bytes, n) = fetch(v, mem);
+    let pre = string_io::scan_prefixes(&bytes[..n], mode).ok_or("instruction not decodable")?;
+    let long_mode = mode == CpuMode::Long64;
+    let seg_base = match pre.seg {
+        // Long mode ignores the bases of ES, CS, SS and DS.
+        string_io::SegReg::Fs | string_io::SegReg::Gs => v.segment_base(pre.seg),
+        _ if long_mode => Some(0),
+        s => v.segment_base(s),
+    }
+    .ok_or("segment base not available")?;
+    let op = string_io::StringOp {
+        size,
+        dir,
+        rep,
+        addr_size: pre.addr_size,
+        seg_base,
+        df: v.rflags() & (1 << 10) != 0,
+        long_mode,
+    };
+    let mut lin = GuestLinear {
+        mem,
+        paging: v.paging_state(),
+    };
+    string_io::execute(&op, v.regs_mut(), &mut lin, |d, data| {
+        let mut scratch = GuestRegs::default();
+        io_access(vm, port, size, d, data, &mut scratch);
+        scratch.rax as u32
+    })
+    .map_err(|_| "guest memory not mapped")
 }
 
 fn handle_exit<V: Vcpu>(
@@ -685,27 +776,21 @@ fn handle_exit<V: Vcpu>(
             size,
             dir,
             rep,
-        } => {
-            // String port I/O is not emulated: writes are dropped, reads deliver nothing; the
-            // registers advance as if the transfer happened (DF = 0 assumed).
-            let r = v.regs_mut();
-            let count = if rep { r.rcx } else { 1 };
-            let bytes = count.wrapping_mul(size as u64);
-            match dir {
-                IoDirection::Out => r.rsi = r.rsi.wrapping_add(bytes),
-                IoDirection::In => r.rdi = r.rdi.wrapping_add(bytes),
+        } => match string_io(vm, mem, v, port, size, dir, rep) {
+            Ok(string_io::Outcome::Again) => {}
+            Ok(string_io::Outcome::Done) => {
+                if !skip(v) {
+                    stop_vm!(
+                        "cannot decode the string I/O instruction at RIP {:#x}",
+                        v.rip()
+                    );
+                }
             }
-            if rep {
-                r.rcx = 0;
-            }
-            let _ = port;
-            if !skip(v) {
-                stop_vm!(
-                    "cannot decode the string I/O instruction at RIP {:#x}",
-                    v.rip()
-                );
-            }
-        }
+            Err(why) => stop_vm!(
+                "vCPU {idx}: string I/O on port {port:#x} at RIP {:#x} not emulated: {why}",
+                v.rip()
+            ),
+        },
         VmExit::Cpuid { leaf, subleaf } => {
             let r = emulate_cpuid(vm, idx, leaf, subleaf);
             let g = v.regs_mut();

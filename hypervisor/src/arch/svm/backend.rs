@@ -455,6 +455,18 @@ impl Vcpu for SvmVcpu {
         let s = &self.v().save;
         (s.cr0, s.cr3, s.cr4, s.efer)
     }
+    fn segment_base(&self, seg: crate::string_io::SegReg) -> Option<u64> {
+        use crate::string_io::SegReg;
+        let s = &self.v().save;
+        Some(match seg {
+            SegReg::Es => s.es.base,
+            SegReg::Cs => s.cs.base,
+            SegReg::Ss => s.ss.base,
+            SegReg::Ds => s.ds.base,
+            SegReg::Fs => s.fs.base,
+            SegReg::Gs => s.gs.base,
+        })
+    }
     fn code_segment(&self) -> Segment {
         let cs = self.v().save.cs;
         Segment {
