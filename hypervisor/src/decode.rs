@@ -140,7 +140,7 @@ pub fn alu(kind: AluKind, size: u8, dst: u64, src: u64, rflags: u64) -> (u64, u6
     let mut flags = rflags & !ALU_FLAGS;
     for (set, bit) in [
         (carry, FLAG_CF),
-        ((result as u8).count_ones() % 2 == 0, FLAG_PF),
+        ((result as u8).count_ones().is_multiple_of(2), FLAG_PF),
         (adjust, FLAG_AF),
         (result == 0, FLAG_ZF),
         (result & sign != 0, FLAG_SF),
