@@ -34,7 +34,6 @@ pub mod msr {
 pub mod pin {
     pub const EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
     pub const NMI_EXITING: u32 = 1 << 3;
-    pub const VIRTUAL_NMIS: u32 = 1 << 5;
 }
 
 /// Primary processor-based VM-execution controls.
@@ -61,7 +60,6 @@ pub mod proc2 {
 /// VM-exit controls.
 pub mod exit {
     pub const HOST_ADDRESS_SPACE_SIZE: u32 = 1 << 9;
-    pub const ACK_INTERRUPT_ON_EXIT: u32 = 1 << 15;
     pub const SAVE_PAT: u32 = 1 << 18;
     pub const LOAD_PAT: u32 = 1 << 19;
     pub const SAVE_EFER: u32 = 1 << 20;
@@ -165,12 +163,10 @@ impl RawCaps {
     /// `RawCaps` from the TRUE control MSRs when they exist, where CR3 load/store exiting are
     /// not forced on (EPT guests own their CR3).
     pub fn controls(&self) -> Result<Controls, VmxError> {
-        let pin = adjust(
-            ControlKind::PinBased,
-            self.pin,
-            pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
-            pin::VIRTUAL_NMIS,
-        )?;
+        // Physical interrupts and NMIs are not intercepted: a pCPU's local APIC belongs to the
+        // one vCPU pinned to it, which takes them through its own IDT (as on SVM without the
+        // INTR/NMI intercepts).
+        let pin = adjust(ControlKind::PinBased, self.pin, 0, 0)?;
         let proc1 = adjust(
             ControlKind::Primary,
             self.proc1,
@@ -192,10 +188,7 @@ impl RawCaps {
         let exit = adjust(
             ControlKind::Exit,
             self.exit,
-            exit::HOST_ADDRESS_SPACE_SIZE
-                | exit::ACK_INTERRUPT_ON_EXIT
-                | exit::SAVE_EFER
-                | exit::LOAD_EFER,
+            exit::HOST_ADDRESS_SPACE_SIZE | exit::SAVE_EFER | exit::LOAD_EFER,
             exit::SAVE_PAT | exit::LOAD_PAT,
         )?;
         let entry = adjust(
@@ -296,9 +289,11 @@ mod tests {
     #[test]
     fn controls_from_bochs_caps() {
         let c = bochs().controls().unwrap();
-        assert_eq!(c.pin & 0x16, 0x16, "default-1 pin bits kept");
-        assert_ne!(c.pin & pin::EXTERNAL_INTERRUPT_EXITING, 0);
-        assert_ne!(c.pin & pin::VIRTUAL_NMIS, 0);
+        assert_eq!(c.pin, 0x16, "only the default-1 pin bits");
+        assert_eq!(
+            c.pin & (pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING),
+            0
+        );
         assert_ne!(c.proc1 & proc1::HLT_EXITING, 0);
         assert_ne!(c.proc1 & proc1::ACTIVATE_SECONDARY, 0);
         assert_eq!(

@@ -5,7 +5,7 @@ use super::caps::{
     entry, exit as exitctl, msr, proc1, proc2, Controls, VmxError, CR4_OSXSAVE, EFER_LMA,
 };
 use super::enable::{current, Page};
-use super::exit::{decode, gpr, intr, reason, Decoded, RawExit, VMFAIL_FLAG, VMFAIL_INVALID};
+use super::exit::{decode, gpr, intr, Decoded, RawExit, VMFAIL_FLAG, VMFAIL_INVALID};
 use super::fields::{self as f, Field};
 use super::guest::{
     load_initial_state, sipi_state, xsetbv_allowed, CrPolicy, VmcsAccess, ACTIVITY_ACTIVE,
@@ -50,9 +50,9 @@ static PAGES: [CpuCell<VcpuPages>; MAX_VCPUS] = [const {
 static NEXT_PAGES: AtomicUsize = AtomicUsize::new(0);
 
 /// MSRs the guest reads and writes directly. EFER, PAT, FS/GS base and SYSENTER are switched
-/// by the VMCS; the SYSCALL MSRs and KERNEL_GS_BASE are not, which is safe while a pCPU runs one
-/// vCPU (the hypervisor never uses SYSCALL or SWAPGS) and matches the SVM backend's set.
-const PASSTHROUGH_MSRS: [u32; 11] = [
+/// by the VMCS; the SYSCALL MSRs, KERNEL_GS_BASE and TSC_AUX are not, which is safe while a pCPU
+/// runs one vCPU (the hypervisor never uses SYSCALL, SWAPGS or RDTSCP) and matches the SVM set.
+const PASSTHROUGH_MSRS: [u32; 12] = [
     msr::IA32_EFER,
     msr::IA32_FS_BASE,
     msr::IA32_GS_BASE,
@@ -61,6 +61,7 @@ const PASSTHROUGH_MSRS: [u32; 11] = [
     0xC000_0082, // LSTAR
     0xC000_0083, // CSTAR
     0xC000_0084, // SFMASK
+    0xC000_0103, // TSC_AUX (RDTSCP is enabled)
     msr::IA32_SYSENTER_CS,
     msr::IA32_SYSENTER_ESP,
     msr::IA32_SYSENTER_EIP,
@@ -93,7 +94,6 @@ pub struct VmxVcpu {
     /// Event whose delivery an exit interrupted (IDT-vectoring info, error code, length).
     reinject: Option<(u32, u32, u32)>,
     exit_len: u8,
-    external_vector: Option<u8>,
 }
 
 impl VmxVcpu {
@@ -132,7 +132,6 @@ impl VmxVcpu {
             pending_irq: None,
             reinject: None,
             exit_len: 0,
-            external_vector: None,
         };
         IoBitmap(&mut v.pages.io).trap_all();
         let mut msrs = MsrBitmap(&mut v.pages.msr);
@@ -241,12 +240,6 @@ impl VmxVcpu {
         MsrBitmap(&mut self.pages.msr).pass(msr, read, write)
     }
 
-    /// The vector of the physical interrupt that caused the last `ExternalInterrupt` exit. The
-    /// CPU acknowledged it on exit, so the caller owes the interrupt controller an EOI.
-    pub fn take_external_vector(&mut self) -> Option<u8> {
-        self.external_vector.take()
-    }
-
     /// Parks an AP in wait-for-SIPI: the next `run` returns `Sipi` when a SIPI reaches this
     /// pCPU. (With an emulated LAPIC use [`start_at_sipi`](Self::start_at_sipi) instead.)
     pub fn set_wait_for_sipi(&mut self) {
@@ -295,6 +288,9 @@ impl VmxVcpu {
             w.write(f::ENTRY_INTERRUPTION_INFO, (info & !(1 << 12)) as u64);
             w.write(f::ENTRY_EXCEPTION_ERROR_CODE, error as u64);
             w.write(f::ENTRY_INSTRUCTION_LEN, len as u64);
+            return;
+        }
+        if self.pending_event.is_none() && self.pending_irq.is_none() {
             return;
         }
         let blocking = w.read(f::GUEST_INTERRUPTIBILITY);
@@ -406,9 +402,6 @@ impl VmxVcpu {
             };
             self.reinject = Some((idt, w.read(f::IDT_VECTORING_ERROR_CODE) as u32, len));
         }
-        if raw.reason as u16 == reason::EXTERNAL_INTERRUPT && raw.intr_info & intr::VALID != 0 {
-            self.external_vector = Some(raw.intr_info as u8);
-        }
         raw
     }
 }
@@ -444,7 +437,7 @@ impl Vcpu for VmxVcpu {
                     };
                 }
             }
-            HwVmcs.write(f::ENTRY_INTERRUPTION_INFO, 0);
+            // VM exit clears the valid bit of the entry interruption information itself.
             let raw = self.read_exit();
             if raw.reason & super::exit::ENTRY_FAILURE_BIT == 0 {
                 self.launched = true;
@@ -495,6 +488,9 @@ impl Vcpu for VmxVcpu {
         self.make_current();
         let mut w = HwVmcs;
         w.write(f::GUEST_RIP, w.read(f::GUEST_RIP).wrapping_add(len as u64));
+        if self.pending_event.is_none() && self.pending_irq.is_none() {
+            return;
+        }
         let blocking = w.read(f::GUEST_INTERRUPTIBILITY);
         if blocking & BLOCKING_STI_MOVSS != 0 {
             w.write(f::GUEST_INTERRUPTIBILITY, blocking & !BLOCKING_STI_MOVSS);
