@@ -3,9 +3,9 @@
 //! Stable interface (every check reports through it): [`Finding`], [`Severity`], [`Location`],
 //! [`Findings`], and the renderers [`Findings::render_human`] / [`Findings::render_json`].
 //!
-//! Check ids are stable strings: `X...` for file-level errors (not XML/TOML, too large),
-//! `S...` for structure (schema) checks of the scenario, `B...` for the board, `C...` for
-//! ACRN's semantic checks. Never reuse an id for a different rule.
+//! Check ids are stable strings, catalogued in [`crate::catalog`]: `F...` file level,
+//! `D...` board file content, `S...` scenario structure, `C..`/`B..`/`X..` semantic checks,
+//! `A..` allocation. Never reuse an id for a different rule.
 //!
 //! ```
 //! use acrn_configurator::diag::{Finding, Findings};
@@ -381,7 +381,7 @@ mod tests {
             column: 7,
         };
         f.push(Finding::warning("C01", "w").at(Location::new("x.xml", span)));
-        f.push(Finding::critical("X001", "bad"));
+        f.push(Finding::critical("F001", "bad"));
         let v: serde_json::Value = serde_json::from_str(&f.render_json()).unwrap();
         assert_eq!(v[0]["check"], "C01");
         assert_eq!(v[0]["severity"], "warning");

@@ -4,10 +4,12 @@
 //! Library entry point: [`validate`] (board + scenario -> [`Report`] with every finding).
 //! Modules: [`xml`] (position-keeping DOM), [`diag`] (findings and their rendering),
 //! [`scenario`] (model, readers, defaults), [`board`] (board model), [`checks`] (semantic
-//! checks), [`paths`] (resolving board/scenario names like ACRN's make).
+//! checks), [`paths`] (resolving board/scenario names like ACRN's make), [`catalog`] (every
+//! check id).
 
 pub mod alloc;
 pub mod board;
+pub mod catalog;
 pub mod checks;
 pub mod diag;
 pub mod gen;
@@ -76,8 +78,8 @@ pub fn validate(board_path: &Path, scenario_path: &Path, opts: &ValidateOptions)
     }
 }
 
-/// Turns a board loading error into findings (check ids `X...` for the file, `B001` for
-/// problems inside a board file).
+/// Turns a board loading error into findings (`F...` for the file, `D001` for problems
+/// inside a board file; see [`catalog`]).
 pub fn board_error_findings(path: &Path, e: &BoardError) -> Findings {
     let mut f = Findings::new();
     if let Ok(text) = std::fs::read_to_string(path) {
@@ -86,19 +88,19 @@ pub fn board_error_findings(path: &Path, e: &BoardError) -> Findings {
     match e {
         BoardError::Xml(x) => f.push(scenario::read::xml_error_finding(x)),
         BoardError::NotABoard { path, span, reason } => f.push(
-            Finding::critical("X003", format!("not an ACRN board file: {reason}"))
+            Finding::critical("F003", format!("not an ACRN board file: {reason}"))
                 .at(Location::new(path, *span))
                 .with_hint("a board file starts with <acrn-config board=\"NAME\">"),
         ),
         BoardError::ScenarioGivenAsBoard { path, span } => f.push(
-            Finding::critical("X003", "this is a scenario file, not a board file")
+            Finding::critical("F003", "this is a scenario file, not a board file")
                 .at(Location::new(path, *span))
                 .with_hint("pass the board file with --board and the scenario with --scenario"),
         ),
         BoardError::Invalid { path, problems } => {
             for p in problems {
                 f.push(
-                    Finding::error("B001", format!("<{}>: {}", p.section, p.message))
+                    Finding::error("D001", format!("<{}>: {}", p.section, p.message))
                         .at(Location::new(path, p.span))
                         .with_hint("regenerate the board file with ACRN's board inspector"),
                 );

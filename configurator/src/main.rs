@@ -67,6 +67,14 @@ enum Command {
         #[arg(long)]
         allow_warnings: bool,
     },
+    /// Describe a check id (e.g. C07, S005), or list every check id.
+    Explain {
+        /// The check id; without it, the whole catalogue.
+        id: Option<String>,
+        /// Print the catalogue as a Markdown table (as in configurator/README.md).
+        #[arg(long, conflicts_with = "id")]
+        markdown: bool,
+    },
     /// Generate the tables, build the hypervisor and a GRUB ISO with the VMs' kernels.
     Build(acrn_configurator::image::cli::BuildArgs),
     /// Build, then boot the image in QEMU or Bochs and show the console.
@@ -101,11 +109,16 @@ fn main() -> ExitCode {
         } => cmd_validate(&board, &scenario, format, allow_warnings),
         Command::Schema { which, out } => cmd_schema(which, out.as_deref()),
         Command::Convert { input, output } => cmd_convert(&input, &output),
+        Command::Explain { id, markdown } => cmd_explain(id.as_deref(), markdown),
         Command::Build(a) => Ok(acrn_configurator::image::cli::cmd_build(a)),
         Command::Run(a) => Ok(acrn_configurator::image::cli::cmd_run(a)),
-        Command::Generate { board, scenario, out, format, allow_warnings } => {
-            cmd_generate(&board, &scenario, &out, format, allow_warnings)
-        }
+        Command::Generate {
+            board,
+            scenario,
+            out,
+            format,
+            allow_warnings,
+        } => cmd_generate(&board, &scenario, &out, format, allow_warnings),
     };
     match result {
         Ok(code) => code,
@@ -164,15 +177,26 @@ fn cmd_validate(board: &str, scen: &str, format: Format, allow_warnings: bool) -
     })
 }
 
-fn cmd_generate(board: &str, scen: &str, out: &Path, format: Format, allow_warnings: bool) -> Result<ExitCode> {
+fn cmd_generate(
+    board: &str,
+    scen: &str,
+    out: &Path,
+    format: Format,
+    allow_warnings: bool,
+) -> Result<ExitCode> {
     let root = paths::repo_root();
     let board_path = paths::resolve_board(board, &root).map_err(|e| UsageError(e.to_string()))?;
     let scenario_path =
         paths::resolve_scenario(scen, &board_path, &root).map_err(|e| UsageError(e.to_string()))?;
-    let opts = acrn_configurator::gen::GenerateOptions { allow_warnings, scenario_name: None };
+    let opts = acrn_configurator::gen::GenerateOptions {
+        allow_warnings,
+        scenario_name: None,
+    };
     match acrn_configurator::gen::generate(&board_path, &scenario_path, &opts) {
         Ok(files) => {
-            files.write_to(out).with_context(|| format!("writing into {}", out.display()))?;
+            files
+                .write_to(out)
+                .with_context(|| format!("writing into {}", out.display()))?;
             for (name, _) in &files.files {
                 eprintln!("wrote {}", out.join(name).display());
             }
@@ -184,6 +208,28 @@ fn cmd_generate(board: &str, scen: &str, out: &Path, format: Format, allow_warni
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn cmd_explain(id: Option<&str>, markdown: bool) -> Result<ExitCode> {
+    use acrn_configurator::catalog;
+    match id {
+        Some(id) => match catalog::lookup(id) {
+            Some((id, sev, rule)) => println!("{id} ({sev}): {rule}"),
+            None => {
+                return Err(UsageError(format!(
+                    "`{id}` is not a check id (run `acrn-configurator explain` for the list)"
+                ))
+                .into())
+            }
+        },
+        None if markdown => print!("{}", catalog::markdown()),
+        None => {
+            for (id, sev, rule) in catalog::all() {
+                println!("{id:<5} {:<8} {rule}", sev.to_string());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_schema(which: Option<Which>, out: Option<&Path>) -> Result<ExitCode> {

@@ -90,7 +90,7 @@ fn expect_rejected(name: &str, content: &[u8], check: &str) -> Vec<(String, u64)
 
 #[test]
 fn not_xml() {
-    let f = expect_rejected("notxml", b"this is not xml at all\n", "X002");
+    let f = expect_rejected("notxml", b"this is not xml at all\n", "F002");
     assert_eq!(f[0].1, 1);
 }
 
@@ -99,7 +99,7 @@ fn wrong_root() {
     expect_rejected(
         "root",
         b"<?xml version=\"1.0\"?>\n<config><hv/></config>\n",
-        "X003",
+        "F003",
     );
 }
 
@@ -108,7 +108,7 @@ fn truncated_file() {
     let f = expect_rejected(
         "trunc",
         b"<acrn-config>\n  <hv>\n    <BUILD_TYPE>debug</BUILD_TY",
-        "X002",
+        "F002",
     );
     assert_eq!(f[0].1, 3, "{f:?}");
 }
@@ -118,7 +118,7 @@ fn binary_garbage() {
     let garbage: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    expect_rejected("bin", &garbage, "X001");
+    expect_rejected("bin", &garbage, "F001");
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn mismatched_tags() {
     let f = expect_rejected(
         "mismatch",
         b"<acrn-config>\n<hv>\n</vm>\n</acrn-config>",
-        "X002",
+        "F002",
     );
     assert_eq!(f[0].1, 3);
 }
@@ -138,7 +138,7 @@ fn deep_nesting() {
         "<hv>".repeat(10_000),
         "</hv>".repeat(10_000)
     );
-    expect_rejected("deep", deep.as_bytes(), "X002");
+    expect_rejected("deep", deep.as_bytes(), "F002");
 }
 
 #[test]
@@ -151,7 +151,7 @@ fn huge_file_is_refused_without_reading_it() {
     let t = std::time::Instant::now();
     let (code, v, _) = validate_json(&p);
     assert_eq!(code, 1);
-    assert!(about(&v, &p).iter().any(|(c, _)| c == "X001"), "{v}");
+    assert!(about(&v, &p).iter().any(|(c, _)| c == "F001"), "{v}");
     assert!(v.to_string().contains("bytes"), "{v}");
     assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
     std::fs::remove_dir_all(&d).ok();
@@ -173,8 +173,8 @@ fn board_given_as_scenario_and_the_reverse() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(about(&v, &board)[0].0, "X003", "{v}");
-    assert_eq!(about(&v, &scen)[0].0, "X003", "{v}");
+    assert_eq!(about(&v, &board)[0].0, "F003", "{v}");
+    assert_eq!(about(&v, &scen)[0].0, "F003", "{v}");
 }
 
 #[test]

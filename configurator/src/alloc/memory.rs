@@ -123,7 +123,14 @@ pub(super) fn vm_memory(cx: &mut Ctx, alloc: &mut Allocation) {
     free.remove_range(alloc.hv_ram);
 
     // Explicit hpa_regions first, for every pre-launched VM.
-    let mut taken: Vec<(Range, String)> = vec![(alloc.hv_ram, "the hypervisor".to_string())];
+    // Entry 0 is the hypervisor.
+    let mut taken: Vec<Range> = vec![alloc.hv_ram];
+    let hv_explicit = cx
+        .scenario
+        .hv
+        .memory
+        .as_ref()
+        .is_some_and(|m| m.hv_ram_start.is_some());
     let mut chunks: Vec<Vec<Range>> = vec![Vec::new(); alloc.vms.len()];
     for (k, v) in alloc.vms.iter().enumerate() {
         if v.load_order != LoadOrder::PreLaunched {
@@ -147,37 +154,32 @@ pub(super) fn vm_memory(cx: &mut Ctx, alloc: &mut Allocation) {
                 continue;
             };
             let range = Range::new(r.start_hpa.0, size);
+            // Validation already rejected regions outside RAM (X05), overlapping each other
+            // (X03) or an explicit HV_RAM_START (X04); `generate` never gets here with them,
+            // so they are skipped without a second report. Only the hypervisor RAM this
+            // allocator placed itself is new information.
             if range.start.checked_add(size).is_none() || !ram.covers(range.start, range.end()) {
-                cx.error(
-                    "A03",
-                    format!(
-                        "VM `{}`: hpa_region {}..{:#x} ({} MB) is not inside one RAM range of the board",
-                        v.name,
-                        r.start_hpa,
-                        range.end(),
-                        r.size_hpa
-                    ),
-                    at,
-                    "pick start_hpa/size_hpa inside the board's <memory> ranges (size_hpa is in MB)",
-                );
                 continue;
             }
-            if let Some((_, owner)) = taken.iter().find(|(t, _)| t.overlaps(&range)) {
-                let msg = format!(
-                    "VM `{}`: hpa_region {}..{:#x} overlaps the memory of {owner}",
-                    v.name,
-                    r.start_hpa,
-                    range.end()
-                );
-                cx.error(
-                    "A03",
-                    msg,
-                    at,
-                    "move the region, or drop hpa_region and let the allocator place memory/size",
-                );
+            if let Some((k, _)) = taken.iter().enumerate().find(|(_, t)| t.overlaps(&range)) {
+                if k == 0 && !hv_explicit {
+                    cx.error(
+                        "A03",
+                        format!(
+                            "VM `{}`: hpa_region {}..{:#x} overlaps the hypervisor's RAM {:#x}..{:#x} (placed by the allocator)",
+                            v.name,
+                            r.start_hpa,
+                            range.end(),
+                            alloc.hv_ram.start,
+                            alloc.hv_ram.end()
+                        ),
+                        at,
+                        "move the region, or set HV_RAM_START so the hypervisor lives elsewhere",
+                    );
+                }
                 continue;
             }
-            taken.push((range, format!("VM `{}`", v.name)));
+            taken.push(range);
             free.remove_range(range);
             chunks[k].push(range);
         }

@@ -85,21 +85,19 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
                 Ok(b) if board.pci_function(b).is_some() => {
                     pt[k].push((b, text.trim().to_string()))
                 }
-                Ok(b) => cx.error(
+                // Only in the board's legacy PCI_DEVICE list: validation (X02) accepts it,
+                // but the BARs needed for the tables are missing.
+                Ok(b) if board.legacy.pci_devices.iter().any(|d| d.bdf == b) => cx.error(
                     "A10",
                     format!(
-                        "VM `{}`: pass-through device {b} is not on board `{}`",
+                        "VM `{}`: pass-through device {b} has no PCI details (BARs) in board `{}`",
                         v.name, board.name
                     ),
                     at,
-                    "pick a device listed in the board file's <devices>",
+                    "regenerate the board file with ACRN's board inspector so <devices> lists it",
                 ),
-                Err(e) => cx.error(
-                    "A10",
-                    format!("VM `{}`: pci_dev: {e}", v.name),
-                    at,
-                    "start the entry with BB:DD.F",
-                ),
+                // Not a BDF (X01) or not on the board (X02): validation reported it.
+                _ => {}
             }
         }
     }

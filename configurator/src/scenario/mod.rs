@@ -39,7 +39,7 @@ pub fn load_scenario(path: &Path) -> Result<(Scenario, Findings), Findings> {
         Ok(p) => Ok((p, findings)),
         Err(e) => {
             findings.push(
-                Finding::critical("X099", e.to_string())
+                Finding::critical("F099", e.to_string())
                     .at(Location::file(path))
                     .with_hint(
                         "this is a bug in acrn-configurator; please report it with this file",

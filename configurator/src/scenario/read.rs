@@ -9,8 +9,8 @@
 //! S009 not an integer · S010 element does not apply to the VM's load order ·
 //! S011 not `y`/`n` · S012 bad or missing `vm` `id` attribute · S013 unknown attribute ·
 //! S014 unknown `load_order` · S020 duplicate VM name (vmNameUnique, critical).
-//! File-level: X001 cannot read · X002 not well-formed XML/TOML · X003 not a scenario file ·
-//! X099 internal error (a bug: please report).
+//! File-level: F001 cannot read · F002 not well-formed XML/TOML · F003 not a scenario file ·
+//! F099 internal error (a bug: please report).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,14 +26,14 @@ use crate::xml::{self, Document, Element, LineIndex, Span, XmlError, XmlErrorKin
 /// Turns an XML reader error into a critical finding.
 pub(crate) fn xml_error_finding(e: &XmlError) -> Finding {
     let (check, hint) = match &e.kind {
-        XmlErrorKind::Io(_) => ("X001", "check the path and the file's permissions"),
-        XmlErrorKind::TooLarge { .. } => ("X001", "board and scenario files are well under 1 MB"),
-        XmlErrorKind::NotUtf8 => ("X001", "give a UTF-8 text file (XML or TOML)"),
-        XmlErrorKind::WrongRoot { .. } => ("X003", "a scenario file starts with <acrn-config>"),
+        XmlErrorKind::Io(_) => ("F001", "check the path and the file's permissions"),
+        XmlErrorKind::TooLarge { .. } => ("F001", "board and scenario files are well under 1 MB"),
+        XmlErrorKind::NotUtf8 => ("F001", "give a UTF-8 text file (XML or TOML)"),
+        XmlErrorKind::WrongRoot { .. } => ("F003", "a scenario file starts with <acrn-config>"),
         XmlErrorKind::TooDeep(_) | XmlErrorKind::TooManyElements(_) => {
-            ("X002", "this does not look like an ACRN configuration file")
+            ("F002", "this does not look like an ACRN configuration file")
         }
-        _ => ("X002", "fix the XML syntax at this position"),
+        _ => ("F002", "fix the XML syntax at this position"),
     };
     let loc = match e.span {
         Some(s) => Location::new(&e.path, s),
@@ -100,7 +100,7 @@ pub fn read_document(doc: &Document) -> Result<(Scenario, Findings), Findings> {
     }
     if root.child("hv").is_none() && root.attr("board").is_some() {
         r.findings.push(
-            Finding::critical("X003", "this is a board file, not a scenario file")
+            Finding::critical("F003", "this is a board file, not a scenario file")
                 .at(r.loc(root.span))
                 .with_hint("pass the board file with --board and a scenario (with <hv> and <vm>) with --scenario"),
         );
@@ -118,7 +118,7 @@ pub fn read_document(doc: &Document) -> Result<(Scenario, Findings), Findings> {
         Err(e) => {
             r.findings.push(
                 Finding::critical(
-                    "X099",
+                    "F099",
                     format!("internal error building the scenario model: {e}"),
                 )
                 .at(r.loc(root.span))
@@ -603,7 +603,7 @@ pub fn toml_to_document(path: &Path, text: &str) -> Result<Document, Findings> {
         return fail(
             findings,
             Finding::critical(
-                "X002",
+                "F002",
                 format!("brackets nest deeper than {MAX_TOML_DEPTH} levels"),
             )
             .at(Location::file(path))
@@ -624,7 +624,7 @@ pub fn toml_to_document(path: &Path, text: &str) -> Result<Document, Findings> {
             let msg = e.message().trim().to_string();
             return fail(
                 findings,
-                Finding::critical("X002", format!("malformed TOML: {msg}"))
+                Finding::critical("F002", format!("malformed TOML: {msg}"))
                     .at(loc)
                     .with_hint("fix the TOML syntax at this position"),
             );

@@ -230,7 +230,7 @@ fn toml_reader_matches_xml_and_keeps_positions() {
 fn toml_syntax_errors_have_positions() {
     let f = toml_to_document(Path::new("t.toml"), "[hv]\nBUILD_TYPE = \n").unwrap_err();
     let x = f.iter().next().unwrap();
-    assert_eq!(x.check, "X002");
+    assert_eq!(x.check, "F002");
     assert_eq!(x.location.as_ref().unwrap().line, 2);
     let deep = "a = ".to_string() + &"[".repeat(10_000);
     assert!(toml_to_document(Path::new("t.toml"), &deep).is_err());
