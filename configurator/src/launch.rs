@@ -176,12 +176,7 @@ impl LaunchDescription {
                 .ok()
                 .filter(|&i| i != u16::MAX)
                 .ok_or_else(|| vm_err(name, "id does not fit 16 bits"))?;
-            let memory_mb = vm
-                .memory
-                .as_ref()
-                .and_then(|m| m.size)
-                .ok_or_else(|| vm_err(name, "no memory/size"))?;
-            let memory_mb = u32::try_from(memory_mb)
+            let memory_mb = u32::try_from(vm.memory_size_mb())
                 .ok()
                 .filter(|m| (1..=MAX_MEMORY_MB).contains(m))
                 .ok_or_else(|| {
@@ -635,7 +630,10 @@ mod tests {
     #[test]
     fn scenario_problems_are_errors() {
         let mut s = load("qemu-epyc", "shared.xml");
-        s.vm[1].memory = None;
+        s.vm[1].memory = Some(crate::scenario::VmMemory {
+            size: Some(0),
+            ..Default::default()
+        });
         assert!(matches!(
             LaunchDescription::from_scenario(&s),
             Err(LaunchError::Vm { .. })

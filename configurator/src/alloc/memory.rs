@@ -203,7 +203,7 @@ pub(super) fn vm_memory(cx: &mut Ctx, alloc: &mut Allocation) {
         if explicit {
             continue; // its regions were rejected above
         }
-        let mb = vm.memory.as_ref().and_then(|m| m.size).unwrap_or(0);
+        let mb = vm.memory_size_mb();
         let at = cx.vm_at(v.index, "memory/size");
         let Some(size) = mb.checked_mul(MB).filter(|s| *s > 0) else {
             cx.error(
@@ -255,12 +255,7 @@ pub(super) fn vm_memory(cx: &mut Ctx, alloc: &mut Allocation) {
             }
             LoadOrder::PostLaunched => {
                 let vm = &cx.scenario.vm[v.index];
-                v.memory_size = vm
-                    .memory
-                    .as_ref()
-                    .and_then(|m| m.size)
-                    .unwrap_or(0)
-                    .saturating_mul(MB);
+                v.memory_size = vm.memory_size_mb().saturating_mul(MB);
             }
             LoadOrder::PreLaunched => {}
         }

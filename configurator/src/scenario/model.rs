@@ -571,6 +571,17 @@ pub struct Vm {
     pub virtio_devices: Option<VirtioDevices>,
 }
 
+impl Vm {
+    /// The VM's `memory/size` in MB; a VM without `<memory>` (optional in ACRN's schema and
+    /// not default-populated) runs with the schema default, 1024 MB.
+    pub fn memory_size_mb(&self) -> u64 {
+        self.memory
+            .as_ref()
+            .and_then(|m| m.size)
+            .unwrap_or(super::spec::DEFAULT_MEMORY_MB)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct VmMemory {

@@ -279,8 +279,12 @@ pub const HV: &[Spec] = &[
     group("CACHE_REGION", CACHE_REGION),
 ];
 
+/// The schema default of `memory/size` (MB).
+pub const DEFAULT_MEMORY_MB: u64 = 1024;
+pub(crate) const DEFAULT_MEMORY_MB_TEXT: &str = "1024";
+
 const VM_MEMORY: &[Spec] = &[
-    leaf("size", int(0, i64::MAX)).def("1024"),
+    leaf("size", int(0, i64::MAX)).def(DEFAULT_MEMORY_MB_TEXT),
     group(
         "hpa_region",
         &[
@@ -345,7 +349,10 @@ pub const VM: &[Spec] = &[
         .only(POST),
     leaf("vuart0", B).def("n").only(POST),
     leaf("vbootloader", B).def("y").only(POST),
-    group("memory", VM_MEMORY).req().only(PRE | POST),
+    // minOccurs="0" in ACRN's VMConfigType: default population does not add a missing
+    // <memory> (§3.5), so checks such as C44 see what ACRN sees; consumers that need a size
+    // use `Vm::memory_size_mb`.
+    group("memory", VM_MEMORY).only(PRE | POST),
     leaf("own_pcpu", B).def("n"),
     group("cpu_affinity", &[group("pcpu", PCPU).many()]).only(PRE | POST),
     group("usb_xhci", &[leaf("usb_dev", STR).many()]).only(POST),

@@ -102,7 +102,9 @@ fn minimal_scenario_gets_defaults() {
         Some("Linux_bzImage")
     );
     let post = &p.vm[1];
-    assert_eq!(post.memory.as_ref().unwrap().size, Some(1024));
+    // <memory> is optional in ACRN's schema: not added, the size comes from its default.
+    assert!(post.memory.is_none());
+    assert_eq!(post.memory_size_mb(), 1024);
     assert_eq!(post.vbootloader, Some(true));
     assert!(post.os_config.is_none() && post.nested_virtualization_support.is_none());
     assert!(post.virtio_devices.is_some());
@@ -258,4 +260,12 @@ fn spans_locate_elements() {
         .unwrap()
         + 1;
     assert_eq!(l.line as usize, line);
+}
+
+#[test]
+fn default_memory_size_matches_the_schema_default() {
+    assert_eq!(
+        super::spec::DEFAULT_MEMORY_MB.to_string(),
+        super::spec::DEFAULT_MEMORY_MB_TEXT
+    );
 }
