@@ -21,6 +21,7 @@ pub mod hv;
 pub mod vm;
 pub mod hypercall;
 pub mod ioreq;
+pub mod postvm;
 pub mod service_vm;
 pub mod string_io;
 pub mod tsc;

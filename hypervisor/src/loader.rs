@@ -11,6 +11,12 @@ const MBI_GPA: u64 = 0x1000;
 const MB_MMAP_GPA: u64 = 0x1100;
 const MB_LOADER_NAME_GPA: u64 = 0x1F00;
 const MB_CMDLINE_GPA: u64 = 0x2000;
+/// Multiboot1 module list (16 bytes per module) and the modules' strings after it.
+const MB_MODS_GPA: u64 = 0x2800;
+const MB_MOD_STRINGS_GPA: u64 = 0x2A00;
+const MB_MOD_STRINGS_END: u64 = 0x3000;
+/// Most boot modules passed on in a multiboot1 module list.
+pub const MAX_MB1_MODULES: usize = 32;
 const ZERO_PAGE_GPA: u64 = 0x7000;
 const BZ_CMDLINE_GPA: u64 = 0x9000;
 const CMDLINE_MAX: usize = 2048;
@@ -196,6 +202,15 @@ pub fn multiboot1_flags(image: &[u8]) -> Option<u32> {
         })
 }
 
+/// A boot module handed to a guest in its multiboot1 module list: guest-physical
+/// `[start, end)` and its string (the module's tag).
+#[derive(Debug, Clone, Copy)]
+pub struct Mb1Module<'a> {
+    pub start: u32,
+    pub end: u32,
+    pub string: &'a str,
+}
+
 /// KERNEL_ELF: loads PT_LOAD segments at their physical addresses, clears BSS, and adds
 /// multiboot1 information when the image carries a multiboot1 header.
 pub fn load_elf(
@@ -203,6 +218,18 @@ pub fn load_elf(
     image: &[u8],
     cmdline: &str,
     e820: &[E820Entry],
+) -> Result<InitialState, LoadError> {
+    load_elf_with_modules(mem, image, cmdline, e820, &[])
+}
+
+/// [`load_elf`] with a multiboot1 module list (flag bit 3) when `modules` is not empty (the
+/// Service VM gets the boot modules the hypervisor does not use itself).
+pub fn load_elf_with_modules(
+    mem: &mut dyn GuestMem,
+    image: &[u8],
+    cmdline: &str,
+    e820: &[E820Entry],
+    modules: &[Mb1Module],
 ) -> Result<InitialState, LoadError> {
     if image.get(..4) != Some(b"\x7FELF") {
         return Err(LoadError::NotElf);
@@ -280,7 +307,7 @@ pub fn load_elf(
     }
     let mut st = protected_mode_state(mem, entry)?;
     if let Some(flags) = multiboot1_flags(image) {
-        write_multiboot1_info(mem, flags, cmdline, e820)?;
+        write_multiboot1_info(mem, flags, cmdline, e820, modules)?;
         st.regs.rax = MB1_BOOTLOADER_MAGIC as u64;
         st.regs.rbx = MBI_GPA;
     }
@@ -292,12 +319,38 @@ fn write_multiboot1_info(
     hdr_flags: u32,
     cmdline: &str,
     e820: &[E820Entry],
+    modules: &[Mb1Module],
 ) -> Result<(), LoadError> {
     if cmdline.len() >= CMDLINE_MAX {
         return Err(LoadError::CmdlineTooLong);
     }
     let mut mbi = [0u8; 72];
+    if !modules.is_empty() {
+        let mut list = [0u8; 16 * MAX_MB1_MODULES];
+        let mut at = MB_MOD_STRINGS_GPA;
+        let mut n = 0;
+        for m in modules.iter().take(MAX_MB1_MODULES) {
+            let len = m.string.len() as u64 + 1;
+            if at + len > MB_MOD_STRINGS_END {
+                break; // no room for more strings: the list ends here
+            }
+            mem.write(at, m.string.as_bytes())?;
+            mem.zero(at + len - 1, 1)?;
+            let e = &mut list[n * 16..n * 16 + 16];
+            e[0..4].copy_from_slice(&m.start.to_le_bytes());
+            e[4..8].copy_from_slice(&m.end.to_le_bytes());
+            e[8..12].copy_from_slice(&(at as u32).to_le_bytes());
+            at += len;
+            n += 1;
+        }
+        mem.write(MB_MODS_GPA, &list[..n * 16])?;
+        mbi[20..24].copy_from_slice(&(n as u32).to_le_bytes());
+        mbi[24..28].copy_from_slice(&(MB_MODS_GPA as u32).to_le_bytes());
+    }
     let mut flags: u32 = 1 << 2 | 1 << 9; // cmdline, boot loader name
+    if !modules.is_empty() {
+        flags |= 1 << 3;
+    }
     mbi[16..20].copy_from_slice(&(MB_CMDLINE_GPA as u32).to_le_bytes());
     mbi[64..68].copy_from_slice(&(MB_LOADER_NAME_GPA as u32).to_le_bytes());
     mem.write(MB_CMDLINE_GPA, cmdline.as_bytes())?;
@@ -543,6 +596,36 @@ mod tests {
         let cl = rd32(&m, MBI_GPA + 16) as usize;
         assert_eq!(&m.0[cl..cl + 14], b"console=ttyS0\0");
         assert_eq!(&m.0[0x810..0x818], &0x00CF_9B00_0000_FFFFu64.to_le_bytes());
+    }
+
+    #[test]
+    fn elf_with_module_list() {
+        let mut m = Mem(vec![0; 0x40_0000]);
+        let img = elf32(0x10_0010, &[(0x10_0000, b"code", 0x10)], true);
+        let (e, n) = e820_256m();
+        let mods = [
+            Mb1Module {
+                start: 0x20_0000,
+                end: 0x20_0100,
+                string: "launch_vms",
+            },
+            Mb1Module {
+                start: 0x30_0000,
+                end: 0x31_0000,
+                string: "POST_VM1_kernel",
+            },
+        ];
+        load_elf_with_modules(&mut m, &img, "x", &e[..n], &mods).unwrap();
+        assert_ne!(rd32(&m, MBI_GPA) & 8, 0, "mods flag");
+        assert_eq!(rd32(&m, MBI_GPA + 20), 2, "mods_count");
+        let list = rd32(&m, MBI_GPA + 24) as u64;
+        assert_eq!(rd32(&m, list + 16), 0x30_0000);
+        assert_eq!(rd32(&m, list + 20), 0x31_0000);
+        let s = rd32(&m, list + 24) as usize;
+        assert_eq!(&m.0[s..s + 16], b"POST_VM1_kernel\0");
+        // Without modules the flag stays clear.
+        load_elf(&mut m, &img, "x", &e[..n]).unwrap();
+        assert_eq!(rd32(&m, MBI_GPA) & 8, 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::decode::{self, AluSrc, CpuMode, Op};
 use crate::gwalk::{self, GuestPhys};
 use crate::hv::frames::{self, Frames};
 use crate::hvlog;
-use crate::loader::{self, E820Entry, GuestMem, LoadError, MAX_E820};
+use crate::loader::{self, E820Entry, GuestMem, LoadError, Mb1Module, MAX_E820};
 use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
 use crate::string_io;
 use crate::vcpu::{
@@ -336,6 +336,15 @@ fn build_vm(
         .map_err(BuildError::Load)?;
 
     let boot = match os.kern_type {
+        KernelType::Elf if cfg.load_order == LoadOrder::Service => {
+            let mut mods = [Mb1Module {
+                start: 0,
+                end: 0,
+                string: "",
+            }; loader::MAX_MB1_MODULES];
+            let n = service_modules(p, &mem, bi, &mut mods);
+            loader::load_elf_with_modules(&mut mem, image, os.bootargs, e820, &mods[..n])
+        }
         KernelType::Elf => loader::load_elf(&mut mem, image, os.bootargs, e820),
         KernelType::RawImage => match (os.kern_load_addr, os.kern_entry_addr) {
             (Some(l), Some(e)) => loader::load_raw(&mut mem, image, l, e),
@@ -368,6 +377,93 @@ fn build_vm(
         vuart: Mutex::new(Vuart::new()),
         platform_devices,
     })
+}
+
+/// The boot modules the hypervisor does not use itself (not a kernel or ramdisk of a VM it
+/// boots), for the Service VM's multiboot1 module list. Each is copied to the top of the
+/// Service VM's RAM below 4 GiB (identity-mapped, so GPA = HPA), where neither the loader
+/// (which may put the kernel over a module's original place) nor the hypervisor's RAM is; the
+/// Service VM copies them out before it gives RAM to guests. A module that does not fit is
+/// logged and left out.
+fn service_modules<'a>(
+    p: &PlatformConfig,
+    mem: &VmMem,
+    bi: &'a BootInfo,
+    out: &mut [Mb1Module<'a>; loader::MAX_MB1_MODULES],
+) -> usize {
+    let used = |tag: &str| {
+        p.vms
+            .iter()
+            .filter(|v| v.load_order != LoadOrder::PostLaunched)
+            .filter_map(|v| v.os.as_ref())
+            .any(|o| o.kern_mod == tag || o.ramdisk_mod == Some(tag))
+    };
+    // Copies go downwards from the end of the highest RAM region below 4 GiB, never over a
+    // boot module (one not copied yet would be lost).
+    let mut top = mem
+        .0
+        .iter()
+        .filter(|r| r.gpa == r.hpa)
+        .map(|r| (r.gpa + r.size).min(1 << 32))
+        .max()
+        .unwrap_or(0);
+    let mut n = 0;
+    for m in bi.modules().iter().filter(|m| !used(m.tag())) {
+        if n == out.len() {
+            hvlog!(
+                "more than {} boot modules for the Service VM; the rest are not passed on",
+                out.len()
+            );
+            break;
+        }
+        let size = m.size.next_multiple_of(0x1000);
+        let dest = loop {
+            let Some(d) = top.checked_sub(size).map(|d| d & !0xFFF) else {
+                break None;
+            };
+            if let Some(o) = bi
+                .modules()
+                .iter()
+                .find(|o| overlaps(d, size, o.start, o.size))
+            {
+                top = o.start;
+                continue;
+            }
+            if mem.hpa(d, size) != Some(d) {
+                // Not RAM of the Service VM (a hole): continue below the hole's start.
+                top = mem
+                    .0
+                    .iter()
+                    .filter(|r| r.gpa == r.hpa && r.gpa + r.size <= d + size && r.gpa < d)
+                    .map(|r| r.gpa + r.size)
+                    .max()
+                    .unwrap_or(0);
+                continue;
+            }
+            break Some(d);
+        };
+        let Some(dest) = dest.filter(|&d| d >= 0x10_0000) else {
+            hvlog!(
+                "boot module {:?} ({:#x} bytes) does not fit in the Service VM's RAM; not passed on",
+                m.tag(),
+                m.size
+            );
+            continue;
+        };
+        // SAFETY: source: a boot module the loader placed in RAM below 4 GiB; destination: RAM
+        // of the Service VM (not yet running), identity-mapped; they do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(m.start as *const u8, dest as *mut u8, m.size as usize)
+        };
+        top = dest;
+        out[n] = Mb1Module {
+            start: dest as u32,
+            end: (dest + m.size) as u32,
+            string: m.tag(),
+        };
+        n += 1;
+    }
+    n
 }
 
 /// The VM's second-level table: exactly its RAM regions and, for the platform VM, the IOAPIC page
@@ -436,6 +532,9 @@ pub fn pcpu_loop(pcpu: usize) -> ! {
             match (host, vmcb) {
                 (Ok(host), Some(vmcb)) => {
                     let mut v = SvmVcpu::new(vmcb, host, vm.root, vm.cfg.id as u32 + 1, caps);
+                    if vm.cfg.load_order == LoadOrder::Service && idx != 0 {
+                        crate::postvm::run::register_svm_host(pcpu, host, caps);
+                    }
                     for (base, n) in direct_ports(vm) {
                         if v.allow_io(base, n, frames::alloc).is_err() {
                             stop(
@@ -542,9 +641,11 @@ fn real_mode_state(vector: u8) -> InitialState {
     }
 }
 
-/// Parks the calling pCPU until the VM stops (it then halts for good).
-fn park(vm: &Vm) -> ! {
+/// Parks the calling pCPU until the VM stops (it then halts for good). Meanwhile a pCPU of the
+/// Service VM runs the post-launched vCPUs pinned to it.
+fn park(vm: &Vm, pcpu: usize) -> ! {
     while !vm.stopped.load(Ordering::Acquire) {
+        crate::postvm::run::serve_until(pcpu, &|| vm.stopped.load(Ordering::Acquire));
         x86::delay_us(1000);
     }
     x86::halt_forever()
@@ -579,6 +680,11 @@ fn run_vcpu<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mut v: V) {
             if s & SIPI_PENDING != 0 {
                 break s as u8;
             }
+            // Meanwhile the pCPU runs the post-launched vCPUs pinned here (Service VM only).
+            crate::postvm::run::serve_until(pcpu, &|| {
+                vm.stopped.load(Ordering::Acquire)
+                    || vm.sipi[idx].load(Ordering::Acquire) & SIPI_PENDING != 0
+            });
             x86::pause();
         };
         v.set_initial_state(&real_mode_state(vector));
@@ -591,7 +697,7 @@ fn run_vcpu<V: Vcpu>(vm: &Vm, idx: usize, pcpu: usize, mut v: V) {
         let exit = v.run();
         match handle_exit(vm, idx, pcpu, &mem, &mut v, exit) {
             Next::Continue => {}
-            Next::Halted => park(vm),
+            Next::Halted => park(vm, pcpu),
             Next::Stopped => return,
         }
     }
@@ -792,7 +898,13 @@ fn handle_exit<V: Vcpu>(
             ),
         },
         VmExit::Cpuid { leaf, subleaf } => {
-            let r = emulate_cpuid(vm, idx, leaf, subleaf);
+            let r = emulate_cpuid(
+                vm.cfg.pcpus.count(),
+                vm.cfg.load_order == LoadOrder::Service,
+                idx,
+                leaf,
+                subleaf,
+            );
             let g = v.regs_mut();
             (g.rax, g.rbx, g.rcx, g.rdx) = (r[0] as u64, r[1] as u64, r[2] as u64, r[3] as u64);
             if !skip(v) {
@@ -934,8 +1046,14 @@ fn io_access(vm: &Vm, port: u16, size: u8, dir: IoDirection, data: u32, regs: &m
 /// CPUID EDX bits MCE (7) and MCA (14), in leaves 1 and 0x80000001.
 const MACHINE_CHECK: u32 = 1 << 7 | 1 << 14;
 
-fn emulate_cpuid(vm: &Vm, idx: usize, leaf: u32, sub: u32) -> [u32; 4] {
-    let ncpu = vm.cfg.pcpus.count();
+/// CPUID as a VM of `ncpu` vCPUs sees it on vCPU `idx`; `privileged` for the Service VM.
+pub(crate) fn emulate_cpuid(
+    ncpu: u32,
+    privileged: bool,
+    idx: usize,
+    leaf: u32,
+    sub: u32,
+) -> [u32; 4] {
     match leaf {
         // ACRN's hypervisor leaves: signature "ACRNACRNACRN", max leaf 0x40000010.
         ACRN_CPUID_SIGNATURE => [
@@ -945,19 +1063,16 @@ fn emulate_cpuid(vm: &Vm, idx: usize, leaf: u32, sub: u32) -> [u32; 4] {
             ACRN_SIGNATURE_REG,
         ],
         // Guest capabilities: only the Service VM is privileged.
-        0x4000_0001 => {
-            let privileged = vm.cfg.load_order == LoadOrder::Service;
-            [
-                if privileged {
-                    acrn_abi::cpuid::AcrnCpuidFeatures::PRIVILEGED_VM.bits()
-                } else {
-                    0
-                },
-                0,
-                0,
-                0,
-            ]
-        }
+        0x4000_0001 => [
+            if privileged {
+                acrn_abi::cpuid::AcrnCpuidFeatures::PRIVILEGED_VM.bits()
+            } else {
+                0
+            },
+            0,
+            0,
+            0,
+        ],
         // ACRN_CPUID_TIMING_INFO: the TSC frequency in kHz (guests run on the host TSC).
         ACRN_CPUID_TIMING_INFO => [crate::tsc::khz(), 0, 0, 0],
         0x4000_0002..=0x4000_00FF => [0; 4],
@@ -984,7 +1099,7 @@ fn emulate_cpuid(vm: &Vm, idx: usize, leaf: u32, sub: u32) -> [u32; 4] {
     }
 }
 
-fn read_msr(idx: usize, msr: u32) -> Option<u64> {
+pub(crate) fn read_msr(idx: usize, msr: u32) -> Option<u64> {
     Some(match msr {
         0x1B => LAPIC_GPA | 1 << 11 | if idx == 0 { 1 << 8 } else { 0 },
         // SAFETY: rdtsc has no side effects.
@@ -998,7 +1113,7 @@ fn read_msr(idx: usize, msr: u32) -> Option<u64> {
     })
 }
 
-fn write_msr_ok(msr: u32, value: u64) -> bool {
+pub(crate) fn write_msr_ok(msr: u32, value: u64) -> bool {
     match msr {
         // The APIC stays an xAPIC at its default base.
         0x1B => value & 0xFFFF_F000 == LAPIC_GPA && value & (1 << 10) == 0,

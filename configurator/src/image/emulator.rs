@@ -62,6 +62,11 @@ pub struct Machine {
     pub vendor: Vendor,
     pub cpus: usize,
     pub mem_mib: u64,
+    /// QEMU runs all vCPUs on one host thread (`-accel tcg,thread=single`): set for scenarios
+    /// with a Service VM, whose post-launched VMs wait on it for every I/O request. Round-robin
+    /// TCG switches vCPUs at each PAUSE, so a request is served in microseconds; with a thread
+    /// per vCPU on a small host each round trip waits for the host scheduler.
+    pub single_thread_tcg: bool,
 }
 
 impl Machine {
@@ -93,6 +98,7 @@ impl Machine {
             vendor,
             cpus: board.pcpus().len().max(1),
             mem_mib: mem >> 20,
+            single_thread_tcg: false,
         }
     }
 
@@ -118,7 +124,12 @@ impl Machine {
             // TCG has no VMX: this boots, but the hypervisor will find no virtualization.
             Vendor::Intel => "Skylake-Client",
         };
-        ["-machine", "q35", "-accel", "tcg", "-cpu", cpu, "-smp"]
+        let accel = if self.single_thread_tcg {
+            "tcg,thread=single"
+        } else {
+            "tcg"
+        };
+        ["-machine", "q35", "-accel", accel, "-cpu", cpu, "-smp"]
             .iter()
             .map(|s| s.to_string())
             .chain([self.cpus.to_string(), "-m".into(), mem])
@@ -459,6 +470,7 @@ mod tests {
             vendor: Vendor::Amd,
             cpus: 4,
             mem_mib: 2048,
+            single_thread_tcg: false,
         };
         let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
         assert!(
@@ -475,6 +487,7 @@ mod tests {
             vendor: Vendor::Intel,
             cpus: 4,
             mem_mib: 1024,
+            single_thread_tcg: false,
         };
         let rc = m.bochsrc(Path::new("/o/acrn.iso"), Path::new("/o"));
         for line in [

@@ -30,7 +30,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::gen::{self, GenerateOptions};
-use crate::scenario::LoadOrder;
+use crate::scenario::{LoadOrder, Scenario};
 use crate::{validate, Report, ValidateOptions};
 
 pub use emulator::{Emulator, Machine, RunOutcome};
@@ -52,6 +52,8 @@ pub enum ImageError {
     Invalid(Box<Report>),
     #[error("--module {0:?}: expected TAG=FILE")]
     BadModuleArg(String),
+    #[error("launch description for the post-launched VMs: {0}")]
+    Launch(String),
     #[error("--module {0}=...: given twice")]
     DuplicateModule(String),
     #[error("--module `{tag}`: the scenario names no such boot module (its tags: {})", if .known.is_empty() { "none".to_string() } else { .known.join(", ") })]
@@ -230,7 +232,11 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
     if !replaceable(&out)? {
         return Err(ImageError::NotOurs(out));
     }
-    let machine = Machine::of_board(board);
+    let mut machine = Machine::of_board(board);
+    machine.single_thread_tcg = scenario
+        .vm
+        .iter()
+        .any(|v| v.load_order == Some(LoadOrder::Service));
 
     let tmp = tmp_dir_of(&out);
     if tmp.exists() {
@@ -253,7 +259,10 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
         let elf_out = tmp.join(ELF);
         fs::copy(&elf, &elf_out).map_err(io_err(&elf_out))?;
 
-        let files = module_files(opts, &plan, &tmp, log)?;
+        let mut files = module_files(opts, &plan, &tmp, log)?;
+        if let Some(f) = launch_file(scenario, &tmp)? {
+            files.push(f);
+        }
         let boot = write_iso(&tmp, &out, &elf_out, &files, log)?;
 
         fs::write(
@@ -416,6 +425,7 @@ fn module_files(
         let path = match &p.source {
             Source::User(f) => absolute(f)?,
             Source::TestGuest(g) => guests.join(g),
+            Source::Generated => continue,
         };
         let base: String = path
             .file_name()
@@ -445,6 +455,39 @@ fn module_files(
         });
     }
     Ok(out)
+}
+
+/// With post-launched VMs, the launch description for the reference Service VM, written to
+/// `tmp/launch_vms` and passed as the module tagged `launch_vms`.
+fn launch_file(scenario: &Scenario, tmp: &Path) -> Result<Option<ModuleFile>, ImageError> {
+    if !scenario
+        .vm
+        .iter()
+        .any(|v| v.load_order == Some(LoadOrder::PostLaunched))
+    {
+        return Ok(None);
+    }
+    let desc = crate::launch::LaunchDescription::from_scenario(scenario)
+        .map_err(|e| ImageError::Launch(e.to_string()))?;
+    let path = tmp.join(crate::launch::MODULE_TAG);
+    fs::write(&path, desc.render()).map_err(io_err(&path))?;
+    let service = scenario
+        .vm
+        .iter()
+        .find(|v| v.load_order == Some(LoadOrder::Service));
+    Ok(Some(ModuleFile {
+        planned: modules::Planned {
+            need: modules::Need {
+                tag: crate::launch::MODULE_TAG.into(),
+                vm_id: service.map_or(0, |v| v.id),
+                vm_name: service.map_or_else(String::new, |v| v.name.clone()),
+                kind: modules::ModuleKind::LaunchDescription,
+            },
+            source: Source::Generated,
+        },
+        path,
+        iso_name: crate::launch::MODULE_TAG.into(),
+    }))
 }
 
 /// The grub.cfg: the hypervisor, then one module2 line per tag.
@@ -490,6 +533,7 @@ fn write_iso(
             // Test guests live in the output directory once it is renamed.
             Source::TestGuest(g) => (out.join("guests").join(g), "test-guest"),
             Source::User(_) => (m.path.clone(), "user"),
+            Source::Generated => (out.join(&m.iso_name), "generated"),
         };
         entries.push(ManifestModule {
             tag: m.planned.need.tag.clone(),

@@ -2,8 +2,10 @@
 //!
 //! The hypervisor finds a VM's kernel (and ramdisk) among the multiboot2 modules by the tag
 //! GRUB passes as the module's command line, as in ACRN (`module2 /boot/FILE TAG`). Only the
-//! VMs the hypervisor boots itself need modules: pre-launched VMs and the Service VM
-//! (post-launched kernels are loaded by the Service VM).
+//! VMs the hypervisor boots itself need modules (pre-launched VMs and the Service VM), and so do
+//! post-launched VMs, whose kernels the Service VM loads: each is tagged by its `kern_mod` or
+//! `<VM name>_kernel` ([`crate::launch::kernel_tag`]); the image adds the launch description
+//! (`launch_vms`) beside them.
 //!
 //! Without `--module TAG=FILE`, a `KERNEL_ELF` VM gets one of the project's test guests
 //! (tests/guests), so every scenario in configs/ boots as it is:
@@ -12,7 +14,9 @@
 //! * otherwise the second pre-launched VM gets `rogue.elf` when no VM is named `*ROGUE*`,
 //!   so a partitioned scenario shows containment (a misbehaving VM stopped while its sibling
 //!   keeps running);
-//! * every other VM (the first pre-launched VM, the Service VM, ...) gets `hello.elf`.
+//! * the Service VM gets `service-vm.elf` (the reference Service VM) when the scenario has
+//!   post-launched VMs;
+//! * every other VM (the first pre-launched VM, post-launched VMs, ...) gets `hello.elf`.
 //!
 //! Kernels of other types (`KERNEL_BZIMAGE`, `KERNEL_RAWIMAGE`) and ramdisks have no default:
 //! they must be given with `--module`.
@@ -29,6 +33,8 @@ use super::ImageError;
 pub enum ModuleKind {
     Kernel(KernType),
     Ramdisk,
+    /// The launch description for the reference Service VM (`launch_vms`).
+    LaunchDescription,
 }
 
 /// A boot module the scenario needs: a tag and the first VM that names it.
@@ -47,6 +53,8 @@ pub enum Source {
     User(PathBuf),
     /// A test guest from tests/guests (`hello.elf`, ...), built by `tests/guests/build.sh`.
     TestGuest(&'static str),
+    /// Written by the build itself (the launch description).
+    Generated,
 }
 
 /// A module resolved to a source.
@@ -56,12 +64,30 @@ pub struct Planned {
     pub source: Source,
 }
 
-/// The kernel and ramdisk tags of the VMs the hypervisor boots, in VM order, each tag once.
+/// The kernel and ramdisk tags of every VM, in VM order, each tag once.
 pub fn needed(scenario: &Scenario) -> Vec<Need> {
     let mut out: Vec<Need> = Vec::new();
     let mut vms: Vec<_> = scenario.vm.iter().collect();
     vms.sort_by_key(|v| v.id);
     for vm in vms {
+        if vm.load_order == Some(LoadOrder::PostLaunched) {
+            let os = vm.os_config.as_ref();
+            let tag = os
+                .and_then(|o| o.kern_mod.as_deref())
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map_or_else(|| crate::launch::kernel_tag(&vm.name), str::to_string);
+            let kind = ModuleKind::Kernel(os.and_then(|o| o.kern_type).unwrap_or(KernType::Elf));
+            if out.iter().all(|n| n.tag != tag) {
+                out.push(Need {
+                    tag,
+                    vm_id: vm.id,
+                    vm_name: vm.name.clone(),
+                    kind,
+                });
+            }
+            continue;
+        }
         if !matches!(
             vm.load_order,
             Some(LoadOrder::PreLaunched | LoadOrder::Service)
@@ -139,6 +165,15 @@ pub fn plan(
         .collect();
     pre_ids.sort_unstable();
     let second_pre = pre_ids.get(1).copied();
+    let has_post = scenario
+        .vm
+        .iter()
+        .any(|v| v.load_order == Some(LoadOrder::PostLaunched));
+    let service_id = scenario
+        .vm
+        .iter()
+        .find(|v| v.load_order == Some(LoadOrder::Service))
+        .map(|v| v.id);
 
     needs
         .iter()
@@ -148,7 +183,9 @@ pub fn plan(
                 None => match n.kind {
                     ModuleKind::Kernel(KernType::Elf) => {
                         let name = n.vm_name.to_ascii_uppercase();
-                        Source::TestGuest(if name.contains("ROGUE") {
+                        Source::TestGuest(if has_post && Some(n.vm_id) == service_id {
+                            "service-vm.elf"
+                        } else if name.contains("ROGUE") {
                             "rogue.elf"
                         } else if name.contains("BENCH") {
                             "bench.elf"
@@ -165,6 +202,7 @@ pub fn plan(
                             what: match kind {
                                 ModuleKind::Kernel(k) => format!("its {k} kernel"),
                                 ModuleKind::Ramdisk => "its ramdisk".into(),
+                                ModuleKind::LaunchDescription => "its launch description".into(),
                             },
                         })
                     }
@@ -227,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn named_rogue_wins_and_post_launched_need_nothing() {
+    fn named_rogue_wins_and_post_launched_get_the_service_vm_and_hello() {
         let s = scenario(vec![
             vm(0, "SERVICE_VM", LoadOrder::Service, KernType::Elf, "sos"),
             vm(1, "PRE_A", LoadOrder::PreLaunched, KernType::Elf, "a"),
@@ -239,10 +277,11 @@ mod tests {
         assert_eq!(
             guests(&p),
             [
-                ("sos", &Source::TestGuest("hello.elf")),
+                ("sos", &Source::TestGuest("service-vm.elf")),
                 ("a", &Source::TestGuest("hello.elf")),
                 ("b", &Source::TestGuest("hello.elf")),
                 ("r", &Source::TestGuest("rogue.elf")),
+                ("post", &Source::TestGuest("hello.elf")),
             ]
         );
     }

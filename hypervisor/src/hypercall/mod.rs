@@ -106,8 +106,8 @@ pub trait VmOps {
     /// Builds an empty VM (no memory mapped) with `pcpus.count_ones()` vCPUs.
     fn create(&mut self, vmid: u16, pcpus: u64, flags: u64) -> Result<(), i32>;
     fn destroy(&mut self, vmid: u16);
-    /// Launches the VM's BSP.
-    fn start(&mut self, vmid: u16) -> Result<(), i32>;
+    /// Launches the VM's BSP; its I/O requests go to the page at `ioreq_page` (Service VM GPA).
+    fn start(&mut self, vmid: u16, ioreq_page: u64) -> Result<(), i32>;
     /// Stops every vCPU of the VM (they stay stopped until reset or destroy).
     fn pause(&mut self, vmid: u16);
     /// Returns every vCPU to its power-on state.
@@ -281,10 +281,10 @@ impl Hypercalls {
                 0
             }
             HC_START_VM => {
-                if state != VmState::Created || slot.ioreq_page.is_none() {
+                let Some(page) = slot.ioreq_page.filter(|_| state == VmState::Created) else {
                     return err(EPERM);
-                }
-                match ops.start(vmid) {
+                };
+                match ops.start(vmid, page) {
                     Ok(()) => {
                         self.slots[vmid as usize].state = VmState::Running;
                         0

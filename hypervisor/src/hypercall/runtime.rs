@@ -2,10 +2,9 @@
 //! the static tables), the dispatcher state behind a lock, and [`VmOps`] over real NPT/EPT
 //! tables for post-launched VMs.
 //!
-//! Post-launched vCPUs are not scheduled yet (the VM layer runs one vCPU per pCPU and the
-//! Service VM owns the shared pCPUs), so HC_START_VM and interrupt injection into a
-//! post-launched VM return -ENOSYS; creation, memory mapping, register setup and the I/O
-//! request page work and are checked exactly as in ACRN.
+//! Post-launched vCPUs run through [`crate::postvm`] (on pCPUs whose Service VM vCPU waits for
+//! SIPI). Interrupt injection into a post-launched VM (HC_SET_IRQLINE, HC_INJECT_MSI) is not
+//! implemented and returns -ENOSYS: post-launched VMs have no virtual interrupt controller.
 
 use super::{
     Caller, Hypercalls, IdentityRam, Outcome, PhysBytes, SlotConfig, SlotKind, VmOps, MAX_USER_GPA,
@@ -14,6 +13,7 @@ use super::{
 use crate::hv::frames::Frames;
 use crate::hvlog;
 use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
+use crate::postvm::run as postvm;
 use crate::service_vm::{self, Layout, TRAMPOLINE};
 use acrn_abi::errno::{ENOMEM, ENOSYS};
 use acrn_abi::irq::GsiOp;
@@ -60,6 +60,9 @@ static SERVICE_CONFIG: Once<VmConfig> = Once::new();
 /// taken out of the identity map.
 const BIOS_BACKING: (u64, u64) = (0x8_F000, 0x1_0000);
 static STATE: Once<Mutex<(Hypercalls, PostVms)>> = Once::new();
+/// The Service VM's id, readable without the lock: other VMs' hypercalls are refused without
+/// waiting for it (a pause holds it while the caller's vCPU is to leave its pCPU).
+static SERVICE_VMID: Once<u16> = Once::new();
 
 /// Builds the Service VM's memory layout and the hypercall table. Returns the layout, or
 /// `None` if the scenario has no Service VM (or its layout cannot be built, which is logged).
@@ -128,6 +131,11 @@ pub fn init(p: &PlatformConfig, npt: bool) -> Option<&'static Layout> {
     });
     let nslots = p.vms.len().min(MAX_VM_NUM);
     let hc = Hypercalls::new(&slots[..nslots], p.hv.max_vm_num as usize)?;
+    SERVICE_VMID.call_once(|| hc.service_vmid());
+    let bsp = (0..64u16).find(|&c| service.pcpus.contains(c));
+    if let Some(c) = bsp.and_then(|c| p.board.pcpus.get(c as usize)) {
+        crate::postvm::run::set_service_bsp(c.apic_id);
+    }
     STATE.call_once(|| {
         Mutex::new((
             hc,
@@ -142,9 +150,14 @@ pub fn init(p: &PlatformConfig, npt: bool) -> Option<&'static Layout> {
 
 /// Handles a VMCALL/VMMCALL of VM `vmid` at privilege `cpl` with the guest's R8/RDI/RSI.
 pub fn handle(vmid: u16, cpl: u8, id: u64, p1: u64, p2: u64) -> Outcome {
-    let (Some(state), Some(layout)) = (STATE.get(), LAYOUT.get()) else {
+    let (Some(state), Some(layout), Some(&service)) =
+        (STATE.get(), LAYOUT.get(), SERVICE_VMID.get())
+    else {
         return Outcome::InjectUd; // no Service VM: nobody may call
     };
+    if vmid != service {
+        return Outcome::InjectUd;
+    }
     let mut mem = IdentityRam {
         ranges: layout.ram(),
         limit: HV_REACH,
@@ -152,7 +165,9 @@ pub fn handle(vmid: u16, cpl: u8, id: u64, p1: u64, p2: u64) -> Outcome {
     };
     let mut g = state.lock();
     let (hc, ops) = &mut *g;
-    hc.dispatch(&mut mem, ops, Caller { vmid, cpl }, id, p1, p2)
+    let out = hc.dispatch(&mut mem, ops, Caller { vmid, cpl }, id, p1, p2);
+    crate::postvm::run::set_upcall_vector(hc.upcall_vector());
+    out
 }
 
 /// EPT/NPT permissions and memory type from a checked `prot` (ACRN: UC unless WB/WT/WC/WP).
@@ -175,7 +190,7 @@ fn prot_to_pt(prot: u32) -> (Perm, MemType) {
 }
 
 impl VmOps for PostVms {
-    fn create(&mut self, vmid: u16, _pcpus: u64, _flags: u64) -> Result<(), i32> {
+    fn create(&mut self, vmid: u16, pcpus: u64, flags: u64) -> Result<(), i32> {
         let slot = self.tables.get_mut(vmid as usize).ok_or(ENOMEM)?;
         if slot.is_none() {
             *slot = Some(if self.npt {
@@ -184,24 +199,35 @@ impl VmOps for PostVms {
                 Table::Ept(PageTable::new(&mut Frames).map_err(|_| ENOMEM)?)
             });
         }
+        postvm::create(vmid, pcpus, flags);
         Ok(())
     }
     fn destroy(&mut self, vmid: u16) {
-        // Empty the table for the next VM in this slot.
+        // Paused already (the dispatcher checks): no vCPU runs on the table emptied here for
+        // the next VM in this slot.
+        postvm::destroy(vmid);
         let _ = self.unmap(vmid, 0, MAX_USER_GPA);
     }
-    fn start(&mut self, vmid: u16) -> Result<(), i32> {
-        hvlog!("VM {vmid}: post-launched vCPU scheduling is not implemented; HC_START_VM refused");
-        Err(ENOSYS)
+    fn start(&mut self, vmid: u16, ioreq_page: u64) -> Result<(), i32> {
+        let root = match self.tables.get(vmid as usize) {
+            Some(Some(Table::Npt(t))) => t.root(),
+            Some(Some(Table::Ept(_))) => {
+                hvlog!("VM {vmid}: post-launched vCPUs run under SVM only; HC_START_VM refused");
+                return Err(ENOSYS);
+            }
+            _ => return Err(ENOMEM),
+        };
+        postvm::start(vmid, root, ioreq_page)
     }
-    fn pause(&mut self, _vmid: u16) {
-        // Never started (see start): no vCPU to stop.
+    fn pause(&mut self, vmid: u16) {
+        postvm::pause(vmid);
     }
-    fn reset(&mut self, _vmid: u16) {
-        // Never started: vCPUs are still in their power-on state.
+    fn reset(&mut self, vmid: u16) {
+        postvm::reset(vmid);
     }
-    fn set_vcpu_regs(&mut self, _vmid: u16, _vcpu: u16, _regs: &AcrnRegs) -> Result<(), i32> {
-        Err(ENOSYS)
+    fn set_vcpu_regs(&mut self, vmid: u16, vcpu: u16, regs: &AcrnRegs) -> Result<(), i32> {
+        postvm::set_vcpu_regs(vmid, vcpu, regs);
+        Ok(())
     }
     fn map(&mut self, vmid: u16, gpa: u64, hpa: u64, size: u64, prot: u32) -> Result<(), i32> {
         let (perm, mt) = prot_to_pt(prot);
@@ -229,7 +255,7 @@ impl VmOps for PostVms {
         r.map_err(|_| ENOMEM)
     }
     fn notify_request_finish(&mut self, _vmid: u16, _vcpu: u16) {
-        // No vCPU of a post-launched VM runs, so none waits for a completion.
+        // The waiting vCPU polls its slot for COMPLETE (notification and polling mode alike).
     }
     fn set_irqline(&mut self, _vmid: u16, _gsi: u32, _op: GsiOp) -> Result<(), i32> {
         Err(ENOSYS)

@@ -27,7 +27,7 @@ impl VmOps for Ops {
     fn destroy(&mut self, vmid: u16) {
         self.log.push(format!("destroy {vmid}"));
     }
-    fn start(&mut self, vmid: u16) -> Result<(), i32> {
+    fn start(&mut self, vmid: u16, _ioreq_page: u64) -> Result<(), i32> {
         self.log.push(format!("start {vmid}"));
         Ok(())
     }
