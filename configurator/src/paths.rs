@@ -1,6 +1,8 @@
 //! Resolving `--board` / `--scenario` arguments like ACRN's make: a path to an existing file
 //! is used as is; a board NAME means `configs/NAME/NAME.xml`, a scenario NAME means
-//! `configs/<board name>/NAME.xml`, relative to the repository root.
+//! `configs/<board name>/NAME.xml` (else `NAME.toml`), relative to the repository root; a
+//! bare file name such as `NAME.toml` not found in the current directory is looked for there
+//! too.
 
 use std::path::{Path, PathBuf};
 
@@ -66,10 +68,16 @@ pub fn resolve_scenario(
     root: &Path,
 ) -> Result<PathBuf, ResolveError> {
     let p = Path::new(arg);
+    let dir = root.join("configs").join(board_name(board_path));
+    // A bare file name (`partitioned.toml`) that is not in the current directory is looked
+    // for beside the board, so the TOML twin of a scenario can be named too.
+    let bare = !arg.contains('/') && !arg.contains('\\');
+    if bare && !p.is_file() && dir.join(arg).is_file() {
+        return Ok(dir.join(arg));
+    }
     if p.is_file() || looks_like_path(arg) {
         return Ok(p.to_path_buf());
     }
-    let dir = root.join("configs").join(board_name(board_path));
     let xml = dir.join(format!("{arg}.xml"));
     if xml.is_file() {
         return Ok(xml);
@@ -100,6 +108,10 @@ mod tests {
         assert_eq!(board, b.join("myboard.xml"));
         assert_eq!(
             resolve_scenario("shared", &board, &dir).unwrap(),
+            b.join("shared.toml")
+        );
+        assert_eq!(
+            resolve_scenario("shared.toml", &board, &dir).unwrap(),
             b.join("shared.toml")
         );
         assert!(resolve_scenario("nope", &board, &dir).is_err());

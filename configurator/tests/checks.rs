@@ -24,25 +24,8 @@ use acrn_configurator::{validate, ValidateOptions};
 // ------------------------------------------------------------------------------------------
 // Helpers
 
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("ACRN_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/acrn-corpus"));
-    if dir.join("whl-ipc-i5").is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("ACRN_REQUIRE_CORPUS").as_deref() == Ok("1") {
-        panic!(
-            "ACRN corpus not found at {} and ACRN_REQUIRE_CORPUS=1",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipping: ACRN corpus not found at {} (set ACRN_CORPUS)",
-        dir.display()
-    );
-    None
-}
+mod common;
+use common::corpus;
 
 fn board(dir: &Path, name: &str) -> Board {
     let p = dir.join(name).join(format!("{name}.xml"));

@@ -4,27 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::corpus;
+
 const BIN: &str = env!("CARGO_BIN_EXE_acrn-configurator");
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("acrn-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("ACRN_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/acrn-corpus"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP (corpus part): ACRN corpus not found at {}",
-            dir.display()
-        );
-        None
-    }
 }
 
 /// A board to validate against: the corpus' qemu board, or a path that does not exist

@@ -7,20 +7,8 @@ use std::path::{Path, PathBuf};
 use acrn_configurator::scenario::{self, read_document, toml_to_document, Scenario};
 use acrn_configurator::xml;
 
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("ACRN_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/acrn-corpus"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: ACRN corpus not found at {} (set ACRN_CORPUS)",
-            dir.display()
-        );
-        None
-    }
-}
+mod common;
+use common::corpus;
 
 /// Scenario files: XML files whose root has no `board=` attribute.
 fn scenarios(dir: &Path) -> Vec<PathBuf> {

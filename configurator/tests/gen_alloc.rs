@@ -3,7 +3,7 @@
 //! emulated boards and ACRN's whl-ipc-i5 hybrid_rt, and each failure as a finding.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use acrn_configurator::alloc::{self, Allocation, Console, Range, RangeSet, VuartKind};
 use acrn_configurator::board::{load_board, Board};
@@ -11,27 +11,8 @@ use acrn_configurator::diag::Findings;
 use acrn_configurator::scenario::{self, Hex, IvshmemRegion, IvshmemVm, LoadOrder, Scenario, Vbdf};
 use acrn_static_config::GuestFlags;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("ACRN_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/acrn-corpus"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("ACRN_REQUIRE_CORPUS").as_deref() != Ok("1"),
-        "corpus required but missing"
-    );
-    eprintln!(
-        "SKIP: ACRN corpus not found at {} (set ACRN_CORPUS)",
-        dir.display()
-    );
-    None
-}
+mod common;
+use common::{corpus, repo};
 
 fn load(board: &Path, scenario: &Path) -> (Board, Scenario) {
     let b = load_board(board).unwrap_or_else(|e| panic!("{}: {e}", board.display()));
@@ -234,31 +215,11 @@ fn check_invariants(board: &Board, s: &Scenario, a: &Allocation, what: &str) {
     let _ = s;
 }
 
-fn pairs(root: &Path) -> Vec<(PathBuf, PathBuf)> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return out;
-    };
-    for d in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
-        let board = d.join(format!("{}.xml", d.file_name().unwrap().to_string_lossy()));
-        if !board.is_file() {
-            continue;
-        }
-        for s in std::fs::read_dir(&d).unwrap().flatten().map(|e| e.path()) {
-            if s.extension().is_some_and(|e| e == "xml") && s != board {
-                out.push((board.clone(), s));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn every_pair_satisfies_the_invariants() {
-    let mut all = pairs(&repo().join("configs"));
+    let mut all = common::pairs_in(&repo().join("configs"), "xml");
     if let Some(c) = corpus() {
-        all.extend(pairs(&c));
+        all.extend(common::pairs_in(&c, "xml"));
     }
     let mut n = 0;
     for (b, sp) in &all {

@@ -9,76 +9,17 @@ use std::process::Command;
 
 use acrn_configurator::gen::{self, GenerateOptions, MANIFEST, PARTITION, VM_TABLES};
 
-const INVALID: [&str; 2] = [
-    "whl-ipc-i5/shared_launch_1user_vm_hardrt.xml",
-    "whl-ipc-i5/shared_launch_1user_vm_vxworks.xml",
-];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("ACRN_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/acrn-corpus"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("ACRN_REQUIRE_CORPUS").as_deref() != Ok("1"),
-        "ACRN_REQUIRE_CORPUS=1 but the corpus is not at {}",
-        dir.display()
-    );
-    eprintln!(
-        "SKIP: ACRN corpus not found at {} (set ACRN_CORPUS)",
-        dir.display()
-    );
-    None
-}
-
-/// (board file, scenario file) for every board directory `D` holding `D.xml` and scenarios.
-fn pairs_in(root: &Path) -> Vec<(PathBuf, PathBuf)> {
-    let mut out = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(root) else {
-        return out;
-    };
-    let mut dirs: Vec<PathBuf> = dirs
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    for d in dirs {
-        let name = d.file_name().unwrap().to_string_lossy().into_owned();
-        let board = d.join(format!("{name}.xml"));
-        if !board.is_file() {
-            continue;
-        }
-        let mut scen: Vec<PathBuf> = std::fs::read_dir(&d)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "xml") && *p != board)
-            .collect();
-        scen.sort();
-        out.extend(scen.into_iter().map(|s| (board.clone(), s)));
-    }
-    out
-}
+mod common;
+use common::{corpus, is_invalid, pairs_in, repo};
 
 fn all_pairs() -> Vec<(PathBuf, PathBuf)> {
-    let mut v = pairs_in(&repo().join("configs"));
+    let mut v = pairs_in(&repo().join("configs"), "xml");
     if let Some(c) = corpus() {
-        let corpus_pairs = pairs_in(&c);
+        let corpus_pairs = pairs_in(&c, "xml");
         assert_eq!(corpus_pairs.len(), 30, "expected 30 corpus pairs");
         v.extend(corpus_pairs);
     }
     v
-}
-
-fn is_invalid(scenario: &Path) -> bool {
-    INVALID.iter().any(|i| scenario.ends_with(i))
 }
 
 fn module_name(board: &Path, scenario: &Path) -> String {
@@ -236,4 +177,26 @@ fn cli_generate_is_deterministic_and_atomic() {
         !out.exists(),
         "an output directory was created for a failed generation"
     );
+}
+
+#[test]
+fn toml_scenarios_generate_the_same_tables_as_their_xml() {
+    let pairs = pairs_in(&repo().join("configs"), "toml");
+    assert!(!pairs.is_empty(), "configs/ holds no TOML scenario");
+    let opts = GenerateOptions::default();
+    for (board, toml) in pairs {
+        let xml = toml.with_extension("xml");
+        let from_toml = gen::generate(&board, &toml, &opts)
+            .unwrap_or_else(|r| panic!("{}:\n{}", toml.display(), r.findings.render_plain()));
+        let from_xml = gen::generate(&board, &xml, &opts)
+            .unwrap_or_else(|r| panic!("{}:\n{}", xml.display(), r.findings.render_plain()));
+        assert_eq!(from_toml.files, from_xml.files, "{}", toml.display());
+        // The first line points the editor at the committed schema.
+        let text = std::fs::read_to_string(&toml).unwrap();
+        assert!(
+            text.starts_with("#:schema ../../schemas/scenario.schema.json\n"),
+            "{}",
+            toml.display()
+        );
+    }
 }

@@ -1,24 +1,12 @@
 //! Board model tests: the ACRN corpus boards and malformed inputs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::*;
 
-/// `ACRN_CORPUS`, else `../shared/acrn-corpus` beside the repository.
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("ACRN_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/acrn-corpus"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: ACRN corpus not found at {} (set ACRN_CORPUS)",
-            dir.display()
-        );
-        None
-    }
-}
+#[path = "../../tests/common/mod.rs"]
+mod common;
+use common::corpus as corpus_dir;
 
 fn corpus_board(name: &str) -> Option<Board> {
     let path = corpus_dir()?.join(name).join(format!("{name}.xml"));
