@@ -243,6 +243,30 @@ mod tests {
         assert!(seen > 100, "the scan found only {seen} ids");
     }
 
+    /// Every id a user's input can trigger is named by a test (the tests assert it fires on a
+    /// broken input; the clean corpus and configs/ pairs are the non-trigger side for all).
+    #[test]
+    fn every_id_has_a_test() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut tests = String::new();
+        for sub in ["tests", "src/scenario", "src/board"] {
+            for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                if sub == "tests" && n.ends_with(".rs") || n == "tests.rs" {
+                    tests.push_str(&std::fs::read_to_string(&p).unwrap());
+                }
+            }
+        }
+        // Internal errors: only a bug can raise them.
+        let untestable = ["F099", "A99"];
+        let missing: Vec<_> = all()
+            .map(|e| e.0)
+            .filter(|id| !untestable.contains(id) && !tests.contains(&format!("\"{id}\"")))
+            .collect();
+        assert!(missing.is_empty(), "no test names {missing:?}");
+    }
+
     #[test]
     fn readme_lists_the_catalogue() {
         let readme = include_str!("../README.md");

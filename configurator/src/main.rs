@@ -140,11 +140,23 @@ fn print_findings(findings: &Findings, format: Format) {
     }
 }
 
-fn cmd_validate(board: &str, scen: &str, format: Format, allow_warnings: bool) -> Result<ExitCode> {
+/// Resolves `--board`/`--scenario` (names or paths); a file that does not exist is a usage
+/// error (exit 2), not a finding.
+fn resolve(board: &str, scen: &str) -> Result<(PathBuf, PathBuf)> {
     let root = paths::repo_root();
     let board_path = paths::resolve_board(board, &root).map_err(|e| UsageError(e.to_string()))?;
     let scenario_path =
         paths::resolve_scenario(scen, &board_path, &root).map_err(|e| UsageError(e.to_string()))?;
+    for p in [&board_path, &scenario_path] {
+        if !p.exists() {
+            bail!(UsageError(format!("{}: no such file", p.display())));
+        }
+    }
+    Ok((board_path, scenario_path))
+}
+
+fn cmd_validate(board: &str, scen: &str, format: Format, allow_warnings: bool) -> Result<ExitCode> {
+    let (board_path, scenario_path) = resolve(board, scen)?;
     let report = validate(
         &board_path,
         &scenario_path,
@@ -184,10 +196,7 @@ fn cmd_generate(
     format: Format,
     allow_warnings: bool,
 ) -> Result<ExitCode> {
-    let root = paths::repo_root();
-    let board_path = paths::resolve_board(board, &root).map_err(|e| UsageError(e.to_string()))?;
-    let scenario_path =
-        paths::resolve_scenario(scen, &board_path, &root).map_err(|e| UsageError(e.to_string()))?;
+    let (board_path, scenario_path) = resolve(board, scen)?;
     let opts = acrn_configurator::gen::GenerateOptions {
         allow_warnings,
         scenario_name: None,

@@ -15,13 +15,9 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// A board to validate against: the corpus' qemu board, or a path that does not exist
-/// (the board then gets its own finding; the scenario is still checked).
+/// A board to validate against: our qemu-epyc board (always in the repository).
 fn board() -> PathBuf {
-    corpus().map_or_else(
-        || PathBuf::from("/nonexistent/board.xml"),
-        |c| c.join("qemu/qemu.xml"),
-    )
+    common::repo().join("configs/qemu-epyc/qemu-epyc.xml")
 }
 
 fn run(args: &[&str]) -> Output {
@@ -300,4 +296,37 @@ fn schema_command_prints_json() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["title"], "Scenario");
+}
+
+#[test]
+fn missing_files_and_unknown_names_are_usage_errors() {
+    let b = board();
+    let b = b.to_str().unwrap();
+    for args in [
+        &["validate", "--board", b, "--scenario", "/nonexistent/s.xml"][..],
+        &[
+            "validate",
+            "--board",
+            "/nonexistent/b.xml",
+            "--scenario",
+            "shared",
+        ][..],
+        &[
+            "validate",
+            "--board",
+            "no-such-board",
+            "--scenario",
+            "shared",
+        ][..],
+        &["validate", "--board", b][..],
+        &["explain", "Q99"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = run(&["explain", "c07"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("C07 (error): "));
 }

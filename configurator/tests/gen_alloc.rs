@@ -533,3 +533,147 @@ fn a12_serial_console_not_on_board() {
     let m = expect_finding(alloc::allocate(&board, &s), "A12");
     assert!(m.contains("ttyS7"), "{m}");
 }
+
+fn first_pre(s: &Scenario) -> usize {
+    s.vm.iter()
+        .position(|v| v.load_order == Some(LoadOrder::PreLaunched))
+        .unwrap()
+}
+
+#[test]
+fn a05_ivshmem_region_id_not_a_number() {
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
+    let name = s.vm[first_pre(&s)].name.clone();
+    let feats = s.hv.features.get_or_insert_with(Default::default);
+    let iv = feats.ivshmem.get_or_insert_with(Default::default);
+    iv.regions.push(IvshmemRegion {
+        name: "r".into(),
+        size_mb: Some(2),
+        region_id: Some("one".into()),
+        vms: scenario::IvshmemVms {
+            vm: vec![IvshmemVm {
+                vm_name: name,
+                vbdf: None,
+            }],
+        },
+        ..Default::default()
+    });
+    let m = expect_finding(alloc::allocate(&board, &s), "A05");
+    assert!(m.contains("not a number"), "{m}");
+    // The same region with a numeric id allocates.
+    s.hv.features
+        .as_mut()
+        .unwrap()
+        .ivshmem
+        .as_mut()
+        .unwrap()
+        .regions[0]
+        .region_id = Some("1".into());
+    alloc::allocate(&board, &s).unwrap();
+}
+
+#[test]
+fn a06_pcpu_above_63() {
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
+    let i = first_pre(&s);
+    s.vm[i].cpu_affinity.as_mut().unwrap().pcpu[0].pcpu_id = 64;
+    let m = expect_finding(alloc::allocate(&board, &s), "A06");
+    assert!(m.contains("pCPU 64"), "{m}");
+}
+
+#[test]
+fn a11_pt_intx_not_pairs() {
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
+    let i = first_pre(&s);
+    s.vm[i].pt_intx = Some("(1, 2)(3".into());
+    let m = expect_finding(alloc::allocate(&board, &s), "A11");
+    assert!(m.contains("pt_intx"), "{m}");
+    s.vm[i].pt_intx = Some("(1, 2)(3, 4)".into());
+    alloc::allocate(&board, &s).unwrap();
+}
+
+#[test]
+fn a13_vm_id_too_large() {
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
+    let i = first_pre(&s);
+    s.vm[i].id = 70_000;
+    let m = expect_finding(alloc::allocate(&board, &s), "A13");
+    assert!(m.contains("70000"), "{m}");
+}
+
+/// Generation runs validation first: an overlap is reported once, by validation (X03), not
+/// again by the allocator.
+#[test]
+fn overlapping_hpa_regions_are_reported_once() {
+    let dir = repo().join("configs/qemu-epyc");
+    let text = std::fs::read_to_string(dir.join("partitioned.xml")).unwrap();
+    let region =
+        "<hpa_region><start_hpa>0x20000000</start_hpa><size_hpa>64</size_hpa></hpa_region>";
+    let mut n = 0;
+    let text = text
+        .split("<memory>")
+        .enumerate()
+        .map(|(k, part)| {
+            if k == 0 {
+                part.to_string()
+            } else {
+                n += 1;
+                format!("<memory>{region}{part}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("");
+    assert!(n >= 2, "expected two VMs with <memory>");
+    let tmp = std::env::temp_dir().join(format!("acrn-overlap-{}.xml", std::process::id()));
+    std::fs::write(&tmp, text).unwrap();
+    let r = acrn_configurator::gen::generate(&dir.join("qemu-epyc.xml"), &tmp, &Default::default())
+        .expect_err("overlap must fail");
+    std::fs::remove_file(&tmp).ok();
+    let ids: Vec<&str> = r.findings.iter().map(|f| f.check).collect();
+    assert!(ids.contains(&"X03"), "{ids:?}");
+    assert!(!ids.iter().any(|i| i.starts_with('A')), "{ids:?}");
+}
+
+#[test]
+fn a10_vuart_port_above_0xffff() {
+    let Some((board, mut s)) = ours("partitioned") else {
+        return;
+    };
+    let names: Vec<String> =
+        s.vm.iter()
+            .filter(|v| v.load_order == Some(LoadOrder::PreLaunched))
+            .map(|v| v.name.clone())
+            .collect();
+    let conn = |port: u64| scenario::VuartConnection {
+        name: "c".into(),
+        vuart_type: Some(scenario::VuartType::Legacy),
+        endpoints: names[..2]
+            .iter()
+            .map(|n| scenario::VuartEndpoint {
+                vm_name: n.clone(),
+                io_port: Some(Hex(port)),
+                vbdf: None,
+            })
+            .collect(),
+    };
+    let conns = &mut s
+        .hv
+        .vuart_connections
+        .get_or_insert_with(Default::default)
+        .connections;
+    conns.clear();
+    conns.push(conn(0x1_0000));
+    let m = expect_finding(alloc::allocate(&board, &s), "A10");
+    assert!(m.contains("not an I/O port"), "{m}");
+    let conns = &mut s.hv.vuart_connections.as_mut().unwrap().connections;
+    conns[0] = conn(0x9000);
+    alloc::allocate(&board, &s).unwrap();
+}

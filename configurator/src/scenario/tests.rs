@@ -148,6 +148,11 @@ fn values_are_checked() {
         "S006",
     );
     bad(
+        "<name>SOS</name>",
+        "<name>SOS</name><bvt_weight>ten</bvt_weight>",
+        "S009",
+    );
+    bad(
         "<io_port>0x9200</io_port>",
         "<io_port>9200</io_port>",
         "S008",
