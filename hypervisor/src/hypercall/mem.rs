@@ -69,6 +69,8 @@ unsafe impl Pod for acrn_abi::SetRegions {}
 unsafe impl Pod for acrn_abi::VmMemoryRegion {}
 // SAFETY: as above.
 unsafe impl Pod for acrn_abi::AcrnMsiEntry {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::memory::VmGpa2Hpa {}
 // SAFETY: a plain integer.
 unsafe impl Pod for u64 {}
 

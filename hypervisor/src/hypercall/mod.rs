@@ -7,8 +7,8 @@
 //!
 //! Error codes follow ACRN: `-ENOTTY` for unknown calls and missing or non-post-launched target
 //! VMs, `-EINVAL` for a bad pointer (ACRN's `copy_from_gpa` result) or a bad value, `-EPERM`
-//! (ACRN's literal `-1`) for a call the target's state forbids, `-EBUSY` for creating a VM that
-//! already exists.
+//! (ACRN's literal `-1`) for a call the target's state forbids, creating a VM that already
+//! exists included.
 
 pub mod mem;
 #[cfg(target_os = "none")]
@@ -17,7 +17,7 @@ pub mod runtime;
 pub use mem::{GuestMemory, IdentityRam, PhysBytes};
 
 use crate::ioreq;
-use acrn_abi::errno::{EBUSY, EINVAL, ENOTTY, EPERM};
+use acrn_abi::errno::{EINVAL, ENOTTY, EPERM};
 use acrn_abi::hypercall::*;
 use acrn_abi::irq::GsiOp;
 use acrn_abi::memory::{MEM_ACCESS_RIGHT_MASK, MEM_TYPE_MASK, MR_ADD, MR_DEL, MR_MODIFY};
@@ -119,6 +119,8 @@ pub trait VmOps {
     fn unmap(&mut self, vmid: u16, gpa: u64, size: u64) -> Result<(), i32>;
     /// The Service VM finished the vCPU's I/O request: wake the vCPU.
     fn notify_request_finish(&mut self, vmid: u16, vcpu: u16);
+    /// The host-physical address `gpa` of the VM maps to, if mapped.
+    fn gpa2hpa(&mut self, vmid: u16, gpa: u64) -> Option<u64>;
     fn set_irqline(&mut self, vmid: u16, gsi: u32, op: GsiOp) -> Result<(), i32>;
     fn inject_msi(&mut self, vmid: u16, addr: u64, data: u64) -> Result<(), i32>;
 }
@@ -236,6 +238,7 @@ impl Hypercalls {
             | HC_INJECT_MSI
             | HC_SET_IRQLINE
             | HC_SET_IOREQ_BUFFER
+            | HC_VM_GPA2HPA
             | HC_NOTIFY_REQUEST_FINISH => match self.target(p1) {
                 Ok(vmid) => self.vm_call(mem, ops, id, vmid, p2),
                 Err(e) => err(e),
@@ -349,6 +352,20 @@ impl Hypercalls {
                 ops.notify_request_finish(vmid, p2 as u16);
                 0
             }
+            HC_VM_GPA2HPA => {
+                let Some(mut q) = read_obj::<acrn_abi::memory::VmGpa2Hpa>(mem, p2) else {
+                    return err(EINVAL);
+                };
+                let Some(hpa) = ops.gpa2hpa(vmid, q.gpa) else {
+                    return err(EINVAL); // ACRN: "gpa not mapped"
+                };
+                q.hpa = hpa;
+                if mem.write(p2 + 8, &q.hpa.to_le_bytes()) {
+                    0
+                } else {
+                    err(EINVAL)
+                }
+            }
             HC_SET_IRQLINE => {
                 let ops_val = acrn_abi::AcrnIrqlineOps::from_u64(p2);
                 match GsiOp::from_raw(ops_val.op) {
@@ -442,7 +459,7 @@ impl Hypercalls {
             }
         };
         if self.slots[i].state != VmState::PoweredOff {
-            return err(EBUSY);
+            return err(EPERM); // ACRN: the target must be POWERED_OFF, else -1
         }
         let (allowed, cfg_flags) = match self.config[i] {
             Some(c) if self.kind(i) == SlotKind::PostLaunched => (c.pcpus, c.flags),

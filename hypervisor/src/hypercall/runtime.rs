@@ -254,6 +254,13 @@ impl VmOps for PostVms {
         };
         r.map_err(|_| ENOMEM)
     }
+    fn gpa2hpa(&mut self, vmid: u16, gpa: u64) -> Option<u64> {
+        let t = match self.tables.get(vmid as usize)?.as_ref()? {
+            Table::Npt(t) => t.translate(&Frames, gpa),
+            Table::Ept(t) => t.translate(&Frames, gpa),
+        };
+        t.map(|t| t.hpa)
+    }
     fn notify_request_finish(&mut self, _vmid: u16, _vcpu: u16) {
         // The waiting vCPU polls its slot for COMPLETE (notification and polling mode alike).
     }

@@ -1,6 +1,6 @@
 use super::mem::testing::{ram, VecPhys};
 use super::*;
-use acrn_abi::errno::{EBUSY, EINVAL, ENOMEM, ENOTTY, EPERM};
+use acrn_abi::errno::{EINVAL, ENOMEM, ENOTTY, EPERM};
 
 /// Service VM RAM: 1 MiB at 1 MiB, then a hole (another VM at 2 MiB), then 64 KiB at 3 MiB.
 const RANGES: [(u64, u64); 2] = [(0x10_0000, 0x10_0000), (0x30_0000, 0x1_0000)];
@@ -50,6 +50,10 @@ impl VmOps for Ops {
     fn unmap(&mut self, vmid: u16, gpa: u64, size: u64) -> Result<(), i32> {
         self.log.push(format!("unmap {vmid} {gpa:#x} {size:#x}"));
         Ok(())
+    }
+    fn gpa2hpa(&mut self, _vmid: u16, gpa: u64) -> Option<u64> {
+        // Only the first 16 MiB of every VM are mapped, at 1 GiB.
+        (gpa < 16 << 20).then_some(gpa + (1 << 30))
     }
     fn notify_request_finish(&mut self, vmid: u16, vcpu: u16) {
         self.log.push(format!("notify {vmid} {vcpu}"));
@@ -216,13 +220,13 @@ fn create_matches_configured_name_then_dynamic_slots() {
     assert_eq!(e.hc.state(2), Some(VmState::Created));
     // Same name again: the VM exists.
     let (r, cv) = e.create("POST1", 0);
-    assert_eq!((r, cv.vmid), (E(EBUSY), ACRN_INVALID_VMID));
+    assert_eq!((r, cv.vmid), (E(EPERM), ACRN_INVALID_VMID));
     // An unknown name takes the first dynamic slot (4: "RTVM" is static), with the Service
     // VM's pCPUs.
     let (r, cv) = e.create("dyn", 0);
     assert_eq!((r, cv.vmid, cv.vcpu_num), (0, 3, 3));
     let (r, cv) = e.create("dyn", 0);
-    assert_eq!((r, cv.vmid), (E(EBUSY), ACRN_INVALID_VMID));
+    assert_eq!((r, cv.vmid), (E(EPERM), ACRN_INVALID_VMID));
     let (r, cv) = e.create("dyn2", 0b0010);
     assert_eq!((r, cv.vmid, cv.vcpu_num), (0, 4, 1));
     // Slots are exhausted.
@@ -635,4 +639,42 @@ fn fuzz_dispatch_never_panics() {
         assert!(e.mem.write(spot, &bytes));
         let _ = e.hc.dispatch(&mut e.mem, &mut e.ops, SOS, id, p1, p2);
     }
+}
+
+#[test]
+fn gpa2hpa_translates_or_reports_einval() {
+    use acrn_abi::memory::VmGpa2Hpa;
+    let mut e = env();
+    // No such VM yet.
+    e.put(
+        ARG,
+        &VmGpa2Hpa {
+            gpa: 0x1000,
+            hpa: 0,
+        },
+    );
+    assert_eq!(e.call(HC_VM_GPA2HPA, 1, ARG), E(EPERM));
+    e.created_post1();
+    e.put(
+        ARG,
+        &VmGpa2Hpa {
+            gpa: 0x1000,
+            hpa: 0,
+        },
+    );
+    assert_eq!(e.call(HC_VM_GPA2HPA, 1, ARG), 0);
+    let mut out = [0u8; 8];
+    assert!(e.mem.read(ARG + 8, &mut out));
+    assert_eq!(u64::from_le_bytes(out), (1 << 30) + 0x1000);
+    // Not mapped, an unbacked argument, one straddling the end of RAM.
+    e.put(
+        ARG,
+        &VmGpa2Hpa {
+            gpa: 32 << 20,
+            hpa: 0,
+        },
+    );
+    assert_eq!(e.call(HC_VM_GPA2HPA, 1, ARG), E(EINVAL));
+    assert_eq!(e.call(HC_VM_GPA2HPA, 1, 1 << 48), E(EINVAL));
+    assert_eq!(e.call(HC_VM_GPA2HPA, 1, 0x30_FFF8), E(EINVAL));
 }
