@@ -1,0 +1,184 @@
+//! The Service VM scenarios of configs/qemu-epyc boot in QEMU TCG with the reference Service VM
+//! (tests/guests/service-vm): it creates the post-launched VMs through hypercalls, loads
+//! `hello` into them and serves their console through I/O requests; then it pauses, resets and
+//! restarts POST_VM1, and destroys and re-creates it. In hybrid, the pre-launched VM runs
+//! beside all that untouched. A variant with `fuzz=5000` on the Service VM's command line sends
+//! 5000 bad hypercalls first; each must get its documented error and everything keeps running.
+
+use std::path::Path;
+use std::time::Duration;
+
+use acrn_system_tests::{check, repo_root, require_tools, run, work_dir, RunSpec, Transcript};
+
+const SVM_VERDICT: &str = "[SERVICE_VM] verdict:";
+const POST1_PASS: &str = "[SERVICE_VM] [POST_VM1] verdict: PASS";
+
+fn count(t: &Transcript, line: &str) -> usize {
+    t.texts().filter(|&l| l == line).count()
+}
+
+/// Decided once the Service VM gave its verdict (it waits for every guest verdict first), or
+/// as soon as something stopped or failed.
+fn decided(t: &Transcript) -> bool {
+    let has = |p: &str| t.find_prefix(p).is_some();
+    has("[hv] PANIC") || has("[hv] FATAL") || t.texts().any(|l| l.contains("SERVICE_VM stopped"))
+}
+
+/// The lifecycle every Service VM run shows: both creations, three POST_VM1 verdicts (first
+/// boot, after reset, after re-create), the destroy, and the Service VM's PASS.
+fn check_lifecycle(t: &Transcript, post_vms: &[&str]) {
+    for (rel, vm) in post_vms.iter().enumerate() {
+        let created = format!("[SERVICE_VM] svm: created VM {} {vm} vcpus=1", rel + 1);
+        check(
+            t,
+            t.find(&created).is_some(),
+            &format!("no `{created}` line"),
+        );
+        let pass = format!("[SERVICE_VM] [{vm}] verdict: PASS");
+        check(t, t.find(&pass).is_some(), &format!("no `{pass}` line"));
+    }
+    check(
+        t,
+        count(t, POST1_PASS) == 3,
+        "POST_VM1 did not pass three times (boot, after reset, after re-create)",
+    );
+    let destroyed = t.find("[SERVICE_VM] svm: destroyed VM 1");
+    check(t, destroyed.is_some(), "POST_VM1 was not destroyed");
+    let last_pass = t.lines.iter().rposition(|l| l.text == POST1_PASS);
+    check(
+        t,
+        last_pass > destroyed,
+        "POST_VM1 did not print again after it was destroyed and created again",
+    );
+    check(
+        t,
+        t.find("[SERVICE_VM] verdict: PASS").is_some(),
+        "the Service VM did not pass",
+    );
+    check(
+        t,
+        t.find_prefix("[hv] PANIC").is_none() && t.find_prefix("[hv] FATAL").is_none(),
+        "the hypervisor failed",
+    );
+}
+
+fn spec<'a>(scenario: &'a str, out: &'a Path) -> RunSpec<'a> {
+    RunSpec {
+        board: "qemu-epyc",
+        scenario,
+        out,
+        extra: vec!["--emulator".into(), "qemu".into()],
+        build_limit: Duration::from_secs(900),
+        boot_limit: Duration::from_secs(180),
+    }
+}
+
+/// A copy of configs/qemu-epyc/`name`.xml with `from` replaced by `to` (once).
+fn variant(name: &str, from: &str, to: &str, dir: &Path) -> String {
+    let src = repo_root().join(format!("configs/qemu-epyc/{name}.xml"));
+    let text = std::fs::read_to_string(&src).expect("read scenario");
+    assert!(text.contains(from), "{} has no `{from}`", src.display());
+    let path = dir.join(format!("{name}-variant.xml"));
+    std::fs::write(&path, text.replacen(from, to, 1)).expect("write scenario variant");
+    path.display().to_string()
+}
+
+#[test]
+fn qemu_epyc_shared_runs_post_launched_vms() {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let out = work_dir("qemu-shared").join("image");
+    let t = run(&spec("shared", &out), |t| {
+        decided(t) || t.find_prefix(SVM_VERDICT).is_some()
+    });
+    eprintln!(
+        "QEMU shared: {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
+}
+
+#[test]
+fn qemu_epyc_hybrid_leaves_the_pre_launched_vm_alone() {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let dir = work_dir("qemu-hybrid");
+    // PRE_VM0 beats long enough to be seen printing through the whole lifecycle.
+    let scenario = variant(
+        "hybrid",
+        "<bootargs>console=ttyS0</bootargs>",
+        "<bootargs>console=ttyS0 ticks=1000</bootargs>",
+        &dir,
+    );
+    let out = dir.join("image");
+    let t = run(&spec(&scenario, &out), |t| {
+        decided(t)
+            || t.find_prefix("[hv] VM 0 PRE_VM0 stopped").is_some()
+            || (t.find_prefix(SVM_VERDICT).is_some()
+                && t.find_prefix("[PRE_VM0] verdict:").is_some())
+    });
+    eprintln!(
+        "QEMU hybrid: {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    check_lifecycle(&t, &["POST_VM1"]);
+    check(
+        &t,
+        t.find("[PRE_VM0] verdict: PASS").is_some(),
+        "PRE_VM0 did not pass",
+    );
+    check(
+        &t,
+        t.find_prefix("[hv] VM 0 PRE_VM0 stopped").is_none(),
+        "PRE_VM0 was stopped",
+    );
+    let pre = t.vm_lines("PRE_VM0");
+    let destroyed = t
+        .find("[SERVICE_VM] svm: destroyed VM 1")
+        .unwrap_or(usize::MAX);
+    let created = t.find("[SERVICE_VM] svm: created VM 1 POST_VM1 vcpus=1");
+    check(
+        &t,
+        pre.iter().any(|&i| Some(i) < created) && pre.iter().any(|&i| i > destroyed),
+        "PRE_VM0 did not keep printing while POST_VM1 was created, reset and destroyed",
+    );
+}
+
+#[test]
+fn qemu_epyc_shared_survives_a_hypercall_fuzzer() {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let dir = work_dir("qemu-shared-fuzz");
+    let scenario = variant(
+        "shared",
+        "<bootargs>console=ttyS0</bootargs>",
+        "<bootargs>console=ttyS0 fuzz=5000</bootargs>",
+        &dir,
+    );
+    let out = dir.join("image");
+    let t = run(&spec(&scenario, &out), |t| {
+        decided(t)
+            || t.find("[SERVICE_VM] svm: fuzz FAIL").is_some()
+            || t.find_prefix(SVM_VERDICT).is_some()
+    });
+    eprintln!(
+        "QEMU shared fuzz: {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    check(
+        &t,
+        t.find("[SERVICE_VM] svm: fuzz calls=5000 mismatches=0 hypervisor-alive=true")
+            .is_some(),
+        "the fuzzer saw a wrong error or a dead hypervisor",
+    );
+    check(
+        &t,
+        t.find("[SERVICE_VM] svm: fuzz PASS").is_some(),
+        "no `svm: fuzz PASS`",
+    );
+    // Afterwards the hypervisor and the post-launched VMs still work.
+    check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
+}
