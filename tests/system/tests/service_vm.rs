@@ -146,6 +146,73 @@ fn qemu_epyc_hybrid_leaves_the_pre_launched_vm_alone() {
     );
 }
 
+/// Hybrid with `hypercall` on PRE_VM0's and POST_VM1's command lines: each issues HC_CREATE_VM
+/// once. Neither is the Service VM, so each must get #UD with its argument untouched, then
+/// run on to its verdict, while the Service VM's lifecycle goes on as usual.
+#[test]
+fn qemu_epyc_hybrid_hypercalls_from_other_vms_get_ud() {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let dir = work_dir("qemu-hybrid-hypercall");
+    let scenario = variant(
+        "hybrid",
+        "<bootargs>console=ttyS0</bootargs>",
+        "<bootargs>console=ttyS0 ticks=200 hypercall</bootargs>",
+        &dir,
+    );
+    // Post-launched VMs take no <os_config>: the Service VM passes the flag on to them.
+    let text = std::fs::read_to_string(&scenario).expect("read variant");
+    let svm = "<bootargs>console=ttyS0</bootargs>";
+    assert!(text.contains(svm));
+    let text = text.replacen(
+        svm,
+        "<bootargs>console=ttyS0 guestargs=hypercall</bootargs>",
+        1,
+    );
+    std::fs::write(&scenario, text).expect("write variant");
+    let out = dir.join("image");
+    let t = run(&spec(&scenario, &out), |t| {
+        decided(t)
+            || t.find_prefix("[hv] VM 0 PRE_VM0 stopped").is_some()
+            || (t.find_prefix(SVM_VERDICT).is_some()
+                && t.find_prefix("[PRE_VM0] verdict:").is_some())
+    });
+    eprintln!(
+        "QEMU hybrid hypercall: {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    for vm in ["[PRE_VM0]", "[SERVICE_VM] [POST_VM1]"] {
+        let ud = format!("{vm} hypercall: #UD");
+        check(&t, t.find(&ud).is_some(), &format!("no `{ud}` line"));
+        let kept = format!("{vm} hypercall: record untouched=true");
+        check(&t, t.find(&kept).is_some(), &format!("no `{kept}` line"));
+        check(
+            &t,
+            t.find_prefix(&format!("{vm} hypercall: returned"))
+                .is_none(),
+            &format!("{vm}'s hypercall was served"),
+        );
+    }
+    check(
+        &t,
+        t.find("[PRE_VM0] verdict: PASS").is_some(),
+        "PRE_VM0 did not reach verdict PASS after its refused hypercall",
+    );
+    check(
+        &t,
+        t.find_prefix("[hv] VM 0 PRE_VM0 stopped").is_none(),
+        "PRE_VM0 was stopped",
+    );
+    // POST_VM1 issues its hypercall on every boot (three); the lifecycle is unchanged.
+    check(
+        &t,
+        count(&t, "[SERVICE_VM] [POST_VM1] hypercall: #UD") == 3,
+        "POST_VM1 did not get #UD on each of its three boots",
+    );
+    check_lifecycle(&t, &["POST_VM1"]);
+}
+
 #[test]
 fn qemu_epyc_shared_survives_a_hypercall_fuzzer() {
     require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);

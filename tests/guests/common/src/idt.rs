@@ -1,9 +1,11 @@
 //! A minimal IDT for CPU exceptions 0-31: any exception prints one `exception:` line and a
-//! failing verdict instead of silently triple-faulting. Interrupts stay disabled.
+//! failing verdict instead of silently triple-faulting. Interrupts stay disabled. The one
+//! exception a guest may survive is a #UD it asked for ([`catch_ud`]).
 
 use crate::arch::halt_forever;
 use crate::println;
 use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 global_asm!(
     r#"
@@ -52,12 +54,33 @@ ISR_ERR 29
 ISR_ERR 30
 ISR_NOERR 31
 isr_common:
-    movq %rsp, %rdi
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %rbp
+    leaq 80(%rsp), %rdi
+    movq %rsp, %rbp
     andq $-16, %rsp
     call exception_handler
-1:  cli
-    hlt
-    jmp 1b
+    movq %rbp, %rsp
+    popq %rbp
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rax
+    addq $16, %rsp
+    iretq
 .popsection
 .pushsection .rodata.isr, "a"
 .balign 8
@@ -86,8 +109,33 @@ struct Frame {
     rflags: u64,
 }
 
+/// Length of the instruction whose #UD the guest expects (0: none expected).
+static UD_SKIP: AtomicU8 = AtomicU8::new(0);
+/// Set when an expected #UD was taken.
+static UD_SEEN: AtomicBool = AtomicBool::new(false);
+
+/// Runs `f`, which executes an instruction of `len` bytes that may raise #UD. If it does, the
+/// handler skips the instruction and this returns `None`; otherwise `Some` of `f`'s result.
+/// Any other exception, or a #UD elsewhere, stays fatal.
+pub fn catch_ud<T>(len: u8, f: impl FnOnce() -> T) -> Option<T> {
+    UD_SEEN.store(false, Ordering::SeqCst);
+    UD_SKIP.store(len, Ordering::SeqCst);
+    let r = f();
+    UD_SKIP.store(0, Ordering::SeqCst);
+    (!UD_SEEN.swap(false, Ordering::SeqCst)).then_some(r)
+}
+
+/// Returns (to the stub, which IRETs) only for an expected #UD, with RIP moved past it.
 #[no_mangle]
-extern "C" fn exception_handler(f: &Frame) -> ! {
+extern "C" fn exception_handler(f: &mut Frame) {
+    if f.vector == 6 {
+        let len = UD_SKIP.swap(0, Ordering::SeqCst);
+        if len != 0 {
+            f.rip += u64::from(len);
+            UD_SEEN.store(true, Ordering::SeqCst);
+            return;
+        }
+    }
     let cr2: u64;
     // SAFETY: reading CR2 has no side effects.
     unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };

@@ -53,6 +53,11 @@ impl Platform {
             .split(' ')
             .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
     }
+
+    /// Whether the bare word `key` is on the command line.
+    pub fn flag(&self, key: &str) -> bool {
+        self.cmdline().split(' ').any(|w| w == key)
+    }
 }
 
 /// CPUID hypervisor signature (leaf 0x40000000, EBX-ECX-EDX), NULs dropped.

@@ -445,7 +445,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         println!("svm: no `{}` boot module", MODULE_TAG);
         finish(&["no launch description"]);
     };
-    let launch = match desc
+    let mut launch = match desc
         .read(&mem)
         .map_err(|e| alloc::format!("{e}"))
         .and_then(|b| Launch::parse(&b).map_err(|e| alloc::format!("{e}")))
@@ -457,6 +457,16 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         }
     };
     println!("svm: launch description: {} VMs", launch.vms.len());
+    // `guestargs=a,b` appends `a b` to every post-launched VM's command line (scenario files
+    // give post-launched VMs no <os_config>, so tests pass guest flags this way).
+    if let Some(extra) = p.arg("guestargs") {
+        for d in &mut launch.vms {
+            for w in extra.split(',').filter(|w| !w.is_empty()) {
+                d.bootargs.push(' ');
+                d.bootargs.push_str(w);
+            }
+        }
+    }
     let mut failures: Vec<&str> = Vec::new();
     let mut kernels = Vec::new();
     for d in &launch.vms {
