@@ -1,6 +1,6 @@
 //! Turning VMX on, once per pCPU: feature control, fixed CR bits, VMXON region.
 
-use super::caps::{msr, Controls, RawCaps, VmxError, CR0_CD, CR0_NW, CR4_OSXSAVE};
+use super::caps::{msr, Controls, RawCaps, VmxError, CR0_CD, CR0_NW};
 use super::guest::CrPolicy;
 use super::instr;
 use crate::arch::x86::cpu::{this_cpu, CpuCell, MAX_PCPUS};
@@ -105,18 +105,12 @@ pub fn enable_on_this_cpu() -> Result<CpuVmx, VmxError> {
     // CD/NW come from reset (GRUB leaves them set) and survive VM entry and exit untouched,
     // so a guest would run uncached too: enable caching while forcing the VMX bits.
     let cr0 = (read_cr0() & !(CR0_CD | CR0_NW)) | caps.cr0_fixed0;
-    // OSXSAVE lets the backend load a guest's XCR0 on its XSETBV exits.
-    let osxsave = if cpuid(1, 0)[2] & (1 << 26) != 0 {
-        CR4_OSXSAVE
-    } else {
-        0
-    };
-    let cr4 = read_cr4() | caps.cr4_fixed0 | osxsave;
+    let cr4 = read_cr4() | caps.cr4_fixed0;
     if cr0 & !caps.cr0_fixed1 != 0 || cr4 & !caps.cr4_fixed1 != 0 {
         return Err(VmxError::FixedBits);
     }
-    // SAFETY: only bits VMX requires are added (NE, VMXE), plus OSXSAVE, and caching is
-    // enabled; paging and protection stay as the boot path set them.
+    // SAFETY: only bits VMX requires are added (NE, VMXE) and caching is enabled; paging and
+    // protection stay as the boot path set them.
     unsafe {
         instr::write_cr0(cr0);
         instr::write_cr4(cr4);

@@ -293,7 +293,7 @@ pub fn selectors() -> [u16; 7] {
 }
 
 /// # Safety
-/// Writing CR4 must keep the paging mode; the caller only adds VMXE.
+/// The new value keeps the paging mode; callers only add VMXE, or OSXSAVE for one XSETBV.
 pub unsafe fn write_cr4(v: u64) {
     // SAFETY: per the contract above.
     unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, nomem)) };

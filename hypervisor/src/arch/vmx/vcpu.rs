@@ -11,7 +11,7 @@ use super::guest::{
     load_initial_state, sipi_state, xsetbv_allowed, CrPolicy, VmcsAccess, ACTIVITY_ACTIVE,
     ACTIVITY_WAIT_FOR_SIPI,
 };
-use super::instr::{self, EnterResult, InvVpidType, VmFail};
+use super::instr::{self, EnterResult, InvEptType, InvVpidType, VmFail};
 use crate::arch::x86::cpu::{CpuCell, MAX_PCPUS};
 use crate::arch::x86::{cpuid, rdmsr, read_cr0, read_cr3, read_cr4};
 use crate::vcpu::{GuestRegs, InitialState, Injection, Segment, Vcpu, VmExit};
@@ -103,11 +103,27 @@ impl VmxVcpu {
     /// [`allow_msr`](Self::allow_msr) open them, except [`PASSTHROUGH_MSRS`] and PAT. The vCPU
     /// starts in real mode at 0; call `set_initial_state` before running it.
     pub fn new(eptp: u64, vpid: u16) -> Result<Self, VmxError> {
-        let cpu = current().ok_or(VmxError::NotEnabled)?;
+        current().ok_or(VmxError::NotEnabled)?;
         let slot = NEXT_PAGES.fetch_add(1, Ordering::Relaxed);
         let cell = PAGES.get(slot).ok_or(VmxError::OutOfVcpuSlots)?;
         // SAFETY: each slot is handed out once, by the counter above.
-        let pages = unsafe { &mut *cell.get() };
+        Self::setup(unsafe { &mut *cell.get() }, eptp, vpid)
+    }
+
+    /// Turns this vCPU into a fresh one for another VM (or a restarted one) on the same pCPU,
+    /// reusing its pages: post-launched vCPUs come and go, the slots do not. Cached
+    /// translations of `vpid` and `eptp` are dropped, since a re-created VM reuses both.
+    pub fn recycle(self, eptp: u64, vpid: u16) -> Result<Self, VmxError> {
+        let v = Self::setup(self.pages, eptp, vpid)?;
+        if v.controls.vpid {
+            let _ = instr::invvpid(InvVpidType::SingleContext, vpid, 0);
+        }
+        let _ = instr::invept(InvEptType::SingleContext, eptp);
+        Ok(v)
+    }
+
+    fn setup(pages: &'static mut VcpuPages, eptp: u64, vpid: u16) -> Result<Self, VmxError> {
+        let cpu = current().ok_or(VmxError::NotEnabled)?;
         pages.vmcs.stamp(cpu.caps.revision_id());
         let pa = pages.vmcs.pa();
         // SAFETY: a freshly stamped VMCS that no other CPU has loaded.
@@ -365,14 +381,21 @@ impl VmxVcpu {
     }
 
     /// Loads the guest's XCR0 into the CPU (the host runs without SSE state of its own, so XCR0
-    /// belongs to the one guest of this pCPU), or answers #GP like the instruction.
+    /// belongs to the one guest of this pCPU), or answers #GP like the instruction. The host
+    /// sets CR4.OSXSAVE only around the XSETBV: host CPUID must keep reporting OSXSAVE = 0.
     fn xsetbv(&mut self, xcr: u32, value: u64) {
         let leaf = cpuid(0xd, 0);
         let supported = (leaf[3] as u64) << 32 | leaf[0] as u64;
-        if read_cr4() & CR4_OSXSAVE != 0 && xsetbv_allowed(xcr, value, supported) {
-            // SAFETY: the value passed the architectural checks above and the host has
-            // CR4.OSXSAVE set, so XSETBV cannot fault.
-            unsafe { instr::xsetbv(value) };
+        let has_xsave = cpuid(1, 0)[2] & (1 << 26) != 0;
+        if has_xsave && xsetbv_allowed(xcr, value, supported) {
+            let cr4 = read_cr4();
+            // SAFETY: the CPU has XSAVE, the value passed the architectural checks above and
+            // CR4.OSXSAVE is set for the instruction, so XSETBV cannot fault; CR4 is restored.
+            unsafe {
+                instr::write_cr4(cr4 | CR4_OSXSAVE);
+                instr::xsetbv(value);
+                instr::write_cr4(cr4);
+            }
             let len = self.exit_len;
             self.advance_rip(len);
         } else {
