@@ -467,8 +467,8 @@ fn launch_file(scenario: &Scenario, tmp: &Path) -> Result<Option<ModuleFile>, Im
     {
         return Ok(None);
     }
-    let desc = crate::launch::LaunchDescription::from_scenario(scenario)
-        .map_err(|e| ImageError::Launch(e.to_string()))?;
+    let desc =
+        crate::launch::from_scenario(scenario).map_err(|e| ImageError::Launch(e.to_string()))?;
     let path = tmp.join(crate::launch::MODULE_TAG);
     fs::write(&path, desc.render()).map_err(io_err(&path))?;
     let service = scenario

@@ -16,6 +16,7 @@ use acrn_abi::hypercall::{HC_DESTROY_VM, HC_PAUSE_VM};
 use acrn_abi::memory::MemAccess;
 use acrn_abi::vm::{AcrnVmCreation, GuestFlags};
 use acrn_hsm::{Hsm, Hypercall, Hypercalls, IoAccess, IoKind, MemKind, MemSegment, Vm, VmConfig};
+use acrn_launch::{KernelType, LaunchDescription, LaunchVm, MODULE_TAG};
 use guest_common::arch::{cpuid, halt_forever, rdtsc};
 use guest_common::mem::GuestMem;
 use guest_common::multiboot::{MultibootInfo, E820_RAM};
@@ -23,7 +24,6 @@ use guest_common::platform::{identify, Platform};
 use guest_common::println;
 use service_vm::fuzz::{self, Rng, Target};
 use service_vm::guest;
-use service_vm::launch::{KernelType, Launch, LaunchVm, MODULE_TAG};
 use service_vm::modules::{self, Module};
 use service_vm::ram::RamPool;
 use service_vm::uart::Uart;
@@ -448,7 +448,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     let mut launch = match desc
         .read(&mem)
         .map_err(|e| alloc::format!("{e}"))
-        .and_then(|b| Launch::parse(&b).map_err(|e| alloc::format!("{e}")))
+        .and_then(|b| LaunchDescription::parse_bytes(&b).map_err(|e| alloc::format!("{e}")))
     {
         Ok(l) => l,
         Err(e) => {
