@@ -371,16 +371,19 @@ mod tests {
         assert!(out.contains("help: did you mean <name>?"), "{out}");
     }
 
-    #[test]
-    fn json_rendering_has_stable_keys() {
-        let mut f = Findings::new();
-        let span = Span {
+    fn line3_col7() -> Span {
+        Span {
             offset: 0,
             len: 1,
             line: 3,
             column: 7,
-        };
-        f.push(Finding::warning("C01", "w").at(Location::new("x.xml", span)));
+        }
+    }
+
+    #[test]
+    fn json_rendering_has_stable_keys() {
+        let mut f = Findings::new();
+        f.push(Finding::warning("C01", "w").at(Location::new("x.xml", line3_col7())));
         f.push(Finding::critical("F001", "bad"));
         let v: serde_json::Value = serde_json::from_str(&f.render_json()).unwrap();
         assert_eq!(v[0]["check"], "C01");
@@ -404,13 +407,7 @@ mod tests {
     #[test]
     fn unknown_source_falls_back_to_text() {
         let mut f = Findings::new();
-        let span = Span {
-            offset: 0,
-            len: 1,
-            line: 3,
-            column: 7,
-        };
-        f.push(Finding::error("S002", "m").at(Location::new("missing.xml", span)));
+        f.push(Finding::error("S002", "m").at(Location::new("missing.xml", line3_col7())));
         let out = f.render_human(false);
         assert!(out.contains("missing.xml:3:7"), "{out}");
     }

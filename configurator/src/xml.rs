@@ -350,7 +350,7 @@ impl<'a> Parser<'a> {
             };
             let end = to_usize(reader.buffer_position());
             match event {
-                Event::Start(tag) => {
+                Event::Start(ref tag) | Event::Empty(ref tag) => {
                     if root.is_some() {
                         return Err(self.error(start, end - start, XmlErrorKind::TrailingContent));
                     }
@@ -361,27 +361,17 @@ impl<'a> Parser<'a> {
                             XmlErrorKind::TooDeep(MAX_DEPTH),
                         ));
                     }
-                    let el = self.element(&tag, start, end)?;
-                    stack.push(Open {
-                        el,
-                        text_range: None,
-                    });
-                }
-                Event::Empty(tag) => {
-                    if root.is_some() {
-                        return Err(self.error(start, end - start, XmlErrorKind::TrailingContent));
-                    }
-                    if stack.len() >= MAX_DEPTH {
-                        return Err(self.error(
-                            start,
-                            end - start,
-                            XmlErrorKind::TooDeep(MAX_DEPTH),
-                        ));
-                    }
-                    let el = self.element(&tag, start, end)?;
-                    match stack.last_mut() {
-                        Some(parent) => parent.el.children.push(el),
-                        None => root = Some(el),
+                    let el = self.element(tag, start, end)?;
+                    if matches!(event, Event::Start(_)) {
+                        stack.push(Open {
+                            el,
+                            text_range: None,
+                        });
+                    } else {
+                        match stack.last_mut() {
+                            Some(parent) => parent.el.children.push(el),
+                            None => root = Some(el),
+                        }
                     }
                 }
                 Event::End(_) => {

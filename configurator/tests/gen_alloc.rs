@@ -47,6 +47,21 @@ fn ram(board: &Board) -> RangeSet {
     s
 }
 
+/// Index of the first pre-launched VM.
+fn first_pre(s: &Scenario) -> usize {
+    s.vm.iter()
+        .position(|v| v.load_order == Some(LoadOrder::PreLaunched))
+        .unwrap()
+}
+
+fn service_vm_name(s: &Scenario) -> String {
+    s.vm.iter()
+        .find(|v| v.load_order == Some(LoadOrder::Service))
+        .unwrap()
+        .name
+        .clone()
+}
+
 fn expect_finding(result: Result<Allocation, Findings>, id: &str) -> String {
     let f = result.expect_err("allocation must fail");
     let hit = f
@@ -397,10 +412,7 @@ fn a03_hpa_region_over_the_hypervisor() {
         return;
     };
     let hv = alloc::allocate(&board, &s).unwrap().hv_ram;
-    let i =
-        s.vm.iter()
-            .position(|v| v.load_order == Some(LoadOrder::PreLaunched))
-            .unwrap();
+    let i = first_pre(&s);
     s.vm[i]
         .memory
         .get_or_insert_with(Default::default)
@@ -417,10 +429,7 @@ fn a04_not_enough_ram_for_a_vm() {
     let Some((board, mut s)) = ours("partitioned") else {
         return;
     };
-    let i =
-        s.vm.iter()
-            .position(|v| v.load_order == Some(LoadOrder::PreLaunched))
-            .unwrap();
+    let i = first_pre(&s);
     s.vm[i].memory.get_or_insert_with(Default::default).size = Some(64 * 1024);
     let m = expect_finding(alloc::allocate(&board, &s), "A04");
     assert!(m.contains("65536 MB"), "{m}");
@@ -431,12 +440,7 @@ fn a07_vbdf_on_a_native_device_of_the_service_vm() {
     let Some((board, mut s)) = whl("hybrid_rt") else {
         return;
     };
-    let svc =
-        s.vm.iter()
-            .find(|v| v.load_order == Some(LoadOrder::Service))
-            .unwrap()
-            .name
-            .clone();
+    let svc = service_vm_name(&s);
     let iv = s.hv.features.as_mut().unwrap().ivshmem.as_mut().unwrap();
     // 00:02.0 is the board's GPU, which the Service VM keeps.
     iv.regions[0].vms.vm.push(IvshmemVm {
@@ -456,12 +460,7 @@ fn a08_service_vm_mmio_window_full() {
     let Some((board, mut s)) = whl("hybrid_rt") else {
         return;
     };
-    let svc =
-        s.vm.iter()
-            .find(|v| v.load_order == Some(LoadOrder::Service))
-            .unwrap()
-            .name
-            .clone();
+    let svc = service_vm_name(&s);
     let iv = s.hv.features.as_mut().unwrap().ivshmem.as_mut().unwrap();
     // The board's PCI window below 4 GiB is 1.25 GiB and it has none above: 3 x 512 MB
     // shared-memory BARs cannot fit.
@@ -532,12 +531,6 @@ fn a12_serial_console_not_on_board() {
         .serial_console = Some("/dev/ttyS7".into());
     let m = expect_finding(alloc::allocate(&board, &s), "A12");
     assert!(m.contains("ttyS7"), "{m}");
-}
-
-fn first_pre(s: &Scenario) -> usize {
-    s.vm.iter()
-        .position(|v| v.load_order == Some(LoadOrder::PreLaunched))
-        .unwrap()
 }
 
 #[test]

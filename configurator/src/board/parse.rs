@@ -37,15 +37,8 @@ impl Ctx {
             }
             return None;
         };
-        let v = parse_c_int(c.text_trim()).and_then(|v| T::try_from(v).ok());
-        if v.is_none() {
-            self.problem(
-                c.text_span,
-                section,
-                format!("<{name}> `{}` is not a number in range", c.text_trim()),
-            );
-        }
-        v
+        let text = c.text_trim();
+        self.number(text, c.text_span, section, || format!("<{name}> `{text}`"))
     }
 
     /// Number in an attribute; missing -> `None` (and a problem when `required`).
@@ -66,12 +59,25 @@ impl Ctx {
             }
             return None;
         };
-        let v = parse_c_int(&a.value).and_then(|v| T::try_from(v).ok());
+        self.number(&a.value, a.span, section, || {
+            format!("`{name}` value `{}`", a.value)
+        })
+    }
+
+    /// `text` (hex or decimal) as a `T`; a problem at `span` naming `what()` when it is not.
+    fn number<T: TryFrom<u64>>(
+        &mut self,
+        text: &str,
+        span: Span,
+        section: &str,
+        what: impl FnOnce() -> String,
+    ) -> Option<T> {
+        let v = parse_c_int(text).and_then(|v| T::try_from(v).ok());
         if v.is_none() {
             self.problem(
-                a.span,
+                span,
                 section,
-                format!("`{name}` value `{}` is not a number in range", a.value),
+                format!("{} is not a number in range", what()),
             );
         }
         v

@@ -51,12 +51,7 @@ pub(super) fn virtual_devices<'a>(cx: &Ctx<'a>) -> Vec<VirtDev<'a>> {
             }
         }
     }
-    let regions = hv
-        .features
-        .iter()
-        .flat_map(|f| f.ivshmem.iter())
-        .flat_map(|i| i.regions.iter());
-    for (r, region) in regions.enumerate() {
+    for (r, region) in hv.ivshmem_regions().enumerate() {
         for (m, member) in region.vms.vm.iter().enumerate() {
             if let Some(vbdf) = member.vbdf {
                 v.push(VirtDev {

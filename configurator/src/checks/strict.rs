@@ -82,13 +82,7 @@ pub(super) fn check(cx: &Ctx<'_>, out: &mut Findings) {
     }
 
     // X07
-    let regions =
-        cx.s.hv
-            .features
-            .iter()
-            .flat_map(|f| f.ivshmem.iter())
-            .flat_map(|i| i.regions.iter());
-    for (r, region) in regions.enumerate() {
+    for (r, region) in cx.s.hv.ivshmem_regions().enumerate() {
         for (m, member) in region.vms.vm.iter().enumerate() {
             if cx.vm_index(&member.vm_name).is_none() {
                 out.push(

@@ -125,13 +125,7 @@ pub(super) fn check(cx: &Ctx<'_>, out: &mut Findings) {
     }
 
     // C35 / C36
-    let regions: Vec<_> =
-        cx.s.hv
-            .features
-            .iter()
-            .flat_map(|f| f.ivshmem.iter())
-            .flat_map(|i| i.regions.iter())
-            .collect();
+    let regions: Vec<_> = cx.s.hv.ivshmem_regions().collect();
     let rpath = |r: usize| format!("hv/FEATURES/IVSHMEM/IVSHMEM_REGION[{r}]");
     // (region name, vm name) -> first member; regions with the same name count together, as in ACRN.
     let mut members: HashMap<(&str, &str), (usize, usize)> = HashMap::new();

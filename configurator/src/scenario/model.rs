@@ -571,6 +571,16 @@ pub struct Vm {
     pub virtio_devices: Option<VirtioDevices>,
 }
 
+impl Hv {
+    /// Every `IVSHMEM_REGION`, in file order.
+    pub fn ivshmem_regions(&self) -> impl Iterator<Item = &IvshmemRegion> {
+        self.features
+            .iter()
+            .flat_map(|f| f.ivshmem.iter())
+            .flat_map(|i| i.regions.iter())
+    }
+}
+
 impl Vm {
     /// The VM's `memory/size` in MB; a VM without `<memory>` (optional in ACRN's schema and
     /// not default-populated) runs with the schema default, 1024 MB.

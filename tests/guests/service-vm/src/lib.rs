@@ -1,4 +1,5 @@
-//! The reference Service VM's logic that does not need the machine: the KERNEL_ELF loader and boot data builder, the console UART model, the boot module
+//! The reference Service VM's logic that does not need the machine: the KERNEL_ELF loader and
+//! boot data builder, the console UART model, the boot module
 //! list, the RAM pool and the hypercall fuzzer's case generator. `main.rs` is the kernel.
 #![cfg_attr(not(test), no_std)]
 
