@@ -554,6 +554,9 @@ pub fn pcpu_loop(pcpu: usize) -> ! {
             .and_then(|_| VmxVcpu::new(vmx::eptp(vm.root), vm.cfg.id + 1))
         {
             Ok(mut v) => {
+                if vm.cfg.load_order == LoadOrder::Service && idx != 0 {
+                    crate::postvm::run::register_vmx_host(pcpu);
+                }
                 for (base, n) in direct_ports(vm) {
                     v.allow_io(base, n);
                 }

@@ -211,10 +211,7 @@ impl VmOps for PostVms {
     fn start(&mut self, vmid: u16, ioreq_page: u64) -> Result<(), i32> {
         let root = match self.tables.get(vmid as usize) {
             Some(Some(Table::Npt(t))) => t.root(),
-            Some(Some(Table::Ept(_))) => {
-                hvlog!("VM {vmid}: post-launched vCPUs run under SVM only; HC_START_VM refused");
-                return Err(ENOSYS);
-            }
+            Some(Some(Table::Ept(t))) => t.root(),
             _ => return Err(ENOMEM),
         };
         postvm::start(vmid, root, ioreq_page)

@@ -5,7 +5,9 @@
 //! runs a post-launched vCPU only while the Service VM's vCPU pinned there waits for INIT/SIPI,
 //! which is the case for every AP of a uniprocessor Service VM (the reference Service VM). Once
 //! the Service VM starts that AP, the pCPU belongs to it and post-launched vCPUs pinned there no
-//! longer run. Pause, reset and destroy are cooperative: the vCPU is taken off its pCPU at its
+//! longer run. Under VMX such a pCPU keeps a second VMCS for its post-launched vCPU (VMPTRLD
+//! switches between the two; `VmxVcpu` does it), recycled when another vCPU takes the pCPU.
+//! Pause, reset and destroy are cooperative: the vCPU is taken off its pCPU at its
 //! next VM exit (or while it waits for an I/O request), which the hypercall waits for.
 //!
 //! Port I/O of a post-launched vCPU is never emulated by the hypervisor: every access becomes an

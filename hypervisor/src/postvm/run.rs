@@ -4,7 +4,9 @@
 
 use super::initial_state_from_acrn;
 use crate::arch::svm::{SvmCaps, SvmVcpu};
-use crate::arch::x86::{self, cpu::MAX_PCPUS, lapic, phys_write32};
+use crate::arch::vmx::{self, VmxVcpu};
+use crate::arch::x86::cpu::{CpuCell, MAX_PCPUS};
+use crate::arch::x86::{self, lapic, phys_write32};
 use crate::hv::frames;
 use crate::hvlog;
 use crate::hypercall::{Outcome, MAX_VCPUS_PER_VM, MAX_VM_NUM};
@@ -58,6 +60,10 @@ static POST: [PostVm; MAX_VM_NUM] = [const { PostVm::new() }; MAX_VM_NUM];
 static HOSTS: [AtomicU64; MAX_PCPUS] = [const { AtomicU64::new(0) }; MAX_PCPUS];
 static VMCBS: [AtomicU64; MAX_PCPUS] = [const { AtomicU64::new(0) }; MAX_PCPUS];
 static CAPS: Once<SvmCaps> = Once::new();
+/// Per pCPU under VMX: whether it may run post-launched vCPUs (VMX is on there), and the VMCS
+/// (with its bitmaps) it keeps for them between `serve_until` calls, recycled for each new vCPU.
+static VMX_HOSTS: [AtomicBool; MAX_PCPUS] = [const { AtomicBool::new(false) }; MAX_PCPUS];
+static VMX_SPARE: [CpuCell<Option<VmxVcpu>>; MAX_PCPUS] = [const { CpuCell::new(None) }; MAX_PCPUS];
 
 /// The Service VM's BSP (where the upcall goes) and the upcall vector.
 static SERVICE_BSP_APIC: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -81,6 +87,22 @@ pub fn register_svm_host(pcpu: usize, host_pa: u64, caps: SvmCaps) {
         CAPS.call_once(|| caps);
         h.store(host_pa, Ordering::Release);
     }
+}
+
+/// As [`register_svm_host`] under VMX (VMX is already on for this pCPU).
+pub fn register_vmx_host(pcpu: usize) {
+    if let Some(h) = VMX_HOSTS.get(pcpu) {
+        h.store(true, Ordering::Release);
+    }
+}
+
+fn can_host(pcpu: usize) -> bool {
+    HOSTS
+        .get(pcpu)
+        .is_some_and(|h| h.load(Ordering::Acquire) != 0)
+        || VMX_HOSTS
+            .get(pcpu)
+            .is_some_and(|h| h.load(Ordering::Acquire))
 }
 
 fn vm(vmid: u16) -> Option<&'static PostVm> {
@@ -113,13 +135,10 @@ pub fn start(vmid: u16, root: u64, ioreq_page: u64) -> Result<(), i32> {
     let v = vm(vmid).ok_or(ENOSYS)?;
     let pcpus = v.pcpus.load(Ordering::Acquire);
     let bsp_pcpu = pcpus.trailing_zeros() as usize;
-    if HOSTS
-        .get(bsp_pcpu)
-        .is_none_or(|h| h.load(Ordering::Acquire) == 0)
-    {
+    if !can_host(bsp_pcpu) {
         hvlog!(
             "VM {vmid}: pCPU {bsp_pcpu} cannot run post-launched vCPUs (only pCPUs of Service VM \
-             APs waiting for SIPI, under SVM, can); HC_START_VM refused"
+             APs waiting for SIPI can); HC_START_VM refused"
         );
         return Err(ENOSYS);
     }
@@ -204,11 +223,17 @@ fn power_on_state() -> InitialState {
     }
 }
 
+/// A post-launched vCPU of either backend.
+enum PostVcpu {
+    Svm(SvmVcpu),
+    Vmx(VmxVcpu),
+}
+
 /// The vCPU this pCPU currently holds.
 struct Current {
     vmid: usize,
     generation: u32,
-    vcpu: SvmVcpu,
+    vcpu: PostVcpu,
     /// Halted (nothing can wake it: no interrupts reach post-launched VMs) or stopped after
     /// an exit that is not handled: it stays off until the VM is started again.
     idle: bool,
@@ -217,14 +242,62 @@ struct Current {
 /// Runs the post-launched vCPUs pinned to `pcpu` until `done()` (the Service VM's vCPU here
 /// got its SIPI, or its VM stopped). Returns at once if this pCPU cannot run them.
 pub fn serve_until(pcpu: usize, done: &dyn Fn() -> bool) {
-    let Some(host) = HOSTS.get(pcpu).map(|h| h.load(Ordering::Acquire)) else {
+    if !can_host(pcpu) {
         return;
-    };
-    let (Some(&caps), true) = (CAPS.get(), host != 0) else {
-        return;
-    };
-    let bit = 1u64 << pcpu;
+    }
+    // SAFETY: the slot of the calling pCPU, touched only here.
+    let spare = unsafe { &mut *VMX_SPARE[pcpu].get() };
     let mut cur: Option<Current> = None;
+    serve(pcpu, done, &mut cur, spare);
+    // Keep the VMCS for the next call (the pool of VMX vCPU pages is fixed).
+    if let Some(Current {
+        vcpu: PostVcpu::Vmx(v),
+        ..
+    }) = cur
+    {
+        *spare = Some(v);
+    }
+}
+
+/// A fresh vCPU for absolute VM `vmid` on this pCPU, reusing the VMCS `old` or `spare` holds.
+fn new_vcpu(
+    pcpu: usize,
+    vmid: usize,
+    root: u64,
+    old: Option<PostVcpu>,
+    spare: &mut Option<VmxVcpu>,
+) -> Result<PostVcpu, &'static str> {
+    let host = HOSTS[pcpu].load(Ordering::Acquire);
+    if let (true, Some(&caps)) = (host != 0, CAPS.get()) {
+        let vmcb = vmcb_page(pcpu).ok_or("out of memory for a post-launched VMCB")?;
+        return Ok(PostVcpu::Svm(SvmVcpu::new(
+            vmcb,
+            host,
+            root,
+            vmid as u32 + 1,
+            caps,
+        )));
+    }
+    let reuse = match old {
+        Some(PostVcpu::Vmx(v)) => Some(v),
+        _ => spare.take(),
+    };
+    let vpid = vmid as u16 + 1;
+    let v = match reuse {
+        Some(v) => v.recycle(vmx::eptp(root), vpid),
+        None => VmxVcpu::new(vmx::eptp(root), vpid),
+    };
+    v.map(PostVcpu::Vmx)
+        .map_err(|_| "no VMCS for a post-launched vCPU")
+}
+
+fn serve(
+    pcpu: usize,
+    done: &dyn Fn() -> bool,
+    cur: &mut Option<Current>,
+    spare: &mut Option<VmxVcpu>,
+) {
+    let bit = 1u64 << pcpu;
     while !done() {
         let mut ran = false;
         for (vmid, v) in POST.iter().enumerate() {
@@ -253,15 +326,21 @@ pub fn serve_until(pcpu: usize, done: &dyn Fn() -> bool) {
                         continue;
                     }
                 };
-                let Some(vmcb) = vmcb_page(pcpu) else {
-                    hvlog!("pCPU {pcpu}: out of memory for a post-launched VMCB");
-                    v.active.fetch_and(!bit, Ordering::SeqCst);
-                    return;
-                };
                 let root = v.root.load(Ordering::Relaxed);
-                let mut vcpu = SvmVcpu::new(vmcb, host, root, vmid as u32 + 1, caps);
-                vcpu.set_initial_state(&st);
-                cur = Some(Current {
+                let old = cur.take().map(|c| c.vcpu);
+                let mut vcpu = match new_vcpu(pcpu, vmid, root, old, spare) {
+                    Ok(vc) => vc,
+                    Err(why) => {
+                        hvlog!("pCPU {pcpu}: {why}");
+                        v.active.fetch_and(!bit, Ordering::SeqCst);
+                        return;
+                    }
+                };
+                match &mut vcpu {
+                    PostVcpu::Svm(x) => x.set_initial_state(&st),
+                    PostVcpu::Vmx(x) => x.set_initial_state(&st),
+                }
+                *cur = Some(Current {
                     vmid,
                     generation,
                     vcpu,
@@ -269,7 +348,11 @@ pub fn serve_until(pcpu: usize, done: &dyn Fn() -> bool) {
                 });
             }
             if let Some(c) = cur.as_mut().filter(|c| !c.idle) {
-                run_slice(v, c, idx, pcpu, done);
+                let (vmid, idle) = (c.vmid as u16, &mut c.idle);
+                match &mut c.vcpu {
+                    PostVcpu::Svm(x) => run_slice(v, vmid, x, idle, idx, pcpu, done),
+                    PostVcpu::Vmx(x) => run_slice(v, vmid, x, idle, idx, pcpu, done),
+                }
                 ran = true;
             }
             v.active.fetch_and(!bit, Ordering::SeqCst);
@@ -297,15 +380,21 @@ fn vmcb_page(pcpu: usize) -> Option<u64> {
 }
 
 /// Runs vCPU `idx` of `v` until it idles, the VM stops running or `done()`.
-fn run_slice(v: &PostVm, c: &mut Current, idx: usize, pcpu: usize, done: &dyn Fn() -> bool) {
-    let vmid = c.vmid as u16;
+fn run_slice<V: Vcpu>(
+    v: &PostVm,
+    vmid: u16,
+    vc: &mut V,
+    idle: &mut bool,
+    idx: usize,
+    pcpu: usize,
+    done: &dyn Fn() -> bool,
+) {
     let ncpu = v.pcpus.load(Ordering::Relaxed).count_ones();
     while !done() && v.run.load(Ordering::Acquire) {
-        let exit = c.vcpu.run();
-        let vc = &mut c.vcpu;
+        let exit = vc.run();
         // NRIP is not always available (QEMU TCG): the fixed lengths of the instructions that
-        // exit here (CPUID, RDMSR/WRMSR 2 bytes, HLT 1, VMMCALL 3) are used then.
-        let skip = |vc: &mut SvmVcpu, fixed: u8| {
+        // exit here (CPUID, RDMSR/WRMSR 2 bytes, HLT 1, VMMCALL/VMCALL 3) are used then.
+        let skip = |vc: &mut V, fixed: u8| {
             let len = vc.exit_instruction_len().unwrap_or(fixed);
             vc.advance_rip(len);
         };
@@ -317,7 +406,7 @@ fn run_slice(v: &PostVm, c: &mut Current, idx: usize, pcpu: usize, done: &dyn Fn
                 data,
             } => {
                 let Some(len) = vc.exit_instruction_len() else {
-                    c.idle = true;
+                    *idle = true;
                     hvlog!("VM {vmid}: vCPU {idx}: port I/O exit without a next RIP; stopped");
                     return;
                 };
@@ -353,7 +442,7 @@ fn run_slice(v: &PostVm, c: &mut Current, idx: usize, pcpu: usize, done: &dyn Fn
                 match vc.exit_instruction_len() {
                     Some(l) => vc.advance_rip(l),
                     None => {
-                        c.idle = true;
+                        *idle = true;
                         hvlog!("VM {vmid}: vCPU {idx}: string I/O without a next RIP; stopped");
                         return;
                     }
@@ -408,7 +497,7 @@ fn run_slice(v: &PostVm, c: &mut Current, idx: usize, pcpu: usize, done: &dyn Fn
             VmExit::Halt => {
                 skip(vc, 1);
                 hvlog!("VM {vmid}: vCPU {idx} (pCPU {pcpu}) halted");
-                c.idle = true;
+                *idle = true;
                 return;
             }
             VmExit::Init
@@ -420,7 +509,7 @@ fn run_slice(v: &PostVm, c: &mut Current, idx: usize, pcpu: usize, done: &dyn Fn
                     "VM {vmid}: vCPU {idx}: {other:?} at RIP {:#x} not handled; stopped until reset or destroy",
                     vc.rip()
                 );
-                c.idle = true;
+                *idle = true;
                 return;
             }
         }

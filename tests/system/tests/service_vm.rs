@@ -249,3 +249,35 @@ fn qemu_epyc_shared_survives_a_hypercall_fuzzer() {
     // Afterwards the hypervisor and the post-launched VMs still work.
     check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
 }
+
+/// Shared of configs/bochs-tigerlake in Bochs (Intel VMX): the same lifecycle as in QEMU, with
+/// the post-launched vCPUs on a second VMCS of their pCPUs. Bochs takes about 40 s to reach the
+/// hypervisor (BIOS, GRUB) and runs guests about 100 times slower than TCG.
+#[test]
+fn bochs_tigerlake_shared_runs_post_launched_vms() {
+    require_tools(&["bochs", "grub-mkrescue", "xorriso"]);
+    let out = work_dir("bochs-shared").join("image");
+    let t = run(
+        &RunSpec {
+            board: "bochs-tigerlake",
+            scenario: "shared",
+            out: &out,
+            extra: vec!["--emulator".into(), "bochs".into()],
+            build_limit: Duration::from_secs(900),
+            boot_limit: Duration::from_secs(600),
+        },
+        |t| decided(t) || t.find_prefix(SVM_VERDICT).is_some(),
+    );
+    eprintln!(
+        "Bochs shared: {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    check(
+        &t,
+        t.find("[SERVICE_VM] svm: hypercalls via vmcall").is_some(),
+        "the Service VM did not use VMCALL (not a VMX run?)",
+    );
+    check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
+}
