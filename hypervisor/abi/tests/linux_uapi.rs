@@ -39,220 +39,154 @@ macro_rules! size {
     };
 }
 
+/// The size and alignment of a struct and the offset of each listed field (same name in C and
+/// Rust); fields named differently, nested or in unions are listed as `Offset`s beside it.
+macro_rules! layout {
+    ($c:literal, $t:ty, [$($f:ident),* $(,)?]) => {
+        [size!($c, $t), $(Offset($c, stringify!($f), offset_of!($t, $f))),*]
+    };
+}
+
 fn probes() -> Vec<Probe> {
     let reqs = offset_of!(IoRequest, reqs);
     let gdt = offset_of!(AcrnRegs, gdt);
     let regs = offset_of!(AcrnVcpuRegs, vcpu_regs);
     let intx = offset_of!(AcrnPtdevIrq, intx);
     let res = offset_of!(AcrnMmiodev, res);
-    let mut p = vec![
-        size!("acrn_mmio_request", MmioRequest),
-        Offset(
-            "acrn_mmio_request",
-            "direction",
-            offset_of!(MmioRequest, direction),
-        ),
-        Offset(
-            "acrn_mmio_request",
-            "reserved",
-            offset_of!(MmioRequest, reserved),
-        ),
-        Offset(
-            "acrn_mmio_request",
-            "address",
-            offset_of!(MmioRequest, address),
-        ),
-        Offset("acrn_mmio_request", "size", offset_of!(MmioRequest, size)),
-        Offset("acrn_mmio_request", "value", offset_of!(MmioRequest, value)),
-        size!("acrn_pio_request", PioRequest),
-        Offset(
-            "acrn_pio_request",
-            "direction",
-            offset_of!(PioRequest, direction),
-        ),
-        Offset(
-            "acrn_pio_request",
-            "reserved",
-            offset_of!(PioRequest, reserved),
-        ),
-        Offset(
-            "acrn_pio_request",
-            "address",
-            offset_of!(PioRequest, address),
-        ),
-        Offset("acrn_pio_request", "size", offset_of!(PioRequest, size)),
-        Offset("acrn_pio_request", "value", offset_of!(PioRequest, value)),
-        size!("acrn_pci_request", PciRequest),
-        Offset(
-            "acrn_pci_request",
-            "direction",
-            offset_of!(PciRequest, direction),
-        ),
-        Offset(
-            "acrn_pci_request",
-            "reserved",
-            offset_of!(PciRequest, reserved),
-        ),
-        Offset("acrn_pci_request", "size", offset_of!(PciRequest, size)),
-        Offset("acrn_pci_request", "value", offset_of!(PciRequest, value)),
-        Offset("acrn_pci_request", "bus", offset_of!(PciRequest, bus)),
-        Offset("acrn_pci_request", "dev", offset_of!(PciRequest, dev)),
-        Offset("acrn_pci_request", "func", offset_of!(PciRequest, func)),
-        Offset("acrn_pci_request", "reg", offset_of!(PciRequest, reg)),
-        size!("acrn_io_request", IoRequest),
+    let mut p = Vec::new();
+    p.extend(layout!(
+        "acrn_mmio_request",
+        MmioRequest,
+        [direction, reserved, address, size, value]
+    ));
+    p.extend(layout!(
+        "acrn_pio_request",
+        PioRequest,
+        [direction, reserved, address, size, value]
+    ));
+    p.extend(layout!(
+        "acrn_pci_request",
+        PciRequest,
+        [direction, reserved, size, value, bus, dev, func, reg]
+    ));
+    p.extend(layout!(
+        "acrn_io_request",
+        IoRequest,
+        [
+            completion_polling,
+            reserved0,
+            reserved1,
+            kernel_handled,
+            processed
+        ]
+    ));
+    p.extend([
         Offset("acrn_io_request", "type", offset_of!(IoRequest, r#type)),
-        Offset(
-            "acrn_io_request",
-            "completion_polling",
-            offset_of!(IoRequest, completion_polling),
-        ),
-        Offset(
-            "acrn_io_request",
-            "reserved0",
-            offset_of!(IoRequest, reserved0),
-        ),
         Offset("acrn_io_request", "reqs", reqs),
         Offset("acrn_io_request", "reqs.pio_request", reqs),
         Offset("acrn_io_request", "reqs.pci_request", reqs),
         Offset("acrn_io_request", "reqs.mmio_request", reqs),
         Offset("acrn_io_request", "reqs.data", reqs),
-        Offset(
-            "acrn_io_request",
-            "reserved1",
-            offset_of!(IoRequest, reserved1),
-        ),
-        Offset(
-            "acrn_io_request",
-            "kernel_handled",
-            offset_of!(IoRequest, kernel_handled),
-        ),
-        Offset(
-            "acrn_io_request",
-            "processed",
-            offset_of!(IoRequest, processed),
-        ),
-        size!("acrn_io_request_buffer", IoRequestBuffer),
-        Offset(
-            "acrn_io_request_buffer",
-            "req_slot",
-            offset_of!(IoRequestBuffer, req_slot),
-        ),
-        size!("acrn_ioreq_notify", AcrnIoreqNotify),
-        Offset(
-            "acrn_ioreq_notify",
-            "vmid",
-            offset_of!(AcrnIoreqNotify, vmid),
-        ),
-        Offset(
-            "acrn_ioreq_notify",
-            "reserved",
-            offset_of!(AcrnIoreqNotify, reserved),
-        ),
-        Offset(
-            "acrn_ioreq_notify",
-            "vcpu",
-            offset_of!(AcrnIoreqNotify, vcpu),
-        ),
-        size!("acrn_vm_creation", AcrnVmCreation),
-        Offset("acrn_vm_creation", "vmid", offset_of!(AcrnVmCreation, vmid)),
-        Offset(
-            "acrn_vm_creation",
-            "reserved0",
-            offset_of!(AcrnVmCreation, reserved0),
-        ),
-        Offset(
-            "acrn_vm_creation",
-            "vcpu_num",
-            offset_of!(AcrnVmCreation, vcpu_num),
-        ),
-        Offset(
-            "acrn_vm_creation",
-            "reserved1",
-            offset_of!(AcrnVmCreation, reserved1),
-        ),
+    ]);
+    p.extend(layout!(
+        "acrn_io_request_buffer",
+        IoRequestBuffer,
+        [req_slot]
+    ));
+    p.extend(layout!(
+        "acrn_ioreq_notify",
+        AcrnIoreqNotify,
+        [vmid, reserved, vcpu]
+    ));
+    p.extend(layout!(
+        "acrn_vm_creation",
+        AcrnVmCreation,
+        [
+            vmid,
+            reserved0,
+            vcpu_num,
+            reserved1,
+            vm_flag,
+            ioreq_buf,
+            cpu_affinity
+        ]
+    ));
+    p.extend([
         // Linux names the hypervisor's VM-name bytes `uuid`.
         Offset("acrn_vm_creation", "uuid", offset_of!(AcrnVmCreation, name)),
-        Offset(
-            "acrn_vm_creation",
-            "vm_flag",
-            offset_of!(AcrnVmCreation, vm_flag),
-        ),
-        Offset(
-            "acrn_vm_creation",
-            "ioreq_buf",
-            offset_of!(AcrnVmCreation, ioreq_buf),
-        ),
-        Offset(
-            "acrn_vm_creation",
-            "cpu_affinity",
-            offset_of!(AcrnVmCreation, cpu_affinity),
-        ),
-        size!("acrn_gp_regs", AcrnGpRegs),
-        size!("acrn_descriptor_ptr", AcrnDescriptorPtr),
-        Offset(
-            "acrn_descriptor_ptr",
-            "limit",
-            offset_of!(AcrnDescriptorPtr, limit),
-        ),
-        Offset(
-            "acrn_descriptor_ptr",
-            "base",
-            offset_of!(AcrnDescriptorPtr, base),
-        ),
-        Offset(
-            "acrn_descriptor_ptr",
-            "reserved",
-            offset_of!(AcrnDescriptorPtr, reserved),
-        ),
-        size!("acrn_regs", AcrnRegs),
-        size!("acrn_vcpu_regs", AcrnVcpuRegs),
-        Offset(
-            "acrn_vcpu_regs",
-            "vcpu_id",
-            offset_of!(AcrnVcpuRegs, vcpu_id),
-        ),
-        Offset(
-            "acrn_vcpu_regs",
-            "reserved",
-            offset_of!(AcrnVcpuRegs, reserved),
-        ),
+    ]);
+    p.extend(layout!(
+        "acrn_gp_regs",
+        AcrnGpRegs,
+        [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15]
+    ));
+    p.extend(layout!(
+        "acrn_descriptor_ptr",
+        AcrnDescriptorPtr,
+        [limit, base, reserved]
+    ));
+    p.extend(layout!(
+        "acrn_regs",
+        AcrnRegs,
+        [
+            gprs,
+            gdt,
+            idt,
+            rip,
+            cs_base,
+            cr0,
+            cr4,
+            cr3,
+            ia32_efer,
+            rflags,
+            reserved_64,
+            cs_ar,
+            cs_limit,
+            reserved_32,
+            cs_sel,
+            ss_sel,
+            ds_sel,
+            es_sel,
+            fs_sel,
+            gs_sel,
+            ldt_sel,
+            tr_sel
+        ]
+    ));
+    p.push(Offset(
+        "acrn_regs",
+        "gprs.r15",
+        offset_of!(AcrnRegs, gprs) + offset_of!(AcrnGpRegs, r15),
+    ));
+    p.extend(layout!("acrn_vcpu_regs", AcrnVcpuRegs, [vcpu_id, reserved]));
+    p.extend([
         Offset("acrn_vcpu_regs", "vcpu_regs", regs),
         Offset(
             "acrn_vcpu_regs",
             "vcpu_regs.gdt.base",
             regs + gdt + offset_of!(AcrnDescriptorPtr, base),
         ),
-        size!("acrn_vm_memmap", AcrnVmMemmap),
+    ]);
+    p.extend(layout!(
+        "acrn_vm_memmap",
+        AcrnVmMemmap,
+        [attr, user_vm_pa, service_vm_pa, len]
+    ));
+    p.extend([
         Offset("acrn_vm_memmap", "type", offset_of!(AcrnVmMemmap, r#type)),
-        Offset("acrn_vm_memmap", "attr", offset_of!(AcrnVmMemmap, attr)),
-        Offset(
-            "acrn_vm_memmap",
-            "user_vm_pa",
-            offset_of!(AcrnVmMemmap, user_vm_pa),
-        ),
-        Offset(
-            "acrn_vm_memmap",
-            "service_vm_pa",
-            offset_of!(AcrnVmMemmap, service_vm_pa),
-        ),
         Offset(
             "acrn_vm_memmap",
             "vma_base",
             offset_of!(AcrnVmMemmap, service_vm_pa),
         ),
-        Offset("acrn_vm_memmap", "len", offset_of!(AcrnVmMemmap, len)),
-        size!("acrn_ptdev_irq", AcrnPtdevIrq),
+    ]);
+    p.extend(layout!(
+        "acrn_ptdev_irq",
+        AcrnPtdevIrq,
+        [virt_bdf, phys_bdf]
+    ));
+    p.extend([
         Offset("acrn_ptdev_irq", "type", offset_of!(AcrnPtdevIrq, r#type)),
-        Offset(
-            "acrn_ptdev_irq",
-            "virt_bdf",
-            offset_of!(AcrnPtdevIrq, virt_bdf),
-        ),
-        Offset(
-            "acrn_ptdev_irq",
-            "phys_bdf",
-            offset_of!(AcrnPtdevIrq, phys_bdf),
-        ),
         Offset(
             "acrn_ptdev_irq",
             "intx.virt_pin",
@@ -268,19 +202,19 @@ fn probes() -> Vec<Probe> {
             "intx.is_pic_pin",
             intx + offset_of!(AcrnPtdevIntx, is_pic_pin),
         ),
-        size!("acrn_pcidev", AcrnPcidev),
-        Offset("acrn_pcidev", "type", offset_of!(AcrnPcidev, r#type)),
-        Offset("acrn_pcidev", "virt_bdf", offset_of!(AcrnPcidev, virt_bdf)),
-        Offset("acrn_pcidev", "phys_bdf", offset_of!(AcrnPcidev, phys_bdf)),
-        Offset(
-            "acrn_pcidev",
-            "intr_line",
-            offset_of!(AcrnPcidev, intr_line),
-        ),
-        Offset("acrn_pcidev", "intr_pin", offset_of!(AcrnPcidev, intr_pin)),
-        Offset("acrn_pcidev", "bar", offset_of!(AcrnPcidev, bar)),
-        size!("acrn_mmiodev", AcrnMmiodev),
-        Offset("acrn_mmiodev", "name", offset_of!(AcrnMmiodev, name)),
+    ]);
+    p.extend(layout!(
+        "acrn_pcidev",
+        AcrnPcidev,
+        [virt_bdf, phys_bdf, intr_line, intr_pin, bar]
+    ));
+    p.extend([Offset(
+        "acrn_pcidev",
+        "type",
+        offset_of!(AcrnPcidev, r#type),
+    )]);
+    p.extend(layout!("acrn_mmiodev", AcrnMmiodev, [name]));
+    p.extend([
         Offset("acrn_mmiodev", "res", res),
         Offset(
             "acrn_mmiodev",
@@ -302,7 +236,13 @@ fn probes() -> Vec<Probe> {
             "res[2].mem_type",
             res + 2 * size_of::<MmiodevResource>() + 24,
         ),
-        size!("acrn_vdev", AcrnVdev),
+    ]);
+    p.extend(layout!(
+        "acrn_vdev",
+        AcrnVdev,
+        [slot, io_addr, io_size, args]
+    ));
+    p.extend([
         Offset("acrn_vdev", "id.value", offset_of!(AcrnVdev, id)),
         Offset("acrn_vdev", "id.fields.vendor", offset_of!(AcrnVdev, id)),
         Offset(
@@ -315,122 +255,34 @@ fn probes() -> Vec<Probe> {
             "id.fields.legacy_id",
             offset_of!(AcrnVdev, id) + 4,
         ),
-        Offset("acrn_vdev", "slot", offset_of!(AcrnVdev, slot)),
-        Offset("acrn_vdev", "io_addr", offset_of!(AcrnVdev, io_addr)),
-        Offset("acrn_vdev", "io_size", offset_of!(AcrnVdev, io_size)),
-        Offset("acrn_vdev", "args", offset_of!(AcrnVdev, args)),
-        size!("acrn_msi_entry", AcrnMsiEntry),
-        Offset(
-            "acrn_msi_entry",
-            "msi_addr",
-            offset_of!(AcrnMsiEntry, msi_addr),
-        ),
-        Offset(
-            "acrn_msi_entry",
-            "msi_data",
-            offset_of!(AcrnMsiEntry, msi_data),
-        ),
-        size!("acrn_acpi_generic_address", AcrnAcpiGenericAddress),
-        Offset(
-            "acrn_acpi_generic_address",
-            "address",
-            offset_of!(AcrnAcpiGenericAddress, address),
-        ),
-        size!("acrn_cstate_data", AcrnCstateData),
-        Offset(
-            "acrn_cstate_data",
-            "cx_reg",
-            offset_of!(AcrnCstateData, cx_reg),
-        ),
-        Offset(
-            "acrn_cstate_data",
-            "type",
-            offset_of!(AcrnCstateData, r#type),
-        ),
-        Offset(
-            "acrn_cstate_data",
-            "latency",
-            offset_of!(AcrnCstateData, latency),
-        ),
-        Offset(
-            "acrn_cstate_data",
-            "power",
-            offset_of!(AcrnCstateData, power),
-        ),
-        size!("acrn_pstate_data", AcrnPstateData),
-        Offset(
-            "acrn_pstate_data",
-            "status",
-            offset_of!(AcrnPstateData, status),
-        ),
-        size!("acrn_ioeventfd", AcrnIoeventfd),
-        Offset("acrn_ioeventfd", "fd", offset_of!(AcrnIoeventfd, fd)),
-        Offset("acrn_ioeventfd", "flags", offset_of!(AcrnIoeventfd, flags)),
-        Offset("acrn_ioeventfd", "addr", offset_of!(AcrnIoeventfd, addr)),
-        Offset("acrn_ioeventfd", "len", offset_of!(AcrnIoeventfd, len)),
-        Offset(
-            "acrn_ioeventfd",
-            "reserved",
-            offset_of!(AcrnIoeventfd, reserved),
-        ),
-        Offset("acrn_ioeventfd", "data", offset_of!(AcrnIoeventfd, data)),
-        size!("acrn_irqfd", AcrnIrqfd),
-        Offset("acrn_irqfd", "fd", offset_of!(AcrnIrqfd, fd)),
-        Offset("acrn_irqfd", "flags", offset_of!(AcrnIrqfd, flags)),
-        Offset("acrn_irqfd", "msi", offset_of!(AcrnIrqfd, msi)),
-    ];
-    let regs_fields: [(&str, usize); 23] = [
-        ("gprs", offset_of!(AcrnRegs, gprs)),
-        ("gdt", gdt),
-        ("idt", offset_of!(AcrnRegs, idt)),
-        ("rip", offset_of!(AcrnRegs, rip)),
-        ("cs_base", offset_of!(AcrnRegs, cs_base)),
-        ("cr0", offset_of!(AcrnRegs, cr0)),
-        ("cr4", offset_of!(AcrnRegs, cr4)),
-        ("cr3", offset_of!(AcrnRegs, cr3)),
-        ("ia32_efer", offset_of!(AcrnRegs, ia32_efer)),
-        ("rflags", offset_of!(AcrnRegs, rflags)),
-        ("reserved_64", offset_of!(AcrnRegs, reserved_64)),
-        ("cs_ar", offset_of!(AcrnRegs, cs_ar)),
-        ("cs_limit", offset_of!(AcrnRegs, cs_limit)),
-        ("reserved_32", offset_of!(AcrnRegs, reserved_32)),
-        ("cs_sel", offset_of!(AcrnRegs, cs_sel)),
-        ("ss_sel", offset_of!(AcrnRegs, ss_sel)),
-        ("ds_sel", offset_of!(AcrnRegs, ds_sel)),
-        ("es_sel", offset_of!(AcrnRegs, es_sel)),
-        ("fs_sel", offset_of!(AcrnRegs, fs_sel)),
-        ("gs_sel", offset_of!(AcrnRegs, gs_sel)),
-        ("ldt_sel", offset_of!(AcrnRegs, ldt_sel)),
-        ("tr_sel", offset_of!(AcrnRegs, tr_sel)),
-        (
-            "gprs.r15",
-            offset_of!(AcrnRegs, gprs) + offset_of!(AcrnGpRegs, r15),
-        ),
-    ];
-    p.extend(
-        regs_fields
-            .into_iter()
-            .map(|(f, o)| Offset("acrn_regs", f, o)),
-    );
-    let gp: [(&str, usize); 16] = [
-        ("rax", offset_of!(AcrnGpRegs, rax)),
-        ("rcx", offset_of!(AcrnGpRegs, rcx)),
-        ("rdx", offset_of!(AcrnGpRegs, rdx)),
-        ("rbx", offset_of!(AcrnGpRegs, rbx)),
-        ("rsp", offset_of!(AcrnGpRegs, rsp)),
-        ("rbp", offset_of!(AcrnGpRegs, rbp)),
-        ("rsi", offset_of!(AcrnGpRegs, rsi)),
-        ("rdi", offset_of!(AcrnGpRegs, rdi)),
-        ("r8", offset_of!(AcrnGpRegs, r8)),
-        ("r9", offset_of!(AcrnGpRegs, r9)),
-        ("r10", offset_of!(AcrnGpRegs, r10)),
-        ("r11", offset_of!(AcrnGpRegs, r11)),
-        ("r12", offset_of!(AcrnGpRegs, r12)),
-        ("r13", offset_of!(AcrnGpRegs, r13)),
-        ("r14", offset_of!(AcrnGpRegs, r14)),
-        ("r15", offset_of!(AcrnGpRegs, r15)),
-    ];
-    p.extend(gp.into_iter().map(|(f, o)| Offset("acrn_gp_regs", f, o)));
+    ]);
+    p.extend(layout!(
+        "acrn_msi_entry",
+        AcrnMsiEntry,
+        [msi_addr, msi_data]
+    ));
+    p.extend(layout!(
+        "acrn_acpi_generic_address",
+        AcrnAcpiGenericAddress,
+        [address]
+    ));
+    p.extend(layout!(
+        "acrn_cstate_data",
+        AcrnCstateData,
+        [cx_reg, latency, power]
+    ));
+    p.extend([Offset(
+        "acrn_cstate_data",
+        "type",
+        offset_of!(AcrnCstateData, r#type),
+    )]);
+    p.extend(layout!("acrn_pstate_data", AcrnPstateData, [status]));
+    p.extend(layout!(
+        "acrn_ioeventfd",
+        AcrnIoeventfd,
+        [fd, flags, addr, len, reserved, data]
+    ));
+    p.extend(layout!("acrn_irqfd", AcrnIrqfd, [fd, flags, msi]));
     let consts: [(&str, i64); 39] = [
         ("ACRN_IO_REQUEST_MAX", ACRN_IO_REQUEST_MAX as i64),
         ("ACRN_IOREQ_STATE_PENDING", ACRN_IOREQ_STATE_PENDING.into()),
