@@ -509,6 +509,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         Ok(v) => println!("svm: api {}.{}", v.major_version, v.minor_version),
         Err(e) => println!("svm: HC_GET_API_VERSION: {}", e),
     }
+    if let Some(n) = p.arg("hcbench").and_then(|v| v.parse::<u64>().ok()) {
+        bench_hypercalls(&hv, n.max(1));
+    }
 
     let image_end = core::ptr::addr_of!(__bss_end) as u64;
     let ram = match &p.boot {
@@ -611,6 +614,29 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         serve(&hsm, &mut guests);
         core::hint::spin_loop();
     }
+}
+
+/// Times `n` HC_GET_API_VERSION round trips (the cheapest hypercall with a pointer argument)
+/// with RDTSC and prints the average, minus the cost of the empty loop.
+fn bench_hypercalls(hv: &Acrn, n: u64) {
+    let t0 = rdtsc();
+    let mut ok = 0u64;
+    for _ in 0..n {
+        ok += u64::from(hv.get_api_version().is_ok());
+    }
+    let calls = rdtsc().wrapping_sub(t0);
+    let t0 = rdtsc();
+    for i in 0..n {
+        core::hint::black_box(i);
+    }
+    let base = rdtsc().wrapping_sub(t0);
+    println!(
+        "svm: bench hypercalls={} ok={} hypercall_ticks={} loop_ticks={}",
+        n,
+        ok,
+        calls / n,
+        base / n
+    );
 }
 
 fn finish_line(failures: &[&str]) {
