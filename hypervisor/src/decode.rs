@@ -49,7 +49,10 @@ pub enum Op {
         src: AluSrc,
     },
     /// `bt [mem], imm8`: CF takes bit `bit % (size * 8)` of the memory operand.
-    BitTest { size: u8, bit: u8 },
+    BitTest {
+        size: u8,
+        bit: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +121,11 @@ pub fn bit_test(size: u8, value: u64, bit: u8, rflags: u64) -> u64 {
 /// the size) and `rflags` with CF, PF, AF, ZF, SF and OF updated.
 pub fn alu(kind: AluKind, size: u8, dst: u64, src: u64, rflags: u64) -> (u64, u64) {
     let bits = u32::from(size.clamp(1, 8)) * 8;
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
     let sign = 1u64 << (bits - 1);
     let (a, b) = (dst & mask, src & mask);
     let (result, carry, overflow, adjust) = match kind {
@@ -675,9 +682,10 @@ mod tests {
             }
         );
         assert_eq!(bit_test(4, 1 << 12, 12, 0x202), 0x203);
-        assert_eq!(bit_test(4, 0, 44, 0x203), 0x202); // the offset wraps at 32 bits
-        assert!(decode(&[0x0F, 0xBA, 0x2B, 0x0C], Long64).is_err()); // BTS is not emulated
-        // ADC (/2) and register destinations are not MMIO forms we emulate.
+        // The bit offset wraps at the operand size.
+        assert_eq!(bit_test(4, 0, 44, 0x203), 0x202);
+        // BTS, ADC (/2) and register destinations are not MMIO forms we emulate.
+        assert!(decode(&[0x0F, 0xBA, 0x2B, 0x0C], Long64).is_err());
         assert!(decode(&[0x81, 0x10, 0, 0, 0, 0], Long64).is_err());
         assert!(decode(&[0x09, 0xC0], Long64).is_err());
         assert!(decode(&[0xF7, 0x18], Long64).is_err()); // NEG

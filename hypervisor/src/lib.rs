@@ -8,20 +8,20 @@ pub mod bootinfo;
 pub mod paging;
 pub mod vcpu;
 
+pub mod acpi;
 #[cfg(target_os = "none")]
 pub mod console;
-pub mod acpi;
 pub mod decode;
-pub mod loader;
-pub mod vuart;
 pub mod gwalk;
 #[cfg(target_os = "none")]
 pub mod hv;
-#[cfg(target_os = "none")]
-pub mod vm;
 pub mod hypercall;
 pub mod ioreq;
+pub mod loader;
 pub mod postvm;
 pub mod service_vm;
 pub mod string_io;
 pub mod tsc;
+#[cfg(target_os = "none")]
+pub mod vm;
+pub mod vuart;

@@ -45,15 +45,36 @@ pub enum AccessKind {
 pub enum VmExit {
     /// Port I/O. For `Out`, `data` holds the value written (low `size` bytes). String and REP
     /// forms arrive as `IoString`.
-    Io { port: u16, size: u8, dir: IoDirection, data: u32 },
+    Io {
+        port: u16,
+        size: u8,
+        dir: IoDirection,
+        data: u32,
+    },
     /// INS/OUTS, possibly with REP: the handler may emulate or stop the VM.
-    IoString { port: u16, size: u8, dir: IoDirection, rep: bool },
+    IoString {
+        port: u16,
+        size: u8,
+        dir: IoDirection,
+        rep: bool,
+    },
     /// A guest-physical access that is not backed by RAM of this VM (emulated MMIO or a stray
     /// access). `instr_len` is 0 when the backend could not determine it.
-    Mmio { gpa: u64, access: AccessKind },
-    Cpuid { leaf: u32, subleaf: u32 },
-    MsrRead { msr: u32 },
-    MsrWrite { msr: u32, value: u64 },
+    Mmio {
+        gpa: u64,
+        access: AccessKind,
+    },
+    Cpuid {
+        leaf: u32,
+        subleaf: u32,
+    },
+    MsrRead {
+        msr: u32,
+    },
+    MsrWrite {
+        msr: u32,
+        value: u64,
+    },
     /// VMCALL (Intel) or VMMCALL (AMD).
     Hypercall,
     Halt,
@@ -62,18 +83,31 @@ pub enum VmExit {
     /// INIT signal received (Intel: the vCPU is to wait for SIPI).
     Init,
     /// Startup IPI received with its vector (Intel wait-for-SIPI state).
-    Sipi { vector: u8 },
+    Sipi {
+        vector: u8,
+    },
     ExternalInterrupt,
     /// An interrupt window opened: pending virtual interrupts can be injected.
     InterruptWindow,
     /// A guest exception the backend intercepted.
-    Exception { vector: u8, error_code: Option<u32> },
+    Exception {
+        vector: u8,
+        error_code: Option<u32>,
+    },
     /// CR access the backend could not complete on its own.
-    CrAccess { cr: u8, write: bool },
+    CrAccess {
+        cr: u8,
+        write: bool,
+    },
     /// Anything else, with the backend's raw reason, for the log. Stops the VM.
-    Unhandled { raw_reason: u64, qualification: u64 },
+    Unhandled {
+        raw_reason: u64,
+        qualification: u64,
+    },
     /// VM entry itself failed (bad guest state): stops the VM.
-    EntryFailure { raw_reason: u64 },
+    EntryFailure {
+        raw_reason: u64,
+    },
 }
 
 /// Event to inject into the guest on the next entry.
