@@ -46,6 +46,12 @@ pub enum LoadError {
     EntryAbove4G(u64),
     MissingLoadAddress,
     CmdlineTooLong,
+    /// A write would land on memory the load still reads (the kernel image itself when it lies
+    /// in the VM's RAM) or hands to the guest (its boot modules).
+    OverwritesSource {
+        gpa: u64,
+        len: u64,
+    },
 }
 
 impl core::fmt::Display for LoadError {
@@ -67,7 +73,46 @@ impl core::fmt::Display for LoadError {
                 "KERNEL_RAWIMAGE needs kern_load_addr and kern_entry_addr"
             ),
             LoadError::CmdlineTooLong => write!(f, "bootargs longer than {CMDLINE_MAX} bytes"),
+            LoadError::OverwritesSource { gpa, len } => write!(
+                f,
+                "[{gpa:#x}, {:#x}) would overwrite the kernel image or a boot module",
+                gpa.saturating_add(*len)
+            ),
         }
+    }
+}
+
+/// A [`GuestMem`] that refuses writes over `keep` (guest-physical ranges `(start, len)`): the
+/// kernel image and modules a loader reads from or passes on when they lie in the VM's own RAM
+/// (the Service VM's is identity-mapped over the boot modules). Writing there would change the
+/// image under the loader's `&[u8]`.
+pub struct Guarded<'a> {
+    pub mem: &'a mut dyn GuestMem,
+    pub keep: &'a [(u64, u64)],
+}
+
+impl Guarded<'_> {
+    fn check(&self, gpa: u64, len: u64) -> Result<(), LoadError> {
+        let hit = self
+            .keep
+            .iter()
+            .any(|&(s, l)| gpa < s.saturating_add(l) && s < gpa.saturating_add(len));
+        if hit {
+            Err(LoadError::OverwritesSource { gpa, len })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl GuestMem for Guarded<'_> {
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), LoadError> {
+        self.check(gpa, data.len() as u64)?;
+        self.mem.write(gpa, data)
+    }
+    fn zero(&mut self, gpa: u64, len: u64) -> Result<(), LoadError> {
+        self.check(gpa, len)?;
+        self.mem.zero(gpa, len)
     }
 }
 
@@ -261,6 +306,8 @@ pub fn load_elf_with_modules(
     if entry >= 1 << 32 {
         return Err(LoadError::EntryAbove4G(entry));
     }
+    // Everything read from the image is read before the first write into guest memory.
+    let mb1 = multiboot1_flags(image);
     let mut loaded = 0;
     for i in 0..phnum {
         let ph = phoff
@@ -306,7 +353,7 @@ pub fn load_elf_with_modules(
         return Err(LoadError::UnsupportedElf("no loadable segment"));
     }
     let mut st = protected_mode_state(mem, entry)?;
-    if let Some(flags) = multiboot1_flags(image) {
+    if let Some(flags) = mb1 {
         write_multiboot1_info(mem, flags, cmdline, e820, modules)?;
         st.regs.rax = MB1_BOOTLOADER_MAGIC as u64;
         st.regs.rbx = MBI_GPA;
@@ -567,6 +614,62 @@ mod tests {
                 kind: E820_RAM
             }
         );
+    }
+
+    /// The Service VM case: the kernel image (here its placeholder range) lies in the VM's RAM
+    /// where its own BSS would go. The load must fail cleanly, not overwrite it; a load that
+    /// leaves it alone passes through.
+    #[test]
+    fn guarded_refuses_writes_over_kept_ranges() {
+        let img = elf32(0x10_0000, &[(0x10_0000, &[0x90; 16], 0x4_0000)], true);
+        let (e, n) = e820_256m();
+        let mut m = Mem(vec![0xAA; 0x20_0000]);
+        let keep = [(0x10_9000, img.len() as u64)];
+        let r = load_elf(
+            &mut Guarded {
+                mem: &mut m,
+                keep: &keep,
+            },
+            &img,
+            "x",
+            &e[..n],
+        );
+        assert!(
+            matches!(r, Err(LoadError::OverwritesSource { gpa, len }) if gpa < 0x10_9000 && gpa + len > 0x10_9000),
+            "{r:?}"
+        );
+        assert!(m.0[0x10_9000..0x10_9000 + img.len()]
+            .iter()
+            .all(|&b| b == 0xAA));
+        // A kept range overlapping only the multiboot information is refused as well.
+        let keep = [(0x2000, 8)];
+        let r = load_elf(
+            &mut Guarded {
+                mem: &mut m,
+                keep: &keep,
+            },
+            &img,
+            "x",
+            &e[..n],
+        );
+        assert!(
+            matches!(r, Err(LoadError::OverwritesSource { .. })),
+            "{r:?}"
+        );
+        let keep = [(0x18_0000, 0x1000)];
+        let st = load_elf(
+            &mut Guarded {
+                mem: &mut m,
+                keep: &keep,
+            },
+            &img,
+            "x",
+            &e[..n],
+        )
+        .unwrap();
+        assert_eq!(st.regs.rax, MB1_BOOTLOADER_MAGIC as u64);
+        assert_eq!(m.0[0x10_0000], 0x90);
+        assert_eq!(m.0[0x18_0000], 0xAA);
     }
 
     #[test]

@@ -7,12 +7,12 @@ use crate::acpi;
 use crate::arch::svm::{self, SvmCaps, SvmVcpu};
 use crate::arch::vmx::{self, VmxVcpu};
 use crate::arch::x86::{self, cpuid, lapic, phys_read32, phys_write32};
-use crate::bootinfo::BootInfo;
+use crate::bootinfo::{BootInfo, Module};
 use crate::decode::{self, AluSrc, CpuMode, Op};
 use crate::gwalk::{self, GuestPhys};
 use crate::hv::frames::{self, Frames};
 use crate::hvlog;
-use crate::loader::{self, E820Entry, GuestMem, LoadError, Mb1Module, MAX_E820};
+use crate::loader::{self, E820Entry, Guarded, GuestMem, LoadError, Mb1Module, MAX_E820};
 use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
 use crate::string_io;
 use crate::vcpu::{
@@ -219,7 +219,12 @@ pub fn prepare_all(p: &'static PlatformConfig, bi: &BootInfo) {
 enum BuildError {
     Config(&'static str),
     NoModule(&'static str),
-    ModuleOverlaps { tag: &'static str, vm: &'static str },
+    ModuleOverlaps {
+        tag: &'static str,
+        vm: &'static str,
+    },
+    /// No room in the Service VM's RAM to copy the module out of the kernel's way.
+    NoRoom(&'static str),
     Load(LoadError),
     Memory,
 }
@@ -232,6 +237,7 @@ impl fmt::Display for BuildError {
             BuildError::ModuleOverlaps { tag, vm } => {
                 write!(f, "boot module {tag:?} lies in the memory of VM {vm}")
             }
+            BuildError::NoRoom(t) => write!(f, "no room to copy boot module {t:?} aside"),
             BuildError::Load(e) => write!(f, "kernel load failed: {e}"),
             BuildError::Memory => f.write_str("out of hypervisor memory for page tables"),
         }
@@ -279,7 +285,7 @@ fn build_vm(
         .os
         .as_ref()
         .ok_or(BuildError::Config("no OS configured"))?;
-    let module = bi
+    let mut module = *bi
         .module_by_tag(os.kern_mod)
         .ok_or(BuildError::NoModule(os.kern_mod))?;
     // Loading a VM overwrites its memory: no module (of any VM) may live there.
@@ -296,7 +302,26 @@ fn build_vm(
             }
         }
     }
-    // SAFETY: boot modules are RAM the loader filled, below 4 GiB, outside every VM's memory.
+    let mut ramdisk = match os.ramdisk_mod {
+        Some(tag) => Some(*bi.module_by_tag(tag).ok_or(BuildError::NoModule(tag))?),
+        None => None,
+    };
+    let mem = VmMem(cfg.memory);
+    // The Service VM's RAM is identity-mapped over the boot modules (the check above cannot see
+    // it: its memory is computed at run time), so its kernel may load over a module's place, its
+    // own image included: everything it reads or is handed is copied away first, and the
+    // loader may not write over the copies.
+    let mut staged = Staging::new(&mem, bi);
+    if cfg.load_order == LoadOrder::Service {
+        module.start = staged
+            .copy(&mem, &module)
+            .ok_or(BuildError::NoRoom(os.kern_mod))?;
+        if let (Some(r), Some(tag)) = (ramdisk.as_mut(), os.ramdisk_mod) {
+            r.start = staged.copy(&mem, r).ok_or(BuildError::NoRoom(tag))?;
+        }
+    }
+    // SAFETY: the module is RAM the boot loader filled (or its staged copy), below 4 GiB; no
+    // write reaches it while the slice lives (outside every other VM's memory; Guarded below).
     let image =
         unsafe { core::slice::from_raw_parts(module.start as *const u8, module.size as usize) };
 
@@ -308,7 +333,6 @@ fn build_vm(
         Backend::Svm(_) => map_all::<Npt>(cfg, ioapic_page, platform_devices)?,
         Backend::Vmx => map_all::<Ept>(cfg, ioapic_page, platform_devices)?,
     };
-    let mut mem = VmMem(cfg.memory);
     let mut e820 = [E820Entry {
         addr: 0,
         size: 0,
@@ -332,18 +356,28 @@ fn build_vm(
         hpet,
         crate::hv::pm_timer(),
     );
+    let mut mods = [Mb1Module {
+        start: 0,
+        end: 0,
+        string: "",
+    }; loader::MAX_MB1_MODULES];
+    let nmods = match (os.kern_type, cfg.load_order) {
+        (KernelType::Elf, LoadOrder::Service) => {
+            service_modules(p, &mem, bi, &mut staged, &mut mods)
+        }
+        _ => 0,
+    };
+    let mut mem = VmMem(cfg.memory);
+    let mut mem = Guarded {
+        mem: &mut mem,
+        keep: staged.ranges(),
+    };
     mem.write(acpi::GUEST_RSDP_GPA, &tables)
         .map_err(BuildError::Load)?;
 
     let boot = match os.kern_type {
-        KernelType::Elf if cfg.load_order == LoadOrder::Service => {
-            let mut mods = [Mb1Module {
-                start: 0,
-                end: 0,
-                string: "",
-            }; loader::MAX_MB1_MODULES];
-            let n = service_modules(p, &mem, bi, &mut mods);
-            loader::load_elf_with_modules(&mut mem, image, os.bootargs, e820, &mods[..n])
+        KernelType::Elf if nmods > 0 => {
+            loader::load_elf_with_modules(&mut mem, image, os.bootargs, e820, &mods[..nmods])
         }
         KernelType::Elf => loader::load_elf(&mut mem, image, os.bootargs, e820),
         KernelType::RawImage => match (os.kern_load_addr, os.kern_entry_addr) {
@@ -351,16 +385,10 @@ fn build_vm(
             _ => Err(LoadError::MissingLoadAddress),
         },
         KernelType::BzImage => {
-            let rd = match os.ramdisk_mod {
-                Some(tag) => {
-                    let m = bi.module_by_tag(tag).ok_or(BuildError::NoModule(tag))?;
-                    // SAFETY: as for the kernel module.
-                    Some(unsafe {
-                        core::slice::from_raw_parts(m.start as *const u8, m.size as usize)
-                    })
-                }
-                None => None,
-            };
+            // SAFETY: as for the kernel module.
+            let rd = ramdisk.map(|m| unsafe {
+                core::slice::from_raw_parts(m.start as *const u8, m.size as usize)
+            });
             loader::load_bzimage(&mut mem, image, os.bootargs, rd, e820, acpi::GUEST_RSDP_GPA)
         }
     }
@@ -379,16 +407,95 @@ fn build_vm(
     })
 }
 
+/// Copies of boot modules at the top of the Service VM's RAM below 4 GiB (identity-mapped, so
+/// GPA = HPA), going downwards, never over a boot module's original place (one not copied yet
+/// would be lost) nor a hole. The loader may put the kernel over a module's original place, but
+/// not over these copies (they are its `keep` ranges); the Service VM copies the modules it is
+/// handed out before it gives RAM to guests.
+struct Staging<'b> {
+    bi: &'b BootInfo,
+    top: u64,
+    ranges: [(u64, u64); MAX_STAGED],
+    n: usize,
+}
+
+/// The kernel, its ramdisk and the multiboot1 modules.
+const MAX_STAGED: usize = loader::MAX_MB1_MODULES + 2;
+
+impl<'b> Staging<'b> {
+    fn new(mem: &VmMem, bi: &'b BootInfo) -> Self {
+        let top = mem
+            .0
+            .iter()
+            .filter(|r| r.gpa == r.hpa)
+            .map(|r| (r.gpa + r.size).min(1 << 32))
+            .max()
+            .unwrap_or(0);
+        Staging {
+            bi,
+            top,
+            ranges: [(0, 0); MAX_STAGED],
+            n: 0,
+        }
+    }
+
+    fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges[..self.n]
+    }
+
+    /// Copies `m` below the previous copies; its new start, or None when it does not fit.
+    fn copy(&mut self, mem: &VmMem, m: &Module) -> Option<u64> {
+        if self.n == MAX_STAGED {
+            return None;
+        }
+        let size = m.size.next_multiple_of(0x1000);
+        let dest = loop {
+            let d = self.top.checked_sub(size)? & !0xFFF;
+            if let Some(o) = self
+                .bi
+                .modules()
+                .iter()
+                .find(|o| overlaps(d, size, o.start, o.size))
+            {
+                self.top = o.start;
+                continue;
+            }
+            if mem.hpa(d, size) != Some(d) {
+                // Not RAM of the Service VM (a hole): continue below the hole's start.
+                self.top = mem
+                    .0
+                    .iter()
+                    .filter(|r| r.gpa == r.hpa && r.gpa + r.size <= d + size && r.gpa < d)
+                    .map(|r| r.gpa + r.size)
+                    .max()
+                    .unwrap_or(0);
+                continue;
+            }
+            break d;
+        };
+        if dest < 0x10_0000 {
+            return None;
+        }
+        // SAFETY: source: a boot module the loader placed in RAM below 4 GiB; destination: RAM
+        // of the Service VM (not yet running), identity-mapped; they do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(m.start as *const u8, dest as *mut u8, m.size as usize)
+        };
+        self.top = dest;
+        self.ranges[self.n] = (dest, m.size);
+        self.n += 1;
+        Some(dest)
+    }
+}
+
 /// The boot modules the hypervisor does not use itself (not a kernel or ramdisk of a VM it
-/// boots), for the Service VM's multiboot1 module list. Each is copied to the top of the
-/// Service VM's RAM below 4 GiB (identity-mapped, so GPA = HPA), where neither the loader
-/// (which may put the kernel over a module's original place) nor the hypervisor's RAM is; the
-/// Service VM copies them out before it gives RAM to guests. A module that does not fit is
+/// boots), staged for the Service VM's multiboot1 module list. A module that does not fit is
 /// logged and left out.
 fn service_modules<'a>(
     p: &PlatformConfig,
     mem: &VmMem,
     bi: &'a BootInfo,
+    staged: &mut Staging,
     out: &mut [Mb1Module<'a>; loader::MAX_MB1_MODULES],
 ) -> usize {
     let used = |tag: &str| {
@@ -398,15 +505,6 @@ fn service_modules<'a>(
             .filter_map(|v| v.os.as_ref())
             .any(|o| o.kern_mod == tag || o.ramdisk_mod == Some(tag))
     };
-    // Copies go downwards from the end of the highest RAM region below 4 GiB, never over a
-    // boot module (one not copied yet would be lost).
-    let mut top = mem
-        .0
-        .iter()
-        .filter(|r| r.gpa == r.hpa)
-        .map(|r| (r.gpa + r.size).min(1 << 32))
-        .max()
-        .unwrap_or(0);
     let mut n = 0;
     for m in bi.modules().iter().filter(|m| !used(m.tag())) {
         if n == out.len() {
@@ -416,33 +514,7 @@ fn service_modules<'a>(
             );
             break;
         }
-        let size = m.size.next_multiple_of(0x1000);
-        let dest = loop {
-            let Some(d) = top.checked_sub(size).map(|d| d & !0xFFF) else {
-                break None;
-            };
-            if let Some(o) = bi
-                .modules()
-                .iter()
-                .find(|o| overlaps(d, size, o.start, o.size))
-            {
-                top = o.start;
-                continue;
-            }
-            if mem.hpa(d, size) != Some(d) {
-                // Not RAM of the Service VM (a hole): continue below the hole's start.
-                top = mem
-                    .0
-                    .iter()
-                    .filter(|r| r.gpa == r.hpa && r.gpa + r.size <= d + size && r.gpa < d)
-                    .map(|r| r.gpa + r.size)
-                    .max()
-                    .unwrap_or(0);
-                continue;
-            }
-            break Some(d);
-        };
-        let Some(dest) = dest.filter(|&d| d >= 0x10_0000) else {
+        let Some(dest) = staged.copy(mem, m) else {
             hvlog!(
                 "boot module {:?} ({:#x} bytes) does not fit in the Service VM's RAM; not passed on",
                 m.tag(),
@@ -450,12 +522,6 @@ fn service_modules<'a>(
             );
             continue;
         };
-        // SAFETY: source: a boot module the loader placed in RAM below 4 GiB; destination: RAM
-        // of the Service VM (not yet running), identity-mapped; they do not overlap.
-        unsafe {
-            core::ptr::copy_nonoverlapping(m.start as *const u8, dest as *mut u8, m.size as usize)
-        };
-        top = dest;
         out[n] = Mb1Module {
             start: dest as u32,
             end: (dest + m.size) as u32,
