@@ -99,6 +99,31 @@ fn qemu_epyc_shared_runs_post_launched_vms() {
     check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
 }
 
+/// The same with the hypervisor in cargo's release profile. Its smaller image made GRUB put
+/// the Service VM's kernel module inside the kernel's own load range, which loading overwrote
+/// before the multiboot header was read: the Service VM started with EAX=0.
+#[test]
+fn qemu_epyc_shared_release_profile() {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let out = work_dir("qemu-shared-release").join("image");
+    let mut s = spec("shared", &out);
+    s.extra.push("--release".into());
+    let t = run(&s, |t| decided(t) || t.find_prefix(SVM_VERDICT).is_some());
+    eprintln!(
+        "QEMU shared (release): {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    check(
+        &t,
+        t.find_prefix("[SERVICE_VM] boot: multiboot1 info=")
+            .is_some(),
+        "the Service VM was not booted with multiboot1 information",
+    );
+    check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
+}
+
 #[test]
 fn qemu_epyc_hybrid_leaves_the_pre_launched_vm_alone() {
     require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
