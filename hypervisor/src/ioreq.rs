@@ -179,43 +179,16 @@ pub fn merge_pio_read(rax: u64, size: u8, value: u64) -> u64 {
     (rax & !m) | (value & m)
 }
 
-fn gpr(r: &mut GuestRegs, n: u8) -> Option<&mut u64> {
-    Some(match n {
-        0 => &mut r.rax,
-        1 => &mut r.rcx,
-        2 => &mut r.rdx,
-        3 => &mut r.rbx,
-        5 => &mut r.rbp,
-        6 => &mut r.rsi,
-        7 => &mut r.rdi,
-        8 => &mut r.r8,
-        9 => &mut r.r9,
-        10 => &mut r.r10,
-        11 => &mut r.r11,
-        12 => &mut r.r12,
-        13 => &mut r.r13,
-        14 => &mut r.r14,
-        15 => &mut r.r15,
-        _ => return None, // RSP lives in the VMCB/VMCS and is not an MMIO operand we support
-    })
-}
-
 /// The request for the MMIO instruction `op` touching `gpa`; `None` for instructions we do not
 /// forward (the VM layer then stops the VM).
 pub fn mmio_access(op: Op, regs: &GuestRegs, gpa: u64) -> Option<Access> {
-    let mut r = *regs;
     match op {
         Op::StoreReg {
             size,
             reg,
             high_byte,
         } => {
-            let (n, shift) = if high_byte {
-                (reg.checked_sub(4)?, 8)
-            } else {
-                (reg, 0)
-            };
-            let v = *gpr(&mut r, n)? >> shift;
+            let v = regs.operand(reg, high_byte)?;
             Some(Access::Mmio {
                 gpa,
                 size,
@@ -235,8 +208,7 @@ pub fn mmio_access(op: Op, regs: &GuestRegs, gpa: u64) -> Option<Access> {
             high_byte,
             ..
         } => {
-            let n = if high_byte { reg.checked_sub(4)? } else { reg };
-            gpr(&mut r, n)?;
+            regs.operand(reg, high_byte)?; // the destination must be a register we hold
             Some(Access::Mmio {
                 gpa,
                 size,
@@ -262,13 +234,13 @@ pub fn complete_mmio_read(op: Op, regs: &mut GuestRegs, value: u64) -> bool {
     };
     let v = value & mask(size);
     if high_byte {
-        let Some(d) = reg.checked_sub(4).and_then(|n| gpr(regs, n)) else {
+        let Some(d) = reg.checked_sub(4).and_then(|n| regs.gpr_mut(n)) else {
             return false;
         };
         *d = (*d & !0xFF00) | (v & 0xFF) << 8;
         return true;
     }
-    let Some(d) = gpr(regs, reg) else {
+    let Some(d) = regs.gpr_mut(reg) else {
         return false;
     };
     let dest = zero_extend_to.unwrap_or(size);

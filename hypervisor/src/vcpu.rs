@@ -27,6 +27,47 @@ pub struct GuestRegs {
     pub r15: u64,
 }
 
+impl GuestRegs {
+    /// The general-purpose register numbered as in instruction encodings (RAX = 0 ... R15 = 15);
+    /// `None` for RSP (4), which lives in the VMCB/VMCS, not here.
+    pub fn gpr_mut(&mut self, n: u8) -> Option<&mut u64> {
+        Some(match n {
+            0 => &mut self.rax,
+            1 => &mut self.rcx,
+            2 => &mut self.rdx,
+            3 => &mut self.rbx,
+            5 => &mut self.rbp,
+            6 => &mut self.rsi,
+            7 => &mut self.rdi,
+            8 => &mut self.r8,
+            9 => &mut self.r9,
+            10 => &mut self.r10,
+            11 => &mut self.r11,
+            12 => &mut self.r12,
+            13 => &mut self.r13,
+            14 => &mut self.r14,
+            15 => &mut self.r15,
+            _ => return None,
+        })
+    }
+
+    /// The value of register `n` (see [`GuestRegs::gpr_mut`]).
+    pub fn gpr(&self, n: u8) -> Option<u64> {
+        let mut copy = *self;
+        copy.gpr_mut(n).map(|r| *r)
+    }
+
+    /// The value of an instruction's register operand: with `high_byte`, `n` is 4..7 and names
+    /// AH, CH, DH or BH (bits 8..16 of RAX, RCX, RDX, RBX).
+    pub fn operand(&self, n: u8, high_byte: bool) -> Option<u64> {
+        if high_byte {
+            self.gpr(n.checked_sub(4)?).map(|x| x >> 8)
+        } else {
+            self.gpr(n)
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoDirection {
     In,

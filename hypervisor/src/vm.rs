@@ -1203,39 +1203,13 @@ fn lapic_access<V: Vcpu>(
 ) -> Result<(), &'static str> {
     let insn = fetch_decode(v, mem).ok_or("instruction not decodable")?;
     let off = gpa & 0xFF0;
-    let reg_val = |r: &GuestRegs, n: u8, high: bool| -> Option<u64> {
-        let x = match n {
-            0 => r.rax,
-            1 => r.rcx,
-            2 => r.rdx,
-            3 => r.rbx,
-            5 => r.rbp,
-            6 => r.rsi,
-            7 => r.rdi,
-            8 => r.r8,
-            9 => r.r9,
-            10 => r.r10,
-            11 => r.r11,
-            12 => r.r12,
-            13 => r.r13,
-            14 => r.r14,
-            15 => r.r15,
-            _ => return None,
-        };
-        Some(if high { x >> 8 } else { x })
-    };
     match insn.op {
         Op::StoreReg {
             size,
             reg,
             high_byte,
         } => {
-            let val = if high_byte {
-                reg_val(v.regs(), reg - 4, true)
-            } else {
-                reg_val(v.regs(), reg, false)
-            };
-            let val = val.ok_or("RSP as source")?;
+            let val = v.regs().operand(reg, high_byte).ok_or("RSP as source")?;
             if size != 4 {
                 return Err("APIC registers are 32-bit");
             }
@@ -1249,31 +1223,15 @@ fn lapic_access<V: Vcpu>(
             ..
         } => {
             let val = lapic_read(vm, idx, off) as u64;
-            let r = v.regs_mut();
-            let slot = match reg {
-                0 => &mut r.rax,
-                1 => &mut r.rcx,
-                2 => &mut r.rdx,
-                3 => &mut r.rbx,
-                5 => &mut r.rbp,
-                6 => &mut r.rsi,
-                7 => &mut r.rdi,
-                8 => &mut r.r8,
-                9 => &mut r.r9,
-                10 => &mut r.r10,
-                11 => &mut r.r11,
-                12 => &mut r.r12,
-                13 => &mut r.r13,
-                14 => &mut r.r14,
-                15 => &mut r.r15,
-                _ => return Err("RSP as destination"),
-            };
+            let slot = v.regs_mut().gpr_mut(reg).ok_or("RSP as destination")?;
             *slot = val; // a 32-bit load zero-extends
         }
         Op::Alu { size: 4, kind, src } => {
             let src = match src {
                 AluSrc::Imm(imm) => imm,
-                AluSrc::Reg { reg, .. } => reg_val(v.regs(), reg, false).ok_or("RSP as source")?,
+                AluSrc::Reg { reg, high_byte } => {
+                    v.regs().operand(reg, high_byte).ok_or("RSP as source")?
+                }
             };
             let old = lapic_read(vm, idx, off) as u64;
             let (result, rflags) = decode::alu(kind, 4, old, src, v.rflags());
