@@ -114,6 +114,9 @@ impl VmxVcpu {
     /// reusing its pages: post-launched vCPUs come and go, the slots do not. Cached
     /// translations of `vpid` and `eptp` are dropped, since a re-created VM reuses both.
     pub fn recycle(self, eptp: u64, vpid: u16) -> Result<Self, VmxError> {
+        // Flush the active VMCS to memory before `setup` rewrites its region.
+        // SAFETY: our own VMCS, only ever loaded on this pCPU.
+        unsafe { instr::vmclear(self.pages.vmcs.pa()) }.map_err(|_| VmxError::VmcsLoadFailed)?;
         let v = Self::setup(self.pages, eptp, vpid)?;
         if v.controls.vpid {
             let _ = instr::invvpid(InvVpidType::SingleContext, vpid, 0);
