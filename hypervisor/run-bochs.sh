@@ -7,6 +7,8 @@
 #   run-bochs.sh ISO [COM1_FILE] [TIMEOUT_SECONDS]
 #   run-bochs.sh --make-iso OUT.iso ACRN_ELF [TAG=FILE ...] [-- CMDLINE...]
 #
+# Linux guests: bare Debian 6.1 hangs on Bochs' `tigerlake` model right after "LSM: Security
+# Framework initializing" (no hypervisor involved); use BOCHS_MODEL=corei7_skylake_x for them.
 # Environment: BOCHS_UNTIL (an extended regex: stop as soon as a line of the serial file matches
 # it, for hypervisors that keep running after their VMs are done), BOCHS_CPUS (default 4; cores of one package), BOCHS_MEGS (1024), BOCHS_MODEL
 # (tigerlake), BOCHS_LOG (Bochs' own log; default next to the serial file), BOCHS_KEEP=1 keeps the
