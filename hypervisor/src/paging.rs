@@ -320,7 +320,13 @@ impl<F: EntryFormat> PageTable<F> {
 
     /// Walks the table like the hardware would.
     pub fn translate(&self, mem: &impl TableMemory, gpa: u64) -> Option<Translation> {
-        let mut table = self.root;
+        Self::translate_root(self.root, mem, gpa)
+    }
+
+    /// [`PageTable::translate`] for the table rooted at `root` (a vCPU's loop knows only the
+    /// root: the table itself sits behind the hypercall lock).
+    pub fn translate_root(root: u64, mem: &impl TableMemory, gpa: u64) -> Option<Translation> {
+        let mut table = root;
         let mut l = 4u8;
         loop {
             let e = mem.read(table, index(gpa, l));

@@ -216,7 +216,11 @@ pub trait Vcpu {
         let rip = self.rip();
         self.set_rip(rip.wrapping_add(len as u64));
     }
+    /// Queues `event` for the next entry. An external interrupt waits (with an interrupt-window
+    /// exit requested) until the guest can take it: RFLAGS.IF set and no interrupt shadow.
     fn inject(&mut self, event: Injection);
+    /// Whether an external interrupt given to [`Vcpu::inject`] still waits for its window.
+    fn interrupt_pending(&self) -> bool;
     /// Guest CR0, CR3, CR4 and EFER, for walking guest page tables.
     fn paging_state(&self) -> (u64, u64, u64, u64);
     /// Guest CS access rights and base (to know the operand size when decoding).

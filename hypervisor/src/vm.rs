@@ -778,7 +778,7 @@ fn insn_len<V: Vcpu>(v: &V, mem: &VmMem) -> Option<u8> {
         .or_else(|| fetch_decode(v, mem).map(|i| i.len))
 }
 
-fn cpu_mode<V: Vcpu>(v: &V) -> CpuMode {
+pub(crate) fn cpu_mode<V: Vcpu>(v: &V) -> CpuMode {
     let (cr0, _, _, efer) = v.paging_state();
     let cs = v.code_segment();
     if efer & (1 << 10) != 0 && cs.access & (1 << 13) != 0 {

@@ -3,8 +3,8 @@
 //! tables for post-launched VMs.
 //!
 //! Post-launched vCPUs run through [`crate::postvm`] (on pCPUs whose Service VM vCPU waits for
-//! SIPI). Interrupt injection into a post-launched VM (HC_SET_IRQLINE, HC_INJECT_MSI) is not
-//! implemented and returns -ENOSYS: post-launched VMs have no virtual interrupt controller.
+//! SIPI). HC_SET_IRQLINE and HC_INJECT_MSI go to their virtual I/O APIC and local APICs
+//! (`postvm::vintr`).
 
 use super::{
     Caller, Hypercalls, IdentityRam, Outcome, PhysBytes, SlotConfig, SlotKind, VmOps, MAX_USER_GPA,
@@ -15,7 +15,7 @@ use crate::hvlog;
 use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
 use crate::postvm::run as postvm;
 use crate::service_vm::{self, Layout, TRAMPOLINE};
-use acrn_abi::errno::{ENOMEM, ENOSYS};
+use acrn_abi::errno::ENOMEM;
 use acrn_abi::irq::GsiOp;
 use acrn_abi::memory::MemType as AbiMemType;
 use acrn_abi::AcrnRegs;
@@ -261,11 +261,11 @@ impl VmOps for PostVms {
     fn notify_request_finish(&mut self, _vmid: u16, _vcpu: u16) {
         // The waiting vCPU polls its slot for COMPLETE (notification and polling mode alike).
     }
-    fn set_irqline(&mut self, _vmid: u16, _gsi: u32, _op: GsiOp) -> Result<(), i32> {
-        Err(ENOSYS)
+    fn set_irqline(&mut self, vmid: u16, gsi: u32, op: GsiOp) -> Result<(), i32> {
+        postvm::set_irqline(vmid, gsi, op)
     }
-    fn inject_msi(&mut self, _vmid: u16, _addr: u64, _data: u64) -> Result<(), i32> {
-        Err(ENOSYS)
+    fn inject_msi(&mut self, vmid: u16, addr: u64, data: u64) -> Result<(), i32> {
+        postvm::inject_msi(vmid, addr, data)
     }
 }
 

@@ -12,14 +12,16 @@
 //!
 //! Port I/O of a post-launched vCPU is never emulated by the hypervisor: every access becomes an
 //! I/O request in the Service VM's request page ([`crate::ioreq`]), announced with the upcall
-//! vector, and the vCPU waits until the Service VM completes it. MMIO outside the VM's RAM and
-//! the local APIC are not forwarded: such an access stops the VM (until reset or destroy).
+//! vector, and the vCPU waits until the Service VM completes it. MMIO outside the VM's RAM is
+//! forwarded the same way, except the local APIC and I/O APIC pages: those are emulated
+//! (`vintr`), and HC_INJECT_MSI / HC_SET_IRQLINE deliver through them.
 //!
 //! This file holds the pure part (register conversion, host-tested); `run` is the bare-metal
 //! part.
 
 #[cfg(target_os = "none")]
 pub mod run;
+pub mod vintr;
 
 use crate::vcpu::{GuestRegs, InitialState, Segment};
 use acrn_abi::AcrnRegs;

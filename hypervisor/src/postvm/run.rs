@@ -3,16 +3,21 @@
 //! pinned to it waits for INIT/SIPI.
 
 use super::initial_state_from_acrn;
+use super::vintr::{self, LapicEffect, Message, PendingSet, Vioapic, Vlapic};
 use crate::arch::svm::{SvmCaps, SvmVcpu};
 use crate::arch::vmx::{self, VmxVcpu};
 use crate::arch::x86::cpu::{CpuCell, MAX_PCPUS};
 use crate::arch::x86::{self, lapic, phys_write32};
-use crate::hv::frames;
+use crate::decode;
+use crate::gwalk::{self, GuestPhys};
+use crate::hv::frames::{self, Frames};
 use crate::hvlog;
 use crate::hypercall::{Outcome, MAX_VCPUS_PER_VM, MAX_VM_NUM};
 use crate::ioreq::{self, Access};
+use crate::paging::{Ept, Npt, PageTable};
 use crate::vcpu::{InitialState, Injection, IoDirection, Segment, Vcpu, VmExit};
-use acrn_abi::errno::ENOSYS;
+use acrn_abi::errno::{EINVAL, ENOSYS};
+use acrn_abi::irq::GsiOp;
 use acrn_abi::{AcrnRegs, GuestFlags};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use spin::{Mutex, Once};
@@ -36,6 +41,13 @@ struct PostVm {
     polling: AtomicBool,
     /// Start state per vCPU from HC_SET_VCPU_REGS; `None` = power-on state.
     regs: Mutex<[Option<InitialState>; VCPUS]>,
+    /// Per vCPU: interrupts requested and not yet taken (its IRR).
+    irr: [PendingSet; VCPUS],
+    /// Per vCPU: its local APIC's LDR (logical destinations are resolved by any pCPU).
+    ldr: [AtomicU32; VCPUS],
+    ioapic: Mutex<Vioapic>,
+    /// Set once an MMIO access was forwarded to the Service VM (logged once per VM).
+    mmio_forwarded: AtomicBool,
 }
 
 impl PostVm {
@@ -49,6 +61,30 @@ impl PostVm {
             ioreq_page: AtomicU64::new(0),
             polling: AtomicBool::new(false),
             regs: Mutex::new([None; VCPUS]),
+            irr: [const { PendingSet::new() }; VCPUS],
+            ldr: [const { AtomicU32::new(0) }; VCPUS],
+            ioapic: Mutex::new(Vioapic::new()),
+            mmio_forwarded: AtomicBool::new(false),
+        }
+    }
+
+    /// Interrupt controllers back to their reset state (create, reset).
+    fn reset_interrupts(&self) {
+        self.irr.iter().for_each(PendingSet::clear);
+        self.ldr.iter().for_each(|l| l.store(0, Ordering::Relaxed));
+        *self.ioapic.lock() = Vioapic::new();
+        self.mmio_forwarded.store(false, Ordering::Relaxed);
+    }
+
+    /// Sends `m` to the vCPUs it addresses: their pending sets.
+    fn deliver(&self, m: &Message) {
+        let n = (self.pcpus.load(Ordering::Relaxed).count_ones() as usize).min(VCPUS);
+        let ldrs: [u32; VCPUS] = core::array::from_fn(|i| self.ldr[i].load(Ordering::Relaxed));
+        let targets = vintr::destinations(m, &ldrs[..n]);
+        for (i, irr) in self.irr.iter().enumerate().take(n) {
+            if targets & (1 << i) != 0 {
+                irr.set(m.vector);
+            }
         }
     }
 }
@@ -114,6 +150,7 @@ pub fn create(vmid: u16, pcpus: u64, flags: u64) {
     if let Some(v) = vm(vmid) {
         v.run.store(false, Ordering::SeqCst);
         *v.regs.lock() = [None; VCPUS];
+        v.reset_interrupts();
         v.polling.store(
             flags & GuestFlags::IO_COMPLETION_POLLING.bits() != 0,
             Ordering::Relaxed,
@@ -171,7 +208,34 @@ pub fn pause(vmid: u16) {
 pub fn reset(vmid: u16) {
     if let Some(v) = vm(vmid) {
         *v.regs.lock() = [None; VCPUS];
+        v.reset_interrupts();
     }
+}
+
+/// HC_INJECT_MSI: the message goes to the pending sets of the vCPUs it addresses; each takes it
+/// at its next VM entry that can accept it (a halted vCPU wakes up).
+pub fn inject_msi(vmid: u16, addr: u64, data: u64) -> Result<(), i32> {
+    let v = vm(vmid).ok_or(EINVAL)?;
+    match vintr::decode_msi(addr, data) {
+        Ok(m) => {
+            v.deliver(&m);
+            Ok(())
+        }
+        Err(e) => {
+            hvlog!("VM {vmid}: HC_INJECT_MSI refused: {e}");
+            Err(EINVAL)
+        }
+    }
+}
+
+/// HC_SET_IRQLINE: the line of vIOAPIC pin `gsi` (checked below the pin count by the
+/// dispatcher) changes; an unmasked entry sends its message.
+pub fn set_irqline(vmid: u16, gsi: u32, op: GsiOp) -> Result<(), i32> {
+    let v = vm(vmid).ok_or(EINVAL)?;
+    if let Some(m) = v.ioapic.lock().set_line(gsi as usize, op) {
+        v.deliver(&m);
+    }
+    Ok(())
 }
 
 pub fn destroy(vmid: u16) {
@@ -234,9 +298,19 @@ struct Current {
     vmid: usize,
     generation: u32,
     vcpu: PostVcpu,
-    /// Halted (nothing can wake it: no interrupts reach post-launched VMs) or stopped after
-    /// an exit that is not handled: it stays off until the VM is started again.
+    run: RunState,
+}
+
+/// The loop's view of one vCPU besides its backend state.
+struct RunState {
+    /// Halted with interrupts off, or stopped after an exit that is not handled: it stays off
+    /// until the VM is started again.
     idle: bool,
+    /// Halted with interrupts on: runs again once an interrupt can be delivered.
+    halted: bool,
+    lapic: Vlapic,
+    /// The VM's table is an NPT (SVM), else an EPT.
+    npt: bool,
 }
 
 /// Runs the post-launched vCPUs pinned to `pcpu` until `done()` (the Service VM's vCPU here
@@ -340,20 +414,26 @@ fn serve(
                     PostVcpu::Svm(x) => x.set_initial_state(&st),
                     PostVcpu::Vmx(x) => x.set_initial_state(&st),
                 }
+                v.ldr[idx].store(0, Ordering::Relaxed);
+                let npt = matches!(vcpu, PostVcpu::Svm(_));
                 *cur = Some(Current {
                     vmid,
                     generation,
                     vcpu,
-                    idle: false,
+                    run: RunState {
+                        idle: false,
+                        halted: false,
+                        lapic: Vlapic::new(idx as u8),
+                        npt,
+                    },
                 });
             }
-            if let Some(c) = cur.as_mut().filter(|c| !c.idle) {
-                let (vmid, idle) = (c.vmid as u16, &mut c.idle);
-                match &mut c.vcpu {
-                    PostVcpu::Svm(x) => run_slice(v, vmid, x, idle, idx, pcpu, done),
-                    PostVcpu::Vmx(x) => run_slice(v, vmid, x, idle, idx, pcpu, done),
-                }
-                ran = true;
+            if let Some(c) = cur.as_mut().filter(|c| !c.run.idle) {
+                let (vmid, st) = (c.vmid as u16, &mut c.run);
+                ran |= match &mut c.vcpu {
+                    PostVcpu::Svm(x) => run_slice(v, vmid, x, st, idx, pcpu, done),
+                    PostVcpu::Vmx(x) => run_slice(v, vmid, x, st, idx, pcpu, done),
+                };
             }
             v.active.fetch_and(!bit, Ordering::SeqCst);
         }
@@ -379,18 +459,43 @@ fn vmcb_page(pcpu: usize) -> Option<u64> {
     Some(page)
 }
 
-/// Runs vCPU `idx` of `v` until it idles, the VM stops running or `done()`.
+/// Hands vCPU `idx` its highest deliverable pending interrupt (moved to its ISR) unless the
+/// backend still holds one; true if one is (or was already) on its way.
+fn take_interrupt<V: Vcpu>(v: &PostVm, vc: &mut V, st: &mut RunState, idx: usize) -> bool {
+    if vc.interrupt_pending() {
+        return true;
+    }
+    let irr = v.irr[idx].snapshot();
+    let Some(vector) = vintr::deliverable(&irr, &st.lapic.isr, st.lapic.tpr()) else {
+        return false;
+    };
+    if v.irr[idx].take(vector) {
+        st.lapic.isr[vector as usize / 64] |= 1 << (vector % 64);
+        vc.inject(Injection::ExternalInterrupt { vector });
+    }
+    true
+}
+
+/// Runs vCPU `idx` of `v` until it idles or halts, the VM stops running or `done()`. Returns
+/// whether the vCPU ran (a halted one runs only once an interrupt can wake it).
 fn run_slice<V: Vcpu>(
     v: &PostVm,
     vmid: u16,
     vc: &mut V,
-    idle: &mut bool,
+    st: &mut RunState,
     idx: usize,
     pcpu: usize,
     done: &dyn Fn() -> bool,
-) {
+) -> bool {
     let ncpu = v.pcpus.load(Ordering::Relaxed).count_ones();
+    if st.halted {
+        if !take_interrupt(v, vc, st, idx) {
+            return false;
+        }
+        st.halted = false;
+    }
     while !done() && v.run.load(Ordering::Acquire) {
+        take_interrupt(v, vc, st, idx);
         let exit = vc.run();
         // NRIP is not always available (QEMU TCG): the fixed lengths of the instructions that
         // exit here (CPUID, RDMSR/WRMSR 2 bytes, HLT 1, VMMCALL/VMCALL 3) are used then.
@@ -406,9 +511,9 @@ fn run_slice<V: Vcpu>(
                 data,
             } => {
                 let Some(len) = vc.exit_instruction_len() else {
-                    *idle = true;
+                    st.idle = true;
                     hvlog!("VM {vmid}: vCPU {idx}: port I/O exit without a next RIP; stopped");
-                    return;
+                    return true;
                 };
                 let a = Access::Pio {
                     port,
@@ -418,7 +523,7 @@ fn run_slice<V: Vcpu>(
                 };
                 // None: the VM was paused while the request was pending.
                 let Some(val) = forward(v, idx, &a) else {
-                    return;
+                    return true;
                 };
                 if dir == IoDirection::In {
                     let r = vc.regs_mut();
@@ -442,9 +547,9 @@ fn run_slice<V: Vcpu>(
                 match vc.exit_instruction_len() {
                     Some(l) => vc.advance_rip(l),
                     None => {
-                        *idle = true;
+                        st.idle = true;
                         hvlog!("VM {vmid}: vCPU {idx}: string I/O without a next RIP; stopped");
-                        return;
+                        return true;
                     }
                 }
             }
@@ -496,10 +601,28 @@ fn run_slice<V: Vcpu>(
             }
             VmExit::Halt => {
                 skip(vc, 1);
-                hvlog!("VM {vmid}: vCPU {idx} (pCPU {pcpu}) halted");
-                *idle = true;
-                return;
+                if vc.rflags() & RFLAGS_IF != 0 {
+                    // Waits for an interrupt (the serve loop checks its pending set).
+                    st.halted = true;
+                    return true;
+                }
+                hvlog!("VM {vmid}: vCPU {idx} (pCPU {pcpu}) halted with interrupts off");
+                st.idle = true;
+                return true;
             }
+            VmExit::Mmio { gpa, access } => match mmio(v, vc, st, idx, gpa) {
+                Ok(true) => {}
+                Ok(false) => return true, // paused while the Service VM had the request
+                Err(why) => {
+                    hvlog!(
+                        "VM {vmid}: vCPU {idx}: {access:?} access at GPA {gpa:#x} (RIP {:#x}) \
+                         not emulated: {why}; stopped until reset or destroy",
+                        vc.rip()
+                    );
+                    st.idle = true;
+                    return true;
+                }
+            },
             VmExit::Init
             | VmExit::Sipi { .. }
             | VmExit::ExternalInterrupt
@@ -509,11 +632,160 @@ fn run_slice<V: Vcpu>(
                     "VM {vmid}: vCPU {idx}: {other:?} at RIP {:#x} not handled; stopped until reset or destroy",
                     vc.rip()
                 );
-                *idle = true;
-                return;
+                st.idle = true;
+                return true;
             }
         }
     }
+    true
+}
+
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// Guest-physical memory of a post-launched VM through its NPT/EPT (for instruction fetch).
+struct PostMem {
+    root: u64,
+    npt: bool,
+}
+
+impl PostMem {
+    /// Host-physical address of `gpa`, if mapped to RAM the hypervisor reaches (1:1 below
+    /// 4 GiB, where the Service VM's RAM lies).
+    fn hpa(&self, gpa: u64) -> Option<u64> {
+        let t = if self.npt {
+            PageTable::<Npt>::translate_root(self.root, &Frames, gpa)
+        } else {
+            PageTable::<Ept>::translate_root(self.root, &Frames, gpa)
+        }?;
+        (t.hpa < 1 << 32).then_some(t.hpa)
+    }
+}
+
+impl GuestPhys for PostMem {
+    fn read_u64(&self, gpa: u64) -> Option<u64> {
+        let hpa = self.hpa(gpa).filter(|h| h & 7 == 0)?;
+        // SAFETY: an aligned word of Service VM RAM mapped into this VM (identity-mapped).
+        Some(unsafe { core::ptr::read_volatile(hpa as *const u64) })
+    }
+}
+
+/// Decodes the instruction at the guest's RIP (through its page tables and the VM's table).
+fn fetch_decode<V: Vcpu>(v: &PostVm, vc: &V, npt: bool) -> Option<decode::Insn> {
+    let mem = PostMem {
+        root: v.root.load(Ordering::Relaxed),
+        npt,
+    };
+    let mode = crate::vm::cpu_mode(vc);
+    let (cr0, cr3, cr4, efer) = vc.paging_state();
+    let la = match mode {
+        decode::CpuMode::Long64 => vc.rip(),
+        _ => vc.code_segment().base.wrapping_add(vc.rip()) & 0xFFFF_FFFF,
+    };
+    let mut bytes = [0u8; 15];
+    let mut n = 0;
+    while n < bytes.len() {
+        let Some(hpa) = gwalk::translate(&mem, cr0, cr3, cr4, efer, la.wrapping_add(n as u64))
+            .and_then(|gpa| mem.hpa(gpa))
+        else {
+            break;
+        };
+        // SAFETY: a byte of Service VM RAM mapped into this VM.
+        bytes[n] = unsafe { core::ptr::read_volatile(hpa as *const u8) };
+        n += 1;
+    }
+    decode::decode(&bytes[..n], mode).ok()
+}
+
+/// An MMIO access of vCPU `idx`: its local APIC and the VM's I/O APIC are emulated here,
+/// everything else goes to the Service VM as an MMIO I/O request. Ok(false): the VM was
+/// paused while the request was pending (the access is redone after restart).
+fn mmio<V: Vcpu>(
+    v: &PostVm,
+    vc: &mut V,
+    st: &mut RunState,
+    idx: usize,
+    gpa: u64,
+) -> Result<bool, &'static str> {
+    let insn = fetch_decode(v, vc, st.npt).ok_or("instruction not decodable")?;
+    let a = ioreq::mmio_access(insn.op, vc.regs(), gpa).ok_or("not a MOV to or from memory")?;
+    let Access::Mmio {
+        size, write, value, ..
+    } = a
+    else {
+        return Err("not an MMIO access");
+    };
+    let page = gpa & !0xFFF;
+    let read = if page == vintr::LAPIC_GPA || page == vintr::IOAPIC_GPA {
+        if size != 4 {
+            return Err("APIC registers take 32-bit accesses");
+        }
+        if page == vintr::LAPIC_GPA {
+            lapic_access(v, st, idx, gpa & 0xFF0, write, value as u32)?
+        } else {
+            let mut io = v.ioapic.lock();
+            if write {
+                if let Some(m) = io.write(gpa & 0xFF, value as u32) {
+                    v.deliver(&m);
+                }
+                0
+            } else {
+                io.read(gpa & 0xFF) as u64
+            }
+        }
+    } else {
+        if !v.mmio_forwarded.swap(true, Ordering::Relaxed) {
+            hvlog!(
+                "vCPU {idx}: MMIO at GPA {gpa:#x} forwarded to the Service VM (logged once per VM)"
+            );
+        }
+        match forward(v, idx, &a) {
+            Some(val) => val,
+            None => return Ok(false),
+        }
+    };
+    if !write && !ioreq::complete_mmio_read(insn.op, vc.regs_mut(), read) {
+        return Err("read into a register that cannot be written");
+    }
+    vc.advance_rip(insn.len);
+    Ok(true)
+}
+
+/// A 32-bit access to register `off` of vCPU `idx`'s local APIC; returns the value read.
+fn lapic_access(
+    v: &PostVm,
+    st: &mut RunState,
+    idx: usize,
+    off: u64,
+    write: bool,
+    value: u32,
+) -> Result<u64, &'static str> {
+    let lapic_why = |e: vintr::LapicError| {
+        hvlog!("vCPU {idx}: {e}");
+        "local APIC access"
+    };
+    let irr = v.irr[idx].snapshot();
+    if !write {
+        return st.lapic.read(off, &irr).map(u64::from).map_err(lapic_why);
+    }
+    let n = (v.pcpus.load(Ordering::Relaxed).count_ones() as usize).min(VCPUS);
+    let ldrs: [u32; VCPUS] = core::array::from_fn(|i| v.ldr[i].load(Ordering::Relaxed));
+    let effect = st.lapic.write(off, value, &ldrs[..n]).map_err(lapic_why)?;
+    v.ldr[idx].store(st.lapic.ldr, Ordering::Relaxed);
+    match effect {
+        LapicEffect::None => {}
+        LapicEffect::Eoi(vector) => {
+            // Level pins still asserted send again (delivery only sets pending bits).
+            v.ioapic.lock().eoi(vector).for_each(|m| v.deliver(&m));
+        }
+        LapicEffect::Ipi { vector, targets } => {
+            for (i, irr) in v.irr.iter().enumerate().take(n) {
+                if targets & (1 << i) != 0 {
+                    irr.set(vector);
+                }
+            }
+        }
+    }
+    Ok(0)
 }
 
 /// Posts `a` in vCPU `idx`'s request slot, raises the upcall and waits for the Service VM to

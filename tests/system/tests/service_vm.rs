@@ -275,6 +275,53 @@ fn qemu_epyc_shared_survives_a_hypercall_fuzzer() {
     check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
 }
 
+/// Shared with `guestargs=irqwait`: each post-launched `hello` programs its I/O APIC entry for
+/// GSI 5 (vector 0x41), enables interrupts and halts; after every start the Service VM injects
+/// MSI vector 0x40 (HC_INJECT_MSI) and raises GSI 5 (HC_SET_IRQLINE). Each guest must take
+/// both through its IDT (EOI to its virtual local APIC) before its verdict, on every boot.
+#[test]
+fn qemu_epyc_shared_delivers_msi_and_irq_lines_to_post_launched_vms() {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let dir = work_dir("qemu-shared-irq");
+    let scenario = variant(
+        "shared",
+        "<bootargs>console=ttyS0</bootargs>",
+        "<bootargs>console=ttyS0 guestargs=irqwait</bootargs>",
+        &dir,
+    );
+    let out = dir.join("image");
+    let t = run(&spec(&scenario, &out), |t| {
+        decided(t) || t.find_prefix(SVM_VERDICT).is_some()
+    });
+    eprintln!(
+        "QEMU shared irq: {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    for vm in ["POST_VM1", "POST_VM2"] {
+        for v in ["0x40", "0x41"] {
+            let line = format!("[SERVICE_VM] [{vm}] irq: vector {v}");
+            let n = count(&t, &line);
+            let want = if vm == "POST_VM1" { 3 } else { 1 };
+            check(
+                &t,
+                n == want,
+                &format!("`{line}` {n} times, expected {want} (once per boot)"),
+            );
+        }
+    }
+    check(
+        &t,
+        count(
+            &t,
+            "[SERVICE_VM] svm: VM 1 MSI vector 0x40: ok, GSI 5 high: ok",
+        ) == 3,
+        "the Service VM's MSI/IRQ-line hypercalls for POST_VM1 did not all succeed",
+    );
+    check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
+}
+
 /// Shared of configs/bochs-tigerlake in Bochs (Intel VMX): the same lifecycle as in QEMU, with
 /// the post-launched vCPUs on a second VMCS of their pCPUs. Bochs takes about 40 s to reach the
 /// hypervisor (BIOS, GRUB) and runs guests about 100 times slower than TCG.

@@ -203,6 +203,8 @@ pub struct SvmVcpu {
     /// Next RIP the CPU reported for the last exit (IOIO always gives it), else 0.
     next_rip: u64,
     nrips: bool,
+    /// An external interrupt waiting for the guest to accept it (see [`Vcpu::inject`]).
+    pending_irq: Option<u8>,
 }
 
 impl SvmVcpu {
@@ -233,6 +235,7 @@ impl SvmVcpu {
             regs: GuestRegs::default(),
             next_rip: 0,
             nrips: caps.nrips,
+            pending_irq: None,
         }
     }
 
@@ -359,6 +362,41 @@ impl SvmVcpu {
     }
 }
 
+impl SvmVcpu {
+    /// Requests (or stops requesting) a VINTR exit for when the guest can take an interrupt.
+    fn set_interrupt_window(&mut self, on: bool) {
+        let c = &mut self.vm().control;
+        if on {
+            c.vintr |= V_IRQ | V_IGN_TPR;
+            c.intercept_misc1 |= INTERCEPT_VINTR;
+        } else {
+            c.vintr &= !(V_IRQ | V_IGN_TPR);
+            c.intercept_misc1 &= !INTERCEPT_VINTR;
+        }
+    }
+
+    /// Injects the pending external interrupt if the guest can take it now (no other event
+    /// queued, RFLAGS.IF set, no interrupt shadow), else asks for the interrupt window.
+    fn prepare_interrupt(&mut self) {
+        const VALID: u64 = 1 << 31;
+        const RFLAGS_IF: u64 = 1 << 9;
+        let Some(vector) = self.pending_irq else {
+            return;
+        };
+        let v = self.v();
+        let open = v.control.event_inject & VALID == 0
+            && v.save.rflags & RFLAGS_IF != 0
+            && v.control.interrupt_shadow & 1 == 0;
+        if open {
+            self.pending_irq = None;
+            self.vm().control.event_inject = vector as u64 | VALID;
+            self.set_interrupt_window(false);
+        } else {
+            self.set_interrupt_window(true);
+        }
+    }
+}
+
 fn seg(s: &Segment) -> VmcbSegment {
     VmcbSegment::from_vmx(s.selector, s.base, s.limit, s.access)
 }
@@ -400,9 +438,12 @@ impl Vcpu for SvmVcpu {
         s.dr7 = 0x400;
         s.g_pat = 0x0007_0406_0007_0406;
         self.vm().control.tlb_control = 1;
+        self.pending_irq = None;
+        self.set_interrupt_window(false);
     }
 
     fn run(&mut self) -> VmExit {
+        self.prepare_interrupt();
         let rax = self.regs.rax;
         self.vm().save.rax = rax;
         let (pa, host) = (self.vmcb as u64, self.host_pa);
@@ -413,7 +454,11 @@ impl Vcpu for SvmVcpu {
         let c = &mut self.vm().control;
         c.tlb_control = 0;
         c.event_inject = 0;
-        self.translate()
+        let exit = self.translate();
+        if exit == VmExit::InterruptWindow {
+            self.set_interrupt_window(false);
+        }
+        exit
     }
 
     fn regs(&self) -> &GuestRegs {
@@ -447,9 +492,15 @@ impl Vcpu for SvmVcpu {
                 let ev = error_code.map_or(0, |e| (1u64 << 11) | (e as u64) << 32);
                 vector as u64 | 3 << 8 | ev | VALID
             }
-            Injection::ExternalInterrupt { vector } => vector as u64 | VALID,
+            Injection::ExternalInterrupt { vector } => {
+                self.pending_irq = Some(vector);
+                return;
+            }
             Injection::Nmi => 2 | 2 << 8 | VALID,
         };
+    }
+    fn interrupt_pending(&self) -> bool {
+        self.pending_irq.is_some()
     }
     fn paging_state(&self) -> (u64, u64, u64, u64) {
         let s = &self.v().save;

@@ -140,6 +140,7 @@ impl Vmcb {
 
 // Intercept bits (vector 3 = intercept_misc1, vector 4 = intercept_misc2).
 pub const INTERCEPT_INIT: u32 = 1 << 3;
+pub const INTERCEPT_VINTR: u32 = 1 << 4;
 pub const INTERCEPT_CPUID: u32 = 1 << 18;
 pub const INTERCEPT_HLT: u32 = 1 << 24;
 pub const INTERCEPT_IOIO: u32 = 1 << 27;
@@ -149,6 +150,10 @@ pub const INTERCEPT_VMRUN: u32 = 1 << 0;
 pub const INTERCEPT_VMMCALL: u32 = 1 << 1;
 /// VMLOAD..SKINIT (bits 2-6), RDTSCP is not intercepted; MONITOR/MWAIT (10-12).
 pub const INTERCEPT_SVM_INSNS: u32 = 0x7C | 0x1C00;
+
+/// `vintr` bits: a virtual interrupt request (V_IRQ) that ignores the virtual TPR.
+pub const V_IRQ: u64 = 1 << 8;
+pub const V_IGN_TPR: u64 = 1 << 20;
 
 // Exit codes.
 pub const EXIT_EXCP_BASE: u64 = 0x40;

@@ -528,6 +528,9 @@ impl Vcpu for VmxVcpu {
             other => self.pending_event = Some(other),
         }
     }
+    fn interrupt_pending(&self) -> bool {
+        self.pending_irq.is_some()
+    }
     fn paging_state(&self) -> (u64, u64, u64, u64) {
         self.make_current();
         let r = HwVmcs;

@@ -1,11 +1,12 @@
 //! A minimal IDT for CPU exceptions 0-31: any exception prints one `exception:` line and a
-//! failing verdict instead of silently triple-faulting. Interrupts stay disabled. The one
-//! exception a guest may survive is a #UD it asked for ([`catch_ud`]).
+//! failing verdict instead of silently triple-faulting. The one exception a guest may survive is
+//! a #UD it asked for ([`catch_ud`]). Vectors [`IRQ_BASE`]..+8 go to the handler a guest sets
+//! with [`on_interrupt`] (interrupts stay disabled unless the guest enables them).
 
 use crate::arch::halt_forever;
 use crate::println;
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 global_asm!(
     r#"
@@ -53,6 +54,14 @@ ISR_NOERR 28
 ISR_ERR 29
 ISR_ERR 30
 ISR_NOERR 31
+ISR_NOERR 64
+ISR_NOERR 65
+ISR_NOERR 66
+ISR_NOERR 67
+ISR_NOERR 68
+ISR_NOERR 69
+ISR_NOERR 70
+ISR_NOERR 71
 isr_common:
     pushq %rax
     pushq %rcx
@@ -90,13 +99,27 @@ isr_table:
     .quad isr_8, isr_9, isr_10, isr_11, isr_12, isr_13, isr_14, isr_15
     .quad isr_16, isr_17, isr_18, isr_19, isr_20, isr_21, isr_22, isr_23
     .quad isr_24, isr_25, isr_26, isr_27, isr_28, isr_29, isr_30, isr_31
+    .quad isr_64, isr_65, isr_66, isr_67, isr_68, isr_69, isr_70, isr_71
 .popsection
 "#,
     options(att_syntax)
 );
 
 extern "C" {
-    static isr_table: [u64; 32];
+    static isr_table: [u64; 40];
+}
+
+/// First of the eight interrupt vectors with a stub (0x40..0x48).
+pub const IRQ_BASE: u8 = 0x40;
+const IRQ_COUNT: usize = 8;
+
+/// The guest's interrupt handler (0: none; the interrupt is then ignored).
+static IRQ_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the function called (with interrupts disabled) for vectors [`IRQ_BASE`]..+8. It must
+/// not print (the interrupted code may hold the console) and sends its own EOI.
+pub fn on_interrupt(f: fn(u8)) {
+    IRQ_HANDLER.store(f as usize, Ordering::SeqCst);
 }
 
 /// What the stubs leave on the stack.
@@ -128,6 +151,15 @@ pub fn catch_ud<T>(len: u8, f: impl FnOnce() -> T) -> Option<T> {
 /// Returns (to the stub, which IRETs) only for an expected #UD, with RIP moved past it.
 #[no_mangle]
 extern "C" fn exception_handler(f: &mut Frame) {
+    if f.vector >= 32 {
+        let h = IRQ_HANDLER.load(Ordering::SeqCst);
+        if h != 0 {
+            // SAFETY: only `on_interrupt` stores here, and it stores a `fn(u8)`.
+            let h: fn(u8) = unsafe { core::mem::transmute::<usize, fn(u8)>(h) };
+            h(f.vector as u8);
+        }
+        return;
+    }
     if f.vector == 6 {
         let len = UD_SKIP.swap(0, Ordering::SeqCst);
         if len != 0 {
@@ -148,10 +180,13 @@ extern "C" fn exception_handler(f: &mut Frame) {
     halt_forever()
 }
 
-#[repr(C, align(16))]
-struct Idt([u64; 64]);
+/// Two words per gate, up to the last interrupt stub.
+const GATES: usize = IRQ_BASE as usize + IRQ_COUNT;
 
-static mut IDT: Idt = Idt([0; 64]);
+#[repr(C, align(16))]
+struct Idt([u64; 2 * GATES]);
+
+static mut IDT: Idt = Idt([0; 2 * GATES]);
 
 /// Fills the IDT (first call) and loads it on this CPU.
 pub fn load() {
@@ -159,7 +194,12 @@ pub fn load() {
     // and the table lives for the whole run.
     unsafe {
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
-        for (i, &h) in (*core::ptr::addr_of!(isr_table)).iter().enumerate() {
+        for (n, &h) in (*core::ptr::addr_of!(isr_table)).iter().enumerate() {
+            let i = if n < 32 {
+                n
+            } else {
+                IRQ_BASE as usize + n - 32
+            };
             // 64-bit interrupt gate, present, DPL 0, selector 0x08.
             idt.0[2 * i] =
                 (h & 0xFFFF) | (0x08 << 16) | (0x8E00 << 32) | ((h >> 16 & 0xFFFF) << 48);

@@ -3,8 +3,9 @@
 #![no_main]
 
 use acrn_abi::hypercall::HC_CREATE_VM;
+use core::sync::atomic::{AtomicU32, Ordering};
 use guest_common::arch::{cpuid, halt_forever, spin_tsc};
-use guest_common::idt::catch_ud;
+use guest_common::idt::{self, catch_ud};
 use guest_common::platform::{identify, Verdict};
 use guest_common::println;
 
@@ -16,6 +17,7 @@ const TICK_TSC: u64 = 10_000_000;
 #[no_mangle]
 extern "C" fn kmain(magic: u32, info: u32) -> ! {
     let p = identify("hello", magic, info);
+    let irqs = !p.flag("irqwait") || wait_interrupts();
     let refused = !p.flag("hypercall") || hypercall_refused();
     let ticks = p
         .arg("ticks")
@@ -32,6 +34,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     v.check(p.online as usize == p.cpus, "cpus-online != cpus");
     v.check(p.memory_mib() > 0, "no memory");
     v.check(refused, "hypercall not refused with #UD");
+    v.check(irqs, "interrupts not received");
     v.print();
     halt_forever()
 }
@@ -76,4 +79,67 @@ fn hypercall_refused() -> bool {
     let untouched = rec.0.iter().all(|&b| b == 0);
     println!("hypercall: record untouched={}", untouched);
     r.is_none() && untouched
+}
+
+/// The MSI vector the Service VM sends (`irqwait`).
+const MSI_VECTOR: u8 = 0x40;
+/// GSI 5's I/O APIC entry sends this vector (level-triggered, to APIC id 0).
+const GSI5_VECTOR: u8 = 0x41;
+const GSI: u32 = 5;
+const LAPIC_EOI: usize = 0xFEE0_00B0;
+const IOAPIC: usize = 0xFEC0_0000;
+const RTE_LEVEL: u32 = 1 << 15;
+const RTE_MASKED: u32 = 1 << 16;
+
+/// Vectors taken so far (bit n = IRQ_BASE + n).
+static SEEN: AtomicU32 = AtomicU32::new(0);
+
+fn ioapic_write(reg: u32, value: u32) {
+    // SAFETY: the I/O APIC's index and data registers (identity-mapped below 4 GiB); the
+    // handler and the main code never interleave (the handler runs with interrupts off and
+    // the main code writes before enabling them).
+    unsafe {
+        core::ptr::write_volatile(IOAPIC as *mut u32, reg);
+        core::ptr::write_volatile((IOAPIC + 0x10) as *mut u32, value);
+    }
+}
+
+fn on_irq(vector: u8) {
+    if vector == GSI5_VECTOR {
+        // The line stays high: mask the entry before the EOI, or it would send again.
+        ioapic_write(
+            0x10 + 2 * GSI,
+            u32::from(GSI5_VECTOR) | RTE_LEVEL | RTE_MASKED,
+        );
+    }
+    SEEN.fetch_or(1 << (vector - idt::IRQ_BASE), Ordering::SeqCst);
+    // SAFETY: the local APIC's EOI register.
+    unsafe { core::ptr::write_volatile(LAPIC_EOI as *mut u32, 0) };
+}
+
+/// Programs GSI 5, enables interrupts and halts until MSI vector 0x40 and GSI 5's vector 0x41
+/// arrived, printing each. The Service VM sends both after starting this VM.
+fn wait_interrupts() -> bool {
+    idt::on_interrupt(on_irq);
+    ioapic_write(0x11 + 2 * GSI, 0); // destination APIC id 0
+    ioapic_write(0x10 + 2 * GSI, u32::from(GSI5_VECTOR) | RTE_LEVEL);
+    println!(
+        "irq: waiting for vectors {:#x} and {:#x}",
+        MSI_VECTOR, GSI5_VECTOR
+    );
+    let want = 1 << (MSI_VECTOR - idt::IRQ_BASE) | 1 << (GSI5_VECTOR - idt::IRQ_BASE);
+    let mut printed = 0;
+    while printed != want {
+        // SAFETY: the handlers are installed; STI's shadow covers HLT, so an interrupt pending
+        // now wakes the HLT instead of slipping in before it.
+        unsafe { core::arch::asm!("sti; hlt; cli", options(nomem, nostack)) };
+        let seen = SEEN.load(Ordering::SeqCst);
+        for n in 0..8 {
+            if seen & !printed & (1 << n) != 0 {
+                println!("irq: vector {:#x}", idt::IRQ_BASE + n);
+            }
+        }
+        printed = seen & want;
+    }
+    true
 }

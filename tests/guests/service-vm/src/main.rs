@@ -13,6 +13,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use acrn_abi::hypercall::{HC_DESTROY_VM, HC_PAUSE_VM};
+use acrn_abi::irq::{AcrnMsiEntry, GsiOp};
 use acrn_abi::memory::MemAccess;
 use acrn_abi::vm::{AcrnVmCreation, GuestFlags};
 use acrn_hsm::{Hsm, Hypercall, Hypercalls, IoAccess, IoKind, MemKind, MemSegment, Vm, VmConfig};
@@ -316,6 +317,7 @@ fn launch_vm(
         ram,
         size
     );
+    send_test_interrupts(&g);
     Ok(g)
 }
 
@@ -330,7 +332,31 @@ fn restart(g: &mut Guest) -> Result<(), String> {
     g.load()?;
     g.vm.start().map_err(|e| alloc::format!("start: {e}"))?;
     println!("svm: restarted VM {} {}", id, g.desc.name);
+    send_test_interrupts(g);
     Ok(())
+}
+
+/// A guest with `irqwait` on its command line waits for MSI vector 0x40 and for GSI 5 (its I/O
+/// APIC entry turns it into vector 0x41): both are sent right after each start. The line stays
+/// high (level); the guest masks the entry in its handler.
+fn send_test_interrupts(g: &Guest) {
+    if !g.desc.bootargs.split(' ').any(|w| w == "irqwait") {
+        return;
+    }
+    let msi = AcrnMsiEntry {
+        msi_addr: 0xFEE0_0000,
+        msi_data: 0x40,
+    };
+    let show = |r: acrn_hsm::Result<()>| match r {
+        Ok(()) => String::from("ok"),
+        Err(e) => alloc::format!("{e}"),
+    };
+    println!(
+        "svm: VM {} MSI vector 0x40: {}, GSI 5 high: {}",
+        g.vm.vmid(),
+        show(g.vm.inject_msi(msi)),
+        show(g.vm.set_irqline(5, GsiOp::SetHigh))
+    );
 }
 
 /// Pause and destroy; the RAM goes back to the pool.
