@@ -54,6 +54,19 @@ impl Layout {
     pub fn e820(&self) -> &[E820Entry] {
         &self.e820[..self.ne820]
     }
+    /// The e820 cut at `limit` (the Service VM's RAM beyond the hypervisor's reach is not
+    /// mapped into it, so it must not be offered either); returns the entry count in `out`.
+    pub fn e820_below(&self, limit: u64, out: &mut [E820Entry; MAX_E820]) -> usize {
+        let mut n = 0;
+        for e in self.e820().iter().filter(|e| e.addr < limit) {
+            out[n] = E820Entry {
+                size: e.size.min(limit - e.addr),
+                ..*e
+            };
+            n += 1;
+        }
+        n
+    }
     /// True if `[addr, addr + len)` is entirely Service VM RAM (possibly across adjacent
     /// ranges). `len == 0` is never "inside".
     pub fn contains(&self, addr: u64, len: u64) -> bool {
@@ -248,6 +261,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn e820_below_the_hypervisors_reach() {
+        let board = [
+            (0, 0x9_f000),
+            (0x10_0000, 0xFFF0_0000),
+            (0x1_0000_0000, 0x4000_0000),
+        ];
+        let l = layout(&board, &[HV]).unwrap();
+        let mut out = [E820Entry {
+            addr: 0,
+            size: 0,
+            kind: 0,
+        }; MAX_E820];
+        let n = l.e820_below(1 << 32, &mut out);
+        let all = l.e820();
+        assert_eq!(n, all.len() - 1, "the range above 4 GiB is dropped");
+        assert_eq!(&out[..n - 1], &all[..n - 1]);
+        let last = out[n - 1];
+        assert_eq!((last.addr, last.addr + last.size), (0x7200_0000, 1 << 32));
+        assert_eq!(last.kind, E820_RAM);
+        assert_eq!(l.e820_below(u64::MAX, &mut out), all.len());
     }
 
     #[test]

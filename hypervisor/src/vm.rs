@@ -340,7 +340,15 @@ fn build_vm(
     }; MAX_E820];
     let regions: [(u64, u64); 8] =
         core::array::from_fn(|i| cfg.memory.get(i).map_or((0, 0), |r| (r.gpa, r.size)));
-    let ne = loader::vm_e820(&regions[..cfg.memory.len().min(8)], &mut e820);
+    // The Service VM's e820 comes from its layout: the hypervisor's RAM and pre-launched VMs'
+    // memory show as reserved there.
+    let service = (cfg.load_order == LoadOrder::Service)
+        .then(|| crate::hypercall::runtime::service_e820(&mut e820))
+        .flatten();
+    let ne = match service {
+        Some(n) => n,
+        None => loader::vm_e820(&regions[..cfg.memory.len().min(8)], &mut e820),
+    };
     let e820 = &e820[..ne];
 
     let mut tables = [0u8; acpi::GUEST_TABLES_SIZE];

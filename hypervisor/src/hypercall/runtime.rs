@@ -12,6 +12,7 @@ use super::{
 };
 use crate::hv::frames::Frames;
 use crate::hvlog;
+use crate::loader::{E820Entry, MAX_E820};
 use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
 use crate::postvm::run as postvm;
 use crate::service_vm::{self, Layout, TRAMPOLINE};
@@ -267,6 +268,12 @@ impl VmOps for PostVms {
     fn inject_msi(&mut self, vmid: u16, addr: u64, data: u64) -> Result<(), i32> {
         postvm::inject_msi(vmid, addr, data)
     }
+}
+
+/// The Service VM's e820 (its layout's, cut at the hypervisor's reach like its memory) into
+/// `out`; `None` before [`init`] or without a Service VM.
+pub fn service_e820(out: &mut [E820Entry; MAX_E820]) -> Option<usize> {
+    LAYOUT.get().map(|l| l.e820_below(HV_REACH, out))
 }
 
 /// The Service VM as the VM layer builds it: its scenario entry with `memory` set to its

@@ -275,10 +275,12 @@ fn qemu_epyc_shared_survives_a_hypercall_fuzzer() {
     check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
 }
 
-/// Shared with `guestargs=irqwait`: each post-launched `hello` programs its I/O APIC entry for
-/// GSI 5 (vector 0x41), enables interrupts and halts; after every start the Service VM injects
-/// MSI vector 0x40 (HC_INJECT_MSI) and raises GSI 5 (HC_SET_IRQLINE). Each guest must take
-/// both through its IDT (EOI to its virtual local APIC) before its verdict, on every boot.
+/// Shared with `guestargs=irqwait,mmioprobe`: each post-launched `hello` programs its I/O APIC
+/// entry for GSI 5 (vector 0x41), enables interrupts and halts; after every start the Service
+/// VM injects MSI vector 0x40 (HC_INJECT_MSI) and raises GSI 5 (HC_SET_IRQLINE). Each guest
+/// must take both through its IDT (EOI to its virtual local APIC) before its verdict, on every
+/// boot. It also writes and reads MMIO without a device: forwarded to the Service VM, whose
+/// default client reads all-ones.
 #[test]
 fn qemu_epyc_shared_delivers_msi_and_irq_lines_to_post_launched_vms() {
     require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
@@ -286,7 +288,7 @@ fn qemu_epyc_shared_delivers_msi_and_irq_lines_to_post_launched_vms() {
     let scenario = variant(
         "shared",
         "<bootargs>console=ttyS0</bootargs>",
-        "<bootargs>console=ttyS0 guestargs=irqwait</bootargs>",
+        "<bootargs>console=ttyS0 guestargs=irqwait,mmioprobe</bootargs>",
         &dir,
     );
     let out = dir.join("image");
@@ -299,11 +301,23 @@ fn qemu_epyc_shared_delivers_msi_and_irq_lines_to_post_launched_vms() {
         t.ended_by,
         t.seconds
     );
-    for vm in ["POST_VM1", "POST_VM2"] {
+    for (id, vm) in ["POST_VM1", "POST_VM2"].into_iter().enumerate() {
+        let want = if vm == "POST_VM1" { 3 } else { 1 };
+        let line = format!("[SERVICE_VM] [{vm}] mmio: read 0xffffffff at 0xd0000000");
+        let n = count(&t, &line);
+        check(
+            &t,
+            n == want,
+            &format!("`{line}` {n} times, expected {want}"),
+        );
+        let svm = format!(
+            "[SERVICE_VM] svm: VM {} MMIO write 0xd0000000 size 4: no device (reads all-ones, writes ignored)",
+            id + 1
+        );
+        check(&t, t.find(&svm).is_some(), &format!("no `{svm}` line"));
         for v in ["0x40", "0x41"] {
             let line = format!("[SERVICE_VM] [{vm}] irq: vector {v}");
             let n = count(&t, &line);
-            let want = if vm == "POST_VM1" { 3 } else { 1 };
             check(
                 &t,
                 n == want,
@@ -318,6 +332,21 @@ fn qemu_epyc_shared_delivers_msi_and_irq_lines_to_post_launched_vms() {
             "[SERVICE_VM] svm: VM 1 MSI vector 0x40: ok, GSI 5 high: ok",
         ) == 3,
         "the Service VM's MSI/IRQ-line hypercalls for POST_VM1 did not all succeed",
+    );
+    // The Service VM's e820 is its memory layout's: the hypervisor's own RAM (above 1 MiB)
+    // shows as reserved, not only the BIOS area.
+    let reserved_high = t.texts().any(|l| {
+        let Some(e) = l.strip_prefix("[SERVICE_VM] e820: ") else {
+            return false;
+        };
+        let start = e.split('-').next().and_then(|a| a.strip_prefix("0x"));
+        e.ends_with(" type 2")
+            && start.and_then(|a| u64::from_str_radix(a, 16).ok()) >= Some(0x10_0000)
+    });
+    check(
+        &t,
+        reserved_high,
+        "the Service VM's e820 has no reserved range above 1 MiB (hypervisor RAM)",
     );
     check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
 }

@@ -18,6 +18,7 @@ const TICK_TSC: u64 = 10_000_000;
 extern "C" fn kmain(magic: u32, info: u32) -> ! {
     let p = identify("hello", magic, info);
     let irqs = !p.flag("irqwait") || wait_interrupts();
+    let mmio = !p.flag("mmioprobe") || mmio_probe();
     let refused = !p.flag("hypercall") || hypercall_refused();
     let ticks = p
         .arg("ticks")
@@ -35,6 +36,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     v.check(p.memory_mib() > 0, "no memory");
     v.check(refused, "hypercall not refused with #UD");
     v.check(irqs, "interrupts not received");
+    v.check(mmio, "MMIO without a device did not read all-ones");
     v.print();
     halt_forever()
 }
@@ -142,4 +144,19 @@ fn wait_interrupts() -> bool {
         printed = seen & want;
     }
     true
+}
+
+/// Guest-physical address with nothing behind it in a post-launched VM (below the I/O APIC).
+const MMIO_PROBE: usize = 0xD000_0000;
+
+/// Writes and reads an address without a device: the hypervisor forwards both to the Service
+/// VM, whose default client ignores the write and answers the read with all-ones.
+fn mmio_probe() -> bool {
+    // SAFETY: identity-mapped below 4 GiB; no RAM or device of this VM lives there.
+    let value = unsafe {
+        core::ptr::write_volatile(MMIO_PROBE as *mut u32, 0x1234_5678);
+        core::ptr::read_volatile(MMIO_PROBE as *const u32)
+    };
+    println!("mmio: read {:#x} at {:#x}", value, MMIO_PROBE);
+    value == u32::MAX
 }

@@ -135,6 +135,8 @@ struct Guest {
     verdicts: u32,
     passes: u32,
     unhandled: u32,
+    /// An MMIO access reached the default client (reported once per VM).
+    mmio_seen: bool,
 }
 
 impl Guest {
@@ -185,6 +187,20 @@ impl Guest {
                 });
                 return 0;
             }
+        }
+        if a.kind == IoKind::Mmio {
+            // No emulated MMIO device: reads float high, writes vanish, as on an empty bus.
+            if !self.mmio_seen {
+                self.mmio_seen = true;
+                println!(
+                    "svm: VM {} MMIO {} {:#x} size {}: no device (reads all-ones, writes ignored)",
+                    self.vm.vmid(),
+                    if a.write { "write" } else { "read" },
+                    a.addr,
+                    a.size
+                );
+            }
+            return if a.write { 0 } else { ones };
         }
         self.unhandled += 1;
         if self.unhandled <= REPORT_UNHANDLED {
@@ -288,6 +304,7 @@ fn launch_vm(
         verdicts: 0,
         passes: 0,
         unhandled: 0,
+        mmio_seen: false,
     };
     let seg = MemSegment {
         kind: MemKind::Ram,
