@@ -75,7 +75,12 @@ fn spec<'a>(scenario: &'a str, out: &'a Path) -> RunSpec<'a> {
 
 /// A copy of configs/qemu-epyc/`name`.xml with `from` replaced by `to` (once).
 fn variant(name: &str, from: &str, to: &str, dir: &Path) -> String {
-    let src = repo_root().join(format!("configs/qemu-epyc/{name}.xml"));
+    board_variant("qemu-epyc", name, from, to, dir)
+}
+
+/// A copy of configs/`board`/`name`.xml with `from` replaced by `to` (once).
+fn board_variant(board: &str, name: &str, from: &str, to: &str, dir: &Path) -> String {
+    let src = repo_root().join(format!("configs/{board}/{name}.xml"));
     let text = std::fs::read_to_string(&src).expect("read scenario");
     assert!(text.contains(from), "{} has no `{from}`", src.display());
     let path = dir.join(format!("{name}-variant.xml"));
@@ -301,12 +306,20 @@ fn qemu_epyc_shared_delivers_msi_and_irq_lines_to_post_launched_vms() {
         t.ended_by,
         t.seconds
     );
+    check_interrupts_and_mmio(&t);
+    check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
+}
+
+/// What `guestargs=irqwait,mmioprobe` must show: on every boot of each post-launched VM both
+/// interrupts and the all-ones MMIO read, the Service VM's hypercalls succeeding, its MMIO line
+/// once per VM, and its e820 from its layout.
+fn check_interrupts_and_mmio(t: &Transcript) {
     for (id, vm) in ["POST_VM1", "POST_VM2"].into_iter().enumerate() {
         let want = if vm == "POST_VM1" { 3 } else { 1 };
         let line = format!("[SERVICE_VM] [{vm}] mmio: read 0xffffffff at 0xd0000000");
-        let n = count(&t, &line);
+        let n = count(t, &line);
         check(
-            &t,
+            t,
             n == want,
             &format!("`{line}` {n} times, expected {want}"),
         );
@@ -314,21 +327,21 @@ fn qemu_epyc_shared_delivers_msi_and_irq_lines_to_post_launched_vms() {
             "[SERVICE_VM] svm: VM {} MMIO write 0xd0000000 size 4: no device (reads all-ones, writes ignored)",
             id + 1
         );
-        check(&t, t.find(&svm).is_some(), &format!("no `{svm}` line"));
+        check(t, t.find(&svm).is_some(), &format!("no `{svm}` line"));
         for v in ["0x40", "0x41"] {
             let line = format!("[SERVICE_VM] [{vm}] irq: vector {v}");
-            let n = count(&t, &line);
+            let n = count(t, &line);
             check(
-                &t,
+                t,
                 n == want,
                 &format!("`{line}` {n} times, expected {want} (once per boot)"),
             );
         }
     }
     check(
-        &t,
+        t,
         count(
-            &t,
+            t,
             "[SERVICE_VM] svm: VM 1 MSI vector 0x40: ok, GSI 5 high: ok",
         ) == 3,
         "the Service VM's MSI/IRQ-line hypercalls for POST_VM1 did not all succeed",
@@ -344,11 +357,10 @@ fn qemu_epyc_shared_delivers_msi_and_irq_lines_to_post_launched_vms() {
             && start.and_then(|a| u64::from_str_radix(a, 16).ok()) >= Some(0x10_0000)
     });
     check(
-        &t,
+        t,
         reserved_high,
         "the Service VM's e820 has no reserved range above 1 MiB (hypervisor RAM)",
     );
-    check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
 }
 
 /// Shared of configs/bochs-tigerlake in Bochs (Intel VMX): the same lifecycle as in QEMU, with
@@ -380,5 +392,40 @@ fn bochs_tigerlake_shared_runs_post_launched_vms() {
         t.find("[SERVICE_VM] svm: hypercalls via vmcall").is_some(),
         "the Service VM did not use VMCALL (not a VMX run?)",
     );
+    check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
+}
+
+/// The interrupt and MMIO test on bochs-tigerlake in Bochs: VMX injection with interrupt-window
+/// exiting and EPT-violation MMIO decoding.
+#[test]
+fn bochs_tigerlake_shared_delivers_msi_and_irq_lines_to_post_launched_vms() {
+    require_tools(&["bochs", "grub-mkrescue", "xorriso"]);
+    let dir = work_dir("bochs-shared-irq");
+    let scenario = board_variant(
+        "bochs-tigerlake",
+        "shared",
+        "<bootargs>console=ttyS0</bootargs>",
+        "<bootargs>console=ttyS0 guestargs=irqwait,mmioprobe</bootargs>",
+        &dir,
+    );
+    let out = dir.join("image");
+    let t = run(
+        &RunSpec {
+            board: "bochs-tigerlake",
+            scenario: &scenario,
+            out: &out,
+            extra: vec!["--emulator".into(), "bochs".into()],
+            build_limit: Duration::from_secs(900),
+            boot_limit: Duration::from_secs(600),
+        },
+        |t| decided(t) || t.find_prefix(SVM_VERDICT).is_some(),
+    );
+    eprintln!(
+        "Bochs shared irq: {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    check_interrupts_and_mmio(&t);
     check_lifecycle(&t, &["POST_VM1", "POST_VM2"]);
 }
