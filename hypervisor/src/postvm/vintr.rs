@@ -6,7 +6,11 @@
 //! stopped), logical destinations use the flat model only, INIT/SIPI through the ICR are not
 //! emulated (the Service VM starts APs with HC_SET_VCPU_REGS), and an interrupt reaches a vCPU
 //! that runs without VM exits only at its next exit (no kick IPI: physical interrupts belong to
-//! the guest pinned on the pCPU).
+//! the guest pinned on the pCPU). A vector moves from IRR to ISR when it is handed to the
+//! backend, which may still hold it until the guest opens its interrupt window; level-triggered
+//! entries are not tracked in a TMR (every EOI goes to the I/O APIC, which matches by vector).
+//! Only MOV accesses to the APIC pages are emulated (not the ALU/BT forms the pre-launched
+//! path decodes).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
