@@ -52,7 +52,9 @@ static NEXT_PAGES: AtomicUsize = AtomicUsize::new(0);
 /// MSRs the guest reads and writes directly. EFER, PAT, FS/GS base and SYSENTER are switched
 /// by the VMCS; the SYSCALL MSRs, KERNEL_GS_BASE and TSC_AUX are not, which is safe while a pCPU
 /// runs one vCPU (the hypervisor never uses SYSCALL, SWAPGS or RDTSCP) and matches the SVM set.
-const PASSTHROUGH_MSRS: [u32; 12] = [
+/// TSC_DEADLINE arms the pCPU's own LAPIC timer, which belongs to the pinned guest (its TSC has
+/// no offset): Linux on a CPU with TSC-deadline uses it for every tick.
+const PASSTHROUGH_MSRS: [u32; 13] = [
     msr::IA32_EFER,
     msr::IA32_FS_BASE,
     msr::IA32_GS_BASE,
@@ -65,6 +67,7 @@ const PASSTHROUGH_MSRS: [u32; 12] = [
     msr::IA32_SYSENTER_CS,
     msr::IA32_SYSENTER_ESP,
     msr::IA32_SYSENTER_EIP,
+    0x6E0, // IA32_TSC_DEADLINE
 ];
 
 /// Vectors whose hardware exceptions push an error code (#DF #TS #NP #SS #GP #PF #AC #CP).
@@ -550,5 +553,17 @@ impl Vcpu for VmxVcpu {
             limit: r.read(f::GUEST_CS_LIMIT) as u32,
             access: r.read(f::GUEST_CS_AR) as u32,
         }
+    }
+    fn segment_base(&self, seg: crate::string_io::SegReg) -> Option<u64> {
+        use crate::string_io::SegReg;
+        self.make_current();
+        Some(HwVmcs.read(match seg {
+            SegReg::Es => f::GUEST_ES_BASE,
+            SegReg::Cs => f::GUEST_CS_BASE,
+            SegReg::Ss => f::GUEST_SS_BASE,
+            SegReg::Ds => f::GUEST_DS_BASE,
+            SegReg::Fs => f::GUEST_FS_BASE,
+            SegReg::Gs => f::GUEST_GS_BASE,
+        }))
     }
 }
