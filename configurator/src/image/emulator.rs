@@ -154,11 +154,17 @@ impl Machine {
 
     /// A bochsrc that boots `iso` from CD with COM1 going to a file in `dir`.
     pub fn bochsrc(&self, iso: &Path, dir: &Path) -> String {
-        let model = match self.vendor {
+        let default = match self.vendor {
             Vendor::Intel => "tigerlake",
             // Bochs' ryzen model hangs Linux; zambezi has SVM with NPT and boots it.
             Vendor::Amd => "zambezi",
         };
+        // ACRN_BOCHS_MODEL overrides the CPU model: Debian's Linux hangs on tigerlake even
+        // without a hypervisor, and boots on corei7_skylake_x. Only a plain name is taken.
+        let model = std::env::var("ACRN_BOCHS_MODEL")
+            .ok()
+            .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .unwrap_or_else(|| default.to_string());
         // `sound: driver=dummy`: Bochs 2.7 aborts with "buffer overflow detected" on a machine
         // without sound otherwise. The package has no nogui display; rfb without waiting for a
         // client is headless (it binds a TCP port in 5900-5949).
