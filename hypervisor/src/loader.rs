@@ -182,33 +182,12 @@ pub fn protected_mode_state(mem: &mut dyn GuestMem, entry: u64) -> Result<Initia
         b[i * 8..i * 8 + 8].copy_from_slice(&e.to_le_bytes());
     }
     mem.write(BOOT_GDT_GPA, &b)?;
-    let data = flat(0x18, 0xC093);
     Ok(InitialState {
         rip: entry,
-        rflags: 2,
         cr0: 0x31, // PE | ET | NE
-        cs: flat(0x10, 0xC09B),
-        ds: data,
-        es: data,
-        ss: data,
-        fs: data,
-        gs: data,
-        tr: Segment {
-            selector: 0,
-            base: 0,
-            limit: 0xFFFF,
-            access: 0x8B,
-        },
-        ldtr: Segment {
-            selector: 0,
-            base: 0,
-            limit: 0xFFFF,
-            access: 0x82,
-        },
         gdtr_base: BOOT_GDT_GPA,
         gdtr_limit: 31,
-        idtr_limit: 0xFFFF,
-        ..Default::default()
+        ..InitialState::with_segments(flat(0x10, 0xC09B), flat(0x18, 0xC093))
     })
 }
 

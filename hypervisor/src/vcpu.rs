@@ -194,6 +194,49 @@ pub struct InitialState {
     pub idtr_limit: u32,
 }
 
+impl Segment {
+    /// A 64 KiB real-mode data segment at `base` (as after reset or SIPI).
+    pub const fn real_mode_data(base: u64) -> Segment {
+        Segment {
+            selector: (base >> 4) as u16,
+            base,
+            limit: 0xFFFF,
+            access: 0x93,
+        }
+    }
+}
+
+impl InitialState {
+    /// A start state with code segment `cs`, every data segment `data`, the reset values of TR
+    /// and LDTR (busy TSS, LDT, limit 0xFFFF) and a 0xFFFF IDT limit; the boot protocols then set
+    /// RIP, CR0 and the GDT.
+    pub fn with_segments(cs: Segment, data: Segment) -> InitialState {
+        InitialState {
+            rflags: 2,
+            cs,
+            ds: data,
+            es: data,
+            ss: data,
+            fs: data,
+            gs: data,
+            tr: Segment {
+                selector: 0,
+                base: 0,
+                limit: 0xFFFF,
+                access: 0x8B,
+            },
+            ldtr: Segment {
+                selector: 0,
+                base: 0,
+                limit: 0xFFFF,
+                access: 0x82,
+            },
+            idtr_limit: 0xFFFF,
+            ..Default::default()
+        }
+    }
+}
+
 /// A virtual CPU of one backend, pinned to the pCPU that created it.
 pub trait Vcpu {
     /// Load the architectural start state (before the first `run`).

@@ -679,42 +679,16 @@ fn describe_pcpus(cfg: &VmConfig) -> impl fmt::Display + '_ {
 }
 
 fn real_mode_state(vector: u8) -> InitialState {
-    let data = Segment {
-        selector: 0,
-        base: 0,
+    let cs = Segment {
+        selector: (vector as u16) << 8,
+        base: (vector as u64) << 12,
         limit: 0xFFFF,
-        access: 0x93,
+        access: 0x9B,
     };
     InitialState {
-        rip: 0,
-        rflags: 2,
         cr0: 0x10,
-        cs: Segment {
-            selector: (vector as u16) << 8,
-            base: (vector as u64) << 12,
-            limit: 0xFFFF,
-            access: 0x9B,
-        },
-        ds: data,
-        es: data,
-        ss: data,
-        fs: data,
-        gs: data,
-        tr: Segment {
-            selector: 0,
-            base: 0,
-            limit: 0xFFFF,
-            access: 0x8B,
-        },
-        ldtr: Segment {
-            selector: 0,
-            base: 0,
-            limit: 0xFFFF,
-            access: 0x82,
-        },
         gdtr_limit: 0xFFFF,
-        idtr_limit: 0xFFFF,
-        ..Default::default()
+        ..InitialState::with_segments(cs, Segment::real_mode_data(0))
     }
 }
 

@@ -248,42 +248,17 @@ pub fn destroy(vmid: u16) {
 /// The architectural power-on state (reset vector 0xFFFF0), for a vCPU started without
 /// HC_SET_VCPU_REGS.
 fn power_on_state() -> InitialState {
-    let data = Segment {
-        selector: 0,
-        base: 0,
+    let cs = Segment {
+        selector: 0xF000,
+        base: 0xFFFF_0000,
         limit: 0xFFFF,
-        access: 0x93,
+        access: 0x9B,
     };
     InitialState {
         rip: 0xFFF0,
-        rflags: 2,
         cr0: 0x6000_0010,
-        cs: Segment {
-            selector: 0xF000,
-            base: 0xFFFF_0000,
-            limit: 0xFFFF,
-            access: 0x9B,
-        },
-        ds: data,
-        es: data,
-        ss: data,
-        fs: data,
-        gs: data,
-        tr: Segment {
-            selector: 0,
-            base: 0,
-            limit: 0xFFFF,
-            access: 0x8B,
-        },
-        ldtr: Segment {
-            selector: 0,
-            base: 0,
-            limit: 0xFFFF,
-            access: 0x82,
-        },
         gdtr_limit: 0xFFFF,
-        idtr_limit: 0xFFFF,
-        ..Default::default()
+        ..InitialState::with_segments(cs, Segment::real_mode_data(0))
     }
 }
 
