@@ -13,7 +13,7 @@
 //! Service VM may scribble on at any time: nothing here trusts what it reads back beyond taking
 //! `size` bytes of the value.
 
-use crate::decode::Op;
+use crate::vcpu::decode::Op;
 use crate::hypercall::GuestMemory;
 use crate::vcpu::GuestRegs;
 use acrn_abi::ioreq::{

@@ -1,10 +1,11 @@
-//! Bare-metal bring-up: the BSP checks the machine against the board, prepares the VMs and starts
-//! the APs; every pCPU then runs the vCPU pinned to it.
+//! Bare-metal bring-up: the BSP checks the machine against the board, takes the platform's
+//! interrupt hardware for the hypervisor, prepares the VMs and starts the APs; every pCPU then
+//! runs the vCPU loop. Also the machine-wide services: power-off and the wall clock.
 
 pub mod frames;
 
-use crate::acpi;
-use crate::arch::x86::{self, cpu};
+use crate::vm::acpi;
+use crate::arch::x86::{self, cpu, irq};
 use crate::bootinfo::{BootInfo, PhysRead};
 use crate::hvlog;
 use acrn_static_config::{LoadOrder, PlatformConfig};
@@ -31,6 +32,8 @@ extern "C" {
 static mut PLATFORM_PTR: Option<&'static PlatformConfig> = None;
 static BOOT_DONE: AtomicBool = AtomicBool::new(false);
 static PM_TIMER: spin::Once<Option<acpi::PmTimer>> = spin::Once::new();
+static SOFT_OFF: spin::Once<Option<acpi::SoftOff>> = spin::Once::new();
+static WALL_CLOCK: spin::Once<u64> = spin::Once::new();
 
 /// The machine's ACPI PM timer (from its FADT), which every VM may read.
 pub fn pm_timer() -> Option<acpi::PmTimer> {
@@ -97,13 +100,14 @@ pub fn bsp_main(p: &'static PlatformConfig, hv_ram_start: u64, magic: u32, info:
         Some(khz) => hvlog!("TSC: {khz} kHz (PIT calibration)"),
         None => hvlog!("TSC: PIT calibration failed; guests see no TSC frequency"),
     }
-    crate::vm::prepare_all(p, &bi);
-
-    // The firmware may have left 8259 lines unmasked (vector base 8): mask them so no legacy
-    // interrupt reaches a guest before the VM that owns the PIC programs it.
-    x86::outb(0x21, 0xFF);
-    x86::outb(0xA1, 0xFF);
+    WALL_CLOCK.call_once(read_cmos_clock);
+    // The legacy interrupt hardware is the hypervisor's and stays silent; guests get virtual
+    // controllers. The LAPIC timer becomes this pCPU's timer.
+    irq::quiesce_platform(p.board.ioapics.iter().map(|io| io.address));
     x86::lapic::enable();
+    let khz = irq::calibrate_timer();
+    hvlog!("local APIC timer: {khz} kHz");
+    crate::vm::prepare_all(p, &bi);
     let aps = p
         .board
         .pcpus
@@ -119,7 +123,7 @@ pub fn bsp_main(p: &'static PlatformConfig, hv_ram_start: u64, magic: u32, info:
         );
     }
     BOOT_DONE.store(true, Ordering::Release);
-    crate::vm::pcpu_loop(bsp)
+    crate::vcpu::run::pcpu_loop(bsp)
 }
 
 #[no_mangle]
@@ -131,7 +135,80 @@ extern "C" fn hv_ap_main() -> ! {
     while !BOOT_DONE.load(Ordering::Acquire) {
         x86::pause();
     }
-    crate::vm::pcpu_loop(id)
+    crate::vcpu::run::pcpu_loop(id)
+}
+
+/// Seconds since the Unix epoch at boot, from the CMOS clock (0 if it reads as nonsense).
+pub fn wall_clock() -> u64 {
+    WALL_CLOCK.get().copied().unwrap_or(0)
+}
+
+fn read_cmos_clock() -> u64 {
+    let reg = |r: u8| {
+        x86::outb(0x70, r);
+        x86::inb(0x71)
+    };
+    // Wait for an update cycle to be over (UIP clear), then read the fields twice until equal.
+    for _ in 0..100_000 {
+        if reg(0x0A) & 0x80 == 0 {
+            break;
+        }
+    }
+    let read = || [0x00, 0x02, 0x04, 0x07, 0x08, 0x09, 0x32].map(reg);
+    let mut t = read();
+    for _ in 0..4 {
+        let again = read();
+        if again == t {
+            break;
+        }
+        t = again;
+    }
+    let b = reg(0x0B);
+    let bin = |v: u8| {
+        if b & 0x04 != 0 {
+            v as u64
+        } else {
+            ((v >> 4) * 10 + (v & 0xF)) as u64
+        }
+    };
+    let hour = if b & 0x02 == 0 && t[2] & 0x80 != 0 {
+        (bin(t[2] & 0x7F) % 12) + 12
+    } else {
+        bin(t[2] & 0x7F)
+    };
+    let century = match bin(t[6]) {
+        19..=21 => bin(t[6]),
+        _ => 20,
+    };
+    crate::devices::rtc::unix_time(
+        century * 100 + bin(t[5]),
+        bin(t[4]),
+        bin(t[3]),
+        hour,
+        bin(t[1]),
+        bin(t[0]),
+    )
+    .unwrap_or(0)
+}
+
+/// Every VM has stopped: the machine is switched off (ACPI S5 through the FADT's PM1 control
+/// blocks; the emulators' exit ports where ACPI does not end the run), else this pCPU halts.
+pub fn power_off() -> ! {
+    if let Some(Some(s)) = SOFT_OFF.get() {
+        const SLP_EN: u16 = 1 << 13;
+        x86::outw(s.pm1a_cnt, (s.slp_typ_a as u16) << 10 | SLP_EN);
+        if let Some(b) = s.pm1b_cnt {
+            x86::outw(b, (s.slp_typ_b as u16) << 10 | SLP_EN);
+        }
+        x86::delay_us(100_000);
+    }
+    // Bochs' shutdown port, then QEMU's isa-debug-exit (when the run added it).
+    for &c in b"Shutdown" {
+        x86::outb(0x8900, c);
+    }
+    x86::outl(0xF4, 0);
+    crate::console::line("[hv] ", format_args!("power-off failed; halting"));
+    x86::halt_forever()
 }
 
 /// The machine must be the board the tables were generated for: same CPUs (by APIC ID), the
@@ -170,6 +247,7 @@ fn check_machine(p: &PlatformConfig, hv_ram_start: u64, bi: &BootInfo) {
         acpi::find_rsdp(&Identity)
     };
     let pm = PM_TIMER.call_once(|| rsdp.and_then(|r| acpi::pm_timer(&Identity, r)));
+    SOFT_OFF.call_once(|| rsdp.and_then(|r| acpi::soft_off(&Identity, r)));
     match pm {
         Some(t) => hvlog!("ACPI PM timer at port {:#x}", t.port),
         None => hvlog!("no ACPI PM timer: guests calibrate the TSC without one"),

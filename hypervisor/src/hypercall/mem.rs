@@ -3,7 +3,7 @@
 //! RAM (it may cross pages and adjacent RAM ranges), never in the hypervisor's or another VM's
 //! memory, which are holes in that map.
 
-use crate::service_vm::ranges_contain;
+use crate::vm::layout::ranges_contain;
 
 /// Guest-physical memory of the calling VM, as the hypercall layer sees it.
 pub trait GuestMemory {

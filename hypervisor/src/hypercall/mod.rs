@@ -11,6 +11,7 @@
 //! exists included.
 
 pub mod mem;
+pub mod regs;
 #[cfg(target_os = "none")]
 pub mod runtime;
 

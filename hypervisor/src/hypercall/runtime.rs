@@ -2,9 +2,10 @@
 //! the static tables), the dispatcher state behind a lock, and [`VmOps`] over real NPT/EPT
 //! tables for post-launched VMs.
 //!
-//! Post-launched vCPUs run through [`crate::postvm`] (on pCPUs whose Service VM vCPU waits for
-//! SIPI). HC_SET_IRQLINE and HC_INJECT_MSI go to their virtual I/O APIC and local APICs
-//! (`postvm::vintr`).
+//! Post-launched VMs are [`crate::vm::Vm`]s like every other: the operations here set up,
+//! start, pause, reset and destroy them in the VM table, and the pCPUs their affinity names
+//! pick their vCPUs up from there. HC_SET_IRQLINE and HC_INJECT_MSI go to their virtual
+//! interrupt controllers.
 
 use super::{
     Caller, Hypercalls, IdentityRam, Outcome, PhysBytes, SlotConfig, SlotKind, VmOps, MAX_USER_GPA,
@@ -12,19 +13,21 @@ use super::{
 };
 use crate::hv::frames::Frames;
 use crate::hvlog;
-use crate::loader::{E820Entry, MAX_E820};
+use crate::vm::loader::{E820Entry, MAX_E820};
 use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
-use crate::postvm::run as postvm;
-use crate::service_vm::{self, Layout, TRAMPOLINE};
-use acrn_abi::errno::ENOMEM;
+use crate::vm::layout::{self, Layout, TRAMPOLINE};
+use crate::vm::{self as vms, VmInfo};
+use acrn_abi::errno::{EINVAL, ENOMEM};
+use acrn_abi::GuestFlags;
 use acrn_abi::irq::GsiOp;
 use acrn_abi::memory::MemType as AbiMemType;
 use acrn_abi::AcrnRegs;
 use acrn_static_config::{GuestMemRegion, LoadOrder, OsConfig, PlatformConfig, VmConfig};
+use crate::devices::irq::Message;
+use core::sync::atomic::{AtomicU8, Ordering};
 use spin::{Mutex, Once};
 
-/// The hypervisor's own page tables map physical memory up to here (identity).
-const HV_REACH: u64 = 1 << 32;
+use crate::vm::memory::HV_REACH;
 
 struct Identity;
 
@@ -133,10 +136,6 @@ pub fn init(p: &PlatformConfig, npt: bool) -> Option<&'static Layout> {
     let nslots = p.vms.len().min(MAX_VM_NUM);
     let hc = Hypercalls::new(&slots[..nslots], p.hv.max_vm_num as usize)?;
     SERVICE_VMID.call_once(|| hc.service_vmid());
-    let bsp = (0..64u16).find(|&c| service.pcpus.contains(c));
-    if let Some(c) = bsp.and_then(|c| p.board.pcpus.get(c as usize)) {
-        crate::postvm::run::set_service_bsp(c.apic_id);
-    }
     STATE.call_once(|| {
         Mutex::new((
             hc,
@@ -167,8 +166,20 @@ pub fn handle(vmid: u16, cpl: u8, id: u64, p1: u64, p2: u64) -> Outcome {
     let mut g = state.lock();
     let (hc, ops) = &mut *g;
     let out = hc.dispatch(&mut mem, ops, Caller { vmid, cpl }, id, p1, p2);
-    crate::postvm::run::set_upcall_vector(hc.upcall_vector());
+    UPCALL_VECTOR.store(hc.upcall_vector(), Ordering::Relaxed);
     out
+}
+
+/// The vector HC_SET_CALLBACK_VECTOR chose for the upcall (ACRN's default 0xF3).
+static UPCALL_VECTOR: AtomicU8 = AtomicU8::new(acrn_abi::irq::HSM_UPCALL_VECTOR);
+
+/// Tells the Service VM that an I/O request waits: the upcall vector, through the local APIC
+/// of its BSP (vCPU 0), as a virtual interrupt.
+pub fn upcall() {
+    if let Some(vm) = SERVICE_VMID.get().and_then(|&id| vms::vm(id)) {
+        let msg = Message::fixed(UPCALL_VECTOR.load(Ordering::Relaxed), 0);
+        vm.deliver(&msg, None);
+    }
 }
 
 /// EPT/NPT permissions and memory type from a checked `prot` (ACRN: UC unless WB/WT/WC/WP).
@@ -190,6 +201,19 @@ fn prot_to_pt(prot: u32) -> (Perm, MemType) {
     )
 }
 
+impl PostVms {
+    fn root(&self, vmid: u16) -> Option<u64> {
+        match self.tables.get(vmid as usize)?.as_ref()? {
+            Table::Npt(t) => Some(t.root()),
+            Table::Ept(t) => Some(t.root()),
+        }
+    }
+}
+
+fn post_vm(vmid: u16) -> Result<&'static vms::Vm, i32> {
+    vms::vm(vmid).ok_or(EINVAL)
+}
+
 impl VmOps for PostVms {
     fn create(&mut self, vmid: u16, pcpus: u64, flags: u64) -> Result<(), i32> {
         let slot = self.tables.get_mut(vmid as usize).ok_or(ENOMEM)?;
@@ -200,31 +224,57 @@ impl VmOps for PostVms {
                 Table::Ept(PageTable::new(&mut Frames).map_err(|_| ENOMEM)?)
             });
         }
-        postvm::create(vmid, pcpus, flags);
+        let root = self.root(vmid).ok_or(ENOMEM)?;
+        let cfg = crate::hv::platform()
+            .vms
+            .iter()
+            .find(|c| c.id == vmid && c.load_order == LoadOrder::PostLaunched);
+        let vm = post_vm(vmid)?;
+        vm.polling.store(
+            flags & GuestFlags::IO_COMPLETION_POLLING.bits() != 0,
+            Ordering::Relaxed,
+        );
+        vm.setup(
+            VmInfo {
+                name: cfg.map_or("", |c| c.name),
+                load_order: LoadOrder::PostLaunched,
+                cfg,
+                flags,
+            },
+            root,
+            self.npt,
+            pcpus,
+        );
         Ok(())
     }
     fn destroy(&mut self, vmid: u16) {
         // Paused already (the dispatcher checks): no vCPU runs on the table emptied here for
         // the next VM in this slot.
-        postvm::destroy(vmid);
+        if let Ok(vm) = post_vm(vmid) {
+            vm.destroy();
+        }
         let _ = self.unmap(vmid, 0, MAX_USER_GPA);
     }
     fn start(&mut self, vmid: u16, ioreq_page: u64) -> Result<(), i32> {
-        let root = match self.tables.get(vmid as usize) {
-            Some(Some(Table::Npt(t))) => t.root(),
-            Some(Some(Table::Ept(t))) => t.root(),
-            _ => return Err(ENOMEM),
-        };
-        postvm::start(vmid, root, ioreq_page)
+        let vm = post_vm(vmid)?;
+        vm.start(Some(ioreq_page));
+        hvlog!("VM {vmid} {}: post-launched, started", vm.name());
+        Ok(())
     }
     fn pause(&mut self, vmid: u16) {
-        postvm::pause(vmid);
+        if let Ok(vm) = post_vm(vmid) {
+            vm.pause();
+        }
     }
     fn reset(&mut self, vmid: u16) {
-        postvm::reset(vmid);
+        if let Ok(vm) = post_vm(vmid) {
+            vm.reset();
+        }
     }
     fn set_vcpu_regs(&mut self, vmid: u16, vcpu: u16, regs: &AcrnRegs) -> Result<(), i32> {
-        postvm::set_vcpu_regs(vmid, vcpu, regs);
+        let vm = post_vm(vmid)?;
+        let slot = vm.vcpus.get(vcpu as usize).ok_or(EINVAL)?;
+        *slot.start.lock() = Some(super::regs::initial_state_from_acrn(regs));
         Ok(())
     }
     fn map(&mut self, vmid: u16, gpa: u64, hpa: u64, size: u64, prot: u32) -> Result<(), i32> {
@@ -250,6 +300,10 @@ impl VmOps for PostVms {
             Table::Npt(t) => t.unmap(&mut Frames, gpa, size),
             Table::Ept(t) => t.unmap(&mut Frames, gpa, size),
         };
+        // No vCPU of the VM may use a stale translation once the hypercall returns.
+        if let Ok(vm) = post_vm(vmid) {
+            vm.flush_tlbs();
+        }
         r.map_err(|_| ENOMEM)
     }
     fn gpa2hpa(&mut self, vmid: u16, gpa: u64) -> Option<u64> {
@@ -259,14 +313,25 @@ impl VmOps for PostVms {
         };
         t.map(|t| t.hpa)
     }
-    fn notify_request_finish(&mut self, _vmid: u16, _vcpu: u16) {
-        // The waiting vCPU polls its slot for COMPLETE (notification and polling mode alike).
+    fn notify_request_finish(&mut self, vmid: u16, vcpu: u16) {
+        // The vCPU's pCPU finds the slot COMPLETE when it looks again: make it look now.
+        if let Some(p) = vms::vm(vmid)
+            .and_then(|vm| vm.vcpus.get(vcpu as usize))
+            .and_then(|v| v.pcpu())
+        {
+            vms::kick_pcpu(p);
+        }
     }
     fn set_irqline(&mut self, vmid: u16, gsi: u32, op: GsiOp) -> Result<(), i32> {
-        postvm::set_irqline(vmid, gsi, op)
+        let vm = post_vm(vmid)?;
+        vm.devices.set_irqline(vm, gsi, op);
+        Ok(())
     }
     fn inject_msi(&mut self, vmid: u16, addr: u64, data: u64) -> Result<(), i32> {
-        postvm::inject_msi(vmid, addr, data)
+        post_vm(vmid)?.inject_msi(addr, data).map_err(|e| {
+            hvlog!("VM {vmid}: HC_INJECT_MSI refused: {e}");
+            EINVAL
+        })
     }
 }
 

@@ -156,7 +156,9 @@ svm_run:
     mov 104(%rsi), %r14
     mov 112(%rsi), %r15
     mov 32(%rsi), %rsi
+    sti
     vmrun %rax
+    cli
     push %rsi
     mov 8(%rsp), %rsi
     mov %rbx, 8(%rsi)
@@ -216,7 +218,10 @@ impl SvmVcpu {
         let v = unsafe { &mut *vmcb };
         let c = &mut v.control;
         c.intercept_exceptions = 1 << 18; // #MC
-        c.intercept_misc1 = INTERCEPT_INIT
+        // Physical interrupts belong to the hypervisor: they exit (host IF is set around VMRUN).
+        c.vintr = V_INTR_MASKING;
+        c.intercept_misc1 = INTERCEPT_INTR
+            | INTERCEPT_INIT
             | INTERCEPT_CPUID
             | INTERCEPT_HLT
             | INTERCEPT_IOIO
@@ -506,8 +511,8 @@ impl Vcpu for SvmVcpu {
         let s = &self.v().save;
         (s.cr0, s.cr3, s.cr4, s.efer)
     }
-    fn segment_base(&self, seg: crate::string_io::SegReg) -> Option<u64> {
-        use crate::string_io::SegReg;
+    fn segment_base(&self, seg: crate::vcpu::string_io::SegReg) -> Option<u64> {
+        use crate::vcpu::string_io::SegReg;
         let s = &self.v().save;
         Some(match seg {
             SegReg::Es => s.es.base,

@@ -139,6 +139,7 @@ impl Vmcb {
 }
 
 // Intercept bits (vector 3 = intercept_misc1, vector 4 = intercept_misc2).
+pub const INTERCEPT_INTR: u32 = 1 << 0;
 pub const INTERCEPT_INIT: u32 = 1 << 3;
 pub const INTERCEPT_VINTR: u32 = 1 << 4;
 pub const INTERCEPT_CPUID: u32 = 1 << 18;
@@ -154,6 +155,9 @@ pub const INTERCEPT_SVM_INSNS: u32 = 0x7C | 0x1C00;
 /// `vintr` bits: a virtual interrupt request (V_IRQ) that ignores the virtual TPR.
 pub const V_IRQ: u64 = 1 << 8;
 pub const V_IGN_TPR: u64 = 1 << 20;
+/// Physical interrupts follow the host's RFLAGS.IF while the guest runs (its IF masks only
+/// virtual ones).
+pub const V_INTR_MASKING: u64 = 1 << 24;
 
 // Exit codes.
 pub const EXIT_EXCP_BASE: u64 = 0x40;

@@ -163,10 +163,14 @@ impl RawCaps {
     /// `RawCaps` from the TRUE control MSRs when they exist, where CR3 load/store exiting are
     /// not forced on (EPT guests own their CR3).
     pub fn controls(&self) -> Result<Controls, VmxError> {
-        // Physical interrupts and NMIs are not intercepted: a pCPU's local APIC belongs to the
-        // one vCPU pinned to it, which takes them through its own IDT (as on SVM without the
-        // INTR/NMI intercepts).
-        let pin = adjust(ControlKind::PinBased, self.pin, 0, 0)?;
+        // Physical interrupts belong to the hypervisor: they exit, and are taken through its own
+        // IDT after the exit (no acknowledge-on-exit), as on SVM with the INTR intercept.
+        let pin = adjust(
+            ControlKind::PinBased,
+            self.pin,
+            pin::EXTERNAL_INTERRUPT_EXITING,
+            0,
+        )?;
         let proc1 = adjust(
             ControlKind::Primary,
             self.proc1,
@@ -289,11 +293,8 @@ mod tests {
     #[test]
     fn controls_from_bochs_caps() {
         let c = bochs().controls().unwrap();
-        assert_eq!(c.pin, 0x16, "only the default-1 pin bits");
-        assert_eq!(
-            c.pin & (pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING),
-            0
-        );
+        assert_eq!(c.pin, 0x17, "default-1 pin bits and external-interrupt exiting");
+        assert_eq!(c.pin & pin::NMI_EXITING, 0);
         assert_ne!(c.proc1 & proc1::HLT_EXITING, 0);
         assert_ne!(c.proc1 & proc1::ACTIVATE_SECONDARY, 0);
         assert_eq!(

@@ -554,8 +554,8 @@ impl Vcpu for VmxVcpu {
             access: r.read(f::GUEST_CS_AR) as u32,
         }
     }
-    fn segment_base(&self, seg: crate::string_io::SegReg) -> Option<u64> {
-        use crate::string_io::SegReg;
+    fn segment_base(&self, seg: crate::vcpu::string_io::SegReg) -> Option<u64> {
+        use crate::vcpu::string_io::SegReg;
         self.make_current();
         Some(HwVmcs.read(match seg {
             SegReg::Es => f::GUEST_ES_BASE,

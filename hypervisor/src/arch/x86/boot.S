@@ -267,6 +267,47 @@ exc_common:
     jmp 5b
 .popsection
 
+/* ---- External interrupts (vectors 32-255): one 16-byte stub each, pushing its vector; the
+   handler records the event for the pCPU loop and signals EOI. */
+.pushsection .text.irq, "ax"
+.balign 16
+.global irq_stubs
+irq_stubs:
+.set irqvec, 32
+.rept 224
+.balign 16
+    push $irqvec
+    jmp irq_common
+.set irqvec, irqvec + 1
+.endr
+
+irq_common:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    mov 72(%rsp), %rdi
+    sub $8, %rsp
+    call hv_interrupt
+    add $8, %rsp
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    add $8, %rsp
+    iretq
+.popsection
+
 /* Boot page tables and the BSP stack. */
 .pushsection .bss.boot, "aw", @nobits
 .balign 4096

@@ -70,22 +70,29 @@ static STACKS: [CpuCell<Stack<STACK_SIZE>>; MAX_PCPUS] = [STACK_INIT; MAX_PCPUS]
 const IST_INIT: CpuCell<Stack<IST_SIZE>> = CpuCell::new(Stack([0; IST_SIZE]));
 static IST_STACKS: [CpuCell<Stack<IST_SIZE>>; MAX_PCPUS] = [IST_INIT; MAX_PCPUS];
 
-static IDT: CpuCell<[u128; 32]> = CpuCell::new([0; 32]);
+static IDT: CpuCell<[u128; 256]> = CpuCell::new([0; 256]);
 
 extern "C" {
     static exc_table: [u64; 32];
+    static irq_stubs: u8;
     static ap_trampoline_start: u8;
     static ap_trampoline_end: u8;
     fn ap_start64();
 }
 
-/// Fills the shared IDT with the 32 exception stubs (#DF and #MC on IST1). BSP only, once.
+/// Fills the shared IDT: the 32 exception stubs (#DF, NMI and #MC on IST1) and the external
+/// interrupt stubs of vectors 32-255 (16 bytes apart, see boot.S). BSP only, once.
 pub fn init_idt() {
     // SAFETY: runs on the BSP before any other CPU loads the IDT.
     let idt = unsafe { &mut *IDT.get() };
+    // SAFETY: irq_stubs is a symbol of our own text.
+    let stubs = unsafe { &irq_stubs as *const u8 as u64 };
     for (v, e) in idt.iter_mut().enumerate() {
-        // SAFETY: exc_table is a read-only table emitted by boot.S.
-        let off = unsafe { exc_table[v] };
+        let off = match v {
+            // SAFETY: exc_table is a read-only table emitted by boot.S.
+            0..32 => unsafe { exc_table[v] },
+            _ => stubs + 16 * (v as u64 - 32),
+        };
         let ist: u128 = if v == 8 || v == 18 || v == 2 { 1 } else { 0 };
         *e = (off & 0xFFFF) as u128
             | (0x08u128 << 16)
@@ -122,7 +129,7 @@ pub fn init_this_cpu(id: usize) {
         base: pc.gdt.as_ptr() as u64,
     };
     let idtr = Dtr {
-        limit: (32 * 16 - 1) as u16,
+        limit: (256 * 16 - 1) as u16,
         base: IDT.get() as u64,
     };
     // SAFETY: the descriptors above are valid for the code/data selectors we already use.

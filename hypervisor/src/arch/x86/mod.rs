@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod exceptions;
+pub mod irq;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 
@@ -23,6 +24,13 @@ pub fn inb(port: u16) -> u8 {
         asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
     }
     v
+}
+#[inline]
+pub fn outw(port: u16, v: u16) {
+    // SAFETY: as above.
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags))
+    }
 }
 #[inline]
 pub fn outl(port: u16, v: u32) {
@@ -125,6 +133,13 @@ pub mod lapic {
         phys_write32(b + ICR_HI, apic_id << 24);
         phys_write32(b + ICR_LO, 0x4500);
         wait_idle();
+    }
+    /// A fixed IPI with `vector` to one local APIC (physical destination).
+    pub fn send_fixed(apic_id: u32, vector: u8) {
+        let b = base();
+        wait_idle();
+        phys_write32(b + ICR_HI, apic_id << 24);
+        phys_write32(b + ICR_LO, vector as u32);
     }
     pub fn send_sipi(apic_id: u32, vector: u8) {
         let b = base();

@@ -5,7 +5,7 @@
 //! Pure logic, tested on the host; the VM layer maps the result into the Service VM's NPT/EPT
 //! and hands the e820 to the loaders.
 
-use crate::loader::{E820Entry, E820_RAM, E820_RESERVED, MAX_E820};
+use crate::vm::loader::{E820Entry, E820_RAM, E820_RESERVED, MAX_E820};
 
 /// Most RAM ranges the Service VM can have after carving (board ranges split by holes).
 pub const MAX_RANGES: usize = 32;

@@ -121,6 +121,90 @@ pub fn pm_timer(m: &dyn PhysRead, rsdp: u64) -> Option<PmTimer> {
     })
 }
 
+/// How to put the machine in ACPI S5 (soft off): write `SLP_TYP | SLP_EN` to the PM1 control
+/// blocks, with the sleep types of the DSDT's `\_S5` package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoftOff {
+    pub pm1a_cnt: u16,
+    pub pm1b_cnt: Option<u16>,
+    pub slp_typ_a: u8,
+    pub slp_typ_b: u8,
+}
+
+const FADT_DSDT: usize = 40;
+const FADT_PM1A_CNT_BLK: usize = 64;
+const FADT_PM1B_CNT_BLK: usize = 68;
+/// How much of the DSDT is searched for `_S5_`.
+const DSDT_SCAN_MAX: usize = 0x2_0000;
+
+/// The first element values of the package that follows `_S5_` in AML `aml`: (SLP_TYPa,
+/// SLP_TYPb). Understands `Name (_S5, Package (n) { a, b, ... })` with byte constants,
+/// Zero, One and Ones.
+pub fn s5_sleep_types(aml: &[u8]) -> Option<(u8, u8)> {
+    let at = aml.windows(4).position(|w| w == b"_S5_")? + 4;
+    let rest = aml.get(at..)?;
+    if *rest.first()? != 0x12 {
+        return None; // PackageOp
+    }
+    let lead = *rest.get(1)?;
+    let pkg_len_bytes = 1 + (lead >> 6) as usize;
+    let mut i = 1 + pkg_len_bytes + 1; // PkgLength, NumElements
+    let mut element = || -> Option<u8> {
+        let v = match *rest.get(i)? {
+            0x0A => {
+                i += 1;
+                *rest.get(i)?
+            }
+            0x00 => 0,
+            0x01 => 1,
+            0xFF => 0xFF,
+            _ => return None,
+        };
+        i += 1;
+        Some(v & 7)
+    };
+    let a = element()?;
+    let b = element().unwrap_or(a);
+    Some((a, b))
+}
+
+/// The machine's soft-off controls from its FADT and DSDT.
+pub fn soft_off(m: &dyn PhysRead, rsdp: u64) -> Option<SoftOff> {
+    let (fadt, len) = find_table(m, rsdp, b"FACP")?;
+    let mut t = [0u8; FADT_PM1B_CNT_BLK + 4];
+    if (len as usize) < t.len() || !m.read(fadt, &mut t) {
+        return None;
+    }
+    let u32_at = |o: usize| u32::from_le_bytes([t[o], t[o + 1], t[o + 2], t[o + 3]]);
+    let dsdt = u32_at(FADT_DSDT) as u64;
+    let pm1a = u32_at(FADT_PM1A_CNT_BLK);
+    let pm1b = u32_at(FADT_PM1B_CNT_BLK);
+    let mut h = [0u8; 8];
+    if dsdt == 0 || pm1a == 0 || pm1a > 0xFFFF || !m.read(dsdt, &mut h) || &h[..4] != b"DSDT" {
+        return None;
+    }
+    let dsdt_len = (u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize).min(DSDT_SCAN_MAX);
+    let mut buf = [0u8; 256];
+    let mut off = 0;
+    // Scan in overlapping windows so `_S5_` and its package are never cut.
+    while off < dsdt_len {
+        let n = buf.len().min(dsdt_len - off);
+        if !m.read(dsdt + off as u64, &mut buf[..n]) {
+            return None;
+        }
+        if let Some((a, b)) = s5_sleep_types(&buf[..n]) {
+            return Some(SoftOff {
+                pm1a_cnt: pm1a as u16,
+                pm1b_cnt: (pm1b != 0 && pm1b <= 0xFFFF).then_some(pm1b as u16),
+                slp_typ_a: a,
+                slp_typ_b: b,
+            });
+        }
+        off += buf.len() - 32;
+    }
+    None
+}
+
 /// Size of the area [`build_guest_tables`] fills.
 pub const GUEST_TABLES_SIZE: usize = 0x1000;
 
@@ -240,6 +324,20 @@ pub fn build_guest_tables(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn s5_package_forms() {
+        // Name (_S5, Package (4) { 0x05, Zero, Zero, Zero })
+        let aml = [b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x00, 0x00, 0x00];
+        assert_eq!(super::s5_sleep_types(&aml), Some((5, 0)));
+        // Package (2) { Zero, Zero } as QEMU's q35 writes it.
+        let aml = [0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00];
+        assert_eq!(super::s5_sleep_types(&aml), Some((0, 0)));
+        // Not a package, truncated, absent.
+        assert_eq!(super::s5_sleep_types(b"_S5_\x10"), None);
+        assert_eq!(super::s5_sleep_types(&[b'_', b'S', b'5', b'_', 0x12]), None);
+        assert_eq!(super::s5_sleep_types(b"_S4_"), None);
+    }
     use super::*;
 
     struct Mem(u64, Vec<u8>);

@@ -2,9 +2,18 @@
 //! their raw exit reasons into [`VmExit`]; everything above (device models, hypercalls, the VM
 //! loop) sees only these types and never touches a VMCS or VMCB.
 //!
-//! Changes since the first contract (hvcore): `Vcpu::rflags` added (the VM loop needs IF to
-//! tell an idle HLT from a final one); `Vcpu::segment_base` added with a default (hvlinux:
-//! string I/O emulation).
+
+#[cfg(target_os = "none")]
+pub mod context;
+pub mod cpuid;
+pub mod decode;
+#[cfg(target_os = "none")]
+pub mod exit;
+pub mod gwalk;
+pub mod msr;
+#[cfg(target_os = "none")]
+pub mod run;
+pub mod string_io;
 
 /// General-purpose registers of a guest, saved on every exit and restored on entry.
 #[derive(Debug, Default, Clone, Copy)]
@@ -270,7 +279,7 @@ pub trait Vcpu {
     fn code_segment(&self) -> Segment;
     /// Base of a segment register (string I/O addresses memory through one); None when the
     /// backend does not report it.
-    fn segment_base(&self, _seg: crate::string_io::SegReg) -> Option<u64> {
+    fn segment_base(&self, _seg: crate::vcpu::string_io::SegReg) -> Option<u64> {
         None
     }
 }

@@ -3,7 +3,7 @@
 //! as the CPU would advance them. A long REP is split: after [`MAX_ITERATIONS`] elements the
 //! instruction is left to run again, so interrupts are taken between chunks as on hardware.
 
-use crate::decode::CpuMode;
+use crate::vcpu::decode::CpuMode;
 use crate::vcpu::{GuestRegs, IoDirection};
 
 /// Segment registers in encoding order (ES=0 ... GS=5).

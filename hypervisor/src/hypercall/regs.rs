@@ -1,27 +1,4 @@
-//! Post-launched VMs: the vCPUs the Service VM creates with hypercalls.
-//!
-//! Scheduling (documented limit): every post-launched vCPU is pinned to one pCPU of its
-//! affinity, and the scenarios put those pCPUs in the Service VM too (SCHED_BVT in ACRN). A pCPU
-//! runs a post-launched vCPU only while the Service VM's vCPU pinned there waits for INIT/SIPI,
-//! which is the case for every AP of a uniprocessor Service VM (the reference Service VM). Once
-//! the Service VM starts that AP, the pCPU belongs to it and post-launched vCPUs pinned there no
-//! longer run. Under VMX such a pCPU keeps a second VMCS for its post-launched vCPU (VMPTRLD
-//! switches between the two; `VmxVcpu` does it), recycled when another vCPU takes the pCPU.
-//! Pause, reset and destroy are cooperative: the vCPU is taken off its pCPU at its
-//! next VM exit (or while it waits for an I/O request), which the hypercall waits for.
-//!
-//! Port I/O of a post-launched vCPU is never emulated by the hypervisor: every access becomes an
-//! I/O request in the Service VM's request page ([`crate::ioreq`]), announced with the upcall
-//! vector, and the vCPU waits until the Service VM completes it. MMIO outside the VM's RAM is
-//! forwarded the same way, except the local APIC and I/O APIC pages: those are emulated
-//! (`vintr`), and HC_INJECT_MSI / HC_SET_IRQLINE deliver through them.
-//!
-//! This file holds the pure part (register conversion, host-tested); `run` is the bare-metal
-//! part.
-
-#[cfg(target_os = "none")]
-pub mod run;
-pub mod vintr;
+//! HC_SET_VCPU_REGS: ACRN's register structure to a vCPU start state (pure, host-tested).
 
 use crate::vcpu::{GuestRegs, InitialState, Segment};
 use acrn_abi::AcrnRegs;

@@ -1,0 +1,166 @@
+//! The hypervisor's own interrupts. Every physical interrupt exits the guest and lands here
+//! (SVM INTR intercept, VMX external-interrupt exiting): the handler records it for the pCPU
+//! loop and signals EOI. The loop then acts on it: its timer (virtual LAPIC timers, scheduler
+//! ticks) and kicks from other pCPUs (a vCPU of theirs needs this one to re-evaluate).
+//! The legacy platform devices (8259 PICs, PIT, RTC interrupts, IOAPIC pins) are silenced at
+//! boot: no guest reaches them, and they must not interrupt anyone.
+
+use super::cpu::{this_cpu, MAX_PCPUS};
+use super::{inb, lapic, outb, phys_read32, phys_write32};
+use core::arch::asm;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// The pCPU's one-shot timer.
+pub const TIMER_VECTOR: u8 = 0xEF;
+/// A notification IPI: the target pCPU re-reads what other pCPUs changed for it.
+pub const KICK_VECTOR: u8 = 0xF2;
+/// The physical LAPIC's spurious vector (no EOI).
+pub const SPURIOUS_VECTOR: u8 = 0xFF;
+
+/// Bits of [`take_events`].
+pub const EVENT_TIMER: u32 = 1 << 0;
+pub const EVENT_KICK: u32 = 1 << 1;
+pub const EVENT_DEVICE: u32 = 1 << 2;
+
+static EVENTS: [AtomicU32; MAX_PCPUS] = [const { AtomicU32::new(0) }; MAX_PCPUS];
+/// Vectors of device interrupts taken on each pCPU and not yet handled (256 bits).
+static DEVICE_VECTORS: [[AtomicU64; 4]; MAX_PCPUS] =
+    [const { [const { AtomicU64::new(0) }; 4] }; MAX_PCPUS];
+/// Interrupts taken per vector, for the record (all pCPUs).
+static COUNTS: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
+
+#[no_mangle]
+extern "C" fn hv_interrupt(vector: u64) {
+    let cpu = this_cpu().min(MAX_PCPUS - 1);
+    let vector = vector as u8;
+    COUNTS[vector as usize].fetch_add(1, Ordering::Relaxed);
+    match vector {
+        SPURIOUS_VECTOR => return,
+        TIMER_VECTOR => {
+            EVENTS[cpu].fetch_or(EVENT_TIMER, Ordering::AcqRel);
+        }
+        KICK_VECTOR => {
+            EVENTS[cpu].fetch_or(EVENT_KICK, Ordering::AcqRel);
+        }
+        v => {
+            DEVICE_VECTORS[cpu][v as usize / 64].fetch_or(1 << (v % 64), Ordering::AcqRel);
+            EVENTS[cpu].fetch_or(EVENT_DEVICE, Ordering::AcqRel);
+        }
+    }
+    phys_write32(lapic::base() + 0xB0, 0);
+}
+
+/// The events recorded for the calling pCPU since the last call.
+pub fn take_events() -> u32 {
+    EVENTS[this_cpu().min(MAX_PCPUS - 1)].swap(0, Ordering::AcqRel)
+}
+
+/// Device interrupt vectors taken on the calling pCPU since the last call.
+pub fn take_device_vectors() -> [u64; 4] {
+    let cpu = this_cpu().min(MAX_PCPUS - 1);
+    core::array::from_fn(|i| DEVICE_VECTORS[cpu][i].swap(0, Ordering::AcqRel))
+}
+
+/// How many interrupts of `vector` the hypervisor took.
+pub fn count(vector: u8) -> u32 {
+    COUNTS[vector as usize].load(Ordering::Relaxed)
+}
+
+/// Takes the interrupts the LAPIC holds for this pCPU (after an exit for one): they are
+/// recognized right after `sti`, before the `cli`.
+pub fn take_pending() {
+    // SAFETY: only this CPU's interrupt flag changes; the handlers touch only atomics.
+    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) }
+}
+
+/// Sleeps until an interrupt arrives (`sti; hlt` leaves no window between the two).
+pub fn wait_for_interrupt() {
+    // SAFETY: as above.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) }
+}
+
+/// Sends the kick IPI to the pCPU whose local APIC has `apic_id`.
+pub fn kick(apic_id: u32) {
+    lapic::send_fixed(apic_id, KICK_VECTOR);
+}
+
+const LVT_TIMER: u64 = 0x320;
+const TIMER_INITIAL: u64 = 0x380;
+const TIMER_CURRENT: u64 = 0x390;
+const TIMER_DIVIDE: u64 = 0x3E0;
+const LVT_MASKED: u32 = 1 << 16;
+
+/// LAPIC timer ticks per 2^20 TSC ticks (divide by 1), measured at boot.
+static LAPIC_PER_TSC: AtomicU64 = AtomicU64::new(0);
+
+fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Measures the LAPIC timer against the TSC (BSP, once, after the TSC is calibrated) and
+/// returns the LAPIC timer frequency in kHz.
+pub fn calibrate_timer() -> u64 {
+    let b = lapic::base();
+    phys_write32(b + TIMER_DIVIDE, 0xB); // divide by 1
+    phys_write32(b + LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
+    phys_write32(b + TIMER_INITIAL, u32::MAX);
+    let t0 = rdtsc();
+    super::delay_us(10_000);
+    let left = phys_read32(b + TIMER_CURRENT);
+    let t1 = rdtsc();
+    phys_write32(b + TIMER_INITIAL, 0);
+    let lapic_ticks = (u32::MAX - left) as u64;
+    let tsc_ticks = t1.wrapping_sub(t0).max(1);
+    let ratio = ((lapic_ticks as u128) << 20) / tsc_ticks as u128;
+    LAPIC_PER_TSC.store(ratio.max(1) as u64, Ordering::Relaxed);
+    lapic_ticks * 100 / 1000
+}
+
+/// Arms this pCPU's timer to fire at TSC `deadline` (at once if it has passed), replacing
+/// any earlier deadline; `None` disarms it.
+pub fn arm_timer(deadline: Option<u64>) {
+    let b = lapic::base();
+    let Some(deadline) = deadline else {
+        phys_write32(b + TIMER_INITIAL, 0);
+        return;
+    };
+    let delta = deadline.saturating_sub(rdtsc()) as u128;
+    let count = (delta * LAPIC_PER_TSC.load(Ordering::Relaxed) as u128) >> 20;
+    phys_write32(b + TIMER_DIVIDE, 0xB);
+    phys_write32(b + LVT_TIMER, TIMER_VECTOR as u32);
+    phys_write32(b + TIMER_INITIAL, count.clamp(1, u32::MAX as u128) as u32);
+}
+
+/// Silences the legacy platform: the 8259 pair remapped to vectors 0x20-0x2F and masked, PIT
+/// channel 0 stopped, the RTC's interrupt sources off, and every IOAPIC pin masked. From here
+/// on only the hypervisor's timer and IPIs (and, later, passed-through devices whose pins it
+/// unmasks itself) interrupt a pCPU.
+pub fn quiesce_platform(ioapics: impl Iterator<Item = u64>) {
+    // ICW1-ICW4 for both PICs, then OCW1 masks everything.
+    for (cmd, data, base, cascade) in [(0x20, 0x21, 0x20, 0x04), (0xA0, 0xA1, 0x28, 0x02)] {
+        outb(cmd, 0x11);
+        outb(data, base);
+        outb(data, cascade);
+        outb(data, 0x01);
+        outb(data, 0xFF);
+    }
+    // PIT channel 0, mode 0, waiting for a count that never comes: OUT stays low.
+    outb(0x43, 0x30);
+    // RTC register B: periodic, alarm and update-ended interrupts off; C read clears flags.
+    outb(0x70, 0x8B);
+    let b = inb(0x71);
+    outb(0x70, 0x8B);
+    outb(0x71, b & !0x70);
+    outb(0x70, 0x8C);
+    let _ = inb(0x71);
+    outb(0x70, 0x0D);
+    for base in ioapics {
+        phys_write32(base, 1);
+        let pins = ((phys_read32(base + 0x10) >> 16) & 0xFF) + 1;
+        for pin in 0..pins {
+            phys_write32(base, 0x10 + 2 * pin);
+            phys_write32(base + 0x10, LVT_MASKED);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The guest state neither the VMCS nor the VMCB switches, saved when a pCPU changes vCPUs:
+//! x87/SSE/AVX through XSAVE, XCR0, the SYSCALL MSRs, KERNEL_GS_BASE, TSC_AUX, CR2 and the
+//! debug registers. The hypervisor itself uses none of them (no FPU code, no SYSCALL), so
+//! whatever the CPU holds between two vCPUs is the last guest's.
+
+use crate::arch::x86::{cpuid, rdmsr, read_cr4, wrmsr};
+use crate::hv::frames;
+use core::arch::asm;
+
+const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_OSXSAVE: u64 = 1 << 18;
+
+/// KERNEL_GS_BASE, STAR, LSTAR, CSTAR, SFMASK.
+const SYSCALL_MSRS: [u32; 5] = [0xC000_0102, 0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084];
+const TSC_AUX: u32 = 0xC000_0103;
+
+/// Free FPU save pages, for vCPUs that come later (frames are never returned to the pool).
+static SPARE_PAGES: spin::Mutex<[u64; 32]> = spin::Mutex::new([0; 32]);
+
+pub struct GuestContext {
+    /// A 4 KiB page for XSAVE (or FXSAVE).
+    area: u64,
+    xcr0: u64,
+    msrs: [u64; SYSCALL_MSRS.len()],
+    tsc_aux: u64,
+    cr2: u64,
+    dr: [u64; 5],
+}
+
+fn has_xsave() -> bool {
+    cpuid(1, 0)[2] & (1 << 26) != 0
+}
+
+fn has_rdtscp() -> bool {
+    cpuid(0x8000_0001, 0)[3] & (1 << 27) != 0
+}
+
+/// Runs `f` with CR4.OSXSAVE (and OSFXSR) set, which XSAVE, XRSTOR and XSETBV need; the host
+/// keeps them clear otherwise, so that CPUID shows guests no OSXSAVE of the host's.
+fn with_xsave_enabled(f: impl FnOnce()) {
+    let cr4 = read_cr4();
+    let extra = if has_xsave() { CR4_OSXSAVE } else { 0 } | CR4_OSFXSR;
+    // SAFETY: enabling OSXSAVE/OSFXSR on a CPU that has them changes no memory.
+    unsafe { asm!("mov cr4, {}", in(reg) cr4 | extra, options(nostack, nomem)) };
+    f();
+    // SAFETY: restores the value read above.
+    unsafe { asm!("mov cr4, {}", in(reg) cr4, options(nostack, nomem)) };
+}
+
+impl GuestContext {
+    /// The reset state: x87 only in XCR0, every register in its init state.
+    pub fn new() -> Option<Self> {
+        let area = {
+            let mut spare = SPARE_PAGES.lock();
+            match spare.iter_mut().find(|p| **p != 0) {
+                Some(p) => core::mem::take(p),
+                None => frames::alloc(1)?,
+            }
+        };
+        // SAFETY: a page of the pool that nobody else uses; a zero header is XRSTOR's init.
+        unsafe { core::ptr::write_bytes(area as *mut u8, 0, 4096) };
+        // MXCSR at its reset value, for FXRSTOR and the legacy area.
+        // SAFETY: offset 24 of our own page.
+        unsafe { core::ptr::write_volatile((area + 24) as *mut u32, 0x1F80) };
+        Some(GuestContext {
+            area,
+            xcr0: 1,
+            msrs: [0; SYSCALL_MSRS.len()],
+            tsc_aux: 0,
+            cr2: 0,
+            dr: [0; 5],
+        })
+    }
+
+    /// Gives the save page back for later vCPUs.
+    pub fn release(self) {
+        if let Some(p) = SPARE_PAGES.lock().iter_mut().find(|p| **p == 0) {
+            *p = self.area;
+        }
+    }
+
+    /// Saves what the CPU holds of this vCPU.
+    pub fn save(&mut self) {
+        let area = self.area;
+        let mut xcr0 = self.xcr0;
+        with_xsave_enabled(|| {
+            if has_xsave() {
+                let (lo, hi): (u32, u32);
+                // SAFETY: XGETBV(0) with OSXSAVE set; XSAVE into our 64-byte-aligned page.
+                unsafe {
+                    asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nostack, nomem));
+                    xcr0 = (hi as u64) << 32 | lo as u64;
+                    asm!("xsave64 [{}]", in(reg) area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack));
+                }
+            } else {
+                // SAFETY: FXSAVE into our 16-byte-aligned page.
+                unsafe { asm!("fxsave64 [{}]", in(reg) area, options(nostack)) };
+            }
+        });
+        self.xcr0 = xcr0;
+        for (v, &m) in self.msrs.iter_mut().zip(&SYSCALL_MSRS) {
+            *v = rdmsr(m);
+        }
+        if has_rdtscp() {
+            self.tsc_aux = rdmsr(TSC_AUX);
+        }
+        // SAFETY: reading CR2 and debug registers has no side effects.
+        unsafe {
+            asm!("mov {}, cr2", out(reg) self.cr2, options(nostack, nomem));
+            asm!("mov {}, dr0", out(reg) self.dr[0], options(nostack, nomem));
+            asm!("mov {}, dr1", out(reg) self.dr[1], options(nostack, nomem));
+            asm!("mov {}, dr2", out(reg) self.dr[2], options(nostack, nomem));
+            asm!("mov {}, dr3", out(reg) self.dr[3], options(nostack, nomem));
+            asm!("mov {}, dr6", out(reg) self.dr[4], options(nostack, nomem));
+        }
+    }
+
+    /// Loads this vCPU's state into the CPU.
+    pub fn restore(&self) {
+        let (area, xcr0) = (self.area, self.xcr0);
+        with_xsave_enabled(|| {
+            if has_xsave() {
+                // SAFETY: XCR0 as this guest set it (checked by the XSETBV emulation, or the
+                // reset value 1); XRSTOR of a page XSAVE wrote or zeroed.
+                unsafe {
+                    asm!("xsetbv", in("ecx") 0u32, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nostack, nomem));
+                    asm!("xrstor64 [{}]", in(reg) area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack));
+                }
+            } else {
+                // SAFETY: FXRSTOR of a page FXSAVE wrote or set up in `new`.
+                unsafe { asm!("fxrstor64 [{}]", in(reg) area, options(nostack)) };
+            }
+        });
+        for (&v, &m) in self.msrs.iter().zip(&SYSCALL_MSRS) {
+            wrmsr(m, v);
+        }
+        if has_rdtscp() {
+            wrmsr(TSC_AUX, self.tsc_aux);
+        }
+        // SAFETY: guest values of registers the host does not use.
+        unsafe {
+            asm!("mov cr2, {}", in(reg) self.cr2, options(nostack, nomem));
+            asm!("mov dr0, {}", in(reg) self.dr[0], options(nostack, nomem));
+            asm!("mov dr1, {}", in(reg) self.dr[1], options(nostack, nomem));
+            asm!("mov dr2, {}", in(reg) self.dr[2], options(nostack, nomem));
+            asm!("mov dr3, {}", in(reg) self.dr[3], options(nostack, nomem));
+            asm!("mov dr6, {}", in(reg) self.dr[4], options(nostack, nomem));
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! CPUID as a guest sees it: the host's, minus what the hypervisor does not give guests
+//! (VMX/SVM, MONITOR, machine checks), plus ACRN's hypervisor leaves. The local APIC is
+//! virtual, so x2APIC and the TSC-deadline timer are offered whatever the host has.
+
+use crate::arch::x86::cpuid;
+use acrn_abi::cpuid::{
+    ACRN_CPUID_MAX_LEAF, ACRN_CPUID_SIGNATURE, ACRN_CPUID_TIMING_INFO, ACRN_SIGNATURE_REG,
+};
+
+/// CPUID EDX bits MCE (7) and MCA (14), in leaves 1 and 0x80000001.
+const MACHINE_CHECK: u32 = 1 << 7 | 1 << 14;
+const ECX_MONITOR: u32 = 1 << 3;
+const ECX_VMX: u32 = 1 << 5;
+const ECX_X2APIC: u32 = 1 << 21;
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
+const ECX_OSXSAVE: u32 = 1 << 27;
+const ECX_HYPERVISOR: u32 = 1 << 31;
+
+/// CPUID leaf `leaf`/`sub` for vCPU `idx` of a VM with `ncpu` vCPUs; `privileged` for the
+/// Service VM.
+pub fn emulate(ncpu: u32, privileged: bool, idx: usize, leaf: u32, sub: u32) -> [u32; 4] {
+    match leaf {
+        // ACRN's hypervisor leaves: signature "ACRNACRNACRN", max leaf 0x40000010.
+        ACRN_CPUID_SIGNATURE => [
+            ACRN_CPUID_MAX_LEAF,
+            ACRN_SIGNATURE_REG,
+            ACRN_SIGNATURE_REG,
+            ACRN_SIGNATURE_REG,
+        ],
+        // Guest capabilities: only the Service VM is privileged.
+        0x4000_0001 => [
+            if privileged {
+                acrn_abi::cpuid::AcrnCpuidFeatures::PRIVILEGED_VM.bits()
+            } else {
+                0
+            },
+            0,
+            0,
+            0,
+        ],
+        // ACRN_CPUID_TIMING_INFO: the TSC frequency in kHz (guests run on the host TSC).
+        ACRN_CPUID_TIMING_INFO => [crate::tsc::khz(), 0, 0, 0],
+        0x4000_0002..=0x4000_00FF => [0; 4],
+        _ => {
+            let mut r = cpuid(leaf, sub);
+            match leaf {
+                1 => {
+                    r[1] = (r[1] & 0x0000_FFFF) | (ncpu << 16) | ((idx as u32) << 24);
+                    r[2] = (r[2] & !(ECX_VMX | ECX_MONITOR | ECX_OSXSAVE))
+                        | ECX_X2APIC
+                        | ECX_TSC_DEADLINE
+                        | ECX_HYPERVISOR;
+                    // Machine check MSRs are not virtualized.
+                    r[3] &= !MACHINE_CHECK;
+                }
+                0xB | 0x1F => r[3] = idx as u32,
+                0x8000_0001 => {
+                    r[2] &= !(1 << 2); // SVM
+                    r[3] &= !MACHINE_CHECK; // AMD mirrors MCE/MCA here
+                }
+                0x8000_000A => r = [0; 4],
+                _ => {}
+            }
+            r
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! The one exit dispatcher. Every VM's exits come here as [`VmExit`]s; the load order only
+//! changes who serves an access nobody in the hypervisor claims (the Service VM's device model
+//! for post-launched VMs, all-ones reads for the others) and who may make hypercalls.
+
+use super::decode::{self, AluSrc, CpuMode, Op};
+use super::run::{IoFinish, PendingIo, RunState, Thread};
+use super::string_io;
+use super::{cpuid, msr, Injection, IoDirection, Vcpu, VmExit};
+use crate::arch::x86::irq;
+use crate::devices::lapic::LAPIC_GPA;
+use crate::devices::Space;
+use crate::hvlog;
+use crate::hypercall::Outcome;
+use crate::ioreq::{self, Access};
+use crate::vm::memory::GuestLinear;
+use crate::vm::Vm;
+use acrn_static_config::LoadOrder;
+
+/// What the run loop does after an exit.
+pub enum Next {
+    /// Enter the guest again.
+    Continue,
+    /// Back to the pCPU loop: the vCPU blocked, its VM stopped, or the hypervisor has an
+    /// interrupt to act on.
+    Leave,
+}
+
+const RFLAGS_IF: u64 = 1 << 9;
+
+fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+pub fn cpu_mode(v: &dyn Vcpu) -> CpuMode {
+    let (cr0, _, _, efer) = v.paging_state();
+    let cs = v.code_segment();
+    if efer & (1 << 10) != 0 && cs.access & (1 << 13) != 0 {
+        CpuMode::Long64
+    } else if cr0 & 1 == 0 {
+        CpuMode::Real16
+    } else if cs.access & (1 << 14) != 0 {
+        CpuMode::Prot32
+    } else {
+        CpuMode::Prot16
+    }
+}
+
+/// Up to 15 bytes at the guest's RIP (fewer where its mapping ends) and how many were read.
+fn fetch(vm: &Vm, v: &dyn Vcpu) -> ([u8; 15], usize) {
+    let mode = cpu_mode(v);
+    let la = match mode {
+        CpuMode::Long64 => v.rip(),
+        _ => v.code_segment().base.wrapping_add(v.rip()) & 0xFFFF_FFFF,
+    };
+    let lin = GuestLinear {
+        mem: vm.memory(),
+        paging: v.paging_state(),
+    };
+    let mut bytes = [0u8; 15];
+    let mut n = 0;
+    while n < bytes.len() {
+        let mut b = [0u8];
+        if !string_io::LinearMem::read(&lin, la.wrapping_add(n as u64), &mut b) {
+            break;
+        }
+        bytes[n] = b[0];
+        n += 1;
+    }
+    (bytes, n)
+}
+
+fn fetch_decode(vm: &Vm, v: &dyn Vcpu) -> Option<decode::Insn> {
+    let (bytes, n) = fetch(vm, v);
+    decode::decode(&bytes[..n], cpu_mode(v)).ok()
+}
+
+/// Length of the instruction that exited: from the CPU if it reports it, else decoded.
+fn insn_len(vm: &Vm, v: &dyn Vcpu) -> Option<u8> {
+    v.exit_instruction_len()
+        .or_else(|| fetch_decode(vm, v).map(|i| i.len))
+}
+
+/// Skips the instruction that exited; stops the VM if its length cannot be known.
+fn skip(t: &mut Thread, what: &str) -> Next {
+    match insn_len(t.vm, t.hw.get_ref()) {
+        Some(l) => {
+            t.hw.get().advance_rip(l);
+            Next::Continue
+        }
+        None => stop(
+            t,
+            format_args!("cannot decode {what} at RIP {:#x}", t.hw.get_ref().rip()),
+        ),
+    }
+}
+
+fn stop(t: &Thread, why: core::fmt::Arguments) -> Next {
+    t.vm.stop(format_args!("vCPU {}: {why}", t.idx));
+    Next::Leave
+}
+
+fn inject_gp(t: &mut Thread) -> Next {
+    t.hw.get().inject(Injection::Exception {
+        vector: 13,
+        error_code: Some(0),
+    });
+    Next::Continue
+}
+
+fn is_post_launched(vm: &Vm) -> bool {
+    vm.load_order() == Some(LoadOrder::PostLaunched)
+}
+
+pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
+    match exit {
+        VmExit::Io {
+            port,
+            size,
+            dir,
+            data,
+        } => port_io(t, port, size, dir, data),
+        VmExit::IoString {
+            port,
+            size,
+            dir,
+            rep,
+        } => string_port_io(t, port, size, dir, rep),
+        VmExit::Cpuid { leaf, subleaf } => {
+            let vm = t.vm;
+            let r = cpuid::emulate(
+                vm.vcpu_count() as u32,
+                vm.load_order() == Some(LoadOrder::Service),
+                t.idx,
+                leaf,
+                subleaf,
+            );
+            let g = t.hw.get().regs_mut();
+            (g.rax, g.rbx, g.rcx, g.rdx) = (r[0] as u64, r[1] as u64, r[2] as u64, r[3] as u64);
+            skip(t, "CPUID")
+        }
+        VmExit::MsrRead { msr } => {
+            let value = if msr::is_lapic(msr) {
+                t.lapic.msr_read(msr, rdtsc()).ok()
+            } else {
+                msr::read(t.idx, msr)
+            };
+            match value {
+                Some(val) => {
+                    let g = t.hw.get().regs_mut();
+                    g.rax = val & 0xFFFF_FFFF;
+                    g.rdx = val >> 32;
+                    skip(t, "RDMSR")
+                }
+                None => inject_gp(t),
+            }
+        }
+        VmExit::MsrWrite { msr, value } => {
+            if msr::is_lapic(msr) {
+                match t.lapic.msr_write(msr, value, rdtsc()) {
+                    Ok(effect) => {
+                        t.lapic_effect(effect);
+                        skip(t, "WRMSR")
+                    }
+                    Err(_) => inject_gp(t),
+                }
+            } else if msr::write_ok(msr, value) {
+                skip(t, "WRMSR")
+            } else {
+                inject_gp(t)
+            }
+        }
+        VmExit::Hypercall => {
+            let cpl = (t.hw.get_ref().code_segment().selector & 3) as u8;
+            let r = *t.hw.get_ref().regs();
+            match crate::hypercall::runtime::handle(t.vm.id, cpl, r.r8, r.rdi, r.rsi) {
+                Outcome::Return(ret) => {
+                    t.hw.get().regs_mut().rax = ret as u64;
+                    skip(t, "the hypercall instruction")
+                }
+                Outcome::InjectUd => {
+                    t.hw.get().inject(Injection::Exception {
+                        vector: 6,
+                        error_code: None,
+                    });
+                    Next::Continue
+                }
+                Outcome::InjectGp => inject_gp(t),
+            }
+        }
+        VmExit::Halt => {
+            if let Next::Leave = skip(t, "HLT") {
+                return Next::Leave;
+            }
+            if t.hw.get_ref().rflags() & RFLAGS_IF != 0 {
+                t.state = RunState::Halted;
+            } else {
+                hvlog!(
+                    "VM {} {}: vCPU {} halted with interrupts disabled",
+                    t.vm.id,
+                    t.vm.name(),
+                    t.idx
+                );
+                t.state = RunState::HaltedNoInterrupts;
+            }
+            Next::Leave
+        }
+        VmExit::Shutdown => {
+            let rip = t.hw.get_ref().rip();
+            stop(t, format_args!("triple fault (shutdown) at RIP {rip:#x}"))
+        }
+        VmExit::Mmio { gpa, access } => mmio(t, gpa, access),
+        VmExit::ExternalInterrupt => {
+            irq::take_pending();
+            Next::Leave
+        }
+        VmExit::Init | VmExit::Sipi { .. } | VmExit::InterruptWindow => Next::Continue,
+        VmExit::Exception { vector, error_code } => {
+            let rip = t.hw.get_ref().rip();
+            stop(
+                t,
+                format_args!("exception {vector} (error {error_code:?}) at RIP {rip:#x}"),
+            )
+        }
+        VmExit::CrAccess { cr, write } => stop(
+            t,
+            format_args!(
+                "CR{cr} {} not handled",
+                if write { "write" } else { "read" }
+            ),
+        ),
+        VmExit::Unhandled {
+            raw_reason,
+            qualification,
+        } => {
+            let rip = t.hw.get_ref().rip();
+            stop(
+                t,
+                format_args!(
+                    "unhandled exit {raw_reason:#x} (qualification {qualification:#x}) at RIP {rip:#x}"
+                ),
+            )
+        }
+        VmExit::EntryFailure { raw_reason } => stop(
+            t,
+            format_args!("VM entry failed (invalid guest state, reason {raw_reason:#x})"),
+        ),
+    }
+}
+
+fn mask(size: u8) -> u64 {
+    match size {
+        1 => 0xFF,
+        2 => 0xFFFF,
+        4 => 0xFFFF_FFFF,
+        _ => u64::MAX,
+    }
+}
+
+fn port_io(t: &mut Thread, port: u16, size: u8, dir: IoDirection, data: u32) -> Next {
+    let Some(len) = insn_len(t.vm, t.hw.get_ref()) else {
+        let rip = t.hw.get_ref().rip();
+        return stop(
+            t,
+            format_args!("cannot decode the port I/O instruction at RIP {rip:#x}"),
+        );
+    };
+    let vm = t.vm;
+    let write = dir == IoDirection::Out;
+    let value = if write { Some(data as u64) } else { None };
+    match vm.devices.access(vm, Space::Port, port as u64, size, value) {
+        Some(read) => {
+            if !write {
+                let r = t.hw.get().regs_mut();
+                r.rax = ioreq::merge_pio_read(r.rax, size, read);
+            }
+            t.hw.get().advance_rip(len);
+            Next::Continue
+        }
+        None if is_post_launched(vm) => {
+            let access = Access::Pio {
+                port,
+                size,
+                write,
+                value: data,
+            };
+            forward(t, access, IoFinish::Pio { size, len })
+        }
+        None => {
+            vm.devices.report_unclaimed(vm, Space::Port, port as u64);
+            if !write {
+                let r = t.hw.get().regs_mut();
+                r.rax = ioreq::merge_pio_read(r.rax, size, u64::MAX);
+            }
+            t.hw.get().advance_rip(len);
+            Next::Continue
+        }
+    }
+}
+
+/// INS/OUTS (REP included), emulated against the VM's devices; an access nobody claims
+/// reads all-ones and drops writes (string I/O is not forwarded to the Service VM).
+fn string_port_io(
+    t: &mut Thread,
+    port: u16,
+    size: u8,
+    dir: IoDirection,
+    rep: bool,
+) -> Next {
+    let vm = t.vm;
+    let v = t.hw.get();
+    let mode = cpu_mode(v);
+    let (bytes, n) = fetch(vm, v);
+    let Some(pre) = string_io::scan_prefixes(&bytes[..n], mode) else {
+        let rip = v.rip();
+        return stop(
+            t,
+            format_args!("string I/O at RIP {rip:#x}: instruction not decodable"),
+        );
+    };
+    let long_mode = mode == CpuMode::Long64;
+    let seg_base = match pre.seg {
+        // Long mode ignores the bases of ES, CS, SS and DS.
+        string_io::SegReg::Fs | string_io::SegReg::Gs => v.segment_base(pre.seg),
+        _ if long_mode => Some(0),
+        s => v.segment_base(s),
+    };
+    let Some(seg_base) = seg_base else {
+        return stop(t, format_args!("string I/O: segment base not available"));
+    };
+    let op = string_io::StringOp {
+        size,
+        dir,
+        rep,
+        addr_size: pre.addr_size,
+        seg_base,
+        df: v.rflags() & (1 << 10) != 0,
+        long_mode,
+    };
+    let mut lin = GuestLinear {
+        mem: vm.memory(),
+        paging: v.paging_state(),
+    };
+    let result = string_io::execute(&op, v.regs_mut(), &mut lin, |d, data| {
+        let value = (d == IoDirection::Out).then_some(data as u64);
+        match vm.devices.access(vm, Space::Port, port as u64, size, value) {
+            Some(read) => read as u32,
+            None => {
+                vm.devices.report_unclaimed(vm, Space::Port, port as u64);
+                u32::MAX
+            }
+        }
+    });
+    match result {
+        Ok(string_io::Outcome::Again) => Next::Continue,
+        Ok(string_io::Outcome::Done) => skip(t, "the string I/O instruction"),
+        Err(_) => stop(
+            t,
+            format_args!("string I/O on port {port:#x}: guest memory not mapped"),
+        ),
+    }
+}
+
+/// An access to guest-physical `gpa` that is not RAM of the VM: its local APIC, a device of
+/// its bus, the Service VM's device model (post-launched VMs), or nothing (all-ones).
+fn mmio(t: &mut Thread, gpa: u64, access: super::AccessKind) -> Next {
+    let vm = t.vm;
+    let Some(insn) = fetch_decode(vm, t.hw.get_ref()) else {
+        let rip = t.hw.get_ref().rip();
+        return stop(
+            t,
+            format_args!(
+                "{access:?} access at GPA {gpa:#x} (RIP {rip:#x}) outside its memory: \
+                 instruction not decodable"
+            ),
+        );
+    };
+    if gpa & !0xFFF == LAPIC_GPA {
+        let now = rdtsc();
+        let off = gpa & 0xFFF;
+        let mut effect = None;
+        let mut failed = None;
+        let ok = emulate_mmio(t.hw.get(), insn, |size, value| match value {
+            None => match t.lapic.mmio_read(off, size, now) {
+                Ok(v) => v as u64,
+                Err(e) => {
+                    failed = Some(e);
+                    0
+                }
+            },
+            Some(v) => {
+                match t.lapic.mmio_write(off, size, v as u32, now) {
+                    Ok(e) => effect = e,
+                    Err(e) => failed = Some(e),
+                }
+                0
+            }
+        });
+        if let Some(e) = failed {
+            hvlog!(
+                "VM {} {}: vCPU {}: {e}; access ignored",
+                vm.id,
+                vm.name(),
+                t.idx
+            );
+        }
+        t.lapic_effect(effect);
+        return if ok {
+            Next::Continue
+        } else {
+            stop(
+                t,
+                format_args!("local APIC access at GPA {gpa:#x}: instruction not emulated"),
+            )
+        };
+    }
+    let claimed = vm.devices.claims(vm, Space::Mmio, gpa);
+    if !claimed && is_post_launched(vm) {
+        let Some(a) = ioreq::mmio_access(insn.op, t.hw.get_ref().regs(), gpa) else {
+            return stop(
+                t,
+                format_args!("MMIO at GPA {gpa:#x}: not a MOV to or from memory"),
+            );
+        };
+        return forward(
+            t,
+            a,
+            IoFinish::Mmio {
+                op: insn.op,
+                len: insn.len,
+            },
+        );
+    }
+    if !claimed {
+        vm.devices.report_unclaimed(vm, Space::Mmio, gpa);
+    }
+    let ok = emulate_mmio(t.hw.get(), insn, |size, value| {
+        vm.devices
+            .access(vm, Space::Mmio, gpa, size, value)
+            .unwrap_or(u64::MAX)
+    });
+    if ok {
+        Next::Continue
+    } else {
+        let rip = t.hw.get_ref().rip();
+        stop(
+            t,
+            format_args!(
+                "{access:?} access at GPA {gpa:#x} (RIP {rip:#x}): instruction not emulated"
+            ),
+        )
+    }
+}
+
+/// Emulates the memory operand of `insn` against a device: `dev(size, None)` reads,
+/// `dev(size, Some(v))` writes. MOV, MOVZX, read-modify-write ALU forms and BT; RIP advances.
+fn emulate_mmio(
+    v: &mut dyn Vcpu,
+    insn: decode::Insn,
+    mut dev: impl FnMut(u8, Option<u64>) -> u64,
+) -> bool {
+    match insn.op {
+        Op::StoreReg {
+            size,
+            reg,
+            high_byte,
+        } => {
+            let Some(val) = v.regs().operand(reg, high_byte) else {
+                return false;
+            };
+            dev(size, Some(val & mask(size)));
+        }
+        Op::StoreImm { size, imm } => {
+            dev(size, Some(imm & mask(size)));
+        }
+        Op::Load { size, .. } => {
+            let val = dev(size, None);
+            if !ioreq::complete_mmio_read(insn.op, v.regs_mut(), val) {
+                return false;
+            }
+        }
+        Op::Alu { size, kind, src } => {
+            let src = match src {
+                AluSrc::Imm(imm) => imm,
+                AluSrc::Reg { reg, high_byte } => match v.regs().operand(reg, high_byte) {
+                    Some(x) => x,
+                    None => return false,
+                },
+            };
+            let old = dev(size, None);
+            let (result, rflags) = decode::alu(kind, size, old, src, v.rflags());
+            if kind.writes_back() {
+                dev(size, Some(result & mask(size)));
+            }
+            v.set_rflags(rflags);
+        }
+        Op::BitTest { size, bit } => {
+            let value = dev(size, None);
+            let rflags = decode::bit_test(size, value, bit, v.rflags());
+            v.set_rflags(rflags);
+        }
+        _ => return false,
+    }
+    v.advance_rip(insn.len);
+    true
+}
+
+/// Hands the access to the Service VM's device model: the vCPU waits until its request is
+/// complete ([`poll_io`]).
+fn forward(t: &mut Thread, access: Access, finish: IoFinish) -> Next {
+    t.io = Some(PendingIo {
+        access,
+        finish,
+        posted: false,
+    });
+    t.state = RunState::WaitForIo;
+    if poll_io(t) {
+        t.state = RunState::Runnable;
+        return Next::Continue;
+    }
+    Next::Leave
+}
+
+/// Moves the vCPU's I/O request on: posts it once its slot is free (with the upcall), and
+/// once the Service VM completed it, finishes the instruction. True when finished.
+pub fn poll_io(t: &mut Thread) -> bool {
+    let Some(mut io) = t.io else {
+        return true;
+    };
+    let vm = t.vm;
+    let Some(slot) = ioreq::slot_ptr(vm.ioreq_page(), t.idx).filter(|_| vm.ioreq_page() != 0)
+    else {
+        vm.stop(format_args!(
+            "vCPU {}: an I/O request but no I/O request page",
+            t.idx
+        ));
+        return false;
+    };
+    if !io.posted {
+        let polling = vm.polling.load(core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the dispatcher checked the page is 4 KiB of Service VM RAM the hypervisor
+        // maps 1:1; slots are 256-byte aligned inside it.
+        if unsafe { ioreq::post(slot, &io.access, polling) }.is_err() {
+            return false; // the Service VM still holds the previous request
+        }
+        io.posted = true;
+        t.io = Some(io);
+        crate::hypercall::runtime::upcall();
+    }
+    // SAFETY: as above; `io.access` is what was posted.
+    let Some(value) = (unsafe { ioreq::take_completion(slot, &io.access) }) else {
+        return false;
+    };
+    t.io = None;
+    let v = t.hw.get();
+    match io.finish {
+        IoFinish::Pio { size, len } => {
+            if io.access.is_read() {
+                let r = v.regs_mut();
+                r.rax = ioreq::merge_pio_read(r.rax, size, value);
+            }
+            v.advance_rip(len);
+        }
+        IoFinish::Mmio { op, len } => {
+            if io.access.is_read() && !ioreq::complete_mmio_read(op, v.regs_mut(), value) {
+                vm.stop(format_args!(
+                    "vCPU {}: MMIO read into a register that cannot be written",
+                    t.idx
+                ));
+                return false;
+            }
+            v.advance_rip(len);
+        }
+    }
+    true
+}

@@ -1,0 +1,143 @@
+//! Guest-physical memory of any VM, through its own NPT/EPT: the one view the loaders, the
+//! instruction fetch, string I/O and the guest page walker use, whatever the load order.
+
+use crate::hv::frames::Frames;
+use crate::paging::{Ept, Npt, PageTable};
+use crate::vcpu::gwalk::{self, GuestPhys};
+use crate::vcpu::string_io::LinearMem;
+use crate::vm::loader::{GuestMem, LoadError};
+
+/// The hypervisor's own page tables map physical memory 1:1 up to here.
+pub const HV_REACH: u64 = 1 << 32;
+
+#[derive(Clone, Copy)]
+pub struct VmMemory {
+    root: u64,
+    npt: bool,
+}
+
+impl VmMemory {
+    /// The memory behind the second-level table at `root` (an NPT when `npt`, else an EPT).
+    pub fn new(root: u64, npt: bool) -> Self {
+        VmMemory { root, npt }
+    }
+
+    /// The host-physical address of `gpa` if it is mapped to memory the hypervisor reaches.
+    pub fn hpa(&self, gpa: u64) -> Option<u64> {
+        let t = if self.npt {
+            PageTable::<Npt>::translate_root(self.root, &Frames, gpa)
+        } else {
+            PageTable::<Ept>::translate_root(self.root, &Frames, gpa)
+        }?;
+        (t.hpa < HV_REACH).then_some(t.hpa)
+    }
+
+    /// Calls `f` with the host address of each piece of `[gpa, gpa + len)` that lies in one
+    /// page; fails, touching nothing, unless the whole range is mapped.
+    fn pieces(&self, gpa: u64, len: u64, mut f: impl FnMut(u64, usize, usize)) -> bool {
+        let Some(end) = gpa.checked_add(len) else {
+            return false;
+        };
+        let mut at = gpa;
+        while at < end {
+            if self.hpa(at).is_none() {
+                return false;
+            }
+            at = (at | 0xFFF).saturating_add(1);
+        }
+        let mut at = gpa;
+        while at < end {
+            let n = ((at | 0xFFF) + 1).min(end) - at;
+            if let Some(hpa) = self.hpa(at) {
+                f(hpa, (at - gpa) as usize, n as usize);
+            }
+            at += n;
+        }
+        true
+    }
+
+    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        let ptr = buf.as_mut_ptr();
+        self.pieces(gpa, buf.len() as u64, |hpa, off, n| {
+            // SAFETY: guest RAM the hypervisor maps 1:1; `off + n` is within `buf`.
+            unsafe { core::ptr::copy_nonoverlapping(hpa as *const u8, ptr.add(off), n) }
+        })
+    }
+
+    pub fn write(&self, gpa: u64, data: &[u8]) -> bool {
+        self.pieces(gpa, data.len() as u64, |hpa, off, n| {
+            // SAFETY: as above; guest RAM holds no hypervisor data.
+            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(off), hpa as *mut u8, n) }
+        })
+    }
+
+    pub fn fill(&self, gpa: u64, len: u64, byte: u8) -> bool {
+        self.pieces(gpa, len, |hpa, _, n| {
+            // SAFETY: as above.
+            unsafe { core::ptr::write_bytes(hpa as *mut u8, byte, n) }
+        })
+    }
+}
+
+impl GuestPhys for VmMemory {
+    fn read_u64(&self, gpa: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read(gpa, &mut b).then(|| u64::from_le_bytes(b))
+    }
+}
+
+impl GuestMem for VmMemory {
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), LoadError> {
+        VmMemory::write(self, gpa, data)
+            .then_some(())
+            .ok_or(LoadError::OutOfBounds {
+                gpa,
+                len: data.len() as u64,
+            })
+    }
+    fn zero(&mut self, gpa: u64, len: u64) -> Result<(), LoadError> {
+        self.fill(gpa, len, 0)
+            .then_some(())
+            .ok_or(LoadError::OutOfBounds { gpa, len })
+    }
+}
+
+/// A VM's memory by guest linear address, through the guest's page tables (CR0, CR3, CR4,
+/// EFER as the vCPU has them).
+pub struct GuestLinear {
+    pub mem: VmMemory,
+    pub paging: (u64, u64, u64, u64),
+}
+
+impl GuestLinear {
+    fn gpa(&self, la: u64) -> Option<u64> {
+        let (cr0, cr3, cr4, efer) = self.paging;
+        gwalk::translate(&self.mem, cr0, cr3, cr4, efer, la)
+    }
+}
+
+impl LinearMem for GuestLinear {
+    fn read(&self, la: u64, buf: &mut [u8]) -> bool {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let la = la.wrapping_add(i as u64);
+            match self.gpa(la).map(|gpa| self.mem.read(gpa, core::slice::from_mut(b))) {
+                Some(true) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+    fn write(&mut self, la: u64, data: &[u8]) -> bool {
+        // Translate every byte first so a fault leaves memory untouched.
+        let mut gpas = [0u64; 8];
+        for (i, g) in gpas.iter_mut().enumerate().take(data.len().min(8)) {
+            match self.gpa(la.wrapping_add(i as u64)) {
+                Some(x) if self.mem.hpa(x).is_some() => *g = x,
+                _ => return false,
+            }
+        }
+        data.iter()
+            .zip(gpas)
+            .all(|(b, gpa)| self.mem.write(gpa, core::slice::from_ref(b)))
+    }
+}
