@@ -12,6 +12,7 @@ pub mod acpi;
 #[cfg(target_os = "none")]
 pub mod console;
 pub mod decode;
+pub mod devices;
 pub mod gwalk;
 #[cfg(target_os = "none")]
 pub mod hv;
