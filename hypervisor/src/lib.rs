@@ -19,6 +19,7 @@ pub mod hypercall;
 pub mod ioreq;
 pub mod loader;
 pub mod postvm;
+pub mod sched;
 pub mod service_vm;
 pub mod string_io;
 pub mod tsc;
