@@ -200,3 +200,49 @@ fn toml_scenarios_generate_the_same_tables_as_their_xml() {
         );
     }
 }
+
+#[test]
+fn scheduler_parameters_reach_the_tables() {
+    let dir = repo().join("configs/qemu-epyc");
+    let text = std::fs::read_to_string(dir.join("shared.xml")).unwrap();
+    let edited = text
+        .replacen(
+            "<SCHEDULER>SCHED_BVT</SCHEDULER>",
+            "<SCHEDULER>SCHED_PRIO</SCHEDULER>",
+            1,
+        )
+        .replacen(
+            "<name>POST_VM1</name>",
+            "<name>POST_VM1</name>\n    <priority>PRIO_HIGH</priority>\n    <bvt_weight>3</bvt_weight>\n    \
+             <bvt_warp_value>-200</bvt_warp_value>\n    <bvt_warp_limit>4</bvt_warp_limit>\n    \
+             <bvt_unwarp_period>7</bvt_unwarp_period>",
+            1,
+        );
+    assert_ne!(edited, text, "fixture changed: shared.xml has no SCHED_BVT or POST_VM1");
+    let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sched-params");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let scenario = scratch.join("shared.xml");
+    std::fs::write(&scenario, edited).unwrap();
+    let board = dir.join("qemu-epyc.xml");
+    let files = gen::generate(&board, &scenario, &GenerateOptions::default())
+        .unwrap_or_else(|r| panic!("{}", r.findings.render_plain()));
+    let tables = files.get(VM_TABLES).unwrap();
+    assert!(tables.contains("scheduler: Scheduler::Prio,"), "{tables}");
+    let post1 = &tables[tables.find("name: \"POST_VM1\"").unwrap()..];
+    let post1 = &post1[..post1.find("VmConfig {").unwrap_or(post1.len())];
+    assert!(post1.contains("priority: Priority::High,"), "{post1}");
+    assert!(
+        post1.contains(
+            "bvt: BvtParams { weight: 3, warp_value: -200, warp_limit: 4, unwarp_period: 7 },"
+        ),
+        "{post1}"
+    );
+    // A VM without the settings gets ACRN's defaults.
+    let post2 = &tables[tables.find("name: \"POST_VM2\"").unwrap()..];
+    assert!(
+        post2.contains(
+            "bvt: BvtParams { weight: 1, warp_value: 0, warp_limit: 0, unwarp_period: 0 },"
+        ),
+        "{post2}"
+    );
+}

@@ -19,6 +19,7 @@ pub mod hv;
 pub mod hypercall;
 pub mod ioreq;
 pub mod paging;
+pub mod sched;
 pub mod tsc;
 pub mod vcpu;
 pub mod vm;

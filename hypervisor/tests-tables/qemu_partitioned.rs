@@ -57,6 +57,7 @@ pub static PLATFORM: PlatformConfig = PlatformConfig {
             pci_devs: &[],
             pt_intx: &[],
             priority: Priority::Low,
+            bvt: BvtParams::DEFAULT,
             companion_vm: None,
         },
         VmConfig {
@@ -82,6 +83,7 @@ pub static PLATFORM: PlatformConfig = PlatformConfig {
             pci_devs: &[],
             pt_intx: &[],
             priority: Priority::Low,
+            bvt: BvtParams::DEFAULT,
             companion_vm: None,
         },
     ],

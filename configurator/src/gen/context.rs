@@ -341,6 +341,14 @@ fn vm_context(s: &Scenario, a: &Allocation, v: &VmAlloc) -> Value {
     } else {
         "Low"
     };
+    // The checks keep these in ACRN's ranges; clamping here keeps the generated Rust compiling
+    // (the fields are u8/i16) even for a scenario that skipped them.
+    let bvt = json!({
+        "weight": vm.bvt_weight.unwrap_or(1).clamp(1, 128),
+        "warp_value": vm.bvt_warp_value.unwrap_or(0).clamp(-8192, 8192),
+        "warp_limit": vm.bvt_warp_limit.unwrap_or(0).min(10),
+        "unwarp_period": vm.bvt_unwarp_period.unwrap_or(0).min(10),
+    });
     let region_name = |i: u16| {
         a.ivshmem_regions
             .get(usize::from(i))
@@ -392,6 +400,7 @@ fn vm_context(s: &Scenario, a: &Allocation, v: &VmAlloc) -> Value {
         "pt_intx": v.pt_intx.iter().map(|(p, q)| json!([p, q])).collect::<Vec<_>>(),
         "pt_intx_text": v.pt_intx.iter().map(|(p, q)| format!("({p}, {q})")).collect::<String>(),
         "priority": priority,
+        "bvt": bvt,
         "companion_vm": companion,
     })
 }

@@ -395,6 +395,7 @@ pub fn service_vm_config(cfg: &'static VmConfig) -> Option<&'static VmConfig> {
         pci_devs: cfg.pci_devs,
         pt_intx: cfg.pt_intx,
         priority: cfg.priority,
+        bvt: cfg.bvt,
         companion_vm: cfg.companion_vm,
     }))
 }

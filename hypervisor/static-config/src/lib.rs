@@ -204,7 +204,10 @@ pub struct VmConfig {
     pub pci_devs: &'static [PassthroughDevice],
     /// (physical GSI, virtual GSI) pairs of pass-through INTx lines.
     pub pt_intx: &'static [(u32, u32)],
+    /// Scheduling priority under `SCHED_PRIO`.
     pub priority: Priority,
+    /// Share and wake-up boost of the VM's vCPUs under `SCHED_BVT`.
+    pub bvt: BvtParams,
     pub companion_vm: Option<u16>,
 }
 
@@ -227,6 +230,28 @@ pub struct GuestMemRegion {
 pub enum Priority {
     Low,
     High,
+}
+
+/// The scenario's `bvt_*` settings of a VM, in ACRN's units: `weight` 1..=128 is the VM's
+/// relative CPU share; a waking vCPU may run `warp_value` virtual-time units (see the BVT
+/// scheduler) ahead of its fair place for at most `warp_limit` MCUs (1 ms each) of execution,
+/// then not warp again for `unwarp_period` MCUs. `warp_value <= 0` disables warping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BvtParams {
+    pub weight: u8,
+    pub warp_value: i16,
+    pub warp_limit: u8,
+    pub unwarp_period: u8,
+}
+
+impl BvtParams {
+    /// ACRN's defaults: weight 1, no warp.
+    pub const DEFAULT: BvtParams = BvtParams {
+        weight: 1,
+        warp_value: 0,
+        warp_limit: 0,
+        unwarp_period: 0,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
