@@ -97,6 +97,10 @@ impl fmt::Display for SchedError {
 
 /// One pCPU's scheduler, of the policy the scenario chose.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "no heap: one per pCPU in a static, sized for the largest policy (about 3 KiB)"
+)]
 pub enum Scheduler {
     Noop(Noop),
     Iorr(Iorr),
