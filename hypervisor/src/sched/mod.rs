@@ -14,7 +14,10 @@
 //!   [`Scheduler::sleep`], the interrupt or completion that ends the wait calls `wake`.
 //! - Every operation that returns `true` (or `Ok(true)`) asks for a reschedule: the run loop
 //!   calls [`Scheduler::pick_next`] at its next chance and switches to the thread it returns.
-//!   `pick_next` is safe to call at any other time too; it only rotates when a policy says so.
+//!   `pick_next` is safe to call at any other time too, but calling it only when asked keeps
+//!   BVT's context-switch allowance (each call charges the current thread and restarts it).
+//! - A scheduler is per pCPU and not synchronised: a wake from another pCPU takes that pCPU's
+//!   lock, and when it returns `true` the waker kicks the pCPU (IPI) so it reschedules.
 //! - After every call into the scheduler, the run loop re-arms the pCPU's timer at
 //!   [`Scheduler::next_event`] (`None`: no timer needed; a time not after `now`: fire at once).
 //!   When it fires, it calls [`Scheduler::tick`], which says whether to reschedule.
@@ -97,6 +100,10 @@ impl fmt::Display for SchedError {
 
 /// One pCPU's scheduler, of the policy the scenario chose.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "no heap: one per pCPU in a static, sized for the largest policy (about 3 KiB)"
+)]
 pub enum Scheduler {
     Noop(Noop),
     Iorr(Iorr),

@@ -769,3 +769,60 @@ fn errors_say_what_to_do() {
         "{text}"
     );
 }
+
+#[test]
+fn wake_asks_for_a_reschedule_only_when_the_woken_thread_goes_first() {
+    let (low, high, other) = (ThreadId(1), ThreadId(2), ThreadId(3));
+    let mut s = Scheduler::new(Policy::Prio);
+    s.add(low, prio(Priority::Low)).unwrap();
+    s.add(other, prio(Priority::Low)).unwrap();
+    s.add(high, prio(Priority::High)).unwrap();
+    assert_eq!(s.wake(low, 0), Ok(true), "the pCPU idles");
+    assert_eq!(s.pick_next(0), Some(low));
+    assert_eq!(
+        s.wake(other, MS),
+        Ok(false),
+        "equal priority waits its turn"
+    );
+    assert!(!s.tick(MS));
+    assert_eq!(s.wake(high, 2 * MS), Ok(true), "higher priority preempts");
+    assert_eq!(s.pick_next(2 * MS), Some(high));
+    assert_eq!(s.sleep(high, 3 * MS), Ok(true));
+    assert_eq!(
+        s.pick_next(3 * MS),
+        Some(low),
+        "low resumes before the later arrival"
+    );
+
+    let mut s = Scheduler::new(Policy::Iorr);
+    for t in [low, other] {
+        s.add(t, SchedParams::DEFAULT).unwrap();
+    }
+    assert_eq!(s.wake(low, 0), Ok(true));
+    assert_eq!(s.pick_next(0), Some(low));
+    assert_eq!(s.next_event(0), None);
+    assert_eq!(
+        s.wake(other, MS),
+        Ok(false),
+        "a woken thread queues at the tail"
+    );
+    assert_eq!(
+        s.next_event(MS),
+        Some(SLICE),
+        "the current slice now has an end"
+    );
+
+    let mut s = Scheduler::new(Policy::Bvt);
+    s.add(low, weight(1)).unwrap();
+    s.add(other, weight(1)).unwrap();
+    s.add(high, warped(4096)).unwrap();
+    assert_eq!(s.wake(low, 0), Ok(true));
+    assert_eq!(s.pick_next(0), Some(low));
+    // `other` catches up to `low`'s AVT (3 ms of run time): it is not ahead, so `low` runs on
+    // until it is the allowance past it.
+    assert_eq!(s.wake(other, 3 * MS), Ok(false));
+    assert_eq!(s.next_event(3 * MS), Some(3 * MS + CSA_MCU * MS));
+    // A warped thread is ahead by its warp and preempts.
+    assert_eq!(s.wake(high, 4 * MS), Ok(true));
+    assert_eq!(s.pick_next(4 * MS), Some(high));
+}
