@@ -3,8 +3,8 @@
 //! every VM gets a vPIC and a vIOAPIC; pre-launched VMs and the Service VM also get their
 //! console vUART and a vRTC (a post-launched VM's device model emulates those).
 
-use super::ioapic::{LineOp, Vioapic};
-use super::irq::Message;
+use super::ioapic::Vioapic;
+use super::irq::{LineOp, Message};
 use super::pic::Vpic;
 use super::rtc::Vrtc;
 use super::uart::Vuart;
@@ -82,12 +82,6 @@ fn prefix_line(vm: &Vm, text: &[u8]) {
     crate::console::vm_line(core::str::from_utf8(&buf[..3 + n]).unwrap_or("[?] "), text);
 }
 
-fn deliver_all(vm: &Vm, msgs: impl IntoIterator<Item = Message>) {
-    for m in msgs {
-        vm.deliver(&m, None);
-    }
-}
-
 impl BusDevice for ConsoleUart {
     fn read(&self, vm: &Vm, addr: u64, _size: u8) -> u64 {
         let base = vm.devices.layout.lock().console_port.unwrap_or(0) as u64;
@@ -105,16 +99,18 @@ impl BusDevice for ConsoleUart {
 impl BusDevice for IoApic {
     fn read(&self, _vm: &Vm, addr: u64, size: u8) -> u64 {
         match self.model.lock().as_mut() {
-            Some(io) if size == 4 => io.mmio_read(addr - IOAPIC_GPA) as u64,
-            _ => u64::MAX,
+            Some(io) => io.mmio_read(addr - IOAPIC_GPA, size).map_or(u64::MAX, u64::from),
+            None => u64::MAX,
         }
     }
     fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64) {
-        let msgs = match self.model.lock().as_mut() {
-            Some(io) if size == 4 => io.mmio_write(addr - IOAPIC_GPA, value as u32),
-            _ => return,
+        let msg = match self.model.lock().as_mut() {
+            Some(io) => io.mmio_write(addr - IOAPIC_GPA, size, value as u32),
+            None => return,
         };
-        deliver_all(vm, msgs);
+        if let Ok(Some(m)) = msg {
+            vm.deliver(&m, None);
+        }
     }
 }
 
@@ -308,25 +304,36 @@ impl VmDevices {
     /// A level-triggered interrupt's EOI: the vIOAPIC clears Remote IRR and re-sends a line
     /// that is still asserted.
     pub fn eoi(&self, vm: &Vm, vector: u8) {
-        let msgs = match self.ioapic.model.lock().as_mut() {
-            Some(io) => io.eoi(vector),
-            None => return,
-        };
-        deliver_all(vm, msgs);
+        // Collected first: delivery must not hold the vIOAPIC's lock.
+        let mut again: [Option<Message>; 8] = [None; 8];
+        let mut n = 0;
+        if let Some(io) = self.ioapic.model.lock().as_mut() {
+            io.eoi(vector, |m| {
+                if let Some(slot) = again.get_mut(n) {
+                    *slot = Some(m);
+                    n += 1;
+                }
+            });
+        }
+        for m in again.iter().flatten() {
+            vm.deliver(m, None);
+        }
     }
 
     /// HC_SET_IRQLINE and the VM's own interrupt sources: GSI `gsi` on the vIOAPIC and, below
     /// 16, the vPIC.
     pub fn set_irqline(&self, vm: &Vm, gsi: u32, op: GsiOp) {
         for &line in line_ops(op) {
-            let msgs = match self.ioapic.model.lock().as_mut() {
-                Some(io) => io.set_irq(gsi as usize, line),
-                None => Default::default(),
+            let msg = match self.ioapic.model.lock().as_mut() {
+                Some(io) => io.set_irq(gsi as usize, line).ok().flatten(),
+                None => None,
             };
-            deliver_all(vm, msgs);
+            if let Some(m) = msg {
+                vm.deliver(&m, None);
+            }
             if gsi < 16 {
                 if let Some(p) = self.pic.model.lock().as_mut() {
-                    p.set_irq(gsi as u8, line);
+                    let _ = p.set_irq(gsi as u8, line);
                 }
             }
         }

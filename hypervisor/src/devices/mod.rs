@@ -15,4 +15,4 @@ pub mod uart;
 #[cfg(target_os = "none")]
 mod bus;
 #[cfg(target_os = "none")]
-pub use bus::{BusDevice, Space, VmDevices};
+pub use bus::{BusDevice, Space, VmDevices, IOAPIC_GPA};

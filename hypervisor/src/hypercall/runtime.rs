@@ -56,7 +56,7 @@ struct PostVms {
 }
 
 static LAYOUT: Once<Layout> = Once::new();
-static SERVICE_MEMORY: Once<([GuestMemRegion; service_vm::MAX_RANGES + 1], usize)> = Once::new();
+static SERVICE_MEMORY: Once<([GuestMemRegion; layout::MAX_RANGES + 1], usize)> = Once::new();
 static SERVICE_CONFIG: Once<VmConfig> = Once::new();
 
 /// Low RAM that backs the Service VM's BIOS area (GPA 0xF0000, its ACPI tables): the BIOS
@@ -72,7 +72,7 @@ static SERVICE_VMID: Once<u16> = Once::new();
 /// `None` if the scenario has no Service VM (or its layout cannot be built, which is logged).
 pub fn init(p: &PlatformConfig, npt: bool) -> Option<&'static Layout> {
     let service = p.vms.iter().find(|v| v.load_order == LoadOrder::Service)?;
-    let board: [(u64, u64); service_vm::MAX_RANGES] =
+    let board: [(u64, u64); layout::MAX_RANGES] =
         core::array::from_fn(|i| p.board.ram.get(i).map_or((0, 0), |r| (r.start, r.size)));
     let mut carve = [(0u64, 0u64); 64];
     let mut n = 0;
@@ -101,8 +101,8 @@ pub fn init(p: &PlatformConfig, npt: bool) -> Option<&'static Layout> {
         carve[n] = r;
         n += 1;
     }
-    let layout = match service_vm::layout(
-        &board[..p.board.ram.len().min(service_vm::MAX_RANGES)],
+    let layout = match layout::layout(
+        &board[..p.board.ram.len().min(layout::MAX_RANGES)],
         &carve[..n],
     ) {
         Ok(l) => l,
@@ -351,9 +351,9 @@ pub fn service_vm_config(cfg: &'static VmConfig) -> Option<&'static VmConfig> {
             gpa: 0,
             hpa: 0,
             size: 0,
-        }; service_vm::MAX_RANGES + 1];
+        }; layout::MAX_RANGES + 1];
         let mut n = 0;
-        let (bios, bios_len) = service_vm::BIOS_AREA;
+        let (bios, bios_len) = layout::BIOS_AREA;
         let clipped = layout
             .ram()
             .iter()

@@ -7,7 +7,7 @@ use super::run::{IoFinish, PendingIo, RunState, Thread};
 use super::string_io;
 use super::{cpuid, msr, Injection, IoDirection, Vcpu, VmExit};
 use crate::arch::x86::irq;
-use crate::devices::lapic::LAPIC_GPA;
+use crate::devices::lapic::APIC_BASE_ADDRESS as LAPIC_GPA;
 use crate::devices::Space;
 use crate::hvlog;
 use crate::hypercall::Outcome;
@@ -202,6 +202,7 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
                     t.idx
                 );
                 t.state = RunState::HaltedNoInterrupts;
+                t.vm.set_parked(t.idx, true);
             }
             Next::Leave
         }

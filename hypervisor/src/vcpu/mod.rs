@@ -282,4 +282,7 @@ pub trait Vcpu {
     fn segment_base(&self, _seg: crate::vcpu::string_io::SegReg) -> Option<u64> {
         None
     }
+    /// Drops the guest's cached translations before its next entry (after the VM lost
+    /// mappings).
+    fn flush_guest_tlb(&mut self);
 }

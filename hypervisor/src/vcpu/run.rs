@@ -420,6 +420,7 @@ impl Pcpu {
             t.hw.get().set_initial_state(&s);
         }
         t.publish_lapic();
+        vm.set_parked(idx, state == RunState::WaitForSipi);
         if idx == 0 {
             hvlog!(
                 "VM {} {}: vCPU 0 starts on pCPU {} at RIP {:#x}",
@@ -550,10 +551,12 @@ fn service(t: &mut Thread, now: u64) {
         t.io = None;
         t.nmi = false;
         t.state = RunState::WaitForSipi;
+        t.vm.set_parked(t.idx, true);
     }
     if let (Some(vector), RunState::WaitForSipi) = (signals.sipi, t.state) {
         t.hw.get().set_initial_state(&sipi_state(vector));
         t.state = RunState::Runnable;
+        t.vm.set_parked(t.idx, false);
     }
     if signals.nmi {
         t.nmi = true;
@@ -571,7 +574,10 @@ fn service(t: &mut Thread, now: u64) {
         {
             t.state = RunState::Runnable
         }
-        RunState::HaltedNoInterrupts if t.nmi => t.state = RunState::Runnable,
+        RunState::HaltedNoInterrupts if t.nmi => {
+            t.state = RunState::Runnable;
+            t.vm.set_parked(t.idx, false);
+        }
         RunState::WaitForIo => {
             if exit::poll_io(t) {
                 t.state = RunState::Runnable;

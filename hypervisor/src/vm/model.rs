@@ -80,6 +80,9 @@ pub struct VcpuSlot {
     pub in_guest: AtomicBool,
     /// The TLB generation of its VM this vCPU flushed to.
     pub flushed: AtomicU32,
+    /// Runs no more unless another vCPU acts: halted with interrupts disabled, or waiting
+    /// for INIT/SIPI.
+    parked: AtomicBool,
 }
 
 const INITIAL_VIEW: LapicView = LapicView {
@@ -103,6 +106,7 @@ impl VcpuSlot {
             active: AtomicBool::new(false),
             in_guest: AtomicBool::new(false),
             flushed: AtomicU32::new(0),
+            parked: AtomicBool::new(false),
         }
     }
 
@@ -131,6 +135,7 @@ impl VcpuSlot {
         };
         self.signals.store(0, Ordering::Release);
         *self.start.lock() = None;
+        self.parked.store(false, Ordering::Release);
     }
 }
 
@@ -283,6 +288,23 @@ impl Vm {
         self.set_state(VmState::Empty);
     }
 
+    /// Records whether vCPU `idx` is parked (see [`VcpuSlot`]); once every vCPU of a VM that
+    /// nobody else can wake (not post-launched) is, the guest is done and the VM stops.
+    pub fn set_parked(&self, idx: usize, parked: bool) {
+        let Some(slot) = self.vcpus.get(idx) else {
+            return;
+        };
+        slot.parked.store(parked, Ordering::SeqCst);
+        let all = self.vcpus[..self.vcpu_count()]
+            .iter()
+            .all(|v| v.parked.load(Ordering::SeqCst));
+        if parked && all && self.load_order() != Some(LoadOrder::PostLaunched) {
+            self.stop(format_args!(
+                "every vCPU halted with interrupts disabled (the guest is done)"
+            ));
+        }
+    }
+
     /// Stops the VM for good (once) with a reason; its vCPUs leave at their next exit.
     pub fn stop(&self, reason: fmt::Arguments) {
         let prev = self.state.swap(VmState::Stopped as u8, Ordering::SeqCst);
@@ -292,6 +314,12 @@ impl Vm {
         self.devices.flush_console(self);
         hvlog!("VM {} {} stopped: {}", self.id, self.name(), reason);
         self.kick_all();
+        if self.load_order() == Some(LoadOrder::Service) {
+            // Nobody serves the post-launched VMs any more.
+            for vm in VMS.iter().filter(|v| v.load_order() == Some(LoadOrder::PostLaunched)) {
+                vm.stop(format_args!("the Service VM stopped"));
+            }
+        }
         power_off_if_all_stopped();
     }
 
@@ -403,8 +431,7 @@ pub fn kick_pcpu(pcpu: usize) {
     }
 }
 
-/// Whether the scenario still has something to run: a VM that is not stopped, or a Service
-/// VM that can create more.
+/// Whether any VM is still alive (created, running or paused).
 fn anything_left() -> bool {
     VMS.iter()
         .any(|v| !matches!(v.state(), VmState::Stopped | VmState::Empty))

@@ -268,6 +268,11 @@ impl SvmVcpu {
         Ok(())
     }
 
+    /// The VMCB page this vCPU was built on (for reuse once it is gone).
+    pub fn vmcb_page(&self) -> u64 {
+        self.vmcb as u64
+    }
+
     fn v(&self) -> &Vmcb {
         // SAFETY: the VMCB page is owned by this vCPU for its whole life.
         unsafe { &*self.vmcb }
@@ -506,6 +511,10 @@ impl Vcpu for SvmVcpu {
     }
     fn interrupt_pending(&self) -> bool {
         self.pending_irq.is_some()
+    }
+    fn flush_guest_tlb(&mut self) {
+        // Without flush-by-ASID (QEMU TCG) TLB_CONTROL 1 flushes everything, which is as good.
+        self.vm().control.tlb_control = 1;
     }
     fn paging_state(&self) -> (u64, u64, u64, u64) {
         let s = &self.v().save;

@@ -50,11 +50,10 @@ static PAGES: [CpuCell<VcpuPages>; MAX_VCPUS] = [const {
 static NEXT_PAGES: AtomicUsize = AtomicUsize::new(0);
 
 /// MSRs the guest reads and writes directly. EFER, PAT, FS/GS base and SYSENTER are switched
-/// by the VMCS; the SYSCALL MSRs, KERNEL_GS_BASE and TSC_AUX are not, which is safe while a pCPU
-/// runs one vCPU (the hypervisor never uses SYSCALL, SWAPGS or RDTSCP) and matches the SVM set.
-/// TSC_DEADLINE arms the pCPU's own LAPIC timer, which belongs to the pinned guest (its TSC has
-/// no offset): Linux on a CPU with TSC-deadline uses it for every tick.
-const PASSTHROUGH_MSRS: [u32; 13] = [
+/// by the VMCS; the SYSCALL MSRs, KERNEL_GS_BASE and TSC_AUX by the run loop when a pCPU
+/// changes vCPUs (`vcpu::context`); the hypervisor never uses SYSCALL, SWAPGS or RDTSCP. The
+/// local APIC's MSRs (IA32_TSC_DEADLINE included) exit to the virtual LAPIC.
+const PASSTHROUGH_MSRS: [u32; 12] = [
     msr::IA32_EFER,
     msr::IA32_FS_BASE,
     msr::IA32_GS_BASE,
@@ -67,7 +66,6 @@ const PASSTHROUGH_MSRS: [u32; 13] = [
     msr::IA32_SYSENTER_CS,
     msr::IA32_SYSENTER_ESP,
     msr::IA32_SYSENTER_EIP,
-    0x6E0, // IA32_TSC_DEADLINE
 ];
 
 /// Vectors whose hardware exceptions push an error code (#DF #TS #NP #SS #GP #PF #AC #CP).
@@ -533,6 +531,12 @@ impl Vcpu for VmxVcpu {
     }
     fn interrupt_pending(&self) -> bool {
         self.pending_irq.is_some()
+    }
+    fn flush_guest_tlb(&mut self) {
+        self.make_current();
+        let eptp = HwVmcs.read(f::EPT_POINTER);
+        let _ = instr::invept(InvEptType::SingleContext, eptp);
+        self.flush_vpid();
     }
     fn paging_state(&self) -> (u64, u64, u64, u64) {
         self.make_current();
