@@ -3,5 +3,6 @@
 //! returns its effects (messages to deliver, timers to arm); the caller wires them to vCPUs,
 //! physical timers and the exit handler. Nothing here touches hardware.
 
+pub mod ioapic;
 pub mod irq;
 pub mod lapic;
