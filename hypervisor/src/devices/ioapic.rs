@@ -13,7 +13,7 @@
 //! 0x40 (version 0x20 parts) is accepted although the version register says 0x11; the
 //! extended destination bits 55:49 are ignored.
 
-use super::irq::{Delivery, DestMode, Message, Shorthand};
+use super::irq::{Delivery, DestMode, LineOp, Message, Shorthand};
 use bitflags::bitflags;
 
 /// The most pins the register window can address.
@@ -48,15 +48,6 @@ bitflags! {
 
 /// The bits of an entry the guest writes: all but delivery status and remote IRR.
 const RTE_WRITABLE: u64 = 0xFF00_0000_0001_AFFF;
-
-/// A change of an interrupt line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineOp {
-    Assert,
-    Deassert,
-    /// Assert then de-assert (an edge; a level entry gets one delivery).
-    Pulse,
-}
 
 /// An access the model refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

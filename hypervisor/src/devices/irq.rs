@@ -116,6 +116,15 @@ impl Default for PendingSet {
     }
 }
 
+/// A change of an interrupt line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOp {
+    Assert,
+    Deassert,
+    /// Assert then de-assert (an edge; a level entry gets one delivery).
+    Pulse,
+}
+
 /// How the destination field of a message is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DestMode {

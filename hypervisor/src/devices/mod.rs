@@ -6,3 +6,4 @@
 pub mod ioapic;
 pub mod irq;
 pub mod lapic;
+pub mod pic;
