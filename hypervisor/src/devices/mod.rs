@@ -7,3 +7,4 @@ pub mod ioapic;
 pub mod irq;
 pub mod lapic;
 pub mod pic;
+pub mod rtc;
