@@ -538,7 +538,7 @@ impl Vlapic {
         let offset = self.check_mmio(offset, size)?;
         Ok(match offset {
             reg::ID => self.id << 24,
-            reg::EOI | reg::SELF_IPI => 0,
+            reg::EOI | reg::SELF_IPI | reg::RRD => 0,
             reg::ICR_LOW => self.icr_low,
             reg::ICR_HIGH => self.icr_high,
             reg::LDR => self.ldr,
@@ -692,7 +692,6 @@ impl Vlapic {
             reg::TIMER_INITIAL => self.timer_initial,
             reg::TIMER_CURRENT => self.timer_current_count(now_tsc),
             reg::TIMER_DIVIDE => self.timer_divide,
-            reg::RRD => 0,
             _ => return None,
         })
     }
@@ -1079,6 +1078,7 @@ mod tests {
         assert_eq!(l.msr_read(0x80D, NOW).unwrap(), (2 << 16) | (1 << 3));
         assert!(l.msr_read(0x80E, NOW).is_err(), "no DFR in x2APIC mode");
         assert!(l.msr_read(0x831, NOW).is_err(), "no ICR high MSR");
+        assert!(l.msr_read(0x80C, NOW).is_err(), "no remote read register");
         assert!(l.msr_read(0x80B, NOW).is_err(), "EOI is write-only");
         assert!(l.msr_write(0x802, 5, NOW).is_err(), "ID is read-only");
         assert!(l.msr_write(0x80D, 5, NOW).is_err(), "LDR is read-only");
