@@ -508,14 +508,27 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             match x % 5 {
-                0 => drop(io.mmio_write((x >> 8) & 0x7C, (x >> 16) as u8 & 7, (x >> 32) as u32)),
-                1 => drop(io.mmio_read((x >> 8) & 0x7C, 4)),
-                2 => drop(io.write_register((x >> 8) as u32 & 0xFF, (x >> 32) as u32)),
-                3 => drop(io.set_irq(
-                    (x >> 8) as usize % 130,
-                    [LineOp::Assert, LineOp::Deassert, LineOp::Pulse][(x >> 20) as usize % 3],
-                )),
+                0 => {
+                    let _ = io.mmio_write((x >> 8) & 0x7C, (x >> 16) as u8 & 7, (x >> 32) as u32);
+                }
+                1 => {
+                    let _ = io.mmio_read((x >> 8) & 0x7C, 4);
+                }
+                2 => {
+                    let _ = io.write_register((x >> 8) as u32 & 0xFF, (x >> 32) as u32);
+                }
+                3 => {
+                    let op =
+                        [LineOp::Assert, LineOp::Deassert, LineOp::Pulse][(x >> 20) as usize % 3];
+                    let _ = io.set_irq((x >> 8) as usize % 130, op);
+                }
                 _ => io.eoi((x >> 8) as u8, |_| {}),
+            }
+            let pin = (x >> 40) as usize % 120;
+            let rte = io.entry(pin).unwrap();
+            assert_eq!(rte & (1 << 12), 0, "delivery status never shows");
+            if rte & (1 << 14) != 0 {
+                assert_ne!(rte & (1 << 15), 0, "remote IRR only on level entries");
             }
         }
     }

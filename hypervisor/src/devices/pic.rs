@@ -672,11 +672,14 @@ mod tests {
             let port = ports[(x >> 8) as usize % ports.len()];
             match x % 5 {
                 0 | 1 => p.io_write(port, (x >> 32) as u8),
-                2 => drop(p.io_read(port)),
-                3 => drop(p.set_irq(
-                    (x >> 16) as u8 % 18,
-                    [LineOp::Assert, LineOp::Deassert, LineOp::Pulse][(x >> 24) as usize % 3],
-                )),
+                2 => {
+                    let _ = p.io_read(port);
+                }
+                3 => {
+                    let op =
+                        [LineOp::Assert, LineOp::Deassert, LineOp::Pulse][(x >> 24) as usize % 3];
+                    let _ = p.set_irq((x >> 16) as u8 % 18, op);
+                }
                 _ => {
                     if p.output().is_some() {
                         p.acknowledge();

@@ -415,8 +415,11 @@ impl Vrtc {
         }
         let elapsed = now_tsc.saturating_sub(self.base_tsc);
         let next_second = (b & (B_UIE | B_AIE) != 0).then(|| {
-            self.base_tsc
-                .saturating_add((elapsed / self.tsc_hz + 1).saturating_mul(self.tsc_hz))
+            self.base_tsc.saturating_add(
+                (elapsed / self.tsc_hz)
+                    .saturating_add(1)
+                    .saturating_mul(self.tsc_hz),
+            )
         });
         let next_periodic = self.periodic_hz().filter(|_| b & B_PIE != 0).map(|hz| {
             let next = self.periodic_ticks(now_tsc, hz) + 1;
@@ -810,6 +813,18 @@ mod tests {
     }
 
     #[test]
+    fn the_end_of_the_tsc_is_no_panic() {
+        let mut rtc = Vrtc::new(0, 0, 1);
+        write(&mut rtc, 0x0B, 0x72, 0); // PIE, AIE, UIE
+        write(&mut rtc, 0x0A, 0x23, 0); // 8192 Hz
+        assert_eq!(rtc.next_event(u64::MAX), Some(u64::MAX));
+        assert!(rtc.tick(u64::MAX));
+        let mut rtc = Vrtc::new(0, u64::MAX, u64::MAX);
+        assert_eq!(rtc.epoch_seconds(0), 0);
+        assert_eq!(read(&mut rtc, 0x00, 0), 0);
+    }
+
+    #[test]
     fn arbitrary_traffic_never_panics() {
         for (base, hz) in [
             (0, 1),
@@ -827,9 +842,15 @@ mod tests {
                 now = now.saturating_add(x >> (x % 64));
                 match x % 4 {
                     0 => rtc.io_write(0x70 + (x >> 8) as u16 % 3, (x >> 16) as u8, now),
-                    1 => drop(rtc.io_read(0x70 + (x >> 8) as u16 % 3, now)),
-                    2 => drop(rtc.tick(now)),
-                    _ => drop(rtc.next_event(now)),
+                    1 => {
+                        let _ = rtc.io_read(0x70 + (x >> 8) as u16 % 3, now);
+                    }
+                    2 => {
+                        let _ = rtc.tick(now);
+                    }
+                    _ => {
+                        let _ = rtc.next_event(now);
+                    }
                 }
             }
         }
