@@ -74,16 +74,17 @@ impl PendingSet {
         }
     }
 
-    /// Posts `vector`. The trigger flag is published before the vector bit so a taker that sees
-    /// the vector also sees its trigger mode.
-    pub fn post(&self, vector: u8, level: bool) {
+    /// Posts `vector`; true if it was not already posted (the caller may then kick the vCPU).
+    /// The trigger flag is published before the vector bit so a taker that sees the vector
+    /// also sees its trigger mode.
+    pub fn post(&self, vector: u8, level: bool) -> bool {
         let (word, bit) = (vector as usize / 64, 1u64 << (vector % 64));
         if level {
             self.level[word].fetch_or(bit, Ordering::Release);
         } else {
             self.level[word].fetch_and(!bit, Ordering::Release);
         }
-        self.vectors[word].fetch_or(bit, Ordering::AcqRel);
+        self.vectors[word].fetch_or(bit, Ordering::AcqRel) & bit == 0
     }
 
     /// Takes every posted vector: (vectors, the level-triggered ones among them).
@@ -114,6 +115,15 @@ impl Default for PendingSet {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A change of an interrupt line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOp {
+    Assert,
+    Deassert,
+    /// Assert then de-assert (an edge; a level entry gets one delivery).
+    Pulse,
 }
 
 /// How the destination field of a message is read.
@@ -397,11 +407,13 @@ mod tests {
     fn pending_set_keeps_trigger_mode_per_vector() {
         let p = PendingSet::new();
         assert!(p.is_empty());
-        p.post(0x40, false);
+        assert!(p.post(0x40, false));
+        assert!(!p.post(0x40, false), "already posted");
         p.post(0x41, true);
         p.post(0xFF, true);
         let (v, level) = p.take();
         assert!(v.contains(0x40) && v.contains(0x41) && v.contains(0xFF));
+        assert_eq!(v.0.iter().map(|w| w.count_ones()).sum::<u32>(), 3);
         assert!(!level.contains(0x40) && level.contains(0x41) && level.contains(0xFF));
         assert!(p.is_empty());
         // Re-posting as edge drops the old level flag.

@@ -538,7 +538,7 @@ impl Vlapic {
         let offset = self.check_mmio(offset, size)?;
         Ok(match offset {
             reg::ID => self.id << 24,
-            reg::EOI | reg::SELF_IPI => 0,
+            reg::EOI | reg::SELF_IPI | reg::RRD => 0,
             reg::ICR_LOW => self.icr_low,
             reg::ICR_HIGH => self.icr_high,
             reg::LDR => self.ldr,
@@ -692,7 +692,6 @@ impl Vlapic {
             reg::TIMER_INITIAL => self.timer_initial,
             reg::TIMER_CURRENT => self.timer_current_count(now_tsc),
             reg::TIMER_DIVIDE => self.timer_divide,
-            reg::RRD => 0,
             _ => return None,
         })
     }
@@ -1079,6 +1078,7 @@ mod tests {
         assert_eq!(l.msr_read(0x80D, NOW).unwrap(), (2 << 16) | (1 << 3));
         assert!(l.msr_read(0x80E, NOW).is_err(), "no DFR in x2APIC mode");
         assert!(l.msr_read(0x831, NOW).is_err(), "no ICR high MSR");
+        assert!(l.msr_read(0x80C, NOW).is_err(), "no remote read register");
         assert!(l.msr_read(0x80B, NOW).is_err(), "EOI is write-only");
         assert!(l.msr_write(0x802, 5, NOW).is_err(), "ID is read-only");
         assert!(l.msr_write(0x80D, 5, NOW).is_err(), "LDR is read-only");
@@ -1295,34 +1295,63 @@ mod tests {
 
     #[test]
     fn arbitrary_register_traffic_never_panics() {
-        // A deterministic pseudo-random walk over every offset and MSR.
-        let mut l = enabled(1);
-        let mut x: u64 = 0x1234_5678_9ABC_DEF0;
-        for step in 0..200_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let now = step.wrapping_mul(977) ^ (x >> 40);
-            match x % 9 {
-                0 => drop(l.mmio_read(x >> 8 & 0xFFF, (x >> 20) as u8 & 7, now)),
-                1 => drop(l.mmio_write((x >> 8) & 0xFF0, 4, (x >> 32) as u32, now)),
-                2 => drop(l.msr_read(0x800 + (x >> 8) as u32 % 0x100, now)),
-                3 => drop(l.msr_write(0x800 + (x >> 8) as u32 % 0x100, x >> 24, now)),
-                4 => drop(l.write_apic_base(x & 0xFFFF_FFFF_FFFF_FD00 | 0xFEE0_0000)),
-                5 => drop(l.accept((x >> 8) as u8, x & 1 << 20 != 0)),
-                6 => drop(l.timer_expired(now)),
-                7 => drop(l.msr_write(MSR_TSC_DEADLINE, x >> 3, now)),
-                _ => {
-                    if let Some(v) = l.pending() {
-                        l.ack(v);
+        // A deterministic pseudo-random walk over every offset and MSR, with ordinary and
+        // extreme times and bus ratios, checking invariants on the way.
+        for tsc_per_bus_tick in [1, 3, u64::MAX] {
+            let mut l = Vlapic::new(1, false, tsc_per_bus_tick);
+            let mut x: u64 = 0x1234_5678_9ABC_DEF0 ^ tsc_per_bus_tick;
+            for step in 0..100_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let now = if x & (1 << 30) != 0 {
+                    x
+                } else {
+                    step.wrapping_mul(977) ^ (x >> 40)
+                };
+                match x % 9 {
+                    0 => {
+                        let _ = l.mmio_read((x >> 8) & 0xFFF, (x >> 20) as u8 & 7, now);
+                    }
+                    1 => {
+                        let _ = l.mmio_write((x >> 8) & 0xFF0, 4, (x >> 32) as u32, now);
+                    }
+                    2 => {
+                        let _ = l.msr_read(0x800 + (x >> 8) as u32 % 0x100, now);
+                    }
+                    3 => {
+                        let _ = l.msr_write(0x800 + (x >> 8) as u32 % 0x100, x >> 24, now);
+                    }
+                    4 => {
+                        let mode = [0, 0x800, 0xC00, 0x400][(x >> 8) as usize % 4];
+                        let _ = l.write_apic_base(APIC_BASE_ADDRESS | mode | (x & 0x100));
+                    }
+                    5 => {
+                        let _ = l.accept((x >> 8) as u8, x & (1 << 20) != 0);
+                    }
+                    6 => {
+                        let _ = l.timer_expired(now);
+                    }
+                    7 => {
+                        let _ = l.msr_write(MSR_TSC_DEADLINE, x >> 3, now);
+                    }
+                    _ => {
+                        if let Some(v) = l.pending() {
+                            assert!(v >= 16, "vector {v} below 16 requested");
+                            assert!(v & 0xF0 > l.ppr() & 0xF0);
+                            assert!(l.ack(v));
+                        }
                     }
                 }
+                if l.mode() == ApicMode::Disabled {
+                    l.write_apic_base(APIC_BASE_ADDRESS | 0x800).unwrap();
+                }
+                if l.mode() == ApicMode::XApic {
+                    assert_eq!(l.mmio_read(0x300, 4, now).unwrap() & (1 << 12), 0);
+                    let initial = l.mmio_read(0x380, 4, now).unwrap();
+                    assert!(l.mmio_read(0x390, 4, now).unwrap() <= initial);
+                }
             }
-            if l.mode() == ApicMode::Disabled {
-                l.write_apic_base(APIC_BASE_ADDRESS | 0x800).unwrap();
-            }
-            let v = l.view();
-            assert!(v.ppr == l.ppr());
         }
     }
 }
