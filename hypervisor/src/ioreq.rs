@@ -13,8 +13,8 @@
 //! Service VM may scribble on at any time: nothing here trusts what it reads back beyond taking
 //! `size` bytes of the value.
 
-use crate::vcpu::decode::Op;
 use crate::hypercall::GuestMemory;
+use crate::vcpu::decode::Op;
 use crate::vcpu::GuestRegs;
 use acrn_abi::ioreq::{
     IoReqState, ACRN_IOREQ_DIR_READ, ACRN_IOREQ_DIR_WRITE, ACRN_IOREQ_STATE_FREE,

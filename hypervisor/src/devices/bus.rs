@@ -99,7 +99,9 @@ impl BusDevice for ConsoleUart {
 impl BusDevice for IoApic {
     fn read(&self, _vm: &Vm, addr: u64, size: u8) -> u64 {
         match self.model.lock().as_mut() {
-            Some(io) => io.mmio_read(addr - IOAPIC_GPA, size).map_or(u64::MAX, u64::from),
+            Some(io) => io
+                .mmio_read(addr - IOAPIC_GPA, size)
+                .map_or(u64::MAX, u64::from),
             None => u64::MAX,
         }
     }
@@ -217,7 +219,13 @@ impl VmDevices {
         };
         *self.ioapic.model.lock() = Some(Vioapic::new(pins, 0));
         *self.pic.model.lock() = Some(Vpic::new());
-        *self.rtc.model.lock() = (!post).then(|| Vrtc::new(crate::hv::wall_clock(), rdtsc(), crate::tsc::khz() as u64 * 1000));
+        *self.rtc.model.lock() = (!post).then(|| {
+            Vrtc::new(
+                crate::hv::wall_clock() as i64,
+                rdtsc(),
+                crate::tsc::khz() as u64 * 1000,
+            )
+        });
         self.reported.lock().1 = 0;
     }
 
@@ -357,17 +365,16 @@ impl VmDevices {
 
     /// When the devices' own timers (the vRTC's) next need [`VmDevices::tick`].
     pub fn next_event(&self, now: u64) -> Option<u64> {
-        self.rtc.model.lock().as_ref().and_then(|r| r.next_event(now))
+        self.rtc
+            .model
+            .lock()
+            .as_ref()
+            .and_then(|r| r.next_event(now))
     }
 
     /// Runs the devices' timers up to `now`.
     pub fn tick(&self, vm: &Vm, now: u64) {
-        let raise = self
-            .rtc
-            .model
-            .lock()
-            .as_mut()
-            .is_some_and(|r| r.tick(now));
+        let raise = self.rtc.model.lock().as_mut().is_some_and(|r| r.tick(now));
         if raise {
             self.set_irqline(vm, RTC_IRQ, GsiOp::RaisingPulse);
         }

@@ -4,10 +4,10 @@
 
 pub mod frames;
 
-use crate::vm::acpi;
 use crate::arch::x86::{self, cpu, irq};
 use crate::bootinfo::{BootInfo, PhysRead};
 use crate::hvlog;
+use crate::vm::acpi;
 use acrn_static_config::{LoadOrder, PlatformConfig};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -180,15 +180,13 @@ fn read_cmos_clock() -> u64 {
         19..=21 => bin(t[6]),
         _ => 20,
     };
-    crate::devices::rtc::unix_time(
-        century * 100 + bin(t[5]),
-        bin(t[4]),
-        bin(t[3]),
-        hour,
-        bin(t[1]),
-        bin(t[0]),
-    )
-    .unwrap_or(0)
+    let days = crate::devices::rtc::days_from_civil(
+        (century * 100 + bin(t[5])) as i64,
+        bin(t[4]) as u8,
+        bin(t[3]) as u8,
+    );
+    let secs = days * 86_400 + (hour * 3600 + bin(t[1]) * 60 + bin(t[0])) as i64;
+    secs.max(0) as u64
 }
 
 /// Every VM has stopped: the machine is switched off (ACPI S5 through the FADT's PM1 control

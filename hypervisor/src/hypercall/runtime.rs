@@ -11,19 +11,19 @@ use super::{
     Caller, Hypercalls, IdentityRam, Outcome, PhysBytes, SlotConfig, SlotKind, VmOps, MAX_USER_GPA,
     MAX_VM_NUM,
 };
+use crate::devices::irq::Message;
 use crate::hv::frames::Frames;
 use crate::hvlog;
-use crate::vm::loader::{E820Entry, MAX_E820};
 use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
 use crate::vm::layout::{self, Layout, TRAMPOLINE};
+use crate::vm::loader::{E820Entry, MAX_E820};
 use crate::vm::{self as vms, VmInfo};
 use acrn_abi::errno::{EINVAL, ENOMEM};
-use acrn_abi::GuestFlags;
 use acrn_abi::irq::GsiOp;
 use acrn_abi::memory::MemType as AbiMemType;
 use acrn_abi::AcrnRegs;
+use acrn_abi::GuestFlags;
 use acrn_static_config::{GuestMemRegion, LoadOrder, OsConfig, PlatformConfig, VmConfig};
-use crate::devices::irq::Message;
 use core::sync::atomic::{AtomicU8, Ordering};
 use spin::{Mutex, Once};
 

@@ -11,7 +11,13 @@ const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXSAVE: u64 = 1 << 18;
 
 /// KERNEL_GS_BASE, STAR, LSTAR, CSTAR, SFMASK.
-const SYSCALL_MSRS: [u32; 5] = [0xC000_0102, 0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084];
+const SYSCALL_MSRS: [u32; 5] = [
+    0xC000_0102,
+    0xC000_0081,
+    0xC000_0082,
+    0xC000_0083,
+    0xC000_0084,
+];
 const TSC_AUX: u32 = 0xC000_0103;
 
 /// Free FPU save pages, for vCPUs that come later (frames are never returned to the pool).

@@ -301,13 +301,7 @@ fn port_io(t: &mut Thread, port: u16, size: u8, dir: IoDirection, data: u32) -> 
 
 /// INS/OUTS (REP included), emulated against the VM's devices; an access nobody claims
 /// reads all-ones and drops writes (string I/O is not forwarded to the Service VM).
-fn string_port_io(
-    t: &mut Thread,
-    port: u16,
-    size: u8,
-    dir: IoDirection,
-    rep: bool,
-) -> Next {
+fn string_port_io(t: &mut Thread, port: u16, size: u8, dir: IoDirection, rep: bool) -> Next {
     let vm = t.vm;
     let v = t.hw.get();
     let mode = cpu_mode(v);

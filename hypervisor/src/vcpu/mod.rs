@@ -5,6 +5,7 @@
 
 #[cfg(target_os = "none")]
 pub mod context;
+#[cfg(target_os = "none")]
 pub mod cpuid;
 pub mod decode;
 #[cfg(target_os = "none")]

@@ -331,9 +331,10 @@ impl Pcpu {
                 if vm.vcpus[idx].pcpu() != Some(self.id) {
                     continue;
                 }
-                let hosted = self.threads.iter().flatten().any(|t| {
-                    core::ptr::eq(t.vm, vm) && t.idx == idx && t.generation == generation
-                });
+                let hosted =
+                    self.threads.iter().flatten().any(|t| {
+                        core::ptr::eq(t.vm, vm) && t.idx == idx && t.generation == generation
+                    });
                 if !hosted {
                     self.adopt(vm, idx, generation);
                 }
@@ -396,7 +397,7 @@ impl Pcpu {
             .info()
             .and_then(|i| i.cfg)
             .map_or(SchedParams::DEFAULT, SchedParams::of_vm);
-        let tid = ThreadId(((vm.id as u16) << 8) | idx as u16);
+        let tid = ThreadId((vm.id << 8) | idx as u16);
         if let Err(e) = self.sched.add(tid, params) {
             vm.stop(format_args!("vCPU {idx} on pCPU {}: {e}", self.id));
             self.recycle_hw(hw);
@@ -458,13 +459,7 @@ impl Pcpu {
                 };
                 // SAFETY: a VMCB page of this pCPU that no vCPU uses any more.
                 unsafe { core::ptr::write_bytes(page as *mut u8, 0, 4096) };
-                let mut v = SvmVcpu::new(
-                    page,
-                    self.svm_host,
-                    vm.root(),
-                    asid_or_vpid as u32,
-                    caps,
-                );
+                let mut v = SvmVcpu::new(page, self.svm_host, vm.root(), asid_or_vpid as u32, caps);
                 for (base, n) in direct_ports(vm) {
                     v.allow_io(base, n, frames::alloc)
                         .map_err(|_| "out of memory for an I/O map")?;
@@ -568,20 +563,21 @@ fn service(t: &mut Thread, now: u64) {
     if t.idx == 0 {
         t.vm.devices.tick(t.vm, now);
     }
+    if t.state == RunState::WaitForIo && exit::poll_io(t) {
+        t.state = RunState::Runnable;
+    }
     match t.state {
         RunState::Halted
-            if t.nmi || t.lapic.pending().is_some() || extint_pending(t) || t.hw.get_ref().interrupt_pending() =>
+            if t.nmi
+                || t.lapic.pending().is_some()
+                || extint_pending(t)
+                || t.hw.get_ref().interrupt_pending() =>
         {
             t.state = RunState::Runnable
         }
         RunState::HaltedNoInterrupts if t.nmi => {
             t.state = RunState::Runnable;
             t.vm.set_parked(t.idx, false);
-        }
-        RunState::WaitForIo => {
-            if exit::poll_io(t) {
-                t.state = RunState::Runnable;
-            }
         }
         _ => {}
     }

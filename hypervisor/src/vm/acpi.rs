@@ -328,10 +328,14 @@ mod tests {
     #[test]
     fn s5_package_forms() {
         // Name (_S5, Package (4) { 0x05, Zero, Zero, Zero })
-        let aml = [b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x00, 0x00, 0x00];
+        let aml = [
+            b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x00, 0x00, 0x00,
+        ];
         assert_eq!(super::s5_sleep_types(&aml), Some((5, 0)));
         // Package (2) { Zero, Zero } as QEMU's q35 writes it.
-        let aml = [0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00];
+        let aml = [
+            0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+        ];
         assert_eq!(super::s5_sleep_types(&aml), Some((0, 0)));
         // Not a package, truncated, absent.
         assert_eq!(super::s5_sleep_types(b"_S5_\x10"), None);

@@ -18,7 +18,6 @@ use crate::vm::loader::{self, E820Entry, Guarded, GuestMem, LoadError, Mb1Module
 use acrn_static_config::{GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig};
 use core::fmt;
 
-
 fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {
     a < b.saturating_add(blen) && b < a.saturating_add(alen)
 }
@@ -505,4 +504,3 @@ fn describe_pcpus(cfg: &VmConfig) -> impl fmt::Display + '_ {
     }
     D(cfg)
 }
-

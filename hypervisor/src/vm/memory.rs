@@ -120,7 +120,10 @@ impl LinearMem for GuestLinear {
     fn read(&self, la: u64, buf: &mut [u8]) -> bool {
         for (i, b) in buf.iter_mut().enumerate() {
             let la = la.wrapping_add(i as u64);
-            match self.gpa(la).map(|gpa| self.mem.read(gpa, core::slice::from_mut(b))) {
+            match self
+                .gpa(la)
+                .map(|gpa| self.mem.read(gpa, core::slice::from_mut(b)))
+            {
                 Some(true) => {}
                 _ => return false,
             }

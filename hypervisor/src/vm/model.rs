@@ -316,7 +316,10 @@ impl Vm {
         self.kick_all();
         if self.load_order() == Some(LoadOrder::Service) {
             // Nobody serves the post-launched VMs any more.
-            for vm in VMS.iter().filter(|v| v.load_order() == Some(LoadOrder::PostLaunched)) {
+            for vm in VMS
+                .iter()
+                .filter(|v| v.load_order() == Some(LoadOrder::PostLaunched))
+            {
                 vm.stop(format_args!("the Service VM stopped"));
             }
         }
@@ -369,7 +372,10 @@ impl Vm {
             }
             match msg.delivery {
                 Delivery::Fixed | Delivery::LowestPriority => {
-                    v.irqs.post(msg.vector, msg.level_trigger)
+                    // Already pending: its earlier post kicked the pCPU.
+                    if !v.irqs.post(msg.vector, msg.level_trigger) {
+                        continue;
+                    }
                 }
                 Delivery::Nmi => {
                     v.signals.fetch_or(SIGNAL_NMI, Ordering::AcqRel);

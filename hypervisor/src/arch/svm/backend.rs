@@ -218,7 +218,7 @@ impl SvmVcpu {
         let v = unsafe { &mut *vmcb };
         let c = &mut v.control;
         c.intercept_exceptions = 1 << 18; // #MC
-        // Physical interrupts belong to the hypervisor: they exit (host IF is set around VMRUN).
+                                          // Physical interrupts belong to the hypervisor: they exit (host IF is set around VMRUN).
         c.vintr = V_INTR_MASKING;
         c.intercept_misc1 = INTERCEPT_INTR
             | INTERCEPT_INIT

@@ -293,7 +293,10 @@ mod tests {
     #[test]
     fn controls_from_bochs_caps() {
         let c = bochs().controls().unwrap();
-        assert_eq!(c.pin, 0x17, "default-1 pin bits and external-interrupt exiting");
+        assert_eq!(
+            c.pin, 0x17,
+            "default-1 pin bits and external-interrupt exiting"
+        );
         assert_eq!(c.pin & pin::NMI_EXITING, 0);
         assert_ne!(c.proc1 & proc1::HLT_EXITING, 0);
         assert_ne!(c.proc1 & proc1::ACTIVATE_SECONDARY, 0);
