@@ -192,6 +192,9 @@ pub enum LapicEffect {
     Eoi { vector: u8, level: bool },
     /// The timer deadline changed: re-arm the physical timer from [`Vlapic::timer_deadline`].
     TimerChanged,
+    /// IA32_APIC_BASE switched the mode: change the xAPIC page / x2APIC MSR intercepts and
+    /// re-arm the timer (disabling the APIC resets it).
+    ModeChanged(ApicMode),
 }
 
 /// The state of one vCPU's local APIC.
@@ -625,7 +628,12 @@ impl Vlapic {
         now_tsc: u64,
     ) -> Result<Option<LapicEffect>, LapicError> {
         match msr {
-            MSR_APIC_BASE => return self.write_apic_base(value).map(|()| None),
+            MSR_APIC_BASE => {
+                let old_mode = self.mode();
+                self.write_apic_base(value)?;
+                let new_mode = self.mode();
+                return Ok((new_mode != old_mode).then_some(LapicEffect::ModeChanged(new_mode)));
+            }
             MSR_TSC_DEADLINE => return Ok(self.write_tsc_deadline(value)),
             MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => {}
             _ => return Err(gp(msr, "not a local APIC MSR")),
@@ -1139,6 +1147,27 @@ mod tests {
             "the BSP flag is read-only"
         );
         assert!(!l.sw_enabled(), "re-enabled APIC is in its reset state");
+    }
+
+    #[test]
+    fn apic_base_msr_reports_mode_changes() {
+        let mut l = enabled(0);
+        let base = APIC_BASE_ADDRESS;
+        assert_eq!(l.msr_write(MSR_APIC_BASE, base | 0x900, NOW), Ok(None));
+        assert_eq!(
+            l.msr_write(MSR_APIC_BASE, base | 0xC00, NOW),
+            Ok(Some(LapicEffect::ModeChanged(ApicMode::X2Apic)))
+        );
+        assert!(l.msr_write(MSR_APIC_BASE, base | 0x800, NOW).is_err());
+        assert_eq!(
+            l.mode(),
+            ApicMode::X2Apic,
+            "a refused write changes nothing"
+        );
+        assert_eq!(
+            l.msr_write(MSR_APIC_BASE, base, NOW),
+            Ok(Some(LapicEffect::ModeChanged(ApicMode::Disabled)))
+        );
     }
 
     #[test]

@@ -406,6 +406,12 @@ impl Vrtc {
         core::mem::take(&mut self.irq_raised)
     }
 
+    /// The level of the IRQ 8 output: IRQF, held until the guest reads register C. A caller
+    /// that drives a level-triggered input follows this instead of [`Vrtc::tick`]'s edges.
+    pub fn irq_asserted(&self) -> bool {
+        self.cmos[REG_C as usize] & C_IRQF != 0
+    }
+
     /// The TSC of the next event that can raise IRQ 8, for the caller to arm a timer. None
     /// while nothing can (no interrupt enabled, clock stopped, or IRQF still set).
     pub fn next_event(&self, now_tsc: u64) -> Option<u64> {
@@ -619,6 +625,27 @@ mod tests {
     }
 
     #[test]
+    fn year_2000_rollover() {
+        let eve = days_from_civil(1999, 12, 31) * 86_400 + 86_399;
+        let mut rtc = Vrtc::new(eve, 0, HZ);
+        assert_eq!(read(&mut rtc, 0x32, 0), 0x19);
+        assert_eq!(read(&mut rtc, 0x09, 0), 0x99);
+        assert_eq!(read(&mut rtc, 0x06, 0), 6, "Friday");
+        assert_eq!(read(&mut rtc, 0x32, HZ), 0x20);
+        assert_eq!(read(&mut rtc, 0x09, HZ), 0x00);
+        assert_eq!(read(&mut rtc, 0x07, HZ), 0x01);
+        assert_eq!(read(&mut rtc, 0x06, HZ), 7, "Saturday");
+        // The guest sets 2000-02-28 23:59:59: the next day is the 29th (2000 is a leap year).
+        write(&mut rtc, 0x08, 0x02, HZ);
+        write(&mut rtc, 0x07, 0x28, HZ);
+        write(&mut rtc, 0x04, 0x23, HZ);
+        write(&mut rtc, 0x02, 0x59, HZ);
+        write(&mut rtc, 0x00, 0x59, HZ);
+        assert_eq!(read(&mut rtc, 0x07, 2 * HZ), 0x29);
+        assert_eq!(read(&mut rtc, 0x08, 2 * HZ), 0x02);
+    }
+
+    #[test]
     fn binary_and_12_hour_modes() {
         // 13:05:09 on 2024-03-01.
         let t0 = days_from_civil(2024, 3, 1) * 86_400 + 13 * 3600 + 5 * 60 + 9;
@@ -719,6 +746,7 @@ mod tests {
             "IRQF | UF | PF (1024 Hz, not enabled)"
         );
         assert_eq!(read(&mut rtc, 0x0C, 3 * HZ), 0, "read clears");
+        assert!(!rtc.irq_asserted());
         assert_eq!(rtc.next_event(3 * HZ), Some(4 * HZ));
         // PF is set at the periodic rate even with PIE clear, and without IRQF.
         rtc.tick(4 * HZ);
