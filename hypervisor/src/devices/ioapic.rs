@@ -149,27 +149,27 @@ impl Vioapic {
         })
     }
 
-    /// Writes the register at `offset`; a write that makes an asserted level-triggered entry
-    /// deliverable returns its message.
+    /// Writes the register at `offset`; the messages it makes deliverable (an unmasked
+    /// asserted level entry, or the entries an EOI-register write re-delivers) go to
+    /// `deliver`.
     pub fn mmio_write(
         &mut self,
         offset: u64,
         size: u8,
         value: u32,
-    ) -> Result<Option<Message>, IoapicError> {
+        mut deliver: impl FnMut(Message),
+    ) -> Result<(), IoapicError> {
         Self::check_access(offset, size)?;
-        Ok(match offset {
-            IOREGSEL => {
-                self.regsel = value & 0xFF;
-                None
+        match offset {
+            IOREGSEL => self.regsel = value & 0xFF,
+            IOWIN => {
+                if let Some(m) = self.write_register(self.regsel, value) {
+                    deliver(m);
+                }
             }
-            IOWIN => self.write_register(self.regsel, value),
-            _ => {
-                let mut message = None;
-                self.eoi(value as u8, |m| message = Some(m));
-                message
-            }
-        })
+            _ => self.eoi(value as u8, deliver),
+        }
+        Ok(())
     }
 
     /// The register `index` as IOWIN shows it.
@@ -321,12 +321,12 @@ mod tests {
     #[test]
     fn identification_registers() {
         let mut io = Vioapic::new(48, 2);
-        io.mmio_write(0, 4, 0).unwrap();
+        io.mmio_write(0, 4, 0, |_| {}).unwrap();
         assert_eq!(io.mmio_read(0x10, 4).unwrap(), 2 << 24);
-        io.mmio_write(0, 4, 1).unwrap();
+        io.mmio_write(0, 4, 1, |_| {}).unwrap();
         assert_eq!(io.mmio_read(0x10, 4).unwrap(), 0x002F_0011);
         assert_eq!(io.mmio_read(0, 4).unwrap(), 1);
-        io.mmio_write(0x10, 4, 0xFFFF_FFFF).unwrap();
+        io.mmio_write(0x10, 4, 0xFFFF_FFFF, |_| {}).unwrap();
         assert_eq!(io.read_register(1), 0x002F_0011, "version is read-only");
         io.write_register(0, 0x0500_0000);
         assert_eq!(io.read_register(0), 0x0500_0000);
@@ -345,7 +345,7 @@ mod tests {
             Err(IoapicError::BadAccess { offset: 4, size: 4 })
         );
         assert!(io.mmio_read(0x10, 1).is_err());
-        assert!(io.mmio_write(0x20, 4, 0).is_err());
+        assert!(io.mmio_write(0x20, 4, 0, |_| {}).is_err());
         assert_eq!(
             io.set_irq(24, LineOp::Assert),
             Err(IoapicError::PinOutOfRange { pin: 24, pins: 24 })
@@ -422,8 +422,11 @@ mod tests {
         assert!(eoi_all(&mut io, 0x41).is_empty());
         // The EOI register does the same.
         io.set_irq(40, LineOp::Assert).unwrap();
-        assert_eq!(io.mmio_write(0x40, 4, 0x41).unwrap(), Some(m));
-        assert_eq!(io.mmio_write(0x40, 4, 0x42).unwrap(), None);
+        let mut out = Vec::new();
+        io.mmio_write(0x40, 4, 0x42, |m| out.push(m)).unwrap();
+        assert!(out.is_empty());
+        io.mmio_write(0x40, 4, 0x41, |m| out.push(m)).unwrap();
+        assert_eq!(out, vec![m]);
     }
 
     #[test]
@@ -442,6 +445,11 @@ mod tests {
             0,
             "other vector untouched"
         );
+        // The EOI register re-delivers every matching asserted entry too.
+        let mut via_register = Vec::new();
+        io.mmio_write(0x40, 4, 0x50, |m| via_register.push(m))
+            .unwrap();
+        assert_eq!(via_register, out);
     }
 
     #[test]
@@ -509,7 +517,12 @@ mod tests {
             x ^= x << 17;
             match x % 5 {
                 0 => {
-                    let _ = io.mmio_write((x >> 8) & 0x7C, (x >> 16) as u8 & 7, (x >> 32) as u32);
+                    let _ = io.mmio_write(
+                        (x >> 8) & 0x7C,
+                        (x >> 16) as u8 & 7,
+                        (x >> 32) as u32,
+                        |_| {},
+                    );
                 }
                 1 => {
                     let _ = io.mmio_read((x >> 8) & 0x7C, 4);
