@@ -126,6 +126,20 @@ pub enum LineOp {
     Pulse,
 }
 
+impl LineOp {
+    /// The line changes of an ACRN `GSI_*` operation (HC_SET_IRQLINE, ioctl SET_IRQLINE):
+    /// a falling pulse is high-low-high, so it ends asserted.
+    pub fn from_gsi_op(op: acrn_abi::irq::GsiOp) -> &'static [LineOp] {
+        use acrn_abi::irq::GsiOp;
+        match op {
+            GsiOp::SetHigh => &[LineOp::Assert],
+            GsiOp::SetLow => &[LineOp::Deassert],
+            GsiOp::RaisingPulse => &[LineOp::Pulse],
+            GsiOp::FallingPulse => &[LineOp::Deassert, LineOp::Assert],
+        }
+    }
+}
+
 /// How the destination field of a message is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DestMode {
@@ -443,6 +457,18 @@ mod tests {
         let (v, level) = p.take();
         assert_eq!(v.0, [u64::MAX; 4]);
         assert_eq!(level.0, [0xAAAA_AAAA_AAAA_AAAA; 4]);
+    }
+
+    #[test]
+    fn gsi_operations_as_line_changes() {
+        use acrn_abi::irq::GsiOp;
+        assert_eq!(LineOp::from_gsi_op(GsiOp::SetHigh), [LineOp::Assert]);
+        assert_eq!(LineOp::from_gsi_op(GsiOp::SetLow), [LineOp::Deassert]);
+        assert_eq!(LineOp::from_gsi_op(GsiOp::RaisingPulse), [LineOp::Pulse]);
+        assert_eq!(
+            LineOp::from_gsi_op(GsiOp::FallingPulse),
+            [LineOp::Deassert, LineOp::Assert]
+        );
     }
 
     #[test]
