@@ -126,17 +126,16 @@ pub enum LineOp {
     Pulse,
 }
 
-impl LineOp {
-    /// The line changes of an ACRN `GSI_*` operation (HC_SET_IRQLINE, ioctl SET_IRQLINE):
-    /// a falling pulse is high-low-high, so it ends asserted.
-    pub fn from_gsi_op(op: acrn_abi::irq::GsiOp) -> &'static [LineOp] {
-        use acrn_abi::irq::GsiOp;
-        match op {
-            GsiOp::SetHigh => &[LineOp::Assert],
-            GsiOp::SetLow => &[LineOp::Deassert],
-            GsiOp::RaisingPulse => &[LineOp::Pulse],
-            GsiOp::FallingPulse => &[LineOp::Deassert, LineOp::Assert],
-        }
+/// The electrical levels (true = high) an ACRN `GSI_*` operation (HC_SET_IRQLINE, ioctl
+/// SET_IRQLINE) drives a line through, in order: a raising pulse is high then low, a falling
+/// pulse low then high.
+pub fn gsi_levels(op: acrn_abi::irq::GsiOp) -> &'static [bool] {
+    use acrn_abi::irq::GsiOp;
+    match op {
+        GsiOp::SetHigh => &[true],
+        GsiOp::SetLow => &[false],
+        GsiOp::RaisingPulse => &[true, false],
+        GsiOp::FallingPulse => &[false, true],
     }
 }
 
@@ -460,15 +459,12 @@ mod tests {
     }
 
     #[test]
-    fn gsi_operations_as_line_changes() {
+    fn gsi_operations_as_levels() {
         use acrn_abi::irq::GsiOp;
-        assert_eq!(LineOp::from_gsi_op(GsiOp::SetHigh), [LineOp::Assert]);
-        assert_eq!(LineOp::from_gsi_op(GsiOp::SetLow), [LineOp::Deassert]);
-        assert_eq!(LineOp::from_gsi_op(GsiOp::RaisingPulse), [LineOp::Pulse]);
-        assert_eq!(
-            LineOp::from_gsi_op(GsiOp::FallingPulse),
-            [LineOp::Deassert, LineOp::Assert]
-        );
+        assert_eq!(gsi_levels(GsiOp::SetHigh), [true]);
+        assert_eq!(gsi_levels(GsiOp::SetLow), [false]);
+        assert_eq!(gsi_levels(GsiOp::RaisingPulse), [true, false]);
+        assert_eq!(gsi_levels(GsiOp::FallingPulse), [false, true]);
     }
 
     #[test]
