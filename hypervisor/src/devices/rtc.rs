@@ -448,10 +448,13 @@ impl Vrtc {
         phase >= self.tsc_hz - window
     }
 
-    /// A port read; 0xFF for the (write-only) index port and ports the RTC does not decode.
+    /// A port read: the index port reads back the index (without the NMI bit, as ACRN's
+    /// vRTC answers); 0xFF for ports the RTC does not decode.
     pub fn io_read(&mut self, port: u16, now_tsc: u64) -> u8 {
-        if port != DATA_PORT {
-            return 0xFF;
+        match port {
+            INDEX_PORT => return self.index,
+            DATA_PORT => {}
+            _ => return 0xFF,
         }
         self.advance(now_tsc);
         match self.index {
@@ -825,7 +828,8 @@ mod tests {
         );
         rtc.io_write(0x70, 0x0F, 0);
         assert!(!rtc.nmi_masked());
-        assert_eq!(rtc.io_read(0x70, 0), 0xFF);
+        assert_eq!(rtc.io_read(0x70, 0), 0x0F);
+        assert_eq!(rtc.io_read(0x72, 0), 0xFF);
         assert_eq!(read(&mut rtc, 0x10, 0), 0, "no floppy");
         assert_eq!(read(&mut rtc, 0x15, 0), 0x80);
         assert_eq!(read(&mut rtc, 0x16, 0), 0x02);
