@@ -7,8 +7,8 @@
 //! values (0xC0-0xFF); register A with the update-in-progress flag (raised 244 us before each
 //! second change, the datasheet's t_BUC), the divider (a divider reset stops the clock; the
 //! first update follows 500 ms after it is released) and the periodic rate; register B (SET
-//! stops updates and lets the guest set the time, which then runs on from the written value;
-//! setting it clears UIE); register C (PF/AF/UF flags set whether enabled or not, IRQF when an
+//! stops updates, not the periodic flag, and lets the guest set the time, which then runs on
+//! from the written value; setting it clears UIE); register C (PF/AF/UF flags set whether enabled or not, IRQF when an
 //! enabled one is, all cleared by reading it); register D (VRT always 1). The other bytes of the
 //! 128-byte CMOS are plain storage, with base memory 640 KiB (0x15/0x16) and no floppy (0x10).
 //!
@@ -367,12 +367,13 @@ impl Vrtc {
             return;
         }
         self.accounted_tsc = now_tsc;
-        if !self.updating() {
+        // The divider drives the periodic flag even while SET stops the updates.
+        if !self.divider_running() {
             return;
         }
         let mut flags = 0;
         let (first, last) = (self.seconds_elapsed(from), self.seconds_elapsed(now_tsc));
-        if last > first {
+        if self.updating() && last > first {
             flags |= C_UF;
             // The alarm repeats daily: the last day of crossed seconds decides.
             let crossed = (last - first).min(SECONDS_PER_DAY as u64) as i64;
@@ -416,11 +417,11 @@ impl Vrtc {
     /// while nothing can (no interrupt enabled, clock stopped, or IRQF still set).
     pub fn next_event(&self, now_tsc: u64) -> Option<u64> {
         let b = self.reg_b();
-        if !self.updating() || self.cmos[REG_C as usize] & C_IRQF != 0 {
+        if !self.divider_running() || self.cmos[REG_C as usize] & C_IRQF != 0 {
             return None;
         }
         let elapsed = now_tsc.saturating_sub(self.base_tsc);
-        let next_second = (b & (B_UIE | B_AIE) != 0).then(|| {
+        let next_second = (self.updating() && b & (B_UIE | B_AIE) != 0).then(|| {
             self.base_tsc.saturating_add(
                 (elapsed / self.tsc_hz)
                     .saturating_add(1)
@@ -691,6 +692,11 @@ mod tests {
         write(&mut rtc, 0x32, 0x20, 0);
         assert_eq!(read(&mut rtc, 0x00, 10 * HZ), 0x30, "stopped while SET");
         assert_eq!(read(&mut rtc, 0x0A, 10 * HZ) & 0x80, 0, "no UIP while SET");
+        assert_eq!(
+            read(&mut rtc, 0x0C, 10 * HZ),
+            0x40,
+            "the divider still sets PF, no UF while SET"
+        );
         write(&mut rtc, 0x0B, 0x02, 10 * HZ);
         let expected = days_from_civil(2030, 6, 15) * 86_400 + 10 * 3600 + 15 * 60 + 30;
         assert_eq!(rtc.epoch_seconds(10 * HZ), expected);
