@@ -7,11 +7,17 @@
 //! VM; this model takes any count from 1 to 120 (the register window addresses at most 120
 //! entries: 0x10 + 2 * 119 + 1 = 0xFF).
 //!
-//! Limits: lines are logical (`Assert` = the interrupt is requested; the source applies the
-//! polarity, which is stored but not interpreted); SMI, NMI, INIT and ExtINT entries are
-//! delivered as edge-triggered (the datasheet ignores their trigger mode); the EOI register at
-//! 0x40 (version 0x20 parts) is accepted although the version register says 0x11; the
-//! extended destination bits 55:49 are ignored.
+//! Lines: [`Vioapic::set_irq`] changes a line logically (asserted = requesting);
+//! [`Vioapic::set_level`] drives it electrically as ACRN's `GSI_SET_HIGH`/`GSI_SET_LOW` do, the
+//! entry's polarity at the time deciding whether high is asserted. The state is kept
+//! logically, so every line starts deasserted whatever its polarity and a polarity change by
+//! the guest does not flip it (ACRN keeps the electrical level instead).
+//!
+//! Limits: an edge asserted while its entry is masked is lost at unmask (datasheet; ACRN
+//! delivers it); SMI, NMI, INIT and ExtINT entries are delivered as edge-triggered (the
+//! datasheet ignores their trigger mode); the EOI register at 0x40 (version 0x20 parts) is
+//! accepted although the version register says 0x11; the extended destination bits 55:49 are
+//! ignored.
 
 use super::irq::{Delivery, DestMode, LineOp, Message, Shorthand};
 use bitflags::bitflags;
@@ -149,27 +155,27 @@ impl Vioapic {
         })
     }
 
-    /// Writes the register at `offset`; a write that makes an asserted level-triggered entry
-    /// deliverable returns its message.
+    /// Writes the register at `offset`; the messages it makes deliverable (an unmasked
+    /// asserted level entry, or the entries an EOI-register write re-delivers) go to
+    /// `deliver`.
     pub fn mmio_write(
         &mut self,
         offset: u64,
         size: u8,
         value: u32,
-    ) -> Result<Option<Message>, IoapicError> {
+        mut deliver: impl FnMut(Message),
+    ) -> Result<(), IoapicError> {
         Self::check_access(offset, size)?;
-        Ok(match offset {
-            IOREGSEL => {
-                self.regsel = value & 0xFF;
-                None
+        match offset {
+            IOREGSEL => self.regsel = value & 0xFF,
+            IOWIN => {
+                if let Some(m) = self.write_register(self.regsel, value) {
+                    deliver(m);
+                }
             }
-            IOWIN => self.write_register(self.regsel, value),
-            _ => {
-                let mut message = None;
-                self.eoi(value as u8, |m| message = Some(m));
-                message
-            }
-        })
+            _ => self.eoi(value as u8, deliver),
+        }
+        Ok(())
     }
 
     /// The register `index` as IOWIN shows it.
@@ -213,7 +219,7 @@ impl Vioapic {
         }
         self.rte[pin] = new;
         // Unmasking (or reprogramming) an asserted level entry delivers it now.
-        if self.is_level(pin) && self.asserted & (1 << pin) != 0 {
+        if self.is_level(pin) && self.is_asserted(pin) {
             self.service(pin)
         } else {
             None
@@ -260,16 +266,44 @@ impl Vioapic {
         })
     }
 
-    /// Changes line `pin`; returns the message to deliver, if any: an edge entry delivers on
+    fn active_low(&self, pin: usize) -> bool {
+        self.rte[pin] & RteFlags::ACTIVE_LOW.bits() != 0
+    }
+
+    fn is_asserted(&self, pin: usize) -> bool {
+        self.asserted & (1 << pin) != 0
+    }
+
+    fn set_asserted(&mut self, pin: usize, asserted: bool) {
+        if asserted {
+            self.asserted |= 1 << pin;
+        } else {
+            self.asserted &= !(1 << pin);
+        }
+    }
+
+    /// Drives line `pin` electrically (ACRN's `GSI_SET_HIGH`/`GSI_SET_LOW`): high asserts an
+    /// active-high entry, low an active-low one.
+    pub fn set_level(&mut self, pin: usize, high: bool) -> Result<Option<Message>, IoapicError> {
+        self.check_pin(pin)?;
+        let op = if high != self.active_low(pin) {
+            LineOp::Assert
+        } else {
+            LineOp::Deassert
+        };
+        self.set_irq(pin, op)
+    }
+
+    /// Changes line `pin` logically (asserted = requesting, whatever the polarity); returns
+    /// the message to deliver, if any: an edge entry delivers on
     /// the rising edge, a level entry while asserted with remote IRR clear.
     pub fn set_irq(&mut self, pin: usize, op: LineOp) -> Result<Option<Message>, IoapicError> {
         self.check_pin(pin)?;
-        let bit = 1u128 << pin;
-        let was_asserted = self.asserted & bit != 0;
+        let was_asserted = self.is_asserted(pin);
         let message = match op {
             LineOp::Deassert => None,
             LineOp::Assert | LineOp::Pulse => {
-                self.asserted |= bit;
+                self.set_asserted(pin, true);
                 if self.is_level(pin) || !was_asserted {
                     self.service(pin)
                 } else {
@@ -278,7 +312,7 @@ impl Vioapic {
             }
         };
         if op != LineOp::Assert {
-            self.asserted &= !bit;
+            self.set_asserted(pin, false);
         }
         Ok(message)
     }
@@ -293,7 +327,7 @@ impl Vioapic {
                 continue;
             }
             self.rte[pin] &= !RteFlags::REMOTE_IRR.bits();
-            if self.asserted & (1 << pin) != 0 {
+            if self.is_asserted(pin) {
                 if let Some(m) = self.service(pin) {
                     deliver(m);
                 }
@@ -321,12 +355,12 @@ mod tests {
     #[test]
     fn identification_registers() {
         let mut io = Vioapic::new(48, 2);
-        io.mmio_write(0, 4, 0).unwrap();
+        io.mmio_write(0, 4, 0, |_| {}).unwrap();
         assert_eq!(io.mmio_read(0x10, 4).unwrap(), 2 << 24);
-        io.mmio_write(0, 4, 1).unwrap();
+        io.mmio_write(0, 4, 1, |_| {}).unwrap();
         assert_eq!(io.mmio_read(0x10, 4).unwrap(), 0x002F_0011);
         assert_eq!(io.mmio_read(0, 4).unwrap(), 1);
-        io.mmio_write(0x10, 4, 0xFFFF_FFFF).unwrap();
+        io.mmio_write(0x10, 4, 0xFFFF_FFFF, |_| {}).unwrap();
         assert_eq!(io.read_register(1), 0x002F_0011, "version is read-only");
         io.write_register(0, 0x0500_0000);
         assert_eq!(io.read_register(0), 0x0500_0000);
@@ -345,7 +379,7 @@ mod tests {
             Err(IoapicError::BadAccess { offset: 4, size: 4 })
         );
         assert!(io.mmio_read(0x10, 1).is_err());
-        assert!(io.mmio_write(0x20, 4, 0).is_err());
+        assert!(io.mmio_write(0x20, 4, 0, |_| {}).is_err());
         assert_eq!(
             io.set_irq(24, LineOp::Assert),
             Err(IoapicError::PinOutOfRange { pin: 24, pins: 24 })
@@ -422,8 +456,11 @@ mod tests {
         assert!(eoi_all(&mut io, 0x41).is_empty());
         // The EOI register does the same.
         io.set_irq(40, LineOp::Assert).unwrap();
-        assert_eq!(io.mmio_write(0x40, 4, 0x41).unwrap(), Some(m));
-        assert_eq!(io.mmio_write(0x40, 4, 0x42).unwrap(), None);
+        let mut out = Vec::new();
+        io.mmio_write(0x40, 4, 0x42, |m| out.push(m)).unwrap();
+        assert!(out.is_empty());
+        io.mmio_write(0x40, 4, 0x41, |m| out.push(m)).unwrap();
+        assert_eq!(out, vec![m]);
     }
 
     #[test]
@@ -442,6 +479,11 @@ mod tests {
             0,
             "other vector untouched"
         );
+        // The EOI register re-delivers every matching asserted entry too.
+        let mut via_register = Vec::new();
+        io.mmio_write(0x40, 4, 0x50, |m| via_register.push(m))
+            .unwrap();
+        assert_eq!(via_register, out);
     }
 
     #[test]
@@ -456,6 +498,32 @@ mod tests {
         // Switching to edge clears remote IRR.
         program(&mut io, 3, 0x0060, 0);
         assert_eq!(io.entry(3).unwrap() & (1 << 14), 0);
+    }
+
+    #[test]
+    fn electrical_levels_follow_the_polarity() {
+        let mut io = Vioapic::new(24, 0);
+        // Active-low, level: low asserts; an undriven line is idle.
+        assert!(program(&mut io, 16, 0xA051, 0).is_none());
+        assert!(io.set_level(16, true).unwrap().is_none(), "high is idle");
+        let m = io.set_level(16, false).unwrap().unwrap();
+        assert_eq!(m.vector, 0x51);
+        let mut out = Vec::new();
+        io.eoi(0x51, |m| out.push(m));
+        assert_eq!(out.len(), 1, "still low: still asserted");
+        io.set_level(16, true).unwrap();
+        out.clear();
+        io.eoi(0x51, |m| out.push(m));
+        assert!(out.is_empty());
+        // Active-high edge: a rising edge delivers; a logical assert of an active-low line
+        // drives it low.
+        program(&mut io, 5, 0x0052, 0);
+        assert!(io.set_level(5, true).unwrap().is_some());
+        assert!(io.set_level(5, true).unwrap().is_none());
+        program(&mut io, 6, 0x2053, 0);
+        assert!(io.set_irq(6, LineOp::Assert).unwrap().is_some());
+        assert!(io.set_level(6, false).unwrap().is_none(), "already low");
+        assert!(io.set_level(99, true).is_err());
     }
 
     #[test]
@@ -509,7 +577,12 @@ mod tests {
             x ^= x << 17;
             match x % 5 {
                 0 => {
-                    let _ = io.mmio_write((x >> 8) & 0x7C, (x >> 16) as u8 & 7, (x >> 32) as u32);
+                    let _ = io.mmio_write(
+                        (x >> 8) & 0x7C,
+                        (x >> 16) as u8 & 7,
+                        (x >> 32) as u32,
+                        |_| {},
+                    );
                 }
                 1 => {
                     let _ = io.mmio_read((x >> 8) & 0x7C, 4);

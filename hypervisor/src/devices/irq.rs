@@ -45,16 +45,6 @@ impl Vectors {
         let index = index % 8;
         (self.0[index / 2] >> ((index % 2) * 32)) as u32
     }
-
-    /// The vectors in `self` and not in `other`.
-    pub fn without(&self, other: &Vectors) -> Vectors {
-        Vectors(core::array::from_fn(|i| self.0[i] & !other.0[i]))
-    }
-
-    /// The vectors in either set.
-    pub fn union(&self, other: &Vectors) -> Vectors {
-        Vectors(core::array::from_fn(|i| self.0[i] | other.0[i]))
-    }
 }
 
 /// The vectors posted to one vCPU and not yet pulled into its local APIC's IRR. Any pCPU may
@@ -126,6 +116,19 @@ pub enum LineOp {
     Pulse,
 }
 
+/// The electrical levels (true = high) an ACRN `GSI_*` operation (HC_SET_IRQLINE, ioctl
+/// SET_IRQLINE) drives a line through, in order: a raising pulse is high then low, a falling
+/// pulse low then high.
+pub fn gsi_levels(op: acrn_abi::irq::GsiOp) -> &'static [bool] {
+    use acrn_abi::irq::GsiOp;
+    match op {
+        GsiOp::SetHigh => &[true],
+        GsiOp::SetLow => &[false],
+        GsiOp::RaisingPulse => &[true, false],
+        GsiOp::FallingPulse => &[false, true],
+    }
+}
+
 /// How the destination field of a message is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DestMode {
@@ -191,8 +194,9 @@ pub struct Message {
     pub shorthand: Shorthand,
 }
 
+#[cfg(test)]
 impl Message {
-    /// A fixed, edge-triggered, physical message to `dest` (tests and simple sources).
+    /// A fixed, edge-triggered, physical message to `dest`.
     pub fn fixed(vector: u8, dest: u32) -> Message {
         Message {
             vector,
@@ -397,10 +401,9 @@ mod tests {
         assert_eq!(v.highest(), Some(0x80));
         v.set(0xFF);
         assert_eq!(v.highest(), Some(0xFF));
-        let mut other = Vectors::EMPTY;
-        other.set(0xFF);
-        assert_eq!(v.without(&other).highest(), Some(0x80));
-        assert_eq!(Vectors::EMPTY.union(&other), other);
+        v.set(0);
+        assert_eq!(v.register(0), 1);
+        assert!(!v.is_empty());
     }
 
     #[test]
@@ -443,6 +446,15 @@ mod tests {
         let (v, level) = p.take();
         assert_eq!(v.0, [u64::MAX; 4]);
         assert_eq!(level.0, [0xAAAA_AAAA_AAAA_AAAA; 4]);
+    }
+
+    #[test]
+    fn gsi_operations_as_levels() {
+        use acrn_abi::irq::GsiOp;
+        assert_eq!(gsi_levels(GsiOp::SetHigh), [true]);
+        assert_eq!(gsi_levels(GsiOp::SetLow), [false]);
+        assert_eq!(gsi_levels(GsiOp::RaisingPulse), [true, false]);
+        assert_eq!(gsi_levels(GsiOp::FallingPulse), [false, true]);
     }
 
     #[test]

@@ -11,10 +11,10 @@
 //!
 //! Limits: the APIC ID and the base address (0xFEE0_0000) cannot be changed by the guest;
 //! EOI-broadcast suppression, directed EOI and the LVT CMCI/thermal/performance/LINT sources
-//! are registers only (nothing in this model raises them); a divide-configuration write takes
-//! effect at the next timer (re)start; missed periodic expiries coalesce into one interrupt,
-//! as they would in a real IRR; the arbitration priority register reads 0; focus processor
-//! checking is not modelled.
+//! are registers only (nothing in this model raises them); missed periodic expiries coalesce
+//! into one interrupt, as they would in a real IRR; a divide-configuration change rescales a
+//! running count-down (the counts left stay, as KVM does); the arbitration priority register
+//! reads 0; focus processor checking is not modelled.
 
 use super::irq::{Delivery, DestMode, LapicView, Message, PendingSet, Shorthand, Vectors};
 use bitflags::bitflags;
@@ -192,6 +192,9 @@ pub enum LapicEffect {
     Eoi { vector: u8, level: bool },
     /// The timer deadline changed: re-arm the physical timer from [`Vlapic::timer_deadline`].
     TimerChanged,
+    /// IA32_APIC_BASE switched the mode: change the xAPIC page / x2APIC MSR intercepts and
+    /// re-arm the timer (disabling the APIC resets it).
+    ModeChanged(ApicMode),
 }
 
 /// The state of one vCPU's local APIC.
@@ -625,7 +628,12 @@ impl Vlapic {
         now_tsc: u64,
     ) -> Result<Option<LapicEffect>, LapicError> {
         match msr {
-            MSR_APIC_BASE => return self.write_apic_base(value).map(|()| None),
+            MSR_APIC_BASE => {
+                let old_mode = self.mode();
+                self.write_apic_base(value)?;
+                let new_mode = self.mode();
+                return Ok((new_mode != old_mode).then_some(LapicEffect::ModeChanged(new_mode)));
+            }
             MSR_TSC_DEADLINE => return Ok(self.write_tsc_deadline(value)),
             MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => {}
             _ => return Err(gp(msr, "not a local APIC MSR")),
@@ -721,10 +729,26 @@ impl Vlapic {
                 self.start_countdown(now_tsc);
                 return Some(LapicEffect::TimerChanged);
             }
-            reg::TIMER_DIVIDE => self.timer_divide = value & 0xB,
+            reg::TIMER_DIVIDE => return self.write_timer_divide(value, now_tsc),
             _ => {}
         }
         None
+    }
+
+    /// A new divisor rescales a running count-down: the counts left stay, their length
+    /// changes (as KVM does; the SDM leaves it open).
+    fn write_timer_divide(&mut self, value: u32, now_tsc: u64) -> Option<LapicEffect> {
+        let old_divisor = self.timer_divisor();
+        let remaining = self.timer_current_count(now_tsc);
+        self.timer_divide = value & 0xB;
+        let counting = self.deadline.is_some() && self.timer_mode() != TimerMode::TscDeadline;
+        if !counting || self.timer_divisor() == old_divisor {
+            return None;
+        }
+        let per_count = self.tsc_per_count();
+        self.period = (self.timer_initial as u64).saturating_mul(per_count);
+        self.deadline = Some(now_tsc.saturating_add((remaining as u64).saturating_mul(per_count)));
+        Some(LapicEffect::TimerChanged)
     }
 
     fn write_lvt(&mut self, index: usize, value: u32) {
@@ -1142,6 +1166,27 @@ mod tests {
     }
 
     #[test]
+    fn apic_base_msr_reports_mode_changes() {
+        let mut l = enabled(0);
+        let base = APIC_BASE_ADDRESS;
+        assert_eq!(l.msr_write(MSR_APIC_BASE, base | 0x900, NOW), Ok(None));
+        assert_eq!(
+            l.msr_write(MSR_APIC_BASE, base | 0xC00, NOW),
+            Ok(Some(LapicEffect::ModeChanged(ApicMode::X2Apic)))
+        );
+        assert!(l.msr_write(MSR_APIC_BASE, base | 0x800, NOW).is_err());
+        assert_eq!(
+            l.mode(),
+            ApicMode::X2Apic,
+            "a refused write changes nothing"
+        );
+        assert_eq!(
+            l.msr_write(MSR_APIC_BASE, base, NOW),
+            Ok(Some(LapicEffect::ModeChanged(ApicMode::Disabled)))
+        );
+    }
+
+    #[test]
     fn logical_registers_feed_destinations() {
         let mut a = enabled(0);
         let mut b = enabled(1);
@@ -1222,6 +1267,26 @@ mod tests {
         assert!(!l.timer_expired(6000));
         assert_eq!(l.timer_deadline(), Some(7000));
         assert_eq!(l.pending(), None);
+    }
+
+    #[test]
+    fn divide_change_rescales_the_running_count() {
+        let mut l = enabled(0);
+        write(&mut l, 0x3E0, 0xB); // divide by 1
+        l.mmio_write(0x380, 4, 1000, 0).unwrap();
+        assert_eq!(l.mmio_read(0x390, 4, 400).unwrap(), 600);
+        assert_eq!(
+            l.mmio_write(0x3E0, 4, 0x0, 400).unwrap(),
+            Some(LapicEffect::TimerChanged),
+            "divide by 2"
+        );
+        assert_eq!(l.timer_deadline(), Some(400 + 1200));
+        assert_eq!(l.mmio_read(0x390, 4, 1000).unwrap(), 300);
+        assert_eq!(
+            l.mmio_write(0x3E0, 4, 0x0, 1000).unwrap(),
+            None,
+            "same divisor"
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! values (0xC0-0xFF); register A with the update-in-progress flag (raised 244 us before each
 //! second change, the datasheet's t_BUC), the divider (a divider reset stops the clock; the
 //! first update follows 500 ms after it is released) and the periodic rate; register B (SET
-//! stops updates and lets the guest set the time, which then runs on from the written value;
-//! setting it clears UIE); register C (PF/AF/UF flags set whether enabled or not, IRQF when an
+//! stops updates, not the periodic flag, and lets the guest set the time, which then runs on
+//! from the written value; setting it clears UIE); register C (PF/AF/UF flags set whether enabled or not, IRQF when an
 //! enabled one is, all cleared by reading it); register D (VRT always 1). The other bytes of the
 //! 128-byte CMOS are plain storage, with base memory 640 KiB (0x15/0x16) and no floppy (0x10).
 //!
@@ -367,12 +367,13 @@ impl Vrtc {
             return;
         }
         self.accounted_tsc = now_tsc;
-        if !self.updating() {
+        // The divider drives the periodic flag even while SET stops the updates.
+        if !self.divider_running() {
             return;
         }
         let mut flags = 0;
         let (first, last) = (self.seconds_elapsed(from), self.seconds_elapsed(now_tsc));
-        if last > first {
+        if self.updating() && last > first {
             flags |= C_UF;
             // The alarm repeats daily: the last day of crossed seconds decides.
             let crossed = (last - first).min(SECONDS_PER_DAY as u64) as i64;
@@ -406,15 +407,21 @@ impl Vrtc {
         core::mem::take(&mut self.irq_raised)
     }
 
+    /// The level of the IRQ 8 output: IRQF, held until the guest reads register C. A caller
+    /// that drives a level-triggered input follows this instead of [`Vrtc::tick`]'s edges.
+    pub fn irq_asserted(&self) -> bool {
+        self.cmos[REG_C as usize] & C_IRQF != 0
+    }
+
     /// The TSC of the next event that can raise IRQ 8, for the caller to arm a timer. None
     /// while nothing can (no interrupt enabled, clock stopped, or IRQF still set).
     pub fn next_event(&self, now_tsc: u64) -> Option<u64> {
         let b = self.reg_b();
-        if !self.updating() || self.cmos[REG_C as usize] & C_IRQF != 0 {
+        if !self.divider_running() || self.cmos[REG_C as usize] & C_IRQF != 0 {
             return None;
         }
         let elapsed = now_tsc.saturating_sub(self.base_tsc);
-        let next_second = (b & (B_UIE | B_AIE) != 0).then(|| {
+        let next_second = (self.updating() && b & (B_UIE | B_AIE) != 0).then(|| {
             self.base_tsc.saturating_add(
                 (elapsed / self.tsc_hz)
                     .saturating_add(1)
@@ -442,10 +449,13 @@ impl Vrtc {
         phase >= self.tsc_hz - window
     }
 
-    /// A port read; 0xFF for the (write-only) index port and ports the RTC does not decode.
+    /// A port read: the index port reads back the index (without the NMI bit, as ACRN's
+    /// vRTC answers); 0xFF for ports the RTC does not decode.
     pub fn io_read(&mut self, port: u16, now_tsc: u64) -> u8 {
-        if port != DATA_PORT {
-            return 0xFF;
+        match port {
+            INDEX_PORT => return self.index,
+            DATA_PORT => {}
+            _ => return 0xFF,
         }
         self.advance(now_tsc);
         match self.index {
@@ -619,6 +629,27 @@ mod tests {
     }
 
     #[test]
+    fn year_2000_rollover() {
+        let eve = days_from_civil(1999, 12, 31) * 86_400 + 86_399;
+        let mut rtc = Vrtc::new(eve, 0, HZ);
+        assert_eq!(read(&mut rtc, 0x32, 0), 0x19);
+        assert_eq!(read(&mut rtc, 0x09, 0), 0x99);
+        assert_eq!(read(&mut rtc, 0x06, 0), 6, "Friday");
+        assert_eq!(read(&mut rtc, 0x32, HZ), 0x20);
+        assert_eq!(read(&mut rtc, 0x09, HZ), 0x00);
+        assert_eq!(read(&mut rtc, 0x07, HZ), 0x01);
+        assert_eq!(read(&mut rtc, 0x06, HZ), 7, "Saturday");
+        // The guest sets 2000-02-28 23:59:59: the next day is the 29th (2000 is a leap year).
+        write(&mut rtc, 0x08, 0x02, HZ);
+        write(&mut rtc, 0x07, 0x28, HZ);
+        write(&mut rtc, 0x04, 0x23, HZ);
+        write(&mut rtc, 0x02, 0x59, HZ);
+        write(&mut rtc, 0x00, 0x59, HZ);
+        assert_eq!(read(&mut rtc, 0x07, 2 * HZ), 0x29);
+        assert_eq!(read(&mut rtc, 0x08, 2 * HZ), 0x02);
+    }
+
+    #[test]
     fn binary_and_12_hour_modes() {
         // 13:05:09 on 2024-03-01.
         let t0 = days_from_civil(2024, 3, 1) * 86_400 + 13 * 3600 + 5 * 60 + 9;
@@ -661,6 +692,11 @@ mod tests {
         write(&mut rtc, 0x32, 0x20, 0);
         assert_eq!(read(&mut rtc, 0x00, 10 * HZ), 0x30, "stopped while SET");
         assert_eq!(read(&mut rtc, 0x0A, 10 * HZ) & 0x80, 0, "no UIP while SET");
+        assert_eq!(
+            read(&mut rtc, 0x0C, 10 * HZ),
+            0x40,
+            "the divider still sets PF, no UF while SET"
+        );
         write(&mut rtc, 0x0B, 0x02, 10 * HZ);
         let expected = days_from_civil(2030, 6, 15) * 86_400 + 10 * 3600 + 15 * 60 + 30;
         assert_eq!(rtc.epoch_seconds(10 * HZ), expected);
@@ -719,6 +755,7 @@ mod tests {
             "IRQF | UF | PF (1024 Hz, not enabled)"
         );
         assert_eq!(read(&mut rtc, 0x0C, 3 * HZ), 0, "read clears");
+        assert!(!rtc.irq_asserted());
         assert_eq!(rtc.next_event(3 * HZ), Some(4 * HZ));
         // PF is set at the periodic rate even with PIE clear, and without IRQF.
         rtc.tick(4 * HZ);
@@ -797,7 +834,8 @@ mod tests {
         );
         rtc.io_write(0x70, 0x0F, 0);
         assert!(!rtc.nmi_masked());
-        assert_eq!(rtc.io_read(0x70, 0), 0xFF);
+        assert_eq!(rtc.io_read(0x70, 0), 0x0F);
+        assert_eq!(rtc.io_read(0x72, 0), 0xFF);
         assert_eq!(read(&mut rtc, 0x10, 0), 0, "no floppy");
         assert_eq!(read(&mut rtc, 0x15, 0), 0x80);
         assert_eq!(read(&mut rtc, 0x16, 0), 0x02);
