@@ -12,6 +12,7 @@ pub mod board;
 pub mod catalog;
 pub mod checks;
 pub mod diag;
+pub mod enforcement;
 pub mod gen;
 pub mod image;
 pub mod launch;

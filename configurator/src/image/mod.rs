@@ -219,6 +219,9 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
     }
     let generated = gen::generate(&board_path, &scenario_path, &GenerateOptions::default())
         .map_err(|r| ImageError::Invalid(Box::new(r)))?;
+    for u in crate::enforcement::unenforced(scenario) {
+        log(&format!("warning: {u}"));
+    }
     let needs = modules::needed(scenario);
     for n in &needs {
         if n.tag

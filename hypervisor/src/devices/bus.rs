@@ -4,7 +4,7 @@
 //! console vUART and a vRTC (a post-launched VM's device model emulates those).
 
 use super::ioapic::Vioapic;
-use super::irq::{LineOp, Message};
+use super::irq::{gsi_levels, LineOp, Message};
 use super::pic::Vpic;
 use super::rtc::Vrtc;
 use super::uart::Vuart;
@@ -16,10 +16,10 @@ use spin::Mutex;
 
 /// Guest-physical base of every VM's vIOAPIC (the guest ACPI tables announce it there).
 pub const IOAPIC_GPA: u64 = 0xFEC0_0000;
-/// vIOAPIC pins: ACRN gives post-launched VMs 48 and the others as many as a physical
-/// IOAPIC of the reference boards has.
-const POST_LAUNCHED_PINS: usize = 48;
-const STATIC_VM_PINS: usize = 120;
+/// vIOAPIC pins: ACRN gives pre- and post-launched VMs 48, and the Service VM the physical
+/// IOAPICs' pins (one vIOAPIC here, with the most any IOAPIC has).
+const USER_VM_PINS: usize = super::ioapic::ACRN_VIOAPIC_PINS;
+const SERVICE_VM_PINS: usize = super::ioapic::MAX_PINS;
 /// The RTC's line on both interrupt controllers.
 const RTC_IRQ: u32 = 8;
 
@@ -106,13 +106,12 @@ impl BusDevice for IoApic {
         }
     }
     fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64) {
-        let msg = match self.model.lock().as_mut() {
-            Some(io) => io.mmio_write(addr - IOAPIC_GPA, size, value as u32),
-            None => return,
-        };
-        if let Ok(Some(m)) = msg {
-            vm.deliver(&m, None);
+        let mut out = Collected::new();
+        if let Some(io) = self.model.lock().as_mut() {
+            // A malformed access is ignored, as by the hardware.
+            let _ = io.mmio_write(addr - IOAPIC_GPA, size, value as u32, |m| out.push(m));
         }
+        out.deliver(vm);
     }
 }
 
@@ -139,11 +138,13 @@ impl BusDevice for Rtc {
             .as_mut()
             .map_or(0xFF, |r| r.io_read(addr as u16, now) as u64)
     }
-    fn write(&self, _vm: &Vm, addr: u64, _size: u8, value: u64) {
+    fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
         let now = rdtsc();
         if let Some(r) = self.model.lock().as_mut() {
             r.io_write(addr as u16, value as u8, now);
         }
+        // A write may raise a flag (or start the periodic interrupt) at once.
+        vm.devices.tick(vm, now);
     }
 }
 
@@ -159,13 +160,29 @@ fn kick_bsp(vm: &Vm) {
     }
 }
 
-/// ACRN's line operations as line changes, in order (a falling pulse ends high).
-fn line_ops(op: GsiOp) -> &'static [LineOp] {
-    match op {
-        GsiOp::SetHigh => &[LineOp::Assert],
-        GsiOp::SetLow => &[LineOp::Deassert],
-        GsiOp::RaisingPulse => &[LineOp::Pulse],
-        GsiOp::FallingPulse => &[LineOp::Deassert, LineOp::Assert],
+/// Messages a device produced under its lock, delivered after it is released.
+struct Collected {
+    msgs: [Option<Message>; 8],
+    n: usize,
+}
+
+impl Collected {
+    fn new() -> Self {
+        Collected {
+            msgs: [None; 8],
+            n: 0,
+        }
+    }
+    fn push(&mut self, m: Message) {
+        if let Some(slot) = self.msgs.get_mut(self.n) {
+            *slot = Some(m);
+            self.n += 1;
+        }
+    }
+    fn deliver(&self, vm: &Vm) {
+        for m in self.msgs.iter().flatten() {
+            vm.deliver(m, None);
+        }
     }
 }
 
@@ -212,10 +229,10 @@ impl VmDevices {
             rtc: !post,
         };
         *self.console.uart.lock() = Vuart::new();
-        let pins = if post {
-            POST_LAUNCHED_PINS
+        let pins = if order == Some(LoadOrder::Service) {
+            SERVICE_VM_PINS
         } else {
-            STATIC_VM_PINS
+            USER_VM_PINS
         };
         *self.ioapic.model.lock() = Some(Vioapic::new(pins, 0));
         *self.pic.model.lock() = Some(Vpic::new());
@@ -312,40 +329,40 @@ impl VmDevices {
     /// A level-triggered interrupt's EOI: the vIOAPIC clears Remote IRR and re-sends a line
     /// that is still asserted.
     pub fn eoi(&self, vm: &Vm, vector: u8) {
-        // Collected first: delivery must not hold the vIOAPIC's lock.
-        let mut again: [Option<Message>; 8] = [None; 8];
-        let mut n = 0;
+        let mut out = Collected::new();
         if let Some(io) = self.ioapic.model.lock().as_mut() {
-            io.eoi(vector, |m| {
-                if let Some(slot) = again.get_mut(n) {
-                    *slot = Some(m);
-                    n += 1;
-                }
-            });
+            io.eoi(vector, |m| out.push(m));
         }
-        for m in again.iter().flatten() {
-            vm.deliver(m, None);
-        }
+        out.deliver(vm);
     }
 
     /// HC_SET_IRQLINE and the VM's own interrupt sources: GSI `gsi` on the vIOAPIC and, below
     /// 16, the vPIC.
     pub fn set_irqline(&self, vm: &Vm, gsi: u32, op: GsiOp) {
-        for &line in line_ops(op) {
+        // The 8259 has no input 2 of its own (the cascade): GSI 2 is its IRQ 0, as in ACRN.
+        let pic_irq = match gsi {
+            2 => Some(0),
+            0 | 1 | 3..=15 => Some(gsi as u8),
+            _ => None,
+        };
+        for &high in gsi_levels(op) {
             let msg = match self.ioapic.model.lock().as_mut() {
-                Some(io) => io.set_irq(gsi as usize, line).ok().flatten(),
+                Some(io) => io.set_level(gsi as usize, high).ok().flatten(),
                 None => None,
             };
             if let Some(m) = msg {
                 vm.deliver(&m, None);
             }
-            if gsi < 16 {
-                if let Some(p) = self.pic.model.lock().as_mut() {
-                    let _ = p.set_irq(gsi as u8, line);
-                }
+            if let (Some(irq), Some(p)) = (pic_irq, self.pic.model.lock().as_mut()) {
+                let line = if high {
+                    LineOp::Assert
+                } else {
+                    LineOp::Deassert
+                };
+                let _ = p.set_irq(irq, line);
             }
         }
-        if gsi < 16 {
+        if pic_irq.is_some() {
             kick_bsp(vm);
         }
     }

@@ -11,7 +11,7 @@ use super::{
     Caller, Hypercalls, IdentityRam, Outcome, PhysBytes, SlotConfig, SlotKind, VmOps, MAX_USER_GPA,
     MAX_VM_NUM,
 };
-use crate::devices::irq::Message;
+use crate::devices::irq::{Delivery, DestMode, Message, Shorthand};
 use crate::hv::frames::Frames;
 use crate::hvlog;
 use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
@@ -177,7 +177,15 @@ static UPCALL_VECTOR: AtomicU8 = AtomicU8::new(acrn_abi::irq::HSM_UPCALL_VECTOR)
 /// of its BSP (vCPU 0), as a virtual interrupt.
 pub fn upcall() {
     if let Some(vm) = SERVICE_VMID.get().and_then(|&id| vms::vm(id)) {
-        let msg = Message::fixed(UPCALL_VECTOR.load(Ordering::Relaxed), 0);
+        let msg = Message {
+            vector: UPCALL_VECTOR.load(Ordering::Relaxed),
+            dest: 0,
+            wide_dest: false,
+            dest_mode: DestMode::Physical,
+            delivery: Delivery::Fixed,
+            level_trigger: false,
+            shorthand: Shorthand::None,
+        };
         vm.deliver(&msg, None);
     }
 }

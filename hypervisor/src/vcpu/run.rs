@@ -21,6 +21,9 @@ use acrn_static_config::LoadOrder;
 use core::sync::atomic::Ordering;
 use spin::Once;
 
+/// How often a pCPU looks at the slot of a vCPU waiting for its I/O request.
+const IO_POLL_NS: u64 = 20_000;
+
 /// vCPUs one pCPU can host.
 pub const MAX_THREADS: usize = 8;
 
@@ -121,7 +124,10 @@ impl Thread {
             Some(LapicEffect::Eoi { vector, level }) if level => {
                 self.vm.devices.eoi(self.vm, vector)
             }
-            Some(LapicEffect::Eoi { .. }) | Some(LapicEffect::TimerChanged) | None => {}
+            Some(LapicEffect::Eoi { .. })
+            | Some(LapicEffect::TimerChanged)
+            | Some(LapicEffect::ModeChanged(_))
+            | None => {}
         }
     }
 }
@@ -163,10 +169,9 @@ fn ns_to_tsc(ns: u64) -> u64 {
     (ns as u128 * tsc_khz() as u128 / 1_000_000).min(u64::MAX as u128) as u64
 }
 
-/// TSC ticks per local APIC bus tick of every vLAPIC: the virtual bus runs at 1/16 of the
-/// TSC, so timer counts stay within 32 bits for seconds and guests calibrating against
-/// CPUID 0x40000010 find a fixed ratio.
-pub const TSC_PER_BUS_TICK: u64 = 16;
+/// TSC ticks per local APIC bus tick of every vLAPIC: as in ACRN, the timer counts at the
+/// TSC's rate, which guests read from CPUID 0x40000010.
+pub const TSC_PER_BUS_TICK: u64 = 1;
 
 /// The architectural power-on state (reset vector 0xFFFF0).
 pub fn power_on_state() -> InitialState {
@@ -247,14 +252,20 @@ impl Pcpu {
         for t in self.threads.iter_mut().flatten() {
             service(t, now);
         }
+        // The scheduler rotates only when it asks to (BVT's context-switch allowance restarts
+        // at every pick).
+        let mut resched = false;
         for i in 0..MAX_THREADS {
-            self.update_sched(i, now);
+            resched |= self.update_sched(i, now);
         }
         let now_ns = tsc_to_ns(now);
         if self.sched.next_event(now_ns).is_some_and(|t| t <= now_ns) {
-            self.sched.tick(now_ns);
+            resched |= self.sched.tick(now_ns);
         }
-        let picked = self.sched.pick_next(now_ns);
+        let picked = match self.sched.current() {
+            Some(t) if !resched => Some(t),
+            _ => self.sched.pick_next(now_ns),
+        };
         let deadline = self.next_deadline(now);
         match picked.and_then(|tid| self.slot_of(tid)) {
             None => {
@@ -287,25 +298,35 @@ impl Pcpu {
             .flatten()
             .filter(|t| t.idx == 0)
             .filter_map(|t| t.vm.devices.next_event(now));
+        // A vCPU whose I/O request the Service VM completes by polling (no notification)
+        // is looked at again soon.
+        let io_poll = self
+            .threads
+            .iter()
+            .flatten()
+            .any(|t| t.state == RunState::WaitForIo)
+            .then(|| now.saturating_add(ns_to_tsc(IO_POLL_NS)));
         lapics
             .chain(devices)
+            .chain(io_poll)
             .chain(self.sched.next_event(tsc_to_ns(now)).map(ns_to_tsc))
             .min()
     }
 
-    /// Tells the scheduler whether thread `i` can run.
-    fn update_sched(&mut self, i: usize, now: u64) {
+    /// Tells the scheduler whether thread `i` can run; true if it asks to reschedule.
+    fn update_sched(&mut self, i: usize, now: u64) -> bool {
         let Some(t) = self.threads[i].as_ref() else {
-            return;
+            return false;
         };
         let runnable = t.state == RunState::Runnable && t.vm.state() == VmState::Running;
         let now = tsc_to_ns(now);
-        // Both only fail for a thread the scheduler does not hold; adopt added it.
-        let _ = if runnable {
+        let asked = if runnable {
             self.sched.wake(t.tid, now)
         } else {
             self.sched.sleep(t.tid, now)
         };
+        // Only fails for a thread the scheduler does not hold, and adopt added every one.
+        asked.unwrap_or(true)
     }
 
     /// Adds the vCPUs the VM table binds here and drops the ones it no longer does.

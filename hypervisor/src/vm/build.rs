@@ -50,6 +50,9 @@ pub fn prepare_all(p: &'static PlatformConfig, bi: &BootInfo) {
     run::set_backend(backend);
 
     crate::hypercall::runtime::init(p, matches!(backend, Backend::Svm(_)));
+    for cfg in p.vms {
+        report_unenforced(cfg);
+    }
     // The Service VM last: its RAM holds every boot module, which loading it may overwrite.
     let order = p
         .vms
@@ -115,6 +118,38 @@ pub fn prepare_all(p: &'static PlatformConfig, bi: &BootInfo) {
             }
             Err(e) => hvlog!("VM {} {} not started: {}", cfg.id, cfg.name, e),
         }
+    }
+}
+
+/// Says at boot what the VM's scenario entry asks for that this hypervisor does not enforce
+/// yet (the configurator's `build` warns about the same).
+fn report_unenforced(cfg: &VmConfig) {
+    let say = |element: &str, what: &str| {
+        hvlog!(
+            "VM {} {}: <{element}> is not enforced yet: {what}",
+            cfg.id,
+            cfg.name
+        )
+    };
+    if !cfg.vuarts.is_empty() {
+        say("vuart_connection", "the VM gets no VM-to-VM vUART");
+    }
+    if !cfg.ivshmem.is_empty() {
+        say("IVSHMEM_REGION", "the VM gets no IVSHMEM device");
+    }
+    if !cfg.pci_devs.is_empty() {
+        say("pci_devs", "passthrough devices are not given to the VM");
+    }
+    if !cfg.pt_intx.is_empty() {
+        say("pt_intx", "legacy INTx lines are not routed to the VM");
+    }
+    if cfg.guest_flags.0 & acrn_static_config::GuestFlags::LAPIC_PASSTHROUGH != 0 {
+        say("lapic_passthrough", "the VM gets a virtual local APIC");
+    }
+    if cfg.load_order != LoadOrder::PostLaunched
+        && matches!(cfg.console, acrn_static_config::ConsoleVuart::Pci { .. })
+    {
+        say("console_vuart", "a PCI console vUART is not emulated");
     }
 }
 

@@ -1,0 +1,113 @@
+//! What a scenario asks of the hypervisor that this release validates and writes into the
+//! tables but does not enforce yet. `build` and `run` print every item as a warning (the
+//! hypervisor prints the same at boot), so nothing the user wrote is dropped in silence.
+
+use crate::scenario::model::{ConsoleVuart, LoadOrder, Scenario};
+
+/// One scenario element the hypervisor does not enforce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unenforced {
+    /// The VM it belongs to (None: the `<hv>` section).
+    pub vm: Option<String>,
+    /// The element as the scenario file names it.
+    pub element: &'static str,
+    /// What is not done and what the VM gets instead.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Unenforced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.vm {
+            Some(vm) => write!(
+                f,
+                "VM {vm}: <{}> is not enforced yet: {}",
+                self.element, self.detail
+            ),
+            None => write!(f, "<{}> is not enforced yet: {}", self.element, self.detail),
+        }
+    }
+}
+
+/// Every element of `scenario` the hypervisor does not enforce, in file order.
+pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
+    let mut out = Vec::new();
+    let hv = &scenario.hv;
+    for c in hv
+        .vuart_connections
+        .iter()
+        .flat_map(|v| v.connections.iter())
+    {
+        for e in &c.endpoints {
+            out.push(Unenforced {
+                vm: Some(e.vm_name.clone()),
+                element: "vuart_connection",
+                detail: format!(
+                    "connection {:?}: the VM gets no vUART for it (VM-to-VM vUARTs are not \
+                     emulated)",
+                    c.name
+                ),
+            });
+        }
+    }
+    for r in hv.ivshmem_regions() {
+        for m in &r.vms.vm {
+            out.push(Unenforced {
+                vm: Some(m.vm_name.clone()),
+                element: "IVSHMEM_REGION",
+                detail: format!(
+                    "region {:?}: no IVSHMEM device or shared memory is given to the VM",
+                    r.name
+                ),
+            });
+        }
+    }
+    let rdt = hv
+        .features
+        .as_ref()
+        .and_then(|f| f.rdt.as_ref())
+        .is_some_and(|r| r.rdt_enabled == Some(true));
+    if rdt {
+        out.push(Unenforced {
+            vm: None,
+            element: "RDT",
+            detail: "cache allocation (CAT/CLOS) is not programmed; VMs share the caches".into(),
+        });
+    }
+    for vm in &scenario.vm {
+        let name = || Some(vm.name.clone());
+        let devs = vm.pci_devs.as_ref().map_or(0, |d| d.pci_dev.len());
+        if devs > 0 {
+            out.push(Unenforced {
+                vm: name(),
+                element: "pci_devs",
+                detail: format!(
+                    "{devs} passthrough device(s) are not given to the VM (no vPCI or \
+                     IOMMU yet)"
+                ),
+            });
+        }
+        if vm.pt_intx.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+            out.push(Unenforced {
+                vm: name(),
+                element: "pt_intx",
+                detail: "legacy INTx lines are not routed to the VM".into(),
+            });
+        }
+        if vm.lapic_passthrough == Some(true) {
+            out.push(Unenforced {
+                vm: name(),
+                element: "lapic_passthrough",
+                detail: "the VM gets a virtual local APIC, not the physical one".into(),
+            });
+        }
+        let static_vm = vm.load_order != Some(LoadOrder::PostLaunched);
+        if static_vm && vm.console_vuart == Some(ConsoleVuart::Pci) {
+            out.push(Unenforced {
+                vm: name(),
+                element: "console_vuart",
+                detail: "a PCI console vUART is not emulated; the VM has no console".into(),
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,39 @@
+//! What the hypervisor does not enforce yet is listed, per VM and element, and nothing else.
+
+mod common;
+
+use acrn_configurator::enforcement::unenforced;
+use acrn_configurator::scenario::load_scenario;
+
+fn elements(path: &std::path::Path) -> Vec<(Option<String>, &'static str)> {
+    let (scenario, _) = load_scenario(path).expect("scenario loads");
+    unenforced(&scenario)
+        .into_iter()
+        .map(|u| (u.vm, u.element))
+        .collect()
+}
+
+#[test]
+fn our_example_scenarios_ask_for_nothing_unenforced() {
+    for (_, scenario) in common::pairs_in(&common::repo().join("configs"), "xml") {
+        assert_eq!(elements(&scenario), vec![], "{}", scenario.display());
+    }
+}
+
+#[test]
+fn a_hybrid_rt_scenario_lists_each_vm_and_element() {
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
+    let got = elements(&corpus.join("cfl-k700-i7/hybrid_rt.xml"));
+    let has = |vm: &str, element: &str| {
+        got.iter()
+            .any(|(v, e)| v.as_deref() == Some(vm) && *e == element)
+    };
+    assert!(has("PRE_RT_VM0", "lapic_passthrough"), "{got:?}");
+    assert!(has("PRE_RT_VM0", "pci_devs"), "{got:?}");
+    assert!(has("POST_STD_VM1", "pci_devs"), "{got:?}");
+    assert!(got.iter().any(|(_, e)| *e == "vuart_connection"), "{got:?}");
+    assert!(got.iter().any(|(_, e)| *e == "IVSHMEM_REGION"), "{got:?}");
+    assert!(!has("ACRN_Service_VM", "lapic_passthrough"), "{got:?}");
+}
