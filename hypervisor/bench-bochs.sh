@@ -10,7 +10,8 @@
 # tests/guests' bench guest (tests/guests/build.sh). Without arguments the script builds both:
 # the guests with tests/guests/build.sh and the image with `acrn-configurator build --board
 # bochs-tigerlake --scenario partitioned --release` (the bench guest on PRE_VM0, hello on PRE_VM1). The guest times N iterations with RDTSC
-# around one exit each (OUTB to the vUART scratch register 0x3FF, CPUID(0)) and prints the
+# around one exit each (OUTB to the vUART scratch register 0x3FF, CPUID(0), a write of the
+# local APIC's EOI register, a WRMSR of IA32_TSC_DEADLINE) and prints the
 # averages and the cost of the empty loop; this script subtracts that baseline.
 # Environment: BENCH_TIMEOUT (seconds, default 300), BOCHS_* as for run-bochs.sh.
 # Exit status: 0 with a report, 1 when the guest's lines are missing (transcript shown).
@@ -49,7 +50,9 @@ value() {
 pio=$(value pio_write_ticks)
 cpuid=$(value cpuid_ticks)
 loop=$(value loop_ticks)
-if [ -z "$pio" ] || [ -z "$cpuid" ]; then
+eoi=$(value eoi_ticks)
+rearm=$(value tsc_deadline_ticks)
+if [ -z "$pio" ] || [ -z "$cpuid" ] || [ -z "$eoi" ] || [ -z "$rearm" ]; then
     echo "bench-bochs.sh: the bench guest did not report; serial transcript:" >&2
     cat "$work/com1.txt" >&2
     exit 1
@@ -64,4 +67,6 @@ done
 echo "bench (Bochs tigerlake, emulated TSC ticks per exit, loop baseline $loop subtracted):"
 echo "  vuart port write : $((pio - loop))   (raw $pio)"
 echo "  cpuid            : $((cpuid - loop))   (raw $cpuid)"
+echo "  vLAPIC EOI write : $((eoi - loop))   (raw $eoi)"
+echo "  TSC-deadline arm : $((rearm - loop))   (raw $rearm)"
 echo "acrn.elf: $file_size bytes on disk, $loaded bytes loaded (PT_LOAD memsz)"

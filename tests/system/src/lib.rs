@@ -308,6 +308,15 @@ fn kill_group(child: &mut Child) {
 
 /// Panics with the transcript unless `cond`.
 #[track_caller]
+/// Whether the hypervisor stopped VM `vm` for anything but its guest being done (every vCPU
+/// halted with interrupts disabled, which ends a VM normally).
+pub fn stopped_abnormally(t: &Transcript, vm: &str) -> bool {
+    let stopped = format!(" {vm} stopped: ");
+    t.texts().any(|l| {
+        l.starts_with("[hv] VM ") && l.contains(&stopped) && !l.ends_with("(the guest is done)")
+    })
+}
+
 pub fn check(t: &Transcript, cond: bool, what: &str) {
     assert!(cond, "{what}\n--- console:\n{}", t.dump());
 }

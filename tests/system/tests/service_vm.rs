@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use acrn_system_tests::{check, repo_root, require_tools, run, work_dir, RunSpec, Transcript};
+use acrn_system_tests::{
+    check, repo_root, require_tools, run, stopped_abnormally, work_dir, RunSpec, Transcript,
+};
 
 const SVM_VERDICT: &str = "[SERVICE_VM] verdict:";
 const POST1_PASS: &str = "[SERVICE_VM] [POST_VM1] verdict: PASS";
@@ -143,7 +145,7 @@ fn qemu_epyc_hybrid_leaves_the_pre_launched_vm_alone() {
     let out = dir.join("image");
     let t = run(&spec(&scenario, &out), |t| {
         decided(t)
-            || t.find_prefix("[hv] VM 0 PRE_VM0 stopped").is_some()
+            || stopped_abnormally(t, "PRE_VM0")
             || (t.find_prefix(SVM_VERDICT).is_some()
                 && t.find_prefix("[PRE_VM0] verdict:").is_some())
     });
@@ -161,7 +163,7 @@ fn qemu_epyc_hybrid_leaves_the_pre_launched_vm_alone() {
     );
     check(
         &t,
-        t.find_prefix("[hv] VM 0 PRE_VM0 stopped").is_none(),
+        !stopped_abnormally(&t, "PRE_VM0"),
         "PRE_VM0 was stopped",
     );
     let pre = t.vm_lines("PRE_VM0");
@@ -202,7 +204,7 @@ fn qemu_epyc_hybrid_hypercalls_from_other_vms_get_ud() {
     let out = dir.join("image");
     let t = run(&spec(&scenario, &out), |t| {
         decided(t)
-            || t.find_prefix("[hv] VM 0 PRE_VM0 stopped").is_some()
+            || stopped_abnormally(t, "PRE_VM0")
             || (t.find_prefix(SVM_VERDICT).is_some()
                 && t.find_prefix("[PRE_VM0] verdict:").is_some())
     });
@@ -231,7 +233,7 @@ fn qemu_epyc_hybrid_hypercalls_from_other_vms_get_ud() {
     );
     check(
         &t,
-        t.find_prefix("[hv] VM 0 PRE_VM0 stopped").is_none(),
+        !stopped_abnormally(&t, "PRE_VM0"),
         "PRE_VM0 was stopped",
     );
     // POST_VM1 issues its hypercall on every boot (three); the lifecycle is unchanged.

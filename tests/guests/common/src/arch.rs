@@ -33,6 +33,13 @@ pub fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 
+/// # Safety
+/// The MSR must exist and `value` be valid for it.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+         options(nostack, preserves_flags));
+}
+
 /// Busy-waits for about `cycles` TSC ticks.
 pub fn spin_tsc(cycles: u64) {
     let start = rdtsc();

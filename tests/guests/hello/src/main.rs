@@ -89,6 +89,7 @@ const MSI_VECTOR: u8 = 0x40;
 const GSI5_VECTOR: u8 = 0x41;
 const GSI: u32 = 5;
 const LAPIC_EOI: usize = 0xFEE0_00B0;
+const LAPIC_SVR: usize = 0xFEE0_00F0;
 const IOAPIC: usize = 0xFEC0_0000;
 const RTE_LEVEL: u32 = 1 << 15;
 const RTE_MASKED: u32 = 1 << 16;
@@ -123,6 +124,9 @@ fn on_irq(vector: u8) {
 /// arrived, printing each. The Service VM sends both after starting this VM.
 fn wait_interrupts() -> bool {
     idt::on_interrupt(on_irq);
+    // A local APIC leaves reset software-disabled and then takes no fixed interrupts.
+    // SAFETY: the local APIC's spurious-vector register; software-enable, vector 0xFF.
+    unsafe { core::ptr::write_volatile(LAPIC_SVR as *mut u32, 0x1FF) };
     ioapic_write(0x11 + 2 * GSI, 0); // destination APIC id 0
     ioapic_write(0x10 + 2 * GSI, u32::from(GSI5_VECTOR) | RTE_LEVEL);
     println!(

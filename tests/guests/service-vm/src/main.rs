@@ -137,6 +137,8 @@ struct Guest {
     unhandled: u32,
     /// An MMIO access reached the default client (reported once per VM).
     mmio_seen: bool,
+    /// The guest said it waits for the test interrupts (`irqwait`): its local APIC is enabled.
+    irq_ready: bool,
 }
 
 impl Guest {
@@ -175,11 +177,16 @@ impl Guest {
                 if !a.write {
                     return u64::from(self.uart.read(off));
                 }
-                let (name, verdicts, passes) =
-                    (&self.desc.name, &mut self.verdicts, &mut self.passes);
+                let (name, verdicts, passes, irq_ready) = (
+                    &self.desc.name,
+                    &mut self.verdicts,
+                    &mut self.passes,
+                    &mut self.irq_ready,
+                );
                 self.uart.write(off, a.value as u8, &mut |line| {
                     let text = core::str::from_utf8(line).unwrap_or("?");
                     println!("[{}] {}", name, text);
+                    *irq_ready |= text.starts_with("irq: waiting for vectors");
                     if let Some(v) = text.strip_prefix("verdict: ") {
                         *verdicts += 1;
                         *passes += u32::from(v == "PASS");
@@ -240,6 +247,9 @@ fn serve(hsm: &Hv, guests: &mut [Guest]) {
             if let Err(e) = g.vm.complete_request(&req, v) {
                 println!("svm: VM {} complete: {}", g.vm.vmid(), e);
             }
+        }
+        if core::mem::take(&mut g.irq_ready) {
+            send_test_interrupts(g);
         }
     }
 }
@@ -305,6 +315,7 @@ fn launch_vm(
         passes: 0,
         unhandled: 0,
         mmio_seen: false,
+        irq_ready: false,
     };
     let seg = MemSegment {
         kind: MemKind::Ram,
@@ -334,7 +345,6 @@ fn launch_vm(
         ram,
         size
     );
-    send_test_interrupts(&g);
     Ok(g)
 }
 
@@ -349,13 +359,13 @@ fn restart(g: &mut Guest) -> Result<(), String> {
     g.load()?;
     g.vm.start().map_err(|e| alloc::format!("start: {e}"))?;
     println!("svm: restarted VM {} {}", id, g.desc.name);
-    send_test_interrupts(g);
     Ok(())
 }
 
 /// A guest with `irqwait` on its command line waits for MSI vector 0x40 and for GSI 5 (its I/O
-/// APIC entry turns it into vector 0x41): both are sent right after each start. The line stays
-/// high (level); the guest masks the entry in its handler.
+/// APIC entry turns it into vector 0x41): both are sent once it says it waits (a local APIC
+/// drops interrupts until the guest enables it). The line stays high (level); the guest masks
+/// the entry in its handler.
 fn send_test_interrupts(g: &Guest) {
     if !g.desc.bootargs.split(' ').any(|w| w == "irqwait") {
         return;
