@@ -60,7 +60,8 @@ pub enum PostError {
     Busy,
 }
 
-fn mask(size: u8) -> u64 {
+/// The bits an access of `size` bytes carries.
+pub fn mask(size: u8) -> u64 {
     match size {
         1 => 0xFF,
         2 => 0xFFFF,

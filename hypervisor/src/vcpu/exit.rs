@@ -11,7 +11,7 @@ use crate::devices::lapic::APIC_BASE_ADDRESS as LAPIC_GPA;
 use crate::devices::Space;
 use crate::hvlog;
 use crate::hypercall::Outcome;
-use crate::ioreq::{self, Access};
+use crate::ioreq::{self, mask, Access};
 use crate::vm::memory::GuestLinear;
 use crate::vm::Vm;
 use acrn_static_config::LoadOrder;
@@ -246,15 +246,6 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
             t,
             format_args!("VM entry failed (invalid guest state, reason {raw_reason:#x})"),
         ),
-    }
-}
-
-fn mask(size: u8) -> u64 {
-    match size {
-        1 => 0xFF,
-        2 => 0xFFFF,
-        4 => 0xFFFF_FFFF,
-        _ => u64::MAX,
     }
 }
 
