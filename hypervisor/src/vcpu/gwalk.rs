@@ -2,9 +2,11 @@
 //! exit when the CPU gives no decode assist. Handles paging off, 32-bit (with PSE), PAE and
 //! 4-level long mode.
 
-/// Reads guest-physical memory of one VM.
+/// Reads guest-physical memory of one VM: 8-byte entries (PAE, long mode) and 4-byte ones
+/// (32-bit paging, whose last entry of a table ends the page).
 pub trait GuestPhys {
     fn read_u64(&self, gpa: u64) -> Option<u64>;
+    fn read_u32(&self, gpa: u64) -> Option<u32>;
 }
 
 const P: u64 = 1;
@@ -54,7 +56,7 @@ pub fn translate(
         (pte & P != 0).then_some((pte & ADDR) | (la & 0xFFF))
     } else {
         let la = la & 0xFFFF_FFFF;
-        let rd32 = |a: u64| m.read_u64(a).map(|v| v & 0xFFFF_FFFF);
+        let rd32 = |a: u64| m.read_u32(a).map(u64::from);
         let pde = rd32((cr3 & 0xFFFF_F000) + (la >> 22) * 4)?;
         if pde & P == 0 {
             return None;
@@ -77,6 +79,11 @@ mod tests {
         fn read_u64(&self, gpa: u64) -> Option<u64> {
             Some(*self.0.get(&gpa).unwrap_or(&0))
         }
+        fn read_u32(&self, gpa: u64) -> Option<u32> {
+            // Only the page's last 4 bytes may be read, never past it.
+            assert!(gpa & 0xFFF <= 0xFFC, "a 4-byte read crosses the page");
+            self.read_u64(gpa).map(|v| v as u32)
+        }
     }
 
     #[test]
@@ -98,6 +105,12 @@ mod tests {
     fn legacy_modes() {
         let mut m = M(HashMap::new());
         assert_eq!(translate(&m, 0x11, 0, 0, 0, 0xFEE0_0300), Some(0xFEE0_0300));
+        // 32-bit paging, the directory's last entry (la 0xFFC0_0000): a 4 MiB page.
+        m.0.insert(0x5000 + 0xFFC, 0x80_0000 | 0x83);
+        assert_eq!(
+            translate(&m, 1 << 31 | 1, 0x5000, 1 << 4, 0, 0xFFC0_0010),
+            Some(0x80_0010)
+        );
         // 32-bit paging with a 4 MiB page at la 0xC000_0000 -> 0x0040_0000.
         m.0.insert(0x5000 + (0x300 * 4), 0x40_0000 | 0x83);
         assert_eq!(
