@@ -159,8 +159,11 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
             if msr::is_lapic(msr) {
                 match t.lapic.msr_write(msr, value, rdtsc()) {
                     Ok(effect) => {
-                        t.lapic_effect(effect);
-                        skip(t, "WRMSR")
+                        let rearm = t.lapic_effect(effect);
+                        match skip(t, "WRMSR") {
+                            Next::Continue if rearm => Next::Leave,
+                            next => next,
+                        }
                     }
                     Err(_) => inject_gp(t),
                 }
@@ -390,8 +393,11 @@ fn mmio(t: &mut Thread, gpa: u64, access: super::AccessKind) -> Next {
                 t.idx
             );
         }
-        t.lapic_effect(effect);
-        return if ok {
+        let rearm = t.lapic_effect(effect);
+        return if ok && rearm {
+            // Back to the pCPU loop, which arms its timer for the new deadline.
+            Next::Leave
+        } else if ok {
             Next::Continue
         } else {
             stop(

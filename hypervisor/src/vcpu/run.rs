@@ -116,19 +116,19 @@ impl Thread {
         *self.vm.vcpus[self.idx].view.lock() = self.lapic.view();
     }
 
-    /// Acts on what a local APIC write asks for.
-    pub fn lapic_effect(&mut self, effect: Option<LapicEffect>) {
+    /// Acts on what a local APIC write asks for; true when the pCPU must re-arm its timer
+    /// (the vCPU's timer deadline may have changed).
+    pub fn lapic_effect(&mut self, effect: Option<LapicEffect>) -> bool {
         self.publish_lapic();
         match effect {
             Some(LapicEffect::Ipi(msg)) => self.vm.deliver(&msg, Some(self.idx)),
             Some(LapicEffect::Eoi { vector, level }) if level => {
                 self.vm.devices.eoi(self.vm, vector)
             }
-            Some(LapicEffect::Eoi { .. })
-            | Some(LapicEffect::TimerChanged)
-            | Some(LapicEffect::ModeChanged(_))
-            | None => {}
+            Some(LapicEffect::TimerChanged) | Some(LapicEffect::ModeChanged(_)) => return true,
+            Some(LapicEffect::Eoi { .. }) | None => {}
         }
+        false
     }
 }
 
