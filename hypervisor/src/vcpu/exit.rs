@@ -263,6 +263,7 @@ fn port_io(t: &mut Thread, port: u16, size: u8, dir: IoDirection, data: u32) -> 
     let vm = t.vm;
     let write = dir == IoDirection::Out;
     let value = if write { Some(data as u64) } else { None };
+    let timer_before = vm.devices.next_event(rdtsc());
     match vm.devices.access(vm, Space::Port, port as u64, size, value) {
         Some(read) => {
             if !write {
@@ -270,6 +271,10 @@ fn port_io(t: &mut Thread, port: u16, size: u8, dir: IoDirection, data: u32) -> 
                 r.rax = ioreq::merge_pio_read(r.rax, size, read);
             }
             t.hw.get().advance_rip(len);
+            // A device timer (the vRTC's) started or moved: the pCPU loop re-arms its timer.
+            if vm.devices.next_event(rdtsc()) != timer_before {
+                return Next::Leave;
+            }
             Next::Continue
         }
         None if is_post_launched(vm) => {

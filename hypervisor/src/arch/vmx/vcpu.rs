@@ -329,7 +329,10 @@ impl VmxVcpu {
                 w.write(f::ENTRY_INTERRUPTION_INFO, info as u64);
                 return;
             }
-            Some(Injection::Nmi) if active && blocking & (BLOCKING_NMI | 2) == 0 => {
+            // VM entry refuses an NMI under blocking by NMI, STI or MOV SS.
+            Some(Injection::Nmi)
+                if active && blocking & (BLOCKING_NMI | BLOCKING_STI_MOVSS) == 0 =>
+            {
                 self.pending_event = None;
                 let info = intr::VALID | intr::TYPE_NMI << intr::TYPE_SHIFT | 2;
                 w.write(f::ENTRY_INTERRUPTION_INFO, info as u64);
@@ -515,9 +518,8 @@ impl Vcpu for VmxVcpu {
         self.make_current();
         let mut w = HwVmcs;
         w.write(f::GUEST_RIP, w.read(f::GUEST_RIP).wrapping_add(len as u64));
-        if self.pending_event.is_none() && self.pending_irq.is_none() {
-            return;
-        }
+        // The emulated instruction completed: an STI or MOV SS shadow before it has ended
+        // (a HLT after STI must take the interrupt that wakes it at once).
         let blocking = w.read(f::GUEST_INTERRUPTIBILITY);
         if blocking & BLOCKING_STI_MOVSS != 0 {
             w.write(f::GUEST_INTERRUPTIBILITY, blocking & !BLOCKING_STI_MOVSS);
