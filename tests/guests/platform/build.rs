@@ -12,7 +12,9 @@ fn main() {
     println!("cargo:rerun-if-changed={}", script.display());
     println!("cargo:rerun-if-changed=build.rs");
 
-    let mut asm = String::from(".pushsection .text.vectors, \"ax\"\n.balign 16\n.global vector_stubs\nvector_stubs:\n");
+    let mut asm = String::from(
+        ".pushsection .text.vectors, \"ax\"\n.balign 16\n.global vector_stubs\nvector_stubs:\n",
+    );
     for v in 0..256u32 {
         asm.push_str(".balign 16\n");
         if !ERROR_CODE_VECTORS.contains(&v) {

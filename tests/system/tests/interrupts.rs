@@ -49,8 +49,16 @@ fn scenario(board: &str, name: &str, args0: &str, args1: &str, dir: &Path) -> St
         src.display()
     );
     let text = text
-        .replacen(from, &format!("<bootargs>console=ttyS0 {args0}</bootargs>"), 1)
-        .replacen(from, &format!("<bootargs>console=ttyS0 {args1}</bootargs>"), 1);
+        .replacen(
+            from,
+            &format!("<bootargs>console=ttyS0 {args0}</bootargs>"),
+            1,
+        )
+        .replacen(
+            from,
+            &format!("<bootargs>console=ttyS0 {args1}</bootargs>"),
+            1,
+        );
     std::fs::create_dir_all(dir).expect("create work dir");
     let path = dir.join(format!("{name}.xml"));
     std::fs::write(&path, text).expect("write scenario variant");
@@ -58,7 +66,13 @@ fn scenario(board: &str, name: &str, args0: &str, args1: &str, dir: &Path) -> St
 }
 
 /// Runs `partitioned` of `board` with the platform guest in both VMs.
-fn run_platform(board: &str, emulator: &str, test: &str, args: [&str; 2], limit: u64) -> Transcript {
+fn run_platform(
+    board: &str,
+    emulator: &str,
+    test: &str,
+    args: [&str; 2],
+    limit: u64,
+) -> Transcript {
     let _one = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
     require_tools(&[emulator_binary(emulator), "grub-mkrescue", "xorriso"]);
     let elf = platform_elf().display().to_string();
@@ -159,7 +173,10 @@ fn check_containment(t: &Transcript) {
     has(t, "[PRE_VM1] verdict: PASS");
     check(
         t,
-        t.texts().filter(|l| l.starts_with("[PRE_VM1] guest:")).count() == 1,
+        t.texts()
+            .filter(|l| l.starts_with("[PRE_VM1] guest:"))
+            .count()
+            == 1,
         "the victim was started more than once",
     );
     let victim_stop = at(t, "[hv] VM 1 PRE_VM1 stopped:");

@@ -2,7 +2,8 @@
 //!
 //! The real-mode trampoline from boot.S is copied to a free page below 1 MiB; each AP
 //! runs it, enters long mode on the BSP's page tables, takes the next stack and calls
-//! [`ap_main`], which prints `cpu N up`, counts itself online and halts.
+//! [`ap_main`], which prints `cpu N up`, counts itself online and halts (or runs what the
+//! guest set with [`on_ap_start`]).
 
 use crate::acpi::{Madt, DEFAULT_LAPIC};
 use crate::arch::{halt_forever, spin_tsc};

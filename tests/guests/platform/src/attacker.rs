@@ -179,7 +179,10 @@ fn start_pic() {
     }
     // Virtual wire: the 8259's INTR reaches this CPU through LINT0 as ExtINT.
     lapic::write(LVT_LINT0, LVT_EXTINT);
-    println!("attacker: both 8259s unmasked, vectors {:#x} and {:#x}, LINT0 ExtINT", PIC_MASTER_VECTOR, PIC_SLAVE_VECTOR);
+    println!(
+        "attacker: both 8259s unmasked, vectors {:#x} and {:#x}, LINT0 ExtINT",
+        PIC_MASTER_VECTOR, PIC_SLAVE_VECTOR
+    );
 }
 
 fn send_ipis(khz: u64) {
@@ -202,7 +205,9 @@ fn send_ipis(khz: u64) {
     spin_ms(khz, 50);
     report("before INIT");
     // SAFETY: a page of this VM's low RAM that nothing else uses after boot.
-    unsafe { core::ptr::copy_nonoverlapping([0xFAu8, 0xF4, 0xEB, 0xFD].as_ptr(), SIPI_PAGE as *mut u8, 4) };
+    unsafe {
+        core::ptr::copy_nonoverlapping([0xFAu8, 0xF4, 0xEB, 0xFD].as_ptr(), SIPI_PAGE as *mut u8, 4)
+    };
     lapic::send_ipi(0, ICR_ALL_BUT_SELF | ICR_INIT | ICR_ASSERT);
     lapic::send_ipi(0, ICR_ALL_BUT_SELF | ICR_INIT);
     spin_ms(khz, 10);

@@ -148,7 +148,11 @@ fn run_mode(apic: &str, mode: Mode, khz: u64, period_tsc: u64, rate: (u64, u64))
         _ => (u128::from(count) * u128::from(rate.0) / u128::from(rate.1)) as u64,
     };
     RELOAD.store(
-        if mode == Mode::Deadline { period_tsc } else { count },
+        if mode == Mode::Deadline {
+            period_tsc
+        } else {
+            count
+        },
         Ordering::SeqCst,
     );
     let lvt = u32::from(VECTOR)

@@ -86,9 +86,7 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
     prepare_cpu();
     set_ap_mode(AP_MODE_LISTEN);
     let aps = p.online.saturating_sub(1);
-    let ready = wait_for(khz, 1000, || {
-        APS_LISTENING.load(Ordering::SeqCst) >= aps
-    });
+    let ready = wait_for(khz, 1000, || APS_LISTENING.load(Ordering::SeqCst) >= aps);
     verdict.check(ready, "an AP did not start listening");
     // SAFETY: every vector has a gate.
     unsafe { asm!("sti", options(nomem, nostack)) };
