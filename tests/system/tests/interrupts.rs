@@ -157,19 +157,23 @@ fn check_containment(t: &Transcript) {
         attacker_end.is_some(),
         "the attacker neither finished nor was stopped with a message",
     );
+    // A stop must be the hypervisor's decision about what the guest did, not a VM entry the
+    // hypervisor itself got wrong.
+    check(
+        t,
+        !t.texts()
+            .any(|l| l.starts_with("[hv] VM 0 PRE_VM0 stopped:") && l.contains("VM entry failed")),
+        "the attacker's VM was stopped by a failed VM entry (the hypervisor's own state was invalid)",
+    );
     let done = at(t, "[PRE_VM1] victim: listening done");
     check(
         t,
         attacker_end.is_some_and(|e| e < done),
         "the victim stopped listening before the attack was over",
     );
-    check(
-        t,
-        t.find_prefix("[PRE_VM1] victim: cpu 0 vector").is_none()
-            && t.find_prefix("[PRE_VM1] victim: cpu 1 vector").is_none(),
-        "the victim received interrupts it did not send itself",
-    );
-    has(t, "[PRE_VM1] victim: unexpected interrupts: 0");
+    has(t, "[PRE_VM1] victim: foreign interrupts: 0");
+    // Its own IPIs must arrive too (the last one wakes its AP from `sti; hlt`).
+    has(t, "[PRE_VM1] victim: own interrupts lost: 0");
     has(t, "[PRE_VM1] verdict: PASS");
     check(
         t,
