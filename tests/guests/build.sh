@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/out}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
-guests=(hello rogue bench service-vm)
+guests=(hello rogue bench service-vm platform)
 
 (cd "$here" && cargo build --release --locked -q)
 mkdir -p "$out"

@@ -2,15 +2,18 @@
 //!
 //! The real-mode trampoline from boot.S is copied to a free page below 1 MiB; each AP
 //! runs it, enters long mode on the BSP's page tables, takes the next stack and calls
-//! [`ap_main`], which prints `cpu N up`, counts itself online and halts.
+//! [`ap_main`], which prints `cpu N up`, counts itself online and halts (or runs what the
+//! guest set with [`on_ap_start`]).
 
 use crate::acpi::{Madt, DEFAULT_LAPIC};
 use crate::arch::{halt_forever, spin_tsc};
 use crate::multiboot::{MemoryMap, E820_RAM};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// CPUs that reached Rust, the BSP included.
 static ONLINE: AtomicU32 = AtomicU32::new(1);
+/// What each AP runs once it is online (0: halt).
+static AP_ENTRY: AtomicUsize = AtomicUsize::new(0);
 
 /// TSC ticks per millisecond assumed for the start-up delays. Deliberately high (3 GHz):
 /// a slower TSC only makes the waits longer, never too short.
@@ -44,7 +47,20 @@ extern "C" fn ap_main(index: u32) -> ! {
     crate::idt::load();
     crate::println!("cpu {} up", index);
     ONLINE.fetch_add(1, Ordering::SeqCst);
-    halt_forever()
+    match AP_ENTRY.load(Ordering::SeqCst) {
+        0 => halt_forever(),
+        f => {
+            // SAFETY: only `on_ap_start` stores here, and it stores a `fn(u32) -> !`.
+            let f: fn(u32) -> ! = unsafe { core::mem::transmute::<usize, fn(u32) -> !>(f) };
+            f(index)
+        }
+    }
+}
+
+/// Makes every AP started afterwards run `f` (with its index) once it is online, instead of
+/// halting. Set it before [`start_aps`] (that is, before `platform::identify`).
+pub fn on_ap_start(f: fn(u32) -> !) {
+    AP_ENTRY.store(f as usize, Ordering::SeqCst);
 }
 
 /// Number of CPUs that have reached Rust code.

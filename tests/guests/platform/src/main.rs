@@ -1,0 +1,92 @@
+//! `platform`: exercises a VM's interrupt platform. The command line picks the mode:
+//! * `attacker`: programs every interrupt source of the machine it sees to reach every CPU
+//!   and sends IPIs, NMI, INIT and SIPI to everyone, counting what reaches itself;
+//! * `victim`: counts every vector its CPUs receive while it listens, and passes only if
+//!   nothing arrived that it did not send itself;
+//! * `timer`: measures the local APIC timer against the TSC in one-shot, periodic and
+//!   TSC-deadline modes, in xAPIC and x2APIC mode.
+//!
+//! Line formats are in tests/guests/README.md.
+#![no_std]
+#![no_main]
+
+mod attacker;
+mod idt;
+mod lapic;
+mod timer;
+mod victim;
+
+use guest_common::arch::{cpuid, halt_forever, rdtsc};
+use guest_common::platform::{identify, Platform, Verdict};
+use guest_common::println;
+
+/// The TSC frequency in kHz from ACRN's timing leaf (CPUID 0x40000010 EAX), when the
+/// hypervisor offers it.
+pub fn tsc_khz() -> Option<u64> {
+    let (max, _, _, _) = cpuid(0x4000_0000, 0);
+    if !(0x4000_0010..0x4001_0000).contains(&max) {
+        return None;
+    }
+    match cpuid(0x4000_0010, 0).0 {
+        0 => None,
+        k => Some(u64::from(k)),
+    }
+}
+
+/// `key=N` from the command line, else `default`.
+pub fn arg_u64(p: &Platform, key: &str, default: u64) -> u64 {
+    p.arg(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Spins (interrupts as they are) until `ms` milliseconds of TSC time have passed.
+pub fn spin_ms(tsc_khz: u64, ms: u64) {
+    let start = rdtsc();
+    while rdtsc().wrapping_sub(start) < ms * tsc_khz {
+        core::hint::spin_loop();
+    }
+}
+
+/// Incremented at every entry of `kmain`. It lives in .data, which no boot path clears, so a
+/// guest that was somehow started again prints `boot 2`.
+static mut BOOTS: u32 = 0;
+
+#[no_mangle]
+extern "C" fn kmain(magic: u32, info: u32) -> ! {
+    // SAFETY: only the BSP runs kmain, once per boot.
+    let boot = unsafe {
+        let b = core::ptr::addr_of_mut!(BOOTS);
+        *b += 1;
+        *b
+    };
+    // APs run the mode's AP code once they are up (set before identify starts them).
+    guest_common::smp::on_ap_start(ap_entry);
+    let p = identify("platform", magic, info);
+    println!("platform: boot {}", boot);
+    let mut verdict = Verdict::new();
+    verdict.check(boot == 1, "started more than once");
+    let Some(khz) = tsc_khz() else {
+        println!("platform: no TSC frequency in CPUID 0x40000010");
+        verdict.check(false, "no TSC frequency");
+        verdict.print();
+        halt_forever()
+    };
+    println!("platform: tsc_khz={}", khz);
+    if p.flag("attacker") {
+        attacker::run(&p, khz);
+    } else if p.flag("victim") {
+        victim::run(&p, khz, &mut verdict);
+    } else if p.flag("timer") {
+        timer::run(&p, khz, &mut verdict);
+    } else {
+        println!("platform: no mode on the command line (attacker, victim or timer)");
+        verdict.check(false, "no mode");
+    }
+    verdict.print();
+    halt_forever()
+}
+
+/// What every AP runs once it is online: count interrupts with `sti; hlt` until the BSP says
+/// the mode is over (see [`victim::ap_listen`]).
+fn ap_entry(index: u32) -> ! {
+    victim::ap_listen(index)
+}
