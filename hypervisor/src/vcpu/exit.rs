@@ -13,7 +13,7 @@ use crate::hvlog;
 use crate::hypercall::Outcome;
 use crate::ioreq::{self, mask, Access};
 use crate::vm::memory::GuestLinear;
-use crate::vm::Vm;
+use crate::vm::{ExitKind, Vm};
 use acrn_static_config::LoadOrder;
 
 /// What the run loop does after an exit.
@@ -58,15 +58,7 @@ fn fetch(vm: &Vm, v: &dyn Vcpu) -> ([u8; 15], usize) {
         paging: v.paging_state(),
     };
     let mut bytes = [0u8; 15];
-    let mut n = 0;
-    while n < bytes.len() {
-        let mut b = [0u8];
-        if !string_io::LinearMem::read(&lin, la.wrapping_add(n as u64), &mut b) {
-            break;
-        }
-        bytes[n] = b[0];
-        n += 1;
-    }
+    let n = lin.read_prefix(la, &mut bytes);
     (bytes, n)
 }
 
@@ -112,7 +104,22 @@ fn is_post_launched(vm: &Vm) -> bool {
     vm.load_order() == Some(LoadOrder::PostLaunched)
 }
 
+fn kind(exit: &VmExit) -> ExitKind {
+    match exit {
+        VmExit::Io { .. } | VmExit::IoString { .. } => ExitKind::PortIo,
+        VmExit::Mmio { gpa, .. } if gpa & !0xFFF == LAPIC_GPA => ExitKind::LocalApic,
+        VmExit::Mmio { .. } => ExitKind::Mmio,
+        VmExit::MsrRead { .. } | VmExit::MsrWrite { .. } => ExitKind::Msr,
+        VmExit::Cpuid { .. } => ExitKind::Cpuid,
+        VmExit::Hypercall => ExitKind::Hypercall,
+        VmExit::Halt => ExitKind::Halt,
+        VmExit::ExternalInterrupt | VmExit::InterruptWindow => ExitKind::Interrupt,
+        _ => ExitKind::Other,
+    }
+}
+
 pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
+    t.vm.count_exit(kind(&exit));
     match exit {
         VmExit::Io {
             port,

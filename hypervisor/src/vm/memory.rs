@@ -38,6 +38,16 @@ impl VmMemory {
         let Some(end) = gpa.checked_add(len) else {
             return false;
         };
+        // Within one page (every access but loading and string I/O): one translation.
+        if gpa & !0xFFF == end.saturating_sub(1) & !0xFFF || len == 0 {
+            return match self.hpa(gpa) {
+                Some(hpa) => {
+                    f(hpa, 0, len as usize);
+                    true
+                }
+                None => len == 0,
+            };
+        }
         let mut at = gpa;
         while at < end {
             if self.hpa(at).is_none() {
@@ -120,31 +130,46 @@ impl GuestLinear {
     }
 }
 
+impl GuestLinear {
+    /// Reads as much of `buf` as is mapped from `la` on, a page at a time; returns how many
+    /// bytes were read (fewer where the mapping ends).
+    pub fn read_prefix(&self, la: u64, buf: &mut [u8]) -> usize {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = la.wrapping_add(done as u64);
+            let n = (0x1000 - (at & 0xFFF) as usize).min(buf.len() - done);
+            match self.gpa(at) {
+                Some(gpa) if self.mem.read(gpa, &mut buf[done..done + n]) => done += n,
+                _ => break,
+            }
+        }
+        done
+    }
+}
+
 impl LinearMem for GuestLinear {
     fn read(&self, la: u64, buf: &mut [u8]) -> bool {
-        for (i, b) in buf.iter_mut().enumerate() {
-            let la = la.wrapping_add(i as u64);
-            match self
-                .gpa(la)
-                .map(|gpa| self.mem.read(gpa, core::slice::from_mut(b)))
-            {
-                Some(true) => {}
-                _ => return false,
-            }
-        }
-        true
+        self.read_prefix(la, buf) == buf.len()
     }
     fn write(&mut self, la: u64, data: &[u8]) -> bool {
-        // Translate every byte first so a fault leaves memory untouched.
-        let mut gpas = [0u64; 8];
-        for (i, g) in gpas.iter_mut().enumerate().take(data.len().min(8)) {
-            match self.gpa(la.wrapping_add(i as u64)) {
-                Some(x) if self.mem.hpa(x).is_some() => *g = x,
+        // Translate every page first so a fault leaves memory untouched.
+        let mut pieces = [(0u64, 0usize, 0usize); 2];
+        let mut n = 0;
+        let mut done = 0;
+        while done < data.len() {
+            let at = la.wrapping_add(done as u64);
+            let len = (0x1000 - (at & 0xFFF) as usize).min(data.len() - done);
+            match self.gpa(at) {
+                Some(gpa) if n < pieces.len() && self.mem.hpa(gpa).is_some() => {
+                    pieces[n] = (gpa, done, len);
+                    n += 1;
+                }
                 _ => return false,
             }
+            done += len;
         }
-        data.iter()
-            .zip(gpas)
-            .all(|(b, gpa)| self.mem.write(gpa, core::slice::from_ref(b)))
+        pieces[..n]
+            .iter()
+            .all(|&(gpa, off, len)| self.mem.write(gpa, &data[off..off + len]))
     }
 }

@@ -158,6 +158,37 @@ pub struct Vm {
     /// I/O requests completed by polling (GUEST_FLAG_IO_COMPLETION_POLLING).
     pub polling: AtomicBool,
     pub devices: VmDevices,
+    /// Exits by kind (see [`ExitKind`]), for the record printed when the VM stops.
+    exits: [AtomicU64; ExitKind::COUNT],
+}
+
+/// The kinds of exit the VM's record counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    PortIo,
+    Mmio,
+    LocalApic,
+    Msr,
+    Cpuid,
+    Hypercall,
+    Halt,
+    Interrupt,
+    Other,
+}
+
+impl ExitKind {
+    const COUNT: usize = 9;
+    const ALL: [(ExitKind, &'static str); ExitKind::COUNT] = [
+        (ExitKind::PortIo, "io"),
+        (ExitKind::Mmio, "mmio"),
+        (ExitKind::LocalApic, "lapic"),
+        (ExitKind::Msr, "msr"),
+        (ExitKind::Cpuid, "cpuid"),
+        (ExitKind::Hypercall, "hypercall"),
+        (ExitKind::Halt, "hlt"),
+        (ExitKind::Interrupt, "interrupt"),
+        (ExitKind::Other, "other"),
+    ];
 }
 
 impl Vm {
@@ -175,7 +206,12 @@ impl Vm {
             ioreq_page: AtomicU64::new(0),
             polling: AtomicBool::new(false),
             devices: VmDevices::new(),
+            exits: [const { AtomicU64::new(0) }; ExitKind::COUNT],
         }
+    }
+
+    pub fn count_exit(&self, kind: ExitKind) {
+        self.exits[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn state(&self) -> VmState {
@@ -246,6 +282,9 @@ impl Vm {
             v.pcpu.store(pcpu.unwrap_or(NO_PCPU), Ordering::Release);
         }
         self.devices.reset(self);
+        self.exits
+            .iter()
+            .for_each(|e| e.store(0, Ordering::Relaxed));
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -313,6 +352,12 @@ impl Vm {
         }
         self.devices.flush_console(self);
         hvlog!("VM {} {} stopped: {}", self.id, self.name(), reason);
+        hvlog!(
+            "VM {} {} exits: {}",
+            self.id,
+            self.name(),
+            ExitRecord(&self.exits)
+        );
         self.kick_all();
         if self.load_order() == Some(LoadOrder::Service) {
             // Nobody serves the post-launched VMs any more.
@@ -404,6 +449,18 @@ impl Vm {
     pub fn inject_msi(&self, addr: u64, data: u64) -> Result<(), crate::devices::irq::MsiError> {
         let msg = decode_msi(addr, data as u32, false)?;
         self.deliver(&msg, None);
+        Ok(())
+    }
+}
+
+struct ExitRecord<'a>(&'a [AtomicU64; ExitKind::COUNT]);
+
+impl fmt::Display for ExitRecord<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (_, name)) in ExitKind::ALL.iter().enumerate() {
+            let sep = if i > 0 { " " } else { "" };
+            write!(f, "{sep}{name}={}", self.0[i].load(Ordering::Relaxed))?;
+        }
         Ok(())
     }
 }
