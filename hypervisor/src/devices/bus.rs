@@ -12,6 +12,7 @@ use crate::hvlog;
 use crate::vm::Vm;
 use acrn_abi::irq::GsiOp;
 use acrn_static_config::{ConsoleVuart, LoadOrder};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::Mutex;
 
 /// Guest-physical base of every VM's vIOAPIC (the guest ACPI tables announce it there).
@@ -52,18 +53,29 @@ struct Rtc {
     model: Mutex<Option<Vrtc>>,
 }
 
-/// Where the devices of one VM sit (fixed while the VM exists).
-#[derive(Clone, Copy)]
+/// Where the devices of one VM sit (fixed while the VM exists; read on every access).
 struct Layout {
-    console_port: Option<u16>,
-    rtc: bool,
+    /// The console vUART's base port, or [`NO_PORT`].
+    console_port: AtomicU32,
+    rtc: AtomicBool,
+}
+
+const NO_PORT: u32 = u32::MAX;
+
+impl Layout {
+    fn console_port(&self) -> Option<u16> {
+        match self.console_port.load(Ordering::Relaxed) {
+            NO_PORT => None,
+            p => Some(p as u16),
+        }
+    }
 }
 
 /// Accesses nobody claimed that were reported, so each range is reported once per VM.
 const REPORTED_MAX: usize = 32;
 
 pub struct VmDevices {
-    layout: Mutex<Layout>,
+    layout: Layout,
     console: ConsoleUart,
     ioapic: IoApic,
     pic: Pic,
@@ -84,11 +96,11 @@ fn prefix_line(vm: &Vm, text: &[u8]) {
 
 impl BusDevice for ConsoleUart {
     fn read(&self, vm: &Vm, addr: u64, _size: u8) -> u64 {
-        let base = vm.devices.layout.lock().console_port.unwrap_or(0) as u64;
+        let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
         self.uart.lock().read((addr - base) as u16) as u64
     }
     fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
-        let base = vm.devices.layout.lock().console_port.unwrap_or(0) as u64;
+        let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
         let mut u = self.uart.lock();
         if let Some(line) = u.write((addr - base) as u16, value as u8) {
             prefix_line(vm, line);
@@ -195,10 +207,10 @@ impl Default for VmDevices {
 impl VmDevices {
     pub const fn new() -> Self {
         VmDevices {
-            layout: Mutex::new(Layout {
-                console_port: None,
-                rtc: false,
-            }),
+            layout: Layout {
+                console_port: AtomicU32::new(NO_PORT),
+                rtc: AtomicBool::new(false),
+            },
             console: ConsoleUart {
                 uart: Mutex::new(Vuart::new()),
             },
@@ -224,10 +236,10 @@ impl VmDevices {
             Some(ConsoleVuart::Legacy { port, .. }) if !post => Some(port),
             _ => None,
         };
-        *self.layout.lock() = Layout {
-            console_port,
-            rtc: !post,
-        };
+        self.layout
+            .console_port
+            .store(console_port.map_or(NO_PORT, u32::from), Ordering::Relaxed);
+        self.layout.rtc.store(!post, Ordering::Relaxed);
         *self.console.uart.lock() = Vuart::new();
         let pins = if order == Some(LoadOrder::Service) {
             SERVICE_VM_PINS
@@ -248,18 +260,18 @@ impl VmDevices {
 
     /// The device at `addr` in `space`, if any.
     fn route(&self, space: Space, addr: u64) -> Option<&dyn BusDevice> {
-        let layout = *self.layout.lock();
+        let layout = &self.layout;
         match space {
             Space::Port => {
                 let port = addr as u16;
-                if let Some(base) = layout.console_port {
+                if let Some(base) = layout.console_port() {
                     if (base..base.saturating_add(8)).contains(&port) {
                         return Some(&self.console);
                     }
                 }
                 match port {
                     0x20 | 0x21 | 0xA0 | 0xA1 | 0x4D0 | 0x4D1 => Some(&self.pic),
-                    0x70 | 0x71 if layout.rtc => Some(&self.rtc),
+                    0x70 | 0x71 if layout.rtc.load(Ordering::Relaxed) => Some(&self.rtc),
                     _ => None,
                 }
             }

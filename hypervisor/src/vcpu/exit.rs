@@ -270,7 +270,9 @@ fn port_io(t: &mut Thread, port: u16, size: u8, dir: IoDirection, data: u32) -> 
     let vm = t.vm;
     let write = dir == IoDirection::Out;
     let value = if write { Some(data as u64) } else { None };
-    let timer_before = vm.devices.next_event(rdtsc());
+    // Only the vRTC has a timer of its own among the port devices.
+    let rtc = matches!(port, 0x70 | 0x71);
+    let timer_before = rtc.then(|| vm.devices.next_event(rdtsc()));
     match vm.devices.access(vm, Space::Port, port as u64, size, value) {
         Some(read) => {
             if !write {
@@ -279,7 +281,7 @@ fn port_io(t: &mut Thread, port: u16, size: u8, dir: IoDirection, data: u32) -> 
             }
             t.hw.get().advance_rip(len);
             // A device timer (the vRTC's) started or moved: the pCPU loop re-arms its timer.
-            if vm.devices.next_event(rdtsc()) != timer_before {
+            if rtc && Some(vm.devices.next_event(rdtsc())) != timer_before {
                 return Next::Leave;
             }
             Next::Continue

@@ -531,11 +531,11 @@ impl Pcpu {
                 t.hw.get().flush_guest_tlb();
                 t.tlb = generation;
             }
-            slot.flushed.store(generation, Ordering::SeqCst);
+            slot.flushed.store(generation, Ordering::Release);
             let e = t.hw.get().run();
-            slot.in_guest.store(false, Ordering::SeqCst);
+            slot.in_guest.store(false, Ordering::Release);
             let next = exit::handle(t, e);
-            slot.active.store(false, Ordering::SeqCst);
+            slot.active.store(false, Ordering::Release);
             match next {
                 Next::Continue => {}
                 Next::Leave => break,
@@ -612,7 +612,9 @@ fn extint_pending(t: &Thread) -> bool {
 /// deliverable local APIC interrupt, else the vPIC's (virtual wire through LINT0).
 fn prepare_injection(t: &mut Thread) {
     let slot = &t.vm.vcpus[t.idx];
-    t.lapic.sync(&slot.irqs);
+    if !slot.irqs.is_empty() {
+        t.lapic.sync(&slot.irqs);
+    }
     if t.nmi {
         t.nmi = false;
         t.hw.get().inject(Injection::Nmi);

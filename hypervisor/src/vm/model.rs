@@ -143,6 +143,8 @@ pub struct Vm {
     pub id: u16,
     state: AtomicU8,
     info: Mutex<Option<VmInfo>>,
+    /// The load order, readable on every exit without the lock (0: no VM).
+    order: AtomicU8,
     /// Bumped whenever the VM (re)starts from scratch: pCPUs rebuild their vCPUs of it.
     generation: AtomicU32,
     /// Root of its NPT/EPT.
@@ -197,6 +199,7 @@ impl Vm {
             id,
             state: AtomicU8::new(VmState::Empty as u8),
             info: Mutex::new(None),
+            order: AtomicU8::new(0),
             generation: AtomicU32::new(0),
             root: AtomicU64::new(0),
             npt: AtomicBool::new(false),
@@ -231,7 +234,12 @@ impl Vm {
     }
 
     pub fn load_order(&self) -> Option<LoadOrder> {
-        self.info().map(|i| i.load_order)
+        match self.order.load(Ordering::Acquire) {
+            1 => Some(LoadOrder::PreLaunched),
+            2 => Some(LoadOrder::Service),
+            3 => Some(LoadOrder::PostLaunched),
+            _ => None,
+        }
     }
 
     pub fn generation(&self) -> u32 {
@@ -265,6 +273,12 @@ impl Vm {
     /// on the i-th pCPU of the set), every vCPU and device at reset. Not running yet.
     pub fn setup(&self, info: VmInfo, root: u64, npt: bool, pcpus: u64) {
         *self.info.lock() = Some(info);
+        let order = match info.load_order {
+            LoadOrder::PreLaunched => 1,
+            LoadOrder::Service => 2,
+            LoadOrder::PostLaunched => 3,
+        };
+        self.order.store(order, Ordering::Release);
         self.root.store(root, Ordering::Release);
         self.npt.store(npt, Ordering::Relaxed);
         self.pcpus.store(pcpus, Ordering::Release);
@@ -324,6 +338,7 @@ impl Vm {
             .iter()
             .for_each(|v| v.pcpu.store(NO_PCPU, Ordering::Release));
         *self.info.lock() = None;
+        self.order.store(0, Ordering::Release);
         self.set_state(VmState::Empty);
     }
 
