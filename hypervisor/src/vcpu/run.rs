@@ -144,6 +144,8 @@ struct Pcpu {
     /// VMCB pages and VMCSs of threads that ended, for the next ones.
     spare_vmcbs: [u64; MAX_THREADS],
     spare_vmx: [Option<VmxVcpu>; MAX_THREADS],
+    /// The VM table's generation this pCPU last looked at.
+    table_seen: u32,
 }
 
 static PCPUS: [CpuCell<Option<Pcpu>>; MAX_PCPUS] = [const { CpuCell::new(None) }; MAX_PCPUS];
@@ -235,6 +237,7 @@ pub fn pcpu_loop(pcpu: usize) -> ! {
         svm_host,
         spare_vmcbs: [0; MAX_THREADS],
         spare_vmx: [const { None }; MAX_THREADS],
+        table_seen: vm::table_generation().wrapping_sub(1),
     });
     let Some(p) = slot.as_mut() else {
         crate::arch::x86::halt_forever()
@@ -331,6 +334,11 @@ impl Pcpu {
 
     /// Adds the vCPUs the VM table binds here and drops the ones it no longer does.
     fn refresh(&mut self) {
+        let generation = vm::table_generation();
+        if generation == self.table_seen {
+            return;
+        }
+        self.table_seen = generation;
         for i in 0..MAX_THREADS {
             let gone = self.threads[i].as_ref().is_some_and(|t| {
                 !matches!(

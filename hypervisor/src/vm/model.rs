@@ -223,6 +223,7 @@ impl Vm {
 
     fn set_state(&self, s: VmState) {
         self.state.store(s as u8, Ordering::SeqCst);
+        TABLE_GENERATION.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn info(&self) -> Option<VmInfo> {
@@ -362,6 +363,7 @@ impl Vm {
     /// Stops the VM for good (once) with a reason; its vCPUs leave at their next exit.
     pub fn stop(&self, reason: fmt::Arguments) {
         let prev = self.state.swap(VmState::Stopped as u8, Ordering::SeqCst);
+        TABLE_GENERATION.fetch_add(1, Ordering::AcqRel);
         if prev == VmState::Stopped as u8 || prev == VmState::Empty as u8 {
             return;
         }
@@ -478,6 +480,14 @@ impl fmt::Display for ExitRecord<'_> {
         }
         Ok(())
     }
+}
+
+/// Bumped by every change of a VM's state, generation or vCPU placement: a pCPU looks
+/// through the table for its vCPUs only when this moved.
+static TABLE_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+pub fn table_generation() -> u32 {
+    TABLE_GENERATION.load(Ordering::Acquire)
 }
 
 /// Every VM slot, by VM id.
