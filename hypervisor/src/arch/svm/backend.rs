@@ -1,13 +1,25 @@
 use super::vmcb::*;
-use crate::arch::x86::{cpuid, rdmsr, wrmsr, EFER_SVME, MSR_EFER};
+use crate::arch::x86::{cpuid, rdmsr, wrmsr};
 use crate::vcpu::{
     AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit,
 };
+use bitflags::bitflags;
 use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::registers::model_specific::{Efer, EferFlags};
 
 const MSR_VM_CR: u32 = 0xC001_0114;
 const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
-const VM_CR_SVMDIS: u64 = 1 << 4;
+/// IA32_EFER's number for the MSR permission map (the crate's `Efer::MSR` hides it).
+const MSR_EFER: u32 = 0xC000_0080;
+
+bitflags! {
+    /// VM_CR (AMD-specific, so not in the `x86_64` crate).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct VmCr: u64 {
+        const SVMDIS = 1 << 4;
+        const _ = !0;
+    }
+}
 
 /// What CPUID says about SVM on this CPU.
 #[derive(Debug, Clone, Copy)]
@@ -112,12 +124,13 @@ pub fn init_global(alloc: impl Fn(usize) -> Option<u64>) -> Result<(), SvmError>
 
 /// Turns SVM on for the calling pCPU; returns the page its host state is VMSAVEd to.
 pub fn enable_this_cpu(alloc: impl Fn(usize) -> Option<u64>) -> Result<u64, SvmError> {
-    if rdmsr(MSR_VM_CR) & VM_CR_SVMDIS != 0 {
+    if VmCr::from_bits_retain(rdmsr(MSR_VM_CR)).contains(VmCr::SVMDIS) {
         return Err(SvmError::DisabledByFirmware);
     }
     let hsave = alloc(1).ok_or(SvmError::OutOfMemory)?;
     let host_vmcb = alloc(1).ok_or(SvmError::OutOfMemory)?;
-    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+    // SAFETY: SVM is present and not disabled (checked above); EFER.SVME only allows VMRUN.
+    unsafe { Efer::update(|f| f.insert(EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE)) };
     wrmsr(MSR_VM_HSAVE_PA, hsave);
     Ok(host_vmcb)
 }
@@ -436,7 +449,7 @@ impl Vcpu for SvmVcpu {
             base: st.idtr_base,
         };
         s.cpl = ((st.ss.access >> 5) & 3) as u8;
-        s.efer = st.efer | EFER_SVME;
+        s.efer = st.efer | EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE.bits();
         s.cr0 = st.cr0;
         s.cr3 = st.cr3;
         s.cr4 = st.cr4;

@@ -1,9 +1,11 @@
 //! Per-CPU data (GDT with a TSS, IDT, stacks) and application-processor start-up.
 
-use super::{cpuid, delay_us, lapic, read_cr3, wrmsr, MSR_GS_BASE};
+use super::{cpuid, delay_us, lapic, read_cr3};
 use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use x86_64::registers::model_specific::GsBase;
+use x86_64::VirtAddr;
 
 pub const MAX_PCPUS: usize = 16;
 pub const STACK_SIZE: usize = 0x10000;
@@ -153,7 +155,7 @@ pub fn init_this_cpu(id: usize) {
             t = out(reg) _,
         );
     }
-    wrmsr(MSR_GS_BASE, pc as *mut PerCpu as u64);
+    GsBase::write(VirtAddr::new(pc as *mut PerCpu as u64));
 }
 
 /// The pCPU id of the caller.
