@@ -1,5 +1,5 @@
 use super::vmcb::*;
-use crate::arch::x86::{cpuid, rdmsr, wrmsr};
+use crate::arch::x86::{cpuid, rdmsr, wrmsr, ExtLeaf1Ecx};
 use crate::vcpu::{
     AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit,
 };
@@ -17,6 +17,14 @@ bitflags! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     struct VmCr: u64 {
         const SVMDIS = 1 << 4;
+        const _ = !0;
+    }
+
+    /// CPUID.0x8000000A:EDX (SVM features).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct SvmFeatures: u32 {
+        const NESTED_PAGING = 1 << 0;
+        const NRIP_SAVE = 1 << 3;
         const _ = !0;
     }
 }
@@ -58,16 +66,18 @@ pub fn detect() -> Result<SvmCaps, SvmError> {
     if !is_amd() {
         return Err(SvmError::NotAmd);
     }
-    if cpuid(0x8000_0000, 0)[0] < 0x8000_000A || cpuid(0x8000_0001, 0)[2] & (1 << 2) == 0 {
+    let ext_ecx = ExtLeaf1Ecx::from_bits_retain(cpuid(0x8000_0001, 0)[2]);
+    if cpuid(0x8000_0000, 0)[0] < 0x8000_000A || !ext_ecx.contains(ExtLeaf1Ecx::SVM) {
         return Err(SvmError::NoSvm);
     }
     let f = cpuid(0x8000_000A, 0);
-    if f[3] & 1 == 0 {
+    let features = SvmFeatures::from_bits_retain(f[3]);
+    if !features.contains(SvmFeatures::NESTED_PAGING) {
         return Err(SvmError::NoNpt);
     }
     Ok(SvmCaps {
         asids: f[1],
-        nrips: f[3] & (1 << 3) != 0,
+        nrips: features.contains(SvmFeatures::NRIP_SAVE),
     })
 }
 
