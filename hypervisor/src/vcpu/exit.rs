@@ -15,6 +15,7 @@ use crate::ioreq::{self, mask, Access};
 use crate::vm::memory::GuestLinear;
 use crate::vm::Vm;
 use acrn_static_config::LoadOrder;
+use x86_64::registers::rflags::RFlags;
 
 /// What the run loop does after an exit.
 pub enum Next {
@@ -24,8 +25,6 @@ pub enum Next {
     /// interrupt to act on.
     Leave,
 }
-
-const RFLAGS_IF: u64 = 1 << 9;
 
 fn rdtsc() -> u64 {
     // SAFETY: rdtsc has no side effects.
@@ -192,7 +191,7 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
             if let Next::Leave = skip(t, "HLT") {
                 return Next::Leave;
             }
-            if t.hw.get_ref().rflags() & RFLAGS_IF != 0 {
+            if RFlags::from_bits_retain(t.hw.get_ref().rflags()).contains(RFlags::INTERRUPT_FLAG) {
                 t.state = RunState::Halted;
             } else {
                 hvlog!(

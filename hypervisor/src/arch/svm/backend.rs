@@ -6,6 +6,7 @@ use crate::vcpu::{
 use bitflags::bitflags;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::model_specific::{Efer, EferFlags};
+use x86_64::registers::rflags::RFlags;
 
 const MSR_VM_CR: u32 = 0xC001_0114;
 const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
@@ -242,15 +243,16 @@ impl SvmVcpu {
         let c = &mut v.control;
         c.intercept_exceptions = 1 << 18; // #MC
                                           // Physical interrupts belong to the hypervisor: they exit (host IF is set around VMRUN).
-        c.vintr = V_INTR_MASKING;
-        c.intercept_misc1 = INTERCEPT_INTR
-            | INTERCEPT_INIT
-            | INTERCEPT_CPUID
-            | INTERCEPT_HLT
-            | INTERCEPT_IOIO
-            | INTERCEPT_MSR
-            | INTERCEPT_SHUTDOWN;
-        c.intercept_misc2 = INTERCEPT_VMRUN | INTERCEPT_VMMCALL | INTERCEPT_SVM_INSNS;
+        c.vintr = VIntr::V_INTR_MASKING;
+        c.intercept_misc1 = InterceptMisc1::INTR
+            | InterceptMisc1::INIT
+            | InterceptMisc1::CPUID
+            | InterceptMisc1::HLT
+            | InterceptMisc1::IOIO
+            | InterceptMisc1::MSR
+            | InterceptMisc1::SHUTDOWN;
+        c.intercept_misc2 =
+            InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL | InterceptMisc2::OTHER_SVM_AND_MWAIT;
         c.iopm_base_pa = IOPM_PA.load(Ordering::Acquire);
         c.msrpm_base_pa = MSRPM_PA.load(Ordering::Acquire);
         c.guest_asid = asid.clamp(1, caps.asids.saturating_sub(1).max(1));
@@ -399,30 +401,25 @@ impl SvmVcpu {
     /// Requests (or stops requesting) a VINTR exit for when the guest can take an interrupt.
     fn set_interrupt_window(&mut self, on: bool) {
         let c = &mut self.vm().control;
-        if on {
-            c.vintr |= V_IRQ | V_IGN_TPR;
-            c.intercept_misc1 |= INTERCEPT_VINTR;
-        } else {
-            c.vintr &= !(V_IRQ | V_IGN_TPR);
-            c.intercept_misc1 &= !INTERCEPT_VINTR;
-        }
+        c.vintr.set(VIntr::V_IRQ | VIntr::V_IGN_TPR, on);
+        c.intercept_misc1.set(InterceptMisc1::VINTR, on);
     }
 
     /// Injects the pending external interrupt if the guest can take it now (no other event
     /// queued, RFLAGS.IF set, no interrupt shadow), else asks for the interrupt window.
     fn prepare_interrupt(&mut self) {
-        const VALID: u64 = 1 << 31;
-        const RFLAGS_IF: u64 = 1 << 9;
         let Some(vector) = self.pending_irq else {
             return;
         };
         let v = self.v();
-        let open = v.control.event_inject & VALID == 0
-            && v.save.rflags & RFLAGS_IF != 0
+        let open = !v.control.event_inject.contains(EventInject::VALID)
+            && RFlags::from_bits_retain(v.save.rflags).contains(RFlags::INTERRUPT_FLAG)
             && v.control.interrupt_shadow & 1 == 0;
         if open {
             self.pending_irq = None;
-            self.vm().control.event_inject = vector as u64 | VALID;
+            self.vm().control.event_inject =
+                EventInject::from_bits_retain(EventInject::TYPE_INTR | vector as u64)
+                    | EventInject::VALID;
             self.set_interrupt_window(false);
         } else {
             self.set_interrupt_window(true);
@@ -486,7 +483,7 @@ impl Vcpu for SvmVcpu {
         self.regs.rax = self.v().save.rax;
         let c = &mut self.vm().control;
         c.tlb_control = 0;
-        c.event_inject = 0;
+        c.event_inject = EventInject::empty();
         let exit = self.translate();
         if exit == VmExit::InterruptWindow {
             self.set_interrupt_window(false);
@@ -519,18 +516,20 @@ impl Vcpu for SvmVcpu {
         (self.next_rip > rip && self.next_rip - rip <= 15).then(|| (self.next_rip - rip) as u8)
     }
     fn inject(&mut self, event: Injection) {
-        const VALID: u64 = 1 << 31;
-        self.vm().control.event_inject = match event {
+        let raw = match event {
             Injection::Exception { vector, error_code } => {
-                let ev = error_code.map_or(0, |e| (1u64 << 11) | (e as u64) << 32);
-                vector as u64 | 3 << 8 | ev | VALID
+                let ev = error_code.map_or(0, |e| {
+                    EventInject::ERROR_CODE_VALID.bits() | (e as u64) << 32
+                });
+                vector as u64 | EventInject::TYPE_EXCEPTION | ev
             }
             Injection::ExternalInterrupt { vector } => {
                 self.pending_irq = Some(vector);
                 return;
             }
-            Injection::Nmi => 2 | 2 << 8 | VALID,
+            Injection::Nmi => 2 | EventInject::TYPE_NMI,
         };
+        self.vm().control.event_inject = EventInject::from_bits_retain(raw) | EventInject::VALID;
     }
     fn interrupt_pending(&self) -> bool {
         self.pending_irq.is_some()
