@@ -3,6 +3,7 @@
 
 use super::fields::{self as f, Field};
 use crate::vcpu::{InitialState, Segment};
+use bitflags::bitflags;
 use x86_64::registers::control::{Cr0Flags, Cr4Flags};
 use x86_64::registers::model_specific::EferFlags;
 
@@ -23,8 +24,19 @@ pub struct CrPolicy {
     pub cr4_zero: u64,
 }
 
-/// Segment access rights bit that marks a segment register unusable.
-pub const AR_UNUSABLE: u32 = 1 << 16;
+bitflags! {
+    /// VMX segment access-rights flags beyond the descriptor's access byte and flags (bits
+    /// 7:0, 15:12), which VMX adds to the descriptor format (so not in the `x86_64` crate).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct AccessRights: u32 {
+        /// The segment register is unusable.
+        const UNUSABLE = 1 << 16;
+        const _ = !0;
+    }
+}
+
+/// Access rights of an unused segment register.
+pub const AR_UNUSABLE: u32 = AccessRights::UNUSABLE.bits();
 /// A present, busy 32/64-bit TSS (the only TR types VM entry accepts in every mode).
 const AR_TSS_BUSY: u32 = 0x8b;
 /// The architectural reset value of DR7.
