@@ -7,6 +7,7 @@ use bitflags::bitflags;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::model_specific::{Efer, EferFlags};
 use x86_64::registers::rflags::RFlags;
+use x86_64::structures::idt::PageFaultErrorCode;
 
 const MSR_VM_CR: u32 = 0xC001_0114;
 const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
@@ -18,6 +19,18 @@ bitflags! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     struct VmCr: u64 {
         const SVMDIS = 1 << 4;
+        const _ = !0;
+    }
+
+    /// EXITINFO1 of an IOIO intercept (the port is bits 31:16).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct IoioInfo: u64 {
+        const IN = 1 << 0;
+        const STRING = 1 << 2;
+        const REP = 1 << 3;
+        const SIZE8 = 1 << 4;
+        const SIZE16 = 1 << 5;
+        const SIZE32 = 1 << 6;
         const _ = !0;
     }
 
@@ -312,27 +325,27 @@ impl SvmVcpu {
         self.next_rip = if self.nrips { c.next_rip } else { 0 };
         match c.exit_code {
             EXIT_IOIO => {
-                let i = c.exit_info1;
-                let port = (i >> 16) as u16;
-                let size = if i & (1 << 4) != 0 {
+                let i = IoioInfo::from_bits_retain(c.exit_info1);
+                let port = (c.exit_info1 >> 16) as u16;
+                let size = if i.contains(IoioInfo::SIZE8) {
                     1
-                } else if i & (1 << 5) != 0 {
+                } else if i.contains(IoioInfo::SIZE16) {
                     2
                 } else {
                     4
                 };
-                let dir = if i & 1 != 0 {
+                let dir = if i.contains(IoioInfo::IN) {
                     IoDirection::In
                 } else {
                     IoDirection::Out
                 };
                 self.next_rip = c.exit_info2;
-                if i & (1 << 2) != 0 {
+                if i.contains(IoioInfo::STRING) {
                     VmExit::IoString {
                         port,
                         size,
                         dir,
-                        rep: i & (1 << 3) != 0,
+                        rep: i.contains(IoioInfo::REP),
                     }
                 } else {
                     let data = self.v().save.rax as u32;
@@ -365,10 +378,11 @@ impl SvmVcpu {
             EXIT_INTR | EXIT_NMI => VmExit::ExternalInterrupt,
             EXIT_VINTR => VmExit::InterruptWindow,
             EXIT_NPF => {
-                let e = c.exit_info1;
-                let access = if e & (1 << 4) != 0 {
+                // EXITINFO1 is a #PF error code.
+                let e = PageFaultErrorCode::from_bits_retain(c.exit_info1);
+                let access = if e.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
                     AccessKind::Execute
-                } else if e & (1 << 1) != 0 {
+                } else if e.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
                     AccessKind::Write
                 } else {
                     AccessKind::Read

@@ -94,6 +94,14 @@ bitflags! {
         const _ = !0;
     }
 
+    /// IA32_VMX_BASIC flags (the VMCS revision id is bits 30:0).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct VmxBasic: u64 {
+        /// The TRUE_* control MSRs exist.
+        const TRUE_CONTROLS = 1 << 55;
+        const _ = !0;
+    }
+
     /// IA32_VMX_EPT_VPID_CAP.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct EptVpidCap: u64 {
@@ -177,9 +185,9 @@ impl RawCaps {
         (self.basic & 0x7fff_ffff) as u32
     }
 
-    /// Bit 55 of IA32_VMX_BASIC: the TRUE_* control MSRs exist.
+    /// The TRUE_* control MSRs exist.
     pub fn has_true_controls(&self) -> bool {
-        self.basic & (1 << 55) != 0
+        VmxBasic::from_bits_retain(self.basic).contains(VmxBasic::TRUE_CONTROLS)
     }
 
     /// Computes the controls: `required` bits must be available, `optional` bits are taken

@@ -1,7 +1,7 @@
 //! Turning VMX on, once per pCPU: feature control, fixed CR bits, VMXON region.
 
 use super::caps::{
-    msr, Controls, FeatureControl, PrimaryControls, RawCaps, SecondaryControls, VmxError,
+    msr, Controls, FeatureControl, PrimaryControls, RawCaps, SecondaryControls, VmxBasic, VmxError,
 };
 use super::guest::CrPolicy;
 use super::instr;
@@ -44,7 +44,7 @@ pub fn is_supported() -> bool {
 
 fn read_caps() -> RawCaps {
     let basic = rdmsr(msr::IA32_VMX_BASIC);
-    let true_ctls = basic & (1 << 55) != 0;
+    let true_ctls = VmxBasic::from_bits_retain(basic).contains(VmxBasic::TRUE_CONTROLS);
     let pick = |plain, tru| rdmsr(if true_ctls { tru } else { plain });
     let proc1 = pick(
         msr::IA32_VMX_PROCBASED_CTLS,
