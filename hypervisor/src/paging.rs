@@ -3,7 +3,9 @@
 //! an entry is encoded, never in how the tree is built. Table memory comes from a
 //! [`TableMemory`] so the builder runs on the host in tests.
 
+use bitflags::bitflags;
 use core::marker::PhantomData;
+use x86_64::structures::paging::PageTableFlags;
 
 pub const PAGE_4K: u64 = 0x1000;
 pub const PAGE_2M: u64 = 0x20_0000;
@@ -58,50 +60,47 @@ pub trait EntryFormat {
 pub enum Npt {}
 
 impl Npt {
-    const P: u64 = 1 << 0;
-    const RW: u64 = 1 << 1;
-    const US: u64 = 1 << 2;
-    const PWT: u64 = 1 << 3;
-    const PCD: u64 = 1 << 4;
-    const PS: u64 = 1 << 7;
+    fn flags(e: u64) -> PageTableFlags {
+        PageTableFlags::from_bits_retain(e)
+    }
 }
 
 impl EntryFormat for Npt {
     fn table(pa: u64) -> u64 {
-        (pa & ADDR_MASK) | Self::P | Self::RW | Self::US
+        let flags =
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        (pa & ADDR_MASK) | flags.bits()
     }
     fn leaf(pa: u64, level: u8, perm: Perm, mt: MemType) -> u64 {
-        let mut e = (pa & ADDR_MASK) | Self::US;
-        if perm.read || perm.write || perm.exec {
-            e |= Self::P;
-        }
-        if perm.write {
-            e |= Self::RW;
-        }
-        if level > 1 {
-            e |= Self::PS;
-        }
-        if mt == MemType::Uncached {
-            e |= Self::PCD | Self::PWT;
-        }
-        e
+        let mut f = PageTableFlags::USER_ACCESSIBLE;
+        f.set(
+            PageTableFlags::PRESENT,
+            perm.read || perm.write || perm.exec,
+        );
+        f.set(PageTableFlags::WRITABLE, perm.write);
+        f.set(PageTableFlags::HUGE_PAGE, level > 1);
+        f.set(
+            PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH,
+            mt == MemType::Uncached,
+        );
+        (pa & ADDR_MASK) | f.bits()
     }
     fn is_present(e: u64) -> bool {
-        e & Self::P != 0
+        Self::flags(e).contains(PageTableFlags::PRESENT)
     }
     fn is_huge(e: u64) -> bool {
-        e & Self::PS != 0
+        Self::flags(e).contains(PageTableFlags::HUGE_PAGE)
     }
     fn perm(e: u64) -> Perm {
-        let p = e & Self::P != 0;
+        let p = Self::flags(e).contains(PageTableFlags::PRESENT);
         Perm {
             read: p,
-            write: p && e & Self::RW != 0,
+            write: p && Self::flags(e).contains(PageTableFlags::WRITABLE),
             exec: p,
         }
     }
     fn mem_type(e: u64) -> MemType {
-        if e & Self::PCD != 0 {
+        if Self::flags(e).contains(PageTableFlags::NO_CACHE) {
             MemType::Uncached
         } else {
             MemType::WriteBack
@@ -113,56 +112,58 @@ impl EntryFormat for Npt {
 /// bit 7 marks a 2 MiB/1 GiB leaf.
 pub enum Ept {}
 
-impl Ept {
-    const R: u64 = 1 << 0;
-    const W: u64 = 1 << 1;
-    const X: u64 = 1 << 2;
-    const MT_SHIFT: u64 = 3;
-    const MT_UC: u64 = 0;
-    const MT_WB: u64 = 6;
-    const PS: u64 = 1 << 7;
+bitflags! {
+    /// EPT entry bits (not the x86 page-table encoding, so not the `x86_64` crate's flags).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct EptFlags: u64 {
+        const READ = 1 << 0;
+        const WRITE = 1 << 1;
+        const EXECUTE = 1 << 2;
+        /// The memory-type field of a leaf (bits 5:3).
+        const MEMORY_TYPE = 7 << 3;
+        const HUGE_PAGE = 1 << 7;
+        const RWX = Self::READ.bits() | Self::WRITE.bits() | Self::EXECUTE.bits();
+        const _ = !0;
+    }
+}
+
+impl EptFlags {
+    /// Values of [`EptFlags::MEMORY_TYPE`].
+    const MEMORY_TYPE_UC: u64 = 0;
+    const MEMORY_TYPE_WB: u64 = 6 << 3;
 }
 
 impl EntryFormat for Ept {
     fn table(pa: u64) -> u64 {
-        (pa & ADDR_MASK) | Self::R | Self::W | Self::X
+        (pa & ADDR_MASK) | EptFlags::RWX.bits()
     }
     fn leaf(pa: u64, level: u8, perm: Perm, mt: MemType) -> u64 {
-        let mut e = pa & ADDR_MASK;
-        if perm.read {
-            e |= Self::R;
-        }
-        if perm.write {
-            e |= Self::W;
-        }
-        if perm.exec {
-            e |= Self::X;
-        }
-        let t = match mt {
-            MemType::WriteBack => Self::MT_WB,
-            MemType::Uncached => Self::MT_UC,
-        };
-        e |= t << Self::MT_SHIFT;
-        if level > 1 {
-            e |= Self::PS;
-        }
-        e
+        let mut f = EptFlags::from_bits_retain(match mt {
+            MemType::WriteBack => EptFlags::MEMORY_TYPE_WB,
+            MemType::Uncached => EptFlags::MEMORY_TYPE_UC,
+        });
+        f.set(EptFlags::READ, perm.read);
+        f.set(EptFlags::WRITE, perm.write);
+        f.set(EptFlags::EXECUTE, perm.exec);
+        f.set(EptFlags::HUGE_PAGE, level > 1);
+        (pa & ADDR_MASK) | f.bits()
     }
     fn is_present(e: u64) -> bool {
-        e & (Self::R | Self::W | Self::X) != 0
+        EptFlags::from_bits_retain(e).intersects(EptFlags::RWX)
     }
     fn is_huge(e: u64) -> bool {
-        e & Self::PS != 0
+        EptFlags::from_bits_retain(e).contains(EptFlags::HUGE_PAGE)
     }
     fn perm(e: u64) -> Perm {
+        let f = EptFlags::from_bits_retain(e);
         Perm {
-            read: e & Self::R != 0,
-            write: e & Self::W != 0,
-            exec: e & Self::X != 0,
+            read: f.contains(EptFlags::READ),
+            write: f.contains(EptFlags::WRITE),
+            exec: f.contains(EptFlags::EXECUTE),
         }
     }
     fn mem_type(e: u64) -> MemType {
-        if (e >> Self::MT_SHIFT) & 7 == Self::MT_WB {
+        if e & EptFlags::MEMORY_TYPE.bits() == EptFlags::MEMORY_TYPE_WB {
             MemType::WriteBack
         } else {
             MemType::Uncached

@@ -7,6 +7,7 @@
 //! logical destination is treated as lowest-priority delivery (SDM 11.11.1), physical + RH as
 //! fixed.
 
+use bitflags::bitflags;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// 256 interrupt vectors as four 64-bit words (bit `v % 64` of word `v / 64`).
@@ -230,10 +231,23 @@ impl core::fmt::Display for MsiError {
     }
 }
 
-const MSI_ADDR_DEST_LOGICAL: u64 = 1 << 2;
-const MSI_ADDR_REDIRECTION_HINT: u64 = 1 << 3;
-const MSI_DATA_ASSERT: u32 = 1 << 14;
-const MSI_DATA_LEVEL: u32 = 1 << 15;
+bitflags! {
+    /// MSI address flags (destination ID and the 0xFEE window are values).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct MsiAddress: u64 {
+        const DEST_LOGICAL = 1 << 2;
+        const REDIRECTION_HINT = 1 << 3;
+        const _ = !0;
+    }
+
+    /// MSI data flags (vector and delivery mode are values).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct MsiData: u32 {
+        const ASSERT = 1 << 14;
+        const LEVEL = 1 << 15;
+        const _ = !0;
+    }
+}
 
 /// Decodes an x86 MSI (SDM 11.11): address bits 19:12 destination ID, bit 3 redirection
 /// hint, bit 2 logical destination; data bits 7:0 vector, 10:8 delivery mode, 15 level
@@ -247,12 +261,13 @@ pub fn decode_msi(addr: u64, data: u32, extended_dest_id: bool) -> Result<Messag
     }
     let mode = (data >> 8) & 7;
     let mut delivery = Delivery::decode(mode, false).ok_or(MsiError::DeliveryMode(mode as u8))?;
-    let dest_mode = if addr & MSI_ADDR_DEST_LOGICAL != 0 {
+    let flags = MsiAddress::from_bits_retain(addr);
+    let dest_mode = if flags.contains(MsiAddress::DEST_LOGICAL) {
         DestMode::Logical
     } else {
         DestMode::Physical
     };
-    if addr & MSI_ADDR_REDIRECTION_HINT != 0
+    if flags.contains(MsiAddress::REDIRECTION_HINT)
         && dest_mode == DestMode::Logical
         && delivery == Delivery::Fixed
     {
@@ -270,7 +285,7 @@ pub fn decode_msi(addr: u64, data: u32, extended_dest_id: bool) -> Result<Messag
         wide_dest,
         dest_mode,
         delivery,
-        level_trigger: data & MSI_DATA_LEVEL != 0 && data & MSI_DATA_ASSERT != 0,
+        level_trigger: MsiData::from_bits_retain(data).contains(MsiData::LEVEL | MsiData::ASSERT),
         shorthand: Shorthand::None,
     })
 }

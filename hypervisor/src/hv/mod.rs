@@ -9,6 +9,7 @@ use crate::bootinfo::{BootInfo, PhysRead};
 use crate::hvlog;
 use crate::vm::acpi;
 use acrn_static_config::{LoadOrder, PlatformConfig};
+use bitflags::bitflags;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Identity-mapped physical memory below 4 GiB (the boot page tables map exactly that).
@@ -189,14 +190,22 @@ fn read_cmos_clock() -> u64 {
     secs.max(0) as u64
 }
 
+bitflags! {
+    /// ACPI PM1 control register (SLP_TYP is the value in bits 12:10).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Pm1Control: u16 {
+        const SLP_EN = 1 << 13;
+    }
+}
+
 /// Every VM has stopped: the machine is switched off (ACPI S5 through the FADT's PM1 control
 /// blocks; the emulators' exit ports where ACPI does not end the run), else this pCPU halts.
 pub fn power_off() -> ! {
     if let Some(Some(s)) = SOFT_OFF.get() {
-        const SLP_EN: u16 = 1 << 13;
-        x86::outw(s.pm1a_cnt, (s.slp_typ_a as u16) << 10 | SLP_EN);
+        let sleep = |slp_typ: u8| (slp_typ as u16) << 10 | Pm1Control::SLP_EN.bits();
+        x86::outw(s.pm1a_cnt, sleep(s.slp_typ_a));
         if let Some(b) = s.pm1b_cnt {
-            x86::outw(b, (s.slp_typ_b as u16) << 10 | SLP_EN);
+            x86::outw(b, sleep(s.slp_typ_b));
         }
         x86::delay_us(100_000);
     }

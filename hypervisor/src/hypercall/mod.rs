@@ -29,6 +29,8 @@ use acrn_abi::{
     VmState,
 };
 use mem::read_obj;
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
 
 /// Most VM slots (ACRN's `CONFIG_MAX_VM_NUM` is at most this here).
 pub const MAX_VM_NUM: usize = 16;
@@ -564,23 +566,24 @@ pub fn check_region(mem: &impl GuestMemory, r: &VmMemoryRegion) -> Result<(), i3
 /// ACRN refuses register sets a VM entry would reject: CR0.PG without PE, NW without CD,
 /// reserved CR0/CR4 bits, long mode without paging and PAE.
 pub fn control_regs_valid(r: &AcrnRegs) -> bool {
-    const PE: u64 = 1;
-    const NW: u64 = 1 << 29;
-    const CD: u64 = 1 << 30;
-    const PG: u64 = 1 << 31;
     const CR0_DEFINED: u64 = 0xE005_003F;
-    const PAE: u64 = 1 << 5;
-    // Architecturally defined CR4 bits up to bit 24 except VMXE (13) and SMXE (14).
-    const CR4_ALLOWED: u64 = 0x01FF_FFFF & !(1 << 13 | 1 << 14);
-    const LME: u64 = 1 << 8;
-    let (cr0, cr4, efer) = (r.cr0, r.cr4, r.ia32_efer);
-    if cr0 & !CR0_DEFINED != 0 || cr4 & !CR4_ALLOWED != 0 {
+    // Architecturally defined CR4 bits up to bit 24 except VMXE and SMXE.
+    const CR4_ALLOWED: u64 = 0x01FF_FFFF
+        & !(Cr4Flags::VIRTUAL_MACHINE_EXTENSIONS.bits() | Cr4Flags::SAFER_MODE_EXTENSIONS.bits());
+    if r.cr0 & !CR0_DEFINED != 0 || r.cr4 & !CR4_ALLOWED != 0 {
         return false;
     }
-    if cr0 & PG != 0 && cr0 & PE == 0 || cr0 & NW != 0 && cr0 & CD == 0 {
+    let cr0 = Cr0Flags::from_bits_retain(r.cr0);
+    let cr4 = Cr4Flags::from_bits_retain(r.cr4);
+    let efer = EferFlags::from_bits_retain(r.ia32_efer);
+    if cr0.contains(Cr0Flags::PAGING) && !cr0.contains(Cr0Flags::PROTECTED_MODE_ENABLE)
+        || cr0.contains(Cr0Flags::NOT_WRITE_THROUGH) && !cr0.contains(Cr0Flags::CACHE_DISABLE)
+    {
         return false;
     }
-    !(efer & LME != 0 && cr0 & PG != 0 && cr4 & PAE == 0)
+    !(efer.contains(EferFlags::LONG_MODE_ENABLE)
+        && cr0.contains(Cr0Flags::PAGING)
+        && !cr4.contains(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION))
 }
 
 #[cfg(test)]

@@ -3,12 +3,13 @@
 //! debug registers. The hypervisor itself uses none of them (no FPU code, no SYSCALL), so
 //! whatever the CPU holds between two vCPUs is the last guest's.
 
-use crate::arch::x86::{cpuid, rdmsr, read_cr4, wrmsr};
+use crate::arch::x86::{cpuid, rdmsr, read_cr4, wrmsr, ExtLeaf1Edx, Leaf1Ecx};
 use crate::hv::frames;
 use core::arch::asm;
-
-const CR4_OSFXSR: u64 = 1 << 9;
-const CR4_OSXSAVE: u64 = 1 << 18;
+use core::arch::x86_64::{_fxrstor64, _fxsave64, _xrstor64, _xsave64};
+use x86_64::registers::control::{Cr2, Cr4, Cr4Flags};
+use x86_64::registers::debug::{DebugAddressRegister, Dr0, Dr1, Dr2, Dr3, Dr6};
+use x86_64::registers::xcontrol::XCr0;
 
 /// KERNEL_GS_BASE, STAR, LSTAR, CSTAR, SFMASK.
 const SYSCALL_MSRS: [u32; 5] = [
@@ -34,23 +35,24 @@ pub struct GuestContext {
 }
 
 fn has_xsave() -> bool {
-    cpuid(1, 0)[2] & (1 << 26) != 0
+    Leaf1Ecx::from_bits_retain(cpuid(1, 0)[2]).contains(Leaf1Ecx::XSAVE)
 }
 
 fn has_rdtscp() -> bool {
-    cpuid(0x8000_0001, 0)[3] & (1 << 27) != 0
+    ExtLeaf1Edx::from_bits_retain(cpuid(0x8000_0001, 0)[3]).contains(ExtLeaf1Edx::RDTSCP)
 }
 
 /// Runs `f` with CR4.OSXSAVE (and OSFXSR) set, which XSAVE, XRSTOR and XSETBV need; the host
 /// keeps them clear otherwise, so that CPUID shows guests no OSXSAVE of the host's.
 fn with_xsave_enabled(f: impl FnOnce()) {
     let cr4 = read_cr4();
-    let extra = if has_xsave() { CR4_OSXSAVE } else { 0 } | CR4_OSFXSR;
+    let mut extra = Cr4Flags::OSFXSR;
+    extra.set(Cr4Flags::OSXSAVE, has_xsave());
     // SAFETY: enabling OSXSAVE/OSFXSR on a CPU that has them changes no memory.
-    unsafe { asm!("mov cr4, {}", in(reg) cr4 | extra, options(nostack, nomem)) };
+    unsafe { Cr4::write_raw(cr4 | extra.bits()) };
     f();
     // SAFETY: restores the value read above.
-    unsafe { asm!("mov cr4, {}", in(reg) cr4, options(nostack, nomem)) };
+    unsafe { Cr4::write_raw(cr4) };
 }
 
 impl GuestContext {
@@ -91,16 +93,13 @@ impl GuestContext {
         let mut xcr0 = self.xcr0;
         with_xsave_enabled(|| {
             if has_xsave() {
-                let (lo, hi): (u32, u32);
-                // SAFETY: XGETBV(0) with OSXSAVE set; XSAVE into our 64-byte-aligned page.
-                unsafe {
-                    asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nostack, nomem));
-                    xcr0 = (hi as u64) << 32 | lo as u64;
-                    asm!("xsave64 [{}]", in(reg) area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack));
-                }
+                xcr0 = XCr0::read_raw();
+                // SAFETY: OSXSAVE is set; XSAVE of every XCR0 component into our 64-byte-aligned
+                // page.
+                unsafe { _xsave64(area as *mut u8, u64::MAX) };
             } else {
                 // SAFETY: FXSAVE into our 16-byte-aligned page.
-                unsafe { asm!("fxsave64 [{}]", in(reg) area, options(nostack)) };
+                unsafe { _fxsave64(area as *mut u8) };
             }
         });
         self.xcr0 = xcr0;
@@ -110,15 +109,14 @@ impl GuestContext {
         if has_rdtscp() {
             self.tsc_aux = rdmsr(TSC_AUX);
         }
-        // SAFETY: reading CR2 and debug registers has no side effects.
-        unsafe {
-            asm!("mov {}, cr2", out(reg) self.cr2, options(nostack, nomem));
-            asm!("mov {}, dr0", out(reg) self.dr[0], options(nostack, nomem));
-            asm!("mov {}, dr1", out(reg) self.dr[1], options(nostack, nomem));
-            asm!("mov {}, dr2", out(reg) self.dr[2], options(nostack, nomem));
-            asm!("mov {}, dr3", out(reg) self.dr[3], options(nostack, nomem));
-            asm!("mov {}, dr6", out(reg) self.dr[4], options(nostack, nomem));
-        }
+        self.cr2 = Cr2::read_raw();
+        self.dr = [
+            Dr0::read(),
+            Dr1::read(),
+            Dr2::read(),
+            Dr3::read(),
+            Dr6::read_raw(),
+        ];
     }
 
     /// Loads this vCPU's state into the CPU.
@@ -129,12 +127,12 @@ impl GuestContext {
                 // SAFETY: XCR0 as this guest set it (checked by the XSETBV emulation, or the
                 // reset value 1); XRSTOR of a page XSAVE wrote or zeroed.
                 unsafe {
-                    asm!("xsetbv", in("ecx") 0u32, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nostack, nomem));
-                    asm!("xrstor64 [{}]", in(reg) area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack));
+                    XCr0::write_raw(xcr0);
+                    _xrstor64(area as *const u8, u64::MAX);
                 }
             } else {
                 // SAFETY: FXRSTOR of a page FXSAVE wrote or set up in `new`.
-                unsafe { asm!("fxrstor64 [{}]", in(reg) area, options(nostack)) };
+                unsafe { _fxrstor64(area as *const u8) };
             }
         });
         for (&v, &m) in self.msrs.iter().zip(&SYSCALL_MSRS) {
@@ -143,13 +141,14 @@ impl GuestContext {
         if has_rdtscp() {
             wrmsr(TSC_AUX, self.tsc_aux);
         }
-        // SAFETY: guest values of registers the host does not use.
+        Dr0::write(self.dr[0]);
+        Dr1::write(self.dr[1]);
+        Dr2::write(self.dr[2]);
+        Dr3::write(self.dr[3]);
+        // SAFETY: guest values of registers the host does not use. The `x86_64` crate writes
+        // neither CR2 nor DR6.
         unsafe {
             asm!("mov cr2, {}", in(reg) self.cr2, options(nostack, nomem));
-            asm!("mov dr0, {}", in(reg) self.dr[0], options(nostack, nomem));
-            asm!("mov dr1, {}", in(reg) self.dr[1], options(nostack, nomem));
-            asm!("mov dr2, {}", in(reg) self.dr[2], options(nostack, nomem));
-            asm!("mov dr3, {}", in(reg) self.dr[3], options(nostack, nomem));
             asm!("mov dr6, {}", in(reg) self.dr[4], options(nostack, nomem));
         }
     }

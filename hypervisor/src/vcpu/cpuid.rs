@@ -2,19 +2,13 @@
 //! (VMX/SVM, MONITOR, machine checks), plus ACRN's hypervisor leaves. The local APIC is
 //! virtual, so x2APIC and the TSC-deadline timer are offered whatever the host has.
 
-use crate::arch::x86::cpuid;
+use crate::arch::x86::{cpuid, ExtLeaf1Ecx, Leaf1Ecx, Leaf1Edx};
 use acrn_abi::cpuid::{
     ACRN_CPUID_MAX_LEAF, ACRN_CPUID_SIGNATURE, ACRN_CPUID_TIMING_INFO, ACRN_SIGNATURE_REG,
 };
 
-/// CPUID EDX bits MCE (7) and MCA (14), in leaves 1 and 0x80000001.
-const MACHINE_CHECK: u32 = 1 << 7 | 1 << 14;
-const ECX_MONITOR: u32 = 1 << 3;
-const ECX_VMX: u32 = 1 << 5;
-const ECX_X2APIC: u32 = 1 << 21;
-const ECX_TSC_DEADLINE: u32 = 1 << 24;
-const ECX_OSXSAVE: u32 = 1 << 27;
-const ECX_HYPERVISOR: u32 = 1 << 31;
+/// MCE and MCA, in leaves 1 and 0x80000001.
+const MACHINE_CHECK: Leaf1Edx = Leaf1Edx::MCE.union(Leaf1Edx::MCA);
 
 /// CPUID leaf `leaf`/`sub` for vCPU `idx` of a VM with `ncpu` vCPUs; `privileged` for the
 /// Service VM.
@@ -46,17 +40,20 @@ pub fn emulate(ncpu: u32, privileged: bool, idx: usize, leaf: u32, sub: u32) -> 
             match leaf {
                 1 => {
                     r[1] = (r[1] & 0x0000_FFFF) | (ncpu << 16) | ((idx as u32) << 24);
-                    r[2] = (r[2] & !(ECX_VMX | ECX_MONITOR | ECX_OSXSAVE))
-                        | ECX_X2APIC
-                        | ECX_TSC_DEADLINE
-                        | ECX_HYPERVISOR;
+                    let ecx = (Leaf1Ecx::from_bits_retain(r[2])
+                        - (Leaf1Ecx::VMX | Leaf1Ecx::MONITOR | Leaf1Ecx::OSXSAVE))
+                        | Leaf1Ecx::X2APIC
+                        | Leaf1Ecx::TSC_DEADLINE
+                        | Leaf1Ecx::HYPERVISOR;
+                    r[2] = ecx.bits();
                     // Machine check MSRs are not virtualized.
-                    r[3] &= !MACHINE_CHECK;
+                    r[3] = (Leaf1Edx::from_bits_retain(r[3]) - MACHINE_CHECK).bits();
                 }
                 0xB | 0x1F => r[3] = idx as u32,
                 0x8000_0001 => {
-                    r[2] &= !(1 << 2); // SVM
-                    r[3] &= !MACHINE_CHECK; // AMD mirrors MCE/MCA here
+                    r[2] = (ExtLeaf1Ecx::from_bits_retain(r[2]) - ExtLeaf1Ecx::SVM).bits();
+                    // AMD mirrors MCE/MCA here.
+                    r[3] = (Leaf1Edx::from_bits_retain(r[3]) - MACHINE_CHECK).bits();
                 }
                 0x8000_000A => r = [0; 4],
                 _ => {}

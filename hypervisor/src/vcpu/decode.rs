@@ -3,6 +3,8 @@
 //! must decode MMIO accesses itself. Covers prefixes (legacy and REX), ModRM/SIB/displacements in
 //! 16-, 32- and 64-bit code.
 
+use x86_64::registers::rflags::RFlags;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuMode {
     Real16,
@@ -99,12 +101,12 @@ pub enum AluSrc {
 }
 
 /// RFLAGS bits an ALU instruction defines.
-const FLAG_CF: u64 = 1 << 0;
-const FLAG_PF: u64 = 1 << 2;
-const FLAG_AF: u64 = 1 << 4;
-const FLAG_ZF: u64 = 1 << 6;
-const FLAG_SF: u64 = 1 << 7;
-const FLAG_OF: u64 = 1 << 11;
+const FLAG_CF: u64 = RFlags::CARRY_FLAG.bits();
+const FLAG_PF: u64 = RFlags::PARITY_FLAG.bits();
+const FLAG_AF: u64 = RFlags::AUXILIARY_CARRY_FLAG.bits();
+const FLAG_ZF: u64 = RFlags::ZERO_FLAG.bits();
+const FLAG_SF: u64 = RFlags::SIGN_FLAG.bits();
+const FLAG_OF: u64 = RFlags::OVERFLOW_FLAG.bits();
 const ALU_FLAGS: u64 = FLAG_CF | FLAG_PF | FLAG_AF | FLAG_ZF | FLAG_SF | FLAG_OF;
 
 /// RFLAGS after `bt` of `value` (an operand of `size` bytes) at `bit`: only CF changes.

@@ -15,6 +15,10 @@ use crate::ioreq::{self, mask, Access};
 use crate::vm::memory::GuestLinear;
 use crate::vm::{ExitKind, Vm};
 use acrn_static_config::LoadOrder;
+use x86_64::registers::control::Cr0Flags;
+use x86_64::registers::model_specific::EferFlags;
+use x86_64::registers::rflags::RFlags;
+use x86_64::structures::gdt::DescriptorFlags;
 
 /// What the run loop does after an exit.
 pub enum Next {
@@ -25,8 +29,6 @@ pub enum Next {
     Leave,
 }
 
-const RFLAGS_IF: u64 = 1 << 9;
-
 fn rdtsc() -> u64 {
     // SAFETY: rdtsc has no side effects.
     unsafe { core::arch::x86_64::_rdtsc() }
@@ -35,11 +37,15 @@ fn rdtsc() -> u64 {
 pub fn cpu_mode(v: &dyn Vcpu) -> CpuMode {
     let (cr0, _, _, efer) = v.paging_state();
     let cs = v.code_segment();
-    if efer & (1 << 10) != 0 && cs.access & (1 << 13) != 0 {
+    // Segment access rights are the descriptor's bits 55:40.
+    let cs_flags = DescriptorFlags::from_bits_retain((cs.access as u64) << 40);
+    if EferFlags::from_bits_retain(efer).contains(EferFlags::LONG_MODE_ACTIVE)
+        && cs_flags.contains(DescriptorFlags::LONG_MODE)
+    {
         CpuMode::Long64
-    } else if cr0 & 1 == 0 {
+    } else if !Cr0Flags::from_bits_retain(cr0).contains(Cr0Flags::PROTECTED_MODE_ENABLE) {
         CpuMode::Real16
-    } else if cs.access & (1 << 14) != 0 {
+    } else if cs_flags.contains(DescriptorFlags::DEFAULT_SIZE) {
         CpuMode::Prot32
     } else {
         CpuMode::Prot16
@@ -202,7 +208,7 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
             if let Next::Leave = skip(t, "HLT") {
                 return Next::Leave;
             }
-            if t.hw.get_ref().rflags() & RFLAGS_IF != 0 {
+            if RFlags::from_bits_retain(t.hw.get_ref().rflags()).contains(RFlags::INTERRUPT_FLAG) {
                 t.state = RunState::Halted;
             } else {
                 hvlog!(
@@ -337,7 +343,7 @@ fn string_port_io(t: &mut Thread, port: u16, size: u8, dir: IoDirection, rep: bo
         rep,
         addr_size: pre.addr_size,
         seg_base,
-        df: v.rflags() & (1 << 10) != 0,
+        df: RFlags::from_bits_retain(v.rflags()).contains(RFlags::DIRECTION_FLAG),
         long_mode,
     };
     let mut lin = GuestLinear {

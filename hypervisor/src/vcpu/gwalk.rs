@@ -9,8 +9,13 @@ pub trait GuestPhys {
     fn read_u32(&self, gpa: u64) -> Option<u32>;
 }
 
-const P: u64 = 1;
-const PS: u64 = 1 << 7;
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
+use x86_64::structures::paging::PageTableFlags;
+
+const P: u64 = PageTableFlags::PRESENT.bits();
+/// PS: a large page (the same bit in every paging mode).
+const PS: u64 = PageTableFlags::HUGE_PAGE.bits();
 const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 
 /// Translates `la` with the guest's CR0/CR3/CR4/EFER; `None` if not present.
@@ -22,10 +27,11 @@ pub fn translate(
     efer: u64,
     la: u64,
 ) -> Option<u64> {
-    if cr0 & (1 << 31) == 0 {
+    if !Cr0Flags::from_bits_retain(cr0).contains(Cr0Flags::PAGING) {
         return Some(la);
     }
-    if efer & (1 << 10) != 0 {
+    let cr4 = Cr4Flags::from_bits_retain(cr4);
+    if EferFlags::from_bits_retain(efer).contains(EferFlags::LONG_MODE_ACTIVE) {
         let mut table = cr3 & ADDR;
         for level in (1..=4u32).rev() {
             let e = m.read_u64(table + ((la >> (12 + 9 * (level - 1))) & 0x1FF) * 8)?;
@@ -39,7 +45,7 @@ pub fn translate(
             table = e & ADDR;
         }
         None
-    } else if cr4 & (1 << 5) != 0 {
+    } else if cr4.contains(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION) {
         let la = la & 0xFFFF_FFFF;
         let pdpte = m.read_u64((cr3 & 0xFFFF_FFE0) + (la >> 30) * 8)?;
         if pdpte & P == 0 {
@@ -61,7 +67,7 @@ pub fn translate(
         if pde & P == 0 {
             return None;
         }
-        if pde & PS != 0 && cr4 & (1 << 4) != 0 {
+        if pde & PS != 0 && cr4.contains(Cr4Flags::PAGE_SIZE_EXTENSION) {
             return Some((pde & 0xFFC0_0000) | (la & 0x3F_FFFF));
         }
         let pte = rd32((pde & 0xFFFF_F000) + ((la >> 12) & 0x3FF) * 4)?;

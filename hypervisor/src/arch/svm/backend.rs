@@ -1,13 +1,47 @@
 use super::vmcb::*;
-use crate::arch::x86::{cpuid, rdmsr, wrmsr, EFER_SVME, MSR_EFER};
+use crate::arch::x86::{cpuid, rdmsr, wrmsr, ExtLeaf1Ecx};
 use crate::vcpu::{
     AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit,
 };
+use bitflags::bitflags;
 use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::registers::model_specific::{Efer, EferFlags};
+use x86_64::registers::rflags::RFlags;
+use x86_64::structures::idt::PageFaultErrorCode;
 
 const MSR_VM_CR: u32 = 0xC001_0114;
 const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
-const VM_CR_SVMDIS: u64 = 1 << 4;
+/// IA32_EFER's number for the MSR permission map (the crate's `Efer::MSR` hides it).
+const MSR_EFER: u32 = 0xC000_0080;
+
+bitflags! {
+    /// VM_CR (AMD-specific, so not in the `x86_64` crate).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct VmCr: u64 {
+        const SVMDIS = 1 << 4;
+        const _ = !0;
+    }
+
+    /// EXITINFO1 of an IOIO intercept (the port is bits 31:16).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct IoioInfo: u64 {
+        const IN = 1 << 0;
+        const STRING = 1 << 2;
+        const REP = 1 << 3;
+        const SIZE8 = 1 << 4;
+        const SIZE16 = 1 << 5;
+        const SIZE32 = 1 << 6;
+        const _ = !0;
+    }
+
+    /// CPUID.0x8000000A:EDX (SVM features).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct SvmFeatures: u32 {
+        const NESTED_PAGING = 1 << 0;
+        const NRIP_SAVE = 1 << 3;
+        const _ = !0;
+    }
+}
 
 /// What CPUID says about SVM on this CPU.
 #[derive(Debug, Clone, Copy)]
@@ -46,16 +80,18 @@ pub fn detect() -> Result<SvmCaps, SvmError> {
     if !is_amd() {
         return Err(SvmError::NotAmd);
     }
-    if cpuid(0x8000_0000, 0)[0] < 0x8000_000A || cpuid(0x8000_0001, 0)[2] & (1 << 2) == 0 {
+    let ext_ecx = ExtLeaf1Ecx::from_bits_retain(cpuid(0x8000_0001, 0)[2]);
+    if cpuid(0x8000_0000, 0)[0] < 0x8000_000A || !ext_ecx.contains(ExtLeaf1Ecx::SVM) {
         return Err(SvmError::NoSvm);
     }
     let f = cpuid(0x8000_000A, 0);
-    if f[3] & 1 == 0 {
+    let features = SvmFeatures::from_bits_retain(f[3]);
+    if !features.contains(SvmFeatures::NESTED_PAGING) {
         return Err(SvmError::NoNpt);
     }
     Ok(SvmCaps {
         asids: f[1],
-        nrips: f[3] & (1 << 3) != 0,
+        nrips: features.contains(SvmFeatures::NRIP_SAVE),
     })
 }
 
@@ -112,12 +148,13 @@ pub fn init_global(alloc: impl Fn(usize) -> Option<u64>) -> Result<(), SvmError>
 
 /// Turns SVM on for the calling pCPU; returns the page its host state is VMSAVEd to.
 pub fn enable_this_cpu(alloc: impl Fn(usize) -> Option<u64>) -> Result<u64, SvmError> {
-    if rdmsr(MSR_VM_CR) & VM_CR_SVMDIS != 0 {
+    if VmCr::from_bits_retain(rdmsr(MSR_VM_CR)).contains(VmCr::SVMDIS) {
         return Err(SvmError::DisabledByFirmware);
     }
     let hsave = alloc(1).ok_or(SvmError::OutOfMemory)?;
     let host_vmcb = alloc(1).ok_or(SvmError::OutOfMemory)?;
-    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+    // SAFETY: SVM is present and not disabled (checked above); EFER.SVME only allows VMRUN.
+    unsafe { Efer::update(|f| f.insert(EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE)) };
     wrmsr(MSR_VM_HSAVE_PA, hsave);
     Ok(host_vmcb)
 }
@@ -219,15 +256,16 @@ impl SvmVcpu {
         let c = &mut v.control;
         c.intercept_exceptions = 1 << 18; // #MC
                                           // Physical interrupts belong to the hypervisor: they exit (host IF is set around VMRUN).
-        c.vintr = V_INTR_MASKING;
-        c.intercept_misc1 = INTERCEPT_INTR
-            | INTERCEPT_INIT
-            | INTERCEPT_CPUID
-            | INTERCEPT_HLT
-            | INTERCEPT_IOIO
-            | INTERCEPT_MSR
-            | INTERCEPT_SHUTDOWN;
-        c.intercept_misc2 = INTERCEPT_VMRUN | INTERCEPT_VMMCALL | INTERCEPT_SVM_INSNS;
+        c.vintr = VIntr::V_INTR_MASKING;
+        c.intercept_misc1 = InterceptMisc1::INTR
+            | InterceptMisc1::INIT
+            | InterceptMisc1::CPUID
+            | InterceptMisc1::HLT
+            | InterceptMisc1::IOIO
+            | InterceptMisc1::MSR
+            | InterceptMisc1::SHUTDOWN;
+        c.intercept_misc2 =
+            InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL | InterceptMisc2::OTHER_SVM_AND_MWAIT;
         c.iopm_base_pa = IOPM_PA.load(Ordering::Acquire);
         c.msrpm_base_pa = MSRPM_PA.load(Ordering::Acquire);
         c.guest_asid = asid.clamp(1, caps.asids.saturating_sub(1).max(1));
@@ -287,27 +325,27 @@ impl SvmVcpu {
         self.next_rip = if self.nrips { c.next_rip } else { 0 };
         match c.exit_code {
             EXIT_IOIO => {
-                let i = c.exit_info1;
-                let port = (i >> 16) as u16;
-                let size = if i & (1 << 4) != 0 {
+                let i = IoioInfo::from_bits_retain(c.exit_info1);
+                let port = (c.exit_info1 >> 16) as u16;
+                let size = if i.contains(IoioInfo::SIZE8) {
                     1
-                } else if i & (1 << 5) != 0 {
+                } else if i.contains(IoioInfo::SIZE16) {
                     2
                 } else {
                     4
                 };
-                let dir = if i & 1 != 0 {
+                let dir = if i.contains(IoioInfo::IN) {
                     IoDirection::In
                 } else {
                     IoDirection::Out
                 };
                 self.next_rip = c.exit_info2;
-                if i & (1 << 2) != 0 {
+                if i.contains(IoioInfo::STRING) {
                     VmExit::IoString {
                         port,
                         size,
                         dir,
-                        rep: i & (1 << 3) != 0,
+                        rep: i.contains(IoioInfo::REP),
                     }
                 } else {
                     let data = self.v().save.rax as u32;
@@ -340,10 +378,11 @@ impl SvmVcpu {
             EXIT_INTR | EXIT_NMI => VmExit::ExternalInterrupt,
             EXIT_VINTR => VmExit::InterruptWindow,
             EXIT_NPF => {
-                let e = c.exit_info1;
-                let access = if e & (1 << 4) != 0 {
+                // EXITINFO1 is a #PF error code.
+                let e = PageFaultErrorCode::from_bits_retain(c.exit_info1);
+                let access = if e.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
                     AccessKind::Execute
-                } else if e & (1 << 1) != 0 {
+                } else if e.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
                     AccessKind::Write
                 } else {
                     AccessKind::Read
@@ -376,30 +415,25 @@ impl SvmVcpu {
     /// Requests (or stops requesting) a VINTR exit for when the guest can take an interrupt.
     fn set_interrupt_window(&mut self, on: bool) {
         let c = &mut self.vm().control;
-        if on {
-            c.vintr |= V_IRQ | V_IGN_TPR;
-            c.intercept_misc1 |= INTERCEPT_VINTR;
-        } else {
-            c.vintr &= !(V_IRQ | V_IGN_TPR);
-            c.intercept_misc1 &= !INTERCEPT_VINTR;
-        }
+        c.vintr.set(VIntr::V_IRQ | VIntr::V_IGN_TPR, on);
+        c.intercept_misc1.set(InterceptMisc1::VINTR, on);
     }
 
     /// Injects the pending external interrupt if the guest can take it now (no other event
     /// queued, RFLAGS.IF set, no interrupt shadow), else asks for the interrupt window.
     fn prepare_interrupt(&mut self) {
-        const VALID: u64 = 1 << 31;
-        const RFLAGS_IF: u64 = 1 << 9;
         let Some(vector) = self.pending_irq else {
             return;
         };
         let v = self.v();
-        let open = v.control.event_inject & VALID == 0
-            && v.save.rflags & RFLAGS_IF != 0
+        let open = !v.control.event_inject.contains(EventInject::VALID)
+            && RFlags::from_bits_retain(v.save.rflags).contains(RFlags::INTERRUPT_FLAG)
             && v.control.interrupt_shadow & 1 == 0;
         if open {
             self.pending_irq = None;
-            self.vm().control.event_inject = vector as u64 | VALID;
+            self.vm().control.event_inject =
+                EventInject::from_bits_retain(EventInject::TYPE_INTR | vector as u64)
+                    | EventInject::VALID;
             self.set_interrupt_window(false);
         } else {
             self.set_interrupt_window(true);
@@ -436,7 +470,7 @@ impl Vcpu for SvmVcpu {
             base: st.idtr_base,
         };
         s.cpl = ((st.ss.access >> 5) & 3) as u8;
-        s.efer = st.efer | EFER_SVME;
+        s.efer = st.efer | EferFlags::SECURE_VIRTUAL_MACHINE_ENABLE.bits();
         s.cr0 = st.cr0;
         s.cr3 = st.cr3;
         s.cr4 = st.cr4;
@@ -463,7 +497,7 @@ impl Vcpu for SvmVcpu {
         self.regs.rax = self.v().save.rax;
         let c = &mut self.vm().control;
         c.tlb_control = 0;
-        c.event_inject = 0;
+        c.event_inject = EventInject::empty();
         let exit = self.translate();
         if exit == VmExit::InterruptWindow {
             self.set_interrupt_window(false);
@@ -496,18 +530,20 @@ impl Vcpu for SvmVcpu {
         (self.next_rip > rip && self.next_rip - rip <= 15).then(|| (self.next_rip - rip) as u8)
     }
     fn inject(&mut self, event: Injection) {
-        const VALID: u64 = 1 << 31;
-        self.vm().control.event_inject = match event {
+        let raw = match event {
             Injection::Exception { vector, error_code } => {
-                let ev = error_code.map_or(0, |e| (1u64 << 11) | (e as u64) << 32);
-                vector as u64 | 3 << 8 | ev | VALID
+                let ev = error_code.map_or(0, |e| {
+                    EventInject::ERROR_CODE_VALID.bits() | (e as u64) << 32
+                });
+                vector as u64 | EventInject::TYPE_EXCEPTION | ev
             }
             Injection::ExternalInterrupt { vector } => {
                 self.pending_irq = Some(vector);
                 return;
             }
-            Injection::Nmi => 2 | 2 << 8 | VALID,
+            Injection::Nmi => 2 | EventInject::TYPE_NMI,
         };
+        self.vm().control.event_inject = EventInject::from_bits_retain(raw) | EventInject::VALID;
     }
     fn interrupt_pending(&self) -> bool {
         self.pending_irq.is_some()

@@ -1,6 +1,8 @@
 //! The VMCB (AMD APM vol. 2, appendix B): a 4 KiB page, control area at 0x000, state save area
 //! at 0x400. Pure data, so its layout is checked by host tests.
 
+use bitflags::bitflags;
+
 /// A segment in the VMCB's format: attributes are the descriptor's access byte in bits 0-7 and
 /// its AVL/L/D/G flags in bits 8-11.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +41,9 @@ pub struct ControlArea {
     pub intercept_exceptions: u32,
     /// INTR, NMI, SMI, INIT, VINTR, ..., CPUID (18), HLT (24), IOIO_PROT (27), MSR_PROT (28),
     /// SHUTDOWN (31).
-    pub intercept_misc1: u32,
+    pub intercept_misc1: InterceptMisc1,
     /// VMRUN (0), VMMCALL (1), VMLOAD, VMSAVE, STGI, CLGI, SKINIT, RDTSCP, ...
-    pub intercept_misc2: u32,
+    pub intercept_misc2: InterceptMisc2,
     pub intercept_misc3: u32,
     _reserved0: [u8; 0x3C - 0x18],
     pub pause_filter_threshold: u16,
@@ -53,7 +55,7 @@ pub struct ControlArea {
     pub tlb_control: u8,
     _reserved1: [u8; 3],
     /// V_TPR, V_IRQ, V_INTR_PRIO, V_IGN_TPR, V_INTR_MASKING (bit 24), V_INTR_VECTOR (32-39).
-    pub vintr: u64,
+    pub vintr: VIntr,
     pub interrupt_shadow: u64,
     pub exit_code: u64,
     pub exit_info1: u64,
@@ -63,7 +65,7 @@ pub struct ControlArea {
     pub np_control: u64,
     pub avic_apic_bar: u64,
     pub ghcb_pa: u64,
-    pub event_inject: u64,
+    pub event_inject: EventInject,
     pub n_cr3: u64,
     pub lbr_virt: u64,
     pub clean_bits: u32,
@@ -138,26 +140,80 @@ impl Vmcb {
     }
 }
 
-// Intercept bits (vector 3 = intercept_misc1, vector 4 = intercept_misc2).
-pub const INTERCEPT_INTR: u32 = 1 << 0;
-pub const INTERCEPT_INIT: u32 = 1 << 3;
-pub const INTERCEPT_VINTR: u32 = 1 << 4;
-pub const INTERCEPT_CPUID: u32 = 1 << 18;
-pub const INTERCEPT_HLT: u32 = 1 << 24;
-pub const INTERCEPT_IOIO: u32 = 1 << 27;
-pub const INTERCEPT_MSR: u32 = 1 << 28;
-pub const INTERCEPT_SHUTDOWN: u32 = 1 << 31;
-pub const INTERCEPT_VMRUN: u32 = 1 << 0;
-pub const INTERCEPT_VMMCALL: u32 = 1 << 1;
-/// VMLOAD..SKINIT (bits 2-6), RDTSCP is not intercepted; MONITOR/MWAIT (10-12).
-pub const INTERCEPT_SVM_INSNS: u32 = 0x7C | 0x1C00;
+// The SVM-specific fields (the `x86_64` crate has no SVM types). They sit in the VMCB itself,
+// hence `repr(transparent)`; unnamed bits are kept as written.
+bitflags! {
+    /// Intercept vector 3.
+    #[repr(transparent)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct InterceptMisc1: u32 {
+        const INTR = 1 << 0;
+        const INIT = 1 << 3;
+        const VINTR = 1 << 4;
+        const CPUID = 1 << 18;
+        const HLT = 1 << 24;
+        const IOIO = 1 << 27;
+        const MSR = 1 << 28;
+        const SHUTDOWN = 1 << 31;
+        const _ = !0;
+    }
 
-/// `vintr` bits: a virtual interrupt request (V_IRQ) that ignores the virtual TPR.
-pub const V_IRQ: u64 = 1 << 8;
-pub const V_IGN_TPR: u64 = 1 << 20;
-/// Physical interrupts follow the host's RFLAGS.IF while the guest runs (its IF masks only
-/// virtual ones).
-pub const V_INTR_MASKING: u64 = 1 << 24;
+    /// Intercept vector 4.
+    #[repr(transparent)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct InterceptMisc2: u32 {
+        const VMRUN = 1 << 0;
+        const VMMCALL = 1 << 1;
+        const VMLOAD = 1 << 2;
+        const VMSAVE = 1 << 3;
+        const STGI = 1 << 4;
+        const CLGI = 1 << 5;
+        const SKINIT = 1 << 6;
+        const MONITOR = 1 << 10;
+        const MWAIT = 1 << 11;
+        const MWAIT_ARMED = 1 << 12;
+        /// The SVM instructions other than VMRUN/VMMCALL, and MONITOR/MWAIT (RDTSCP runs).
+        const OTHER_SVM_AND_MWAIT = Self::VMLOAD.bits()
+            | Self::VMSAVE.bits()
+            | Self::STGI.bits()
+            | Self::CLGI.bits()
+            | Self::SKINIT.bits()
+            | Self::MONITOR.bits()
+            | Self::MWAIT.bits()
+            | Self::MWAIT_ARMED.bits();
+        const _ = !0;
+    }
+
+    /// `vintr` (V_TPR 3:0, V_INTR_PRIO 19:16, V_INTR_VECTOR 39:32 are values).
+    #[repr(transparent)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct VIntr: u64 {
+        /// A virtual interrupt request.
+        const V_IRQ = 1 << 8;
+        /// The request ignores the virtual TPR.
+        const V_IGN_TPR = 1 << 20;
+        /// Physical interrupts follow the host's RFLAGS.IF while the guest runs (its IF masks
+        /// only virtual ones).
+        const V_INTR_MASKING = 1 << 24;
+        const _ = !0;
+    }
+
+    /// EVENTINJ (vector 7:0, type 10:8, error code 63:32).
+    #[repr(transparent)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct EventInject: u64 {
+        const ERROR_CODE_VALID = 1 << 11;
+        const VALID = 1 << 31;
+        const _ = !0;
+    }
+}
+
+impl EventInject {
+    /// The TYPE field (bits 10:8).
+    pub const TYPE_INTR: u64 = 0;
+    pub const TYPE_NMI: u64 = 2 << 8;
+    pub const TYPE_EXCEPTION: u64 = 3 << 8;
+}
 
 // Exit codes.
 pub const EXIT_EXCP_BASE: u64 = 0x40;
@@ -180,11 +236,24 @@ mod tests {
     use core::mem::{offset_of, size_of};
 
     #[test]
+    fn flag_encodings() {
+        assert_eq!(InterceptMisc2::OTHER_SVM_AND_MWAIT.bits(), 0x1C7C);
+        assert_eq!(InterceptMisc1::SHUTDOWN.bits(), 0x8000_0000);
+        assert_eq!(VIntr::V_INTR_MASKING.bits(), 0x100_0000);
+        let nmi = EventInject::from_bits_retain(2 | EventInject::TYPE_NMI) | EventInject::VALID;
+        assert_eq!(nmi.bits(), 0x8000_0202);
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(size_of::<Vmcb>(), 4096);
         assert_eq!(size_of::<ControlArea>(), 0x400);
         assert_eq!(size_of::<SaveArea>(), 0xC00);
         assert_eq!(size_of::<VmcbSegment>(), 16);
+        assert_eq!(size_of::<InterceptMisc1>(), 4);
+        assert_eq!(size_of::<InterceptMisc2>(), 4);
+        assert_eq!(size_of::<VIntr>(), 8);
+        assert_eq!(size_of::<EventInject>(), 8);
         assert_eq!(core::mem::align_of::<Vmcb>(), 4096);
     }
 

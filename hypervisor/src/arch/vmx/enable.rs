@@ -1,10 +1,13 @@
 //! Turning VMX on, once per pCPU: feature control, fixed CR bits, VMXON region.
 
-use super::caps::{msr, Controls, RawCaps, VmxError, CR0_CD, CR0_NW};
+use super::caps::{
+    msr, Controls, FeatureControl, PrimaryControls, RawCaps, SecondaryControls, VmxBasic, VmxError,
+};
 use super::guest::CrPolicy;
 use super::instr;
 use crate::arch::x86::cpu::{this_cpu, CpuCell, MAX_PCPUS};
-use crate::arch::x86::{cpuid, rdmsr, read_cr0, read_cr4, wrmsr};
+use crate::arch::x86::{cpuid, rdmsr, read_cr0, read_cr4, wrmsr, Leaf1Ecx};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr4};
 
 /// A 4 KiB-aligned page (VMXON region, VMCS, bitmaps). The hypervisor is identity-mapped, so
 /// its address is its physical address.
@@ -36,24 +39,28 @@ static STATE: [CpuCell<Option<CpuVmx>>; MAX_PCPUS] = [const { CpuCell::new(None)
 
 /// CPUID.1:ECX.VMX (bit 5).
 pub fn is_supported() -> bool {
-    cpuid(1, 0)[2] & (1 << 5) != 0
+    Leaf1Ecx::from_bits_retain(cpuid(1, 0)[2]).contains(Leaf1Ecx::VMX)
 }
 
 fn read_caps() -> RawCaps {
     let basic = rdmsr(msr::IA32_VMX_BASIC);
-    let true_ctls = basic & (1 << 55) != 0;
+    let true_ctls = VmxBasic::from_bits_retain(basic).contains(VmxBasic::TRUE_CONTROLS);
     let pick = |plain, tru| rdmsr(if true_ctls { tru } else { plain });
     let proc1 = pick(
         msr::IA32_VMX_PROCBASED_CTLS,
         msr::IA32_VMX_TRUE_PROCBASED_CTLS,
     );
     // The secondary controls MSR exists only if "activate secondary controls" may be 1.
-    let proc2 = if proc1 >> 63 != 0 {
+    let proc1_allowed = PrimaryControls::from_bits_retain((proc1 >> 32) as u32);
+    let proc2 = if proc1_allowed.contains(PrimaryControls::ACTIVATE_SECONDARY) {
         rdmsr(msr::IA32_VMX_PROCBASED_CTLS2)
     } else {
         0
     };
-    let ept_vpid = if proc2 >> 32 & 0x22 != 0 {
+    let proc2_allowed = SecondaryControls::from_bits_retain((proc2 >> 32) as u32);
+    let ept_vpid = if proc2_allowed
+        .intersects(SecondaryControls::ENABLE_EPT | SecondaryControls::ENABLE_VPID)
+    {
         rdmsr(msr::IA32_VMX_EPT_VPID_CAP)
     } else {
         0
@@ -89,13 +96,11 @@ pub fn enable_on_this_cpu() -> Result<CpuVmx, VmxError> {
     if !is_supported() {
         return Err(VmxError::NotSupported);
     }
-    let fc = rdmsr(msr::IA32_FEATURE_CONTROL);
-    if fc & msr::FEATURE_CONTROL_LOCK == 0 {
-        wrmsr(
-            msr::IA32_FEATURE_CONTROL,
-            fc | msr::FEATURE_CONTROL_LOCK | msr::FEATURE_CONTROL_VMX_OUTSIDE_SMX,
-        );
-    } else if fc & msr::FEATURE_CONTROL_VMX_OUTSIDE_SMX == 0 {
+    let fc = FeatureControl::from_bits_retain(rdmsr(msr::IA32_FEATURE_CONTROL));
+    if !fc.contains(FeatureControl::LOCK) {
+        let enabled = fc | FeatureControl::LOCK | FeatureControl::VMX_OUTSIDE_SMX;
+        wrmsr(msr::IA32_FEATURE_CONTROL, enabled.bits());
+    } else if !fc.contains(FeatureControl::VMX_OUTSIDE_SMX) {
         return Err(VmxError::DisabledByFirmware);
     }
     let caps = read_caps();
@@ -104,7 +109,8 @@ pub fn enable_on_this_cpu() -> Result<CpuVmx, VmxError> {
     let (cr4_one, cr4_zero) = caps.cr4_forced();
     // CD/NW come from reset (GRUB leaves them set) and survive VM entry and exit untouched,
     // so a guest would run uncached too: enable caching while forcing the VMX bits.
-    let cr0 = (read_cr0() & !(CR0_CD | CR0_NW)) | caps.cr0_fixed0;
+    let cd_nw = (Cr0Flags::CACHE_DISABLE | Cr0Flags::NOT_WRITE_THROUGH).bits();
+    let cr0 = (read_cr0() & !cd_nw) | caps.cr0_fixed0;
     let cr4 = read_cr4() | caps.cr4_fixed0;
     if cr0 & !caps.cr0_fixed1 != 0 || cr4 & !caps.cr4_fixed1 != 0 {
         return Err(VmxError::FixedBits);
@@ -112,8 +118,8 @@ pub fn enable_on_this_cpu() -> Result<CpuVmx, VmxError> {
     // SAFETY: only bits VMX requires are added (NE, VMXE) and caching is enabled; paging and
     // protection stay as the boot path set them.
     unsafe {
-        instr::write_cr0(cr0);
-        instr::write_cr4(cr4);
+        Cr0::write_raw(cr0);
+        Cr4::write_raw(cr4);
     }
     // SAFETY: slot `id` belongs to this CPU.
     let region = unsafe { &mut *VMXON_REGIONS[id].get() };

@@ -1,6 +1,7 @@
 //! Translation of raw VMX exits into [`VmExit`] (pure: the VMCS values come in a [`RawExit`]).
 
 use crate::vcpu::{AccessKind, GuestRegs, IoDirection, VmExit};
+use bitflags::bitflags;
 
 /// Basic exit reasons (SDM vol. 3, appendix C).
 pub mod reason {
@@ -29,8 +30,16 @@ pub mod reason {
     pub const XSETBV: u16 = 55;
 }
 
-/// Bit 31 of the exit reason: the exit is a failed VM entry.
-pub const ENTRY_FAILURE_BIT: u32 = 1 << 31;
+bitflags! {
+    /// Flag bits of the exit-reason field (the basic reason is bits 15:0).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ExitReason: u32 {
+        /// The exit is a failed VM entry.
+        const ENTRY_FAILURE = 1 << 31;
+        const _ = !0;
+    }
+}
+
 /// `VmExit::EntryFailure` raw reasons for VMLAUNCH/VMRESUME that failed as instructions:
 /// bit 32 set, low bits = VM-instruction error (0xFFFF when there was no current VMCS).
 pub const VMFAIL_FLAG: u64 = 1 << 32;
@@ -38,8 +47,20 @@ pub const VMFAIL_INVALID: u64 = VMFAIL_FLAG | 0xFFFF;
 
 /// Interruption-information layout (exit, IDT-vectoring and entry fields share it).
 pub mod intr {
-    pub const VALID: u32 = 1 << 31;
-    pub const ERROR_CODE: u32 = 1 << 11;
+    use bitflags::bitflags;
+
+    bitflags! {
+        /// Flag bits (the vector is bits 7:0, the type bits 10:8).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct Info: u32 {
+            const ERROR_CODE = 1 << 11;
+            /// IDT-vectoring and exit information only; reserved on entry.
+            const NMI_UNBLOCKING = 1 << 12;
+            const VALID = 1 << 31;
+            const _ = !0;
+        }
+    }
+
     pub const TYPE_SHIFT: u32 = 8;
     pub const TYPE_EXTERNAL: u32 = 0;
     pub const TYPE_NMI: u32 = 2;
@@ -96,17 +117,20 @@ pub fn decode(raw: &RawExit, regs: &GuestRegs) -> Decoded {
         raw_reason: raw.reason as u64,
         qualification: q,
     };
-    if raw.reason & ENTRY_FAILURE_BIT != 0 {
+    if ExitReason::from_bits_retain(raw.reason).contains(ExitReason::ENTRY_FAILURE) {
         return Decoded::Report(VmExit::EntryFailure {
             raw_reason: raw.reason as u64,
         });
     }
     let exit = match basic {
         reason::EXCEPTION_NMI => {
-            if raw.intr_info & intr::VALID == 0 {
+            let info = intr::Info::from_bits_retain(raw.intr_info);
+            if !info.contains(intr::Info::VALID) {
                 unhandled
             } else {
-                let error_code = (raw.intr_info & intr::ERROR_CODE != 0).then_some(raw.intr_error);
+                let error_code = info
+                    .contains(intr::Info::ERROR_CODE)
+                    .then_some(raw.intr_error);
                 VmExit::Exception {
                     vector: raw.intr_info as u8,
                     error_code,
@@ -424,7 +448,9 @@ mod tests {
     fn exceptions_and_entry_failures() {
         let regs = GuestRegs::default();
         let mut r = raw(reason::EXCEPTION_NMI, 0);
-        r.intr_info = intr::VALID | intr::ERROR_CODE | (intr::TYPE_HW_EXCEPTION << 8) | 13;
+        r.intr_info = (intr::Info::VALID | intr::Info::ERROR_CODE).bits()
+            | (intr::TYPE_HW_EXCEPTION << 8)
+            | 13;
         r.intr_error = 0x18;
         assert_eq!(
             decode(&r, &regs),
@@ -433,7 +459,7 @@ mod tests {
                 error_code: Some(0x18)
             })
         );
-        r.intr_info = intr::VALID | (intr::TYPE_NMI << 8) | 2;
+        r.intr_info = intr::Info::VALID.bits() | (intr::TYPE_NMI << 8) | 2;
         assert_eq!(
             decode(&r, &regs),
             Decoded::Report(VmExit::Exception {
@@ -442,7 +468,7 @@ mod tests {
             })
         );
         let r = RawExit {
-            reason: ENTRY_FAILURE_BIT | 33,
+            reason: ExitReason::ENTRY_FAILURE.bits() | 33,
             ..Default::default()
         };
         assert_eq!(

@@ -1,9 +1,11 @@
 //! Guest-state loading and the CR0/CR4 write rules, written against [`VmcsAccess`] so they run
 //! on the host against a fake VMCS.
 
-use super::caps::{CR0_CD, CR0_NW, CR0_PE, CR0_PG, CR4_PAE, CR4_VMXE, EFER_LMA, EFER_LME};
 use super::fields::{self as f, Field};
 use crate::vcpu::{InitialState, Segment};
+use bitflags::bitflags;
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
 
 /// Access to the current VMCS (the hardware one on the target, a map in tests).
 pub trait VmcsAccess {
@@ -22,8 +24,19 @@ pub struct CrPolicy {
     pub cr4_zero: u64,
 }
 
-/// Segment access rights bit that marks a segment register unusable.
-pub const AR_UNUSABLE: u32 = 1 << 16;
+bitflags! {
+    /// VMX segment access-rights flags beyond the descriptor's access byte and flags (bits
+    /// 7:0, 15:12), which VMX adds to the descriptor format (so not in the `x86_64` crate).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct AccessRights: u32 {
+        /// The segment register is unusable.
+        const UNUSABLE = 1 << 16;
+        const _ = !0;
+    }
+}
+
+/// Access rights of an unused segment register.
+pub const AR_UNUSABLE: u32 = AccessRights::UNUSABLE.bits();
 /// A present, busy 32/64-bit TSS (the only TR types VM entry accepts in every mode).
 const AR_TSS_BUSY: u32 = 0x8b;
 /// The architectural reset value of DR7.
@@ -48,7 +61,7 @@ impl CrPolicy {
         self.cr0_one | self.cr0_zero
     }
     pub fn cr4_mask(&self) -> u64 {
-        self.cr4_one | self.cr4_zero | CR4_VMXE
+        self.cr4_one | self.cr4_zero | Cr4Flags::VIRTUAL_MACHINE_EXTENSIONS.bits()
     }
     pub fn guest_cr0(&self, v: u64) -> u64 {
         (v | self.cr0_one) & !self.cr0_zero
@@ -60,31 +73,35 @@ impl CrPolicy {
     /// MOV to CR0 with the guest's value `v`, given its CR4 and EFER. Long mode is entered or
     /// left here when PG changes with EFER.LME set, as the CPU would do.
     pub fn mov_to_cr0(&self, v: u64, cr4: u64, efer: u64) -> Result<CrUpdate, GeneralProtection> {
+        let cr0 = Cr0Flags::from_bits_retain(v);
+        let paging = cr0.contains(Cr0Flags::PAGING);
+        let long_mode =
+            paging && EferFlags::from_bits_retain(efer).contains(EferFlags::LONG_MODE_ENABLE);
         let bad = v >> 32 != 0
             || v & self.cr0_zero != 0
-            || (v & CR0_PG != 0 && v & CR0_PE == 0)
-            || (v & CR0_NW != 0 && v & CR0_CD == 0)
-            || (v & CR0_PG != 0 && efer & EFER_LME != 0 && cr4 & CR4_PAE == 0);
+            || (paging && !cr0.contains(Cr0Flags::PROTECTED_MODE_ENABLE))
+            || (cr0.contains(Cr0Flags::NOT_WRITE_THROUGH)
+                && !cr0.contains(Cr0Flags::CACHE_DISABLE))
+            || (long_mode
+                && !Cr4Flags::from_bits_retain(cr4).contains(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION));
         if bad {
             return Err(GeneralProtection);
         }
-        let efer = if v & CR0_PG != 0 && efer & EFER_LME != 0 {
-            efer | EFER_LMA
-        } else {
-            efer & !EFER_LMA
-        };
         Ok(CrUpdate {
             guest: self.guest_cr0(v),
             shadow: v,
-            efer,
+            efer: with_long_mode_active(efer, long_mode),
         })
     }
 
     /// MOV to CR4: VMX is not offered to guests, so CR4.VMXE faults like a reserved bit.
     pub fn mov_to_cr4(&self, v: u64, efer: u64) -> Result<CrUpdate, GeneralProtection> {
+        let cr4 = Cr4Flags::from_bits_retain(v);
+        let long_mode = EferFlags::from_bits_retain(efer).contains(EferFlags::LONG_MODE_ACTIVE);
         let bad = v >> 32 != 0
-            || v & (self.cr4_zero | CR4_VMXE) != 0
-            || (efer & EFER_LMA != 0 && v & CR4_PAE == 0);
+            || v & self.cr4_zero != 0
+            || cr4.contains(Cr4Flags::VIRTUAL_MACHINE_EXTENSIONS)
+            || (long_mode && !cr4.contains(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION));
         if bad {
             return Err(GeneralProtection);
         }
@@ -94,6 +111,13 @@ impl CrPolicy {
             efer,
         })
     }
+}
+
+/// EFER with LMA as the CPU sets it: on exactly when paging is on with LME set.
+fn with_long_mode_active(efer: u64, active: bool) -> u64 {
+    let mut efer = EferFlags::from_bits_retain(efer);
+    efer.set(EferFlags::LONG_MODE_ACTIVE, active);
+    efer.bits()
 }
 
 /// Checks a guest XSETBV of `value` into XCR `xcr` against the XCR0 bits the CPU supports
@@ -244,11 +268,9 @@ pub fn load_initial_state(v: &mut impl VmcsAccess, s: &InitialState, p: &CrPolic
     v.write(f::GUEST_CR0, p.guest_cr0(s.cr0));
     v.write(f::GUEST_CR3, s.cr3);
     v.write(f::GUEST_CR4, p.guest_cr4(s.cr4));
-    let efer = if s.cr0 & CR0_PG != 0 && s.efer & EFER_LME != 0 {
-        s.efer | EFER_LMA
-    } else {
-        s.efer & !EFER_LMA
-    };
+    let long_mode = Cr0Flags::from_bits_retain(s.cr0).contains(Cr0Flags::PAGING)
+        && EferFlags::from_bits_retain(s.efer).contains(EferFlags::LONG_MODE_ENABLE);
+    let efer = with_long_mode_active(s.efer, long_mode);
     v.write(f::GUEST_IA32_EFER, efer);
     v.write(f::GUEST_IA32_PAT, PAT_INIT);
     v.write(f::GUEST_IA32_DEBUGCTL, 0);
@@ -282,7 +304,7 @@ pub fn sipi_state(vector: u8) -> InitialState {
     InitialState {
         rip: 0,
         rflags: 2,
-        cr0: super::caps::CR0_ET,
+        cr0: Cr0Flags::EXTENSION_TYPE.bits(),
         cs: Segment {
             selector: (vector as u16) << 8,
             base: (vector as u64) << 12,
@@ -309,7 +331,17 @@ pub fn sipi_state(vector: u8) -> InitialState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::vmx::caps::{CR0_ET, CR0_NE, CR4_PAE};
+
+    // Short names for the raw register values the tests combine.
+    const CR0_PE: u64 = Cr0Flags::PROTECTED_MODE_ENABLE.bits();
+    const CR0_ET: u64 = Cr0Flags::EXTENSION_TYPE.bits();
+    const CR0_NE: u64 = Cr0Flags::NUMERIC_ERROR.bits();
+    const CR0_NW: u64 = Cr0Flags::NOT_WRITE_THROUGH.bits();
+    const CR0_PG: u64 = Cr0Flags::PAGING.bits();
+    const CR4_PAE: u64 = Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits();
+    const CR4_VMXE: u64 = Cr4Flags::VIRTUAL_MACHINE_EXTENSIONS.bits();
+    const EFER_LME: u64 = EferFlags::LONG_MODE_ENABLE.bits();
+    const EFER_LMA: u64 = EferFlags::LONG_MODE_ACTIVE.bits();
     use std::collections::BTreeMap;
 
     #[derive(Default)]

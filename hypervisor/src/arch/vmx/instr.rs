@@ -1,9 +1,11 @@
-//! Thin wrappers around the VMX instructions and the VM entry/exit stub. Each wrapper reports
+//! Thin wrappers around the VMX instructions (the `x86_64` crate has none) and the VM
+//! entry/exit stub. Each wrapper reports
 //! VMfail (CF or ZF set) as an error; nothing here decides policy.
 
 use super::fields::Field;
 use crate::vcpu::GuestRegs;
 use core::arch::{asm, global_asm};
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, FS, GS, SS};
 
 /// A VMX instruction failed: `Invalid` = VMfailInvalid (no current VMCS), `Valid(n)` =
 /// VMfailValid with VM-instruction error number `n`.
@@ -249,59 +251,18 @@ pub unsafe fn enter(regs: &mut GuestRegs, launched: bool) -> EnterResult {
     }
 }
 
-/// # Safety
-/// CR4.OSXSAVE is set and `xcr0` is a valid XCR0 for this CPU.
-pub unsafe fn xsetbv(xcr0: u64) {
-    // SAFETY: per the contract above.
-    unsafe {
-        asm!("xsetbv", in("ecx") 0u32, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32,
-             options(nostack, nomem))
-    };
-}
-
-/// Stores GDTR or IDTR: (base, limit).
-pub fn sgdt() -> (u64, u16) {
-    let mut buf = [0u8; 10];
-    // SAFETY: SGDT writes 10 bytes into `buf`.
-    unsafe { asm!("sgdt [{}]", in(reg) buf.as_mut_ptr(), options(nostack)) };
-    (
-        u64::from_le_bytes(buf[2..10].try_into().unwrap_or([0; 8])),
-        u16::from_le_bytes([buf[0], buf[1]]),
-    )
-}
-
-pub fn sidt() -> (u64, u16) {
-    let mut buf = [0u8; 10];
-    // SAFETY: SIDT writes 10 bytes into `buf`.
-    unsafe { asm!("sidt [{}]", in(reg) buf.as_mut_ptr(), options(nostack)) };
-    (
-        u64::from_le_bytes(buf[2..10].try_into().unwrap_or([0; 8])),
-        u16::from_le_bytes([buf[0], buf[1]]),
-    )
-}
-
 /// The current segment selectors: (CS, SS, DS, ES, FS, GS, TR).
 pub fn selectors() -> [u16; 7] {
-    let (cs, ss, ds, es, fs, gs, tr): (u16, u16, u16, u16, u16, u16, u16);
-    // SAFETY: reading selectors has no side effects.
-    unsafe {
-        asm!("mov {:x}, cs", "mov {:x}, ss", "mov {:x}, ds", "mov {:x}, es", "mov {:x}, fs",
-             "mov {:x}, gs", "str {:x}", out(reg) cs, out(reg) ss, out(reg) ds, out(reg) es,
-             out(reg) fs, out(reg) gs, out(reg) tr, options(nostack, nomem, preserves_flags))
-    };
-    [cs, ss, ds, es, fs, gs, tr]
-}
-
-/// # Safety
-/// The new value keeps the paging mode; callers only add VMXE, or OSXSAVE for one XSETBV.
-pub unsafe fn write_cr4(v: u64) {
-    // SAFETY: per the contract above.
-    unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, nomem)) };
-}
-
-/// # Safety
-/// The caller only adds bits VMX requires (NE) to the running CR0.
-pub unsafe fn write_cr0(v: u64) {
-    // SAFETY: per the contract above.
-    unsafe { asm!("mov cr0, {}", in(reg) v, options(nostack, nomem)) };
+    let tr: u16;
+    // SAFETY: STR only reads the task register. (The `x86_64` crate has no STR wrapper.)
+    unsafe { asm!("str {:x}", out(reg) tr, options(nostack, nomem, preserves_flags)) };
+    [
+        CS::get_reg().0,
+        SS::get_reg().0,
+        DS::get_reg().0,
+        ES::get_reg().0,
+        FS::get_reg().0,
+        GS::get_reg().0,
+        tr,
+    ]
 }

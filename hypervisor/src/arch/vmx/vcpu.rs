@@ -2,10 +2,10 @@
 
 use super::bitmaps::{IoBitmap, MsrBitmap};
 use super::caps::{
-    entry, exit as exitctl, msr, proc1, proc2, Controls, VmxError, CR4_OSXSAVE, EFER_LMA,
+    msr, Controls, EntryControls, ExitControls, PrimaryControls, SecondaryControls, VmxError,
 };
 use super::enable::{current, Page};
-use super::exit::{decode, gpr, intr, Decoded, RawExit, VMFAIL_FLAG, VMFAIL_INVALID};
+use super::exit::{decode, gpr, intr, Decoded, ExitReason, RawExit, VMFAIL_FLAG, VMFAIL_INVALID};
 use super::fields::{self as f, Field};
 use super::guest::{
     load_initial_state, sipi_state, xsetbv_allowed, CrPolicy, VmcsAccess, ACTIVITY_ACTIVE,
@@ -13,9 +13,15 @@ use super::guest::{
 };
 use super::instr::{self, EnterResult, InvEptType, InvVpidType, VmFail};
 use crate::arch::x86::cpu::{CpuCell, MAX_PCPUS};
-use crate::arch::x86::{cpuid, rdmsr, read_cr0, read_cr3, read_cr4};
+use crate::arch::x86::{cpuid, rdmsr, read_cr0, read_cr3, read_cr4, Leaf1Ecx};
 use crate::vcpu::{GuestRegs, InitialState, Injection, Segment, Vcpu, VmExit};
+use bitflags::bitflags;
 use core::sync::atomic::{AtomicUsize, Ordering};
+use x86_64::instructions::tables::{sgdt, sidt};
+use x86_64::registers::control::{Cr4, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
+use x86_64::registers::rflags::RFlags;
+use x86_64::registers::xcontrol::XCr0;
 
 /// The hardware VMCS that is current on this CPU.
 struct HwVmcs;
@@ -73,9 +79,18 @@ fn has_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10..=14 | 17 | 21)
 }
 
-const RFLAGS_IF: u64 = 1 << 9;
-const BLOCKING_STI_MOVSS: u64 = 3;
-const BLOCKING_NMI: u64 = 1 << 3;
+bitflags! {
+    /// Guest interruptibility state (VMX-only, so not in the `x86_64` crate).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Interruptibility: u64 {
+        const BLOCKING_BY_STI = 1 << 0;
+        const BLOCKING_BY_MOV_SS = 1 << 1;
+        const BLOCKING_BY_SMI = 1 << 2;
+        const BLOCKING_BY_NMI = 1 << 3;
+        const BLOCKING_BY_STI_OR_MOV_SS = Self::BLOCKING_BY_STI.bits() | Self::BLOCKING_BY_MOV_SS.bits();
+        const _ = !0;
+    }
+}
 const VECTOR_UD: u8 = 6;
 const VECTOR_GP: u8 = 13;
 
@@ -86,8 +101,8 @@ pub struct VmxVcpu {
     controls: Controls,
     policy: CrPolicy,
     vpid: u16,
-    proc1: u32,
-    entry: u32,
+    proc1: PrimaryControls,
+    entry: EntryControls,
     /// Exception or NMI to deliver on the next entry.
     pending_event: Option<Injection>,
     /// External interrupt waiting for the guest to become interruptible.
@@ -136,7 +151,7 @@ impl VmxVcpu {
 
         let mut controls = cpu.controls;
         if vpid == 0 {
-            controls.proc2 &= !proc2::ENABLE_VPID;
+            controls.proc2.remove(SecondaryControls::ENABLE_VPID);
             controls.vpid = false;
         }
         let mut v = VmxVcpu {
@@ -159,7 +174,9 @@ impl VmxVcpu {
         for m in PASSTHROUGH_MSRS {
             msrs.pass(m, true, true);
         }
-        if controls.exit & exitctl::SAVE_PAT != 0 && controls.entry & entry::LOAD_PAT != 0 {
+        if controls.exit.contains(ExitControls::SAVE_PAT)
+            && controls.entry.contains(EntryControls::LOAD_PAT)
+        {
             msrs.pass(msr::IA32_PAT, true, true);
         }
         v.write_controls(eptp);
@@ -171,11 +188,11 @@ impl VmxVcpu {
     fn write_controls(&mut self, eptp: u64) {
         let c = self.controls;
         let mut w = HwVmcs;
-        w.write(f::PIN_BASED_CONTROLS, c.pin as u64);
-        w.write(f::PRIMARY_PROC_CONTROLS, self.proc1 as u64);
-        w.write(f::SECONDARY_PROC_CONTROLS, c.proc2 as u64);
-        w.write(f::EXIT_CONTROLS, c.exit as u64);
-        w.write(f::ENTRY_CONTROLS, self.entry as u64);
+        w.write(f::PIN_BASED_CONTROLS, c.pin.bits() as u64);
+        w.write(f::PRIMARY_PROC_CONTROLS, self.proc1.bits() as u64);
+        w.write(f::SECONDARY_PROC_CONTROLS, c.proc2.bits() as u64);
+        w.write(f::EXIT_CONTROLS, c.exit.bits() as u64);
+        w.write(f::ENTRY_CONTROLS, self.entry.bits() as u64);
         w.write(f::EXCEPTION_BITMAP, 0);
         w.write(f::PAGE_FAULT_ERROR_MASK, 0);
         w.write(f::PAGE_FAULT_ERROR_MATCH, 0);
@@ -210,8 +227,8 @@ impl VmxVcpu {
         w.write(f::HOST_ES_SELECTOR, sel(es));
         w.write(f::HOST_FS_SELECTOR, sel(fs));
         w.write(f::HOST_GS_SELECTOR, sel(gs));
-        let (gdt, _) = instr::sgdt();
-        let (idt, _) = instr::sidt();
+        let gdt = sgdt().base.as_u64();
+        let idt = sidt().base.as_u64();
         let tr_base = if tr & !7 != 0 {
             // SAFETY: the selector indexes the GDT this CPU loaded (identity-mapped); a
             // 64-bit TSS descriptor is 16 bytes.
@@ -236,7 +253,7 @@ impl VmxVcpu {
         w.write(f::HOST_SYSENTER_ESP, rdmsr(msr::IA32_SYSENTER_ESP));
         w.write(f::HOST_SYSENTER_EIP, rdmsr(msr::IA32_SYSENTER_EIP));
         w.write(f::HOST_IA32_EFER, rdmsr(msr::IA32_EFER));
-        if self.controls.exit & exitctl::LOAD_PAT != 0 {
+        if self.controls.exit.contains(ExitControls::LOAD_PAT) {
             w.write(f::HOST_IA32_PAT, rdmsr(msr::IA32_PAT));
         }
     }
@@ -280,23 +297,17 @@ impl VmxVcpu {
     }
 
     fn set_entry_ia32e(&mut self, efer: u64) {
-        self.entry = if efer & EFER_LMA != 0 {
-            self.entry | entry::IA32E_MODE_GUEST
-        } else {
-            self.entry & !entry::IA32E_MODE_GUEST
-        };
-        HwVmcs.write(f::ENTRY_CONTROLS, self.entry as u64);
+        let long_mode = EferFlags::from_bits_retain(efer).contains(EferFlags::LONG_MODE_ACTIVE);
+        self.entry.set(EntryControls::IA32E_MODE_GUEST, long_mode);
+        HwVmcs.write(f::ENTRY_CONTROLS, self.entry.bits() as u64);
     }
 
     fn set_interrupt_window(&mut self, on: bool) {
-        let p = if on {
-            self.proc1 | proc1::INTERRUPT_WINDOW_EXITING
-        } else {
-            self.proc1 & !proc1::INTERRUPT_WINDOW_EXITING
-        };
+        let mut p = self.proc1;
+        p.set(PrimaryControls::INTERRUPT_WINDOW_EXITING, on);
         if p != self.proc1 {
             self.proc1 = p;
-            HwVmcs.write(f::PRIMARY_PROC_CONTROLS, p as u64);
+            HwVmcs.write(f::PRIMARY_PROC_CONTROLS, p.bits() as u64);
         }
     }
 
@@ -304,8 +315,9 @@ impl VmxVcpu {
     fn prepare_injection(&mut self) {
         let mut w = HwVmcs;
         if let Some((info, error, len)) = self.reinject.take() {
-            // Bit 12 of IDT-vectoring info (NMI unblocking) is reserved in the entry field.
-            w.write(f::ENTRY_INTERRUPTION_INFO, (info & !(1 << 12)) as u64);
+            // NMI unblocking (IDT-vectoring info) is reserved in the entry field.
+            let info = intr::Info::from_bits_retain(info) - intr::Info::NMI_UNBLOCKING;
+            w.write(f::ENTRY_INTERRUPTION_INFO, info.bits() as u64);
             w.write(f::ENTRY_EXCEPTION_ERROR_CODE, error as u64);
             w.write(f::ENTRY_INSTRUCTION_LEN, len as u64);
             return;
@@ -313,17 +325,18 @@ impl VmxVcpu {
         if self.pending_event.is_none() && self.pending_irq.is_none() {
             return;
         }
-        let blocking = w.read(f::GUEST_INTERRUPTIBILITY);
+        let blocking = Interruptibility::from_bits_retain(w.read(f::GUEST_INTERRUPTIBILITY));
         let active = w.read(f::GUEST_ACTIVITY_STATE) == ACTIVITY_ACTIVE;
         match self.pending_event {
             Some(Injection::Exception { vector, error_code }) => {
                 self.pending_event = None;
-                let mut info =
-                    intr::VALID | intr::TYPE_HW_EXCEPTION << intr::TYPE_SHIFT | vector as u32;
+                let mut info = intr::Info::VALID.bits()
+                    | intr::TYPE_HW_EXCEPTION << intr::TYPE_SHIFT
+                    | vector as u32;
                 // Real-mode delivery pushes no error code, and VM entry rejects one.
                 let protected = w.read(f::GUEST_CR0) & 1 != 0;
                 if let (Some(code), true, true) = (error_code, has_error_code(vector), protected) {
-                    info |= intr::ERROR_CODE;
+                    info |= intr::Info::ERROR_CODE.bits();
                     w.write(f::ENTRY_EXCEPTION_ERROR_CODE, code as u64);
                 }
                 w.write(f::ENTRY_INTERRUPTION_INFO, info as u64);
@@ -331,20 +344,29 @@ impl VmxVcpu {
             }
             // VM entry refuses an NMI under blocking by NMI, STI or MOV SS.
             Some(Injection::Nmi)
-                if active && blocking & (BLOCKING_NMI | BLOCKING_STI_MOVSS) == 0 =>
+                if active
+                    && !blocking.intersects(
+                        Interruptibility::BLOCKING_BY_NMI
+                            | Interruptibility::BLOCKING_BY_STI_OR_MOV_SS,
+                    ) =>
             {
                 self.pending_event = None;
-                let info = intr::VALID | intr::TYPE_NMI << intr::TYPE_SHIFT | 2;
+                let info = intr::Info::VALID.bits() | intr::TYPE_NMI << intr::TYPE_SHIFT | 2;
                 w.write(f::ENTRY_INTERRUPTION_INFO, info as u64);
                 return;
             }
             Some(Injection::Nmi) | Some(Injection::ExternalInterrupt { .. }) | None => {}
         }
         if let Some(vector) = self.pending_irq {
-            let rflags = w.read(f::GUEST_RFLAGS);
-            if active && rflags & RFLAGS_IF != 0 && blocking & BLOCKING_STI_MOVSS == 0 {
+            let rflags = RFlags::from_bits_retain(w.read(f::GUEST_RFLAGS));
+            if active
+                && rflags.contains(RFlags::INTERRUPT_FLAG)
+                && !blocking.intersects(Interruptibility::BLOCKING_BY_STI_OR_MOV_SS)
+            {
                 self.pending_irq = None;
-                let info = intr::VALID | intr::TYPE_EXTERNAL << intr::TYPE_SHIFT | vector as u32;
+                let info = intr::Info::VALID.bits()
+                    | intr::TYPE_EXTERNAL << intr::TYPE_SHIFT
+                    | vector as u32;
                 w.write(f::ENTRY_INTERRUPTION_INFO, info as u64);
                 self.set_interrupt_window(false);
             } else {
@@ -393,15 +415,15 @@ impl VmxVcpu {
     fn xsetbv(&mut self, xcr: u32, value: u64) {
         let leaf = cpuid(0xd, 0);
         let supported = (leaf[3] as u64) << 32 | leaf[0] as u64;
-        let has_xsave = cpuid(1, 0)[2] & (1 << 26) != 0;
+        let has_xsave = Leaf1Ecx::from_bits_retain(cpuid(1, 0)[2]).contains(Leaf1Ecx::XSAVE);
         if has_xsave && xsetbv_allowed(xcr, value, supported) {
             let cr4 = read_cr4();
             // SAFETY: the CPU has XSAVE, the value passed the architectural checks above and
             // CR4.OSXSAVE is set for the instruction, so XSETBV cannot fault; CR4 is restored.
             unsafe {
-                instr::write_cr4(cr4 | CR4_OSXSAVE);
-                instr::xsetbv(value);
-                instr::write_cr4(cr4);
+                Cr4::write_raw(cr4 | Cr4Flags::OSXSAVE.bits());
+                XCr0::write_raw(value);
+                Cr4::write_raw(cr4);
             }
             let len = self.exit_len;
             self.advance_rip(len);
@@ -424,7 +446,7 @@ impl VmxVcpu {
         };
         self.exit_len = w.read(f::EXIT_INSTRUCTION_LEN) as u8;
         let idt = w.read(f::IDT_VECTORING_INFO) as u32;
-        if idt & intr::VALID != 0 {
+        if intr::Info::from_bits_retain(idt).contains(intr::Info::VALID) {
             let len = if intr::needs_instr_len(idt) {
                 self.exit_len as u32
             } else {
@@ -469,7 +491,7 @@ impl Vcpu for VmxVcpu {
             }
             // VM exit clears the valid bit of the entry interruption information itself.
             let raw = self.read_exit();
-            if raw.reason & super::exit::ENTRY_FAILURE_BIT == 0 {
+            if !ExitReason::from_bits_retain(raw.reason).contains(ExitReason::ENTRY_FAILURE) {
                 self.launched = true;
             }
             match decode(&raw, &self.regs) {
@@ -520,9 +542,10 @@ impl Vcpu for VmxVcpu {
         w.write(f::GUEST_RIP, w.read(f::GUEST_RIP).wrapping_add(len as u64));
         // The emulated instruction completed: an STI or MOV SS shadow before it has ended
         // (a HLT after STI must take the interrupt that wakes it at once).
-        let blocking = w.read(f::GUEST_INTERRUPTIBILITY);
-        if blocking & BLOCKING_STI_MOVSS != 0 {
-            w.write(f::GUEST_INTERRUPTIBILITY, blocking & !BLOCKING_STI_MOVSS);
+        let blocking = Interruptibility::from_bits_retain(w.read(f::GUEST_INTERRUPTIBILITY));
+        if blocking.intersects(Interruptibility::BLOCKING_BY_STI_OR_MOV_SS) {
+            let unblocked = blocking - Interruptibility::BLOCKING_BY_STI_OR_MOV_SS;
+            w.write(f::GUEST_INTERRUPTIBILITY, unblocked.bits());
         }
     }
     fn inject(&mut self, event: Injection) {

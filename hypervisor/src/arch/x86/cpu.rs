@@ -1,9 +1,17 @@
 //! Per-CPU data (GDT with a TSS, IDT, stacks) and application-processor start-up.
 
-use super::{cpuid, delay_us, lapic, read_cr3, wrmsr, MSR_GS_BASE};
+use super::{cpuid, delay_us, lapic, read_cr3};
 use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::{lidt, load_tss};
+use x86_64::registers::model_specific::GsBase;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::idt::{Entry, HandlerFunc};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::{PrivilegeLevel, VirtAddr};
 
 pub const MAX_PCPUS: usize = 16;
 pub const STACK_SIZE: usize = 0x10000;
@@ -26,23 +34,17 @@ impl<T> CpuCell<T> {
     }
 }
 
-#[repr(C, packed)]
-struct Tss {
-    _r0: u32,
-    rsp: [u64; 3],
-    _r1: u64,
-    ist: [u64; 7],
-    _r2: u64,
-    _r3: u16,
-    iomap: u16,
-}
+/// The code selector of every GDT here (boot.S's, the AP trampoline's long-mode one and the
+/// per-CPU ones built below all put the 64-bit code segment at 0x08).
+const CODE_SELECTOR: SegmentSelector = SegmentSelector::new(1, PrivilegeLevel::Ring0);
 
 #[repr(C, align(64))]
 pub struct PerCpu {
     /// pCPU id; at %gs:0 so `this_cpu()` is one load.
     pub id: u64,
-    gdt: [u64; 5],
-    tss: Tss,
+    /// Null, code (0x08), data (0x10), TSS (0x18, two slots).
+    gdt: GlobalDescriptorTable<5>,
+    tss: TaskStateSegment,
 }
 
 #[repr(C, align(16))]
@@ -51,16 +53,8 @@ struct Stack<const N: usize>([u8; N]);
 #[allow(clippy::declare_interior_mutable_const)]
 const PERCPU_INIT: CpuCell<PerCpu> = CpuCell::new(PerCpu {
     id: 0,
-    gdt: [0; 5],
-    tss: Tss {
-        _r0: 0,
-        rsp: [0; 3],
-        _r1: 0,
-        ist: [0; 7],
-        _r2: 0,
-        _r3: 0,
-        iomap: 104,
-    },
+    gdt: GlobalDescriptorTable::empty(),
+    tss: TaskStateSegment::new(),
 });
 static PERCPU: [CpuCell<PerCpu>; MAX_PCPUS] = [PERCPU_INIT; MAX_PCPUS];
 #[allow(clippy::declare_interior_mutable_const)]
@@ -70,7 +64,9 @@ static STACKS: [CpuCell<Stack<STACK_SIZE>>; MAX_PCPUS] = [STACK_INIT; MAX_PCPUS]
 const IST_INIT: CpuCell<Stack<IST_SIZE>> = CpuCell::new(Stack([0; IST_SIZE]));
 static IST_STACKS: [CpuCell<Stack<IST_SIZE>>; MAX_PCPUS] = [IST_INIT; MAX_PCPUS];
 
-static IDT: CpuCell<[u128; 256]> = CpuCell::new([0; 256]);
+/// Every vector has a stub, the reserved exception vectors too, so the IDT is a plain array of
+/// gates rather than the crate's `InterruptDescriptorTable` (which hides the reserved ones).
+static IDT: CpuCell<[Entry<HandlerFunc>; 256]> = CpuCell::new([const { Entry::missing() }; 256]);
 
 extern "C" {
     static exc_table: [u64; 32];
@@ -93,13 +89,19 @@ pub fn init_idt() {
             0..32 => unsafe { exc_table[v] },
             _ => stubs + 16 * (v as u64 - 32),
         };
-        let ist: u128 = if v == 8 || v == 18 || v == 2 { 1 } else { 0 };
-        *e = (off & 0xFFFF) as u128
-            | (0x08u128 << 16)
-            | (ist << 32)
-            | (0x8Eu128 << 40)
-            | (((off >> 16) & 0xFFFF) as u128) << 48
-            | ((off >> 32) as u128) << 64;
+        set_gate(e, off, v == 8 || v == 18 || v == 2);
+    }
+}
+
+/// An interrupt gate to `handler` in our code segment, on IST1 if `ist`.
+fn set_gate(e: &mut Entry<HandlerFunc>, handler: u64, ist: bool) {
+    // SAFETY: `handler` is the entry of our stub for this vector, which expects the CPU's frame.
+    let options = unsafe { e.set_handler_addr(VirtAddr::new(handler)) };
+    // SAFETY: the selector of our 64-bit code segment in every GDT we load.
+    unsafe { options.set_code_selector(CODE_SELECTOR) };
+    if ist {
+        // SAFETY: IST1 is each CPU's own stack for #DF, NMI and #MC only.
+        unsafe { options.set_stack_index(0) };
     }
 }
 
@@ -109,51 +111,30 @@ pub fn init_this_cpu(id: usize) {
     let pc = unsafe { &mut *PERCPU[id].get() };
     pc.id = id as u64;
     let ist_top = IST_STACKS[id].get() as u64 + IST_SIZE as u64;
-    pc.tss.ist = [ist_top, 0, 0, 0, 0, 0, 0];
-    let tss = &pc.tss as *const Tss as u64;
-    let limit = (core::mem::size_of::<Tss>() - 1) as u64;
-    pc.gdt = [
-        0,
-        0x00AF_9B00_0000_FFFF,
-        0x00CF_9300_0000_FFFF,
-        (limit & 0xFFFF) | (tss & 0xFF_FFFF) << 16 | 0x89 << 40 | ((tss >> 24) & 0xFF) << 56,
-        tss >> 32,
-    ];
-    #[repr(C, packed)]
-    struct Dtr {
-        limit: u16,
-        base: u64,
-    }
-    let gdtr = Dtr {
-        limit: (5 * 8 - 1) as u16,
-        base: pc.gdt.as_ptr() as u64,
-    };
-    let idtr = Dtr {
+    pc.tss = TaskStateSegment::new();
+    pc.tss.interrupt_stack_table[0] = VirtAddr::new(ist_top);
+    let mut gdt = GlobalDescriptorTable::empty();
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    // SAFETY: the TSS lives in this CPU's static slot, as long as the GDT that points at it.
+    let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(&pc.tss) });
+    pc.gdt = gdt;
+    let idtr = DescriptorTablePointer {
         limit: (256 * 16 - 1) as u16,
-        base: IDT.get() as u64,
+        base: VirtAddr::new(IDT.get() as u64),
     };
-    // SAFETY: the descriptors above are valid for the code/data selectors we already use.
+    // SAFETY: the GDT is static and no longer changes; its selectors are the ones already in
+    // use (code 0x08, data 0x10, TSS 0x18); the IDT is filled by `init_idt`.
     unsafe {
-        asm!(
-            "lgdt [{g}]",
-            "push 0x08",
-            "lea {t}, [rip + 2f]",
-            "push {t}",
-            "retfq",
-            "2:",
-            "mov {t:e}, 0x10",
-            "mov ds, {t:e}",
-            "mov es, {t:e}",
-            "mov ss, {t:e}",
-            "mov {t:e}, 0x18",
-            "ltr {t:x}",
-            "lidt [{i}]",
-            g = in(reg) &gdtr,
-            i = in(reg) &idtr,
-            t = out(reg) _,
-        );
+        pc.gdt.load_unsafe();
+        CS::set_reg(code);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        SS::set_reg(data);
+        load_tss(tss);
+        lidt(&idtr);
     }
-    wrmsr(MSR_GS_BASE, pc as *mut PerCpu as u64);
+    GsBase::write(VirtAddr::new(pc as *mut PerCpu as u64));
 }
 
 /// The pCPU id of the caller.

@@ -37,9 +37,7 @@ const NAMES: [&str; 32] = [
 
 #[no_mangle]
 extern "C" fn hv_exception(f: &ExceptionFrame) -> ! {
-    let cr2: u64;
-    // SAFETY: reading CR2 has no side effects.
-    unsafe { core::arch::asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack)) };
+    let cr2 = x86_64::registers::control::Cr2::read_raw();
     let cpu = this_cpu();
     let name = NAMES.get(f.vector as usize).copied().unwrap_or("?");
     crate::console::emergency(format_args!(

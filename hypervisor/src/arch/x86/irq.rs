@@ -7,8 +7,11 @@
 
 use super::cpu::{this_cpu, MAX_PCPUS};
 use super::{inb, lapic, outb, phys_read32, phys_write32};
-use core::arch::asm;
+use crate::devices::ioapic::RteFlags;
+use crate::devices::lapic::LvtFlags;
+use bitflags::bitflags;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use x86_64::instructions::{interrupts, nop};
 
 /// The pCPU's one-shot timer.
 pub const TIMER_VECTOR: u8 = 0xEF;
@@ -17,10 +20,15 @@ pub const KICK_VECTOR: u8 = 0xF2;
 /// The physical LAPIC's spurious vector (no EOI).
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
-/// Bits of [`take_events`].
-pub const EVENT_TIMER: u32 = 1 << 0;
-pub const EVENT_KICK: u32 = 1 << 1;
-pub const EVENT_DEVICE: u32 = 1 << 2;
+bitflags! {
+    /// What [`take_events`] reports.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Events: u32 {
+        const TIMER = 1 << 0;
+        const KICK = 1 << 1;
+        const DEVICE = 1 << 2;
+    }
+}
 
 static EVENTS: [AtomicU32; MAX_PCPUS] = [const { AtomicU32::new(0) }; MAX_PCPUS];
 /// Vectors of device interrupts taken on each pCPU and not yet handled (256 bits).
@@ -37,22 +45,22 @@ extern "C" fn hv_interrupt(vector: u64) {
     match vector {
         SPURIOUS_VECTOR => return,
         TIMER_VECTOR => {
-            EVENTS[cpu].fetch_or(EVENT_TIMER, Ordering::AcqRel);
+            EVENTS[cpu].fetch_or(Events::TIMER.bits(), Ordering::AcqRel);
         }
         KICK_VECTOR => {
-            EVENTS[cpu].fetch_or(EVENT_KICK, Ordering::AcqRel);
+            EVENTS[cpu].fetch_or(Events::KICK.bits(), Ordering::AcqRel);
         }
         v => {
             DEVICE_VECTORS[cpu][v as usize / 64].fetch_or(1 << (v % 64), Ordering::AcqRel);
-            EVENTS[cpu].fetch_or(EVENT_DEVICE, Ordering::AcqRel);
+            EVENTS[cpu].fetch_or(Events::DEVICE.bits(), Ordering::AcqRel);
         }
     }
     phys_write32(lapic::base() + 0xB0, 0);
 }
 
 /// The events recorded for the calling pCPU since the last call.
-pub fn take_events() -> u32 {
-    EVENTS[this_cpu().min(MAX_PCPUS - 1)].swap(0, Ordering::AcqRel)
+pub fn take_events() -> Events {
+    Events::from_bits_retain(EVENTS[this_cpu().min(MAX_PCPUS - 1)].swap(0, Ordering::AcqRel))
 }
 
 /// Device interrupt vectors taken on the calling pCPU since the last call.
@@ -69,14 +77,16 @@ pub fn count(vector: u8) -> u32 {
 /// Takes the interrupts the LAPIC holds for this pCPU (after an exit for one): they are
 /// recognized right after `sti`, before the `cli`.
 pub fn take_pending() {
-    // SAFETY: only this CPU's interrupt flag changes; the handlers touch only atomics.
-    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) }
+    // Only this CPU's interrupt flag changes; the handlers touch only atomics.
+    interrupts::enable();
+    nop();
+    interrupts::disable();
 }
 
 /// Sleeps until an interrupt arrives (`sti; hlt` leaves no window between the two).
 pub fn wait_for_interrupt() {
-    // SAFETY: as above.
-    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) }
+    interrupts::enable_and_hlt();
+    interrupts::disable();
 }
 
 /// Sends the kick IPI to the pCPU whose local APIC has `apic_id`.
@@ -88,7 +98,6 @@ const LVT_TIMER: u64 = 0x320;
 const TIMER_INITIAL: u64 = 0x380;
 const TIMER_CURRENT: u64 = 0x390;
 const TIMER_DIVIDE: u64 = 0x3E0;
-const LVT_MASKED: u32 = 1 << 16;
 
 /// LAPIC timer ticks per 2^20 TSC ticks (divide by 1), measured at boot.
 static LAPIC_PER_TSC: AtomicU64 = AtomicU64::new(0);
@@ -103,7 +112,7 @@ fn rdtsc() -> u64 {
 pub fn calibrate_timer() -> u64 {
     let b = lapic::base();
     phys_write32(b + TIMER_DIVIDE, 0xB); // divide by 1
-    phys_write32(b + LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
+    phys_write32(b + LVT_TIMER, LvtFlags::MASKED.bits() | TIMER_VECTOR as u32);
     phys_write32(b + TIMER_INITIAL, u32::MAX);
     let t0 = rdtsc();
     super::delay_us(10_000);
@@ -160,7 +169,7 @@ pub fn quiesce_platform(ioapics: impl Iterator<Item = u64>) {
         let pins = ((phys_read32(base + 0x10) >> 16) & 0xFF) + 1;
         for pin in 0..pins {
             phys_write32(base, 0x10 + 2 * pin);
-            phys_write32(base + 0x10, LVT_MASKED);
+            phys_write32(base + 0x10, RteFlags::MASKED.bits() as u32);
         }
     }
 }

@@ -7,51 +7,80 @@ pub mod irq;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 
-use core::arch::asm;
+use bitflags::bitflags;
+use x86_64::instructions::{hlt, interrupts, port::Port};
+use x86_64::registers::control::{Cr0, Cr3, Cr4};
+use x86_64::registers::model_specific::Msr;
 
 #[inline]
 pub fn outb(port: u16, v: u8) {
     // SAFETY: port I/O has no memory effects; callers own the device they address.
-    unsafe {
-        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
-    }
+    unsafe { Port::new(port).write(v) }
 }
 #[inline]
 pub fn inb(port: u16) -> u8 {
-    let v: u8;
     // SAFETY: as above.
-    unsafe {
-        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
-    }
-    v
+    unsafe { Port::new(port).read() }
 }
 #[inline]
 pub fn outw(port: u16, v: u16) {
     // SAFETY: as above.
-    unsafe {
-        asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags))
-    }
+    unsafe { Port::new(port).write(v) }
 }
 #[inline]
 pub fn outl(port: u16, v: u32) {
     // SAFETY: as above.
-    unsafe {
-        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
-    }
+    unsafe { Port::new(port).write(v) }
 }
 
 #[inline]
 pub fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
     // SAFETY: only called with MSRs that exist on the CPU we checked (EFER, VM_CR, ...).
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) }
-    (hi as u64) << 32 | lo as u64
+    unsafe { Msr::new(msr).read() }
 }
 #[inline]
 pub fn wrmsr(msr: u32, v: u64) {
     // SAFETY: as above; the callers set architecturally valid values.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack))
+    unsafe { Msr::new(msr).write(v) }
+}
+
+bitflags! {
+    // CPUID feature bits the hypervisor tests or hides (the `x86_64` crate has no CPUID types).
+    // Unnamed bits are kept: guests see the host's.
+
+    /// CPUID.1:ECX.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Leaf1Ecx: u32 {
+        const MONITOR = 1 << 3;
+        const VMX = 1 << 5;
+        const X2APIC = 1 << 21;
+        const TSC_DEADLINE = 1 << 24;
+        const XSAVE = 1 << 26;
+        const OSXSAVE = 1 << 27;
+        const HYPERVISOR = 1 << 31;
+        const _ = !0;
+    }
+
+    /// CPUID.1:EDX, mirrored in CPUID.0x80000001:EDX on AMD for these bits.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Leaf1Edx: u32 {
+        const MCE = 1 << 7;
+        const MCA = 1 << 14;
+        const _ = !0;
+    }
+
+    /// CPUID.0x80000001:ECX.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ExtLeaf1Ecx: u32 {
+        const SVM = 1 << 2;
+        const _ = !0;
+    }
+
+    /// CPUID.0x80000001:EDX.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ExtLeaf1Edx: u32 {
+        const RDTSCP = 1 << 27;
+        const _ = !0;
     }
 }
 
@@ -61,39 +90,27 @@ pub fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
 }
 
 pub fn read_cr0() -> u64 {
-    let v;
-    // SAFETY: reading a control register has no side effects.
-    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)) }
-    v
+    Cr0::read_raw()
 }
 pub fn read_cr3() -> u64 {
-    let v;
-    // SAFETY: as above.
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)) }
-    v
+    let (frame, low_bits) = Cr3::read_raw();
+    frame.start_address().as_u64() | u64::from(low_bits)
 }
 pub fn read_cr4() -> u64 {
-    let v;
-    // SAFETY: as above.
-    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack)) }
-    v
+    Cr4::read_raw()
 }
 
 /// Stops this pCPU for good (interrupts off; NMIs wake it only to halt again).
 pub fn halt_forever() -> ! {
     loop {
-        // SAFETY: cli/hlt only affect this CPU.
-        unsafe { asm!("cli; hlt", options(nomem, nostack)) }
+        interrupts::disable();
+        hlt();
     }
 }
 
 pub fn pause() {
     core::hint::spin_loop();
 }
-
-pub const MSR_EFER: u32 = 0xC000_0080;
-pub const MSR_GS_BASE: u32 = 0xC000_0101;
-pub const EFER_SVME: u64 = 1 << 12;
 
 /// Volatile access to identity-mapped physical memory.
 pub fn phys_read32(pa: u64) -> u32 {
@@ -107,13 +124,17 @@ pub fn phys_write32(pa: u64, v: u32) {
 
 /// Local APIC in xAPIC mode (QEMU TCG has no x2APIC).
 pub mod lapic {
-    use super::{phys_read32, phys_write32, rdmsr};
-    const MSR_APIC_BASE: u32 = 0x1B;
+    use super::{phys_read32, phys_write32};
+    use crate::devices::lapic::{IcrFlags, SvrFlags};
+    use x86_64::registers::model_specific::ApicBase;
     const ICR_LO: u64 = 0x300;
     const ICR_HI: u64 = 0x310;
+    /// ICR delivery modes (bits 10:8).
+    const DELIVERY_INIT: u32 = 5 << 8;
+    const DELIVERY_STARTUP: u32 = 6 << 8;
 
     pub fn base() -> u64 {
-        rdmsr(MSR_APIC_BASE) & 0xF_FFFF_F000
+        ApicBase::read_raw().0.start_address().as_u64()
     }
     pub fn id() -> u32 {
         phys_read32(base() + 0x20) >> 24
@@ -121,17 +142,20 @@ pub mod lapic {
     /// Software-enables the APIC (spurious vector 0xFF).
     pub fn enable() {
         let b = base();
-        phys_write32(b + 0xF0, phys_read32(b + 0xF0) | 0x1FF);
+        let svr = SvrFlags::APIC_ENABLED.bits() | super::irq::SPURIOUS_VECTOR as u32;
+        phys_write32(b + 0xF0, phys_read32(b + 0xF0) | svr);
     }
     fn wait_idle() {
-        while phys_read32(base() + ICR_LO) & (1 << 12) != 0 {
+        while IcrFlags::from_bits_retain(phys_read32(base() + ICR_LO))
+            .contains(IcrFlags::DELIVERY_PENDING)
+        {
             super::pause();
         }
     }
     pub fn send_init(apic_id: u32) {
         let b = base();
         phys_write32(b + ICR_HI, apic_id << 24);
-        phys_write32(b + ICR_LO, 0x4500);
+        phys_write32(b + ICR_LO, IcrFlags::ASSERT.bits() | DELIVERY_INIT);
         wait_idle();
     }
     /// A fixed IPI with `vector` to one local APIC (physical destination).
@@ -144,7 +168,10 @@ pub mod lapic {
     pub fn send_sipi(apic_id: u32, vector: u8) {
         let b = base();
         phys_write32(b + ICR_HI, apic_id << 24);
-        phys_write32(b + ICR_LO, 0x4600 | vector as u32);
+        phys_write32(
+            b + ICR_LO,
+            IcrFlags::ASSERT.bits() | DELIVERY_STARTUP | vector as u32,
+        );
         wait_idle();
     }
 }
