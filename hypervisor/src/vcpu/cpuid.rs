@@ -10,9 +10,25 @@ use acrn_abi::cpuid::{
 /// MCE and MCA, in leaves 1 and 0x80000001.
 const MACHINE_CHECK: Leaf1Edx = Leaf1Edx::MCE.union(Leaf1Edx::MCA);
 
-/// CPUID leaf `leaf`/`sub` for vCPU `idx` of a VM with `ncpu` vCPUs; `privileged` for the
-/// Service VM.
-pub fn emulate(ncpu: u32, privileged: bool, idx: usize, leaf: u32, sub: u32) -> [u32; 4] {
+/// What of the vCPU CPUID depends on.
+pub struct Asker {
+    /// vCPUs of its VM.
+    pub ncpu: u32,
+    /// The Service VM.
+    pub privileged: bool,
+    pub idx: usize,
+    /// Its CR4.OSXSAVE, which leaf 1 reports as OSXSAVE (the host's own CR4 does not count).
+    pub osxsave: bool,
+}
+
+/// CPUID leaf `leaf`/`sub` as vCPU `who` sees it.
+pub fn emulate(who: &Asker, leaf: u32, sub: u32) -> [u32; 4] {
+    let Asker {
+        ncpu,
+        privileged,
+        idx,
+        osxsave,
+    } = *who;
     match leaf {
         // ACRN's hypervisor leaves: signature "ACRNACRNACRN", max leaf 0x40000010.
         ACRN_CPUID_SIGNATURE => [
@@ -45,6 +61,11 @@ pub fn emulate(ncpu: u32, privileged: bool, idx: usize, leaf: u32, sub: u32) -> 
                         | Leaf1Ecx::X2APIC
                         | Leaf1Ecx::TSC_DEADLINE
                         | Leaf1Ecx::HYPERVISOR;
+                    let ecx = if osxsave && ecx.contains(Leaf1Ecx::XSAVE) {
+                        ecx | Leaf1Ecx::OSXSAVE
+                    } else {
+                        ecx
+                    };
                     r[2] = ecx.bits();
                     // Machine check MSRs are not virtualized.
                     r[3] = (Leaf1Edx::from_bits_retain(r[3]) - MACHINE_CHECK).bits();

@@ -16,6 +16,7 @@ use crate::vm::memory::GuestLinear;
 use crate::vm::{ExitKind, Vm};
 use acrn_static_config::LoadOrder;
 use x86_64::registers::control::Cr0Flags;
+use x86_64::registers::control::Cr4Flags;
 use x86_64::registers::model_specific::EferFlags;
 use x86_64::registers::rflags::RFlags;
 use x86_64::structures::gdt::DescriptorFlags;
@@ -141,10 +142,14 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
         } => string_port_io(t, port, size, dir, rep),
         VmExit::Cpuid { leaf, subleaf } => {
             let vm = t.vm;
+            let (_, _, cr4, _) = t.hw.get_ref().paging_state();
             let r = cpuid::emulate(
-                vm.vcpu_count() as u32,
-                vm.load_order() == Some(LoadOrder::Service),
-                t.idx,
+                &cpuid::Asker {
+                    ncpu: vm.vcpu_count() as u32,
+                    privileged: vm.load_order() == Some(LoadOrder::Service),
+                    idx: t.idx,
+                    osxsave: Cr4Flags::from_bits_retain(cr4).contains(Cr4Flags::OSXSAVE),
+                },
                 leaf,
                 subleaf,
             );

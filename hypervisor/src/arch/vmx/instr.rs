@@ -180,11 +180,17 @@ global_asm!(
     "mov r15, [rdi + 112]",
     "mov rdi, [rdi + 40]",
     "jnz 2f",
+    // Host IF is set for the entry only (the STI shadow covers it; VM exit clears IF again):
+    // an emulator that recomputes interrupt masking only when IF changes (Bochs) must see the
+    // change to the guest's IF, or an external interrupt would not exit a guest with IF=0.
+    "sti",
     "vmlaunch",
     "jmp 3f",
     "2:",
+    "sti",
     "vmresume",
     "3:",
+    "cli",
     "mov eax, 1",
     "mov ecx, 2",
     "cmovz eax, ecx",
