@@ -2,15 +2,24 @@
 //!
 //! The real-mode trampoline from boot.S is copied to a free page below 1 MiB; each AP
 //! runs it, enters long mode on the BSP's page tables, takes the next stack and calls
-//! [`ap_main`], which prints `cpu N up`, counts itself online and halts.
+//! [`ap_main`], which prints `cpu N up`, counts itself online and halts (or runs the task
+//! a guest set with [`set_ap_task`]).
 
 use crate::acpi::{Madt, DEFAULT_LAPIC};
 use crate::arch::{halt_forever, spin_tsc};
 use crate::multiboot::{MemoryMap, E820_RAM};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// CPUs that reached Rust, the BSP included.
 static ONLINE: AtomicU32 = AtomicU32::new(1);
+
+/// The `fn(u32) -> !` every AP runs once online, as an address (0: halt).
+static AP_TASK: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes every AP started afterwards run `task(index)` instead of halting.
+pub fn set_ap_task(task: fn(u32) -> !) {
+    AP_TASK.store(task as usize, Ordering::SeqCst);
+}
 
 /// TSC ticks per millisecond assumed for the start-up delays. Deliberately high (3 GHz):
 /// a slower TSC only makes the waits longer, never too short.
@@ -44,7 +53,14 @@ extern "C" fn ap_main(index: u32) -> ! {
     crate::idt::load();
     crate::println!("cpu {} up", index);
     ONLINE.fetch_add(1, Ordering::SeqCst);
-    halt_forever()
+    match AP_TASK.load(Ordering::SeqCst) {
+        0 => halt_forever(),
+        task => {
+            // SAFETY: only `set_ap_task` stores here, always a `fn(u32) -> !`.
+            let task: fn(u32) -> ! = unsafe { core::mem::transmute(task) };
+            task(index)
+        }
+    }
 }
 
 /// Number of CPUs that have reached Rust code.
