@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use acrn_abi::hypercall::{HC_DESTROY_VM, HC_PAUSE_VM};
 use acrn_abi::irq::{AcrnMsiEntry, GsiOp};
@@ -119,8 +119,9 @@ fn privileged(p: &Platform) -> bool {
 const MIB: u64 = 1 << 20;
 /// Post-launched VM RAM comes from below 3 GiB: the boot stub maps the top GiB uncached.
 const RAM_CEILING: u64 = 3 << 30;
-/// TSC ticks to wait for a guest's verdict (about 10 s under TCG, 2 min in Bochs).
-const WAIT_TSC: u64 = 30_000_000_000;
+/// TSC ticks to wait for a guest's verdict (about 10 s under TCG, 2 min in Bochs), unless
+/// `verdictwait=SECONDS` on the command line says otherwise.
+static WAIT_TSC: AtomicU64 = AtomicU64::new(30_000_000_000);
 /// Unhandled accesses reported per VM; the rest are only counted.
 const REPORT_UNHANDLED: u32 = 5;
 /// How long to watch a `spin` guest's counter (about 0.1 s under TCG).
@@ -374,7 +375,7 @@ fn serve(hsm: &Hv, guests: &mut [Guest]) {
 fn wait_verdicts(hsm: &Hv, guests: &mut [Guest], i: usize, count: u32) -> bool {
     let start = rdtsc();
     while guests[i].verdicts < count {
-        if rdtsc().wrapping_sub(start) > WAIT_TSC {
+        if rdtsc().wrapping_sub(start) > WAIT_TSC.load(Ordering::Relaxed) {
             guests[i].flush_console();
             println!(
                 "svm: VM {} {}: no verdict in time",
@@ -679,6 +680,14 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         if p.flag("apwork") { AP_WORK } else { AP_HALT },
         Ordering::SeqCst,
     );
+    if let Some(secs) = p.arg("verdictwait").and_then(|v| v.parse::<u64>().ok()) {
+        // ACRN's timing leaf gives the TSC rate in kHz; assume 3 GHz without it.
+        let khz = match cpuid(0x4000_0010, 0).0 {
+            0 => 3_000_000,
+            k => u64::from(k),
+        };
+        WAIT_TSC.store(secs.saturating_mul(khz * 1000), Ordering::Relaxed);
+    }
     // Copy everything out of loader memory before handing RAM to guests.
     let mem = GuestMem::new();
     let mods = match modules::list(&mem, info.into()) {
