@@ -132,6 +132,8 @@ const REMOVABLE_GPA: u64 = 0x8000_0000;
 const REMOVABLE_SIZE: u64 = 2 * MIB;
 const REMOVABLE_PATTERN: u64 = 0x4D45_4D52_4541_4430;
 const REMOVABLE_STALE: u64 = 0x5354_414C_4520_5047;
+/// How long the guest reads the page before it is removed (about 20 ms under TCG).
+const REMOVE_DELAY_TSC: u64 = 50_000_000;
 
 /// Fills the first 4 KiB at `hpa` (our identity-mapped RAM from the pool) with `value`.
 fn fill_u64(hpa: u64, value: u64) {
@@ -163,8 +165,10 @@ struct Guest {
     /// The `memread` page: its RAM (Service VM address) and whether it is mapped now.
     removable: Option<u64>,
     removable_mapped: bool,
-    /// The guest said it reads the removable page (`memread:` line): remove it.
+    /// The guest said it reads the removable page (`memread:` line).
     remove_now: bool,
+    /// When to remove it (TSC): a little later, so the guest's loop has its translation cached.
+    remove_at: Option<u64>,
     remove_failed: bool,
 }
 
@@ -365,8 +369,14 @@ fn serve(hsm: &Hv, guests: &mut [Guest]) {
         if core::mem::take(&mut g.irq_ready) {
             send_test_interrupts(g);
         }
-        if core::mem::take(&mut g.remove_now) && !g.remove_removable() {
-            g.remove_failed = true;
+        if core::mem::take(&mut g.remove_now) {
+            g.remove_at = Some(rdtsc().wrapping_add(REMOVE_DELAY_TSC));
+        }
+        if g.remove_at.is_some_and(|t| rdtsc() >= t) {
+            g.remove_at = None;
+            if !g.remove_removable() {
+                g.remove_failed = true;
+            }
         }
     }
 }
@@ -437,6 +447,7 @@ fn launch_vm(
         removable: None,
         removable_mapped: false,
         remove_now: false,
+        remove_at: None,
         remove_failed: false,
     };
     let seg = MemSegment {
