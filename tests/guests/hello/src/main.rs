@@ -151,7 +151,7 @@ fn memory_removed() -> bool {
             );
             return first == REMOVED_PATTERN && v == u64::MAX;
         }
-        if reads % 1024 == 0 && rdtsc().wrapping_sub(start) > REMOVAL_WAIT_TSC {
+        if reads.is_multiple_of(1024) && rdtsc().wrapping_sub(start) > REMOVAL_WAIT_TSC {
             println!("memread: unchanged after {} reads", reads);
             return false;
         }
