@@ -26,12 +26,16 @@ pub struct Fpu {
     pub avx: bool,
     /// XCR0 after enabling (0 without XSAVE).
     pub xcr0: u64,
+    /// CPUID.1:ECX.OSXSAVE after CR4.OSXSAVE was set (the CPU reflects CR4 there).
+    pub cpuid_osxsave: bool,
 }
 
 fn xgetbv0() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: only called with CR4.OSXSAVE set.
-    unsafe { asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    unsafe {
+        asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack))
+    };
     u64::from(hi) << 32 | u64::from(lo)
 }
 
@@ -52,10 +56,12 @@ pub fn enable() -> Fpu {
         cr4 |= CR4_OSFXSR | CR4_OSXMMEXCPT | if xsave { CR4_OSXSAVE } else { 0 };
         asm!("mov cr4, {}", in(reg) cr4, options(nostack));
     }
+    let cpuid_osxsave = cpuid(1, 0).2 & (1 << 27) != 0;
     if !xsave {
         return Fpu {
             avx: false,
             xcr0: 0,
+            cpuid_osxsave,
         };
     }
     let supported = u64::from(cpuid(0xD, 0).0);
@@ -69,6 +75,7 @@ pub fn enable() -> Fpu {
     Fpu {
         avx: xcr0 & XCR0_AVX != 0,
         xcr0,
+        cpuid_osxsave,
     }
 }
 

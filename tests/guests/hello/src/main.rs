@@ -86,8 +86,8 @@ impl VectorCheck {
         // The TSC at start differs between VMs, so two VMs never share a pattern.
         let seed = rdtsc().wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
         println!(
-            "fpu: xcr0={:#x} avx={} seed={:#x}",
-            fpu.xcr0, fpu.avx, seed
+            "fpu: xcr0={:#x} avx={} cpuid-osxsave={} seed={:#x}",
+            fpu.xcr0, fpu.avx, fpu.cpuid_osxsave, seed
         );
         fpu::load(&fpu, seed, 0);
         VectorCheck {
@@ -112,10 +112,7 @@ impl VectorCheck {
 
     fn finish(mut self) -> bool {
         self.step();
-        println!(
-            "fpu: checks={} mismatches={}",
-            self.round, self.mismatches
-        );
+        println!("fpu: checks={} mismatches={}", self.round, self.mismatches);
         self.mismatches == 0
     }
 }
