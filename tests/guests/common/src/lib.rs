@@ -12,6 +12,8 @@ pub mod text;
 #[cfg(target_os = "none")]
 pub mod arch;
 #[cfg(target_os = "none")]
+pub mod fpu;
+#[cfg(target_os = "none")]
 pub mod idt;
 #[cfg(target_os = "none")]
 pub mod paging;

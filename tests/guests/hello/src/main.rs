@@ -3,8 +3,9 @@
 #![no_main]
 
 use acrn_abi::hypercall::HC_CREATE_VM;
-use core::sync::atomic::{AtomicU32, Ordering};
-use guest_common::arch::{cpuid, halt_forever, spin_tsc};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use guest_common::arch::{cpuid, halt_forever, rdtsc, spin_tsc};
+use guest_common::fpu::{self, Fpu};
 use guest_common::idt::{self, catch_ud};
 use guest_common::platform::{identify, Verdict};
 use guest_common::println;
@@ -20,15 +21,23 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     let irqs = !p.flag("irqwait") || wait_interrupts();
     let mmio = !p.flag("mmioprobe") || mmio_probe();
     let refused = !p.flag("hypercall") || hypercall_refused();
+    let removed = !p.flag("memread") || memory_removed();
     let ticks = p
         .arg("ticks")
         .and_then(|t| t.parse::<u32>().ok())
         .unwrap_or(DEFAULT_TICKS)
         .min(1000);
+    let mut vectors = p.flag("fpucheck").then(VectorCheck::start);
     for n in 1..=ticks {
         spin_tsc(TICK_TSC);
+        // The tick's line is written through I/O exits (in a post-launched VM each one waits
+        // for the Service VM), so the pattern lives through many context switches.
+        if let Some(c) = vectors.as_mut() {
+            c.step();
+        }
         println!("tick {}", n);
     }
+    let vectors_kept = vectors.is_none_or(|c| c.finish());
     let mut v = Verdict::new();
     v.check(!p.cmdline().is_empty(), "empty cmdline");
     v.check(p.cpus >= 1, "no cpus in MADT");
@@ -37,8 +46,113 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     v.check(refused, "hypercall not refused with #UD");
     v.check(irqs, "interrupts not received");
     v.check(mmio, "MMIO without a device did not read all-ones");
+    v.check(vectors_kept, "vector registers changed under the guest");
+    v.check(removed, "removed memory did not read all-ones");
+    if p.flag("spin") {
+        println!(
+            "spin: counter at {:#x}",
+            core::ptr::addr_of!(SPIN_COUNTER) as usize
+        );
+        v.print();
+        spin_forever()
+    }
     v.print();
     halt_forever()
+}
+
+/// Counts the rounds of [`spin_forever`]; the Service VM reads it in this VM's RAM.
+static SPIN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// `spin`: loops forever without a single VM exit (no I/O, no HLT, no PAUSE), so only the
+/// hypervisor's own interrupts can take this vCPU off its pCPU.
+fn spin_forever() -> ! {
+    loop {
+        SPIN_COUNTER.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `fpucheck`: a pattern of this VM in XMM0-15 (and the YMM upper halves with AVX), checked
+/// and replaced by the next round's at every heartbeat.
+struct VectorCheck {
+    fpu: Fpu,
+    seed: u64,
+    round: u64,
+    mismatches: u32,
+}
+
+impl VectorCheck {
+    fn start() -> Self {
+        let fpu = fpu::enable();
+        // The TSC at start differs between VMs, so two VMs never share a pattern.
+        let seed = rdtsc().wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+        println!(
+            "fpu: xcr0={:#x} avx={} cpuid-osxsave={} seed={:#x}",
+            fpu.xcr0, fpu.avx, fpu.cpuid_osxsave, seed
+        );
+        fpu::load(&fpu, seed, 0);
+        VectorCheck {
+            fpu,
+            seed,
+            round: 0,
+            mismatches: 0,
+        }
+    }
+
+    fn step(&mut self) {
+        if let Some(m) = fpu::verify(&self.fpu, self.seed, self.round) {
+            self.mismatches += 1;
+            println!(
+                "fpu: round {} register {} lane {}: want {:#x} got {:#x}",
+                self.round, m.reg, m.lane, m.want, m.got
+            );
+        }
+        self.round += 1;
+        fpu::load(&self.fpu, self.seed, self.round);
+    }
+
+    fn finish(mut self) -> bool {
+        self.step();
+        println!("fpu: checks={} mismatches={}", self.round, self.mismatches);
+        self.mismatches == 0
+    }
+}
+
+/// Guest-physical address of the page the Service VM maps for `memread` and later removes.
+const REMOVED_GPA: usize = 0x8000_0000;
+/// What the Service VM writes there before mapping it.
+const REMOVED_PATTERN: u64 = 0x4D45_4D52_4541_4430;
+/// How long to keep reading for the removal (about 4 s under TCG, 100 s in Bochs).
+const REMOVAL_WAIT_TSC: u64 = 10_000_000_000;
+
+/// `memread`: reads REMOVED_GPA in a loop until its value changes, which happens when the
+/// Service VM removes the page from this VM while it runs. After the removal the address has
+/// no RAM: the hypervisor forwards the read to the Service VM, which answers all-ones. The
+/// Service VM writes another value into the old page afterwards; reading that would mean a
+/// stale translation still reached it. True if the page first held the pattern and then read
+/// all-ones.
+fn memory_removed() -> bool {
+    // SAFETY: identity-mapped below 4 GiB; RAM of this VM until the Service VM removes it,
+    // then an address without a device (reads are forwarded).
+    let read = || unsafe { core::ptr::read_volatile(REMOVED_GPA as *const u64) };
+    let first = read();
+    println!("memread: {:#x} = {:#x}", REMOVED_GPA, first);
+    let start = rdtsc();
+    let mut reads = 0u64;
+    loop {
+        let v = read();
+        reads += 1;
+        if v != first {
+            println!(
+                "memread: {:#x} = {:#x} after {} reads",
+                REMOVED_GPA, v, reads
+            );
+            return first == REMOVED_PATTERN && v == u64::MAX;
+        }
+        if reads.is_multiple_of(1024) && rdtsc().wrapping_sub(start) > REMOVAL_WAIT_TSC {
+            println!("memread: unchanged after {} reads", reads);
+            return false;
+        }
+    }
 }
 
 /// Issues HC_CREATE_VM like a Service VM would (pointer to a zeroed creation record). This VM

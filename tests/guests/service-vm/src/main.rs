@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use acrn_abi::hypercall::{HC_DESTROY_VM, HC_PAUSE_VM};
 use acrn_abi::irq::{AcrnMsiEntry, GsiOp};
@@ -18,11 +18,13 @@ use acrn_abi::memory::MemAccess;
 use acrn_abi::vm::{AcrnVmCreation, GuestFlags};
 use acrn_hsm::{Hsm, Hypercall, Hypercalls, IoAccess, IoKind, MemKind, MemSegment, Vm, VmConfig};
 use acrn_launch::{KernelType, LaunchDescription, LaunchVm, MODULE_TAG};
-use guest_common::arch::{cpuid, halt_forever, rdtsc};
+use guest_common::arch::{cpuid, halt_forever, rdtsc, spin_tsc};
+use guest_common::fpu;
 use guest_common::mem::GuestMem;
 use guest_common::multiboot::{MultibootInfo, E820_RAM};
 use guest_common::platform::{identify, Platform};
 use guest_common::println;
+use guest_common::smp;
 use service_vm::fuzz::{self, Rng, Target};
 use service_vm::guest;
 use service_vm::modules::{self, Module};
@@ -117,10 +119,29 @@ fn privileged(p: &Platform) -> bool {
 const MIB: u64 = 1 << 20;
 /// Post-launched VM RAM comes from below 3 GiB: the boot stub maps the top GiB uncached.
 const RAM_CEILING: u64 = 3 << 30;
-/// TSC ticks to wait for a guest's verdict (about 10 s under TCG, 2 min in Bochs).
-const WAIT_TSC: u64 = 30_000_000_000;
+/// TSC ticks to wait for a guest's verdict (about 10 s under TCG, 2 min in Bochs), unless
+/// `verdictwait=SECONDS` on the command line says otherwise.
+static WAIT_TSC: AtomicU64 = AtomicU64::new(30_000_000_000);
 /// Unhandled accesses reported per VM; the rest are only counted.
 const REPORT_UNHANDLED: u32 = 5;
+/// How long to watch a `spin` guest's counter (about 0.1 s under TCG).
+const SPIN_WATCH_TSC: u64 = 250_000_000;
+/// The `memread` page: where the guest sees it, its size, what it holds while mapped and what
+/// its old RAM holds after the removal.
+const REMOVABLE_GPA: u64 = 0x8000_0000;
+const REMOVABLE_SIZE: u64 = 2 * MIB;
+const REMOVABLE_PATTERN: u64 = 0x4D45_4D52_4541_4430;
+const REMOVABLE_STALE: u64 = 0x5354_414C_4520_5047;
+/// How long the guest reads the page before it is removed (about 20 ms under TCG).
+const REMOVE_DELAY_TSC: u64 = 50_000_000;
+
+/// Fills the first 4 KiB at `hpa` (our identity-mapped RAM from the pool) with `value`.
+fn fill_u64(hpa: u64, value: u64) {
+    for i in 0..512 {
+        // SAFETY: the page belongs to the pool allocation of the caller.
+        unsafe { core::ptr::write_volatile((hpa + 8 * i) as *mut u64, value) };
+    }
+}
 
 type Hv = Hsm<Acrn>;
 
@@ -139,6 +160,16 @@ struct Guest {
     mmio_seen: bool,
     /// The guest said it waits for the test interrupts (`irqwait`): its local APIC is enabled.
     irq_ready: bool,
+    /// GPA of the counter a `spin` guest increments forever (from its `spin:` line).
+    spin_counter: Option<u64>,
+    /// The `memread` page: its RAM (Service VM address) and whether it is mapped now.
+    removable: Option<u64>,
+    removable_mapped: bool,
+    /// The guest said it reads the removable page (`memread:` line).
+    remove_now: bool,
+    /// When to remove it (TSC): a little later, so the guest's loop has its translation cached.
+    remove_at: Option<u64>,
+    remove_failed: bool,
 }
 
 impl Guest {
@@ -160,7 +191,87 @@ impl Guest {
             .set_vcpu_regs(&guest::bsp_regs(l.entry, l.multiboot))
             .map_err(|e| alloc::format!("{e}"))?;
         self.uart = Uart::new();
+        self.spin_counter = None;
         Ok(())
+    }
+
+    fn has_flag(&self, flag: &str) -> bool {
+        self.desc.bootargs.split(' ').any(|w| w == flag)
+    }
+
+    /// Reads the `spin` guest's counter in its RAM.
+    fn spin_count(&self) -> Option<u64> {
+        let gpa = self.spin_counter?;
+        if gpa.checked_add(8).is_none_or(|end| end > self.ram_size()) {
+            return None;
+        }
+        // SAFETY: inside the VM's RAM, which is ours and identity-mapped; the guest updates
+        // it atomically (aligned u64).
+        Some(unsafe { core::ptr::read_volatile((self.ram + gpa) as *const u64) })
+    }
+
+    /// How far the `spin` guest's counter moves in SPIN_WATCH_TSC (None: not a spin guest).
+    fn spin_progress(&self) -> Option<u64> {
+        let before = self.spin_count()?;
+        spin_tsc(SPIN_WATCH_TSC);
+        Some(self.spin_count()?.wrapping_sub(before))
+    }
+
+    /// `memread`: fills the removable page with the pattern and maps it at REMOVABLE_GPA.
+    fn map_removable(&mut self, pool: &mut RamPool) -> Result<(), String> {
+        if !self.has_flag("memread") || self.removable_mapped {
+            return Ok(());
+        }
+        let hpa = match self.removable {
+            Some(h) => h,
+            None => {
+                let h = pool
+                    .alloc(REMOVABLE_SIZE, REMOVABLE_SIZE)
+                    .ok_or_else(|| String::from("no RAM for the removable page"))?;
+                self.removable = Some(h);
+                h
+            }
+        };
+        fill_u64(hpa, REMOVABLE_PATTERN);
+        self.vm
+            .map_memory(&[MemSegment {
+                kind: MemKind::Ram,
+                user_vm_gpa: REMOVABLE_GPA,
+                service_vm_gpa: hpa,
+                size: REMOVABLE_SIZE,
+                access: MemAccess::RWX,
+            }])
+            .map_err(|e| alloc::format!("map removable page: {e}"))?;
+        self.removable_mapped = true;
+        Ok(())
+    }
+
+    /// Removes the `memread` page while the guest reads it, then writes another value into
+    /// the old page: a guest that still reaches it through a stale translation would see it.
+    fn remove_removable(&mut self) -> bool {
+        let Some(hpa) = self.removable.filter(|_| self.removable_mapped) else {
+            return true;
+        };
+        let id = self.vm.vmid();
+        match self.vm.unmap_memory(REMOVABLE_GPA, REMOVABLE_SIZE) {
+            Ok(()) => {
+                self.removable_mapped = false;
+                println!(
+                    "svm: VM {} removed {:#x}+{:#x} while it runs",
+                    id, REMOVABLE_GPA, REMOVABLE_SIZE
+                );
+                fill_u64(hpa, REMOVABLE_STALE);
+                println!(
+                    "svm: VM {} old page {:#x} now holds {:#x}",
+                    id, hpa, REMOVABLE_STALE
+                );
+                true
+            }
+            Err(e) => {
+                println!("svm: VM {} remove {:#x}: {}", id, REMOVABLE_GPA, e);
+                false
+            }
+        }
     }
 
     /// Emulates one request of the default client; returns what a read yields.
@@ -177,16 +288,23 @@ impl Guest {
                 if !a.write {
                     return u64::from(self.uart.read(off));
                 }
-                let (name, verdicts, passes, irq_ready) = (
+                let (name, verdicts, passes, irq_ready, spin_counter, remove_now) = (
                     &self.desc.name,
                     &mut self.verdicts,
                     &mut self.passes,
                     &mut self.irq_ready,
+                    &mut self.spin_counter,
+                    &mut self.remove_now,
                 );
                 self.uart.write(off, a.value as u8, &mut |line| {
                     let text = core::str::from_utf8(line).unwrap_or("?");
                     println!("[{}] {}", name, text);
                     *irq_ready |= text.starts_with("irq: waiting for vectors");
+                    if let Some(hex) = text.strip_prefix("spin: counter at 0x") {
+                        *spin_counter = u64::from_str_radix(hex, 16).ok();
+                    }
+                    // The first `memread:` line: the guest reads the page in a loop now.
+                    *remove_now |= text.starts_with("memread: ") && !text.contains(" after ");
                     if let Some(v) = text.strip_prefix("verdict: ") {
                         *verdicts += 1;
                         *passes += u32::from(v == "PASS");
@@ -251,6 +369,15 @@ fn serve(hsm: &Hv, guests: &mut [Guest]) {
         if core::mem::take(&mut g.irq_ready) {
             send_test_interrupts(g);
         }
+        if core::mem::take(&mut g.remove_now) {
+            g.remove_at = Some(rdtsc().wrapping_add(REMOVE_DELAY_TSC));
+        }
+        if g.remove_at.is_some_and(|t| rdtsc() >= t) {
+            g.remove_at = None;
+            if !g.remove_removable() {
+                g.remove_failed = true;
+            }
+        }
     }
 }
 
@@ -258,7 +385,7 @@ fn serve(hsm: &Hv, guests: &mut [Guest]) {
 fn wait_verdicts(hsm: &Hv, guests: &mut [Guest], i: usize, count: u32) -> bool {
     let start = rdtsc();
     while guests[i].verdicts < count {
-        if rdtsc().wrapping_sub(start) > WAIT_TSC {
+        if rdtsc().wrapping_sub(start) > WAIT_TSC.load(Ordering::Relaxed) {
             guests[i].flush_console();
             println!(
                 "svm: VM {} {}: no verdict in time",
@@ -316,6 +443,12 @@ fn launch_vm(
         unhandled: 0,
         mmio_seen: false,
         irq_ready: false,
+        spin_counter: None,
+        removable: None,
+        removable_mapped: false,
+        remove_now: false,
+        remove_at: None,
+        remove_failed: false,
     };
     let seg = MemSegment {
         kind: MemKind::Ram,
@@ -328,6 +461,7 @@ fn launch_vm(
         .map_memory(&[seg])
         .map_err(|e| alloc::format!("map: {e}"))
         .and_then(|()| g.load())
+        .and_then(|()| g.map_removable(pool))
         .and_then(|()| {
             vm.create_default_client()
                 .map(drop)
@@ -336,6 +470,9 @@ fn launch_vm(
         .and_then(|()| vm.start().map_err(|e| alloc::format!("start: {e}")));
     if let Err(e) = r {
         pool.free_range(ram, size);
+        if let Some(h) = g.removable {
+            pool.free_range(h, REMOVABLE_SIZE);
+        }
         return Err(fail(&vm, e));
     }
     println!(
@@ -348,15 +485,35 @@ fn launch_vm(
     Ok(g)
 }
 
-/// Pause, reset, reload and restart a running guest.
-fn restart(g: &mut Guest) -> Result<(), String> {
+/// Pauses a guest; a `spin` guest must be seen spinning before and standing still after.
+fn pause(g: &mut Guest) -> Result<(), String> {
     let id = g.vm.vmid();
+    if let Some(moved) = g.spin_progress() {
+        println!("svm: VM {} spinning: counter +{} before pause", id, moved);
+        if moved == 0 {
+            return Err(String::from("the spinning guest did not run"));
+        }
+    }
     g.vm.pause().map_err(|e| alloc::format!("pause: {e}"))?;
     g.flush_console();
     println!("svm: paused VM {}", id);
+    if let Some(moved) = g.spin_progress() {
+        println!("svm: VM {} paused: counter +{} after pause", id, moved);
+        if moved != 0 {
+            return Err(String::from("the paused guest still runs"));
+        }
+    }
+    Ok(())
+}
+
+/// Pause, reset, reload and restart a running guest.
+fn restart(g: &mut Guest, pool: &mut RamPool) -> Result<(), String> {
+    let id = g.vm.vmid();
+    pause(g)?;
     g.vm.reset().map_err(|e| alloc::format!("reset: {e}"))?;
     println!("svm: reset VM {}", id);
     g.load()?;
+    g.map_removable(pool)?;
     g.vm.start().map_err(|e| alloc::format!("start: {e}"))?;
     println!("svm: restarted VM {} {}", id, g.desc.name);
     Ok(())
@@ -389,13 +546,60 @@ fn send_test_interrupts(g: &Guest) {
 /// Pause and destroy; the RAM goes back to the pool.
 fn destroy(hsm: &Hv, pool: &mut RamPool, mut g: Guest) -> Result<(), String> {
     let id = g.vm.vmid();
-    g.vm.pause().map_err(|e| alloc::format!("pause: {e}"))?;
-    g.flush_console();
+    pause(&mut g)?;
     hsm.destroy_vm(id)
         .map_err(|e| alloc::format!("destroy: {e}"))?;
     pool.free_range(g.ram, g.ram_size());
+    if let Some(h) = g.removable {
+        pool.free_range(h, REMOVABLE_SIZE);
+    }
     println!("svm: destroyed VM {}", id);
     Ok(())
+}
+
+// ---- busy APs ------------------------------------------------------------------------------
+
+/// What the APs do once started: wait for the BSP to read the command line, then halt or work.
+static AP_MODE: AtomicU8 = AtomicU8::new(AP_UNDECIDED);
+const AP_UNDECIDED: u8 = 0;
+const AP_HALT: u8 = 1;
+const AP_WORK: u8 = 2;
+/// TSC ticks between two AP heartbeats (about 40 ms under TCG, 1 s in Bochs).
+const AP_BEAT_TSC: u64 = 100_000_000;
+
+/// `apwork`: every AP keeps its vCPU busy for good, printing a heartbeat with the result of a
+/// vector-register check (a pattern of its own in XMM/YMM, checked and renewed every beat), so
+/// the post-launched VMs sharing its pCPU compete with a vCPU that never halts.
+fn ap_task(index: u32) -> ! {
+    let mode = loop {
+        match AP_MODE.load(Ordering::SeqCst) {
+            AP_UNDECIDED => core::hint::spin_loop(),
+            m => break m,
+        }
+    };
+    if mode != AP_WORK {
+        halt_forever()
+    }
+    let fpu = fpu::enable();
+    let seed = rdtsc().rotate_left(index) | 1;
+    fpu::load(&fpu, seed, 0);
+    let mut mismatches = 0u64;
+    for beat in 1u64.. {
+        spin_tsc(AP_BEAT_TSC);
+        if let Some(m) = fpu::verify(&fpu, seed, beat - 1) {
+            mismatches += 1;
+            println!(
+                "svm: ap {} register {} lane {}: want {:#x} got {:#x}",
+                index, m.reg, m.lane, m.want, m.got
+            );
+        }
+        fpu::load(&fpu, seed, beat);
+        println!(
+            "svm: ap {} beat {} avx={} fpu-mismatches={}",
+            index, beat, fpu.avx, mismatches
+        );
+    }
+    halt_forever()
 }
 
 // ---- hypercall fuzzer ---------------------------------------------------------------------
@@ -481,7 +685,20 @@ fn finish(failures: &[&str]) -> ! {
 
 #[no_mangle]
 extern "C" fn kmain(magic: u32, info: u32) -> ! {
+    smp::on_ap_start(ap_task);
     let p = identify("service-vm", magic, info);
+    AP_MODE.store(
+        if p.flag("apwork") { AP_WORK } else { AP_HALT },
+        Ordering::SeqCst,
+    );
+    if let Some(secs) = p.arg("verdictwait").and_then(|v| v.parse::<u64>().ok()) {
+        // ACRN's timing leaf gives the TSC rate in kHz; assume 3 GHz without it.
+        let khz = match cpuid(0x4000_0010, 0).0 {
+            0 => 3_000_000,
+            k => u64::from(k),
+        };
+        WAIT_TSC.store(secs.saturating_mul(khz * 1000), Ordering::Relaxed);
+    }
     // Copy everything out of loader memory before handing RAM to guests.
     let mem = GuestMem::new();
     let mods = match modules::list(&mem, info.into()) {
@@ -614,7 +831,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
 
     // The lifecycle exercise on the first VM: pause/reset/restart, then destroy/create.
     if !guests.is_empty() {
-        let step = restart(&mut guests[0]);
+        let step = restart(&mut guests[0], &mut pool);
         match step {
             Ok(()) if wait_verdicts(&hsm, &mut guests, 0, 2) => {}
             Ok(()) => failures.push("no verdict after reset"),
@@ -627,6 +844,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         let (desc, kernel) = (g.desc.clone(), g.kernel.clone());
         if g.passes != g.verdicts {
             failures.push("guest verdict FAIL");
+        }
+        if g.remove_failed {
+            failures.push("memory removal");
         }
         match destroy(&hsm, &mut pool, g) {
             Ok(()) => match launch_vm(&hsm, &mut pool, &desc, kernel) {
@@ -658,6 +878,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         );
         if g.passes != g.verdicts {
             failures.push("guest verdict FAIL");
+        }
+        if g.remove_failed {
+            failures.push("memory removal");
         }
     }
     failures.dedup();
