@@ -14,6 +14,7 @@ pub mod checks;
 pub mod diag;
 pub mod gen;
 pub mod image;
+pub mod inspect;
 pub mod launch;
 pub mod paths;
 pub mod scenario;
