@@ -211,6 +211,12 @@ impl CpuidDump {
         out
     }
 
+    /// AMD: leaf 0x8000001D (cache topology) is defined only with TopoExt
+    /// (0x80000001 ECX bit 22).
+    pub fn has_topology_extensions(&self) -> bool {
+        self.get(0x8000_0001, 0)[ECX] & (1 << 22) != 0
+    }
+
     /// (physical, linear) address bits from leaf 0x80000008.
     pub fn address_bits(&self) -> Option<(u32, u32)> {
         let a = self.get(0x8000_0008, 0)[EAX];
@@ -220,6 +226,9 @@ impl CpuidDump {
     /// The cache descriptors (leaf 4, or 0x8000001D on AMD with topology extensions).
     pub fn caches(&self) -> Vec<CacheLeaf> {
         let leaf = if self.is_amd() { 0x8000_001d } else { 4 };
+        if self.is_amd() && !self.has_topology_extensions() {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for s in 0..64 {
             let r = self.get(leaf, s);
@@ -456,6 +465,7 @@ const EXT1_ECX: &[(u32, &str)] = &[
     (2, "svm"),
     (5, "lzcnt"),
     (8, "prefetchw"),
+    (22, "topoext"),
 ];
 const EXT1_EDX: &[(u32, &str)] = &[
     (11, "syscall_sysret_64"),

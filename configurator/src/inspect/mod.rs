@@ -525,6 +525,12 @@ impl Inspector<'_> {
             }
         }
         if groups.is_empty() {
+            if cpus.iter().any(|c| c.dump.is_amd() && !c.dump.has_topology_extensions()) {
+                self.warn(
+                    "caches",
+                    "AMD CPU without topology extensions (CPUID 0x80000001 ECX[22]): its cache leaf 0x8000001D is undefined, no cache listed",
+                );
+            }
             return "  <caches/>\n".into();
         }
         let mut o = String::from("  <caches>\n");
@@ -651,7 +657,7 @@ impl Inspector<'_> {
             }
             return "  <ioapics/>\n".into();
         };
-        self.revision_check("MADT", madt.revision, 5, "ioapics");
+        self.revision_check("MADT", madt.revision, 6, "ioapics");
         let log = self.platform.kernel_log();
         let ranges = log.as_deref().map(text::ioapic_gsi_ranges).unwrap_or_default();
         let mut bases: Vec<u32> = madt.ioapics.iter().map(|a| a.gsi_base).collect();
