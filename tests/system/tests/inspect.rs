@@ -487,3 +487,97 @@ fn qemu_epyc_board_is_what_inspect_reads() {
         diff.join("\n")
     );
 }
+
+/// A raw disk whose first 2 KiB look like an ext4 superblock (magic 0xEF53, extents).
+fn ext4_looking_disk(path: &Path) {
+    let mut d = vec![0u8; 1 << 20];
+    d[1024 + 0x38..1024 + 0x3a].copy_from_slice(&0xef53u16.to_le_bytes());
+    d[1024 + 0x60] = 0x40;
+    std::fs::write(path, d).unwrap();
+}
+
+#[test]
+fn richer_qemu_machine_validates_and_builds() {
+    let name = "qemu-epyc-rich";
+    let dir = work_dir("inspect-rich-inputs");
+    let disk = dir.join("disk.img");
+    ext4_looking_disk(&disk);
+    let machine = Machine {
+        cpus: 8,
+        mem_mib: 6 << 10,
+        ..Machine::of_board(&load_board(&repo_root().join("configs/qemu-epyc/qemu-epyc.xml")).unwrap())
+    };
+    let mut args = machine.qemu_args(Path::new("unused.iso"));
+    args.truncate(args.iter().position(|a| a == "-cdrom").unwrap());
+    for a in [
+        "-device",
+        "intel-iommu",
+        "-serial",
+        "null",
+        "-device",
+        "e1000",
+        "-drive",
+        &format!("if=none,id=disk0,format=raw,file={}", disk.display()),
+        "-device",
+        "virtio-blk-pci,drive=disk0",
+    ] {
+        args.push(a.to_string());
+    }
+    let ins = inspect_in_qemu(name, args, Duration::from_secs(300));
+    let board_path = dir.join(format!("{name}.xml"));
+    std::fs::write(&board_path, &ins.xml).unwrap();
+    let board = load_board(&board_path).unwrap_or_else(|e| panic!("{e}"));
+    // What the command line put there.
+    assert_eq!(board.pcpus().len(), 8);
+    let top = board.ram_ranges().map(|r| r.end).max().unwrap();
+    assert!(top > 0xffff_ffff, "no RAM above 4 GiB: top {top:#x}");
+    assert!(
+        board.legacy.raw["DRHD_INFO"].contains("DRHD0_REG_BASE"),
+        "no DMAR unit for the intel-iommu:\n{}",
+        board.legacy.raw["DRHD_INFO"]
+    );
+    let uarts: Vec<u64> = board.legacy.serial_ports.iter().map(|p| p.base).collect();
+    assert_eq!(uarts, [0x3f8, 0x2f8], "two serial ports expected");
+    let has = |v: u16, d: u16| {
+        board
+            .pci_functions()
+            .find(|f| f.vendor == Some(v) && f.identifier == Some(d))
+            .and_then(|f| f.bdf)
+    };
+    let e1000 = has(0x8086, 0x100e).expect("the extra e1000 (8086:100e)");
+    assert!(
+        has(0x1af4, 0x1001).is_some(),
+        "no virtio-blk (1af4:1001) in the board"
+    );
+    // The partitioned scenario adapted: PRE_VM1 on pCPUs 4-7 with the e1000 passed through.
+    let scenario = std::fs::read_to_string(repo_root().join("configs/qemu-epyc/partitioned.xml"))
+        .unwrap()
+        .replace(
+            "<pcpu_id>2</pcpu_id>\n      </pcpu>\n      <pcpu>\n        <pcpu_id>3</pcpu_id>",
+            "<pcpu_id>4</pcpu_id>\n      </pcpu>\n      <pcpu>\n        <pcpu_id>5</pcpu_id>\n      </pcpu>\n      <pcpu>\n        <pcpu_id>6</pcpu_id>\n      </pcpu>\n      <pcpu>\n        <pcpu_id>7</pcpu_id>",
+        )
+        .replace(
+            "  </vm>\n</acrn-config>",
+            &format!("    <pci_devs>\n      <pci_dev>{e1000} Ethernet controller</pci_dev>\n    </pci_devs>\n  </vm>\n</acrn-config>"),
+        );
+    assert!(scenario.contains("<pcpu_id>7</pcpu_id>") && scenario.contains("<pci_devs>"));
+    let scenario_path = dir.join("partitioned-rich.xml");
+    std::fs::write(&scenario_path, scenario).unwrap();
+    let started = Instant::now();
+    let out = acrn_system_tests::build(
+        board_path.to_str().unwrap(),
+        scenario_path.to_str().unwrap(),
+        &dir.join("image"),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "build on the inspected richer board failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let part = std::fs::read_to_string(dir.join("image/gen/partition.md")).unwrap_or_default();
+    eprintln!(
+        "build on the richer board: {:.1}s\n{part}",
+        started.elapsed().as_secs_f64()
+    );
+}
