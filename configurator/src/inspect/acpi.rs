@@ -34,13 +34,19 @@ fn u8_at(b: &[u8], o: usize) -> Option<u8> {
     b.get(o).copied()
 }
 fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(o..o.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(o..o.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(o..o.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// The standard header: checks signature and length, returns the revision and the table
@@ -541,9 +547,8 @@ mod tests {
     #[test]
     fn fadt_x_fields_and_legacy_fallback() {
         let mut body = vec![0; 244 - 36];
-        let put32 = |b: &mut Vec<u8>, o: usize, v: u32| {
-            b[o - 36..o - 32].copy_from_slice(&v.to_le_bytes())
-        };
+        let put32 =
+            |b: &mut Vec<u8>, o: usize, v: u32| b[o - 36..o - 32].copy_from_slice(&v.to_le_bytes());
         put32(&mut body, 36, 0x7ffe_0000);
         put32(&mut body, 56, 0x600);
         put32(&mut body, 64, 0x604);
@@ -556,7 +561,11 @@ mod tests {
         let f = parse_fadt(&table_bytes(b"FACP", 3, &body)).unwrap();
         assert_eq!(f.facs, 0x7ffe_0000);
         assert_eq!(
-            (f.pm1a_evt.space_id, f.pm1a_evt.bit_width, f.pm1a_evt.address),
+            (
+                f.pm1a_evt.space_id,
+                f.pm1a_evt.bit_width,
+                f.pm1a_evt.address
+            ),
             (1, 32, 0x600)
         );
         assert_eq!(f.pm1a_cnt.bit_width, 16);

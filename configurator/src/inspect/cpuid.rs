@@ -556,13 +556,17 @@ mod tests {
     /// QEMU `-cpu EPYC` under TCG, as Linux saw it (the values a guest reads).
     fn epyc() -> CpuidDump {
         let mut d = CpuidDump::default();
-        d.leaves.insert((0, 0), [0xd, 0x6874_7541, 0x444d_4163, 0x6974_6e65]);
-        d.leaves.insert((1, 0), [0x0080_0f12, 0x0204_0800, 0xf6d8_3203, 0x078b_fbff]);
+        d.leaves
+            .insert((0, 0), [0xd, 0x6874_7541, 0x444d_4163, 0x6974_6e65]);
+        d.leaves
+            .insert((1, 0), [0x0080_0f12, 0x0204_0800, 0xf6d8_3203, 0x078b_fbff]);
         d.leaves.insert((0x8000_0000, 0), [0x8000_001f, 0, 0, 0]);
-        d.leaves.insert((0x8000_0001, 0), [0, 0, 0x0000_0005, 0x2d93_fbff]);
+        d.leaves
+            .insert((0x8000_0001, 0), [0, 0, 0x0000_0005, 0x2d93_fbff]);
         d.leaves.insert((0x8000_0008, 0), [0x3028, 0, 0, 0]);
         d.leaves.insert((0x8000_000a, 0), [1, 0x10, 0, 1]);
-        let brand = b"AMD EPYC Processor\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+        let brand =
+            b"AMD EPYC Processor\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
         for (i, chunk) in brand.chunks(16).enumerate() {
             let r: Vec<u32> = chunk
                 .chunks(4)
@@ -595,7 +599,8 @@ mod tests {
     #[test]
     fn intel_leaf4_and_cat() {
         let mut d = CpuidDump::default();
-        d.leaves.insert((0, 0), [0x1b, 0x756e_6547, 0x6c65_746e, 0x4965_6e69]);
+        d.leaves
+            .insert((0, 0), [0x1b, 0x756e_6547, 0x6c65_746e, 0x4965_6e69]);
         d.leaves.insert((1, 0), [0x000806c1, 0x0300_0800, 0, 0]);
         d.leaves.insert((7, 0), [0, 1 << 15, 0, 0]);
         // L2 unified, 2 sharing threads, 64 B lines, 20 ways, 1024 sets, 1 partition.

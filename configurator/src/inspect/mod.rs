@@ -177,6 +177,16 @@ struct CpuInfo {
     dump: CpuidDump,
 }
 
+/// A CPU model: family, model, and hybrid core type with native model id.
+type ModelKey = (u32, u32, Option<(&'static str, u32)>);
+
+/// A cache seen on several CPUs: its descriptor, the x2APIC IDs sharing it, the first CPU.
+struct SharedCache {
+    leaf: cpuid::CacheLeaf,
+    apic_ids: Vec<u32>,
+    cpu: u32,
+}
+
 impl Inspector<'_> {
     fn warn(&mut self, sections: &str, message: impl Into<String>) {
         self.warnings.push(Warning {
@@ -257,7 +267,10 @@ impl Inspector<'_> {
             .and_then(|b| match acpi::parse_fadt(&b) {
                 Ok(f) => Some(f),
                 Err(e) => {
-                    self.warn("PM_INFO, RESET_REGISTER_INFO, WAKE_VECTOR_INFO", e.to_string());
+                    self.warn(
+                        "PM_INFO, RESET_REGISTER_INFO, WAKE_VECTOR_INFO",
+                        e.to_string(),
+                    );
                     None
                 }
             })
@@ -384,7 +397,9 @@ impl Inspector<'_> {
                 Some(dump) => out.push(CpuInfo { cpu, dump }),
                 None => self.warn(
                     "processors, caches",
-                    format!("cannot run CPUID on CPU {cpu} (sched_setaffinity failed); it is left out"),
+                    format!(
+                        "cannot run CPUID on CPU {cpu} (sched_setaffinity failed); it is left out"
+                    ),
                 ),
             }
         }
@@ -411,7 +426,7 @@ impl Inspector<'_> {
 
     fn processors(&mut self, cpus: &[CpuInfo]) -> String {
         let mut o = String::from("  <processors>\n");
-        let mut models: Vec<(u32, u32, Option<(&str, u32)>)> = Vec::new();
+        let mut models: Vec<ModelKey> = Vec::new();
         for c in cpus {
             let (f, m, _) = c.dump.signature();
             let key = (f, m, c.dump.core_type());
@@ -481,7 +496,11 @@ impl Inspector<'_> {
             let x2 = c.dump.x2apic_id();
             let die = x2.checked_shr(pkg).unwrap_or(0);
             let core = x2.checked_shr(smt).unwrap_or(0);
-            tree.entry(die).or_default().entry(core).or_default().push(c);
+            tree.entry(die)
+                .or_default()
+                .entry(core)
+                .or_default()
+                .push(c);
         }
         for (die, cores) in tree {
             let _ = writeln!(o, "    <die id=\"{die:#x}\">");
@@ -514,18 +533,25 @@ impl Inspector<'_> {
     }
 
     fn caches(&mut self, cpus: &[CpuInfo]) -> String {
-        let mut groups: BTreeMap<(u32, u32, u32), (cpuid::CacheLeaf, Vec<u32>, u32)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<(u32, u32, u32), SharedCache> = BTreeMap::new();
         for c in cpus {
             for leaf in c.dump.caches() {
-                let e = groups
+                groups
                     .entry((leaf.level, leaf.id, leaf.kind))
-                    .or_insert((leaf, Vec::new(), c.cpu));
-                e.1.push(c.dump.x2apic_id());
+                    .or_insert(SharedCache {
+                        leaf,
+                        apic_ids: Vec::new(),
+                        cpu: c.cpu,
+                    })
+                    .apic_ids
+                    .push(c.dump.x2apic_id());
             }
         }
         if groups.is_empty() {
-            if cpus.iter().any(|c| c.dump.is_amd() && !c.dump.has_topology_extensions()) {
+            if cpus
+                .iter()
+                .any(|c| c.dump.is_amd() && !c.dump.has_topology_extensions())
+            {
                 self.warn(
                     "caches",
                     "AMD CPU without topology extensions (CPUID 0x80000001 ECX[22]): its cache leaf 0x8000001D is undefined, no cache listed",
@@ -534,7 +560,8 @@ impl Inspector<'_> {
             return "  <caches/>\n".into();
         }
         let mut o = String::from("  <caches>\n");
-        for ((level, id, kind), (l, apics, cpu)) in groups {
+        for ((level, id, kind), g) in groups {
+            let (l, apics, cpu) = (g.leaf, g.apic_ids, g.cpu);
             let _ = writeln!(
                 o,
                 "    <cache level=\"{level}\" id=\"{id:#x}\" type=\"{kind}\">"
@@ -564,7 +591,10 @@ impl Inspector<'_> {
                 .and_then(|c| c.dump.cat(level));
             if let (Some((mask, clos, cdp)), 3) = (cat, kind) {
                 o.push_str("      <capability id=\"CAT\">\n");
-                let _ = writeln!(o, "        <capacity_mask_length>{mask}</capacity_mask_length>");
+                let _ = writeln!(
+                    o,
+                    "        <capacity_mask_length>{mask}</capacity_mask_length>"
+                );
                 let _ = writeln!(o, "        <clos_number>{clos}</clos_number>");
                 if cdp {
                     o.push_str("        <capability id=\"CDP\"/>\n");
@@ -589,7 +619,9 @@ impl Inspector<'_> {
                     let p = e.path();
                     let rd = |n: &str| std::fs::read_to_string(p.join(n)).ok();
                     let num = |t: Option<String>| {
-                        t.and_then(|t| u64::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
+                        t.and_then(|t| {
+                            u64::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok()
+                        })
                     };
                     let ty = rd("type").unwrap_or_default();
                     if ty.trim() != "System RAM" {
@@ -597,10 +629,7 @@ impl Inspector<'_> {
                     }
                     match (num(rd("start")), num(rd("end"))) {
                         (Some(s), Some(e)) if e >= s => ranges.push((s, e)),
-                        _ => self.warn(
-                            "memory",
-                            format!("{}: no readable start/end", p.display()),
-                        ),
+                        _ => self.warn("memory", format!("{}: no readable start/end", p.display())),
                     }
                 }
             }
@@ -641,13 +670,14 @@ impl Inspector<'_> {
 
     fn ioapics(&mut self, acpi_ok: bool) -> String {
         let madt = if acpi_ok {
-            self.acpi_table("APIC", "ioapics").and_then(|b| match acpi::parse_madt(&b) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    self.warn("ioapics", e.to_string());
-                    None
-                }
-            })
+            self.acpi_table("APIC", "ioapics")
+                .and_then(|b| match acpi::parse_madt(&b) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        self.warn("ioapics", e.to_string());
+                        None
+                    }
+                })
         } else {
             None
         };
@@ -659,7 +689,10 @@ impl Inspector<'_> {
         };
         self.revision_check("MADT", madt.revision, 6, "ioapics");
         let log = self.platform.kernel_log();
-        let ranges = log.as_deref().map(text::ioapic_gsi_ranges).unwrap_or_default();
+        let ranges = log
+            .as_deref()
+            .map(text::ioapic_gsi_ranges)
+            .unwrap_or_default();
         let mut bases: Vec<u32> = madt.ioapics.iter().map(|a| a.gsi_base).collect();
         bases.sort_unstable();
         let mut o = String::from("  <ioapics>\n");
@@ -671,14 +704,21 @@ impl Inspector<'_> {
             let count = match from_log {
                 Some(n) => n,
                 None => {
-                    let next = bases.iter().find(|b| **b > a.gsi_base).map(|b| b - a.gsi_base);
+                    let next = bases
+                        .iter()
+                        .find(|b| **b > a.gsi_base)
+                        .map(|b| b - a.gsi_base);
                     let n = next.unwrap_or(24);
                     self.warn(
                         "ioapics",
                         format!(
                             "IOAPIC {} GSI count not in the kernel log ({}); {n} assumed",
                             a.id,
-                            if log.is_some() { "no IOAPIC line" } else { "log not readable: run as root" }
+                            if log.is_some() {
+                                "no IOAPIC line"
+                            } else {
+                                "log not readable: run as root"
+                            }
                         ),
                     );
                     n
@@ -721,8 +761,16 @@ impl Inspector<'_> {
             return String::new();
         };
         let mut o = String::new();
-        define(&mut o, &format!("S{state}_PKG_VAL_PM1A"), &format!("{:#x}U", p.pm1a));
-        define(&mut o, &format!("S{state}_PKG_VAL_PM1B"), &format!("{}U", p.pm1b));
+        define(
+            &mut o,
+            &format!("S{state}_PKG_VAL_PM1A"),
+            &format!("{:#x}U", p.pm1a),
+        );
+        define(
+            &mut o,
+            &format!("S{state}_PKG_VAL_PM1B"),
+            &format!("{}U", p.pm1b),
+        );
         define(&mut o, &format!("S{state}_PKG_RESERVED"), "0x0U");
         o
     }
@@ -730,13 +778,14 @@ impl Inspector<'_> {
     fn drhd_text(&mut self, acpi_ok: bool) -> String {
         let mut o = String::new();
         let dmar = if acpi_ok {
-            self.acpi_table("DMAR", "DRHD_INFO").and_then(|b| match acpi::parse_dmar(&b) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.warn("DRHD_INFO", e.to_string());
-                    None
-                }
-            })
+            self.acpi_table("DMAR", "DRHD_INFO")
+                .and_then(|b| match acpi::parse_dmar(&b) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        self.warn("DRHD_INFO", e.to_string());
+                        None
+                    }
+                })
         } else {
             None
         };
@@ -749,16 +798,36 @@ impl Inspector<'_> {
         define(&mut o, "DRHD_MAX_DEVSCOPE_COUNT", &format!("{max_scopes}U"));
         for (n, u) in d.drhds.iter().enumerate() {
             o.push('\n');
-            define(&mut o, &format!("DRHD{n}_DEV_CNT"), &format!("{:#x}U", u.scopes.len()));
-            define(&mut o, &format!("DRHD{n}_SEGMENT"), &format!("{:#x}U", u.segment));
-            define(&mut o, &format!("DRHD{n}_FLAGS"), &format!("{:#x}U", u.flags));
-            define(&mut o, &format!("DRHD{n}_REG_BASE"), &format!("0x{:X}UL", u.register_base));
+            define(
+                &mut o,
+                &format!("DRHD{n}_DEV_CNT"),
+                &format!("{:#x}U", u.scopes.len()),
+            );
+            define(
+                &mut o,
+                &format!("DRHD{n}_SEGMENT"),
+                &format!("{:#x}U", u.segment),
+            );
+            define(
+                &mut o,
+                &format!("DRHD{n}_FLAGS"),
+                &format!("{:#x}U", u.flags),
+            );
+            define(
+                &mut o,
+                &format!("DRHD{n}_REG_BASE"),
+                &format!("0x{:X}UL", u.register_base),
+            );
             define(&mut o, &format!("DRHD{n}_IGNORE"), "false");
             for (m, s) in u.scopes.iter().enumerate() {
                 let (dev, func) = s.path.last().copied().unwrap_or((0, 0));
                 let p = format!("DRHD{n}_DEVSCOPE{m}");
                 define(&mut o, &format!("{p}_TYPE"), &format!("{:#x}U", s.kind));
-                define(&mut o, &format!("{p}_ID"), &format!("{:#x}U", s.enumeration_id));
+                define(
+                    &mut o,
+                    &format!("{p}_ID"),
+                    &format!("{:#x}U", s.enumeration_id),
+                );
                 define(&mut o, &format!("{p}_BUS"), &format!("{:#x}U", s.bus));
                 define(
                     &mut o,
@@ -779,7 +848,12 @@ impl Inspector<'_> {
     }
 
     fn cx_text(&mut self) -> String {
-        if self.root.sys.join("devices/system/cpu/cpu0/cpuidle/state1").exists() {
+        if self
+            .root
+            .sys
+            .join("devices/system/cpu/cpu0/cpuidle/state1")
+            .exists()
+        {
             self.warn(
                 "CX_INFO",
                 "the CPU has idle states, but reading them (ACPI _CST) is not implemented",
@@ -789,7 +863,12 @@ impl Inspector<'_> {
     }
 
     fn px_text(&mut self) -> String {
-        if self.root.sys.join("devices/system/cpu/cpu0/cpufreq").exists() {
+        if self
+            .root
+            .sys
+            .join("devices/system/cpu/cpu0/cpufreq")
+            .exists()
+        {
             self.warn(
                 "PX_INFO",
                 "the CPU has frequency states, but reading them (ACPI _PSS) is not implemented",
@@ -799,7 +878,11 @@ impl Inspector<'_> {
     }
 
     fn smbios_section(&mut self, kind: u8) -> String {
-        let section = if kind == 0 { "BIOS_INFO" } else { "BASE_BOARD_INFO" };
+        let section = if kind == 0 {
+            "BIOS_INFO"
+        } else {
+            "BASE_BOARD_INFO"
+        };
         let path = self.root.sys.join("firmware/dmi/tables/DMI");
         let table = match std::fs::read(&path) {
             Ok(b) => Some(b),
@@ -905,8 +988,12 @@ impl Inspector<'_> {
         iomem: &[text::ResourceLine],
         acpi_ok: bool,
     ) -> String {
-        let mut o = String::from("  <devices>\n    <bus type=\"system\">\n      <acpi_object>\\_SB_</acpi_object>\n");
-        let host = pci.iter().find(|f| (f.bus, f.device, f.function) == (0, 0, 0));
+        let mut o = String::from(
+            "  <devices>\n    <bus type=\"system\">\n      <acpi_object>\\_SB_</acpi_object>\n",
+        );
+        let host = pci
+            .iter()
+            .find(|f| (f.bus, f.device, f.function) == (0, 0, 0));
         let desc = host.map(describe).unwrap_or_default();
         let _ = writeln!(
             o,
@@ -916,10 +1003,11 @@ impl Inspector<'_> {
         if let Some(h) = host {
             ids(&mut o, h, 8);
         }
-        let root_acpi = std::fs::read_to_string(self.root.sys.join("devices/pci0000:00/firmware_node/path"))
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+        let root_acpi =
+            std::fs::read_to_string(self.root.sys.join("devices/pci0000:00/firmware_node/path"))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty());
         if let Some(p) = root_acpi {
             let _ = writeln!(o, "        <acpi_object>{}</acpi_object>", esc(&p));
         }
@@ -937,7 +1025,10 @@ impl Inspector<'_> {
         );
         res += 1;
         let ioports = self
-            .read_text(&self.root.proc.join("ioports"), "devices (host bridge I/O windows)")
+            .read_text(
+                &self.root.proc.join("ioports"),
+                "devices (host bridge I/O windows)",
+            )
             .map(|t| text::parse_resource_tree(&t))
             .unwrap_or_default();
         let windows = |tree: &[text::ResourceLine]| -> Vec<(u64, u64)> {
@@ -1020,7 +1111,10 @@ impl Inspector<'_> {
             }
             if (1..=4).contains(&f.interrupt_pin) {
                 let pin = (b'A' + f.interrupt_pin - 1) as char;
-                let _ = writeln!(o, "{pad}  <resource type=\"interrupt_pin\" pin=\"INT{pin}#\"/>");
+                let _ = writeln!(
+                    o,
+                    "{pad}  <resource type=\"interrupt_pin\" pin=\"INT{pin}#\"/>"
+                );
             }
             for b in &f.bars {
                 if b.io {
@@ -1045,7 +1139,10 @@ impl Inspector<'_> {
             for c in &f.capabilities {
                 let name = c.name();
                 if let Some((count, is64, masking)) = c.msi {
-                    let _ = writeln!(o, "{pad}  <capability id=\"{name}\">\n{pad}    <count>{count}</count>");
+                    let _ = writeln!(
+                        o,
+                        "{pad}  <capability id=\"{name}\">\n{pad}    <count>{count}</count>"
+                    );
                     if is64 {
                         let _ = writeln!(o, "{pad}    <capability id=\"64-bit address\"/>");
                     }
@@ -1111,7 +1208,9 @@ impl Inspector<'_> {
             if uart_type == 0 {
                 continue;
             }
-            let io_type = rd("io_type").and_then(|t| t.parse::<u32>().ok()).unwrap_or(0);
+            let io_type = rd("io_type")
+                .and_then(|t| t.parse::<u32>().ok())
+                .unwrap_or(0);
             let hex = |t: Option<String>| {
                 t.and_then(|t| u64::from_str_radix(t.trim_start_matches("0x"), 16).ok())
             };
@@ -1124,7 +1223,10 @@ impl Inspector<'_> {
                         .filter_map(|a| pci::parse_address(a.file_name()?.to_str()?))
                         .next()
                 })
-                .filter(|(_, b, d, f)| pci.iter().any(|x| (x.bus, x.device, x.function) == (*b, *d, *f)));
+                .filter(|(_, b, d, f)| {
+                    pci.iter()
+                        .any(|x| (x.bus, x.device, x.function) == (*b, *d, *f))
+                });
             if io_type == 0 {
                 let Some(base) = hex(rd("port")) else {
                     self.warn("TTYS_INFO", format!("{name}: no readable port"));
@@ -1154,7 +1256,8 @@ impl Inspector<'_> {
     }
 
     fn irq_text(&mut self) -> String {
-        let Some(t) = self.need_text(&self.root.proc.join("interrupts"), "AVAILABLE_IRQ_INFO") else {
+        let Some(t) = self.need_text(&self.root.proc.join("interrupts"), "AVAILABLE_IRQ_INFO")
+        else {
             return String::new();
         };
         let list: Vec<String> = text::available_irqs(&text::used_irqs(&t))
@@ -1173,7 +1276,10 @@ impl Inspector<'_> {
 
     fn possible_text(&mut self) -> String {
         let path = self.root.sys.join("devices/system/cpu/possible");
-        match self.need_text(&path, "CPU_PROCESSOR_INFO").and_then(|t| text::parse_cpu_list(&t)) {
+        match self
+            .need_text(&path, "CPU_PROCESSOR_INFO")
+            .and_then(|t| text::parse_cpu_list(&t))
+        {
             Some(l) => l.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
             None => String::new(),
         }
@@ -1275,7 +1381,11 @@ fn ids(o: &mut String, f: &pci::PciFunction, indent: usize) {
     let pad = " ".repeat(indent);
     let _ = writeln!(o, "{pad}<vendor>{:#06x}</vendor>", f.vendor);
     let _ = writeln!(o, "{pad}<identifier>{:#06x}</identifier>", f.device_id);
-    let _ = writeln!(o, "{pad}<subsystem_vendor>{:#06x}</subsystem_vendor>", f.subsystem_vendor);
+    let _ = writeln!(
+        o,
+        "{pad}<subsystem_vendor>{:#06x}</subsystem_vendor>",
+        f.subsystem_vendor
+    );
     let _ = writeln!(
         o,
         "{pad}<subsystem_identifier>{:#06x}</subsystem_identifier>",
@@ -1351,7 +1461,11 @@ fn reset_text(fadt: Option<&acpi::Fadt>) -> String {
         return String::new();
     };
     let mut o = String::new();
-    define(&mut o, "RESET_REGISTER_ADDRESS", &format!("0x{:X}UL", r.0.address));
+    define(
+        &mut o,
+        "RESET_REGISTER_ADDRESS",
+        &format!("0x{:X}UL", r.0.address),
+    );
     define(&mut o, "RESET_REGISTER_SPACE_ID", &space_name(r.0.space_id));
     define(&mut o, "RESET_REGISTER_VALUE", &format!("{:#x}U", r.1));
     o
@@ -1369,10 +1483,26 @@ fn pm_text(fadt: Option<&acpi::Fadt>) -> String {
         ("PM1B_CNT", f.pm1b_cnt),
     ] {
         define(&mut o, &format!("{name}_SPACE_ID"), &space_name(g.space_id));
-        define(&mut o, &format!("{name}_BIT_WIDTH"), &format!("{:#x}U", g.bit_width));
-        define(&mut o, &format!("{name}_BIT_OFFSET"), &format!("{:#x}U", g.bit_offset));
-        define(&mut o, &format!("{name}_ADDRESS"), &format!("0x{:X}UL", g.address));
-        define(&mut o, &format!("{name}_ACCESS_SIZE"), &format!("{:#x}U", g.access_size));
+        define(
+            &mut o,
+            &format!("{name}_BIT_WIDTH"),
+            &format!("{:#x}U", g.bit_width),
+        );
+        define(
+            &mut o,
+            &format!("{name}_BIT_OFFSET"),
+            &format!("{:#x}U", g.bit_offset),
+        );
+        define(
+            &mut o,
+            &format!("{name}_ADDRESS"),
+            &format!("0x{:X}UL", g.address),
+        );
+        define(
+            &mut o,
+            &format!("{name}_ACCESS_SIZE"),
+            &format!("{:#x}U", g.access_size),
+        );
     }
     o
 }
@@ -1383,7 +1513,9 @@ fn mmcfg_text(mcfg: Option<&[acpi::McfgEntry]>) -> String {
             "/* PCI mmcfg base of MCFG */\n#define DEFAULT_PCI_MMCFG_BASE   {:#x}UL\n",
             e.base
         ),
-        None => "/* no MCFG table: PCI configuration space through ports 0xcf8/0xcfc only */\n".into(),
+        None => {
+            "/* no MCFG table: PCI configuration space through ports 0xcf8/0xcfc only */\n".into()
+        }
     }
 }
 

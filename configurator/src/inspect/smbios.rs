@@ -11,7 +11,9 @@ pub enum SmbiosError {
         len: usize,
         total: usize,
     },
-    #[error("SMBIOS structure at offset {offset}: formatted length {len} is below the 4-byte header")]
+    #[error(
+        "SMBIOS structure at offset {offset}: formatted length {len} is below the 4-byte header"
+    )]
     BadLength { offset: usize, len: usize },
 }
 
@@ -70,7 +72,11 @@ pub fn parse_structures(table: &[u8]) -> Result<Vec<Structure>, SmbiosError> {
                 }
                 break;
             }
-            strings.push(String::from_utf8_lossy(&table[p..p + end]).trim().to_string());
+            strings.push(
+                String::from_utf8_lossy(&table[p..p + end])
+                    .trim()
+                    .to_string(),
+            );
             p += end + 1;
         }
         out.push(Structure {
@@ -123,7 +129,7 @@ mod tests {
     fn bios_and_board() {
         let mut t = vec![0, 0x18, 0, 0, 1, 2, 0, 0xe8, 3, 0];
         t.resize(0x18, 0);
-        t.extend(b"SeaBIOS\0 1.16.2 \004/01/2014\0\0");
+        t.extend(b"SeaBIOS\0 1.16.2 \x0004/01/2014\0\0");
         t.extend([2, 8, 1, 0, 1, 2, 0, 0]);
         t.extend(b"ACME\0Board\0\0");
         t.extend([127, 4, 2, 0, 0, 0]);

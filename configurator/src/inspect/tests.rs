@@ -103,7 +103,10 @@ fn machine() -> TempTree {
     .iter()
     .enumerate()
     {
-        t.put(&format!("sys/firmware/memmap/{i}/start"), format!("{s:#x}\n"));
+        t.put(
+            &format!("sys/firmware/memmap/{i}/start"),
+            format!("{s:#x}\n"),
+        );
         t.put(&format!("sys/firmware/memmap/{i}/end"), format!("{e:#x}\n"));
         t.put(&format!("sys/firmware/memmap/{i}/type"), format!("{ty}\n"));
     }
@@ -136,9 +139,15 @@ fn machine() -> TempTree {
         "00000000-00000fff : Reserved\n00001000-0009fbff : System RAM\n00100000-7ffdefff : System RAM\n\
          b0000000-bfffffff : PCI MMCONFIG 0000 [bus 00-ff]\nc0000000-febfffff : PCI Bus 0000:00\n  feb80000-feb9ffff : 0000:00:02.0\n",
     );
-    t.put("proc/ioports", "0000-0cf7 : PCI Bus 0000:00\n0d00-ffff : PCI Bus 0000:00\n");
+    t.put(
+        "proc/ioports",
+        "0000-0cf7 : PCI Bus 0000:00\n0d00-ffff : PCI Bus 0000:00\n",
+    );
     t.put("proc/meminfo", "MemTotal:        2013952 kB\n");
-    t.put("proc/interrupts", "  0: 1 IO-APIC timer\n  4: 1 IO-APIC ttyS0\n 12: 1 i8042\n");
+    t.put(
+        "proc/interrupts",
+        "  0: 1 IO-APIC timer\n  4: 1 IO-APIC ttyS0\n 12: 1 i8042\n",
+    );
     t
 }
 
@@ -164,13 +173,18 @@ fn fake_machine_board_loads_with_its_values() {
     assert_eq!(nic.vendor, Some(0x8086));
     assert_eq!(nic.bars().count(), 3);
     assert_eq!(
-        nic.capability("MSI-X").and_then(|c| c.msix).map(|m| m.table_size),
+        nic.capability("MSI-X")
+            .and_then(|c| c.msix)
+            .map(|m| m.table_size),
         Some(5)
     );
     assert_eq!(board.legacy.max_msix_table_num, Some(5));
     assert_eq!(board.legacy.serial_ports.len(), 1);
     assert_eq!(board.legacy.serial_ports[0].base, 0x3f8);
-    assert_eq!(board.legacy.available_irqs, [3, 5, 6, 7, 10, 11, 13, 14, 15]);
+    assert_eq!(
+        board.legacy.available_irqs,
+        [3, 5, 6, 7, 10, 11, 13, 14, 15]
+    );
     assert_eq!(board.legacy.total_mem_kb, Some(2013952));
     assert_eq!(board.legacy.cpu_processors, [0, 1]);
     assert_eq!(board.legacy.pci_vid_pid.len(), 2);
@@ -178,7 +192,10 @@ fn fake_machine_board_loads_with_its_values() {
     assert!(board.legacy.raw["PM_INFO"].contains("PM1A_EVT_ADDRESS        0x600UL"));
     assert!(board.legacy.raw["WAKE_VECTOR_INFO"].contains("0x7FFE000CUL"));
     // The host bridge windows come from /proc/iomem and /proc/ioports.
-    let host = board.device_nodes().find(|n| n.id.as_deref() == Some("PNP0A08")).unwrap();
+    let host = board
+        .device_nodes()
+        .find(|n| n.id.as_deref() == Some("PNP0A08"))
+        .unwrap();
     assert!(host
         .resources
         .iter()
@@ -205,7 +222,13 @@ fn missing_and_hidden_files_are_warnings_in_the_file() {
     std::fs::remove_file(t.0.join("proc/meminfo")).unwrap();
     let ins = inspect(&SysRoot::under(&t.0), &FakeCpus, "fake");
     let w: Vec<String> = ins.warnings.iter().map(Warning::to_string).collect();
-    for needle in ["IOMEM_INFO", "ioapics", "MSI-X", "TOTAL_MEM_INFO", "00:02.0"] {
+    for needle in [
+        "IOMEM_INFO",
+        "ioapics",
+        "MSI-X",
+        "TOTAL_MEM_INFO",
+        "00:02.0",
+    ] {
         assert!(w.iter().any(|l| l.contains(needle)), "no {needle} in {w:?}");
         assert!(ins.xml.contains(needle));
     }

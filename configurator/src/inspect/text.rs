@@ -79,7 +79,14 @@ pub fn ioapic_gsi_ranges(log: &str) -> Vec<(u32, u32, u32)> {
     log.lines()
         .filter_map(|l| {
             let rest = &l[l.find("IOAPIC[")?..];
-            let id: u32 = rest.split("apic_id ").nth(1)?.split(',').next()?.trim().parse().ok()?;
+            let id: u32 = rest
+                .split("apic_id ")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .trim()
+                .parse()
+                .ok()?;
             let gsi = rest.split("GSI ").nth(1)?;
             let (a, b) = gsi.trim().split_once('-')?;
             Some((id, a.trim().parse().ok()?, b.trim().parse().ok()?))

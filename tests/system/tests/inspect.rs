@@ -123,7 +123,7 @@ impl Cpio {
         self.pad();
     }
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }
@@ -221,8 +221,12 @@ fn inspect_in_qemu(name: &str, mut qemu_args: Vec<String>, limit: Duration) -> I
             panic!("no inspect result after {boot_seconds:.1}s ({status:?}):\n{console}")
         });
     let f: Vec<&str> = exit_line.split_whitespace().collect();
-    let stderr = section("ACRN-INSPECT-STDERR-BEGIN\n", "ACRN-INSPECT-STDERR-END").unwrap_or_default();
-    assert_eq!(f[0], "0", "inspect failed in the guest:\n{stderr}\n{console}");
+    let stderr =
+        section("ACRN-INSPECT-STDERR-BEGIN\n", "ACRN-INSPECT-STDERR-END").unwrap_or_default();
+    assert_eq!(
+        f[0], "0",
+        "inspect failed in the guest:\n{stderr}\n{console}"
+    );
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let b64 = section("ACRN-INSPECT-BOARD-BEGIN\n", "ACRN-INSPECT-BOARD-END")
         .unwrap_or_else(|| panic!("no board in the console:\n{console}"));
@@ -308,7 +312,9 @@ fn read_values(b: &Board) -> BTreeMap<String, String> {
                     c.cache_type,
                     c.cache_size,
                     c.processors.clone(),
-                    c.cat.as_ref().map(|c| (c.capacity_mask_length, c.clos_number, c.cdp))
+                    c.cat
+                        .as_ref()
+                        .map(|c| (c.capacity_mask_length, c.clos_number, c.cdp))
                 ))
                 .collect::<Vec<_>>()
         ),
@@ -345,10 +351,7 @@ fn read_values(b: &Board) -> BTreeMap<String, String> {
         let bdf = f.bdf.unwrap();
         put(
             &format!("devices/PCI {bdf} ids"),
-            format!(
-                "{:?} {:?} {:?}",
-                f.vendor, f.identifier, f.class
-            ),
+            format!("{:?} {:?} {:?}", f.vendor, f.identifier, f.class),
         );
         put(
             &format!("devices/PCI {bdf} BARs"),
@@ -368,9 +371,9 @@ fn read_values(b: &Board) -> BTreeMap<String, String> {
             ),
         );
     }
-    let host = b
-        .device_nodes()
-        .find(|n| n.kind == NodeKind::Bus && n.bus_type.as_deref() == Some("pci") && n.address == Some(0));
+    let host = b.device_nodes().find(|n| {
+        n.kind == NodeKind::Bus && n.bus_type.as_deref() == Some("pci") && n.address == Some(0)
+    });
     put(
         "devices/host bridge memory windows",
         format!(
@@ -505,7 +508,9 @@ fn richer_qemu_machine_validates_and_builds() {
     let machine = Machine {
         cpus: 8,
         mem_mib: 6 << 10,
-        ..Machine::of_board(&load_board(&repo_root().join("configs/qemu-epyc/qemu-epyc.xml")).unwrap())
+        ..Machine::of_board(
+            &load_board(&repo_root().join("configs/qemu-epyc/qemu-epyc.xml")).unwrap(),
+        )
     };
     let mut args = machine.qemu_args(Path::new("unused.iso"));
     args.truncate(args.iter().position(|a| a == "-cdrom").unwrap());
