@@ -65,6 +65,7 @@ fn initramfs(board_name: &str) -> Vec<u8> {
          $bb mount -t proc proc /proc\n\
          $bb mount -t sysfs sysfs /sys\n\
          $bb mount -t devtmpfs devtmpfs /dev\n\
+         echo 1 >/proc/sys/kernel/printk\n\
          t0=$($bb cut -d' ' -f1 /proc/uptime)\n\
          /bin/acrn-configurator inspect --out /tmp/board.xml --name {board_name} 2>/tmp/err\n\
          rc=$?\n\
@@ -172,7 +173,7 @@ struct Inspected {
 /// Boots the kernel with the initramfs on `qemu_args` (a machine without its boot medium) and
 /// returns the inspected board.
 fn inspect_in_qemu(name: &str, mut qemu_args: Vec<String>, limit: Duration) -> Inspected {
-    require_tools(&["qemu-system-x86_64", "apt-get", "dpkg-deb"]);
+    require_tools(&["qemu-system-x86_64"]);
     let dir = work_dir(&format!("inspect-{name}"));
     let initrd = dir.join("initramfs.cpio");
     std::fs::write(&initrd, initramfs(name)).unwrap();
@@ -208,7 +209,23 @@ fn inspect_in_qemu(name: &str, mut qemu_args: Vec<String>, limit: Duration) -> I
     let _ = child.kill();
     let status = child.wait();
     let console = String::from_utf8_lossy(&reader.join().unwrap()).replace('\r', "");
-    let boot_seconds = started.elapsed().as_secs_f64();
+    from_console(
+        name,
+        &dir,
+        &console,
+        started.elapsed().as_secs_f64(),
+        &format!("{status:?}"),
+    )
+}
+
+/// The board (and timings) a run printed on its console.
+fn from_console(
+    name: &str,
+    dir: &Path,
+    console: &str,
+    boot_seconds: f64,
+    status: &str,
+) -> Inspected {
     let section = |begin: &str, end: &str| -> Option<String> {
         let a = console.find(begin)? + begin.len();
         let b = a + console[a..].find(end)?;
@@ -250,6 +267,92 @@ fn inspect_in_qemu(name: &str, mut qemu_args: Vec<String>, limit: Duration) -> I
     ins
 }
 
+/// A GRUB ISO that boots the kernel with the inspect initramfs (Bochs has no -kernel).
+fn inspect_iso(name: &str, dir: &Path) -> PathBuf {
+    require_tools(&["grub-mkrescue", "xorriso", "gzip"]);
+    let stage = dir.join("iso-root");
+    std::fs::create_dir_all(stage.join("boot/grub")).unwrap();
+    std::fs::copy(debian_kernel(), stage.join("boot/vmlinuz")).unwrap();
+    // GRUB reads the ISO through the BIOS, which takes minutes in Bochs: the initramfs goes
+    // in gzip-compressed (the kernel unpacks it).
+    let raw = dir.join("initramfs.cpio");
+    std::fs::write(&raw, initramfs(name)).unwrap();
+    let gz = Command::new("gzip")
+        .args(["-9", "-n", "-f"])
+        .arg(&raw)
+        .status()
+        .expect("run gzip");
+    assert!(gz.success(), "gzip failed");
+    std::fs::rename(dir.join("initramfs.cpio.gz"), stage.join("boot/initrd")).unwrap();
+    std::fs::write(
+        stage.join("boot/grub/grub.cfg"),
+        "set timeout=0\nset default=0\nmenuentry inspect {\n  linux /boot/vmlinuz console=ttyS0 earlyprintk=serial,ttyS0 rdinit=/init panic=-1\n  initrd /boot/initrd\n}\n",
+    )
+    .unwrap();
+    let iso = dir.join("inspect.iso");
+    let out = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&iso)
+        .arg(&stage)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run grub-mkrescue");
+    assert!(
+        out.status.success(),
+        "grub-mkrescue failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    iso
+}
+
+/// Boots the inspect ISO in Bochs with the bochsrc `run` writes for `board`; COM1 is a file.
+fn inspect_in_bochs(name: &str, board: &Board, limit: Duration) -> Inspected {
+    require_tools(&["bochs"]);
+    let dir = work_dir(&format!("inspect-{name}"));
+    let iso = inspect_iso(name, &dir);
+    std::fs::write(
+        dir.join("bochsrc"),
+        Machine::of_board(board).bochsrc(&iso, &dir),
+    )
+    .unwrap();
+    std::fs::write(dir.join("bochs.cmds"), "c\nquit\n").unwrap();
+    let com1 = dir.join("com1.txt");
+    std::fs::write(&com1, b"").unwrap();
+    let started = Instant::now();
+    let mut child = Command::new("bochs")
+        .arg("-q")
+        .arg("-f")
+        .arg(dir.join("bochsrc"))
+        .arg("-rc")
+        .arg(dir.join("bochs.cmds"))
+        // Bochs 2.7 aborts while reading its config under a UTF-8 locale.
+        .env("LANG", "C")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("bochs.out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("bochs.err")).unwrap())
+        .spawn()
+        .expect("start bochs");
+    let mut console = String::new();
+    while started.elapsed() < limit {
+        console =
+            String::from_utf8_lossy(&std::fs::read(&com1).unwrap_or_default()).replace('\r', "");
+        if console.contains("ACRN-INSPECT-BOARD-END") || child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let _ = child.kill();
+    let status = child.wait();
+    from_console(
+        name,
+        &dir,
+        &console,
+        started.elapsed().as_secs_f64(),
+        &format!("{status:?}"),
+    )
+}
+
 /// QEMU's arguments for `board` as `acrn-configurator run` starts it, minus the boot CD.
 fn run_machine_args(board: &Board) -> Vec<String> {
     let mut args = Machine::of_board(board).qemu_args(Path::new("unused.iso"));
@@ -258,6 +361,11 @@ fn run_machine_args(board: &Board) -> Vec<String> {
     args
 }
 
+const CPU_SIGNATURES: &str = "processors/threads (family, model, stepping, core type)";
+const CPU_CAPABILITIES: &str = "processors/model capabilities";
+const CPU_MODEL: &str = "processors/model family/model";
+const CPU_BRAND: &str = "CPU_BRAND";
+
 /// Every value of a board that the configurator reads, keyed by what it is.
 fn read_values(b: &Board) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
@@ -265,36 +373,34 @@ fn read_values(b: &Board) -> BTreeMap<String, String> {
         v.insert(k.to_string(), val);
     };
     put(
-        "processors/threads (cpu_id, apic_id, x2apic_id, family, model, stepping, core type)",
+        "processors/threads (cpu_id, apic_id, x2apic_id)",
         format!(
             "{:?}",
             b.threads()
-                .map(|t| (
-                    t.cpu_id,
-                    t.apic_id,
-                    t.x2apic_id,
-                    t.family_id,
-                    t.model_id,
-                    t.stepping_id,
-                    t.core_type
-                ))
+                .map(|t| (t.cpu_id, t.apic_id, t.x2apic_id))
+                .collect::<Vec<_>>()
+        ),
+    );
+    put(
+        CPU_SIGNATURES,
+        format!(
+            "{:?}",
+            b.threads()
+                .map(|t| (t.family_id, t.model_id, t.stepping_id, t.core_type))
                 .collect::<Vec<_>>()
         ),
     );
     for m in &b.processors.models {
         let mut caps = m.capabilities.clone();
         caps.sort();
-        put("processors/model capabilities", caps.join(" "));
-        put(
-            "processors/model family/model",
-            format!("{:?} {:?}", m.family_id, m.model_id),
-        );
+        put(CPU_CAPABILITIES, caps.join(" "));
+        put(CPU_MODEL, format!("{:?} {:?}", m.family_id, m.model_id));
     }
     put(
         "physical_address_bits",
         format!("{:?}", b.physical_address_bits()),
     );
-    put("CPU_BRAND", b.legacy.cpu_brand.clone());
+    put(CPU_BRAND, b.legacy.cpu_brand.clone());
     put(
         "CPU_PROCESSOR_INFO",
         format!("{:?}", b.legacy.cpu_processors),
@@ -429,7 +535,8 @@ fn read_values(b: &Board) -> BTreeMap<String, String> {
         "AVAILABLE_IRQ_INFO",
         format!("{:?}", b.legacy.available_irqs),
     );
-    put("TOTAL_MEM_INFO", format!("{:?}", b.legacy.total_mem_kb));
+    // Not TOTAL_MEM_INFO: Linux's MemTotal moves with the kernel's own reservations (a new
+    // Debian kernel changes it by kilobytes), and nothing in the configurator uses it.
     put(
         "MAX_MSIX_TABLE_NUM",
         format!("{:?}", b.legacy.max_msix_table_num),
@@ -455,12 +562,12 @@ fn read_values(b: &Board) -> BTreeMap<String, String> {
     v
 }
 
-/// The differences between two boards' read values, one line each.
-fn differences(expected: &Board, got: &Board) -> Vec<String> {
+/// The differences between two boards' read values, one line each, except the `skip` keys.
+fn differences(expected: &Board, got: &Board, skip: &[&str]) -> Vec<String> {
     let (a, b) = (read_values(expected), read_values(got));
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
+        .filter(|k| !skip.contains(&k.as_str()) && a.get(*k) != b.get(*k))
         .map(|k| {
             format!(
                 "{k}:\n    committed: {}\n    inspected: {}",
@@ -482,10 +589,38 @@ fn qemu_epyc_board_is_what_inspect_reads() {
     );
     let got = load_board_str(Path::new("inspected qemu-epyc.xml"), &ins.xml)
         .unwrap_or_else(|e| panic!("{e}\n{}", ins.xml));
-    let diff = differences(&committed, &got);
+    let diff = differences(&committed, &got, &[]);
     assert!(
         diff.is_empty(),
         "the inspected qemu-epyc board differs from {}:\n{}",
+        path.display(),
+        diff.join("\n")
+    );
+}
+
+/// The same in Bochs for configs/bochs-tigerlake (`run`'s bochsrc). Debian's kernel hangs on
+/// Bochs' `tigerlake` model even bare (see tests/linux.rs), so the machine runs
+/// `corei7_skylake_x` (ACRN_BOCHS_MODEL) and the CPU identity (signature, brand,
+/// capabilities) is not compared; everything else is.
+#[test]
+#[ignore = "slow: GRUB and Linux take 10-20 minutes to boot in Bochs; run with --ignored"]
+fn bochs_tigerlake_board_is_what_inspect_reads() {
+    let path = repo_root().join("configs/bochs-tigerlake/bochs-tigerlake.xml");
+    let committed = load_board(&path).unwrap_or_else(|e| panic!("{e}"));
+    if std::env::var_os("ACRN_BOCHS_MODEL").is_none() {
+        std::env::set_var("ACRN_BOCHS_MODEL", "corei7_skylake_x");
+    }
+    let ins = inspect_in_bochs("bochs-tigerlake", &committed, Duration::from_secs(1800));
+    let got = load_board_str(Path::new("inspected bochs-tigerlake.xml"), &ins.xml)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ins.xml));
+    let diff = differences(
+        &committed,
+        &got,
+        &[CPU_SIGNATURES, CPU_CAPABILITIES, CPU_MODEL, CPU_BRAND],
+    );
+    assert!(
+        diff.is_empty(),
+        "the inspected bochs-tigerlake board differs from {}:\n{}",
         path.display(),
         diff.join("\n")
     );
