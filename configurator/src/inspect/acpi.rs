@@ -591,6 +591,27 @@ mod tests {
     }
 
     #[test]
+    fn ivrs_units() {
+        let mut body = vec![0; 12];
+        body.extend([0x10, 0, 24, 0, 2, 0, 0x40, 0]);
+        body.extend(0xfeb8_0000u64.to_le_bytes());
+        body.extend([0; 8]);
+        body.extend([0x20, 0, 8, 0, 0, 0, 0, 0]); // memory definition: skipped
+        let u = parse_ivrs(&table_bytes(b"IVRS", 2, &body)).unwrap();
+        assert_eq!(u.len(), 1);
+        assert_eq!(
+            (u[0].kind, u[0].device_id, u[0].base_address),
+            (0x10, 2, 0xfeb8_0000)
+        );
+        let mut bad = body.clone();
+        bad[14] = 200; // IVHD length past the end
+        assert!(matches!(
+            parse_ivrs(&table_bytes(b"IVRS", 2, &bad)),
+            Err(AcpiError::Structure { .. })
+        ));
+    }
+
+    #[test]
     fn sleep_packages() {
         // Name (_S5_, Package (0x04) { 0x07, Zero, Zero, Zero })
         let aml = [

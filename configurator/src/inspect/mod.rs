@@ -789,6 +789,27 @@ impl Inspector<'_> {
         } else {
             None
         };
+        if acpi_ok {
+            if let Some(b) = self.acpi_table("IVRS", "DRHD_INFO") {
+                match acpi::parse_ivrs(&b) {
+                    Ok(units) => {
+                        let at: Vec<String> = units
+                            .iter()
+                            .map(|u| format!("{:#x}", u.base_address))
+                            .collect();
+                        self.warn(
+                            "DRHD_INFO",
+                            format!(
+                                "the machine has an AMD IOMMU (IVRS: {} unit(s) at {}); ACRN's board format has no section for it",
+                                units.len(),
+                                at.join(", ")
+                            ),
+                        );
+                    }
+                    Err(e) => self.warn("DRHD_INFO", e.to_string()),
+                }
+            }
+        }
         let Some(d) = dmar else {
             define(&mut o, "DRHD_COUNT", "0U");
             return o;
