@@ -72,7 +72,7 @@ fn initramfs(board_name: &str) -> Vec<u8> {
          t1=$($bb cut -d' ' -f1 /proc/uptime)\n\
          echo \"ACRN-INSPECT-EXIT $rc $t0 $t1\"\n\
          echo ACRN-INSPECT-STDERR-BEGIN\n$bb cat /tmp/err\necho ACRN-INSPECT-STDERR-END\n\
-         echo ACRN-INSPECT-BOARD-BEGIN\n$bb base64 /tmp/board.xml\necho ACRN-INSPECT-BOARD-END\n\
+         echo ACRN-INSPECT-BOARD-BEGIN\n$bb gzip -9 -c /tmp/board.xml | $bb base64\necho ACRN-INSPECT-BOARD-END\n\
          $bb poweroff -f\n"
     );
     let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -161,6 +161,27 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// `gzip -dc` (the board crosses the serial console compressed: Bochs' UART is slow).
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("gzip")
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run gzip");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().expect("gzip -dc");
+    let _ = writer.join();
+    assert!(
+        out.status.success(),
+        "the board did not arrive intact (gzip -dc failed)"
+    );
+    out.stdout
+}
+
 /// What one inspect run in QEMU gave.
 struct Inspected {
     xml: String,
@@ -173,7 +194,7 @@ struct Inspected {
 /// Boots the kernel with the initramfs on `qemu_args` (a machine without its boot medium) and
 /// returns the inspected board.
 fn inspect_in_qemu(name: &str, mut qemu_args: Vec<String>, limit: Duration) -> Inspected {
-    require_tools(&["qemu-system-x86_64"]);
+    require_tools(&["qemu-system-x86_64", "gzip"]);
     let dir = work_dir(&format!("inspect-{name}"));
     let initrd = dir.join("initramfs.cpio");
     std::fs::write(&initrd, initramfs(name)).unwrap();
@@ -249,7 +270,7 @@ fn from_console(
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let b64 = section("ACRN-INSPECT-BOARD-BEGIN\n", "ACRN-INSPECT-BOARD-END")
         .unwrap_or_else(|| panic!("no board in the console:\n{console}"));
-    let xml = String::from_utf8(base64_decode(&b64)).expect("the board is UTF-8");
+    let xml = String::from_utf8(gunzip(&base64_decode(&b64))).expect("the board is UTF-8");
     if let Some(save) = std::env::var_os("ACRN_INSPECT_SAVE") {
         let p = PathBuf::from(save).join(format!("{name}.xml"));
         std::fs::write(&p, &xml).unwrap();
@@ -605,14 +626,14 @@ fn qemu_epyc_board_is_what_inspect_reads() {
 /// `corei7_skylake_x` (ACRN_BOCHS_MODEL) and the CPU identity (signature, brand,
 /// capabilities) is not compared; everything else is.
 #[test]
-#[ignore = "slow: GRUB and Linux take 10-20 minutes to boot in Bochs; run with --ignored"]
+#[ignore = "slow: GRUB, Linux and the serial transfer take 30 minutes or more in Bochs; run with --ignored"]
 fn bochs_tigerlake_board_is_what_inspect_reads() {
     let path = repo_root().join("configs/bochs-tigerlake/bochs-tigerlake.xml");
     let committed = load_board(&path).unwrap_or_else(|e| panic!("{e}"));
     if std::env::var_os("ACRN_BOCHS_MODEL").is_none() {
         std::env::set_var("ACRN_BOCHS_MODEL", "corei7_skylake_x");
     }
-    let ins = inspect_in_bochs("bochs-tigerlake", &committed, Duration::from_secs(1800));
+    let ins = inspect_in_bochs("bochs-tigerlake", &committed, Duration::from_secs(3600));
     let got = load_board_str(Path::new("inspected bochs-tigerlake.xml"), &ins.xml)
         .unwrap_or_else(|e| panic!("{e}\n{}", ins.xml));
     let diff = differences(
