@@ -2,7 +2,7 @@
 # Installs what building and testing need on a fresh Debian machine; safe to run again.
 set -euo pipefail
 
-packages=(qemu-system-x86 bochs bochsbios vgabios grub-pc-bin grub-common xorriso mtools linux-libc-dev gcc)
+packages=(qemu-system-x86 bochs bochsbios vgabios grub-pc-bin grub-common xorriso mtools linux-libc-dev gcc libc6-dev util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

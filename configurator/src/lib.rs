@@ -15,6 +15,7 @@ pub mod diag;
 pub mod enforcement;
 pub mod gen;
 pub mod image;
+pub mod inspect;
 pub mod launch;
 pub mod paths;
 pub mod scenario;

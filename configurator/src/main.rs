@@ -79,6 +79,8 @@ enum Command {
     Build(acrn_configurator::image::cli::BuildArgs),
     /// Build, then boot the image in QEMU or Bochs and show the console.
     Run(acrn_configurator::image::cli::RunArgs),
+    /// Write the board file of the Linux machine this runs on (run as root on the target).
+    Inspect(acrn_configurator::inspect::cli::InspectArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
         Command::Explain { id, markdown } => cmd_explain(id.as_deref(), markdown),
         Command::Build(a) => Ok(acrn_configurator::image::cli::cmd_build(a)),
         Command::Run(a) => Ok(acrn_configurator::image::cli::cmd_run(a)),
+        Command::Inspect(a) => Ok(acrn_configurator::inspect::cli::cmd_inspect(a)),
         Command::Generate {
             board,
             scenario,

@@ -8,6 +8,8 @@
 //!   test has seen what it waits for (or a line that already decides failure).
 //! * A missing emulator or tool is a failure that says how to install it, never a skip.
 
+pub mod debian;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -9,101 +9,12 @@
 //! `dpkg-deb -x`. It is cached in `<target>/linux-cache/vmlinuz` (or `$ACRN_LINUX_CACHE`), so
 //! only the first run needs the network.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use acrn_system_tests::{check, require_tools, run, target_dir, RunSpec, Transcript};
+use acrn_system_tests::debian::debian_kernel;
+use acrn_system_tests::{check, require_tools, run, RunSpec, Transcript};
 
 const VM: &str = "LINUX_VM";
-
-fn sh(cmd: &mut Command, what: &str) -> String {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Downloads `package` into `dir` and returns the .deb.
-fn apt_download(package: &str, dir: &Path) -> PathBuf {
-    sh(
-        Command::new("apt-get")
-            .args(["download", package])
-            .current_dir(dir),
-        &format!("apt-get download {package} (needs Debian's apt sources and the network)"),
-    );
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with(&format!("{package}_")) && n.ends_with(".deb")
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "apt-get download {package} left no .deb in {}",
-                dir.display()
-            )
-        })
-}
-
-/// The Debian kernel, from the cache or fetched into it.
-fn debian_kernel() -> PathBuf {
-    let cache = std::env::var_os("ACRN_LINUX_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("linux-cache"));
-    let vmlinuz = cache.join("vmlinuz");
-    if vmlinuz.is_file() {
-        return vmlinuz;
-    }
-    require_tools(&["apt-get", "dpkg-deb"]);
-    let work = cache.join("download");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let meta = apt_download("linux-image-amd64", &work);
-    // Depends: linux-image-6.1.0-NN-amd64 (= ...): the package with the kernel.
-    let depends = sh(
-        Command::new("dpkg-deb")
-            .args(["-f"])
-            .arg(&meta)
-            .arg("Depends"),
-        "dpkg-deb -f Depends",
-    );
-    let real = depends
-        .split(',')
-        .map(|d| d.trim().split([' ', '(']).next().unwrap_or(""))
-        .find(|d| d.starts_with("linux-image-") && d != &"linux-image-amd64")
-        .unwrap_or_else(|| panic!("linux-image-amd64 depends on no linux-image-*: {depends}"))
-        .to_string();
-    let deb = apt_download(&real, &work);
-    let root = work.join("root");
-    sh(
-        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
-        "dpkg-deb -x",
-    );
-    let kernel = std::fs::read_dir(root.join("boot"))
-        .expect("the package has /boot")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("vmlinuz-")
-        })
-        .expect("the package has /boot/vmlinuz-*");
-    let tmp = cache.join("vmlinuz.tmp");
-    std::fs::copy(&kernel, &tmp).unwrap();
-    std::fs::rename(&tmp, &vmlinuz).unwrap();
-    std::fs::write(cache.join("version"), format!("{real}\n")).unwrap();
-    let _ = std::fs::remove_dir_all(&work);
-    vmlinuz
-}
 
 /// Linux's `Memory: AVAILK/TOTALK available ...` line: the total in KiB.
 fn linux_total_kib(t: &Transcript) -> Option<u64> {

@@ -1,0 +1,118 @@
+//! Debian packages the system tests boot: the `linux-image-amd64` kernel and `busybox-static`,
+//! fetched with `apt-get download`, unpacked with `dpkg-deb -x` and cached in
+//! `<target>/linux-cache/` (or `$ACRN_LINUX_CACHE`), so only the first run needs the network.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{require_tools, target_dir};
+
+fn sh(cmd: &mut Command, what: &str) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("ACRN_LINUX_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("linux-cache"))
+}
+
+/// Downloads `package` into `dir` and returns the .deb.
+fn apt_download(package: &str, dir: &Path) -> PathBuf {
+    sh(
+        Command::new("apt-get")
+            .args(["download", package])
+            .current_dir(dir),
+        &format!("apt-get download {package} (needs Debian's apt sources and the network)"),
+    );
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(&format!("{package}_")) && n.ends_with(".deb")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "apt-get download {package} left no .deb in {}",
+                dir.display()
+            )
+        })
+}
+
+/// Unpacks `deb` under a scratch directory and moves the file at `inner` (relative to the
+/// package root, found by `pick` among the entries of its directory) to `cached`.
+fn unpack_one(deb: &Path, work: &Path, dir_in_pkg: &str, pick: &str, cached: &Path) {
+    let root = work.join("root");
+    sh(
+        Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root),
+        "dpkg-deb -x",
+    );
+    let file = std::fs::read_dir(root.join(dir_in_pkg))
+        .unwrap_or_else(|e| panic!("the package has no /{dir_in_pkg}: {e}"))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(pick))
+        .unwrap_or_else(|| panic!("the package has no /{dir_in_pkg}/{pick}*"));
+    let tmp = cached.with_extension("tmp");
+    std::fs::copy(&file, &tmp).unwrap();
+    std::fs::rename(&tmp, cached).unwrap();
+}
+
+/// The Debian kernel (`vmlinuz`), from the cache or fetched into it.
+pub fn debian_kernel() -> PathBuf {
+    let cache = cache_dir();
+    let vmlinuz = cache.join("vmlinuz");
+    if vmlinuz.is_file() {
+        return vmlinuz;
+    }
+    require_tools(&["apt-get", "dpkg-deb"]);
+    let work = cache.join("download");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let meta = apt_download("linux-image-amd64", &work);
+    // Depends: linux-image-6.1.0-NN-amd64 (= ...): the package with the kernel.
+    let depends = sh(
+        Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(&meta)
+            .arg("Depends"),
+        "dpkg-deb -f Depends",
+    );
+    let real = depends
+        .split(',')
+        .map(|d| d.trim().split([' ', '(']).next().unwrap_or(""))
+        .find(|d| d.starts_with("linux-image-") && d != &"linux-image-amd64")
+        .unwrap_or_else(|| panic!("linux-image-amd64 depends on no linux-image-*: {depends}"))
+        .to_string();
+    let deb = apt_download(&real, &work);
+    unpack_one(&deb, &work, "boot", "vmlinuz-", &vmlinuz);
+    std::fs::write(cache.join("version"), format!("{real}\n")).unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+    vmlinuz
+}
+
+/// Debian's statically linked busybox (`busybox-static`), from the cache or fetched into it.
+pub fn busybox_static() -> PathBuf {
+    let cache = cache_dir();
+    let busybox = cache.join("busybox");
+    if busybox.is_file() {
+        return busybox;
+    }
+    require_tools(&["apt-get", "dpkg-deb"]);
+    let work = cache.join("download-busybox");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let deb = apt_download("busybox-static", &work);
+    unpack_one(&deb, &work, "bin", "busybox", &busybox);
+    let _ = std::fs::remove_dir_all(&work);
+    busybox
+}
