@@ -21,6 +21,7 @@ pub mod msr {
     pub const IA32_VMX_CR4_FIXED1: u32 = 0x489;
     pub const IA32_VMX_PROCBASED_CTLS2: u32 = 0x48B;
     pub const IA32_VMX_EPT_VPID_CAP: u32 = 0x48C;
+    pub const IA32_VMX_MISC: u32 = 0x485;
     pub const IA32_VMX_TRUE_PINBASED_CTLS: u32 = 0x48D;
     pub const IA32_VMX_TRUE_PROCBASED_CTLS: u32 = 0x48E;
     pub const IA32_VMX_TRUE_EXIT_CTLS: u32 = 0x48F;
@@ -46,6 +47,7 @@ bitflags! {
     pub struct PinControls: u32 {
         const EXTERNAL_INTERRUPT_EXITING = 1 << 0;
         const NMI_EXITING = 1 << 3;
+        const PREEMPTION_TIMER = 1 << 6;
         const _ = !0;
     }
 
@@ -133,6 +135,8 @@ pub struct RawCaps {
     pub cr4_fixed0: u64,
     pub cr4_fixed1: u64,
     pub ept_vpid: u64,
+    /// IA32_VMX_MISC (bits 4:0: the preemption timer counts every 2^n TSC ticks).
+    pub misc: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +189,11 @@ impl RawCaps {
         (self.basic & 0x7fff_ffff) as u32
     }
 
+    /// TSC ticks per preemption-timer tick, as a power of two.
+    pub fn preemption_timer_shift(&self) -> u32 {
+        (self.misc & 0x1F) as u32
+    }
+
     /// The TRUE_* control MSRs exist.
     pub fn has_true_controls(&self) -> bool {
         VmxBasic::from_bits_retain(self.basic).contains(VmxBasic::TRUE_CONTROLS)
@@ -196,12 +205,14 @@ impl RawCaps {
     /// not forced on (EPT guests own their CR3).
     pub fn controls(&self) -> Result<Controls, VmxError> {
         // Physical interrupts belong to the hypervisor: they exit, and are taken through its own
-        // IDT after the exit (no acknowledge-on-exit), as on SVM with the INTR intercept.
+        // IDT after the exit (no acknowledge-on-exit), as on SVM with the INTR intercept. The
+        // preemption timer bounds how long a guest runs without an exit, whatever masks the
+        // emulator applies to interrupts.
         let pin = PinControls::from_bits_retain(adjust(
             ControlKind::PinBased,
             self.pin,
             PinControls::EXTERNAL_INTERRUPT_EXITING.bits(),
-            0,
+            PinControls::PREEMPTION_TIMER.bits(),
         )?);
         let proc1 = PrimaryControls::from_bits_retain(adjust(
             ControlKind::Primary,
@@ -304,6 +315,7 @@ mod tests {
             cr4_fixed0: 0x2000,
             cr4_fixed1: 0x0037_27ff,
             ept_vpid: 0x0f01_0633_4141,
+            misc: 0x0000_0000_0000_0005,
         }
     }
 
@@ -319,8 +331,8 @@ mod tests {
         let c = bochs().controls().unwrap();
         assert_eq!(
             c.pin.bits(),
-            0x17,
-            "default-1 pin bits and external-interrupt exiting"
+            0x57,
+            "default-1 pin bits, external-interrupt exiting and the preemption timer"
         );
         assert!(!c.pin.contains(PinControls::NMI_EXITING));
         assert!(c.proc1.contains(PrimaryControls::HLT_EXITING));

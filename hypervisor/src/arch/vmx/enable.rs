@@ -80,6 +80,7 @@ fn read_caps() -> RawCaps {
         cr4_fixed0: rdmsr(msr::IA32_VMX_CR4_FIXED0),
         cr4_fixed1: rdmsr(msr::IA32_VMX_CR4_FIXED1),
         ept_vpid,
+        misc: rdmsr(msr::IA32_VMX_MISC),
     }
 }
 

@@ -7,6 +7,7 @@ use bitflags::bitflags;
 pub mod reason {
     pub const EXCEPTION_NMI: u16 = 0;
     pub const EXTERNAL_INTERRUPT: u16 = 1;
+    pub const PREEMPTION_TIMER: u16 = 52;
     pub const TRIPLE_FAULT: u16 = 2;
     pub const INIT: u16 = 3;
     pub const SIPI: u16 = 4;
@@ -137,7 +138,8 @@ pub fn decode(raw: &RawExit, regs: &GuestRegs) -> Decoded {
                 }
             }
         }
-        reason::EXTERNAL_INTERRUPT => VmExit::ExternalInterrupt,
+        // The hypervisor looks at what it has to do, as after an interrupt.
+        reason::EXTERNAL_INTERRUPT | reason::PREEMPTION_TIMER => VmExit::ExternalInterrupt,
         reason::TRIPLE_FAULT => VmExit::Shutdown,
         reason::INIT => VmExit::Init,
         reason::SIPI => VmExit::Sipi { vector: q as u8 },

@@ -152,6 +152,7 @@ pub const GUEST_TR_AR: Field = Field(0x4822);
 pub const GUEST_INTERRUPTIBILITY: Field = Field(0x4824);
 pub const GUEST_ACTIVITY_STATE: Field = Field(0x4826);
 pub const GUEST_SYSENTER_CS: Field = Field(0x482A);
+pub const PREEMPTION_TIMER_VALUE: Field = Field(0x482E);
 // 32-bit host-state field.
 pub const HOST_SYSENTER_CS: Field = Field(0x4C00);
 

@@ -2,7 +2,8 @@
 
 use super::bitmaps::{IoBitmap, MsrBitmap};
 use super::caps::{
-    msr, Controls, EntryControls, ExitControls, PrimaryControls, SecondaryControls, VmxError,
+    msr, Controls, EntryControls, ExitControls, PinControls, PrimaryControls, SecondaryControls,
+    VmxError,
 };
 use super::enable::{current, Page};
 use super::exit::{decode, gpr, intr, Decoded, ExitReason, RawExit, VMFAIL_FLAG, VMFAIL_INVALID};
@@ -74,6 +75,19 @@ const PASSTHROUGH_MSRS: [u32; 12] = [
     msr::IA32_SYSENTER_EIP,
 ];
 
+/// Longest a guest runs without an exit: the pCPU loop then takes what interrupts and kicks
+/// wait for it (an emulator may mask them while the guest has IF clear).
+const SLICE_US: u64 = 1000;
+
+/// Preemption-timer ticks of [`SLICE_US`] when the timer counts every 2^`shift` TSC ticks.
+fn preemption_ticks(shift: u32) -> u32 {
+    let khz = match crate::tsc::khz() {
+        0 => 1_000_000,
+        k => k as u64,
+    };
+    ((khz * SLICE_US / 1000) >> shift.min(31)).clamp(1, u32::MAX as u64) as u32
+}
+
 /// Vectors whose hardware exceptions push an error code (#DF #TS #NP #SS #GP #PF #AC #CP).
 fn has_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10..=14 | 17 | 21)
@@ -110,6 +124,8 @@ pub struct VmxVcpu {
     /// Event whose delivery an exit interrupted (IDT-vectoring info, error code, length).
     reinject: Option<(u32, u32, u32)>,
     exit_len: u8,
+    /// Preemption-timer ticks of one slice (None: the CPU has no preemption timer).
+    preemption: Option<u32>,
 }
 
 impl VmxVcpu {
@@ -167,6 +183,10 @@ impl VmxVcpu {
             pending_irq: None,
             reinject: None,
             exit_len: 0,
+            preemption: controls
+                .pin
+                .contains(PinControls::PREEMPTION_TIMER)
+                .then(|| preemption_ticks(cpu.caps.preemption_timer_shift())),
         };
         IoBitmap(&mut v.pages.io).trap_all();
         let mut msrs = MsrBitmap(&mut v.pages.msr);
@@ -475,6 +495,9 @@ impl Vcpu for VmxVcpu {
         loop {
             self.make_current();
             self.prepare_injection();
+            if let Some(ticks) = self.preemption {
+                HwVmcs.write(f::PREEMPTION_TIMER_VALUE, ticks as u64);
+            }
             // SAFETY: the VMCS was fully initialised by `new` and `set_initial_state`.
             match unsafe { instr::enter(&mut self.regs, self.launched) } {
                 EnterResult::Exited => {}
