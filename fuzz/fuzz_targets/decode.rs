@@ -79,7 +79,7 @@ fn check_operands(op: Op) {
         } => {
             assert!(size_ok(size) && reg_ok(size, reg, high_byte), "{op:?}");
             if let Some(to) = zero_extend_to {
-                assert!(size_ok(to) && to > size && !high_byte, "{op:?}");
+                assert!(size_ok(to) && to >= size && !high_byte, "{op:?}");
             }
         }
         Op::Alu { size, src, .. } => {
@@ -142,13 +142,6 @@ fn compare_with_iced(bytes: &[u8], mode: CpuMode, op: Op) {
         Op::BitTest { .. } => &[Mnemonic::Bt],
     };
     assert!(expected.contains(&m), "{op:?} decoded where iced sees {:?}", i.code());
-    let mem_size = match i.memory_size() {
-        MemorySize::UInt8 | MemorySize::Int8 => 1,
-        MemorySize::UInt16 | MemorySize::Int16 => 2,
-        MemorySize::UInt32 | MemorySize::Int32 => 4,
-        MemorySize::UInt64 | MemorySize::Int64 => 8,
-        other => panic!("iced sees a {other:?} memory operand for {op:?}"),
-    };
     let size = match op {
         Op::StoreReg { size, .. }
         | Op::StoreImm { size, .. }
@@ -156,6 +149,13 @@ fn compare_with_iced(bytes: &[u8], mode: CpuMode, op: Op) {
         | Op::Alu { size, .. }
         | Op::BitTest { size, .. } => size as usize,
         _ => return,
+    };
+    let mem_size = match i.memory_size() {
+        MemorySize::UInt8 | MemorySize::Int8 => 1,
+        MemorySize::UInt16 | MemorySize::Int16 => 2,
+        MemorySize::UInt32 | MemorySize::Int32 => 4,
+        MemorySize::UInt64 | MemorySize::Int64 => 8,
+        other => panic!("iced sees a {other:?} memory operand for {op:?}"),
     };
     assert_eq!(size, mem_size, "memory operand size differs from iced ({:?})", i.code());
 }

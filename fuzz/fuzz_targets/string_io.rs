@@ -182,6 +182,10 @@ fuzz_target!(|input: Input| {
             want_regs.rdi
         };
         let la = linear(index);
+        // INS reads the port before it stores the element, so a fault still consumes it.
+        if !input.out {
+            want_ports.push(PortEvent::In);
+        }
         let Some(idx) = want_mem.all(la, size as usize) else {
             want = Err(Fault { la });
             break;
@@ -194,7 +198,6 @@ fuzz_target!(|input: Input| {
             want_ports.push(PortEvent::Out(v));
         } else {
             let v = port_value(input.port_seed, k).to_le_bytes();
-            want_ports.push(PortEvent::In);
             for (n, &i) in idx.iter().enumerate() {
                 want_mem.bytes[i] = v[n];
             }

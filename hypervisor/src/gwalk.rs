@@ -4,6 +4,7 @@
 
 /// Reads guest-physical memory of one VM.
 pub trait GuestPhys {
+    /// The naturally aligned 8-byte word at `gpa` (the walk never asks for another).
     fn read_u64(&self, gpa: u64) -> Option<u64>;
 }
 
@@ -54,7 +55,9 @@ pub fn translate(
         (pte & P != 0).then_some((pte & ADDR) | (la & 0xFFF))
     } else {
         let la = la & 0xFFFF_FFFF;
-        let rd32 = |a: u64| m.read_u64(a).map(|v| v & 0xFFFF_FFFF);
+        // 4-byte entries: half of an aligned word (an unaligned read would be refused by the
+        // post-launched VM's reader, or cross the end of the table page).
+        let rd32 = |a: u64| m.read_u64(a & !7).map(|v| (v >> (8 * (a & 4))) & 0xFFFF_FFFF);
         let pde = rd32((cr3 & 0xFFFF_F000) + (la >> 22) * 4)?;
         if pde & P == 0 {
             return None;
@@ -75,8 +78,23 @@ mod tests {
     struct M(HashMap<u64, u64>);
     impl GuestPhys for M {
         fn read_u64(&self, gpa: u64) -> Option<u64> {
+            assert_eq!(gpa % 8, 0, "unaligned read at {gpa:#x}");
             Some(*self.0.get(&gpa).unwrap_or(&0))
         }
+    }
+
+    /// Fuzzing found (gwalk target): 32-bit paging read odd-indexed 4-byte entries as
+    /// unaligned 8-byte words, which the post-launched VM's reader refuses.
+    #[test]
+    fn legacy_32bit_entries_are_read_as_aligned_words() {
+        let mut m = M(HashMap::new());
+        // PDE 0x3FF (la 0xFFC0_0000..) is the upper half of the word at 0x5FF8; its PT entry
+        // 0x3FF the upper half of the word at 0x6FF8.
+        m.0.insert(0x5FF8, (0x6000 | 1) << 32 | 0xDEAD_0001);
+        m.0.insert(0x6FF8, (0x0012_3000 | 1) << 32 | 0xBEEF_0001);
+        let t = |la| translate(&m, 1 << 31 | 1, 0x5000, 0, 0, la);
+        assert_eq!(t(0xFFFF_F456), Some(0x12_3456));
+        assert_eq!(t(0xFFFF_E456), Some(0xBEEF_0456));
     }
 
     #[test]
