@@ -57,7 +57,10 @@ pub fn translate(
         let la = la & 0xFFFF_FFFF;
         // 4-byte entries: half of an aligned word (an unaligned read would be refused by the
         // post-launched VM's reader, or cross the end of the table page).
-        let rd32 = |a: u64| m.read_u64(a & !7).map(|v| (v >> (8 * (a & 4))) & 0xFFFF_FFFF);
+        let rd32 = |a: u64| {
+            m.read_u64(a & !7)
+                .map(|v| (v >> (8 * (a & 4))) & 0xFFFF_FFFF)
+        };
         let pde = rd32((cr3 & 0xFFFF_F000) + (la >> 22) * 4)?;
         if pde & P == 0 {
             return None;
