@@ -3,6 +3,7 @@
 # guest-facing decoder: fuzz/fuzz_targets/*.rs.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     (default: 20 seconds, every target)
+#   FUZZ_RUNS=1000000 scripts/fuzz.sh 3600     (the benchmark: stop each at 1M executions)
 #
 # Per target: replays the committed crash inputs (fuzz/regressions/TARGET), then fuzzes for
 # SECONDS from the working corpus (fuzz/corpus/TARGET, not committed), the hand-made seeds
@@ -104,7 +105,7 @@ for t in "${targets[@]}"; do
   status=0
   cargo +nightly fuzz run "${build[@]}" "$t" "$corpus" "${seed_dirs[@]}" -- \
     -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$artifacts/" -max_len=65536 >"$log" 2>&1 || status=$?
+    -artifact_prefix="$artifacts/" -max_len=65536 ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} >"$log" 2>&1 || status=$?
   after=$(find "$artifacts" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)

@@ -90,8 +90,16 @@ fuzz_target!(|input: Input| {
         }
     }
     let (start, size) = input.query;
-    let covered = covered_by_ram(bi.memmap().iter().map(|e| (e.addr, e.size, e.kind)), start, size);
-    assert_eq!(bi.is_ram(start, size), covered, "is_ram({start:#x}, {size:#x})");
+    let covered = covered_by_ram(
+        bi.memmap().iter().map(|e| (e.addr, e.size, e.kind)),
+        start,
+        size,
+    );
+    assert_eq!(
+        bi.is_ram(start, size),
+        covered,
+        "is_ram({start:#x}, {size:#x})"
+    );
 });
 
 /// Whether the usable (type 1) entries cover `[start, start + size)` (saturating at 2^64, as

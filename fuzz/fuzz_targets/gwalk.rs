@@ -64,10 +64,10 @@ fuzz_target!(|input: Input| {
         reads: RefCell::new(Vec::new()),
     };
     let (cr0, cr4, efer) = match input.mode % 4 {
-        0 => (0x11, 0, 0),                                  // paging off
+        0 => (0x11, 0, 0),                                     // paging off
         1 => (1 << 31 | 0x11, (input.cr4_pse as u64) << 4, 0), // 32-bit
-        2 => (1 << 31 | 0x11, 1 << 5, 0),                     // PAE
-        _ => (1 << 31 | 0x11, 1 << 5, 1 << 10 | 1 << 8),      // long mode
+        2 => (1 << 31 | 0x11, 1 << 5, 0),                      // PAE
+        _ => (1 << 31 | 0x11, 1 << 5, 1 << 10 | 1 << 8),       // long mode
     };
     let cr3 = u64::from(input.cr3);
     let got = translate(&mem, cr0, cr3, cr4, efer, input.la);

@@ -40,14 +40,24 @@ fn configs() -> [SlotConfig; 5] {
     [
         slot(SlotKind::PreLaunched, "PRE_RT", 0b1_0000, GuestFlags::RT),
         slot(SlotKind::Service, "SOS", SERVICE_PCPUS, GuestFlags::empty()),
-        slot(SlotKind::PostLaunched, "POST_STD", 0b0110, GuestFlags::empty()),
+        slot(
+            SlotKind::PostLaunched,
+            "POST_STD",
+            0b0110,
+            GuestFlags::empty(),
+        ),
         slot(
             SlotKind::PostLaunched,
             "POST_RT",
             0b1000,
             GuestFlags::RT.union(GuestFlags::LAPIC_PASSTHROUGH),
         ),
-        slot(SlotKind::PostLaunched, "STATIC", 0b0010, GuestFlags::STATIC_VM),
+        slot(
+            SlotKind::PostLaunched,
+            "STATIC",
+            0b0010,
+            GuestFlags::STATIC_VM,
+        ),
     ]
 }
 
@@ -63,11 +73,17 @@ fn in_ram(a: u64, len: usize) -> bool {
 
 impl PhysBytes for Phys {
     fn read(&self, hpa: u64, buf: &mut [u8]) {
-        assert!(in_ram(hpa, buf.len()), "read outside Service VM RAM at {hpa:#x}");
+        assert!(
+            in_ram(hpa, buf.len()),
+            "read outside Service VM RAM at {hpa:#x}"
+        );
         buf.copy_from_slice(&self.0[hpa as usize..hpa as usize + buf.len()]);
     }
     fn write(&mut self, hpa: u64, data: &[u8]) {
-        assert!(in_ram(hpa, data.len()), "write outside Service VM RAM at {hpa:#x}");
+        assert!(
+            in_ram(hpa, data.len()),
+            "write outside Service VM RAM at {hpa:#x}"
+        );
         self.0[hpa as usize..hpa as usize + data.len()].copy_from_slice(data);
     }
 }
@@ -93,7 +109,8 @@ impl Model {
             !matches!(kind, Some(SlotKind::PreLaunched | SlotKind::Service)),
             "an effect on VM {vmid}, which is not post-launched"
         );
-        self.vms[vmid as usize].unwrap_or_else(|| panic!("an effect on VM {vmid}, which does not exist"))
+        self.vms[vmid as usize]
+            .unwrap_or_else(|| panic!("an effect on VM {vmid}, which does not exist"))
     }
     fn set(&mut self, vmid: u16, s: State) {
         self.vms[vmid as usize].as_mut().expect("exists").0 = s;
@@ -108,13 +125,21 @@ impl Model {
 }
 
 fn check_range(gpa: u64, size: u64) {
-    assert!(size > 0 && (gpa | size) & 0xFFF == 0, "unaligned range {gpa:#x}+{size:#x}");
-    assert!(gpa.checked_add(size).is_some_and(|e| e <= MAX_USER_GPA), "range above the limit");
+    assert!(
+        size > 0 && (gpa | size) & 0xFFF == 0,
+        "unaligned range {gpa:#x}+{size:#x}"
+    );
+    assert!(
+        gpa.checked_add(size).is_some_and(|e| e <= MAX_USER_GPA),
+        "range above the limit"
+    );
 }
 
 impl VmOps for Model {
     fn create(&mut self, vmid: u16, pcpus: u64, flags: u64) -> Result<(), i32> {
-        let kind = configs().get(vmid as usize).map(|c| (c.kind, c.name, c.pcpus));
+        let kind = configs()
+            .get(vmid as usize)
+            .map(|c| (c.kind, c.name, c.pcpus));
         let allowed = match kind {
             None => SERVICE_PCPUS,
             Some((SlotKind::PostLaunched, name, _)) if name.is_empty() => SERVICE_PCPUS,
@@ -122,8 +147,14 @@ impl VmOps for Model {
             Some(k) => panic!("create in slot {vmid} ({k:?})"),
         };
         assert!((vmid as usize) < MAX_VM, "create beyond max_vm_num");
-        assert!(self.vms[vmid as usize].is_none(), "create of existing VM {vmid}");
-        assert!(pcpus != 0 && pcpus & !allowed == 0, "affinity {pcpus:#x} not in {allowed:#x}");
+        assert!(
+            self.vms[vmid as usize].is_none(),
+            "create of existing VM {vmid}"
+        );
+        assert!(
+            pcpus != 0 && pcpus & !allowed == 0,
+            "affinity {pcpus:#x} not in {allowed:#x}"
+        );
         assert!(pcpus.count_ones() <= u32::from(MAX_VCPUS_PER_VM));
         let f = GuestFlags::from_bits_retain(flags);
         assert!(!f.contains(GuestFlags::LAPIC_PASSTHROUGH) || f.contains(GuestFlags::RT));
@@ -139,7 +170,10 @@ impl VmOps for Model {
     }
     fn start(&mut self, vmid: u16, ioreq_page: u64) -> Result<(), i32> {
         assert_eq!(self.vm(vmid).0, State::Created, "start");
-        assert!(ioreq_page & 0xFFF == 0 && in_ram(ioreq_page, 0x1000), "request page");
+        assert!(
+            ioreq_page & 0xFFF == 0 && in_ram(ioreq_page, 0x1000),
+            "request page"
+        );
         self.result()?;
         self.set(vmid, State::Running);
         Ok(())
@@ -190,7 +224,10 @@ impl VmOps for Model {
     }
     fn inject_msi(&mut self, vmid: u16, addr: u64, data: u64) -> Result<(), i32> {
         self.vm(vmid);
-        assert!(addr >> 20 == 0xFEE && data & 0xFF >= 16, "MSI {addr:#x}/{data:#x}");
+        assert!(
+            addr >> 20 == 0xFEE && data & 0xFF >= 16,
+            "MSI {addr:#x}/{data:#x}"
+        );
         self.result()
     }
 }
@@ -276,7 +313,9 @@ fn prepare(mem: &mut impl GuestMemory, at: u64, prep: &Prep) {
             flags,
             affinity,
         } => {
-            let names = ["POST_STD", "POST_RT", "STATIC", "SOS", "PRE_RT", "dyn_a", "dyn_b", ""];
+            let names = [
+                "POST_STD", "POST_RT", "STATIC", "SOS", "PRE_RT", "dyn_a", "dyn_b", "",
+            ];
             let mut b = [0u8; 48];
             let n = names[*name as usize % names.len()].as_bytes();
             b[8..8 + n.len()].copy_from_slice(n);
@@ -288,9 +327,9 @@ fn prepare(mem: &mut impl GuestMemory, at: u64, prep: &Prep) {
             let mut b = Vec::new();
             b.extend_from_slice(&vmid.to_le_bytes());
             b.extend_from_slice(&[0; 6]);
-            b.extend_from_slice(&(regions.len() as u32).to_le_bytes());
+            b.extend_from_slice(&(regions.len().min(64) as u32).to_le_bytes());
             b.extend_from_slice(&[0; 4]);
-            b.extend_from_slice(&(at + 24).to_le_bytes());
+            b.extend_from_slice(&at.wrapping_add(24).to_le_bytes());
             for &(ty, prot, gpa_page, hpa_page, pages) in regions.iter().take(64) {
                 b.extend_from_slice(&u32::from(ty % 4).to_le_bytes());
                 b.extend_from_slice(&prot.to_le_bytes());
@@ -362,7 +401,10 @@ fuzz_target!(|input: Input| {
                     HC_VM_GPA2HPA,
                 ];
                 if !writes.contains(&id) || r != 0 && id != HC_CREATE_VM {
-                    assert!(mem.phys.0 == before, "call {id:#x} (result {r}) wrote memory");
+                    assert!(
+                        mem.phys.0 == before,
+                        "call {id:#x} (result {r}) wrote memory"
+                    );
                 }
             }
             _ => assert!(mem.phys.0 == before, "a refused call wrote memory"),

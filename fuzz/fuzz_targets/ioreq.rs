@@ -12,9 +12,9 @@
 use core::mem::{offset_of, size_of};
 
 use acrn_abi::ioreq::{
-    ACRN_IOREQ_DIR_READ, ACRN_IOREQ_DIR_WRITE, ACRN_IOREQ_STATE_COMPLETE,
-    ACRN_IOREQ_STATE_FREE, ACRN_IOREQ_STATE_PENDING, ACRN_IOREQ_STATE_PROCESSING,
-    ACRN_IOREQ_TYPE_MMIO, ACRN_IOREQ_TYPE_PORTIO, ACRN_IO_REQUEST_MAX,
+    ACRN_IOREQ_DIR_READ, ACRN_IOREQ_DIR_WRITE, ACRN_IOREQ_STATE_COMPLETE, ACRN_IOREQ_STATE_FREE,
+    ACRN_IOREQ_STATE_PENDING, ACRN_IOREQ_STATE_PROCESSING, ACRN_IOREQ_TYPE_MMIO,
+    ACRN_IOREQ_TYPE_PORTIO, ACRN_IO_REQUEST_MAX,
 };
 use acrn_abi::{IoRequest, IoRequestBuffer, MmioRequest};
 use acrn_hypervisor::{
@@ -145,7 +145,10 @@ fn run(page: &Page, base: u64, outstanding: &mut [Option<Access>], action: &Acti
             };
             assert!(vcpu < ACRN_IO_REQUEST_MAX);
             let off = (slot as u64).wrapping_sub(base) as usize;
-            assert!(off % 256 == 0 && off + SLOT <= 4096, "slot at page offset {off:#x}");
+            assert!(
+                off % 256 == 0 && off + SLOT <= 4096,
+                "slot at page offset {off:#x}"
+            );
             let a = if mmio {
                 Access::Mmio {
                     gpa: addr,
@@ -167,13 +170,19 @@ fn run(page: &Page, base: u64, outstanding: &mut [Option<Access>], action: &Acti
             let r = unsafe { post(slot, &a, polling) };
             if !was_free {
                 assert_eq!(r, Err(PostError::Busy));
-                assert!(page.bytes() == before.as_slice(), "a refused post wrote the page");
+                assert!(
+                    page.bytes() == before.as_slice(),
+                    "a refused post wrote the page"
+                );
                 return;
             }
             assert_eq!(r, Ok(()));
             let after = page.bytes();
             for (i, (x, y)) in before.iter().zip(after.iter()).enumerate() {
-                assert!(x == y || (off..off + SLOT).contains(&i), "post wrote byte {i:#x}");
+                assert!(
+                    x == y || (off..off + SLOT).contains(&i),
+                    "post wrote byte {i:#x}"
+                );
             }
             assert_eq!(page.u32_at(off + PROCESSED), ACRN_IOREQ_STATE_PENDING);
             let (ty, size, addr, value) = match a {
@@ -186,7 +195,11 @@ fn run(page: &Page, base: u64, outstanding: &mut [Option<Access>], action: &Acti
                     ACRN_IOREQ_TYPE_PORTIO,
                     size,
                     u64::from(port),
-                    if write { u64::from(value) & mask(size) } else { 0 },
+                    if write {
+                        u64::from(value) & mask(size)
+                    } else {
+                        0
+                    },
                 ),
                 Access::Mmio {
                     gpa,
@@ -202,7 +215,10 @@ fn run(page: &Page, base: u64, outstanding: &mut [Option<Access>], action: &Acti
             };
             let field = |o: usize| page.u64_at(off + PAYLOAD + o);
             assert_eq!(page.u32_at(off), ty);
-            assert_eq!(page.u32_at(off + offset_of!(IoRequest, completion_polling)), polling as u32);
+            assert_eq!(
+                page.u32_at(off + offset_of!(IoRequest, completion_polling)),
+                polling as u32
+            );
             let dir = if a.is_read() {
                 ACRN_IOREQ_DIR_READ
             } else {
@@ -228,7 +244,8 @@ fn run(page: &Page, base: u64, outstanding: &mut [Option<Access>], action: &Acti
                 _ => u32::from(state),
             };
             page.bytes()[off + VALUE..off + VALUE + 8].copy_from_slice(&value.to_le_bytes());
-            page.bytes()[off + PROCESSED..off + PROCESSED + 4].copy_from_slice(&state.to_le_bytes());
+            page.bytes()[off + PROCESSED..off + PROCESSED + 4]
+                .copy_from_slice(&state.to_le_bytes());
         }
         Action::Scribble { offset, ref bytes } => {
             let start = offset as usize % 4096;
@@ -254,11 +271,19 @@ fn run(page: &Page, base: u64, outstanding: &mut [Option<Access>], action: &Acti
             let size = match a {
                 Access::Pio { size, .. } | Access::Mmio { size, .. } => size,
             };
-            let width = if matches!(a, Access::Pio { .. }) { 4 } else { 8 };
+            let width = if matches!(a, Access::Pio { .. }) {
+                4
+            } else {
+                8
+            };
             assert_eq!(got, Some(raw & mask(size) & mask(width)), "completed value");
             assert_eq!(page.u32_at(off + PROCESSED), ACRN_IOREQ_STATE_FREE);
             // SAFETY: as above.
-            assert_eq!(unsafe { take_completion(slot, &a) }, None, "completed twice");
+            assert_eq!(
+                unsafe { take_completion(slot, &a) },
+                None,
+                "completed twice"
+            );
             outstanding[vcpu] = None;
         }
         Action::Reset => {
@@ -333,7 +358,15 @@ fn check_merges(rax: u64, size: u8, value: u64, op: (u8, u8, bool, u8), r: [u64;
     };
     let gpa = rax;
     match (op, mmio_access(op, &regs, gpa)) {
-        (_, Some(Access::Mmio { gpa: g, size: s, write, value: v })) => {
+        (
+            _,
+            Some(Access::Mmio {
+                gpa: g,
+                size: s,
+                write,
+                value: v,
+            }),
+        ) => {
             assert_eq!((g, s), (gpa, size));
             assert_eq!(v & !mask(size), 0, "value wider than the access");
             assert_eq!(write, !matches!(op, Op::Load { .. }));
@@ -363,9 +396,16 @@ fn check_merges(rax: u64, size: u8, value: u64, op: (u8, u8, bool, u8), r: [u64;
         };
         assert_eq!(new, want, "{op:?} of {read:#x} into {old:#x}");
         for other in (0..16u8).filter(|&x| x != n && x != 4) {
-            assert_eq!(before.gpr(other), regs.gpr(other), "register {other} changed");
+            assert_eq!(
+                before.gpr(other),
+                regs.gpr(other),
+                "register {other} changed"
+            );
         }
     } else {
-        assert!(!matches!(op, Op::Load { .. }) || (reg == 4 && !high_byte), "{op:?} not completed");
+        assert!(
+            !matches!(op, Op::Load { .. }) || (reg == 4 && !high_byte),
+            "{op:?} not completed"
+        );
     }
 }

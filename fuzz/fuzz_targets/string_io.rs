@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use acrn_hypervisor::{
     decode::CpuMode,
-    string_io::{execute, scan_prefixes, Fault, LinearMem, Outcome, SegReg, StringOp, MAX_ITERATIONS},
+    string_io::{
+        execute, scan_prefixes, Fault, LinearMem, Outcome, SegReg, StringOp, MAX_ITERATIONS,
+    },
     vcpu::{GuestRegs, IoDirection},
 };
 use arbitrary::Arbitrary;
@@ -51,7 +53,9 @@ impl Window {
         (off < self.bytes.len() as u64).then_some(off as usize)
     }
     fn all(&self, la: u64, n: usize) -> Option<Vec<usize>> {
-        (0..n as u64).map(|i| self.index(la.wrapping_add(i))).collect()
+        (0..n as u64)
+            .map(|i| self.index(la.wrapping_add(i)))
+            .collect()
     }
 }
 

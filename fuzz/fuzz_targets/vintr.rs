@@ -18,15 +18,38 @@ use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
 enum Action {
-    LapicRead { vcpu: u8, off: u16 },
-    LapicWrite { vcpu: u8, off: u16, val: u32 },
-    IoapicRead { off: u8 },
-    IoapicWrite { off: u8, val: u32 },
+    LapicRead {
+        vcpu: u8,
+        off: u16,
+    },
+    LapicWrite {
+        vcpu: u8,
+        off: u16,
+        val: u32,
+    },
+    IoapicRead {
+        off: u8,
+    },
+    IoapicWrite {
+        off: u8,
+        val: u32,
+    },
     /// IOREGSEL then IOWIN, as a guest programs a redirection entry.
-    IoapicProgram { reg: u8, val: u32 },
-    SetLine { pin: u8, op: u8 },
-    Msi { addr_low: u32, data: u32 },
-    Accept { vcpu: u8 },
+    IoapicProgram {
+        reg: u8,
+        val: u32,
+    },
+    SetLine {
+        pin: u8,
+        op: u8,
+    },
+    Msi {
+        addr_low: u32,
+        data: u32,
+    },
+    Accept {
+        vcpu: u8,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -54,7 +77,12 @@ impl Vm {
         self.set(m.vector, targets, "message");
     }
     fn set(&self, vector: u8, targets: u64, what: &str) {
-        assert_eq!(targets & !self.all(), 0, "{what} to vCPUs {targets:#x} of {}", self.n);
+        assert_eq!(
+            targets & !self.all(),
+            0,
+            "{what} to vCPUs {targets:#x} of {}",
+            self.n
+        );
         if targets != 0 {
             assert!(vector >= 16, "{what} delivers exception vector {vector}");
         }
@@ -147,7 +175,10 @@ fuzz_target!(|input: Input| {
                 }
             }
             Action::Msi { addr_low, data } => {
-                if let Ok(m) = decode_msi(0xFEE0_0000 | u64::from(addr_low & 0xF_FFFF), u64::from(data)) {
+                if let Ok(m) = decode_msi(
+                    0xFEE0_0000 | u64::from(addr_low & 0xF_FFFF),
+                    u64::from(data),
+                ) {
                     vm.deliver(&m);
                 }
             }

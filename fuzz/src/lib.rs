@@ -31,11 +31,23 @@ pub fn fixed_scenario() -> &'static Scenario {
 /// line number is the line its offset is on.
 pub fn check_spans(doc: &Document) {
     let src = &*doc.source;
+    let newlines: Vec<usize> = src
+        .bytes()
+        .enumerate()
+        .filter_map(|(i, b)| (b == b'\n').then_some(i))
+        .collect();
     let check = |what: &str, s: &acrn_configurator::xml::Span| {
         let r = s.range();
-        assert!(r.end <= src.len(), "{what} span {r:?} past the end ({})", src.len());
-        assert!(src.is_char_boundary(r.start) && src.is_char_boundary(r.end), "{what} {r:?}");
-        let line = 1 + src[..r.start].bytes().filter(|&b| b == b'\n').count();
+        assert!(
+            r.end <= src.len(),
+            "{what} span {r:?} past the end ({})",
+            src.len()
+        );
+        assert!(
+            src.is_char_boundary(r.start) && src.is_char_boundary(r.end),
+            "{what} {r:?}"
+        );
+        let line = 1 + newlines.partition_point(|&n| n < r.start);
         assert_eq!(s.line as usize, line, "{what} span {r:?} line");
         assert!(s.column >= 1, "{what} column 0");
     };
@@ -87,6 +99,10 @@ pub fn check_and_generate(board: &Board, scenario: &Scenario) {
     let files = gen::render(board, scenario, &a, "fuzz").expect("an allocated scenario renders");
     let tables = files.get(gen::VM_TABLES).expect("vm_tables.rs");
     for vm in &scenario.vm {
-        assert!(tables.contains(&format!("{:?}", vm.name)), "VM {} missing from the tables", vm.name);
+        assert!(
+            tables.contains(&format!("{:?}", vm.name)),
+            "VM {} missing from the tables",
+            vm.name
+        );
     }
 }

@@ -317,6 +317,10 @@ impl Vlapic {
             return Err(LapicError::IpiMode(mode));
         }
         let vector = low as u8;
+        if vector < 16 {
+            // An illegal vector: a real local APIC flags it in the ESR and sends nothing.
+            return Ok(LapicEffect::None);
+        }
         let own = 1u64 << self.id;
         let m = Message {
             vector,
@@ -428,6 +432,10 @@ impl Vioapic {
     fn fire(&mut self, pin: usize) -> Option<Message> {
         let e = self.rte[pin];
         if e & RTE_MASKED != 0 || e & (RTE_LEVEL | RTE_REMOTE_IRR) == RTE_LEVEL | RTE_REMOTE_IRR {
+            return None;
+        }
+        if (e as u8) < 16 {
+            // An exception vector: the receiving local APIC refuses it (illegal vector).
             return None;
         }
         if e & RTE_LEVEL != 0 {
@@ -623,6 +631,19 @@ mod tests {
         assert_eq!(l.write(0x380, 1000, &ldrs), Err(LapicError::Timer));
         assert_eq!(l.write(0x380, 0, &ldrs), Ok(LapicEffect::None));
         assert_eq!(l.read(0x400, &[0; 4]), Err(LapicError::Register(0x400)));
+    }
+
+    /// Fuzzing found (vintr target, fuzz/regressions/vintr/ipi-vector-0): an IPI or an I/O
+    /// APIC entry with an exception vector (0-15) was delivered; a local APIC refuses those.
+    #[test]
+    fn exception_vectors_are_never_delivered() {
+        let mut l = Vlapic::new(0);
+        assert_eq!(l.write(0x300, 0x0E | 2 << 18, &[0, 0]), Ok(LapicEffect::None));
+        let mut io = Vioapic::new();
+        assert_eq!(program(&mut io, 2, 0x05, 0), None); // edge, vector 5, unmasked
+        assert_eq!(io.set_line(2, GsiOp::RaisingPulse), None);
+        assert_eq!(program(&mut io, 2, 0x25, 0), None);
+        assert_eq!(io.set_line(2, GsiOp::RaisingPulse).map(|m| m.vector), Some(0x25));
     }
 
     fn program(io: &mut Vioapic, pin: u32, low: u32, high: u32) -> Option<Message> {
