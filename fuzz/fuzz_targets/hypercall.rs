@@ -142,7 +142,7 @@ impl VmOps for Model {
             .map(|c| (c.kind, c.name, c.pcpus));
         let allowed = match kind {
             None => SERVICE_PCPUS,
-            Some((SlotKind::PostLaunched, name, _)) if name.is_empty() => SERVICE_PCPUS,
+            Some((SlotKind::PostLaunched, "", _)) => SERVICE_PCPUS,
             Some((SlotKind::PostLaunched, _, p)) => p,
             Some(k) => panic!("create in slot {vmid} ({k:?})"),
         };
