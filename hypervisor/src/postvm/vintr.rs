@@ -638,12 +638,18 @@ mod tests {
     #[test]
     fn exception_vectors_are_never_delivered() {
         let mut l = Vlapic::new(0);
-        assert_eq!(l.write(0x300, 0x0E | 2 << 18, &[0, 0]), Ok(LapicEffect::None));
+        assert_eq!(
+            l.write(0x300, 0x0E | 2 << 18, &[0, 0]),
+            Ok(LapicEffect::None)
+        );
         let mut io = Vioapic::new();
         assert_eq!(program(&mut io, 2, 0x05, 0), None); // edge, vector 5, unmasked
         assert_eq!(io.set_line(2, GsiOp::RaisingPulse), None);
         assert_eq!(program(&mut io, 2, 0x25, 0), None);
-        assert_eq!(io.set_line(2, GsiOp::RaisingPulse).map(|m| m.vector), Some(0x25));
+        assert_eq!(
+            io.set_line(2, GsiOp::RaisingPulse).map(|m| m.vector),
+            Some(0x25)
+        );
     }
 
     fn program(io: &mut Vioapic, pin: u32, low: u32, high: u32) -> Option<Message> {
