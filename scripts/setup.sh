@@ -25,3 +25,20 @@ fi
 cd "$(dirname "$0")/.."
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 rustup target add x86_64-unknown-none >/dev/null
+
+# --- fuzzing (issue 10): scripts/fuzz.sh needs the nightly toolchain (libFuzzer's
+# instrumentation), cargo-fuzz and a C++ compiler (libfuzzer-sys builds libFuzzer). ---
+setup_fuzzing() {
+  if ! dpkg-query -W -f='${Status}' g++ 2>/dev/null | grep -q "install ok installed"; then
+    local sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    echo "setup: installing g++"
+    $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++
+  fi
+  rustup run nightly rustc --version >/dev/null 2>&1 ||
+    rustup toolchain install nightly --profile minimal
+  cargo +nightly fuzz --version >/dev/null 2>&1 ||
+    cargo +nightly install cargo-fuzz --version 0.13.2 --locked
+}
+setup_fuzzing

@@ -258,9 +258,12 @@ impl BootInfo {
 
     /// Adds every regular file of a `newc` cpio archive as a module tagged with its name.
     fn add_cpio(&mut self, m: &dyn PhysRead, start: u64, size: u64) -> Result<(), BootInfoError> {
-        let end = start + size;
+        // The loader's start and size are not trusted: no arithmetic below may overflow.
+        let end = start.checked_add(size).ok_or(BootInfoError::Malformed(
+            "cpio archive: module beyond the address space",
+        ))?;
         let mut pos = start;
-        while pos + 110 <= end {
+        while pos.saturating_add(110) <= end {
             let hdr = rd::<110>(m, pos)?;
             if &hdr[..6] != b"070701" {
                 return Err(BootInfoError::Malformed("cpio archive: bad header"));
@@ -279,11 +282,13 @@ impl BootInfo {
             if !m.read(pos + 110, &mut name[..nl]) {
                 return Err(BootInfoError::Unreadable { addr: pos + 110 });
             }
-            let data = (pos + 110 + namesize + 3) & !3;
+            // The name ends at its NUL even if namesize claims more.
+            let nl = name[..nl].iter().position(|&c| c == 0).unwrap_or(nl);
+            let data = (pos + 110).saturating_add(namesize + 3) & !3;
             if &name[..nl] == b"TRAILER!!!" {
                 break;
             }
-            if data + filesize > end {
+            if data.saturating_add(filesize) > end {
                 return Err(BootInfoError::Malformed(
                     "cpio archive: file beyond its end",
                 ));
@@ -295,7 +300,7 @@ impl BootInfo {
                 t[..base.len()].copy_from_slice(base);
                 self.push_module(data, filesize, &t[..base.len()])?;
             }
-            pos = (data + filesize + 3) & !3;
+            pos = (data + filesize).saturating_add(3) & !3;
         }
         Ok(())
     }
@@ -313,6 +318,13 @@ impl BootInfo {
             if size < 8 {
                 return Err(BootInfoError::Malformed(
                     "multiboot2 tag shorter than 8 bytes",
+                ));
+            }
+            // Everything a tag holds is read from inside it, so it must end inside the
+            // information (whose total_size the loader gave).
+            if pos + size > info + total {
+                return Err(BootInfoError::Malformed(
+                    "multiboot2 tag runs past the information's total size",
                 ));
             }
             match ty {
@@ -521,6 +533,78 @@ mod tests {
                 kind: 2
             }
         );
+    }
+
+    /// Fuzzing found (bootinfo target, fuzz/regressions/bootinfo/mb2-tag-past-total): a tag
+    /// longer than the rest of the information was read past `total_size`.
+    #[test]
+    fn mb2_tag_past_total_size_is_refused() {
+        let mut f = Fake {
+            base: 0x1000,
+            mem: vec![0; 0x100],
+        };
+        let mut t = Vec::new();
+        t.extend_from_slice(&32u32.to_le_bytes()); // total_size
+        t.extend_from_slice(&0u32.to_le_bytes());
+        t.extend_from_slice(&1u32.to_le_bytes()); // command line tag of 27 bytes at 8..35
+        t.extend_from_slice(&27u32.to_le_bytes());
+        t.extend_from_slice(b"acrn console=ttyS0\0");
+        f.put(0x1000, &t);
+        assert_eq!(
+            BootInfo::parse(&f, MB2_MAGIC, 0x1000).unwrap_err(),
+            BootInfoError::Malformed("multiboot2 tag runs past the information's total size")
+        );
+    }
+
+    /// PVH information at 0x1000 with one module `[start, start + size)` (its list at 0x1100).
+    fn pvh_one_module(f: &mut Fake, start: u64, size: u64) {
+        let mut si = Vec::new();
+        for v in [PVH_MAGIC, 0, 0, 1] {
+            si.extend_from_slice(&v.to_le_bytes()); // magic, version 0, flags, nr_modules
+        }
+        si.extend_from_slice(&0x1100u64.to_le_bytes()); // modlist
+        si.extend_from_slice(&[0; 16]); // cmdline, rsdp
+        f.put(0x1000, &si);
+        let mut ml = Vec::new();
+        for v in [start, size, 0, 0] {
+            ml.extend_from_slice(&v.to_le_bytes());
+        }
+        f.put(0x1100, &ml);
+    }
+
+    /// Fuzzing found (bootinfo target, fuzz/regressions/bootinfo/cpio-name-with-nul): a cpio
+    /// name size larger than the name put the NUL and what follows it into the tag.
+    #[test]
+    fn cpio_name_ends_at_its_nul() {
+        let mut f = Fake {
+            base: 0x1000,
+            mem: vec![0; 0x1000],
+        };
+        let mut cpio = Vec::new();
+        cpio_entry(&mut cpio, "PRE_VM0_kernel", b"ELF0", 0o100644);
+        // namesize (field 11) claims 16 bytes: the name, its NUL and a byte of padding.
+        cpio[94..102].copy_from_slice(b"00000010");
+        f.put(0x1400, &cpio);
+        pvh_one_module(&mut f, 0x1400, cpio.len() as u64);
+        let bi = BootInfo::parse(&f, 0, 0x1000).unwrap();
+        assert_eq!(bi.modules()[0].tag(), "PRE_VM0_kernel");
+    }
+
+    /// A module size reaching past the end of the address space is refused, not overflowed.
+    #[test]
+    fn cpio_module_size_overflow_is_refused() {
+        let mut f = Fake {
+            base: 0x1000,
+            mem: vec![0; 0x1000],
+        };
+        let mut cpio = Vec::new();
+        cpio_entry(&mut cpio, "PRE_VM0_kernel", b"ELF0", 0o100644);
+        f.put(0x1400, &cpio);
+        pvh_one_module(&mut f, 0x1400, u64::MAX);
+        assert!(matches!(
+            BootInfo::parse(&f, 0, 0x1000),
+            Err(BootInfoError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -174,10 +174,13 @@ pub unsafe fn take_completion(slot: *mut IoRequest, a: &Access) -> Option<u64> {
     Some(value)
 }
 
-/// RAX after an IN of `size` bytes returned `value` (the upper bytes stay).
+/// RAX after an IN of `size` bytes returned `value`: AL and AX keep the other bytes, EAX
+/// zero-extends (as every 32-bit register write does in 64-bit mode).
 pub fn merge_pio_read(rax: u64, size: u8, value: u64) -> u64 {
-    let m = mask(size.min(4));
-    (rax & !m) | (value & m)
+    match size {
+        1 | 2 => (rax & !mask(size)) | (value & mask(size)),
+        _ => value & mask(4),
+    }
 }
 
 /// The request for the MMIO instruction `op` touching `gpa`; `None` for instructions we do not
@@ -310,9 +313,11 @@ mod tests {
             merge_pio_read(0x1111_2222_3333_4444, 2, 0xABCD),
             0x1111_2222_3333_ABCD
         );
+        // Fuzzing found (ioreq target, fuzz/regressions/ioreq/in-eax-keeps-upper-half): IN EAX
+        // kept RAX's upper half; the CPU zero-extends a 32-bit register write.
         assert_eq!(
             merge_pio_read(0x1111_2222_3333_4444, 4, 0xABCD_EF01),
-            0x1111_2222_ABCD_EF01
+            0xABCD_EF01
         );
     }
 

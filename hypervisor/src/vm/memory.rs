@@ -94,10 +94,6 @@ impl GuestPhys for VmMemory {
         let mut b = [0u8; 8];
         self.read(gpa, &mut b).then(|| u64::from_le_bytes(b))
     }
-    fn read_u32(&self, gpa: u64) -> Option<u32> {
-        let mut b = [0u8; 4];
-        self.read(gpa, &mut b).then(|| u32::from_le_bytes(b))
-    }
 }
 
 impl GuestMem for VmMemory {
