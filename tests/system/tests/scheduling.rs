@@ -480,7 +480,6 @@ fn bochs_tigerlake_sharing_under_iorr() {
 }
 
 #[test]
-#[ignore = "slow: Bochs needs about 3 minutes to reach the first removal and several more for the four guest boots"]
 fn bochs_tigerlake_removing_memory_of_a_running_vm() {
     require_tools(&["bochs", "grub-mkrescue", "xorriso"]);
     memory_removal("bochs-tigerlake");
