@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what building and testing need on a fresh Debian machine; safe to run again.
+# Installs what building, testing and benchmarking need on a fresh Debian machine (git, curl and
+# apt are all it assumes); safe to run again. The packages are those of scripts/tools.txt.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 bochs bochsbios vgabios grub-pc-bin grub-common xorriso mtools linux-libc-dev gcc)
+mapfile -t packages < <(bash scripts/tools.sh packages)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +24,6 @@ if ! command -v rustup >/dev/null 2>&1; then
   . "$HOME/.cargo/env"
 fi
 # rust-toolchain.toml names the toolchain, its components and the bare-metal target.
-cd "$(dirname "$0")/.."
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 rustup target add x86_64-unknown-none >/dev/null
+bash scripts/tools.sh check
