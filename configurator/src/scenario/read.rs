@@ -27,7 +27,7 @@ use crate::xml::{self, Document, Element, LineIndex, Span, XmlError, XmlErrorKin
 pub(crate) fn xml_error_finding(e: &XmlError) -> Finding {
     let (check, hint) = match &e.kind {
         XmlErrorKind::Io(_) => ("F001", "check the path and the file's permissions"),
-        XmlErrorKind::TooLarge { .. } => ("F001", "board and scenario files are well under 1 MB"),
+        XmlErrorKind::TooLarge { .. } => ("F001", "board and scenario files are well under 1 MB (ACRN's largest board is 290 KB); give a regular file or a FIFO that ends"),
         XmlErrorKind::NotUtf8 => ("F001", "give a UTF-8 text file (XML or TOML)"),
         XmlErrorKind::WrongRoot { .. } => ("F003", "a scenario file starts with <acrn-config>"),
         XmlErrorKind::TooDeep(_) | XmlErrorKind::TooManyElements(_) => {

@@ -241,7 +241,7 @@ fn finish(title: &str, summary: &[String], failures: &[String]) {
 #[test]
 fn every_configs_pair_validates_builds_and_boots_on_its_emulator() {
     let pairs = pairs_in(&repo_root().join("configs"));
-    assert!(pairs.len() >= 10, "configs/ pairs: {pairs:?}");
+    assert!(!pairs.is_empty(), "no pairs in configs/");
     let base = work_dir("matrix-configs");
     let (mut summary, mut failures) = (Vec::new(), Vec::new());
     for (board, scenario) in &pairs {
