@@ -205,7 +205,7 @@ pub fn cmd_build(a: BuildArgs) -> ExitCode {
 /// The scenario files of a board's folder (every `.xml` but the board file, every `.toml`),
 /// each with the name of its output directory: the file stem, or the whole file name when two
 /// files share a stem (partitioned.xml and partitioned.toml).
-pub fn scenarios_of(board: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+fn scenarios_of(board: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     let dir = board.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     let board_name = board.file_name();
@@ -365,5 +365,31 @@ pub fn cmd_run(a: RunArgs) -> ExitCode {
             ExitCode::from(code.map_or(1, |c| c.clamp(0, 255) as u8))
         }
         Err(e) => report(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_of_a_board_folder_are_named_by_stem_unless_two_share_it() {
+        let board =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/qemu-epyc/qemu-epyc.xml");
+        let names: Vec<String> = scenarios_of(&board)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "hybrid",
+                "linux",
+                "partitioned.toml",
+                "partitioned.xml",
+                "shared"
+            ]
+        );
     }
 }
