@@ -197,3 +197,36 @@ fn help_describes_every_command_and_version_names_the_acrn_release() {
         "{version}"
     );
 }
+
+/// `build` reads the board and scenario several times (validation, generation, the
+/// hypervisor's build script): a FIFO or device there is a usage error, not a hang.
+#[test]
+fn build_refuses_a_fifo_or_device_as_board_or_scenario() {
+    let d = tmpdir("build-fifo");
+    let fifo = d.join("scenario.xml");
+    mkfifo(&fifo);
+    let out = d.join("out");
+    for (board, scenario) in [
+        (configs("qemu-epyc.xml"), fifo.clone()),
+        (PathBuf::from("/dev/zero"), configs("partitioned.xml")),
+    ] {
+        let child = Command::new(BIN)
+            .args(["build", "--board"])
+            .arg(&board)
+            .arg("--scenario")
+            .arg(&scenario)
+            .arg("--out")
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let o = finish(child, "build with a FIFO or device");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("not a regular file"), "{stderr}");
+        assert!(!out.exists());
+    }
+    std::fs::remove_dir_all(&d).ok();
+}

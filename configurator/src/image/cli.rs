@@ -111,7 +111,8 @@ fn report(e: &ImageError) -> ExitCode {
         ImageError::BadModuleArg(_)
         | ImageError::DuplicateModule(_)
         | ImageError::UnknownModuleTag { .. }
-        | ImageError::MissingModules(_) => return usage(e),
+        | ImageError::MissingModules(_)
+        | ImageError::NotRegularFile(_) => return usage(e),
         _ => eprintln!("error: {e}"),
     }
     ExitCode::from(1)

@@ -64,6 +64,8 @@ pub enum ImageError {
     ModuleFileMissing { tag: String, path: PathBuf },
     #[error("no file for {}: pass {}", .0.iter().map(|n| format!("{} (`{}`)", n.what(), n.tag)).collect::<Vec<_>>().join(", "), .0.iter().map(|n| format!("--module {}=FILE", n.tag)).collect::<Vec<_>>().join(" "))]
     MissingModules(Vec<modules::Need>),
+    #[error("{}: not a regular file; build reads the board and scenario more than once (validation, generation, the hypervisor's build script), so save a FIFO's or a device's content into a file first", .0.display())]
+    NotRegularFile(PathBuf),
     #[error("{}: {source}", .path.display())]
     ModuleUnreadable {
         path: PathBuf,
@@ -233,6 +235,12 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
     let board_path = absolute(&opts.board)?;
     let scenario_path = absolute(&opts.scenario)?;
     let out = absolute(&opts.out)?;
+    for p in [&board_path, &scenario_path] {
+        // A missing file is reported by validation, with its finding.
+        if p.exists() && !p.is_file() {
+            return Err(ImageError::NotRegularFile(p.clone()));
+        }
+    }
 
     // Every check on the input comes before anything is written.
     let report = validate(&board_path, &scenario_path, &ValidateOptions::default());
