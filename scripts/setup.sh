@@ -19,7 +19,13 @@ fi
 
 if ! command -v rustup >/dev/null 2>&1; then
   echo "setup: installing rustup"
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none
+  # rustup-init itself, from the host sh.rustup.rs's script downloads it from.
+  init=$(mktemp)
+  curl --proto '=https' --tlsv1.2 -sSf -o "$init" \
+    https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init
+  chmod +x "$init"
+  "$init" -y --profile minimal --default-toolchain none
+  rm -f "$init"
   # shellcheck disable=SC1091
   . "$HOME/.cargo/env"
 fi
