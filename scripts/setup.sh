@@ -20,12 +20,13 @@ fi
 if ! command -v rustup >/dev/null 2>&1; then
   echo "setup: installing rustup"
   # rustup-init itself, from the host sh.rustup.rs's script downloads it from.
-  init=$(mktemp)
-  curl --proto '=https' --tlsv1.2 -sSf -o "$init" \
+  # It must be called rustup-init: rustup picks its role from its own name.
+  init_dir=$(mktemp -d)
+  curl --proto '=https' --tlsv1.2 -sSf -o "$init_dir/rustup-init" \
     https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init
-  chmod +x "$init"
-  "$init" -y --profile minimal --default-toolchain none
-  rm -f "$init"
+  chmod +x "$init_dir/rustup-init"
+  "$init_dir/rustup-init" -y --profile minimal --default-toolchain none
+  rm -rf "$init_dir"
   # shellcheck disable=SC1091
   . "$HOME/.cargo/env"
 fi
