@@ -8,6 +8,16 @@ bash scripts/setup.sh
 
 step() { printf '\n== %s ==\n' "$*"; }
 
+step "tools (scripts/tools.txt)"
+bash scripts/tools.sh check
+# From here on PATH holds only the programs of scripts/tools.txt: a script or test that runs a
+# program setup.sh does not install fails here, not on a user's fresh machine.
+tools_bin=$(mktemp -d)
+trap 'rm -rf "$tools_bin"' EXIT
+bash scripts/tools.sh bin "$tools_bin"
+export PATH=$tools_bin
+bash scripts/tools-selftest.sh
+
 step "format"
 cargo fmt --all -- --check
 (cd hypervisor && cargo fmt --all -- --check)

@@ -26,7 +26,7 @@ pub const FILE: &[Entry] = &[
     (
         "F001",
         Severity::Critical,
-        "the file cannot be read (missing, unreadable, not UTF-8, over 1 MB)",
+        "the file cannot be read (missing, unreadable, not UTF-8, over 16 MiB: at most that plus one byte is read, also from devices and FIFOs)",
     ),
     (
         "F002",

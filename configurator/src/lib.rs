@@ -9,6 +9,7 @@
 
 pub mod alloc;
 pub mod board;
+pub mod bounded;
 pub mod catalog;
 pub mod checks;
 pub mod diag;
@@ -50,10 +51,18 @@ pub struct Report {
 /// semantic checks ([`checks::run_all`]) when both models are usable.
 pub fn validate(board_path: &Path, scenario_path: &Path, opts: &ValidateOptions) -> Report {
     let mut findings = Findings::new();
-    let board = match board::load_board(board_path) {
-        Ok(b) => Some(b),
+    // Read once (bounded): the same text is parsed and quoted in findings; a FIFO cannot be
+    // read twice.
+    let board = match xml::read_text(board_path) {
+        Ok(text) => match board::load_board_str(board_path, &text) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                findings.extend(board_error_findings(board_path, Some(&text), &e));
+                None
+            }
+        },
         Err(e) => {
-            findings.extend(board_error_findings(board_path, &e));
+            findings.extend(board_error_findings(board_path, None, &e.into()));
             None
         }
     };
@@ -81,10 +90,11 @@ pub fn validate(board_path: &Path, scenario_path: &Path, opts: &ValidateOptions)
 }
 
 /// Turns a board loading error into findings (`F...` for the file, `D001` for problems
-/// inside a board file; see [`catalog`]).
-pub fn board_error_findings(path: &Path, e: &BoardError) -> Findings {
+/// inside a board file; see [`catalog`]). `source` is the file's text, when it could be read,
+/// for the excerpts under each finding.
+pub fn board_error_findings(path: &Path, source: Option<&str>, e: &BoardError) -> Findings {
     let mut f = Findings::new();
-    if let Ok(text) = std::fs::read_to_string(path) {
+    if let Some(text) = source {
         f.add_source(path, Arc::from(text));
     }
     match e {

@@ -15,8 +15,12 @@ use acrn_configurator::{paths, scenario, schema, validate, ValidateOptions};
 #[derive(Parser)]
 #[command(
     name = "acrn-configurator",
-    version,
-    about = "Validate and convert ACRN board and scenario configurations"
+    version = concat!(env!("CARGO_PKG_VERSION"), " (board and scenario formats of ACRN v3.3)"),
+    about = "Configure, build and boot the ACRN-compatible hypervisor: validate ACRN board and \
+scenario files, convert scenarios (XML, TOML), generate the static tables, build the hypervisor \
+and its boot image, and run it in QEMU or Bochs",
+    after_help = "Board and scenario files are those of ACRN v3.3 (the format is unchanged since \
+v3.0 and in ACRN's master as of 2025-08). `acrn-configurator COMMAND --help` describes a command."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -75,7 +79,8 @@ enum Command {
         #[arg(long, conflicts_with = "id")]
         markdown: bool,
     },
-    /// Generate the tables, build the hypervisor and a GRUB ISO with the VMs' kernels.
+    /// Generate the tables and build the hypervisor, plus a GRUB ISO when every boot module is
+    /// there (--all-scenarios: each scenario of the board's folder).
     Build(acrn_configurator::image::cli::BuildArgs),
     /// Build, then boot the image in QEMU or Bochs and show the console.
     Run(acrn_configurator::image::cli::RunArgs),

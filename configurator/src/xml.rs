@@ -4,8 +4,8 @@
 //! [`Span`], [`XmlError`], [`parse_file`] and [`parse_str`].
 //!
 //! Board and scenario files are small (the largest ACRN board is ~300 KB), so a DOM is fine; the
-//! reader still defends itself against hostile input: it refuses files over
-//! [`MAX_INPUT_BYTES`] before reading them, nesting deeper than [`MAX_DEPTH`], and more than
+//! reader still defends itself against hostile input: it reads at most [`MAX_INPUT_BYTES`] plus
+//! one byte of a file ([`crate::bounded`]; devices and FIFOs included), and refuses nesting deeper than [`MAX_DEPTH`], and more than
 //! [`MAX_ELEMENTS`] elements, and it never panics.
 //!
 //! Text is unescaped (`&amp;` -> `&`), CDATA is kept as text, comments, processing
@@ -13,15 +13,14 @@
 //! written (`xi:include`).
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
-/// Largest input accepted, in bytes.
-pub const MAX_INPUT_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest input accepted, in bytes (50 times the largest ACRN board file).
+pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
 /// Deepest element nesting accepted.
 pub const MAX_DEPTH: usize = 256;
 /// Most elements accepted in one document (bounds the DOM's memory).
@@ -145,7 +144,7 @@ impl Document {
 pub enum XmlErrorKind {
     #[error("cannot read the file: {0}")]
     Io(String),
-    #[error("the file is {size} bytes, more than the {limit} bytes accepted")]
+    #[error("the file is larger than the {limit} bytes accepted (at least {size} bytes)")]
     TooLarge { size: u64, limit: u64 },
     #[error("the file is not UTF-8 text (binary data or another encoding)")]
     NotUtf8,
@@ -193,7 +192,7 @@ impl fmt::Display for XmlError {
     }
 }
 
-/// Reads and parses a file, refusing files over [`MAX_INPUT_BYTES`] without reading them.
+/// Reads and parses a file, refusing files over [`MAX_INPUT_BYTES`] (see [`crate::bounded`]).
 pub fn parse_file(path: &Path) -> Result<Document, XmlError> {
     let text = read_text(path)?;
     parse_str(path, &text)
@@ -206,29 +205,14 @@ pub fn read_text(path: &Path) -> Result<String, XmlError> {
         span: None,
         kind,
     };
-    let file = std::fs::File::open(path).map_err(|e| err(XmlErrorKind::Io(e.to_string())))?;
-    if let Ok(meta) = file.metadata() {
-        if meta.is_dir() {
-            return Err(err(XmlErrorKind::Io("is a directory".into())));
-        }
-        if meta.len() > MAX_INPUT_BYTES {
-            return Err(err(XmlErrorKind::TooLarge {
-                size: meta.len(),
-                limit: MAX_INPUT_BYTES,
-            }));
-        }
-    }
-    // Pipes and special files have no reliable size: read one byte past the limit to detect it.
-    let mut bytes = Vec::new();
-    file.take(MAX_INPUT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| err(XmlErrorKind::Io(e.to_string())))?;
-    if bytes.len() as u64 > MAX_INPUT_BYTES {
-        return Err(err(XmlErrorKind::TooLarge {
-            size: bytes.len() as u64,
-            limit: MAX_INPUT_BYTES,
-        }));
-    }
+    let bytes = crate::bounded::read(path, MAX_INPUT_BYTES).map_err(|e| {
+        err(match e {
+            crate::bounded::ReadError::TooLarge { limit, read } => {
+                XmlErrorKind::TooLarge { size: read, limit }
+            }
+            e => XmlErrorKind::Io(e.to_string()),
+        })
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let bytes = e.into_bytes();

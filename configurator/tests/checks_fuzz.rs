@@ -5,7 +5,6 @@
 //! Needs the ACRN corpus for the board (`../shared/acrn-corpus` or `$ACRN_CORPUS`); skips
 //! with a message without it, unless `ACRN_REQUIRE_CORPUS=1`.
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use acrn_configurator::board::{load_board, Board, CatCapability, SoftwareSram};
@@ -14,26 +13,13 @@ use acrn_configurator::diag::Findings;
 use acrn_configurator::scenario::*;
 use proptest::prelude::*;
 
+mod common;
+
 fn board() -> Option<&'static (Board, Board)> {
     static B: OnceLock<Option<(Board, Board)>> = OnceLock::new();
     B.get_or_init(|| {
-        let dir = std::env::var_os("ACRN_CORPUS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/acrn-corpus")
-            });
-        let p = dir.join("adl-asrock/adl-asrock.xml");
-        if !p.is_file() {
-            if std::env::var("ACRN_REQUIRE_CORPUS").as_deref() == Ok("1") {
-                panic!("ACRN corpus not found at {}", dir.display());
-            }
-            eprintln!(
-                "skipping: ACRN corpus not found at {} (set ACRN_CORPUS)",
-                dir.display()
-            );
-            return None;
-        }
-        let mut b = load_board(&p).ok()?;
+        let p = common::corpus()?.join("adl-asrock/adl-asrock.xml");
+        let mut b = load_board(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         // Give it Software SRAM too, so C41/C43 have something to look at.
         if let Some(c) = b.caches.caches.iter_mut().find(|c| c.level == 3) {
             let mut fields = std::collections::BTreeMap::new();

@@ -126,7 +126,7 @@ fn deep_nesting() {
 }
 
 #[test]
-fn huge_file_is_refused_without_reading_it() {
+fn huge_file_is_refused_after_the_limit() {
     let d = tmpdir("huge");
     let p = d.join("huge.xml");
     let f = std::fs::File::create(&p).unwrap();

@@ -502,7 +502,7 @@ fn bad_ttys_line_is_located() {
     assert_eq!(problems.len(), 1, "{err}");
     assert_eq!(problems[0].section, "TTYS_INFO");
     // Reported as D001 (board file content), at the line.
-    let f = crate::board_error_findings(Path::new("b.xml"), &err);
+    let f = crate::board_error_findings(Path::new("b.xml"), Some(&text), &err);
     let ids: Vec<&str> = f.iter().map(|x| x.check).collect();
     assert_eq!(ids, ["D001"]);
     let line_no = text.lines().position(|l| l.contains("ttyS1")).unwrap() + 1;

@@ -9,39 +9,51 @@
 //! the console's reader went away (e.g. `run ... | head`).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::paths;
 
+use super::modules::TestGuests;
 use super::{BuildOptions, Emulator, ImageError, RunOutcome};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Writes DIR/acrn.elf, DIR/acrn.iso (GRUB: multiboot2 + one module2 per boot module tag), \
-DIR/gen/ (vm_tables.rs, partition.md, manifest.json) and DIR/manifest.json. Built in DIR.tmp and renamed: \
-a failed build leaves no DIR. Default modules for KERNEL_ELF VMs: the test guests (hello.elf; rogue.elf for \
-a VM named *ROGUE* or, when none is, the second pre-launched VM; bench.elf for *BENCH*).\n\
-Exit status: 0 built, 1 invalid configuration or a failed step, 2 usage error."
+    after_help = "Writes DIR/acrn.elf, DIR/manifest.json, DIR/grub.cfg (multiboot2 + one module2 line per boot \
+module tag), DIR/gen/ (vm_tables.rs, partition.md, manifest.json) and, when every module is there, \
+DIR/acrn.iso. A module not given with --module is reported as missing and its grub.cfg line has a path to \
+fill in (as ACRN's `make BOARD= SCENARIO=`, which builds the hypervisor alone). On the boards of configs/ \
+(emulated machines) KERNEL_ELF VMs default to the test guests instead (hello.elf; rogue.elf for a VM named \
+*ROGUE* or, when none is, the second pre-launched VM; bench.elf for *BENCH*; service-vm.elf for the Service \
+VM of a scenario with post-launched VMs); --no-test-guests turns that off. Built in DIR.tmp and renamed: \
+a failed build leaves no DIR.\n\
+--all-scenarios builds every scenario file of the board's folder into DIR/<scenario>/, goes on past a \
+scenario that fails and lists the failures.\n\
+Exit status: 0 built (also with modules missing), 1 invalid configuration or a failed step, 2 usage error."
 )]
 pub struct BuildArgs {
     /// Board file, or a board NAME (configs/NAME/NAME.xml).
     #[arg(long)]
     pub board: String,
     /// Scenario file (XML or TOML), or a scenario NAME (configs/<board>/NAME.xml).
-    #[arg(long)]
-    pub scenario: String,
+    #[arg(long, required_unless_present = "all_scenarios")]
+    pub scenario: Option<String>,
+    /// Build every scenario in the board file's folder, each into DIR/<scenario>/.
+    #[arg(long, conflicts_with_all = ["scenario", "modules"])]
+    pub all_scenarios: bool,
     /// Output directory (replaced if an earlier build wrote it).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// A boot module: the file for a kern_mod/ramdisk_mod TAG of the scenario (repeatable).
-    /// Tags not given get a test guest (tests/guests), see `image::modules`.
     #[arg(long = "module", value_name = "TAG=FILE")]
     pub modules: Vec<String>,
     /// Build the hypervisor with cargo's release profile.
     #[arg(long)]
     pub release: bool,
+    /// No test guests as default modules, also on the boards of configs/.
+    #[arg(long)]
+    pub no_test_guests: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -68,6 +80,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// A boot module: the file for a kern_mod/ramdisk_mod TAG of the scenario (repeatable).
+    /// On the boards of configs/, KERNEL_ELF VMs default to the test guests.
     #[arg(long = "module", value_name = "TAG=FILE")]
     pub modules: Vec<String>,
     /// Build the hypervisor with cargo's release profile.
@@ -97,35 +110,50 @@ fn report(e: &ImageError) -> ExitCode {
         }
         ImageError::BadModuleArg(_)
         | ImageError::DuplicateModule(_)
-        | ImageError::UnknownModuleTag { .. } => return usage(e),
+        | ImageError::UnknownModuleTag { .. }
+        | ImageError::MissingModules(_)
+        | ImageError::NotRegularFile(_) => return usage(e),
         _ => eprintln!("error: {e}"),
     }
     ExitCode::from(1)
 }
 
-/// Resolves names and `--module` arguments into [`BuildOptions`], or a usage error.
-fn options(
-    board: &str,
-    scenario: &str,
+/// How the scenario is chosen and what a missing module means.
+struct Want<'a> {
+    scenario: &'a str,
     out: Option<PathBuf>,
-    modules: &[String],
+    modules: &'a [String],
     release: bool,
-) -> Result<BuildOptions, ExitCode> {
+    no_test_guests: bool,
+    require_modules: bool,
+}
+
+/// The boards of configs/ are emulated machines with no OS of their own: their VMs default to
+/// the test guests. Any other board is real hardware: its kernels are the user's.
+fn test_guests(board: &Path, root: &Path, no_test_guests: bool) -> TestGuests {
+    let ours = match (board.canonicalize(), root.join("configs").canonicalize()) {
+        (Ok(b), Ok(c)) => b.starts_with(c),
+        _ => false,
+    };
+    if ours && !no_test_guests {
+        TestGuests::Default
+    } else {
+        TestGuests::None
+    }
+}
+
+/// Resolves names and `--module` arguments into [`BuildOptions`], or a usage error.
+fn options(board: &str, w: Want) -> Result<BuildOptions, ExitCode> {
     let root = paths::repo_root();
     let board_path = paths::resolve_board(board, &root).map_err(usage)?;
-    let scenario_path = paths::resolve_scenario(scenario, &board_path, &root).map_err(usage)?;
-    let modules = modules
+    let scenario_path = paths::resolve_scenario(w.scenario, &board_path, &root).map_err(usage)?;
+    let modules = w
+        .modules
         .iter()
         .map(|m| super::parse_module_arg(m))
         .collect::<Result<Vec<_>, _>>()
         .map_err(usage)?;
-    let out = out.unwrap_or_else(|| {
-        let stem = |p: &std::path::Path| {
-            p.file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned()
-        };
+    let out = w.out.unwrap_or_else(|| {
         root.join("target").join("acrn-run").join(format!(
             "{}-{}",
             stem(&board_path),
@@ -133,23 +161,155 @@ fn options(
         ))
     });
     Ok(BuildOptions {
+        test_guests: test_guests(&board_path, &root, w.no_test_guests),
         board: board_path,
         scenario: scenario_path,
         out,
         modules,
-        release,
+        release: w.release,
         repo_root: root,
+        require_modules: w.require_modules,
     })
 }
 
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub fn cmd_build(a: BuildArgs) -> ExitCode {
-    let opts = match options(&a.board, &a.scenario, Some(a.out), &a.modules, a.release) {
+    if a.all_scenarios {
+        return build_all(&a);
+    }
+    let opts = match options(
+        &a.board,
+        Want {
+            scenario: a.scenario.as_deref().unwrap_or_default(),
+            out: Some(a.out),
+            modules: &a.modules,
+            release: a.release,
+            no_test_guests: a.no_test_guests,
+            require_modules: false,
+        },
+    ) {
         Ok(o) => o,
         Err(code) => return code,
     };
     match super::build(&opts, &mut |m| eprintln!("{m}")) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => report(&e),
+    }
+}
+
+/// The scenario files of a board's folder (every `.xml` but the board file, every `.toml`),
+/// each with the name of its output directory: the file stem, or the whole file name when two
+/// files share a stem (partitioned.xml and partitioned.toml).
+fn scenarios_of(board: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let dir = board.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let board_name = board.file_name();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name() != board_name
+                && p.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("xml") || e.eq_ignore_ascii_case("toml")
+                })
+        })
+        .collect();
+    files.sort();
+    Ok(files
+        .iter()
+        .map(|f| {
+            let shared = files.iter().filter(|g| stem(g) == stem(f)).count() > 1;
+            let name = if shared {
+                f.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                stem(f)
+            };
+            (name, f.clone())
+        })
+        .collect())
+}
+
+/// `build --all-scenarios`: every scenario of the board's folder into DIR/<scenario>/.
+fn build_all(a: &BuildArgs) -> ExitCode {
+    let root = paths::repo_root();
+    let board = match paths::resolve_board(&a.board, &root) {
+        Ok(b) => b,
+        Err(e) => return usage(e),
+    };
+    let scenarios = match scenarios_of(&board) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return usage(format!("no scenario files beside {}", board.display())),
+        Err(e) => return usage(format!("{}: {e}", board.display())),
+    };
+    if let Err(e) = std::fs::create_dir_all(&a.out) {
+        eprintln!("error: {}: {e}", a.out.display());
+        return ExitCode::from(1);
+    }
+    let mut summary = Vec::new();
+    let mut failed = Vec::new();
+    for (name, file) in &scenarios {
+        eprintln!("== {name} ({})", file.display());
+        let opts = BuildOptions {
+            board: board.clone(),
+            scenario: file.clone(),
+            out: a.out.join(name),
+            modules: Vec::new(),
+            release: a.release,
+            repo_root: root.clone(),
+            test_guests: test_guests(&board, &root, a.no_test_guests),
+            require_modules: false,
+        };
+        match super::build(&opts, &mut |m| eprintln!("{m}")) {
+            Ok(b) if b.manifest.missing_modules.is_empty() => {
+                summary.push(format!("{name}: built (acrn.elf, acrn.iso)"));
+            }
+            Ok(b) => {
+                let tags: Vec<&str> = b
+                    .manifest
+                    .missing_modules
+                    .iter()
+                    .map(|m| m.tag.as_str())
+                    .collect();
+                summary.push(format!(
+                    "{name}: built (acrn.elf; no ISO, modules missing: {})",
+                    tags.join(", ")
+                ));
+            }
+            Err(e) => {
+                report(&e);
+                summary.push(format!("{name}: FAILED: {e}"));
+                failed.push(name.as_str());
+            }
+        }
+    }
+    eprintln!(
+        "\nbuild --all-scenarios {} into {}:",
+        board.display(),
+        a.out.display()
+    );
+    for line in &summary {
+        eprintln!("  {line}");
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "error: {} of {} scenario(s) failed: {}",
+            failed.len(),
+            scenarios.len(),
+            failed.join(", ")
+        );
+        ExitCode::from(1)
     }
 }
 
@@ -160,7 +320,17 @@ pub fn cmd_run(a: RunArgs) -> ExitCode {
         }
         t => t.map(Duration::from_secs_f64),
     };
-    let opts = match options(&a.board, &a.scenario, a.out, &a.modules, a.release) {
+    let opts = match options(
+        &a.board,
+        Want {
+            scenario: &a.scenario,
+            out: a.out,
+            modules: &a.modules,
+            release: a.release,
+            no_test_guests: false,
+            require_modules: true,
+        },
+    ) {
         Ok(o) => o,
         Err(code) => return code,
     };
@@ -196,5 +366,31 @@ pub fn cmd_run(a: RunArgs) -> ExitCode {
             ExitCode::from(code.map_or(1, |c| c.clamp(0, 255) as u8))
         }
         Err(e) => report(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_of_a_board_folder_are_named_by_stem_unless_two_share_it() {
+        let board =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/qemu-epyc/qemu-epyc.xml");
+        let names: Vec<String> = scenarios_of(&board)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "hybrid",
+                "linux",
+                "partitioned.toml",
+                "partitioned.xml",
+                "shared"
+            ]
+        );
     }
 }

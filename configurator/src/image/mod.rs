@@ -4,14 +4,17 @@
 //! hypervisor with cargo (its `build.rs` generates the same tables from `ACRN_BOARD` and
 //! `ACRN_SCENARIO`), builds the test guests when a VM's kernel is not given, and writes a GRUB
 //! ISO. Everything is written into `DIR.tmp` and renamed to `DIR` at the end, so a failed build
-//! leaves no output directory (an earlier build's `DIR` stays as it was).
+//! leaves no output directory (an earlier build's `DIR` stays as it was). When a boot module is
+//! missing ([`modules::Source::Missing`]), the build writes everything but the ISO (and the
+//! Bochs files that boot it), and grub.cfg has a line to fill in for each missing module.
 //!
 //! Output directory:
 //! ```text
 //! DIR/gen/           vm_tables.rs, partition.md, manifest.json (the configurator's)
 //! DIR/acrn.elf       the hypervisor
 //! DIR/acrn.iso       GRUB: multiboot2 /boot/acrn.elf, one module2 line per boot module tag
-//! DIR/grub.cfg       the ISO's grub.cfg, for reference
+//!                    (only when every module is there)
+//! DIR/grub.cfg       the ISO's grub.cfg, or the one to complete for your boot loader
 //! DIR/guests/        test guests, when a default module needed them
 //! DIR/bochsrc, DIR/bochs.cmds    for `bochs -q -f DIR/bochsrc -rc DIR/bochs.cmds`
 //! DIR/manifest.json  board, scenario, VMs, modules (with sha256), emulator command lines
@@ -27,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::gen::{self, GenerateOptions};
 use crate::scenario::{LoadOrder, Scenario};
@@ -60,11 +62,15 @@ pub enum ImageError {
     UnknownModuleTag { tag: String, known: Vec<String> },
     #[error("--module {tag}={}: no such file", .path.display())]
     ModuleFileMissing { tag: String, path: PathBuf },
-    #[error("VM {vm} needs {what}, tagged `{tag}`, and there is no default for it: pass --module {tag}=FILE")]
-    NoDefaultModule {
-        tag: String,
-        vm: String,
-        what: String,
+    #[error("no file for {}: pass {}", .0.iter().map(|n| format!("{} (`{}`)", n.what(), n.tag)).collect::<Vec<_>>().join(", "), .0.iter().map(|n| format!("--module {}=FILE", n.tag)).collect::<Vec<_>>().join(" "))]
+    MissingModules(Vec<modules::Need>),
+    #[error("{}: not a regular file; build reads the board and scenario more than once (validation, generation, the hypervisor's build script), so save a FIFO's or a device's content into a file first", .0.display())]
+    NotRegularFile(PathBuf),
+    #[error("{}: {source}", .path.display())]
+    ModuleUnreadable {
+        path: PathBuf,
+        #[source]
+        source: crate::bounded::ReadError,
     },
     #[error("boot module tag `{0}` cannot be passed on a GRUB module2 line (spaces, quotes or control characters)")]
     BadTag(String),
@@ -102,7 +108,14 @@ pub struct BuildOptions {
     pub release: bool,
     /// The repository (hypervisor/ and tests/guests/ live there).
     pub repo_root: PathBuf,
+    /// Whether `KERNEL_ELF` VMs without `--module` get the test guests.
+    pub test_guests: modules::TestGuests,
+    /// Fail instead of writing a partial image when a module is missing (`run` needs the ISO).
+    pub require_modules: bool,
 }
+
+/// Largest boot module accepted (kernel, ramdisk), in bytes.
+pub const MAX_MODULE_BYTES: u64 = 1 << 30;
 
 /// What [`build`] produced.
 #[derive(Debug, Clone)]
@@ -120,12 +133,24 @@ pub struct ImageManifest {
     pub scenario: ManifestFile,
     pub profile: &'static str,
     pub hypervisor: ManifestFile,
-    pub iso: String,
+    /// `None` when a module is missing: then there is no ISO.
+    pub iso: Option<String>,
     pub vms: Vec<ManifestVm>,
     pub modules: Vec<ManifestModule>,
+    /// Modules the scenario names that the build was not given (their grub.cfg lines are to
+    /// be filled in).
+    pub missing_modules: Vec<MissingModule>,
     pub machine: Machine,
     pub default_emulator: Emulator,
-    pub emulators: Emulators,
+    /// How to boot the ISO; `None` without an ISO.
+    pub emulators: Option<Emulators>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingModule {
+    pub tag: String,
+    pub vm: String,
+    pub what: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,10 +190,12 @@ pub struct Emulators {
 }
 
 fn sha256_file(path: &Path) -> Result<(String, u64), ImageError> {
-    let bytes = fs::read(path).map_err(io_err(path))?;
-    let digest = Sha256::digest(&bytes);
-    let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, bytes.len() as u64))
+    crate::bounded::copy_hashed(path, &mut std::io::sink(), MAX_MODULE_BYTES).map_err(|source| {
+        ImageError::ModuleUnreadable {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, ImageError> {
@@ -194,9 +221,9 @@ fn replaceable(dir: &Path) -> Result<bool, ImageError> {
             if entries.next().is_none() {
                 return Ok(true);
             }
-            let ours = fs::read_to_string(dir.join(MANIFEST))
+            let ours = crate::bounded::read(&dir.join(MANIFEST), 1 << 20)
                 .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
                 .is_some_and(|v| v["generator"] == GENERATOR);
             Ok(ours)
         }
@@ -208,6 +235,12 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
     let board_path = absolute(&opts.board)?;
     let scenario_path = absolute(&opts.scenario)?;
     let out = absolute(&opts.out)?;
+    for p in [&board_path, &scenario_path] {
+        // A missing file is reported by validation, with its finding.
+        if p.exists() && !p.is_file() {
+            return Err(ImageError::NotRegularFile(p.clone()));
+        }
+    }
 
     // Every check on the input comes before anything is written.
     let report = validate(&board_path, &scenario_path, &ValidateOptions::default());
@@ -231,7 +264,15 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
             return Err(ImageError::BadTag(n.tag.clone()));
         }
     }
-    let plan = modules::plan(scenario, &needs, &opts.modules)?;
+    let plan = modules::plan(scenario, &needs, &opts.modules, opts.test_guests)?;
+    let missing: Vec<modules::Need> = plan
+        .iter()
+        .filter(|p| p.source == Source::Missing)
+        .map(|p| p.need.clone())
+        .collect();
+    if opts.require_modules && !missing.is_empty() {
+        return Err(ImageError::MissingModules(missing));
+    }
     if !replaceable(&out)? {
         return Err(ImageError::NotOurs(out));
     }
@@ -266,15 +307,16 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
         if let Some(f) = launch_file(scenario, &tmp)? {
             files.push(f);
         }
-        let boot = write_iso(&tmp, &out, &elf_out, &files, log)?;
-
-        fs::write(
-            tmp.join(emulator::BOCHSRC),
-            machine.bochsrc(&out.join(ISO), &out),
-        )
-        .map_err(io_err(&tmp))?;
-        fs::write(tmp.join(emulator::BOCHS_CMDS), emulator::BOCHS_CMDS_TEXT)
+        let boot = write_iso(&tmp, &out, &elf_out, &files, &missing, log)?;
+        if missing.is_empty() {
+            fs::write(
+                tmp.join(emulator::BOCHSRC),
+                machine.bochsrc(&out.join(ISO), &out),
+            )
             .map_err(io_err(&tmp))?;
+            fs::write(tmp.join(emulator::BOCHS_CMDS), emulator::BOCHS_CMDS_TEXT)
+                .map_err(io_err(&tmp))?;
+        }
 
         let manifest = manifest(
             opts,
@@ -285,6 +327,7 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
             scenario,
             &machine,
             boot,
+            &missing,
         )?;
         let mut json = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
         json.push('\n');
@@ -300,7 +343,24 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
         }
     };
     replace_dir(&tmp, &out)?;
-    log(&format!("build: image in {}", out.display()));
+    if missing.is_empty() {
+        log(&format!("build: image in {}", out.display()));
+    } else {
+        for n in &missing {
+            log(&format!(
+                "build: warning: module `{}` ({}) was not given (--module {}=FILE)",
+                n.tag,
+                n.what(),
+                n.tag
+            ));
+        }
+        log(&format!(
+            "build: hypervisor in {}; no ISO: {} module(s) missing; {} has a line to fill in for each",
+            out.join(ELF).display(),
+            missing.len(),
+            out.join("grub.cfg").display()
+        ));
+    }
     Ok(BuildOutput {
         dir: out,
         machine,
@@ -428,7 +488,7 @@ fn module_files(
         let path = match &p.source {
             Source::User(f) => absolute(f)?,
             Source::TestGuest(g) => guests.join(g),
-            Source::Generated => continue,
+            Source::Generated | Source::Missing => continue,
         };
         let base: String = path
             .file_name()
@@ -493,27 +553,46 @@ fn launch_file(scenario: &Scenario, tmp: &Path) -> Result<Option<ModuleFile>, Im
     }))
 }
 
+/// One `module2` line of grub.cfg.
+pub enum GrubModule {
+    /// A file on the ISO, under /boot.
+    File { file: String, tag: String },
+    /// A module the build was not given: a line whose path the user fills in.
+    Missing(modules::Need),
+}
+
 /// The grub.cfg: the hypervisor, then one module2 line per tag.
-pub fn grub_cfg(modules: &[(String, String)]) -> String {
+pub fn grub_cfg(modules: &[GrubModule]) -> String {
     let mut s = String::from(
         "set timeout=0\nset default=0\nmenuentry \"ACRN\" {\n  multiboot2 /boot/acrn.elf\n",
     );
-    for (file, tag) in modules {
-        s.push_str(&format!("  module2 /boot/{file} {tag}\n"));
+    for m in modules {
+        match m {
+            GrubModule::File { file, tag } => s.push_str(&format!("  module2 /boot/{file} {tag}\n")),
+            GrubModule::Missing(n) => s.push_str(&format!(
+                "  # {}: not given to the build; fill in the path of {}\n  module2 /boot/FILL-IN-{} {}\n",
+                n.tag,
+                n.what(),
+                n.tag,
+                n.tag
+            )),
+        }
     }
     s.push_str("  boot\n}\n");
     s
 }
 
-/// Stages the ISO tree and runs grub-mkrescue; returns the manifest's module entries.
+/// Stages the modules (each read once, bounded), writes grub.cfg and, when no module is
+/// missing, runs grub-mkrescue; returns the manifest's module entries.
 fn write_iso(
     tmp: &Path,
     out: &Path,
     elf: &Path,
     files: &[ModuleFile],
+    missing: &[modules::Need],
     log: &mut dyn FnMut(&str),
 ) -> Result<Vec<ManifestModule>, ImageError> {
-    if !Path::new("/usr/lib/grub/i386-pc").is_dir() {
+    if missing.is_empty() && !Path::new("/usr/lib/grub/i386-pc").is_dir() {
         return Err(ImageError::MissingTool {
             tool: "grub-pc-bin (/usr/lib/grub/i386-pc)".into(),
             hint: "apt-get install -y grub-pc-bin grub-common xorriso mtools".into(),
@@ -525,18 +604,32 @@ fn write_iso(
     fs::copy(elf, boot.join(ELF)).map_err(io_err(elf))?;
     let mut lines = Vec::new();
     let mut entries = Vec::new();
+    let mut staged: Vec<(String, (String, u64))> = Vec::new();
     for m in files {
         let dest = boot.join(&m.iso_name);
-        if !dest.exists() {
-            fs::copy(&m.path, &dest).map_err(io_err(&m.path))?;
-        }
-        lines.push((m.iso_name.clone(), m.planned.need.tag.clone()));
-        let (sha256, size) = sha256_file(&m.path)?;
+        let (sha256, size) = match staged.iter().find(|(n, _)| *n == m.iso_name) {
+            Some((_, h)) => h.clone(),
+            None => {
+                let mut f = fs::File::create(&dest).map_err(io_err(&dest))?;
+                let h = crate::bounded::copy_hashed(&m.path, &mut f, MAX_MODULE_BYTES).map_err(
+                    |source| ImageError::ModuleUnreadable {
+                        path: m.path.clone(),
+                        source,
+                    },
+                )?;
+                staged.push((m.iso_name.clone(), h.clone()));
+                h
+            }
+        };
+        lines.push(GrubModule::File {
+            file: m.iso_name.clone(),
+            tag: m.planned.need.tag.clone(),
+        });
         let (source, origin) = match &m.planned.source {
             // Test guests live in the output directory once it is renamed.
             Source::TestGuest(g) => (out.join("guests").join(g), "test-guest"),
             Source::User(_) => (m.path.clone(), "user"),
-            Source::Generated => (out.join(&m.iso_name), "generated"),
+            Source::Generated | Source::Missing => (out.join(&m.iso_name), "generated"),
         };
         entries.push(ManifestModule {
             tag: m.planned.need.tag.clone(),
@@ -548,15 +641,23 @@ fn write_iso(
             sha256,
         });
     }
+    lines.extend(missing.iter().cloned().map(GrubModule::Missing));
     let cfg = grub_cfg(&lines);
     fs::write(boot.join("grub/grub.cfg"), &cfg).map_err(io_err(&boot))?;
     fs::write(tmp.join("grub.cfg"), &cfg).map_err(io_err(tmp))?;
-    log("build: grub-mkrescue");
-    let iso = tmp.join(ISO);
+    if missing.is_empty() {
+        log("build: grub-mkrescue");
+        mkrescue(&tmp.join(ISO), &stage)?;
+    }
+    fs::remove_dir_all(&stage).map_err(io_err(&stage))?;
+    Ok(entries)
+}
+
+fn mkrescue(iso: &Path, stage: &Path) -> Result<(), ImageError> {
     let result = Command::new("grub-mkrescue")
         .arg("-o")
-        .arg(&iso)
-        .arg(&stage)
+        .arg(iso)
+        .arg(stage)
         .stdin(Stdio::null())
         .output();
     let output = match result {
@@ -575,8 +676,7 @@ fn write_iso(
             status: output.status.to_string(),
         });
     }
-    fs::remove_dir_all(&stage).map_err(io_err(&stage))?;
-    Ok(entries)
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -589,6 +689,7 @@ fn manifest(
     scenario: &crate::scenario::Scenario,
     machine: &Machine,
     modules: Vec<ManifestModule>,
+    missing: &[modules::Need],
 ) -> Result<ImageManifest, ImageError> {
     let file = |p: &Path, shown: &Path| -> Result<ManifestFile, ImageError> {
         Ok(ManifestFile {
@@ -619,15 +720,25 @@ fn manifest(
         scenario: file(scenario_path, scenario_path)?,
         profile: if opts.release { "release" } else { "debug" },
         hypervisor: file(elf, &out.join(ELF))?,
-        iso: out.join(ISO).display().to_string(),
+        iso: missing
+            .is_empty()
+            .then(|| out.join(ISO).display().to_string()),
         vms,
         modules,
+        missing_modules: missing
+            .iter()
+            .map(|n| MissingModule {
+                tag: n.tag.clone(),
+                vm: n.vm_name.clone(),
+                what: n.what(),
+            })
+            .collect(),
         machine: machine.clone(),
         default_emulator: machine.default_emulator(),
-        emulators: Emulators {
+        emulators: missing.is_empty().then(|| Emulators {
             qemu: emulator::command_line(Emulator::Qemu, machine, out),
             bochs: emulator::command_line(Emulator::Bochs, machine, out),
-        },
+        }),
     })
 }
 
@@ -637,12 +748,26 @@ mod tests {
 
     #[test]
     fn grub_cfg_names_each_module_with_its_tag() {
+        let file = |f: &str, t: &str| GrubModule::File {
+            file: f.into(),
+            tag: t.into(),
+        };
         let cfg = grub_cfg(&[
-            ("hello.elf".into(), "PRE_VM0_kernel".into()),
-            ("rogue.elf".into(), "PRE_VM1_kernel".into()),
+            file("hello.elf", "PRE_VM0_kernel"),
+            file("rogue.elf", "PRE_VM1_kernel"),
         ]);
         assert!(cfg.contains("  multiboot2 /boot/acrn.elf\n"));
         assert!(cfg.contains("  module2 /boot/hello.elf PRE_VM0_kernel\n  module2 /boot/rogue.elf PRE_VM1_kernel\n  boot\n"));
+        let cfg = grub_cfg(&[GrubModule::Missing(modules::Need {
+            tag: "Linux_bzImage".into(),
+            vm_id: 0,
+            vm_name: "PRE_VM0".into(),
+            kind: modules::ModuleKind::Kernel(crate::scenario::KernType::BzImage),
+        })]);
+        assert!(
+            cfg.contains("  # Linux_bzImage: not given to the build; fill in the path of PRE_VM0's KERNEL_BZIMAGE kernel\n  module2 /boot/FILL-IN-Linux_bzImage Linux_bzImage\n"),
+            "{cfg}"
+        );
     }
 
     #[test]

@@ -7,8 +7,12 @@
 //! `<VM name>_kernel` ([`crate::launch::kernel_tag`]); the image adds the launch description
 //! (`launch_vms`) beside them.
 //!
-//! Without `--module TAG=FILE`, a `KERNEL_ELF` VM gets one of the project's test guests
-//! (tests/guests), so every scenario in configs/ boots as it is:
+//! A module without `--module TAG=FILE` is [`Source::Missing`]: the build writes the
+//! hypervisor, the manifest and a grub.cfg with a line to fill in for it, but no ISO, as ACRN's
+//! `make BOARD= SCENARIO=` builds the hypervisor alone and the user adds the kernels to their
+//! boot loader. On the boards of configs/ (emulated machines, see [`TestGuests`]) a `KERNEL_ELF`
+//! VM instead gets one of the project's test guests (tests/guests), so every scenario there boots
+//! as it is:
 //! * a VM whose name contains `ROGUE` gets `rogue.elf`, one whose name contains `BENCH` gets
 //!   `bench.elf`;
 //! * otherwise the second pre-launched VM gets `rogue.elf` when no VM is named `*ROGUE*`,
@@ -19,7 +23,7 @@
 //! * every other VM (the first pre-launched VM, post-launched VMs, ...) gets `hello.elf`.
 //!
 //! Kernels of other types (`KERNEL_BZIMAGE`, `KERNEL_RAWIMAGE`) and ramdisks have no default:
-//! they must be given with `--module`.
+//! without `--module` they are missing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +59,26 @@ pub enum Source {
     TestGuest(&'static str),
     /// Written by the build itself (the launch description).
     Generated,
+    /// Not given and no default: the user adds it to their boot loader.
+    Missing,
+}
+
+/// Whether `KERNEL_ELF` VMs without `--module` get the test guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestGuests {
+    Default,
+    None,
+}
+
+impl Need {
+    /// What the module is, for messages: "PRE_VM0's KERNEL_BZIMAGE kernel".
+    pub fn what(&self) -> String {
+        match self.kind {
+            ModuleKind::Kernel(k) => format!("{}'s {k} kernel", self.vm_name),
+            ModuleKind::Ramdisk => format!("{}'s ramdisk", self.vm_name),
+            ModuleKind::LaunchDescription => "the launch description".into(),
+        }
+    }
 }
 
 /// A module resolved to a source.
@@ -127,13 +151,14 @@ pub fn parse_module_arg(arg: &str) -> Result<(String, PathBuf), ImageError> {
     }
 }
 
-/// Chooses a source for every needed module: the user's file, else a default test guest.
-/// Fails on a `--module` tag the scenario does not name (a typo would otherwise go unnoticed),
-/// on a user file that does not exist, and on a module that has no default.
+/// Chooses a source for every needed module: the user's file, else a default test guest (with
+/// [`TestGuests::Default`]), else [`Source::Missing`]. Fails on a `--module` tag the scenario
+/// does not name (a typo would otherwise go unnoticed) and on a user file that does not exist.
 pub fn plan(
     scenario: &Scenario,
     needs: &[Need],
     user: &[(String, PathBuf)],
+    test_guests: TestGuests,
 ) -> Result<Vec<Planned>, ImageError> {
     let mut given: BTreeMap<&str, &Path> = BTreeMap::new();
     for (tag, file) in user {
@@ -146,7 +171,8 @@ pub fn plan(
         if given.insert(tag, file).is_some() {
             return Err(ImageError::DuplicateModule(tag.clone()));
         }
-        if !file.is_file() {
+        // Devices and FIFOs are read like files (bounded, see crate::bounded).
+        if !file.exists() || file.is_dir() {
             return Err(ImageError::ModuleFileMissing {
                 tag: tag.clone(),
                 path: file.to_path_buf(),
@@ -175,13 +201,13 @@ pub fn plan(
         .find(|v| v.load_order == Some(LoadOrder::Service))
         .map(|v| v.id);
 
-    needs
+    Ok(needs
         .iter()
         .map(|n| {
             let source = match given.get(n.tag.as_str()) {
                 Some(f) => Source::User(f.to_path_buf()),
                 None => match n.kind {
-                    ModuleKind::Kernel(KernType::Elf) => {
+                    ModuleKind::Kernel(KernType::Elf) if test_guests == TestGuests::Default => {
                         let name = n.vm_name.to_ascii_uppercase();
                         Source::TestGuest(if has_post && Some(n.vm_id) == service_id {
                             "service-vm.elf"
@@ -195,25 +221,15 @@ pub fn plan(
                             "hello.elf"
                         })
                     }
-                    kind => {
-                        return Err(ImageError::NoDefaultModule {
-                            tag: n.tag.clone(),
-                            vm: n.vm_name.clone(),
-                            what: match kind {
-                                ModuleKind::Kernel(k) => format!("its {k} kernel"),
-                                ModuleKind::Ramdisk => "its ramdisk".into(),
-                                ModuleKind::LaunchDescription => "its launch description".into(),
-                            },
-                        })
-                    }
+                    _ => Source::Missing,
                 },
             };
-            Ok(Planned {
+            Planned {
                 need: n.clone(),
                 source,
-            })
+            }
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -254,7 +270,7 @@ mod tests {
         ]);
         let needs = needed(&s);
         assert_eq!(needs[0].tag, "k0", "VM order, not file order");
-        let p = plan(&s, &needs, &[]).unwrap();
+        let p = plan(&s, &needs, &[], TestGuests::Default).unwrap();
         assert_eq!(
             guests(&p),
             [
@@ -273,7 +289,7 @@ mod tests {
             vm(3, "MY_ROGUE", LoadOrder::PreLaunched, KernType::Elf, "r"),
             vm(4, "POST", LoadOrder::PostLaunched, KernType::Elf, "post"),
         ]);
-        let p = plan(&s, &needed(&s), &[]).unwrap();
+        let p = plan(&s, &needed(&s), &[], TestGuests::Default).unwrap();
         assert_eq!(
             guests(&p),
             [
@@ -287,6 +303,21 @@ mod tests {
     }
 
     #[test]
+    fn without_test_guests_elf_kernels_are_missing() {
+        let s = scenario(vec![
+            vm(0, "PRE_VM0", LoadOrder::PreLaunched, KernType::Elf, "k0"),
+            vm(1, "PRE_VM1", LoadOrder::PreLaunched, KernType::Elf, "k1"),
+        ]);
+        let needs = needed(&s);
+        let exe = std::env::current_exe().unwrap();
+        let p = plan(&s, &needs, &[("k1".into(), exe.clone())], TestGuests::None).unwrap();
+        assert_eq!(
+            guests(&p),
+            [("k0", &Source::Missing), ("k1", &Source::User(exe))]
+        );
+    }
+
+    #[test]
     fn shared_tags_appear_once() {
         let s = scenario(vec![
             vm(0, "A", LoadOrder::PreLaunched, KernType::Elf, "same"),
@@ -296,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn bzimage_needs_a_user_file() {
+    fn bzimage_is_missing_without_a_user_file() {
         let s = scenario(vec![vm(
             0,
             "LINUX",
@@ -305,10 +336,17 @@ mod tests {
             "Linux_bzImage",
         )]);
         let needs = needed(&s);
-        let e = plan(&s, &needs, &[]).unwrap_err();
-        assert!(e.to_string().contains("--module Linux_bzImage=FILE"), "{e}");
+        let p = plan(&s, &needs, &[], TestGuests::Default).unwrap();
+        assert_eq!(p[0].source, Source::Missing);
+        assert_eq!(p[0].need.what(), "LINUX's KERNEL_BZIMAGE kernel");
         let file = std::env::current_exe().unwrap();
-        let p = plan(&s, &needs, &[("Linux_bzImage".into(), file.clone())]).unwrap();
+        let p = plan(
+            &s,
+            &needs,
+            &[("Linux_bzImage".into(), file.clone())],
+            TestGuests::Default,
+        )
+        .unwrap();
         assert_eq!(p[0].source, Source::User(file));
     }
 
@@ -317,14 +355,26 @@ mod tests {
         let s = scenario(vec![vm(0, "A", LoadOrder::PreLaunched, KernType::Elf, "k")]);
         let needs = needed(&s);
         let exe = std::env::current_exe().unwrap();
-        let e = plan(&s, &needs, &[("kk".into(), exe.clone())]).unwrap_err();
+        let e = plan(&s, &needs, &[("kk".into(), exe.clone())], TestGuests::None).unwrap_err();
         assert!(
             e.to_string().contains("`kk`") && e.to_string().contains("k"),
             "{e}"
         );
-        let e = plan(&s, &needs, &[("k".into(), "/nonexistent/x".into())]).unwrap_err();
+        let e = plan(
+            &s,
+            &needs,
+            &[("k".into(), "/nonexistent/x".into())],
+            TestGuests::None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/x"), "{e}");
-        let e = plan(&s, &needs, &[("k".into(), exe.clone()), ("k".into(), exe)]).unwrap_err();
+        let e = plan(
+            &s,
+            &needs,
+            &[("k".into(), exe.clone()), ("k".into(), exe)],
+            TestGuests::None,
+        )
+        .unwrap_err();
         assert!(matches!(e, ImageError::DuplicateModule(_)), "{e}");
         assert!(parse_module_arg("noequals").is_err());
         assert!(parse_module_arg("=file").is_err());

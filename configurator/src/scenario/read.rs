@@ -27,7 +27,7 @@ use crate::xml::{self, Document, Element, LineIndex, Span, XmlError, XmlErrorKin
 pub(crate) fn xml_error_finding(e: &XmlError) -> Finding {
     let (check, hint) = match &e.kind {
         XmlErrorKind::Io(_) => ("F001", "check the path and the file's permissions"),
-        XmlErrorKind::TooLarge { .. } => ("F001", "board and scenario files are well under 1 MB"),
+        XmlErrorKind::TooLarge { .. } => ("F001", "board and scenario files are well under 1 MB (ACRN's largest board is 290 KB); give a regular file or a FIFO that ends"),
         XmlErrorKind::NotUtf8 => ("F001", "give a UTF-8 text file (XML or TOML)"),
         XmlErrorKind::WrongRoot { .. } => ("F003", "a scenario file starts with <acrn-config>"),
         XmlErrorKind::TooDeep(_) | XmlErrorKind::TooManyElements(_) => {
@@ -50,15 +50,14 @@ pub fn read_scenario_file(path: &Path) -> Result<(Scenario, Findings), Findings>
     let is_toml = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    // Read once (bounded, see crate::bounded): a FIFO or /dev/stdin cannot be read twice.
+    let text = xml::read_text(path).map_err(|e| one(xml_error_finding(&e)))?;
     let doc = if is_toml {
-        let text = xml::read_text(path).map_err(|e| one(xml_error_finding(&e)))?;
         toml_to_document(path, &text)?
     } else {
-        xml::parse_file(path).map_err(|e| {
+        xml::parse_str(path, &text).map_err(|e| {
             let mut f = one(xml_error_finding(&e));
-            if let Ok(t) = std::fs::read_to_string(path) {
-                f.add_source(path, Arc::from(t));
-            }
+            f.add_source(path, Arc::from(text.as_str()));
             f
         })?
     };

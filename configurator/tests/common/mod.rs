@@ -3,7 +3,8 @@
 //! corpus are, and the board/scenario pairs in a directory.
 //!
 //! The corpus is read in place from `$ACRN_CORPUS` or `../shared/acrn-corpus` beside the
-//! repository; without it tests print that they skip, unless `ACRN_REQUIRE_CORPUS=1`.
+//! repository; without it tests skip their corpus part and say so in `cargo test`'s output (CI
+//! sets `ACRN_REQUIRE_CORPUS=1`, which makes them fail instead).
 
 // Each test crate uses its own subset of these helpers.
 #![allow(dead_code)]
@@ -34,11 +35,21 @@ pub fn corpus() -> Option<PathBuf> {
         "ACRN_REQUIRE_CORPUS=1 but the corpus is not at {}",
         dir.display()
     );
-    eprintln!(
-        "SKIP: ACRN corpus not found at {} (set ACRN_CORPUS)",
+    say_skipped(&format!(
+        "ACRN corpus not found at {} (set ACRN_CORPUS); the corpus parts of these tests did not run",
         dir.display()
-    );
+    ));
     None
+}
+
+/// Prints a skip once per test binary, on the real stderr: the test harness captures
+/// `eprintln!` of passing tests, and a skip must be seen.
+pub fn say_skipped(why: &str) {
+    use std::io::Write;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = writeln!(std::io::stderr(), "SKIP: {why}");
+    });
 }
 
 /// (board file, scenario file) for every directory `D` of `root` holding `D.xml`, with each

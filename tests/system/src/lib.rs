@@ -92,6 +92,79 @@ pub fn require_tools(tools: &[&str]) {
     }
 }
 
+/// ACRN's corpus (`$ACRN_CORPUS` or `../shared/acrn-corpus` beside the repository), or `None`
+/// after a SKIP line on the real stderr (the harness hides `eprintln!` of passing tests).
+/// With `ACRN_REQUIRE_CORPUS=1` (CI) a missing corpus fails.
+pub fn corpus() -> Option<PathBuf> {
+    let dir = std::env::var_os("ACRN_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/acrn-corpus"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("ACRN_REQUIRE_CORPUS").as_deref() != Ok("1"),
+        "ACRN_REQUIRE_CORPUS=1 but the corpus is not at {}",
+        dir.display()
+    );
+    say(&format!(
+        "SKIP: ACRN corpus not found at {} (set ACRN_CORPUS); its pairs were not built",
+        dir.display()
+    ));
+    None
+}
+
+/// A line on the real stderr, shown by `cargo test` also for passing tests.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// (board file, scenario file) for every folder `D` of `root` holding `D.xml`: each other
+/// `.xml` and `.toml` file of `D` is a scenario. Sorted; a new file joins without a code change.
+pub fn pairs_in(root: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        let board = d.join(format!("{name}.xml"));
+        if !board.is_file() {
+            continue;
+        }
+        let mut scenarios: Vec<PathBuf> = std::fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| *p != board && p.extension().is_some_and(|e| e == "xml" || e == "toml"))
+            .collect();
+        scenarios.sort();
+        out.extend(scenarios.into_iter().map(|s| (board.clone(), s)));
+    }
+    out
+}
+
+/// `acrn-configurator validate` of a pair: (exit status, stderr).
+pub fn validate(board: &Path, scenario: &Path) -> (Option<i32>, String) {
+    let o = configurator_cmd()
+        .args(["validate", "--board"])
+        .arg(board)
+        .arg("--scenario")
+        .arg(scenario)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run acrn-configurator validate");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// A fresh directory for one test's outputs, under the target directory.
 pub fn work_dir(name: &str) -> PathBuf {
     let d = target_dir().join("system-tests").join(name);
