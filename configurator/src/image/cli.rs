@@ -2,8 +2,9 @@
 //! [`super::emulator::run`]; main.rs only dispatches here.
 //!
 //! Exit status of `build`: 0 built, 1 invalid configuration or failed step, 2 usage error.
-//! Exit status of `run`: as `build` when building fails; otherwise 0 when the time limit
-//! ended the run (a hypervisor never returns, so that is how a demo ends), the emulator's
+//! Exit status of `run`: as `build` when building fails; otherwise 0 when the hypervisor
+//! powered the machine off after every VM stopped (its console line says so), 0 when the
+//! time limit ended the run (a hypervisor whose VMs run on never returns), the emulator's
 //! own status when it exited by itself (QEMU: 0, or `(v << 1) | 1` after isa-debug-exit v;
 //! Bochs: 1 after the shutdown port), 1 when the emulator was killed by a signal, and 0 when
 //! the console's reader went away (e.g. `run ... | head`).
@@ -64,9 +65,10 @@ pub enum EmulatorArg {
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit status: 0 when --timeout ended the run; the emulator's own status when it \
-exited by itself (QEMU isa-debug-exit v: (v<<1)|1; Bochs: 1 after the shutdown port); 1 when the \
-build failed or the emulator was killed; 2 for usage errors.\n\
+    after_help = "Exit status: 0 when the hypervisor powered the machine off after every VM had \
+stopped, or when --timeout ended the run; otherwise the emulator's own status when it exited by \
+itself (QEMU isa-debug-exit v: (v<<1)|1; Bochs: 1 after the shutdown port); 1 when the build \
+failed or the emulator was killed; 2 for usage errors.\n\
 Files: DIR/console.log (the console of the last run), DIR/qemu.log or DIR/bochs.log, DIR/manifest.json."
 )]
 pub struct RunArgs {
@@ -357,6 +359,14 @@ pub fn cmd_run(a: RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(RunOutcome::OutputClosed) => ExitCode::SUCCESS,
+        Ok(RunOutcome::PoweredOff(code)) => {
+            eprintln!(
+                "run: every VM has stopped and the machine powered off ({} {})",
+                emu.name(),
+                code.map_or("killed by a signal".into(), |c| format!("status {c}"))
+            );
+            ExitCode::SUCCESS
+        }
         Ok(RunOutcome::Exited(code)) => {
             eprintln!(
                 "run: {} exited ({})",

@@ -216,9 +216,32 @@ pub fn command_line(emu: Emulator, machine: &Machine, dir: &Path) -> Vec<String>
 /// The contents of the Bochs command file: leave the internal debugger's prompt at once.
 pub const BOCHS_CMDS_TEXT: &str = "c\nquit\n";
 
+/// Looks for the hypervisor's power-off line in console output that arrives in pieces.
+#[derive(Default)]
+struct PowerOffWatch {
+    tail: Vec<u8>,
+    seen: bool,
+}
+
+impl PowerOffWatch {
+    fn feed(&mut self, data: &[u8]) {
+        if self.seen {
+            return;
+        }
+        let needle = acrn_static_config::POWER_OFF_LINE.as_bytes();
+        self.tail.extend_from_slice(data);
+        self.seen = self.tail.windows(needle.len()).any(|w| w == needle);
+        let keep = self.tail.len().saturating_sub(needle.len());
+        self.tail.drain(..keep);
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOutcome {
+    /// The hypervisor said every VM had stopped and switched the machine off; the emulator
+    /// then exited with this status (Bochs reports its ACPI soft power-off as a failure).
+    PoweredOff(Option<i32>),
     /// The emulator exited by itself with this status (`None`: killed by a signal). QEMU's
     /// isa-debug-exit gives `(value << 1) | 1`; Bochs exits 1 after the shutdown port.
     Exited(Option<i32>),
@@ -300,9 +323,11 @@ pub fn run(
         }
     };
     let deadline = timeout.map(|t| Instant::now() + t);
+    let mut power_off = PowerOffWatch::default();
     let outcome = loop {
         let (data, exited) = console.poll(Duration::from_millis(50));
         if !data.is_empty() {
+            power_off.feed(&data);
             let _ = transcript.write_all(&data);
             if out.write_all(&data).and_then(|_| out.flush()).is_err() {
                 console.stop();
@@ -312,9 +337,14 @@ pub fn run(
         if let Some(status) = exited {
             // The emulator is gone: copy what is left of its console, then report.
             let rest = console.drain();
+            power_off.feed(&rest);
             let _ = transcript.write_all(&rest);
             let _ = out.write_all(&rest).and_then(|_| out.flush());
-            break RunOutcome::Exited(status);
+            break if power_off.seen {
+                RunOutcome::PoweredOff(status)
+            } else {
+                RunOutcome::Exited(status)
+            };
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             console.stop();
@@ -454,6 +484,22 @@ impl Drop for FileSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_power_off_line_is_found_across_pieces() {
+        let line = format!("[hv] {}\n", acrn_static_config::POWER_OFF_LINE);
+        let (a, b) = line.as_bytes().split_at(12);
+        let mut w = PowerOffWatch::default();
+        w.feed(b"[PRE_VM0] verdict: PASS\n");
+        w.feed(a);
+        assert!(!w.seen);
+        w.feed(b"");
+        w.feed(b);
+        assert!(w.seen);
+        let mut other = PowerOffWatch::default();
+        other.feed(b"[hv] every VM has stopped; powering of");
+        assert!(!other.seen);
+    }
 
     #[test]
     fn machines_of_our_boards() {

@@ -527,7 +527,7 @@ fn anything_left() -> bool {
 
 fn power_off_if_all_stopped() {
     if !anything_left() {
-        hvlog!("every VM has stopped; powering off");
+        hvlog!("{}", acrn_static_config::POWER_OFF_LINE);
         crate::hv::power_off();
     }
 }

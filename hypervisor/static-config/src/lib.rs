@@ -331,3 +331,7 @@ pub struct PassthroughDevice {
     /// Guest-physical BAR bases (0 = BAR unused).
     pub vbars: [u64; 6],
 }
+
+/// The console line (after the `[hv] ` prefix) the hypervisor prints when every VM has stopped
+/// and it switches the machine off: tools that boot an image tell a finished run by it.
+pub const POWER_OFF_LINE: &str = "every VM has stopped; powering off";
