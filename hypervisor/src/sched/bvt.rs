@@ -288,11 +288,7 @@ impl Bvt {
     }
 
     fn forget_if_current(&mut self, thread: ThreadId) -> bool {
-        let was = self.current == Some(thread);
-        if was {
-            self.current = None;
-        }
-        was
+        super::forget_if_current(&mut self.current, thread)
     }
 }
 

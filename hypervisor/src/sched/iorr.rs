@@ -141,11 +141,7 @@ impl Iorr {
     }
 
     fn forget_if_current(&mut self, thread: ThreadId) -> bool {
-        let was = self.current == Some(thread);
-        if was {
-            self.current = None;
-        }
-        was
+        super::forget_if_current(&mut self.current, thread)
     }
 }
 

@@ -98,6 +98,15 @@ impl fmt::Display for SchedError {
     }
 }
 
+/// Clears `current` if it is `thread`; true if it was (the caller must reschedule).
+fn forget_if_current(current: &mut Option<ThreadId>, thread: ThreadId) -> bool {
+    let was = *current == Some(thread);
+    if was {
+        *current = None;
+    }
+    was
+}
+
 /// One pCPU's scheduler, of the policy the scenario chose.
 #[derive(Debug)]
 #[allow(

@@ -105,11 +105,7 @@ impl Prio {
     }
 
     fn forget_if_current(&mut self, thread: ThreadId) -> bool {
-        let was = self.current == Some(thread);
-        if was {
-            self.current = None;
-        }
-        was
+        super::forget_if_current(&mut self.current, thread)
     }
 }
 
