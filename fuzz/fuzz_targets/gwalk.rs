@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 
-use acrn_hypervisor::gwalk::{translate, GuestPhys};
+use acrn_hypervisor::vcpu::gwalk::{translate, GuestPhys};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 

@@ -18,12 +18,12 @@ use acrn_abi::ioreq::{
 };
 use acrn_abi::{IoRequest, IoRequestBuffer, MmioRequest};
 use acrn_hypervisor::{
-    decode::Op,
     hypercall::GuestMemory,
     ioreq::{
         complete_mmio_read, merge_pio_read, mmio_access, post, reset_page, slot_ptr,
         take_completion, Access, PostError,
     },
+    vcpu::decode::Op,
     vcpu::GuestRegs,
 };
 use arbitrary::Arbitrary;
