@@ -48,7 +48,7 @@ impl Bases {
     }
 
     fn contains(&self, vector: u8) -> bool {
-        self.base.iter().any(|&b| vector & 0xF8 == b)
+        self.base.contains(&(vector & 0xF8))
     }
 }
 
