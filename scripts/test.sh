@@ -22,6 +22,7 @@ step "format"
 cargo fmt --all -- --check
 (cd hypervisor && cargo fmt --all -- --check)
 (cd tests/guests && cargo fmt --all -- --check)
+(cd fuzz && cargo fmt --all -- --check)
 
 step "lints"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -35,6 +36,9 @@ step "host tests"
 cargo test --workspace --exclude acrn-system-tests
 (cd hypervisor && cargo test --lib --target x86_64-unknown-linux-gnu)
 (cd tests/guests && cargo test -p guest-common -p service-vm --target x86_64-unknown-linux-gnu)
+
+step "fuzzing smoke (every target 10 s)"
+bash scripts/fuzz.sh 10
 
 step "test guests on bare QEMU"
 bash tests/guests/smoke.sh

@@ -5,7 +5,7 @@
 //! (iced-x86) wherever that decoder calls the instruction valid.
 #![no_main]
 
-use acrn_hypervisor::decode::{decode, AluKind, AluSrc, CpuMode, DecodeError, Op};
+use acrn_hypervisor::vcpu::decode::{decode, AluKind, AluSrc, CpuMode, DecodeError, Op};
 use iced_x86::{Decoder, DecoderOptions, MemorySize, Mnemonic};
 use libfuzzer_sys::fuzz_target;
 

@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 
-use acrn_hypervisor::gwalk::{translate, GuestPhys};
+use acrn_hypervisor::vcpu::gwalk::{translate, GuestPhys};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 
@@ -22,7 +22,7 @@ struct Memory {
 impl GuestPhys for Memory {
     fn read_u64(&self, gpa: u64) -> Option<u64> {
         self.reads.borrow_mut().push(gpa);
-        if gpa % 8 != 0 {
+        if !gpa.is_multiple_of(8) {
             return None;
         }
         self.words.get(usize::try_from(gpa / 8).ok()?).copied()

@@ -18,12 +18,12 @@ use acrn_abi::ioreq::{
 };
 use acrn_abi::{IoRequest, IoRequestBuffer, MmioRequest};
 use acrn_hypervisor::{
-    decode::Op,
     hypercall::GuestMemory,
     ioreq::{
         complete_mmio_read, merge_pio_read, mmio_access, post, reset_page, slot_ptr,
         take_completion, Access, PostError,
     },
+    vcpu::decode::Op,
     vcpu::GuestRegs,
 };
 use arbitrary::Arbitrary;
@@ -71,6 +71,9 @@ enum Action {
 struct Page(*mut IoRequestBuffer);
 
 impl Page {
+    // The page is shared memory written behind the hypervisor code's back, as the Service VM
+    // does: a mutable view from a shared handle is what is being modelled.
+    #[allow(clippy::mut_from_ref)]
     fn bytes(&self) -> &mut [u8] {
         // SAFETY: the page is a live 4 KiB allocation owned by this harness; IoRequestBuffer
         // is plain integers, any bytes are valid.
@@ -146,7 +149,7 @@ fn run(page: &Page, base: u64, outstanding: &mut [Option<Access>], action: &Acti
             assert!(vcpu < ACRN_IO_REQUEST_MAX);
             let off = (slot as u64).wrapping_sub(base) as usize;
             assert!(
-                off % 256 == 0 && off + SLOT <= 4096,
+                off.is_multiple_of(256) && off + SLOT <= 4096,
                 "slot at page offset {off:#x}"
             );
             let a = if mmio {

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use acrn_hypervisor::{
-    decode::CpuMode,
-    string_io::{
+    vcpu::decode::CpuMode,
+    vcpu::string_io::{
         execute, scan_prefixes, Fault, LinearMem, Outcome, SegReg, StringOp, MAX_ITERATIONS,
     },
     vcpu::{GuestRegs, IoDirection},

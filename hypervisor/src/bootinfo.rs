@@ -327,6 +327,12 @@ impl BootInfo {
                     "multiboot2 tag runs past the information's total size",
                 ));
             }
+            // Module and memory-map tags have 8 bytes of fields after the header.
+            if matches!(ty, 3 | 6) && size < 16 {
+                return Err(BootInfoError::Malformed(
+                    "multiboot2 module or memory map tag shorter than 16 bytes",
+                ));
+            }
             match ty {
                 0 => break,
                 1 => {
@@ -553,6 +559,28 @@ mod tests {
         assert_eq!(
             BootInfo::parse(&f, MB2_MAGIC, 0x1000).unwrap_err(),
             BootInfoError::Malformed("multiboot2 tag runs past the information's total size")
+        );
+    }
+
+    /// Fuzzing found (bootinfo target, fuzz/regressions/bootinfo/mb2-short-module-tag): a
+    /// module tag of 13 bytes had its start and end fields read past the tag and the
+    /// information's total size.
+    #[test]
+    fn mb2_short_module_tag_is_refused() {
+        let mut f = Fake {
+            base: 0x1000,
+            mem: vec![0; 0x100],
+        };
+        let mut t = Vec::new();
+        t.extend_from_slice(&0x15u32.to_le_bytes()); // total_size
+        t.extend_from_slice(&0u32.to_le_bytes());
+        t.extend_from_slice(&3u32.to_le_bytes()); // module tag of 13 bytes at 8..21
+        t.extend_from_slice(&13u32.to_le_bytes());
+        t.extend_from_slice(&[0x20, 0, 0, 1, 0]);
+        f.put(0x1000, &t);
+        assert_eq!(
+            BootInfo::parse(&f, MB2_MAGIC, 0x1000).unwrap_err(),
+            BootInfoError::Malformed("multiboot2 module or memory map tag shorter than 16 bytes")
         );
     }
 
