@@ -121,8 +121,9 @@ impl VectorCheck {
 const REMOVED_GPA: usize = 0x8000_0000;
 /// What the Service VM writes there before mapping it.
 const REMOVED_PATTERN: u64 = 0x4D45_4D52_4541_4430;
-/// How long to keep reading for the removal (about 4 s under TCG, 100 s in Bochs).
-const REMOVAL_WAIT_TSC: u64 = 10_000_000_000;
+/// How long to keep reading for the removal (about 15 s under TCG, 200 s in Bochs: a loaded
+/// machine slows the Service VM that removes it).
+const REMOVAL_WAIT_TSC: u64 = 40_000_000_000;
 
 /// `memread`: reads REMOVED_GPA in a loop until its value changes, which happens when the
 /// Service VM removes the page from this VM while it runs. After the removal the address has
