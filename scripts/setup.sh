@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mapfile -t packages < <(bash scripts/tools.sh packages)
+# The emulators, boot-image and binary tools by name as well (tools.txt lists them too), so a
+# reader of this script sees what a fresh machine gets.
+packages+=(qemu-system-x86 bochs bochsbios vgabios grub-common grub-pc-bin xorriso mtools cpio
+  binutils binutils-x86-64-linux-gnu gcc gcc-12 procps debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
