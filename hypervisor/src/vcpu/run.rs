@@ -380,18 +380,7 @@ impl Pcpu {
             self.loaded = None;
         }
         t.vm.vcpus[t.idx].active.store(false, Ordering::SeqCst);
-        match t.hw {
-            HwVcpu::Svm(v) => {
-                if let Some(s) = self.spare_vmcbs.iter_mut().find(|s| **s == 0) {
-                    *s = v.vmcb_page();
-                }
-            }
-            HwVcpu::Vmx(v) => {
-                if let Some(s) = self.spare_vmx.iter_mut().find(|s| s.is_none()) {
-                    *s = Some(v);
-                }
-            }
-        }
+        self.recycle_hw(t.hw);
         t.context.release();
     }
 
