@@ -354,7 +354,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, CliError> {
             Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
             _ => (arg, None),
         };
-        let mut value = |i: &mut usize| -> Result<String, CliError> {
+        let value = |i: &mut usize| -> Result<String, CliError> {
             if let Some(v) = inline.clone() {
                 return Ok(v);
             }
@@ -860,4 +860,165 @@ fn parse_ivshmem(arg: &str, o: &str) -> Result<Device, CliError> {
         size_mib,
         region_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &str) -> Result<DmConfig, CliError> {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        match parse(&args)? {
+            Command::Run(cfg) => Ok(*cfg),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_direct_boot_line() {
+        let cfg = run("-m 1G -s 0:0,hostbridge -s 1:0,lpc -l com1,stdio \
+             -s 3,virtio-blk,/tmp/disk.img,ro -s 4,virtio-net,tap=tap0,mac_seed=x \
+             -s 5,virtio-console,@stdio:stdio_port,pty:p2=/tmp/p -s 6,ivshmem,hv:/shm_region_0,2,0 \
+             -s 7,uart,vuart_idx:1 -s 8,passthru,00/1f/3 -s 9,ivshmem,dm:/mine,4 \
+             --kernel /b/bzImage --ramdisk /b/initrd --bootargs console=ttyS0 \
+             --cpu_affinity 2,4 --rtvm --lapic_pt --virtio_poll 1000000 \
+             --logger_setting console,level=4;kmsg,level=3;disk,level=5 vm1")
+        .unwrap();
+        assert_eq!(cfg.mem_size, 1 << 30);
+        assert_eq!(cfg.devices.len(), 9);
+        assert_eq!(cfg.devices[0].device, Device::Hostbridge);
+        assert_eq!(cfg.devices[1].addr, PciAddr { bus: 0, dev: 1, func: 0 });
+        assert_eq!(
+            cfg.devices[2].device,
+            Device::VirtioBlk { path: "/tmp/disk.img".into(), read_only: true }
+        );
+        assert_eq!(
+            cfg.devices[3].device,
+            Device::VirtioNet { tap: "tap0".into(), mac_seed: Some("x".into()) }
+        );
+        assert_eq!(
+            cfg.devices[4].device,
+            Device::VirtioConsole(vec![
+                ConsolePort { is_console: true, name: "stdio_port".into(), backend: CharBackend::Stdio },
+                ConsolePort {
+                    is_console: false,
+                    name: "p2".into(),
+                    backend: CharBackend::Pty(Some("/tmp/p".into()))
+                },
+            ])
+        );
+        assert_eq!(
+            cfg.devices[5].device,
+            Device::Ivshmem {
+                land: IvshmemLand::Hypervisor,
+                name: "shm_region_0".into(),
+                size_mib: 2,
+                region_id: Some(0)
+            }
+        );
+        assert_eq!(cfg.devices[6].device, Device::Uart(UartBackend::HvVuart(1)));
+        assert_eq!(
+            cfg.devices[7].device,
+            Device::Passthru { host: PciAddr { bus: 0, dev: 0x1f, func: 3 }, opts: vec![] }
+        );
+        assert_eq!(cfg.lpc_ports, vec![LpcPort { com: 1, backend: CharBackend::Stdio }]);
+        assert_eq!(cfg.kernel.as_deref(), Some(std::path::Path::new("/b/bzImage")));
+        assert_eq!(cfg.bootargs.as_deref(), Some("console=ttyS0"));
+        assert_eq!(cfg.cpu_affinity, vec![2, 4]);
+        assert!(cfg.rtvm && cfg.lapic_pt);
+        assert_eq!(cfg.virtio_poll_ns, Some(1_000_000));
+        assert_eq!(cfg.logger, LoggerSetting { console: Some(4), kmsg: Some(3), disk: Some(5) });
+        assert_eq!(cfg.vm_name, "vm1");
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_mem_size("-m", "512M").unwrap(), 512 << 20);
+        assert_eq!(parse_mem_size("-m", "2g").unwrap(), 2 << 30);
+        assert_eq!(parse_mem_size("-m", "262144k").unwrap(), 256 << 20);
+        for (v, msg) in [
+            ("NoneM", "<memory>"),
+            ("512", "suffix"),
+            ("64M", "at least 128M"),
+            ("5T", "K, M or G"),
+            ("99999999999999999999G", "too large"),
+            ("", "expected a size"),
+        ] {
+            let e = parse_mem_size("-m", v).unwrap_err().to_string();
+            assert!(e.contains(msg) && e.contains("-m"), "{v}: {e}");
+        }
+        assert_eq!(run("vm").unwrap().mem_size, DEFAULT_MEM_SIZE);
+    }
+
+    #[test]
+    fn long_options_take_inline_values() {
+        let cfg = run("--kernel=/k --cpu_affinity=1 vm").unwrap();
+        assert_eq!(cfg.kernel.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(cfg.cpu_affinity, vec![1]);
+    }
+
+    #[test]
+    fn unsupported_and_unknown_options_are_named() {
+        let e = run("--ovmf /usr/share/acrn/bios/OVMF.fd vm").unwrap_err();
+        assert!(matches!(&e, CliError::UnsupportedOption { option, .. } if option == "--ovmf"));
+        assert!(e.to_string().contains("--ovmf") && e.to_string().contains("--kernel"), "{e}");
+        let e = run("--ovmf=/x vm").unwrap_err();
+        assert!(matches!(&e, CliError::UnsupportedOption { option, .. } if option == "--ovmf"));
+        let e = run("-s 3,virtio-gpu,geometry=fullscreen vm").unwrap_err();
+        assert!(
+            matches!(&e, CliError::UnsupportedDevice { device, .. } if device == "virtio-gpu"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("virtio-gpu"));
+        let e = run("--frobnicate vm").unwrap_err();
+        assert_eq!(e, CliError::UnknownOption("--frobnicate".into()));
+        let e = run("-s 3,frob vm").unwrap_err().to_string();
+        assert!(e.contains("unknown device \"frob\""), "{e}");
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong() {
+        for (line, needle) in [
+            ("-m", "needs a value"),
+            ("-s 40,lpc vm", "slot < 32"),
+            ("-s 3:9,lpc vm", "function < 8"),
+            ("-s x,lpc vm", "decimal"),
+            ("-s 3 vm", "SLOT,DEVICE"),
+            ("-s 0:0,hostbridge,extra vm", "takes no options"),
+            ("-s 3,virtio-blk vm", "needs an image path"),
+            ("-s 3,virtio-blk,/x,turbo vm", "unknown virtio-blk option"),
+            ("-s 4,virtio-net,mac_seed=1 vm", "needs tap=NAME"),
+            ("-s 4,virtio-net,tap=averyveryverylongname vm", "1..=15"),
+            ("-s 5,virtio-console,stdio vm", "[@]KIND:NAME"),
+            ("-s 5,virtio-console,@socket:x=/s vm", "socket"),
+            ("-s 6,ivshmem,shm,2 vm", "dm:/NAME or hv:/NAME"),
+            ("-s 6,ivshmem,hv:/shm,3 vm", "power of two"),
+            ("-s 6,ivshmem,hv:/shm vm", "size in MiB"),
+            ("-s 7,uart,vuart_idx:x vm", "decimal"),
+            ("-s 8,passthru,0/2 vm", "BUS/DEV/FUNC"),
+            ("-s 8,passthru,0001:00:02.0 vm", "domain 0"),
+            ("-l com9,stdio vm", "com1..com4"),
+            ("-l com1,socket vm", "unknown backend"),
+            ("--cpu_affinity 1,x vm", "LAPIC IDs"),
+            ("--cpu_affinity 1,1 vm", "twice"),
+            ("--virtio_poll 0 vm", "1..=10000000000"),
+            ("--logger_setting console=4 vm", "LOGGER,level=N"),
+            ("--logger_setting net,level=4 vm", "unknown logger"),
+            ("--logger_setting console,level=9 vm", "1..=7"),
+            ("-s 1:0,lpc -s 1,hostbridge vm", "already used"),
+            ("-m 512M", "VM name"),
+            ("vm extra", "after the VM name"),
+            ("a_name_that_is_too_long", "1..=15"),
+        ] {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let e = parse(&args).unwrap_err().to_string();
+            assert!(e.contains(needle), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse(&["-h"]).unwrap(), Command::Help);
+        assert_eq!(parse(&["--version"]).unwrap(), Command::Version);
+    }
 }
