@@ -6,3 +6,5 @@
 //! into one VM's life.
 
 pub mod cli;
+pub mod boot;
+pub mod memory;
