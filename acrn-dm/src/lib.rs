@@ -8,3 +8,4 @@
 pub mod cli;
 pub mod boot;
 pub mod memory;
+pub mod acpi;
