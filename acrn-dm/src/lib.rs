@@ -9,3 +9,5 @@ pub mod cli;
 pub mod boot;
 pub mod memory;
 pub mod acpi;
+pub mod ioreq;
+pub mod vmm;

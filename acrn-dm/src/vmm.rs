@@ -1,0 +1,246 @@
+//! The `/dev/acrn_hsm` operations acrn-dm uses, as a trait so the VM logic runs against a fake
+//! in tests. [`acrn_hsm::uapi::HsmDevice`] is the real implementation; [`VmHandle`] makes sure
+//! a created VM is destroyed on every exit path.
+
+use acrn_abi::irq::{AcrnMsiEntry, GsiOp};
+use acrn_abi::memory::AcrnVmMemmap;
+use acrn_abi::regs::AcrnVcpuRegs;
+use acrn_abi::vm::AcrnVmCreation;
+use acrn_hsm::uapi::HsmDevice;
+use std::io;
+
+/// One VM's control file (the HSM binds one VM to one open file).
+pub trait VmControl: Sync {
+    /// `ACRN_IOCTL_CREATE_VM`.
+    fn create_vm(&self, cv: &mut AcrnVmCreation) -> io::Result<()>;
+    /// `ACRN_IOCTL_DESTROY_VM`.
+    fn destroy_vm(&self) -> io::Result<()>;
+    /// `ACRN_IOCTL_START_VM`.
+    fn start_vm(&self) -> io::Result<()>;
+    /// `ACRN_IOCTL_PAUSE_VM`.
+    fn pause_vm(&self) -> io::Result<()>;
+    /// `ACRN_IOCTL_SET_VCPU_REGS`.
+    fn set_vcpu_regs(&self, regs: &AcrnVcpuRegs) -> io::Result<()>;
+    /// `ACRN_IOCTL_SET_MEMSEG`.
+    fn set_memseg(&self, map: &AcrnVmMemmap) -> io::Result<()>;
+    /// `ACRN_IOCTL_CREATE_IOREQ_CLIENT`.
+    fn create_ioreq_client(&self) -> io::Result<()>;
+    /// `ACRN_IOCTL_ATTACH_IOREQ_CLIENT`: blocks until requests are pending.
+    fn attach_ioreq_client(&self) -> io::Result<()>;
+    /// `ACRN_IOCTL_DESTROY_IOREQ_CLIENT`.
+    fn destroy_ioreq_client(&self) -> io::Result<()>;
+    /// `ACRN_IOCTL_NOTIFY_REQUEST_FINISH`.
+    fn notify_request_finish(&self, vmid: u16, vcpu: u32) -> io::Result<()>;
+    /// `ACRN_IOCTL_SET_IRQLINE`.
+    fn set_irqline(&self, gsi: u32, op: GsiOp) -> io::Result<()>;
+    /// `ACRN_IOCTL_INJECT_MSI`.
+    fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()>;
+}
+
+impl VmControl for HsmDevice {
+    fn create_vm(&self, cv: &mut AcrnVmCreation) -> io::Result<()> {
+        HsmDevice::create_vm(self, cv)
+    }
+    fn destroy_vm(&self) -> io::Result<()> {
+        HsmDevice::destroy_vm(self)
+    }
+    fn start_vm(&self) -> io::Result<()> {
+        HsmDevice::start_vm(self)
+    }
+    fn pause_vm(&self) -> io::Result<()> {
+        HsmDevice::pause_vm(self)
+    }
+    fn set_vcpu_regs(&self, regs: &AcrnVcpuRegs) -> io::Result<()> {
+        HsmDevice::set_vcpu_regs(self, regs)
+    }
+    fn set_memseg(&self, map: &AcrnVmMemmap) -> io::Result<()> {
+        HsmDevice::set_memseg(self, map)
+    }
+    fn create_ioreq_client(&self) -> io::Result<()> {
+        HsmDevice::create_ioreq_client(self)
+    }
+    fn attach_ioreq_client(&self) -> io::Result<()> {
+        HsmDevice::attach_ioreq_client(self)
+    }
+    fn destroy_ioreq_client(&self) -> io::Result<()> {
+        HsmDevice::destroy_ioreq_client(self)
+    }
+    fn notify_request_finish(&self, vmid: u16, vcpu: u32) -> io::Result<()> {
+        HsmDevice::notify_request_finish(self, vmid, vcpu)
+    }
+    fn set_irqline(&self, gsi: u32, op: GsiOp) -> io::Result<()> {
+        HsmDevice::set_irqline(self, gsi, op)
+    }
+    fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()> {
+        HsmDevice::inject_msi(self, msi)
+    }
+}
+
+/// A created VM: paused, its I/O request client destroyed and the VM destroyed when dropped,
+/// as ACRN's acrn-dm shuts down (the hypervisor destroys only PAUSED VMs).
+pub struct VmHandle<'a, C: VmControl + ?Sized> {
+    ctl: &'a C,
+    /// Relative VM ID from CREATE_VM.
+    pub vmid: u16,
+    /// vCPUs the hypervisor created.
+    pub vcpus: u16,
+}
+
+impl<'a, C: VmControl + ?Sized> VmHandle<'a, C> {
+    /// CREATE_VM; the returned handle owns the VM.
+    pub fn create(ctl: &'a C, cv: &mut AcrnVmCreation) -> io::Result<Self> {
+        ctl.create_vm(cv)?;
+        Ok(Self {
+            ctl,
+            vmid: cv.vmid,
+            vcpus: cv.vcpu_num,
+        })
+    }
+
+    /// The control file.
+    pub fn ctl(&self) -> &'a C {
+        self.ctl
+    }
+}
+
+impl<C: VmControl + ?Sized> Drop for VmHandle<'_, C> {
+    fn drop(&mut self) {
+        // Each step may fail because the VM never got that far (e.g. no client yet, never
+        // started); the later steps must still run.
+        let _ = self.ctl.pause_vm();
+        let _ = self.ctl.destroy_ioreq_client();
+        if let Err(e) = self.ctl.destroy_vm() {
+            eprintln!("acrn-dm: destroying VM {}: {e}", self.vmid);
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! A fake HSM that records every call and serves scripted I/O requests.
+
+    use super::*;
+    use crate::ioreq::IoreqPage;
+    use acrn_abi::ioreq::{IoReqState, IoRequestPayload};
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    /// What the fake saw, in order.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Call {
+        Create { name: String, flags: u64, affinity: u64 },
+        Destroy,
+        Start,
+        Pause,
+        Regs(u16, u64),
+        Memseg { gpa: u64, len: u64 },
+        CreateClient,
+        DestroyClient,
+        Notify(u32),
+        Irq(u32, GsiOp),
+        Msi(u64, u64),
+    }
+
+    /// One batch of requests the fake "hypervisor" posts before an ATTACH returns.
+    pub type Batch = Vec<(usize, u32, IoRequestPayload)>;
+
+    #[derive(Default)]
+    pub struct FakeHsm {
+        pub calls: Mutex<Vec<Call>>,
+        pub batches: Mutex<VecDeque<Batch>>,
+        pub page: Mutex<Option<usize>>,
+        pub vcpus: u16,
+        pub fail_memseg: bool,
+    }
+
+    impl FakeHsm {
+        pub fn new(vcpus: u16) -> Self {
+            Self { vcpus, ..Default::default() }
+        }
+        fn log(&self, c: Call) {
+            self.calls.lock().unwrap().push(c);
+        }
+        pub fn calls(&self) -> Vec<Call> {
+            self.calls.lock().unwrap().clone()
+        }
+        fn page(&self) -> &IoreqPage {
+            let addr = self.page.lock().unwrap().expect("no ioreq page");
+            // SAFETY: the test keeps the page alive while the VM exists (like the kernel's pin).
+            unsafe { &*(addr as *const IoreqPage) }
+        }
+    }
+
+    impl VmControl for FakeHsm {
+        fn create_vm(&self, cv: &mut AcrnVmCreation) -> io::Result<()> {
+            let name = cv.name.iter().take_while(|b| **b != 0).map(|b| *b as char).collect();
+            self.log(Call::Create { name, flags: cv.vm_flag, affinity: cv.cpu_affinity });
+            *self.page.lock().unwrap() = Some(cv.ioreq_buf as usize);
+            cv.vmid = 1;
+            cv.vcpu_num = self.vcpus;
+            Ok(())
+        }
+        fn destroy_vm(&self) -> io::Result<()> {
+            self.log(Call::Destroy);
+            Ok(())
+        }
+        fn start_vm(&self) -> io::Result<()> {
+            self.log(Call::Start);
+            Ok(())
+        }
+        fn pause_vm(&self) -> io::Result<()> {
+            self.log(Call::Pause);
+            Ok(())
+        }
+        fn set_vcpu_regs(&self, regs: &AcrnVcpuRegs) -> io::Result<()> {
+            self.log(Call::Regs(regs.vcpu_id, regs.vcpu_regs.rip));
+            Ok(())
+        }
+        fn set_memseg(&self, map: &AcrnVmMemmap) -> io::Result<()> {
+            if self.fail_memseg {
+                return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+            }
+            self.log(Call::Memseg { gpa: map.user_vm_pa, len: map.len });
+            Ok(())
+        }
+        fn create_ioreq_client(&self) -> io::Result<()> {
+            self.log(Call::CreateClient);
+            Ok(())
+        }
+        fn attach_ioreq_client(&self) -> io::Result<()> {
+            let Some(batch) = self.batches.lock().unwrap().pop_front() else {
+                // Like a destroyed client.
+                return Err(io::Error::from_raw_os_error(libc::ENODEV));
+            };
+            let page = self.page();
+            for (vcpu, kind, payload) in batch {
+                let slot = page.slot_ptr(vcpu);
+                // SAFETY: the slot is FREE/COMPLETE, i.e. the "hypervisor's" here.
+                unsafe {
+                    (*slot).r#type = kind;
+                    (*slot).reqs = payload;
+                    (*slot).kernel_handled = 0;
+                    (*slot).set_state(IoReqState::Processing);
+                }
+            }
+            Ok(())
+        }
+        fn destroy_ioreq_client(&self) -> io::Result<()> {
+            self.log(Call::DestroyClient);
+            Ok(())
+        }
+        fn notify_request_finish(&self, _vmid: u16, vcpu: u32) -> io::Result<()> {
+            // SAFETY: as in attach; the HSM completes the request.
+            unsafe { (*self.page().slot_ptr(vcpu as usize)).set_state(IoReqState::Complete) };
+            self.log(Call::Notify(vcpu));
+            Ok(())
+        }
+        fn set_irqline(&self, gsi: u32, op: GsiOp) -> io::Result<()> {
+            self.log(Call::Irq(gsi, op));
+            Ok(())
+        }
+        fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()> {
+            self.log(Call::Msi(msi.msi_addr, msi.msi_data));
+            Ok(())
+        }
+    }
+}
