@@ -11,3 +11,4 @@ pub mod memory;
 pub mod acpi;
 pub mod ioreq;
 pub mod vmm;
+pub mod devices;

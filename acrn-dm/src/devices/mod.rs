@@ -1,0 +1,411 @@
+//! The emulated platform: PCI bus 0 behind the HSM's 0xCF8/0xCFC decoding, COM1 on the LPC
+//! bridge, ACPI PM1a and the reset registers; built from the command line.
+
+pub mod pci;
+pub mod uart;
+pub mod virtio_blk;
+
+use crate::acpi::{IntxRoute, PM1A_CNT_ADDR, PM1A_EVT_ADDR, RESET_PORT, S5_SLP_TYP};
+use crate::cli::{CharBackend, Device, DmConfig, PciAddr};
+use crate::ioreq::{Access, IoHandler, VmExit};
+use crate::memory::GuestMemory;
+use acrn_abi::irq::GsiOp;
+use pci::{BarKind, PciFunction};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use uart::{Uart16550, COM1_IRQ, COM1_PORT};
+
+/// First port of PCI I/O BARs (ACRN's `PCI_EMUL_IOBASE`).
+pub const PCI_IO_BASE: u16 = 0x2000;
+/// First GSI given to PCI INTx (the vIOAPIC's pins above the 16 ISA ones).
+pub const PCI_GSI_BASE: u32 = 16;
+/// The keyboard controller's command port (0xFE there resets the machine).
+pub const KBC_CMD_PORT: u16 = 0x64;
+
+const PM1_SCI_EN: u16 = 1 << 0;
+const PM1_SLP_EN: u16 = 1 << 13;
+const CF9_RST_CPU: u8 = 1 << 2;
+
+/// Why the platform could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A device the command line accepts but this device model cannot run yet.
+    #[error("-s {slot},{device}: the {device} device is not implemented by this acrn-dm yet")]
+    NotImplemented {
+        /// Guest slot.
+        slot: PciAddr,
+        /// Device kind.
+        device: &'static str,
+    },
+    /// Only bus 0 exists.
+    #[error("-s {0}: only PCI bus 0 is emulated")]
+    NotBusZero(PciAddr),
+    /// A `-l` port that is not implemented.
+    #[error("-l com{0}: only com1 on stdio is implemented")]
+    LpcPort(u8),
+    /// `-l` without an LPC bridge.
+    #[error("-l com1 needs the LPC bridge: add -s 1:0,lpc")]
+    NoLpc,
+    /// The disk image cannot be opened.
+    #[error("virtio-blk image {path}: {err}")]
+    Disk {
+        /// Path.
+        path: PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// Too many INTx devices for the vIOAPIC.
+    #[error("too many devices with interrupts")]
+    TooManyIrqs,
+}
+
+struct Slot {
+    func: Box<dyn PciFunction>,
+    gsi: Option<u32>,
+}
+
+/// The machine acrn-dm emulates for one VM.
+pub struct Platform {
+    pci: BTreeMap<(u8, u8), Slot>,
+    com1: Option<Uart16550>,
+    pm1_sts: u16,
+    pm1_en: u16,
+    pm1_cnt: u16,
+    cf9: u8,
+    exit: Option<VmExit>,
+    irqs: Vec<(u32, GsiOp)>,
+}
+
+impl Platform {
+    /// Builds the devices of `cfg`; COM1 (if `-l com1,stdio`) writes to `console`.
+    pub fn build(
+        cfg: &DmConfig,
+        mem: Arc<GuestMemory>,
+        console: Box<dyn Write + Send>,
+    ) -> Result<Self, SetupError> {
+        let mut p = Self {
+            pci: BTreeMap::new(),
+            com1: None,
+            pm1_sts: 0,
+            pm1_en: 0,
+            // Always in ACPI mode (the FADT has no SMI command port).
+            pm1_cnt: PM1_SCI_EN,
+            cf9: 0,
+            exit: None,
+            irqs: Vec::new(),
+        };
+        let mut next_io = PCI_IO_BASE;
+        let mut next_gsi = PCI_GSI_BASE;
+        for sd in &cfg.devices {
+            if sd.addr.bus != 0 {
+                return Err(SetupError::NotBusZero(sd.addr));
+            }
+            let key = (sd.addr.dev, sd.addr.func);
+            let (func, gsi): (Box<dyn PciFunction>, Option<u32>) = match &sd.device {
+                Device::Hostbridge => (Box::new(pci::hostbridge()), None),
+                Device::Lpc => (Box::new(pci::lpc()), None),
+                Device::VirtioBlk { path, read_only } => {
+                    let disk = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(!read_only)
+                        .open(path)
+                        .map_err(|err| SetupError::Disk { path: path.clone(), err })?;
+                    if next_gsi >= 48 {
+                        return Err(SetupError::TooManyIrqs);
+                    }
+                    let gsi = next_gsi;
+                    next_gsi += 1;
+                    let dev = virtio_blk::VirtioBlk::new(
+                        mem.clone(),
+                        disk,
+                        *read_only,
+                        next_io,
+                        gsi as u8,
+                    )
+                    .map_err(|err| SetupError::Disk { path: path.clone(), err })?;
+                    next_io += virtio_blk::BAR_SIZE as u16;
+                    (Box::new(dev), Some(gsi))
+                }
+                other => {
+                    return Err(SetupError::NotImplemented {
+                        slot: sd.addr,
+                        device: other.kind(),
+                    })
+                }
+            };
+            p.pci.insert(key, Slot { func, gsi });
+        }
+        let has_lpc = cfg.devices.iter().any(|d| d.device == Device::Lpc);
+        for port in &cfg.lpc_ports {
+            if port.com != 1 || port.backend != CharBackend::Stdio {
+                return Err(SetupError::LpcPort(port.com));
+            }
+            if !has_lpc {
+                return Err(SetupError::NoLpc);
+            }
+        }
+        if !cfg.lpc_ports.is_empty() {
+            p.com1 = Some(Uart16550::new(console));
+        }
+        Ok(p)
+    }
+
+    /// The INTx routes for the DSDT's `_PRT`.
+    pub fn intx_routes(&self) -> Vec<IntxRoute> {
+        self.pci
+            .iter()
+            .filter_map(|(&(slot, _), s)| {
+                s.gsi.map(|gsi| IntxRoute { slot, pin: 0, gsi })
+            })
+            .collect()
+    }
+
+    /// Bytes typed on the console for COM1.
+    pub fn console_input(&mut self, bytes: &[u8]) {
+        if let Some(u) = self.com1.as_mut() {
+            u.receive(bytes);
+        }
+        self.collect_irqs();
+    }
+
+    fn collect_irqs(&mut self) {
+        if let Some(level) = self.com1.as_mut().and_then(|u| u.take_irq_change()) {
+            // ISA IRQ: edge-triggered, active high.
+            let op = if level { GsiOp::SetHigh } else { GsiOp::SetLow };
+            self.irqs.push((COM1_IRQ, op));
+        }
+        for s in self.pci.values_mut() {
+            if let (Some(gsi), Some(assert)) = (s.gsi, s.func.take_intx()) {
+                // PCI INTx from _PRT: level-triggered, active low, so asserting drives it low.
+                let op = if assert { GsiOp::SetLow } else { GsiOp::SetHigh };
+                self.irqs.push((gsi, op));
+            }
+        }
+    }
+
+    fn find_bar(&mut self, kind: BarKind, addr: u64) -> Option<(&mut dyn PciFunction, usize, u64)> {
+        for s in self.pci.values_mut() {
+            for i in 0..6 {
+                if let Some((k, base, size, true)) = s.func.config().bar_addr(i) {
+                    if k == kind && (base..base + size).contains(&addr) {
+                        return Some((&mut *s.func, i, addr - base));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn pm_write(&mut self, port: u16, size: u8, value: u32) {
+        match (port, size) {
+            (p, 2) if p == PM1A_EVT_ADDR => self.pm1_sts &= !(value as u16),
+            (p, 4) if p == PM1A_EVT_ADDR => {
+                self.pm1_sts &= !(value as u16);
+                self.pm1_en = (value >> 16) as u16;
+            }
+            (p, 2) if p == PM1A_EVT_ADDR + 2 => self.pm1_en = value as u16,
+            (p, 2) if p == PM1A_CNT_ADDR => {
+                let v = value as u16;
+                if v & PM1_SLP_EN != 0 && (v >> 10) & 7 == S5_SLP_TYP {
+                    self.exit = Some(VmExit::PowerOff);
+                }
+                self.pm1_cnt = (v & !PM1_SLP_EN) | PM1_SCI_EN;
+            }
+            _ => {}
+        }
+    }
+
+    fn pm_read(&self, port: u16, size: u8) -> Option<u64> {
+        Some(match (port, size) {
+            (p, 2) if p == PM1A_EVT_ADDR => u64::from(self.pm1_sts),
+            (p, 4) if p == PM1A_EVT_ADDR => {
+                u64::from(self.pm1_sts) | (u64::from(self.pm1_en) << 16)
+            }
+            (p, 2) if p == PM1A_EVT_ADDR + 2 => u64::from(self.pm1_en),
+            (p, 2) if p == PM1A_CNT_ADDR => u64::from(self.pm1_cnt),
+            _ => return None,
+        })
+    }
+}
+
+impl IoHandler for Platform {
+    fn read(&mut self, access: Access) -> u64 {
+        let v = match access {
+            Access::PciCfg { bus: 0, dev, func, reg, size } => self
+                .pci
+                .get(&(dev, func))
+                .map_or(u64::MAX, |s| u64::from(s.func.config().read(reg, size))),
+            Access::PciCfg { .. } => u64::MAX,
+            Access::Pio { port, size } => {
+                if let (Some(u), true) = (self.com1.as_mut(), (COM1_PORT..COM1_PORT + 8).contains(&port)) {
+                    u64::from(u.read(port - COM1_PORT))
+                } else if let Some(v) = self.pm_read(port, size) {
+                    v
+                } else if port == RESET_PORT && size == 1 {
+                    u64::from(self.cf9)
+                } else if let Some((f, bar, off)) = self.find_bar(BarKind::Io, port.into()) {
+                    f.bar_read(bar, off, size)
+                } else {
+                    u64::MAX
+                }
+            }
+            Access::Mmio { addr, size } => match self.find_bar(BarKind::Mem32, addr) {
+                Some((f, bar, off)) => f.bar_read(bar, off, size),
+                None => u64::MAX,
+            },
+        };
+        self.collect_irqs();
+        v
+    }
+
+    fn write(&mut self, access: Access, value: u64) {
+        match access {
+            Access::PciCfg { bus: 0, dev, func, reg, size } => {
+                if let Some(s) = self.pci.get_mut(&(dev, func)) {
+                    s.func.config_mut().write(reg, size, value as u32);
+                }
+            }
+            Access::PciCfg { .. } => {}
+            Access::Pio { port, size } => {
+                if let (Some(u), true) = (self.com1.as_mut(), (COM1_PORT..COM1_PORT + 8).contains(&port)) {
+                    u.write(port - COM1_PORT, value as u8);
+                } else if (PM1A_EVT_ADDR..PM1A_CNT_ADDR + 2).contains(&port) {
+                    self.pm_write(port, size, value as u32);
+                } else if port == RESET_PORT && size == 1 {
+                    self.cf9 = value as u8 & !CF9_RST_CPU;
+                    if value as u8 & CF9_RST_CPU != 0 {
+                        self.exit = Some(VmExit::Reset);
+                    }
+                } else if port == KBC_CMD_PORT && size == 1 && value == 0xFE {
+                    self.exit = Some(VmExit::Reset);
+                } else if let Some((f, bar, off)) = self.find_bar(BarKind::Io, port.into()) {
+                    f.bar_write(bar, off, size, value);
+                }
+            }
+            Access::Mmio { addr, size } => {
+                if let Some((f, bar, off)) = self.find_bar(BarKind::Mem32, addr) {
+                    f.bar_write(bar, off, size, value);
+                }
+            }
+        }
+        self.collect_irqs();
+    }
+
+    fn drain_irqs(&mut self) -> Vec<(u32, GsiOp)> {
+        std::mem::take(&mut self.irqs)
+    }
+
+    fn take_exit(&mut self) -> Option<VmExit> {
+        self.exit.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{self, Command};
+
+    fn config(line: &str) -> DmConfig {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        match cli::parse(&args).unwrap() {
+            Command::Run(c) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn platform(line: &str) -> Platform {
+        Platform::build(&config(line), Arc::new(GuestMemory::heap(128 << 20)), Box::new(std::io::sink()))
+            .unwrap()
+    }
+
+    fn cfg_read(p: &mut Platform, dev: u8, reg: u16, size: u8) -> u64 {
+        p.read(Access::PciCfg { bus: 0, dev, func: 0, reg, size })
+    }
+
+    #[test]
+    fn pci_config_space_through_the_bus() {
+        let mut p = platform("-s 0:0,hostbridge -s 1:0,lpc vm");
+        assert_eq!(cfg_read(&mut p, 0, 0, 4), 0x5AF0_8086);
+        assert_eq!(cfg_read(&mut p, 1, 0x0A, 2), 0x0601);
+        assert_eq!(cfg_read(&mut p, 2, 0, 4), u64::MAX, "empty slot");
+        assert_eq!(p.read(Access::PciCfg { bus: 1, dev: 0, func: 0, reg: 0, size: 4 }), u64::MAX);
+        assert_eq!(p.read(Access::Pio { port: 0x3F8, size: 1 }), u64::MAX, "no COM1 without -l");
+    }
+
+    #[test]
+    fn power_off_and_reset_registers() {
+        let mut p = platform("vm");
+        assert_eq!(p.read(Access::Pio { port: PM1A_CNT_ADDR, size: 2 }) & 1, 1, "SCI_EN");
+        // S3 type with SLP_EN is not a power-off.
+        p.write(Access::Pio { port: PM1A_CNT_ADDR, size: 2 }, (3 << 10) | (1 << 13));
+        assert_eq!(p.take_exit(), None);
+        p.write(Access::Pio { port: PM1A_CNT_ADDR, size: 2 }, (5 << 10) | (1 << 13));
+        assert_eq!(p.take_exit(), Some(VmExit::PowerOff));
+        assert_eq!(p.take_exit(), None, "taken once");
+        p.write(Access::Pio { port: RESET_PORT, size: 1 }, 0x02);
+        assert_eq!(p.take_exit(), None);
+        p.write(Access::Pio { port: RESET_PORT, size: 1 }, 0x06);
+        assert_eq!(p.take_exit(), Some(VmExit::Reset));
+        p.write(Access::Pio { port: KBC_CMD_PORT, size: 1 }, 0xFE);
+        assert_eq!(p.take_exit(), Some(VmExit::Reset));
+        // PM1 status is write-one-to-clear, enable is plain.
+        p.write(Access::Pio { port: PM1A_EVT_ADDR + 2, size: 2 }, 0x0100);
+        assert_eq!(p.read(Access::Pio { port: PM1A_EVT_ADDR, size: 4 }), 0x0100_0000);
+    }
+
+    #[test]
+    fn com1_on_stdio_raises_irq4() {
+        let mut p = platform("-s 1:0,lpc -l com1,stdio vm");
+        p.write(Access::Pio { port: 0x3FC, size: 1 }, 0x08); // OUT2
+        p.write(Access::Pio { port: 0x3F9, size: 1 }, 0x01); // RX interrupt
+        p.console_input(b"ls\n");
+        assert_eq!(p.drain_irqs(), [(4, GsiOp::SetHigh)]);
+        assert_eq!(p.read(Access::Pio { port: 0x3F8, size: 1 }), u64::from(b'l'));
+        p.read(Access::Pio { port: 0x3F8, size: 1 });
+        p.read(Access::Pio { port: 0x3F8, size: 1 });
+        assert_eq!(p.drain_irqs(), [(4, GsiOp::SetLow)]);
+    }
+
+    #[test]
+    fn virtio_blk_bar_routing_and_intx() {
+        let img = std::env::temp_dir().join(format!("acrn-dm-plat-{}", std::process::id()));
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        let mut p = platform(&format!("-s 0:0,hostbridge -s 3,virtio-blk,{} vm", img.display()));
+        std::fs::remove_file(&img).unwrap();
+        assert_eq!(p.intx_routes(), [IntxRoute { slot: 3, pin: 0, gsi: 16 }]);
+        assert_eq!(cfg_read(&mut p, 3, 0, 4), 0x1001_1AF4);
+        assert_eq!(cfg_read(&mut p, 3, 0x10, 4), u64::from(PCI_IO_BASE) | 1);
+        // The BAR answers only once I/O decoding is enabled.
+        assert_eq!(p.read(Access::Pio { port: PCI_IO_BASE + 0x14, size: 4 }), u64::MAX);
+        p.write(Access::PciCfg { bus: 0, dev: 3, func: 0, reg: 4, size: 2 }, 1);
+        assert_eq!(p.read(Access::Pio { port: PCI_IO_BASE + 0x14, size: 4 }), 8, "8 sectors");
+        // Relocating the BAR moves the registers.
+        p.write(Access::PciCfg { bus: 0, dev: 3, func: 0, reg: 0x10, size: 4 }, 0x3000);
+        assert_eq!(p.read(Access::Pio { port: 0x3014, size: 4 }), 8);
+        assert_eq!(p.read(Access::Pio { port: PCI_IO_BASE + 0x14, size: 4 }), u64::MAX);
+    }
+
+    #[test]
+    fn unsupported_runtime_devices_are_named() {
+        let cfg = config("-s 4,virtio-net,tap=tap0 vm");
+        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), Box::new(std::io::sink()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("virtio-net") && e.contains("not implemented"), "{e}");
+        let cfg = config("-l com1,stdio vm");
+        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), Box::new(std::io::sink()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("lpc"), "{e}");
+        let cfg = config("-s 3,virtio-blk,/nonexistent/disk.img vm");
+        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), Box::new(std::io::sink()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("/nonexistent/disk.img"), "{e}");
+    }
+}
