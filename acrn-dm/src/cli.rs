@@ -423,6 +423,12 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, CliError> {
             format!("a VM name is 1..={MAX_VM_NAME} bytes (the hypervisor's name field is 16 with its NUL)"),
         ));
     }
+    if b.lapic_pt && !b.rtvm {
+        return Err(CliError::UnsupportedOption {
+            option: "--lapic_pt".into(),
+            reason: "LAPIC pass-through needs --rtvm (ACRN ignores --lapic_pt alone)",
+        });
+    }
     Ok(Command::Run(Box::new(b.finish(vm_name))))
 }
 
@@ -1009,6 +1015,7 @@ mod tests {
             ("-m 512M", "VM name"),
             ("vm extra", "after the VM name"),
             ("a_name_that_is_too_long", "1..=15"),
+            ("--lapic_pt vm", "needs --rtvm"),
         ] {
             let args: Vec<&str> = line.split_whitespace().collect();
             let e = parse(&args).unwrap_err().to_string();

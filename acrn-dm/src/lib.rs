@@ -12,3 +12,5 @@ pub mod acpi;
 pub mod ioreq;
 pub mod vmm;
 pub mod devices;
+pub mod logger;
+pub mod vm;

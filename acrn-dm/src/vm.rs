@@ -1,0 +1,548 @@
+//! One VM's life, in ACRN's acrn-dm order (reference §6.2): devices, CREATE_VM, guest memory
+//! (SET_MEMSEG), ACPI tables and the kernel in guest memory, the BSP's registers, the I/O
+//! request client, START_VM, the request loop; and on every way out PAUSE, DESTROY_IOREQ_CLIENT,
+//! DESTROY_VM ([`VmHandle`]'s drop).
+
+use crate::acpi;
+use crate::boot::{self, BootError};
+use crate::cli::DmConfig;
+use crate::devices::{Platform, SetupError};
+use crate::ioreq::{self, IoHandler, IoreqPage, Stopped};
+use crate::logger::{log, Level};
+use crate::memory::{GuestMemory, OutOfRange};
+use crate::vmm::{VmControl, VmHandle};
+use acrn_abi::memory::{AcrnVmMemmap, ACRN_MEMMAP_RAM};
+use acrn_abi::vm::{AcrnVmCreation, GuestFlags};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// `attr` of RAM mappings: read, write, execute (ACRN's `PROT_ALL`).
+const MEM_PROT_ALL: u32 = 7;
+/// RAM is handed to the HSM in pieces of this size, so its per-call region batch stays small
+/// even when the memory is in 4 KiB pages.
+pub const MEMSEG_CHUNK: u64 = 64 << 20;
+
+/// Everything that stops a VM from being set up or run.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// No `--kernel`.
+    #[error("no guest to boot: give --kernel BZIMAGE (OVMF is not supported)")]
+    NoKernel,
+    /// A boot file cannot be read.
+    #[error("{what} {path}: {err}")]
+    ReadFile {
+        /// "kernel" or "ramdisk".
+        what: &'static str,
+        /// Path.
+        path: PathBuf,
+        /// Why.
+        err: io::Error,
+    },
+    /// The devices cannot be built.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// Loading the kernel failed.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// An HSM call failed.
+    #[error("{op}: {err}")]
+    Hsm {
+        /// The ioctl.
+        op: &'static str,
+        /// Its error.
+        err: io::Error,
+    },
+    /// The hypervisor created an unusable number of vCPUs.
+    #[error("the hypervisor created {0} vCPUs; acrn-dm serves 1 to 16")]
+    VcpuCount(u16),
+    /// `--cpu_affinity` names a CPU the Service VM's MADT does not list.
+    #[error("--cpu_affinity: LAPIC ID {0} is not an enabled processor in the Service VM's MADT ({1})")]
+    UnknownLapic(u32, String),
+    /// The Service VM's MADT cannot be read.
+    #[error("--cpu_affinity: cannot read the Service VM's MADT {path}: {err}")]
+    Madt {
+        /// Path.
+        path: PathBuf,
+        /// Why.
+        err: io::Error,
+    },
+    /// More memory than the Service VM has.
+    #[error("-m: the VM asks for {want} MiB but the Service VM has only {have} MiB available")]
+    NotEnoughMemory {
+        /// MiB requested.
+        want: u64,
+        /// MiB available.
+        have: u64,
+    },
+    /// A layout bug: a write outside guest RAM.
+    #[error(transparent)]
+    Memory(#[from] OutOfRange),
+}
+
+fn hsm(op: &'static str) -> impl FnOnce(io::Error) -> VmError {
+    move |err| VmError::Hsm { op, err }
+}
+
+/// The kernel, ramdisk and command line, read before anything is created.
+pub struct BootFiles {
+    /// The kernel's path, for messages.
+    pub kernel_name: String,
+    /// bzImage bytes.
+    pub kernel: Vec<u8>,
+    /// Ramdisk bytes.
+    pub ramdisk: Option<Vec<u8>>,
+    /// Command line.
+    pub cmdline: String,
+}
+
+impl BootFiles {
+    /// Reads the files `cfg` names.
+    pub fn read(cfg: &DmConfig) -> Result<Self, VmError> {
+        let kernel_path = cfg.kernel.as_ref().ok_or(VmError::NoKernel)?;
+        let read = |what, path: &Path| {
+            std::fs::read(path).map_err(|err| VmError::ReadFile {
+                what,
+                path: path.to_path_buf(),
+                err,
+            })
+        };
+        Ok(Self {
+            kernel_name: kernel_path.display().to_string(),
+            kernel: read("kernel", kernel_path)?,
+            ramdisk: cfg.ramdisk.as_deref().map(|p| read("ramdisk", p)).transpose()?,
+            cmdline: cfg.bootargs.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// The guest flags ACRN's acrn-dm asks for: `--rtvm` makes a real-time VM with LAPIC
+/// pass-through and polled I/O completion.
+pub fn guest_flags(cfg: &DmConfig) -> GuestFlags {
+    if cfg.rtvm {
+        GuestFlags::RT
+            | GuestFlags::LAPIC_PASSTHROUGH
+            | GuestFlags::IO_COMPLETION_POLLING
+            | GuestFlags::PMU_PASSTHROUGH
+    } else {
+        GuestFlags::empty()
+    }
+}
+
+/// LAPIC IDs of the enabled processors in MADT order: index = pCPU number, as ACRN's
+/// `parse_madt` numbers them.
+pub fn madt_lapic_ids(madt: &[u8]) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let mut o = 44;
+    while o + 2 <= madt.len() {
+        let (kind, len) = (madt[o], madt[o + 1] as usize);
+        if len < 2 || o + len > madt.len() {
+            break;
+        }
+        match kind {
+            0 if len >= 8 && madt[o + 4] & 1 != 0 => ids.push(u32::from(madt[o + 3])),
+            9 if len >= 16 && madt[o + 8] & 1 != 0 => {
+                ids.push(u32::from_le_bytes(madt[o + 4..o + 8].try_into().expect("4 bytes")))
+            }
+            _ => {}
+        }
+        o += len;
+    }
+    ids
+}
+
+/// The pCPU bitmap for `--cpu_affinity` LAPIC IDs given the Service VM's MADT.
+pub fn affinity_bitmap(lapic_ids: &[u32], madt: &[u8]) -> Result<u64, VmError> {
+    let known = madt_lapic_ids(madt);
+    let mut bitmap = 0u64;
+    for id in lapic_ids {
+        let pcpu = known
+            .iter()
+            .position(|k| k == id)
+            .filter(|p| *p < 64)
+            .ok_or_else(|| VmError::UnknownLapic(*id, format!("it lists {known:?}")))?;
+        bitmap |= 1 << pcpu;
+    }
+    Ok(bitmap)
+}
+
+/// Reads the Service VM's MADT and converts `--cpu_affinity` (0 = the VM's configured CPUs).
+pub fn host_affinity(cfg: &DmConfig) -> Result<u64, VmError> {
+    if cfg.cpu_affinity.is_empty() {
+        return Ok(0);
+    }
+    let path = Path::new("/sys/firmware/acpi/tables/APIC");
+    let madt = std::fs::read(path).map_err(|err| VmError::Madt {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    affinity_bitmap(&cfg.cpu_affinity, &madt)
+}
+
+/// `MemAvailable` (plus free huge pages) from /proc/meminfo, in bytes.
+pub fn available_memory(meminfo: &str) -> Option<u64> {
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    let avail = field("MemAvailable:")? * 1024;
+    let huge = field("HugePages_Free:").unwrap_or(0) * field("Hugepagesize:").unwrap_or(0) * 1024;
+    Some(avail + huge)
+}
+
+/// Refuses a size the Service VM cannot give (checked before anything is mapped or created).
+pub fn check_memory(size: u64) -> Result<(), VmError> {
+    let Some(have) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| available_memory(&m))
+    else {
+        return Ok(());
+    };
+    if size > have {
+        return Err(VmError::NotEnoughMemory {
+            want: size >> 20,
+            have: have >> 20,
+        });
+    }
+    Ok(())
+}
+
+/// The memory segments for SET_MEMSEG: RAM, read/write/execute, in [`MEMSEG_CHUNK`] pieces.
+pub fn memsegs(mem: &GuestMemory) -> Vec<AcrnVmMemmap> {
+    let mut out = Vec::new();
+    for (gpa, host, len) in mem.ranges() {
+        let mut off = 0;
+        while off < len {
+            let n = MEMSEG_CHUNK.min(len - off);
+            out.push(AcrnVmMemmap {
+                r#type: ACRN_MEMMAP_RAM,
+                attr: MEM_PROT_ALL,
+                user_vm_pa: gpa + off,
+                service_vm_pa: host + off,
+                len: n,
+            });
+            off += n;
+        }
+    }
+    out
+}
+
+/// Console plumbing: where COM1 writes and where its input comes from.
+pub struct Console {
+    /// COM1's output.
+    pub output: Box<dyn Write + Send>,
+    /// A file descriptor to poll for input (stdin), if any.
+    pub input_fd: Option<i32>,
+}
+
+/// Creates, boots and serves the VM until it stops; the VM is gone when this returns.
+pub fn run<C: VmControl + ?Sized>(
+    ctl: &C,
+    cfg: &DmConfig,
+    mem: Arc<GuestMemory>,
+    boot_files: &BootFiles,
+    cpu_affinity: u64,
+    console: Console,
+    stop: &AtomicBool,
+) -> Result<Stopped, VmError> {
+    let platform = Platform::build(cfg, mem.clone(), console.output)?;
+    let routes = platform.intx_routes();
+    let page = IoreqPage::new();
+    let mut cv = AcrnVmCreation {
+        vm_flag: guest_flags(cfg).bits(),
+        ioreq_buf: page.addr(),
+        cpu_affinity,
+        ..Default::default()
+    };
+    // The CLI checked the name's length and NULs.
+    let named = cv.set_name(&cfg.vm_name);
+    debug_assert!(named);
+    let vm = VmHandle::create(ctl, &mut cv).map_err(hsm("CREATE_VM"))?;
+    log(
+        Level::Info,
+        &format!("VM {} ({}) created with {} vCPUs", cfg.vm_name, vm.vmid, vm.vcpus),
+    );
+    if !(1..=acpi::MAX_VCPUS as u16).contains(&vm.vcpus) {
+        return Err(VmError::VcpuCount(vm.vcpus));
+    }
+    for seg in memsegs(&mem) {
+        ctl.set_memseg(&seg).map_err(hsm("SET_MEMSEG"))?;
+    }
+    mem.write(acpi::ACPI_BASE, &acpi::build(vm.vcpus.into(), &routes))?;
+    let layout = boot::load_linux(
+        &mem,
+        &boot_files.kernel_name,
+        &boot_files.kernel,
+        boot_files.ramdisk.as_deref(),
+        &boot_files.cmdline,
+        acpi::ACPI_BASE,
+    )?;
+    ctl.set_vcpu_regs(&boot::boot_regs(&layout))
+        .map_err(hsm("SET_VCPU_REGS"))?;
+    ctl.create_ioreq_client()
+        .map_err(hsm("CREATE_IOREQ_CLIENT"))?;
+    ctl.start_vm().map_err(hsm("START_VM"))?;
+    log(Level::Info, &format!("VM {} started", cfg.vm_name));
+
+    let platform: Mutex<Platform> = Mutex::new(platform);
+    let handler: &Mutex<dyn IoHandler + Send> = &platform;
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        if let Some(fd) = console.input_fd {
+            let (platform, done) = (&platform, &done);
+            // The input thread must not take SIGINT/SIGTERM: they have to interrupt ATTACH here.
+            let _blocked = SignalsBlocked::new();
+            s.spawn(move || console_input(ctl, fd, platform, done));
+        }
+        let r = ioreq::run(ctl, vm.vmid, &page, vm.vcpus.into(), handler, stop);
+        done.store(true, Ordering::Release);
+        r
+    });
+    let stopped = result.map_err(hsm("ATTACH_IOREQ_CLIENT"))?;
+    drop(vm);
+    // The page must outlive the VM: the HSM unpins it when the VM is destroyed.
+    drop(page);
+    Ok(stopped)
+}
+
+/// Feeds bytes from `fd` to COM1 until `done`.
+fn console_input<C: VmControl + ?Sized>(ctl: &C, fd: i32, platform: &Mutex<Platform>, done: &AtomicBool) {
+    let mut buf = [0u8; 256];
+    while !done.load(Ordering::Acquire) {
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if n <= 0 || pfd.revents & libc::POLLIN == 0 {
+            if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                return;
+            }
+            continue;
+        }
+        // SAFETY: reading into our buffer.
+        let got = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if got <= 0 {
+            return;
+        }
+        platform
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .console_input(&buf[..got as usize]);
+        let handler: &Mutex<dyn IoHandler + Send> = platform;
+        if let Err(e) = ioreq::flush_irqs(ctl, handler) {
+            log(Level::Warning, &format!("SET_IRQLINE for the console: {e}"));
+        }
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and threads it spawns) until dropped.
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn new() -> Self {
+        // SAFETY: plain sigset manipulation on local values.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            Self(old)
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restoring the mask saved in `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acpi::{PM1A_CNT_ADDR, RESET_PORT};
+    use crate::boot::tests::fake_bzimage;
+    use crate::cli::{self, Command};
+    use crate::ioreq::VmExit;
+    use crate::vmm::fake::{Call, FakeHsm};
+    use acrn_abi::ioreq::{IoRequestPayload, PioRequest, ACRN_IOREQ_TYPE_PORTIO};
+
+    fn config(line: &str) -> DmConfig {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        match cli::parse(&args).unwrap() {
+            Command::Run(c) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn boot_files() -> BootFiles {
+        BootFiles {
+            kernel_name: "bzImage".into(),
+            kernel: fake_bzimage(27, 0x1000, 0x100_0000),
+            ramdisk: Some(vec![1; 4096]),
+            cmdline: "console=ttyS0".into(),
+        }
+    }
+
+    fn pio_write(port: u64, size: u64, value: u32) -> IoRequestPayload {
+        IoRequestPayload {
+            pio_request: PioRequest { direction: 1, reserved: 0, address: port, size, value },
+        }
+    }
+
+    fn console() -> Console {
+        Console { output: Box::new(io::sink()), input_fd: None }
+    }
+
+    #[test]
+    fn lifecycle_in_acrn_order_and_power_off_destroys_the_vm() {
+        let hsm = FakeHsm::new(2);
+        hsm.batches.lock().unwrap().push_back(vec![(
+            1,
+            ACRN_IOREQ_TYPE_PORTIO,
+            pio_write(PM1A_CNT_ADDR.into(), 2, (5 << 10) | (1 << 13)),
+        )]);
+        let cfg = config("-m 256M -s 0:0,hostbridge -s 1:0,lpc -l com1,stdio --rtvm --lapic_pt vm1");
+        let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
+        let stop = AtomicBool::new(false);
+        let out = run(&hsm, &cfg, mem.clone(), &boot_files(), 0b1100, console(), &stop).unwrap();
+        assert_eq!(out, Stopped::Guest(VmExit::PowerOff));
+        let calls = hsm.calls();
+        let rt = (GuestFlags::RT
+            | GuestFlags::LAPIC_PASSTHROUGH
+            | GuestFlags::IO_COMPLETION_POLLING
+            | GuestFlags::PMU_PASSTHROUGH)
+            .bits();
+        let entry = boot::KERNEL_LOAD + 28 * 512;
+        assert_eq!(
+            calls,
+            [
+                Call::Create { name: "vm1".into(), flags: rt, affinity: 0b1100 },
+                Call::Memseg { gpa: 0, len: 64 << 20 },
+                Call::Memseg { gpa: 64 << 20, len: 64 << 20 },
+                Call::Memseg { gpa: 128 << 20, len: 64 << 20 },
+                Call::Memseg { gpa: 192 << 20, len: 64 << 20 },
+                Call::Regs(0, entry),
+                Call::CreateClient,
+                Call::Start,
+                Call::Notify(1),
+                Call::Pause,
+                Call::DestroyClient,
+                Call::Destroy,
+            ]
+        );
+        // The ACPI tables are in guest memory at ACRN's address, with 2 vCPUs in the MADT.
+        let mut sig = [0u8; 8];
+        mem.read(acpi::ACPI_BASE, &mut sig).unwrap();
+        assert_eq!(&sig, b"RSD PTR ");
+        let madt = acpi::ACPI_BASE + 0x100;
+        assert_eq!(mem.read_u32(madt + 4).unwrap(), 44 + 2 * 8 + 12 + 20 + 6);
+    }
+
+    #[test]
+    fn reset_and_signals_end_the_run_with_the_vm_destroyed() {
+        let hsm = FakeHsm::new(1);
+        hsm.batches
+            .lock()
+            .unwrap()
+            .push_back(vec![(0, ACRN_IOREQ_TYPE_PORTIO, pio_write(RESET_PORT.into(), 1, 6))]);
+        let cfg = config("vm");
+        let stop = AtomicBool::new(false);
+        let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
+        let out = run(&hsm, &cfg, mem.clone(), &boot_files(), 0, console(), &stop).unwrap();
+        assert_eq!(out, Stopped::Guest(VmExit::Reset));
+        assert_eq!(hsm.calls().last(), Some(&Call::Destroy));
+
+        let hsm = FakeHsm::new(1);
+        stop.store(true, Ordering::Release);
+        let out = run(&hsm, &cfg, mem, &boot_files(), 0, console(), &stop).unwrap();
+        assert_eq!(out, Stopped::Signal);
+        assert_eq!(hsm.calls().last(), Some(&Call::Destroy));
+    }
+
+    #[test]
+    fn failures_after_create_still_destroy_the_vm() {
+        let hsm = FakeHsm { fail_memseg: true, ..FakeHsm::new(1) };
+        let cfg = config("vm");
+        let stop = AtomicBool::new(false);
+        let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
+        let e = run(&hsm, &cfg, mem.clone(), &boot_files(), 0, console(), &stop).unwrap_err();
+        assert!(e.to_string().starts_with("SET_MEMSEG"), "{e}");
+        assert_eq!(hsm.calls().last(), Some(&Call::Destroy));
+
+        // A kernel that does not fit fails after CREATE_VM too.
+        let hsm = FakeHsm::new(1);
+        let mut big = boot_files();
+        big.kernel = fake_bzimage(27, 0x1000, 0x1000_0000);
+        let e = run(&hsm, &cfg, mem.clone(), &big, 0, console(), &stop).unwrap_err();
+        assert!(e.to_string().contains("does not fit"), "{e}");
+        assert_eq!(hsm.calls().last(), Some(&Call::Destroy));
+
+        // Device errors come before anything is created.
+        let hsm = FakeHsm::new(1);
+        let cfg = config("-s 3,virtio-net,tap=t0 vm");
+        let e = run(&hsm, &cfg, mem, &boot_files(), 0, console(), &stop).unwrap_err();
+        assert!(e.to_string().contains("virtio-net"), "{e}");
+        assert!(hsm.calls().is_empty());
+    }
+
+    #[test]
+    fn too_many_vcpus_are_refused() {
+        let hsm = FakeHsm::new(17);
+        let cfg = config("vm");
+        let stop = AtomicBool::new(false);
+        let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
+        let e = run(&hsm, &cfg, mem, &boot_files(), 0, console(), &stop).unwrap_err();
+        assert!(matches!(e, VmError::VcpuCount(17)));
+        assert_eq!(hsm.calls().last(), Some(&Call::Destroy));
+    }
+
+    #[test]
+    fn madt_lapic_numbering() {
+        let mut madt = vec![0u8; 44];
+        madt.extend_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]); // pCPU0 = LAPIC 0
+        madt.extend_from_slice(&[0, 8, 1, 2, 1, 0, 0, 0]); // pCPU1 = LAPIC 2
+        madt.extend_from_slice(&[0, 8, 2, 4, 0, 0, 0, 0]); // disabled
+        madt.extend_from_slice(&[1, 12, 0, 0, 0, 0, 0xC0, 0xFE, 0, 0, 0, 0]); // IOAPIC
+        madt.extend_from_slice(&[9, 16, 0, 0, 6, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0]); // x2APIC 6
+        assert_eq!(madt_lapic_ids(&madt), [0, 2, 6]);
+        assert_eq!(affinity_bitmap(&[2, 6], &madt).unwrap(), 0b110);
+        let e = affinity_bitmap(&[4], &madt).unwrap_err().to_string();
+        assert!(e.contains("LAPIC ID 4") && e.contains("[0, 2, 6]"), "{e}");
+        // A truncated table does not panic.
+        assert_eq!(madt_lapic_ids(&madt[..56]), [0]);
+    }
+
+    #[test]
+    fn meminfo_parsing() {
+        let m = "MemTotal: 1000 kB\nMemAvailable:  2048 kB\nHugePages_Free: 3\nHugepagesize: 2048 kB\n";
+        assert_eq!(available_memory(m), Some(2048 * 1024 + 3 * 2048 * 1024));
+        assert_eq!(available_memory("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn memsegs_cover_low_and_high_memory_in_chunks() {
+        let mem = GuestMemory::heap((2u64 << 30) + (96 << 20));
+        let segs = memsegs(&mem);
+        assert_eq!(segs.len(), 32 + 2);
+        assert!(segs.iter().all(|s| s.r#type == ACRN_MEMMAP_RAM && s.attr == 7));
+        let high: Vec<_> = segs.iter().filter(|s| s.user_vm_pa >= 1 << 32).collect();
+        assert_eq!(high[0].user_vm_pa, 1 << 32);
+        assert_eq!(high[0].len + high[1].len, 96 << 20);
+        let total: u64 = segs.iter().map(|s| s.len).sum();
+        assert_eq!(total, (2u64 << 30) + (96 << 20));
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let e = BootFiles::read(&config("vm")).err().unwrap();
+        assert!(matches!(e, VmError::NoKernel));
+        let e = BootFiles::read(&config("--kernel /nonexistent/bzImage vm")).err().unwrap();
+        assert!(e.to_string().contains("kernel /nonexistent/bzImage"), "{e}");
+    }
+}
