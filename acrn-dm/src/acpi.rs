@@ -141,7 +141,7 @@ fn fadt() -> Vec<u8> {
     put32(&mut f, 64, u32::from(PM1A_CNT_ADDR));
     f[88] = 4; // PM1_EVT_LEN
     f[89] = 2; // PM1_CNT_LEN
-    // Flags: WBINVD, PROC_C1, PWR_BUTTON and SLP_BUTTON as control methods (none), RESET_REG_SUP.
+               // Flags: WBINVD, PROC_C1, PWR_BUTTON and SLP_BUTTON as control methods (none), RESET_REG_SUP.
     put32(&mut f, 112, 1 | (1 << 2) | (1 << 4) | (1 << 5) | (1 << 10));
     f[116..128].copy_from_slice(&gas_io(8, u64::from(RESET_PORT)));
     f[128] = RESET_VALUE;
@@ -259,13 +259,20 @@ fn pci0_crs() -> Vec<u8> {
 
 fn dsdt(routes: &[IntxRoute]) -> Vec<u8> {
     use aml::*;
-    let s5 = name(b"_S5_", package(&[int(S5_SLP_TYP.into()), int(0), int(0), int(0)]));
+    let s5 = name(
+        b"_S5_",
+        package(&[int(S5_SLP_TYP.into()), int(0), int(0), int(0)]),
+    );
     let prt: Vec<Vec<u8>> = routes
         .iter()
         .map(|r| {
             package(&[
                 // A value that is not 0/1/byte-sized must stay a DWord address.
-                [&[0x0C][..], &((u32::from(r.slot) << 16) | 0xFFFF).to_le_bytes()].concat(),
+                [
+                    &[0x0C][..],
+                    &((u32::from(r.slot) << 16) | 0xFFFF).to_le_bytes(),
+                ]
+                .concat(),
                 int(r.pin.into()),
                 int(0),
                 int(r.gsi.into()),
@@ -273,7 +280,10 @@ fn dsdt(routes: &[IntxRoute]) -> Vec<u8> {
         })
         .collect();
     let mut pci0 = Vec::new();
-    pci0.extend(name(b"_HID", [&[0x0C][..], &eisa_id(b"PNP0A03").to_le_bytes()].concat()));
+    pci0.extend(name(
+        b"_HID",
+        [&[0x0C][..], &eisa_id(b"PNP0A03").to_le_bytes()].concat(),
+    ));
     pci0.extend(name(b"_ADR", int(0)));
     pci0.extend(name(b"_UID", int(0)));
     pci0.extend(name(b"_CRS", buffer(&pci0_crs())));
@@ -284,12 +294,18 @@ fn dsdt(routes: &[IntxRoute]) -> Vec<u8> {
 
 /// All tables as one blob to copy to [`ACPI_BASE`].
 pub fn build(vcpus: usize, routes: &[IntxRoute]) -> Vec<u8> {
-    assert!((1..=MAX_VCPUS).contains(&vcpus), "vCPU count checked by the caller");
+    assert!(
+        (1..=MAX_VCPUS).contains(&vcpus),
+        "vCPU count checked by the caller"
+    );
     let madt = madt(vcpus);
     let fadt = fadt();
     let dsdt = dsdt(routes);
     let tables = [addr(MADT_OFFSET), addr(FADT_OFFSET)];
-    let rsdt_body: Vec<u8> = tables.iter().flat_map(|a| (*a as u32).to_le_bytes()).collect();
+    let rsdt_body: Vec<u8> = tables
+        .iter()
+        .flat_map(|a| (*a as u32).to_le_bytes())
+        .collect();
     let xsdt_body: Vec<u8> = tables.iter().flat_map(|a| a.to_le_bytes()).collect();
     let mut blob = vec![0u8; DSDT_OFFSET + dsdt.len()];
     for (off, t) in [
@@ -344,8 +360,12 @@ mod tests {
         // The tables do not overlap each other.
         let madt = table_at(&blob, ACPI_BASE + MADT_OFFSET as u64);
         assert!(MADT_OFFSET + madt.len() <= FADT_OFFSET);
-        assert!(FADT_OFFSET + 268 <= FACS_OFFSET);
-        assert_eq!((ACPI_BASE + FACS_OFFSET as u64) % 64, 0, "FACS is 64-byte aligned");
+        const { assert!(FADT_OFFSET + 268 <= FACS_OFFSET) };
+        assert_eq!(
+            (ACPI_BASE + FACS_OFFSET as u64) % 64,
+            0,
+            "FACS is 64-byte aligned"
+        );
     }
 
     #[test]
@@ -369,7 +389,10 @@ mod tests {
         }
         assert_eq!(o, madt.len(), "entries fill the table exactly");
         assert_eq!(lapics.len(), MAX_VCPUS);
-        assert!(lapics.iter().enumerate().all(|(i, l)| *l == (i as u8, i as u8, 1)));
+        assert!(lapics
+            .iter()
+            .enumerate()
+            .all(|(i, l)| *l == (i as u8, i as u8, 1)));
         assert_eq!(ioapic, Some(IOAPIC_ADDR));
     }
 
@@ -416,7 +439,18 @@ mod tests {
 
     #[test]
     fn dsdt_carries_s5_pci0_and_routes() {
-        let routes = [IntxRoute { slot: 3, pin: 0, gsi: 16 }, IntxRoute { slot: 5, pin: 0, gsi: 17 }];
+        let routes = [
+            IntxRoute {
+                slot: 3,
+                pin: 0,
+                gsi: 16,
+            },
+            IntxRoute {
+                slot: 5,
+                pin: 0,
+                gsi: 17,
+            },
+        ];
         let blob = build(1, &routes);
         let d = &blob[DSDT_OFFSET..];
         let len = u32_at(d, 4) as usize;
@@ -426,7 +460,10 @@ mod tests {
         assert!(find(&[0x08, b'_', b'S', b'5', b'_', 0x12, 0x07, 4, 0x0A, 5, 0, 0, 0]).is_some());
         assert!(find(b"\\_SB_").is_some() && find(&[0x5B, 0x82]).is_some());
         assert!(find(b"PCI0").is_some());
-        assert!(find(&[0x0C, 0x41, 0xD0, 0x0A, 0x03]).is_some(), "_HID PNP0A03");
+        assert!(
+            find(&[0x0C, 0x41, 0xD0, 0x0A, 0x03]).is_some(),
+            "_HID PNP0A03"
+        );
         // _PRT entries: {0x0003FFFF, 0, 0, 16}
         assert!(find(&[0x0C, 0xFF, 0xFF, 3, 0, 0x00, 0x00, 0x0A, 16]).is_some());
         assert!(find(&[0x0C, 0xFF, 0xFF, 5, 0, 0x00, 0x00, 0x0A, 17]).is_some());

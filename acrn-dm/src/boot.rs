@@ -191,15 +191,35 @@ pub struct E820Entry {
 /// ACRN's User VM memory map for `lowmem` bytes below 2 GiB and `highmem` from 4 GiB.
 pub fn e820_table(lowmem: u64, highmem: u64) -> Vec<E820Entry> {
     let mut t = vec![
-        E820Entry { addr: 0, size: 0xA0000, kind: E820_RAM },
-        E820Entry { addr: 0x10_0000, size: lowmem - 0x10_0000, kind: E820_RAM },
+        E820Entry {
+            addr: 0,
+            size: 0xA0000,
+            kind: E820_RAM,
+        },
+        E820Entry {
+            addr: 0x10_0000,
+            size: lowmem - 0x10_0000,
+            kind: E820_RAM,
+        },
     ];
     if lowmem < LOWMEM_LIMIT {
-        t.push(E820Entry { addr: lowmem, size: LOWMEM_LIMIT - lowmem, kind: E820_RESERVED });
+        t.push(E820Entry {
+            addr: lowmem,
+            size: LOWMEM_LIMIT - lowmem,
+            kind: E820_RESERVED,
+        });
     }
-    t.push(E820Entry { addr: PCI_ECAM_BASE, size: HIGHMEM_BASE - PCI_ECAM_BASE, kind: E820_RESERVED });
+    t.push(E820Entry {
+        addr: PCI_ECAM_BASE,
+        size: HIGHMEM_BASE - PCI_ECAM_BASE,
+        kind: E820_RESERVED,
+    });
     if highmem > 0 {
-        t.push(E820Entry { addr: HIGHMEM_BASE, size: highmem, kind: E820_RAM });
+        t.push(E820Entry {
+            addr: HIGHMEM_BASE,
+            size: highmem,
+            kind: E820_RAM,
+        });
     }
     t
 }
@@ -231,7 +251,11 @@ pub fn load_linux(
 ) -> Result<BootLayout, BootError> {
     let hdr = SetupHeader::parse(kernel_name, kernel)?;
     let lowmem = mem.lowmem();
-    let too_big = |what, detail: String| BootError::TooBig { what, lowmem, detail };
+    let too_big = |what, detail: String| BootError::TooBig {
+        what,
+        lowmem,
+        detail,
+    };
     if cmdline.len() > MAX_CMDLINE || cmdline.len() >= hdr.cmdline_size as usize {
         return Err(BootError::CmdlineTooLong {
             len: cmdline.len(),
@@ -240,9 +264,9 @@ pub fn load_linux(
     }
     let ramdisk_len = ramdisk.map_or(0, |r| r.len() as u64);
     let ramdisk_room = (ramdisk_len + 8 * 1024).next_multiple_of(4096);
-    let ramdisk_at = lowmem.checked_sub(ramdisk_room).ok_or_else(|| {
-        too_big("the ramdisk", format!("{ramdisk_len:#x} bytes"))
-    })?;
+    let ramdisk_at = lowmem
+        .checked_sub(ramdisk_room)
+        .ok_or_else(|| too_big("the ramdisk", format!("{ramdisk_len:#x} bytes")))?;
     let gdt = ramdisk_at - 2048;
     let entry = KERNEL_LOAD + hdr.setup_size() as u64;
     // A relocatable kernel decompresses at its load address aligned up to kernel_alignment
@@ -263,7 +287,10 @@ pub fn load_linux(
     if ramdisk.is_some() && ramdisk_at + ramdisk_len > u64::from(hdr.initrd_addr_max) + 1 {
         return Err(too_big(
             "the ramdisk",
-            format!("the kernel takes an initrd only below {:#x}", hdr.initrd_addr_max),
+            format!(
+                "the kernel takes an initrd only below {:#x}",
+                hdr.initrd_addr_max
+            ),
         ));
     }
 
@@ -395,10 +422,16 @@ pub(crate) mod tests {
 
         let mut bad = img.clone();
         bad[OFF_HEADER] = b'X';
-        assert!(SetupHeader::parse("k", &bad).unwrap_err().to_string().contains("HdrS"));
+        assert!(SetupHeader::parse("k", &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("HdrS"));
         let mut old = img.clone();
         old[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&0x0204u16.to_le_bytes());
-        assert!(matches!(SetupHeader::parse("k", &old), Err(BootError::OldProtocol(_, 0x204))));
+        assert!(matches!(
+            SetupHeader::parse("k", &old),
+            Err(BootError::OldProtocol(_, 0x204))
+        ));
         let mut zimage = img.clone();
         zimage[OFF_LOADFLAGS] = 0;
         assert!(SetupHeader::parse("k", &zimage).is_err());
@@ -412,15 +445,38 @@ pub(crate) mod tests {
         assert_eq!(
             t,
             [
-                E820Entry { addr: 0, size: 0xA0000, kind: E820_RAM },
-                E820Entry { addr: 0x10_0000, size: (512 << 20) - 0x10_0000, kind: E820_RAM },
-                E820Entry { addr: 512 << 20, size: 0x8000_0000 - (512 << 20), kind: E820_RESERVED },
-                E820Entry { addr: 0xE000_0000, size: 0x2000_0000, kind: E820_RESERVED },
+                E820Entry {
+                    addr: 0,
+                    size: 0xA0000,
+                    kind: E820_RAM
+                },
+                E820Entry {
+                    addr: 0x10_0000,
+                    size: (512 << 20) - 0x10_0000,
+                    kind: E820_RAM
+                },
+                E820Entry {
+                    addr: 512 << 20,
+                    size: 0x8000_0000 - (512 << 20),
+                    kind: E820_RESERVED
+                },
+                E820Entry {
+                    addr: 0xE000_0000,
+                    size: 0x2000_0000,
+                    kind: E820_RESERVED
+                },
             ]
         );
         let t = e820_table(2 << 30, 1 << 30);
         assert_eq!(t.len(), 4, "no hole entry when lowmem reaches 2 GiB");
-        assert_eq!(t[3], E820Entry { addr: 1 << 32, size: 1 << 30, kind: E820_RAM });
+        assert_eq!(
+            t[3],
+            E820Entry {
+                addr: 1 << 32,
+                size: 1 << 30,
+                kind: E820_RAM
+            }
+        );
     }
 
     #[test]
@@ -452,12 +508,18 @@ pub(crate) mod tests {
 
         // The zero page's boot-protocol fields.
         let zp = l.zero_page;
-        assert_eq!(mem.read_u32(zp + 0x202).unwrap(), u32::from_le_bytes(*b"HdrS"));
+        assert_eq!(
+            mem.read_u32(zp + 0x202).unwrap(),
+            u32::from_le_bytes(*b"HdrS")
+        );
         let mut b = [0u8; 2];
         mem.read(zp + 0x210, &mut b).unwrap();
         assert_eq!(b[0], 0xFF, "type_of_loader");
         assert_eq!(b[1], LOADED_HIGH | QUIET_FLAG, "loadflags");
-        assert_eq!(mem.read_u32(zp + 0x218).unwrap() as u64, l.ramdisk.unwrap().0);
+        assert_eq!(
+            mem.read_u32(zp + 0x218).unwrap() as u64,
+            l.ramdisk.unwrap().0
+        );
         assert_eq!(mem.read_u32(zp + 0x21C).unwrap(), 0x12345);
         assert_eq!(mem.read_u32(zp + 0x228).unwrap() as u64, l.cmdline);
         assert_eq!(mem.read_u64(zp + 0x70).unwrap(), 0xF2400);
@@ -488,7 +550,9 @@ pub(crate) mod tests {
         let mem = GuestMemory::heap(128 << 20);
         // init_size reaching into the boot data.
         let img = fake_bzimage(27, 0x1000, 0x700_0000);
-        let e = load_linux(&mem, "k", &img, None, "", 0).unwrap_err().to_string();
+        let e = load_linux(&mem, "k", &img, None, "", 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("the kernel does not fit"), "{e}");
         let img = fake_bzimage(27, 0x1000, 0x100_0000);
         let e = load_linux(&mem, "k", &img, Some(&vec![0; 120 << 20]), "", 0).unwrap_err();

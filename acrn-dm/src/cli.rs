@@ -278,22 +278,62 @@ const UNSUPPORTED: &[(&str, &str, bool)] = &[
         "no firmware is supported; boot Linux directly with --kernel/--ramdisk/--bootargs",
         true,
     ),
-    ("--windows", "Windows guests need OVMF, which is not supported", false),
-    ("--intr_monitor", "the interrupt-storm monitor is not implemented", true),
-    ("--enable_trusty", "Trusty secure world is not implemented", false),
-    ("-E", "ELF guests are not supported; use --kernel with a bzImage", true),
-    ("--elf_file", "ELF guests are not supported; use --kernel with a bzImage", true),
-    ("--cmd_monitor", "the command monitor socket is not implemented", true),
-    ("--acpidev_pt", "ACPI device pass-through is not implemented", true),
-    ("--mmiodev_pt", "MMIO device pass-through is not implemented", true),
+    (
+        "--windows",
+        "Windows guests need OVMF, which is not supported",
+        false,
+    ),
+    (
+        "--intr_monitor",
+        "the interrupt-storm monitor is not implemented",
+        true,
+    ),
+    (
+        "--enable_trusty",
+        "Trusty secure world is not implemented",
+        false,
+    ),
+    (
+        "-E",
+        "ELF guests are not supported; use --kernel with a bzImage",
+        true,
+    ),
+    (
+        "--elf_file",
+        "ELF guests are not supported; use --kernel with a bzImage",
+        true,
+    ),
+    (
+        "--cmd_monitor",
+        "the command monitor socket is not implemented",
+        true,
+    ),
+    (
+        "--acpidev_pt",
+        "ACPI device pass-through is not implemented",
+        true,
+    ),
+    (
+        "--mmiodev_pt",
+        "MMIO device pass-through is not implemented",
+        true,
+    ),
     ("--vtpm2", "the virtual TPM is not implemented", true),
     ("--ssram", "software SRAM is not implemented", false),
     ("--iasl", "ACPI tables are built without iasl here", true),
     ("--virtio_msi", "virtio devices use INTx here", false),
-    ("--debugexit", "the debugexit device is not implemented", false),
+    (
+        "--debugexit",
+        "the debugexit device is not implemented",
+        false,
+    ),
     ("--pm_notify_channel", "obsolete in ACRN", true),
     ("--pm_by_vuart", "obsolete in ACRN", true),
-    ("--mac_seed", "obsolete in ACRN; give mac_seed= to virtio-net", true),
+    (
+        "--mac_seed",
+        "obsolete in ACRN; give mac_seed= to virtio-net",
+        true,
+    ),
     ("--vsbl", "obsolete in ACRN", true),
     ("--part_info", "obsolete in ACRN", true),
     ("-A", "obsolete in ACRN", false),
@@ -604,7 +644,13 @@ fn parse_backend(option: &str, whole: &str, b: &str) -> Result<CharBackend, CliE
 fn parse_guest_addr(arg: &str, s: &str) -> Result<PciAddr, CliError> {
     let parts: Vec<&str> = s.split([':', '/', '.']).collect();
     let nums: Option<Vec<u8>> = parts.iter().map(|p| p.parse().ok()).collect();
-    let err = || bad("-s", arg, "the slot is SLOT, SLOT:FUNC or BUS:SLOT:FUNC in decimal, slot < 32, function < 8");
+    let err = || {
+        bad(
+            "-s",
+            arg,
+            "the slot is SLOT, SLOT:FUNC or BUS:SLOT:FUNC in decimal, slot < 32, function < 8",
+        )
+    };
     let nums = nums.ok_or_else(err)?;
     let (bus, dev, func) = match nums[..] {
         [d] => (0, d, 0),
@@ -798,10 +844,12 @@ fn parse_console_port(arg: &str, p: &str) -> Result<ConsolePort, CliError> {
     let backend = match kind {
         "stdio" => CharBackend::Stdio,
         "pty" => CharBackend::Pty(path),
-        "file" => CharBackend::File(
-            path.ok_or_else(|| bad("-s", arg, "a file port needs NAME=PATH"))?,
-        ),
-        "tty" => CharBackend::Tty(path.ok_or_else(|| bad("-s", arg, "a tty port needs NAME=PATH"))?),
+        "file" => {
+            CharBackend::File(path.ok_or_else(|| bad("-s", arg, "a file port needs NAME=PATH"))?)
+        }
+        "tty" => {
+            CharBackend::Tty(path.ok_or_else(|| bad("-s", arg, "a tty port needs NAME=PATH"))?)
+        }
         _ => {
             return Err(bad(
                 "-s",
@@ -825,11 +873,7 @@ fn parse_ivshmem(arg: &str, o: &str) -> Result<Device, CliError> {
     } else if let Some(n) = full.strip_prefix("dm:/") {
         (IvshmemLand::DeviceModel, n)
     } else {
-        return Err(bad(
-            "-s",
-            arg,
-            "an ivshmem region is dm:/NAME or hv:/NAME",
-        ));
+        return Err(bad("-s", arg, "an ivshmem region is dm:/NAME or hv:/NAME"));
     };
     if name.is_empty() {
         return Err(bad("-s", arg, "the ivshmem region needs a name"));
@@ -893,19 +937,36 @@ mod tests {
         assert_eq!(cfg.mem_size, 1 << 30);
         assert_eq!(cfg.devices.len(), 9);
         assert_eq!(cfg.devices[0].device, Device::Hostbridge);
-        assert_eq!(cfg.devices[1].addr, PciAddr { bus: 0, dev: 1, func: 0 });
+        assert_eq!(
+            cfg.devices[1].addr,
+            PciAddr {
+                bus: 0,
+                dev: 1,
+                func: 0
+            }
+        );
         assert_eq!(
             cfg.devices[2].device,
-            Device::VirtioBlk { path: "/tmp/disk.img".into(), read_only: true }
+            Device::VirtioBlk {
+                path: "/tmp/disk.img".into(),
+                read_only: true
+            }
         );
         assert_eq!(
             cfg.devices[3].device,
-            Device::VirtioNet { tap: "tap0".into(), mac_seed: Some("x".into()) }
+            Device::VirtioNet {
+                tap: "tap0".into(),
+                mac_seed: Some("x".into())
+            }
         );
         assert_eq!(
             cfg.devices[4].device,
             Device::VirtioConsole(vec![
-                ConsolePort { is_console: true, name: "stdio_port".into(), backend: CharBackend::Stdio },
+                ConsolePort {
+                    is_console: true,
+                    name: "stdio_port".into(),
+                    backend: CharBackend::Stdio
+                },
                 ConsolePort {
                     is_console: false,
                     name: "p2".into(),
@@ -925,15 +986,38 @@ mod tests {
         assert_eq!(cfg.devices[6].device, Device::Uart(UartBackend::HvVuart(1)));
         assert_eq!(
             cfg.devices[7].device,
-            Device::Passthru { host: PciAddr { bus: 0, dev: 0x1f, func: 3 }, opts: vec![] }
+            Device::Passthru {
+                host: PciAddr {
+                    bus: 0,
+                    dev: 0x1f,
+                    func: 3
+                },
+                opts: vec![]
+            }
         );
-        assert_eq!(cfg.lpc_ports, vec![LpcPort { com: 1, backend: CharBackend::Stdio }]);
-        assert_eq!(cfg.kernel.as_deref(), Some(std::path::Path::new("/b/bzImage")));
+        assert_eq!(
+            cfg.lpc_ports,
+            vec![LpcPort {
+                com: 1,
+                backend: CharBackend::Stdio
+            }]
+        );
+        assert_eq!(
+            cfg.kernel.as_deref(),
+            Some(std::path::Path::new("/b/bzImage"))
+        );
         assert_eq!(cfg.bootargs.as_deref(), Some("console=ttyS0"));
         assert_eq!(cfg.cpu_affinity, vec![2, 4]);
         assert!(cfg.rtvm && cfg.lapic_pt);
         assert_eq!(cfg.virtio_poll_ns, Some(1_000_000));
-        assert_eq!(cfg.logger, LoggerSetting { console: Some(4), kmsg: Some(3), disk: Some(5) });
+        assert_eq!(
+            cfg.logger,
+            LoggerSetting {
+                console: Some(4),
+                kmsg: Some(3),
+                disk: Some(5)
+            }
+        );
         assert_eq!(cfg.vm_name, "vm1");
     }
 
@@ -967,7 +1051,10 @@ mod tests {
     fn unsupported_and_unknown_options_are_named() {
         let e = run("--ovmf /usr/share/acrn/bios/OVMF.fd vm").unwrap_err();
         assert!(matches!(&e, CliError::UnsupportedOption { option, .. } if option == "--ovmf"));
-        assert!(e.to_string().contains("--ovmf") && e.to_string().contains("--kernel"), "{e}");
+        assert!(
+            e.to_string().contains("--ovmf") && e.to_string().contains("--kernel"),
+            "{e}"
+        );
         let e = run("--ovmf=/x vm").unwrap_err();
         assert!(matches!(&e, CliError::UnsupportedOption { option, .. } if option == "--ovmf"));
         let e = run("-s 3,virtio-gpu,geometry=fullscreen vm").unwrap_err();

@@ -192,9 +192,8 @@ pub fn serve_pending<C: VmControl + ?Sized>(
         let slot = page.slot_ptr(vcpu);
         // SAFETY: reading the state atomically is always allowed; kernel_handled is written by
         // the HSM before it publishes PROCESSING with release ordering.
-        let mine = unsafe {
-            (*slot).state() == Ok(IoReqState::Processing) && (*slot).kernel_handled == 0
-        };
+        let mine =
+            unsafe { (*slot).state() == Ok(IoReqState::Processing) && (*slot).kernel_handled == 0 };
         if !mine {
             continue;
         }
@@ -215,7 +214,10 @@ pub fn flush_irqs<C: VmControl + ?Sized>(
     ctl: &C,
     handler: &Mutex<dyn IoHandler + Send + '_>,
 ) -> io::Result<()> {
-    let irqs = handler.lock().unwrap_or_else(|p| p.into_inner()).drain_irqs();
+    let irqs = handler
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain_irqs();
     for (gsi, op) in irqs {
         ctl.set_irqline(gsi, op)?;
     }
@@ -243,7 +245,11 @@ pub fn run<C: VmControl + ?Sized>(
             Err(e) => return Err(e),
         }
         serve_pending(ctl, vmid, page, vcpus, handler)?;
-        if let Some(exit) = handler.lock().unwrap_or_else(|p| p.into_inner()).take_exit() {
+        if let Some(exit) = handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_exit()
+        {
             return Ok(Stopped::Guest(exit));
         }
     }
@@ -271,7 +277,12 @@ mod tests {
         }
         fn write(&mut self, access: Access, value: u64) {
             self.log.push((access, Some(value)));
-            if access == (Access::Pio { port: 0x404, size: 2 }) {
+            if access
+                == (Access::Pio {
+                    port: 0x404,
+                    size: 2,
+                })
+            {
                 self.exit = Some(VmExit::PowerOff);
                 self.irqs.push((9, GsiOp::SetHigh));
             }
@@ -300,10 +311,19 @@ mod tests {
     fn dispatches_each_kind_and_completes_through_the_hsm() {
         let hsm = FakeHsm::new(4);
         let page = IoreqPage::new();
-        let mut cv = AcrnVmCreation { ioreq_buf: page.addr(), ..Default::default() };
+        let mut cv = AcrnVmCreation {
+            ioreq_buf: page.addr(),
+            ..Default::default()
+        };
         hsm.create_vm(&mut cv).unwrap();
         let mmio = IoRequestPayload {
-            mmio_request: MmioRequest { direction: 0, reserved: 0, address: 0x8000_0010, size: 8, value: 0 },
+            mmio_request: MmioRequest {
+                direction: 0,
+                reserved: 0,
+                address: 0x8000_0010,
+                size: 8,
+                value: 0,
+            },
         };
         let cfg = IoRequestPayload {
             pci_request: PciRequest {
@@ -322,7 +342,11 @@ mod tests {
             (2, ACRN_IOREQ_TYPE_MMIO, mmio),
             (3, ACRN_IOREQ_TYPE_PCICFG, cfg),
         ]);
-        hsm.batches.lock().unwrap().push_back(vec![(1, ACRN_IOREQ_TYPE_PORTIO, pio(0x404, 2, Some(0x3400)))]);
+        hsm.batches.lock().unwrap().push_back(vec![(
+            1,
+            ACRN_IOREQ_TYPE_PORTIO,
+            pio(0x404, 2, Some(0x3400)),
+        )]);
         let rec = Mutex::new(Recorder::default());
         let stop = AtomicBool::new(false);
         let out = run(&hsm, 1, &page, 4, &rec, &stop).unwrap();
@@ -332,24 +356,69 @@ mod tests {
         assert_eq!(
             log,
             [
-                (Access::Pio { port: 0x3F8, size: 1 }, None),
-                (Access::Mmio { addr: 0x8000_0010, size: 8 }, None),
-                (Access::PciCfg { bus: 0, dev: 3, func: 0, reg: 0x102, size: 2 }, None),
-                (Access::Pio { port: 0x404, size: 2 }, Some(0x3400)),
+                (
+                    Access::Pio {
+                        port: 0x3F8,
+                        size: 1
+                    },
+                    None
+                ),
+                (
+                    Access::Mmio {
+                        addr: 0x8000_0010,
+                        size: 8
+                    },
+                    None
+                ),
+                (
+                    Access::PciCfg {
+                        bus: 0,
+                        dev: 3,
+                        func: 0,
+                        reg: 0x102,
+                        size: 2
+                    },
+                    None
+                ),
+                (
+                    Access::Pio {
+                        port: 0x404,
+                        size: 2
+                    },
+                    Some(0x3400)
+                ),
             ]
         );
         // Read values are stored in the slots, masked to the access size.
         unsafe {
             assert_eq!((*page.slot_ptr(0)).reqs.pio_request.value, 0x88);
-            assert_eq!((*page.slot_ptr(2)).reqs.mmio_request.value, 0x1122_3344_5566_7788);
+            assert_eq!(
+                (*page.slot_ptr(2)).reqs.mmio_request.value,
+                0x1122_3344_5566_7788
+            );
             assert_eq!((*page.slot_ptr(3)).reqs.pci_request.value, 0x7788);
             for i in 0..4 {
-                assert_eq!((*page.slot_ptr(i)).state(), Ok(IoReqState::Complete), "slot {i}");
+                assert_eq!(
+                    (*page.slot_ptr(i)).state(),
+                    Ok(IoReqState::Complete),
+                    "slot {i}"
+                );
             }
         }
         let calls = hsm.calls();
-        let notifies: Vec<_> = calls.iter().filter(|c| matches!(c, Call::Notify(_))).collect();
-        assert_eq!(notifies, [&Call::Notify(0), &Call::Notify(2), &Call::Notify(3), &Call::Notify(1)]);
+        let notifies: Vec<_> = calls
+            .iter()
+            .filter(|c| matches!(c, Call::Notify(_)))
+            .collect();
+        assert_eq!(
+            notifies,
+            [
+                &Call::Notify(0),
+                &Call::Notify(2),
+                &Call::Notify(3),
+                &Call::Notify(1)
+            ]
+        );
         assert!(calls.contains(&Call::Irq(9, GsiOp::SetHigh)));
     }
 
@@ -357,7 +426,10 @@ mod tests {
     fn kernel_handled_and_free_slots_are_left_alone() {
         let hsm = FakeHsm::new(2);
         let page = IoreqPage::new();
-        let mut cv = AcrnVmCreation { ioreq_buf: page.addr(), ..Default::default() };
+        let mut cv = AcrnVmCreation {
+            ioreq_buf: page.addr(),
+            ..Default::default()
+        };
         hsm.create_vm(&mut cv).unwrap();
         unsafe {
             let s = page.slot_ptr(0);
@@ -379,9 +451,15 @@ mod tests {
         let page = IoreqPage::new();
         let rec = Mutex::new(Recorder::default());
         let stop = AtomicBool::new(true);
-        assert_eq!(run(&hsm, 1, &page, 1, &rec, &stop).unwrap(), Stopped::Signal);
+        assert_eq!(
+            run(&hsm, 1, &page, 1, &rec, &stop).unwrap(),
+            Stopped::Signal
+        );
         stop.store(false, Ordering::Release);
-        assert_eq!(run(&hsm, 1, &page, 1, &rec, &stop).unwrap(), Stopped::ClientGone);
+        assert_eq!(
+            run(&hsm, 1, &page, 1, &rec, &stop).unwrap(),
+            Stopped::ClientGone
+        );
     }
 
     #[test]

@@ -5,12 +5,12 @@
 //! [`ioreq`] serves the I/O request page; [`devices`] are the emulated devices; [`vm`] ties them
 //! into one VM's life.
 
-pub mod cli;
-pub mod boot;
-pub mod memory;
 pub mod acpi;
-pub mod ioreq;
-pub mod vmm;
+pub mod boot;
+pub mod cli;
 pub mod devices;
+pub mod ioreq;
 pub mod logger;
+pub mod memory;
 pub mod vm;
+pub mod vmm;

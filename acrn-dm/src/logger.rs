@@ -36,7 +36,12 @@ static SINKS: Mutex<Option<Sinks>> = Mutex::new(None);
 /// Opens the loggers of `setting` for VM `vm_name`; a logger that cannot be opened is reported
 /// on stderr and left out.
 pub fn init(setting: &LoggerSetting, vm_name: &str) {
-    init_at(setting, vm_name, Path::new("/dev/kmsg"), Path::new(DISK_LOG_DIR));
+    init_at(
+        setting,
+        vm_name,
+        Path::new("/dev/kmsg"),
+        Path::new(DISK_LOG_DIR),
+    );
 }
 
 fn init_at(setting: &LoggerSetting, vm_name: &str, kmsg: &Path, dir: &Path) {
@@ -48,7 +53,10 @@ fn init_at(setting: &LoggerSetting, vm_name: &str, kmsg: &Path, dir: &Path) {
         match OpenOptions::new().append(true).create(true).open(&path) {
             Ok(f) => Some((level, f)),
             Err(e) => {
-                eprintln!("acrn-dm: {what} log {}: {e}; not logging there", path.display());
+                eprintln!(
+                    "acrn-dm: {what} log {}: {e}; not logging there",
+                    path.display()
+                );
                 None
             }
         }
@@ -93,7 +101,11 @@ mod tests {
     fn levels_route_messages() {
         let dir = std::env::temp_dir().join(format!("acrn-dm-log-{}", std::process::id()));
         let kmsg = dir.join("kmsg");
-        let setting = LoggerSetting { console: Some(1), kmsg: Some(3), disk: Some(6) };
+        let setting = LoggerSetting {
+            console: Some(1),
+            kmsg: Some(3),
+            disk: Some(6),
+        };
         init_at(&setting, "vm1", &kmsg, &dir);
         log(Level::Info, "info line");
         log(Level::Error, "error line");

@@ -80,14 +80,17 @@ pub fn split(size: u64) -> (u64, u64) {
 
 fn hugetlbfs_mounted() -> bool {
     std::fs::read_to_string("/proc/mounts")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs")))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"))
+        })
         .unwrap_or(false)
 }
 
 impl GuestMemory {
     /// Maps `size` bytes of guest RAM for a real VM.
     pub fn map(size: u64) -> Result<Self, MemoryError> {
-        if size == 0 || size % HUGE_PAGE != 0 {
+        if size == 0 || !size.is_multiple_of(HUGE_PAGE) {
             return Err(MemoryError::Unaligned(size));
         }
         if hugetlbfs_mounted() {
@@ -221,9 +224,7 @@ impl GuestMemory {
     /// `(guest-physical address, host address, length)` of each contiguous range, for
     /// `SET_MEMSEG`.
     pub fn ranges(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
-        self.regions
-            .iter()
-            .map(|r| (r.gpa, r.host as u64, r.len))
+        self.regions.iter().map(|r| (r.gpa, r.host as u64, r.len))
     }
 
     fn host(&self, gpa: u64, len: u64) -> Result<*mut u8, OutOfRange> {
@@ -311,7 +312,10 @@ mod tests {
         assert!(m.write(end - 2, &[0; 2]).is_ok());
         assert_eq!(
             m.write(end - 2, &[0; 4]),
-            Err(OutOfRange { gpa: end - 2, len: 4 })
+            Err(OutOfRange {
+                gpa: end - 2,
+                len: 4
+            })
         );
         assert!(m.read_u64(u64::MAX - 3).is_err());
         assert!(m.read_u64(HIGHMEM_BASE).is_err());

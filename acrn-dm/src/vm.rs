@@ -58,7 +58,9 @@ pub enum VmError {
     #[error("the hypervisor created {0} vCPUs; acrn-dm serves 1 to 16")]
     VcpuCount(u16),
     /// `--cpu_affinity` names a CPU the Service VM's MADT does not list.
-    #[error("--cpu_affinity: LAPIC ID {0} is not an enabled processor in the Service VM's MADT ({1})")]
+    #[error(
+        "--cpu_affinity: LAPIC ID {0} is not an enabled processor in the Service VM's MADT ({1})"
+    )]
     UnknownLapic(u32, String),
     /// The Service VM's MADT cannot be read.
     #[error("--cpu_affinity: cannot read the Service VM's MADT {path}: {err}")]
@@ -108,10 +110,18 @@ impl BootFiles {
                 err,
             })
         };
+        let kernel_name = kernel_path.display().to_string();
+        let kernel = read("kernel", kernel_path)?;
+        // Refuse a file that is not a bzImage before anything is created.
+        boot::SetupHeader::parse(&kernel_name, &kernel)?;
         Ok(Self {
-            kernel_name: kernel_path.display().to_string(),
-            kernel: read("kernel", kernel_path)?,
-            ramdisk: cfg.ramdisk.as_deref().map(|p| read("ramdisk", p)).transpose()?,
+            kernel_name,
+            kernel,
+            ramdisk: cfg
+                .ramdisk
+                .as_deref()
+                .map(|p| read("ramdisk", p))
+                .transpose()?,
             cmdline: cfg.bootargs.clone().unwrap_or_default(),
         })
     }
@@ -142,9 +152,9 @@ pub fn madt_lapic_ids(madt: &[u8]) -> Vec<u32> {
         }
         match kind {
             0 if len >= 8 && madt[o + 4] & 1 != 0 => ids.push(u32::from(madt[o + 3])),
-            9 if len >= 16 && madt[o + 8] & 1 != 0 => {
-                ids.push(u32::from_le_bytes(madt[o + 4..o + 8].try_into().expect("4 bytes")))
-            }
+            9 if len >= 16 && madt[o + 8] & 1 != 0 => ids.push(u32::from_le_bytes(
+                madt[o + 4..o + 8].try_into().expect("4 bytes"),
+            )),
             _ => {}
         }
         o += len;
@@ -263,7 +273,10 @@ pub fn run<C: VmControl + ?Sized>(
     let vm = VmHandle::create(ctl, &mut cv).map_err(hsm("CREATE_VM"))?;
     log(
         Level::Info,
-        &format!("VM {} ({}) created with {} vCPUs", cfg.vm_name, vm.vmid, vm.vcpus),
+        &format!(
+            "VM {} ({}) created with {} vCPUs",
+            cfg.vm_name, vm.vmid, vm.vcpus
+        ),
     );
     if !(1..=acpi::MAX_VCPUS as u16).contains(&vm.vcpus) {
         return Err(VmError::VcpuCount(vm.vcpus));
@@ -309,10 +322,19 @@ pub fn run<C: VmControl + ?Sized>(
 }
 
 /// Feeds bytes from `fd` to COM1 until `done`.
-fn console_input<C: VmControl + ?Sized>(ctl: &C, fd: i32, platform: &Mutex<Platform>, done: &AtomicBool) {
+fn console_input<C: VmControl + ?Sized>(
+    ctl: &C,
+    fd: i32,
+    platform: &Mutex<Platform>,
+    done: &AtomicBool,
+) {
     let mut buf = [0u8; 256];
     while !done.load(Ordering::Acquire) {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut pfd, 1, 100) };
         if n <= 0 || pfd.revents & libc::POLLIN == 0 {
@@ -391,12 +413,21 @@ mod tests {
 
     fn pio_write(port: u64, size: u64, value: u32) -> IoRequestPayload {
         IoRequestPayload {
-            pio_request: PioRequest { direction: 1, reserved: 0, address: port, size, value },
+            pio_request: PioRequest {
+                direction: 1,
+                reserved: 0,
+                address: port,
+                size,
+                value,
+            },
         }
     }
 
     fn console() -> Console {
-        Console { output: Box::new(io::sink()), input_fd: None }
+        Console {
+            output: Box::new(io::sink()),
+            input_fd: None,
+        }
     }
 
     #[test]
@@ -407,10 +438,20 @@ mod tests {
             ACRN_IOREQ_TYPE_PORTIO,
             pio_write(PM1A_CNT_ADDR.into(), 2, (5 << 10) | (1 << 13)),
         )]);
-        let cfg = config("-m 256M -s 0:0,hostbridge -s 1:0,lpc -l com1,stdio --rtvm --lapic_pt vm1");
+        let cfg =
+            config("-m 256M -s 0:0,hostbridge -s 1:0,lpc -l com1,stdio --rtvm --lapic_pt vm1");
         let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
         let stop = AtomicBool::new(false);
-        let out = run(&hsm, &cfg, mem.clone(), &boot_files(), 0b1100, console(), &stop).unwrap();
+        let out = run(
+            &hsm,
+            &cfg,
+            mem.clone(),
+            &boot_files(),
+            0b1100,
+            console(),
+            &stop,
+        )
+        .unwrap();
         assert_eq!(out, Stopped::Guest(VmExit::PowerOff));
         let calls = hsm.calls();
         let rt = (GuestFlags::RT
@@ -422,11 +463,27 @@ mod tests {
         assert_eq!(
             calls,
             [
-                Call::Create { name: "vm1".into(), flags: rt, affinity: 0b1100 },
-                Call::Memseg { gpa: 0, len: 64 << 20 },
-                Call::Memseg { gpa: 64 << 20, len: 64 << 20 },
-                Call::Memseg { gpa: 128 << 20, len: 64 << 20 },
-                Call::Memseg { gpa: 192 << 20, len: 64 << 20 },
+                Call::Create {
+                    name: "vm1".into(),
+                    flags: rt,
+                    affinity: 0b1100
+                },
+                Call::Memseg {
+                    gpa: 0,
+                    len: 64 << 20
+                },
+                Call::Memseg {
+                    gpa: 64 << 20,
+                    len: 64 << 20
+                },
+                Call::Memseg {
+                    gpa: 128 << 20,
+                    len: 64 << 20
+                },
+                Call::Memseg {
+                    gpa: 192 << 20,
+                    len: 64 << 20
+                },
                 Call::Regs(0, entry),
                 Call::CreateClient,
                 Call::Start,
@@ -447,10 +504,11 @@ mod tests {
     #[test]
     fn reset_and_signals_end_the_run_with_the_vm_destroyed() {
         let hsm = FakeHsm::new(1);
-        hsm.batches
-            .lock()
-            .unwrap()
-            .push_back(vec![(0, ACRN_IOREQ_TYPE_PORTIO, pio_write(RESET_PORT.into(), 1, 6))]);
+        hsm.batches.lock().unwrap().push_back(vec![(
+            0,
+            ACRN_IOREQ_TYPE_PORTIO,
+            pio_write(RESET_PORT.into(), 1, 6),
+        )]);
         let cfg = config("vm");
         let stop = AtomicBool::new(false);
         let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
@@ -467,7 +525,10 @@ mod tests {
 
     #[test]
     fn failures_after_create_still_destroy_the_vm() {
-        let hsm = FakeHsm { fail_memseg: true, ..FakeHsm::new(1) };
+        let hsm = FakeHsm {
+            fail_memseg: true,
+            ..FakeHsm::new(1)
+        };
         let cfg = config("vm");
         let stop = AtomicBool::new(false);
         let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
@@ -520,7 +581,8 @@ mod tests {
 
     #[test]
     fn meminfo_parsing() {
-        let m = "MemTotal: 1000 kB\nMemAvailable:  2048 kB\nHugePages_Free: 3\nHugepagesize: 2048 kB\n";
+        let m =
+            "MemTotal: 1000 kB\nMemAvailable:  2048 kB\nHugePages_Free: 3\nHugepagesize: 2048 kB\n";
         assert_eq!(available_memory(m), Some(2048 * 1024 + 3 * 2048 * 1024));
         assert_eq!(available_memory("MemTotal: 1 kB\n"), None);
     }
@@ -530,7 +592,9 @@ mod tests {
         let mem = GuestMemory::heap((2u64 << 30) + (96 << 20));
         let segs = memsegs(&mem);
         assert_eq!(segs.len(), 32 + 2);
-        assert!(segs.iter().all(|s| s.r#type == ACRN_MEMMAP_RAM && s.attr == 7));
+        assert!(segs
+            .iter()
+            .all(|s| s.r#type == ACRN_MEMMAP_RAM && s.attr == 7));
         let high: Vec<_> = segs.iter().filter(|s| s.user_vm_pa >= 1 << 32).collect();
         assert_eq!(high[0].user_vm_pa, 1 << 32);
         assert_eq!(high[0].len + high[1].len, 96 << 20);
@@ -542,7 +606,16 @@ mod tests {
     fn missing_files_are_named() {
         let e = BootFiles::read(&config("vm")).err().unwrap();
         assert!(matches!(e, VmError::NoKernel));
-        let e = BootFiles::read(&config("--kernel /nonexistent/bzImage vm")).err().unwrap();
+        let e = BootFiles::read(&config("--kernel /nonexistent/bzImage vm"))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("kernel /nonexistent/bzImage"), "{e}");
+        let junk = std::env::temp_dir().join(format!("acrn-dm-junk-{}", std::process::id()));
+        std::fs::write(&junk, b"MZ not a kernel").unwrap();
+        let e = BootFiles::read(&config(&format!("--kernel {} vm", junk.display())))
+            .err()
+            .unwrap();
+        std::fs::remove_file(&junk).unwrap();
+        assert!(e.to_string().contains("not a Linux bzImage"), "{e}");
     }
 }

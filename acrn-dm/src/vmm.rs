@@ -128,12 +128,19 @@ pub mod fake {
     /// What the fake saw, in order.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Call {
-        Create { name: String, flags: u64, affinity: u64 },
+        Create {
+            name: String,
+            flags: u64,
+            affinity: u64,
+        },
         Destroy,
         Start,
         Pause,
         Regs(u16, u64),
-        Memseg { gpa: u64, len: u64 },
+        Memseg {
+            gpa: u64,
+            len: u64,
+        },
         CreateClient,
         DestroyClient,
         Notify(u32),
@@ -155,7 +162,10 @@ pub mod fake {
 
     impl FakeHsm {
         pub fn new(vcpus: u16) -> Self {
-            Self { vcpus, ..Default::default() }
+            Self {
+                vcpus,
+                ..Default::default()
+            }
         }
         fn log(&self, c: Call) {
             self.calls.lock().unwrap().push(c);
@@ -172,8 +182,17 @@ pub mod fake {
 
     impl VmControl for FakeHsm {
         fn create_vm(&self, cv: &mut AcrnVmCreation) -> io::Result<()> {
-            let name = cv.name.iter().take_while(|b| **b != 0).map(|b| *b as char).collect();
-            self.log(Call::Create { name, flags: cv.vm_flag, affinity: cv.cpu_affinity });
+            let name = cv
+                .name
+                .iter()
+                .take_while(|b| **b != 0)
+                .map(|b| *b as char)
+                .collect();
+            self.log(Call::Create {
+                name,
+                flags: cv.vm_flag,
+                affinity: cv.cpu_affinity,
+            });
             *self.page.lock().unwrap() = Some(cv.ioreq_buf as usize);
             cv.vmid = 1;
             cv.vcpu_num = self.vcpus;
@@ -199,7 +218,10 @@ pub mod fake {
             if self.fail_memseg {
                 return Err(io::Error::from_raw_os_error(libc::ENOMEM));
             }
-            self.log(Call::Memseg { gpa: map.user_vm_pa, len: map.len });
+            self.log(Call::Memseg {
+                gpa: map.user_vm_pa,
+                len: map.len,
+            });
             Ok(())
         }
         fn create_ioreq_client(&self) -> io::Result<()> {

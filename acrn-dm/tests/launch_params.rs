@@ -32,7 +32,13 @@ fn expand_helper(call: &str) -> Vec<String> {
         "add_passthrough_device" => {
             // 0000:BB:DD.F -> BB/DD/F, as ACRN's helper does.
             let bdf = rest[1];
-            let mut s = format!("{},passthru,{}/{}/{}", rest[0], &bdf[5..7], &bdf[8..10], &bdf[11..12]);
+            let mut s = format!(
+                "{},passthru,{}/{}/{}",
+                rest[0],
+                &bdf[5..7],
+                &bdf[8..10],
+                &bdf[11..12]
+            );
             for o in &rest[2..] {
                 s.push(',');
                 s.push_str(o);
@@ -102,7 +108,9 @@ fn first_unsupported(args: &[String]) -> Option<String> {
     let mut it = args.iter().peekable();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "-m" if it.peek().map(|v| v.as_str()) == Some("NoneM") => return Some("-m NoneM".into()),
+            "-m" if it.peek().map(|v| v.as_str()) == Some("NoneM") => {
+                return Some("-m NoneM".into())
+            }
             "--ovmf" | "--windows" | "--intr_monitor" => return Some(a.clone()),
             "-s" => {
                 let v = it.next().unwrap();
@@ -129,8 +137,14 @@ fn check(args: &[String], origin: &str) -> Result<(), String> {
     let got = cli::parse(args);
     match (first_unsupported(args), got) {
         (Some(item), Err(e)) => {
-            assert!(error_names(&e, &item), "{origin}: expected an error naming {item}, got: {e}");
-            assert!(e.to_string().contains(item.split(' ').next().unwrap()), "{origin}: message {e}");
+            assert!(
+                error_names(&e, &item),
+                "{origin}: expected an error naming {item}, got: {e}"
+            );
+            assert!(
+                e.to_string().contains(item.split(' ').next().unwrap()),
+                "{origin}: message {e}"
+            );
             Err(item)
         }
         (Some(item), Ok(_)) => panic!("{origin}: {item} was accepted"),
@@ -139,7 +153,10 @@ fn check(args: &[String], origin: &str) -> Result<(), String> {
             let n_s = args.iter().filter(|a| *a == "-s").count();
             assert_eq!(cfg.devices.len(), n_s, "{origin}");
             assert_eq!(&cfg.vm_name, args.last().unwrap(), "{origin}");
-            assert!(cfg.devices.iter().any(|d| d.device == Device::Hostbridge), "{origin}");
+            assert!(
+                cfg.devices.iter().any(|d| d.device == Device::Hostbridge),
+                "{origin}"
+            );
             Ok(())
         }
         (None, Ok(other)) => panic!("{origin}: {other:?}"),
@@ -181,7 +198,11 @@ fn recorded_command_lines_with_direct_boot() {
                 "-m" => {
                     let v = it.next().unwrap();
                     args.push("-m".into());
-                    args.push(if v == "NoneM" { "512M".into() } else { v.clone() });
+                    args.push(if v == "NoneM" {
+                        "512M".into()
+                    } else {
+                        v.clone()
+                    });
                 }
                 _ => args.push(a.clone()),
             }

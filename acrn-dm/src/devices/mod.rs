@@ -111,7 +111,10 @@ impl Platform {
                         .read(true)
                         .write(!read_only)
                         .open(path)
-                        .map_err(|err| SetupError::Disk { path: path.clone(), err })?;
+                        .map_err(|err| SetupError::Disk {
+                            path: path.clone(),
+                            err,
+                        })?;
                     if next_gsi >= 48 {
                         return Err(SetupError::TooManyIrqs);
                     }
@@ -124,7 +127,10 @@ impl Platform {
                         next_io,
                         gsi as u8,
                     )
-                    .map_err(|err| SetupError::Disk { path: path.clone(), err })?;
+                    .map_err(|err| SetupError::Disk {
+                        path: path.clone(),
+                        err,
+                    })?;
                     next_io += virtio_blk::BAR_SIZE as u16;
                     (Box::new(dev), Some(gsi))
                 }
@@ -156,9 +162,7 @@ impl Platform {
     pub fn intx_routes(&self) -> Vec<IntxRoute> {
         self.pci
             .iter()
-            .filter_map(|(&(slot, _), s)| {
-                s.gsi.map(|gsi| IntxRoute { slot, pin: 0, gsi })
-            })
+            .filter_map(|(&(slot, _), s)| s.gsi.map(|gsi| IntxRoute { slot, pin: 0, gsi }))
             .collect()
     }
 
@@ -179,7 +183,11 @@ impl Platform {
         for s in self.pci.values_mut() {
             if let (Some(gsi), Some(assert)) = (s.gsi, s.func.take_intx()) {
                 // PCI INTx from _PRT: level-triggered, active low, so asserting drives it low.
-                let op = if assert { GsiOp::SetLow } else { GsiOp::SetHigh };
+                let op = if assert {
+                    GsiOp::SetLow
+                } else {
+                    GsiOp::SetHigh
+                };
                 self.irqs.push((gsi, op));
             }
         }
@@ -233,13 +241,22 @@ impl Platform {
 impl IoHandler for Platform {
     fn read(&mut self, access: Access) -> u64 {
         let v = match access {
-            Access::PciCfg { bus: 0, dev, func, reg, size } => self
+            Access::PciCfg {
+                bus: 0,
+                dev,
+                func,
+                reg,
+                size,
+            } => self
                 .pci
                 .get(&(dev, func))
                 .map_or(u64::MAX, |s| u64::from(s.func.config().read(reg, size))),
             Access::PciCfg { .. } => u64::MAX,
             Access::Pio { port, size } => {
-                if let (Some(u), true) = (self.com1.as_mut(), (COM1_PORT..COM1_PORT + 8).contains(&port)) {
+                if let (Some(u), true) = (
+                    self.com1.as_mut(),
+                    (COM1_PORT..COM1_PORT + 8).contains(&port),
+                ) {
                     u64::from(u.read(port - COM1_PORT))
                 } else if let Some(v) = self.pm_read(port, size) {
                     v
@@ -262,14 +279,23 @@ impl IoHandler for Platform {
 
     fn write(&mut self, access: Access, value: u64) {
         match access {
-            Access::PciCfg { bus: 0, dev, func, reg, size } => {
+            Access::PciCfg {
+                bus: 0,
+                dev,
+                func,
+                reg,
+                size,
+            } => {
                 if let Some(s) = self.pci.get_mut(&(dev, func)) {
                     s.func.config_mut().write(reg, size, value as u32);
                 }
             }
             Access::PciCfg { .. } => {}
             Access::Pio { port, size } => {
-                if let (Some(u), true) = (self.com1.as_mut(), (COM1_PORT..COM1_PORT + 8).contains(&port)) {
+                if let (Some(u), true) = (
+                    self.com1.as_mut(),
+                    (COM1_PORT..COM1_PORT + 8).contains(&port),
+                ) {
                     u.write(port - COM1_PORT, value as u8);
                 } else if (PM1A_EVT_ADDR..PM1A_CNT_ADDR + 2).contains(&port) {
                     self.pm_write(port, size, value as u32);
@@ -316,12 +342,22 @@ mod tests {
     }
 
     fn platform(line: &str) -> Platform {
-        Platform::build(&config(line), Arc::new(GuestMemory::heap(128 << 20)), Box::new(std::io::sink()))
-            .unwrap()
+        Platform::build(
+            &config(line),
+            Arc::new(GuestMemory::heap(128 << 20)),
+            Box::new(std::io::sink()),
+        )
+        .unwrap()
     }
 
     fn cfg_read(p: &mut Platform, dev: u8, reg: u16, size: u8) -> u64 {
-        p.read(Access::PciCfg { bus: 0, dev, func: 0, reg, size })
+        p.read(Access::PciCfg {
+            bus: 0,
+            dev,
+            func: 0,
+            reg,
+            size,
+        })
     }
 
     #[test]
@@ -330,41 +366,130 @@ mod tests {
         assert_eq!(cfg_read(&mut p, 0, 0, 4), 0x5AF0_8086);
         assert_eq!(cfg_read(&mut p, 1, 0x0A, 2), 0x0601);
         assert_eq!(cfg_read(&mut p, 2, 0, 4), u64::MAX, "empty slot");
-        assert_eq!(p.read(Access::PciCfg { bus: 1, dev: 0, func: 0, reg: 0, size: 4 }), u64::MAX);
-        assert_eq!(p.read(Access::Pio { port: 0x3F8, size: 1 }), u64::MAX, "no COM1 without -l");
+        assert_eq!(
+            p.read(Access::PciCfg {
+                bus: 1,
+                dev: 0,
+                func: 0,
+                reg: 0,
+                size: 4
+            }),
+            u64::MAX
+        );
+        assert_eq!(
+            p.read(Access::Pio {
+                port: 0x3F8,
+                size: 1
+            }),
+            u64::MAX,
+            "no COM1 without -l"
+        );
     }
 
     #[test]
     fn power_off_and_reset_registers() {
         let mut p = platform("vm");
-        assert_eq!(p.read(Access::Pio { port: PM1A_CNT_ADDR, size: 2 }) & 1, 1, "SCI_EN");
+        assert_eq!(
+            p.read(Access::Pio {
+                port: PM1A_CNT_ADDR,
+                size: 2
+            }) & 1,
+            1,
+            "SCI_EN"
+        );
         // S3 type with SLP_EN is not a power-off.
-        p.write(Access::Pio { port: PM1A_CNT_ADDR, size: 2 }, (3 << 10) | (1 << 13));
+        p.write(
+            Access::Pio {
+                port: PM1A_CNT_ADDR,
+                size: 2,
+            },
+            (3 << 10) | (1 << 13),
+        );
         assert_eq!(p.take_exit(), None);
-        p.write(Access::Pio { port: PM1A_CNT_ADDR, size: 2 }, (5 << 10) | (1 << 13));
+        p.write(
+            Access::Pio {
+                port: PM1A_CNT_ADDR,
+                size: 2,
+            },
+            (5 << 10) | (1 << 13),
+        );
         assert_eq!(p.take_exit(), Some(VmExit::PowerOff));
         assert_eq!(p.take_exit(), None, "taken once");
-        p.write(Access::Pio { port: RESET_PORT, size: 1 }, 0x02);
+        p.write(
+            Access::Pio {
+                port: RESET_PORT,
+                size: 1,
+            },
+            0x02,
+        );
         assert_eq!(p.take_exit(), None);
-        p.write(Access::Pio { port: RESET_PORT, size: 1 }, 0x06);
+        p.write(
+            Access::Pio {
+                port: RESET_PORT,
+                size: 1,
+            },
+            0x06,
+        );
         assert_eq!(p.take_exit(), Some(VmExit::Reset));
-        p.write(Access::Pio { port: KBC_CMD_PORT, size: 1 }, 0xFE);
+        p.write(
+            Access::Pio {
+                port: KBC_CMD_PORT,
+                size: 1,
+            },
+            0xFE,
+        );
         assert_eq!(p.take_exit(), Some(VmExit::Reset));
         // PM1 status is write-one-to-clear, enable is plain.
-        p.write(Access::Pio { port: PM1A_EVT_ADDR + 2, size: 2 }, 0x0100);
-        assert_eq!(p.read(Access::Pio { port: PM1A_EVT_ADDR, size: 4 }), 0x0100_0000);
+        p.write(
+            Access::Pio {
+                port: PM1A_EVT_ADDR + 2,
+                size: 2,
+            },
+            0x0100,
+        );
+        assert_eq!(
+            p.read(Access::Pio {
+                port: PM1A_EVT_ADDR,
+                size: 4
+            }),
+            0x0100_0000
+        );
     }
 
     #[test]
     fn com1_on_stdio_raises_irq4() {
         let mut p = platform("-s 1:0,lpc -l com1,stdio vm");
-        p.write(Access::Pio { port: 0x3FC, size: 1 }, 0x08); // OUT2
-        p.write(Access::Pio { port: 0x3F9, size: 1 }, 0x01); // RX interrupt
+        p.write(
+            Access::Pio {
+                port: 0x3FC,
+                size: 1,
+            },
+            0x08,
+        ); // OUT2
+        p.write(
+            Access::Pio {
+                port: 0x3F9,
+                size: 1,
+            },
+            0x01,
+        ); // RX interrupt
         p.console_input(b"ls\n");
         assert_eq!(p.drain_irqs(), [(4, GsiOp::SetHigh)]);
-        assert_eq!(p.read(Access::Pio { port: 0x3F8, size: 1 }), u64::from(b'l'));
-        p.read(Access::Pio { port: 0x3F8, size: 1 });
-        p.read(Access::Pio { port: 0x3F8, size: 1 });
+        assert_eq!(
+            p.read(Access::Pio {
+                port: 0x3F8,
+                size: 1
+            }),
+            u64::from(b'l')
+        );
+        p.read(Access::Pio {
+            port: 0x3F8,
+            size: 1,
+        });
+        p.read(Access::Pio {
+            port: 0x3F8,
+            size: 1,
+        });
         assert_eq!(p.drain_irqs(), [(4, GsiOp::SetLow)]);
     }
 
@@ -372,40 +497,108 @@ mod tests {
     fn virtio_blk_bar_routing_and_intx() {
         let img = std::env::temp_dir().join(format!("acrn-dm-plat-{}", std::process::id()));
         std::fs::write(&img, vec![0u8; 4096]).unwrap();
-        let mut p = platform(&format!("-s 0:0,hostbridge -s 3,virtio-blk,{} vm", img.display()));
+        let mut p = platform(&format!(
+            "-s 0:0,hostbridge -s 3,virtio-blk,{} vm",
+            img.display()
+        ));
         std::fs::remove_file(&img).unwrap();
-        assert_eq!(p.intx_routes(), [IntxRoute { slot: 3, pin: 0, gsi: 16 }]);
+        assert_eq!(
+            p.intx_routes(),
+            [IntxRoute {
+                slot: 3,
+                pin: 0,
+                gsi: 16
+            }]
+        );
         assert_eq!(cfg_read(&mut p, 3, 0, 4), 0x1001_1AF4);
         assert_eq!(cfg_read(&mut p, 3, 0x10, 4), u64::from(PCI_IO_BASE) | 1);
         // The BAR answers only once I/O decoding is enabled.
-        assert_eq!(p.read(Access::Pio { port: PCI_IO_BASE + 0x14, size: 4 }), u64::MAX);
-        p.write(Access::PciCfg { bus: 0, dev: 3, func: 0, reg: 4, size: 2 }, 1);
-        assert_eq!(p.read(Access::Pio { port: PCI_IO_BASE + 0x14, size: 4 }), 8, "8 sectors");
+        assert_eq!(
+            p.read(Access::Pio {
+                port: PCI_IO_BASE + 0x14,
+                size: 4
+            }),
+            u64::MAX
+        );
+        p.write(
+            Access::PciCfg {
+                bus: 0,
+                dev: 3,
+                func: 0,
+                reg: 4,
+                size: 2,
+            },
+            1,
+        );
+        assert_eq!(
+            p.read(Access::Pio {
+                port: PCI_IO_BASE + 0x14,
+                size: 4
+            }),
+            8,
+            "8 sectors"
+        );
         // Relocating the BAR moves the registers.
-        p.write(Access::PciCfg { bus: 0, dev: 3, func: 0, reg: 0x10, size: 4 }, 0x3000);
-        assert_eq!(p.read(Access::Pio { port: 0x3014, size: 4 }), 8);
-        assert_eq!(p.read(Access::Pio { port: PCI_IO_BASE + 0x14, size: 4 }), u64::MAX);
+        p.write(
+            Access::PciCfg {
+                bus: 0,
+                dev: 3,
+                func: 0,
+                reg: 0x10,
+                size: 4,
+            },
+            0x3000,
+        );
+        assert_eq!(
+            p.read(Access::Pio {
+                port: 0x3014,
+                size: 4
+            }),
+            8
+        );
+        assert_eq!(
+            p.read(Access::Pio {
+                port: PCI_IO_BASE + 0x14,
+                size: 4
+            }),
+            u64::MAX
+        );
     }
 
     #[test]
     fn unsupported_runtime_devices_are_named() {
         let cfg = config("-s 4,virtio-net,tap=tap0 vm");
-        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), Box::new(std::io::sink()))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("virtio-net") && e.contains("not implemented"), "{e}");
+        let e = Platform::build(
+            &cfg,
+            Arc::new(GuestMemory::heap(128 << 20)),
+            Box::new(std::io::sink()),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.contains("virtio-net") && e.contains("not implemented"),
+            "{e}"
+        );
         let cfg = config("-l com1,stdio vm");
-        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), Box::new(std::io::sink()))
-            .err()
-            .unwrap()
-            .to_string();
+        let e = Platform::build(
+            &cfg,
+            Arc::new(GuestMemory::heap(128 << 20)),
+            Box::new(std::io::sink()),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains("lpc"), "{e}");
         let cfg = config("-s 3,virtio-blk,/nonexistent/disk.img vm");
-        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), Box::new(std::io::sink()))
-            .err()
-            .unwrap()
-            .to_string();
+        let e = Platform::build(
+            &cfg,
+            Arc::new(GuestMemory::heap(128 << 20)),
+            Box::new(std::io::sink()),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains("/nonexistent/disk.img"), "{e}");
     }
 }

@@ -78,7 +78,7 @@ impl ConfigSpace {
 
     /// Declares BAR `i` and gives it its initial address (firmware-assigned, as ACRN does).
     pub fn set_bar(&mut self, i: usize, bar: Bar, addr: u32) {
-        assert!(bar.size.is_power_of_two() && addr % bar.size == 0);
+        assert!(bar.size.is_power_of_two() && addr.is_multiple_of(bar.size));
         self.bars[i] = Some(bar);
         let flags = match bar.kind {
             BarKind::Io => 1,
@@ -257,8 +257,22 @@ mod tests {
             subsys_vendor: 0,
             subsys: 0,
         });
-        c.set_bar(0, Bar { kind: BarKind::Io, size: 64 }, 0x2000);
-        c.set_bar(1, Bar { kind: BarKind::Mem32, size: 0x1000 }, 0x8000_0000);
+        c.set_bar(
+            0,
+            Bar {
+                kind: BarKind::Io,
+                size: 64,
+            },
+            0x2000,
+        );
+        c.set_bar(
+            1,
+            Bar {
+                kind: BarKind::Mem32,
+                size: 0x1000,
+            },
+            0x8000_0000,
+        );
         assert_eq!(c.read(0x10, 4), 0x2001);
         c.write(0x10, 4, 0xFFFF_FFFF);
         assert_eq!(c.read(0x10, 4), 0xFFFF_FFC1, "I/O BAR of 64 ports");
@@ -271,7 +285,10 @@ mod tests {
         assert_eq!(c.read(0x14, 4), 0x9000_1000);
         assert_eq!(c.bar_addr(0), Some((BarKind::Io, 0x3040, 64, false)));
         c.write(0x04, 2, u32::from(CMD_IO | CMD_MEM));
-        assert_eq!(c.bar_addr(1), Some((BarKind::Mem32, 0x9000_1000, 0x1000, true)));
+        assert_eq!(
+            c.bar_addr(1),
+            Some((BarKind::Mem32, 0x9000_1000, 0x1000, true))
+        );
         // An unimplemented BAR reads as zero and ignores writes.
         c.write(0x18, 4, 0xFFFF_FFFF);
         assert_eq!(c.read(0x18, 4), 0);

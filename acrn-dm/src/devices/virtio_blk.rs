@@ -78,7 +78,14 @@ impl VirtioBlk {
             subsys_vendor: 0x1AF4,
             subsys: 2,
         });
-        cfg.set_bar(0, Bar { kind: BarKind::Io, size: BAR_SIZE }, u32::from(io_base));
+        cfg.set_bar(
+            0,
+            Bar {
+                kind: BarKind::Io,
+                size: BAR_SIZE,
+            },
+            u32::from(io_base),
+        );
         cfg.set_intx(1, irq_line);
         Ok(Self {
             cfg,
@@ -164,7 +171,11 @@ impl VirtioBlk {
             self.used_idx = self.used_idx.wrapping_add(1);
             // The element must be visible before the index that publishes it.
             std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
-            if self.mem.write(used + 2, &self.used_idx.to_le_bytes()).is_err() {
+            if self
+                .mem
+                .write(used + 2, &self.used_idx.to_le_bytes())
+                .is_err()
+            {
                 break;
             }
             self.last_avail = self.last_avail.wrapping_add(1);
@@ -196,7 +207,9 @@ impl VirtioBlk {
         let mut chain = Vec::new();
         let mut i = head;
         loop {
-            let Some(d) = self.read_desc(table, i) else { return 0 };
+            let Some(d) = self.read_desc(table, i) else {
+                return 0;
+            };
             chain.push(d);
             if d.flags & DESC_F_NEXT == 0 {
                 break;
@@ -290,7 +303,7 @@ impl VirtioBlk {
     }
 
     fn reg_read(&mut self, off: u64, size: u8) -> u64 {
-        let v = match (off, size) {
+        match (off, size) {
             (0x00, 4) => u64::from(self.host_features()),
             (0x04, 4) => u64::from(self.guest_features),
             (0x08, 4) => u64::from(self.queue_pfn),
@@ -311,8 +324,7 @@ impl VirtioBlk {
                 u64::from_le_bytes(v)
             }
             _ => u64::MAX,
-        };
-        v
+        }
     }
 
     fn reg_write(&mut self, off: u64, size: u8, value: u64) {
@@ -403,7 +415,11 @@ mod tests {
             self.mem.write(hdr, &h).unwrap();
             let head = self.desc(hdr, 16, DESC_F_NEXT);
             for (addr, len) in data {
-                self.desc(*addr, *len, DESC_F_NEXT | if write { DESC_F_WRITE } else { 0 });
+                self.desc(
+                    *addr,
+                    *len,
+                    DESC_F_NEXT | if write { DESC_F_WRITE } else { 0 },
+                );
             }
             let status = hdr + 32;
             self.mem.write(status, &[0xFF]).unwrap();
@@ -412,7 +428,9 @@ mod tests {
             let slot = avail + 4 + 2 * u64::from(self.avail_idx % QUEUE_SIZE);
             self.mem.write(slot, &head.to_le_bytes()).unwrap();
             self.avail_idx += 1;
-            self.mem.write(avail + 2, &self.avail_idx.to_le_bytes()).unwrap();
+            self.mem
+                .write(avail + 2, &self.avail_idx.to_le_bytes())
+                .unwrap();
             status
         }
         fn status(&self, at: u64) -> u8 {
@@ -424,7 +442,10 @@ mod tests {
             let avail = Q + 16 * u64::from(QUEUE_SIZE);
             let used = (avail + 6 + 2 * u64::from(QUEUE_SIZE)).next_multiple_of(4096);
             let e = used + 4 + 8 * u64::from(i);
-            (self.mem.read_u32(e).unwrap(), self.mem.read_u32(e + 4).unwrap())
+            (
+                self.mem.read_u32(e).unwrap(),
+                self.mem.read_u32(e + 4).unwrap(),
+            )
         }
         fn used_idx(&self) -> u16 {
             let avail = Q + 16 * u64::from(QUEUE_SIZE);
@@ -442,7 +463,15 @@ mod tests {
         img.write_all(&data).unwrap();
         let mem = Arc::new(GuestMemory::heap(128 << 20));
         let dev = VirtioBlk::new(mem.clone(), img.try_clone().unwrap(), ro, 0x2000, 16).unwrap();
-        (dev, Guest { mem, next_desc: 0, avail_idx: 0 }, img)
+        (
+            dev,
+            Guest {
+                mem,
+                next_desc: 0,
+                avail_idx: 0,
+            },
+            img,
+        )
     }
 
     fn tempfile() -> File {
@@ -482,7 +511,11 @@ mod tests {
         assert_eq!(dev.config().read(0x3C, 1), 16);
         let f = dev.bar_read(0, 0, 4) as u32;
         assert_eq!(f & F_RO, F_RO);
-        assert_eq!(dev.bar_read(0, 0x14, 4), 64, "capacity in sectors (low half)");
+        assert_eq!(
+            dev.bar_read(0, 0x14, 4),
+            64,
+            "capacity in sectors (low half)"
+        );
         assert_eq!(dev.bar_read(0, 0x18, 4), 0);
         assert_eq!(dev.bar_read(0, 0x28, 4), 512, "blk_size");
         assert_eq!(dev.bar_read(0, 0x40, 4), u64::MAX);
@@ -520,7 +553,13 @@ mod tests {
         let s6 = g.request(99, 0, &[], false);
         dev.bar_write(0, 0x10, 2, 0);
         assert_eq!(
-            [g.status(s2), g.status(s3), g.status(s4), g.status(s5), g.status(s6)],
+            [
+                g.status(s2),
+                g.status(s3),
+                g.status(s4),
+                g.status(s5),
+                g.status(s6)
+            ],
             [S_OK, S_OK, S_OK, S_IOERR, S_UNSUPP]
         );
         let mut disk = vec![0u8; 512];
@@ -549,9 +588,13 @@ mod tests {
         // A descriptor pointing outside guest memory and a looping chain.
         let bad = g.request(T_IN, 0, &[(0xFFFF_F000_0000, 512)], true);
         let d = g.desc(BUF, 16, DESC_F_NEXT);
-        g.mem.write(Q + 16 * u64::from(d) + 14, &d.to_le_bytes()).unwrap();
+        g.mem
+            .write(Q + 16 * u64::from(d) + 14, &d.to_le_bytes())
+            .unwrap();
         let avail = Q + 16 * u64::from(QUEUE_SIZE);
-        g.mem.write(avail + 4 + 2 * u64::from(g.avail_idx), &d.to_le_bytes()).unwrap();
+        g.mem
+            .write(avail + 4 + 2 * u64::from(g.avail_idx), &d.to_le_bytes())
+            .unwrap();
         g.avail_idx += 1;
         g.mem.write(avail + 2, &g.avail_idx.to_le_bytes()).unwrap();
         dev.bar_write(0, 0x10, 2, 0);
