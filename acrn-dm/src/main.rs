@@ -75,6 +75,10 @@ impl Drop for CharacterMode {
     }
 }
 
+fn stdout() -> Box<dyn std::io::Write + Send> {
+    Box::new(std::io::stdout())
+}
+
 fn run(cfg: &DmConfig) -> anyhow::Result<ExitCode> {
     logger::init(&cfg.logger, &cfg.vm_name);
     if cfg.virtio_poll_ns.is_some() {
@@ -95,12 +99,8 @@ fn run(cfg: &DmConfig) -> anyhow::Result<ExitCode> {
         let mem = Arc::new(GuestMemory::map(cfg.mem_size)?);
         log(Level::Info, &format!("guest memory: {:?}", mem.backing()));
         let console = Console {
-            output: Box::new(std::io::stdout()),
-            input_fd: cfg
-                .lpc_ports
-                .iter()
-                .any(|p| p.backend == CharBackend::Stdio)
-                .then_some(0),
+            stdio: stdout,
+            read_input: true,
         };
         match vm::run(&hsm, cfg, mem, &boot, affinity, console, &STOP)? {
             Stopped::Guest(VmExit::PowerOff) => {

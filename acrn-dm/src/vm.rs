@@ -6,14 +6,14 @@
 use crate::acpi;
 use crate::boot::{self, BootError};
 use crate::cli::DmConfig;
-use crate::devices::{Platform, SetupError};
+use crate::devices::{InputSource, Platform, SetupError, Stdio};
 use crate::ioreq::{self, IoHandler, IoreqPage, Stopped};
 use crate::logger::{log, Level};
 use crate::memory::{GuestMemory, OutOfRange};
 use crate::vmm::{VmControl, VmHandle};
 use acrn_abi::memory::{AcrnVmMemmap, ACRN_MEMMAP_RAM};
 use acrn_abi::vm::{AcrnVmCreation, GuestFlags};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -240,12 +240,12 @@ pub fn memsegs(mem: &GuestMemory) -> Vec<AcrnVmMemmap> {
     out
 }
 
-/// Console plumbing: where COM1 writes and where its input comes from.
+/// Console plumbing.
 pub struct Console {
-    /// COM1's output.
-    pub output: Box<dyn Write + Send>,
-    /// A file descriptor to poll for input (stdin), if any.
-    pub input_fd: Option<i32>,
+    /// Writers for devices on stdio.
+    pub stdio: Stdio,
+    /// Whether to read host input (stdin, ptys) for the guest; off in tests.
+    pub read_input: bool,
 }
 
 /// Creates, boots and serves the VM until it stops; the VM is gone when this returns.
@@ -258,7 +258,12 @@ pub fn run<C: VmControl + ?Sized>(
     console: Console,
     stop: &AtomicBool,
 ) -> Result<Stopped, VmError> {
-    let platform = Platform::build(cfg, mem.clone(), console.output)?;
+    let platform = Platform::build(cfg, mem.clone(), console.stdio)?;
+    let inputs = if console.read_input {
+        platform.input_sources()
+    } else {
+        Vec::new()
+    };
     let routes = platform.intx_routes();
     let page = IoreqPage::new();
     let mut cv = AcrnVmCreation {
@@ -304,11 +309,11 @@ pub fn run<C: VmControl + ?Sized>(
     let handler: &Mutex<dyn IoHandler + Send> = &platform;
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
-        if let Some(fd) = console.input_fd {
+        if !inputs.is_empty() {
             let (platform, done) = (&platform, &done);
             // The input thread must not take SIGINT/SIGTERM: they have to interrupt ATTACH here.
             let _blocked = SignalsBlocked::new();
-            s.spawn(move || console_input(ctl, fd, platform, done));
+            s.spawn(move || console_input(ctl, inputs, platform, done));
         }
         let r = ioreq::run(ctl, vm.vmid, &page, vm.vcpus.into(), handler, stop);
         done.store(true, Ordering::Release);
@@ -321,40 +326,55 @@ pub fn run<C: VmControl + ?Sized>(
     Ok(stopped)
 }
 
-/// Feeds bytes from `fd` to COM1 until `done`.
+/// Feeds host input to the devices that take it, until `done`.
 fn console_input<C: VmControl + ?Sized>(
     ctl: &C,
-    fd: i32,
+    mut sources: Vec<InputSource>,
     platform: &Mutex<Platform>,
     done: &AtomicBool,
 ) {
     let mut buf = [0u8; 256];
-    while !done.load(Ordering::Acquire) {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, 100) };
-        if n <= 0 || pfd.revents & libc::POLLIN == 0 {
-            if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-                return;
-            }
+    while !done.load(Ordering::Acquire) && !sources.is_empty() {
+        let mut pfds: Vec<libc::pollfd> = sources
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: s.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: a valid array of pollfds; 100 ms so `done` is seen promptly.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
+        if n <= 0 {
             continue;
         }
-        // SAFETY: reading into our buffer.
-        let got = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if got <= 0 {
-            return;
+        let mut closed = Vec::new();
+        for (i, pfd) in pfds.iter().enumerate() {
+            if pfd.revents & libc::POLLIN != 0 {
+                // SAFETY: reading into our buffer from a polled descriptor.
+                let got = unsafe { libc::read(pfd.fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if got > 0 {
+                    platform
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .input(&sources[i].sinks, &buf[..got as usize]);
+                    continue;
+                }
+                closed.push(i);
+            } else if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                closed.push(i);
+            }
         }
-        platform
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .console_input(&buf[..got as usize]);
+        // End of input (e.g. stdin at EOF) stops polling that descriptor only.
+        for i in closed.into_iter().rev() {
+            sources.remove(i);
+        }
         let handler: &Mutex<dyn IoHandler + Send> = platform;
         if let Err(e) = ioreq::flush_irqs(ctl, handler) {
-            log(Level::Warning, &format!("SET_IRQLINE for the console: {e}"));
+            log(
+                Level::Warning,
+                &format!("SET_IRQLINE for console input: {e}"),
+            );
         }
     }
 }
@@ -424,9 +444,12 @@ mod tests {
     }
 
     fn console() -> Console {
+        fn sink() -> Box<dyn std::io::Write + Send> {
+            Box::new(io::sink())
+        }
         Console {
-            output: Box::new(io::sink()),
-            input_fd: None,
+            stdio: sink,
+            read_input: false,
         }
     }
 

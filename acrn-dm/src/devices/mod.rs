@@ -3,7 +3,9 @@
 
 pub mod pci;
 pub mod uart;
+pub mod virtio;
 pub mod virtio_blk;
+pub mod virtio_console;
 
 use crate::acpi::{IntxRoute, PM1A_CNT_ADDR, PM1A_EVT_ADDR, RESET_PORT, S5_SLP_TYP};
 use crate::cli::{CharBackend, Device, DmConfig, PciAddr};
@@ -13,6 +15,7 @@ use acrn_abi::irq::GsiOp;
 use pci::{BarKind, PciFunction};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use uart::{Uart16550, COM1_IRQ, COM1_PORT};
@@ -56,6 +59,19 @@ pub enum SetupError {
         /// Why.
         err: std::io::Error,
     },
+    /// virtio-console with other than one port.
+    #[error("-s {0},virtio-console: exactly one port is supported (no multiport)")]
+    ConsolePorts(PciAddr),
+    /// A console backend cannot be opened.
+    #[error("virtio-console port {port}: {path}: {err}")]
+    Backend {
+        /// Port name.
+        port: String,
+        /// Path.
+        path: PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
     /// Too many INTx devices for the vIOAPIC.
     #[error("too many devices with interrupts")]
     TooManyIrqs,
@@ -66,8 +82,45 @@ struct Slot {
     gsi: Option<u32>,
 }
 
+/// Makes a writer to acrn-dm's standard output (one per device on stdio).
+pub type Stdio = fn() -> Box<dyn Write + Send>;
+
+/// Standard input's descriptor.
+pub const STDIN: RawFd = 0;
+
+/// Where bytes read from a host descriptor go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputSink {
+    /// COM1.
+    Com1,
+    /// The PCI function at (device, function).
+    Pci(u8, u8),
+}
+
+/// A host descriptor with guest-bound input, and the devices that take it (stdin goes to every
+/// device on stdio: the guest's console may be either).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSource {
+    /// The descriptor to poll and read.
+    pub fd: RawFd,
+    /// The devices.
+    pub sinks: Vec<InputSink>,
+}
+
+fn alloc_gsi(next: &mut u32) -> Result<u32, SetupError> {
+    // The vIOAPIC has 48 pins (ACRN's VIOAPIC_RTE_NUM).
+    if *next >= 48 {
+        return Err(SetupError::TooManyIrqs);
+    }
+    *next += 1;
+    Ok(*next - 1)
+}
+
 /// The machine acrn-dm emulates for one VM.
 pub struct Platform {
+    inputs: Vec<InputSource>,
+    /// Descriptors the platform keeps open (ptys, ttys) for its devices.
+    owned_fds: Vec<OwnedFd>,
     pci: BTreeMap<(u8, u8), Slot>,
     com1: Option<Uart16550>,
     pm1_sts: u16,
@@ -79,13 +132,11 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// Builds the devices of `cfg`; COM1 (if `-l com1,stdio`) writes to `console`.
-    pub fn build(
-        cfg: &DmConfig,
-        mem: Arc<GuestMemory>,
-        console: Box<dyn Write + Send>,
-    ) -> Result<Self, SetupError> {
+    /// Builds the devices of `cfg`; devices on stdio write to what `stdio` returns.
+    pub fn build(cfg: &DmConfig, mem: Arc<GuestMemory>, stdio: Stdio) -> Result<Self, SetupError> {
         let mut p = Self {
+            inputs: Vec::new(),
+            owned_fds: Vec::new(),
             pci: BTreeMap::new(),
             com1: None,
             pm1_sts: 0,
@@ -115,23 +166,29 @@ impl Platform {
                             path: path.clone(),
                             err,
                         })?;
-                    if next_gsi >= 48 {
-                        return Err(SetupError::TooManyIrqs);
-                    }
-                    let gsi = next_gsi;
-                    next_gsi += 1;
-                    let dev = virtio_blk::VirtioBlk::new(
-                        mem.clone(),
-                        disk,
-                        *read_only,
-                        next_io,
-                        gsi as u8,
-                    )
-                    .map_err(|err| SetupError::Disk {
-                        path: path.clone(),
-                        err,
+                    let blk = virtio_blk::VirtioBlk::new(disk, *read_only).map_err(|err| {
+                        SetupError::Disk {
+                            path: path.clone(),
+                            err,
+                        }
                     })?;
-                    next_io += virtio_blk::BAR_SIZE as u16;
+                    let gsi = alloc_gsi(&mut next_gsi)?;
+                    let dev = virtio::VirtioPci::new(blk, mem.clone(), next_io, gsi as u8);
+                    next_io += virtio::BAR_SIZE as u16;
+                    (Box::new(dev), Some(gsi))
+                }
+                Device::VirtioConsole(ports) => {
+                    let [port] = &ports[..] else {
+                        return Err(SetupError::ConsolePorts(sd.addr));
+                    };
+                    let (out, input) = p.open_backend(&port.name, &port.backend, stdio)?;
+                    if let Some(fd) = input {
+                        p.add_input(fd, InputSink::Pci(key.0, key.1));
+                    }
+                    let gsi = alloc_gsi(&mut next_gsi)?;
+                    let con = virtio_console::VirtioConsole::new(out);
+                    let dev = virtio::VirtioPci::new(con, mem.clone(), next_io, gsi as u8);
+                    next_io += virtio::BAR_SIZE as u16;
                     (Box::new(dev), Some(gsi))
                 }
                 other => {
@@ -153,9 +210,99 @@ impl Platform {
             }
         }
         if !cfg.lpc_ports.is_empty() {
-            p.com1 = Some(Uart16550::new(console));
+            p.com1 = Some(Uart16550::new(stdio()));
+            p.add_input(STDIN, InputSink::Com1);
         }
         Ok(p)
+    }
+
+    fn add_input(&mut self, fd: RawFd, sink: InputSink) {
+        match self.inputs.iter_mut().find(|s| s.fd == fd) {
+            Some(src) => src.sinks.push(sink),
+            None => self.inputs.push(InputSource {
+                fd,
+                sinks: vec![sink],
+            }),
+        }
+    }
+
+    /// A character backend: the writer for guest output and the descriptor of host input.
+    fn open_backend(
+        &mut self,
+        port: &str,
+        backend: &CharBackend,
+        stdio: Stdio,
+    ) -> Result<(Box<dyn Write + Send>, Option<RawFd>), SetupError> {
+        let err = |path: &std::path::Path, err: std::io::Error| SetupError::Backend {
+            port: port.to_string(),
+            path: path.to_path_buf(),
+            err,
+        };
+        match backend {
+            CharBackend::Stdio => Ok((stdio(), Some(STDIN))),
+            CharBackend::File(path) => {
+                let f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(path)
+                    .map_err(|e| err(path, e))?;
+                Ok((Box::new(f), None))
+            }
+            CharBackend::Tty(path) => {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| err(path, e))?;
+                let input = f.try_clone().map_err(|e| err(path, e))?;
+                let fd = input.as_raw_fd();
+                self.owned_fds.push(input.into());
+                Ok((Box::new(f), Some(fd)))
+            }
+            CharBackend::Pty(link) => {
+                let (master, slave, name) =
+                    open_pty().map_err(|e| err(std::path::Path::new("/dev/ptmx"), e))?;
+                if let Some(link) = link {
+                    let _ = std::fs::remove_file(link);
+                    std::os::unix::fs::symlink(&name, link).map_err(|e| err(link, e))?;
+                }
+                eprintln!(
+                    "acrn-dm: virtio-console port {port} is on {}",
+                    name.display()
+                );
+                let out = std::fs::File::from(master.try_clone().map_err(|e| err(&name, e))?);
+                let fd = master.as_raw_fd();
+                self.owned_fds.push(master);
+                // Keeping the slave open makes reads wait for input instead of failing while
+                // nobody has the pty open.
+                self.owned_fds.push(slave);
+                Ok((Box::new(out), Some(fd)))
+            }
+        }
+    }
+
+    /// Host descriptors to poll for guest-bound input.
+    pub fn input_sources(&self) -> Vec<InputSource> {
+        self.inputs.clone()
+    }
+
+    /// Bytes read from a host descriptor, for `sinks`.
+    pub fn input(&mut self, sinks: &[InputSink], bytes: &[u8]) {
+        for sink in sinks {
+            match sink {
+                InputSink::Com1 => {
+                    if let Some(u) = self.com1.as_mut() {
+                        u.receive(bytes);
+                    }
+                }
+                InputSink::Pci(d, f) => {
+                    if let Some(s) = self.pci.get_mut(&(*d, *f)) {
+                        s.func.console_input(bytes);
+                    }
+                }
+            }
+        }
+        self.collect_irqs();
     }
 
     /// The INTx routes for the DSDT's `_PRT`.
@@ -164,14 +311,6 @@ impl Platform {
             .iter()
             .filter_map(|(&(slot, _), s)| s.gsi.map(|gsi| IntxRoute { slot, pin: 0, gsi }))
             .collect()
-    }
-
-    /// Bytes typed on the console for COM1.
-    pub fn console_input(&mut self, bytes: &[u8]) {
-        if let Some(u) = self.com1.as_mut() {
-            u.receive(bytes);
-        }
-        self.collect_irqs();
     }
 
     fn collect_irqs(&mut self) {
@@ -236,6 +375,46 @@ impl Platform {
             _ => return None,
         })
     }
+}
+
+/// A new pseudo-terminal in raw mode: (master, slave, slave's path).
+fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd, PathBuf)> {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors; no name buffer, default settings.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and ours.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: the buffer's size is passed; ptsname_r NUL-terminates.
+    if unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: NUL-terminated by ptsname_r.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    // SAFETY: termios calls on our own slave descriptor.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(slave.as_raw_fd(), &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t);
+        }
+    }
+    Ok((
+        master,
+        slave,
+        PathBuf::from(name.to_string_lossy().into_owned()),
+    ))
 }
 
 impl IoHandler for Platform {
@@ -341,11 +520,15 @@ mod tests {
         }
     }
 
+    fn null_stdio() -> Box<dyn Write + Send> {
+        Box::new(std::io::sink())
+    }
+
     fn platform(line: &str) -> Platform {
         Platform::build(
             &config(line),
             Arc::new(GuestMemory::heap(128 << 20)),
-            Box::new(std::io::sink()),
+            null_stdio,
         )
         .unwrap()
     }
@@ -473,7 +656,14 @@ mod tests {
             },
             0x01,
         ); // RX interrupt
-        p.console_input(b"ls\n");
+        assert_eq!(
+            p.input_sources(),
+            [InputSource {
+                fd: STDIN,
+                sinks: vec![InputSink::Com1]
+            }]
+        );
+        p.input(&[InputSink::Com1], b"ls\n");
         assert_eq!(p.drain_irqs(), [(4, GsiOp::SetHigh)]);
         assert_eq!(
             p.read(Access::Pio {
@@ -566,39 +756,74 @@ mod tests {
     }
 
     #[test]
+    fn consoles_and_their_input() {
+        let mut p = platform("-s 1:0,lpc -l com1,stdio -s 3,virtio-console,@stdio:stdio_port vm");
+        assert_eq!(
+            p.input_sources(),
+            [InputSource {
+                fd: STDIN,
+                sinks: vec![InputSink::Pci(3, 0), InputSink::Com1]
+            }]
+        );
+        assert_eq!(
+            p.intx_routes(),
+            [IntxRoute {
+                slot: 3,
+                pin: 0,
+                gsi: 16
+            }]
+        );
+        assert_eq!(cfg_read(&mut p, 3, 0, 4), 0x1003_1AF4);
+        // Input reaches both devices without a panic even before the guest set anything up.
+        p.input(&[InputSink::Pci(3, 0), InputSink::Com1], b"x");
+
+        let link = std::env::temp_dir().join(format!("acrn-dm-pty-{}", std::process::id()));
+        let p = platform(&format!("-s 3,virtio-console,@pty:p={} vm", link.display()));
+        let target = std::fs::read_link(&link).unwrap();
+        std::fs::remove_file(&link).unwrap();
+        assert!(target.starts_with("/dev/pts/"), "{}", target.display());
+        let src = p.input_sources();
+        assert_eq!(src.len(), 1);
+        assert_ne!(src[0].fd, STDIN);
+        assert_eq!(src[0].sinks, [InputSink::Pci(3, 0)]);
+
+        let file = std::env::temp_dir().join(format!("acrn-dm-con-{}", std::process::id()));
+        let p = platform(&format!(
+            "-s 3,virtio-console,@file:f={} vm",
+            file.display()
+        ));
+        assert!(p.input_sources().is_empty(), "a file gives no input");
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
     fn unsupported_runtime_devices_are_named() {
         let cfg = config("-s 4,virtio-net,tap=tap0 vm");
-        let e = Platform::build(
-            &cfg,
-            Arc::new(GuestMemory::heap(128 << 20)),
-            Box::new(std::io::sink()),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), null_stdio)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             e.contains("virtio-net") && e.contains("not implemented"),
             "{e}"
         );
+        let cfg = config("-s 3,virtio-console,@stdio:a,pty:b vm");
+        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), null_stdio)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("exactly one port"), "{e}");
         let cfg = config("-l com1,stdio vm");
-        let e = Platform::build(
-            &cfg,
-            Arc::new(GuestMemory::heap(128 << 20)),
-            Box::new(std::io::sink()),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), null_stdio)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("lpc"), "{e}");
         let cfg = config("-s 3,virtio-blk,/nonexistent/disk.img vm");
-        let e = Platform::build(
-            &cfg,
-            Arc::new(GuestMemory::heap(128 << 20)),
-            Box::new(std::io::sink()),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), null_stdio)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("/nonexistent/disk.img"), "{e}");
     }
 }
