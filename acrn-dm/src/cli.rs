@@ -248,6 +248,22 @@ pub struct DmConfig {
     pub vm_name: String,
 }
 
+impl DmConfig {
+    /// Whether a device takes input from and writes to acrn-dm's stdin/stdout.
+    pub fn uses_stdio(&self) -> bool {
+        self.lpc_ports
+            .iter()
+            .any(|p| p.backend == CharBackend::Stdio)
+            || self.devices.iter().any(|d| match &d.device {
+                Device::VirtioConsole(ports) => {
+                    ports.iter().any(|p| p.backend == CharBackend::Stdio)
+                }
+                Device::Uart(UartBackend::Dm(b)) => *b == CharBackend::Stdio,
+                _ => false,
+            })
+    }
+}
+
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -1108,6 +1124,14 @@ mod tests {
             let e = parse(&args).unwrap_err().to_string();
             assert!(e.contains(needle), "{line}: {e}");
         }
+    }
+
+    #[test]
+    fn stdio_users() {
+        assert!(!run("vm").unwrap().uses_stdio());
+        assert!(run("-l com1,stdio vm").unwrap().uses_stdio());
+        assert!(run("-s 3,virtio-console,@stdio:p vm").unwrap().uses_stdio());
+        assert!(!run("-s 3,virtio-console,@pty:p vm").unwrap().uses_stdio());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `acrn-dm`: launches one post-launched User VM through /dev/acrn_hsm and serves it until it
 //! powers off (exit 0), or a signal ends it (exit 128 + the signal); a reset restarts it.
 
-use acrn_dm::cli::{self, CharBackend, Command, DmConfig};
+use acrn_dm::cli::{self, Command, DmConfig};
 use acrn_dm::ioreq::{Stopped, VmExit};
 use acrn_dm::logger::{self, log, Level};
 use acrn_dm::memory::GuestMemory;
@@ -43,10 +43,7 @@ struct CharacterMode(Option<libc::termios>);
 
 impl CharacterMode {
     fn enable(cfg: &DmConfig) -> Self {
-        let on_stdio = cfg
-            .lpc_ports
-            .iter()
-            .any(|p| p.backend == CharBackend::Stdio);
+        let on_stdio = cfg.uses_stdio();
         // SAFETY: termios calls on fd 0 with local structs.
         unsafe {
             if !on_stdio || libc::isatty(0) != 1 {

@@ -6,6 +6,7 @@ pub mod uart;
 pub mod virtio;
 pub mod virtio_blk;
 pub mod virtio_console;
+pub mod virtio_net;
 
 use crate::acpi::{IntxRoute, PM1A_CNT_ADDR, PM1A_EVT_ADDR, RESET_PORT, S5_SLP_TYP};
 use crate::cli::{CharBackend, Device, DmConfig, PciAddr};
@@ -69,6 +70,14 @@ pub enum SetupError {
         port: String,
         /// Path.
         path: PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// The tap cannot be opened.
+    #[error("virtio-net tap {tap}: {err} (is the tap interface configured, and acrn-dm root?)")]
+    Tap {
+        /// Interface name.
+        tap: String,
         /// Why.
         err: std::io::Error,
     },
@@ -191,6 +200,30 @@ impl Platform {
                     next_io += virtio::BAR_SIZE as u16;
                     (Box::new(dev), Some(gsi))
                 }
+                Device::VirtioNet { tap, mac_seed } => {
+                    let file = virtio_net::open_tap(tap).map_err(|err| SetupError::Tap {
+                        tap: tap.clone(),
+                        err,
+                    })?;
+                    let writer = file.try_clone().map_err(|err| SetupError::Tap {
+                        tap: tap.clone(),
+                        err,
+                    })?;
+                    p.add_input(file.as_raw_fd(), InputSink::Pci(key.0, key.1));
+                    p.owned_fds.push(file.into());
+                    let seed = match mac_seed {
+                        Some(seed) => format!("{seed}-{}", cfg.vm_name),
+                        None => format!("{}-{}", sd.addr, cfg.vm_name),
+                    };
+                    let net = virtio_net::VirtioNet::new(
+                        Box::new(writer),
+                        virtio_net::mac_from_seed(&seed),
+                    );
+                    let gsi = alloc_gsi(&mut next_gsi)?;
+                    let dev = virtio::VirtioPci::new(net, mem.clone(), next_io, gsi as u8);
+                    next_io += virtio::BAR_SIZE as u16;
+                    (Box::new(dev), Some(gsi))
+                }
                 other => {
                     return Err(SetupError::NotImplemented {
                         slot: sd.addr,
@@ -297,7 +330,7 @@ impl Platform {
                 }
                 InputSink::Pci(d, f) => {
                     if let Some(s) = self.pci.get_mut(&(*d, *f)) {
-                        s.func.console_input(bytes);
+                        s.func.host_input(bytes);
                     }
                 }
             }
@@ -798,13 +831,13 @@ mod tests {
 
     #[test]
     fn unsupported_runtime_devices_are_named() {
-        let cfg = config("-s 4,virtio-net,tap=tap0 vm");
+        let cfg = config("-s 4,ivshmem,dm:/shm,2 vm");
         let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), null_stdio)
             .err()
             .unwrap()
             .to_string();
         assert!(
-            e.contains("virtio-net") && e.contains("not implemented"),
+            e.contains("ivshmem") && e.contains("not implemented"),
             "{e}"
         );
         let cfg = config("-s 3,virtio-console,@stdio:a,pty:b vm");

@@ -180,8 +180,8 @@ pub trait PciFunction: Send {
     fn take_intx(&mut self) -> Option<bool> {
         None
     }
-    /// Bytes from the host console for this function (virtio-console on stdio or a pty).
-    fn console_input(&mut self, _bytes: &[u8]) {}
+    /// Bytes from this function's host backend (console input, a frame from a tap).
+    fn host_input(&mut self, _bytes: &[u8]) {}
 }
 
 /// A function with nothing but its configuration space.

@@ -332,7 +332,7 @@ impl<D: VirtioDevice> PciFunction for VirtioPci<D> {
         }
         self.intx_change.take()
     }
-    fn console_input(&mut self, bytes: &[u8]) {
+    fn host_input(&mut self, bytes: &[u8]) {
         let used = self.dev.input(bytes, &mut self.queues, &self.mem);
         self.interrupt(used);
     }

@@ -154,7 +154,7 @@ mod tests {
         assert_eq!(dev.take_intx(), Some(false));
 
         // Input before the guest posts buffers waits, then fills them in order.
-        dev.console_input(b"ls -l\n");
+        dev.host_input(b"ls -l\n");
         assert_eq!(dev.take_intx(), None);
         g.post(RX, &[(0x40_0000, 4, true)]);
         g.post(RX, &[(0x40_1000, 64, true)]);
@@ -173,7 +173,7 @@ mod tests {
         dev.bar_read(0, 0x13, 1);
         dev.take_intx();
         g.post(RX, &[(0x40_2000, 16, true)]);
-        dev.console_input(b"x");
+        dev.host_input(b"x");
         assert_eq!(g.used_elem(RX, 2), (2, 1));
         assert_eq!(dev.take_intx(), Some(true));
     }
