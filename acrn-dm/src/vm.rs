@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 
 /// `attr` of RAM mappings: read, write, execute (ACRN's `PROT_ALL`).
 const MEM_PROT_ALL: u32 = 7;
+/// `attr` of shared-memory mappings: read, write.
+const MEM_PROT_RW: u32 = 3;
 /// RAM is handed to the HSM in pieces of this size, so its per-call region batch stays small
 /// even when the memory is in 4 KiB pages.
 pub const MEMSEG_CHUNK: u64 = 64 << 20;
@@ -52,6 +54,16 @@ pub enum VmError {
         /// The ioctl.
         op: &'static str,
         /// Its error.
+        err: io::Error,
+    },
+    /// The hypervisor refused a device it emulates.
+    #[error("-s {addr},{what}: CREATE_VDEV: {err} (does the scenario configure it for this VM?)")]
+    Vdev {
+        /// Guest slot.
+        addr: crate::cli::PciAddr,
+        /// The device.
+        what: String,
+        /// Why.
         err: io::Error,
     },
     /// The hypervisor created an unusable number of vCPUs.
@@ -289,6 +301,23 @@ pub fn run<C: VmControl + ?Sized>(
     for seg in memsegs(&mem) {
         ctl.set_memseg(&seg).map_err(hsm("SET_MEMSEG"))?;
     }
+    for (gpa, host, len) in platform.shm_mappings() {
+        let seg = AcrnVmMemmap {
+            r#type: ACRN_MEMMAP_RAM,
+            attr: MEM_PROT_RW,
+            user_vm_pa: gpa,
+            service_vm_pa: host,
+            len,
+        };
+        ctl.set_memseg(&seg).map_err(hsm("SET_MEMSEG (ivshmem)"))?;
+    }
+    for d in platform.hv_vdevs() {
+        ctl.create_vdev(&d.vdev).map_err(|err| VmError::Vdev {
+            addr: d.addr,
+            what: d.what.clone(),
+            err,
+        })?;
+    }
     mem.write(acpi::ACPI_BASE, &acpi::build(vm.vcpus.into(), &routes))?;
     let layout = boot::load_linux(
         &mem,
@@ -462,8 +491,10 @@ mod tests {
             ACRN_IOREQ_TYPE_PORTIO,
             pio_write(PM1A_CNT_ADDR.into(), 2, (5 << 10) | (1 << 13)),
         )]);
-        let cfg =
-            config("-m 256M -s 0:0,hostbridge -s 1:0,lpc -l com1,stdio --rtvm --lapic_pt vm1");
+        let cfg = config(
+            "-m 256M -s 0:0,hostbridge -s 1:0,lpc -l com1,stdio --rtvm --lapic_pt \
+             -s 8,ivshmem,hv:/shm_region_0,2 vm1",
+        );
         let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
         let stop = AtomicBool::new(false);
         let out = run(
@@ -507,6 +538,10 @@ mod tests {
                 Call::Memseg {
                     gpa: 192 << 20,
                     len: 64 << 20
+                },
+                Call::Vdev {
+                    slot: 8 << 3,
+                    id: acrn_abi::device::VDEV_ID_IVSHMEM
                 },
                 Call::Regs(0, entry),
                 Call::CreateClient,

@@ -2,6 +2,7 @@
 //! in tests. [`acrn_hsm::uapi::HsmDevice`] is the real implementation; [`VmHandle`] makes sure
 //! a created VM is destroyed on every exit path.
 
+use acrn_abi::device::AcrnVdev;
 use acrn_abi::irq::{AcrnMsiEntry, GsiOp};
 use acrn_abi::memory::AcrnVmMemmap;
 use acrn_abi::regs::AcrnVcpuRegs;
@@ -35,6 +36,8 @@ pub trait VmControl: Sync {
     fn set_irqline(&self, gsi: u32, op: GsiOp) -> io::Result<()>;
     /// `ACRN_IOCTL_INJECT_MSI`.
     fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()>;
+    /// `ACRN_IOCTL_CREATE_VDEV` (the hypervisor's HC_ADD_VDEV).
+    fn create_vdev(&self, dev: &AcrnVdev) -> io::Result<()>;
 }
 
 impl VmControl for HsmDevice {
@@ -73,6 +76,9 @@ impl VmControl for HsmDevice {
     }
     fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()> {
         HsmDevice::inject_msi(self, msi)
+    }
+    fn create_vdev(&self, dev: &AcrnVdev) -> io::Result<()> {
+        HsmDevice::create_vdev(self, dev)
     }
 }
 
@@ -146,6 +152,10 @@ pub mod fake {
         Notify(u32),
         Irq(u32, GsiOp),
         Msi(u64, u64),
+        Vdev {
+            slot: u64,
+            id: u64,
+        },
     }
 
     /// One batch of requests the fake "hypervisor" posts before an ATTACH returns.
@@ -262,6 +272,13 @@ pub mod fake {
         }
         fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()> {
             self.log(Call::Msi(msi.msi_addr, msi.msi_data));
+            Ok(())
+        }
+        fn create_vdev(&self, dev: &AcrnVdev) -> io::Result<()> {
+            self.log(Call::Vdev {
+                slot: dev.slot,
+                id: dev.id,
+            });
             Ok(())
         }
     }

@@ -1,6 +1,7 @@
 //! The emulated platform: PCI bus 0 behind the HSM's 0xCF8/0xCFC decoding, COM1 on the LPC
 //! bridge, ACPI PM1a and the reset registers; built from the command line.
 
+pub mod ivshmem;
 pub mod pci;
 pub mod uart;
 pub mod virtio;
@@ -8,10 +9,11 @@ pub mod virtio_blk;
 pub mod virtio_console;
 pub mod virtio_net;
 
-use crate::acpi::{IntxRoute, PM1A_CNT_ADDR, PM1A_EVT_ADDR, RESET_PORT, S5_SLP_TYP};
-use crate::cli::{CharBackend, Device, DmConfig, PciAddr};
+use crate::acpi::{IntxRoute, PCI_MEM32, PM1A_CNT_ADDR, PM1A_EVT_ADDR, RESET_PORT, S5_SLP_TYP};
+use crate::cli::{CharBackend, Device, DmConfig, IvshmemLand, PciAddr, UartBackend};
 use crate::ioreq::{Access, IoHandler, VmExit};
 use crate::memory::GuestMemory;
+use acrn_abi::device::AcrnVdev;
 use acrn_abi::irq::GsiOp;
 use pci::{BarKind, PciFunction};
 use std::collections::BTreeMap;
@@ -81,6 +83,17 @@ pub enum SetupError {
         /// Why.
         err: std::io::Error,
     },
+    /// The 32-bit PCI window is full.
+    #[error("the devices' memory BARs do not fit the 32-bit PCI window")]
+    OutOfMmio,
+    /// A dm-land IVSHMEM region cannot be set up.
+    #[error("ivshmem dm:/{name}: {err}")]
+    Shm {
+        /// Region name.
+        name: String,
+        /// Why.
+        err: std::io::Error,
+    },
     /// Too many INTx devices for the vIOAPIC.
     #[error("too many devices with interrupts")]
     TooManyIrqs,
@@ -138,6 +151,27 @@ pub struct Platform {
     cf9: u8,
     exit: Option<VmExit>,
     irqs: Vec<(u32, GsiOp)>,
+    hv_vdevs: Vec<HvVdev>,
+    shm: Vec<(u64, ivshmem::ShmRegion)>,
+}
+
+/// A device the hypervisor emulates for the VM, created with HC_ADD_VDEV.
+#[derive(Debug, Clone)]
+pub struct HvVdev {
+    /// Guest slot.
+    pub addr: PciAddr,
+    /// What it is, for messages.
+    pub what: String,
+    /// The request.
+    pub vdev: AcrnVdev,
+}
+
+fn alloc_mmio(next: &mut u32, size: u32) -> Result<u32, SetupError> {
+    let at = next.next_multiple_of(size);
+    let end = at.checked_add(size).filter(|e| *e <= PCI_MEM32.1);
+    let end = end.ok_or(SetupError::OutOfMmio)?;
+    *next = end;
+    Ok(at)
 }
 
 impl Platform {
@@ -155,7 +189,10 @@ impl Platform {
             cf9: 0,
             exit: None,
             irqs: Vec::new(),
+            hv_vdevs: Vec::new(),
+            shm: Vec::new(),
         };
+        let mut next_mmio = PCI_MEM32.0;
         let mut next_io = PCI_IO_BASE;
         let mut next_gsi = PCI_GSI_BASE;
         for sd in &cfg.devices {
@@ -223,6 +260,54 @@ impl Platform {
                     let dev = virtio::VirtioPci::new(net, mem.clone(), next_io, gsi as u8);
                     next_io += virtio::BAR_SIZE as u16;
                     (Box::new(dev), Some(gsi))
+                }
+                Device::Uart(UartBackend::HvVuart(idx)) => {
+                    let bars = [
+                        alloc_mmio(&mut next_mmio, 0x100)?,
+                        alloc_mmio(&mut next_mmio, 0x1000)?,
+                    ];
+                    let slot = ivshmem::bdf(sd.addr.bus, sd.addr.dev, sd.addr.func);
+                    p.hv_vdevs.push(HvVdev {
+                        addr: sd.addr,
+                        what: format!("uart vuart_idx:{idx}"),
+                        vdev: ivshmem::vuart_vdev(slot, bars, *idx),
+                    });
+                    continue;
+                }
+                Device::Ivshmem {
+                    land,
+                    name,
+                    size_mib,
+                    ..
+                } => {
+                    let size = size_mib << 20;
+                    let bars = [
+                        alloc_mmio(&mut next_mmio, ivshmem::REG_SIZE)?,
+                        alloc_mmio(&mut next_mmio, ivshmem::MSIX_SIZE)?,
+                        alloc_mmio(&mut next_mmio, size)?,
+                    ];
+                    match land {
+                        IvshmemLand::Hypervisor => {
+                            let slot = ivshmem::bdf(sd.addr.bus, sd.addr.dev, sd.addr.func);
+                            let full = format!("hv:/{name}");
+                            p.hv_vdevs.push(HvVdev {
+                                addr: sd.addr,
+                                what: format!("ivshmem {full}"),
+                                vdev: ivshmem::hv_vdev(slot, bars, size, &full),
+                            });
+                            continue;
+                        }
+                        IvshmemLand::DeviceModel => {
+                            let region = ivshmem::ShmRegion::open(name, size).map_err(|err| {
+                                SetupError::Shm {
+                                    name: name.clone(),
+                                    err,
+                                }
+                            })?;
+                            p.shm.push((u64::from(bars[2]), region));
+                            (Box::new(ivshmem::DmIvshmem::new(bars, size)), None)
+                        }
+                    }
                 }
                 other => {
                     return Err(SetupError::NotImplemented {
@@ -312,6 +397,20 @@ impl Platform {
                 Ok((Box::new(out), Some(fd)))
             }
         }
+    }
+
+    /// Devices to create in the hypervisor (HC_ADD_VDEV) once the VM exists.
+    pub fn hv_vdevs(&self) -> &[HvVdev] {
+        &self.hv_vdevs
+    }
+
+    /// Shared-memory regions to map into the guest: (guest-physical address, host address,
+    /// length).
+    pub fn shm_mappings(&self) -> Vec<(u64, u64, u64)> {
+        self.shm
+            .iter()
+            .map(|(gpa, r)| (*gpa, r.host_addr(), r.len()))
+            .collect()
     }
 
     /// Host descriptors to poll for guest-bound input.
@@ -789,6 +888,35 @@ mod tests {
     }
 
     #[test]
+    fn hypervisor_devices_and_shared_memory() {
+        let name = format!("acrn-dm-plat-{}", std::process::id());
+        let mut p = platform(&format!(
+            "-s 0:0,hostbridge -s 8,ivshmem,hv:/shm_region_0,2,0 -s 16,uart,vuart_idx:1 \
+             -s 9,ivshmem,dm:/{name},4 vm"
+        ));
+        let v = p.hv_vdevs();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].addr.dev, 8);
+        assert_eq!(
+            v[0].vdev.io_addr[..3],
+            [0x8000_0000, 0x8000_1000, 0x8020_000C]
+        );
+        assert_eq!(v[1].vdev.io_addr[..2], [0x8040_0000, 0x8040_1000]);
+        assert_eq!(v[1].vdev.args[..4], 1u32.to_le_bytes());
+        // The hypervisor owns those slots: nothing answers for them here.
+        assert_eq!(cfg_read(&mut p, 8, 0, 4), u64::MAX);
+        // dm-land: config space here, BAR2 backed by the region at a size-aligned address.
+        assert_eq!(cfg_read(&mut p, 9, 0, 4), 0x1110_1AF4);
+        let maps = p.shm_mappings();
+        assert_eq!(maps.len(), 1);
+        assert_eq!((maps[0].0, maps[0].2), (0x8080_0000, 4 << 20));
+        assert_eq!(cfg_read(&mut p, 9, 0x18, 4), 0x8080_0000);
+        let c = std::ffi::CString::new(format!("/{name}")).unwrap();
+        // SAFETY: removing the test's own object.
+        unsafe { libc::shm_unlink(c.as_ptr()) };
+    }
+
+    #[test]
     fn consoles_and_their_input() {
         let mut p = platform("-s 1:0,lpc -l com1,stdio -s 3,virtio-console,@stdio:stdio_port vm");
         assert_eq!(
@@ -831,13 +959,13 @@ mod tests {
 
     #[test]
     fn unsupported_runtime_devices_are_named() {
-        let cfg = config("-s 4,ivshmem,dm:/shm,2 vm");
+        let cfg = config("-s 4,passthru,00/02/0 vm");
         let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), null_stdio)
             .err()
             .unwrap()
             .to_string();
         assert!(
-            e.contains("ivshmem") && e.contains("not implemented"),
+            e.contains("passthru") && e.contains("not implemented"),
             "{e}"
         );
         let cfg = config("-s 3,virtio-console,@stdio:a,pty:b vm");
