@@ -3,6 +3,7 @@
 
 pub mod ivshmem;
 pub mod pci;
+pub mod rtc;
 pub mod uart;
 pub mod virtio;
 pub mod virtio_blk;
@@ -145,6 +146,7 @@ pub struct Platform {
     owned_fds: Vec<OwnedFd>,
     pci: BTreeMap<(u8, u8), Slot>,
     com1: Option<Uart16550>,
+    rtc: rtc::Rtc,
     pm1_sts: u16,
     pm1_en: u16,
     pm1_cnt: u16,
@@ -182,6 +184,7 @@ impl Platform {
             owned_fds: Vec::new(),
             pci: BTreeMap::new(),
             com1: None,
+            rtc: rtc::Rtc::default(),
             pm1_sts: 0,
             pm1_en: 0,
             // Always in ACPI mode (the FADT has no SMI command port).
@@ -569,6 +572,8 @@ impl IoHandler for Platform {
                     (COM1_PORT..COM1_PORT + 8).contains(&port),
                 ) {
                     u64::from(u.read(port - COM1_PORT))
+                } else if (rtc::RTC_INDEX_PORT..=rtc::RTC_DATA_PORT).contains(&port) && size == 1 {
+                    u64::from(self.rtc.read(port))
                 } else if let Some(v) = self.pm_read(port, size) {
                     v
                 } else if port == RESET_PORT && size == 1 {
@@ -608,6 +613,8 @@ impl IoHandler for Platform {
                     (COM1_PORT..COM1_PORT + 8).contains(&port),
                 ) {
                     u.write(port - COM1_PORT, value as u8);
+                } else if (rtc::RTC_INDEX_PORT..=rtc::RTC_DATA_PORT).contains(&port) && size == 1 {
+                    self.rtc.write(port, value as u8);
                 } else if (PM1A_EVT_ADDR..PM1A_CNT_ADDR + 2).contains(&port) {
                     self.pm_write(port, size, value as u32);
                 } else if port == RESET_PORT && size == 1 {
@@ -699,6 +706,37 @@ mod tests {
             u64::MAX,
             "no COM1 without -l"
         );
+    }
+
+    #[test]
+    fn the_rtc_answers_on_0x70() {
+        let mut p = platform("vm");
+        p.write(
+            Access::Pio {
+                port: 0x70,
+                size: 1,
+            },
+            0x0D,
+        );
+        assert_eq!(
+            p.read(Access::Pio {
+                port: 0x71,
+                size: 1
+            }),
+            0x80
+        );
+        p.write(
+            Access::Pio {
+                port: 0x70,
+                size: 1,
+            },
+            0x09,
+        );
+        let yy = p.read(Access::Pio {
+            port: 0x71,
+            size: 1,
+        });
+        assert!(yy != 0xFF && yy & 0x0F < 10, "a BCD year: {yy:#x}");
     }
 
     #[test]
