@@ -22,9 +22,13 @@ use std::sync::{Arc, Mutex};
 const MEM_PROT_ALL: u32 = 7;
 /// `attr` of shared-memory mappings: read, write.
 const MEM_PROT_RW: u32 = 3;
-/// RAM is handed to the HSM in pieces of this size, so its per-call region batch stays small
-/// even when the memory is in 4 KiB pages.
+/// RAM is handed to the HSM in pieces of at least this size: Linux's HSM builds one region per
+/// (compound) page of a call in one kmalloc'd batch, which must stay well under 4 MiB when the
+/// memory is in 4 KiB pages (64 MiB: 16384 regions, 512 KiB).
 pub const MEMSEG_CHUNK: u64 = 64 << 20;
+/// Linux's HSM keeps at most 256 mappings per VM (`ACRN_MEM_MAPPING_MAX`); pieces grow past
+/// [`MEMSEG_CHUNK`] so that RAM takes at most this many (leaving room for shared memory).
+pub const MAX_RAM_MEMSEGS: u64 = 192;
 
 /// Everything that stops a VM from being set up or run.
 #[derive(Debug, thiserror::Error)]
@@ -232,13 +236,25 @@ pub fn check_memory(size: u64) -> Result<(), VmError> {
     Ok(())
 }
 
-/// The memory segments for SET_MEMSEG: RAM, read/write/execute, in [`MEMSEG_CHUNK`] pieces.
+/// The memory segments for SET_MEMSEG: RAM, read/write/execute, in [`MEMSEG_CHUNK`] pieces (or
+/// larger ones for very large VMs, see [`MAX_RAM_MEMSEGS`]).
 pub fn memsegs(mem: &GuestMemory) -> Vec<AcrnVmMemmap> {
+    memsegs_of(&mem.ranges().collect::<Vec<_>>())
+}
+
+/// [`memsegs`] for `(guest-physical, host, length)` ranges.
+pub fn memsegs_of(ranges: &[(u64, u64, u64)]) -> Vec<AcrnVmMemmap> {
+    let total: u64 = ranges.iter().map(|(_, _, len)| len).sum();
+    let chunk = MEMSEG_CHUNK.max(
+        total
+            .div_ceil(MAX_RAM_MEMSEGS)
+            .next_multiple_of(MEMSEG_CHUNK),
+    );
     let mut out = Vec::new();
-    for (gpa, host, len) in mem.ranges() {
+    for &(gpa, host, len) in ranges {
         let mut off = 0;
         while off < len {
-            let n = MEMSEG_CHUNK.min(len - off);
+            let n = chunk.min(len - off);
             out.push(AcrnVmMemmap {
                 r#type: ACRN_MEMMAP_RAM,
                 attr: MEM_PROT_ALL,
@@ -771,6 +787,13 @@ mod tests {
         assert_eq!(high[0].len + high[1].len, 96 << 20);
         let total: u64 = segs.iter().map(|s| s.len).sum();
         assert_eq!(total, (2u64 << 30) + (96 << 20));
+        // 32 GiB would need 512 pieces of 64 MiB: the pieces grow instead.
+        let segs = memsegs_of(&[
+            (0, 0x7000_0000_0000, 2 << 30),
+            (1 << 32, 0x7000_8000_0000, 30 << 30),
+        ]);
+        assert!(segs.len() as u64 <= MAX_RAM_MEMSEGS, "{}", segs.len());
+        assert_eq!(segs.iter().map(|s| s.len).sum::<u64>(), 32 << 30);
     }
 
     #[test]
