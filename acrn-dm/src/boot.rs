@@ -74,6 +74,16 @@ pub enum BootError {
         /// The collision.
         detail: String,
     },
+    /// A kernel built without CONFIG_RELOCATABLE cannot run where ACRN's layout puts it.
+    #[error("{name}: the kernel is not relocatable: it must run at {pref:#x}, ACRN's layout puts it at {at:#x} (build it with CONFIG_RELOCATABLE)")]
+    NotRelocatable {
+        /// Kernel path.
+        name: String,
+        /// Where it would run.
+        at: u64,
+        /// Where it must run.
+        pref: u64,
+    },
     /// The command line is too long.
     #[error("the kernel command line is {len} bytes; at most {max} fit")]
     CmdlineTooLong {
@@ -272,11 +282,14 @@ pub fn load_linux(
     // A relocatable kernel decompresses at its load address aligned up to kernel_alignment
     // (never below its preferred address), and needs init_size bytes there.
     let align = u64::from(hdr.kernel_alignment.max(4096)).next_power_of_two();
-    let run_at = if hdr.relocatable {
-        entry.next_multiple_of(align).max(hdr.pref_address)
-    } else {
-        hdr.pref_address
-    };
+    if !hdr.relocatable && entry != hdr.pref_address {
+        return Err(BootError::NotRelocatable {
+            name: kernel_name.to_string(),
+            at: entry,
+            pref: hdr.pref_address,
+        });
+    }
+    let run_at = entry.next_multiple_of(align).max(hdr.pref_address);
     let kernel_end = (KERNEL_LOAD + kernel.len() as u64).max(run_at + u64::from(hdr.init_size));
     if kernel_end > gdt {
         return Err(too_big(
@@ -559,6 +572,10 @@ pub(crate) mod tests {
         assert!(e.to_string().contains("does not fit"), "{e}");
         let e = load_linux(&mem, "k", &img, None, &"x".repeat(3000), 0).unwrap_err();
         assert!(matches!(e, BootError::CmdlineTooLong { len: 3000, .. }));
+        let mut fixed = fake_bzimage(27, 0x1000, 0x100_0000);
+        fixed[OFF_RELOCATABLE] = 0;
+        let e = load_linux(&mem, "k", &fixed, None, "", 0).unwrap_err();
+        assert!(e.to_string().contains("not relocatable"), "{e}");
         let e = load_linux(&mem, "k", b"not a kernel at all", None, "", 0).unwrap_err();
         assert!(e.to_string().contains("not a Linux bzImage"));
     }
