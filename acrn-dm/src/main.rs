@@ -98,6 +98,7 @@ fn run(cfg: &DmConfig) -> anyhow::Result<ExitCode> {
         let console = Console {
             stdio: stdout,
             read_input: true,
+            pci_sysfs: acrn_dm::devices::passthru::PCI_SYSFS.into(),
         };
         match vm::run(&hsm, cfg, mem, &boot, affinity, console, &STOP)? {
             Stopped::Guest(VmExit::PowerOff) => {

@@ -60,6 +60,16 @@ pub enum VmError {
         /// Its error.
         err: io::Error,
     },
+    /// The hypervisor refused a pass-through device.
+    #[error("-s {addr},passthru: {op}: {err}")]
+    Passthru {
+        /// Guest slot.
+        addr: crate::cli::PciAddr,
+        /// The ioctl.
+        op: &'static str,
+        /// Why.
+        err: io::Error,
+    },
     /// The hypervisor refused a device it emulates.
     #[error("-s {addr},{what}: CREATE_VDEV: {err} (does the scenario configure it for this VM?)")]
     Vdev {
@@ -274,6 +284,8 @@ pub struct Console {
     pub stdio: Stdio,
     /// Whether to read host input (stdin, ptys) for the guest; off in tests.
     pub read_input: bool,
+    /// Where host PCI functions are listed (`/sys/bus/pci/devices`).
+    pub pci_sysfs: PathBuf,
 }
 
 /// Creates, boots and serves the VM until it stops; the VM is gone when this returns.
@@ -286,7 +298,7 @@ pub fn run<C: VmControl + ?Sized>(
     console: Console,
     stop: &AtomicBool,
 ) -> Result<Stopped, VmError> {
-    let platform = Platform::build(cfg, mem.clone(), console.stdio)?;
+    let platform = Platform::build(cfg, mem.clone(), console.stdio, &console.pci_sysfs)?;
     let inputs = if console.read_input {
         platform.input_sources()
     } else {
@@ -303,7 +315,7 @@ pub fn run<C: VmControl + ?Sized>(
     // The CLI checked the name's length and NULs.
     let named = cv.set_name(&cfg.vm_name);
     debug_assert!(named);
-    let vm = VmHandle::create(ctl, &mut cv).map_err(hsm("CREATE_VM"))?;
+    let mut vm = VmHandle::create(ctl, &mut cv).map_err(hsm("CREATE_VM"))?;
     log(
         Level::Info,
         &format!(
@@ -326,6 +338,14 @@ pub fn run<C: VmControl + ?Sized>(
             len,
         };
         ctl.set_memseg(&seg).map_err(hsm("SET_MEMSEG (ivshmem)"))?;
+    }
+    for pt in platform.passthrough() {
+        vm.assign_pcidev(&pt.dev, pt.irq.as_ref())
+            .map_err(|(op, err)| VmError::Passthru {
+                addr: pt.addr,
+                op,
+                err,
+            })?;
     }
     for d in platform.hv_vdevs() {
         ctl.create_vdev(&d.vdev).map_err(|err| VmError::Vdev {
@@ -608,6 +628,7 @@ mod tests {
         Console {
             stdio: sink,
             read_input: false,
+            pci_sysfs: PathBuf::from("/nonexistent-sysfs"),
         }
     }
 
@@ -733,10 +754,48 @@ mod tests {
 
         // Device errors come before anything is created.
         let hsm = FakeHsm::new(1);
-        let cfg = config("-s 3,passthru,00/02/0 vm");
+        let cfg = config("-s 3,uart,stdio vm");
         let e = run(&hsm, &cfg, mem, &boot_files(), 0, console(), &stop).unwrap_err();
-        assert!(e.to_string().contains("passthru"), "{e}");
+        assert!(e.to_string().contains("uart"), "{e}");
         assert!(hsm.calls().is_empty());
+    }
+
+    #[test]
+    fn passthrough_is_assigned_and_given_back() {
+        let root = std::env::temp_dir().join(format!("acrn-dm-vmpt-{}", std::process::id()));
+        let host = crate::cli::PciAddr {
+            bus: 0,
+            dev: 0x1f,
+            func: 3,
+        };
+        crate::devices::passthru::tests::fake_sysfs(&root, host, None);
+        let hsm = FakeHsm::new(1);
+        hsm.batches.lock().unwrap().push_back(vec![(
+            0,
+            ACRN_IOREQ_TYPE_PORTIO,
+            pio_write(PM1A_CNT_ADDR.into(), 2, (5 << 10) | (1 << 13)),
+        )]);
+        let cfg = config("-s 6,passthru,00/1f/3 vm");
+        let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
+        let stop = AtomicBool::new(false);
+        let mut con = console();
+        con.pci_sysfs = root.clone();
+        run(&hsm, &cfg, mem, &boot_files(), 0, con, &stop).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        let calls = hsm.calls();
+        let phys = (0x1f << 3) | 3;
+        let at = |c: &Call| calls.iter().position(|x| x == c).unwrap();
+        let assign = at(&Call::Assign(6 << 3, phys));
+        let intr = at(&Call::PtIntr(phys, 16, 19));
+        let start = at(&Call::Start);
+        let reset = at(&Call::ResetPtIntr(phys));
+        let deassign = at(&Call::Deassign(6 << 3, phys));
+        let destroy = at(&Call::Destroy);
+        assert!(assign < intr && intr < start, "{calls:?}");
+        assert!(
+            start < reset && reset < deassign && deassign < destroy,
+            "{calls:?}"
+        );
     }
 
     #[test]

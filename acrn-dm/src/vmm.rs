@@ -2,8 +2,8 @@
 //! in tests. [`acrn_hsm::uapi::HsmDevice`] is the real implementation; [`VmHandle`] makes sure
 //! a created VM is destroyed on every exit path.
 
-use acrn_abi::device::AcrnVdev;
-use acrn_abi::irq::{AcrnMsiEntry, GsiOp};
+use acrn_abi::device::{AcrnPcidev, AcrnVdev};
+use acrn_abi::irq::{AcrnMsiEntry, AcrnPtdevIrq, GsiOp};
 use acrn_abi::memory::AcrnVmMemmap;
 use acrn_abi::regs::AcrnVcpuRegs;
 use acrn_abi::vm::AcrnVmCreation;
@@ -38,6 +38,14 @@ pub trait VmControl: Sync {
     fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()>;
     /// `ACRN_IOCTL_CREATE_VDEV` (the hypervisor's HC_ADD_VDEV).
     fn create_vdev(&self, dev: &AcrnVdev) -> io::Result<()>;
+    /// `ACRN_IOCTL_ASSIGN_PCIDEV`.
+    fn assign_pcidev(&self, dev: &AcrnPcidev) -> io::Result<()>;
+    /// `ACRN_IOCTL_DEASSIGN_PCIDEV`.
+    fn deassign_pcidev(&self, dev: &AcrnPcidev) -> io::Result<()>;
+    /// `ACRN_IOCTL_SET_PTDEV_INTR`.
+    fn set_ptdev_intr(&self, irq: &AcrnPtdevIrq) -> io::Result<()>;
+    /// `ACRN_IOCTL_RESET_PTDEV_INTR`.
+    fn reset_ptdev_intr(&self, irq: &AcrnPtdevIrq) -> io::Result<()>;
 }
 
 impl VmControl for HsmDevice {
@@ -80,16 +88,30 @@ impl VmControl for HsmDevice {
     fn create_vdev(&self, dev: &AcrnVdev) -> io::Result<()> {
         HsmDevice::create_vdev(self, dev)
     }
+    fn assign_pcidev(&self, dev: &AcrnPcidev) -> io::Result<()> {
+        HsmDevice::assign_pcidev(self, dev)
+    }
+    fn deassign_pcidev(&self, dev: &AcrnPcidev) -> io::Result<()> {
+        HsmDevice::deassign_pcidev(self, dev)
+    }
+    fn set_ptdev_intr(&self, irq: &AcrnPtdevIrq) -> io::Result<()> {
+        HsmDevice::set_ptdev_intr(self, irq)
+    }
+    fn reset_ptdev_intr(&self, irq: &AcrnPtdevIrq) -> io::Result<()> {
+        HsmDevice::reset_ptdev_intr(self, irq)
+    }
 }
 
-/// A created VM: paused, its I/O request client destroyed and the VM destroyed when dropped,
-/// as ACRN's acrn-dm shuts down (the hypervisor destroys only PAUSED VMs).
+/// A created VM: paused, its I/O request client destroyed, its pass-through devices given back
+/// and the VM destroyed when dropped, as ACRN's acrn-dm shuts down (the hypervisor destroys
+/// only PAUSED VMs).
 pub struct VmHandle<'a, C: VmControl + ?Sized> {
     ctl: &'a C,
     /// Relative VM ID from CREATE_VM.
     pub vmid: u16,
     /// vCPUs the hypervisor created.
     pub vcpus: u16,
+    assigned: Vec<(AcrnPcidev, Option<AcrnPtdevIrq>)>,
 }
 
 impl<'a, C: VmControl + ?Sized> VmHandle<'a, C> {
@@ -100,7 +122,30 @@ impl<'a, C: VmControl + ?Sized> VmHandle<'a, C> {
             ctl,
             vmid: cv.vmid,
             vcpus: cv.vcpu_num,
+            assigned: Vec::new(),
         })
+    }
+
+    /// ASSIGN_PCIDEV, then SET_PTDEV_INTR for its INTx line; both undone on drop. The error
+    /// says which step failed.
+    pub fn assign_pcidev(
+        &mut self,
+        dev: &AcrnPcidev,
+        irq: Option<&AcrnPtdevIrq>,
+    ) -> Result<(), (&'static str, io::Error)> {
+        self.ctl
+            .assign_pcidev(dev)
+            .map_err(|e| ("ASSIGN_PCIDEV", e))?;
+        self.assigned.push((*dev, None));
+        if let Some(irq) = irq {
+            self.ctl
+                .set_ptdev_intr(irq)
+                .map_err(|e| ("SET_PTDEV_INTR", e))?;
+            if let Some(last) = self.assigned.last_mut() {
+                last.1 = Some(*irq);
+            }
+        }
+        Ok(())
     }
 
     /// The control file.
@@ -115,6 +160,16 @@ impl<C: VmControl + ?Sized> Drop for VmHandle<'_, C> {
         // started); the later steps must still run.
         let _ = self.ctl.pause_vm();
         let _ = self.ctl.destroy_ioreq_client();
+        for (dev, irq) in self.assigned.drain(..).rev() {
+            if let Some(irq) = irq {
+                if let Err(e) = self.ctl.reset_ptdev_intr(&irq) {
+                    eprintln!("acrn-dm: RESET_PTDEV_INTR {:#x}: {e}", irq.phys_bdf);
+                }
+            }
+            if let Err(e) = self.ctl.deassign_pcidev(&dev) {
+                eprintln!("acrn-dm: DEASSIGN_PCIDEV {:#x}: {e}", dev.phys_bdf);
+            }
+        }
         if let Err(e) = self.ctl.destroy_vm() {
             eprintln!("acrn-dm: destroying VM {}: {e}", self.vmid);
         }
@@ -156,6 +211,10 @@ pub mod fake {
             slot: u64,
             id: u64,
         },
+        Assign(u16, u16),
+        Deassign(u16, u16),
+        PtIntr(u16, u32, u32),
+        ResetPtIntr(u16),
     }
 
     /// One batch of requests the fake "hypervisor" posts before an ATTACH returns.
@@ -279,6 +338,26 @@ pub mod fake {
                 slot: dev.slot,
                 id: dev.id,
             });
+            Ok(())
+        }
+        fn assign_pcidev(&self, dev: &AcrnPcidev) -> io::Result<()> {
+            self.log(Call::Assign(dev.virt_bdf, dev.phys_bdf));
+            Ok(())
+        }
+        fn deassign_pcidev(&self, dev: &AcrnPcidev) -> io::Result<()> {
+            self.log(Call::Deassign(dev.virt_bdf, dev.phys_bdf));
+            Ok(())
+        }
+        fn set_ptdev_intr(&self, irq: &AcrnPtdevIrq) -> io::Result<()> {
+            self.log(Call::PtIntr(
+                irq.phys_bdf,
+                irq.intx.virt_pin,
+                irq.intx.phys_pin,
+            ));
+            Ok(())
+        }
+        fn reset_ptdev_intr(&self, irq: &AcrnPtdevIrq) -> io::Result<()> {
+            self.log(Call::ResetPtIntr(irq.phys_bdf));
             Ok(())
         }
     }

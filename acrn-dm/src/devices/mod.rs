@@ -2,6 +2,7 @@
 //! bridge, ACPI PM1a and the reset registers; built from the command line.
 
 pub mod ivshmem;
+pub mod passthru;
 pub mod pci;
 pub mod rtc;
 pub mod uart;
@@ -14,7 +15,8 @@ use crate::acpi::{IntxRoute, PCI_MEM32, PM1A_CNT_ADDR, PM1A_EVT_ADDR, RESET_PORT
 use crate::cli::{CharBackend, Device, DmConfig, IvshmemLand, PciAddr, UartBackend};
 use crate::ioreq::{Access, IoHandler, VmExit};
 use crate::memory::GuestMemory;
-use acrn_abi::device::AcrnVdev;
+use acrn_abi::device::{AcrnPcidev, AcrnVdev};
+use acrn_abi::irq::AcrnPtdevIrq;
 use acrn_abi::irq::GsiOp;
 use pci::{BarKind, PciFunction};
 use std::collections::BTreeMap;
@@ -83,6 +85,27 @@ pub enum SetupError {
         tap: String,
         /// Why.
         err: std::io::Error,
+    },
+    /// A host function cannot be read.
+    #[error(transparent)]
+    Passthru(#[from] passthru::PassthruError),
+    /// A pass-through option ACRN knows and this acrn-dm does not implement.
+    #[error("-s {addr},passthru: option {opt:?} is not supported")]
+    PassthruOption {
+        /// Guest slot.
+        addr: PciAddr,
+        /// The option.
+        opt: String,
+    },
+    /// A host BAR that cannot be given a virtual address.
+    #[error("host PCI {addr} BAR {bar}: size {size:#x} cannot be placed (not a power of two, or too large for the 32-bit window)")]
+    PassthruBar {
+        /// Host address.
+        addr: PciAddr,
+        /// BAR index.
+        bar: usize,
+        /// Its size.
+        size: u64,
     },
     /// The 32-bit PCI window is full.
     #[error("the devices' memory BARs do not fit the 32-bit PCI window")]
@@ -155,6 +178,19 @@ pub struct Platform {
     irqs: Vec<(u32, GsiOp)>,
     hv_vdevs: Vec<HvVdev>,
     shm: Vec<(u64, ivshmem::ShmRegion)>,
+    passthrough: Vec<Passthrough>,
+    pt_routes: Vec<IntxRoute>,
+}
+
+/// A host function to hand to the VM.
+#[derive(Debug, Clone)]
+pub struct Passthrough {
+    /// Guest slot.
+    pub addr: PciAddr,
+    /// ASSIGN_PCIDEV.
+    pub dev: AcrnPcidev,
+    /// SET_PTDEV_INTR, when the function has an INTx pin.
+    pub irq: Option<AcrnPtdevIrq>,
 }
 
 /// A device the hypervisor emulates for the VM, created with HC_ADD_VDEV.
@@ -177,8 +213,14 @@ fn alloc_mmio(next: &mut u32, size: u32) -> Result<u32, SetupError> {
 }
 
 impl Platform {
-    /// Builds the devices of `cfg`; devices on stdio write to what `stdio` returns.
-    pub fn build(cfg: &DmConfig, mem: Arc<GuestMemory>, stdio: Stdio) -> Result<Self, SetupError> {
+    /// Builds the devices of `cfg`; devices on stdio write to what `stdio` returns; host PCI
+    /// functions are read under `pci_sysfs` (normally [`passthru::PCI_SYSFS`]).
+    pub fn build(
+        cfg: &DmConfig,
+        mem: Arc<GuestMemory>,
+        stdio: Stdio,
+        pci_sysfs: &std::path::Path,
+    ) -> Result<Self, SetupError> {
         let mut p = Self {
             inputs: Vec::new(),
             owned_fds: Vec::new(),
@@ -194,6 +236,8 @@ impl Platform {
             irqs: Vec::new(),
             hv_vdevs: Vec::new(),
             shm: Vec::new(),
+            passthrough: Vec::new(),
+            pt_routes: Vec::new(),
         };
         let mut next_mmio = PCI_MEM32.0;
         let mut next_io = PCI_IO_BASE;
@@ -312,6 +356,64 @@ impl Platform {
                         }
                     }
                 }
+                Device::Passthru { host, opts } => {
+                    if let Some(opt) = opts.first() {
+                        return Err(SetupError::PassthruOption {
+                            addr: sd.addr,
+                            opt: opt.clone(),
+                        });
+                    }
+                    let hd = passthru::read_host_device(pci_sysfs, *host)?;
+                    let mut vbars = [0u32; 6];
+                    for (i, bar) in hd.bars.iter().enumerate() {
+                        let Some(bar) = bar else { continue };
+                        let bad = || SetupError::PassthruBar {
+                            addr: *host,
+                            bar: i,
+                            size: bar.size,
+                        };
+                        match bar.kind {
+                            passthru::HostBarKind::Io => {
+                                let size = u16::try_from(bar.size.max(4))
+                                    .ok()
+                                    .filter(|s| s.is_power_of_two())
+                                    .ok_or_else(bad)?;
+                                let at = next_io.next_multiple_of(size);
+                                next_io = at.checked_add(size).ok_or_else(bad)?;
+                                vbars[i] = u32::from(at) | 1;
+                            }
+                            passthru::HostBarKind::Mem32 | passthru::HostBarKind::Mem64 => {
+                                let size = u32::try_from(bar.size.max(4096))
+                                    .ok()
+                                    .filter(|s| s.is_power_of_two())
+                                    .ok_or_else(bad)?;
+                                let at = alloc_mmio(&mut next_mmio, size)?;
+                                let mem64 = bar.kind == passthru::HostBarKind::Mem64;
+                                vbars[i] = at
+                                    | if mem64 { 0x4 } else { 0 }
+                                    | if bar.prefetch { 0x8 } else { 0 };
+                            }
+                        }
+                    }
+                    let gsi = if hd.intr_pin != 0 {
+                        Some(alloc_gsi(&mut next_gsi)?)
+                    } else {
+                        None
+                    };
+                    if let Some(gsi) = gsi {
+                        p.pt_routes.push(IntxRoute {
+                            slot: sd.addr.dev,
+                            pin: hd.intr_pin.saturating_sub(1) & 3,
+                            gsi,
+                        });
+                    }
+                    p.passthrough.push(Passthrough {
+                        addr: sd.addr,
+                        dev: passthru::assignment(sd.addr, &hd, vbars, gsi),
+                        irq: gsi.map(|g| passthru::intx_remap(sd.addr, &hd, g)),
+                    });
+                    continue;
+                }
                 other => {
                     return Err(SetupError::NotImplemented {
                         slot: sd.addr,
@@ -402,6 +504,11 @@ impl Platform {
         }
     }
 
+    /// Host functions to assign once the VM exists.
+    pub fn passthrough(&self) -> &[Passthrough] {
+        &self.passthrough
+    }
+
     /// Devices to create in the hypervisor (HC_ADD_VDEV) once the VM exists.
     pub fn hv_vdevs(&self) -> &[HvVdev] {
         &self.hv_vdevs
@@ -442,10 +549,13 @@ impl Platform {
 
     /// The INTx routes for the DSDT's `_PRT`.
     pub fn intx_routes(&self) -> Vec<IntxRoute> {
-        self.pci
+        let mut routes: Vec<IntxRoute> = self
+            .pci
             .iter()
             .filter_map(|(&(slot, _), s)| s.gsi.map(|gsi| IntxRoute { slot, pin: 0, gsi }))
-            .collect()
+            .collect();
+        routes.extend_from_slice(&self.pt_routes);
+        routes
     }
 
     fn collect_irqs(&mut self) {
@@ -663,13 +773,23 @@ mod tests {
         Box::new(std::io::sink())
     }
 
-    fn platform(line: &str) -> Platform {
+    const NO_SYSFS: &str = "/nonexistent-sysfs";
+
+    fn build(line: &str, sysfs: &str) -> Result<Platform, SetupError> {
         Platform::build(
             &config(line),
             Arc::new(GuestMemory::heap(128 << 20)),
             null_stdio,
+            std::path::Path::new(sysfs),
         )
-        .unwrap()
+    }
+
+    fn platform(line: &str) -> Platform {
+        build(line, NO_SYSFS).unwrap()
+    }
+
+    fn build_err(line: &str) -> String {
+        build(line, NO_SYSFS).err().unwrap().to_string()
     }
 
     fn cfg_read(p: &mut Platform, dev: u8, reg: u16, size: u8) -> u64 {
@@ -996,33 +1116,60 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_runtime_devices_are_named() {
-        let cfg = config("-s 4,passthru,00/02/0 vm");
-        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), null_stdio)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.contains("passthru") && e.contains("not implemented"),
-            "{e}"
+    fn passthrough_gets_virtual_bars_and_an_intx_route() {
+        let root = std::env::temp_dir().join(format!("acrn-dm-pt-{}", std::process::id()));
+        let host = PciAddr {
+            bus: 0,
+            dev: 0x1f,
+            func: 3,
+        };
+        passthru::tests::fake_sysfs(&root, host, Some("pci-stub"));
+        let p = build(
+            "-s 0:0,hostbridge -s 3,virtio-blk,/dev/null -s 6,passthru,00/1f/3 vm",
+            root.to_str().unwrap(),
+        )
+        .unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        let pt = p.passthrough();
+        assert_eq!(pt.len(), 1);
+        let d = pt[0].dev;
+        assert_eq!((d.virt_bdf, d.phys_bdf), (6 << 3, (0x1f << 3) | 3));
+        // BAR0 64 KiB memory, BAR2 32 ports after virtio's I/O BAR, BAR3 16 MiB 64-bit
+        // prefetchable (upper half 0).
+        assert_eq!(d.bar, [0x8000_0000, 0, 0x2040 | 1, 0x8100_0000 | 0xC, 0, 0]);
+        assert_eq!((d.intr_line, d.intr_pin), (17, 1));
+        let irq = pt[0].irq.unwrap();
+        assert_eq!((irq.intx.virt_pin, irq.intx.phys_pin), (17, 19));
+        assert_eq!(
+            p.intx_routes(),
+            [
+                IntxRoute {
+                    slot: 3,
+                    pin: 0,
+                    gsi: 16
+                },
+                IntxRoute {
+                    slot: 6,
+                    pin: 0,
+                    gsi: 17
+                }
+            ]
         );
-        let cfg = config("-s 3,virtio-console,@stdio:a,pty:b vm");
-        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), null_stdio)
-            .err()
-            .unwrap()
-            .to_string();
+    }
+
+    #[test]
+    fn unsupported_runtime_devices_are_named() {
+        let e = build_err("-s 4,uart,stdio vm");
+        assert!(e.contains("uart") && e.contains("not implemented"), "{e}");
+        let e = build_err("-s 4,passthru,00/02/0,gpu vm");
+        assert!(e.contains("option \"gpu\""), "{e}");
+        let e = build_err("-s 4,passthru,00/02/0 vm");
+        assert!(e.contains("0000:00:02.0"), "{e}");
+        let e = build_err("-s 3,virtio-console,@stdio:a,pty:b vm");
         assert!(e.contains("exactly one port"), "{e}");
-        let cfg = config("-l com1,stdio vm");
-        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), null_stdio)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = build_err("-l com1,stdio vm");
         assert!(e.contains("lpc"), "{e}");
-        let cfg = config("-s 3,virtio-blk,/nonexistent/disk.img vm");
-        let e = Platform::build(&cfg, Arc::new(GuestMemory::heap(128 << 20)), null_stdio)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = build_err("-s 3,virtio-blk,/nonexistent/disk.img vm");
         assert!(e.contains("/nonexistent/disk.img"), "{e}");
     }
 }
