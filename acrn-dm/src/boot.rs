@@ -266,10 +266,11 @@ pub fn load_linux(
         lowmem,
         detail,
     };
-    if cmdline.len() > MAX_CMDLINE || cmdline.len() >= hdr.cmdline_size as usize {
+    // cmdline_size excludes the terminating NUL.
+    if cmdline.len() > MAX_CMDLINE || cmdline.len() > hdr.cmdline_size as usize {
         return Err(BootError::CmdlineTooLong {
             len: cmdline.len(),
-            max: MAX_CMDLINE.min(hdr.cmdline_size.saturating_sub(1) as usize),
+            max: MAX_CMDLINE.min(hdr.cmdline_size as usize),
         });
     }
     let ramdisk_len = ramdisk.map_or(0, |r| r.len() as u64);

@@ -241,7 +241,13 @@ pub fn run<C: VmControl + ?Sized>(
         match ctl.attach_ioreq_client() {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(Stopped::ClientGone),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+                // The stop watcher destroys the client to end a blocked ATTACH.
+                if stop.load(Ordering::Acquire) {
+                    return Ok(Stopped::Signal);
+                }
+                return Ok(Stopped::ClientGone);
+            }
             Err(e) => return Err(e),
         }
         serve_pending(ctl, vmid, page, vcpus, handler)?;

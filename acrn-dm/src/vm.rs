@@ -374,12 +374,15 @@ pub fn run<C: VmControl + ?Sized>(
     let handler: &Mutex<dyn IoHandler + Send> = &platform;
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
+        // Helper threads must not take SIGINT/SIGTERM: they have to interrupt ATTACH here.
+        let blocked = SignalsBlocked::new();
         if !inputs.is_empty() {
             let (platform, done) = (&platform, &done);
-            // The input thread must not take SIGINT/SIGTERM: they have to interrupt ATTACH here.
-            let _blocked = SignalsBlocked::new();
             s.spawn(move || console_input(ctl, inputs, platform, done));
         }
+        let done_ref = &done;
+        s.spawn(move || stop_watcher(ctl, stop, done_ref));
+        drop(blocked);
         let r = ioreq::run(ctl, vm.vmid, &page, vm.vcpus.into(), handler, stop);
         done.store(true, Ordering::Release);
         r
@@ -389,6 +392,18 @@ pub fn run<C: VmControl + ?Sized>(
     // The page must outlive the VM: the HSM unpins it when the VM is destroyed.
     drop(page);
     Ok(stopped)
+}
+
+/// A signal that lands just before the loop enters ATTACH would leave it blocked while the guest
+/// is idle; destroying the client makes ATTACH return (ENODEV) whenever `stop` is set.
+fn stop_watcher<C: VmControl + ?Sized>(ctl: &C, stop: &AtomicBool, done: &AtomicBool) {
+    while !done.load(Ordering::Acquire) {
+        if stop.load(Ordering::Acquire) {
+            let _ = ctl.destroy_ioreq_client();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Feeds host input to the devices that take it, until `done`.
@@ -796,6 +811,25 @@ mod tests {
             start < reset && reset < deassign && deassign < destroy,
             "{calls:?}"
         );
+    }
+
+    #[test]
+    fn a_signal_while_the_guest_is_idle_ends_a_blocked_attach() {
+        let hsm = FakeHsm {
+            block_when_idle: true,
+            ..FakeHsm::new(1)
+        };
+        let cfg = config("vm");
+        let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
+        let stop = AtomicBool::new(false);
+        let out = std::thread::scope(|s| {
+            let runner = s.spawn(|| run(&hsm, &cfg, mem, &boot_files(), 0, console(), &stop));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            stop.store(true, Ordering::Release);
+            runner.join().unwrap()
+        });
+        assert_eq!(out.unwrap(), Stopped::Signal);
+        assert_eq!(hsm.calls().last(), Some(&Call::Destroy));
     }
 
     #[test]

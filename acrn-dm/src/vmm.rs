@@ -227,6 +227,10 @@ pub mod fake {
         pub page: Mutex<Option<usize>>,
         pub vcpus: u16,
         pub fail_memseg: bool,
+        /// ATTACH with nothing scripted blocks until the client is destroyed, as the HSM's
+        /// does while the guest is idle (instead of failing at once).
+        pub block_when_idle: bool,
+        pub client_gone: (Mutex<bool>, std::sync::Condvar),
     }
 
     impl FakeHsm {
@@ -299,6 +303,13 @@ pub mod fake {
         }
         fn attach_ioreq_client(&self) -> io::Result<()> {
             let Some(batch) = self.batches.lock().unwrap().pop_front() else {
+                if self.block_when_idle {
+                    let (gone, cv) = &self.client_gone;
+                    let mut g = gone.lock().unwrap();
+                    while !*g {
+                        g = cv.wait(g).unwrap();
+                    }
+                }
                 // Like a destroyed client.
                 return Err(io::Error::from_raw_os_error(libc::ENODEV));
             };
@@ -317,6 +328,9 @@ pub mod fake {
         }
         fn destroy_ioreq_client(&self) -> io::Result<()> {
             self.log(Call::DestroyClient);
+            let (gone, cv) = &self.client_gone;
+            *gone.lock().unwrap() = true;
+            cv.notify_all();
             Ok(())
         }
         fn notify_request_finish(&self, _vmid: u16, vcpu: u32) -> io::Result<()> {
