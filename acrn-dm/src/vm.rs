@@ -769,9 +769,9 @@ mod tests {
 
         // Device errors come before anything is created.
         let hsm = FakeHsm::new(1);
-        let cfg = config("-s 3,uart,stdio vm");
+        let cfg = config("-s 3,virtio-blk,/nonexistent/disk.img vm");
         let e = run(&hsm, &cfg, mem, &boot_files(), 0, console(), &stop).unwrap_err();
-        assert!(e.to_string().contains("uart"), "{e}");
+        assert!(e.to_string().contains("/nonexistent/disk.img"), "{e}");
         assert!(hsm.calls().is_empty());
     }
 

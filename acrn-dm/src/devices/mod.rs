@@ -24,7 +24,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
-use uart::{Uart16550, COM1_IRQ, COM1_PORT};
+use uart::{Uart16550, COM_PORTS};
 
 /// First port of PCI I/O BARs (ACRN's `PCI_EMUL_IOBASE`).
 pub const PCI_IO_BASE: u16 = 0x2000;
@@ -40,22 +40,14 @@ const CF9_RST_CPU: u8 = 1 << 2;
 /// Why the platform could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    /// A device the command line accepts but this device model cannot run yet.
-    #[error("-s {slot},{device}: the {device} device is not implemented by this acrn-dm yet")]
-    NotImplemented {
-        /// Guest slot.
-        slot: PciAddr,
-        /// Device kind.
-        device: &'static str,
-    },
     /// Only bus 0 exists.
     #[error("-s {0}: only PCI bus 0 is emulated")]
     NotBusZero(PciAddr),
     /// A `-l` port that is not implemented.
-    #[error("-l com{0}: only com1 on stdio is implemented")]
+    #[error("-l com{0}: com{0} is given twice")]
     LpcPort(u8),
     /// `-l` without an LPC bridge.
-    #[error("-l com1 needs the LPC bridge: add -s 1:0,lpc")]
+    #[error("-l com ports need the LPC bridge: add -s 1:0,lpc")]
     NoLpc,
     /// The disk image cannot be opened.
     #[error("virtio-blk image {path}: {err}")]
@@ -137,8 +129,8 @@ pub const STDIN: RawFd = 0;
 /// Where bytes read from a host descriptor go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputSink {
-    /// COM1.
-    Com1,
+    /// A legacy COM port (0 = COM1).
+    Com(u8),
     /// The PCI function at (device, function).
     Pci(u8, u8),
 }
@@ -168,7 +160,8 @@ pub struct Platform {
     /// Descriptors the platform keeps open (ptys, ttys) for its devices.
     owned_fds: Vec<OwnedFd>,
     pci: BTreeMap<(u8, u8), Slot>,
-    com1: Option<Uart16550>,
+    /// Legacy COM ports: (base port, ISA IRQ, UART).
+    coms: Vec<(u16, u32, Uart16550)>,
     rtc: rtc::Rtc,
     pm1_sts: u16,
     pm1_en: u16,
@@ -225,7 +218,7 @@ impl Platform {
             inputs: Vec::new(),
             owned_fds: Vec::new(),
             pci: BTreeMap::new(),
-            com1: None,
+            coms: Vec::new(),
             rtc: rtc::Rtc::default(),
             pm1_sts: 0,
             pm1_en: 0,
@@ -414,27 +407,34 @@ impl Platform {
                     });
                     continue;
                 }
-                other => {
-                    return Err(SetupError::NotImplemented {
-                        slot: sd.addr,
-                        device: other.kind(),
-                    })
+                Device::Uart(UartBackend::Dm(backend)) => {
+                    let (out, input) = p.open_backend("uart", backend, stdio)?;
+                    if let Some(fd) = input {
+                        p.add_input(fd, InputSink::Pci(key.0, key.1));
+                    }
+                    let gsi = alloc_gsi(&mut next_gsi)?;
+                    let at = next_io.next_multiple_of(uart::PCI_UART_BAR as u16);
+                    next_io = at + uart::PCI_UART_BAR as u16;
+                    (Box::new(uart::PciUart::new(out, at, gsi as u8)), Some(gsi))
                 }
             };
             p.pci.insert(key, Slot { func, gsi });
         }
         let has_lpc = cfg.devices.iter().any(|d| d.device == Device::Lpc);
         for port in &cfg.lpc_ports {
-            if port.com != 1 || port.backend != CharBackend::Stdio {
-                return Err(SetupError::LpcPort(port.com));
-            }
             if !has_lpc {
                 return Err(SetupError::NoLpc);
             }
-        }
-        if !cfg.lpc_ports.is_empty() {
-            p.com1 = Some(Uart16550::new(stdio()));
-            p.add_input(STDIN, InputSink::Com1);
+            let (base, irq) = COM_PORTS[usize::from(port.com - 1)];
+            if p.coms.iter().any(|(b, _, _)| *b == base) {
+                return Err(SetupError::LpcPort(port.com));
+            }
+            let name = format!("com{}", port.com);
+            let (out, input) = p.open_backend(&name, &port.backend, stdio)?;
+            if let Some(fd) = input {
+                p.add_input(fd, InputSink::Com(port.com - 1));
+            }
+            p.coms.push((base, irq, Uart16550::new(out)));
         }
         Ok(p)
     }
@@ -532,8 +532,9 @@ impl Platform {
     pub fn input(&mut self, sinks: &[InputSink], bytes: &[u8]) {
         for sink in sinks {
             match sink {
-                InputSink::Com1 => {
-                    if let Some(u) = self.com1.as_mut() {
+                InputSink::Com(i) => {
+                    let base = COM_PORTS[usize::from(*i)].0;
+                    if let Some((_, _, u)) = self.coms.iter_mut().find(|(b, _, _)| *b == base) {
                         u.receive(bytes);
                     }
                 }
@@ -558,11 +559,20 @@ impl Platform {
         routes
     }
 
+    fn com_at(&mut self, port: u16) -> Option<(u16, u32, &mut Uart16550)> {
+        self.coms
+            .iter_mut()
+            .find(|(base, _, _)| (*base..*base + 8).contains(&port))
+            .map(|(b, i, u)| (*b, *i, u))
+    }
+
     fn collect_irqs(&mut self) {
-        if let Some(level) = self.com1.as_mut().and_then(|u| u.take_irq_change()) {
-            // ISA IRQ: edge-triggered, active high.
-            let op = if level { GsiOp::SetHigh } else { GsiOp::SetLow };
-            self.irqs.push((COM1_IRQ, op));
+        for (_, irq, u) in &mut self.coms {
+            if let Some(level) = u.take_irq_change() {
+                // ISA IRQ: edge-triggered, active high.
+                let op = if level { GsiOp::SetHigh } else { GsiOp::SetLow };
+                self.irqs.push((*irq, op));
+            }
         }
         for s in self.pci.values_mut() {
             if let (Some(gsi), Some(assert)) = (s.gsi, s.func.take_intx()) {
@@ -677,11 +687,8 @@ impl IoHandler for Platform {
                 .map_or(u64::MAX, |s| u64::from(s.func.config().read(reg, size))),
             Access::PciCfg { .. } => u64::MAX,
             Access::Pio { port, size } => {
-                if let (Some(u), true) = (
-                    self.com1.as_mut(),
-                    (COM1_PORT..COM1_PORT + 8).contains(&port),
-                ) {
-                    u64::from(u.read(port - COM1_PORT))
+                if let Some((base, _, u)) = self.com_at(port) {
+                    u64::from(u.read(port - base))
                 } else if (rtc::RTC_INDEX_PORT..=rtc::RTC_DATA_PORT).contains(&port) && size == 1 {
                     u64::from(self.rtc.read(port))
                 } else if let Some(v) = self.pm_read(port, size) {
@@ -718,11 +725,8 @@ impl IoHandler for Platform {
             }
             Access::PciCfg { .. } => {}
             Access::Pio { port, size } => {
-                if let (Some(u), true) = (
-                    self.com1.as_mut(),
-                    (COM1_PORT..COM1_PORT + 8).contains(&port),
-                ) {
-                    u.write(port - COM1_PORT, value as u8);
+                if let Some((base, _, u)) = self.com_at(port) {
+                    u.write(port - base, value as u8);
                 } else if (rtc::RTC_INDEX_PORT..=rtc::RTC_DATA_PORT).contains(&port) && size == 1 {
                     self.rtc.write(port, value as u8);
                 } else if (PM1A_EVT_ADDR..PM1A_CNT_ADDR + 2).contains(&port) {
@@ -930,6 +934,45 @@ mod tests {
     }
 
     #[test]
+    fn com_ports_and_a_pci_uart() {
+        let mut p = platform("-s 1:0,lpc -l com1,stdio -l com2,stdio -s 5,uart,stdio vm");
+        assert_eq!(
+            p.input_sources(),
+            [InputSource {
+                fd: STDIN,
+                sinks: vec![InputSink::Pci(5, 0), InputSink::Com(0), InputSink::Com(1)]
+            }]
+        );
+        p.write(
+            Access::Pio {
+                port: 0x2FC,
+                size: 1,
+            },
+            0x08,
+        );
+        p.write(
+            Access::Pio {
+                port: 0x2F9,
+                size: 1,
+            },
+            0x01,
+        );
+        p.input(&[InputSink::Com(1)], b"z");
+        assert_eq!(p.drain_irqs(), [(3, GsiOp::SetHigh)], "COM2 is IRQ 3");
+        assert_eq!(
+            p.intx_routes(),
+            [IntxRoute {
+                slot: 5,
+                pin: 0,
+                gsi: 16
+            }]
+        );
+        assert_eq!(cfg_read(&mut p, 5, 0, 4), 0x9900_9710);
+        let e = build_err("-s 1:0,lpc -l com2,stdio -l com2,stdio vm");
+        assert!(e.contains("com2 is given twice"), "{e}");
+    }
+
+    #[test]
     fn com1_on_stdio_raises_irq4() {
         let mut p = platform("-s 1:0,lpc -l com1,stdio vm");
         p.write(
@@ -950,10 +993,10 @@ mod tests {
             p.input_sources(),
             [InputSource {
                 fd: STDIN,
-                sinks: vec![InputSink::Com1]
+                sinks: vec![InputSink::Com(0)]
             }]
         );
-        p.input(&[InputSink::Com1], b"ls\n");
+        p.input(&[InputSink::Com(0)], b"ls\n");
         assert_eq!(p.drain_irqs(), [(4, GsiOp::SetHigh)]);
         assert_eq!(
             p.read(Access::Pio {
@@ -1081,7 +1124,7 @@ mod tests {
             p.input_sources(),
             [InputSource {
                 fd: STDIN,
-                sinks: vec![InputSink::Pci(3, 0), InputSink::Com1]
+                sinks: vec![InputSink::Pci(3, 0), InputSink::Com(0)]
             }]
         );
         assert_eq!(
@@ -1094,7 +1137,7 @@ mod tests {
         );
         assert_eq!(cfg_read(&mut p, 3, 0, 4), 0x1003_1AF4);
         // Input reaches both devices without a panic even before the guest set anything up.
-        p.input(&[InputSink::Pci(3, 0), InputSink::Com1], b"x");
+        p.input(&[InputSink::Pci(3, 0), InputSink::Com(0)], b"x");
 
         let link = std::env::temp_dir().join(format!("acrn-dm-pty-{}", std::process::id()));
         let p = platform(&format!("-s 3,virtio-console,@pty:p={} vm", link.display()));
@@ -1159,8 +1202,8 @@ mod tests {
 
     #[test]
     fn unsupported_runtime_devices_are_named() {
-        let e = build_err("-s 4,uart,stdio vm");
-        assert!(e.contains("uart") && e.contains("not implemented"), "{e}");
+        let e = build_err("-s 4,uart,/dev/nonexistent-tty vm");
+        assert!(e.contains("/dev/nonexistent-tty"), "{e}");
         let e = build_err("-s 4,passthru,00/02/0,gpu vm");
         assert!(e.contains("option \"gpu\""), "{e}");
         let e = build_err("-s 4,passthru,00/02/0 vm");

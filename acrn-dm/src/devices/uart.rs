@@ -3,13 +3,12 @@
 //! guest), interrupts for received data and transmitter-empty, loopback as the Linux 8250
 //! driver probes it.
 
+use super::pci::{Bar, BarKind, ConfigSpace, PciFunction, PciId};
 use std::collections::VecDeque;
 use std::io::Write;
 
-/// COM1's base port.
-pub const COM1_PORT: u16 = 0x3F8;
-/// COM1's ISA IRQ.
-pub const COM1_IRQ: u32 = 4;
+/// COM1..COM4: base port and ISA IRQ, as ACRN's LPC bridge places them.
+pub const COM_PORTS: [(u16, u32); 4] = [(0x3F8, 4), (0x2F8, 3), (0x3E8, 6), (0x2E8, 7)];
 
 const IER_RDI: u8 = 1 << 0;
 const IER_THRI: u8 = 1 << 1;
@@ -167,6 +166,71 @@ impl Uart16550 {
     }
 }
 
+/// ACRN's PCI UART with a device-model backend (`-s N,uart,BACKEND`): a 16550 in an 8-port
+/// I/O BAR of a 9710:9900 function, interrupting through INTx.
+pub struct PciUart {
+    cfg: ConfigSpace,
+    uart: Uart16550,
+}
+
+/// Size of the PCI UART's I/O BAR.
+pub const PCI_UART_BAR: u32 = 8;
+
+impl PciUart {
+    /// The function with its BAR at `io_base` and INTx line `irq_line`.
+    pub fn new(out: Box<dyn Write + Send>, io_base: u16, irq_line: u8) -> Self {
+        let mut cfg = ConfigSpace::new(PciId {
+            vendor: 0x9710,
+            device: 0x9900,
+            class: 0x07_00_00,
+            revision: 0,
+            subsys_vendor: 0,
+            subsys: 0,
+        });
+        cfg.set_bar(
+            0,
+            Bar {
+                kind: BarKind::Io,
+                size: PCI_UART_BAR,
+            },
+            u32::from(io_base),
+        );
+        cfg.set_intx(1, irq_line);
+        Self {
+            cfg,
+            uart: Uart16550::new(out),
+        }
+    }
+}
+
+impl PciFunction for PciUart {
+    fn config(&self) -> &ConfigSpace {
+        &self.cfg
+    }
+    fn config_mut(&mut self) -> &mut ConfigSpace {
+        &mut self.cfg
+    }
+    fn bar_read(&mut self, bar: usize, offset: u64, size: u8) -> u64 {
+        // Byte registers only, as ACRN's.
+        if bar == 0 && size == 1 {
+            u64::from(self.uart.read(offset as u16))
+        } else {
+            0xFF
+        }
+    }
+    fn bar_write(&mut self, bar: usize, offset: u64, size: u8, value: u64) {
+        if bar == 0 && size == 1 {
+            self.uart.write(offset as u16, value as u8);
+        }
+    }
+    fn take_intx(&mut self) -> Option<bool> {
+        self.uart.take_irq_change()
+    }
+    fn host_input(&mut self, bytes: &[u8]) {
+        self.uart.receive(bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +278,24 @@ mod tests {
         assert_eq!(u.take_irq_change(), Some(false));
         u.write(0, b'x');
         assert_eq!(u.take_irq_change(), Some(true));
+    }
+
+    #[test]
+    fn pci_uart_function() {
+        let sink = Sink::default();
+        let mut f = PciUart::new(Box::new(sink.clone()), 0x2100, 18);
+        assert_eq!(f.config().read(0, 4), 0x9900_9710);
+        assert_eq!(f.config().read(0x10, 4), 0x2101);
+        assert_eq!(f.config().read(0x3C, 2), 0x0112, "INTA, line 18");
+        f.bar_write(0, 4, 1, u64::from(MCR_OUT2));
+        f.bar_write(0, 1, 1, u64::from(IER_RDI));
+        f.host_input(b"q");
+        assert_eq!(f.take_intx(), Some(true));
+        assert_eq!(f.bar_read(0, 0, 1), u64::from(b'q'));
+        assert_eq!(f.take_intx(), Some(false));
+        f.bar_write(0, 0, 1, u64::from(b'!'));
+        assert_eq!(&*sink.0.lock().unwrap(), b"!");
+        assert_eq!(f.bar_read(0, 0, 2), 0xFF, "byte access only");
     }
 
     #[test]
