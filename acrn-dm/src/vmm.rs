@@ -3,7 +3,7 @@
 //! a created VM is destroyed on every exit path.
 
 use acrn_abi::device::{AcrnPcidev, AcrnVdev};
-use acrn_abi::irq::{AcrnMsiEntry, AcrnPtdevIrq, GsiOp};
+use acrn_abi::irq::{AcrnPtdevIrq, GsiOp};
 use acrn_abi::memory::AcrnVmMemmap;
 use acrn_abi::regs::AcrnVcpuRegs;
 use acrn_abi::vm::AcrnVmCreation;
@@ -34,8 +34,6 @@ pub trait VmControl: Sync {
     fn notify_request_finish(&self, vmid: u16, vcpu: u32) -> io::Result<()>;
     /// `ACRN_IOCTL_SET_IRQLINE`.
     fn set_irqline(&self, gsi: u32, op: GsiOp) -> io::Result<()>;
-    /// `ACRN_IOCTL_INJECT_MSI`.
-    fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()>;
     /// `ACRN_IOCTL_CREATE_VDEV` (the hypervisor's HC_ADD_VDEV).
     fn create_vdev(&self, dev: &AcrnVdev) -> io::Result<()>;
     /// `ACRN_IOCTL_ASSIGN_PCIDEV`.
@@ -81,9 +79,6 @@ impl VmControl for HsmDevice {
     }
     fn set_irqline(&self, gsi: u32, op: GsiOp) -> io::Result<()> {
         HsmDevice::set_irqline(self, gsi, op)
-    }
-    fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()> {
-        HsmDevice::inject_msi(self, msi)
     }
     fn create_vdev(&self, dev: &AcrnVdev) -> io::Result<()> {
         HsmDevice::create_vdev(self, dev)
@@ -206,7 +201,6 @@ pub mod fake {
         DestroyClient,
         Notify(u32),
         Irq(u32, GsiOp),
-        Msi(u64, u64),
         Vdev {
             slot: u64,
             id: u64,
@@ -341,10 +335,6 @@ pub mod fake {
         }
         fn set_irqline(&self, gsi: u32, op: GsiOp) -> io::Result<()> {
             self.log(Call::Irq(gsi, op));
-            Ok(())
-        }
-        fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()> {
-            self.log(Call::Msi(msi.msi_addr, msi.msi_data));
             Ok(())
         }
         fn create_vdev(&self, dev: &AcrnVdev) -> io::Result<()> {
