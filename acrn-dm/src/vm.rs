@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// CREATE_VM tries, and the pause between them, as ACRN's `vm_create`.
+pub const CREATE_ATTEMPTS: u32 = 10;
+/// See [`CREATE_ATTEMPTS`].
+pub const CREATE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 /// `attr` of RAM mappings: read, write, execute (ACRN's `PROT_ALL`).
 const MEM_PROT_ALL: u32 = 7;
 /// `attr` of shared-memory mappings: read, write.
@@ -315,7 +319,8 @@ pub fn run<C: VmControl + ?Sized>(
     // The CLI checked the name's length and NULs.
     let named = cv.set_name(&cfg.vm_name);
     debug_assert!(named);
-    let mut vm = VmHandle::create(ctl, &mut cv).map_err(hsm("CREATE_VM"))?;
+    let mut vm = VmHandle::create(ctl, &mut cv, CREATE_ATTEMPTS, CREATE_RETRY_DELAY)
+        .map_err(hsm("CREATE_VM"))?;
     log(
         Level::Info,
         &format!(
@@ -830,6 +835,31 @@ mod tests {
         });
         assert_eq!(out.unwrap(), Stopped::Signal);
         assert_eq!(hsm.calls().last(), Some(&Call::Destroy));
+    }
+
+    #[test]
+    fn create_is_retried_as_acrn_does() {
+        use crate::vmm::VmHandle;
+        let hsm = FakeHsm::new(1);
+        *hsm.create_failures.lock().unwrap() = 2;
+        let mut cv = AcrnVmCreation::default();
+        let vm = VmHandle::create(&hsm, &mut cv, 3, std::time::Duration::ZERO).unwrap();
+        assert_eq!(vm.vmid, 1);
+        drop(vm);
+        let creates = hsm
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Create { .. }))
+            .count();
+        assert_eq!(creates, 3);
+
+        let hsm = FakeHsm::new(1);
+        *hsm.create_failures.lock().unwrap() = 3;
+        let e = VmHandle::create(&hsm, &mut cv, 3, std::time::Duration::ZERO)
+            .err()
+            .unwrap();
+        assert_eq!(e.raw_os_error(), Some(libc::EBUSY));
+        assert!(!hsm.calls().contains(&Call::Destroy), "nothing was created");
     }
 
     #[test]

@@ -111,8 +111,23 @@ pub struct VmHandle<'a, C: VmControl + ?Sized> {
 
 impl<'a, C: VmControl + ?Sized> VmHandle<'a, C> {
     /// CREATE_VM; the returned handle owns the VM.
-    pub fn create(ctl: &'a C, cv: &mut AcrnVmCreation) -> io::Result<Self> {
-        ctl.create_vm(cv)?;
+    ///
+    /// Like ACRN's acrn-dm it tries `attempts` times, `delay` apart: a VM of the same name
+    /// being destroyed (e.g. across a guest reset) frees its configuration slot a moment later.
+    pub fn create(
+        ctl: &'a C,
+        cv: &mut AcrnVmCreation,
+        attempts: u32,
+        delay: std::time::Duration,
+    ) -> io::Result<Self> {
+        let mut tries = 1;
+        while let Err(e) = ctl.create_vm(cv) {
+            if tries >= attempts {
+                return Err(e);
+            }
+            tries += 1;
+            std::thread::sleep(delay);
+        }
         Ok(Self {
             ctl,
             vmid: cv.vmid,
@@ -221,6 +236,8 @@ pub mod fake {
         pub page: Mutex<Option<usize>>,
         pub vcpus: u16,
         pub fail_memseg: bool,
+        /// CREATE_VM fails this many times first.
+        pub create_failures: Mutex<u32>,
         /// ATTACH with nothing scripted blocks until the client is destroyed, as the HSM's
         /// does while the guest is idle (instead of failing at once).
         pub block_when_idle: bool,
@@ -260,6 +277,12 @@ pub mod fake {
                 flags: cv.vm_flag,
                 affinity: cv.cpu_affinity,
             });
+            let mut failures = self.create_failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                cv.vmid = acrn_abi::vm::ACRN_INVALID_VMID;
+                return Err(io::Error::from_raw_os_error(libc::EBUSY));
+            }
             *self.page.lock().unwrap() = Some(cv.ioreq_buf as usize);
             cv.vmid = 1;
             cv.vcpu_num = self.vcpus;
