@@ -238,6 +238,20 @@ impl GuestMemory {
             .ok_or(err)
     }
 
+    /// Checks that `[gpa, gpa + len)` is guest RAM (before allocating for a guest-given length).
+    pub fn check(&self, gpa: u64, len: u64) -> Result<(), OutOfRange> {
+        self.host(gpa, len).map(drop)
+    }
+
+    /// A copy of `len` bytes at `gpa`; the range is checked before anything is allocated, so a
+    /// guest-given length cannot make acrn-dm allocate more than guest RAM.
+    pub fn read_vec(&self, gpa: u64, len: u64) -> Result<Vec<u8>, OutOfRange> {
+        self.check(gpa, len)?;
+        let mut v = vec![0u8; len as usize];
+        self.read(gpa, &mut v)?;
+        Ok(v)
+    }
+
     /// Copies guest memory at `gpa` into `buf`.
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
         let src = self.host(gpa, buf.len() as u64)?;
@@ -319,6 +333,9 @@ mod tests {
         );
         assert!(m.read_u64(u64::MAX - 3).is_err());
         assert!(m.read_u64(HIGHMEM_BASE).is_err());
+        assert_eq!(m.read_vec(0x1000, 2).unwrap(), [1, 2]);
+        // A huge guest-given length fails before any allocation.
+        assert!(m.read_vec(0x1000, u64::from(u32::MAX)).is_err());
     }
 
     #[test]

@@ -84,6 +84,9 @@ impl VirtioBlk {
                 let mut off = sector * SECTOR;
                 let mut written = 0u32;
                 for d in data {
+                    if mem.check(d.addr, d.len.into()).is_err() {
+                        return (S_IOERR, written);
+                    }
                     let mut buf = vec![0u8; d.len as usize];
                     if self.disk.read_exact_at(&mut buf, off).is_err()
                         || mem.write(d.addr, &buf).is_err()
@@ -101,10 +104,10 @@ impl VirtioBlk {
                 }
                 let mut off = sector * SECTOR;
                 for d in data {
-                    let mut buf = vec![0u8; d.len as usize];
-                    if mem.read(d.addr, &mut buf).is_err()
-                        || self.disk.write_all_at(&buf, off).is_err()
-                    {
+                    let Ok(buf) = mem.read_vec(d.addr, d.len.into()) else {
+                        return (S_IOERR, 0);
+                    };
+                    if self.disk.write_all_at(&buf, off).is_err() {
                         return (S_IOERR, 0);
                     }
                     off += u64::from(d.len);

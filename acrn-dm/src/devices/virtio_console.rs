@@ -81,8 +81,7 @@ impl VirtioDevice for VirtioConsole {
                         break;
                     };
                     for d in chain.descs.iter().filter(|d| !d.writable()) {
-                        let mut buf = vec![0u8; d.len as usize];
-                        if mem.read(d.addr, &mut buf).is_ok() {
+                        if let Ok(buf) = mem.read_vec(d.addr, d.len.into()) {
                             // A console that cannot be written must not stop the guest.
                             let _ = self.out.write_all(&buf);
                         }

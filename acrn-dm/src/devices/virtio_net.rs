@@ -14,6 +14,9 @@ const TX: usize = 1;
 const F_MAC: u32 = 1 << 5;
 /// The legacy header without mergeable receive buffers.
 pub const NET_HDR_LEN: usize = 10;
+/// The largest header + frame sent (a 64 KiB frame without offloads); larger chains are
+/// dropped rather than gathered.
+pub const MAX_TX_FRAME: usize = NET_HDR_LEN + 65_536;
 /// Frames kept while the guest has no receive buffers; beyond it frames are dropped, as a NIC
 /// does.
 pub const MAX_PENDING_FRAMES: usize = 256;
@@ -141,11 +144,14 @@ impl VirtioDevice for VirtioNet {
                     };
                     let mut frame = Vec::new();
                     for d in chain.descs.iter().filter(|d| !d.writable()) {
-                        let mut buf = vec![0u8; d.len as usize];
-                        if mem.read(d.addr, &mut buf).is_err() {
+                        let too_big = frame.len() + d.len as usize > MAX_TX_FRAME;
+                        let Some(buf) = (!too_big)
+                            .then(|| mem.read_vec(d.addr, d.len.into()).ok())
+                            .flatten()
+                        else {
                             frame.clear();
                             break;
-                        }
+                        };
                         frame.extend_from_slice(&buf);
                     }
                     if frame.len() > NET_HDR_LEN {
@@ -233,6 +239,18 @@ mod tests {
         mem.read(0x40_0000, &mut b).unwrap();
         assert_eq!(&b[NET_HDR_LEN..], b"incoming");
         assert!(b[..NET_HDR_LEN].iter().all(|x| *x == 0));
+
+        // An oversized transmit chain is dropped and still returned.
+        g.post(
+            TX,
+            &[
+                (0x30_0000, NET_HDR_LEN as u32, false),
+                (0x50_0000, 70_000, false),
+            ],
+        );
+        dev.bar_write(0, 0x10, 2, TX as u64);
+        assert_eq!(frames.0.lock().unwrap().len(), 1);
+        assert_eq!(g.used_idx(TX), 2);
 
         // A frame larger than the posted buffer is dropped, the buffer returned empty.
         g.post(RX, &[(0x40_1000, 16, true)]);
