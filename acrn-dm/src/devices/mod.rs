@@ -1200,6 +1200,78 @@ mod tests {
         );
     }
 
+    /// Nothing a guest does panics the platform: random port, MMIO and configuration accesses
+    /// (including BAR moves, queue setups at random frames and notifies over random memory).
+    #[test]
+    fn random_guest_accesses_do_not_panic() {
+        let img = std::env::temp_dir().join(format!("acrn-dm-fuzz-{}", std::process::id()));
+        std::fs::write(&img, vec![0x11u8; 64 * 1024]).unwrap();
+        let mem = Arc::new(GuestMemory::heap(128 << 20));
+        let cfg = config(&format!(
+            "-s 0:0,hostbridge -s 1:0,lpc -l com1,stdio -s 3,virtio-blk,{} \
+             -s 4,virtio-console,@stdio:p vm",
+            img.display()
+        ));
+        let mut p = Platform::build(
+            &cfg,
+            mem.clone(),
+            null_stdio,
+            std::path::Path::new(NO_SYSFS),
+        )
+        .unwrap();
+        std::fs::remove_file(&img).unwrap();
+        // xorshift64: deterministic, no extra crate.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Random guest memory below 2 MiB, where the random queue frames point.
+        for gpa in (0..0x20_0000u64).step_by(8) {
+            mem.write(gpa, &next().to_le_bytes()).unwrap();
+        }
+        let sizes = [1u8, 2, 4, 8];
+        for _ in 0..200_000 {
+            let r = next();
+            let size = sizes[(r & 3) as usize];
+            let value = next();
+            let write = r & 4 != 0;
+            let access = match (r >> 3) % 4 {
+                0 => Access::PciCfg {
+                    bus: 0,
+                    dev: ((r >> 8) % 8) as u8,
+                    func: 0,
+                    reg: ((r >> 16) & 0xFFF) as u16,
+                    size: size.min(4),
+                },
+                1 => Access::Pio {
+                    port: 0x2000 + ((r >> 8) % 0x100) as u16,
+                    size: size.min(4),
+                },
+                2 => Access::Pio {
+                    port: (r >> 8) as u16,
+                    size: size.min(4),
+                },
+                _ => Access::Mmio {
+                    addr: 0x8000_0000 + ((r >> 8) % 0x10_0000),
+                    size,
+                },
+            };
+            // Queue frames and notifies aimed at the devices' registers, half the time.
+            let value = if r & 0x100 != 0 { value % 0x200 } else { value };
+            if write {
+                p.write(access, value);
+            } else {
+                p.read(access);
+            }
+            p.drain_irqs();
+        }
+        // Power-off or reset may have been hit at random; both are just values.
+        let _ = p.take_exit();
+    }
+
     #[test]
     fn unsupported_runtime_devices_are_named() {
         let e = build_err("-s 4,uart,/dev/nonexistent-tty vm");
