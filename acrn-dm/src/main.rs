@@ -78,12 +78,6 @@ fn stdout() -> Box<dyn std::io::Write + Send> {
 
 fn run(cfg: &DmConfig) -> anyhow::Result<ExitCode> {
     logger::init(&cfg.logger, &cfg.vm_name);
-    if cfg.virtio_poll_ns.is_some() {
-        log(
-            Level::Notice,
-            "--virtio_poll: virtio queues are served when the guest notifies them (polling is not implemented)",
-        );
-    }
     let boot = BootFiles::read(cfg)?;
     vm::check_memory(cfg.mem_size)?;
     let affinity = vm::host_affinity(cfg)?;

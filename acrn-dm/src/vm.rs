@@ -387,6 +387,12 @@ pub fn run<C: VmControl + ?Sized>(
         }
         let done_ref = &done;
         s.spawn(move || stop_watcher(ctl, stop, done_ref));
+        if let Some(ns) = cfg.virtio_poll_ns {
+            let platform = &platform;
+            s.spawn(move || {
+                virtio_poller(ctl, std::time::Duration::from_nanos(ns), platform, done_ref)
+            });
+        }
         drop(blocked);
         let r = ioreq::run(ctl, vm.vmid, &page, vm.vcpus.into(), handler, stop);
         done.store(true, Ordering::Release);
@@ -408,6 +414,29 @@ fn stop_watcher<C: VmControl + ?Sized>(ctl: &C, stop: &AtomicBool, done: &Atomic
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `--virtio_poll`: serves the virtqueues every `period`, until `done`.
+fn virtio_poller<C: VmControl + ?Sized>(
+    ctl: &C,
+    period: std::time::Duration,
+    platform: &Mutex<Platform>,
+    done: &AtomicBool,
+) {
+    while !done.load(Ordering::Acquire) {
+        std::thread::sleep(period);
+        platform
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .poll_devices();
+        let handler: &Mutex<dyn IoHandler + Send> = platform;
+        if let Err(e) = ioreq::flush_irqs(ctl, handler) {
+            log(
+                Level::Warning,
+                &format!("SET_IRQLINE for a polled queue: {e}"),
+            );
+        }
     }
 }
 
@@ -737,7 +766,7 @@ mod tests {
             ACRN_IOREQ_TYPE_PORTIO,
             pio_write(RESET_PORT.into(), 1, 6),
         )]);
-        let cfg = config("vm");
+        let cfg = config("--virtio_poll 1000000 vm");
         let stop = AtomicBool::new(false);
         let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
         let out = run(&hsm, &cfg, mem.clone(), &boot_files(), 0, console(), &stop).unwrap();

@@ -182,6 +182,8 @@ pub trait PciFunction: Send {
     }
     /// Bytes from this function's host backend (console input, a frame from a tap).
     fn host_input(&mut self, _bytes: &[u8]) {}
+    /// Serves work the guest queued without notifying (`--virtio_poll`).
+    fn poll(&mut self) {}
 }
 
 /// A function with nothing but its configuration space.

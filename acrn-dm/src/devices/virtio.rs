@@ -332,6 +332,15 @@ impl<D: VirtioDevice> PciFunction for VirtioPci<D> {
         }
         self.intx_change.take()
     }
+    fn poll(&mut self) {
+        let mut used = false;
+        for q in 0..self.queues.len() {
+            if self.queues[q].ready() {
+                used |= self.dev.notify(q, &mut self.queues, &self.mem);
+            }
+        }
+        self.interrupt(used);
+    }
     fn host_input(&mut self, bytes: &[u8]) {
         let used = self.dev.input(bytes, &mut self.queues, &self.mem);
         self.interrupt(used);

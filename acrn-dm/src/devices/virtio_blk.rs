@@ -307,6 +307,20 @@ mod tests {
     }
 
     #[test]
+    fn polling_serves_requests_without_a_notify() {
+        let (mut dev, mut g, _) = setup(false);
+        g.init(&mut dev);
+        let s = request(&mut g, 0, T_IN, 2, &[(BUF, 512)], true);
+        dev.poll();
+        assert_eq!(byte(&g, s), S_OK);
+        assert_eq!(dev.take_intx(), Some(true));
+        dev.bar_read(0, 0x13, 1);
+        dev.take_intx();
+        dev.poll();
+        assert_eq!(dev.take_intx(), None, "nothing new, no interrupt");
+    }
+
+    #[test]
     fn read_only_disks_refuse_writes() {
         let (mut dev, mut g, _) = setup(true);
         g.init(&mut dev);
