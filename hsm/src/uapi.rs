@@ -7,7 +7,7 @@
 
 use acrn_abi::device::{AcrnMmiodev, AcrnPcidev, AcrnVdev};
 use acrn_abi::ioctl::*;
-use acrn_abi::irq::{AcrnIrqlineOps, AcrnMsiEntry, AcrnPtdevIrq, GsiOp};
+use acrn_abi::irq::{AcrnIntrMonitor, AcrnIrqlineOps, AcrnMsiEntry, AcrnPtdevIrq, GsiOp};
 use acrn_abi::memory::AcrnVmMemmap;
 use acrn_abi::pm::{AcrnCstateData, AcrnPstateData};
 use acrn_abi::regs::AcrnVcpuRegs;
@@ -110,6 +110,20 @@ impl HsmDevice {
     /// `ACRN_IOCTL_INJECT_MSI`.
     pub fn inject_msi(&self, msi: &AcrnMsiEntry) -> io::Result<()> {
         self.ioctl_in(ACRN_IOCTL_INJECT_MSI, msi)
+    }
+
+    /// `ACRN_IOCTL_VM_INTR_MONITOR`: the hypervisor reads the command from, and writes its
+    /// answer into, the [`AcrnIntrMonitor`] at the start of the page at `page`.
+    ///
+    /// # Safety
+    ///
+    /// `page` must be the address of a 4 KiB-aligned, writable page of this process that stays
+    /// mapped until the VM is destroyed: the HSM keeps the last such page pinned and the
+    /// hypervisor writes into it.
+    pub unsafe fn vm_intr_monitor(&self, page: *mut AcrnIntrMonitor) -> io::Result<()> {
+        // SAFETY: VM_INTR_MONITOR takes the page's address by value; the caller vouches for
+        // the page.
+        unsafe { self.ioctl(ACRN_IOCTL_VM_INTR_MONITOR, page as libc::c_ulong) }.map(drop)
     }
 
     /// `ACRN_IOCTL_SET_IRQLINE` (the operation is passed by value).
@@ -320,5 +334,9 @@ mod tests {
             dev.create_vm(&mut cv).unwrap_err().raw_os_error(),
             Some(libc::ENOTTY)
         );
+        let mut page = AcrnIntrMonitor::default();
+        // SAFETY: /dev/null never dereferences the address.
+        let r = unsafe { dev.vm_intr_monitor(&mut page) };
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ENOTTY));
     }
 }
