@@ -5,6 +5,7 @@
 //! [`DmConfig`]; the others are rejected with [`CliError::UnsupportedOption`] naming them, never
 //! silently ignored.
 
+pub use crate::monitor::IntrMonitorSetting;
 use std::path::PathBuf;
 
 /// ACRN's minimum guest memory (`vm_parse_memsize`).
@@ -242,6 +243,8 @@ pub struct DmConfig {
     pub rtvm: bool,
     /// `--virtio_poll NS`: virtio queues polled every NS nanoseconds.
     pub virtio_poll_ns: Option<u64>,
+    /// `--intr_monitor THRESHOLD,PERIOD,DELAY,DURATION`.
+    pub intr_monitor: Option<IntrMonitorSetting>,
     /// `--logger_setting`.
     pub logger: LoggerSetting,
     /// The VM name (selects the hypervisor's VM configuration).
@@ -280,6 +283,7 @@ pub const USAGE: &str = "\
 usage: acrn-dm [-hv] [-k|--kernel bzImage] [-r|--ramdisk file] [-B|--bootargs args]
                [-l comN,stdio] -m SIZE[K|M|G] -s SLOT[:FUNC],DEVICE[,OPTS] ...
                [--cpu_affinity LAPICID,...] [--lapic_pt] [--rtvm] [--virtio_poll NS]
+               [--intr_monitor THRESHOLD,PERIOD,DELAY,DURATION]
                [--logger_setting console,level=N;kmsg,level=N;disk,level=N] VMNAME
 devices: hostbridge, lpc, virtio-blk,PATH[,ro], virtio-console,[@]stdio|pty|file:NAME[=PATH],
          virtio-net,tap=NAME, uart,vuart_idx:N, ivshmem,dm:/NAME,MIB | hv:/NAME,MIB,
@@ -298,11 +302,6 @@ const UNSUPPORTED: &[(&str, &str, bool)] = &[
         "--windows",
         "Windows guests need OVMF, which is not supported",
         false,
-    ),
-    (
-        "--intr_monitor",
-        "the interrupt-storm monitor is not implemented",
-        true,
     ),
     (
         "--enable_trusty",
@@ -452,6 +451,30 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, CliError> {
                 }
                 b.virtio_poll_ns = Some(ns);
             }
+            "--intr_monitor" => {
+                let v = value(&mut i)?;
+                let nums: Vec<u32> = v
+                    .split(',')
+                    .map(|n| n.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| bad(name, &v, "expected THRESHOLD,PERIOD,DELAY,DURATION in decimal, e.g. 10000,10,1,100"))?;
+                let [threshold_per_sec, period_secs, delay_ms, duration_ms] = nums[..] else {
+                    return Err(bad(
+                        name,
+                        &v,
+                        "expected four numbers: THRESHOLD,PERIOD,DELAY,DURATION",
+                    ));
+                };
+                if period_secs == 0 {
+                    return Err(bad(name, &v, "the probe period is at least 1 second"));
+                }
+                b.intr_monitor = Some(IntrMonitorSetting {
+                    threshold_per_sec,
+                    period_secs,
+                    delay_ms,
+                    duration_ms,
+                });
+            }
             "--logger_setting" => {
                 let v = value(&mut i)?;
                 b.logger = parse_logger(name, &v)?;
@@ -500,6 +523,7 @@ struct Builder {
     lapic_pt: bool,
     rtvm: bool,
     virtio_poll_ns: Option<u64>,
+    intr_monitor: Option<IntrMonitorSetting>,
     logger: LoggerSetting,
 }
 
@@ -528,6 +552,7 @@ impl Builder {
             lapic_pt: self.lapic_pt,
             rtvm: self.rtvm,
             virtio_poll_ns: self.virtio_poll_ns,
+            intr_monitor: self.intr_monitor,
             logger: self.logger,
             vm_name,
         }
@@ -1035,6 +1060,16 @@ mod tests {
             }
         );
         assert_eq!(cfg.vm_name, "vm1");
+        let cfg = run("--intr_monitor 10000,10,1,100 vm").unwrap();
+        assert_eq!(
+            cfg.intr_monitor,
+            Some(IntrMonitorSetting {
+                threshold_per_sec: 10000,
+                period_secs: 10,
+                delay_ms: 1,
+                duration_ms: 100
+            })
+        );
     }
 
     #[test]
@@ -1119,6 +1154,9 @@ mod tests {
             ("vm extra", "after the VM name"),
             ("a_name_that_is_too_long", "1..=15"),
             ("--lapic_pt vm", "needs --rtvm"),
+            ("--intr_monitor 1,2,3 vm", "four numbers"),
+            ("--intr_monitor 1,x,3,4 vm", "THRESHOLD,PERIOD"),
+            ("--intr_monitor 1,0,3,4 vm", "at least 1 second"),
         ] {
             let args: Vec<&str> = line.split_whitespace().collect();
             let e = parse(&args).unwrap_err().to_string();

@@ -12,5 +12,6 @@ pub mod devices;
 pub mod ioreq;
 pub mod logger;
 pub mod memory;
+pub mod monitor;
 pub mod vm;
 pub mod vmm;

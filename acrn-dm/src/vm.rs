@@ -310,6 +310,8 @@ pub fn run<C: VmControl + ?Sized>(
     };
     let routes = platform.intx_routes();
     let page = IoreqPage::new();
+    // Like the ioreq page, the monitor page must outlive the VM (the HSM keeps it pinned).
+    let monitor_page = crate::monitor::MonitorPage::new();
     let mut cv = AcrnVmCreation {
         vm_flag: guest_flags(cfg).bits(),
         ioreq_buf: page.addr(),
@@ -387,6 +389,10 @@ pub fn run<C: VmControl + ?Sized>(
         }
         let done_ref = &done;
         s.spawn(move || stop_watcher(ctl, stop, done_ref));
+        if let Some(setting) = cfg.intr_monitor {
+            let monitor_page = &monitor_page;
+            s.spawn(move || crate::monitor::run(ctl, monitor_page, setting, done_ref));
+        }
         if let Some(ns) = cfg.virtio_poll_ns {
             let platform = &platform;
             s.spawn(move || {
@@ -400,8 +406,9 @@ pub fn run<C: VmControl + ?Sized>(
     });
     let stopped = result.map_err(hsm("ATTACH_IOREQ_CLIENT"))?;
     drop(vm);
-    // The page must outlive the VM: the HSM unpins it when the VM is destroyed.
+    // The pages must outlive the VM: the HSM unpins them when the VM is destroyed.
     drop(page);
+    drop(monitor_page);
     Ok(stopped)
 }
 
@@ -889,6 +896,41 @@ mod tests {
             .unwrap();
         assert_eq!(e.raw_os_error(), Some(libc::EBUSY));
         assert!(!hsm.calls().contains(&Call::Destroy), "nothing was created");
+    }
+
+    #[test]
+    fn the_interrupt_storm_monitor_delays_and_restores() {
+        let hsm = FakeHsm {
+            block_when_idle: true,
+            ..FakeHsm::new(1)
+        };
+        // Probe every second; the fake's IRQ 33 grows by 10^6 per probe, above 1000/s.
+        let cfg = config("--intr_monitor 1000,1,5,50 vm");
+        let mem = Arc::new(GuestMemory::heap(cfg.mem_size));
+        let stop = AtomicBool::new(false);
+        let out = std::thread::scope(|s| {
+            let runner = s.spawn(|| run(&hsm, &cfg, mem, &boot_files(), 0, console(), &stop));
+            std::thread::sleep(std::time::Duration::from_millis(2500));
+            stop.store(true, Ordering::Release);
+            runner.join().unwrap()
+        });
+        assert_eq!(out.unwrap(), Stopped::Signal);
+        let monitor: Vec<Call> = hsm
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::IntrMonitor(..)))
+            .collect();
+        // Probe at 1 s and 2 s, storm: delay 5 ms, then back to 0 after 50 ms.
+        assert_eq!(
+            monitor[..4],
+            [
+                Call::IntrMonitor(0, 0),
+                Call::IntrMonitor(0, 0),
+                Call::IntrMonitor(1, 5),
+                Call::IntrMonitor(1, 0)
+            ]
+        );
+        assert_eq!(hsm.calls().last(), Some(&Call::Destroy));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! in tests. [`acrn_hsm::uapi::HsmDevice`] is the real implementation; [`VmHandle`] makes sure
 //! a created VM is destroyed on every exit path.
 
+use crate::monitor::MonitorPage;
 use acrn_abi::device::{AcrnPcidev, AcrnVdev};
 use acrn_abi::irq::{AcrnPtdevIrq, GsiOp};
 use acrn_abi::memory::AcrnVmMemmap;
@@ -36,6 +37,8 @@ pub trait VmControl: Sync {
     fn set_irqline(&self, gsi: u32, op: GsiOp) -> io::Result<()>;
     /// `ACRN_IOCTL_CREATE_VDEV` (the hypervisor's HC_ADD_VDEV).
     fn create_vdev(&self, dev: &AcrnVdev) -> io::Result<()>;
+    /// `ACRN_IOCTL_VM_INTR_MONITOR` with the monitor page.
+    fn vm_intr_monitor(&self, page: &MonitorPage) -> io::Result<()>;
     /// `ACRN_IOCTL_ASSIGN_PCIDEV`.
     fn assign_pcidev(&self, dev: &AcrnPcidev) -> io::Result<()>;
     /// `ACRN_IOCTL_DEASSIGN_PCIDEV`.
@@ -82,6 +85,10 @@ impl VmControl for HsmDevice {
     }
     fn create_vdev(&self, dev: &AcrnVdev) -> io::Result<()> {
         HsmDevice::create_vdev(self, dev)
+    }
+    fn vm_intr_monitor(&self, page: &MonitorPage) -> io::Result<()> {
+        // SAFETY: a page-aligned MonitorPage, which vm::run keeps until the VM is gone.
+        unsafe { HsmDevice::vm_intr_monitor(self, page.ptr()) }
     }
     fn assign_pcidev(&self, dev: &AcrnPcidev) -> io::Result<()> {
         HsmDevice::assign_pcidev(self, dev)
@@ -221,6 +228,7 @@ pub mod fake {
             id: u64,
         },
         Assign(u16, u16),
+        IntrMonitor(u32, u64),
         Deassign(u16, u16),
         PtIntr(u16, u32, u32),
         ResetPtIntr(u16),
@@ -236,6 +244,8 @@ pub mod fake {
         pub page: Mutex<Option<usize>>,
         pub vcpus: u16,
         pub fail_memseg: bool,
+        /// GET_DATA answers so far.
+        pub monitor_probes: Mutex<u64>,
         /// CREATE_VM fails this many times first.
         pub create_failures: Mutex<u32>,
         /// ATTACH with nothing scripted blocks until the client is destroyed, as the HSM's
@@ -369,6 +379,19 @@ pub mod fake {
         }
         fn assign_pcidev(&self, dev: &AcrnPcidev) -> io::Result<()> {
             self.log(Call::Assign(dev.virt_bdf, dev.phys_bdf));
+            Ok(())
+        }
+        fn vm_intr_monitor(&self, page: &MonitorPage) -> io::Result<()> {
+            // SAFETY: the monitor thread waits for this call.
+            let m = unsafe { &mut *page.ptr() };
+            self.log(Call::IntrMonitor(m.cmd, m.buffer[0]));
+            if m.cmd == acrn_abi::irq::INTR_CMD_GET_DATA {
+                // A storm on IRQ 33: its count grows by a million per probe.
+                let mut n = self.monitor_probes.lock().unwrap();
+                *n += 1;
+                m.buffer[0] = 33;
+                m.buffer[1] = *n * 1_000_000;
+            }
             Ok(())
         }
         fn deassign_pcidev(&self, dev: &AcrnPcidev) -> io::Result<()> {
