@@ -209,16 +209,15 @@ pub fn serve_pending<C: VmControl + ?Sized>(
     Ok(served)
 }
 
-/// Applies pending interrupt line changes.
+/// Applies pending interrupt line changes, in order.
 pub fn flush_irqs<C: VmControl + ?Sized>(
     ctl: &C,
     handler: &Mutex<dyn IoHandler + Send + '_>,
 ) -> io::Result<()> {
-    let irqs = handler
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain_irqs();
-    for (gsi, op) in irqs {
+    // The lock is held across the ioctls: several threads (requests, console input, the
+    // poller) flush, and a line's changes must reach the hypervisor in the order they happened.
+    let mut h = handler.lock().unwrap_or_else(|p| p.into_inner());
+    for (gsi, op) in h.drain_irqs() {
         ctl.set_irqline(gsi, op)?;
     }
     Ok(())
