@@ -87,7 +87,7 @@ fn counts(page: &MonitorPage) -> Vec<u64> {
 }
 
 /// Sleeps `d` in short steps; false if `done` was set meanwhile.
-fn sleep_unless(done: &AtomicBool, d: Duration) -> bool {
+pub(crate) fn sleep_unless(done: &AtomicBool, d: Duration) -> bool {
     let step = Duration::from_millis(20);
     let mut left = d;
     while !left.is_zero() {

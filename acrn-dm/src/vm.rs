@@ -431,8 +431,7 @@ fn virtio_poller<C: VmControl + ?Sized>(
     platform: &Mutex<Platform>,
     done: &AtomicBool,
 ) {
-    while !done.load(Ordering::Acquire) {
-        std::thread::sleep(period);
+    while crate::monitor::sleep_unless(done, period) {
         platform
             .lock()
             .unwrap_or_else(|p| p.into_inner())
