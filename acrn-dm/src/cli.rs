@@ -281,12 +281,13 @@ pub enum Command {
 /// Usage text.
 pub const USAGE: &str = "\
 usage: acrn-dm [-hv] [-k|--kernel bzImage] [-r|--ramdisk file] [-B|--bootargs args]
-               [-l comN,stdio] -m SIZE[K|M|G] -s SLOT[:FUNC],DEVICE[,OPTS] ...
+               [-l comN,stdio|/dev/TTY] -m SIZE[K|M|G] -s SLOT[:FUNC],DEVICE[,OPTS] ...
                [--cpu_affinity LAPICID,...] [--lapic_pt] [--rtvm] [--virtio_poll NS]
                [--intr_monitor THRESHOLD,PERIOD,DELAY,DURATION]
                [--logger_setting console,level=N;kmsg,level=N;disk,level=N] VMNAME
-devices: hostbridge, lpc, virtio-blk,PATH[,ro], virtio-console,[@]stdio|pty|file:NAME[=PATH],
-         virtio-net,tap=NAME, uart,vuart_idx:N, ivshmem,dm:/NAME,MIB | hv:/NAME,MIB,
+devices: hostbridge, lpc, virtio-blk,PATH[,ro],
+         virtio-console,[@]stdio|pty|file|tty:NAME[=PATH], virtio-net,tap=NAME[,mac_seed=S],
+         uart,vuart_idx:N | uart,stdio|/dev/TTY, ivshmem,dm:/NAME,MIB | ivshmem,hv:/NAME,MIB,
          passthru,BUS/DEV/FUNC
 ";
 
