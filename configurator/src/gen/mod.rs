@@ -250,6 +250,15 @@ impl GeneratedFiles {
             }
             Ok(())
         })();
+        // A rename in one directory fails only when the target is a directory: refuse that
+        // before the first rename, so all files are replaced or none.
+        let staged = staged.and_then(|()| match written.iter().find(|(_, d)| d.is_dir()) {
+            Some((_, d)) => Err(std::io::Error::other(format!(
+                "{} is a directory",
+                d.display()
+            ))),
+            None => Ok(()),
+        });
         if let Err(e) = staged {
             for (tmp, _) in &written {
                 let _ = std::fs::remove_file(tmp);
