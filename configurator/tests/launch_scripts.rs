@@ -21,6 +21,29 @@ const MAC: &str = "00:16:3e:5a:01:02";
 const KERNEL: &str = "/boot/uvm kernel";
 const BOOTARGS: &str = "console=ttyS0 quiet";
 
+/// The event number of the scratch Service VM's input device.
+const INPUT_EVENT: u32 = 7;
+
+/// (name, physical path) of an input device named as the configurator names it.
+fn input_device(options: &str) -> Option<(&str, &str)> {
+    options
+        .strip_prefix("Device name: ")?
+        .rsplit_once(", Device physical path: ")
+}
+
+/// The input devices a reference script names.
+fn input_devices(acrn_lines: &[String]) -> Vec<(String, String)> {
+    acrn_lines
+        .iter()
+        .filter_map(|l| {
+            l.split_once(" virtio-input ")
+                .map(|(_, o)| o.trim_end_matches('`'))
+        })
+        .filter_map(input_device)
+        .map(|(n, p)| (n.to_owned(), p.to_owned()))
+        .collect()
+}
+
 /// ACRN's recorded `dm_params` of one script, expanded into acrn-dm arguments as the README
 /// of the reference says its helper functions do.
 fn expand_acrn(lines: &[String]) -> Vec<String> {
@@ -42,6 +65,12 @@ fn expand_acrn(lines: &[String]) -> Vec<String> {
             "add_virtual_device" => {
                 let (slot, rest) = rest.split_once(' ').unwrap();
                 let (kind, options) = rest.split_once(' ').unwrap_or((rest, ""));
+                // ACRN's helper turns an input device named by name and physical path into
+                // its event device, which the scratch Service VM has (see `input_devices`).
+                let options = match input_device(options) {
+                    Some(_) => format!("/dev/input/event{INPUT_EVENT}"),
+                    None => options.to_owned(),
+                };
                 out.push("-s".into());
                 out.push(if options.is_empty() {
                     format!("{slot},{kind}")
@@ -152,6 +181,15 @@ struct Scratch {
 
 impl Scratch {
     fn new(name: &str, threads: &[(u32, u32)], pci: &[String]) -> Scratch {
+        Self::with_inputs(name, threads, pci, &[])
+    }
+
+    fn with_inputs(
+        name: &str,
+        threads: &[(u32, u32)],
+        pci: &[String],
+        inputs: &[(String, String)],
+    ) -> Scratch {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join("launch-scripts")
             .join(name);
@@ -174,6 +212,11 @@ impl Scratch {
             );
         }
         w(dir.join("proc/cpuinfo"), &cpuinfo);
+        for (name, phys) in inputs {
+            let ev = sys.join(format!("class/input/event{INPUT_EVENT}/device"));
+            w(ev.join("name"), &format!("{name}\n"));
+            w(ev.join("phys"), &format!("{phys}\n"));
+        }
         for bdf in pci {
             let d = sys.join("bus/pci/devices").join(bdf);
             w(d.join("vendor"), "0x8086\n");
@@ -338,7 +381,12 @@ fn corpus_scripts_pass_acrns_arguments() {
             let acrn = expand_acrn(lines);
             let script = dir.join(gen::launch_script::file_name(*id));
             all_scripts.push(script.clone());
-            let scratch = Scratch::new(&format!("{name}-{id}"), &threads, &passthrough_bdfs(&acrn));
+            let scratch = Scratch::with_inputs(
+                &format!("{name}-{id}"),
+                &threads,
+                &passthrough_bdfs(&acrn),
+                &input_devices(lines),
+            );
             let ours = scratch.run(&script, None);
             if ours == acrn {
                 exact += 1;
@@ -575,4 +623,37 @@ fn a_failed_write_leaves_no_new_file() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left, ["launch_user_vm_id2.sh"]);
+}
+
+/// An input device the Service VM does not have is left out of the VM, as ACRN's script does;
+/// the rest of the VM is launched.
+#[test]
+fn an_input_device_the_service_vm_lacks_is_left_out() {
+    let Some(corpus) = corpus() else { return };
+    let board = corpus.join("adl-asrock/adl-asrock.xml");
+    let (dir, _) = generate(&board, &corpus.join("adl-asrock/shared.xml"), "no-input");
+    let script = dir.join("launch_user_vm_id1.sh");
+    let with = Scratch::with_inputs(
+        "input-there",
+        &threads(&board),
+        &["0000:00:02.0".into()],
+        &[(
+            "Raritan D2CIM-DVUSB".into(),
+            "usb-0000:00:14.0-4/input0".into(),
+        )],
+    )
+    .run(&script, None);
+    let without =
+        Scratch::new("input-absent", &threads(&board), &["0000:00:02.0".into()]).run(&script, None);
+    let input = [
+        "-s".to_owned(),
+        format!("3,virtio-input,/dev/input/event{INPUT_EVENT}"),
+    ];
+    let pos = with
+        .windows(2)
+        .position(|w| w == input)
+        .expect("input passed");
+    let mut expected = with.clone();
+    expected.drain(pos..pos + 2);
+    assert_eq!(without, expected);
 }

@@ -96,6 +96,8 @@ enum Param {
     Words(Vec<Word>),
     /// `--kernel "$kernel" [--ramdisk "$ramdisk"] --bootargs "$bootargs"`.
     Kernel,
+    /// Passed only when the shell variable (set before launch) is not empty.
+    IfSet(String, Vec<Word>),
 }
 
 /// What the script does before starting acrn-dm, and the arguments it passes.
@@ -113,6 +115,8 @@ pub struct VmScript {
     unbind: Vec<String>,
     /// (shell variable, block device) partitions mounted for virtio-blk images.
     mounts: Vec<(String, String)>,
+    /// (shell variable, device name, physical path) of input devices looked up at launch.
+    inputs: Vec<(String, String, String)>,
     needs_mac: bool,
     default_bootargs: String,
 }
@@ -199,6 +203,7 @@ fn build(
             taps: Vec::new(),
             unbind: Vec::new(),
             mounts: Vec::new(),
+            inputs: Vec::new(),
             needs_mac: false,
             default_bootargs: DEFAULT_BOOTARGS.to_owned(),
         },
@@ -245,6 +250,19 @@ impl Builder<'_> {
 
     /// `-s SLOT,KIND[,OPTIONS]`; `slot` as ACRN writes it (`0:0`, `1:0`, or a number).
     fn device(&mut self, slot: Option<String>, kind: &str, options: Word, rel: &str) {
+        if let Some(words) = self.device_words(slot, kind, options, rel) {
+            self.script.params.push(Param::Words(words));
+        }
+    }
+
+    /// The words of [`Self::device`], which the caller adds; `None` after an A14 finding.
+    fn device_words(
+        &mut self,
+        slot: Option<String>,
+        kind: &str,
+        options: Word,
+        rel: &str,
+    ) -> Option<Vec<Word>> {
         if kind.contains("virtio") && self.rtvm {
             self.plain_once("virtio_poll", &["--virtio_poll", "1000000"]);
         }
@@ -258,7 +276,7 @@ impl Builder<'_> {
                         format!("no free PCI slot for `{kind}` (slots 3..29 are all taken)"),
                         "remove devices from this VM; ACRN's launch scripts use slots 3 to 29",
                     );
-                    return;
+                    return None;
                 }
             },
         };
@@ -267,9 +285,7 @@ impl Builder<'_> {
             value.push(Part::Text(",".into()));
             value.extend(options);
         }
-        self.script
-            .params
-            .push(Param::Words(vec![text("-s"), value]));
+        Some(vec![text("-s"), value])
     }
 
     /// A device at the slot of a vBDF the scenario gives (ACRN uses the device number, in
@@ -410,18 +426,35 @@ impl Builder<'_> {
                 .as_deref()
                 .filter(|s| !s.is_empty());
             let id = input.id.as_deref().filter(|s| !s.is_empty());
-            let options = match (file, id) {
-                (Some(f), Some(id)) => format!("{f},id:{id}"),
-                (Some(f), None) => f.to_owned(),
-                // ACRN adds no device for an input without a backend.
-                (None, _) => continue,
+            // ACRN adds no device for an input without a backend.
+            let Some(file) = file else { continue };
+            let rel = format!("virtio_devices/input[{i}]");
+            // The configurator names a board's input device by its name and physical path;
+            // as in ACRN, the script finds its /dev/input/eventN at launch and leaves the
+            // device out (with a warning) when the Service VM does not have it. The slot is
+            // taken either way. ACRN then appends the id without its `id:` prefix.
+            let by_name = file
+                .strip_prefix("Device name: ")
+                .and_then(|r| r.rsplit_once(", Device physical path: "));
+            let Some((name, phys)) = by_name else {
+                let options = match id {
+                    Some(id) => format!("{file},id:{id}"),
+                    None => file.to_owned(),
+                };
+                self.device(None, "virtio-input", text(options), &rel);
+                continue;
             };
-            self.device(
-                None,
-                "virtio-input",
-                text(options),
-                &format!("virtio_devices/input[{i}]"),
-            );
+            let var = format!("input_{i}");
+            self.script
+                .inputs
+                .push((var.clone(), name.to_owned(), phys.to_owned()));
+            let mut options = vec![Part::Var(var.clone())];
+            if let Some(id) = id {
+                options.push(Part::Text(format!(",{id}")));
+            }
+            if let Some(words) = self.device_words(None, "virtio-input", options, &rel) {
+                self.script.params.push(Param::IfSet(var, words));
+            }
         }
         for (i, console) in vd.console.iter().enumerate() {
             let rel = format!("virtio_devices/console[{i}]");
@@ -733,7 +766,12 @@ impl VmScript {
         let _ = writeln!(s, "vm_name={}", sh_quote(name));
         s.push_str("script_dir=$(dirname \"$0\")\nacrn_dm=${ACRN_DM:-acrn-dm}\n");
         let offlines = !self.offline_apic_ids.is_empty();
-        if offlines || self.needs_mac || !self.taps.is_empty() || !self.unbind.is_empty() {
+        if offlines
+            || self.needs_mac
+            || !self.taps.is_empty()
+            || !self.unbind.is_empty()
+            || !self.inputs.is_empty()
+        {
             s.push_str("sysfs=${ACRN_SYSFS:-/sys}\n");
         }
         if offlines {
@@ -757,6 +795,7 @@ impl VmScript {
             (!self.unbind.is_empty(), UNBIND_DEVICE),
             (!self.taps.is_empty(), CREATE_TAP),
             (!self.mounts.is_empty(), MOUNT_PARTITION),
+            (!self.inputs.is_empty(), INPUT_EVENT),
         ] {
             if used {
                 s.push_str(helper);
@@ -788,12 +827,28 @@ impl VmScript {
         for (var, dev) in &self.mounts {
             let _ = writeln!(s, "{var}=$(mount_partition {})", sh_quote(dev));
         }
+        for (var, name, phys) in &self.inputs {
+            let _ = writeln!(
+                s,
+                "{var}=$(input_event {} {})",
+                sh_quote(name),
+                sh_quote(phys)
+            );
+        }
         s.push_str("set --\n");
         for p in &self.params {
             match p {
                 Param::Words(words) => {
                     let rendered: Vec<String> = words.iter().map(render_word).collect();
                     let _ = writeln!(s, "set -- \"$@\" {}", rendered.join(" "));
+                }
+                Param::IfSet(var, words) => {
+                    let rendered: Vec<String> = words.iter().map(render_word).collect();
+                    let _ = writeln!(
+                        s,
+                        "if [ -n \"${{{var}}}\" ]; then\n    set -- \"$@\" {}\nfi",
+                        rendered.join(" ")
+                    );
                 }
                 Param::Kernel => s.push_str(
                     "set -- \"$@\" --kernel \"$kernel\"\n\
@@ -802,15 +857,17 @@ impl VmScript {
                 ),
             }
         }
-        s.push_str(
-            "\necho \"$vm_name: $acrn_dm $*\" >&2\n\
-             status=0\n\
-             \"$acrn_dm\" \"$@\" || status=$?\n",
-        );
-        for (var, _) in &self.mounts {
-            let _ = writeln!(s, "unmount_partition \"${{{var}}}\"");
+        s.push_str("\necho \"$vm_name: $acrn_dm $*\" >&2\n");
+        if self.mounts.is_empty() {
+            // acrn-dm replaces the shell: signals reach it directly and its status is ours.
+            s.push_str("exec \"$acrn_dm\" \"$@\"\n");
+        } else {
+            s.push_str("status=0\n\"$acrn_dm\" \"$@\" || status=$?\n");
+            for (var, _) in &self.mounts {
+                let _ = writeln!(s, "unmount_partition \"${{{var}}}\"");
+            }
+            s.push_str("exit \"$status\"\n");
         }
-        s.push_str("exit \"$status\"\n");
         s
     }
 }
@@ -874,6 +931,20 @@ create_tap() {
         ip link set "$1" master acrn-br0
     fi
     ip link set dev "$1" up
+}
+"#;
+
+/// `input_event`.
+const INPUT_EVENT: &str = r#"# input_event NAME PHYS: the /dev/input/eventN of the input device with this name and
+# physical path, or nothing (with a warning) when the Service VM has no such device.
+input_event() {
+    for ev in "$sysfs"/class/input/event*; do
+        if [ "$(cat "$ev/device/name" 2>/dev/null)" = "$1" ] && [ "$(cat "$ev/device/phys" 2>/dev/null)" = "$2" ]; then
+            echo "/dev/input/${ev##*/}"
+            return
+        fi
+    done
+    echo "$vm_name: no input device \"$1\" at $2 in the Service VM; the VM gets no virtio-input for it" >&2
 }
 "#;
 
