@@ -965,6 +965,151 @@ unmount_partition() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::{
+        IvshmemRegion, IvshmemVm, IvshmemVms, Vbdf, VirtioConsole, VirtioDevices, VmMemory,
+    };
+    use std::path::Path;
+
+    fn load(scen: &str) -> (Board, Scenario) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/qemu-epyc");
+        let r = crate::validate(
+            &dir.join("qemu-epyc.xml"),
+            &dir.join(scen),
+            &crate::ValidateOptions::default(),
+        );
+        (r.board.unwrap(), r.scenario.unwrap())
+    }
+
+    /// The arguments of a script, shell variables shown as `$name`.
+    fn argv(s: &VmScript) -> Vec<String> {
+        let word = |w: &Word| {
+            w.iter()
+                .map(|p| match p {
+                    Part::Text(t) => t.clone(),
+                    Part::Var(v) => format!("${v}"),
+                })
+                .collect::<String>()
+        };
+        let mut out = Vec::new();
+        for p in &s.params {
+            match p {
+                Param::Words(ws) | Param::IfSet(_, ws) => out.extend(ws.iter().map(word)),
+                Param::Kernel => out.push("KERNEL".into()),
+            }
+        }
+        out
+    }
+
+    /// POST_VM1 of qemu-epyc's shared scenario after `edit`.
+    fn post_vm1(edit: impl FnOnce(&mut Scenario)) -> Result<VmScript, Findings> {
+        let (b, mut s) = load("shared.xml");
+        edit(&mut s);
+        scripts(&b, &s).map(|v| v.into_iter().next().unwrap())
+    }
+
+    #[test]
+    fn device_model_ivshmem_pci_console_and_vuart_indices_follow_acrn() {
+        let script = post_vm1(|s| {
+            s.vm[1].console_vuart = Some(ConsoleVuart::Pci);
+            let region = |name: &str, by, dev| IvshmemRegion {
+                name: name.into(),
+                provided_by: Some(by),
+                size_mb: Some(4),
+                region_id: Some("1".into()),
+                vms: IvshmemVms {
+                    vm: vec![IvshmemVm {
+                        vm_name: "POST_VM1".into(),
+                        vbdf: Some(Vbdf {
+                            bus: 0,
+                            dev,
+                            func: 0,
+                        }),
+                    }],
+                },
+            };
+            let f = s.hv.features.get_or_insert_with(Default::default);
+            f.ivshmem.get_or_insert_with(Default::default).regions = vec![
+                region("hv_first", ProvidedBy::Hypervisor, 9),
+                region("dm_second", ProvidedBy::DeviceModel, 8),
+            ];
+        })
+        .unwrap();
+        let args = argv(&script);
+        let from = args.iter().position(|a| a == "0:0,hostbridge").unwrap() + 1;
+        // Device-model regions first; the console's vUART takes the first free slot (3).
+        assert_eq!(
+            args[from..from + 6],
+            [
+                "-s",
+                "8,ivshmem,dm:/dm_second,4,1",
+                "-s",
+                "9,ivshmem,hv:/hv_first,4,1",
+                "-s",
+                "3,uart,vuart_idx:0"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_vm_without_bootloader_or_memory_and_customized_parameters() {
+        let script = post_vm1(|s| {
+            s.vm[1].vbootloader = Some(false);
+            s.vm[1].memory = Some(VmMemory::default());
+            s.vm[1].customized_parameters = Some("--debugexit  --virtio_msi".into());
+        })
+        .unwrap();
+        assert_eq!(
+            script.differences,
+            [
+                Difference::KernelWithoutBootloader,
+                Difference::DefaultMemory,
+                Difference::CustomizedSplit
+            ]
+        );
+        let args = argv(&script);
+        assert!(args.windows(3).any(|w| w == ["-m", "1024M", "KERNEL"]));
+        assert_eq!(
+            args[args.len() - 3..],
+            ["--debugexit", "--virtio_msi", "POST_VM1"]
+        );
+    }
+
+    #[test]
+    fn underivable_devices_are_a14() {
+        let console = post_vm1(|s| {
+            s.vm[1].virtio_devices = Some(VirtioDevices {
+                console: vec![VirtioConsole {
+                    backend_type: Some(ConsoleBackend::File),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        })
+        .unwrap_err();
+        let f: Vec<_> = console.iter().collect();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].check, "A14");
+        assert!(
+            f[0].message.contains("no output_file_path"),
+            "{}",
+            f[0].message
+        );
+        // Slots 3..29 hold 27 devices.
+        let full = post_vm1(|s| {
+            s.vm[1].virtio_devices = Some(VirtioDevices {
+                block: (0..28).map(|i| format!("/disk{i}.img")).collect(),
+                ..Default::default()
+            });
+        })
+        .unwrap_err();
+        let f: Vec<_> = full.iter().collect();
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].message.contains("no free PCI slot"),
+            "{}",
+            f[0].message
+        );
+    }
 
     #[test]
     fn leading_bdfs_are_read_like_acrn() {
