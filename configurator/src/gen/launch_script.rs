@@ -749,13 +749,14 @@ impl VmScript {
         for d in &self.differences {
             let _ = writeln!(s, "#   - {}", d.describe());
         }
+        let shown = comment(name);
         let _ = write!(
             s,
             "#\n\
              # Environment:\n\
              #   ACRN_DM            the device model to run (default: acrn-dm on PATH)\n\
-             #   ACRN_UVM_KERNEL    the VM's kernel (default: {name}_kernel beside this script)\n\
-             #   ACRN_UVM_RAMDISK   its initramfs (default: {name}_ramdisk beside this script, if there)\n\
+             #   ACRN_UVM_KERNEL    the VM's kernel (default: {shown}_kernel beside this script)\n\
+             #   ACRN_UVM_RAMDISK   its initramfs (default: {shown}_ramdisk beside this script, if there)\n\
              #   ACRN_UVM_BOOTARGS  its command line (default: {})\n\
              #   ACRN_SYSFS, ACRN_PROCFS  where sysfs and procfs are (default: /sys, /proc)\n\
              \n\
@@ -782,10 +783,13 @@ impl VmScript {
             "kernel=${{ACRN_UVM_KERNEL:-$script_dir/{}}}",
             sh_quote(&kernel_tag(name))
         );
-        let _ = writeln!(s, "ramdisk=${{ACRN_UVM_RAMDISK:-}}");
         let _ = writeln!(
             s,
-            "if [ -z \"$ramdisk\" ] && [ -e \"$script_dir/{name}_ramdisk\" ]; then\n    ramdisk=$script_dir/{name}_ramdisk\nfi"
+            "ramdisk=${{ACRN_UVM_RAMDISK:-}}\nramdisk_beside=$script_dir/{}",
+            sh_quote(&format!("{name}_ramdisk"))
+        );
+        s.push_str(
+            "if [ -z \"$ramdisk\" ] && [ -e \"$ramdisk_beside\" ]; then\n    ramdisk=$ramdisk_beside\nfi\n",
         );
         let _ = writeln!(s, "default_bootargs={}", sh_quote(&self.default_bootargs));
         s.push_str("bootargs=${ACRN_UVM_BOOTARGS:-$default_bootargs}\n");
