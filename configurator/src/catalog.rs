@@ -11,7 +11,7 @@
 //! | `C01`..`C44` | ACRN's semantic checks (reference §4.4) | [`crate::checks`] |
 //! | `B01`..`B08` | ACRN's build-time checks (reference §4.5) | [`crate::checks`] |
 //! | `X01`..`X07` | our checks, stricter than ACRN | [`crate::checks`] |
-//! | `A01`..`A13` | allocation (only problems validation cannot see) | [`crate::alloc`] |
+//! | `A01`..`A14` | allocation and launch scripts (only problems validation cannot see) | [`crate::alloc`], [`crate::gen::launch_script`] |
 //!
 //! File and board ids have three digits and letters of their own so they cannot be confused
 //! with the two-digit build-time (`B..`) and stricter (`X..`) checks.
@@ -162,6 +162,11 @@ pub const ALLOC: &[Entry] = &[
         "SERIAL_CONSOLE is not a usable serial port of the board",
     ),
     ("A13", Severity::Error, "a VM id does not fit the tables"),
+    (
+        "A14",
+        Severity::Error,
+        "a post-launched VM's launch script cannot be derived (a virtio network without interface_name, a virtio console without the path its backend needs, no free PCI slot in 3..29)",
+    ),
     (
         "A99",
         Severity::Critical,

@@ -86,7 +86,7 @@ pub fn read_scenario(text: &str) -> Option<Scenario> {
 }
 
 /// Semantic checks, then (when they pass) allocation and generation: an allocation that
-/// succeeds always renders, and the tables name every VM.
+/// succeeds always renders, the tables name every VM, and launch scripts never panic.
 pub fn check_and_generate(board: &Board, scenario: &Scenario) {
     let mut findings = Findings::new();
     checks::run_all(board, scenario, &mut findings);
@@ -104,5 +104,18 @@ pub fn check_and_generate(board: &Board, scenario: &Scenario) {
             "VM {} missing from the tables",
             vm.name
         );
+    }
+    // Launch scripts: derived or refused with findings, never a panic; no value breaks out of
+    // the header's comments (everything before `set -eu` is a comment or blank).
+    if let Ok(scripts) = gen::launch_script::scripts(board, scenario) {
+        for s in scripts {
+            let text = s.render(&board.name, "fuzz");
+            let header = text.split("\nset -eu\n").next().unwrap_or_default();
+            assert!(
+                header.lines().all(|l| l.is_empty() || l.starts_with('#')),
+                "script header of {} has a non-comment line:\n{header}",
+                s.vm_name
+            );
+        }
     }
 }

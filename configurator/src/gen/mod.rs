@@ -3,13 +3,16 @@
 //! * `vm_tables.rs`: `pub const HV_RAM_START` and `pub static PLATFORM:
 //!   acrn_static_config::PlatformConfig`, for the hypervisor's `build.rs` to `include!`;
 //! * `partition.md`: who owns which CPUs, memory, devices, vUARTs and IVSHMEM regions;
-//! * `manifest.json`: VMs, boot module tags, memory and pCPUs for the build/run commands.
+//! * `manifest.json`: VMs, boot module tags, memory and pCPUs for the build/run commands;
+//! * `launch_user_vm_id<N>.sh`: ACRN's launch script of each post-launched VM
+//!   ([`launch_script`]).
 //!
 //! Output is a pure function of the inputs (no timestamps, sorted containers only).
 //! [`generate`] is the whole pipeline: validate, allocate, render; nothing is written until
 //! every stage succeeded ([`GeneratedFiles::write_to`]).
 
 mod context;
+pub mod launch_script;
 mod manifest;
 
 use std::path::Path;
@@ -96,12 +99,24 @@ pub fn generate(
         Ok(a) => a,
         Err(f) => return Err(failed(report, f)),
     };
+    let scripts = match launch_script::scripts(b, s) {
+        Ok(v) => v,
+        Err(f) => return Err(failed(report, f)),
+    };
     let name = opts
         .scenario_name
         .clone()
         .unwrap_or_else(|| scenario_name(s, scenario));
     match render(b, s, &alloc, &name) {
-        Ok(files) => Ok(files),
+        Ok(mut files) => {
+            for script in &scripts {
+                files
+                    .files
+                    .push((script.file_name(), script.render(&b.name, &name)));
+            }
+            files.files.sort();
+            Ok(files)
+        }
         Err(e) => {
             let mut f = Findings::new();
             f.push(
@@ -138,7 +153,8 @@ pub fn scenario_name(s: &Scenario, path: &Path) -> String {
     stem
 }
 
-/// Renders the three files from an allocation.
+/// Renders the tables, `partition.md` and the manifest from an allocation (the launch
+/// scripts come from [`launch_script::scripts`]).
 pub fn render(
     board: &Board,
     scenario: &Scenario,
@@ -216,20 +232,60 @@ impl GeneratedFiles {
             .map(|(_, c)| c.as_str())
     }
 
-    /// Writes every file into `dir` (created if needed), each through a temporary file and
-    /// a rename, so an existing file is either the old or the new version, never half.
+    /// Writes every file into `dir` (created if needed): all are written to temporary files
+    /// first, then renamed into place, so a failure leaves no new file behind (and each
+    /// existing file is either the old or the new version, never half). Launch scripts
+    /// (`.sh`) are made executable.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        for (name, body) in &self.files {
-            let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-            std::fs::write(&tmp, body)?;
-            if let Err(e) = std::fs::rename(&tmp, dir.join(name)) {
-                let _ = std::fs::remove_file(&tmp);
+        let mut written: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+        let staged = (|| {
+            for (name, body) in &self.files {
+                let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+                written.push((tmp.clone(), dir.join(name)));
+                std::fs::write(&tmp, body)?;
+                if name.ends_with(".sh") {
+                    make_executable(&tmp)?;
+                }
+            }
+            Ok(())
+        })();
+        // A rename in one directory fails only when the target is a directory: refuse that
+        // before the first rename, so all files are replaced or none.
+        let staged = staged.and_then(|()| match written.iter().find(|(_, d)| d.is_dir()) {
+            Some((_, d)) => Err(std::io::Error::other(format!(
+                "{} is a directory",
+                d.display()
+            ))),
+            None => Ok(()),
+        });
+        if let Err(e) = staged {
+            for (tmp, _) in &written {
+                let _ = std::fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+        for (i, (tmp, dest)) in written.iter().enumerate() {
+            if let Err(e) = std::fs::rename(tmp, dest) {
+                for (t, _) in &written[i..] {
+                    let _ = std::fs::remove_file(t);
+                }
                 return Err(e);
             }
         }
         Ok(())
     }
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]
