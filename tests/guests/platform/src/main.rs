@@ -12,6 +12,7 @@
 
 mod attacker;
 mod idt;
+mod ivshmem;
 mod lapic;
 mod timer;
 mod victim;
@@ -77,8 +78,10 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         victim::run(&p, khz, &mut verdict);
     } else if p.flag("timer") {
         timer::run(&p, khz, &mut verdict);
+    } else if p.flag("ivshmem") {
+        ivshmem::run(&p, khz, &mut verdict);
     } else {
-        println!("platform: no mode on the command line (attacker, victim or timer)");
+        println!("platform: no mode on the command line (attacker, victim, timer or ivshmem)");
         verdict.check(false, "no mode");
     }
     verdict.print();
