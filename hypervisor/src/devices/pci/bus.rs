@@ -6,13 +6,15 @@ use super::access::{self, ConfigTarget, CONFIG_ADDRESS, CONFIG_DATA};
 use super::function::{Function, MsiMessage, Signal};
 use super::ivshmem::{self, Doorbell, Ivshmem};
 use super::{host_bridge, ECAM_BUSES, ECAM_GPA, ECAM_SIZE};
-use crate::devices::BusDevice;
+use crate::devices::{BusDevice, IOAPIC_GPA};
 use crate::hvlog;
 use crate::vm::Vm;
 use acrn_static_config::{Bdf, LoadOrder, VmConfig};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::Mutex;
 
+/// End of the interrupt controllers' range (vIOAPIC at 0xFEC00000, local APIC at 0xFEE00000).
+const APICS_END: u64 = 0xFEF0_0000;
 /// IVSHMEM devices one VM may have.
 const MAX_IVSHMEM: usize = 8;
 
@@ -26,6 +28,9 @@ struct IvshmemSlot {
     dev: Ivshmem,
     /// Where the region is mapped in the VM now.
     mapped: Option<u64>,
+    /// A refused BAR2 placement was reported (once per device, so a guest cannot flood the
+    /// console).
+    reported: bool,
 }
 
 pub struct Vpci {
@@ -268,6 +273,7 @@ fn ivshmem_slot(
         shm_size: size,
         dev,
         mapped: None,
+        reported: false,
     })
 }
 
@@ -288,26 +294,26 @@ fn remap(vm: &Vm, d: &mut IvshmemSlot, to: Option<u64>) -> bool {
             .iter()
             .any(|r| overlaps(gpa, d.shm_size, r.gpa, r.size))
     });
-    if over_ram || overlaps(gpa, d.shm_size, ECAM_GPA, ECAM_SIZE) {
+    // The vIOAPIC and local APIC pages stay the hypervisor's.
+    let over_apics = overlaps(gpa, d.shm_size, IOAPIC_GPA, APICS_END - IOAPIC_GPA);
+    let refused = if over_ram || over_apics || overlaps(gpa, d.shm_size, ECAM_GPA, ECAM_SIZE) {
+        Some("overlaps its RAM, ECAM or the APICs")
+    } else if mem.map(gpa, d.shm_hpa, d.shm_size).is_err() {
+        // A partial map is undone so nothing of the region stays reachable.
+        let _ = mem.unmap(gpa, d.shm_size);
+        flush = true;
+        Some("cannot be mapped")
+    } else {
+        d.mapped = Some(gpa);
+        None
+    };
+    if let Some(why) = refused.filter(|_| !d.reported) {
+        d.reported = true;
         hvlog!(
-            "VM {} {}: IVSHMEM BAR2 at {gpa:#x} overlaps its RAM or ECAM; the region is not mapped there",
+            "VM {} {}: IVSHMEM BAR2 at {gpa:#x} {why}; the region is not mapped there (reported once)",
             vm.id,
             vm.name()
         );
-        return flush;
-    }
-    match mem.map(gpa, d.shm_hpa, d.shm_size) {
-        Ok(()) => d.mapped = Some(gpa),
-        Err(_) => {
-            // A partial map is undone so nothing of the region stays reachable.
-            let _ = mem.unmap(gpa, d.shm_size);
-            hvlog!(
-                "VM {} {}: IVSHMEM BAR2 at {gpa:#x} cannot be mapped; the region is not mapped there",
-                vm.id,
-                vm.name()
-            );
-            flush = true;
-        }
     }
     flush
 }

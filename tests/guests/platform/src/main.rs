@@ -4,7 +4,9 @@
 //! * `victim`: counts every vector its CPUs receive while it listens, and passes only if
 //!   nothing arrived that it did not send itself;
 //! * `timer`: measures the local APIC timer against the TSC in one-shot, periodic and
-//!   TSC-deadline modes, in xAPIC and x2APIC mode.
+//!   TSC-deadline modes, in xAPIC and x2APIC mode;
+//! * `ivshmem`: the virtual PCI bus and an IVSHMEM device shared with a peer VM (see
+//!   `ivshmem.rs`).
 //!
 //! Line formats are in tests/guests/README.md.
 #![no_std]
