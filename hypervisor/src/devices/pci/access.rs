@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn port_mechanism_decodes_bdf_register_and_byte() {
-        let addr = 1 << 31 | 0 << 16 | 8 << 11 | 0 << 8 | 0x10;
+        let addr = 1 << 31 | 8 << 11 | 0x10; // bus 0, device 8, function 0, register 0x10
         assert_eq!(
             port_target(addr, 0xCFC, 4),
             Some(ConfigTarget {

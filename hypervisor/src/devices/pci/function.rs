@@ -260,7 +260,7 @@ impl Function {
             .flatten()
             .ok_or(BuildError::MsixLayout)?;
         let n = layout.vectors as u64;
-        let fits = |off: u32, len: u64| off % 8 == 0 && off as u64 + len <= bar.size;
+        let fits = |off: u32, len: u64| off.is_multiple_of(8) && off as u64 + len <= bar.size;
         if n == 0
             || n as usize > MAX_MSIX_VECTORS
             || !fits(layout.table_offset, n * MSIX_ENTRY_SIZE)
