@@ -340,9 +340,42 @@ pub fn build_guest_tables(
         t[140..148].copy_from_slice(&(base + DSDT as u64).to_le_bytes());
         seal(t, 276);
     }
-    let d = &mut buf[DSDT..DSDT + 36];
-    header(d, b"DSDT", 36, 2);
-    seal(d, 36);
+    // The DSDT reserves the ECAM window as a motherboard resource: without that, Linux
+    // refuses the MCFG and falls back to port 0xCF8.
+    let aml = mcfg.map(|(ecam, end_bus)| ecam_reservation(ecam, (end_bus as u32 + 1) << 20));
+    let aml: &[u8] = aml.as_ref().map_or(&[], |a| &a[..]);
+    let dlen = 36 + aml.len();
+    let d = &mut buf[DSDT..DSDT + dlen];
+    header(d, b"DSDT", dlen, 2);
+    d[36..].copy_from_slice(aml);
+    seal(d, dlen);
+}
+
+/// Length of [`ecam_reservation`]'s AML.
+const ECAM_AML_LEN: usize = 46;
+
+/// AML for `Scope (\_SB) { Device (ECAM) { Name (_HID, EisaId ("PNP0C02")) Name (_CRS,
+/// ResourceTemplate () { Memory32Fixed (ReadOnly, base, len) }) } }`.
+fn ecam_reservation(base: u64, len: u32) -> [u8; ECAM_AML_LEN] {
+    let mut a = [0u8; ECAM_AML_LEN];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        a[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    // ScopeOp, PkgLength (everything after ScopeOp), \_SB_ path.
+    put(&[0x10, (ECAM_AML_LEN - 1) as u8, b'_', b'S', b'B', b'_']);
+    // DeviceOp, PkgLength, name.
+    put(&[0x5B, 0x82, (ECAM_AML_LEN - 8) as u8, b'E', b'C', b'A', b'M']);
+    // Name (_HID, DWordConst EISA "PNP0C02").
+    put(&[0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x0C, 0x02]);
+    // Name (_CRS, Buffer (14) { Memory32Fixed, EndTag }).
+    put(&[0x08, b'_', b'C', b'R', b'S', 0x11, 0x11, 0x0A, 0x0E]);
+    put(&[0x86, 0x09, 0x00, 0x00]);
+    put(&(base as u32).to_le_bytes());
+    put(&len.to_le_bytes());
+    put(&[0x79, 0x00]);
+    a
 }
 
 #[cfg(test)]
@@ -424,6 +457,22 @@ mod tests {
             0xE000_0000
         );
         assert_eq!((t[54], t[55]), (0, 0));
+        // The DSDT reserves the ECAM window (PNP0C02 with Memory32Fixed base, 1 MiB).
+        let dsdt = &buf[0x600..0x600 + 36 + ECAM_AML_LEN];
+        assert_eq!(
+            u32::from_le_bytes(dsdt[4..8].try_into().unwrap()) as usize,
+            dsdt.len()
+        );
+        let aml = &dsdt[36..];
+        assert_eq!(aml[1] as usize, aml.len() - 1); // Scope PkgLength
+        assert_eq!(aml[8] as usize, aml.len() - 8); // Device PkgLength
+        assert!(aml.windows(4).any(|w| w == [0x41, 0xD0, 0x0C, 0x02]));
+        let crs = aml.windows(4).position(|w| w == *b"_CRS").unwrap() + 4;
+        assert_eq!(aml[crs + 1] as usize, aml.len() - crs - 1); // Buffer PkgLength
+        assert_eq!(&aml[crs + 4..crs + 8], &[0x86, 0x09, 0x00, 0x00]);
+        assert_eq!(&aml[crs + 8..crs + 12], &0xE000_0000u32.to_le_bytes());
+        assert_eq!(&aml[crs + 12..crs + 16], &0x10_0000u32.to_le_bytes());
+        assert_eq!(&aml[aml.len() - 2..], &[0x79, 0x00]);
         // Every table checksums to zero.
         for (o, l) in [
             (0x40usize, 68usize),
@@ -431,7 +480,7 @@ mod tests {
             (0x740, 60),
             (0x90, 44 + 24 + 12 + 10),
             (0x400, 276),
-            (0x600, 36),
+            (0x600, 36 + ECAM_AML_LEN),
         ] {
             assert_eq!(checksum(&buf[o..o + l]), 0, "table at {o:#x}");
         }
