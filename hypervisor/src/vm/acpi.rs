@@ -1,6 +1,6 @@
 //! ACPI: reading the host's MADT (to check the board's CPUs) and building the small set of
 //! tables a pre-launched VM gets (RSDP at GPA 0xF2400 as in ACRN, XSDT, MADT, FADT, DSDT, and
-//! the MCFG of its virtual PCI).
+//! the MCFG of its virtual PCI, whose ECAM window the DSDT reserves).
 
 use crate::bootinfo::PhysRead;
 
