@@ -2,7 +2,7 @@
 //! tables but does not enforce yet. `build` and `run` print every item as a warning (the
 //! hypervisor prints the same at boot), so nothing the user wrote is dropped in silence.
 
-use crate::scenario::model::{ConsoleVuart, LoadOrder, Scenario};
+use crate::scenario::model::{ConsoleVuart, LoadOrder, ProvidedBy, Scenario};
 
 /// One scenario element the hypervisor does not enforce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,13 +49,29 @@ pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
             });
         }
     }
+    // Hypervisor-provided regions are emulated for pre-launched VMs (vPCI); the Service VM and
+    // post-launched VMs do not get them yet, nor does anyone get a Device Model region.
     for r in hv.ivshmem_regions() {
+        let by_dm = r.provided_by == Some(ProvidedBy::DeviceModel);
         for m in &r.vms.vm {
+            let pre_launched = scenario
+                .vm
+                .iter()
+                .find(|v| v.name == m.vm_name)
+                .is_some_and(|v| v.load_order == Some(LoadOrder::PreLaunched));
+            if pre_launched && !by_dm {
+                continue;
+            }
+            let why = if by_dm {
+                "regions provided by the Device Model are not emulated"
+            } else {
+                "only pre-launched VMs get IVSHMEM devices"
+            };
             out.push(Unenforced {
                 vm: Some(m.vm_name.clone()),
                 element: "IVSHMEM_REGION",
                 detail: format!(
-                    "region {:?}: no IVSHMEM device or shared memory is given to the VM",
+                    "region {:?}: no IVSHMEM device or shared memory is given to the VM ({why})",
                     r.name
                 ),
             });

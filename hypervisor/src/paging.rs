@@ -222,6 +222,15 @@ impl<F: EntryFormat> PageTable<F> {
         self.root
     }
 
+    /// The table rooted at `root`, to change it after it was built. The caller serializes
+    /// changes to the same range.
+    pub fn from_root(root: u64) -> Self {
+        PageTable {
+            root,
+            _f: PhantomData,
+        }
+    }
+
     /// Maps `[gpa, gpa+size)` to `[hpa, hpa+size)`, using 1 GiB and 2 MiB pages wherever both
     /// addresses are aligned and enough remains. Existing mappings in the range are replaced
     /// (a huge page that is only partly covered is split first).

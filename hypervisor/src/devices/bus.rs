@@ -5,6 +5,7 @@
 
 use super::ioapic::Vioapic;
 use super::irq::{gsi_levels, LineOp, Message};
+use super::pci::{ConfigPorts, PciMmio, Vpci};
 use super::pic::Vpic;
 use super::rtc::Vrtc;
 use super::uart::Vuart;
@@ -80,6 +81,7 @@ pub struct VmDevices {
     ioapic: IoApic,
     pic: Pic,
     rtc: Rtc,
+    pci: Vpci,
     reported: Mutex<([(Space, u64); REPORTED_MAX], usize)>,
 }
 
@@ -223,6 +225,7 @@ impl VmDevices {
             rtc: Rtc {
                 model: Mutex::new(None),
             },
+            pci: Vpci::new(),
             reported: Mutex::new(([(Space::Port, 0); REPORTED_MAX], 0)),
         }
     }
@@ -255,7 +258,13 @@ impl VmDevices {
                 crate::tsc::khz() as u64 * 1000,
             )
         });
+        self.pci.reset(vm);
         self.reported.lock().1 = 0;
+    }
+
+    /// The VM's virtual PCI.
+    pub fn pci(&self) -> &Vpci {
+        &self.pci
     }
 
     /// The device at `addr` in `space`, if any.
@@ -269,13 +278,20 @@ impl VmDevices {
                         return Some(&self.console);
                     }
                 }
+                if self.pci.claims_port(port) {
+                    return Some(&ConfigPorts);
+                }
                 match port {
                     0x20 | 0x21 | 0xA0 | 0xA1 | 0x4D0 | 0x4D1 => Some(&self.pic),
                     0x70 | 0x71 if layout.rtc.load(Ordering::Relaxed) => Some(&self.rtc),
                     _ => None,
                 }
             }
-            Space::Mmio => (addr & !0xFFF == IOAPIC_GPA).then_some(&self.ioapic as &dyn BusDevice),
+            Space::Mmio if addr & !0xFFF == IOAPIC_GPA => Some(&self.ioapic),
+            Space::Mmio => self
+                .pci
+                .claims_mmio(addr)
+                .then_some(&PciMmio as &dyn BusDevice),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The virtual platform every VM gets, as plain host-tested state machines (`irq`, `lapic`,
-//! `ioapic`, `pic`, `rtc`, `uart`): each device takes its inputs (register accesses, line
+//! `ioapic`, `pic`, `rtc`, `uart`, and the
+//! virtual PCI functions in `pci`): each device takes its inputs (register accesses, line
 //! changes, the time as TSC values) and returns its effects (messages to deliver, timers to
 //! arm). On the hypervisor, [`VmDevices`] is a VM's device bus: port and MMIO ranges routed
 //! to device objects behind one small trait ([`BusDevice`]). The local APIC is per vCPU and
@@ -8,6 +9,7 @@
 pub mod ioapic;
 pub mod irq;
 pub mod lapic;
+pub mod pci;
 pub mod pic;
 pub mod rtc;
 pub mod uart;

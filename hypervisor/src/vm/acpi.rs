@@ -1,5 +1,6 @@
 //! ACPI: reading the host's MADT (to check the board's CPUs) and building the small set of
-//! tables a pre-launched VM gets (RSDP at GPA 0xF2400 as in ACRN, XSDT, MADT, FADT, DSDT).
+//! tables a pre-launched VM gets (RSDP at GPA 0xF2400 as in ACRN, XSDT, MADT, FADT, DSDT, and
+//! the MCFG of its virtual PCI, whose ECAM window the DSDT reserves).
 
 use crate::bootinfo::PhysRead;
 
@@ -227,8 +228,8 @@ fn seal(t: &mut [u8], len: usize) {
 /// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
 /// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it
 /// names `pm_timer`, the machine's read-only PM timer, which guests calibrate the TSC against)
-/// and an empty DSDT into `buf`, which the caller places at guest-physical `base`
-/// (= [`GUEST_RSDP_GPA`]).
+/// an empty DSDT and, with `mcfg` (ECAM base, last bus), an MCFG for PCI segment 0 from bus 0
+/// into `buf`, which the caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]).
 pub fn build_guest_tables(
     buf: &mut [u8; GUEST_TABLES_SIZE],
     base: u64,
@@ -236,13 +237,16 @@ pub fn build_guest_tables(
     ioapic: Option<(u8, u32)>,
     hpet: Option<u64>,
     pm_timer: Option<PmTimer>,
+    mcfg: Option<(u64, u8)>,
 ) {
     buf.fill(0);
     const XSDT: usize = 0x40;
-    const MADT: usize = 0x80;
+    const MADT: usize = 0x90;
     const FADT: usize = 0x400;
     const DSDT: usize = 0x600;
     const HPET: usize = 0x700;
+    const MCFG: usize = 0x740;
+    const MCFG_LEN: usize = 60;
     let vcpus = vcpus.min(MAX_CPUS as u32) as usize;
     // RSDP (revision 2).
     let r = &mut buf[..36];
@@ -254,16 +258,35 @@ pub fn build_guest_tables(
     r[24..32].copy_from_slice(&(base + XSDT as u64).to_le_bytes());
     r[8] = 0u8.wrapping_sub(checksum(&r[..20]));
     r[32] = 0u8.wrapping_sub(checksum(&r[..36]));
-    // XSDT -> MADT, FADT (, HPET).
-    let xlen = if hpet.is_some() { 60 } else { 52 };
+    // XSDT -> MADT, FADT (, HPET) (, MCFG).
+    let mut entries = [0u64; 4];
+    let mut n = 0;
+    for (table, present) in [
+        (MADT, true),
+        (FADT, true),
+        (HPET, hpet.is_some()),
+        (MCFG, mcfg.is_some()),
+    ] {
+        if present {
+            entries[n] = base + table as u64;
+            n += 1;
+        }
+    }
+    let xlen = 36 + 8 * n;
     let x = &mut buf[XSDT..XSDT + xlen];
     header(x, b"XSDT", xlen, 1);
-    x[36..44].copy_from_slice(&(base + MADT as u64).to_le_bytes());
-    x[44..52].copy_from_slice(&(base + FADT as u64).to_le_bytes());
-    if hpet.is_some() {
-        x[52..60].copy_from_slice(&(base + HPET as u64).to_le_bytes());
+    for (i, e) in entries[..n].iter().enumerate() {
+        x[36 + 8 * i..44 + 8 * i].copy_from_slice(&e.to_le_bytes());
     }
     seal(x, xlen);
+    if let Some((ecam, end_bus)) = mcfg {
+        let t = &mut buf[MCFG..MCFG + MCFG_LEN];
+        header(t, b"MCFG", MCFG_LEN, 1);
+        // One allocation: base, segment 0, buses 0..=end_bus.
+        t[44..52].copy_from_slice(&ecam.to_le_bytes());
+        t[55] = end_bus;
+        seal(t, MCFG_LEN);
+    }
     if let Some(addr) = hpet {
         let t = &mut buf[HPET..HPET + 56];
         header(t, b"HPET", 56, 1);
@@ -317,9 +340,42 @@ pub fn build_guest_tables(
         t[140..148].copy_from_slice(&(base + DSDT as u64).to_le_bytes());
         seal(t, 276);
     }
-    let d = &mut buf[DSDT..DSDT + 36];
-    header(d, b"DSDT", 36, 2);
-    seal(d, 36);
+    // The DSDT reserves the ECAM window as a motherboard resource: without that, Linux
+    // refuses the MCFG and falls back to port 0xCF8.
+    let aml = mcfg.map(|(ecam, end_bus)| ecam_reservation(ecam, (end_bus as u32 + 1) << 20));
+    let aml: &[u8] = aml.as_ref().map_or(&[], |a| &a[..]);
+    let dlen = 36 + aml.len();
+    let d = &mut buf[DSDT..DSDT + dlen];
+    header(d, b"DSDT", dlen, 2);
+    d[36..].copy_from_slice(aml);
+    seal(d, dlen);
+}
+
+/// Length of [`ecam_reservation`]'s AML.
+const ECAM_AML_LEN: usize = 46;
+
+/// AML for `Scope (\_SB) { Device (ECAM) { Name (_HID, EisaId ("PNP0C02")) Name (_CRS,
+/// ResourceTemplate () { Memory32Fixed (ReadOnly, base, len) }) } }`.
+fn ecam_reservation(base: u64, len: u32) -> [u8; ECAM_AML_LEN] {
+    let mut a = [0u8; ECAM_AML_LEN];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        a[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    // ScopeOp, PkgLength (everything after ScopeOp), \_SB_ path.
+    put(&[0x10, (ECAM_AML_LEN - 1) as u8, b'_', b'S', b'B', b'_']);
+    // DeviceOp, PkgLength, name.
+    put(&[0x5B, 0x82, (ECAM_AML_LEN - 8) as u8, b'E', b'C', b'A', b'M']);
+    // Name (_HID, DWordConst EISA "PNP0C02").
+    put(&[0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x0C, 0x02]);
+    // Name (_CRS, Buffer (14) { Memory32Fixed, EndTag }).
+    put(&[0x08, b'_', b'C', b'R', b'S', 0x11, 0x11, 0x0A, 0x0E]);
+    put(&[0x86, 0x09, 0x00, 0x00]);
+    put(&(base as u32).to_le_bytes());
+    put(&len.to_le_bytes());
+    put(&[0x79, 0x00]);
+    a
 }
 
 #[cfg(test)]
@@ -373,6 +429,7 @@ mod tests {
                 port: 0x608,
                 ext32: true,
             }),
+            Some((0xE000_0000, 0)),
         );
         let mut bios = vec![0u8; 0x20000];
         let off = (GUEST_RSDP_GPA - 0xE0000) as usize;
@@ -390,13 +447,40 @@ mod tests {
                 ext32: true
             })
         );
+        // The MCFG names the ECAM window for buses 0..=0.
+        let (mcfg, mlen) = find_table(&m, GUEST_RSDP_GPA, b"MCFG").unwrap();
+        assert_eq!(mlen, 60);
+        let mut t = [0u8; 60];
+        assert!(m.read(mcfg, &mut t));
+        assert_eq!(
+            u64::from_le_bytes(t[44..52].try_into().unwrap()),
+            0xE000_0000
+        );
+        assert_eq!((t[54], t[55]), (0, 0));
+        // The DSDT reserves the ECAM window (PNP0C02 with Memory32Fixed base, 1 MiB).
+        let dsdt = &buf[0x600..0x600 + 36 + ECAM_AML_LEN];
+        assert_eq!(
+            u32::from_le_bytes(dsdt[4..8].try_into().unwrap()) as usize,
+            dsdt.len()
+        );
+        let aml = &dsdt[36..];
+        assert_eq!(aml[1] as usize, aml.len() - 1); // Scope PkgLength
+        assert_eq!(aml[8] as usize, aml.len() - 8); // Device PkgLength
+        assert!(aml.windows(4).any(|w| w == [0x41, 0xD0, 0x0C, 0x02]));
+        let crs = aml.windows(4).position(|w| w == *b"_CRS").unwrap() + 4;
+        assert_eq!(aml[crs + 1] as usize, aml.len() - crs - 1); // Buffer PkgLength
+        assert_eq!(&aml[crs + 4..crs + 8], &[0x86, 0x09, 0x00, 0x00]);
+        assert_eq!(&aml[crs + 8..crs + 12], &0xE000_0000u32.to_le_bytes());
+        assert_eq!(&aml[crs + 12..crs + 16], &0x10_0000u32.to_le_bytes());
+        assert_eq!(&aml[aml.len() - 2..], &[0x79, 0x00]);
         // Every table checksums to zero.
         for (o, l) in [
-            (0x40usize, 60usize),
+            (0x40usize, 68usize),
             (0x700, 56),
-            (0x80, 44 + 24 + 12 + 10),
+            (0x740, 60),
+            (0x90, 44 + 24 + 12 + 10),
             (0x400, 276),
-            (0x600, 36),
+            (0x600, 36 + ECAM_AML_LEN),
         ] {
             assert_eq!(checksum(&buf[o..o + l]), 0, "table at {o:#x}");
         }
@@ -406,7 +490,7 @@ mod tests {
 
     fn tables(pm: Option<PmTimer>) -> Mem {
         let mut buf = [0u8; GUEST_TABLES_SIZE];
-        build_guest_tables(&mut buf, GUEST_RSDP_GPA, 1, None, None, pm);
+        build_guest_tables(&mut buf, GUEST_RSDP_GPA, 1, None, None, pm, None);
         Mem(GUEST_RSDP_GPA, buf.to_vec())
     }
 

@@ -134,8 +134,11 @@ fn report_unenforced(cfg: &VmConfig) {
     if !cfg.vuarts.is_empty() {
         say("vuart_connection", "the VM gets no VM-to-VM vUART");
     }
-    if !cfg.ivshmem.is_empty() {
-        say("IVSHMEM_REGION", "the VM gets no IVSHMEM device");
+    if !cfg.ivshmem.is_empty() && cfg.load_order != LoadOrder::PreLaunched {
+        say(
+            "IVSHMEM_REGION",
+            "only pre-launched VMs get IVSHMEM devices",
+        );
     }
     if !cfg.pci_devs.is_empty() {
         say("pci_devs", "passthrough devices are not given to the VM");
@@ -301,6 +304,11 @@ fn build_vm(
         Some((0, crate::devices::IOAPIC_GPA as u32)),
         None,
         crate::hv::pm_timer(),
+        // Pre-launched VMs have a virtual PCI bus whose ECAM window the MCFG announces.
+        (cfg.load_order == LoadOrder::PreLaunched).then_some((
+            crate::devices::pci::ECAM_GPA,
+            crate::devices::pci::ECAM_BUSES - 1,
+        )),
     );
     let mut mods = [Mb1Module {
         start: 0,

@@ -2,7 +2,7 @@
 //! instruction fetch, string I/O and the guest page walker use, whatever the load order.
 
 use crate::hv::frames::Frames;
-use crate::paging::{Ept, Npt, PageTable};
+use crate::paging::{Ept, MapError, MemType, Npt, PageTable, Perm};
 use crate::vcpu::gwalk::{self, GuestPhys};
 use crate::vcpu::string_io::LinearMem;
 use crate::vm::loader::{GuestMem, LoadError};
@@ -64,6 +64,26 @@ impl VmMemory {
             at += n;
         }
         true
+    }
+
+    /// Maps `[gpa, gpa + size)` to host memory at `hpa` (write-back, read/write/execute), as for
+    /// a device's memory BAR. The caller flushes the VM's TLBs when it replaced a mapping.
+    pub fn map(&self, gpa: u64, hpa: u64, size: u64) -> Result<(), MapError> {
+        let (perm, mt) = (Perm::RWX, MemType::WriteBack);
+        if self.npt {
+            PageTable::<Npt>::from_root(self.root).map(&mut Frames, gpa, hpa, size, perm, mt)
+        } else {
+            PageTable::<Ept>::from_root(self.root).map(&mut Frames, gpa, hpa, size, perm, mt)
+        }
+    }
+
+    /// Removes the mapping of `[gpa, gpa + size)`; the caller flushes the VM's TLBs.
+    pub fn unmap(&self, gpa: u64, size: u64) -> Result<(), MapError> {
+        if self.npt {
+            PageTable::<Npt>::from_root(self.root).unmap(&mut Frames, gpa, size)
+        } else {
+            PageTable::<Ept>::from_root(self.root).unmap(&mut Frames, gpa, size)
+        }
     }
 
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {

@@ -4,7 +4,9 @@
 //! * `victim`: counts every vector its CPUs receive while it listens, and passes only if
 //!   nothing arrived that it did not send itself;
 //! * `timer`: measures the local APIC timer against the TSC in one-shot, periodic and
-//!   TSC-deadline modes, in xAPIC and x2APIC mode.
+//!   TSC-deadline modes, in xAPIC and x2APIC mode;
+//! * `ivshmem`: the virtual PCI bus and an IVSHMEM device shared with a peer VM (see
+//!   `ivshmem.rs`).
 //!
 //! Line formats are in tests/guests/README.md.
 #![no_std]
@@ -12,6 +14,7 @@
 
 mod attacker;
 mod idt;
+mod ivshmem;
 mod lapic;
 mod timer;
 mod victim;
@@ -77,8 +80,10 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         victim::run(&p, khz, &mut verdict);
     } else if p.flag("timer") {
         timer::run(&p, khz, &mut verdict);
+    } else if p.flag("ivshmem") {
+        ivshmem::run(&p, khz, &mut verdict);
     } else {
-        println!("platform: no mode on the command line (attacker, victim or timer)");
+        println!("platform: no mode on the command line (attacker, victim, timer or ivshmem)");
         verdict.check(false, "no mode");
     }
     verdict.print();

@@ -1,0 +1,401 @@
+//! A pre-launched VM's virtual PCI on its device bus: the configuration ports, the ECAM window,
+//! the register and MSI-X BARs of its IVSHMEM devices, the shared region mapped into its
+//! NPT/EPT at BAR2 while memory decoding is on, and doorbells to the other members' devices.
+
+use super::access::{self, ConfigTarget, CONFIG_ADDRESS, CONFIG_DATA};
+use super::function::{Function, MsiMessage, Signal};
+use super::ivshmem::{self, Doorbell, Ivshmem};
+use super::{host_bridge, ECAM_BUSES, ECAM_GPA, ECAM_SIZE};
+use crate::devices::{BusDevice, IOAPIC_GPA};
+use crate::hvlog;
+use crate::vm::Vm;
+use acrn_static_config::{Bdf, LoadOrder, VmConfig};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use spin::Mutex;
+
+/// End of the interrupt controllers' range (vIOAPIC at 0xFEC00000, local APIC at 0xFEE00000).
+const APICS_END: u64 = 0xFEF0_0000;
+/// IVSHMEM devices one VM may have.
+const MAX_IVSHMEM: usize = 8;
+
+struct IvshmemSlot {
+    bdf: Bdf,
+    /// Index into the platform's IVSHMEM regions.
+    region: u16,
+    /// Host memory of the region.
+    shm_hpa: u64,
+    shm_size: u64,
+    dev: Ivshmem,
+    /// Where the region is mapped in the VM now.
+    mapped: Option<u64>,
+    /// A refused BAR2 placement was reported (once per device, so a guest cannot flood the
+    /// console).
+    reported: bool,
+}
+
+pub struct Vpci {
+    enabled: AtomicBool,
+    /// The value latched in port 0xCF8.
+    address: AtomicU32,
+    host: Mutex<Option<Function>>,
+    ivshmem: [Mutex<Option<IvshmemSlot>>; MAX_IVSHMEM],
+}
+
+/// The configuration ports on the bus.
+pub(in crate::devices) struct ConfigPorts;
+/// ECAM and the devices' emulated BARs on the bus.
+pub(in crate::devices) struct PciMmio;
+
+impl Default for Vpci {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn all_ones(size: u8) -> u64 {
+    u64::MAX >> (64 - 8 * size.clamp(1, 8) as u32)
+}
+
+fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {
+    a < b.saturating_add(blen) && b < a.saturating_add(alen)
+}
+
+impl Vpci {
+    pub const fn new() -> Self {
+        Vpci {
+            enabled: AtomicBool::new(false),
+            address: AtomicU32::new(0),
+            host: Mutex::new(None),
+            ivshmem: [const { Mutex::new(None) }; MAX_IVSHMEM],
+        }
+    }
+
+    /// Power-on state for `vm`: pre-launched VMs get the host bridge and one IVSHMEM device per
+    /// region they are a member of; other VMs get no virtual PCI here.
+    pub fn reset(&self, vm: &Vm) {
+        let cfg = vm
+            .info()
+            .filter(|i| i.load_order == LoadOrder::PreLaunched)
+            .and_then(|i| i.cfg);
+        self.address.store(0, Ordering::Relaxed);
+        for slot in &self.ivshmem {
+            let mut s = slot.lock();
+            if let Some(gpa) = s.as_ref().and_then(|d| d.mapped.map(|g| (g, d.shm_size))) {
+                let _ = vm.memory().unmap(gpa.0, gpa.1);
+            }
+            *s = None;
+        }
+        let Some(cfg) = cfg else {
+            *self.host.lock() = None;
+            self.enabled.store(false, Ordering::Release);
+            return;
+        };
+        *self.host.lock() = Some(host_bridge());
+        if cfg.ivshmem.len() > MAX_IVSHMEM {
+            hvlog!(
+                "VM {} {}: only the first {MAX_IVSHMEM} IVSHMEM devices are emulated",
+                cfg.id,
+                cfg.name
+            );
+        }
+        for (slot, d) in self.ivshmem.iter().zip(cfg.ivshmem) {
+            match ivshmem_slot(cfg, d) {
+                Ok(s) => *slot.lock() = Some(s),
+                Err(why) => hvlog!(
+                    "VM {} {}: no IVSHMEM device at {:02x}:{:02x}.{}: {why}",
+                    cfg.id,
+                    cfg.name,
+                    d.vbdf.bus,
+                    d.vbdf.dev,
+                    d.vbdf.func
+                ),
+            }
+        }
+        self.enabled.store(true, Ordering::Release);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// Whether the configuration ports decode `port`.
+    pub fn claims_port(&self, port: u16) -> bool {
+        self.enabled() && (CONFIG_ADDRESS..CONFIG_DATA + 4).contains(&port)
+    }
+
+    /// Whether ECAM or an emulated BAR decodes `gpa`.
+    pub fn claims_mmio(&self, gpa: u64) -> bool {
+        self.enabled()
+            && ((ECAM_GPA..ECAM_GPA + ECAM_SIZE).contains(&gpa)
+                || self.ivshmem.iter().any(|s| {
+                    s.lock()
+                        .as_ref()
+                        .and_then(|d| d.dev.function.bar_at(gpa))
+                        .is_some_and(|(bar, _)| bar != ivshmem::SHM_BAR)
+                }))
+    }
+
+    fn config_read(&self, t: ConfigTarget, size: u8) -> u64 {
+        if t.bdf == Bdf::new(0, 0, 0) {
+            if let Some(h) = self.host.lock().as_ref() {
+                return h.config_read(t.offset, size) as u64;
+            }
+        }
+        for slot in &self.ivshmem {
+            if let Some(d) = slot.lock().as_ref().filter(|d| d.bdf == t.bdf) {
+                return d.dev.function.config_read(t.offset, size) as u64;
+            }
+        }
+        all_ones(size)
+    }
+
+    fn config_write(&self, vm: &Vm, t: ConfigTarget, size: u8, value: u32) {
+        if t.bdf == Bdf::new(0, 0, 0) {
+            if let Some(h) = self.host.lock().as_mut() {
+                h.config_write(t.offset, size, value);
+            }
+            return;
+        }
+        for slot in &self.ivshmem {
+            let mut out = Messages::default();
+            let mut flush = false;
+            {
+                let mut s = slot.lock();
+                let Some(d) = s.as_mut().filter(|d| d.bdf == t.bdf) else {
+                    continue;
+                };
+                let fired = d.dev.function.config_write(t.offset, size, value);
+                out.collect(&d.dev.function, fired);
+                let want = d.dev.function.bar_window(ivshmem::SHM_BAR).map(|w| w.0);
+                if want != d.mapped {
+                    flush = remap(vm, d, want);
+                }
+            }
+            // Outside the device lock: other vCPUs may be waiting for it in their exits.
+            if flush {
+                vm.flush_tlbs();
+            }
+            out.deliver(vm);
+            return;
+        }
+    }
+
+    fn mmio_read(&self, gpa: u64, size: u8) -> u64 {
+        if let Some(off) = gpa.checked_sub(ECAM_GPA).filter(|&o| o < ECAM_SIZE) {
+            return match access::ecam_target(off, size, ECAM_BUSES) {
+                Some(t) => self.config_read(t, size),
+                None => all_ones(size),
+            };
+        }
+        for slot in &self.ivshmem {
+            let s = slot.lock();
+            let Some(d) = s.as_ref() else { continue };
+            match d.dev.function.bar_at(gpa) {
+                Some((ivshmem::REGISTERS_BAR, off)) => return d.dev.register_read(off, size),
+                Some((bar, off)) if d.dev.function.is_msix(bar, off) => {
+                    return d.dev.function.msix_read(bar, off, size).unwrap_or(0)
+                }
+                // The rest of the MSI-X BAR reads zero.
+                Some((ivshmem::MSIX_BAR, _)) => return 0,
+                _ => {}
+            }
+        }
+        all_ones(size)
+    }
+
+    fn mmio_write(&self, vm: &Vm, gpa: u64, size: u8, value: u64) {
+        if let Some(off) = gpa.checked_sub(ECAM_GPA).filter(|&o| o < ECAM_SIZE) {
+            if let Some(t) = access::ecam_target(off, size, ECAM_BUSES) {
+                self.config_write(vm, t, size, value as u32);
+            }
+            return;
+        }
+        for slot in &self.ivshmem {
+            let mut out = Messages::default();
+            let mut bell = None;
+            {
+                let mut s = slot.lock();
+                let Some(d) = s.as_mut() else { continue };
+                match d.dev.function.bar_at(gpa) {
+                    Some((ivshmem::REGISTERS_BAR, off)) => {
+                        bell = d
+                            .dev
+                            .register_write(off, size, value)
+                            .map(|b| (d.region, b));
+                    }
+                    Some((bar, off)) if bar != ivshmem::SHM_BAR => {
+                        let fired = d.dev.function.msix_write(bar, off, size, value);
+                        out.collect(&d.dev.function, fired);
+                    }
+                    _ => continue,
+                }
+            }
+            out.deliver(vm);
+            if let Some((region, b)) = bell {
+                ring(region, b);
+            }
+            return;
+        }
+    }
+}
+
+/// The IVSHMEM device of `cfg` for region entry `d`, checked against the platform.
+fn ivshmem_slot(
+    cfg: &VmConfig,
+    d: &acrn_static_config::IvshmemDevice,
+) -> Result<IvshmemSlot, &'static str> {
+    let p = crate::hv::platform();
+    let region =
+        p.hv.ivshmem_regions
+            .get(d.region as usize)
+            .ok_or("its region is not in the platform tables")?;
+    let (hpa, size) = (region.hpa.start, region.hpa.size);
+    if overlaps(hpa, size, p.hv.ram.start, p.hv.ram.size) {
+        return Err("its region overlaps the hypervisor's RAM");
+    }
+    if p.vms
+        .iter()
+        .flat_map(|v| v.memory.iter())
+        .any(|m| overlaps(hpa, size, m.hpa, m.size))
+    {
+        return Err("its region overlaps a VM's memory");
+    }
+    // The allocator ORs the BAR type flags into the addresses.
+    let bars = d.bars.map(|b| b & !0xF);
+    let dev = Ivshmem::new(cfg.id, bars, size).map_err(|e| match e {
+        super::function::BuildError::BarSize => "its region size is not a power of two",
+        _ => "its BARs do not fit",
+    })?;
+    Ok(IvshmemSlot {
+        bdf: d.vbdf,
+        region: d.region,
+        shm_hpa: hpa,
+        shm_size: size,
+        dev,
+        mapped: None,
+        reported: false,
+    })
+}
+
+/// Moves the shared region's mapping to `to` (None: unmapped); whether the VM must flush its
+/// TLBs. A window over the VM's own RAM, or one the table cannot hold, is not mapped.
+fn remap(vm: &Vm, d: &mut IvshmemSlot, to: Option<u64>) -> bool {
+    let mem = vm.memory();
+    let mut flush = false;
+    if let Some(old) = d.mapped.take() {
+        let _ = mem.unmap(old, d.shm_size);
+        flush = true;
+    }
+    let Some(gpa) = to else {
+        return flush;
+    };
+    let over_ram = vm.info().and_then(|i| i.cfg).is_some_and(|c| {
+        c.memory
+            .iter()
+            .any(|r| overlaps(gpa, d.shm_size, r.gpa, r.size))
+    });
+    // The vIOAPIC and local APIC pages stay the hypervisor's.
+    let over_apics = overlaps(gpa, d.shm_size, IOAPIC_GPA, APICS_END - IOAPIC_GPA);
+    let refused = if over_ram || over_apics || overlaps(gpa, d.shm_size, ECAM_GPA, ECAM_SIZE) {
+        Some("overlaps its RAM, ECAM or the APICs")
+    } else if mem.map(gpa, d.shm_hpa, d.shm_size).is_err() {
+        // A partial map is undone so nothing of the region stays reachable.
+        let _ = mem.unmap(gpa, d.shm_size);
+        flush = true;
+        Some("cannot be mapped")
+    } else {
+        d.mapped = Some(gpa);
+        None
+    };
+    if let Some(why) = refused.filter(|_| !d.reported) {
+        d.reported = true;
+        hvlog!(
+            "VM {} {}: IVSHMEM BAR2 at {gpa:#x} {why}; the region is not mapped there (reported once)",
+            vm.id,
+            vm.name()
+        );
+    }
+    flush
+}
+
+/// A doorbell from `vm`'s device of `region`: raises the vector in the device of the peer VM
+/// for the same region, if that VM has one.
+fn ring(region: u16, b: Doorbell) {
+    let Some(peer) = crate::vm::vm(b.peer).filter(|p| p.devices.pci().enabled()) else {
+        return;
+    };
+    for slot in &peer.devices.pci().ivshmem {
+        let signal = {
+            let mut s = slot.lock();
+            match s.as_mut().filter(|d| d.region == region) {
+                Some(d) => d.dev.function.signal(b.vector),
+                None => continue,
+            }
+        };
+        if let Signal::Send(m) = signal {
+            send(peer, m);
+        }
+        return;
+    }
+}
+
+/// Delivers a device's message to its VM. A message the guest aimed at no local APIC is
+/// dropped, as the hardware drops a write to nowhere.
+fn send(vm: &Vm, m: MsiMessage) {
+    let _ = vm.inject_msi(m.addr, m.data as u64);
+}
+
+/// MSI-X messages a write made deliverable, sent after the device lock is released.
+#[derive(Default)]
+struct Messages {
+    msgs: [Option<MsiMessage>; ivshmem::VECTORS as usize],
+}
+
+impl Messages {
+    fn collect(&mut self, f: &Function, fired: u64) {
+        for (v, slot) in self.msgs.iter_mut().enumerate() {
+            if fired & (1 << v) != 0 {
+                *slot = f.message(v);
+            }
+        }
+    }
+    fn deliver(&self, vm: &Vm) {
+        for m in self.msgs.iter().flatten() {
+            send(vm, *m);
+        }
+    }
+}
+
+impl BusDevice for ConfigPorts {
+    fn read(&self, vm: &Vm, addr: u64, size: u8) -> u64 {
+        let pci = vm.devices.pci();
+        let port = addr as u16;
+        if port == CONFIG_ADDRESS && size == 4 {
+            return pci.address.load(Ordering::Relaxed) as u64;
+        }
+        match access::port_target(pci.address.load(Ordering::Relaxed), port, size) {
+            Some(t) => pci.config_read(t, size),
+            None => all_ones(size),
+        }
+    }
+    fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64) {
+        let pci = vm.devices.pci();
+        let port = addr as u16;
+        if port == CONFIG_ADDRESS && size == 4 {
+            pci.address.store(value as u32, Ordering::Relaxed);
+            return;
+        }
+        if let Some(t) = access::port_target(pci.address.load(Ordering::Relaxed), port, size) {
+            pci.config_write(vm, t, size, value as u32);
+        }
+    }
+}
+
+impl BusDevice for PciMmio {
+    fn read(&self, vm: &Vm, addr: u64, size: u8) -> u64 {
+        vm.devices.pci().mmio_read(addr, size)
+    }
+    fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64) {
+        vm.devices.pci().mmio_write(vm, addr, size, value)
+    }
+}

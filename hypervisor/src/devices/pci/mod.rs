@@ -1,0 +1,35 @@
+//! Virtual PCI: what a pre-launched VM sees of PCI. Bus 0 holds a host bridge at 00:00.0 and
+//! the VM's virtual functions (IVSHMEM); configuration space is reached through the port pair
+//! 0xCF8/0xCFC and through ECAM at [`ECAM_GPA`], which the VM's ACPI MCFG announces.
+//!
+//! `function` is the generic function model (header, BARs, capabilities, MSI, MSI-X),
+//! `ivshmem` the inter-VM shared-memory device, `access` the decoding of the two configuration
+//! mechanisms; all host-tested. `bus` (hypervisor only) puts them on a VM's device bus.
+
+pub mod access;
+pub mod function;
+pub mod ivshmem;
+
+#[cfg(target_os = "none")]
+mod bus;
+#[cfg(target_os = "none")]
+pub use bus::Vpci;
+#[cfg(target_os = "none")]
+pub(super) use bus::{ConfigPorts, PciMmio};
+
+use function::Function;
+
+/// Guest-physical base of every pre-launched VM's ECAM window (ACRN's virtual MMCONFIG base),
+/// above the allocator's 32-bit BAR window (2 GiB .. 3.5 GiB).
+pub const ECAM_GPA: u64 = 0xE000_0000;
+/// The ECAM window covers bus 0 only: the VM has no bridge.
+pub const ECAM_BUSES: u8 = 1;
+pub const ECAM_SIZE: u64 = ECAM_BUSES as u64 * (1 << 20);
+
+/// The host bridge at 00:00.0 (ACRN's virtual host bridge IDs: 8086:5af0, class 06/00/00).
+pub fn host_bridge() -> Function {
+    Function::new(0x8086, 0x5AF0, 0, [0x06, 0x00, 0x00])
+}
+
+#[cfg(test)]
+mod tests;

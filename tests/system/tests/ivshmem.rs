@@ -1,0 +1,155 @@
+//! Virtual PCI and hypervisor-backed IVSHMEM on both backends: configs/<board>/ivshmem.xml (two
+//! pre-launched VMs, one 2 MB region `shm_0` at 00:08.0 in both) with tests/guests' `platform`
+//! guest in `ivshmem` mode, PRE_VM0 the writer and PRE_VM1 the reader. Each finds the host
+//! bridge and the device through 0xCF8/0xCFC, reads the same header through ECAM at the base
+//! its MCFG names, sizes the BARs, enables MSI-X; the writer puts a 64 KiB pattern into BAR2 and
+//! rings the reader's doorbell; the reader, woken by the vector, finds the pattern, moves BAR2
+//! and BAR0 and finds the region and the registers at the new places (and nothing at the old
+//! ones), acknowledges and rings back; then 100 doorbell round trips.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use acrn_system_tests::{check, repo_root, require_tools, run, target_dir, RunSpec, Transcript};
+
+/// One emulator at a time: two emulators share two cores.
+static EMULATOR: Mutex<()> = Mutex::new(());
+
+fn platform_elf() -> PathBuf {
+    static ELF: OnceLock<PathBuf> = OnceLock::new();
+    ELF.get_or_init(|| {
+        let out = target_dir().join("system-tests").join("guests");
+        let status = std::process::Command::new(repo_root().join("tests/guests/build.sh"))
+            .arg(&out)
+            .status()
+            .expect("run tests/guests/build.sh");
+        assert!(status.success(), "tests/guests/build.sh failed");
+        out.join("platform.elf")
+    })
+    .clone()
+}
+
+fn run_ivshmem(board: &str, emulator: &str, test: &str, limit: u64) -> Transcript {
+    let _one = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let binary = if emulator == "qemu" {
+        "qemu-system-x86_64"
+    } else {
+        "bochs"
+    };
+    require_tools(&[binary, "grub-mkrescue", "xorriso"]);
+    let elf = platform_elf().display().to_string();
+    let scenario = repo_root()
+        .join(format!("configs/{board}/ivshmem.xml"))
+        .display()
+        .to_string();
+    let out = acrn_system_tests::work_dir(test).join("image");
+    let started = std::time::Instant::now();
+    let t = run(
+        &RunSpec {
+            board,
+            scenario: &scenario,
+            out: &out,
+            extra: vec![
+                "--emulator".into(),
+                emulator.into(),
+                "--module".into(),
+                format!("PRE_VM0_kernel={elf}"),
+                "--module".into(),
+                format!("PRE_VM1_kernel={elf}"),
+            ],
+            build_limit: Duration::from_secs(900),
+            boot_limit: Duration::from_secs(limit),
+        },
+        |t| {
+            let has = |p: &str| t.find_prefix(p).is_some();
+            has("[hv] every VM has stopped") || has("[hv] PANIC") || has("[hv] FATAL")
+        },
+    );
+    eprintln!(
+        "{test}: {} lines, ended by {} after {:.1}s (build and emulation)",
+        t.lines.len(),
+        t.ended_by,
+        started.elapsed().as_secs_f64()
+    );
+    t
+}
+
+fn has(t: &Transcript, line: &str) -> usize {
+    let i = t.find(line);
+    check(t, i.is_some(), &format!("no `{line}` line"));
+    i.unwrap_or_default()
+}
+
+fn check_ivshmem(t: &Transcript) {
+    check(
+        t,
+        t.find_prefix("[hv] PANIC").is_none() && t.find_prefix("[hv] FATAL").is_none(),
+        "the hypervisor failed",
+    );
+    check(
+        t,
+        !t.texts()
+            .any(|l| l.contains("<IVSHMEM_REGION> is not enforced yet")),
+        "the hypervisor still says IVSHMEM is not enforced",
+    );
+    for (id, vm) in ["PRE_VM0", "PRE_VM1"].iter().enumerate() {
+        for line in [
+            "ivshmem: 00:00.0 8086:5af0 class 060000".to_string(),
+            "ivshmem: 00:08.0 1af4:1110 revision 1 class 050000; ECAM at 0xe0000000".into(),
+            "ivshmem: ECAM header matches the ports: true; empty slot reads all-ones: true".into(),
+            "ivshmem: BAR0 0x80000000 size 0x100, BAR1 0x80001000 size 0x1000, BAR2 0x4000000000 size 0x200000 flags 0xc".into(),
+            "ivshmem: MSI-X 8 vectors, table in BAR1 at 0x0".into(),
+            format!("ivshmem: IVPosition {id} (read-only: true)"),
+            format!("ivshmem: peer {} ready: true", 1 - id),
+            "ivshmem: stray device vectors: 0".into(),
+            "verdict: PASS".into(),
+        ] {
+            has(t, &format!("[{vm}] {line}"));
+        }
+    }
+    let written = has(
+        t,
+        "[PRE_VM0] ivshmem: pattern of 65536 bytes written; ringing peer 1 vector 1",
+    );
+    let seen = has(
+        t,
+        "[PRE_VM1] ivshmem: woken by vector 1: true; pattern of 65536 bytes: 0 word(s) differ",
+    );
+    check(
+        t,
+        written < seen,
+        "the reader saw the pattern before it was written",
+    );
+    has(t, "[PRE_VM1] ivshmem: BAR2 moved to 0xd0000000: 0 word(s) differ; BAR0 moved to 0xd8000000: IVPosition 1; old BAR0 reads 0xffffffff, old BAR2 reads 0xffffffffffffffff");
+    has(t, "[PRE_VM1] ivshmem: BARs moved back: 0 word(s) differ");
+    has(
+        t,
+        "[PRE_VM0] ivshmem: woken by the peer: true; acknowledgement: true",
+    );
+    has(t, "[PRE_VM1] ivshmem: answered 100/100 doorbells");
+    let rt = t
+        .texts()
+        .find(|l| l.starts_with("[PRE_VM0] ivshmem: doorbell round trips 100/100, average "));
+    check(
+        t,
+        rt.is_some(),
+        "the writer did not finish its 100 round trips",
+    );
+    if let Some(l) = rt {
+        eprintln!("{l}");
+    }
+    has(t, "[hv] every VM has stopped; powering off");
+}
+
+#[test]
+fn qemu_epyc_ivshmem_pattern_and_doorbells_between_two_vms() {
+    let t = run_ivshmem("qemu-epyc", "qemu", "qemu-ivshmem", 120);
+    check_ivshmem(&t);
+}
+
+#[test]
+fn bochs_tigerlake_ivshmem_pattern_and_doorbells_between_two_vms() {
+    let t = run_ivshmem("bochs-tigerlake", "bochs", "bochs-ivshmem", 600);
+    check_ivshmem(&t);
+}
