@@ -155,6 +155,12 @@ fn report_unenforced(cfg: &VmConfig) {
 /// A VM gets its pCPUs' local APICs (ACRN's `lapic_passthrough`) only in x2APIC mode, and
 /// only on pCPUs no other VM may use: nothing of the hypervisor's runs there.
 fn lapic_pt_allowed(p: &PlatformConfig, cfg: &VmConfig) -> Result<(), BuildError> {
+    if cfg.load_order == LoadOrder::Service {
+        return Err(BuildError::Config(
+            "lapic_passthrough of the Service VM is not supported (ACRN needs nested \
+             virtualization for it)",
+        ));
+    }
     if !x86::lapic::x2apic() {
         return Err(BuildError::Config(
             "lapic_passthrough needs the local APICs in x2APIC mode, and this CPU has no \

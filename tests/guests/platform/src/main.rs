@@ -4,7 +4,9 @@
 //! * `victim`: counts every vector its CPUs receive while it listens, and passes only if
 //!   nothing arrived that it did not send itself;
 //! * `timer`: measures the local APIC timer against the TSC in one-shot, periodic and
-//!   TSC-deadline modes, in xAPIC and x2APIC mode.
+//!   TSC-deadline modes, in xAPIC and x2APIC mode;
+//! * `rtvm`: the guest of a `lapic_passthrough` VM: the physical local APIC's timer and IPIs
+//!   that may and may not leave the VM.
 //!
 //! Line formats are in tests/guests/README.md.
 #![no_std]
@@ -13,6 +15,7 @@
 mod attacker;
 mod idt;
 mod lapic;
+mod rtvm;
 mod timer;
 mod victim;
 
@@ -77,8 +80,12 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         victim::run(&p, khz, &mut verdict);
     } else if p.flag("timer") {
         timer::run(&p, khz, &mut verdict);
+    } else if p.flag("rtvm") {
+        rtvm::run(&p, khz, &mut verdict);
+        verdict.print();
+        rtvm::end(&p);
     } else {
-        println!("platform: no mode on the command line (attacker, victim or timer)");
+        println!("platform: no mode on the command line (attacker, victim, timer or rtvm)");
         verdict.check(false, "no mode");
     }
     verdict.print();

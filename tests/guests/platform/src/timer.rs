@@ -234,7 +234,7 @@ fn run_mode(apic: &str, mode: Mode, khz: u64, period_tsc: u64, rate: (u64, u64))
 }
 
 /// Measures the rate and runs every mode in the current APIC mode.
-fn run_all(apic: &str, khz: u64, period_tsc: u64, deadline: bool, verdict: &mut Verdict) {
+pub fn run_all(apic: &str, khz: u64, period_tsc: u64, deadline: bool, verdict: &mut Verdict) {
     lapic::enable();
     println!("timer: {} apic id {:#x}", apic, lapic::read(lapic::ID));
     let rate = measure_rate(khz, DIVIDE_BY_1);
@@ -259,11 +259,21 @@ fn run_all(apic: &str, khz: u64, period_tsc: u64, deadline: bool, verdict: &mut 
     }
 }
 
+/// Counts the timer's ticks from here on (the IDT hook).
+pub fn count_ticks() {
+    idt::on_vector(on_tick);
+}
+
+/// The tick period of `period_us=` microseconds (default 10 ms).
+pub fn period_us(p: &Platform) -> u64 {
+    arg_u64(p, "period_us", 10_000).clamp(100, 1_000_000)
+}
+
 pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
     set_ap_mode(AP_MODE_HALT);
     idt::load();
-    idt::on_vector(on_tick);
-    let period_us = arg_u64(p, "period_us", 10_000).clamp(100, 1_000_000);
+    count_ticks();
+    let period_us = period_us(p);
     let period_tsc = period_us * khz / 1000;
     let deadline = lapic::tsc_deadline_offered();
     println!(
