@@ -30,6 +30,8 @@ static AP_MODE: AtomicU8 = AtomicU8::new(AP_MODE_UNKNOWN);
 const AP_MODE_UNKNOWN: u8 = 0;
 pub const AP_MODE_LISTEN: u8 = 1;
 pub const AP_MODE_HALT: u8 = 2;
+/// Listen, in x2APIC mode (the BSP switched first).
+pub const AP_MODE_LISTEN_X2APIC: u8 = 3;
 static APS_LISTENING: AtomicU32 = AtomicU32::new(0);
 static DONE: AtomicBool = AtomicBool::new(false);
 /// Set before `DONE`: the APs end with a triple fault instead of halting (the VM is then
@@ -46,8 +48,11 @@ pub fn set_ap_mode(mode: u8) {
 pub fn prepare_cpu() {
     idt::load();
     lapic::enable();
-    lapic::write(DFR, 0xFFFF_FFFF);
-    lapic::write(LDR, 1 << (24 + idt::this_cpu()));
+    // x2APIC has no DFR, and its LDR is read-only (cluster mode, derived from the ID).
+    if !lapic::x2apic() {
+        lapic::write(DFR, 0xFFFF_FFFF);
+        lapic::write(LDR, 1 << (24 + idt::this_cpu()));
+    }
 }
 
 /// Every AP: wait for the mode, then (to listen) count interrupts in `sti; hlt` until `DONE`.
@@ -55,8 +60,10 @@ pub fn ap_listen(_index: u32) -> ! {
     while AP_MODE.load(Ordering::SeqCst) == AP_MODE_UNKNOWN {
         core::hint::spin_loop();
     }
-    if AP_MODE.load(Ordering::SeqCst) != AP_MODE_LISTEN {
-        halt_forever()
+    match AP_MODE.load(Ordering::SeqCst) {
+        AP_MODE_LISTEN => {}
+        AP_MODE_LISTEN_X2APIC => lapic::enter_x2apic(),
+        _ => halt_forever(),
     }
     prepare_cpu();
     APS_LISTENING.fetch_add(1, Ordering::SeqCst);
