@@ -390,11 +390,14 @@ impl Pcpu {
         }
         self.table_seen = generation;
         for i in 0..MAX_THREADS {
+            // A stopped VM keeps its vCPUs here, except one that owns this pCPU's local
+            // APIC: the hypervisor takes that back at once.
             let gone = self.threads[i].as_ref().is_some_and(|t| {
                 !matches!(
                     t.vm.state(),
                     VmState::Running | VmState::Paused | VmState::Stopped
-                ) || t.vm.generation() != t.generation
+                ) || (t.lapic_pt && t.vm.state() == VmState::Stopped)
+                    || t.vm.generation() != t.generation
                     || t.vm.vcpus[t.idx].pcpu() != Some(self.id)
             });
             if gone {
