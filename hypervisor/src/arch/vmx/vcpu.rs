@@ -319,7 +319,9 @@ impl VmxVcpu {
         msrs.trap(MSR_X2APIC_ICR, false, true);
         let mut pin = self.controls.pin;
         pin.remove(PinControls::EXTERNAL_INTERRUPT_EXITING | PinControls::PREEMPTION_TIMER);
-        pin.insert(PinControls::NMI_EXITING);
+        // Virtual NMIs too: with NMI exiting alone, the guest's IRET would not end the
+        // blocking an injected NMI leaves, and the kick NMI would never exit (SDM 26.3).
+        pin.insert(PinControls::NMI_EXITING | PinControls::VIRTUAL_NMIS);
         self.controls.pin = pin;
         HwVmcs.write(f::PIN_BASED_CONTROLS, pin.bits() as u64);
         self.preemption = None;
