@@ -399,6 +399,7 @@ mod tests {
                 "linux",
                 "partitioned.toml",
                 "partitioned.xml",
+                "rtvm",
                 "shared"
             ]
         );

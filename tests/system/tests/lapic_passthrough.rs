@@ -147,7 +147,6 @@ const MEDIAN_PERMILLE: std::ops::RangeInclusive<u64> = 900..=1250;
 const AVG_MIN_PERMILLE: u64 = 950;
 
 #[test]
-#[ignore = "Bochs: about 4 minutes of emulation; run with --ignored"]
 fn bochs_tigerlake_rtvm_owns_its_local_apic_and_reaches_no_other_vm() {
     let t = run_rtvm("bochs-tigerlake", "bochs", "bochs-rtvm", 900);
     check(
