@@ -153,6 +153,27 @@ impl Thread {
     }
 
     fn pass_lapic_through(&mut self) {
+        // Nothing else may run on a pCPU that has neither the hypervisor's timer nor its IPIs
+        // (a post-launched VM's pCPUs may be the Service VM's too).
+        let me = crate::arch::x86::cpu::this_cpu();
+        let sharer = vm::all().iter().find(|v| {
+            !core::ptr::eq(*v, self.vm)
+                && matches!(
+                    v.state(),
+                    VmState::Created | VmState::Running | VmState::Paused
+                )
+                && (0..v.vcpu_count()).any(|i| v.vcpus[i].pcpu() == Some(me))
+        });
+        if let Some(other) = sharer {
+            self.vm.stop(format_args!(
+                "vCPU {}: lapic_passthrough needs pCPU {me} for itself, and VM {} {} has a \
+                 vCPU there",
+                self.idx,
+                other.id,
+                other.name()
+            ));
+            return;
+        }
         let done = match &mut self.hw {
             HwVcpu::Svm(v) => v.pass_lapic_through(frames::alloc).is_ok(),
             HwVcpu::Vmx(v) => {
@@ -449,6 +470,14 @@ impl Pcpu {
 
     /// A new thread for vCPU `idx` of `vm`.
     fn adopt(&mut self, vm: &'static Vm, idx: usize, generation: u32) {
+        if irq::passed_through() {
+            vm.stop(format_args!(
+                "vCPU {idx}: pCPU {} belongs to a vCPU that owns its local APIC \
+                 (lapic_passthrough)",
+                self.id
+            ));
+            return;
+        }
         let Some(free) = self.threads.iter().position(|t| t.is_none()) else {
             vm.stop(format_args!(
                 "vCPU {idx}: pCPU {} already hosts {MAX_THREADS} vCPUs",
