@@ -109,13 +109,6 @@ pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
                 detail: "legacy INTx lines are not routed to the VM".into(),
             });
         }
-        if vm.lapic_passthrough == Some(true) {
-            out.push(Unenforced {
-                vm: name(),
-                element: "lapic_passthrough",
-                detail: "the VM gets a virtual local APIC, not the physical one".into(),
-            });
-        }
         let static_vm = vm.load_order != Some(LoadOrder::PostLaunched);
         if static_vm && vm.console_vuart == Some(ConsoleVuart::Pci) {
             out.push(Unenforced {

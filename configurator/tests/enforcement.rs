@@ -30,7 +30,8 @@ fn a_hybrid_rt_scenario_lists_each_vm_and_element() {
         got.iter()
             .any(|(v, e)| v.as_deref() == Some(vm) && *e == element)
     };
-    assert!(has("PRE_RT_VM0", "lapic_passthrough"), "{got:?}");
+    // Enforced now: the RTVM gets its pCPUs' local APICs (or is refused at boot).
+    assert!(!has("PRE_RT_VM0", "lapic_passthrough"), "{got:?}");
     assert!(has("PRE_RT_VM0", "pci_devs"), "{got:?}");
     assert!(has("POST_STD_VM1", "pci_devs"), "{got:?}");
     assert!(got.iter().any(|(_, e)| *e == "vuart_connection"), "{got:?}");

@@ -396,9 +396,11 @@ mod tests {
             names,
             [
                 "hybrid",
+                "ivshmem",
                 "linux",
                 "partitioned.toml",
                 "partitioned.xml",
+                "rtvm",
                 "shared"
             ]
         );

@@ -105,6 +105,15 @@ pub fn bsp_main(p: &'static PlatformConfig, hv_ram_start: u64, magic: u32, info:
     // The legacy interrupt hardware is the hypervisor's and stays silent; guests get virtual
     // controllers. The LAPIC timer becomes this pCPU's timer.
     irq::quiesce_platform(p.board.ioapics.iter().map(|io| io.address));
+    // ACRN passes local APICs through in x2APIC mode: every pCPU switches when a VM needs it.
+    let lapic_pt = acrn_static_config::GuestFlags::LAPIC_PASSTHROUGH;
+    if p.vms.iter().any(|v| v.guest_flags.0 & lapic_pt != 0) {
+        if x86::lapic::request_x2apic() {
+            hvlog!("local APICs: x2APIC mode (a VM has lapic_passthrough)");
+        } else {
+            hvlog!("local APICs: xAPIC mode; this CPU has no x2APIC for lapic_passthrough");
+        }
+    }
     x86::lapic::enable();
     let khz = irq::calibrate_timer();
     hvlog!("local APIC timer: {khz} kHz");

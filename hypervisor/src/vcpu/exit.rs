@@ -174,7 +174,9 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
             }
         }
         VmExit::MsrWrite { msr, value } => {
-            if msr::is_lapic(msr) {
+            if t.lapic_pt && msr == msr::lapic_pt::MSR_X2APIC_ICR {
+                lapic_pt_icr(t, value)
+            } else if msr::is_lapic(msr) {
                 match t.lapic.msr_write(msr, value, rdtsc()) {
                     Ok(effect) => {
                         let rearm = t.lapic_effect(effect);
@@ -267,6 +269,59 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
             t,
             format_args!("VM entry failed (invalid guest state, reason {raw_reason:#x})"),
         ),
+    }
+}
+
+/// An ICR write of a vCPU that owns its pCPU's local APIC, filtered as ACRN does: physical
+/// destinations of its own VM only, translated from virtual APIC IDs to the physical x2APIC
+/// IDs of their pCPUs; INIT and SIPI emulated; anything else #GP. No other pCPU can be reached.
+fn lapic_pt_icr(t: &mut Thread, value: u64) -> Next {
+    use msr::lapic_pt::{decode_icr, PtIpi};
+    let vm = t.vm;
+    match decode_icr(value, vm.vcpu_count()) {
+        Err(e) => {
+            t.refused_icrs += 1;
+            if t.refused_icrs == 1 {
+                hvlog!(
+                    "VM {} {}: vCPU {}: ICR write {value:#x} refused ({e:?}); #GP (reported once)",
+                    vm.id,
+                    vm.name(),
+                    t.idx
+                );
+            }
+            inject_gp(t)
+        }
+        Ok(PtIpi::Physical { vcpu, low }) => {
+            let target = vm.vcpus[vcpu].pcpu();
+            let nmi = (low >> 8) & 7 == 4;
+            if vcpu == t.idx && nmi {
+                t.nmi = true;
+            } else if let Some(apic_id) = target
+                .filter(|&p| irq::passed_through_on(p))
+                .and_then(|p| crate::hv::platform().board.pcpus.get(p))
+                .map(|c| c.apic_id)
+            {
+                crate::arch::x86::lapic::send_raw_x2apic((apic_id as u64) << 32 | low as u64);
+            } else {
+                // That vCPU has its virtual local APIC still (it has not switched to x2APIC).
+                virtual_icr(t, value);
+            }
+            skip(t, "WRMSR")
+        }
+        Ok(PtIpi::Virtual { .. }) => {
+            virtual_icr(t, value);
+            skip(t, "WRMSR")
+        }
+    }
+}
+
+/// Sends an ICR value through the vCPU's virtual local APIC (to its own VM only).
+fn virtual_icr(t: &mut Thread, value: u64) {
+    if let Ok(effect) = t
+        .lapic
+        .msr_write(msr::lapic_pt::MSR_X2APIC_ICR, value, rdtsc())
+    {
+        t.lapic_effect(effect);
     }
 }
 

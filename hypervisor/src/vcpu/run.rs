@@ -10,14 +10,14 @@ use super::{InitialState, Injection, Segment, Vcpu};
 use crate::arch::svm::{self, SvmCaps, SvmVcpu};
 use crate::arch::vmx::{self, VmxVcpu};
 use crate::arch::x86::cpu::{CpuCell, MAX_PCPUS};
-use crate::arch::x86::irq;
-use crate::devices::lapic::{LapicEffect, Vlapic};
+use crate::arch::x86::{irq, lapic};
+use crate::devices::lapic::{ApicMode, LapicEffect, Vlapic};
 use crate::hv::frames;
 use crate::hvlog;
 use crate::ioreq::Access;
 use crate::sched::{SchedParams, Scheduler, ThreadId};
 use crate::vm::{self, Vm, VmState};
-use acrn_static_config::LoadOrder;
+use acrn_static_config::{GuestFlags, LoadOrder};
 use core::sync::atomic::Ordering;
 use spin::Once;
 
@@ -102,12 +102,16 @@ pub struct Thread {
     pub lapic: Vlapic,
     pub state: RunState,
     pub io: Option<PendingIo>,
-    nmi: bool,
+    pub nmi: bool,
     /// The VM's TLB generation this vCPU flushed to.
     tlb: u32,
     context: GuestContext,
     /// The scheduler's handle.
     tid: ThreadId,
+    /// It owns its pCPU's local APIC (`lapic_passthrough`, after its x2APIC switch).
+    pub lapic_pt: bool,
+    /// ICR writes refused so far (the first is reported).
+    pub refused_icrs: u32,
 }
 
 impl Thread {
@@ -125,10 +129,80 @@ impl Thread {
             Some(LapicEffect::Eoi { vector, level }) if level => {
                 self.vm.devices.eoi(self.vm, vector)
             }
+            Some(LapicEffect::ModeChanged(ApicMode::X2Apic)) if self.wants_lapic_pt() => {
+                self.pass_lapic_through();
+                return true;
+            }
             Some(LapicEffect::TimerChanged) | Some(LapicEffect::ModeChanged(_)) => return true,
             Some(LapicEffect::Eoi { .. }) | None => {}
         }
         false
+    }
+}
+
+impl Thread {
+    /// A vCPU of a `lapic_passthrough` VM that switched its local APIC to x2APIC mode gets
+    /// the physical one, as in ACRN, if the hypervisor runs its pCPUs in x2APIC mode (it
+    /// refused to start such a static VM otherwise).
+    fn wants_lapic_pt(&self) -> bool {
+        let flag = self
+            .vm
+            .info()
+            .is_some_and(|i| i.flags & GuestFlags::LAPIC_PASSTHROUGH != 0);
+        flag && !self.lapic_pt && lapic::x2apic()
+    }
+
+    fn pass_lapic_through(&mut self) {
+        // Nothing else may run on a pCPU that has neither the hypervisor's timer nor its IPIs
+        // (a post-launched VM's pCPUs may be the Service VM's too).
+        let me = crate::arch::x86::cpu::this_cpu();
+        let sharer = vm::all().iter().find(|v| {
+            !core::ptr::eq(*v, self.vm)
+                && matches!(
+                    v.state(),
+                    VmState::Created | VmState::Running | VmState::Paused
+                )
+                && (0..v.vcpu_count()).any(|i| v.vcpus[i].pcpu() == Some(me))
+        });
+        if let Some(other) = sharer {
+            self.vm.stop(format_args!(
+                "vCPU {}: lapic_passthrough needs pCPU {me} for itself, and VM {} {} has a \
+                 vCPU there",
+                self.idx,
+                other.id,
+                other.name()
+            ));
+            return;
+        }
+        let done = match &mut self.hw {
+            HwVcpu::Svm(v) => v.pass_lapic_through(frames::alloc).is_ok(),
+            HwVcpu::Vmx(v) => {
+                v.pass_lapic_through();
+                true
+            }
+        };
+        if !done {
+            self.vm.stop(format_args!(
+                "vCPU {}: out of memory for its MSR map",
+                self.idx
+            ));
+            return;
+        }
+        irq::pass_through();
+        // The guest goes on with the spurious vector and enable bit it gave its virtual APIC.
+        let svr = self.lapic.msr_read(0x80F, rdtsc()).unwrap_or(0);
+        lapic::write(lapic::SVR, svr as u32);
+        lapic::write(lapic::TPR, 0);
+        self.lapic_pt = true;
+        hvlog!(
+            "VM {} {}: vCPU {} owns the local APIC of pCPU {} (x2APIC ID {:#x}): no timer, \
+             interrupt or IPI of the hypervisor on it",
+            self.vm.id,
+            self.vm.name(),
+            self.idx,
+            crate::arch::x86::cpu::this_cpu(),
+            lapic::id()
+        );
     }
 }
 
@@ -269,16 +343,13 @@ impl Pcpu {
             Some(t) if !resched => Some(t),
             _ => self.sched.pick_next(now_ns),
         };
-        let deadline = self.next_deadline(now);
+        // A guest owns the local APIC (and timer) of a passed-through pCPU.
+        if !irq::passed_through() {
+            irq::arm_timer(self.next_deadline(now));
+        }
         match picked.and_then(|tid| self.slot_of(tid)) {
-            None => {
-                irq::arm_timer(deadline);
-                irq::wait_for_interrupt();
-            }
-            Some(i) => {
-                irq::arm_timer(deadline);
-                self.run(i);
-            }
+            None => irq::wait_for_interrupt(),
+            Some(i) => self.run(i),
         }
     }
 
@@ -340,11 +411,14 @@ impl Pcpu {
         }
         self.table_seen = generation;
         for i in 0..MAX_THREADS {
+            // A stopped VM keeps its vCPUs here, except one that owns this pCPU's local
+            // APIC: the hypervisor takes that back at once.
             let gone = self.threads[i].as_ref().is_some_and(|t| {
                 !matches!(
                     t.vm.state(),
                     VmState::Running | VmState::Paused | VmState::Stopped
-                ) || t.vm.generation() != t.generation
+                ) || (t.lapic_pt && t.vm.state() == VmState::Stopped)
+                    || t.vm.generation() != t.generation
                     || t.vm.vcpus[t.idx].pcpu() != Some(self.id)
             });
             if gone {
@@ -380,12 +454,30 @@ impl Pcpu {
             self.loaded = None;
         }
         t.vm.vcpus[t.idx].active.store(false, Ordering::SeqCst);
+        if t.lapic_pt {
+            irq::take_back();
+            hvlog!(
+                "pCPU {}: local APIC back with the hypervisor (VM {} {} vCPU {} gone)",
+                self.id,
+                t.vm.id,
+                t.vm.name(),
+                t.idx
+            );
+        }
         self.recycle_hw(t.hw);
         t.context.release();
     }
 
     /// A new thread for vCPU `idx` of `vm`.
     fn adopt(&mut self, vm: &'static Vm, idx: usize, generation: u32) {
+        if irq::passed_through() {
+            vm.stop(format_args!(
+                "vCPU {idx}: pCPU {} belongs to a vCPU that owns its local APIC \
+                 (lapic_passthrough)",
+                self.id
+            ));
+            return;
+        }
         let Some(free) = self.threads.iter().position(|t| t.is_none()) else {
             vm.stop(format_args!(
                 "vCPU {idx}: pCPU {} already hosts {MAX_THREADS} vCPUs",
@@ -434,6 +526,8 @@ impl Pcpu {
             tlb: vm.tlb_generation(),
             context,
             tid,
+            lapic_pt: false,
+            refused_icrs: 0,
         };
         if let Some(s) = initial {
             t.hw.get().set_initial_state(&s);
@@ -571,7 +665,7 @@ fn service(t: &mut Thread, now: u64) {
         t.state = RunState::Runnable;
         t.vm.set_parked(t.idx, false);
     }
-    if signals.nmi {
+    if signals.nmi || (t.lapic_pt && irq::take_guest_nmi()) {
         t.nmi = true;
     }
     t.lapic.sync(&slot.irqs);
@@ -589,7 +683,8 @@ fn service(t: &mut Thread, now: u64) {
             if t.nmi
                 || t.lapic.pending().is_some()
                 || extint_pending(t)
-                || t.hw.get_ref().interrupt_pending() =>
+                || t.hw.get_ref().interrupt_pending()
+                || (t.lapic_pt && irq::guest_vector_pending()) =>
         {
             t.state = RunState::Runnable
         }
@@ -617,6 +712,14 @@ fn prepare_injection(t: &mut Thread) {
         t.hw.get().inject(Injection::Nmi);
     }
     if t.hw.get_ref().interrupt_pending() {
+        return;
+    }
+    if t.lapic_pt {
+        // Its interrupts the hypervisor took while the vCPU halted; the rest reach the
+        // guest directly.
+        if let Some(vector) = irq::take_guest_vector() {
+            t.hw.get().inject(Injection::ExternalInterrupt { vector });
+        }
         return;
     }
     if let Some(vector) = t.lapic.pending() {

@@ -15,7 +15,9 @@ use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
 use crate::vcpu::run::{self, Backend};
 use crate::vm::acpi;
 use crate::vm::loader::{self, E820Entry, Guarded, GuestMem, LoadError, Mb1Module, MAX_E820};
-use acrn_static_config::{GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig};
+use acrn_static_config::{
+    GuestFlags, GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig,
+};
 use core::fmt;
 
 fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {
@@ -146,14 +148,37 @@ fn report_unenforced(cfg: &VmConfig) {
     if !cfg.pt_intx.is_empty() {
         say("pt_intx", "legacy INTx lines are not routed to the VM");
     }
-    if cfg.guest_flags.0 & acrn_static_config::GuestFlags::LAPIC_PASSTHROUGH != 0 {
-        say("lapic_passthrough", "the VM gets a virtual local APIC");
-    }
     if cfg.load_order != LoadOrder::PostLaunched
         && matches!(cfg.console, acrn_static_config::ConsoleVuart::Pci { .. })
     {
         say("console_vuart", "a PCI console vUART is not emulated");
     }
+}
+
+/// A VM gets its pCPUs' local APICs (ACRN's `lapic_passthrough`) only in x2APIC mode, and
+/// only on pCPUs no other VM may use: nothing of the hypervisor's runs there.
+fn lapic_pt_allowed(p: &PlatformConfig, cfg: &VmConfig) -> Result<(), BuildError> {
+    if cfg.load_order == LoadOrder::Service {
+        return Err(BuildError::Config(
+            "lapic_passthrough of the Service VM is not supported (ACRN needs nested \
+             virtualization for it)",
+        ));
+    }
+    if !x86::lapic::x2apic() {
+        return Err(BuildError::Config(
+            "lapic_passthrough needs the local APICs in x2APIC mode, and this CPU has no \
+             x2APIC (CPUID.1:ECX bit 21)",
+        ));
+    }
+    if p.vms
+        .iter()
+        .any(|o| o.id != cfg.id && o.pcpus.0 & cfg.pcpus.0 != 0)
+    {
+        return Err(BuildError::Config(
+            "lapic_passthrough needs pCPUs of its own, and another VM's cpu_affinity shares one",
+        ));
+    }
+    Ok(())
 }
 
 /// What building a static VM produced.
@@ -203,6 +228,9 @@ fn build_vm(
         || (0..64).any(|c| cfg.pcpus.contains(c) && c as usize >= p.board.pcpus.len())
     {
         return Err(BuildError::Config("its pCPUs are not all on the board"));
+    }
+    if cfg.guest_flags.0 & GuestFlags::LAPIC_PASSTHROUGH != 0 {
+        lapic_pt_allowed(p, cfg)?;
     }
     if cfg.memory.is_empty() || cfg.memory[0].gpa != 0 {
         return Err(BuildError::Config(

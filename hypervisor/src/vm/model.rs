@@ -515,7 +515,7 @@ pub fn kick_pcpu(pcpu: usize) {
         return;
     }
     if let Some(c) = crate::hv::platform().board.pcpus.get(pcpu) {
-        irq::kick(c.apic_id);
+        irq::kick(pcpu, c.apic_id);
     }
 }
 

@@ -1,5 +1,8 @@
 use super::vmcb::*;
 use crate::arch::x86::{cpuid, rdmsr, wrmsr, ExtLeaf1Ecx};
+use crate::vcpu::msr::lapic_pt::{
+    MSR_TSC_DEADLINE, MSR_X2APIC_ICR, MSR_X2APIC_ID, MSR_X2APIC_LDR, X2APIC_PASSED,
+};
 use crate::vcpu::{
     AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit,
 };
@@ -125,25 +128,29 @@ pub fn init_global(alloc: impl Fn(usize) -> Option<u64>) -> Result<(), SvmError>
         core::ptr::write_bytes(iopm as *mut u8, 0xFF, 3 * 4096);
         core::ptr::write_bytes(msrpm as *mut u8, 0xFF, 2 * 4096);
     }
-    let clear = |msr: u32, write_too: bool| {
-        let (base, idx) = match msr {
-            0..=0x1FFF => (0u64, msr),
-            0xC000_0000..=0xC000_1FFF => (0x800, msr - 0xC000_0000),
-            _ => (0x1000, msr - 0xC001_0000),
-        };
-        let bit = idx as u64 * 2;
-        let byte = (msrpm + base + bit / 8) as *mut u8;
-        let mask = if write_too { 3u8 } else { 1u8 } << (bit % 8);
-        // SAFETY: inside the MSRPM allocated above.
-        unsafe { *byte &= !mask };
-    };
     for m in PASSTHROUGH_MSRS {
-        clear(m, true);
+        msrpm_set(msrpm, m, false, false);
     }
-    clear(MSR_EFER, true);
+    msrpm_set(msrpm, MSR_EFER, false, false);
     IOPM_PA.store(iopm, Ordering::Release);
     MSRPM_PA.store(msrpm, Ordering::Release);
     Ok(())
+}
+
+/// Sets whether reads and writes of `msr` exit in the permission map at `msrpm` (MSRs
+/// 0..0x1FFF, 0xC0000000.. and 0xC0010000.., two bits each: read, write).
+fn msrpm_set(msrpm: u64, msr: u32, read: bool, write: bool) {
+    let (base, idx) = match msr {
+        0..=0x1FFF => (0u64, msr),
+        0xC000_0000..=0xC000_1FFF => (0x800, msr - 0xC000_0000),
+        _ => (0x1000, msr - 0xC001_0000),
+    };
+    let bit = idx as u64 * 2;
+    let byte = (msrpm + base + bit / 8) as *mut u8;
+    let shift = bit % 8;
+    let value = (read as u8) | (write as u8) << 1;
+    // SAFETY: inside a two-page MSRPM of ours (every `msr` passed here is in its ranges).
+    unsafe { *byte = (*byte & !(3 << shift)) | value << shift };
 }
 
 /// Turns SVM on for the calling pCPU; returns the page its host state is VMSAVEd to.
@@ -303,6 +310,33 @@ impl SvmVcpu {
             // SAFETY: port < 65536, inside the 12 KiB map.
             unsafe { *iopm.add(port as usize / 8) &= !(1 << (port % 8)) };
         }
+        Ok(())
+    }
+
+    /// Gives the guest its pCPU's local APIC (x2APIC mode, ACRN's `lapic_passthrough`): its own
+    /// MSR map passes the x2APIC registers and IA32_TSC_DEADLINE except reads of the APIC ID
+    /// and LDR (virtual) and writes of the ICR (filtered); physical interrupts no longer exit
+    /// and the guest's RFLAGS.IF masks them; NMIs exit (the hypervisor's kick).
+    pub fn pass_lapic_through(
+        &mut self,
+        alloc: impl Fn(usize) -> Option<u64>,
+    ) -> Result<(), SvmError> {
+        let own = alloc(2).ok_or(SvmError::OutOfMemory)?;
+        let global = MSRPM_PA.load(Ordering::Acquire);
+        // SAFETY: both are 8 KiB MSRPMs in our pool.
+        unsafe { core::ptr::copy_nonoverlapping(global as *const u8, own as *mut u8, 2 * 4096) };
+        for msr in X2APIC_PASSED {
+            msrpm_set(own, msr, false, false);
+        }
+        msrpm_set(own, MSR_TSC_DEADLINE, false, false);
+        msrpm_set(own, MSR_X2APIC_ID, true, false);
+        msrpm_set(own, MSR_X2APIC_LDR, true, false);
+        msrpm_set(own, MSR_X2APIC_ICR, false, true);
+        let c = &mut self.vm().control;
+        c.msrpm_base_pa = own;
+        c.vintr.remove(VIntr::V_INTR_MASKING);
+        c.intercept_misc1.remove(InterceptMisc1::INTR);
+        c.intercept_misc1.insert(InterceptMisc1::NMI);
         Ok(())
     }
 

@@ -148,6 +148,7 @@ bitflags! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct InterceptMisc1: u32 {
         const INTR = 1 << 0;
+        const NMI = 1 << 1;
         const INIT = 1 << 3;
         const VINTR = 1 << 4;
         const CPUID = 1 << 18;

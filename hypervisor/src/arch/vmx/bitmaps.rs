@@ -50,6 +50,21 @@ impl MsrBitmap<'_> {
         }
         true
     }
+    /// Traps reads and/or writes of `msr` again (false outside the bitmap ranges, where
+    /// every access exits anyway).
+    pub fn trap(&mut self, msr: u32, read: bool, write: bool) -> bool {
+        let Some(bit) = Self::slot(msr) else {
+            return false;
+        };
+        if read {
+            self.0[bit / 8] |= 1 << (bit % 8);
+        }
+        if write {
+            let bit = bit + 0x800 * 8;
+            self.0[bit / 8] |= 1 << (bit % 8);
+        }
+        true
+    }
     pub fn traps(&self, msr: u32, write: bool) -> bool {
         match Self::slot(msr) {
             None => true,
@@ -100,5 +115,12 @@ mod tests {
         assert_eq!(bytes[0xc00 + 0x10], 0xfe);
         // SYSENTER_CS read: byte 0x174/8 = 0x2e, bit 4.
         assert_eq!(bytes[0x2e], 0xef);
+        let mut b = MsrBitmap(&mut bytes);
+        assert!(b.trap(0x174, true, false));
+        assert!(b.traps(0x174, false));
+        assert!(!b.traps(0xc000_0080, true));
+        assert!(b.trap(0xc000_0080, false, true));
+        assert!(b.traps(0xc000_0080, true));
+        assert!(!b.traps(0xc000_0080, false));
     }
 }

@@ -47,6 +47,7 @@ bitflags! {
     pub struct PinControls: u32 {
         const EXTERNAL_INTERRUPT_EXITING = 1 << 0;
         const NMI_EXITING = 1 << 3;
+        const VIRTUAL_NMIS = 1 << 5;
         const PREEMPTION_TIMER = 1 << 6;
         const _ = !0;
     }

@@ -124,8 +124,11 @@ pub struct VmxVcpu {
     /// Event whose delivery an exit interrupted (IDT-vectoring info, error code, length).
     reinject: Option<(u32, u32, u32)>,
     exit_len: u8,
-    /// Preemption-timer ticks of one slice (None: the CPU has no preemption timer).
+    /// Preemption-timer ticks of one slice (None: the CPU has no preemption timer, or the
+    /// guest owns the local APIC and runs unbounded).
     preemption: Option<u32>,
+    /// The guest owns its pCPU's local APIC: NMIs exit, and are the hypervisor's kicks.
+    lapic_pt: bool,
 }
 
 impl VmxVcpu {
@@ -187,6 +190,7 @@ impl VmxVcpu {
                 .pin
                 .contains(PinControls::PREEMPTION_TIMER)
                 .then(|| preemption_ticks(cpu.caps.preemption_timer_shift())),
+            lapic_pt: false,
         };
         IoBitmap(&mut v.pages.io).trap_all();
         let mut msrs = MsrBitmap(&mut v.pages.msr);
@@ -295,6 +299,33 @@ impl VmxVcpu {
     /// Lets the guest read and/or write `msr` directly; false if the MSR cannot be passed.
     pub fn allow_msr(&mut self, msr: u32, read: bool, write: bool) -> bool {
         MsrBitmap(&mut self.pages.msr).pass(msr, read, write)
+    }
+
+    /// Gives the guest its pCPU's local APIC (x2APIC mode, ACRN's `lapic_passthrough`): the
+    /// MSR bitmap passes the x2APIC registers and IA32_TSC_DEADLINE except reads of the APIC
+    /// ID and LDR (virtual) and writes of the ICR (filtered); physical interrupts go straight
+    /// to the guest (no external-interrupt exiting), NMIs exit (the hypervisor's kick), and
+    /// no preemption timer bounds the guest.
+    pub fn pass_lapic_through(&mut self) {
+        use crate::vcpu::msr::lapic_pt::*;
+        self.make_current();
+        let mut msrs = MsrBitmap(&mut self.pages.msr);
+        for m in X2APIC_PASSED {
+            msrs.pass(m, true, true);
+        }
+        msrs.pass(MSR_TSC_DEADLINE, true, true);
+        msrs.trap(MSR_X2APIC_ID, true, false);
+        msrs.trap(MSR_X2APIC_LDR, true, false);
+        msrs.trap(MSR_X2APIC_ICR, false, true);
+        let mut pin = self.controls.pin;
+        pin.remove(PinControls::EXTERNAL_INTERRUPT_EXITING | PinControls::PREEMPTION_TIMER);
+        // Virtual NMIs too: with NMI exiting alone, the guest's IRET would not end the
+        // blocking an injected NMI leaves, and the kick NMI would never exit (SDM 26.3).
+        pin.insert(PinControls::NMI_EXITING | PinControls::VIRTUAL_NMIS);
+        self.controls.pin = pin;
+        HwVmcs.write(f::PIN_BASED_CONTROLS, pin.bits() as u64);
+        self.preemption = None;
+        self.lapic_pt = true;
     }
 
     /// Parks an AP in wait-for-SIPI: the next `run` returns `Sipi` when a SIPI reaches this
@@ -521,6 +552,14 @@ impl Vcpu for VmxVcpu {
                 Decoded::Report(VmExit::InterruptWindow) => {
                     self.set_interrupt_window(false);
                     return VmExit::InterruptWindow;
+                }
+                // With NMI exiting (local APIC passed through) the exit consumed the NMI.
+                Decoded::Report(VmExit::Exception {
+                    vector: 2,
+                    error_code: None,
+                }) if self.lapic_pt => {
+                    crate::arch::x86::irq::hv_nmi();
+                    return VmExit::ExternalInterrupt;
                 }
                 Decoded::Report(exit) => return exit,
                 Decoded::MovToCr { cr, gpr } => self.mov_to_cr(cr, gpr),

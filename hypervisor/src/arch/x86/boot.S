@@ -308,6 +308,40 @@ irq_common:
     iretq
 .popsection
 
+/* NMI (on IST1): kicks of pCPUs whose local APIC a guest owns, and that guest's own NMIs;
+   the handler only records which, so it may interrupt anything. */
+.pushsection .text.irq, "ax"
+.global nmi_entry
+nmi_entry:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    mov %rsp, %rax
+    and $-16, %rsp
+    push %rax
+    sub $8, %rsp
+    cld
+    call hv_nmi
+    add $8, %rsp
+    pop %rsp
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+.popsection
+
 /* Boot page tables and the BSP stack. */
 .pushsection .bss.boot, "aw", @nobits
 .balign 4096

@@ -71,20 +71,25 @@ static IDT: CpuCell<[Entry<HandlerFunc>; 256]> = CpuCell::new([const { Entry::mi
 extern "C" {
     static exc_table: [u64; 32];
     static irq_stubs: u8;
+    static nmi_entry: u8;
     static ap_trampoline_start: u8;
     static ap_trampoline_end: u8;
     fn ap_start64();
 }
 
-/// Fills the shared IDT: the 32 exception stubs (#DF, NMI and #MC on IST1) and the external
+/// Fills the shared IDT: the 32 exception stubs (#DF, NMI and #MC on IST1; NMI returns, see
+/// `irq::hv_nmi`) and the external
 /// interrupt stubs of vectors 32-255 (16 bytes apart, see boot.S). BSP only, once.
 pub fn init_idt() {
     // SAFETY: runs on the BSP before any other CPU loads the IDT.
     let idt = unsafe { &mut *IDT.get() };
     // SAFETY: irq_stubs is a symbol of our own text.
     let stubs = unsafe { &irq_stubs as *const u8 as u64 };
+    // SAFETY: as above.
+    let nmi = unsafe { &nmi_entry as *const u8 as u64 };
     for (v, e) in idt.iter_mut().enumerate() {
         let off = match v {
+            2 => nmi,
             // SAFETY: exc_table is a read-only table emitted by boot.S.
             0..32 => unsafe { exc_table[v] },
             _ => stubs + 16 * (v as u64 - 32),

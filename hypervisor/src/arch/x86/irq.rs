@@ -4,13 +4,18 @@
 //! ticks) and kicks from other pCPUs (a vCPU of theirs needs this one to re-evaluate).
 //! The legacy platform devices (8259 PICs, PIT, RTC interrupts, IOAPIC pins) are silenced at
 //! boot: no guest reaches them, and they must not interrupt anyone.
+//!
+//! A pCPU whose local APIC a vCPU owns (`lapic_passthrough`) is different: every interrupt
+//! there is the guest's. The hypervisor arms no timer on it and kicks it with an NMI, as ACRN
+//! does; an interrupt the hypervisor takes there (while the vCPU halts) keeps its ISR bit and
+//! is handed to the guest, whose EOI goes to the physical APIC.
 
 use super::cpu::{this_cpu, MAX_PCPUS};
-use super::{inb, lapic, outb, phys_read32, phys_write32};
+use super::{inb, lapic, outb, phys_read32, phys_write32, wrmsr, Leaf1Ecx};
 use crate::devices::ioapic::RteFlags;
 use crate::devices::lapic::LvtFlags;
 use bitflags::bitflags;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use x86_64::instructions::{interrupts, nop};
 
 /// The pCPU's one-shot timer.
@@ -36,12 +41,32 @@ static DEVICE_VECTORS: [[AtomicU64; 4]; MAX_PCPUS] =
     [const { [const { AtomicU64::new(0) }; 4] }; MAX_PCPUS];
 /// Interrupts taken per vector, for the record (all pCPUs).
 static COUNTS: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
+/// pCPUs whose local APIC a vCPU owns.
+static PASSED_THROUGH: [AtomicBool; MAX_PCPUS] = [const { AtomicBool::new(false) }; MAX_PCPUS];
+/// Guest vectors taken by the hypervisor on such a pCPU, not yet injected (256 bits).
+static GUEST_VECTORS: [[AtomicU64; 4]; MAX_PCPUS] =
+    [const { [const { AtomicU64::new(0) }; 4] }; MAX_PCPUS];
+/// Set by the sender of a kick NMI: the next NMI on that pCPU is the hypervisor's.
+static KICK_NMI: [AtomicBool; MAX_PCPUS] = [const { AtomicBool::new(false) }; MAX_PCPUS];
+/// An NMI on a passed-through pCPU that was not a kick: the guest's.
+static GUEST_NMI: [AtomicBool; MAX_PCPUS] = [const { AtomicBool::new(false) }; MAX_PCPUS];
+
+fn cpu() -> usize {
+    this_cpu().min(MAX_PCPUS - 1)
+}
 
 #[no_mangle]
 extern "C" fn hv_interrupt(vector: u64) {
-    let cpu = this_cpu().min(MAX_PCPUS - 1);
+    let cpu = cpu();
     let vector = vector as u8;
     COUNTS[vector as usize].fetch_add(1, Ordering::Relaxed);
+    if PASSED_THROUGH[cpu].load(Ordering::Acquire) {
+        // The guest's: no EOI here, the guest sends it after its handler ran.
+        if vector != SPURIOUS_VECTOR {
+            GUEST_VECTORS[cpu][vector as usize / 64].fetch_or(1 << (vector % 64), Ordering::AcqRel);
+        }
+        return;
+    }
     match vector {
         SPURIOUS_VECTOR => return,
         TIMER_VECTOR => {
@@ -55,7 +80,19 @@ extern "C" fn hv_interrupt(vector: u64) {
             EVENTS[cpu].fetch_or(Events::DEVICE.bits(), Ordering::AcqRel);
         }
     }
-    phys_write32(lapic::base() + 0xB0, 0);
+    lapic::write(lapic::EOI, 0);
+}
+
+/// An NMI reached this pCPU (through the IDT, or as a VMX exit that consumed it): a kick if
+/// one was sent, else the guest's (only pCPUs whose local APIC a guest owns get NMIs).
+#[no_mangle]
+pub extern "C" fn hv_nmi() {
+    let cpu = cpu();
+    if KICK_NMI[cpu].swap(false, Ordering::AcqRel) {
+        EVENTS[cpu].fetch_or(Events::KICK.bits(), Ordering::AcqRel);
+    } else if PASSED_THROUGH[cpu].load(Ordering::Acquire) {
+        GUEST_NMI[cpu].store(true, Ordering::Release);
+    }
 }
 
 /// The events recorded for the calling pCPU since the last call.
@@ -89,15 +126,115 @@ pub fn wait_for_interrupt() {
     interrupts::disable();
 }
 
-/// Sends the kick IPI to the pCPU whose local APIC has `apic_id`.
-pub fn kick(apic_id: u32) {
-    lapic::send_fixed(apic_id, KICK_VECTOR);
+/// Kicks pCPU `pcpu`, whose local APIC has `apic_id`: the kick IPI, or an NMI when a guest
+/// owns that local APIC (no vector of it is the hypervisor's there).
+pub fn kick(pcpu: usize, apic_id: u32) {
+    match PASSED_THROUGH.get(pcpu) {
+        Some(pt) if pt.load(Ordering::Acquire) => {
+            KICK_NMI[pcpu].store(true, Ordering::Release);
+            lapic::send_nmi(apic_id);
+        }
+        _ => lapic::send_fixed(apic_id, KICK_VECTOR),
+    }
 }
 
-const LVT_TIMER: u64 = 0x320;
-const TIMER_INITIAL: u64 = 0x380;
-const TIMER_CURRENT: u64 = 0x390;
-const TIMER_DIVIDE: u64 = 0x3E0;
+/// Whether a guest owns the local APIC of pCPU `pcpu`.
+pub fn passed_through_on(pcpu: usize) -> bool {
+    PASSED_THROUGH
+        .get(pcpu)
+        .is_some_and(|p| p.load(Ordering::Acquire))
+}
+
+/// Whether a guest owns the calling pCPU's local APIC.
+pub fn passed_through() -> bool {
+    PASSED_THROUGH[cpu()].load(Ordering::Acquire)
+}
+
+/// Hands the calling pCPU's local APIC to its guest: the hypervisor's timer stopped, what it
+/// had pending taken first, its timer LVT masked.
+pub fn pass_through() {
+    arm_timer(None);
+    take_pending();
+    let _ = take_events();
+    lapic::write(LVT_TIMER, LvtFlags::MASKED.bits() | TIMER_VECTOR as u32);
+    let cpu = cpu();
+    for w in &GUEST_VECTORS[cpu] {
+        w.store(0, Ordering::Release);
+    }
+    GUEST_NMI[cpu].store(false, Ordering::Release);
+    PASSED_THROUGH[cpu].store(true, Ordering::Release);
+}
+
+/// Takes the calling pCPU's local APIC back from a guest that is gone: its timers stopped,
+/// its LVTs masked, TPR 0, every in-service interrupt ended, the hypervisor's SVR.
+pub fn take_back() {
+    let cpu = cpu();
+    PASSED_THROUGH[cpu].store(false, Ordering::Release);
+    let leaf1 = Leaf1Ecx::from_bits_retain(super::cpuid(1, 0)[2]);
+    if leaf1.contains(Leaf1Ecx::TSC_DEADLINE) {
+        wrmsr(lapic::MSR_TSC_DEADLINE, 0);
+    }
+    lapic::write(TIMER_INITIAL, 0);
+    let max_lvt = (lapic::read(lapic::VERSION) >> 16) & 0xFF;
+    let masked = LvtFlags::MASKED.bits();
+    lapic::write(LVT_TIMER, masked | TIMER_VECTOR as u32);
+    lapic::write(lapic::LVT_LINT0, masked);
+    lapic::write(lapic::LVT_LINT1, masked);
+    lapic::write(lapic::LVT_ERROR, masked);
+    if max_lvt >= 4 {
+        lapic::write(lapic::LVT_PMC, masked);
+    }
+    if max_lvt >= 5 {
+        lapic::write(lapic::LVT_THERMAL, masked);
+    }
+    lapic::write(lapic::TPR, 0);
+    lapic::write(lapic::ESR, 0);
+    lapic::write(
+        lapic::SVR,
+        crate::devices::lapic::SvrFlags::APIC_ENABLED.bits() | SPURIOUS_VECTOR as u32,
+    );
+    // One EOI ends the highest in-service interrupt; at most 256 can be in service.
+    for _ in 0..256 {
+        if (0..8).all(|i| lapic::read(lapic::ISR + 0x10 * i) == 0) {
+            break;
+        }
+        lapic::write(lapic::EOI, 0);
+    }
+    for w in &GUEST_VECTORS[cpu] {
+        w.store(0, Ordering::Release);
+    }
+    GUEST_NMI[cpu].store(false, Ordering::Release);
+}
+
+/// The highest guest vector the hypervisor took on this pCPU and has not handed over yet.
+pub fn take_guest_vector() -> Option<u8> {
+    let words = &GUEST_VECTORS[cpu()];
+    for i in (0..4).rev() {
+        let w = words[i].load(Ordering::Acquire);
+        if w != 0 {
+            let bit = 63 - w.leading_zeros();
+            words[i].fetch_and(!(1 << bit), Ordering::AcqRel);
+            return Some((i * 64) as u8 + bit as u8);
+        }
+    }
+    None
+}
+
+pub fn guest_vector_pending() -> bool {
+    GUEST_VECTORS[cpu()]
+        .iter()
+        .any(|w| w.load(Ordering::Acquire) != 0)
+}
+
+/// Whether the guest of this pCPU got an NMI the hypervisor took for it.
+pub fn take_guest_nmi() -> bool {
+    GUEST_NMI[cpu()].swap(false, Ordering::AcqRel)
+}
+
+const LVT_TIMER: u32 = lapic::LVT_TIMER;
+const TIMER_INITIAL: u32 = 0x380;
+const TIMER_CURRENT: u32 = 0x390;
+const TIMER_DIVIDE: u32 = 0x3E0;
 
 /// LAPIC timer ticks per 2^20 TSC ticks (divide by 1), measured at boot.
 static LAPIC_PER_TSC: AtomicU64 = AtomicU64::new(0);
@@ -110,15 +247,14 @@ fn rdtsc() -> u64 {
 /// Measures the LAPIC timer against the TSC (BSP, once, after the TSC is calibrated) and
 /// returns the LAPIC timer frequency in kHz.
 pub fn calibrate_timer() -> u64 {
-    let b = lapic::base();
-    phys_write32(b + TIMER_DIVIDE, 0xB); // divide by 1
-    phys_write32(b + LVT_TIMER, LvtFlags::MASKED.bits() | TIMER_VECTOR as u32);
-    phys_write32(b + TIMER_INITIAL, u32::MAX);
+    lapic::write(TIMER_DIVIDE, 0xB); // divide by 1
+    lapic::write(LVT_TIMER, LvtFlags::MASKED.bits() | TIMER_VECTOR as u32);
+    lapic::write(TIMER_INITIAL, u32::MAX);
     let t0 = rdtsc();
     super::delay_us(10_000);
-    let left = phys_read32(b + TIMER_CURRENT);
+    let left = lapic::read(TIMER_CURRENT);
     let t1 = rdtsc();
-    phys_write32(b + TIMER_INITIAL, 0);
+    lapic::write(TIMER_INITIAL, 0);
     let lapic_ticks = (u32::MAX - left) as u64;
     let tsc_ticks = t1.wrapping_sub(t0).max(1);
     let ratio = ((lapic_ticks as u128) << 20) / tsc_ticks as u128;
@@ -129,16 +265,15 @@ pub fn calibrate_timer() -> u64 {
 /// Arms this pCPU's timer to fire at TSC `deadline` (at once if it has passed), replacing
 /// any earlier deadline; `None` disarms it.
 pub fn arm_timer(deadline: Option<u64>) {
-    let b = lapic::base();
     let Some(deadline) = deadline else {
-        phys_write32(b + TIMER_INITIAL, 0);
+        lapic::write(TIMER_INITIAL, 0);
         return;
     };
     let delta = deadline.saturating_sub(rdtsc()) as u128;
     let count = (delta * LAPIC_PER_TSC.load(Ordering::Relaxed) as u128) >> 20;
-    phys_write32(b + TIMER_DIVIDE, 0xB);
-    phys_write32(b + LVT_TIMER, TIMER_VECTOR as u32);
-    phys_write32(b + TIMER_INITIAL, count.clamp(1, u32::MAX as u128) as u32);
+    lapic::write(TIMER_DIVIDE, 0xB);
+    lapic::write(LVT_TIMER, TIMER_VECTOR as u32);
+    lapic::write(TIMER_INITIAL, count.clamp(1, u32::MAX as u128) as u32);
 }
 
 /// Silences the legacy platform: the 8259 pair remapped to vectors 0x20-0x2F and masked, PIT

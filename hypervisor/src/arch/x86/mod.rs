@@ -122,54 +122,129 @@ pub fn phys_write32(pa: u64, v: u32) {
     unsafe { core::ptr::write_volatile(pa as *mut u32, v) }
 }
 
-/// Local APIC in xAPIC mode (QEMU TCG has no x2APIC).
+/// The pCPUs' local APICs: xAPIC (MMIO) by default; x2APIC (MSRs 0x800 + offset / 16) on
+/// every pCPU when a VM gets its pCPUs' local APICs passed through, which ACRN does in x2APIC
+/// mode only (QEMU TCG 7.x has no x2APIC; Bochs' tigerlake has).
 pub mod lapic {
-    use super::{phys_read32, phys_write32};
+    use super::{phys_read32, phys_write32, rdmsr, wrmsr, Leaf1Ecx};
     use crate::devices::lapic::{IcrFlags, SvrFlags};
+    use core::sync::atomic::{AtomicBool, Ordering};
     use x86_64::registers::model_specific::ApicBase;
-    const ICR_LO: u64 = 0x300;
-    const ICR_HI: u64 = 0x310;
+
+    pub const ID: u32 = 0x20;
+    pub const TPR: u32 = 0x80;
+    pub const EOI: u32 = 0xB0;
+    pub const SVR: u32 = 0xF0;
+    pub const ISR: u32 = 0x100;
+    pub const ESR: u32 = 0x280;
+    const ICR_LO: u32 = 0x300;
+    const ICR_HI: u32 = 0x310;
+    pub const LVT_TIMER: u32 = 0x320;
+    pub const LVT_THERMAL: u32 = 0x330;
+    pub const LVT_PMC: u32 = 0x340;
+    pub const LVT_LINT0: u32 = 0x350;
+    pub const LVT_LINT1: u32 = 0x360;
+    pub const LVT_ERROR: u32 = 0x370;
+    pub const VERSION: u32 = 0x30;
     /// ICR delivery modes (bits 10:8).
+    const DELIVERY_NMI: u32 = 4 << 8;
     const DELIVERY_INIT: u32 = 5 << 8;
     const DELIVERY_STARTUP: u32 = 6 << 8;
+    const MSR_APIC_BASE: u32 = 0x1B;
+    const APIC_BASE_EXTD: u64 = 1 << 10;
+    const APIC_BASE_ENABLE: u64 = 1 << 11;
+    pub const MSR_X2APIC_ICR: u32 = 0x830;
+    pub const MSR_TSC_DEADLINE: u32 = 0x6E0;
 
-    pub fn base() -> u64 {
+    /// Every pCPU runs its local APIC in x2APIC mode (set by the BSP before any pCPU enables
+    /// its local APIC).
+    static X2APIC: AtomicBool = AtomicBool::new(false);
+
+    /// Asks for x2APIC mode on every pCPU; false (and xAPIC stays) if the CPU has no x2APIC.
+    pub fn request_x2apic() -> bool {
+        let has = Leaf1Ecx::from_bits_retain(super::cpuid(1, 0)[2]).contains(Leaf1Ecx::X2APIC);
+        X2APIC.store(has, Ordering::Release);
+        has
+    }
+
+    pub fn x2apic() -> bool {
+        X2APIC.load(Ordering::Acquire)
+    }
+
+    fn base() -> u64 {
         ApicBase::read_raw().0.start_address().as_u64()
     }
-    pub fn id() -> u32 {
-        phys_read32(base() + 0x20) >> 24
+    /// Register `reg` (its xAPIC offset).
+    pub fn read(reg: u32) -> u32 {
+        if x2apic() {
+            rdmsr(0x800 + (reg >> 4)) as u32
+        } else {
+            phys_read32(base() + reg as u64)
+        }
     }
-    /// Software-enables the APIC (spurious vector 0xFF).
+    pub fn write(reg: u32, value: u32) {
+        if x2apic() {
+            wrmsr(0x800 + (reg >> 4), value as u64)
+        } else {
+            phys_write32(base() + reg as u64, value)
+        }
+    }
+    pub fn id() -> u32 {
+        if x2apic() {
+            read(ID)
+        } else {
+            read(ID) >> 24
+        }
+    }
+    /// Software-enables the APIC (spurious vector 0xFF), switching it to x2APIC mode first
+    /// when [`request_x2apic`] asked for it (xAPIC enabled -> x2APIC enabled, SDM 11.12.5).
     pub fn enable() {
-        let b = base();
+        if x2apic() {
+            let b = rdmsr(MSR_APIC_BASE);
+            if b & APIC_BASE_EXTD == 0 {
+                wrmsr(MSR_APIC_BASE, b | APIC_BASE_ENABLE | APIC_BASE_EXTD);
+            }
+        }
         let svr = SvrFlags::APIC_ENABLED.bits() | super::irq::SPURIOUS_VECTOR as u32;
-        phys_write32(b + 0xF0, phys_read32(b + 0xF0) | svr);
+        write(SVR, read(SVR) | svr);
+    }
+    /// Sends the IPI whose low ICR word is `low` to the APIC with `apic_id`.
+    fn send(apic_id: u32, low: u32) {
+        if x2apic() {
+            // x2APIC has no delivery status: the write is the send.
+            wrmsr(MSR_X2APIC_ICR, (apic_id as u64) << 32 | low as u64);
+            return;
+        }
+        wait_idle();
+        write(ICR_HI, apic_id << 24);
+        write(ICR_LO, low);
     }
     fn wait_idle() {
-        while IcrFlags::from_bits_retain(phys_read32(base() + ICR_LO))
-            .contains(IcrFlags::DELIVERY_PENDING)
+        while !x2apic()
+            && IcrFlags::from_bits_retain(read(ICR_LO)).contains(IcrFlags::DELIVERY_PENDING)
         {
             super::pause();
         }
     }
     pub fn send_init(apic_id: u32) {
-        let b = base();
-        phys_write32(b + ICR_HI, apic_id << 24);
-        phys_write32(b + ICR_LO, IcrFlags::ASSERT.bits() | DELIVERY_INIT);
+        send(apic_id, IcrFlags::ASSERT.bits() | DELIVERY_INIT);
         wait_idle();
     }
     /// A fixed IPI with `vector` to one local APIC (physical destination).
     pub fn send_fixed(apic_id: u32, vector: u8) {
-        let b = base();
-        wait_idle();
-        phys_write32(b + ICR_HI, apic_id << 24);
-        phys_write32(b + ICR_LO, vector as u32);
+        send(apic_id, vector as u32);
+    }
+    /// An NMI to one local APIC (physical destination).
+    pub fn send_nmi(apic_id: u32) {
+        send(apic_id, IcrFlags::ASSERT.bits() | DELIVERY_NMI);
+    }
+    /// Writes a guest's already filtered x2APIC ICR value as it is.
+    pub fn send_raw_x2apic(icr: u64) {
+        wrmsr(MSR_X2APIC_ICR, icr);
     }
     pub fn send_sipi(apic_id: u32, vector: u8) {
-        let b = base();
-        phys_write32(b + ICR_HI, apic_id << 24);
-        phys_write32(
-            b + ICR_LO,
+        send(
+            apic_id,
             IcrFlags::ASSERT.bits() | DELIVERY_STARTUP | vector as u32,
         );
         wait_idle();

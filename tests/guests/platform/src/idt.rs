@@ -5,7 +5,7 @@
 
 use crate::lapic;
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use guest_common::arch::halt_forever;
 use guest_common::println;
 
@@ -90,9 +90,35 @@ struct Frame {
     rflags: u64,
 }
 
+/// While set, a #GP raised by a WRMSR is counted and the WRMSR skipped (a hypervisor that
+/// refuses an ICR write answers #GP, as ACRN does for a VM with its local APIC passed
+/// through); any other #GP is still fatal.
+static SKIP_WRMSR_GP: AtomicBool = AtomicBool::new(false);
+static WRMSR_GPS: AtomicU32 = AtomicU32::new(0);
+const GP: u8 = 13;
+const WRMSR: [u8; 2] = [0x0F, 0x30];
+
+pub fn skip_wrmsr_gp(on: bool) {
+    SKIP_WRMSR_GP.store(on, Ordering::SeqCst);
+}
+
+/// WRMSRs that raised #GP and were skipped.
+pub fn wrmsr_gps() -> u32 {
+    WRMSR_GPS.load(Ordering::SeqCst)
+}
+
 #[no_mangle]
 extern "C" fn count_vector(f: &mut Frame) {
     let vector = f.vector as u8;
+    if vector == GP && SKIP_WRMSR_GP.load(Ordering::SeqCst) {
+        // SAFETY: RIP points at the faulting instruction in this guest's identity-mapped code.
+        let insn = unsafe { core::ptr::read_unaligned(f.rip as *const [u8; 2]) };
+        if insn == WRMSR {
+            WRMSR_GPS.fetch_add(1, Ordering::SeqCst);
+            f.rip += 2;
+            return;
+        }
+    }
     if vector < 32 && vector != NMI {
         let cr2: u64;
         // SAFETY: reading CR2 has no side effects.

@@ -7,6 +7,8 @@
 //!   TSC-deadline modes, in xAPIC and x2APIC mode;
 //! * `ivshmem`: the virtual PCI bus and an IVSHMEM device shared with a peer VM (see
 //!   `ivshmem.rs`).
+//! * `rtvm`: the guest of a `lapic_passthrough` VM: the physical local APIC's timer and IPIs
+//!   that may and may not leave the VM.
 //!
 //! Line formats are in tests/guests/README.md.
 #![no_std]
@@ -16,6 +18,7 @@ mod attacker;
 mod idt;
 mod ivshmem;
 mod lapic;
+mod rtvm;
 mod timer;
 mod victim;
 
@@ -82,8 +85,12 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         timer::run(&p, khz, &mut verdict);
     } else if p.flag("ivshmem") {
         ivshmem::run(&p, khz, &mut verdict);
+    } else if p.flag("rtvm") {
+        rtvm::run(&p, khz, &mut verdict);
+        verdict.print();
+        rtvm::end(&p);
     } else {
-        println!("platform: no mode on the command line (attacker, victim, timer or ivshmem)");
+        println!("platform: no mode on the command line (attacker, victim, timer, ivshmem or rtvm)");
         verdict.check(false, "no mode");
     }
     verdict.print();

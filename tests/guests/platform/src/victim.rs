@@ -30,8 +30,13 @@ static AP_MODE: AtomicU8 = AtomicU8::new(AP_MODE_UNKNOWN);
 const AP_MODE_UNKNOWN: u8 = 0;
 pub const AP_MODE_LISTEN: u8 = 1;
 pub const AP_MODE_HALT: u8 = 2;
+/// Listen, in x2APIC mode (the BSP switched first).
+pub const AP_MODE_LISTEN_X2APIC: u8 = 3;
 static APS_LISTENING: AtomicU32 = AtomicU32::new(0);
 static DONE: AtomicBool = AtomicBool::new(false);
+/// Set before `DONE`: the APs end with a triple fault instead of halting (the VM is then
+/// stopped by the hypervisor while its BSP still runs).
+static APS_CRASH: AtomicBool = AtomicBool::new(false);
 
 /// Tells the APs what to do (they wait for this after coming up).
 pub fn set_ap_mode(mode: u8) {
@@ -43,8 +48,11 @@ pub fn set_ap_mode(mode: u8) {
 pub fn prepare_cpu() {
     idt::load();
     lapic::enable();
-    lapic::write(DFR, 0xFFFF_FFFF);
-    lapic::write(LDR, 1 << (24 + idt::this_cpu()));
+    // x2APIC has no DFR, and its LDR is read-only (cluster mode, derived from the ID).
+    if !lapic::x2apic() {
+        lapic::write(DFR, 0xFFFF_FFFF);
+        lapic::write(LDR, 1 << (24 + idt::this_cpu()));
+    }
 }
 
 /// Every AP: wait for the mode, then (to listen) count interrupts in `sti; hlt` until `DONE`.
@@ -52,8 +60,10 @@ pub fn ap_listen(_index: u32) -> ! {
     while AP_MODE.load(Ordering::SeqCst) == AP_MODE_UNKNOWN {
         core::hint::spin_loop();
     }
-    if AP_MODE.load(Ordering::SeqCst) != AP_MODE_LISTEN {
-        halt_forever()
+    match AP_MODE.load(Ordering::SeqCst) {
+        AP_MODE_LISTEN => {}
+        AP_MODE_LISTEN_X2APIC => lapic::enter_x2apic(),
+        _ => halt_forever(),
     }
     prepare_cpu();
     APS_LISTENING.fetch_add(1, Ordering::SeqCst);
@@ -62,11 +72,39 @@ pub fn ap_listen(_index: u32) -> ! {
         // that arrives after the check still wakes it.
         unsafe { asm!("sti; hlt; cli", options(nomem, nostack)) };
     }
+    if APS_CRASH.load(Ordering::SeqCst) {
+        triple_fault()
+    }
     halt_forever()
 }
 
+/// An empty IDT, then an exception: #BP, #DF and the shutdown find no gate.
+fn triple_fault() -> ! {
+    let idtr = [0u16; 5];
+    // SAFETY: ends this CPU on purpose; the hypervisor stops the VM at the shutdown.
+    unsafe {
+        asm!("lidt [{}]", "int3", in(reg) idtr.as_ptr(), options(nostack));
+    }
+    halt_forever()
+}
+
+/// How many APs listen.
+pub fn aps_listening() -> u32 {
+    APS_LISTENING.load(Ordering::SeqCst)
+}
+
+/// Ends the APs' listening: they leave `sti; hlt` at a wake-up IPI, then halt (or, with
+/// `crash`, triple-fault).
+pub fn release_aps(p: &Platform, crash: bool) {
+    APS_CRASH.store(crash, Ordering::SeqCst);
+    DONE.store(true, Ordering::SeqCst);
+    for id in ap_ids(p) {
+        lapic::send_ipi(id, ICR_FIXED | u32::from(AP_WAKE));
+    }
+}
+
 /// Waits up to `ms` for `cond`, interrupts enabled.
-fn wait_for(khz: u64, ms: u64, cond: impl Fn() -> bool) -> bool {
+pub fn wait_for(khz: u64, ms: u64, cond: impl Fn() -> bool) -> bool {
     let start = rdtsc();
     while !cond() {
         if rdtsc().wrapping_sub(start) > ms * khz {
@@ -122,10 +160,7 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
     // SAFETY: counting stops here; the rest is reporting.
     unsafe { asm!("cli", options(nomem, nostack)) };
 
-    DONE.store(true, Ordering::SeqCst);
-    for id in ap_ids(p) {
-        lapic::send_ipi(id, ICR_FIXED | u32::from(AP_WAKE));
-    }
+    release_aps(p, false);
     spin_ms(khz, 10);
 
     let expected = |cpu: usize, v: u8| -> u32 {
