@@ -29,7 +29,11 @@ fn only_pci_vuart_connections_are_listed() {
     std::fs::create_dir_all(&dir).unwrap();
     let pci = dir.join("vuart-pci.xml");
     let from = "<type>legacy</type>";
-    assert_eq!(text.matches(from).count(), 1, "vuart.xml has one legacy connection");
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "vuart.xml has one legacy connection"
+    );
     std::fs::write(&pci, text.replace(from, "<type>pci</type>")).unwrap();
     let got = elements(&pci);
     let _ = std::fs::remove_dir_all(&dir);
@@ -55,7 +59,10 @@ fn a_hybrid_rt_scenario_lists_each_vm_and_element() {
     assert!(has("PRE_RT_VM0", "pci_devs"), "{got:?}");
     assert!(has("POST_STD_VM1", "pci_devs"), "{got:?}");
     // Its one vUART connection is legacy: emulated, so not listed.
-    assert!(!got.iter().any(|(_, e)| *e == "vuart_connection"), "{got:?}");
+    assert!(
+        !got.iter().any(|(_, e)| *e == "vuart_connection"),
+        "{got:?}"
+    );
     assert!(got.iter().any(|(_, e)| *e == "IVSHMEM_REGION"), "{got:?}");
     assert!(!has("ACRN_Service_VM", "lapic_passthrough"), "{got:?}");
 }

@@ -4,7 +4,8 @@
 //! * `victim`: counts every vector its CPUs receive while it listens, and passes only if
 //!   nothing arrived that it did not send itself;
 //! * `timer`: measures the local APIC timer against the TSC in one-shot, periodic and
-//!   TSC-deadline modes, in xAPIC and x2APIC mode.
+//!   TSC-deadline modes, in xAPIC and x2APIC mode;
+//! * `vuart`: one end of a VM-to-VM vUART, sending or receiving a checked stream.
 //!
 //! Line formats are in tests/guests/README.md.
 #![no_std]
@@ -15,6 +16,7 @@ mod idt;
 mod lapic;
 mod timer;
 mod victim;
+mod vuart;
 
 use guest_common::arch::{cpuid, halt_forever, rdtsc};
 use guest_common::platform::{identify, Platform, Verdict};
@@ -77,8 +79,10 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         victim::run(&p, khz, &mut verdict);
     } else if p.flag("timer") {
         timer::run(&p, khz, &mut verdict);
+    } else if p.flag("vuart") {
+        vuart::run(&p, khz, &mut verdict);
     } else {
-        println!("platform: no mode on the command line (attacker, victim or timer)");
+        println!("platform: no mode on the command line (attacker, victim, timer or vuart)");
         verdict.check(false, "no mode");
     }
     verdict.print();
