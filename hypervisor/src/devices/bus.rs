@@ -108,7 +108,7 @@ type LinkEnd = Mutex<UartPin<RX_BUF_MAX>>;
 /// order of (VM id, index), so two VMs writing to each other cannot deadlock) while bytes
 /// and modem lines move and both IRQs follow.
 static LINK_ENDS: [[LinkEnd; MAX_VUART_LINKS]; MAX_VMS] =
-    [const { [const { Mutex::new(UartPin::new(1, 0, 0)) }; MAX_VUART_LINKS] }; MAX_VMS];
+    [const { [const { Mutex::new(UartPin::new(0, 0, 0)) }; MAX_VUART_LINKS] }; MAX_VMS];
 
 struct IoApic {
     model: Mutex<Option<Vioapic>>,

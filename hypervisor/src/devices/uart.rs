@@ -107,10 +107,11 @@ pub struct Uart<const RX: usize> {
     dll: u8,
     dlm: u8,
     fifo: bool,
-    /// Receive bytes that raise RDA instead of a character timeout (FIFO mode).
-    trigger: usize,
+    /// FCR bits 7:6: the receive trigger level (1, 4, 8 or 14 bytes) in FIFO mode.
+    trigger_bits: u8,
     rx: Ring<RX>,
-    /// The receive buffer's size in FIFO mode (at most `RX`); without FIFOs it holds one byte.
+    /// The receive buffer's size in FIFO mode (used within `1..=RX`); without FIFOs it holds
+    /// one byte.
     rx_size: usize,
     tx: Ring<FIFO_SIZE>,
     overrun: bool,
@@ -125,24 +126,17 @@ pub struct Uart<const RX: usize> {
 
 impl<const RX: usize> Uart<RX> {
     /// A UART at power-on with a receive buffer of `rx_size` bytes (clamped to `1..=RX`) and
-    /// the modem inputs `inputs`.
+    /// the modem inputs `inputs`. All zero for `new(0, 0)`, so a table of them stays in .bss.
     pub const fn new(rx_size: usize, inputs: u8) -> Self {
-        let rx_size = if rx_size == 0 {
-            1
-        } else if rx_size > RX {
-            RX
-        } else {
-            rx_size
-        };
         Uart {
             ier: 0,
             lcr: 0,
             mcr: 0,
             scr: 0,
-            dll: 1,
+            dll: 0,
             dlm: 0,
             fifo: false,
-            trigger: 1,
+            trigger_bits: 0,
             rx: Ring::new(),
             rx_size,
             tx: Ring::new(),
@@ -159,10 +153,14 @@ impl<const RX: usize> Uart<RX> {
 
     fn rx_capacity(&self) -> usize {
         if self.fifo {
-            self.rx_size
+            self.rx_size.clamp(1, RX)
         } else {
             1
         }
+    }
+
+    fn trigger(&self) -> usize {
+        [1, 4, 8, 14][self.trigger_bits as usize & 3]
     }
 
     fn tx_capacity(&self) -> usize {
@@ -232,7 +230,7 @@ impl<const RX: usize> Uart<RX> {
         } else if self.ier & IER_ERBFI != 0 && self.rx.len > 0 {
             // No line timing: data below the trigger level is reported at once as a
             // character timeout (nothing more is on its way when the guest looks).
-            if !self.fifo || self.rx.len >= self.trigger {
+            if !self.fifo || self.rx.len >= self.trigger() {
                 IIR_RDA
             } else {
                 IIR_CTI
@@ -334,7 +332,7 @@ impl<const RX: usize> Uart<RX> {
             }
             self.tx.clear();
         }
-        self.trigger = [1, 4, 8, 14][(v >> 6) as usize];
+        self.trigger_bits = v >> 6;
     }
 
     /// Puts a received byte into the receive buffer; a full buffer loses it (overrun).

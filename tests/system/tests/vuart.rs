@@ -69,7 +69,7 @@ fn run_link(board: &str, emulator: &str, test: &str, bytes: u64, limit: u64) -> 
         test,
         [
             &format!("vuart role=send {link} bytes={bytes}"),
-            &format!("vuart role=recv {link}"),
+            &format!("vuart role=recv {link} bytes={bytes}"),
         ],
         &dir,
     );
