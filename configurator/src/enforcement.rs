@@ -2,7 +2,7 @@
 //! tables but does not enforce yet. `build` and `run` print every item as a warning (the
 //! hypervisor prints the same at boot), so nothing the user wrote is dropped in silence.
 
-use crate::scenario::model::{ConsoleVuart, LoadOrder, ProvidedBy, Scenario};
+use crate::scenario::model::{ConsoleVuart, LoadOrder, ProvidedBy, Scenario, VuartType};
 
 /// One scenario element the hypervisor does not enforce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,18 +32,20 @@ impl std::fmt::Display for Unenforced {
 pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
     let mut out = Vec::new();
     let hv = &scenario.hv;
+    // Legacy (I/O port) connections are emulated; PCI ones (the default type) are not yet.
     for c in hv
         .vuart_connections
         .iter()
         .flat_map(|v| v.connections.iter())
+        .filter(|c| c.vuart_type != Some(VuartType::Legacy))
     {
         for e in &c.endpoints {
             out.push(Unenforced {
                 vm: Some(e.vm_name.clone()),
                 element: "vuart_connection",
                 detail: format!(
-                    "connection {:?}: the VM gets no vUART for it (VM-to-VM vUARTs are not \
-                     emulated)",
+                    "connection {:?}: the VM gets no vUART for it (PCI vUARTs are not \
+                     emulated; a legacy connection is)",
                     c.name
                 ),
             });

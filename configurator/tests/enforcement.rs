@@ -21,6 +21,31 @@ fn our_example_scenarios_ask_for_nothing_unenforced() {
 }
 
 #[test]
+fn only_pci_vuart_connections_are_listed() {
+    let path = common::repo().join("configs/qemu-epyc/vuart.xml");
+    let text = std::fs::read_to_string(&path).expect("read vuart.xml");
+    assert_eq!(elements(&path), vec![], "legacy connections are enforced");
+    let dir = std::env::temp_dir().join(format!("enforcement-pci-vuart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pci = dir.join("vuart-pci.xml");
+    let from = "<type>legacy</type>";
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "vuart.xml has one legacy connection"
+    );
+    std::fs::write(&pci, text.replace(from, "<type>pci</type>")).unwrap();
+    let got = elements(&pci);
+    let _ = std::fs::remove_dir_all(&dir);
+    let listed: Vec<_> = got
+        .iter()
+        .filter(|(_, e)| *e == "vuart_connection")
+        .map(|(vm, _)| vm.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(listed, ["PRE_VM0", "PRE_VM1"], "{got:?}");
+}
+
+#[test]
 fn a_hybrid_rt_scenario_lists_each_vm_and_element() {
     let Some(corpus) = common::corpus() else {
         return;
@@ -34,7 +59,11 @@ fn a_hybrid_rt_scenario_lists_each_vm_and_element() {
     assert!(!has("PRE_RT_VM0", "lapic_passthrough"), "{got:?}");
     assert!(has("PRE_RT_VM0", "pci_devs"), "{got:?}");
     assert!(has("POST_STD_VM1", "pci_devs"), "{got:?}");
-    assert!(got.iter().any(|(_, e)| *e == "vuart_connection"), "{got:?}");
+    // Its one vUART connection is legacy: emulated, so not listed.
+    assert!(
+        !got.iter().any(|(_, e)| *e == "vuart_connection"),
+        "{got:?}"
+    );
     // The pre-launched member gets its IVSHMEM device; the post-launched one does not yet.
     assert!(!has("PRE_RT_VM0", "IVSHMEM_REGION"), "{got:?}");
     assert!(has("POST_STD_VM1", "IVSHMEM_REGION"), "{got:?}");

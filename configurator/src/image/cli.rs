@@ -401,7 +401,8 @@ mod tests {
                 "partitioned.toml",
                 "partitioned.xml",
                 "rtvm",
-                "shared"
+                "shared",
+                "vuart"
             ]
         );
     }

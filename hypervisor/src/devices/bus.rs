@@ -1,18 +1,20 @@
 //! A VM's device bus: which device answers which port or guest-physical range, and the
 //! device objects themselves. What the bus holds depends on the load order, as in ACRN:
 //! every VM gets a vPIC and a vIOAPIC; pre-launched VMs and the Service VM also get their
-//! console vUART and a vRTC (a post-launched VM's device model emulates those).
+//! console vUART and a vRTC (a post-launched VM's device model emulates those). Every VM
+//! gets the legacy ends of its `vuart_connection`s: 16550s joined by a null-modem cable to
+//! the matching end in the peer VM.
 
 use super::ioapic::Vioapic;
 use super::irq::{gsi_levels, LineOp, Message};
 use super::pci::{ConfigPorts, PciMmio, Vpci};
 use super::pic::Vpic;
 use super::rtc::Vrtc;
-use super::uart::Vuart;
+use super::uart::{null_modem, ConsoleLine, Uart, FIFO_SIZE, RX_BUF_MAX, TERMINAL_ATTACHED};
 use crate::hvlog;
-use crate::vm::Vm;
+use crate::vm::{Vm, MAX_VMS};
 use acrn_abi::irq::GsiOp;
-use acrn_static_config::{ConsoleVuart, LoadOrder};
+use acrn_static_config::{ConsoleVuart, LoadOrder, VuartKind};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::Mutex;
 
@@ -38,9 +40,76 @@ pub trait BusDevice {
     fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64);
 }
 
-struct ConsoleUart {
-    uart: Mutex<Vuart>,
+/// A UART, its IRQ and the level its interrupt output last drove onto that IRQ.
+struct UartPin<const RX: usize> {
+    uart: Uart<RX>,
+    /// None for ACRN's IRQ 0: a polled UART with no interrupt.
+    irq: Option<u32>,
+    high: bool,
 }
+
+impl<const RX: usize> UartPin<RX> {
+    const fn new(rx_size: usize, inputs: u8, irq: u8) -> Self {
+        UartPin {
+            uart: Uart::new(rx_size, inputs),
+            irq: if irq == 0 { None } else { Some(irq as u32) },
+            high: false,
+        }
+    }
+
+    /// A guest read (`value` None, returns the value) or write of register `offset`.
+    fn access(&mut self, offset: u16, value: Option<u8>) -> u8 {
+        match value {
+            None => self.uart.read(offset),
+            Some(v) => {
+                self.uart.write(offset, v);
+                0
+            }
+        }
+    }
+
+    /// Follows the UART's interrupt output on its IRQ of `vm`. The vPIC and vIOAPIC see a
+    /// level and act on the rising edge when the guest programmed the pin edge-triggered, as
+    /// a 16550 on the ISA bus is.
+    fn drive(&mut self, vm: &Vm) {
+        let high = self.uart.irq_line();
+        let Some(irq) = self.irq else {
+            return;
+        };
+        if high != self.high {
+            self.high = high;
+            let op = if high { GsiOp::SetHigh } else { GsiOp::SetLow };
+            vm.devices.set_irqline(vm, irq, op);
+        }
+    }
+}
+
+/// The console: its transmitter goes to the physical console line by line.
+struct Console {
+    pin: UartPin<FIFO_SIZE>,
+    line: ConsoleLine,
+}
+
+struct ConsoleUart {
+    state: Mutex<Console>,
+}
+
+/// Most `vuart_connection` ends one VM has (ACRN's MAX_VUART_NUM_PER_VM is 8, the console
+/// included).
+pub const MAX_VUART_LINKS: usize = 7;
+
+/// One end of a VM-to-VM vUART: the index of its entry in the VM's `VmConfig::vuarts`.
+struct LinkPort {
+    index: usize,
+}
+
+type LinkEnd = Mutex<UartPin<RX_BUF_MAX>>;
+
+/// Every VM's link ends by VM id and index. Both ends of a cable are locked together (in the
+/// order of (VM id, index), so two VMs writing to each other cannot deadlock) while bytes
+/// and modem lines move and both IRQs follow.
+static LINK_ENDS: [[LinkEnd; MAX_VUART_LINKS]; MAX_VMS] =
+    [const { [const { Mutex::new(UartPin::new(0, 0, 0)) }; MAX_VUART_LINKS] }; MAX_VMS];
 
 struct IoApic {
     model: Mutex<Option<Vioapic>>,
@@ -58,6 +127,8 @@ struct Rtc {
 struct Layout {
     /// The console vUART's base port, or [`NO_PORT`].
     console_port: AtomicU32,
+    /// The base ports of the legacy link ends, by index, or [`NO_PORT`].
+    link_ports: [AtomicU32; MAX_VUART_LINKS],
     rtc: AtomicBool,
 }
 
@@ -70,6 +141,13 @@ impl Layout {
             p => Some(p as u16),
         }
     }
+
+    fn link_port(&self, index: usize) -> Option<u16> {
+        match self.link_ports[index].load(Ordering::Relaxed) {
+            NO_PORT => None,
+            p => Some(p as u16),
+        }
+    }
 }
 
 /// Accesses nobody claimed that were reported, so each range is reported once per VM.
@@ -78,6 +156,7 @@ const REPORTED_MAX: usize = 32;
 pub struct VmDevices {
     layout: Layout,
     console: ConsoleUart,
+    links: [LinkPort; MAX_VUART_LINKS],
     ioapic: IoApic,
     pic: Pic,
     rtc: Rtc,
@@ -96,17 +175,89 @@ fn prefix_line(vm: &Vm, text: &[u8]) {
     crate::console::vm_line(core::str::from_utf8(&buf[..3 + n]).unwrap_or("[?] "), text);
 }
 
+impl ConsoleUart {
+    fn access(&self, vm: &Vm, addr: u64, value: Option<u8>) -> u8 {
+        let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
+        let mut c = self.state.lock();
+        let c = &mut *c;
+        let r = c.pin.access(addr.wrapping_sub(base) as u16, value);
+        while let Some(b) = c.pin.uart.take_tx() {
+            if let Some(line) = c.line.push(b) {
+                prefix_line(vm, line);
+            }
+        }
+        c.pin.drive(vm);
+        r
+    }
+}
+
 impl BusDevice for ConsoleUart {
     fn read(&self, vm: &Vm, addr: u64, _size: u8) -> u64 {
-        let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
-        self.uart.lock().read((addr - base) as u16) as u64
+        self.access(vm, addr, None) as u64
     }
     fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
-        let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
-        let mut u = self.uart.lock();
-        if let Some(line) = u.write((addr - base) as u16, value as u8) {
-            prefix_line(vm, line);
-        }
+        self.access(vm, addr, Some(value as u8));
+    }
+}
+
+/// The other end of `vm`'s link `index`: the peer VM and its index, when the peer exists and
+/// its own table names this end back.
+fn link_peer(vm: &Vm, index: usize) -> Option<(&'static Vm, usize)> {
+    let link = vm.info()?.cfg?.vuarts.get(index)?;
+    let peer = crate::vm::vm(link.peer_vm)?;
+    let peer_index = link.peer_index as usize;
+    let back = peer.info()?.cfg?.vuarts.get(peer_index)?;
+    let joined = peer.id != vm.id
+        && peer_index < MAX_VUART_LINKS
+        && back.peer_vm == vm.id
+        && back.peer_index as usize == index
+        && matches!(back.kind, VuartKind::Legacy { .. });
+    joined.then_some((peer, peer_index))
+}
+
+/// Runs `f` on `vm`'s link end `index` with the cable's state brought up to date: bytes and
+/// modem lines moved between the two ends, and both IRQs following their UARTs.
+fn with_link<R>(vm: &Vm, index: usize, f: impl FnOnce(&mut UartPin<RX_BUF_MAX>) -> R) -> R {
+    let mine = &LINK_ENDS[vm.id as usize][index];
+    let Some((peer, peer_index)) = link_peer(vm, index) else {
+        // Nobody at the other end of the cable: what is sent goes nowhere, no line is up.
+        let mut end = mine.lock();
+        let r = f(&mut end);
+        while end.uart.take_tx().is_some() {}
+        end.uart.set_inputs(0);
+        end.drive(vm);
+        return r;
+    };
+    let theirs = &LINK_ENDS[peer.id as usize][peer_index];
+    let (mut a, mut b) = if (vm.id, index) < (peer.id, peer_index) {
+        let a = mine.lock();
+        (a, theirs.lock())
+    } else {
+        let b = theirs.lock();
+        (mine.lock(), b)
+    };
+    let r = f(&mut a);
+    null_modem(&mut a.uart, &mut b.uart);
+    a.drive(vm);
+    b.drive(peer);
+    r
+}
+
+impl LinkPort {
+    fn access(&self, vm: &Vm, addr: u64, value: Option<u8>) -> u8 {
+        let base = vm.devices.layout.link_port(self.index).unwrap_or(0) as u64;
+        with_link(vm, self.index, |end| {
+            end.access(addr.wrapping_sub(base) as u16, value)
+        })
+    }
+}
+
+impl BusDevice for LinkPort {
+    fn read(&self, vm: &Vm, addr: u64, _size: u8) -> u64 {
+        self.access(vm, addr, None) as u64
+    }
+    fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
+        self.access(vm, addr, Some(value as u8));
     }
 }
 
@@ -211,10 +362,23 @@ impl VmDevices {
         VmDevices {
             layout: Layout {
                 console_port: AtomicU32::new(NO_PORT),
+                link_ports: [const { AtomicU32::new(NO_PORT) }; MAX_VUART_LINKS],
                 rtc: AtomicBool::new(false),
             },
             console: ConsoleUart {
-                uart: Mutex::new(Vuart::new()),
+                state: Mutex::new(Console {
+                    pin: UartPin::new(FIFO_SIZE, TERMINAL_ATTACHED, 0),
+                    line: ConsoleLine::new(),
+                }),
+            },
+            links: {
+                let mut links = [const { LinkPort { index: 0 } }; MAX_VUART_LINKS];
+                let mut i = 0;
+                while i < MAX_VUART_LINKS {
+                    links[i].index = i;
+                    i += 1;
+                }
+                links
             },
             ioapic: IoApic {
                 model: Mutex::new(None),
@@ -235,15 +399,24 @@ impl VmDevices {
         let info = vm.info();
         let order = info.map(|i| i.load_order);
         let post = order == Some(LoadOrder::PostLaunched);
-        let console_port = match info.and_then(|i| i.cfg).map(|c| c.console) {
-            Some(ConsoleVuart::Legacy { port, .. }) if !post => Some(port),
+        let cfg = info.and_then(|i| i.cfg);
+        let console = match cfg.map(|c| c.console) {
+            Some(ConsoleVuart::Legacy { port, irq }) if !post => Some((port, irq)),
             _ => None,
         };
-        self.layout
-            .console_port
-            .store(console_port.map_or(NO_PORT, u32::from), Ordering::Relaxed);
+        self.layout.console_port.store(
+            console.map_or(NO_PORT, |(port, _)| u32::from(port)),
+            Ordering::Relaxed,
+        );
         self.layout.rtc.store(!post, Ordering::Relaxed);
-        *self.console.uart.lock() = Vuart::new();
+        *self.console.state.lock() = Console {
+            pin: UartPin::new(
+                FIFO_SIZE,
+                TERMINAL_ATTACHED,
+                console.map_or(0, |(_, irq)| irq),
+            ),
+            line: ConsoleLine::new(),
+        };
         let pins = if order == Some(LoadOrder::Service) {
             SERVICE_VM_PINS
         } else {
@@ -260,6 +433,28 @@ impl VmDevices {
         });
         self.pci.reset(vm);
         self.reported.lock().1 = 0;
+        self.reset_links(vm);
+    }
+
+    /// The VM's legacy link ends at power-on, and their peers told that its lines dropped.
+    fn reset_links(&self, vm: &Vm) {
+        let links = vm.info().and_then(|i| i.cfg).map_or(&[][..], |c| c.vuarts);
+        let rx_size = crate::hv::platform().hv.vuart_rx_buf_size as usize;
+        for (index, end) in LINK_ENDS[vm.id as usize].iter().enumerate() {
+            let legacy = match links.get(index).map(|l| l.kind) {
+                Some(VuartKind::Legacy { port, irq }) => Some((port, irq)),
+                _ => None,
+            };
+            self.layout.link_ports[index].store(
+                legacy.map_or(NO_PORT, |(port, _)| u32::from(port)),
+                Ordering::Relaxed,
+            );
+            let irq = legacy.map_or(0, |(_, irq)| irq);
+            *end.lock() = UartPin::new(rx_size, 0, irq);
+            if legacy.is_some() {
+                with_link(vm, index, |_| ());
+            }
+        }
     }
 
     /// The VM's virtual PCI.
@@ -273,10 +468,14 @@ impl VmDevices {
         match space {
             Space::Port => {
                 let port = addr as u16;
-                if let Some(base) = layout.console_port() {
-                    if (base..base.saturating_add(8)).contains(&port) {
-                        return Some(&self.console);
-                    }
+                let at = |base: Option<u16>| {
+                    base.is_some_and(|b| (b..b.saturating_add(8)).contains(&port))
+                };
+                if at(layout.console_port()) {
+                    return Some(&self.console);
+                }
+                if let Some(i) = (0..MAX_VUART_LINKS).find(|&i| at(layout.link_port(i))) {
+                    return Some(&self.links[i]);
                 }
                 if self.pci.claims_port(port) {
                     return Some(&ConfigPorts);
@@ -427,7 +626,7 @@ impl VmDevices {
 
     /// Prints what the console holds of an unfinished line (the VM stops).
     pub fn flush_console(&self, vm: &Vm) {
-        if let Some(partial) = self.console.uart.lock().take_partial() {
+        if let Some(partial) = self.console.state.lock().line.take_partial() {
             prefix_line(vm, partial);
         }
     }

@@ -17,4 +17,4 @@ pub mod uart;
 #[cfg(target_os = "none")]
 mod bus;
 #[cfg(target_os = "none")]
-pub use bus::{BusDevice, Space, VmDevices, IOAPIC_GPA};
+pub use bus::{BusDevice, Space, VmDevices, IOAPIC_GPA, MAX_VUART_LINKS};

@@ -133,8 +133,18 @@ fn report_unenforced(cfg: &VmConfig) {
             cfg.name
         )
     };
-    if !cfg.vuarts.is_empty() {
-        say("vuart_connection", "the VM gets no VM-to-VM vUART");
+    if cfg
+        .vuarts
+        .iter()
+        .any(|l| matches!(l.kind, acrn_static_config::VuartKind::Pci { .. }))
+    {
+        say("vuart_connection", "the VM gets no PCI vUART");
+    }
+    if cfg.vuarts.len() > crate::devices::MAX_VUART_LINKS {
+        say(
+            "vuart_connection",
+            "the VM gets only its first 7 VM-to-VM vUARTs",
+        );
     }
     if !cfg.ivshmem.is_empty() && cfg.load_order != LoadOrder::PreLaunched {
         say(

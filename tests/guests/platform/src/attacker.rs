@@ -55,7 +55,7 @@ fn ioapic_read(reg: u32) -> u32 {
     }
 }
 
-fn ioapic_write(reg: u32, value: u32) {
+pub fn ioapic_write(reg: u32, value: u32) {
     // SAFETY: as for `ioapic_read`.
     unsafe {
         core::ptr::write_volatile(IOAPIC as *mut u32, reg);

@@ -9,6 +9,7 @@
 //!   `ivshmem.rs`).
 //! * `rtvm`: the guest of a `lapic_passthrough` VM: the physical local APIC's timer and IPIs
 //!   that may and may not leave the VM.
+//! * `vuart`: one end of a VM-to-VM vUART, sending or receiving a checked stream.
 //!
 //! Line formats are in tests/guests/README.md.
 #![no_std]
@@ -21,6 +22,7 @@ mod lapic;
 mod rtvm;
 mod timer;
 mod victim;
+mod vuart;
 
 use guest_common::arch::{cpuid, halt_forever, rdtsc};
 use guest_common::platform::{identify, Platform, Verdict};
@@ -85,12 +87,16 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         timer::run(&p, khz, &mut verdict);
     } else if p.flag("ivshmem") {
         ivshmem::run(&p, khz, &mut verdict);
+    } else if p.flag("vuart") {
+        vuart::run(&p, khz, &mut verdict);
     } else if p.flag("rtvm") {
         rtvm::run(&p, khz, &mut verdict);
         verdict.print();
         rtvm::end(&p);
     } else {
-        println!("platform: no mode on the command line (attacker, victim, timer, ivshmem or rtvm)");
+        println!(
+            "platform: no mode on the command line (attacker, victim, timer, ivshmem, vuart or rtvm)"
+        );
         verdict.check(false, "no mode");
     }
     verdict.print();

@@ -1,0 +1,206 @@
+//! VM-to-VM vUART over a legacy `vuart_connection` (configs/<board>/vuart.xml: PRE_VM0 and
+//! PRE_VM1 joined at COM2, port 0x2F8, which the allocator gives IRQ 3), on both backends,
+//! with the `platform` test guest's `vuart` mode in both VMs: PRE_VM0 streams pseudo-random
+//! bytes from its THR-empty interrupt through the 16-byte FIFO, PRE_VM1 reads them more slowly
+//! (woken by its receive interrupt, byte by byte with a delay) and checks each against the
+//! same sequence. The receiver's buffer (VUART_RX_BUF_SIZE, 256 by default) is far smaller
+//! than the stream, so the sender must be held back: every byte arrives, in order, once,
+//! without an overrun, and both ends agree on the checksum. Each end prints its throughput in
+//! bytes per second of guest TSC time (the test prints both).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use acrn_system_tests::{check, repo_root, require_tools, run, target_dir, RunSpec, Transcript};
+
+/// One emulator at a time: two emulators share two cores.
+static EMULATOR: Mutex<()> = Mutex::new(());
+
+/// Builds the test guests once (tests/guests/build.sh) and returns platform.elf.
+fn platform_elf() -> PathBuf {
+    static ELF: OnceLock<PathBuf> = OnceLock::new();
+    ELF.get_or_init(|| {
+        let out = target_dir().join("system-tests").join("guests");
+        let status = std::process::Command::new(repo_root().join("tests/guests/build.sh"))
+            .arg(&out)
+            .status()
+            .expect("run tests/guests/build.sh");
+        assert!(status.success(), "tests/guests/build.sh failed");
+        out.join("platform.elf")
+    })
+    .clone()
+}
+
+/// A copy of configs/`board`/vuart.xml with the guest's mode appended to each VM's bootargs.
+fn scenario(board: &str, name: &str, args: [&str; 2], dir: &Path) -> String {
+    let src = repo_root().join(format!("configs/{board}/vuart.xml"));
+    let text = std::fs::read_to_string(&src).expect("read scenario");
+    let from = "<bootargs>console=ttyS0</bootargs>";
+    assert_eq!(
+        text.matches(from).count(),
+        2,
+        "{} no longer has two `{from}`",
+        src.display()
+    );
+    let mut text = text;
+    for a in args {
+        text = text.replacen(from, &format!("<bootargs>console=ttyS0 {a}</bootargs>"), 1);
+    }
+    std::fs::create_dir_all(dir).expect("create work dir");
+    let path = dir.join(format!("{name}.xml"));
+    std::fs::write(&path, text).expect("write scenario variant");
+    path.display().to_string()
+}
+
+fn run_link(board: &str, emulator: &str, test: &str, bytes: u64, limit: u64) -> Transcript {
+    let _one = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let binary = if emulator == "qemu" {
+        "qemu-system-x86_64"
+    } else {
+        "bochs"
+    };
+    require_tools(&[binary, "grub-mkrescue", "xorriso"]);
+    let elf = platform_elf().display().to_string();
+    let dir = acrn_system_tests::work_dir(test);
+    let link = "port=0x2f8 irq=3";
+    let scenario = scenario(
+        board,
+        test,
+        [
+            &format!("vuart role=send {link} bytes={bytes}"),
+            &format!("vuart role=recv {link} bytes={bytes}"),
+        ],
+        &dir,
+    );
+    let out = dir.join("image");
+    let started = std::time::Instant::now();
+    let t = run(
+        &RunSpec {
+            board,
+            scenario: &scenario,
+            out: &out,
+            extra: vec![
+                "--emulator".into(),
+                emulator.into(),
+                "--module".into(),
+                format!("PRE_VM0_kernel={elf}"),
+                "--module".into(),
+                format!("PRE_VM1_kernel={elf}"),
+            ],
+            build_limit: Duration::from_secs(900),
+            boot_limit: Duration::from_secs(limit),
+        },
+        |t| {
+            let has = |p: &str| t.find_prefix(p).is_some();
+            has("[hv] every VM has stopped") || has("[hv] PANIC") || has("[hv] FATAL")
+        },
+    );
+    eprintln!(
+        "{test}: {} lines, ended by {} after {:.1}s (build and emulation)",
+        t.lines.len(),
+        t.ended_by,
+        started.elapsed().as_secs_f64()
+    );
+    t
+}
+
+/// The text after `prefix` on the first line that starts with it.
+fn after<'a>(t: &'a Transcript, prefix: &str) -> &'a str {
+    let line = t.texts().find(|l| l.starts_with(prefix));
+    check(
+        t,
+        line.is_some(),
+        &format!("no line starting with `{prefix}`"),
+    );
+    &line.unwrap_or_default()[prefix.len()..]
+}
+
+/// The word after `key=` in `text`.
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.split([' ', ';', ':'])
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn check_link(t: &Transcript, bytes: u64) {
+    check(
+        t,
+        t.find_prefix("[hv] PANIC").is_none() && t.find_prefix("[hv] FATAL").is_none(),
+        "the hypervisor failed",
+    );
+    check(
+        t,
+        !t.texts()
+            .any(|l| l.contains("<vuart_connection> is not enforced")),
+        "the hypervisor still calls the legacy vuart_connection unenforced",
+    );
+    check(
+        t,
+        t.find("[PRE_VM0] vuart: peer ready (DSR and CTS up)")
+            .is_some(),
+        "the sender did not see the receiver's DTR and RTS",
+    );
+    let sent = after(t, "[PRE_VM0] vuart: sent ");
+    let received = after(t, "[PRE_VM1] vuart: received ");
+    let count = |s: &str| s.split(' ').next().and_then(|n| n.parse::<u64>().ok());
+    check(
+        t,
+        count(sent) == Some(bytes),
+        "the sender did not send the stream",
+    );
+    check(
+        t,
+        count(received) == Some(bytes),
+        "the receiver did not get the stream",
+    );
+    check(
+        t,
+        field(sent, "fnv").is_some() && field(sent, "fnv") == field(received, "fnv"),
+        "the two ends disagree on the checksum",
+    );
+    let status = after(t, "[PRE_VM1] vuart: mismatches=");
+    check(
+        t,
+        status.starts_with("0 first_mismatch=-1 overruns=0 extra=false"),
+        "bytes lost, reordered, duplicated or overrun",
+    );
+    // The 256-byte receive buffer filled and held the sender back.
+    let held = after(t, "[PRE_VM0] vuart: thre interrupts ");
+    let held_back = held
+        .split("held back in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    check(
+        t,
+        held_back.is_some_and(|n| n > 0),
+        "the sender was never held back by the full receiver",
+    );
+    check(
+        t,
+        t.find("[PRE_VM0] verdict: PASS").is_some() && t.find("[PRE_VM1] verdict: PASS").is_some(),
+        "a guest's verdict is not PASS",
+    );
+    for l in t.lines.iter().filter(|l| {
+        l.text.contains("vuart:") || l.text.contains(" exits: ") || l.text.contains(" stopped:")
+    }) {
+        eprintln!("{:7.1}s {}", l.at, l.text);
+    }
+    eprintln!("throughput: sender {}", sent);
+    eprintln!("throughput: receiver {}", received);
+    eprintln!("sender: {}", held);
+}
+
+#[test]
+fn qemu_epyc_legacy_vuart_link_carries_a_stream_with_back_pressure() {
+    let bytes = 65536;
+    let t = run_link("qemu-epyc", "qemu", "qemu-vuart", bytes, 150);
+    check_link(&t, bytes);
+}
+
+#[test]
+fn bochs_tigerlake_legacy_vuart_link_carries_a_stream_with_back_pressure() {
+    let bytes = 16384;
+    let t = run_link("bochs-tigerlake", "bochs", "bochs-vuart", bytes, 600);
+    check_link(&t, bytes);
+}
