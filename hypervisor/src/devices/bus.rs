@@ -39,6 +39,24 @@ pub trait BusDevice {
 
 struct ConsoleUart {
     uart: Mutex<Vuart>,
+    /// The level its interrupt line was last driven to (received data with IER.RDA).
+    rx_line: AtomicBool,
+}
+
+impl ConsoleUart {
+    /// Drives the console's interrupt line to what the UART now requests.
+    fn update_line(&self, vm: &Vm, requested: bool) {
+        let irq = vm.devices.layout.console_irq.load(Ordering::Relaxed);
+        if irq == NO_PORT || self.rx_line.swap(requested, Ordering::AcqRel) == requested {
+            return;
+        }
+        let op = if requested {
+            GsiOp::SetHigh
+        } else {
+            GsiOp::SetLow
+        };
+        vm.devices.set_irqline(vm, irq, op);
+    }
 }
 
 struct IoApic {
@@ -57,6 +75,8 @@ struct Rtc {
 struct Layout {
     /// The console vUART's base port, or [`NO_PORT`].
     console_port: AtomicU32,
+    /// The console vUART's interrupt line (GSI), or [`NO_PORT`].
+    console_irq: AtomicU32,
     rtc: AtomicBool,
 }
 
@@ -97,14 +117,24 @@ fn prefix_line(vm: &Vm, text: &[u8]) {
 impl BusDevice for ConsoleUart {
     fn read(&self, vm: &Vm, addr: u64, _size: u8) -> u64 {
         let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
-        self.uart.lock().read((addr - base) as u16) as u64
+        let (value, requested) = {
+            let mut u = self.uart.lock();
+            let value = u.read((addr - base) as u16);
+            (value, u.rx_interrupt())
+        };
+        self.update_line(vm, requested);
+        value as u64
     }
     fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
         let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
-        let mut u = self.uart.lock();
-        if let Some(line) = u.write((addr - base) as u16, value as u8) {
-            prefix_line(vm, line);
-        }
+        let requested = {
+            let mut u = self.uart.lock();
+            if let Some(line) = u.write((addr - base) as u16, value as u8) {
+                prefix_line(vm, line);
+            }
+            u.rx_interrupt()
+        };
+        self.update_line(vm, requested);
     }
 }
 
@@ -209,10 +239,12 @@ impl VmDevices {
         VmDevices {
             layout: Layout {
                 console_port: AtomicU32::new(NO_PORT),
+                console_irq: AtomicU32::new(NO_PORT),
                 rtc: AtomicBool::new(false),
             },
             console: ConsoleUart {
                 uart: Mutex::new(Vuart::new()),
+                rx_line: AtomicBool::new(false),
             },
             ioapic: IoApic {
                 model: Mutex::new(None),
@@ -232,13 +264,17 @@ impl VmDevices {
         let info = vm.info();
         let order = info.map(|i| i.load_order);
         let post = order == Some(LoadOrder::PostLaunched);
-        let console_port = match info.and_then(|i| i.cfg).map(|c| c.console) {
-            Some(ConsoleVuart::Legacy { port, .. }) if !post => Some(port),
-            _ => None,
+        let (console_port, console_irq) = match info.and_then(|i| i.cfg).map(|c| c.console) {
+            Some(ConsoleVuart::Legacy { port, irq }) if !post => (Some(port), Some(irq)),
+            _ => (None, None),
         };
         self.layout
             .console_port
             .store(console_port.map_or(NO_PORT, u32::from), Ordering::Relaxed);
+        self.layout
+            .console_irq
+            .store(console_irq.map_or(NO_PORT, u32::from), Ordering::Relaxed);
+        self.console.rx_line.store(false, Ordering::Relaxed);
         self.layout.rtc.store(!post, Ordering::Relaxed);
         *self.console.uart.lock() = Vuart::new();
         let pins = if order == Some(LoadOrder::Service) {
@@ -407,6 +443,43 @@ impl VmDevices {
         if raise {
             self.set_irqline(vm, RTC_IRQ, GsiOp::RaisingPulse);
         }
+    }
+
+    /// Whether the VM has a console vUART the hypervisor emulates.
+    pub fn has_console(&self) -> bool {
+        self.layout.console_port().is_some()
+    }
+
+    /// Puts bytes from the hypervisor shell into the console vUART's receive FIFO as far as
+    /// it has room, raising its interrupt; returns how many it took.
+    pub fn console_input(&self, vm: &Vm, bytes: &[u8]) -> usize {
+        if !self.has_console() {
+            return 0;
+        }
+        let (taken, requested) = {
+            let mut u = self.console.uart.lock();
+            let n = bytes.len().min(u.rx_room());
+            for &b in &bytes[..n] {
+                u.receive(b);
+            }
+            (n, u.rx_interrupt())
+        };
+        self.console.update_line(vm, requested);
+        taken
+    }
+
+    /// The vIOAPIC's pin count and redirection entries (for the shell).
+    pub fn ioapic_entries(&self, mut f: impl FnMut(usize, u64)) -> usize {
+        let io = self.ioapic.model.lock();
+        let Some(io) = io.as_ref() else {
+            return 0;
+        };
+        for pin in 0..io.pins() {
+            if let Ok(rte) = io.entry(pin) {
+                f(pin, rte);
+            }
+        }
+        io.pins()
     }
 
     /// Prints what the console holds of an unfinished line (the VM stops).

@@ -1,6 +1,7 @@
 //! A 16550 UART as the guest sees it at its console port. Transmitted bytes are collected into
 //! lines; a complete line (or a full buffer) is handed to the caller to print with the VM's
-//! prefix. There is no input source yet, so the receiver stays empty.
+//! prefix. The receiver holds a 16550's 16-byte FIFO, filled from the hypervisor shell's
+//! `vm_console`.
 
 pub const LINE_MAX: usize = 200;
 
@@ -17,6 +18,11 @@ const SCR: u16 = 7;
 const LCR_DLAB: u8 = 0x80;
 const MCR_LOOP: u8 = 0x10;
 const LSR_THRE_TEMT: u8 = 0x60;
+const LSR_DR: u8 = 0x01;
+const LSR_OE: u8 = 0x02;
+const IER_RDA: u8 = 0x01;
+/// A 16550's receive FIFO.
+pub const RX_FIFO: usize = 16;
 
 pub struct Vuart {
     ier: u8,
@@ -30,6 +36,11 @@ pub struct Vuart {
     thre_pending: bool,
     line: [u8; LINE_MAX],
     len: usize,
+    rx: [u8; RX_FIFO],
+    rx_head: usize,
+    rx_len: usize,
+    /// A byte arrived with the FIFO full (LSR.OE until LSR is read).
+    overrun: bool,
 }
 
 impl Default for Vuart {
@@ -51,6 +62,10 @@ impl Vuart {
             thre_pending: false,
             line: [0; LINE_MAX],
             len: 0,
+            rx: [0; RX_FIFO],
+            rx_head: 0,
+            rx_len: 0,
+            overrun: false,
         }
     }
 
@@ -59,12 +74,14 @@ impl Vuart {
         let dlab = self.lcr & LCR_DLAB != 0;
         match offset {
             RBR_THR_DLL if dlab => self.dll,
-            RBR_THR_DLL => 0,
+            RBR_THR_DLL => self.pop(),
             IER_DLM if dlab => self.dlm,
             IER_DLM => self.ier,
             IIR_FCR => {
                 let fifo = if self.fifo { 0xC0 } else { 0 };
-                if self.thre_pending && self.ier & 0x02 != 0 {
+                if self.rda_pending() {
+                    fifo | 0x04
+                } else if self.thre_pending && self.ier & 0x02 != 0 {
                     self.thre_pending = false;
                     fifo | 0x02
                 } else {
@@ -73,7 +90,15 @@ impl Vuart {
             }
             LCR => self.lcr,
             MCR => self.mcr,
-            LSR => LSR_THRE_TEMT,
+            LSR => {
+                let oe = if core::mem::take(&mut self.overrun) {
+                    LSR_OE
+                } else {
+                    0
+                };
+                let dr = if self.rx_len > 0 { LSR_DR } else { 0 };
+                LSR_THRE_TEMT | oe | dr
+            }
             MSR => {
                 if self.mcr & MCR_LOOP != 0 {
                     // Loopback: DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD.
@@ -133,6 +158,41 @@ impl Vuart {
         }
     }
 
+    fn pop(&mut self) -> u8 {
+        if self.rx_len == 0 {
+            return 0;
+        }
+        let b = self.rx[self.rx_head];
+        self.rx_head = (self.rx_head + 1) % RX_FIFO;
+        self.rx_len -= 1;
+        b
+    }
+
+    fn rda_pending(&self) -> bool {
+        self.ier & IER_RDA != 0 && self.rx_len > 0
+    }
+
+    /// A byte from the line into the receive FIFO; false (and LSR.OE) when the FIFO is full.
+    pub fn receive(&mut self, b: u8) -> bool {
+        if self.rx_len == RX_FIFO {
+            self.overrun = true;
+            return false;
+        }
+        self.rx[(self.rx_head + self.rx_len) % RX_FIFO] = b;
+        self.rx_len += 1;
+        true
+    }
+
+    /// Free places in the receive FIFO.
+    pub fn rx_room(&self) -> usize {
+        RX_FIFO - self.rx_len
+    }
+
+    /// Whether the UART requests its interrupt for received data (IER.RDA with data).
+    pub fn rx_interrupt(&self) -> bool {
+        self.rda_pending()
+    }
+
     /// Text written since the last complete line (printed when the VM stops).
     pub fn take_partial(&mut self) -> Option<&[u8]> {
         let n = core::mem::take(&mut self.len);
@@ -164,6 +224,35 @@ mod tests {
             assert!(u.write(0, b'a').is_none());
         }
         assert_eq!(u.write(0, b'a').map(|l| l.len()), Some(LINE_MAX));
+    }
+
+    #[test]
+    fn received_bytes_are_read_in_order_with_dr_oe_and_rda() {
+        let mut u = Vuart::new();
+        assert_eq!(u.read(5) & 0x01, 0, "nothing received");
+        assert_eq!(u.read(0), 0, "empty FIFO reads 0");
+        for b in 0..RX_FIFO as u8 {
+            assert!(u.receive(b'a' + b));
+        }
+        assert_eq!(u.rx_room(), 0);
+        assert!(!u.receive(b'!'), "17th byte overruns");
+        assert_eq!(u.read(5) & 0x03, 0x03, "DR and OE");
+        assert_eq!(u.read(5) & 0x02, 0, "OE clears when LSR is read");
+        assert!(!u.rx_interrupt(), "RDA off in IER");
+        u.write(1, 0x01);
+        assert!(u.rx_interrupt());
+        assert_eq!(u.read(2) & 0x0F, 0x04, "received data available");
+        for b in 0..RX_FIFO as u8 {
+            assert_eq!(u.read(0), b'a' + b);
+        }
+        assert_eq!(u.read(5) & 0x01, 0);
+        assert!(!u.rx_interrupt());
+        assert_eq!(u.read(2) & 0x0F, 0x01);
+        u.write(3, 0x80);
+        assert!(u.receive(b'x'));
+        assert_eq!(u.read(0), 1, "DLAB: the divisor, not the FIFO");
+        u.write(3, 0x03);
+        assert_eq!(u.read(0), b'x');
     }
 
     #[test]
