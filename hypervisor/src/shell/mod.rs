@@ -174,6 +174,7 @@ impl fmt::Display for ParseError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ParseError::Unknown(c) => write!(f, "unknown command `{c}`; `help` lists them"),
+            ParseError::Usage(c, "") => write!(f, "usage: {c} (no arguments)"),
             ParseError::Usage(c, args) => write!(f, "usage: {c} {args}"),
             ParseError::BadNumber(s) => {
                 write!(f, "`{s}` is not a number (decimal, or hexadecimal with 0x)")
@@ -433,6 +434,8 @@ mod tests {
         assert!(msg.contains("unknown command `frobnicate`"), "{msg}");
         let msg = format!("{}", parse("dumpmem 0").unwrap_err());
         assert_eq!(msg, "usage: dumpmem <vm_id> <gpa> <length>");
+        let msg = format!("{}", parse("int 0").unwrap_err());
+        assert_eq!(msg, "usage: int (no arguments)");
     }
 
     #[test]

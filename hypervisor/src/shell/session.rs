@@ -427,12 +427,12 @@ fn version() {
 
 fn vm_list() {
     say(format_args!(
-        "{:<6} {:<24} {:<8} {:<17} {:<6}",
+        "{:<6} {:<24} {:<8} {:<17} {}",
         "VM_ID", "VM_NAME", "STATE", "LOAD_ORDER", "VCPUS"
     ));
     for v in vm::all().iter().filter(|v| v.state() != VmState::Empty) {
         say(format_args!(
-            "{:<6} {:<24} {:<8} {:<17} {:<6}",
+            "{:<6} {:<24} {:<8} {:<17} {}",
             v.id,
             v.name(),
             vm_state_name(v.state()),
