@@ -130,7 +130,13 @@ impl Vuart {
                 self.ier = v & 0x0F;
                 self.thre_pending = v & 0x02 != 0;
             }
-            IIR_FCR => self.fifo = v & 1 != 0,
+            IIR_FCR => {
+                self.fifo = v & 1 != 0;
+                if v & 0x02 != 0 {
+                    // Receive FIFO reset.
+                    self.rx_len = 0;
+                }
+            }
             LCR => self.lcr = v,
             MCR => self.mcr = v & 0x1F,
             SCR => self.scr = v,
@@ -248,6 +254,9 @@ mod tests {
         assert_eq!(u.read(5) & 0x01, 0);
         assert!(!u.rx_interrupt());
         assert_eq!(u.read(2) & 0x0F, 0x01);
+        assert!(u.receive(b'y'));
+        u.write(2, 0xC7);
+        assert_eq!(u.read(5) & 0x01, 0, "FCR bit 1 empties the receive FIFO");
         u.write(3, 0x80);
         assert!(u.receive(b'x'));
         assert_eq!(u.read(0), 1, "DLAB: the divisor, not the FIFO");

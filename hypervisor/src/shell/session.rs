@@ -222,7 +222,11 @@ fn existing_vm(id: u16) -> Result<&'static Vm, ()> {
 impl Session {
     fn take(&mut self, b: u8) {
         match self.mode {
-            Mode::Console(id) if b == ESCAPE_KEY => self.leave_console(id, "Ctrl+Space"),
+            Mode::Console(id) if b == ESCAPE_KEY => {
+                // What was typed before the escape goes to the VM first.
+                self.feed_vm();
+                self.leave_console(id, "Ctrl+Space");
+            }
             Mode::Console(_) => {
                 if self.pending_len < PENDING_MAX {
                     self.pending[self.pending_len] = b;
