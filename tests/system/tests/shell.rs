@@ -14,7 +14,7 @@ const PROMPT: &str = "ACRN:\\>";
 /// What the test types. Everything after `vm_console 0` up to the NUL goes to PRE_VM0.
 const SCRIPT: &[u8] = b"help\nversion\nvm_list\nvcpu_list\nint\ndumpmem 0 0x100000 16\n\
 dumpmem 0 0xfffffff8 16\ndump_reg 0 0\nvioapic 0\npt\nbogus_cmd 1\nvm_list 7\n\
-vm_console 0\nhello shell\n\0vm_list\nreboot\n";
+vm_console 9\nvm_console 0\nhello shell\n\0vm_list\nreboot\n";
 
 /// The board's partitioned scenario with `echo` on PRE_VM0's command line, and the script.
 fn prepare(board: &str, dir: &Path) -> (String, String) {
@@ -229,6 +229,12 @@ fn check_shell(t: &Transcript) {
         t,
         output(t, "vm_list 7") == ["usage: vm_list (no arguments)"],
         "extra arguments are not refused with the usage",
+    );
+
+    check(
+        t,
+        output(t, "vm_console 9") == ["no VM 9 (`vm_list` shows the VMs)"],
+        "vm_console to a VM that does not exist was not refused",
     );
 
     // vm_console: the line reaches the guest (it echoes it with its prefix, at its own pace:
