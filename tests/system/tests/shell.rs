@@ -35,7 +35,8 @@ fn complete(t: &Transcript) -> bool {
     has("[hv] PANIC") || has("[hv] FATAL") || has("[hv] every VM has stopped")
 }
 
-/// Bochs resets the machine and boots its BIOS again: the reset line decides the run.
+/// Bochs resets the machine and starts its BIOS again (whose keyboard self-test then fails
+/// at this `ips` with `Keyboard error:21`, ending Bochs): the reset line decides the run.
 fn reset_seen(t: &Transcript) -> bool {
     complete(t) || t.find("[hv] shell: resetting the machine").is_some()
 }
