@@ -330,3 +330,34 @@ fn missing_files_and_unknown_names_are_usage_errors() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("C07 (error): "));
 }
+
+#[test]
+fn run_refuses_a_console_input_it_cannot_read_before_building() {
+    let dir = tmpdir("console-input");
+    let out_dir = dir.join("image");
+    let b = board();
+    for (input, says) in [
+        (dir.join("missing.txt"), "No such file"),
+        (dir.clone(), "is a directory"),
+    ] {
+        let out = run(&[
+            "run",
+            "--board",
+            b.to_str().unwrap(),
+            "--scenario",
+            "partitioned",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--console-input",
+            input.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("--console-input {}: ", input.display()))
+                && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(!out_dir.exists(), "nothing is built");
+    }
+}

@@ -127,6 +127,14 @@ pub fn vm_line(prefix: &str, text: &[u8]) {
     let _ = c.write_str("\n");
 }
 
+/// A byte the physical UART received, if any. Never waits: when another pCPU holds the
+/// console (writing a line), the byte is taken at the next poll.
+pub fn read_byte() -> Option<u8> {
+    let c = CONSOLE.try_lock()?;
+    let u = c.0?;
+    (u.reg_read(5) & 0x01 != 0).then(|| u.reg_read(0))
+}
+
 /// For the exception path: take the lock if it frees up soon, else write anyway (the holder may
 /// be this very CPU).
 pub fn emergency(args: fmt::Arguments) {

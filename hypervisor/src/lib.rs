@@ -20,6 +20,7 @@ pub mod hypercall;
 pub mod ioreq;
 pub mod paging;
 pub mod sched;
+pub mod shell;
 pub mod tsc;
 pub mod vcpu;
 pub mod vm;

@@ -94,7 +94,15 @@ pub struct RunArgs {
     /// Stop the emulator after SECS seconds (default: run until it exits or Ctrl-C).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// Type FILE's bytes into the console once the hypervisor shell shows its prompt
+    /// (`ACRN:\>`), one byte every 20 ms and 400 ms after each line, so the UART's FIFO never
+    /// overflows. A NUL byte is Ctrl+Space, which leaves `vm_console`.
+    #[arg(long, value_name = "FILE")]
+    pub console_input: Option<PathBuf>,
 }
+
+/// The most `--console-input` takes (it is typed slowly: 64 KiB is about 20 minutes).
+const CONSOLE_INPUT_MAX: u64 = 64 << 10;
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
@@ -322,6 +330,13 @@ pub fn cmd_run(a: RunArgs) -> ExitCode {
         }
         t => t.map(Duration::from_secs_f64),
     };
+    let input = match &a.console_input {
+        None => None,
+        Some(p) => match crate::bounded::read(p, CONSOLE_INPUT_MAX) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => return usage(format!("--console-input {}: {e}", p.display())),
+        },
+    };
     let opts = match options(
         &a.board,
         Want {
@@ -353,7 +368,7 @@ pub fn cmd_run(a: RunArgs) -> ExitCode {
             .unwrap_or_default()
     );
     let mut stdout = std::io::stdout();
-    match super::emulator::run(emu, &built.machine, &built.dir, timeout, &mut stdout) {
+    match super::emulator::run(emu, &built.machine, &built.dir, timeout, input, &mut stdout) {
         Ok(RunOutcome::TimedOut) => {
             eprintln!("run: time limit reached; {} stopped", emu.name());
             ExitCode::SUCCESS

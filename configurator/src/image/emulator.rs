@@ -27,6 +27,8 @@ pub const CONSOLE_LOG: &str = "console.log";
 /// Bochs' files in the build directory.
 pub const BOCHSRC: &str = "bochsrc";
 pub const BOCHS_CMDS: &str = "bochs.cmds";
+/// The bochsrc of a run with console input (COM1 on a socket).
+const BOCHSRC_INPUT: &str = "bochsrc.input";
 const BOCHS_COM1: &str = "com1.txt";
 const BOCHS_LOG: &str = "bochs.log";
 const BOCHS_OUT: &str = "bochs.out";
@@ -216,24 +218,62 @@ pub fn command_line(emu: Emulator, machine: &Machine, dir: &Path) -> Vec<String>
 /// The contents of the Bochs command file: leave the internal debugger's prompt at once.
 pub const BOCHS_CMDS_TEXT: &str = "c\nquit\n";
 
-/// Looks for the hypervisor's power-off line in console output that arrives in pieces.
-#[derive(Default)]
-struct PowerOffWatch {
+/// Looks for a text (the power-off line, the shell prompt) in console output that arrives in
+/// pieces.
+struct Watch {
+    needle: &'static [u8],
     tail: Vec<u8>,
     seen: bool,
 }
 
-impl PowerOffWatch {
+impl Watch {
+    fn new(needle: &'static str) -> Watch {
+        Watch {
+            needle: needle.as_bytes(),
+            tail: Vec::new(),
+            seen: false,
+        }
+    }
+
+    fn power_off() -> Watch {
+        Watch::new(acrn_static_config::POWER_OFF_LINE)
+    }
+
     fn feed(&mut self, data: &[u8]) {
         if self.seen {
             return;
         }
-        let needle = acrn_static_config::POWER_OFF_LINE.as_bytes();
+        let needle = self.needle;
         self.tail.extend_from_slice(data);
         self.seen = self.tail.windows(needle.len()).any(|w| w == needle);
         let keep = self.tail.len().saturating_sub(needle.len());
         self.tail.drain(..keep);
     }
+}
+
+/// Pacing of `--console-input`: the hypervisor takes the UART's bytes every few milliseconds
+/// of guest time and a 16550 holds 16, so bytes go one at a time with a gap, and each line
+/// (or Ctrl+Space) gets time for the command to run before the next one arrives.
+const INPUT_BYTE_GAP: Duration = Duration::from_millis(20);
+const INPUT_LINE_GAP: Duration = Duration::from_millis(400);
+
+/// Types `bytes` into the console once `go` fires (the shell's prompt was seen), then keeps
+/// the console's input open until the run ends (`go`'s sender is dropped).
+fn type_input(mut input: Box<dyn Write + Send>, bytes: Vec<u8>, go: mpsc::Receiver<()>) {
+    if go.recv().is_err() {
+        return;
+    }
+    for b in bytes {
+        if input.write_all(&[b]).and_then(|_| input.flush()).is_err() {
+            return;
+        }
+        std::thread::sleep(if matches!(b, b'\n' | b'\r' | 0) {
+            INPUT_LINE_GAP
+        } else {
+            INPUT_BYTE_GAP
+        });
+    }
+    let _ = go.recv();
 }
 
 /// How a run ended.
@@ -266,12 +306,15 @@ fn require(tool: &str) -> Result<(), ImageError> {
 }
 
 /// Boots the image in `dir` (written by `build`) and copies the console to `out` (and to
-/// `dir/console.log`) until the emulator exits or `timeout` passes.
+/// `dir/console.log`) until the emulator exits or `timeout` passes. `input` is typed into the
+/// console once the hypervisor shell shows its prompt (QEMU: its standard input; Bochs: COM1
+/// over a local TCP connection instead of the file).
 pub fn run(
     emu: Emulator,
     machine: &Machine,
     dir: &Path,
     timeout: Option<Duration>,
+    input: Option<Vec<u8>>,
     out: &mut dyn Write,
 ) -> Result<RunOutcome, ImageError> {
     let io = |path: &Path| {
@@ -280,16 +323,25 @@ pub fn run(
     };
     let log_path = dir.join(CONSOLE_LOG);
     let mut transcript = fs::File::create(&log_path).map_err(io(&log_path))?;
-    let argv = command_line(emu, machine, dir);
+    let mut argv = command_line(emu, machine, dir);
     require(&argv[0])?;
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(Stdio::null());
+    let mut typing: Option<Box<dyn Write + Send>> = None;
     let mut console: Box<dyn ConsoleSource> = match emu {
         Emulator::Qemu => {
             let err = dir.join(QEMU_LOG);
-            cmd.stdout(Stdio::piped())
+            cmd.args(&argv[1..])
+                .stdin(if input.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped())
                 .stderr(fs::File::create(&err).map_err(io(&err))?);
             let mut child = spawn(&mut cmd, &argv[0])?;
+            if let Some(stdin) = child.stdin.take() {
+                typing = Some(Box::new(stdin));
+            }
             let stdout = child.stdout.take().expect("stdout is piped");
             Box::new(PipeSource::new(child, stdout))
         }
@@ -309,25 +361,68 @@ pub fn run(
             fs::write(&com1, b"").map_err(io(&com1))?;
             let bout = dir.join(BOCHS_OUT);
             let bout_file = fs::File::create(&bout).map_err(io(&bout))?;
+            // Typing needs COM1 both ways: Bochs connects it to our listening socket.
+            let listener = match input {
+                Some(_) => {
+                    let local = std::net::Ipv4Addr::LOCALHOST;
+                    let l = std::net::TcpListener::bind((local, 0)).map_err(io(dir))?;
+                    let port = l.local_addr().map_err(io(dir))?.port();
+                    let rc_path = dir.join(BOCHSRC_INPUT);
+                    let rc =
+                        fs::read_to_string(dir.join(BOCHSRC)).map_err(io(&dir.join(BOCHSRC)))?;
+                    fs::write(&rc_path, with_socket_com1(&rc, port)).map_err(io(&rc_path))?;
+                    if let Some(f) = argv.iter().position(|a| a == "-f") {
+                        argv[f + 1] = rc_path.display().to_string();
+                    }
+                    Some(l)
+                }
+                None => None,
+            };
             // Bochs 2.7 aborts while reading its config under a UTF-8 locale.
-            cmd.env("LANG", "C")
+            cmd.args(&argv[1..])
+                .stdin(Stdio::null())
+                .env("LANG", "C")
                 .env("LC_ALL", "C")
                 .stdout(bout_file.try_clone().map_err(io(&bout))?)
                 .stderr(bout_file);
             let child = spawn(&mut cmd, &argv[0])?;
-            Box::new(FileSource {
-                child,
-                path: com1,
-                offset: 0,
-            })
+            match listener {
+                Some(l) => {
+                    let (source, writer) = connect_bochs_com1(child, l, dir)?;
+                    typing = Some(writer);
+                    Box::new(source)
+                }
+                None => Box::new(FileSource {
+                    child,
+                    path: com1,
+                    offset: 0,
+                }),
+            }
         }
     };
+    let (go, typed) = match (typing, input) {
+        (Some(w), Some(bytes)) => {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || type_input(w, bytes, rx));
+            (Some(tx), true)
+        }
+        _ => (None, false),
+    };
+    let mut prompt = Watch::new(acrn_static_config::SHELL_PROMPT);
     let deadline = timeout.map(|t| Instant::now() + t);
-    let mut power_off = PowerOffWatch::default();
+    let mut power_off = Watch::power_off();
     let outcome = loop {
         let (data, exited) = console.poll(Duration::from_millis(50));
         if !data.is_empty() {
             power_off.feed(&data);
+            if typed && !prompt.seen {
+                prompt.feed(&data);
+                if prompt.seen {
+                    if let Some(go) = &go {
+                        let _ = go.send(());
+                    }
+                }
+            }
             let _ = transcript.write_all(&data);
             if out.write_all(&data).and_then(|_| out.flush()).is_err() {
                 console.stop();
@@ -469,6 +564,63 @@ impl ConsoleSource for FileSource {
     }
 }
 
+/// How long Bochs may take to start and connect its COM1.
+const BOCHS_CONNECT: Duration = Duration::from_secs(60);
+
+/// Waits for Bochs' `com1: mode=socket-client` to connect to `listener`: its console is then
+/// read from the socket, and writing the socket types into the UART.
+fn connect_bochs_com1(
+    mut child: Child,
+    listener: std::net::TcpListener,
+    dir: &Path,
+) -> Result<(PipeSource, Box<dyn Write + Send>), ImageError> {
+    let io = |source| ImageError::Io {
+        path: dir.join(BOCHSRC_INPUT),
+        source,
+    };
+    listener.set_nonblocking(true).map_err(io)?;
+    let start = Instant::now();
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                kill(&mut child);
+                return Err(io(e));
+            }
+        }
+        let exited = child.try_wait().ok().flatten().is_some();
+        if exited || start.elapsed() > BOCHS_CONNECT {
+            kill(&mut child);
+            return Err(ImageError::CommandFailed {
+                what: "bochs (connecting COM1 to the console input)".into(),
+                status: format!(
+                    "{}; see {}",
+                    if exited { "exited" } else { "no connection" },
+                    dir.join(BOCHS_OUT).display()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stream.set_nonblocking(false).map_err(io)?;
+    let writer = stream.try_clone().map_err(io)?;
+    Ok((PipeSource::new(child, stream), Box::new(writer)))
+}
+
+/// `rc` with COM1 connected to TCP `port` on this host instead of the file.
+fn with_socket_com1(rc: &str, port: u16) -> String {
+    rc.lines()
+        .map(|l| {
+            if l.starts_with("com1:") {
+                format!("com1: enabled=1, mode=socket-client, dev=127.0.0.1:{port}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect()
+}
+
 impl Drop for PipeSource {
     fn drop(&mut self) {
         kill(&mut self.child);
@@ -489,16 +641,31 @@ mod tests {
     fn the_power_off_line_is_found_across_pieces() {
         let line = format!("[hv] {}\n", acrn_static_config::POWER_OFF_LINE);
         let (a, b) = line.as_bytes().split_at(12);
-        let mut w = PowerOffWatch::default();
+        let mut w = Watch::power_off();
         w.feed(b"[PRE_VM0] verdict: PASS\n");
         w.feed(a);
         assert!(!w.seen);
         w.feed(b"");
         w.feed(b);
         assert!(w.seen);
-        let mut other = PowerOffWatch::default();
+        let mut other = Watch::power_off();
         other.feed(b"[hv] every VM has stopped; powering of");
         assert!(!other.seen);
+    }
+
+    #[test]
+    fn console_input_moves_com1_to_a_socket() {
+        let m = Machine {
+            vendor: Vendor::Intel,
+            cpus: 4,
+            mem_mib: 1024,
+            single_thread_tcg: false,
+        };
+        let rc = m.bochsrc(Path::new("/o/acrn.iso"), Path::new("/o"));
+        let moved = with_socket_com1(&rc, 4567);
+        assert!(moved.contains("com1: enabled=1, mode=socket-client, dev=127.0.0.1:4567\n"));
+        assert!(!moved.contains("com1.txt"));
+        assert_eq!(moved.lines().count(), rc.lines().count());
     }
 
     #[test]

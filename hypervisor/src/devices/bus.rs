@@ -624,6 +624,40 @@ impl VmDevices {
         }
     }
 
+    /// Whether the VM has a console vUART the hypervisor emulates.
+    pub fn has_console(&self) -> bool {
+        self.layout.console_port().is_some()
+    }
+
+    /// Puts bytes from the hypervisor shell into the console vUART's receive FIFO as far as
+    /// it has room, raising its interrupt; returns how many it took.
+    pub fn console_input(&self, vm: &Vm, bytes: &[u8]) -> usize {
+        if !self.has_console() {
+            return 0;
+        }
+        let mut c = self.console.state.lock();
+        let n = bytes.len().min(c.pin.uart.rx_room());
+        for &b in &bytes[..n] {
+            c.pin.uart.receive(b);
+        }
+        c.pin.drive(vm);
+        n
+    }
+
+    /// The vIOAPIC's pin count and redirection entries (for the shell).
+    pub fn ioapic_entries(&self, mut f: impl FnMut(usize, u64)) -> usize {
+        let io = self.ioapic.model.lock();
+        let Some(io) = io.as_ref() else {
+            return 0;
+        };
+        for pin in 0..io.pins() {
+            if let Ok(rte) = io.entry(pin) {
+                f(pin, rte);
+            }
+        }
+        io.pins()
+    }
+
     /// Prints what the console holds of an unfinished line (the VM stops).
     pub fn flush_console(&self, vm: &Vm) {
         if let Some(partial) = self.console.state.lock().line.take_partial() {

@@ -34,6 +34,7 @@ static mut PLATFORM_PTR: Option<&'static PlatformConfig> = None;
 static BOOT_DONE: AtomicBool = AtomicBool::new(false);
 static PM_TIMER: spin::Once<Option<acpi::PmTimer>> = spin::Once::new();
 static SOFT_OFF: spin::Once<Option<acpi::SoftOff>> = spin::Once::new();
+static RESET_REG: spin::Once<Option<acpi::ResetRegister>> = spin::Once::new();
 static WALL_CLOCK: spin::Once<u64> = spin::Once::new();
 
 /// The machine's ACPI PM timer (from its FADT), which every VM may read.
@@ -132,6 +133,7 @@ pub fn bsp_main(p: &'static PlatformConfig, hv_ram_start: u64, magic: u32, info:
             e.apic_id
         );
     }
+    crate::shell::session::init(bsp);
     BOOT_DONE.store(true, Ordering::Release);
     crate::vcpu::run::pcpu_loop(bsp)
 }
@@ -227,6 +229,41 @@ pub fn power_off() -> ! {
     x86::halt_forever()
 }
 
+/// Resets the machine (the shell's `reboot`): the FADT's reset register, then the PCI reset
+/// control port 0xCF9 (full reset), then the keyboard controller's reset line; halts if the
+/// machine is still there.
+pub fn reboot() -> ! {
+    if let Some(Some(r)) = RESET_REG.get() {
+        match r.space {
+            acpi::ResetSpace::Port if r.address <= 0xFFFF => x86::outb(r.address as u16, r.value),
+            acpi::ResetSpace::Memory if r.address < 1 << 32 => {
+                // SAFETY: the register the firmware names for this, identity-mapped below 4 GiB.
+                unsafe { core::ptr::write_volatile(r.address as *mut u8, r.value) }
+            }
+            acpi::ResetSpace::PciConfig => {
+                // Bus 0; ACPI packs device (bits 47:32), function (31:16), register (15:0).
+                let dev = (r.address >> 32) as u32 & 0x1F;
+                let func = (r.address >> 16) as u32 & 0x7;
+                let reg = r.address as u32 & 0xFC;
+                x86::outl(0xCF8, 0x8000_0000 | dev << 11 | func << 8 | reg);
+                x86::outb(0xCFC + (r.address as u16 & 3), r.value);
+            }
+            _ => {}
+        }
+        x86::delay_us(100_000);
+    }
+    // Reset control register: system reset (bit 1) with a full reset (bit 3), as a 0->1 edge
+    // of bit 2.
+    x86::outb(0xCF9, 0x0A);
+    x86::outb(0xCF9, 0x0E);
+    x86::delay_us(100_000);
+    // The 8042's pulse of the CPU reset line.
+    x86::outb(0x64, 0xFE);
+    x86::delay_us(100_000);
+    crate::console::line("[hv] ", format_args!("reset failed; halting"));
+    x86::halt_forever()
+}
+
 /// The machine must be the board the tables were generated for: same CPUs (by APIC ID), the
 /// board's RAM present, the hypervisor's and every VM's memory in RAM.
 fn check_machine(p: &PlatformConfig, hv_ram_start: u64, bi: &BootInfo) {
@@ -264,6 +301,7 @@ fn check_machine(p: &PlatformConfig, hv_ram_start: u64, bi: &BootInfo) {
     };
     let pm = PM_TIMER.call_once(|| rsdp.and_then(|r| acpi::pm_timer(&Identity, r)));
     SOFT_OFF.call_once(|| rsdp.and_then(|r| acpi::soft_off(&Identity, r)));
+    RESET_REG.call_once(|| rsdp.and_then(|r| acpi::reset_register(&Identity, r)));
     match pm {
         Some(t) => hvlog!("ACPI PM timer at port {:#x}", t.port),
         None => hvlog!("no ACPI PM timer: guests calibrate the TSC without one"),

@@ -256,6 +256,8 @@ pub trait Vcpu {
     fn regs(&self) -> &GuestRegs;
     fn regs_mut(&mut self) -> &mut GuestRegs;
     fn rip(&self) -> u64;
+    /// Guest RSP (kept in the VMCB/VMCS, not in [`GuestRegs`]).
+    fn rsp(&self) -> u64;
     fn set_rip(&mut self, rip: u64);
     /// Guest RFLAGS.
     fn rflags(&self) -> u64;

@@ -326,8 +326,10 @@ impl Pcpu {
         let _ = irq::take_events();
         self.refresh();
         let now = rdtsc();
+        crate::shell::session::poll(now);
         for t in self.threads.iter_mut().flatten() {
             service(t, now);
+            crate::shell::session::publish(t);
         }
         // The scheduler rotates only when it asks to (BVT's context-switch allowance restarts
         // at every pick).
@@ -383,6 +385,7 @@ impl Pcpu {
         lapics
             .chain(devices)
             .chain(io_poll)
+            .chain(crate::shell::session::next_deadline())
             .chain(self.sched.next_event(tsc_to_ns(now)).map(ns_to_tsc))
             .min()
     }

@@ -122,6 +122,59 @@ pub fn pm_timer(m: &dyn PhysRead, rsdp: u64) -> Option<PmTimer> {
     })
 }
 
+/// The FADT's reset register (ACPI 2.0+, RESET_REG_SUP): write `value` to it to reset the
+/// machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetRegister {
+    pub space: ResetSpace,
+    pub address: u64,
+    pub value: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetSpace {
+    Memory,
+    Port,
+    /// PCI configuration space of bus 0: device, function and register in the address.
+    PciConfig,
+}
+
+const FADT_RESET_REG: usize = 116;
+const FADT_RESET_VALUE: usize = 128;
+const FADT_RESET_REG_SUP: u32 = 1 << 10;
+
+/// The reset register in a FADT's bytes, if the FADT announces one.
+pub fn fadt_reset_register(fadt: &[u8]) -> Option<ResetRegister> {
+    let flags = u32::from_le_bytes(fadt.get(FADT_FLAGS..FADT_FLAGS + 4)?.try_into().ok()?);
+    let gas = fadt.get(FADT_RESET_REG..FADT_RESET_REG + 12)?;
+    let value = *fadt.get(FADT_RESET_VALUE)?;
+    if flags & FADT_RESET_REG_SUP == 0 {
+        return None;
+    }
+    let space = match gas[0] {
+        0 => ResetSpace::Memory,
+        1 => ResetSpace::Port,
+        2 => ResetSpace::PciConfig,
+        _ => return None,
+    };
+    let address = u64::from_le_bytes(gas[4..12].try_into().ok()?);
+    (address != 0).then_some(ResetRegister {
+        space,
+        address,
+        value,
+    })
+}
+
+/// The machine's reset register from its FADT.
+pub fn reset_register(m: &dyn PhysRead, rsdp: u64) -> Option<ResetRegister> {
+    let (fadt, len) = find_table(m, rsdp, b"FACP")?;
+    let mut t = [0u8; FADT_RESET_VALUE + 1];
+    if (len as usize) < t.len() || !m.read(fadt, &mut t) {
+        return None;
+    }
+    fadt_reset_register(&t)
+}
+
 /// How to put the machine in ACPI S5 (soft off): write `SLP_TYP | SLP_EN` to the PM1 control
 /// blocks, with the sleep types of the DSDT's `\_S5` package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -380,6 +433,31 @@ fn ecam_reservation(base: u64, len: u32) -> [u8; ECAM_AML_LEN] {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn reset_register_of_a_fadt() {
+        // QEMU q35: port 0xCF9, value 0x0F, RESET_REG_SUP set.
+        let mut t = [0u8; 129];
+        t[112..116].copy_from_slice(&(1u32 << 10).to_le_bytes());
+        t[116..120].copy_from_slice(&[1, 8, 0, 0]);
+        t[120..128].copy_from_slice(&0xCF9u64.to_le_bytes());
+        t[128] = 0x0F;
+        assert_eq!(
+            super::fadt_reset_register(&t),
+            Some(super::ResetRegister {
+                space: super::ResetSpace::Port,
+                address: 0xCF9,
+                value: 0x0F
+            })
+        );
+        let mut unsupported = t;
+        unsupported[113] = 0;
+        assert_eq!(super::fadt_reset_register(&unsupported), None);
+        let mut odd_space = t;
+        odd_space[116] = 0x7F;
+        assert_eq!(super::fadt_reset_register(&odd_space), None);
+        assert_eq!(super::fadt_reset_register(&t[..100]), None, "ACPI 1.0 FADT");
+    }
 
     #[test]
     fn s5_package_forms() {

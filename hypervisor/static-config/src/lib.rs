@@ -335,3 +335,7 @@ pub struct PassthroughDevice {
 /// The console line (after the `[hv] ` prefix) the hypervisor prints when every VM has stopped
 /// and it switches the machine off: tools that boot an image tell a finished run by it.
 pub const POWER_OFF_LINE: &str = "every VM has stopped; powering off";
+
+/// The hypervisor shell's prompt (ACRN's). The shell prints it alone on a line once it takes
+/// input, and before each command it runs: tools that type into the shell wait for it.
+pub const SHELL_PROMPT: &str = "ACRN:\\>";

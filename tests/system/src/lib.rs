@@ -315,8 +315,9 @@ pub fn run(spec: &RunSpec, done: impl Fn(&Transcript) -> bool) -> Transcript {
     let (st, bs) = (state.clone(), boot_start.clone());
     let err_thread = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // The emulator's command line (not the later `run: qemu exited ...`).
             if line.starts_with("run: qemu") || line.starts_with("run: bochs") {
-                *bs.lock().unwrap() = Some(Instant::now());
+                bs.lock().unwrap().get_or_insert_with(Instant::now);
             }
             let mut t = st.lock().unwrap();
             t.stderr.push_str(&line);

@@ -548,6 +548,9 @@ impl Vcpu for SvmVcpu {
     fn rip(&self) -> u64 {
         self.v().save.rip
     }
+    fn rsp(&self) -> u64 {
+        self.v().save.rsp
+    }
     fn set_rip(&mut self, rip: u64) {
         self.vm().save.rip = rip;
         // Skipping an instruction ends a MOV SS/STI interrupt shadow.

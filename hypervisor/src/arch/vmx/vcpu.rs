@@ -582,6 +582,10 @@ impl Vcpu for VmxVcpu {
         self.make_current();
         HwVmcs.read(f::GUEST_RIP)
     }
+    fn rsp(&self) -> u64 {
+        self.make_current();
+        HwVmcs.read(f::GUEST_RSP)
+    }
     fn set_rip(&mut self, rip: u64) {
         self.make_current();
         HwVmcs.write(f::GUEST_RIP, rip);

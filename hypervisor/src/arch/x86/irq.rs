@@ -39,8 +39,9 @@ static EVENTS: [AtomicU32; MAX_PCPUS] = [const { AtomicU32::new(0) }; MAX_PCPUS]
 /// Vectors of device interrupts taken on each pCPU and not yet handled (256 bits).
 static DEVICE_VECTORS: [[AtomicU64; 4]; MAX_PCPUS] =
     [const { [const { AtomicU64::new(0) }; 4] }; MAX_PCPUS];
-/// Interrupts taken per vector, for the record (all pCPUs).
-static COUNTS: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
+/// Interrupts taken per pCPU and vector, for the record and the shell's `int`.
+static COUNTS: [[AtomicU32; 256]; MAX_PCPUS] =
+    [const { [const { AtomicU32::new(0) }; 256] }; MAX_PCPUS];
 /// pCPUs whose local APIC a vCPU owns.
 static PASSED_THROUGH: [AtomicBool; MAX_PCPUS] = [const { AtomicBool::new(false) }; MAX_PCPUS];
 /// Guest vectors taken by the hypervisor on such a pCPU, not yet injected (256 bits).
@@ -59,7 +60,7 @@ fn cpu() -> usize {
 extern "C" fn hv_interrupt(vector: u64) {
     let cpu = cpu();
     let vector = vector as u8;
-    COUNTS[vector as usize].fetch_add(1, Ordering::Relaxed);
+    COUNTS[cpu][vector as usize].fetch_add(1, Ordering::Relaxed);
     if PASSED_THROUGH[cpu].load(Ordering::Acquire) {
         // The guest's: no EOI here, the guest sends it after its handler ran.
         if vector != SPURIOUS_VECTOR {
@@ -106,9 +107,19 @@ pub fn take_device_vectors() -> [u64; 4] {
     core::array::from_fn(|i| DEVICE_VECTORS[cpu][i].swap(0, Ordering::AcqRel))
 }
 
-/// How many interrupts of `vector` the hypervisor took.
+/// How many interrupts of `vector` the hypervisor took (all pCPUs).
 pub fn count(vector: u8) -> u32 {
-    COUNTS[vector as usize].load(Ordering::Relaxed)
+    COUNTS
+        .iter()
+        .map(|c| c[vector as usize].load(Ordering::Relaxed))
+        .fold(0, u32::wrapping_add)
+}
+
+/// How many interrupts of `vector` pCPU `pcpu` took.
+pub fn count_on(pcpu: usize, vector: u8) -> u32 {
+    COUNTS
+        .get(pcpu)
+        .map_or(0, |c| c[vector as usize].load(Ordering::Relaxed))
 }
 
 /// Takes the interrupts the LAPIC holds for this pCPU (after an exit for one): they are

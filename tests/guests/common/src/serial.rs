@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 pub const COM1: u16 = 0x3F8;
 const LSR_THRE: u8 = 1 << 5;
+const LSR_DR: u8 = 1 << 0;
 /// Polls of LSR before writing anyway: a vUART that never reports THRE must not hang us.
 const THRE_SPINS: u32 = 100_000;
 
@@ -36,6 +37,12 @@ fn put(b: u8) {
         }
         outb(COM1, b);
     }
+}
+
+/// A byte the UART received, if any (LSR.DR, then RBR).
+pub fn read_byte() -> Option<u8> {
+    // SAFETY: COM1 belongs to this guest.
+    unsafe { (inb(COM1 + 5) & LSR_DR != 0).then(|| inb(COM1)) }
 }
 
 /// Exclusive use of the console until dropped, so lines from different CPUs never mix.

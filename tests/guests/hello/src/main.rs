@@ -27,6 +27,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         .and_then(|t| t.parse::<u32>().ok())
         .unwrap_or(DEFAULT_TICKS)
         .min(1000);
+    if p.flag("echo") {
+        echo_lines();
+    }
     let mut vectors = p.flag("fpucheck").then(VectorCheck::start);
     for n in 1..=ticks {
         spin_tsc(TICK_TSC);
@@ -58,6 +61,41 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     }
     v.print();
     halt_forever()
+}
+
+/// Longest line `echo` keeps (the rest of a longer line is dropped).
+const ECHO_LINE_MAX: usize = 80;
+/// TSC ticks between polls of the console's receiver.
+const ECHO_POLL_TSC: u64 = 1_000_000;
+
+/// `echo`: prints every line that arrives on the console as `echo: LINE` until the line
+/// `quit` (what the hypervisor shell's `vm_console` types reaches us here).
+fn echo_lines() {
+    println!("echo: ready");
+    let mut line = [0u8; ECHO_LINE_MAX];
+    let mut len = 0;
+    loop {
+        let Some(b) = guest_common::serial::read_byte() else {
+            spin_tsc(ECHO_POLL_TSC);
+            continue;
+        };
+        match b {
+            b'\r' | b'\n' if len == 0 => {}
+            b'\r' | b'\n' => {
+                let text = core::str::from_utf8(&line[..len]).unwrap_or("(not UTF-8)");
+                println!("echo: {}", text);
+                if text == "quit" {
+                    return;
+                }
+                len = 0;
+            }
+            _ if len < ECHO_LINE_MAX => {
+                line[len] = b;
+                len += 1;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Counts the rounds of [`spin_forever`]; the Service VM reads it in this VM's RAM.
