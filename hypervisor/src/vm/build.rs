@@ -335,7 +335,16 @@ fn build_vm(
             let rd = ramdisk.map(|m| unsafe {
                 core::slice::from_raw_parts(m.start as *const u8, m.size as usize)
             });
-            loader::load_bzimage(&mut mem, image, os.bootargs, rd, e820, acpi::GUEST_RSDP_GPA)
+            let keep = mem.keep;
+            loader::load_bzimage(
+                &mut mem,
+                image,
+                os.bootargs,
+                rd,
+                e820,
+                keep,
+                acpi::GUEST_RSDP_GPA,
+            )
         }
     }
     .map_err(BuildError::Load)?;
