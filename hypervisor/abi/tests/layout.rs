@@ -399,7 +399,12 @@ fn platform_info() {
     layout!(AcrnVmConfigHeader, size 40, align 8, load_order => 0, name => 4, reserved => 20,
         severity => 22, cpu_affinity => 24, guest_flags => 32);
     assert_eq!(
-        (SEVERITY_SAFETY_VM, SEVERITY_RTVM, SEVERITY_SERVICE_VM, SEVERITY_STANDARD_VM),
+        (
+            SEVERITY_SAFETY_VM,
+            SEVERITY_RTVM,
+            SEVERITY_SERVICE_VM,
+            SEVERITY_STANDARD_VM
+        ),
         (0x40, 0x30, 0x20, 0x10)
     );
 }
