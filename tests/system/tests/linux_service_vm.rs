@@ -1,14 +1,15 @@
 //! Linux as the Service VM: Debian's 6.1 kernel built with ACRN_GUEST and ACRN_HSM
-//! (scripts/build-service-vm-kernel.sh) boots on configs/qemu-epyc/linux-service-vm.xml (the
+//! (scripts/build-service-vm-kernel.sh --small: no networking, graphics, sound, USB or disk
+//! controllers, which this test does not need) boots on configs/qemu-epyc/linux-service-vm.xml (the
 //! shared scenario with a KERNEL_BZIMAGE Service VM) in QEMU TCG, with a busybox initramfs, to
 //! its shell; Linux detects ACRN and its HSM driver binds (/dev/acrn_hsm exists).
 //!
-//! Opt-in: the kernel build takes about 11 minutes when its cache is empty. Run with
+//! Opt-in: the kernel build takes minutes when its cache is empty. Run with
 //! `cargo test -p acrn-system-tests --test linux_service_vm -- --ignored`.
 
 use std::time::Duration;
 
-use acrn_system_tests::debian::{busybox_static, service_vm_kernel};
+use acrn_system_tests::debian::{busybox_static, service_vm_kernel, ServiceVmKernel};
 use acrn_system_tests::initramfs::busybox_initramfs;
 use acrn_system_tests::{check, require_tools, run, work_dir, RunSpec};
 
@@ -30,10 +31,10 @@ exec sh
 "#;
 
 #[test]
-#[ignore = "builds the Service VM kernel (about 11 minutes with an empty cache); run with: cargo test -p acrn-system-tests --test linux_service_vm -- --ignored"]
+#[ignore = "builds the Service VM kernel (minutes with an empty cache); run with: cargo test -p acrn-system-tests --test linux_service_vm -- --ignored"]
 fn linux_service_vm_binds_the_hsm_driver_in_qemu() {
     require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
-    let kernel = service_vm_kernel();
+    let kernel = service_vm_kernel(ServiceVmKernel::Small);
     let busybox = std::fs::read(busybox_static()).expect("read busybox");
     let dir = work_dir("qemu-linux-service-vm");
     let initrd = dir.join("initrd.cpio");
