@@ -39,6 +39,25 @@ pub trait BusDevice {
 
 struct ConsoleUart {
     uart: Mutex<Vuart>,
+    /// The level last driven on the console's IRQ line.
+    irq_level: AtomicBool,
+}
+
+impl ConsoleUart {
+    /// Drives the console's IRQ line (GSI and 8259 input) to the UART's interrupt output when
+    /// it changed: Linux's 8250 driver sends through THR-empty interrupts.
+    fn update_irq(&self, vm: &Vm, pending: bool) {
+        let gsi = vm.devices.layout.console_irq.load(Ordering::Relaxed);
+        if gsi == NO_IRQ || self.irq_level.swap(pending, Ordering::AcqRel) == pending {
+            return;
+        }
+        let op = if pending {
+            GsiOp::SetHigh
+        } else {
+            GsiOp::SetLow
+        };
+        vm.devices.set_irqline(vm, gsi, op);
+    }
 }
 
 struct IoApic {
@@ -57,10 +76,13 @@ struct Rtc {
 struct Layout {
     /// The console vUART's base port, or [`NO_PORT`].
     console_port: AtomicU32,
+    /// The console vUART's IRQ (GSI), or [`NO_IRQ`].
+    console_irq: AtomicU32,
     rtc: AtomicBool,
 }
 
 const NO_PORT: u32 = u32::MAX;
+const NO_IRQ: u32 = u32::MAX;
 
 impl Layout {
     fn console_port(&self) -> Option<u16> {
@@ -97,14 +119,24 @@ fn prefix_line(vm: &Vm, text: &[u8]) {
 impl BusDevice for ConsoleUart {
     fn read(&self, vm: &Vm, addr: u64, _size: u8) -> u64 {
         let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
-        self.uart.lock().read((addr - base) as u16) as u64
+        let (v, pending) = {
+            let mut u = self.uart.lock();
+            let v = u.read((addr - base) as u16);
+            (v, u.interrupt_pending())
+        };
+        self.update_irq(vm, pending);
+        v as u64
     }
     fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
         let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
-        let mut u = self.uart.lock();
-        if let Some(line) = u.write((addr - base) as u16, value as u8) {
-            prefix_line(vm, line);
-        }
+        let pending = {
+            let mut u = self.uart.lock();
+            if let Some(line) = u.write((addr - base) as u16, value as u8) {
+                prefix_line(vm, line);
+            }
+            u.interrupt_pending()
+        };
+        self.update_irq(vm, pending);
     }
 }
 
@@ -209,10 +241,12 @@ impl VmDevices {
         VmDevices {
             layout: Layout {
                 console_port: AtomicU32::new(NO_PORT),
+                console_irq: AtomicU32::new(NO_IRQ),
                 rtc: AtomicBool::new(false),
             },
             console: ConsoleUart {
                 uart: Mutex::new(Vuart::new()),
+                irq_level: AtomicBool::new(false),
             },
             ioapic: IoApic {
                 model: Mutex::new(None),
@@ -232,13 +266,19 @@ impl VmDevices {
         let info = vm.info();
         let order = info.map(|i| i.load_order);
         let post = order == Some(LoadOrder::PostLaunched);
-        let console_port = match info.and_then(|i| i.cfg).map(|c| c.console) {
-            Some(ConsoleVuart::Legacy { port, .. }) if !post => Some(port),
+        let console = match info.and_then(|i| i.cfg).map(|c| c.console) {
+            Some(ConsoleVuart::Legacy { port, irq }) if !post => Some((port, irq)),
             _ => None,
         };
-        self.layout
-            .console_port
-            .store(console_port.map_or(NO_PORT, u32::from), Ordering::Relaxed);
+        self.layout.console_port.store(
+            console.map_or(NO_PORT, |c| u32::from(c.0)),
+            Ordering::Relaxed,
+        );
+        self.layout.console_irq.store(
+            console.map_or(NO_IRQ, |c| u32::from(c.1)),
+            Ordering::Relaxed,
+        );
+        self.console.irq_level.store(false, Ordering::Relaxed);
         self.layout.rtc.store(!post, Ordering::Relaxed);
         *self.console.uart.lock() = Vuart::new();
         let pins = if order == Some(LoadOrder::Service) {

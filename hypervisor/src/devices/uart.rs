@@ -133,6 +133,12 @@ impl Vuart {
         }
     }
 
+    /// The level of the UART's interrupt output: a THR-empty interrupt is pending and enabled
+    /// (the receiver never has data).
+    pub fn interrupt_pending(&self) -> bool {
+        self.thre_pending && self.ier & 0x02 != 0
+    }
+
     /// Text written since the last complete line (printed when the VM stops).
     pub fn take_partial(&mut self) -> Option<&[u8]> {
         let n = core::mem::take(&mut self.len);
@@ -142,6 +148,23 @@ impl Vuart {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn interrupt_output_follows_thr_empty() {
+        let mut u = Vuart::new();
+        assert!(!u.interrupt_pending());
+        u.write(1, 0x02); // IER: THR empty
+        assert!(u.interrupt_pending());
+        assert_eq!(u.read(2) & 0x0F, 0x02);
+        assert!(!u.interrupt_pending(), "reading IIR acknowledges it");
+        u.write(0, b'x');
+        assert!(
+            u.interrupt_pending(),
+            "the byte left at once: THR empty again"
+        );
+        u.write(1, 0);
+        assert!(!u.interrupt_pending(), "disabled");
+    }
+
     use super::*;
 
     #[test]

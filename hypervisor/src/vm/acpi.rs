@@ -227,8 +227,10 @@ fn seal(t: &mut [u8], len: usize) {
 /// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
 /// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it
 /// names `pm_timer`, the machine's read-only PM timer, which guests calibrate the TSC against)
-/// and an empty DSDT into `buf`, which the caller places at guest-physical `base`
-/// (= [`GUEST_RSDP_GPA`]).
+/// and a DSDT into `buf`, which the caller places at guest-physical `base`
+/// (= [`GUEST_RSDP_GPA`]). The DSDT describes `com`, the VM's legacy console UART (base port,
+/// ISA IRQ), when it has one: a hardware-reduced platform has no legacy PIC and so no ISA IRQs
+/// unless ACPI names them, and Linux's 8250 driver needs the UART's IRQ for its tty.
 pub fn build_guest_tables(
     buf: &mut [u8; GUEST_TABLES_SIZE],
     base: u64,
@@ -236,6 +238,7 @@ pub fn build_guest_tables(
     ioapic: Option<(u8, u32)>,
     hpet: Option<u64>,
     pm_timer: Option<PmTimer>,
+    com: Option<(u16, u8)>,
 ) {
     buf.fill(0);
     const XSDT: usize = 0x40;
@@ -317,9 +320,47 @@ pub fn build_guest_tables(
         t[140..148].copy_from_slice(&(base + DSDT as u64).to_le_bytes());
         seal(t, 276);
     }
-    let d = &mut buf[DSDT..DSDT + 36];
-    header(d, b"DSDT", 36, 2);
-    seal(d, 36);
+    let mut aml = [0u8; 64];
+    let n = com.map_or(0, |(port, irq)| com_device_aml(port, irq, &mut aml));
+    let d = &mut buf[DSDT..DSDT + 36 + n];
+    header(d, b"DSDT", 36 + n, 2);
+    d[36..].copy_from_slice(&aml[..n]);
+    seal(d, 36 + n);
+}
+
+/// AML for `Scope (\_SB) { Device (COM1) { _HID PNP0501, _UID 1, _CRS { IO (Decode16, port,
+/// port, 1, 8), IRQNoFlags () {irq} } } }` into `out`; its length (0 for an IRQ above 15,
+/// which IRQNoFlags cannot name).
+fn com_device_aml(port: u16, irq: u8, out: &mut [u8; 64]) -> usize {
+    if irq > 15 {
+        return 0;
+    }
+    let [plo, phi] = port.to_le_bytes();
+    let [mlo, mhi] = (1u16 << irq).to_le_bytes();
+    // Name (_HID, EisaId ("PNP0501")), Name (_UID, One).
+    let hid = [0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x05, 0x01];
+    let uid = [0x08, b'_', b'U', b'I', b'D', 0x01];
+    // Name (_CRS, Buffer (13) { IO descriptor, IRQ descriptor, end tag }).
+    let crs = [
+        0x08, b'_', b'C', b'R', b'S', 0x11, 0x10, 0x0A, 0x0D, // buffer of 13 bytes
+        0x47, 0x01, plo, phi, plo, phi, 0x01, 0x08, // IO: decode16, min = max = port, 8 ports
+        0x22, mlo, mhi, // IRQNoFlags: edge, active high
+        0x79, 0x00, // end tag
+    ];
+    let body = 4 + hid.len() + uid.len() + crs.len();
+    let device_len = 1 + body; // one PkgLength byte (< 64)
+    let scope_len = 1 + 5 + 2 + device_len;
+    let mut n = 0;
+    let mut put = |b: &[u8]| {
+        out[n..n + b.len()].copy_from_slice(b);
+        n += b.len();
+    };
+    put(&[0x10, scope_len as u8, b'\\', b'_', b'S', b'B', b'_']);
+    put(&[0x5B, 0x82, device_len as u8, b'C', b'O', b'M', b'1']);
+    put(&hid);
+    put(&uid);
+    put(&crs);
+    n
 }
 
 #[cfg(test)]
@@ -361,6 +402,43 @@ mod tests {
     }
 
     #[test]
+    fn dsdt_names_the_console_uart() {
+        let mut buf = [0u8; GUEST_TABLES_SIZE];
+        build_guest_tables(
+            &mut buf,
+            GUEST_RSDP_GPA,
+            1,
+            None,
+            None,
+            None,
+            Some((0x2F8, 3)),
+        );
+        let d = &buf[0x600..];
+        let len = u32::from_le_bytes(d[4..8].try_into().unwrap()) as usize;
+        assert_eq!(len, 36 + 52);
+        assert_eq!(checksum(&d[..len]), 0);
+        let aml = &d[36..len];
+        // Scope (\_SB) of 51 bytes holding Device (COM1) of 43.
+        assert_eq!(aml[..7], [0x10, 51, b'\\', b'_', b'S', b'B', b'_']);
+        assert_eq!(aml[7..14], [0x5B, 0x82, 43, b'C', b'O', b'M', b'1']);
+        let has = |s: &[u8]| aml.windows(s.len()).any(|w| w == s);
+        assert!(has(&[0x0C, 0x41, 0xD0, 0x05, 0x01]), "EisaId PNP0501");
+        assert!(
+            has(&[0x47, 0x01, 0xF8, 0x02, 0xF8, 0x02, 0x01, 0x08]),
+            "IO 0x2F8, 8 ports"
+        );
+        assert!(has(&[0x22, 0x08, 0x00, 0x79, 0x00]), "IRQ 3, end tag");
+        // No UART, or one on an IRQ IRQNoFlags cannot name: the empty DSDT.
+        for com in [None, Some((0x3F8, 16))] {
+            build_guest_tables(&mut buf, GUEST_RSDP_GPA, 1, None, None, None, com);
+            assert_eq!(
+                u32::from_le_bytes(buf[0x604..0x608].try_into().unwrap()),
+                36
+            );
+        }
+    }
+
+    #[test]
     fn guest_tables_roundtrip_through_the_madt_reader() {
         let mut buf = [0u8; GUEST_TABLES_SIZE];
         build_guest_tables(
@@ -373,6 +451,7 @@ mod tests {
                 port: 0x608,
                 ext32: true,
             }),
+            Some((0x3F8, 4)),
         );
         let mut bios = vec![0u8; 0x20000];
         let off = (GUEST_RSDP_GPA - 0xE0000) as usize;
@@ -396,7 +475,7 @@ mod tests {
             (0x700, 56),
             (0x80, 44 + 24 + 12 + 10),
             (0x400, 276),
-            (0x600, 36),
+            (0x600, 36 + 52),
         ] {
             assert_eq!(checksum(&buf[o..o + l]), 0, "table at {o:#x}");
         }
@@ -406,7 +485,7 @@ mod tests {
 
     fn tables(pm: Option<PmTimer>) -> Mem {
         let mut buf = [0u8; GUEST_TABLES_SIZE];
-        build_guest_tables(&mut buf, GUEST_RSDP_GPA, 1, None, None, pm);
+        build_guest_tables(&mut buf, GUEST_RSDP_GPA, 1, None, None, pm, None);
         Mem(GUEST_RSDP_GPA, buf.to_vec())
     }
 

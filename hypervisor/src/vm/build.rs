@@ -15,7 +15,9 @@ use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
 use crate::vcpu::run::{self, Backend};
 use crate::vm::acpi;
 use crate::vm::loader::{self, E820Entry, Guarded, GuestMem, LoadError, Mb1Module, MAX_E820};
-use acrn_static_config::{GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig};
+use acrn_static_config::{
+    ConsoleVuart, GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig,
+};
 use core::fmt;
 
 fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {
@@ -301,6 +303,10 @@ fn build_vm(
         Some((0, crate::devices::IOAPIC_GPA as u32)),
         None,
         crate::hv::pm_timer(),
+        match cfg.console {
+            ConsoleVuart::Legacy { port, irq } => Some((port, irq)),
+            _ => None,
+        },
     );
     let mut mods = [Mb1Module {
         start: 0,
