@@ -413,6 +413,7 @@ mod tests {
                 "hybrid",
                 "ivshmem",
                 "linux",
+                "linux-service-vm",
                 "partitioned.toml",
                 "partitioned.xml",
                 "rtvm",

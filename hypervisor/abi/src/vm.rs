@@ -143,3 +143,109 @@ pub enum LoadOrder {
     /// Created by the device model through the HSM.
     PostLaunchedVm = 2,
 }
+
+/// `SEVERITY_SAFETY_VM`.
+pub const SEVERITY_SAFETY_VM: u8 = 0x40;
+/// `SEVERITY_RTVM` (without `SERVICE_VM_SUPERVISOR_ENABLED`).
+pub const SEVERITY_RTVM: u8 = 0x30;
+/// `SEVERITY_SERVICE_VM`.
+pub const SEVERITY_SERVICE_VM: u8 = 0x20;
+/// `SEVERITY_STANDARD_VM`.
+pub const SEVERITY_STANDARD_VM: u8 = 0x10;
+
+/// `ACRN_PLATFORM_LAPIC_IDS_MAX`.
+pub const ACRN_PLATFORM_LAPIC_IDS_MAX: usize = 64;
+/// `acrn_platform_info.hw.version` ACRN reports: 1.0 (major in the high byte).
+pub const ACRN_PLATFORM_INFO_VERSION: u16 = 0x100;
+
+/// The `hw` half of [`AcrnPlatformInfo`] (128 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlatformHwInfo {
+    /// Physical CPUs.
+    pub cpu_num: u16,
+    /// [`ACRN_PLATFORM_INFO_VERSION`].
+    pub version: u16,
+    /// Order of the number of threads sharing an L2 cache.
+    pub l2_cat_shift: u32,
+    /// Order of the number of threads sharing an L3 cache.
+    pub l3_cat_shift: u32,
+    /// LAPIC ID of each pCPU (low byte), by pCPU id.
+    pub lapic_ids: [u8; ACRN_PLATFORM_LAPIC_IDS_MAX],
+    /// Reserved (zero).
+    pub reserved: [u8; 52],
+}
+
+/// The `sw` half of [`AcrnPlatformInfo`] (128 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlatformSwInfo {
+    /// Most vCPUs of one VM.
+    pub max_vcpus_per_vm: u16,
+    /// VM slots (`CONFIG_MAX_VM_NUM`): entries of the configuration array.
+    pub max_vms: u16,
+    /// Size of one configuration entry; each starts with an [`AcrnVmConfigHeader`].
+    pub vm_config_size: u32,
+    /// In: Service VM GPA of a buffer for `max_vms * vm_config_size` bytes, or 0 for none.
+    pub vm_configs_addr: u64,
+    /// Most Kata container VMs.
+    pub max_kata_containers: u64,
+    /// Reserved (zero).
+    pub reserved: [u8; 104],
+}
+
+/// `struct acrn_platform_info` (256 bytes, align 8): argument of `HC_GET_PLATFORM_INFO` (ACRN
+/// up to v3.0; later versions removed the call). acrn-dm and ACRN's Linux fork read the VM
+/// configurations through it.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcrnPlatformInfo {
+    /// Hardware information.
+    pub hw: PlatformHwInfo,
+    /// Configuration information.
+    pub sw: PlatformSwInfo,
+}
+
+impl Default for AcrnPlatformInfo {
+    fn default() -> Self {
+        Self {
+            hw: PlatformHwInfo {
+                cpu_num: 0,
+                version: 0,
+                l2_cat_shift: 0,
+                l3_cat_shift: 0,
+                lapic_ids: [0; ACRN_PLATFORM_LAPIC_IDS_MAX],
+                reserved: [0; 52],
+            },
+            sw: PlatformSwInfo {
+                max_vcpus_per_vm: 0,
+                max_vms: 0,
+                vm_config_size: 0,
+                vm_configs_addr: 0,
+                max_kata_containers: 0,
+                reserved: [0; 104],
+            },
+        }
+    }
+}
+
+/// `struct acrn_vm_config_header` (40 bytes, align 8): the public head of each VM
+/// configuration entry `HC_GET_PLATFORM_INFO` copies out.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AcrnVmConfigHeader {
+    /// [`LoadOrder`] as its `u32` value.
+    pub load_order: u32,
+    /// VM name, NUL-padded.
+    pub name: [u8; MAX_VM_NAME_LEN],
+    /// Reserved.
+    pub reserved: [u8; 2],
+    /// `SEVERITY_*`.
+    pub severity: u8,
+    /// The C compiler's padding, made explicit.
+    pub padding: u8,
+    /// pCPUs the VM may run on (bit n = pCPU n).
+    pub cpu_affinity: u64,
+    /// `GUEST_FLAG_*`.
+    pub guest_flags: u64,
+}

@@ -388,3 +388,23 @@ fn cpuid_leaves() {
     assert_eq!(ACRN_SIGNATURE_REG.to_le_bytes(), ACRN_SIGNATURE[..4]);
     assert_eq!(AcrnCpuidFeatures::PRIVILEGED_VM.bits(), 1);
 }
+
+#[test]
+fn platform_info() {
+    layout!(PlatformHwInfo, size 128, align 4, cpu_num => 0, version => 2, l2_cat_shift => 4,
+        l3_cat_shift => 8, lapic_ids => 12, reserved => 76);
+    layout!(PlatformSwInfo, size 128, align 8, max_vcpus_per_vm => 0, max_vms => 2,
+        vm_config_size => 4, vm_configs_addr => 8, max_kata_containers => 16, reserved => 24);
+    layout!(AcrnPlatformInfo, size 256, align 8, hw => 0, sw => 128);
+    layout!(AcrnVmConfigHeader, size 40, align 8, load_order => 0, name => 4, reserved => 20,
+        severity => 22, cpu_affinity => 24, guest_flags => 32);
+    assert_eq!(
+        (
+            SEVERITY_SAFETY_VM,
+            SEVERITY_RTVM,
+            SEVERITY_SERVICE_VM,
+            SEVERITY_STANDARD_VM
+        ),
+        (0x40, 0x30, 0x20, 0x10)
+    );
+}

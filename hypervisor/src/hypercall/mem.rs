@@ -71,6 +71,30 @@ unsafe impl Pod for acrn_abi::VmMemoryRegion {}
 unsafe impl Pod for acrn_abi::AcrnMsiEntry {}
 // SAFETY: as above.
 unsafe impl Pod for acrn_abi::memory::VmGpa2Hpa {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::vm::AcrnPlatformInfo {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::vm::AcrnVmConfigHeader {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::misc::AcrnHwInfo {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::sbuf::AcrnSbufParam {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::sbuf::SharedBuf {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::sbuf::AcrnAsyncioInfo {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::memory::WpData {}
+// SAFETY: as above (the C `bool` is a `u8` here, so every byte value is valid).
+unsafe impl Pod for acrn_abi::HcPtdevIrq {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::AcrnIntrMonitor {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::AcrnPcidev {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::AcrnMmiodev {}
+// SAFETY: as above.
+unsafe impl Pod for acrn_abi::AcrnVdev {}
 // SAFETY: a plain integer.
 unsafe impl Pod for u64 {}
 
@@ -82,6 +106,29 @@ pub fn read_obj<T: Pod>(mem: &impl GuestMemory, gpa: u64) -> Option<T> {
         core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, core::mem::size_of::<T>())
     };
     mem.read(gpa, bytes).then_some(v)
+}
+
+/// A [`Pod`] without implicit padding: every byte of a value is initialised, so it can be
+/// copied out as bytes.
+///
+/// # Safety
+/// The type's fields must cover all of its bytes.
+pub unsafe trait Packed: Pod {}
+
+// SAFETY: 2+2+4+4+64+52 and 2+2+4+8+8+104 bytes, 256 in all (acrn-abi layout tests).
+unsafe impl Packed for acrn_abi::vm::AcrnPlatformInfo {}
+// SAFETY: the padding byte is a field (40 bytes covered, acrn-abi layout tests).
+unsafe impl Packed for acrn_abi::vm::AcrnVmConfigHeader {}
+// SAFETY: 2 + 3 * 2 bytes.
+unsafe impl Packed for acrn_abi::misc::AcrnHwInfo {}
+
+/// Writes a `T` to guest memory; `false` (nothing written) if any byte of it is outside RAM.
+pub fn write_obj<T: Packed>(mem: &mut impl GuestMemory, gpa: u64, v: &T) -> bool {
+    // SAFETY: `v` is a live T whose bytes are all initialised (Packed).
+    let bytes = unsafe {
+        core::slice::from_raw_parts(v as *const T as *const u8, core::mem::size_of::<T>())
+    };
+    mem.write(gpa, bytes)
 }
 
 /// A `Vec`-backed physical memory for host tests.

@@ -8,7 +8,7 @@
 //! Error codes follow ACRN: `-ENOTTY` for unknown calls and missing or non-post-launched target
 //! VMs, `-EINVAL` for a bad pointer (ACRN's `copy_from_gpa` result) or a bad value, `-EPERM`
 //! (ACRN's literal `-1`) for a call the target's state forbids, creating a VM that already
-//! exists included.
+//! exists included. [`BEHAVIOUR`] lists every hypercall ID: what we do and what ACRN does.
 
 pub mod mem;
 pub mod regs;
@@ -18,17 +18,21 @@ pub mod runtime;
 pub use mem::{GuestMemory, IdentityRam, PhysBytes};
 
 use crate::ioreq;
-use acrn_abi::errno::{EINVAL, ENOTTY, EPERM};
+use acrn_abi::errno::{EINVAL, ENODEV, ENOTTY, EPERM};
 use acrn_abi::hypercall::*;
 use acrn_abi::irq::GsiOp;
 use acrn_abi::memory::{MEM_ACCESS_RIGHT_MASK, MEM_TYPE_MASK, MR_ADD, MR_DEL, MR_MODIFY};
 use acrn_abi::misc::{HV_API_MAJOR_VERSION, HV_API_MINOR_VERSION};
-use acrn_abi::vm::{ACRN_INVALID_VMID, DM_OWNED_GUEST_FLAG_MASK, MAX_VM_NAME_LEN};
+use acrn_abi::vm::{
+    AcrnPlatformInfo, AcrnVmConfigHeader, LoadOrder, ACRN_INVALID_VMID, ACRN_PLATFORM_INFO_VERSION,
+    ACRN_PLATFORM_LAPIC_IDS_MAX, DM_OWNED_GUEST_FLAG_MASK, MAX_VM_NAME_LEN, SEVERITY_RTVM,
+    SEVERITY_SERVICE_VM, SEVERITY_STANDARD_VM,
+};
 use acrn_abi::{
     AcrnMsiEntry, AcrnRegs, AcrnVcpuRegs, AcrnVmCreation, GuestFlags, SetRegions, VmMemoryRegion,
     VmState,
 };
-use mem::read_obj;
+use mem::{read_obj, write_obj};
 use x86_64::registers::control::{Cr0Flags, Cr4Flags};
 use x86_64::registers::model_specific::EferFlags;
 
@@ -43,6 +47,194 @@ pub const MAX_USER_GPA: u64 = 1 << 39;
 /// Most `vm_memory_region` entries one HC_VM_SET_MEMORY_REGIONS may carry: bounds the time a
 /// single hypercall can keep the hypervisor busy.
 pub const MAX_MEMORY_REGIONS: u32 = 1 << 16;
+
+/// Every hypercall of `acrn_abi::hypercall`: (ID, what this hypervisor does, what ACRN does).
+/// Where we lack the feature behind a call, we answer what ACRN answers when the feature has
+/// nothing to act on (no such device, no such buffer).
+pub const BEHAVIOUR: &[(u64, &str, &str)] = &[
+    (HC_GET_API_VERSION, "writes {1, 0}", "the same"),
+    (
+        HC_SERVICE_VM_OFFLINE_CPU,
+        "-EPERM for the BSP's LAPIC ID, else 0; the vCPU, halted by Linux before it calls, \
+         stays halted (it is not taken out of its pCPU's run queue)",
+        "-1 for the BSP; zombies and offlines the vCPU with that LAPIC ID; 0 if none has it",
+    ),
+    (
+        HC_SET_CALLBACK_VECTOR,
+        "sets the upcall vector (0x20..=0xFF, else -EINVAL)",
+        "the same",
+    ),
+    (
+        HC_GET_PLATFORM_INFO,
+        "fills acrn_platform_info (pCPUs, LAPIC IDs, VM slots) and, if vm_configs_addr is \
+         set, one 40-byte acrn_vm_config_header per VM slot; -EINVAL for a bad pointer",
+        "v3.0: the same with its whole acrn_vm_config per slot; removed later (-ENOTTY)",
+    ),
+    (
+        HC_CREATE_VM,
+        "creates a post-launched VM (by name or a dynamic slot)",
+        "the same",
+    ),
+    (HC_DESTROY_VM, "PAUSED -> powered off", "the same"),
+    (
+        HC_START_VM,
+        "CREATED with an ioreq page -> RUNNING",
+        "the same",
+    ),
+    (HC_PAUSE_VM, "-> PAUSED", "the same"),
+    (HC_CREATE_VCPU, "0", "0 (no-op)"),
+    (
+        HC_RESET_VM,
+        "PAUSED -> CREATED, ioreq slots FREE",
+        "the same",
+    ),
+    (
+        HC_SET_VCPU_REGS,
+        "checked, stored as the vCPU's start state",
+        "the same",
+    ),
+    (HC_INJECT_MSI, "to the VM's vLAPICs", "the same"),
+    (
+        HC_VM_INTR_MONITOR,
+        "-EINVAL if powered off, unreadable or buf_cnt > 48; GET_DATA writes buf_cnt 0 (no \
+         pass-through interrupt exists to count); DELAY_INT has nothing to delay: 0",
+        "GET_DATA: (irq, count) pairs of the VM's pass-through interrupts; DELAY_INT delays them",
+    ),
+    (
+        HC_SET_IRQLINE,
+        "drives the vIOAPIC (and vPIC) line",
+        "the same",
+    ),
+    (
+        HC_SET_IOREQ_BUFFER,
+        "registers the ioreq page (CREATED)",
+        "the same",
+    ),
+    (HC_NOTIFY_REQUEST_FINISH, "wakes the vCPU", "the same"),
+    (
+        HC_ASYNCIO_ASSIGN,
+        "-EPERM: no asyncio buffer can be set up (HC_SETUP_SBUF refuses ACRN_ASYNCIO)",
+        "-1 without an asyncio buffer; else registers the (addr, type, data) match",
+    ),
+    (
+        HC_ASYNCIO_DEASSIGN,
+        "-EPERM, as for HC_ASYNCIO_ASSIGN",
+        "-1 if nothing matches",
+    ),
+    (
+        HC_VM_GPA2HPA,
+        "translates through the VM's table",
+        "the same",
+    ),
+    (
+        HC_VM_SET_MEMORY_REGIONS,
+        "maps and unmaps regions",
+        "the same",
+    ),
+    (
+        HC_VM_WRITE_PROTECT_PAGE,
+        "toggles write permission of one mapped 4 KiB page; -EINVAL if unaligned or unmapped; \
+         writes to it then reach the device model as MMIO requests",
+        "the same, the writes as WP requests",
+    ),
+    (
+        HC_SETUP_SBUF,
+        "TRACE/HVLOG/SEP/SOCWATCH: checks the pCPU and the header (magic, sizes), then 0 \
+         though nothing is written there yet; ASYNCIO and VM_EVENT: -EPERM (not supported)",
+        "registers the buffer; the hypervisor logs, traces, queues asyncio and VM events there",
+    ),
+    (HC_ASSIGN_PTDEV, "-ENOTTY", "-ENOTTY (no handler)"),
+    (HC_DEASSIGN_PTDEV, "-ENOTTY", "-ENOTTY (no handler)"),
+    (HC_VM_PCI_MSIX_REMAP, "-ENOTTY", "-ENOTTY (no handler)"),
+    (
+        HC_SET_PTDEV_INTR_INFO,
+        "-EPERM unless CREATED; -EPERM: no pass-through device is assigned to match virt_bdf",
+        "INTx only: remaps the physical pin from the Service VM to the VM; -1 if no device",
+    ),
+    (
+        HC_RESET_PTDEV_INTR_INFO,
+        "-EPERM unless CREATED or PAUSED; -EPERM: no assigned device matches",
+        "removes the INTx remapping; -1 if no device",
+    ),
+    (
+        HC_ASSIGN_PCIDEV,
+        "-EINVAL unless CREATED or unreadable; -ENODEV: PCI pass-through is not supported, \
+         no Service VM device can be handed over",
+        "moves the device from the Service VM; -ENODEV if it has no such device",
+    ),
+    (
+        HC_DEASSIGN_PCIDEV,
+        "-EINVAL unless CREATED or PAUSED; -ENODEV: nothing is assigned",
+        "gives the device back; -ENODEV if not assigned",
+    ),
+    (
+        HC_ASSIGN_MMIODEV,
+        "-EINVAL: MMIO device pass-through is not supported",
+        "moves the MMIO ranges from the Service VM; -EINVAL if they are not its",
+    ),
+    (
+        HC_DEASSIGN_MMIODEV,
+        "-EINVAL: nothing is assigned",
+        "gives the ranges back; -EINVAL if not assigned",
+    ),
+    (
+        HC_ADD_VDEV,
+        "-EINVAL unless CREATED or unreadable; -EINVAL: the hypervisor emulates no device for \
+         post-launched VMs yet (IVSHMEM, PCI vUART, virtual root port)",
+        "creates IVSHMEM, the MCS9900 vUART or a virtual root port; -EINVAL for other IDs",
+    ),
+    (
+        HC_REMOVE_VDEV,
+        "-EINVAL: no such device",
+        "removes the device at `slot`; -EINVAL if none",
+    ),
+    (
+        HC_SETUP_HV_NPK_LOG,
+        "-EPERM",
+        "-EPERM in release builds (debug: Intel NPK log)",
+    ),
+    (
+        HC_PROFILING_OPS,
+        "-EPERM",
+        "-EPERM in release builds (debug: SEP/SoCWatch)",
+    ),
+    (
+        HC_GET_HW_INFO,
+        "writes the pCPU count",
+        "debug builds: the same; release: -EPERM",
+    ),
+    (
+        HC_INITIALIZE_TRUSTY,
+        "-ENOTTY",
+        "-ENOTTY for a caller without SECURE_WORLD_ENABLED",
+    ),
+    (
+        HC_WORLD_SWITCH,
+        "-ENOTTY",
+        "-ENOTTY for a caller without SECURE_WORLD_ENABLED",
+    ),
+    (
+        HC_SAVE_RESTORE_SWORLD_CTX,
+        "-ENOTTY",
+        "-ENOTTY for a caller without SECURE_WORLD_ENABLED",
+    ),
+    (
+        HC_PM_GET_CPU_STATE,
+        "target from bits 31:24; -EPERM unless CREATED or PAUSED; PX_CNT: 0 with VHWP, else \
+         -EPERM; PX_DATA, CX_CNT, CX_DATA: -EPERM (no P-/C-state data from the board)",
+        "the same with the board's P-/C-state tables when it has them",
+    ),
+    (
+        HC_TEE_VCPU_BOOT_DONE,
+        "-ENOTTY",
+        "-ENOTTY for a caller without GUEST_FLAG_TEE",
+    ),
+    (
+        HC_SWITCH_EE,
+        "-ENOTTY",
+        "-ENOTTY for a caller without GUEST_FLAG_TEE or _REE",
+    ),
+];
 
 /// Load order of a VM slot, as far as the dispatcher cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +266,8 @@ struct Slot {
     vcpu_num: u16,
     /// HPA (= Service VM GPA) of the VM's I/O request page.
     ioreq_page: Option<u64>,
+    /// Guest flags the VM was created with.
+    flags: u64,
 }
 
 const FREE_SLOT: Slot = Slot {
@@ -81,6 +275,7 @@ const FREE_SLOT: Slot = Slot {
     name: [0; MAX_VM_NAME_LEN],
     vcpu_num: 0,
     ioreq_page: None,
+    flags: 0,
 };
 
 /// Who executed the hypercall instruction.
@@ -126,6 +321,11 @@ pub trait VmOps {
     fn gpa2hpa(&mut self, vmid: u16, gpa: u64) -> Option<u64>;
     fn set_irqline(&mut self, vmid: u16, gsi: u32, op: GsiOp) -> Result<(), i32>;
     fn inject_msi(&mut self, vmid: u16, addr: u64, data: u64) -> Result<(), i32>;
+    /// Makes the mapped 4 KiB page at `gpa` read-only (`protect`) or writable again.
+    fn write_protect(&mut self, vmid: u16, gpa: u64, protect: bool) -> Result<(), i32>;
+    /// The Service VM offlines its vCPU with LAPIC ID `lapic_id`: `Err(EPERM)` for the BSP,
+    /// `Ok` otherwise (also when no vCPU has that ID, as in ACRN).
+    fn offline_service_vcpu(&mut self, lapic_id: u32) -> Result<(), i32>;
 }
 
 /// The dispatcher's state: the VM table and the upcall vector.
@@ -137,6 +337,9 @@ pub struct Hypercalls {
     /// The Service VM's pCPUs: the affinity of dynamic VMs.
     service_pcpus: u64,
     upcall_vector: u8,
+    /// LAPIC ID of each pCPU, by pCPU id (HC_GET_PLATFORM_INFO, HC_GET_HW_INFO).
+    lapic_ids: [u32; ACRN_PLATFORM_LAPIC_IDS_MAX],
+    pcpu_num: u16,
 }
 
 fn err(e: i32) -> i64 {
@@ -160,7 +363,18 @@ impl Hypercalls {
             service_vmid: service as u16,
             service_pcpus: configs[service].pcpus,
             upcall_vector: acrn_abi::irq::HSM_UPCALL_VECTOR,
+            lapic_ids: [0; ACRN_PLATFORM_LAPIC_IDS_MAX],
+            pcpu_num: 0,
         })
+    }
+
+    /// The machine's pCPUs by their LAPIC IDs (pCPU id = index; at most 64 are kept).
+    pub fn set_pcpus(&mut self, lapic_ids: impl IntoIterator<Item = u32>) {
+        self.pcpu_num = 0;
+        for (slot, id) in self.lapic_ids.iter_mut().zip(lapic_ids) {
+            *slot = id;
+            self.pcpu_num += 1;
+        }
     }
 
     pub fn service_vmid(&self) -> u16 {
@@ -230,6 +444,23 @@ impl Hypercalls {
                 }
                 _ => err(EINVAL),
             },
+            HC_SERVICE_VM_OFFLINE_CPU => match ops.offline_service_vcpu(p1 as u32) {
+                Ok(()) => 0,
+                Err(e) => err(e),
+            },
+            HC_GET_PLATFORM_INFO => self.platform_info(mem, p1),
+            HC_GET_HW_INFO => {
+                let info = acrn_abi::misc::AcrnHwInfo {
+                    cpu_num: self.pcpu_num,
+                    reserved: [0; 3],
+                };
+                if write_obj(mem, p1, &info) {
+                    0
+                } else {
+                    err(EINVAL)
+                }
+            }
+            HC_SETUP_HV_NPK_LOG | HC_PROFILING_OPS => err(EPERM),
             HC_CREATE_VM => self.create_vm(mem, ops, p1),
             HC_CREATE_VCPU => 0,
             HC_VM_SET_MEMORY_REGIONS => self.set_memory_regions(mem, ops, p1),
@@ -242,8 +473,26 @@ impl Hypercalls {
             | HC_SET_IRQLINE
             | HC_SET_IOREQ_BUFFER
             | HC_VM_GPA2HPA
-            | HC_NOTIFY_REQUEST_FINISH => match self.target(p1) {
+            | HC_NOTIFY_REQUEST_FINISH
+            | HC_VM_INTR_MONITOR
+            | HC_ASYNCIO_ASSIGN
+            | HC_ASYNCIO_DEASSIGN
+            | HC_VM_WRITE_PROTECT_PAGE
+            | HC_SETUP_SBUF
+            | HC_SET_PTDEV_INTR_INFO
+            | HC_RESET_PTDEV_INTR_INFO
+            | HC_ASSIGN_PCIDEV
+            | HC_DEASSIGN_PCIDEV
+            | HC_ASSIGN_MMIODEV
+            | HC_DEASSIGN_MMIODEV
+            | HC_ADD_VDEV
+            | HC_REMOVE_VDEV => match self.target(p1) {
                 Ok(vmid) => self.vm_call(mem, ops, id, vmid, p2),
+                Err(e) => err(e),
+            },
+            // ACRN takes the target of this one from the command word's bits 31:24.
+            HC_PM_GET_CPU_STATE => match self.target((p1 >> 24) & 0xFF) {
+                Ok(vmid) => self.pm_get_cpu_state(mem, vmid, p1, p2),
                 Err(e) => err(e),
             },
             _ => err(ENOTTY),
@@ -274,10 +523,71 @@ impl Hypercalls {
         let slot = self.slots[vmid as usize];
         let state = slot.state;
         if state == VmState::PoweredOff {
-            // Nothing but creation applies to a VM that does not exist.
-            return err(EPERM);
+            // Nothing but creation applies to a VM that does not exist; ACRN's handlers that
+            // start from -EINVAL say so.
+            return err(match id {
+                HC_VM_INTR_MONITOR | HC_ASSIGN_PCIDEV | HC_DEASSIGN_PCIDEV | HC_ASSIGN_MMIODEV
+                | HC_DEASSIGN_MMIODEV | HC_ADD_VDEV | HC_REMOVE_VDEV => EINVAL,
+                _ => EPERM,
+            });
         }
+        let created = state == VmState::Created;
+        let created_or_paused = created || state == VmState::Paused;
         match id {
+            HC_VM_INTR_MONITOR => {
+                let Some(m) = read_obj::<acrn_abi::AcrnIntrMonitor>(mem, p2) else {
+                    return err(EINVAL);
+                };
+                if m.buf_cnt as usize > m.buffer.len() {
+                    return err(EINVAL);
+                }
+                // No pass-through interrupt of a post-launched VM exists, so GET_DATA has no
+                // pairs to report and DELAY_INT nothing to delay.
+                if m.cmd == acrn_abi::irq::INTR_CMD_GET_DATA && !mem.write(p2 + 4, &[0; 4]) {
+                    return err(EINVAL);
+                }
+                0
+            }
+            HC_ASYNCIO_ASSIGN | HC_ASYNCIO_DEASSIGN => {
+                // No asyncio buffer is ever set up (HC_SETUP_SBUF), the case ACRN answers -1.
+                err(EPERM)
+            }
+            HC_VM_WRITE_PROTECT_PAGE => {
+                let Some(wp) = read_obj::<acrn_abi::memory::WpData>(mem, p2) else {
+                    return err(EINVAL);
+                };
+                if wp.gpa & 0xFFF != 0 || ops.gpa2hpa(vmid, wp.gpa).is_none() {
+                    return err(EINVAL);
+                }
+                match ops.write_protect(vmid, wp.gpa, wp.set != 0) {
+                    Ok(()) => 0,
+                    Err(e) => err(e),
+                }
+            }
+            HC_SETUP_SBUF => self.setup_sbuf(mem, p2),
+            // ACRN answers -1 for a wrong state, an unreadable argument, a type other than INTx
+            // and a virt_bdf without an assigned device; no device is ever assigned here.
+            HC_SET_PTDEV_INTR_INFO | HC_RESET_PTDEV_INTR_INFO => err(EPERM),
+            HC_ASSIGN_PCIDEV | HC_DEASSIGN_PCIDEV => {
+                let state_ok = if id == HC_ASSIGN_PCIDEV {
+                    created
+                } else {
+                    created_or_paused
+                };
+                if !state_ok || read_obj::<acrn_abi::AcrnPcidev>(mem, p2).is_none() {
+                    return err(EINVAL);
+                }
+                // PCI pass-through is not supported: no Service VM device to hand over, none
+                // assigned to give back.
+                err(ENODEV)
+            }
+            HC_ASSIGN_MMIODEV | HC_DEASSIGN_MMIODEV => {
+                // Not supported: the ranges are never the Service VM's to move, none assigned.
+                err(EINVAL)
+            }
+            // Every case is -EINVAL in ACRN too: wrong state, unreadable, a device the
+            // hypervisor does not emulate for post-launched VMs, or (remove) none at that slot.
+            HC_ADD_VDEV | HC_REMOVE_VDEV => err(EINVAL),
             HC_DESTROY_VM => {
                 if state != VmState::Paused {
                     return err(EPERM);
@@ -486,6 +796,7 @@ impl Hypercalls {
         }
         let mut slot = FREE_SLOT;
         slot.state = VmState::Created;
+        slot.flags = flags;
         slot.vcpu_num = pcpus.count_ones() as u16;
         if self.kind(i) == SlotKind::Empty {
             slot.name[..name.len()].copy_from_slice(name);
@@ -494,6 +805,123 @@ impl Hypercalls {
         cv.vmid = (i as u16).wrapping_sub(self.service_vmid);
         cv.vcpu_num = slot.vcpu_num;
         0
+    }
+
+    /// HC_GET_PLATFORM_INFO (ACRN v3.0): the machine and, if the caller gave a buffer, one
+    /// configuration header per VM slot.
+    fn platform_info(&self, mem: &mut impl GuestMemory, gpa: u64) -> i64 {
+        let Some(mut pi) = read_obj::<AcrnPlatformInfo>(mem, gpa) else {
+            return err(EINVAL);
+        };
+        pi.hw.cpu_num = self.pcpu_num;
+        pi.hw.version = ACRN_PLATFORM_INFO_VERSION;
+        // No cache allocation: nothing shares a CAT class.
+        pi.hw.l2_cat_shift = 0;
+        pi.hw.l3_cat_shift = 0;
+        for (out, id) in pi.hw.lapic_ids.iter_mut().zip(&self.lapic_ids) {
+            *out = *id as u8;
+        }
+        pi.hw.reserved = [0; 52];
+        pi.sw.max_vcpus_per_vm = MAX_VCPUS_PER_VM;
+        pi.sw.max_vms = self.max_vm_num as u16;
+        pi.sw.vm_config_size = core::mem::size_of::<AcrnVmConfigHeader>() as u32;
+        pi.sw.max_kata_containers = 0;
+        pi.sw.reserved = [0; 104];
+        if pi.sw.vm_configs_addr != 0 {
+            let size = pi.sw.vm_config_size as u64;
+            if !mem.contains(pi.sw.vm_configs_addr, size * self.max_vm_num as u64) {
+                return err(EINVAL);
+            }
+            for i in 0..self.max_vm_num {
+                let at = pi.sw.vm_configs_addr + i as u64 * size;
+                if !write_obj(mem, at, &self.config_header(i)) {
+                    return err(EINVAL);
+                }
+            }
+        }
+        if write_obj(mem, gpa, &pi) {
+            0
+        } else {
+            err(EINVAL)
+        }
+    }
+
+    /// The public head of VM slot `i`'s configuration, as ACRN's configuration tables hold it:
+    /// an unconfigured slot is a nameless post-launched VM.
+    fn config_header(&self, i: usize) -> AcrnVmConfigHeader {
+        let mut h = AcrnVmConfigHeader {
+            load_order: LoadOrder::PostLaunchedVm as u32,
+            severity: SEVERITY_STANDARD_VM,
+            ..Default::default()
+        };
+        if let Some(c) = self.config[i].filter(|_| self.kind(i) != SlotKind::Empty) {
+            h.load_order = match c.kind {
+                SlotKind::PreLaunched => LoadOrder::PreLaunchedVm,
+                SlotKind::Service => LoadOrder::ServiceVm,
+                SlotKind::PostLaunched | SlotKind::Empty => LoadOrder::PostLaunchedVm,
+            } as u32;
+            let n = c.name.len().min(MAX_VM_NAME_LEN - 1);
+            h.name[..n].copy_from_slice(&c.name.as_bytes()[..n]);
+            h.cpu_affinity = c.pcpus;
+            h.guest_flags = c.flags;
+            h.severity = if c.kind == SlotKind::Service {
+                SEVERITY_SERVICE_VM
+            } else if c.flags & GuestFlags::RT.bits() != 0 {
+                SEVERITY_RTVM
+            } else {
+                SEVERITY_STANDARD_VM
+            };
+        }
+        h
+    }
+
+    /// HC_SETUP_SBUF: per-pCPU buffers are checked and accepted (nothing writes to them yet);
+    /// per-VM ones (asyncio, VM events) are not supported.
+    fn setup_sbuf(&self, mem: &impl GuestMemory, p2: u64) -> i64 {
+        use acrn_abi::sbuf::{AcrnSbufParam, SharedBuf, ACRN_SBUF_PER_PCPU_ID_MAX, SBUF_HEAD_SIZE};
+        use acrn_abi::sbuf::{SBUF_MAGIC, SBUF_MAX_SIZE};
+        let Some(p) = read_obj::<AcrnSbufParam>(mem, p2) else {
+            return err(EPERM);
+        };
+        if p.gpa == 0 || p.sbuf_id >= ACRN_SBUF_PER_PCPU_ID_MAX {
+            return err(EPERM);
+        }
+        if p.cpu_id >= self.pcpu_num {
+            return err(EINVAL);
+        }
+        let Some(h) = read_obj::<SharedBuf>(mem, p.gpa) else {
+            return err(EINVAL);
+        };
+        let sized = h.ele_size != 0
+            && h.ele_num.checked_mul(h.ele_size) == Some(h.size)
+            && h.size <= SBUF_MAX_SIZE
+            && mem.contains(p.gpa, SBUF_HEAD_SIZE as u64 + h.size as u64);
+        if h.magic != SBUF_MAGIC || !sized {
+            return err(EINVAL);
+        }
+        0
+    }
+
+    /// HC_PM_GET_CPU_STATE for VM `vmid`: ACRN's answers for a VM without P-/C-state data
+    /// (the boards give none).
+    fn pm_get_cpu_state(&self, mem: &mut impl GuestMemory, vmid: u16, cmd: u64, out: u64) -> i64 {
+        use acrn_abi::pm::{PmCmdType, PMCMD_TYPE_MASK};
+        let slot = self.slots[vmid as usize];
+        if !matches!(slot.state, VmState::Created | VmState::Paused) {
+            return err(EPERM);
+        }
+        let vhwp = slot.flags & GuestFlags::VHWP.bits() != 0;
+        match cmd as u32 & PMCMD_TYPE_MASK {
+            // With vHWP the guest has continuous P-states: success and a count of 0.
+            t if t == PmCmdType::GetPxCnt as u32 && vhwp => {
+                if mem.write(out, &[0]) {
+                    0
+                } else {
+                    err(EINVAL)
+                }
+            }
+            _ => err(EPERM),
+        }
     }
 
     fn set_memory_regions(

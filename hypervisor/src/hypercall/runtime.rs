@@ -18,7 +18,7 @@ use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
 use crate::vm::layout::{self, Layout, TRAMPOLINE};
 use crate::vm::loader::{E820Entry, MAX_E820};
 use crate::vm::{self as vms, VmInfo};
-use acrn_abi::errno::{EINVAL, ENOMEM};
+use acrn_abi::errno::{EINVAL, ENOMEM, EPERM};
 use acrn_abi::irq::GsiOp;
 use acrn_abi::memory::MemType as AbiMemType;
 use acrn_abi::AcrnRegs;
@@ -134,7 +134,8 @@ pub fn init(p: &PlatformConfig, npt: bool) -> Option<&'static Layout> {
         },
     });
     let nslots = p.vms.len().min(MAX_VM_NUM);
-    let hc = Hypercalls::new(&slots[..nslots], p.hv.max_vm_num as usize)?;
+    let mut hc = Hypercalls::new(&slots[..nslots], p.hv.max_vm_num as usize)?;
+    hc.set_pcpus(p.board.pcpus.iter().map(|c| c.apic_id));
     SERVICE_VMID.call_once(|| hc.service_vmid());
     STATE.call_once(|| {
         Mutex::new((
@@ -340,6 +341,50 @@ impl VmOps for PostVms {
             hvlog!("VM {vmid}: HC_INJECT_MSI refused: {e}");
             EINVAL
         })
+    }
+    fn write_protect(&mut self, vmid: u16, gpa: u64, protect: bool) -> Result<(), i32> {
+        let table = self
+            .tables
+            .get_mut(vmid as usize)
+            .and_then(|t| t.as_mut())
+            .ok_or(EINVAL)?;
+        let t = match table {
+            Table::Npt(t) => t.translate(&Frames, gpa),
+            Table::Ept(t) => t.translate(&Frames, gpa),
+        }
+        .ok_or(EINVAL)?;
+        let perm = Perm {
+            write: !protect,
+            ..t.perm
+        };
+        let hpa = t.hpa & !0xFFF;
+        let r = match table {
+            Table::Npt(t2) => t2.map(&mut Frames, gpa, hpa, 0x1000, perm, t.mem_type),
+            Table::Ept(t2) => t2.map(&mut Frames, gpa, hpa, 0x1000, perm, t.mem_type),
+        };
+        // No vCPU may keep writing through a stale writable translation.
+        if let Ok(vm) = post_vm(vmid) {
+            vm.flush_tlbs();
+        }
+        r.map_err(|_| ENOMEM)
+    }
+    fn offline_service_vcpu(&mut self, lapic_id: u32) -> Result<(), i32> {
+        let Some(vm) = SERVICE_VMID.get().and_then(|&id| vms::vm(id)) else {
+            return Ok(());
+        };
+        let Some(idx) = (0..vm.vcpu_count()).find(|&i| vm.vcpus[i].view.lock().id == lapic_id)
+        else {
+            return Ok(());
+        };
+        if idx == 0 {
+            return Err(EPERM);
+        }
+        hvlog!(
+            "VM {} {}: vCPU {idx} (LAPIC ID {lapic_id}) offlined by the Service VM",
+            vm.id,
+            vm.name()
+        );
+        Ok(())
     }
 }
 

@@ -66,6 +66,19 @@ impl VmOps for Ops {
         self.log.push(format!("msi {vmid} {addr:#x} {data:#x}"));
         Ok(())
     }
+    fn write_protect(&mut self, vmid: u16, gpa: u64, protect: bool) -> Result<(), i32> {
+        self.log.push(format!("wp {vmid} {gpa:#x} {protect}"));
+        Ok(())
+    }
+    fn offline_service_vcpu(&mut self, lapic_id: u32) -> Result<(), i32> {
+        self.log.push(format!("offline {lapic_id}"));
+        // LAPIC ID 0 is the Service VM's BSP here.
+        if lapic_id == 0 {
+            Err(EPERM)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// VM 0 pre-launched, VM 1 Service VM (pCPUs 1-3), VM 2 post-launched "POST1" on pCPUs 2-3,
@@ -189,8 +202,11 @@ fn unknown_ids_return_enotty() {
     let mut e = env();
     for id in [
         0x8000_00FF,
-        0x8000_0003,
         0x8000_0050,
+        0x8000_0051,
+        0x8000_0052,
+        0x8000_0070,
+        0x8000_0090,
         0x0000_0010,
         0x8100_0010,
         0x1_8000_0010,
@@ -677,4 +693,315 @@ fn gpa2hpa_translates_or_reports_einval() {
     assert_eq!(e.call(HC_VM_GPA2HPA, 1, ARG), E(EINVAL));
     assert_eq!(e.call(HC_VM_GPA2HPA, 1, 1 << 48), E(EINVAL));
     assert_eq!(e.call(HC_VM_GPA2HPA, 1, 0x30_FFF8), E(EINVAL));
+}
+
+#[test]
+fn every_hypercall_is_in_the_behaviour_table() {
+    let ours: Vec<u64> = BEHAVIOUR.iter().map(|b| b.0).collect();
+    let abi: Vec<u64> = acrn_abi::hypercall::HYPERCALLS
+        .iter()
+        .map(|h| h.0)
+        .collect();
+    assert_eq!(ours, abi);
+    assert!(BEHAVIOUR.iter().all(|b| !b.1.is_empty() && !b.2.is_empty()));
+}
+
+#[test]
+fn platform_info_reports_pcpus_and_vm_configurations() {
+    use acrn_abi::vm::{AcrnPlatformInfo, AcrnVmConfigHeader};
+    let mut e = env();
+    e.hc.set_pcpus([0, 2, 4, 6]);
+    let configs = ARG + 0x400;
+    let pi = AcrnPlatformInfo {
+        sw: acrn_abi::vm::PlatformSwInfo {
+            vm_configs_addr: configs,
+            ..AcrnPlatformInfo::default().sw
+        },
+        ..Default::default()
+    };
+    e.put(ARG, &pi);
+    assert_eq!(e.call(HC_GET_PLATFORM_INFO, ARG, 0), 0);
+    let out = read_obj::<AcrnPlatformInfo>(&e.mem, ARG).unwrap();
+    assert_eq!((out.hw.cpu_num, out.hw.version), (4, 0x100));
+    assert_eq!(out.hw.lapic_ids[..5], [0, 2, 4, 6, 0]);
+    assert_eq!(
+        (
+            out.sw.max_vms,
+            out.sw.vm_config_size,
+            out.sw.max_vcpus_per_vm
+        ),
+        (6, 40, 16)
+    );
+    let h = |i: u64| read_obj::<AcrnVmConfigHeader>(&e.mem, configs + 40 * i).unwrap();
+    let name = |h: &AcrnVmConfigHeader| {
+        let n = h.name.iter().position(|&b| b == 0).unwrap();
+        String::from_utf8(h.name[..n].to_vec()).unwrap()
+    };
+    let (pre, sos, post, rt, dynamic) = (h(0), h(1), h(2), h(3), h(4));
+    assert_eq!(
+        (pre.load_order, name(&pre).as_str(), pre.cpu_affinity),
+        (0, "PRE", 1)
+    );
+    assert_eq!(
+        (sos.load_order, name(&sos).as_str(), sos.severity),
+        (1, "SOS", 0x20)
+    );
+    assert_eq!(
+        (post.load_order, name(&post).as_str(), post.cpu_affinity),
+        (2, "POST1", 0b1100)
+    );
+    assert_eq!(rt.guest_flags, GuestFlags::STATIC_VM.bits());
+    assert_eq!((dynamic.load_order, name(&dynamic).as_str()), (2, ""));
+    // Without a configuration buffer only the header comes back.
+    e.put(ARG, &AcrnPlatformInfo::default());
+    assert_eq!(e.call(HC_GET_PLATFORM_INFO, ARG, 0), 0);
+    // Bad pointers: the record itself, the configuration buffer (6 * 40 bytes past RAM's end).
+    assert_eq!(e.call(HC_GET_PLATFORM_INFO, 0x20_0000, 0), E(EINVAL));
+    let pi = AcrnPlatformInfo {
+        sw: acrn_abi::vm::PlatformSwInfo {
+            vm_configs_addr: 0x1F_FF80,
+            ..AcrnPlatformInfo::default().sw
+        },
+        ..Default::default()
+    };
+    e.put(ARG, &pi);
+    assert_eq!(e.call(HC_GET_PLATFORM_INFO, ARG, 0), E(EINVAL));
+}
+
+#[test]
+fn offline_cpu_hw_info_and_debug_calls() {
+    let mut e = env();
+    e.hc.set_pcpus([0, 1, 2]);
+    assert_eq!(e.call(HC_SERVICE_VM_OFFLINE_CPU, 0, 0), E(EPERM));
+    assert_eq!(e.call(HC_SERVICE_VM_OFFLINE_CPU, 2, 0), 0);
+    assert_eq!(e.ops.log, ["offline 0", "offline 2"]);
+    assert_eq!(e.call(HC_GET_HW_INFO, ARG, 0), 0);
+    assert_eq!(read_obj::<u64>(&e.mem, ARG), Some(3));
+    assert_eq!(e.call(HC_GET_HW_INFO, 0x20_0000, 0), E(EINVAL));
+    assert_eq!(e.call(HC_SETUP_HV_NPK_LOG, ARG, 0), E(EPERM));
+    assert_eq!(e.call(HC_PROFILING_OPS, 0, ARG), E(EPERM));
+}
+
+#[test]
+fn intr_monitor_checks_and_reports_no_interrupts() {
+    use acrn_abi::AcrnIntrMonitor;
+    let mut e = env();
+    let page = 0x10_8000;
+    let m = AcrnIntrMonitor {
+        cmd: acrn_abi::irq::INTR_CMD_GET_DATA,
+        buf_cnt: 6,
+        ..Default::default()
+    };
+    e.put(page, &m);
+    // POST1 not created yet.
+    assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), E(EINVAL));
+    e.created_post1();
+    assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), 0);
+    assert_eq!(read_obj::<u64>(&e.mem, page), Some(0)); // cmd 0, buf_cnt 0
+    let too_many = AcrnIntrMonitor { buf_cnt: 49, ..m };
+    e.put(page, &too_many);
+    assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), E(EINVAL));
+    let delay = AcrnIntrMonitor {
+        cmd: acrn_abi::irq::INTR_CMD_DELAY_INT,
+        buf_cnt: 1,
+        ..m
+    };
+    e.put(page, &delay);
+    assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), 0);
+    assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, 0x1F_FF00), E(EINVAL));
+}
+
+#[test]
+fn write_protect_page_checks() {
+    use acrn_abi::memory::WpData;
+    let mut e = env();
+    let wp = |set: u8, gpa: u64| WpData {
+        set,
+        pad: [0; 7],
+        gpa,
+    };
+    e.put(ARG, &wp(1, 0x1000));
+    assert_eq!(e.call(HC_VM_WRITE_PROTECT_PAGE, 1, ARG), E(EPERM)); // not created
+    e.created_post1();
+    e.put(ARG, &wp(1, 0x1000));
+    assert_eq!(e.call(HC_VM_WRITE_PROTECT_PAGE, 1, ARG), 0);
+    e.put(ARG, &wp(0, 0x1000));
+    assert_eq!(e.call(HC_VM_WRITE_PROTECT_PAGE, 1, ARG), 0);
+    for bad in [wp(1, 0x1001), wp(1, 16 << 20)] {
+        e.put(ARG, &bad);
+        assert_eq!(e.call(HC_VM_WRITE_PROTECT_PAGE, 1, ARG), E(EINVAL));
+    }
+    assert_eq!(e.call(HC_VM_WRITE_PROTECT_PAGE, 1, 0x20_0000), E(EINVAL));
+    assert_eq!(
+        e.ops.log[e.ops.log.len() - 2..],
+        ["wp 2 0x1000 true", "wp 2 0x1000 false"]
+    );
+}
+
+#[test]
+fn setup_sbuf_checks_the_buffer() {
+    use acrn_abi::sbuf::*;
+    let mut e = env();
+    e.hc.set_pcpus([0, 1]);
+    e.created_post1();
+    let buf = 0x10_8000;
+    let header = SharedBuf {
+        magic: SBUF_MAGIC,
+        ele_num: 16,
+        ele_size: 64,
+        size: 1024,
+        ..Default::default()
+    };
+    e.put(buf, &header);
+    let param = |cpu_id, sbuf_id, gpa| AcrnSbufParam {
+        cpu_id,
+        reserved: 0,
+        sbuf_id,
+        gpa,
+    };
+    let setup = |e: &mut Env, p: AcrnSbufParam| {
+        e.put(ARG, &p);
+        e.call(HC_SETUP_SBUF, 1, ARG)
+    };
+    assert_eq!(setup(&mut e, param(1, ACRN_SBUF_HVLOG, buf)), 0);
+    assert_eq!(setup(&mut e, param(2, ACRN_SBUF_HVLOG, buf)), E(EINVAL)); // no pCPU 2
+    assert_eq!(setup(&mut e, param(0, ACRN_SBUF_TRACE, 0)), E(EPERM));
+    assert_eq!(setup(&mut e, param(0, ACRN_SBUF_ASYNCIO, buf)), E(EPERM));
+    assert_eq!(setup(&mut e, param(0, ACRN_SBUF_VM_EVENT, buf)), E(EPERM));
+    assert_eq!(setup(&mut e, param(0, 7, buf)), E(EPERM));
+    e.put(buf, &SharedBuf { magic: 1, ..header });
+    assert_eq!(setup(&mut e, param(0, ACRN_SBUF_TRACE, buf)), E(EINVAL));
+    e.put(
+        buf,
+        &SharedBuf {
+            size: 1000,
+            ..header
+        },
+    );
+    assert_eq!(setup(&mut e, param(0, ACRN_SBUF_TRACE, buf)), E(EINVAL));
+    // Data running past the end of Service VM RAM.
+    e.put(0x1F_FF00, &header);
+    assert_eq!(
+        setup(&mut e, param(0, ACRN_SBUF_TRACE, 0x1F_FF00)),
+        E(EINVAL)
+    );
+    assert_eq!(e.call(HC_SETUP_SBUF, 1, 0x20_0000), E(EPERM));
+}
+
+#[test]
+fn device_assignment_answers_as_acrn_without_devices() {
+    let mut e = env();
+    e.put(ARG, &acrn_abi::AcrnPcidev::default());
+    // Powered off.
+    for id in [
+        HC_ASSIGN_PCIDEV,
+        HC_DEASSIGN_PCIDEV,
+        HC_ASSIGN_MMIODEV,
+        HC_ADD_VDEV,
+        HC_REMOVE_VDEV,
+    ] {
+        assert_eq!(e.call(id, 1, ARG), E(EINVAL), "{id:#x}");
+    }
+    for id in [
+        HC_SET_PTDEV_INTR_INFO,
+        HC_RESET_PTDEV_INTR_INFO,
+        HC_ASYNCIO_ASSIGN,
+    ] {
+        assert_eq!(e.call(id, 1, ARG), E(EPERM), "{id:#x}");
+    }
+    e.created_post1();
+    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 1, ARG), E(ENODEV));
+    assert_eq!(e.call(HC_DEASSIGN_PCIDEV, 1, ARG), E(ENODEV));
+    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 1, 0x20_0000), E(EINVAL));
+    for id in [
+        HC_ASSIGN_MMIODEV,
+        HC_DEASSIGN_MMIODEV,
+        HC_ADD_VDEV,
+        HC_REMOVE_VDEV,
+    ] {
+        assert_eq!(e.call(id, 1, ARG), E(EINVAL), "{id:#x}");
+    }
+    for id in [
+        HC_SET_PTDEV_INTR_INFO,
+        HC_RESET_PTDEV_INTR_INFO,
+        HC_ASYNCIO_ASSIGN,
+        HC_ASYNCIO_DEASSIGN,
+    ] {
+        assert_eq!(e.call(id, 1, ARG), E(EPERM), "{id:#x}");
+    }
+    // Running: assignment is for CREATED VMs only.
+    assert_eq!(e.call(HC_START_VM, 1, 0), 0);
+    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 1, ARG), E(EINVAL));
+    // No such VM.
+    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 9, ARG), E(ENOTTY));
+    // Nothing reached the VM layer but the start.
+    assert!(e.ops.log.iter().all(|l| !l.starts_with("map")));
+}
+
+#[test]
+fn pm_cpu_state_without_board_data() {
+    use acrn_abi::pm::{pm_cmd, PmCmdType};
+    let c = |kind, name, pcpus, flags| SlotConfig {
+        kind,
+        name,
+        pcpus,
+        flags,
+    };
+    let mut e = env();
+    e.hc = Hypercalls::new(
+        &[
+            c(SlotKind::PreLaunched, "PRE", 0b0001, 0),
+            c(SlotKind::Service, "SOS", 0b1110, 0),
+            c(
+                SlotKind::PostLaunched,
+                "POST1",
+                0b1100,
+                GuestFlags::VHWP.bits(),
+            ),
+            c(SlotKind::PostLaunched, "POST2", 0b1000, 0),
+        ],
+        4,
+    )
+    .unwrap();
+    let out = ARG + 0x800;
+    let cmd = |vm, t| pm_cmd(vm, 0, 0, t);
+    // Not created yet.
+    assert_eq!(
+        e.call(HC_PM_GET_CPU_STATE, cmd(1, PmCmdType::GetPxCnt), out),
+        E(EPERM)
+    );
+    e.created_post1();
+    e.put(out, &0xFFFFu64);
+    assert_eq!(
+        e.call(HC_PM_GET_CPU_STATE, cmd(1, PmCmdType::GetPxCnt), out),
+        0
+    );
+    assert_eq!(read_obj::<u64>(&e.mem, out), Some(0xFF00)); // one byte written: 0
+    for t in [
+        PmCmdType::GetPxData,
+        PmCmdType::GetCxCnt,
+        PmCmdType::GetCxData,
+    ] {
+        assert_eq!(
+            e.call(HC_PM_GET_CPU_STATE, cmd(1, t), out),
+            E(EPERM),
+            "{t:?}"
+        );
+    }
+    // POST2 has no vHWP: no P-state count either.
+    let (r, _) = e.create("POST2", 0);
+    assert_eq!(r, 0);
+    assert_eq!(
+        e.call(HC_PM_GET_CPU_STATE, cmd(2, PmCmdType::GetPxCnt), out),
+        E(EPERM)
+    );
+    // The target comes from bits 31:24: the Service VM itself (0) or a missing VM is -ENOTTY.
+    assert_eq!(
+        e.call(HC_PM_GET_CPU_STATE, cmd(0, PmCmdType::GetPxCnt), out),
+        E(ENOTTY)
+    );
+    assert_eq!(
+        e.call(HC_PM_GET_CPU_STATE, cmd(9, PmCmdType::GetPxCnt), out),
+        E(ENOTTY)
+    );
 }

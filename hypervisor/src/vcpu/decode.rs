@@ -208,6 +208,18 @@ impl Cursor<'_> {
 }
 
 /// Decodes the instruction at the start of `bytes`.
+/// The two hypercall instructions, both 3 bytes: Intel's `VMCALL` and AMD's `VMMCALL`. Each
+/// raises #UD on the other vendor's CPUs; the hypervisor intercepts #UD and takes either as a
+/// hypercall (Linux's ACRN guest code issues `vmcall` on every vendor).
+pub const VMCALL: [u8; 3] = [0x0F, 0x01, 0xC1];
+pub const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
+
+/// Whether the instruction bytes at a #UD are a hypercall instruction (without prefixes, as
+/// guests issue them); its length is 3.
+pub fn is_hypercall(bytes: &[u8]) -> bool {
+    bytes.get(..3).is_some_and(|b| b == VMCALL || b == VMMCALL)
+}
+
 pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
     let mut c = Cursor { b: bytes, pos: 0 };
     let default32 = matches!(mode, CpuMode::Prot32 | CpuMode::Long64);
@@ -449,6 +461,17 @@ fn modrm_tail(c: &mut Cursor, modrm: u8, addr16: bool) -> Result<(), DecodeError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hypercall_instructions() {
+        assert!(is_hypercall(&[0x0F, 0x01, 0xC1, 0x90]));
+        assert!(is_hypercall(&[0x0F, 0x01, 0xD9]));
+        // UD2, VMLAUNCH, a truncated fetch, a prefixed VMCALL: not hypercalls.
+        assert!(!is_hypercall(&[0x0F, 0x0B, 0x90]));
+        assert!(!is_hypercall(&[0x0F, 0x01, 0xC2]));
+        assert!(!is_hypercall(&[0x0F, 0x01]));
+        assert!(!is_hypercall(&[0x66, 0x0F, 0x01, 0xC1]));
+    }
+
     use super::*;
     use CpuMode::*;
 

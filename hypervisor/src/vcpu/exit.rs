@@ -99,6 +99,36 @@ fn stop(t: &Thread, why: core::fmt::Arguments) -> Next {
     Next::Leave
 }
 
+/// Invalid opcode (#UD).
+const VECTOR_UD: u8 = 6;
+
+/// A hypercall instruction: dispatched, RAX set and the instruction skipped (`len` when the
+/// exit does not report it: a #UD intercept), or #UD / #GP(0) for a caller that may not call.
+fn hypercall(t: &mut Thread, len: Option<u8>) -> Next {
+    let cpl = (t.hw.get_ref().code_segment().selector & 3) as u8;
+    let r = *t.hw.get_ref().regs();
+    match crate::hypercall::runtime::handle(t.vm.id, cpl, r.r8, r.rdi, r.rsi) {
+        Outcome::Return(ret) => {
+            t.hw.get().regs_mut().rax = ret as u64;
+            match len {
+                Some(l) => {
+                    t.hw.get().advance_rip(l);
+                    Next::Continue
+                }
+                None => skip(t, "the hypercall instruction"),
+            }
+        }
+        Outcome::InjectUd => {
+            t.hw.get().inject(Injection::Exception {
+                vector: VECTOR_UD,
+                error_code: None,
+            });
+            Next::Continue
+        }
+        Outcome::InjectGp => inject_gp(t),
+    }
+}
+
 fn inject_gp(t: &mut Thread) -> Next {
     t.hw.get().inject(Injection::Exception {
         vector: 13,
@@ -193,22 +223,22 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
                 inject_gp(t)
             }
         }
-        VmExit::Hypercall => {
-            let cpl = (t.hw.get_ref().code_segment().selector & 3) as u8;
-            let r = *t.hw.get_ref().regs();
-            match crate::hypercall::runtime::handle(t.vm.id, cpl, r.r8, r.rdi, r.rsi) {
-                Outcome::Return(ret) => {
-                    t.hw.get().regs_mut().rax = ret as u64;
-                    skip(t, "the hypercall instruction")
-                }
-                Outcome::InjectUd => {
-                    t.hw.get().inject(Injection::Exception {
-                        vector: 6,
-                        error_code: None,
-                    });
-                    Next::Continue
-                }
-                Outcome::InjectGp => inject_gp(t),
+        VmExit::Hypercall => hypercall(t, None),
+        // #UD is intercepted for the hypercall instruction of the other vendor (VMCALL on AMD,
+        // VMMCALL on Intel); any other #UD goes back to the guest.
+        VmExit::Exception {
+            vector: VECTOR_UD,
+            error_code: None,
+        } => {
+            let (bytes, n) = fetch(t.vm, t.hw.get_ref());
+            if decode::is_hypercall(&bytes[..n]) {
+                hypercall(t, Some(3))
+            } else {
+                t.hw.get().inject(Injection::Exception {
+                    vector: VECTOR_UD,
+                    error_code: None,
+                });
+                Next::Continue
             }
         }
         VmExit::Halt => {

@@ -281,17 +281,34 @@ fn seal(t: &mut [u8], len: usize) {
 /// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
 /// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it
 /// names `pm_timer`, the machine's read-only PM timer, which guests calibrate the TSC against)
-/// an empty DSDT and, with `mcfg` (ECAM base, last bus), an MCFG for PCI segment 0 from bus 0
-/// into `buf`, which the caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]).
-pub fn build_guest_tables(
-    buf: &mut [u8; GUEST_TABLES_SIZE],
-    base: u64,
-    vcpus: u32,
-    ioapic: Option<(u8, u32)>,
-    hpet: Option<u64>,
-    pm_timer: Option<PmTimer>,
-    mcfg: Option<(u64, u8)>,
-) {
+/// a DSDT and, with `mcfg` (ECAM base, last bus), an MCFG for PCI segment 0 from bus 0 into
+/// `buf`, which the caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]). The DSDT
+/// reserves the ECAM window and describes `com`, the VM's legacy console UART (base port, ISA
+/// IRQ), when it has one: a hardware-reduced platform has no legacy PIC and so no ISA IRQs
+/// unless ACPI names them, and Linux's 8250 driver needs the UART's IRQ for its tty.
+/// What a VM's ACPI tables describe (see [`build_guest_tables`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuestPlatform {
+    pub vcpus: u32,
+    /// The IOAPIC's ID and address.
+    pub ioapic: Option<(u8, u32)>,
+    pub hpet: Option<u64>,
+    pub pm_timer: Option<PmTimer>,
+    /// ECAM base and last bus.
+    pub mcfg: Option<(u64, u8)>,
+    /// The legacy console UART's base port and ISA IRQ.
+    pub com: Option<(u16, u8)>,
+}
+
+pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform: &GuestPlatform) {
+    let GuestPlatform {
+        vcpus,
+        ioapic,
+        hpet,
+        pm_timer,
+        mcfg,
+        com,
+    } = *platform;
     buf.fill(0);
     const XSDT: usize = 0x40;
     const MADT: usize = 0x90;
@@ -395,13 +412,22 @@ pub fn build_guest_tables(
     }
     // The DSDT reserves the ECAM window as a motherboard resource: without that, Linux
     // refuses the MCFG and falls back to port 0xCF8.
-    let aml = mcfg.map(|(ecam, end_bus)| ecam_reservation(ecam, (end_bus as u32 + 1) << 20));
-    let aml: &[u8] = aml.as_ref().map_or(&[], |a| &a[..]);
-    let dlen = 36 + aml.len();
-    let d = &mut buf[DSDT..DSDT + dlen];
-    header(d, b"DSDT", dlen, 2);
-    d[36..].copy_from_slice(aml);
-    seal(d, dlen);
+    let mut aml = [0u8; ECAM_AML_LEN + 64];
+    let mut n = 0;
+    if let Some((ecam, end_bus)) = mcfg {
+        aml[..ECAM_AML_LEN].copy_from_slice(&ecam_reservation(ecam, (end_bus as u32 + 1) << 20));
+        n = ECAM_AML_LEN;
+    }
+    if let Some((port, irq)) = com {
+        let mut com_aml = [0u8; 64];
+        let len = com_device_aml(port, irq, &mut com_aml);
+        aml[n..n + len].copy_from_slice(&com_aml[..len]);
+        n += len;
+    }
+    let d = &mut buf[DSDT..DSDT + 36 + n];
+    header(d, b"DSDT", 36 + n, 2);
+    d[36..].copy_from_slice(&aml[..n]);
+    seal(d, 36 + n);
 }
 
 /// Length of [`ecam_reservation`]'s AML.
@@ -429,6 +455,41 @@ fn ecam_reservation(base: u64, len: u32) -> [u8; ECAM_AML_LEN] {
     put(&len.to_le_bytes());
     put(&[0x79, 0x00]);
     a
+}
+
+/// AML for `Scope (\_SB) { Device (COM1) { _HID PNP0501, _UID 1, _CRS { IO (Decode16, port,
+/// port, 1, 8), IRQNoFlags () {irq} } } }` into `out`; its length (0 for an IRQ above 15,
+/// which IRQNoFlags cannot name).
+fn com_device_aml(port: u16, irq: u8, out: &mut [u8; 64]) -> usize {
+    if irq > 15 {
+        return 0;
+    }
+    let [plo, phi] = port.to_le_bytes();
+    let [mlo, mhi] = (1u16 << irq).to_le_bytes();
+    // Name (_HID, EisaId ("PNP0501")), Name (_UID, One).
+    let hid = [0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x05, 0x01];
+    let uid = [0x08, b'_', b'U', b'I', b'D', 0x01];
+    // Name (_CRS, Buffer (13) { IO descriptor, IRQ descriptor, end tag }).
+    let crs = [
+        0x08, b'_', b'C', b'R', b'S', 0x11, 0x10, 0x0A, 0x0D, // buffer of 13 bytes
+        0x47, 0x01, plo, phi, plo, phi, 0x01, 0x08, // IO: decode16, min = max = port, 8 ports
+        0x22, mlo, mhi, // IRQNoFlags: edge, active high
+        0x79, 0x00, // end tag
+    ];
+    let body = 4 + hid.len() + uid.len() + crs.len();
+    let device_len = 1 + body; // one PkgLength byte (< 64)
+    let scope_len = 1 + 5 + 2 + device_len;
+    let mut n = 0;
+    let mut put = |b: &[u8]| {
+        out[n..n + b.len()].copy_from_slice(b);
+        n += b.len();
+    };
+    put(&[0x10, scope_len as u8, b'\\', b'_', b'S', b'B', b'_']);
+    put(&[0x5B, 0x82, device_len as u8, b'C', b'O', b'M', b'1']);
+    put(&hid);
+    put(&uid);
+    put(&crs);
+    n
 }
 
 #[cfg(test)]
@@ -495,19 +556,67 @@ mod tests {
     }
 
     #[test]
+    fn dsdt_names_the_console_uart() {
+        let mut buf = [0u8; GUEST_TABLES_SIZE];
+        build_guest_tables(
+            &mut buf,
+            GUEST_RSDP_GPA,
+            &GuestPlatform {
+                vcpus: 1,
+                com: Some((0x2F8, 3)),
+                ..GuestPlatform::default()
+            },
+        );
+        let d = &buf[0x600..];
+        let len = u32::from_le_bytes(d[4..8].try_into().unwrap()) as usize;
+        assert_eq!(len, 36 + 52);
+        assert_eq!(checksum(&d[..len]), 0);
+        let aml = &d[36..len];
+        // Scope (\_SB) of 51 bytes holding Device (COM1) of 43.
+        assert_eq!(aml[..7], [0x10, 51, b'\\', b'_', b'S', b'B', b'_']);
+        assert_eq!(aml[7..14], [0x5B, 0x82, 43, b'C', b'O', b'M', b'1']);
+        let has = |s: &[u8]| aml.windows(s.len()).any(|w| w == s);
+        assert!(has(&[0x0C, 0x41, 0xD0, 0x05, 0x01]), "EisaId PNP0501");
+        assert!(
+            has(&[0x47, 0x01, 0xF8, 0x02, 0xF8, 0x02, 0x01, 0x08]),
+            "IO 0x2F8, 8 ports"
+        );
+        assert!(has(&[0x22, 0x08, 0x00, 0x79, 0x00]), "IRQ 3, end tag");
+        // No UART, or one on an IRQ IRQNoFlags cannot name: the empty DSDT.
+        for com in [None, Some((0x3F8, 16))] {
+            build_guest_tables(
+                &mut buf,
+                GUEST_RSDP_GPA,
+                &GuestPlatform {
+                    vcpus: 1,
+                    com,
+                    ..GuestPlatform::default()
+                },
+            );
+            assert_eq!(
+                u32::from_le_bytes(buf[0x604..0x608].try_into().unwrap()),
+                36
+            );
+        }
+    }
+
+    #[test]
     fn guest_tables_roundtrip_through_the_madt_reader() {
         let mut buf = [0u8; GUEST_TABLES_SIZE];
         build_guest_tables(
             &mut buf,
             GUEST_RSDP_GPA,
-            3,
-            Some((0, 0xFEC0_0000)),
-            Some(0xFED0_0000),
-            Some(PmTimer {
-                port: 0x608,
-                ext32: true,
-            }),
-            Some((0xE000_0000, 0)),
+            &GuestPlatform {
+                vcpus: 3,
+                ioapic: Some((0, 0xFEC0_0000)),
+                hpet: Some(0xFED0_0000),
+                pm_timer: Some(PmTimer {
+                    port: 0x608,
+                    ext32: true,
+                }),
+                mcfg: Some((0xE000_0000, 0)),
+                com: None,
+            },
         );
         let mut bios = vec![0u8; 0x20000];
         let off = (GUEST_RSDP_GPA - 0xE0000) as usize;
@@ -568,7 +677,15 @@ mod tests {
 
     fn tables(pm: Option<PmTimer>) -> Mem {
         let mut buf = [0u8; GUEST_TABLES_SIZE];
-        build_guest_tables(&mut buf, GUEST_RSDP_GPA, 1, None, None, pm, None);
+        build_guest_tables(
+            &mut buf,
+            GUEST_RSDP_GPA,
+            &GuestPlatform {
+                vcpus: 1,
+                pm_timer: pm,
+                ..GuestPlatform::default()
+            },
+        );
         Mem(GUEST_RSDP_GPA, buf.to_vec())
     }
 

@@ -16,7 +16,7 @@ use crate::vcpu::run::{self, Backend};
 use crate::vm::acpi;
 use crate::vm::loader::{self, E820Entry, Guarded, GuestMem, LoadError, Mb1Module, MAX_E820};
 use acrn_static_config::{
-    GuestFlags, GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig,
+    ConsoleVuart, GuestFlags, GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig,
 };
 use core::fmt;
 
@@ -338,15 +338,21 @@ fn build_vm(
     acpi::build_guest_tables(
         &mut tables,
         acpi::GUEST_RSDP_GPA,
-        n as u32,
-        Some((0, crate::devices::IOAPIC_GPA as u32)),
-        None,
-        crate::hv::pm_timer(),
-        // Pre-launched VMs have a virtual PCI bus whose ECAM window the MCFG announces.
-        (cfg.load_order == LoadOrder::PreLaunched).then_some((
-            crate::devices::pci::ECAM_GPA,
-            crate::devices::pci::ECAM_BUSES - 1,
-        )),
+        &acpi::GuestPlatform {
+            vcpus: n as u32,
+            ioapic: Some((0, crate::devices::IOAPIC_GPA as u32)),
+            hpet: None,
+            pm_timer: crate::hv::pm_timer(),
+            // Pre-launched VMs have a virtual PCI bus whose ECAM window the MCFG announces.
+            mcfg: (cfg.load_order == LoadOrder::PreLaunched).then_some((
+                crate::devices::pci::ECAM_GPA,
+                crate::devices::pci::ECAM_BUSES - 1,
+            )),
+            com: match cfg.console {
+                ConsoleVuart::Legacy { port, irq } => Some((port, irq)),
+                _ => None,
+            },
+        },
     );
     let mut mods = [Mb1Module {
         start: 0,
@@ -381,7 +387,16 @@ fn build_vm(
             let rd = ramdisk.map(|m| unsafe {
                 core::slice::from_raw_parts(m.start as *const u8, m.size as usize)
             });
-            loader::load_bzimage(&mut mem, image, os.bootargs, rd, e820, acpi::GUEST_RSDP_GPA)
+            let keep = mem.keep;
+            loader::load_bzimage(
+                &mut mem,
+                image,
+                os.bootargs,
+                rd,
+                e820,
+                keep,
+                acpi::GUEST_RSDP_GPA,
+            )
         }
     }
     .map_err(BuildError::Load)?;

@@ -52,6 +52,15 @@ pub enum LoadError {
         gpa: u64,
         len: u64,
     },
+    /// A relocatable bzImage finds no room of `len` bytes aligned to `align` at or above its
+    /// preferred address in the VM's RAM.
+    NoRoomForKernel {
+        len: u64,
+        align: u64,
+    },
+    NoRoomForRamdisk {
+        len: u64,
+    },
 }
 
 impl core::fmt::Display for LoadError {
@@ -73,6 +82,15 @@ impl core::fmt::Display for LoadError {
                 "KERNEL_RAWIMAGE needs kern_load_addr and kern_entry_addr"
             ),
             LoadError::CmdlineTooLong => write!(f, "bootargs longer than {CMDLINE_MAX} bytes"),
+            LoadError::NoRoomForKernel { len, align } => write!(
+                f,
+                "no room for the relocatable kernel ({len:#x} bytes, aligned to {align:#x}) \
+                 at or above its preferred address in the VM's RAM"
+            ),
+            LoadError::NoRoomForRamdisk { len } => write!(
+                f,
+                "no room for the ramdisk ({len:#x} bytes) in the VM's RAM below initrd_addr_max"
+            ),
             LoadError::OverwritesSource { gpa, len } => write!(
                 f,
                 "[{gpa:#x}, {:#x}) would overwrite the kernel image or a boot module",
@@ -412,16 +430,114 @@ fn write_multiboot1_info(
     mem.write(MBI_GPA, &mbi)
 }
 
-/// KERNEL_BZIMAGE: Linux 32-bit boot protocol. The protected-mode kernel goes to its preferred
-/// address (if it lies in the VM's RAM, else 16 MiB), the zero page to 0x7000 with the setup header,
-/// the VM's e820, the command line and the ramdisk (placed at the top of RAM below
-/// `initrd_addr_max`). `rsdp` is the guest ACPI RSDP for `acpi_rsdp_addr`.
+/// Where a bzImage's protected-mode kernel goes, as ACRN places it: at its preferred address
+/// when `[pref, pref + need)` is RAM clear of `avoid`; else, for a relocatable kernel, at the
+/// lowest address at or above `pref` aligned to `align` where `need` bytes are RAM clear of
+/// `avoid`. Not below `pref`: a relocatable kernel loaded lower decompresses itself to
+/// `pref` (its LOAD_PHYSICAL_ADDR) anyway, which may not be the VM's memory.
+pub fn place_kernel(
+    e820: &[E820Entry],
+    avoid: &[(u64, u64)],
+    pref: u64,
+    align: u64,
+    need: u64,
+    relocatable: bool,
+) -> Option<u64> {
+    // The 32-bit boot protocol: code32_start is a 32-bit address.
+    const LIMIT: u64 = 1 << 32;
+    let clear = |a: u64| {
+        let end = a.checked_add(need).filter(|&e| e <= LIMIT)?;
+        let in_ram = e820
+            .iter()
+            .any(|e| e.kind == E820_RAM && e.addr <= a && end <= e.addr + e.size);
+        let hit = avoid
+            .iter()
+            .filter(|&&(s, l)| a < s.saturating_add(l) && s < end)
+            .map(|&(s, l)| s.saturating_add(l))
+            .max();
+        match (in_ram, hit) {
+            (true, None) => Some(Ok(a)),
+            // Retry past the range in the way.
+            (_, Some(past)) => Some(Err(past)),
+            (false, None) => Some(Err(a)),
+        }
+    };
+    if let Some(Ok(a)) = clear(pref) {
+        return Some(a);
+    }
+    if !relocatable || !align.is_power_of_two() {
+        return None;
+    }
+    let up = |a: u64| a.checked_add(align - 1).map(|v| v & !(align - 1));
+    let mut ram: [(u64, u64); MAX_E820] = [(0, 0); MAX_E820];
+    let mut n = 0;
+    for e in e820.iter().filter(|e| e.kind == E820_RAM).take(MAX_E820) {
+        ram[n] = (e.addr, e.addr.saturating_add(e.size).min(LIMIT));
+        n += 1;
+    }
+    ram[..n].sort_unstable();
+    for &(start, end) in &ram[..n] {
+        let mut a = up(start.max(pref))?;
+        while a.checked_add(need).is_some_and(|e| e <= end) {
+            match clear(a)? {
+                Ok(a) => return Some(a),
+                Err(past) => a = up(past.max(a + align))?,
+            }
+        }
+    }
+    None
+}
+
+/// Most ranges [`load_bzimage`] keeps its ramdisk away from (besides the kernel).
+pub const MAX_AVOID: usize = 64;
+
+/// The highest page-aligned address below `limit` where `len` bytes are RAM at or above 1 MiB
+/// clear of `avoid`.
+pub fn place_ramdisk(
+    e820: &[E820Entry],
+    avoid: &[(u64, u64)],
+    limit: u64,
+    len: u64,
+) -> Option<u64> {
+    let mut best: Option<u64> = None;
+    for e in e820.iter().filter(|e| e.kind == E820_RAM) {
+        let lo = e.addr.max(0x10_0000);
+        let mut top = e.addr.saturating_add(e.size).min(limit);
+        while let Some(a) = top
+            .checked_sub(len)
+            .map(|a| a & !0xFFF)
+            .filter(|&a| a >= lo)
+        {
+            match avoid
+                .iter()
+                .filter(|&&(s, l)| a < s.saturating_add(l) && s < a + len)
+                .map(|&(s, _)| s)
+                .min()
+            {
+                None => {
+                    best = best.max(Some(a));
+                    break;
+                }
+                // Retry below the range in the way.
+                Some(s) => top = s,
+            }
+        }
+    }
+    best
+}
+
+/// KERNEL_BZIMAGE: Linux 32-bit boot protocol. The protected-mode kernel goes where
+/// [`place_kernel`] puts it (never over `avoid`: the boot modules the load reads from), the
+/// zero page to 0x7000 with the setup header, the VM's e820, the command line and the ramdisk
+/// (the highest room in RAM below `initrd_addr_max`). `rsdp` is the guest ACPI RSDP for
+/// `acpi_rsdp_addr`.
 pub fn load_bzimage(
     mem: &mut dyn GuestMem,
     image: &[u8],
     cmdline: &str,
     ramdisk: Option<&[u8]>,
     e820: &[E820Entry],
+    avoid: &[(u64, u64)],
     rsdp: u64,
 ) -> Result<InitialState, LoadError> {
     if u16_at(image, 0x1FE) != Some(0xAA55) || image.get(0x202..0x206) != Some(b"HdrS") {
@@ -448,18 +564,17 @@ pub fn load_bzimage(
         .ok_or(LoadError::NotBzImage("truncated"))?;
     let pref = u64_at(image, 0x258).unwrap_or(0x100_0000);
     let init_size = u32_at(image, 0x260).unwrap_or(0) as u64;
-    let fits = |a: u64, n: u64| {
-        e820.iter()
-            .any(|e| e.kind == E820_RAM && e.addr <= a && a + n <= e.addr + e.size)
-    };
+    let relocatable = image.get(0x234).is_some_and(|&r| r != 0);
+    let align = u32_at(image, 0x230).unwrap_or(0) as u64;
     let need = init_size.max(kernel.len() as u64);
-    let load = if fits(pref, need) { pref } else { 0x100_0000 };
-    if !fits(load, need) {
-        return Err(LoadError::OutOfBounds {
-            gpa: load,
+    let load = place_kernel(e820, avoid, pref, align, need, relocatable).ok_or(if relocatable {
+        LoadError::NoRoomForKernel { len: need, align }
+    } else {
+        LoadError::OutOfBounds {
+            gpa: pref,
             len: need,
-        });
-    }
+        }
+    })?;
     mem.write(load, kernel)?;
 
     let mut zp = [0u8; 4096];
@@ -476,17 +591,12 @@ pub fn load_bzimage(
     if let Some(rd) = ramdisk {
         let max = u32_at(image, 0x22C).unwrap_or(0x37FF_FFFF) as u64;
         let len = rd.len() as u64;
-        let top = e820
-            .iter()
-            .filter(|e| e.kind == E820_RAM && e.addr >= 0x10_0000)
-            .map(|e| (e.addr + e.size).min(max + 1))
-            .max()
-            .unwrap_or(0);
-        let at = top
-            .checked_sub(len)
-            .map(|a| a & !0xFFF)
-            .filter(|&a| a >= load + need && fits(a, len));
-        let at = at.ok_or(LoadError::OutOfBounds { gpa: top, len })?;
+        let mut taken = [(0u64, 0u64); MAX_AVOID + 1];
+        let navoid = avoid.len().min(MAX_AVOID);
+        taken[..navoid].copy_from_slice(&avoid[..navoid]);
+        taken[navoid] = (load, need);
+        let at = place_ramdisk(e820, &taken[..=navoid], max.saturating_add(1), len)
+            .ok_or(LoadError::NoRoomForRamdisk { len })?;
         mem.write(at, rd)?;
         zp[0x218..0x21C].copy_from_slice(&(at as u32).to_le_bytes());
         zp[0x21C..0x220].copy_from_slice(&(len as u32).to_le_bytes());
@@ -760,8 +870,16 @@ mod tests {
             kind: 0,
         }; MAX_E820];
         let n = vm_e820(&[(0, 0x200_0000)], &mut e);
-        let st =
-            load_bzimage(&mut m, &img, "console=ttyS0", Some(b"RD"), &e[..n], 0xF2400).unwrap();
+        let st = load_bzimage(
+            &mut m,
+            &img,
+            "console=ttyS0",
+            Some(b"RD"),
+            &e[..n],
+            &[],
+            0xF2400,
+        )
+        .unwrap();
         assert_eq!(st.rip, 0x100_0000);
         assert_eq!(st.regs.rsi, ZERO_PAGE_GPA);
         assert_eq!(&m.0[0x100_0000..0x100_0004], b"KERN");
@@ -776,8 +894,177 @@ mod tests {
         assert_eq!(rd32(&m, ZERO_PAGE_GPA + 0x2D0 + 2 * 20 + 8), 0x1F0_0000);
         img[0x202] = b'X';
         assert!(matches!(
-            load_bzimage(&mut m, &img, "", None, &e[..n], 0),
+            load_bzimage(&mut m, &img, "", None, &e[..n], &[], 0),
             Err(LoadError::NotBzImage(_))
         ));
+    }
+
+    /// A minimal bzImage: 4 setup sectors, preferred address 16 MiB, `init_size` 1 MiB.
+    fn bzimage(relocatable: bool, align: u32) -> Vec<u8> {
+        let mut img = vec![0u8; 5 * 512 + 0x100];
+        img[0x1F1] = 4;
+        img[0x1FE..0x200].copy_from_slice(&0xAA55u16.to_le_bytes());
+        img[0x201] = 0x6A;
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x206..0x208].copy_from_slice(&0x20Fu16.to_le_bytes());
+        img[0x211] = 1;
+        img[0x22C..0x230].copy_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
+        img[0x230..0x234].copy_from_slice(&align.to_le_bytes());
+        img[0x234] = relocatable as u8;
+        img[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes());
+        img[0x260..0x264].copy_from_slice(&0x10_0000u32.to_le_bytes());
+        img[5 * 512..5 * 512 + 4].copy_from_slice(b"KERN");
+        img
+    }
+
+    /// The Service VM of configs/qemu-epyc: RAM below 4 MiB and from 88 MiB (the hypervisor's
+    /// RAM is carved out between), here up to 128 MiB.
+    fn carved_e820() -> ([E820Entry; MAX_E820], usize) {
+        let mut e = [E820Entry {
+            addr: 0,
+            size: 0,
+            kind: 0,
+        }; MAX_E820];
+        let n = vm_e820(&[(0, 0x40_0000), (0x580_0000, 0x280_0000)], &mut e);
+        (e, n)
+    }
+
+    #[test]
+    fn relocatable_bzimage_goes_to_the_first_aligned_room_above_its_preferred_address() {
+        let (e, n) = carved_e820();
+        let mut m = Mem(vec![0; 0x800_0000]);
+        let img = bzimage(true, 0x20_0000);
+        let st = load_bzimage(&mut m, &img, "", Some(b"RD"), &e[..n], &[], 0).unwrap();
+        assert_eq!(st.rip, 0x580_0000);
+        assert_eq!(&m.0[0x580_0000..0x580_0004], b"KERN");
+        assert_eq!(rd32(&m, ZERO_PAGE_GPA + 0x214), 0x580_0000);
+        // The ramdisk at the top of RAM, above the kernel's init_size.
+        assert_eq!(rd32(&m, ZERO_PAGE_GPA + 0x218), 0x7FF_F000);
+    }
+
+    #[test]
+    fn kernel_placement_honours_alignment_init_size_and_modules() {
+        let (e, n) = carved_e820();
+        let e = &e[..n];
+        // Preferred address free: taken as is.
+        assert_eq!(
+            place_kernel(e, &[], 0x580_0000, 0x20_0000, 0x10_0000, false),
+            Some(0x580_0000)
+        );
+        // A boot module at 88 MiB + 4 KiB: the next 16 MiB boundary after it.
+        assert_eq!(
+            place_kernel(
+                e,
+                &[(0x580_1000, 0x1000)],
+                0x100_0000,
+                0x100_0000,
+                0x10_0000,
+                true
+            ),
+            Some(0x600_0000)
+        );
+        // init_size larger than any room: nothing.
+        assert_eq!(
+            place_kernel(e, &[], 0x100_0000, 0x20_0000, 0x300_0000, true),
+            None
+        );
+        // Never below the preferred address (the kernel would decompress to it anyway).
+        assert_eq!(
+            place_kernel(e, &[], 0x600_0000, 0x20_0000, 0x10_0000, true),
+            Some(0x600_0000)
+        );
+        // Alignment not a power of two: refused.
+        assert_eq!(place_kernel(e, &[], 0x100_0000, 3, 0x10_0000, true), None);
+        // Never above 4 GiB (code32_start is 32 bits).
+        let mut hi = [E820Entry {
+            addr: 0,
+            size: 0,
+            kind: 0,
+        }; MAX_E820];
+        let nh = vm_e820(&[(0, 0x40_0000), (0x1_0000_0000, 0x1000_0000)], &mut hi);
+        assert_eq!(
+            place_kernel(&hi[..nh], &[], 0x100_0000, 0x20_0000, 0x10_0000, true),
+            None
+        );
+    }
+
+    #[test]
+    fn kernel_outside_ram_and_not_relocatable_is_a_clear_error() {
+        let (e, n) = carved_e820();
+        let mut m = Mem(vec![0; 0x800_0000]);
+        let r = load_bzimage(
+            &mut m,
+            &bzimage(false, 0x20_0000),
+            "",
+            None,
+            &e[..n],
+            &[],
+            0,
+        );
+        assert_eq!(
+            r.unwrap_err(),
+            LoadError::OutOfBounds {
+                gpa: 0x100_0000,
+                len: 0x10_0000
+            }
+        );
+        let mut small = [E820Entry {
+            addr: 0,
+            size: 0,
+            kind: 0,
+        }; MAX_E820];
+        let ns = vm_e820(&[(0, 0x40_0000), (0x580_0000, 0x8_0000)], &mut small);
+        let err = load_bzimage(
+            &mut m,
+            &bzimage(true, 0x20_0000),
+            "",
+            None,
+            &small[..ns],
+            &[],
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            LoadError::NoRoomForKernel {
+                len: 0x10_0000,
+                align: 0x20_0000
+            }
+        );
+        assert!(err
+            .to_string()
+            .contains("no room for the relocatable kernel"));
+    }
+
+    #[test]
+    fn ramdisk_stays_clear_of_the_kernel_and_the_boot_modules() {
+        let (e, n) = carved_e820();
+        let e = &e[..n];
+        // The staged module copies at the top of RAM: the ramdisk goes below them.
+        assert_eq!(
+            place_ramdisk(e, &[(0x7F0_0000, 0x10_0000)], 0x8000_0000, 0x2000),
+            Some(0x7EF_E000)
+        );
+        // Below initrd_addr_max.
+        assert_eq!(place_ramdisk(e, &[], 0x600_0000, 0x1000), Some(0x5FF_F000));
+        // Nowhere big enough.
+        assert_eq!(
+            place_ramdisk(e, &[(0x580_0000, 0x280_0000)], u64::MAX, 0x1000),
+            Some(0x3F_F000)
+        );
+        assert_eq!(place_ramdisk(e, &[(0, 0x800_0000)], u64::MAX, 0x1000), None);
+        let mut m = Mem(vec![0; 0x800_0000]);
+        let err = load_bzimage(
+            &mut m,
+            &bzimage(true, 0x20_0000),
+            "",
+            Some(&vec![1u8; 0x40_0000]),
+            e,
+            &[(0x590_0000, 0x270_0000)],
+            0,
+        )
+        .unwrap_err();
+        // 4 MiB: more than the RAM below 4 MiB, and the rest is the kernel's and the modules'.
+        assert_eq!(err, LoadError::NoRoomForRamdisk { len: 0x40_0000 });
     }
 }

@@ -116,3 +116,48 @@ pub fn busybox_static() -> PathBuf {
     let _ = std::fs::remove_dir_all(&work);
     busybox
 }
+
+/// Which Service VM kernel scripts/build-service-vm-kernel.sh builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceVmKernel {
+    /// x86_64_defconfig with the ACRN options.
+    Full,
+    /// The same without networking, sound, graphics, USB and disk controllers (`--small`).
+    Small,
+}
+
+/// The Linux Service VM kernel (Debian's linux-source-6.1 with ACRN_GUEST and ACRN_HSM), built
+/// by scripts/build-service-vm-kernel.sh into its cache outside the repository
+/// (`${ACRN_CACHE:-$HOME/.cache/acrn-rs}/service-vm-kernel/`); minutes when the cache is empty
+/// (the full one about 11 on 2 idle cores), reused afterwards.
+pub fn service_vm_kernel(flavour: ServiceVmKernel) -> PathBuf {
+    require_tools(&["apt-get", "dpkg-deb", "make", "gcc", "flex", "bison", "bc"]);
+    let script = crate::repo_root().join("scripts/build-service-vm-kernel.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script);
+    if flavour == ServiceVmKernel::Small {
+        cmd.arg("--small");
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({})",
+        script.display(),
+        out.status
+    );
+    let path = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let kernel = PathBuf::from(path);
+    assert!(
+        kernel.is_file(),
+        "{} printed no kernel path",
+        script.display()
+    );
+    kernel
+}

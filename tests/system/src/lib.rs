@@ -9,6 +9,7 @@
 //! * A missing emulator or tool is a failure that says how to install it, never a skip.
 
 pub mod debian;
+pub mod initramfs;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

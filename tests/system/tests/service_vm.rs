@@ -27,8 +27,15 @@ fn decided(t: &Transcript) -> bool {
 }
 
 /// The lifecycle every Service VM run shows: both creations, three POST_VM1 verdicts (first
-/// boot, after reset, after re-create), the destroy, and the Service VM's PASS.
+/// boot, after reset, after re-create), the destroy, and the Service VM's PASS; and both
+/// hypercall instructions (VMCALL and VMMCALL) answered.
 fn check_lifecycle(t: &Transcript, post_vms: &[&str]) {
+    check(
+        t,
+        t.find("[SERVICE_VM] svm: vmcall and vmmcall both answer HC_GET_API_VERSION 1.0")
+            .is_some(),
+        "VMCALL and VMMCALL did not both work as the hypercall instruction",
+    );
     for (rel, vm) in post_vms.iter().enumerate() {
         let created = format!("[SERVICE_VM] svm: created VM {} {vm} vcpus=1", rel + 1);
         check(

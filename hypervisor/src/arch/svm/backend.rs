@@ -261,8 +261,9 @@ impl SvmVcpu {
         // SAFETY: the page is ours, zeroed, 4 KiB aligned and identity-mapped.
         let v = unsafe { &mut *vmcb };
         let c = &mut v.control;
-        c.intercept_exceptions = 1 << 18; // #MC
-                                          // Physical interrupts belong to the hypervisor: they exit (host IF is set around VMRUN).
+        // #MC; #UD for VMCALL, the hypercall instruction Linux issues on AMD too.
+        c.intercept_exceptions = 1 << 18 | 1 << 6;
+        // Physical interrupts belong to the hypervisor: they exit (host IF is set around VMRUN).
         c.vintr = VIntr::V_INTR_MASKING;
         c.intercept_misc1 = InterceptMisc1::INTR
             | InterceptMisc1::INIT

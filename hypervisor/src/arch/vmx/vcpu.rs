@@ -217,7 +217,8 @@ impl VmxVcpu {
         w.write(f::SECONDARY_PROC_CONTROLS, c.proc2.bits() as u64);
         w.write(f::EXIT_CONTROLS, c.exit.bits() as u64);
         w.write(f::ENTRY_CONTROLS, self.entry.bits() as u64);
-        w.write(f::EXCEPTION_BITMAP, 0);
+        // #UD: VMMCALL, AMD's hypercall instruction, is taken as a hypercall on Intel too.
+        w.write(f::EXCEPTION_BITMAP, 1 << 6);
         w.write(f::PAGE_FAULT_ERROR_MASK, 0);
         w.write(f::PAGE_FAULT_ERROR_MATCH, 0);
         w.write(f::CR3_TARGET_COUNT, 0);

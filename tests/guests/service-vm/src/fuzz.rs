@@ -1,12 +1,12 @@
 //! Hypercall fuzzing from the Service VM: random calls that must all fail, each with the error
 //! the ABI documents (reference acrn-abi.md §1.1/§1.2):
 //!
-//! * an ID whose handler index (`id & 0xFF`) has no handler, a removed or unimplemented one
-//!   (0x03, 0x50-0x52), or one that needs guest flags the Service VM lacks (Trusty 0x70-0x72,
+//! * an ID whose handler index (`id & 0xFF`) has no handler, an unimplemented one
+//!   (0x50-0x52), or one that needs guest flags the Service VM lacks (Trusty 0x70-0x72,
 //!   TEE 0x90-0x91): `-ENOTTY`;
 //! * a VM operation on a relative VM ID no VM can have (64 and up): `-ENOTTY`;
 //! * a structure pointer no memory backs (at or above 2^48): `-EINVAL` when the hypervisor
-//!   copies it (`HC_GET_API_VERSION`), `-EINVAL` or `-ENOTTY` where the copy decides the target
+//!   copies it (`HC_GET_API_VERSION`, `HC_GET_PLATFORM_INFO`), `-EINVAL` or `-ENOTTY` where the copy decides the target
 //!   VM (`HC_CREATE_VM`, `HC_VM_SET_MEMORY_REGIONS`);
 //! * `HC_SET_CALLBACK_VECTOR` outside 0x20..=0xFF: `-EINVAL`;
 //! * with a VM created by the fuzzer (state CREATED, no I/O request buffer): destroy, reset,
@@ -41,9 +41,9 @@ const STATE: &[i64] = &[-(EPERM as i64), -(EINVAL as i64)];
 
 /// Handler indices with a handler a Service VM may call.
 const SERVICE_IDX: &[u8] = &[
-    0x00, 0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x23, 0x24, 0x25, 0x30, 0x31, 0x32,
-    0x33, 0x41, 0x42, 0x43, 0x44, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x61, 0x62, 0x63,
-    0x80,
+    0x00, 0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x23, 0x24, 0x25, 0x30, 0x31,
+    0x32, 0x33, 0x41, 0x42, 0x43, 0x44, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x61, 0x62,
+    0x63, 0x80,
 ];
 
 /// Calls taking a relative VM ID in `param1` and no pointer the hypervisor reads first.
@@ -121,7 +121,11 @@ pub fn next_case(r: &mut Rng, target: Option<Target>) -> Case {
             expect: NOTTY,
         },
         2 => Case {
-            id: HC_GET_API_VERSION,
+            id: if r.below(2) == 0 {
+                HC_GET_API_VERSION
+            } else {
+                HC_GET_PLATFORM_INFO
+            },
             p1: bad_gpa(r),
             p2: 0,
             what: "unbacked output pointer",
@@ -222,7 +226,7 @@ mod tests {
     fn every_service_vm_hypercall_is_known_and_unknown_ids_avoid_them() {
         for &(id, _) in HYPERCALLS {
             let idx = hc_idx(id);
-            let forbidden = [0x03, 0x50, 0x51, 0x52, 0x70, 0x71, 0x72, 0x90, 0x91];
+            let forbidden = [0x50, 0x51, 0x52, 0x70, 0x71, 0x72, 0x90, 0x91];
             assert!(
                 SERVICE_IDX.contains(&idx) != forbidden.contains(&idx),
                 "{id:#x}"
@@ -249,7 +253,10 @@ mod tests {
             let c = next_case(&mut r, Some(t));
             kinds.insert(c.what);
             assert!(!c.expect.is_empty() && c.expect.iter().all(|&e| e < 0));
-            if c.id == HC_GET_API_VERSION || (c.id == HC_CREATE_VM && c.p1 != t.creation_gpa) {
+            if c.id == HC_GET_API_VERSION
+                || c.id == HC_GET_PLATFORM_INFO
+                || (c.id == HC_CREATE_VM && c.p1 != t.creation_gpa)
+            {
                 assert!(c.p1 >= 1 << 48);
             }
             if c.id == HC_SET_CALLBACK_VECTOR {

@@ -12,9 +12,10 @@ use alloc::vec::Vec;
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use acrn_abi::hypercall::{HC_DESTROY_VM, HC_PAUSE_VM};
+use acrn_abi::hypercall::{HC_DESTROY_VM, HC_GET_API_VERSION, HC_PAUSE_VM};
 use acrn_abi::irq::{AcrnMsiEntry, GsiOp};
 use acrn_abi::memory::MemAccess;
+use acrn_abi::misc::HcApiVersion;
 use acrn_abi::vm::{AcrnVmCreation, GuestFlags};
 use acrn_hsm::{Hsm, Hypercall, Hypercalls, IoAccess, IoKind, MemKind, MemSegment, Vm, VmConfig};
 use acrn_launch::{KernelType, LaunchDescription, LaunchVm, MODULE_TAG};
@@ -779,6 +780,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         Ok(v) => println!("svm: api {}.{}", v.major_version, v.minor_version),
         Err(e) => println!("svm: HC_GET_API_VERSION: {}", e),
     }
+    if !both_hypercall_instructions_work() {
+        failures.push("hypercall instructions");
+    }
     if let Some(n) = p.arg("hcbench").and_then(|v| v.parse::<u64>().ok()) {
         bench_hypercalls(&hv, n.max(1));
     }
@@ -890,6 +894,40 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         serve(&hsm, &mut guests);
         core::hint::spin_loop();
     }
+}
+
+/// HC_GET_API_VERSION through VMCALL and through VMMCALL: the hypervisor takes both on every
+/// vendor (Linux's ACRN guest code issues VMCALL on AMD too; the other vendor's instruction
+/// raises #UD, which the hypervisor intercepts). Returns whether both answered 1.0.
+fn both_hypercall_instructions_work() -> bool {
+    let call = |vmmcall: bool| {
+        let mut v = HcApiVersion::default();
+        let gpa = core::ptr::addr_of_mut!(v) as u64;
+        let ret: i64;
+        // SAFETY: the Service VM is identity-mapped: `gpa` is `v`, which lives across the call;
+        // the hypercall changes RAX and `v` only.
+        unsafe {
+            if vmmcall {
+                core::arch::asm!("vmmcall", in("r8") HC_GET_API_VERSION, in("rdi") gpa,
+                    in("rsi") 0u64, lateout("rax") ret, options(nostack));
+            } else {
+                core::arch::asm!("vmcall", in("r8") HC_GET_API_VERSION, in("rdi") gpa,
+                    in("rsi") 0u64, lateout("rax") ret, options(nostack));
+            }
+        }
+        (ret, v.major_version, v.minor_version)
+    };
+    let (vmcall, vmmcall) = (call(false), call(true));
+    let ok = vmcall == (0, 1, 0) && vmmcall == (0, 1, 0);
+    if ok {
+        println!("svm: vmcall and vmmcall both answer HC_GET_API_VERSION 1.0");
+    } else {
+        println!(
+            "svm: hypercall instructions: vmcall {:?}, vmmcall {:?} (want (0, 1, 0) from both)",
+            vmcall, vmmcall
+        );
+    }
+    ok
 }
 
 /// Times `n` HC_GET_API_VERSION round trips (the cheapest hypercall with a pointer argument)
