@@ -230,9 +230,21 @@ impl VmOps for Model {
         );
         self.result()
     }
+    fn write_protect(&mut self, vmid: u16, gpa: u64, _protect: bool) -> Result<(), i32> {
+        self.vm(vmid);
+        assert_eq!(
+            gpa & 0xFFF,
+            0,
+            "write-protect of an unaligned page {gpa:#x}"
+        );
+        self.result()
+    }
+    fn offline_service_vcpu(&mut self, _lapic_id: u32) -> Result<(), i32> {
+        self.result()
+    }
 }
 
-const IDS: [u64; 15] = [
+const IDS: [u64; 17] = [
     HC_GET_API_VERSION,
     HC_SET_CALLBACK_VECTOR,
     HC_CREATE_VM,
@@ -248,6 +260,8 @@ const IDS: [u64; 15] = [
     HC_NOTIFY_REQUEST_FINISH,
     HC_VM_GPA2HPA,
     HC_VM_SET_MEMORY_REGIONS,
+    HC_VM_WRITE_PROTECT_PAGE,
+    HC_SERVICE_VM_OFFLINE_CPU,
 ];
 
 /// A hypercall parameter: mostly an address in (or near) the Service VM's RAM.

@@ -12,10 +12,19 @@ use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
 enum Action {
-    Read { end: bool, offset: u8 },
-    Write { end: bool, offset: u8, value: u8 },
+    Read {
+        end: bool,
+        offset: u8,
+    },
+    Write {
+        end: bool,
+        offset: u8,
+        value: u8,
+    },
     /// LSR, then RBR if LSR said data is ready.
-    Receive { end: bool },
+    Receive {
+        end: bool,
+    },
     Cable,
 }
 

@@ -398,6 +398,76 @@ pub fn check(t: &Transcript, cond: bool, what: &str) {
     assert!(cond, "{what}\n--- console:\n{}", t.dump());
 }
 
+/// One emulator at a time within a test binary: two emulators share two cores.
+static EMULATOR: Mutex<()> = Mutex::new(());
+
+/// The program that runs `emulator` (`qemu` or `bochs`).
+pub fn emulator_binary(emulator: &str) -> &'static str {
+    match emulator {
+        "qemu" => "qemu-system-x86_64",
+        _ => "bochs",
+    }
+}
+
+/// The test guest `name` (tests/guests), all of them built once per test binary.
+pub fn guest_elf(name: &str) -> PathBuf {
+    static GUESTS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let out = GUESTS.get_or_init(|| {
+        let out = target_dir().join("system-tests").join("guests");
+        let status = Command::new(repo_root().join("tests/guests/build.sh"))
+            .arg(&out)
+            .status()
+            .expect("run tests/guests/build.sh");
+        assert!(status.success(), "tests/guests/build.sh failed");
+        out
+    });
+    out.join(format!("{name}.elf"))
+}
+
+/// Builds `scenario` for `board` with the `platform` guest as the kernel of each VM of `vms`
+/// and boots it on `emulator` until every VM has stopped or the hypervisor failed, for at most
+/// `limit` seconds.
+pub fn run_platform_vms(
+    test: &str,
+    board: &str,
+    emulator: &str,
+    scenario: &str,
+    vms: &[&str],
+    limit: u64,
+) -> Transcript {
+    let _one = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(&[emulator_binary(emulator), "grub-mkrescue", "xorriso"]);
+    let elf = guest_elf("platform").display().to_string();
+    let out = work_dir(test).join("image");
+    let mut extra = vec!["--emulator".into(), emulator.into()];
+    for vm in vms {
+        extra.push("--module".into());
+        extra.push(format!("{vm}_kernel={elf}"));
+    }
+    let started = Instant::now();
+    let t = run(
+        &RunSpec {
+            board,
+            scenario,
+            out: &out,
+            extra,
+            build_limit: Duration::from_secs(900),
+            boot_limit: Duration::from_secs(limit),
+        },
+        |t| {
+            let has = |p: &str| t.find_prefix(p).is_some();
+            has("[hv] every VM has stopped") || has("[hv] PANIC") || has("[hv] FATAL")
+        },
+    );
+    eprintln!(
+        "{test}: {} lines, ended by {} after {:.1}s (build and emulation)",
+        t.lines.len(),
+        t.ended_by,
+        started.elapsed().as_secs_f64()
+    );
+    t
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -12,29 +12,9 @@
 //!
 //! The tests of this file run one emulator at a time (timing is measured).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::path::Path;
 
-use acrn_system_tests::{check, repo_root, require_tools, run, target_dir, RunSpec, Transcript};
-
-/// One emulator at a time: the timer test measures time, and two emulators share two cores.
-static EMULATOR: Mutex<()> = Mutex::new(());
-
-/// Builds the test guests once (tests/guests/build.sh) and returns platform.elf.
-fn platform_elf() -> PathBuf {
-    static ELF: OnceLock<PathBuf> = OnceLock::new();
-    ELF.get_or_init(|| {
-        let out = target_dir().join("system-tests").join("guests");
-        let status = std::process::Command::new(repo_root().join("tests/guests/build.sh"))
-            .arg(&out)
-            .status()
-            .expect("run tests/guests/build.sh");
-        assert!(status.success(), "tests/guests/build.sh failed");
-        out.join("platform.elf")
-    })
-    .clone()
-}
+use acrn_system_tests::{check, repo_root, run_platform_vms, Transcript};
 
 /// A copy of configs/`board`/partitioned.xml whose two VMs get `args0` and `args1` appended to
 /// their bootargs.
@@ -73,48 +53,16 @@ fn run_platform(
     args: [&str; 2],
     limit: u64,
 ) -> Transcript {
-    let _one = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
-    require_tools(&[emulator_binary(emulator), "grub-mkrescue", "xorriso"]);
-    let elf = platform_elf().display().to_string();
     let dir = acrn_system_tests::work_dir(test);
     let scenario = scenario(board, test, args[0], args[1], &dir);
-    let out = dir.join("image");
-    let started = std::time::Instant::now();
-    let t = run(
-        &RunSpec {
-            board,
-            scenario: &scenario,
-            out: &out,
-            extra: vec![
-                "--emulator".into(),
-                emulator.into(),
-                "--module".into(),
-                format!("PRE_VM0_kernel={elf}"),
-                "--module".into(),
-                format!("PRE_VM1_kernel={elf}"),
-            ],
-            build_limit: Duration::from_secs(900),
-            boot_limit: Duration::from_secs(limit),
-        },
-        |t| {
-            let has = |p: &str| t.find_prefix(p).is_some();
-            has("[hv] every VM has stopped") || has("[hv] PANIC") || has("[hv] FATAL")
-        },
-    );
-    eprintln!(
-        "{test}: {} lines, ended by {} after {:.1}s (build and emulation)",
-        t.lines.len(),
-        t.ended_by,
-        started.elapsed().as_secs_f64()
-    );
-    t
-}
-
-fn emulator_binary(emulator: &str) -> &'static str {
-    match emulator {
-        "qemu" => "qemu-system-x86_64",
-        _ => "bochs",
-    }
+    run_platform_vms(
+        test,
+        board,
+        emulator,
+        &scenario,
+        &["PRE_VM0", "PRE_VM1"],
+        limit,
+    )
 }
 
 fn has(t: &Transcript, line: &str) {

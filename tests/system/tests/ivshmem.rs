@@ -7,72 +7,21 @@
 //! and BAR0 and finds the region and the registers at the new places (and nothing at the old
 //! ones), acknowledges and rings back; then 100 doorbell round trips.
 
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
-
-use acrn_system_tests::{check, repo_root, require_tools, run, target_dir, RunSpec, Transcript};
-
-/// One emulator at a time: two emulators share two cores.
-static EMULATOR: Mutex<()> = Mutex::new(());
-
-fn platform_elf() -> PathBuf {
-    static ELF: OnceLock<PathBuf> = OnceLock::new();
-    ELF.get_or_init(|| {
-        let out = target_dir().join("system-tests").join("guests");
-        let status = std::process::Command::new(repo_root().join("tests/guests/build.sh"))
-            .arg(&out)
-            .status()
-            .expect("run tests/guests/build.sh");
-        assert!(status.success(), "tests/guests/build.sh failed");
-        out.join("platform.elf")
-    })
-    .clone()
-}
+use acrn_system_tests::{check, repo_root, run_platform_vms, Transcript};
 
 fn run_ivshmem(board: &str, emulator: &str, test: &str, limit: u64) -> Transcript {
-    let _one = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
-    let binary = if emulator == "qemu" {
-        "qemu-system-x86_64"
-    } else {
-        "bochs"
-    };
-    require_tools(&[binary, "grub-mkrescue", "xorriso"]);
-    let elf = platform_elf().display().to_string();
     let scenario = repo_root()
         .join(format!("configs/{board}/ivshmem.xml"))
         .display()
         .to_string();
-    let out = acrn_system_tests::work_dir(test).join("image");
-    let started = std::time::Instant::now();
-    let t = run(
-        &RunSpec {
-            board,
-            scenario: &scenario,
-            out: &out,
-            extra: vec![
-                "--emulator".into(),
-                emulator.into(),
-                "--module".into(),
-                format!("PRE_VM0_kernel={elf}"),
-                "--module".into(),
-                format!("PRE_VM1_kernel={elf}"),
-            ],
-            build_limit: Duration::from_secs(900),
-            boot_limit: Duration::from_secs(limit),
-        },
-        |t| {
-            let has = |p: &str| t.find_prefix(p).is_some();
-            has("[hv] every VM has stopped") || has("[hv] PANIC") || has("[hv] FATAL")
-        },
-    );
-    eprintln!(
-        "{test}: {} lines, ended by {} after {:.1}s (build and emulation)",
-        t.lines.len(),
-        t.ended_by,
-        started.elapsed().as_secs_f64()
-    );
-    t
+    run_platform_vms(
+        test,
+        board,
+        emulator,
+        &scenario,
+        &["PRE_VM0", "PRE_VM1"],
+        limit,
+    )
 }
 
 fn has(t: &Transcript, line: &str) -> usize {

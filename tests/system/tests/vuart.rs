@@ -8,29 +8,9 @@
 //! without an overrun, and both ends agree on the checksum. Each end prints its throughput in
 //! bytes per second of guest TSC time (the test prints both).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::path::Path;
 
-use acrn_system_tests::{check, repo_root, require_tools, run, target_dir, RunSpec, Transcript};
-
-/// One emulator at a time: two emulators share two cores.
-static EMULATOR: Mutex<()> = Mutex::new(());
-
-/// Builds the test guests once (tests/guests/build.sh) and returns platform.elf.
-fn platform_elf() -> PathBuf {
-    static ELF: OnceLock<PathBuf> = OnceLock::new();
-    ELF.get_or_init(|| {
-        let out = target_dir().join("system-tests").join("guests");
-        let status = std::process::Command::new(repo_root().join("tests/guests/build.sh"))
-            .arg(&out)
-            .status()
-            .expect("run tests/guests/build.sh");
-        assert!(status.success(), "tests/guests/build.sh failed");
-        out.join("platform.elf")
-    })
-    .clone()
-}
+use acrn_system_tests::{check, repo_root, run_platform_vms, Transcript};
 
 /// A copy of configs/`board`/vuart.xml with the guest's mode appended to each VM's bootargs.
 fn scenario(board: &str, name: &str, args: [&str; 2], dir: &Path) -> String {
@@ -54,14 +34,6 @@ fn scenario(board: &str, name: &str, args: [&str; 2], dir: &Path) -> String {
 }
 
 fn run_link(board: &str, emulator: &str, test: &str, bytes: u64, limit: u64) -> Transcript {
-    let _one = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
-    let binary = if emulator == "qemu" {
-        "qemu-system-x86_64"
-    } else {
-        "bochs"
-    };
-    require_tools(&[binary, "grub-mkrescue", "xorriso"]);
-    let elf = platform_elf().display().to_string();
     let dir = acrn_system_tests::work_dir(test);
     let link = "port=0x2f8 irq=3";
     let scenario = scenario(
@@ -73,36 +45,14 @@ fn run_link(board: &str, emulator: &str, test: &str, bytes: u64, limit: u64) -> 
         ],
         &dir,
     );
-    let out = dir.join("image");
-    let started = std::time::Instant::now();
-    let t = run(
-        &RunSpec {
-            board,
-            scenario: &scenario,
-            out: &out,
-            extra: vec![
-                "--emulator".into(),
-                emulator.into(),
-                "--module".into(),
-                format!("PRE_VM0_kernel={elf}"),
-                "--module".into(),
-                format!("PRE_VM1_kernel={elf}"),
-            ],
-            build_limit: Duration::from_secs(900),
-            boot_limit: Duration::from_secs(limit),
-        },
-        |t| {
-            let has = |p: &str| t.find_prefix(p).is_some();
-            has("[hv] every VM has stopped") || has("[hv] PANIC") || has("[hv] FATAL")
-        },
-    );
-    eprintln!(
-        "{test}: {} lines, ended by {} after {:.1}s (build and emulation)",
-        t.lines.len(),
-        t.ended_by,
-        started.elapsed().as_secs_f64()
-    );
-    t
+    run_platform_vms(
+        test,
+        board,
+        emulator,
+        &scenario,
+        &["PRE_VM0", "PRE_VM1"],
+        limit,
+    )
 }
 
 /// The text after `prefix` on the first line that starts with it.
