@@ -11,6 +11,7 @@ pub mod irq;
 pub mod lapic;
 pub mod pci;
 pub mod pic;
+pub mod ptirq;
 pub mod rtc;
 pub mod uart;
 
