@@ -5,7 +5,7 @@
 //! gets the legacy ends of its `vuart_connection`s: 16550s joined by a null-modem cable to
 //! the matching end in the peer VM.
 
-use super::ioapic::Vioapic;
+use super::ioapic::{RteFlags, Vioapic};
 use super::irq::{gsi_levels, LineOp, Message};
 use super::pci::{ConfigPorts, PciMmio, Vpci};
 use super::pic::Vpic;
@@ -272,9 +272,22 @@ impl BusDevice for IoApic {
     }
     fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64) {
         let mut out = Collected::new();
+        let mut programmed = None;
         if let Some(io) = self.model.lock().as_mut() {
             // A malformed access is ignored, as by the hardware.
-            let _ = io.mmio_write(addr - IOAPIC_GPA, size, value as u32, |m| out.push(m));
+            let offset = addr - IOAPIC_GPA;
+            if io
+                .mmio_write(offset, size, value as u32, |m| out.push(m))
+                .is_ok()
+                && offset == 0x10
+            {
+                programmed = io
+                    .selected_pin()
+                    .and_then(|pin| Some((pin as u32, io.entry(pin).ok()?)));
+            }
+        }
+        if let Some((gsi, rte)) = programmed {
+            crate::vm::ptirq::guest_programmed(vm, gsi, rte);
         }
         out.deliver(vm);
     }
@@ -423,6 +436,7 @@ impl VmDevices {
             USER_VM_PINS
         };
         *self.ioapic.model.lock() = Some(Vioapic::new(pins, 0));
+        crate::vm::ptirq::reset(vm);
         *self.pic.model.lock() = Some(Vpic::new());
         *self.rtc.model.lock() = (!post).then(|| {
             Vrtc::new(
@@ -558,9 +572,36 @@ impl VmDevices {
     pub fn eoi(&self, vm: &Vm, vector: u8) {
         let mut out = Collected::new();
         if let Some(io) = self.ioapic.model.lock().as_mut() {
+            // A remapped line is deasserted at its EOI (its physical pin, unmasked again,
+            // asserts it anew if the device still requests).
+            crate::vm::ptirq::eoi(vm, vector, |gsi| {
+                let pin = gsi as usize;
+                let delivered = io
+                    .entry(pin)
+                    .is_ok_and(|rte| rte & RteFlags::REMOTE_IRR.bits() != 0);
+                if delivered {
+                    let _ = io.set_irq(pin, LineOp::Deassert);
+                }
+                delivered
+            });
             io.eoi(vector, |m| out.push(m));
         }
         out.deliver(vm);
+    }
+
+    /// A physical interrupt remapped to line `gsi` of the vIOAPIC: asserted until its EOI
+    /// (`level`), else pulsed.
+    pub fn raise_remapped(&self, vm: &Vm, gsi: u32, level: bool) {
+        let op = if level { LineOp::Assert } else { LineOp::Pulse };
+        let msg = self
+            .ioapic
+            .model
+            .lock()
+            .as_mut()
+            .and_then(|io| io.set_irq(gsi as usize, op).ok().flatten());
+        if let Some(m) = msg {
+            vm.deliver(&m, None);
+        }
     }
 
     /// HC_SET_IRQLINE and the VM's own interrupt sources: GSI `gsi` on the vIOAPIC and, below

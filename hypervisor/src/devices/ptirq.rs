@@ -97,7 +97,8 @@ impl Remap {
 
     fn entry(&self, gsi: u32) -> PhysEntry {
         let keep = RteFlags::ACTIVE_LOW | RteFlags::LEVEL;
-        let mut rte = (self.guest_rte & keep.bits()) | self.vector as u64 | (self.dest as u64) << 56;
+        let mut rte =
+            (self.guest_rte & keep.bits()) | self.vector as u64 | (self.dest as u64) << 56;
         if self.guest_masked() || self.awaiting_eoi {
             rte |= RteFlags::MASKED.bits();
         }
@@ -281,7 +282,9 @@ mod tests {
         vectors.sort();
         vectors.dedup();
         assert_eq!(vectors.len(), MAX_GSIS);
-        assert!(vectors.iter().all(|&v| (FIRST_VECTOR..END_VECTOR).contains(&v)));
+        assert!(vectors
+            .iter()
+            .all(|&v| (FIRST_VECTOR..END_VECTOR).contains(&v)));
     }
 
     #[test]
@@ -296,7 +299,11 @@ mod tests {
         assert_eq!(e.rte & (1 << 11), 0, "physical destination mode");
         assert_eq!(e.rte & (LEVEL | LOW | MASKED), LEVEL | LOW | MASKED);
         let e = t.program(20, 0x0055, 3).unwrap();
-        assert_eq!(e.rte & (LEVEL | LOW | MASKED), 0, "edge, active high, unmasked");
+        assert_eq!(
+            e.rte & (LEVEL | LOW | MASKED),
+            0,
+            "edge, active high, unmasked"
+        );
     }
 
     #[test]
@@ -304,7 +311,13 @@ mod tests {
         let mut t = RemapTable::new();
         t.program(16, LEVEL | 0x61, 0).unwrap();
         let v = t.vector(16).unwrap();
-        assert_eq!(t.arrived(v), Some(Arrival { gsi: 16, level: true }));
+        assert_eq!(
+            t.arrived(v),
+            Some(Arrival {
+                gsi: 16,
+                level: true
+            })
+        );
         assert_eq!(t.awaiting_eoi(0x61).collect::<Vec<_>>(), [16]);
         assert_eq!(t.awaiting_eoi(0x62).count(), 0, "another guest vector");
         // Reprogramming meanwhile keeps the pin masked.
@@ -326,7 +339,13 @@ mod tests {
         let mut t = RemapTable::new();
         t.program(3, 0x44, 0).unwrap();
         let v = t.vector(3).unwrap();
-        assert_eq!(t.arrived(v), Some(Arrival { gsi: 3, level: false }));
+        assert_eq!(
+            t.arrived(v),
+            Some(Arrival {
+                gsi: 3,
+                level: false
+            })
+        );
         assert_eq!(t.awaiting_eoi(0x44).count(), 0);
         assert_eq!(t.eoi(3), None);
         assert_eq!(t.arrived(0x20), None, "not a remapped vector");
