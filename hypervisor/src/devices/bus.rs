@@ -8,6 +8,7 @@
 use super::ioapic::{RteFlags, Vioapic};
 use super::irq::{gsi_levels, LineOp, Message};
 use super::pci::{ConfigPorts, PciMmio, Vpci};
+use super::physical::{PhysicalDevices, PhysicalMmio};
 use super::pic::Vpic;
 use super::rtc::Vrtc;
 use super::uart::{null_modem, ConsoleLine, Uart, FIFO_SIZE, RX_BUF_MAX, TERMINAL_ATTACHED};
@@ -161,6 +162,9 @@ pub struct VmDevices {
     pic: Pic,
     rtc: Rtc,
     pci: Vpci,
+    physical: PhysicalDevices,
+    /// The Service VM's: physical PCI configuration and device MMIO reach the hardware.
+    owns_hardware: AtomicBool,
     reported: Mutex<([(Space, u64); REPORTED_MAX], usize)>,
 }
 
@@ -403,6 +407,8 @@ impl VmDevices {
                 model: Mutex::new(None),
             },
             pci: Vpci::new(),
+            physical: PhysicalDevices::new(),
+            owns_hardware: AtomicBool::new(false),
             reported: Mutex::new(([(Space::Port, 0); REPORTED_MAX], 0)),
         }
     }
@@ -422,6 +428,8 @@ impl VmDevices {
             Ordering::Relaxed,
         );
         self.layout.rtc.store(!post, Ordering::Relaxed);
+        self.owns_hardware
+            .store(order == Some(LoadOrder::Service), Ordering::Relaxed);
         *self.console.state.lock() = Console {
             pin: UartPin::new(
                 FIFO_SIZE,
@@ -494,17 +502,19 @@ impl VmDevices {
                 if self.pci.claims_port(port) {
                     return Some(&ConfigPorts);
                 }
+                let hardware = self.owns_hardware.load(Ordering::Relaxed);
                 match port {
                     0x20 | 0x21 | 0xA0 | 0xA1 | 0x4D0 | 0x4D1 => Some(&self.pic),
                     0x70 | 0x71 if layout.rtc.load(Ordering::Relaxed) => Some(&self.rtc),
+                    p if hardware && PhysicalDevices::claims_port(p) => Some(&self.physical),
                     _ => None,
                 }
             }
             Space::Mmio if addr & !0xFFF == IOAPIC_GPA => Some(&self.ioapic),
-            Space::Mmio => self
-                .pci
-                .claims_mmio(addr)
-                .then_some(&PciMmio as &dyn BusDevice),
+            Space::Mmio if self.pci.claims_mmio(addr) => Some(&PciMmio),
+            Space::Mmio => (self.owns_hardware.load(Ordering::Relaxed)
+                && PhysicalDevices::claims_mmio(addr))
+            .then_some(&PhysicalMmio as &dyn BusDevice),
         }
     }
 

@@ -14,7 +14,7 @@ use spin::Mutex;
 
 struct State {
     table: RemapTable,
-    /// GSIs whose refusal was reported (once each).
+    /// Pre-launched VMs' GSIs the Service VM asked for, reported once each.
     refused: u128,
 }
 
@@ -92,24 +92,22 @@ pub fn guest_programmed(vm: &Vm, gsi: u32, guest_rte: u64) {
     let mut state = STATE.lock();
     match owner(gsi) {
         Owner::ServiceVm => {}
-        other => {
+        Owner::PreLaunched(owner_vm) => {
             let bit = 1u128.checked_shl(gsi).unwrap_or(0);
             if unmasked && state.refused & bit == 0 {
                 state.refused |= bit;
-                let whose = match other {
-                    Owner::Hypervisor => "is the hypervisor's",
-                    Owner::PreLaunched(_) => "is a pre-launched VM's pass-through line",
-                    _ => "has no physical IOAPIC pin",
-                };
                 hvlog!(
-                    "VM {} {}: GSI {gsi} {whose}: its vIOAPIC pin gets no physical interrupt \
-                     (reported once)",
+                    "VM {} {}: GSI {gsi} is a pass-through line of VM {owner_vm}: its vIOAPIC \
+                     pin gets no physical interrupt (reported once)",
                     vm.id,
                     vm.name()
                 );
             }
             return;
         }
+        // The hypervisor's GSIs (PIT, RTC, its console) and pins no physical IOAPIC has are
+        // the VM's virtual devices' alone (its vUARTs, vRTC).
+        Owner::Hypervisor | Owner::NoPin => return,
     }
     let dest = vm.vcpus[0]
         .pcpu()
