@@ -5,9 +5,10 @@
 //! gets the legacy ends of its `vuart_connection`s: 16550s joined by a null-modem cable to
 //! the matching end in the peer VM.
 
-use super::ioapic::Vioapic;
+use super::ioapic::{RteFlags, Vioapic};
 use super::irq::{gsi_levels, LineOp, Message};
 use super::pci::{ConfigPorts, PciMmio, Vpci};
+use super::physical::{PhysicalDevices, PhysicalMmio};
 use super::pic::Vpic;
 use super::rtc::Vrtc;
 use super::uart::{null_modem, ConsoleLine, Uart, FIFO_SIZE, RX_BUF_MAX, TERMINAL_ATTACHED};
@@ -161,6 +162,9 @@ pub struct VmDevices {
     pic: Pic,
     rtc: Rtc,
     pci: Vpci,
+    physical: PhysicalDevices,
+    /// The Service VM's: physical PCI configuration and device MMIO reach the hardware.
+    owns_hardware: AtomicBool,
     reported: Mutex<([(Space, u64); REPORTED_MAX], usize)>,
 }
 
@@ -272,9 +276,22 @@ impl BusDevice for IoApic {
     }
     fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64) {
         let mut out = Collected::new();
+        let mut programmed = None;
         if let Some(io) = self.model.lock().as_mut() {
             // A malformed access is ignored, as by the hardware.
-            let _ = io.mmio_write(addr - IOAPIC_GPA, size, value as u32, |m| out.push(m));
+            let offset = addr - IOAPIC_GPA;
+            if io
+                .mmio_write(offset, size, value as u32, |m| out.push(m))
+                .is_ok()
+                && offset == 0x10
+            {
+                programmed = io
+                    .selected_pin()
+                    .and_then(|pin| Some((pin as u32, io.entry(pin).ok()?)));
+            }
+        }
+        if let Some((gsi, rte)) = programmed {
+            crate::vm::ptirq::guest_programmed(vm, gsi, rte);
         }
         out.deliver(vm);
     }
@@ -390,6 +407,8 @@ impl VmDevices {
                 model: Mutex::new(None),
             },
             pci: Vpci::new(),
+            physical: PhysicalDevices::new(),
+            owns_hardware: AtomicBool::new(false),
             reported: Mutex::new(([(Space::Port, 0); REPORTED_MAX], 0)),
         }
     }
@@ -409,6 +428,8 @@ impl VmDevices {
             Ordering::Relaxed,
         );
         self.layout.rtc.store(!post, Ordering::Relaxed);
+        self.owns_hardware
+            .store(order == Some(LoadOrder::Service), Ordering::Relaxed);
         *self.console.state.lock() = Console {
             pin: UartPin::new(
                 FIFO_SIZE,
@@ -423,6 +444,7 @@ impl VmDevices {
             USER_VM_PINS
         };
         *self.ioapic.model.lock() = Some(Vioapic::new(pins, 0));
+        crate::vm::ptirq::reset(vm);
         *self.pic.model.lock() = Some(Vpic::new());
         *self.rtc.model.lock() = (!post).then(|| {
             Vrtc::new(
@@ -480,17 +502,19 @@ impl VmDevices {
                 if self.pci.claims_port(port) {
                     return Some(&ConfigPorts);
                 }
+                let hardware = self.owns_hardware.load(Ordering::Relaxed);
                 match port {
                     0x20 | 0x21 | 0xA0 | 0xA1 | 0x4D0 | 0x4D1 => Some(&self.pic),
                     0x70 | 0x71 if layout.rtc.load(Ordering::Relaxed) => Some(&self.rtc),
+                    p if hardware && PhysicalDevices::claims_port(p) => Some(&self.physical),
                     _ => None,
                 }
             }
             Space::Mmio if addr & !0xFFF == IOAPIC_GPA => Some(&self.ioapic),
-            Space::Mmio => self
-                .pci
-                .claims_mmio(addr)
-                .then_some(&PciMmio as &dyn BusDevice),
+            Space::Mmio if self.pci.claims_mmio(addr) => Some(&PciMmio),
+            Space::Mmio => (self.owns_hardware.load(Ordering::Relaxed)
+                && PhysicalDevices::claims_mmio(addr))
+            .then_some(&PhysicalMmio as &dyn BusDevice),
         }
     }
 
@@ -558,9 +582,36 @@ impl VmDevices {
     pub fn eoi(&self, vm: &Vm, vector: u8) {
         let mut out = Collected::new();
         if let Some(io) = self.ioapic.model.lock().as_mut() {
+            // A remapped line is deasserted at its EOI (its physical pin, unmasked again,
+            // asserts it anew if the device still requests).
+            crate::vm::ptirq::eoi(vm, vector, |gsi| {
+                let pin = gsi as usize;
+                let delivered = io
+                    .entry(pin)
+                    .is_ok_and(|rte| rte & RteFlags::REMOTE_IRR.bits() != 0);
+                if delivered {
+                    let _ = io.set_irq(pin, LineOp::Deassert);
+                }
+                delivered
+            });
             io.eoi(vector, |m| out.push(m));
         }
         out.deliver(vm);
+    }
+
+    /// A physical interrupt remapped to line `gsi` of the vIOAPIC: asserted until its EOI
+    /// (`level`), else pulsed.
+    pub fn raise_remapped(&self, vm: &Vm, gsi: u32, level: bool) {
+        let op = if level { LineOp::Assert } else { LineOp::Pulse };
+        let msg = self
+            .ioapic
+            .model
+            .lock()
+            .as_mut()
+            .and_then(|io| io.set_irq(gsi as usize, op).ok().flatten());
+        if let Some(m) = msg {
+            vm.deliver(&m, None);
+        }
     }
 
     /// HC_SET_IRQLINE and the VM's own interrupt sources: GSI `gsi` on the vIOAPIC and, below

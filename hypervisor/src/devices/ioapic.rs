@@ -192,6 +192,11 @@ impl Vioapic {
         }
     }
 
+    /// The pin whose entry IOREGSEL selects, if it selects one.
+    pub fn selected_pin(&self) -> Option<usize> {
+        self.entry_half(self.regsel).map(|(pin, _)| pin)
+    }
+
     /// The pin and half (true = high dword) register `index` selects, if it is an entry.
     fn entry_half(&self, index: u32) -> Option<(usize, bool)> {
         let n = index.checked_sub(REG_REDIRECTION)? as usize;
@@ -404,6 +409,12 @@ mod tests {
         );
         assert_eq!(rte >> 56, 3);
         assert_eq!(io.read_register(0x10 + 11), 0x0300_0000);
+        io.mmio_write(0, 4, 0x10 + 11, |_| {}).unwrap();
+        assert_eq!(io.selected_pin(), Some(5));
+        io.mmio_write(0, 4, 0x10 + 48, |_| {}).unwrap();
+        assert_eq!(io.selected_pin(), None, "beyond the pins");
+        io.mmio_write(0, 4, 1, |_| {}).unwrap();
+        assert_eq!(io.selected_pin(), None);
     }
 
     #[test]

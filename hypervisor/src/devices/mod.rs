@@ -11,10 +11,13 @@ pub mod irq;
 pub mod lapic;
 pub mod pci;
 pub mod pic;
+pub mod ptirq;
 pub mod rtc;
 pub mod uart;
 
 #[cfg(target_os = "none")]
 mod bus;
+#[cfg(target_os = "none")]
+mod physical;
 #[cfg(target_os = "none")]
 pub use bus::{BusDevice, Space, VmDevices, IOAPIC_GPA, MAX_VUART_LINKS};

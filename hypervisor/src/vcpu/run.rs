@@ -323,7 +323,9 @@ pub fn pcpu_loop(pcpu: usize) -> ! {
 
 impl Pcpu {
     fn iterate(&mut self) {
-        let _ = irq::take_events();
+        if irq::take_events().contains(irq::Events::DEVICE) {
+            crate::vm::ptirq::dispatch(irq::take_device_vectors());
+        }
         self.refresh();
         let now = rdtsc();
         crate::shell::session::poll(now);

@@ -13,6 +13,8 @@ mod build;
 pub mod memory;
 #[cfg(target_os = "none")]
 mod model;
+#[cfg(target_os = "none")]
+pub mod ptirq;
 
 #[cfg(target_os = "none")]
 pub use build::prepare_all;

@@ -5,6 +5,10 @@
 //! The legacy platform devices (8259 PICs, PIT, RTC interrupts, IOAPIC pins) are silenced at
 //! boot: no guest reaches them, and they must not interrupt anyone.
 //!
+//! Device interrupts remapped to a VM (`devices::ptirq`) arrive on vectors this module is
+//! told about: a level-triggered one has its IOAPIC pin masked before the EOI, so the line
+//! the device still holds does not interrupt again before the guest has served it.
+//!
 //! A pCPU whose local APIC a vCPU owns (`lapic_passthrough`) is different: every interrupt
 //! there is the guest's. The hypervisor arms no timer on it and kicks it with an NMI, as ACRN
 //! does; an interrupt the hypervisor takes there (while the vCPU halts) keeps its ISR bit and
@@ -47,6 +51,12 @@ static PASSED_THROUGH: [AtomicBool; MAX_PCPUS] = [const { AtomicBool::new(false)
 /// Guest vectors taken by the hypervisor on such a pCPU, not yet injected (256 bits).
 static GUEST_VECTORS: [[AtomicU64; 4]; MAX_PCPUS] =
     [const { [const { AtomicU64::new(0) }; 4] }; MAX_PCPUS];
+/// Remapped device vectors: the IOAPIC's address | pin << 1 | level, with bit 0 set (0 = not
+/// remapped). IOAPIC bases are 1 KiB aligned at least, so the low bits are free.
+static REMAPPED: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+/// Serializes IOREGSEL/IOWIN pairs of every physical IOAPIC (taken with interrupts off, also
+/// by the interrupt handler).
+static IOAPIC_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 /// Set by the sender of a kick NMI: the next NMI on that pCPU is the hypervisor's.
 static KICK_NMI: [AtomicBool; MAX_PCPUS] = [const { AtomicBool::new(false) }; MAX_PCPUS];
 /// An NMI on a passed-through pCPU that was not a kick: the guest's.
@@ -77,6 +87,11 @@ extern "C" fn hv_interrupt(vector: u64) {
             EVENTS[cpu].fetch_or(Events::KICK.bits(), Ordering::AcqRel);
         }
         v => {
+            let remapped = REMAPPED[v as usize].load(Ordering::Acquire);
+            if remapped & 1 != 0 && remapped & 2 != 0 {
+                let pin = ((remapped >> 2) & 0xFF) as u32;
+                mask_pin(remapped & !0x3FF, pin);
+            }
             DEVICE_VECTORS[cpu][v as usize / 64].fetch_or(1 << (v % 64), Ordering::AcqRel);
             EVENTS[cpu].fetch_or(Events::DEVICE.bits(), Ordering::AcqRel);
         }
@@ -318,4 +333,33 @@ pub fn quiesce_platform(ioapics: impl Iterator<Item = u64>) {
             phys_write32(base + 0x10, RteFlags::MASKED.bits() as u32);
         }
     }
+}
+
+/// Tells the interrupt handler that `vector` is the remapped interrupt of pin `pin` of the
+/// IOAPIC at `ioapic`, level-triggered or not.
+pub fn set_remapped(vector: u8, ioapic: u64, pin: u32, level: bool) {
+    let word = ioapic | ((pin as u64 & 0xFF) << 2) | (level as u64) << 1 | 1;
+    REMAPPED[vector as usize].store(word, Ordering::Release);
+}
+
+/// Writes redirection entry `pin` of the physical IOAPIC at `ioapic`: masked first, then the
+/// destination, then the low half, so no half-written entry is ever live.
+pub fn write_ioapic_rte(ioapic: u64, pin: u32, rte: u64) {
+    let _guard = IOAPIC_LOCK.lock();
+    let index = 0x10 + 2 * pin;
+    phys_write32(ioapic, index);
+    phys_write32(ioapic + 0x10, RteFlags::MASKED.bits() as u32);
+    phys_write32(ioapic, index + 1);
+    phys_write32(ioapic + 0x10, (rte >> 32) as u32);
+    phys_write32(ioapic, index);
+    phys_write32(ioapic + 0x10, rte as u32);
+}
+
+fn mask_pin(ioapic: u64, pin: u32) {
+    let _guard = IOAPIC_LOCK.lock();
+    let index = 0x10 + 2 * pin;
+    phys_write32(ioapic, index);
+    let low = phys_read32(ioapic + 0x10);
+    phys_write32(ioapic, index);
+    phys_write32(ioapic + 0x10, low | RteFlags::MASKED.bits() as u32);
 }

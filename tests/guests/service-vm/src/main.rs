@@ -6,6 +6,8 @@
 
 extern crate alloc;
 
+mod intx;
+
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -782,6 +784,10 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     }
     if !both_hypercall_instructions_work() {
         failures.push("hypercall instructions");
+    }
+    if p.flag("intx") {
+        failures.extend(intx::run());
+        finish(&failures);
     }
     if let Some(n) = p.arg("hcbench").and_then(|v| v.parse::<u64>().ok()) {
         bench_hypercalls(&hv, n.max(1));

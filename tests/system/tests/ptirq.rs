@@ -1,0 +1,71 @@
+//! INTx remapping for the Service VM in QEMU TCG: the reference Service VM (`intx` on its
+//! command line) programs the vIOAPIC pins of the PCI GSIs, makes the e1000e NIC of every q35
+//! machine raise its INTx line, and counts the interrupts it takes. They reach it only if the
+//! hypervisor remapped the physical IOAPIC pin to a vector of its own, asserted the vIOAPIC
+//! pin on its arrival, kept a level pin masked until the guest's EOI, and followed the
+//! guest's masking and trigger mode.
+
+use std::time::Duration;
+
+use acrn_system_tests::{check, repo_root, require_tools, run, work_dir, RunSpec, Transcript};
+
+fn decided(t: &Transcript) -> bool {
+    let has = |p: &str| t.find_prefix(p).is_some();
+    has("[hv] PANIC")
+        || has("[hv] FATAL")
+        || has("[SERVICE_VM] verdict:")
+        || t.texts().any(|l| l.contains("SERVICE_VM stopped"))
+}
+
+#[test]
+fn qemu_epyc_service_vm_takes_its_device_interrupts_through_the_vioapic() {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let dir = work_dir("qemu-ptirq");
+    let src = repo_root().join("configs/qemu-epyc/shared.xml");
+    let text = std::fs::read_to_string(&src).expect("read scenario");
+    let from = "<bootargs>console=ttyS0</bootargs>";
+    assert!(text.contains(from), "{} has no `{from}`", src.display());
+    let scenario = dir.join("shared-intx.xml");
+    std::fs::write(
+        &scenario,
+        text.replacen(from, "<bootargs>console=ttyS0 intx</bootargs>", 1),
+    )
+    .expect("write scenario variant");
+    let scenario = scenario.display().to_string();
+    let out = dir.join("image");
+    let spec = RunSpec {
+        board: "qemu-epyc",
+        scenario: &scenario,
+        out: &out,
+        extra: vec!["--emulator".into(), "qemu".into()],
+        build_limit: Duration::from_secs(900),
+        boot_limit: Duration::from_secs(120),
+    };
+    let t = run(&spec, decided);
+    eprintln!(
+        "QEMU ptirq: {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    let level = t
+        .texts()
+        .find(|l| l.starts_with("[SERVICE_VM] svm: intx: 3 level interrupts on GSI "));
+    check(
+        &t,
+        level.is_some(),
+        "the Service VM did not take 3 level-triggered e1000e interrupts on one GSI",
+    );
+    for line in [
+        "[SERVICE_VM] svm: intx: masked entry held the interrupt; unmasking delivered it",
+        "[SERVICE_VM] svm: intx: edge-triggered interrupt delivered",
+        "[SERVICE_VM] verdict: PASS",
+    ] {
+        check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
+    }
+    check(
+        &t,
+        t.find_prefix("[hv] PANIC").is_none() && t.find_prefix("[hv] FATAL").is_none(),
+        "the hypervisor failed",
+    );
+}
