@@ -412,8 +412,8 @@ mod tests {
             [
                 "hybrid",
                 "ivshmem",
-                "linux",
                 "linux-service-vm",
+                "linux",
                 "partitioned.toml",
                 "partitioned.xml",
                 "rtvm",
