@@ -2,8 +2,9 @@
 //! device objects themselves. What the bus holds depends on the load order, as in ACRN:
 //! every VM gets a vPIC and a vIOAPIC; pre-launched VMs and the Service VM also get their
 //! console vUART and a vRTC (a post-launched VM's device model emulates those). Every VM
-//! gets the legacy ends of its `vuart_connection`s: 16550s joined by a null-modem cable to
-//! the matching end in the peer VM.
+//! gets the ends of its `vuart_connection`s: 16550s joined by a null-modem cable to the
+//! matching end in the peer VM, at an I/O port (legacy) or behind a PCI vUART function on
+//! the VM's virtual PCI (pre-launched VMs).
 
 use super::ioapic::Vioapic;
 use super::irq::{gsi_levels, LineOp, Message};
@@ -40,11 +41,21 @@ pub trait BusDevice {
     fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64);
 }
 
-/// A UART, its IRQ and the level its interrupt output last drove onto that IRQ.
+/// Where a UART's interrupt output goes.
+#[derive(Clone, Copy)]
+enum PinOutput {
+    /// ACRN's IRQ 0: a polled UART with no interrupt.
+    None,
+    /// An ISA IRQ on the vPIC and vIOAPIC.
+    Irq(u32),
+    /// The MSI-X vector of the VM's PCI vUART function for link `index`.
+    Pci(usize),
+}
+
+/// A UART, where its interrupt goes and the level its output last drove there.
 struct UartPin<const RX: usize> {
     uart: Uart<RX>,
-    /// None for ACRN's IRQ 0: a polled UART with no interrupt.
-    irq: Option<u32>,
+    out: PinOutput,
     high: bool,
 }
 
@@ -52,7 +63,20 @@ impl<const RX: usize> UartPin<RX> {
     const fn new(rx_size: usize, inputs: u8, irq: u8) -> Self {
         UartPin {
             uart: Uart::new(rx_size, inputs),
-            irq: if irq == 0 { None } else { Some(irq as u32) },
+            out: if irq == 0 {
+                PinOutput::None
+            } else {
+                PinOutput::Irq(irq as u32)
+            },
+            high: false,
+        }
+    }
+
+    /// The UART behind the PCI vUART function of link `index`.
+    const fn pci(rx_size: usize, index: usize) -> Self {
+        UartPin {
+            uart: Uart::new(rx_size, 0),
+            out: PinOutput::Pci(index),
             high: false,
         }
     }
@@ -68,18 +92,24 @@ impl<const RX: usize> UartPin<RX> {
         }
     }
 
-    /// Follows the UART's interrupt output on its IRQ of `vm`. The vPIC and vIOAPIC see a
-    /// level and act on the rising edge when the guest programmed the pin edge-triggered, as
-    /// a 16550 on the ISA bus is.
+    /// Follows the UART's interrupt output. On an IRQ the vPIC and vIOAPIC see a level and
+    /// act on the rising edge when the guest programmed the pin edge-triggered, as a 16550
+    /// on the ISA bus is. A PCI function sends its MSI-X message on the rising edge.
     fn drive(&mut self, vm: &Vm) {
-        let high = self.uart.irq_line();
-        let Some(irq) = self.irq else {
-            return;
-        };
-        if high != self.high {
-            self.high = high;
-            let op = if high { GsiOp::SetHigh } else { GsiOp::SetLow };
-            vm.devices.set_irqline(vm, irq, op);
+        match self.out {
+            PinOutput::None => {}
+            PinOutput::Irq(irq) => {
+                let high = self.uart.irq_line();
+                if high != self.high {
+                    self.high = high;
+                    let op = if high { GsiOp::SetHigh } else { GsiOp::SetLow };
+                    vm.devices.set_irqline(vm, irq, op);
+                }
+            }
+            PinOutput::Pci(index) => {
+                self.high = self.uart.interrupt_pending();
+                vm.devices.pci().vuart_follow(vm, index, self.high);
+            }
         }
     }
 }
@@ -210,8 +240,7 @@ fn link_peer(vm: &Vm, index: usize) -> Option<(&'static Vm, usize)> {
     let joined = peer.id != vm.id
         && peer_index < MAX_VUART_LINKS
         && back.peer_vm == vm.id
-        && back.peer_index as usize == index
-        && matches!(back.kind, VuartKind::Legacy { .. });
+        && back.peer_index as usize == index;
     joined.then_some((peer, peer_index))
 }
 
@@ -258,6 +287,28 @@ impl BusDevice for LinkPort {
     }
     fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
         self.access(vm, addr, Some(value as u8));
+    }
+}
+
+/// The register windows (BAR0) of the VM's PCI vUART functions: the first 8 bytes are the
+/// link's UART, byte-wide; the rest reads zero and ignores writes.
+struct PciVuartWindow;
+
+impl PciVuartWindow {
+    fn access(vm: &Vm, addr: u64, value: Option<u8>) -> u8 {
+        match vm.devices.pci().vuart_register(addr) {
+            Some((index, Some(reg))) => with_link(vm, index, |end| end.access(reg, value)),
+            _ => 0,
+        }
+    }
+}
+
+impl BusDevice for PciVuartWindow {
+    fn read(&self, vm: &Vm, addr: u64, _size: u8) -> u64 {
+        Self::access(vm, addr, None) as u64
+    }
+    fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
+        Self::access(vm, addr, Some(value as u8));
     }
 }
 
@@ -436,22 +487,24 @@ impl VmDevices {
         self.reset_links(vm);
     }
 
-    /// The VM's legacy link ends at power-on, and their peers told that its lines dropped.
+    /// The VM's link ends at power-on (legacy at their ports, PCI behind their functions),
+    /// and their peers told that its lines dropped.
     fn reset_links(&self, vm: &Vm) {
         let links = vm.info().and_then(|i| i.cfg).map_or(&[][..], |c| c.vuarts);
         let rx_size = crate::hv::platform().hv.vuart_rx_buf_size as usize;
         for (index, end) in LINK_ENDS[vm.id as usize].iter().enumerate() {
-            let legacy = match links.get(index).map(|l| l.kind) {
-                Some(VuartKind::Legacy { port, irq }) => Some((port, irq)),
-                _ => None,
+            let kind = links.get(index).map(|l| l.kind);
+            let port = match kind {
+                Some(VuartKind::Legacy { port, .. }) => u32::from(port),
+                _ => NO_PORT,
             };
-            self.layout.link_ports[index].store(
-                legacy.map_or(NO_PORT, |(port, _)| u32::from(port)),
-                Ordering::Relaxed,
-            );
-            let irq = legacy.map_or(0, |(_, irq)| irq);
-            *end.lock() = UartPin::new(rx_size, 0, irq);
-            if legacy.is_some() {
+            self.layout.link_ports[index].store(port, Ordering::Relaxed);
+            *end.lock() = match kind {
+                Some(VuartKind::Legacy { irq, .. }) => UartPin::new(rx_size, 0, irq),
+                Some(VuartKind::Pci { .. }) => UartPin::pci(rx_size, index),
+                None => UartPin::new(rx_size, 0, 0),
+            };
+            if kind.is_some() {
                 with_link(vm, index, |_| ());
             }
         }
@@ -487,6 +540,7 @@ impl VmDevices {
                 }
             }
             Space::Mmio if addr & !0xFFF == IOAPIC_GPA => Some(&self.ioapic),
+            Space::Mmio if self.pci.vuart_register(addr).is_some() => Some(&PciVuartWindow),
             Space::Mmio => self
                 .pci
                 .claims_mmio(addr)

@@ -133,12 +133,16 @@ fn report_unenforced(cfg: &VmConfig) {
             cfg.name
         )
     };
-    if cfg
-        .vuarts
-        .iter()
-        .any(|l| matches!(l.kind, acrn_static_config::VuartKind::Pci { .. }))
+    if cfg.load_order != LoadOrder::PreLaunched
+        && cfg
+            .vuarts
+            .iter()
+            .any(|l| matches!(l.kind, acrn_static_config::VuartKind::Pci { .. }))
     {
-        say("vuart_connection", "the VM gets no PCI vUART");
+        say(
+            "vuart_connection",
+            "only pre-launched VMs get PCI vUARTs (the VM has no virtual PCI here)",
+        );
     }
     if cfg.vuarts.len() > crate::devices::MAX_VUART_LINKS {
         say(

@@ -1,15 +1,18 @@
 //! A pre-launched VM's virtual PCI on its device bus: the configuration ports, the ECAM window,
 //! the register and MSI-X BARs of its IVSHMEM devices, the shared region mapped into its
-//! NPT/EPT at BAR2 while memory decoding is on, and doorbells to the other members' devices.
+//! NPT/EPT at BAR2 while memory decoding is on, and doorbells to the other members' devices;
+//! the functions of its PCI vUART link ends (their register windows go to the link's UART on
+//! the device bus, their MSI-X tables are here).
 
 use super::access::{self, ConfigTarget, CONFIG_ADDRESS, CONFIG_DATA};
 use super::function::{Function, MsiMessage, Signal};
 use super::ivshmem::{self, Doorbell, Ivshmem};
+use super::vuart::{self, PciVuart};
 use super::{host_bridge, ECAM_BUSES, ECAM_GPA, ECAM_SIZE};
-use crate::devices::{BusDevice, IOAPIC_GPA};
+use crate::devices::{BusDevice, IOAPIC_GPA, MAX_VUART_LINKS};
 use crate::hvlog;
 use crate::vm::Vm;
-use acrn_static_config::{Bdf, LoadOrder, VmConfig};
+use acrn_static_config::{Bdf, LoadOrder, VmConfig, VuartKind};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::Mutex;
 
@@ -39,6 +42,13 @@ pub struct Vpci {
     address: AtomicU32,
     host: Mutex<Option<Function>>,
     ivshmem: [Mutex<Option<IvshmemSlot>>; MAX_IVSHMEM],
+    /// PCI vUART functions by link index.
+    vuarts: [Mutex<Option<VuartSlot>>; MAX_VUART_LINKS],
+}
+
+struct VuartSlot {
+    bdf: Bdf,
+    dev: PciVuart,
 }
 
 /// The configuration ports on the bus.
@@ -67,6 +77,7 @@ impl Vpci {
             address: AtomicU32::new(0),
             host: Mutex::new(None),
             ivshmem: [const { Mutex::new(None) }; MAX_IVSHMEM],
+            vuarts: [const { Mutex::new(None) }; MAX_VUART_LINKS],
         }
     }
 
@@ -84,6 +95,9 @@ impl Vpci {
                 let _ = vm.memory().unmap(gpa.0, gpa.1);
             }
             *s = None;
+        }
+        for slot in &self.vuarts {
+            *slot.lock() = None;
         }
         let Some(cfg) = cfg else {
             *self.host.lock() = None;
@@ -111,7 +125,51 @@ impl Vpci {
                 ),
             }
         }
+        for (slot, link) in self.vuarts.iter().zip(cfg.vuarts) {
+            let VuartKind::Pci { vbdf, bar0, bar1 } = link.kind else {
+                continue;
+            };
+            // The allocator ORs the BAR type flags into the addresses.
+            match PciVuart::new([bar0 & !0xF, bar1 & !0xF]) {
+                Ok(dev) => *slot.lock() = Some(VuartSlot { bdf: vbdf, dev }),
+                Err(why) => hvlog!(
+                    "VM {} {}: no PCI vUART at {:02x}:{:02x}.{}: {why}",
+                    cfg.id,
+                    cfg.name,
+                    vbdf.bus,
+                    vbdf.dev,
+                    vbdf.func
+                ),
+            }
+        }
         self.enabled.store(true, Ordering::Release);
+    }
+
+    /// Which link's PCI vUART register window holds `gpa`: its index and the UART register
+    /// (None for the bytes of BAR0 past the registers).
+    pub fn vuart_register(&self, gpa: u64) -> Option<(usize, Option<u16>)> {
+        if !self.enabled() {
+            return None;
+        }
+        self.vuarts.iter().enumerate().find_map(|(i, slot)| {
+            let reg = slot.lock().as_ref()?.dev.register_at(gpa)?;
+            Some((i, reg))
+        })
+    }
+
+    /// Link `index`'s UART interrupt output is `line` now: on a rise its function sends its
+    /// MSI-X message.
+    pub fn vuart_follow(&self, vm: &Vm, index: usize, line: bool) {
+        let Some(slot) = self.vuarts.get(index) else {
+            return;
+        };
+        let signal = match slot.lock().as_mut() {
+            Some(s) => s.dev.follow(line),
+            None => return,
+        };
+        if let Signal::Send(m) = signal {
+            send(vm, m);
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -132,6 +190,12 @@ impl Vpci {
                         .as_ref()
                         .and_then(|d| d.dev.function.bar_at(gpa))
                         .is_some_and(|(bar, _)| bar != ivshmem::SHM_BAR)
+                })
+                || self.vuarts.iter().any(|s| {
+                    s.lock()
+                        .as_ref()
+                        .and_then(|d| d.dev.function.bar_at(gpa))
+                        .is_some()
                 }))
     }
 
@@ -142,6 +206,11 @@ impl Vpci {
             }
         }
         for slot in &self.ivshmem {
+            if let Some(d) = slot.lock().as_ref().filter(|d| d.bdf == t.bdf) {
+                return d.dev.function.config_read(t.offset, size) as u64;
+            }
+        }
+        for slot in &self.vuarts {
             if let Some(d) = slot.lock().as_ref().filter(|d| d.bdf == t.bdf) {
                 return d.dev.function.config_read(t.offset, size) as u64;
             }
@@ -178,6 +247,19 @@ impl Vpci {
             out.deliver(vm);
             return;
         }
+        for slot in &self.vuarts {
+            let mut out = Messages::default();
+            {
+                let mut s = slot.lock();
+                let Some(d) = s.as_mut().filter(|d| d.bdf == t.bdf) else {
+                    continue;
+                };
+                let fired = d.dev.function.config_write(t.offset, size, value);
+                out.collect(&d.dev.function, fired);
+            }
+            out.deliver(vm);
+            return;
+        }
     }
 
     fn mmio_read(&self, gpa: u64, size: u8) -> u64 {
@@ -198,6 +280,14 @@ impl Vpci {
                 // The rest of the MSI-X BAR reads zero.
                 Some((ivshmem::MSIX_BAR, _)) => return 0,
                 _ => {}
+            }
+        }
+        // BAR0 (the UART registers) is routed on the device bus; this is BAR1.
+        for slot in &self.vuarts {
+            let s = slot.lock();
+            let Some(d) = s.as_ref() else { continue };
+            if let Some((bar, off)) = d.dev.function.bar_at(gpa) {
+                return d.dev.function.msix_read(bar, off, size).unwrap_or(0);
             }
         }
         all_ones(size)
@@ -234,6 +324,22 @@ impl Vpci {
             if let Some((region, b)) = bell {
                 ring(region, b);
             }
+            return;
+        }
+        for slot in &self.vuarts {
+            let mut out = Messages::default();
+            {
+                let mut s = slot.lock();
+                let Some(d) = s.as_mut() else { continue };
+                match d.dev.function.bar_at(gpa) {
+                    Some((bar, off)) if bar == vuart::MSIX_BAR => {
+                        let fired = d.dev.function.msix_write(bar, off, size, value);
+                        out.collect(&d.dev.function, fired);
+                    }
+                    _ => continue,
+                }
+            }
+            out.deliver(vm);
             return;
         }
     }
