@@ -9,7 +9,8 @@
 //!   `ivshmem.rs`).
 //! * `rtvm`: the guest of a `lapic_passthrough` VM: the physical local APIC's timer and IPIs
 //!   that may and may not leave the VM.
-//! * `vuart`: one end of a VM-to-VM vUART, sending or receiving a checked stream.
+//! * `vuart`: one end of a VM-to-VM vUART (legacy, or with `pci` ACRN's PCI vUART), sending
+//!   or receiving a checked stream.
 //!
 //! Line formats are in tests/guests/README.md.
 #![no_std]
@@ -19,6 +20,7 @@ mod attacker;
 mod idt;
 mod ivshmem;
 mod lapic;
+mod pci;
 mod rtvm;
 mod timer;
 mod victim;
