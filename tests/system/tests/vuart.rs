@@ -7,6 +7,11 @@
 //! than the stream, so the sender must be held back: every byte arrives, in order, once,
 //! without an overrun, and both ends agree on the checksum. Each end prints its throughput in
 //! bytes per second of guest TSC time (the test prints both).
+//!
+//! The same over a PCI `vuart_connection` (configs/<board>/pci-vuart.xml): both VMs find
+//! ACRN's PCI vUART (MCS9900 9710:9900, subsystem a000:1000) at the vBDF the configurator
+//! allocated, check its header and BAR sizes, and run the same stream through its BAR0
+//! register window with its MSI-X vector as the interrupt.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -32,9 +37,9 @@ fn platform_elf() -> PathBuf {
     .clone()
 }
 
-/// A copy of configs/`board`/vuart.xml with the guest's mode appended to each VM's bootargs.
-fn scenario(board: &str, name: &str, args: [&str; 2], dir: &Path) -> String {
-    let src = repo_root().join(format!("configs/{board}/vuart.xml"));
+/// A copy of configs/`board`/`file` with the guest's mode appended to each VM's bootargs.
+fn scenario(board: &str, file: &str, name: &str, args: [&str; 2], dir: &Path) -> String {
+    let src = repo_root().join(format!("configs/{board}/{file}"));
     let text = std::fs::read_to_string(&src).expect("read scenario");
     let from = "<bootargs>console=ttyS0</bootargs>";
     assert_eq!(
@@ -53,7 +58,23 @@ fn scenario(board: &str, name: &str, args: [&str; 2], dir: &Path) -> String {
     path.display().to_string()
 }
 
-fn run_link(board: &str, emulator: &str, test: &str, bytes: u64, limit: u64) -> Transcript {
+/// How the guests reach their end of the link.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// configs/<board>/vuart.xml: COM2.
+    Legacy,
+    /// configs/<board>/pci-vuart.xml: the PCI vUART on bus 0.
+    Pci,
+}
+
+fn run_link(
+    board: &str,
+    kind: Kind,
+    emulator: &str,
+    test: &str,
+    bytes: u64,
+    limit: u64,
+) -> Transcript {
     let _one = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
     let binary = if emulator == "qemu" {
         "qemu-system-x86_64"
@@ -63,9 +84,13 @@ fn run_link(board: &str, emulator: &str, test: &str, bytes: u64, limit: u64) -> 
     require_tools(&[binary, "grub-mkrescue", "xorriso"]);
     let elf = platform_elf().display().to_string();
     let dir = acrn_system_tests::work_dir(test);
-    let link = "port=0x2f8 irq=3";
+    let (file, link) = match kind {
+        Kind::Legacy => ("vuart.xml", "port=0x2f8 irq=3"),
+        Kind::Pci => ("pci-vuart.xml", "pci"),
+    };
     let scenario = scenario(
         board,
+        file,
         test,
         [
             &format!("vuart role=send {link} bytes={bytes}"),
@@ -132,7 +157,7 @@ fn check_link(t: &Transcript, bytes: u64) {
         t,
         !t.texts()
             .any(|l| l.contains("<vuart_connection> is not enforced")),
-        "the hypervisor still calls the legacy vuart_connection unenforced",
+        "the hypervisor still calls the vuart_connection unenforced",
     );
     check(
         t,
@@ -191,16 +216,62 @@ fn check_link(t: &Transcript, bytes: u64) {
     eprintln!("sender: {}", held);
 }
 
+/// Both ends found the PCI vUART with ACRN's IDs at the allocated vBDF (00:10.0), 4 KiB
+/// BARs and one MSI-X vector in BAR1 (the guest's own checks, part of its verdict).
+fn check_pci_function(t: &Transcript) {
+    for vm in ["PRE_VM0", "PRE_VM1"] {
+        let line = after(t, &format!("[{vm}] vuart: pci "));
+        check(
+            t,
+            line.starts_with(
+                "00:10.0 9710:9900 subsystem a000:1000 class 070002 BAR0 0x80000000 size 0x1000 \
+                 BAR1 0x80001000 size 0x1000 msix vectors 1",
+            ),
+            &format!("{vm}'s PCI vUART is not as allocated: {line}"),
+        );
+    }
+}
+
 #[test]
 fn qemu_epyc_legacy_vuart_link_carries_a_stream_with_back_pressure() {
     let bytes = 65536;
-    let t = run_link("qemu-epyc", "qemu", "qemu-vuart", bytes, 150);
+    let t = run_link("qemu-epyc", Kind::Legacy, "qemu", "qemu-vuart", bytes, 150);
     check_link(&t, bytes);
 }
 
 #[test]
 fn bochs_tigerlake_legacy_vuart_link_carries_a_stream_with_back_pressure() {
     let bytes = 16384;
-    let t = run_link("bochs-tigerlake", "bochs", "bochs-vuart", bytes, 600);
+    let t = run_link(
+        "bochs-tigerlake",
+        Kind::Legacy,
+        "bochs",
+        "bochs-vuart",
+        bytes,
+        600,
+    );
+    check_link(&t, bytes);
+}
+
+#[test]
+fn qemu_epyc_pci_vuart_link_carries_a_stream_with_back_pressure() {
+    let bytes = 65536;
+    let t = run_link("qemu-epyc", Kind::Pci, "qemu", "qemu-pci-vuart", bytes, 150);
+    check_pci_function(&t);
+    check_link(&t, bytes);
+}
+
+#[test]
+fn bochs_tigerlake_pci_vuart_link_carries_a_stream_with_back_pressure() {
+    let bytes = 16384;
+    let t = run_link(
+        "bochs-tigerlake",
+        Kind::Pci,
+        "bochs",
+        "bochs-pci-vuart",
+        bytes,
+        600,
+    );
+    check_pci_function(&t);
     check_link(&t, bytes);
 }
