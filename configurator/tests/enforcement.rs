@@ -40,7 +40,10 @@ fn pci_vuart_connections_are_listed_only_for_vms_without_vpci() {
     let pre = "<load_order>PRE_LAUNCHED_VM</load_order>";
     let at = pci_text.rfind(pre).expect("a pre-launched VM");
     let mut with_post = pci_text.clone();
-    with_post.replace_range(at..at + pre.len(), "<load_order>POST_LAUNCHED_VM</load_order>");
+    with_post.replace_range(
+        at..at + pre.len(),
+        "<load_order>POST_LAUNCHED_VM</load_order>",
+    );
     // A post-launched VM's kernel is the Device Model's business.
     let os_from = at + with_post[at..].find("<os_config>").expect("os_config");
     let os_to = at + with_post[at..].find("</os_config>").expect("/os_config") + 12;

@@ -412,10 +412,11 @@ mod tests {
             [
                 "hybrid",
                 "ivshmem",
-                "linux",
                 "linux-service-vm",
+                "linux",
                 "partitioned.toml",
                 "partitioned.xml",
+                "pci-vuart",
                 "rtvm",
                 "shared",
                 "vuart"

@@ -8,7 +8,7 @@
 
 use super::ioapic::Vioapic;
 use super::irq::{gsi_levels, LineOp, Message};
-use super::pci::{ConfigPorts, PciMmio, Vpci};
+use super::pci::{ConfigPorts, PciMmio, Vpci, CONSOLE_SLOT};
 use super::pic::Vpic;
 use super::rtc::Vrtc;
 use super::uart::{null_modem, ConsoleLine, Uart, FIFO_SIZE, RX_BUF_MAX, TERMINAL_ATTACHED};
@@ -48,7 +48,8 @@ enum PinOutput {
     None,
     /// An ISA IRQ on the vPIC and vIOAPIC.
     Irq(u32),
-    /// The MSI-X vector of the VM's PCI vUART function for link `index`.
+    /// The MSI-X vector of the VM's PCI vUART function in slot `index` (a link's index, or
+    /// the console's slot).
     Pci(usize),
 }
 
@@ -72,10 +73,10 @@ impl<const RX: usize> UartPin<RX> {
         }
     }
 
-    /// The UART behind the PCI vUART function of link `index`.
-    const fn pci(rx_size: usize, index: usize) -> Self {
+    /// The UART behind the PCI vUART function in slot `index`.
+    const fn pci(rx_size: usize, inputs: u8, index: usize) -> Self {
         UartPin {
-            uart: Uart::new(rx_size, 0),
+            uart: Uart::new(rx_size, inputs),
             out: PinOutput::Pci(index),
             high: false,
         }
@@ -157,6 +158,8 @@ struct Rtc {
 struct Layout {
     /// The console vUART's base port, or [`NO_PORT`].
     console_port: AtomicU32,
+    /// The console is a PCI vUART (its window is found through the vPCI).
+    console_pci: AtomicBool,
     /// The base ports of the legacy link ends, by index, or [`NO_PORT`].
     link_ports: [AtomicU32; MAX_VUART_LINKS],
     rtc: AtomicBool,
@@ -208,9 +211,14 @@ fn prefix_line(vm: &Vm, text: &[u8]) {
 impl ConsoleUart {
     fn access(&self, vm: &Vm, addr: u64, value: Option<u8>) -> u8 {
         let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
+        self.register(vm, addr.wrapping_sub(base) as u16, value)
+    }
+
+    /// A guest access to register `offset`; what the guest sent goes out line by line.
+    fn register(&self, vm: &Vm, offset: u16, value: Option<u8>) -> u8 {
         let mut c = self.state.lock();
         let c = &mut *c;
-        let r = c.pin.access(addr.wrapping_sub(base) as u16, value);
+        let r = c.pin.access(offset, value);
         while let Some(b) = c.pin.uart.take_tx() {
             if let Some(line) = c.line.push(b) {
                 prefix_line(vm, line);
@@ -291,12 +299,13 @@ impl BusDevice for LinkPort {
 }
 
 /// The register windows (BAR0) of the VM's PCI vUART functions: the first 8 bytes are the
-/// link's UART, byte-wide; the rest reads zero and ignores writes.
+/// link's (or the console's) UART, byte-wide; the rest reads zero and ignores writes.
 struct PciVuartWindow;
 
 impl PciVuartWindow {
     fn access(vm: &Vm, addr: u64, value: Option<u8>) -> u8 {
         match vm.devices.pci().vuart_register(addr) {
+            Some((CONSOLE_SLOT, Some(reg))) => vm.devices.console.register(vm, reg, value),
             Some((index, Some(reg))) => with_link(vm, index, |end| end.access(reg, value)),
             _ => 0,
         }
@@ -413,6 +422,7 @@ impl VmDevices {
         VmDevices {
             layout: Layout {
                 console_port: AtomicU32::new(NO_PORT),
+                console_pci: AtomicBool::new(false),
                 link_ports: [const { AtomicU32::new(NO_PORT) }; MAX_VUART_LINKS],
                 rtc: AtomicBool::new(false),
             },
@@ -455,17 +465,27 @@ impl VmDevices {
             Some(ConsoleVuart::Legacy { port, irq }) if !post => Some((port, irq)),
             _ => None,
         };
+        // The PCI console's function is on the vPCI, which only pre-launched VMs have.
+        let console_pci = order == Some(LoadOrder::PreLaunched)
+            && matches!(cfg.map(|c| c.console), Some(ConsoleVuart::Pci { .. }));
+        self.layout
+            .console_pci
+            .store(console_pci, Ordering::Relaxed);
         self.layout.console_port.store(
             console.map_or(NO_PORT, |(port, _)| u32::from(port)),
             Ordering::Relaxed,
         );
         self.layout.rtc.store(!post, Ordering::Relaxed);
         *self.console.state.lock() = Console {
-            pin: UartPin::new(
-                FIFO_SIZE,
-                TERMINAL_ATTACHED,
-                console.map_or(0, |(_, irq)| irq),
-            ),
+            pin: if console_pci {
+                UartPin::pci(FIFO_SIZE, TERMINAL_ATTACHED, CONSOLE_SLOT)
+            } else {
+                UartPin::new(
+                    FIFO_SIZE,
+                    TERMINAL_ATTACHED,
+                    console.map_or(0, |(_, irq)| irq),
+                )
+            },
             line: ConsoleLine::new(),
         };
         let pins = if order == Some(LoadOrder::Service) {
@@ -501,7 +521,7 @@ impl VmDevices {
             self.layout.link_ports[index].store(port, Ordering::Relaxed);
             *end.lock() = match kind {
                 Some(VuartKind::Legacy { irq, .. }) => UartPin::new(rx_size, 0, irq),
-                Some(VuartKind::Pci { .. }) => UartPin::pci(rx_size, index),
+                Some(VuartKind::Pci { .. }) => UartPin::pci(rx_size, 0, index),
                 None => UartPin::new(rx_size, 0, 0),
             };
             if kind.is_some() {
@@ -680,7 +700,7 @@ impl VmDevices {
 
     /// Whether the VM has a console vUART the hypervisor emulates.
     pub fn has_console(&self) -> bool {
-        self.layout.console_port().is_some()
+        self.layout.console_port().is_some() || self.layout.console_pci.load(Ordering::Relaxed)
     }
 
     /// Puts bytes from the hypervisor shell into the console vUART's receive FIFO as far as

@@ -162,10 +162,13 @@ fn report_unenforced(cfg: &VmConfig) {
     if !cfg.pt_intx.is_empty() {
         say("pt_intx", "legacy INTx lines are not routed to the VM");
     }
-    if cfg.load_order != LoadOrder::PostLaunched
+    if cfg.load_order == LoadOrder::Service
         && matches!(cfg.console, acrn_static_config::ConsoleVuart::Pci { .. })
     {
-        say("console_vuart", "a PCI console vUART is not emulated");
+        say(
+            "console_vuart",
+            "a PCI console vUART is emulated only for pre-launched VMs",
+        );
     }
 }
 

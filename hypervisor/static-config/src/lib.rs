@@ -277,7 +277,8 @@ pub struct OsConfig {
 pub enum ConsoleVuart {
     None,
     Legacy { port: u16, irq: u8 },
-    Pci { vbdf: Bdf },
+    /// ACRN's PCI vUART at `vbdf`, BAR0 (registers) and BAR1 (MSI-X table) as allocated.
+    Pci { vbdf: Bdf, bar0: u64, bar1: u64 },
 }
 
 /// One end of a `vuart_connection`, seen from the VM that owns it.

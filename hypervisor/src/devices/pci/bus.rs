@@ -12,12 +12,14 @@ use super::{host_bridge, ECAM_BUSES, ECAM_GPA, ECAM_SIZE};
 use crate::devices::{BusDevice, IOAPIC_GPA, MAX_VUART_LINKS};
 use crate::hvlog;
 use crate::vm::Vm;
-use acrn_static_config::{Bdf, LoadOrder, VmConfig, VuartKind};
+use acrn_static_config::{Bdf, ConsoleVuart, LoadOrder, VmConfig, VuartKind};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::Mutex;
 
 /// End of the interrupt controllers' range (vIOAPIC at 0xFEC00000, local APIC at 0xFEE00000).
 const APICS_END: u64 = 0xFEF0_0000;
+/// The PCI vUART slot of a PCI console (after the links').
+pub const CONSOLE_SLOT: usize = MAX_VUART_LINKS;
 /// IVSHMEM devices one VM may have.
 const MAX_IVSHMEM: usize = 8;
 
@@ -42,8 +44,8 @@ pub struct Vpci {
     address: AtomicU32,
     host: Mutex<Option<Function>>,
     ivshmem: [Mutex<Option<IvshmemSlot>>; MAX_IVSHMEM],
-    /// PCI vUART functions by link index.
-    vuarts: [Mutex<Option<VuartSlot>>; MAX_VUART_LINKS],
+    /// PCI vUART functions by link index, then the console's at [`CONSOLE_SLOT`].
+    vuarts: [Mutex<Option<VuartSlot>>; MAX_VUART_LINKS + 1],
 }
 
 struct VuartSlot {
@@ -77,7 +79,7 @@ impl Vpci {
             address: AtomicU32::new(0),
             host: Mutex::new(None),
             ivshmem: [const { Mutex::new(None) }; MAX_IVSHMEM],
-            vuarts: [const { Mutex::new(None) }; MAX_VUART_LINKS],
+            vuarts: [const { Mutex::new(None) }; MAX_VUART_LINKS + 1],
         }
     }
 
@@ -125,10 +127,22 @@ impl Vpci {
                 ),
             }
         }
-        for (slot, link) in self.vuarts.iter().zip(cfg.vuarts) {
-            let VuartKind::Pci { vbdf, bar0, bar1 } = link.kind else {
-                continue;
-            };
+        let console = match cfg.console {
+            ConsoleVuart::Pci { vbdf, bar0, bar1 } => Some((CONSOLE_SLOT, vbdf, bar0, bar1)),
+            _ => None,
+        };
+        let links = cfg
+            .vuarts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l.kind {
+                VuartKind::Pci { vbdf, bar0, bar1 } if i < MAX_VUART_LINKS => {
+                    Some((i, vbdf, bar0, bar1))
+                }
+                _ => None,
+            });
+        for (index, vbdf, bar0, bar1) in links.chain(console) {
+            let slot = &self.vuarts[index];
             // The allocator ORs the BAR type flags into the addresses.
             match PciVuart::new([bar0 & !0xF, bar1 & !0xF]) {
                 Ok(dev) => *slot.lock() = Some(VuartSlot { bdf: vbdf, dev }),
@@ -145,8 +159,8 @@ impl Vpci {
         self.enabled.store(true, Ordering::Release);
     }
 
-    /// Which link's PCI vUART register window holds `gpa`: its index and the UART register
-    /// (None for the bytes of BAR0 past the registers).
+    /// Which PCI vUART's register window holds `gpa`: its slot (link index, or
+    /// [`CONSOLE_SLOT`]) and the UART register (None for the bytes of BAR0 past the registers).
     pub fn vuart_register(&self, gpa: u64) -> Option<(usize, Option<u16>)> {
         if !self.enabled() {
             return None;
@@ -157,7 +171,7 @@ impl Vpci {
         })
     }
 
-    /// Link `index`'s UART interrupt output is `line` now: on a rise its function sends its
+    /// Slot `index`'s UART interrupt output is `line` now: on a rise its function sends its
     /// MSI-X message.
     pub fn vuart_follow(&self, vm: &Vm, index: usize, line: bool) {
         let Some(slot) = self.vuarts.get(index) else {

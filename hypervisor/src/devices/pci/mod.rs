@@ -14,9 +14,9 @@ pub mod vuart;
 #[cfg(target_os = "none")]
 mod bus;
 #[cfg(target_os = "none")]
-pub use bus::Vpci;
-#[cfg(target_os = "none")]
 pub(super) use bus::{ConfigPorts, PciMmio};
+#[cfg(target_os = "none")]
+pub use bus::{Vpci, CONSOLE_SLOT};
 
 use function::Function;
 
