@@ -12,6 +12,10 @@
 //! ACRN's PCI vUART (MCS9900 9710:9900, subsystem a000:1000) at the vBDF the configurator
 //! allocated, check its header and BAR sizes, and run the same stream through its BAR0
 //! register window with its MSI-X vector as the interrupt.
+//!
+//! And a PCI console: the legacy link again, with both VMs' `console_vuart` made `PCI`; the
+//! guests move their console to that function, so every line the test checks came through
+//! the PCI console's register window to the physical console with the VM's prefix.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -37,10 +41,23 @@ fn platform_elf() -> PathBuf {
     .clone()
 }
 
-/// A copy of configs/`board`/`file` with the guest's mode appended to each VM's bootargs.
-fn scenario(board: &str, file: &str, name: &str, args: [&str; 2], dir: &Path) -> String {
+/// A copy of configs/`board`/`file` with the guest's mode appended to each VM's bootargs
+/// (and with PCI consoles if `pci_console`).
+fn scenario(
+    board: &str,
+    file: &str,
+    pci_console: bool,
+    name: &str,
+    args: [&str; 2],
+    dir: &Path,
+) -> String {
     let src = repo_root().join(format!("configs/{board}/{file}"));
-    let text = std::fs::read_to_string(&src).expect("read scenario");
+    let mut text = std::fs::read_to_string(&src).expect("read scenario");
+    if pci_console {
+        let com1 = "<console_vuart>COM Port 1</console_vuart>";
+        assert_eq!(text.matches(com1).count(), 2, "{} consoles", src.display());
+        text = text.replace(com1, "<console_vuart>PCI</console_vuart>");
+    }
     let from = "<bootargs>console=ttyS0</bootargs>";
     assert_eq!(
         text.matches(from).count(),
@@ -48,7 +65,6 @@ fn scenario(board: &str, file: &str, name: &str, args: [&str; 2], dir: &Path) ->
         "{} no longer has two `{from}`",
         src.display()
     );
-    let mut text = text;
     for a in args {
         text = text.replacen(from, &format!("<bootargs>console=ttyS0 {a}</bootargs>"), 1);
     }
@@ -65,6 +81,8 @@ enum Kind {
     Legacy,
     /// configs/<board>/pci-vuart.xml: the PCI vUART on bus 0.
     Pci,
+    /// configs/<board>/vuart.xml with PCI consoles.
+    LegacyPciConsole,
 }
 
 fn run_link(
@@ -84,17 +102,19 @@ fn run_link(
     require_tools(&[binary, "grub-mkrescue", "xorriso"]);
     let elf = platform_elf().display().to_string();
     let dir = acrn_system_tests::work_dir(test);
-    let (file, link) = match kind {
-        Kind::Legacy => ("vuart.xml", "port=0x2f8 irq=3"),
-        Kind::Pci => ("pci-vuart.xml", "pci"),
+    let (file, link, console) = match kind {
+        Kind::Legacy => ("vuart.xml", "port=0x2f8 irq=3", ""),
+        Kind::Pci => ("pci-vuart.xml", "pci", ""),
+        Kind::LegacyPciConsole => ("vuart.xml", "port=0x2f8 irq=3", "pci_console "),
     };
     let scenario = scenario(
         board,
         file,
+        kind == Kind::LegacyPciConsole,
         test,
         [
-            &format!("vuart role=send {link} bytes={bytes}"),
-            &format!("vuart role=recv {link} bytes={bytes}"),
+            &format!("{console}vuart role=send {link} bytes={bytes}"),
+            &format!("{console}vuart role=recv {link} bytes={bytes}"),
         ],
         &dir,
     );
@@ -273,5 +293,33 @@ fn bochs_tigerlake_pci_vuart_link_carries_a_stream_with_back_pressure() {
         600,
     );
     check_pci_function(&t);
+    check_link(&t, bytes);
+}
+
+#[test]
+fn qemu_epyc_pci_console_carries_the_guests_output() {
+    let bytes = 4096;
+    let t = run_link(
+        "qemu-epyc",
+        Kind::LegacyPciConsole,
+        "qemu",
+        "qemu-pci-console",
+        bytes,
+        150,
+    );
+    check(
+        &t,
+        !t.texts()
+            .any(|l| l.contains("<console_vuart> is not enforced")),
+        "the hypervisor still calls the PCI console unenforced",
+    );
+    for vm in ["PRE_VM0", "PRE_VM1"] {
+        check(
+            &t,
+            t.find_prefix(&format!("[{vm}] platform: console on the PCI vUART at 00:"))
+                .is_some(),
+            &format!("{vm} did not move its console to the PCI vUART"),
+        );
+    }
     check_link(&t, bytes);
 }
