@@ -32,7 +32,8 @@ impl std::fmt::Display for Unenforced {
 pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
     let mut out = Vec::new();
     let hv = &scenario.hv;
-    // Legacy (I/O port) connections are emulated; PCI ones (the default type) are not yet.
+    // Legacy (I/O port) connections are emulated in every VM; PCI ones (the default type)
+    // in pre-launched VMs, the only ones with the hypervisor's virtual PCI.
     for c in hv
         .vuart_connections
         .iter()
@@ -40,12 +41,20 @@ pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
         .filter(|c| c.vuart_type != Some(VuartType::Legacy))
     {
         for e in &c.endpoints {
+            let pre_launched = scenario
+                .vm
+                .iter()
+                .find(|v| v.name == e.vm_name)
+                .is_some_and(|v| v.load_order == Some(LoadOrder::PreLaunched));
+            if pre_launched {
+                continue;
+            }
             out.push(Unenforced {
                 vm: Some(e.vm_name.clone()),
                 element: "vuart_connection",
                 detail: format!(
-                    "connection {:?}: the VM gets no vUART for it (PCI vUARTs are not \
-                     emulated; a legacy connection is)",
+                    "connection {:?}: only pre-launched VMs get PCI vUARTs; this VM gets no \
+                     vUART for it (a legacy connection works in every VM)",
                     c.name
                 ),
             });
@@ -111,12 +120,16 @@ pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
                 detail: "legacy INTx lines are not routed to the VM".into(),
             });
         }
-        let static_vm = vm.load_order != Some(LoadOrder::PostLaunched);
-        if static_vm && vm.console_vuart == Some(ConsoleVuart::Pci) {
+        // A PCI console is emulated where the hypervisor has a virtual PCI: pre-launched VMs.
+        // A post-launched VM's is the Device Model's.
+        if vm.load_order == Some(LoadOrder::Service) && vm.console_vuart == Some(ConsoleVuart::Pci)
+        {
             out.push(Unenforced {
                 vm: name(),
                 element: "console_vuart",
-                detail: "a PCI console vUART is not emulated; the VM has no console".into(),
+                detail: "a PCI console vUART is emulated only for pre-launched VMs; the \
+                         Service VM has no console"
+                    .into(),
             });
         }
     }

@@ -21,28 +21,47 @@ fn our_example_scenarios_ask_for_nothing_unenforced() {
 }
 
 #[test]
-fn only_pci_vuart_connections_are_listed() {
+fn pci_vuart_connections_are_listed_only_for_vms_without_vpci() {
     let path = common::repo().join("configs/qemu-epyc/vuart.xml");
     let text = std::fs::read_to_string(&path).expect("read vuart.xml");
     assert_eq!(elements(&path), vec![], "legacy connections are enforced");
     let dir = std::env::temp_dir().join(format!("enforcement-pci-vuart-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let pci = dir.join("vuart-pci.xml");
     let from = "<type>legacy</type>";
     assert_eq!(
         text.matches(from).count(),
         1,
         "vuart.xml has one legacy connection"
     );
-    std::fs::write(&pci, text.replace(from, "<type>pci</type>")).unwrap();
-    let got = elements(&pci);
+    let pci_text = text.replace(from, "<type>pci</type>");
+    let pci = dir.join("vuart-pci.xml");
+    std::fs::write(&pci, &pci_text).unwrap();
+    // The second VM made post-launched: it has no virtual PCI of the hypervisor's.
+    let pre = "<load_order>PRE_LAUNCHED_VM</load_order>";
+    let at = pci_text.rfind(pre).expect("a pre-launched VM");
+    let mut with_post = pci_text.clone();
+    with_post.replace_range(
+        at..at + pre.len(),
+        "<load_order>POST_LAUNCHED_VM</load_order>",
+    );
+    // A post-launched VM's kernel is the Device Model's business.
+    let os_from = at + with_post[at..].find("<os_config>").expect("os_config");
+    let os_to = at + with_post[at..].find("</os_config>").expect("/os_config") + 12;
+    with_post.replace_range(os_from..os_to, "");
+    let post = dir.join("vuart-pci-post.xml");
+    std::fs::write(&post, with_post).unwrap();
+    let listed = |p: &std::path::Path| -> Vec<String> {
+        elements(p)
+            .iter()
+            .filter(|(_, e)| *e == "vuart_connection")
+            .map(|(vm, _)| vm.clone().unwrap_or_default())
+            .collect()
+    };
+    let between_pre_launched = listed(&pci);
+    let with_post_launched = listed(&post);
     let _ = std::fs::remove_dir_all(&dir);
-    let listed: Vec<_> = got
-        .iter()
-        .filter(|(_, e)| *e == "vuart_connection")
-        .map(|(vm, _)| vm.clone().unwrap_or_default())
-        .collect();
-    assert_eq!(listed, ["PRE_VM0", "PRE_VM1"], "{got:?}");
+    assert_eq!(between_pre_launched, Vec::<String>::new());
+    assert_eq!(with_post_launched, ["PRE_VM1"]);
 }
 
 #[test]

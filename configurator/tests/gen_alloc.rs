@@ -143,8 +143,9 @@ fn check_invariants(board: &Board, s: &Scenario, a: &Allocation, what: &str) {
                 bars.extend([(bar0, 0x1000), (bar1, 0x1000)]);
             }
         }
-        if let Console::Pci { vbdf } = v.console {
+        if let Console::Pci { vbdf, bar0, bar1 } = v.console {
             bdfs.push(vbdf);
+            bars.extend([(bar0, 0x1000), (bar1, 0x1000)]);
         }
         let set: BTreeSet<Vbdf> = bdfs.iter().copied().collect();
         assert_eq!(

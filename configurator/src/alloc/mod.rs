@@ -95,8 +95,16 @@ pub struct MemRegion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Console {
     None,
-    Legacy { port: u16, irq: u8 },
-    Pci { vbdf: Vbdf },
+    Legacy {
+        port: u16,
+        irq: u8,
+    },
+    /// ACRN's PCI vUART: BAR0 the register window, BAR1 the MSI-X table.
+    Pci {
+        vbdf: Vbdf,
+        bar0: u64,
+        bar1: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -264,7 +264,13 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
                     }
                 }
                 Item::Pt(i) => pci_devs[i].vbdf = b,
-                Item::Console => v.console = Console::Pci { vbdf: b },
+                Item::Console => {
+                    v.console = Console::Pci {
+                        vbdf: b,
+                        bar0: 0,
+                        bar1: 0,
+                    }
+                }
             }
         }
 
@@ -304,6 +310,16 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
                     is64: false,
                     item: Item::Vuart(i),
                     bar: 1,
+                });
+            }
+        }
+        if matches!(v.console, Console::Pci { .. }) {
+            for bar in 0..2 {
+                reqs.push(BarReq {
+                    size: PAGE,
+                    is64: false,
+                    item: Item::Console,
+                    bar,
                 });
             }
         }
@@ -377,7 +393,11 @@ pub(super) fn devices(cx: &mut Ctx, alloc: &mut Allocation) {
                     }
                 }
                 Item::Pt(i) => pci_devs[i].vbars[r.bar] = at,
-                Item::Console => {}
+                Item::Console => {
+                    if let Console::Pci { bar0, bar1, .. } = &mut v.console {
+                        *(if r.bar == 0 { bar0 } else { bar1 }) = at;
+                    }
+                }
             }
         }
         v.ivshmem = ivshmem;

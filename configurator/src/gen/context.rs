@@ -102,7 +102,10 @@ fn console_expr(c: Console) -> String {
         Console::Legacy { port, irq } => {
             format!("ConsoleVuart::Legacy {{ port: {port:#x}, irq: {irq} }}")
         }
-        Console::Pci { vbdf } => format!("ConsoleVuart::Pci {{ vbdf: {} }}", bdf_expr(vbdf)),
+        Console::Pci { vbdf, bar0, bar1 } => format!(
+            "ConsoleVuart::Pci {{ vbdf: {}, bar0: {bar0:#x}, bar1: {bar1:#x} }}",
+            bdf_expr(vbdf)
+        ),
     }
 }
 
@@ -110,7 +113,9 @@ fn console_text(c: Console) -> String {
     match c {
         Console::None => "none".into(),
         Console::Legacy { port, irq } => format!("legacy 16550 at port {port:#x}, IRQ {irq}"),
-        Console::Pci { vbdf } => format!("PCI 16550 at {vbdf}"),
+        Console::Pci { vbdf, bar0, bar1 } => {
+            format!("PCI 16550 at {vbdf} (BAR0 {bar0:#x}, BAR1 {bar1:#x})")
+        }
     }
 }
 

@@ -416,6 +416,7 @@ mod tests {
                 "linux",
                 "partitioned.toml",
                 "partitioned.xml",
+                "pci-vuart",
                 "rtvm",
                 "shared",
                 "vuart"

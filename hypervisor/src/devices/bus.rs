@@ -2,12 +2,13 @@
 //! device objects themselves. What the bus holds depends on the load order, as in ACRN:
 //! every VM gets a vPIC and a vIOAPIC; pre-launched VMs and the Service VM also get their
 //! console vUART and a vRTC (a post-launched VM's device model emulates those). Every VM
-//! gets the legacy ends of its `vuart_connection`s: 16550s joined by a null-modem cable to
-//! the matching end in the peer VM.
+//! gets the ends of its `vuart_connection`s: 16550s joined by a null-modem cable to the
+//! matching end in the peer VM, at an I/O port (legacy) or behind a PCI vUART function on
+//! the VM's virtual PCI (pre-launched VMs).
 
 use super::ioapic::{RteFlags, Vioapic};
 use super::irq::{gsi_levels, LineOp, Message};
-use super::pci::{ConfigPorts, PciMmio, Vpci};
+use super::pci::{ConfigPorts, PciMmio, Vpci, CONSOLE_SLOT};
 use super::physical::{PhysicalDevices, PhysicalMmio};
 use super::pic::Vpic;
 use super::rtc::Vrtc;
@@ -41,11 +42,22 @@ pub trait BusDevice {
     fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64);
 }
 
-/// A UART, its IRQ and the level its interrupt output last drove onto that IRQ.
+/// Where a UART's interrupt output goes.
+#[derive(Clone, Copy)]
+enum PinOutput {
+    /// ACRN's IRQ 0: a polled UART with no interrupt.
+    None,
+    /// An ISA IRQ on the vPIC and vIOAPIC.
+    Irq(u32),
+    /// The MSI-X vector of the VM's PCI vUART function in slot `index` (a link's index, or
+    /// the console's slot).
+    Pci(usize),
+}
+
+/// A UART, where its interrupt goes and the level its output last drove there.
 struct UartPin<const RX: usize> {
     uart: Uart<RX>,
-    /// None for ACRN's IRQ 0: a polled UART with no interrupt.
-    irq: Option<u32>,
+    out: PinOutput,
     high: bool,
 }
 
@@ -53,7 +65,20 @@ impl<const RX: usize> UartPin<RX> {
     const fn new(rx_size: usize, inputs: u8, irq: u8) -> Self {
         UartPin {
             uart: Uart::new(rx_size, inputs),
-            irq: if irq == 0 { None } else { Some(irq as u32) },
+            out: if irq == 0 {
+                PinOutput::None
+            } else {
+                PinOutput::Irq(irq as u32)
+            },
+            high: false,
+        }
+    }
+
+    /// The UART behind the PCI vUART function in slot `index`.
+    const fn pci(rx_size: usize, inputs: u8, index: usize) -> Self {
+        UartPin {
+            uart: Uart::new(rx_size, inputs),
+            out: PinOutput::Pci(index),
             high: false,
         }
     }
@@ -69,18 +94,24 @@ impl<const RX: usize> UartPin<RX> {
         }
     }
 
-    /// Follows the UART's interrupt output on its IRQ of `vm`. The vPIC and vIOAPIC see a
-    /// level and act on the rising edge when the guest programmed the pin edge-triggered, as
-    /// a 16550 on the ISA bus is.
+    /// Follows the UART's interrupt output. On an IRQ the vPIC and vIOAPIC see a level and
+    /// act on the rising edge when the guest programmed the pin edge-triggered, as a 16550
+    /// on the ISA bus is. A PCI function sends its MSI-X message on the rising edge.
     fn drive(&mut self, vm: &Vm) {
-        let high = self.uart.irq_line();
-        let Some(irq) = self.irq else {
-            return;
-        };
-        if high != self.high {
-            self.high = high;
-            let op = if high { GsiOp::SetHigh } else { GsiOp::SetLow };
-            vm.devices.set_irqline(vm, irq, op);
+        match self.out {
+            PinOutput::None => {}
+            PinOutput::Irq(irq) => {
+                let high = self.uart.irq_line();
+                if high != self.high {
+                    self.high = high;
+                    let op = if high { GsiOp::SetHigh } else { GsiOp::SetLow };
+                    vm.devices.set_irqline(vm, irq, op);
+                }
+            }
+            PinOutput::Pci(index) => {
+                self.high = self.uart.interrupt_pending();
+                vm.devices.pci().vuart_follow(vm, index, self.high);
+            }
         }
     }
 }
@@ -128,6 +159,8 @@ struct Rtc {
 struct Layout {
     /// The console vUART's base port, or [`NO_PORT`].
     console_port: AtomicU32,
+    /// The console is a PCI vUART (its window is found through the vPCI).
+    console_pci: AtomicBool,
     /// The base ports of the legacy link ends, by index, or [`NO_PORT`].
     link_ports: [AtomicU32; MAX_VUART_LINKS],
     rtc: AtomicBool,
@@ -182,9 +215,14 @@ fn prefix_line(vm: &Vm, text: &[u8]) {
 impl ConsoleUart {
     fn access(&self, vm: &Vm, addr: u64, value: Option<u8>) -> u8 {
         let base = vm.devices.layout.console_port().unwrap_or(0) as u64;
+        self.register(vm, addr.wrapping_sub(base) as u16, value)
+    }
+
+    /// A guest access to register `offset`; what the guest sent goes out line by line.
+    fn register(&self, vm: &Vm, offset: u16, value: Option<u8>) -> u8 {
         let mut c = self.state.lock();
         let c = &mut *c;
-        let r = c.pin.access(addr.wrapping_sub(base) as u16, value);
+        let r = c.pin.access(offset, value);
         while let Some(b) = c.pin.uart.take_tx() {
             if let Some(line) = c.line.push(b) {
                 prefix_line(vm, line);
@@ -214,8 +252,7 @@ fn link_peer(vm: &Vm, index: usize) -> Option<(&'static Vm, usize)> {
     let joined = peer.id != vm.id
         && peer_index < MAX_VUART_LINKS
         && back.peer_vm == vm.id
-        && back.peer_index as usize == index
-        && matches!(back.kind, VuartKind::Legacy { .. });
+        && back.peer_index as usize == index;
     joined.then_some((peer, peer_index))
 }
 
@@ -262,6 +299,29 @@ impl BusDevice for LinkPort {
     }
     fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
         self.access(vm, addr, Some(value as u8));
+    }
+}
+
+/// The register windows (BAR0) of the VM's PCI vUART functions: the first 8 bytes are the
+/// link's (or the console's) UART, byte-wide; the rest reads zero and ignores writes.
+struct PciVuartWindow;
+
+impl PciVuartWindow {
+    fn access(vm: &Vm, addr: u64, value: Option<u8>) -> u8 {
+        match vm.devices.pci().vuart_register(addr) {
+            Some((CONSOLE_SLOT, Some(reg))) => vm.devices.console.register(vm, reg, value),
+            Some((index, Some(reg))) => with_link(vm, index, |end| end.access(reg, value)),
+            _ => 0,
+        }
+    }
+}
+
+impl BusDevice for PciVuartWindow {
+    fn read(&self, vm: &Vm, addr: u64, _size: u8) -> u64 {
+        Self::access(vm, addr, None) as u64
+    }
+    fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
+        Self::access(vm, addr, Some(value as u8));
     }
 }
 
@@ -379,6 +439,7 @@ impl VmDevices {
         VmDevices {
             layout: Layout {
                 console_port: AtomicU32::new(NO_PORT),
+                console_pci: AtomicBool::new(false),
                 link_ports: [const { AtomicU32::new(NO_PORT) }; MAX_VUART_LINKS],
                 rtc: AtomicBool::new(false),
             },
@@ -423,6 +484,12 @@ impl VmDevices {
             Some(ConsoleVuart::Legacy { port, irq }) if !post => Some((port, irq)),
             _ => None,
         };
+        // The PCI console's function is on the vPCI, which only pre-launched VMs have.
+        let console_pci = order == Some(LoadOrder::PreLaunched)
+            && matches!(cfg.map(|c| c.console), Some(ConsoleVuart::Pci { .. }));
+        self.layout
+            .console_pci
+            .store(console_pci, Ordering::Relaxed);
         self.layout.console_port.store(
             console.map_or(NO_PORT, |(port, _)| u32::from(port)),
             Ordering::Relaxed,
@@ -431,11 +498,15 @@ impl VmDevices {
         self.owns_hardware
             .store(order == Some(LoadOrder::Service), Ordering::Relaxed);
         *self.console.state.lock() = Console {
-            pin: UartPin::new(
-                FIFO_SIZE,
-                TERMINAL_ATTACHED,
-                console.map_or(0, |(_, irq)| irq),
-            ),
+            pin: if console_pci {
+                UartPin::pci(FIFO_SIZE, TERMINAL_ATTACHED, CONSOLE_SLOT)
+            } else {
+                UartPin::new(
+                    FIFO_SIZE,
+                    TERMINAL_ATTACHED,
+                    console.map_or(0, |(_, irq)| irq),
+                )
+            },
             line: ConsoleLine::new(),
         };
         let pins = if order == Some(LoadOrder::Service) {
@@ -458,22 +529,24 @@ impl VmDevices {
         self.reset_links(vm);
     }
 
-    /// The VM's legacy link ends at power-on, and their peers told that its lines dropped.
+    /// The VM's link ends at power-on (legacy at their ports, PCI behind their functions),
+    /// and their peers told that its lines dropped.
     fn reset_links(&self, vm: &Vm) {
         let links = vm.info().and_then(|i| i.cfg).map_or(&[][..], |c| c.vuarts);
         let rx_size = crate::hv::platform().hv.vuart_rx_buf_size as usize;
         for (index, end) in LINK_ENDS[vm.id as usize].iter().enumerate() {
-            let legacy = match links.get(index).map(|l| l.kind) {
-                Some(VuartKind::Legacy { port, irq }) => Some((port, irq)),
-                _ => None,
+            let kind = links.get(index).map(|l| l.kind);
+            let port = match kind {
+                Some(VuartKind::Legacy { port, .. }) => u32::from(port),
+                _ => NO_PORT,
             };
-            self.layout.link_ports[index].store(
-                legacy.map_or(NO_PORT, |(port, _)| u32::from(port)),
-                Ordering::Relaxed,
-            );
-            let irq = legacy.map_or(0, |(_, irq)| irq);
-            *end.lock() = UartPin::new(rx_size, 0, irq);
-            if legacy.is_some() {
+            self.layout.link_ports[index].store(port, Ordering::Relaxed);
+            *end.lock() = match kind {
+                Some(VuartKind::Legacy { irq, .. }) => UartPin::new(rx_size, 0, irq),
+                Some(VuartKind::Pci { .. }) => UartPin::pci(rx_size, 0, index),
+                None => UartPin::new(rx_size, 0, 0),
+            };
+            if kind.is_some() {
                 with_link(vm, index, |_| ());
             }
         }
@@ -511,6 +584,7 @@ impl VmDevices {
                 }
             }
             Space::Mmio if addr & !0xFFF == IOAPIC_GPA => Some(&self.ioapic),
+            Space::Mmio if self.pci.vuart_register(addr).is_some() => Some(&PciVuartWindow),
             Space::Mmio if self.pci.claims_mmio(addr) => Some(&PciMmio),
             Space::Mmio => (self.owns_hardware.load(Ordering::Relaxed)
                 && PhysicalDevices::claims_mmio(addr))
@@ -677,7 +751,7 @@ impl VmDevices {
 
     /// Whether the VM has a console vUART the hypervisor emulates.
     pub fn has_console(&self) -> bool {
-        self.layout.console_port().is_some()
+        self.layout.console_port().is_some() || self.layout.console_pci.load(Ordering::Relaxed)
     }
 
     /// Puts bytes from the hypervisor shell into the console vUART's receive FIFO as far as

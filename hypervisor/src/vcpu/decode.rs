@@ -635,10 +635,7 @@ mod tests {
         // An absolute address in 64-bit code: mov eax, [0xFEE00020] (SIB, no base, no index).
         assert_eq!(len(&[0x8B, 0x04, 0x25, 0x20, 0x00, 0xE0, 0xFE], Long64), 7);
         // ... and its 64-bit moffs form: movabs eax, [0xFEE00020].
-        assert_eq!(
-            len(&[0xA1, 0x20, 0x00, 0xE0, 0xFE, 0, 0, 0, 0], Long64),
-            9
-        );
+        assert_eq!(len(&[0xA1, 0x20, 0x00, 0xE0, 0xFE, 0, 0, 0, 0], Long64), 9);
     }
 
     #[test]

@@ -133,12 +133,16 @@ fn report_unenforced(cfg: &VmConfig) {
             cfg.name
         )
     };
-    if cfg
-        .vuarts
-        .iter()
-        .any(|l| matches!(l.kind, acrn_static_config::VuartKind::Pci { .. }))
+    if cfg.load_order != LoadOrder::PreLaunched
+        && cfg
+            .vuarts
+            .iter()
+            .any(|l| matches!(l.kind, acrn_static_config::VuartKind::Pci { .. }))
     {
-        say("vuart_connection", "the VM gets no PCI vUART");
+        say(
+            "vuart_connection",
+            "only pre-launched VMs get PCI vUARTs (the VM has no virtual PCI here)",
+        );
     }
     if cfg.vuarts.len() > crate::devices::MAX_VUART_LINKS {
         say(
@@ -158,10 +162,13 @@ fn report_unenforced(cfg: &VmConfig) {
     if !cfg.pt_intx.is_empty() {
         say("pt_intx", "legacy INTx lines are not routed to the VM");
     }
-    if cfg.load_order != LoadOrder::PostLaunched
+    if cfg.load_order == LoadOrder::Service
         && matches!(cfg.console, acrn_static_config::ConsoleVuart::Pci { .. })
     {
-        say("console_vuart", "a PCI console vUART is not emulated");
+        say(
+            "console_vuart",
+            "a PCI console vUART is emulated only for pre-launched VMs",
+        );
     }
 }
 

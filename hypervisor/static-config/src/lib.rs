@@ -272,12 +272,21 @@ pub struct OsConfig {
     pub kern_entry_addr: Option<u64>,
 }
 
-/// The VM's console: a 16550 the guest programs at a legacy COM port, or none.
+/// The VM's console: a 16550 the guest programs at a legacy COM port, ACRN's PCI vUART, or
+/// none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsoleVuart {
     None,
-    Legacy { port: u16, irq: u8 },
-    Pci { vbdf: Bdf },
+    Legacy {
+        port: u16,
+        irq: u8,
+    },
+    /// ACRN's PCI vUART at `vbdf`, BAR0 (registers) and BAR1 (MSI-X table) as allocated.
+    Pci {
+        vbdf: Bdf,
+        bar0: u64,
+        bar1: u64,
+    },
 }
 
 /// One end of a `vuart_connection`, seen from the VM that owns it.

@@ -7,15 +7,37 @@
 //! than the stream, so the sender must be held back: every byte arrives, in order, once,
 //! without an overrun, and both ends agree on the checksum. Each end prints its throughput in
 //! bytes per second of guest TSC time (the test prints both).
+//!
+//! The same over a PCI `vuart_connection` (configs/<board>/pci-vuart.xml): both VMs find
+//! ACRN's PCI vUART (MCS9900 9710:9900, subsystem a000:1000) at the vBDF the configurator
+//! allocated, check its header and BAR sizes, and run the same stream through its BAR0
+//! register window with its MSI-X vector as the interrupt.
+//!
+//! And a PCI console: the legacy link again, with both VMs' `console_vuart` made `PCI`; the
+//! guests move their console to that function, so every line the test checks came through
+//! the PCI console's register window to the physical console with the VM's prefix.
 
 use std::path::Path;
 
 use acrn_system_tests::{check, repo_root, run_platform_vms, Transcript};
 
-/// A copy of configs/`board`/vuart.xml with the guest's mode appended to each VM's bootargs.
-fn scenario(board: &str, name: &str, args: [&str; 2], dir: &Path) -> String {
-    let src = repo_root().join(format!("configs/{board}/vuart.xml"));
-    let text = std::fs::read_to_string(&src).expect("read scenario");
+/// A copy of configs/`board`/`file` with the guest's mode appended to each VM's bootargs
+/// (and with PCI consoles if `pci_console`).
+fn scenario(
+    board: &str,
+    file: &str,
+    pci_console: bool,
+    name: &str,
+    args: [&str; 2],
+    dir: &Path,
+) -> String {
+    let src = repo_root().join(format!("configs/{board}/{file}"));
+    let mut text = std::fs::read_to_string(&src).expect("read scenario");
+    if pci_console {
+        let com1 = "<console_vuart>COM Port 1</console_vuart>";
+        assert_eq!(text.matches(com1).count(), 2, "{} consoles", src.display());
+        text = text.replace(com1, "<console_vuart>PCI</console_vuart>");
+    }
     let from = "<bootargs>console=ttyS0</bootargs>";
     assert_eq!(
         text.matches(from).count(),
@@ -23,7 +45,6 @@ fn scenario(board: &str, name: &str, args: [&str; 2], dir: &Path) -> String {
         "{} no longer has two `{from}`",
         src.display()
     );
-    let mut text = text;
     for a in args {
         text = text.replacen(from, &format!("<bootargs>console=ttyS0 {a}</bootargs>"), 1);
     }
@@ -33,15 +54,39 @@ fn scenario(board: &str, name: &str, args: [&str; 2], dir: &Path) -> String {
     path.display().to_string()
 }
 
-fn run_link(board: &str, emulator: &str, test: &str, bytes: u64, limit: u64) -> Transcript {
+/// How the guests reach their end of the link.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// configs/<board>/vuart.xml: COM2.
+    Legacy,
+    /// configs/<board>/pci-vuart.xml: the PCI vUART on bus 0.
+    Pci,
+    /// configs/<board>/vuart.xml with PCI consoles.
+    LegacyPciConsole,
+}
+
+fn run_link(
+    board: &str,
+    kind: Kind,
+    emulator: &str,
+    test: &str,
+    bytes: u64,
+    limit: u64,
+) -> Transcript {
     let dir = acrn_system_tests::work_dir(test);
-    let link = "port=0x2f8 irq=3";
+    let (file, link, console) = match kind {
+        Kind::Legacy => ("vuart.xml", "port=0x2f8 irq=3", ""),
+        Kind::Pci => ("pci-vuart.xml", "pci", ""),
+        Kind::LegacyPciConsole => ("vuart.xml", "port=0x2f8 irq=3", "pci_console "),
+    };
     let scenario = scenario(
         board,
+        file,
+        kind == Kind::LegacyPciConsole,
         test,
         [
-            &format!("vuart role=send {link} bytes={bytes}"),
-            &format!("vuart role=recv {link} bytes={bytes}"),
+            &format!("{console}vuart role=send {link} bytes={bytes}"),
+            &format!("{console}vuart role=recv {link} bytes={bytes}"),
         ],
         &dir,
     );
@@ -82,7 +127,7 @@ fn check_link(t: &Transcript, bytes: u64) {
         t,
         !t.texts()
             .any(|l| l.contains("<vuart_connection> is not enforced")),
-        "the hypervisor still calls the legacy vuart_connection unenforced",
+        "the hypervisor still calls the vuart_connection unenforced",
     );
     check(
         t,
@@ -141,16 +186,90 @@ fn check_link(t: &Transcript, bytes: u64) {
     eprintln!("sender: {}", held);
 }
 
+/// Both ends found the PCI vUART with ACRN's IDs at the allocated vBDF (00:10.0), 4 KiB
+/// BARs and one MSI-X vector in BAR1 (the guest's own checks, part of its verdict).
+fn check_pci_function(t: &Transcript) {
+    for vm in ["PRE_VM0", "PRE_VM1"] {
+        let line = after(t, &format!("[{vm}] vuart: pci "));
+        check(
+            t,
+            line.starts_with(
+                "00:10.0 9710:9900 subsystem a000:1000 class 070002 BAR0 0x80000000 size 0x1000 \
+                 BAR1 0x80001000 size 0x1000 msix vectors 1",
+            ),
+            &format!("{vm}'s PCI vUART is not as allocated: {line}"),
+        );
+    }
+}
+
 #[test]
 fn qemu_epyc_legacy_vuart_link_carries_a_stream_with_back_pressure() {
     let bytes = 65536;
-    let t = run_link("qemu-epyc", "qemu", "qemu-vuart", bytes, 150);
+    let t = run_link("qemu-epyc", Kind::Legacy, "qemu", "qemu-vuart", bytes, 150);
     check_link(&t, bytes);
 }
 
 #[test]
 fn bochs_tigerlake_legacy_vuart_link_carries_a_stream_with_back_pressure() {
     let bytes = 16384;
-    let t = run_link("bochs-tigerlake", "bochs", "bochs-vuart", bytes, 600);
+    let t = run_link(
+        "bochs-tigerlake",
+        Kind::Legacy,
+        "bochs",
+        "bochs-vuart",
+        bytes,
+        600,
+    );
+    check_link(&t, bytes);
+}
+
+#[test]
+fn qemu_epyc_pci_vuart_link_carries_a_stream_with_back_pressure() {
+    let bytes = 65536;
+    let t = run_link("qemu-epyc", Kind::Pci, "qemu", "qemu-pci-vuart", bytes, 150);
+    check_pci_function(&t);
+    check_link(&t, bytes);
+}
+
+#[test]
+fn bochs_tigerlake_pci_vuart_link_carries_a_stream_with_back_pressure() {
+    let bytes = 16384;
+    let t = run_link(
+        "bochs-tigerlake",
+        Kind::Pci,
+        "bochs",
+        "bochs-pci-vuart",
+        bytes,
+        600,
+    );
+    check_pci_function(&t);
+    check_link(&t, bytes);
+}
+
+#[test]
+fn qemu_epyc_pci_console_carries_the_guests_output() {
+    let bytes = 4096;
+    let t = run_link(
+        "qemu-epyc",
+        Kind::LegacyPciConsole,
+        "qemu",
+        "qemu-pci-console",
+        bytes,
+        150,
+    );
+    check(
+        &t,
+        !t.texts()
+            .any(|l| l.contains("<console_vuart> is not enforced")),
+        "the hypervisor still calls the PCI console unenforced",
+    );
+    for vm in ["PRE_VM0", "PRE_VM1"] {
+        check(
+            &t,
+            t.find_prefix(&format!("[{vm}] platform: console on the PCI vUART at 00:"))
+                .is_some(),
+            &format!("{vm} did not move its console to the PCI vUART"),
+        );
+    }
     check_link(&t, bytes);
 }

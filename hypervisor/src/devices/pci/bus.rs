@@ -1,20 +1,25 @@
 //! A pre-launched VM's virtual PCI on its device bus: the configuration ports, the ECAM window,
 //! the register and MSI-X BARs of its IVSHMEM devices, the shared region mapped into its
-//! NPT/EPT at BAR2 while memory decoding is on, and doorbells to the other members' devices.
+//! NPT/EPT at BAR2 while memory decoding is on, and doorbells to the other members' devices;
+//! the functions of its PCI vUART link ends (their register windows go to the link's UART on
+//! the device bus, their MSI-X tables are here).
 
 use super::access::{self, ConfigTarget, CONFIG_ADDRESS, CONFIG_DATA};
 use super::function::{Function, MsiMessage, Signal};
 use super::ivshmem::{self, Doorbell, Ivshmem};
+use super::vuart::{self, PciVuart};
 use super::{host_bridge, ECAM_BUSES, ECAM_GPA, ECAM_SIZE};
-use crate::devices::{BusDevice, IOAPIC_GPA};
+use crate::devices::{BusDevice, IOAPIC_GPA, MAX_VUART_LINKS};
 use crate::hvlog;
 use crate::vm::Vm;
-use acrn_static_config::{Bdf, LoadOrder, VmConfig};
+use acrn_static_config::{Bdf, ConsoleVuart, LoadOrder, VmConfig, VuartKind};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::Mutex;
 
 /// End of the interrupt controllers' range (vIOAPIC at 0xFEC00000, local APIC at 0xFEE00000).
 const APICS_END: u64 = 0xFEF0_0000;
+/// The PCI vUART slot of a PCI console (after the links').
+pub const CONSOLE_SLOT: usize = MAX_VUART_LINKS;
 /// IVSHMEM devices one VM may have.
 const MAX_IVSHMEM: usize = 8;
 
@@ -39,6 +44,13 @@ pub struct Vpci {
     address: AtomicU32,
     host: Mutex<Option<Function>>,
     ivshmem: [Mutex<Option<IvshmemSlot>>; MAX_IVSHMEM],
+    /// PCI vUART functions by link index, then the console's at [`CONSOLE_SLOT`].
+    vuarts: [Mutex<Option<VuartSlot>>; MAX_VUART_LINKS + 1],
+}
+
+struct VuartSlot {
+    bdf: Bdf,
+    dev: PciVuart,
 }
 
 /// The configuration ports on the bus.
@@ -67,6 +79,7 @@ impl Vpci {
             address: AtomicU32::new(0),
             host: Mutex::new(None),
             ivshmem: [const { Mutex::new(None) }; MAX_IVSHMEM],
+            vuarts: [const { Mutex::new(None) }; MAX_VUART_LINKS + 1],
         }
     }
 
@@ -84,6 +97,9 @@ impl Vpci {
                 let _ = vm.memory().unmap(gpa.0, gpa.1);
             }
             *s = None;
+        }
+        for slot in &self.vuarts {
+            *slot.lock() = None;
         }
         let Some(cfg) = cfg else {
             *self.host.lock() = None;
@@ -111,7 +127,63 @@ impl Vpci {
                 ),
             }
         }
+        let console = match cfg.console {
+            ConsoleVuart::Pci { vbdf, bar0, bar1 } => Some((CONSOLE_SLOT, vbdf, bar0, bar1)),
+            _ => None,
+        };
+        let links = cfg
+            .vuarts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l.kind {
+                VuartKind::Pci { vbdf, bar0, bar1 } if i < MAX_VUART_LINKS => {
+                    Some((i, vbdf, bar0, bar1))
+                }
+                _ => None,
+            });
+        for (index, vbdf, bar0, bar1) in links.chain(console) {
+            let slot = &self.vuarts[index];
+            // The allocator ORs the BAR type flags into the addresses.
+            match PciVuart::new([bar0 & !0xF, bar1 & !0xF]) {
+                Ok(dev) => *slot.lock() = Some(VuartSlot { bdf: vbdf, dev }),
+                Err(why) => hvlog!(
+                    "VM {} {}: no PCI vUART at {:02x}:{:02x}.{}: {why}",
+                    cfg.id,
+                    cfg.name,
+                    vbdf.bus,
+                    vbdf.dev,
+                    vbdf.func
+                ),
+            }
+        }
         self.enabled.store(true, Ordering::Release);
+    }
+
+    /// Which PCI vUART's register window holds `gpa`: its slot (link index, or
+    /// [`CONSOLE_SLOT`]) and the UART register (None for the bytes of BAR0 past the registers).
+    pub fn vuart_register(&self, gpa: u64) -> Option<(usize, Option<u16>)> {
+        if !self.enabled() {
+            return None;
+        }
+        self.vuarts.iter().enumerate().find_map(|(i, slot)| {
+            let reg = slot.lock().as_ref()?.dev.register_at(gpa)?;
+            Some((i, reg))
+        })
+    }
+
+    /// Slot `index`'s UART interrupt output is `line` now: on a rise its function sends its
+    /// MSI-X message.
+    pub fn vuart_follow(&self, vm: &Vm, index: usize, line: bool) {
+        let Some(slot) = self.vuarts.get(index) else {
+            return;
+        };
+        let signal = match slot.lock().as_mut() {
+            Some(s) => s.dev.follow(line),
+            None => return,
+        };
+        if let Signal::Send(m) = signal {
+            send(vm, m);
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -132,6 +204,12 @@ impl Vpci {
                         .as_ref()
                         .and_then(|d| d.dev.function.bar_at(gpa))
                         .is_some_and(|(bar, _)| bar != ivshmem::SHM_BAR)
+                })
+                || self.vuarts.iter().any(|s| {
+                    s.lock()
+                        .as_ref()
+                        .and_then(|d| d.dev.function.bar_at(gpa))
+                        .is_some()
                 }))
     }
 
@@ -142,6 +220,11 @@ impl Vpci {
             }
         }
         for slot in &self.ivshmem {
+            if let Some(d) = slot.lock().as_ref().filter(|d| d.bdf == t.bdf) {
+                return d.dev.function.config_read(t.offset, size) as u64;
+            }
+        }
+        for slot in &self.vuarts {
             if let Some(d) = slot.lock().as_ref().filter(|d| d.bdf == t.bdf) {
                 return d.dev.function.config_read(t.offset, size) as u64;
             }
@@ -178,6 +261,19 @@ impl Vpci {
             out.deliver(vm);
             return;
         }
+        for slot in &self.vuarts {
+            let mut out = Messages::default();
+            {
+                let mut s = slot.lock();
+                let Some(d) = s.as_mut().filter(|d| d.bdf == t.bdf) else {
+                    continue;
+                };
+                let fired = d.dev.function.config_write(t.offset, size, value);
+                out.collect(&d.dev.function, fired);
+            }
+            out.deliver(vm);
+            return;
+        }
     }
 
     fn mmio_read(&self, gpa: u64, size: u8) -> u64 {
@@ -198,6 +294,14 @@ impl Vpci {
                 // The rest of the MSI-X BAR reads zero.
                 Some((ivshmem::MSIX_BAR, _)) => return 0,
                 _ => {}
+            }
+        }
+        // BAR0 (the UART registers) is routed on the device bus; this is BAR1.
+        for slot in &self.vuarts {
+            let s = slot.lock();
+            let Some(d) = s.as_ref() else { continue };
+            if let Some((bar, off)) = d.dev.function.bar_at(gpa) {
+                return d.dev.function.msix_read(bar, off, size).unwrap_or(0);
             }
         }
         all_ones(size)
@@ -234,6 +338,22 @@ impl Vpci {
             if let Some((region, b)) = bell {
                 ring(region, b);
             }
+            return;
+        }
+        for slot in &self.vuarts {
+            let mut out = Messages::default();
+            {
+                let mut s = slot.lock();
+                let Some(d) = s.as_mut() else { continue };
+                match d.dev.function.bar_at(gpa) {
+                    Some((bar, off)) if bar == vuart::MSIX_BAR => {
+                        let fired = d.dev.function.msix_write(bar, off, size, value);
+                        out.collect(&d.dev.function, fired);
+                    }
+                    _ => continue,
+                }
+            }
+            out.deliver(vm);
             return;
         }
     }

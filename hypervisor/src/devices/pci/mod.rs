@@ -1,21 +1,22 @@
 //! Virtual PCI: what a pre-launched VM sees of PCI. Bus 0 holds a host bridge at 00:00.0 and
-//! the VM's virtual functions (IVSHMEM); configuration space is reached through the port pair
+//! the VM's virtual functions (IVSHMEM, PCI vUARTs); configuration space is reached through the port pair
 //! 0xCF8/0xCFC and through ECAM at [`ECAM_GPA`], which the VM's ACPI MCFG announces.
 //!
 //! `function` is the generic function model (header, BARs, capabilities, MSI, MSI-X),
-//! `ivshmem` the inter-VM shared-memory device, `access` the decoding of the two configuration
+//! `ivshmem` the inter-VM shared-memory device, `vuart` ACRN's PCI vUART function, `access` the decoding of the two configuration
 //! mechanisms; all host-tested. `bus` (hypervisor only) puts them on a VM's device bus.
 
 pub mod access;
 pub mod function;
 pub mod ivshmem;
+pub mod vuart;
 
 #[cfg(target_os = "none")]
 mod bus;
 #[cfg(target_os = "none")]
-pub use bus::Vpci;
-#[cfg(target_os = "none")]
 pub(super) use bus::{ConfigPorts, PciMmio};
+#[cfg(target_os = "none")]
+pub use bus::{Vpci, CONSOLE_SLOT};
 
 use function::Function;
 

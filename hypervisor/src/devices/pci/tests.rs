@@ -262,3 +262,144 @@ fn bad_layouts_are_refused() {
     assert_eq!(f.add_msix(layout), Err(BuildError::MsixLayout));
     assert!(Ivshmem::new(0, [0; 3], 3 << 20).is_err());
 }
+
+mod pci_vuart {
+    use super::super::function::*;
+    use super::super::vuart::PciVuart;
+    use crate::devices::uart::Uart;
+
+    const BAR0_AT: u64 = 0x8000_2000;
+    const BAR1_AT: u64 = 0x8000_3000;
+
+    fn dev() -> PciVuart {
+        PciVuart::new([BAR0_AT, BAR1_AT]).unwrap()
+    }
+
+    /// Memory decoding and bus mastering on, MSI-X vector 0 programmed and unmasked, MSI-X
+    /// enabled if `enable`.
+    fn programmed(enable: bool) -> PciVuart {
+        let mut d = dev();
+        let f = &mut d.function;
+        f.config_write(
+            COMMAND as u16,
+            2,
+            (COMMAND_MEMORY | COMMAND_BUS_MASTER) as u32,
+        );
+        f.msix_write(1, 0, 4, 0xFEE0_0000);
+        f.msix_write(1, 4, 4, 0);
+        f.msix_write(1, 8, 4, 0x41);
+        f.msix_write(1, 12, 4, 0);
+        let cap = f.config_read(CAPABILITIES_PTR as u16, 1) as u16;
+        if enable {
+            f.config_write(cap + 3, 1, 0x80);
+        }
+        d
+    }
+
+    #[test]
+    fn config_header_is_acrns_mcs9900() {
+        let d = dev();
+        let f = &d.function;
+        assert_eq!(f.config_read(VENDOR_ID as u16, 4), 0x9900_9710);
+        assert_eq!(f.config_read(SUBSYSTEM_VENDOR_ID as u16, 4), 0x1000_A000);
+        assert_eq!(f.config_read(REVISION as u16, 4) >> 8, 0x07_00_02);
+        assert_eq!(f.config_read(HEADER_TYPE as u16, 1), 0);
+        // One capability, MSI-X: one vector, table and PBA in BAR1.
+        let cap = f.config_read(CAPABILITIES_PTR as u16, 1) as u16;
+        assert_eq!(f.config_read(cap, 1), CAP_ID_MSIX as u32);
+        assert_eq!(f.config_read(cap + 1, 1), 0);
+        assert_eq!(f.config_read(cap + 2, 2) & 0x7FF, 0);
+        assert_eq!(f.config_read(cap + 4, 4), 1);
+        assert_eq!(f.config_read(cap + 8, 4), 0x801);
+        // 32-bit memory BARs at the allocated addresses.
+        assert_eq!(f.config_read(BAR0 as u16, 4), BAR0_AT as u32);
+        assert_eq!(f.config_read(BAR0 as u16 + 4, 4), BAR1_AT as u32);
+    }
+
+    #[test]
+    fn both_bars_size_as_4k_32bit_memory() {
+        let mut d = dev();
+        let f = &mut d.function;
+        for bar in 0..6u16 {
+            let o = BAR0 as u16 + 4 * bar;
+            let old = f.config_read(o, 4);
+            f.config_write(o, 4, u32::MAX);
+            let want = if bar < 2 { 0xFFFF_F000 } else { 0 };
+            assert_eq!(f.config_read(o, 4), want, "BAR{bar}");
+            f.config_write(o, 4, old);
+        }
+    }
+
+    #[test]
+    fn register_window_is_the_first_8_bytes_of_bar0_while_memory_decodes() {
+        let mut d = dev();
+        assert_eq!(
+            d.register_at(BAR0_AT),
+            None,
+            "no decode before the command register"
+        );
+        d.function
+            .config_write(COMMAND as u16, 2, COMMAND_MEMORY as u32);
+        for r in 0..8 {
+            assert_eq!(d.register_at(BAR0_AT + r), Some(Some(r as u16)));
+        }
+        assert_eq!(d.register_at(BAR0_AT + 8), Some(None));
+        assert_eq!(d.register_at(BAR0_AT + 0xFFF), Some(None));
+        assert_eq!(
+            d.register_at(BAR0_AT + 0x1000),
+            None,
+            "BAR1 is not registers"
+        );
+        assert_eq!(d.register_at(BAR0_AT - 1), None);
+        // A move takes the window along.
+        d.function.config_write(BAR0 as u16, 4, 0x9000_0000);
+        assert_eq!(d.register_at(0x9000_0005), Some(Some(5)));
+        assert_eq!(d.register_at(BAR0_AT), None);
+    }
+
+    #[test]
+    fn thre_and_rda_rise_send_the_msix_message_once_per_edge() {
+        let mut d = programmed(true);
+        let mut uart: Uart<64> = Uart::new(64, 0);
+        let msg = Signal::Send(MsiMessage {
+            addr: 0xFEE0_0000,
+            data: 0x41,
+        });
+        // THRE: enabling its interrupt with an empty transmitter raises the output.
+        uart.write(1, 0x02);
+        assert_eq!(d.follow(uart.interrupt_pending()), msg);
+        // Still high: no second message.
+        assert_eq!(d.follow(uart.interrupt_pending()), Signal::Dropped);
+        // Reading IIR clears THRE: the output falls, nothing is sent.
+        assert_eq!(uart.read(2) & 0x0F, 0x02);
+        assert!(!uart.interrupt_pending());
+        assert_eq!(d.follow(false), Signal::Dropped);
+        // RDA: a received byte with the receive interrupt on.
+        uart.write(1, 0x01);
+        uart.receive(b'x');
+        assert_eq!(d.follow(uart.interrupt_pending()), msg);
+        assert_eq!(uart.read(0), b'x');
+        assert_eq!(d.follow(uart.interrupt_pending()), Signal::Dropped);
+    }
+
+    #[test]
+    fn no_message_without_msix_enabled_or_bus_mastering() {
+        let mut d = programmed(false);
+        assert_eq!(d.follow(true), Signal::Dropped);
+        d.follow(false);
+        let mut d = programmed(true);
+        d.function
+            .config_write(COMMAND as u16, 2, COMMAND_MEMORY as u32);
+        assert_eq!(d.follow(true), Signal::Dropped);
+    }
+
+    #[test]
+    fn a_masked_vector_is_left_pending_and_sent_on_unmask() {
+        let mut d = programmed(true);
+        d.function.msix_write(1, 12, 4, 1);
+        assert_eq!(d.follow(true), Signal::Pending);
+        assert_eq!(d.function.msix_read(1, 0x800, 4), Some(1));
+        assert_eq!(d.function.msix_write(1, 12, 4, 0), 1);
+        assert_eq!(d.function.msix_read(1, 0x800, 4), Some(0));
+    }
+}

@@ -12,6 +12,7 @@
 
 use crate::arg_u64;
 use crate::idt::count;
+use crate::pci::{self, cf8_read, mcfg_base, mmio_read32, mmio_write32, Device};
 use crate::victim::{prepare_cpu, set_ap_mode, AP_MODE_HALT};
 use core::arch::asm;
 use core::ptr::{read_volatile, write_volatile};
@@ -40,121 +41,6 @@ const PATTERN_WORDS: usize = 64 * 1024 / 8;
 
 fn pattern(i: usize) -> u64 {
     (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5_5A5A_0F0F_F0F0
-}
-
-fn outl(port: u16, v: u32) {
-    // SAFETY: the PCI configuration ports; the VM owns them (virtual).
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack)) };
-}
-
-fn inl(port: u16) -> u32 {
-    let v: u32;
-    // SAFETY: as for `outl`.
-    unsafe { asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack)) };
-    v
-}
-
-/// Configuration access through 0xCF8/0xCFC (dwords).
-fn cf8_read(dev: u8, off: u16) -> u32 {
-    outl(
-        0xCF8,
-        1 << 31 | u32::from(dev) << 11 | u32::from(off & 0xFC),
-    );
-    inl(0xCFC)
-}
-
-fn cf8_write(dev: u8, off: u16, v: u32) {
-    outl(
-        0xCF8,
-        1 << 31 | u32::from(dev) << 11 | u32::from(off & 0xFC),
-    );
-    outl(0xCFC, v);
-}
-
-fn mmio_read32(addr: u64) -> u32 {
-    // SAFETY: a device register or ECAM dword the hypervisor emulates (identity-mapped).
-    unsafe { read_volatile(addr as *const u32) }
-}
-
-fn mmio_write32(addr: u64, v: u32) {
-    // SAFETY: as for `mmio_read32`.
-    unsafe { write_volatile(addr as *mut u32, v) }
-}
-
-/// The ECAM base from the MCFG the XSDT lists (0 when there is none).
-fn mcfg_base(p: &Platform) -> u64 {
-    let Ok(acpi) = &p.acpi else { return 0 };
-    // SAFETY: ACPI tables in low RAM, identity-mapped; lengths bound every read.
-    unsafe {
-        let xsdt = read_volatile((acpi.rsdp + 24) as *const u64);
-        if xsdt == 0 || xsdt >= 1 << 32 {
-            return 0;
-        }
-        let len = read_volatile((xsdt + 4) as *const u32) as u64;
-        for i in 0..(len.saturating_sub(36) / 8).min(32) {
-            let t = read_volatile((xsdt + 36 + 8 * i) as *const u64);
-            if t != 0 && t < 1 << 32 && read_volatile(t as *const [u8; 4]) == *b"MCFG" {
-                return read_volatile((t + 44) as *const u64);
-            }
-        }
-    }
-    0
-}
-
-struct Device {
-    dev: u8,
-    ecam: u64,
-}
-
-impl Device {
-    fn cfg(&self, off: u16) -> u32 {
-        cf8_read(self.dev, off)
-    }
-    fn set_cfg(&self, off: u16, v: u32) {
-        cf8_write(self.dev, off, v)
-    }
-    fn ecam(&self, off: u16) -> u32 {
-        mmio_read32(self.ecam + (u64::from(self.dev) << 15) + u64::from(off))
-    }
-    fn set_ecam(&self, off: u16, v: u32) {
-        mmio_write32(self.ecam + (u64::from(self.dev) << 15) + u64::from(off), v)
-    }
-    /// BAR `i` as (address, size) through sizing with decode off.
-    fn size_bar(&self, i: u16, wide: bool) -> (u64, u64) {
-        let o = 0x10 + 4 * i;
-        let lo = self.cfg(o);
-        let hi = if wide { self.cfg(o + 4) } else { 0 };
-        self.set_cfg(o, u32::MAX);
-        let mask_lo = self.cfg(o) & !0xF;
-        self.set_cfg(o, lo);
-        let mask = if wide {
-            self.set_cfg(o + 4, u32::MAX);
-            let m = self.cfg(o + 4);
-            self.set_cfg(o + 4, hi);
-            u64::from(m) << 32 | u64::from(mask_lo)
-        } else {
-            u64::from(mask_lo) | 0xFFFF_FFFF_0000_0000
-        };
-        (
-            u64::from(hi) << 32 | u64::from(lo & !0xF),
-            (!mask).wrapping_add(1),
-        )
-    }
-    /// Offset of the capability with `id`.
-    fn capability(&self, id: u8) -> Option<u16> {
-        let mut at = (self.cfg(0x34) & 0xFC) as u16;
-        for _ in 0..48 {
-            if at == 0 {
-                return None;
-            }
-            let head = self.cfg(at);
-            if head as u8 == id {
-                return Some(at);
-            }
-            at = ((head >> 8) & 0xFC) as u16;
-        }
-        None
-    }
 }
 
 /// Shared memory at `base` as 64-bit words.
@@ -224,7 +110,7 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
         host == HOST_BRIDGE && host_class == 0x06_0000,
         "no host bridge at 00:00.0",
     );
-    let Some(dev) = (1..32u8).find(|&d| cf8_read(d, 0) == VENDOR_DEVICE) else {
+    let Some(dev) = pci::find(VENDOR_DEVICE) else {
         println!("ivshmem: no 1af4:1110 on bus 0");
         verdict.check(false, "no IVSHMEM device");
         return;
@@ -270,35 +156,17 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
 
     // MSI-X: every vector to CPU 0 (physical), fixed, edge; then enable with memory and bus
     // mastering on.
-    let Some(msix) = d.capability(0x11) else {
+    prepare_cpu();
+    let Some(m) = d.msix() else {
         verdict.check(false, "no MSI-X capability");
         return;
     };
-    let ctl = d.cfg(msix);
-    let table = d.cfg(msix + 4);
-    let vectors = ((ctl >> 16) & 0x7FF) as usize + 1;
-    let table_addr = match table & 7 {
-        0 => bar0,
-        1 => bar1,
-        _ => 0,
-    } + u64::from(table & !7);
     println!(
         "ivshmem: MSI-X {} vectors, table in BAR{} at {:#x}",
-        vectors,
-        table & 7,
-        table & !7
+        m.vectors, m.table_bar, m.table_offset
     );
-    verdict.check(vectors == VECTORS && table & 7 == 1, "MSI-X layout");
-    d.set_cfg(4, 0x6); // memory decode, bus master
-    prepare_cpu();
-    for k in 0..VECTORS {
-        let e = table_addr + 16 * k as u64;
-        mmio_write32(e, 0xFEE0_0000);
-        mmio_write32(e + 4, 0);
-        mmio_write32(e + 8, u32::from(VECTOR_BASE) + k as u32);
-        mmio_write32(e + 12, 0);
-    }
-    d.set_cfg(msix, ctl | 1 << 31);
+    verdict.check(m.vectors == VECTORS && m.table_bar == 1, "MSI-X layout");
+    d.enable_msix(bar1, VECTOR_BASE);
     // SAFETY: the counting IDT handles every vector.
     unsafe { asm!("sti", options(nomem, nostack)) };
 

@@ -9,7 +9,8 @@
 //!   `ivshmem.rs`).
 //! * `rtvm`: the guest of a `lapic_passthrough` VM: the physical local APIC's timer and IPIs
 //!   that may and may not leave the VM.
-//! * `vuart`: one end of a VM-to-VM vUART, sending or receiving a checked stream.
+//! * `vuart`: one end of a VM-to-VM vUART (legacy, or with `pci` ACRN's PCI vUART), sending
+//!   or receiving a checked stream.
 //!
 //! Line formats are in tests/guests/README.md.
 #![no_std]
@@ -19,6 +20,7 @@ mod attacker;
 mod idt;
 mod ivshmem;
 mod lapic;
+mod pci;
 mod rtvm;
 mod timer;
 mod victim;
@@ -69,6 +71,18 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     // APs run the mode's AP code once they are up (set before identify starts them).
     guest_common::smp::on_ap_start(ap_entry);
     let p = identify("platform", magic, info);
+    // `pci_console`: the VM's console is a PCI vUART (what is printed before this is lost).
+    if p.flag("pci_console") {
+        match pci::find(0x9900_9710) {
+            Some(dev) => {
+                let d = pci::Device { dev, ecam: 0 };
+                d.set_cfg(4, 0x2);
+                guest_common::serial::use_window(u64::from(d.cfg(0x10) & !0xF));
+                println!("platform: console on the PCI vUART at 00:{:02x}.0", dev);
+            }
+            None => println!("platform: pci_console: no 9710:9900 on bus 0"),
+        }
+    }
     println!("platform: boot {}", boot);
     let mut verdict = Verdict::new();
     verdict.check(boot == 1, "started more than once");

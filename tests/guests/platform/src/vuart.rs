@@ -1,14 +1,18 @@
-//! `vuart`: one end of a VM-to-VM vUART (a 16550 at `port=`, interrupting at ISA `irq=`
-//! through the I/O APIC, edge-triggered). `role=send` streams `bytes=` pseudo-random bytes,
+//! `vuart`: one end of a VM-to-VM vUART: a 16550 at `port=`, interrupting at ISA `irq=`
+//! through the I/O APIC, edge-triggered; or with `pci`, ACRN's PCI vUART (MCS9900 9710:9900)
+//! found on bus 0, its registers the first bytes of BAR0, interrupting through its MSI-X
+//! vector. `role=send` streams `bytes=` pseudo-random bytes,
 //! refilling the 16-byte transmit FIFO from its THR-empty interrupt; `role=recv` takes them
 //! more slowly (its receive interrupt only wakes the main loop, which reads byte by byte with
 //! `delay=` TSC ticks per byte) and checks every byte against the same sequence. Both print
 //! the stream's FNV-1a checksum and the throughput in bytes per second of TSC time.
 
 use crate::attacker::ioapic_write;
+use crate::pci::{self, Device};
 use crate::victim::{prepare_cpu, set_ap_mode, AP_MODE_HALT};
 use crate::{arg_u64, idt};
 use core::arch::asm;
+use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use guest_common::arch::{inb, outb, rdtsc, spin_tsc};
 use guest_common::platform::{Platform, Verdict};
@@ -36,6 +40,8 @@ const MSR_CTS_DSR: u8 = 0x30;
 
 /// The UART's base port, set before interrupts are enabled.
 static BASE: AtomicU32 = AtomicU32::new(0);
+/// The PCI vUART's register window (BAR0), or 0 for a port UART.
+static WINDOW: AtomicU64 = AtomicU64::new(0);
 /// Sender: bytes to send and sent; receiver: set by the interrupt, taken by the main loop.
 static TOTAL: AtomicU64 = AtomicU64::new(0);
 static SENT: AtomicU64 = AtomicU64::new(0);
@@ -69,13 +75,21 @@ fn reg(off: u16) -> u16 {
 }
 
 fn rd(off: u16) -> u8 {
-    // SAFETY: the vUART's ports belong to this guest.
-    unsafe { inb(reg(off)) }
+    match WINDOW.load(Ordering::Relaxed) {
+        // SAFETY: the vUART's ports belong to this guest.
+        0 => unsafe { inb(reg(off)) },
+        // SAFETY: BAR0 of the guest's PCI vUART (identity-mapped below 4 GiB), byte registers.
+        w => unsafe { read_volatile((w + u64::from(off)) as *const u8) },
+    }
 }
 
 fn wr(off: u16, v: u8) {
-    // SAFETY: as for `rd`.
-    unsafe { outb(reg(off), v) }
+    match WINDOW.load(Ordering::Relaxed) {
+        // SAFETY: as for `rd`.
+        0 => unsafe { outb(reg(off), v) },
+        // SAFETY: as for `rd`.
+        w => unsafe { write_volatile((w + u64::from(off)) as *mut u8, v) },
+    }
 }
 
 /// `key=0x..` or decimal.
@@ -141,8 +155,17 @@ fn fill_fifo() {
     SENT.store(sent, Ordering::SeqCst);
 }
 
-fn program(base: u16, irq: u8, fcr: u8) {
-    BASE.store(u32::from(base), Ordering::SeqCst);
+/// Where the UART is and how it interrupts.
+enum Link {
+    Port { base: u16, irq: u8 },
+    Pci { window: u64 },
+}
+
+fn program(link: &Link, fcr: u8) {
+    match *link {
+        Link::Port { base, .. } => BASE.store(u32::from(base), Ordering::SeqCst),
+        Link::Pci { window } => WINDOW.store(window, Ordering::SeqCst),
+    }
     wr(IER, 0);
     wr(LCR, 0x83);
     wr(THR, 1);
@@ -157,10 +180,54 @@ fn program(base: u16, irq: u8, fcr: u8) {
     }
     prepare_cpu();
     idt::on_vector(on_vector);
-    // Edge-triggered, active high, fixed, physical destination: this CPU (APIC ID 0).
-    let pin = u32::from(irq);
-    ioapic_write(0x11 + 2 * pin, 0);
-    ioapic_write(0x10 + 2 * pin, u32::from(VECTOR));
+    // Edge-triggered, active high, fixed, physical destination: this CPU (APIC ID 0). A PCI
+    // vUART's MSI-X vector was aimed there when it was found.
+    if let Link::Port { irq, .. } = *link {
+        let pin = u32::from(irq);
+        ioapic_write(0x11 + 2 * pin, 0);
+        ioapic_write(0x10 + 2 * pin, u32::from(VECTOR));
+    }
+}
+
+/// ACRN's PCI vUART on bus 0: checks its identity and BARs, aims its MSI-X vector at
+/// [`VECTOR`] on this CPU; its register window.
+fn find_pci(verdict: &mut Verdict) -> Option<u64> {
+    let Some(dev) = pci::find(0x9900_9710) else {
+        println!("vuart: no 9710:9900 on bus 0");
+        verdict.check(false, "no PCI vUART");
+        return None;
+    };
+    let d = Device { dev, ecam: 0 };
+    let subsystem = d.cfg(0x2C);
+    let class = d.cfg(8) >> 8;
+    d.set_cfg(4, 0);
+    let (bar0, size0) = d.size_bar(0, false);
+    let (bar1, size1) = d.size_bar(1, false);
+    let m = d.msix();
+    println!(
+        "vuart: pci 00:{:02x}.0 9710:9900 subsystem {:04x}:{:04x} class {:06x} BAR0 {:#x} size {:#x} BAR1 {:#x} size {:#x} msix vectors {}",
+        dev,
+        subsystem & 0xFFFF,
+        subsystem >> 16,
+        class,
+        bar0,
+        size0,
+        bar1,
+        size1,
+        m.as_ref().map_or(0, |m| m.vectors)
+    );
+    verdict.check(
+        subsystem == 0x1000_A000 && class == 0x07_00_02,
+        "PCI vUART subsystem or class",
+    );
+    verdict.check(size0 == 4096 && size1 == 4096, "PCI vUART BAR sizes");
+    verdict.check(
+        m.is_some_and(|m| m.vectors == 1 && m.table_bar == 1),
+        "PCI vUART MSI-X layout",
+    );
+    // Interrupts stay off until the stream starts (`program` sets up the IDT before).
+    d.enable_msix(bar1, VECTOR)?;
+    Some(bar0)
 }
 
 fn throughput(bytes: u64, ticks: u64, khz: u64) -> u64 {
@@ -169,10 +236,21 @@ fn throughput(bytes: u64, ticks: u64, khz: u64) -> u64 {
 
 pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
     set_ap_mode(AP_MODE_HALT);
-    let (Some(port), Some(irq)) = (arg_num(p, "port"), arg_num(p, "irq")) else {
-        println!("vuart: needs port= and irq= on the command line");
-        verdict.check(false, "no port or irq");
-        return;
+    let link = if p.flag("pci") {
+        let Some(window) = find_pci(verdict) else {
+            return;
+        };
+        Link::Pci { window }
+    } else {
+        let (Some(port), Some(irq)) = (arg_num(p, "port"), arg_num(p, "irq")) else {
+            println!("vuart: needs port= and irq= (or pci) on the command line");
+            verdict.check(false, "no port or irq");
+            return;
+        };
+        Link::Port {
+            base: port as u16,
+            irq: irq as u8,
+        }
     };
     let bytes = arg_u64(p, "bytes", 65536);
     let seed = arg_u64(p, "seed", 0x2545_F491) as u32 | 1;
@@ -186,18 +264,21 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
             return;
         }
     };
-    println!(
-        "vuart: role={} port={:#x} irq={} bytes={} seed={:#x}",
-        if sender { "send" } else { "recv" },
-        port,
-        irq,
-        bytes,
-        seed
-    );
+    let role = if sender { "send" } else { "recv" };
+    match link {
+        Link::Port { base, irq } => println!(
+            "vuart: role={} port={:#x} irq={} bytes={} seed={:#x}",
+            role, base, irq, bytes, seed
+        ),
+        Link::Pci { window } => println!(
+            "vuart: role={} pci window={:#x} bytes={} seed={:#x}",
+            role, window, bytes, seed
+        ),
+    }
     STREAM.store(seed, Ordering::SeqCst);
     TOTAL.store(bytes, Ordering::SeqCst);
     // The sender's FIFO refills every 16 bytes; the receiver's trigger level is 14.
-    program(port as u16, irq as u8, if sender { 0x07 } else { 0xC7 });
+    program(&link, if sender { 0x07 } else { 0xC7 });
     if sender {
         send(khz, limit, verdict);
     } else {
