@@ -352,6 +352,12 @@ fn build_vm(
                 ConsoleVuart::Legacy { port, irq } => Some((port, irq)),
                 _ => None,
             },
+            // ...and a host bridge whose windows hold the BARs the configurator placed.
+            pci_root: (cfg.load_order == LoadOrder::PreLaunched).then_some(acpi::PciRoot {
+                last_bus: crate::devices::pci::ECAM_BUSES - 1,
+                mmio32: crate::devices::pci::BAR_WINDOW_LOW,
+                mmio64: crate::devices::pci::BAR_WINDOW_HIGH,
+            }),
         },
     );
     let mut mods = [Mb1Module {
