@@ -298,9 +298,14 @@ pub struct GuestPlatform {
     pub mcfg: Option<(u64, u8)>,
     /// The legacy console UART's base port and ISA IRQ.
     pub com: Option<(u16, u8)>,
+    /// The legacy VM-to-VM vUARTs' base ports and ISA IRQs (COM2.. in the DSDT).
+    pub link_uarts: [Option<(u16, u8)>; MAX_LINK_UARTS],
     /// The PCI host bridge the DSDT describes (Linux enumerates PCI through it).
     pub pci_root: Option<PciRoot>,
 }
+
+/// Legacy VM-to-VM vUARTs the DSDT names.
+pub const MAX_LINK_UARTS: usize = 4;
 
 /// A PCI root bridge on segment 0: its buses 0..=`last_bus` and the MMIO windows its devices'
 /// BARs live in, each (first, end) with `end` exclusive.
@@ -319,6 +324,7 @@ pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform
         pm_timer,
         mcfg,
         com,
+        link_uarts,
         pci_root,
     } = *platform;
     buf.fill(0);
@@ -425,18 +431,22 @@ pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform
     }
     // The DSDT reserves the ECAM window as a motherboard resource: without that, Linux
     // refuses the MCFG and falls back to port 0xCF8.
-    let mut aml = [0u8; ECAM_AML_LEN + 64 + PCI_ROOT_AML_LEN];
-    const _: () = assert!(36 + ECAM_AML_LEN + 64 + PCI_ROOT_AML_LEN <= DSDT_MAX);
+    const AML_MAX: usize = ECAM_AML_LEN + (1 + MAX_LINK_UARTS) * 64 + PCI_ROOT_AML_LEN;
+    const _: () = assert!(36 + AML_MAX <= DSDT_MAX);
+    let mut aml = [0u8; AML_MAX];
     let mut n = 0;
     if let Some((ecam, end_bus)) = mcfg {
         aml[..ECAM_AML_LEN].copy_from_slice(&ecam_reservation(ecam, (end_bus as u32 + 1) << 20));
         n = ECAM_AML_LEN;
     }
-    if let Some((port, irq)) = com {
-        let mut com_aml = [0u8; 64];
-        let len = com_device_aml(port, irq, &mut com_aml);
-        aml[n..n + len].copy_from_slice(&com_aml[..len]);
-        n += len;
+    // The console is COM1 and the links COM2..: Linux's 8250 driver needs each one's IRQ.
+    for (i, uart) in core::iter::once(com).chain(link_uarts).enumerate() {
+        if let Some((port, irq)) = uart {
+            let mut com_aml = [0u8; 64];
+            let len = com_device_aml(port, irq, i as u8 + 1, &mut com_aml);
+            aml[n..n + len].copy_from_slice(&com_aml[..len]);
+            n += len;
+        }
     }
     if let Some(root) = pci_root {
         aml[n..n + PCI_ROOT_AML_LEN].copy_from_slice(&pci_root_aml(&root));
@@ -475,18 +485,18 @@ fn ecam_reservation(base: u64, len: u32) -> [u8; ECAM_AML_LEN] {
     a
 }
 
-/// AML for `Scope (\_SB) { Device (COM1) { _HID PNP0501, _UID 1, _CRS { IO (Decode16, port,
-/// port, 1, 8), IRQNoFlags () {irq} } } }` into `out`; its length (0 for an IRQ above 15,
-/// which IRQNoFlags cannot name).
-fn com_device_aml(port: u16, irq: u8, out: &mut [u8; 64]) -> usize {
-    if irq > 15 {
+/// AML for `Scope (\_SB) { Device (COMn) { _HID PNP0501, _UID n, _CRS { IO (Decode16, port,
+/// port, 1, 8), IRQNoFlags () {irq} } } }` (n = `uid`, 1..=9) into `out`; its length (0 for an
+/// IRQ above 15, which IRQNoFlags cannot name).
+fn com_device_aml(port: u16, irq: u8, uid: u8, out: &mut [u8; 64]) -> usize {
+    if irq > 15 || !(1..=9).contains(&uid) {
         return 0;
     }
     let [plo, phi] = port.to_le_bytes();
     let [mlo, mhi] = (1u16 << irq).to_le_bytes();
     // Name (_HID, EisaId ("PNP0501")), Name (_UID, One).
     let hid = [0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x05, 0x01];
-    let uid = [0x08, b'_', b'U', b'I', b'D', 0x01];
+    let uid_name = [0x08, b'_', b'U', b'I', b'D', 0x0A, uid];
     // Name (_CRS, Buffer (13) { IO descriptor, IRQ descriptor, end tag }).
     let crs = [
         0x08, b'_', b'C', b'R', b'S', 0x11, 0x10, 0x0A, 0x0D, // buffer of 13 bytes
@@ -494,7 +504,7 @@ fn com_device_aml(port: u16, irq: u8, out: &mut [u8; 64]) -> usize {
         0x22, mlo, mhi, // IRQNoFlags: edge, active high
         0x79, 0x00, // end tag
     ];
-    let body = 4 + hid.len() + uid.len() + crs.len();
+    let body = 4 + hid.len() + uid_name.len() + crs.len();
     let device_len = 1 + body; // one PkgLength byte (< 64)
     let scope_len = 1 + 5 + 2 + device_len;
     let mut n = 0;
@@ -503,9 +513,9 @@ fn com_device_aml(port: u16, irq: u8, out: &mut [u8; 64]) -> usize {
         n += b.len();
     };
     put(&[0x10, scope_len as u8, b'\\', b'_', b'S', b'B', b'_']);
-    put(&[0x5B, 0x82, device_len as u8, b'C', b'O', b'M', b'1']);
+    put(&[0x5B, 0x82, device_len as u8, b'C', b'O', b'M', b'0' + uid]);
     put(&hid);
-    put(&uid);
+    put(&uid_name);
     put(&crs);
     n
 }
@@ -658,12 +668,13 @@ mod tests {
         );
         let d = &buf[0x600..];
         let len = u32::from_le_bytes(d[4..8].try_into().unwrap()) as usize;
-        assert_eq!(len, 36 + 52);
+        assert_eq!(len, 36 + 53);
         assert_eq!(checksum(&d[..len]), 0);
         let aml = &d[36..len];
-        // Scope (\_SB) of 51 bytes holding Device (COM1) of 43.
-        assert_eq!(aml[..7], [0x10, 51, b'\\', b'_', b'S', b'B', b'_']);
-        assert_eq!(aml[7..14], [0x5B, 0x82, 43, b'C', b'O', b'M', b'1']);
+        // Scope (\_SB) of 52 bytes holding Device (COM1) of 44, _UID 1.
+        assert_eq!(aml[..7], [0x10, 52, b'\\', b'_', b'S', b'B', b'_']);
+        assert_eq!(aml[7..14], [0x5B, 0x82, 44, b'C', b'O', b'M', b'1']);
+        assert_eq!(aml[24..31], [0x08, b'_', b'U', b'I', b'D', 0x0A, 1]);
         let has = |s: &[u8]| aml.windows(s.len()).any(|w| w == s);
         assert!(has(&[0x0C, 0x41, 0xD0, 0x05, 0x01]), "EisaId PNP0501");
         assert!(
@@ -705,6 +716,7 @@ mod tests {
                 }),
                 mcfg: Some((0xE000_0000, 0)),
                 com: None,
+                link_uarts: [None; MAX_LINK_UARTS],
                 pci_root: None,
             },
         );
@@ -775,6 +787,7 @@ mod tests {
                 vcpus: 1,
                 mcfg: Some((0xE000_0000, 0)),
                 com: Some((0x3F8, 4)),
+                link_uarts: [Some((0x2F8, 3)), None, None, None],
                 pci_root: Some(PciRoot {
                     last_bus: 0,
                     mmio32: (0x8000_0000, 0xE000_0000),
@@ -785,11 +798,20 @@ mod tests {
         );
         let d = &buf[0x600..];
         let len = u32::from_le_bytes(d[4..8].try_into().unwrap()) as usize;
-        assert_eq!(len, 36 + ECAM_AML_LEN + 52 + PCI_ROOT_AML_LEN);
+        assert_eq!(len, 36 + ECAM_AML_LEN + 2 * 53 + PCI_ROOT_AML_LEN);
         assert_eq!(checksum(&d[..len]), 0);
         // The HPET and MCFG slots stay clear of the longer DSDT.
         assert!(0x600 + len <= GUEST_TABLES_SIZE);
-        let aml = &d[36 + ECAM_AML_LEN + 52..len];
+        // The link UART is COM2 at 0x2F8, IRQ 3, after the console's COM1.
+        let com2 = &d[36 + ECAM_AML_LEN + 53..36 + ECAM_AML_LEN + 2 * 53];
+        assert_eq!(com2[7..14], [0x5B, 0x82, 44, b'C', b'O', b'M', b'2']);
+        assert_eq!(com2[24..31], [0x08, b'_', b'U', b'I', b'D', 0x0A, 2]);
+        assert_eq!(
+            com2[40..48],
+            [0x47, 0x01, 0xF8, 0x02, 0xF8, 0x02, 0x01, 0x08]
+        );
+        assert_eq!(com2[48..51], [0x22, 0x08, 0x00]);
+        let aml = &d[36 + ECAM_AML_LEN + 2 * 53..len];
         // Scope (\_SB): two-byte PkgLengths that cover exactly the rest of the AML.
         let pkg = |b: &[u8]| (b[0] & 0xF) as usize | (b[1] as usize) << 4;
         assert_eq!(aml[0], 0x10);
