@@ -278,14 +278,6 @@ fn seal(t: &mut [u8], len: usize) {
     t[9] = 0u8.wrapping_sub(checksum(&t[..len]));
 }
 
-/// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
-/// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it
-/// names `pm_timer`, the machine's read-only PM timer, which guests calibrate the TSC against)
-/// a DSDT and, with `mcfg` (ECAM base, last bus), an MCFG for PCI segment 0 from bus 0 into
-/// `buf`, which the caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]). The DSDT
-/// reserves the ECAM window and describes `com`, the VM's legacy console UART (base port, ISA
-/// IRQ), when it has one: a hardware-reduced platform has no legacy PIC and so no ISA IRQs
-/// unless ACPI names them, and Linux's 8250 driver needs the UART's IRQ for its tty.
 /// What a VM's ACPI tables describe (see [`build_guest_tables`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GuestPlatform {
@@ -316,6 +308,16 @@ pub struct PciRoot {
     pub mmio64: (u64, u64),
 }
 
+/// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
+/// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it
+/// names `pm_timer`, the machine's read-only PM timer, which guests calibrate the TSC against)
+/// a DSDT and, with `mcfg` (ECAM base, last bus), an MCFG for PCI segment 0 from bus 0 into
+/// `buf`, which the caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]). The DSDT
+/// reserves the ECAM window and describes `com`, the VM's legacy console UART (base port, ISA
+/// IRQ), when it has one: a hardware-reduced platform has no legacy PIC and so no ISA IRQs
+/// unless ACPI names them, and Linux's 8250 driver needs the UART's IRQ for its tty; the same
+/// for `link_uarts` (COM2..). With `pci_root` it describes the PCI host bridge `PCI0`, through
+/// which Linux enumerates the VM's virtual PCI bus.
 pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform: &GuestPlatform) {
     let GuestPlatform {
         vcpus,

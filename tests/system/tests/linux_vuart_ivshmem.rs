@@ -87,7 +87,7 @@ else
   timeout {patience} head -c $(({bytes} - 1)) <&3 >> /tmp/rx
   t1=$(cut -d' ' -f1 /proc/uptime)
   echo "t: received $(wc -c < /tmp/rx) bytes, from $t0 to $t1 s of guest time"
-    echo "t: rx md5 $(md5sum < /tmp/rx | cut -d' ' -f1)"
+  echo "t: rx md5 $(md5sum < /tmp/rx | cut -d' ' -f1)"
 fi
 echo "t: done"
 exec sh
