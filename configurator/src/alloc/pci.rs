@@ -11,6 +11,8 @@ use crate::scenario::{ConsoleVuart, LoadOrder, Vbdf};
 const MB: u64 = 1 << 20;
 const PAGE: u64 = 0x1000;
 /// MMIO windows of pre-launched (and, here, post-launched) VMs: 2 GiB..3.5 GiB, 256..512 GiB.
+// The hypervisor's ACPI host bridge announces these windows (hypervisor/src/devices/pci
+// BAR_WINDOW_LOW/HIGH): keep both in step.
 pub(crate) const USER_LOW_MMIO: (u64, u64) = (0x8000_0000, 0xE000_0000);
 pub(crate) const USER_HIGH_MMIO: (u64, u64) = (0x40_0000_0000, 0x80_0000_0000);
 /// Pass-through devices ACRN keeps at their native BDF.

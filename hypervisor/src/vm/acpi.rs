@@ -278,14 +278,6 @@ fn seal(t: &mut [u8], len: usize) {
     t[9] = 0u8.wrapping_sub(checksum(&t[..len]));
 }
 
-/// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
-/// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it
-/// names `pm_timer`, the machine's read-only PM timer, which guests calibrate the TSC against)
-/// a DSDT and, with `mcfg` (ECAM base, last bus), an MCFG for PCI segment 0 from bus 0 into
-/// `buf`, which the caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]). The DSDT
-/// reserves the ECAM window and describes `com`, the VM's legacy console UART (base port, ISA
-/// IRQ), when it has one: a hardware-reduced platform has no legacy PIC and so no ISA IRQs
-/// unless ACPI names them, and Linux's 8250 driver needs the UART's IRQ for its tty.
 /// What a VM's ACPI tables describe (see [`build_guest_tables`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GuestPlatform {
@@ -298,8 +290,34 @@ pub struct GuestPlatform {
     pub mcfg: Option<(u64, u8)>,
     /// The legacy console UART's base port and ISA IRQ.
     pub com: Option<(u16, u8)>,
+    /// The legacy VM-to-VM vUARTs' base ports and ISA IRQs (COM2.. in the DSDT).
+    pub link_uarts: [Option<(u16, u8)>; MAX_LINK_UARTS],
+    /// The PCI host bridge the DSDT describes (Linux enumerates PCI through it).
+    pub pci_root: Option<PciRoot>,
 }
 
+/// Legacy VM-to-VM vUARTs the DSDT names.
+pub const MAX_LINK_UARTS: usize = 4;
+
+/// A PCI root bridge on segment 0: its buses 0..=`last_bus` and the MMIO windows its devices'
+/// BARs live in, each (first, end) with `end` exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciRoot {
+    pub last_bus: u8,
+    pub mmio32: (u64, u64),
+    pub mmio64: (u64, u64),
+}
+
+/// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
+/// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it
+/// names `pm_timer`, the machine's read-only PM timer, which guests calibrate the TSC against)
+/// a DSDT and, with `mcfg` (ECAM base, last bus), an MCFG for PCI segment 0 from bus 0 into
+/// `buf`, which the caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]). The DSDT
+/// reserves the ECAM window and describes `com`, the VM's legacy console UART (base port, ISA
+/// IRQ), when it has one: a hardware-reduced platform has no legacy PIC and so no ISA IRQs
+/// unless ACPI names them, and Linux's 8250 driver needs the UART's IRQ for its tty; the same
+/// for `link_uarts` (COM2..). With `pci_root` it describes the PCI host bridge `PCI0`, through
+/// which Linux enumerates the VM's virtual PCI bus.
 pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform: &GuestPlatform) {
     let GuestPlatform {
         vcpus,
@@ -308,14 +326,17 @@ pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform
         pm_timer,
         mcfg,
         com,
+        link_uarts,
+        pci_root,
     } = *platform;
     buf.fill(0);
     const XSDT: usize = 0x40;
     const MADT: usize = 0x90;
     const FADT: usize = 0x400;
     const DSDT: usize = 0x600;
-    const HPET: usize = 0x700;
-    const MCFG: usize = 0x740;
+    const DSDT_MAX: usize = GUEST_TABLES_SIZE - DSDT;
+    const HPET: usize = 0x520;
+    const MCFG: usize = 0x560;
     const MCFG_LEN: usize = 60;
     let vcpus = vcpus.min(MAX_CPUS as u32) as usize;
     // RSDP (revision 2).
@@ -412,17 +433,26 @@ pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform
     }
     // The DSDT reserves the ECAM window as a motherboard resource: without that, Linux
     // refuses the MCFG and falls back to port 0xCF8.
-    let mut aml = [0u8; ECAM_AML_LEN + 64];
+    const AML_MAX: usize = ECAM_AML_LEN + (1 + MAX_LINK_UARTS) * 64 + PCI_ROOT_AML_LEN;
+    const _: () = assert!(36 + AML_MAX <= DSDT_MAX);
+    let mut aml = [0u8; AML_MAX];
     let mut n = 0;
     if let Some((ecam, end_bus)) = mcfg {
         aml[..ECAM_AML_LEN].copy_from_slice(&ecam_reservation(ecam, (end_bus as u32 + 1) << 20));
         n = ECAM_AML_LEN;
     }
-    if let Some((port, irq)) = com {
-        let mut com_aml = [0u8; 64];
-        let len = com_device_aml(port, irq, &mut com_aml);
-        aml[n..n + len].copy_from_slice(&com_aml[..len]);
-        n += len;
+    // The console is COM1 and the links COM2..: Linux's 8250 driver needs each one's IRQ.
+    for (i, uart) in core::iter::once(com).chain(link_uarts).enumerate() {
+        if let Some((port, irq)) = uart {
+            let mut com_aml = [0u8; 64];
+            let len = com_device_aml(port, irq, i as u8 + 1, &mut com_aml);
+            aml[n..n + len].copy_from_slice(&com_aml[..len]);
+            n += len;
+        }
+    }
+    if let Some(root) = pci_root {
+        aml[n..n + PCI_ROOT_AML_LEN].copy_from_slice(&pci_root_aml(&root));
+        n += PCI_ROOT_AML_LEN;
     }
     let d = &mut buf[DSDT..DSDT + 36 + n];
     header(d, b"DSDT", 36 + n, 2);
@@ -457,18 +487,18 @@ fn ecam_reservation(base: u64, len: u32) -> [u8; ECAM_AML_LEN] {
     a
 }
 
-/// AML for `Scope (\_SB) { Device (COM1) { _HID PNP0501, _UID 1, _CRS { IO (Decode16, port,
-/// port, 1, 8), IRQNoFlags () {irq} } } }` into `out`; its length (0 for an IRQ above 15,
-/// which IRQNoFlags cannot name).
-fn com_device_aml(port: u16, irq: u8, out: &mut [u8; 64]) -> usize {
-    if irq > 15 {
+/// AML for `Scope (\_SB) { Device (COMn) { _HID PNP0501, _UID n, _CRS { IO (Decode16, port,
+/// port, 1, 8), IRQNoFlags () {irq} } } }` (n = `uid`, 1..=9) into `out`; its length (0 for an
+/// IRQ above 15, which IRQNoFlags cannot name).
+fn com_device_aml(port: u16, irq: u8, uid: u8, out: &mut [u8; 64]) -> usize {
+    if irq > 15 || !(1..=9).contains(&uid) {
         return 0;
     }
     let [plo, phi] = port.to_le_bytes();
     let [mlo, mhi] = (1u16 << irq).to_le_bytes();
     // Name (_HID, EisaId ("PNP0501")), Name (_UID, One).
     let hid = [0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x05, 0x01];
-    let uid = [0x08, b'_', b'U', b'I', b'D', 0x01];
+    let uid_name = [0x08, b'_', b'U', b'I', b'D', 0x0A, uid];
     // Name (_CRS, Buffer (13) { IO descriptor, IRQ descriptor, end tag }).
     let crs = [
         0x08, b'_', b'C', b'R', b'S', 0x11, 0x10, 0x0A, 0x0D, // buffer of 13 bytes
@@ -476,7 +506,7 @@ fn com_device_aml(port: u16, irq: u8, out: &mut [u8; 64]) -> usize {
         0x22, mlo, mhi, // IRQNoFlags: edge, active high
         0x79, 0x00, // end tag
     ];
-    let body = 4 + hid.len() + uid.len() + crs.len();
+    let body = 4 + hid.len() + uid_name.len() + crs.len();
     let device_len = 1 + body; // one PkgLength byte (< 64)
     let scope_len = 1 + 5 + 2 + device_len;
     let mut n = 0;
@@ -485,11 +515,82 @@ fn com_device_aml(port: u16, irq: u8, out: &mut [u8; 64]) -> usize {
         n += b.len();
     };
     put(&[0x10, scope_len as u8, b'\\', b'_', b'S', b'B', b'_']);
-    put(&[0x5B, 0x82, device_len as u8, b'C', b'O', b'M', b'1']);
+    put(&[0x5B, 0x82, device_len as u8, b'C', b'O', b'M', b'0' + uid]);
     put(&hid);
-    put(&uid);
+    put(&uid_name);
     put(&crs);
     n
+}
+
+/// AML PkgLength of `len` bytes in the two-byte encoding (64 <= len < 4096).
+fn pkg_len2(len: usize) -> [u8; 2] {
+    [0x40 | (len & 0xF) as u8, (len >> 4) as u8]
+}
+
+/// Length of [`pci_root_aml`]'s AML.
+const PCI_ROOT_AML_LEN: usize = 186;
+/// Length of the host bridge's `_CRS` resource template (with its end tag).
+const PCI_ROOT_CRS_LEN: usize = 122;
+
+/// AML for `Scope (\_SB) { Device (PCI0) { _HID PNP0A08, _CID PNP0A03, _SEG 0, _BBN 0, _UID 0,
+/// _CRS { WordBusNumber 0..=last_bus, WordIO 0..0xCF7 and 0xD00..0xFFFF, DWordMemory mmio32,
+/// QWordMemory mmio64 } } }`. No `_PRT`: the VM's PCI functions interrupt by MSI/MSI-X only
+/// (interrupt pin 0). Windows are producers with fixed bounds, so Linux keeps BARs inside them.
+fn pci_root_aml(root: &PciRoot) -> [u8; PCI_ROOT_AML_LEN] {
+    let mut a = [0u8; PCI_ROOT_AML_LEN];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        a[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    // Every window: ResourceProducer, PosDecode, MinFixed, MaxFixed (general flags 0x0C).
+    let word_window = |kind: u8, type_flags: u8, min: u16, max: u16| {
+        let mut d = [0u8; 16];
+        d[..6].copy_from_slice(&[0x88, 0x0D, 0x00, kind, 0x0C, type_flags]);
+        d[8..10].copy_from_slice(&min.to_le_bytes());
+        d[10..12].copy_from_slice(&max.to_le_bytes());
+        d[14..16].copy_from_slice(&(max.wrapping_sub(min).wrapping_add(1)).to_le_bytes());
+        d
+    };
+    let (lo_min, lo_end) = (root.mmio32.0 as u32, root.mmio32.1 as u32);
+    let mut dword = [0u8; 26];
+    // Memory, ReadWrite, NonCacheable.
+    dword[..6].copy_from_slice(&[0x87, 0x17, 0x00, 0x00, 0x0C, 0x01]);
+    dword[10..14].copy_from_slice(&lo_min.to_le_bytes());
+    dword[14..18].copy_from_slice(&lo_end.wrapping_sub(1).to_le_bytes());
+    dword[22..26].copy_from_slice(&lo_end.wrapping_sub(lo_min).to_le_bytes());
+    let (hi_min, hi_end) = root.mmio64;
+    let mut qword = [0u8; 46];
+    qword[..6].copy_from_slice(&[0x8A, 0x2B, 0x00, 0x00, 0x0C, 0x01]);
+    qword[14..22].copy_from_slice(&hi_min.to_le_bytes());
+    qword[22..30].copy_from_slice(&hi_end.wrapping_sub(1).to_le_bytes());
+    qword[38..46].copy_from_slice(&hi_end.wrapping_sub(hi_min).to_le_bytes());
+
+    let crs_name = 1 + 4 + 1 + 2 + 2 + PCI_ROOT_CRS_LEN; // NameOp, _CRS, BufferOp, ...
+    let device_body = 4 + 10 + 10 + 6 + 6 + 6 + crs_name;
+    let scope_body = 5 + 2 + 2 + device_body;
+    put(&[0x10]);
+    put(&pkg_len2(2 + scope_body));
+    put(b"\\_SB_");
+    put(&[0x5B, 0x82]);
+    put(&pkg_len2(2 + device_body));
+    put(b"PCI0");
+    put(&[0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x0A, 0x08]); // EisaId PNP0A08
+    put(&[0x08, b'_', b'C', b'I', b'D', 0x0C, 0x41, 0xD0, 0x0A, 0x03]); // EisaId PNP0A03
+    put(&[0x08, b'_', b'S', b'E', b'G', 0x00]);
+    put(&[0x08, b'_', b'B', b'B', b'N', 0x00]);
+    put(&[0x08, b'_', b'U', b'I', b'D', 0x00]);
+    put(&[0x08, b'_', b'C', b'R', b'S', 0x11]);
+    put(&pkg_len2(2 + 2 + PCI_ROOT_CRS_LEN));
+    put(&[0x0A, PCI_ROOT_CRS_LEN as u8]);
+    put(&word_window(2, 0, 0, root.last_bus as u16));
+    // I/O ranges: EntireRange (type flags 3); the gap is the 0xCF8 configuration ports.
+    put(&word_window(1, 3, 0, 0xCF7));
+    put(&word_window(1, 3, 0xD00, 0xFFFF));
+    put(&dword);
+    put(&qword);
+    put(&[0x79, 0x00]);
+    a
 }
 
 #[cfg(test)]
@@ -569,12 +670,13 @@ mod tests {
         );
         let d = &buf[0x600..];
         let len = u32::from_le_bytes(d[4..8].try_into().unwrap()) as usize;
-        assert_eq!(len, 36 + 52);
+        assert_eq!(len, 36 + 53);
         assert_eq!(checksum(&d[..len]), 0);
         let aml = &d[36..len];
-        // Scope (\_SB) of 51 bytes holding Device (COM1) of 43.
-        assert_eq!(aml[..7], [0x10, 51, b'\\', b'_', b'S', b'B', b'_']);
-        assert_eq!(aml[7..14], [0x5B, 0x82, 43, b'C', b'O', b'M', b'1']);
+        // Scope (\_SB) of 52 bytes holding Device (COM1) of 44, _UID 1.
+        assert_eq!(aml[..7], [0x10, 52, b'\\', b'_', b'S', b'B', b'_']);
+        assert_eq!(aml[7..14], [0x5B, 0x82, 44, b'C', b'O', b'M', b'1']);
+        assert_eq!(aml[24..31], [0x08, b'_', b'U', b'I', b'D', 0x0A, 1]);
         let has = |s: &[u8]| aml.windows(s.len()).any(|w| w == s);
         assert!(has(&[0x0C, 0x41, 0xD0, 0x05, 0x01]), "EisaId PNP0501");
         assert!(
@@ -616,6 +718,8 @@ mod tests {
                 }),
                 mcfg: Some((0xE000_0000, 0)),
                 com: None,
+                link_uarts: [None; MAX_LINK_UARTS],
+                pci_root: None,
             },
         );
         let mut bios = vec![0u8; 0x20000];
@@ -663,8 +767,8 @@ mod tests {
         // Every table checksums to zero.
         for (o, l) in [
             (0x40usize, 68usize),
-            (0x700, 56),
-            (0x740, 60),
+            (0x520, 56),
+            (0x560, 60),
             (0x90, 44 + 24 + 12 + 10),
             (0x400, 276),
             (0x600, 36 + ECAM_AML_LEN),
@@ -673,6 +777,128 @@ mod tests {
         }
         assert_eq!(checksum(&buf[..20]), 0);
         assert_eq!(checksum(&buf[..36]), 0);
+    }
+
+    #[test]
+    fn dsdt_describes_the_pci_root_bridge() {
+        let mut buf = [0u8; GUEST_TABLES_SIZE];
+        build_guest_tables(
+            &mut buf,
+            GUEST_RSDP_GPA,
+            &GuestPlatform {
+                vcpus: 1,
+                mcfg: Some((0xE000_0000, 0)),
+                com: Some((0x3F8, 4)),
+                link_uarts: [Some((0x2F8, 3)), None, None, None],
+                pci_root: Some(PciRoot {
+                    last_bus: 0,
+                    mmio32: (0x8000_0000, 0xE000_0000),
+                    mmio64: (0x40_0000_0000, 0x80_0000_0000),
+                }),
+                ..GuestPlatform::default()
+            },
+        );
+        let d = &buf[0x600..];
+        let len = u32::from_le_bytes(d[4..8].try_into().unwrap()) as usize;
+        assert_eq!(len, 36 + ECAM_AML_LEN + 2 * 53 + PCI_ROOT_AML_LEN);
+        assert_eq!(checksum(&d[..len]), 0);
+        // The HPET and MCFG slots stay clear of the longer DSDT.
+        assert!(0x600 + len <= GUEST_TABLES_SIZE);
+        // The link UART is COM2 at 0x2F8, IRQ 3, after the console's COM1.
+        let com2 = &d[36 + ECAM_AML_LEN + 53..36 + ECAM_AML_LEN + 2 * 53];
+        assert_eq!(com2[7..14], [0x5B, 0x82, 44, b'C', b'O', b'M', b'2']);
+        assert_eq!(com2[24..31], [0x08, b'_', b'U', b'I', b'D', 0x0A, 2]);
+        assert_eq!(
+            com2[40..48],
+            [0x47, 0x01, 0xF8, 0x02, 0xF8, 0x02, 0x01, 0x08]
+        );
+        assert_eq!(com2[48..51], [0x22, 0x08, 0x00]);
+        let aml = &d[36 + ECAM_AML_LEN + 2 * 53..len];
+        // Scope (\_SB): two-byte PkgLengths that cover exactly the rest of the AML.
+        let pkg = |b: &[u8]| (b[0] & 0xF) as usize | (b[1] as usize) << 4;
+        assert_eq!(aml[0], 0x10);
+        assert_eq!(aml[1] >> 6, 1);
+        assert_eq!(pkg(&aml[1..3]), aml.len() - 1);
+        assert_eq!(&aml[3..8], b"\\_SB_");
+        assert_eq!(aml[8..10], [0x5B, 0x82]);
+        assert_eq!(pkg(&aml[10..12]), aml.len() - 10);
+        assert_eq!(&aml[12..16], b"PCI0");
+        let at = |s: &[u8]| aml.windows(s.len()).position(|w| w == s);
+        let hid = at(b"_HID").unwrap();
+        assert_eq!(
+            aml[hid + 4..hid + 9],
+            [0x0C, 0x41, 0xD0, 0x0A, 0x08],
+            "PNP0A08"
+        );
+        let cid = at(b"_CID").unwrap();
+        assert_eq!(
+            aml[cid + 4..cid + 9],
+            [0x0C, 0x41, 0xD0, 0x0A, 0x03],
+            "PNP0A03"
+        );
+        for name in [b"_SEG", b"_BBN", b"_UID"] {
+            let o = at(name).unwrap();
+            assert_eq!(
+                aml[o - 1..o + 5],
+                [0x08, name[0], name[1], name[2], name[3], 0x00]
+            );
+        }
+        assert!(at(b"_PRT").is_none(), "MSI-only functions need no routing");
+        // _CRS: a buffer whose size byte and PkgLength match the resource template.
+        let crs = at(b"_CRS").unwrap() + 4;
+        assert_eq!(aml[crs], 0x11);
+        assert_eq!(pkg(&aml[crs + 1..crs + 3]), aml.len() - crs - 1);
+        assert_eq!(aml[crs + 3..crs + 5], [0x0A, PCI_ROOT_CRS_LEN as u8]);
+        let t = &aml[crs + 5..];
+        assert_eq!(t.len(), PCI_ROOT_CRS_LEN);
+        // Walk the large resource descriptors up to the end tag.
+        let mut kinds = Vec::new();
+        let mut o = 0;
+        while t[o] != 0x79 {
+            let dlen = u16::from_le_bytes([t[o + 1], t[o + 2]]) as usize;
+            kinds.push((t[o], t[o + 3], t[o + 4]));
+            let body = &t[o + 3..o + 3 + dlen];
+            match t[o] {
+                0x88 => {
+                    let w = |i: usize| u16::from_le_bytes([body[i], body[i + 1]]);
+                    // min, max, length agree.
+                    assert_eq!(w(7).wrapping_sub(w(5)).wrapping_add(1), w(11));
+                }
+                0x87 => {
+                    let d = |i: usize| u32::from_le_bytes(body[i..i + 4].try_into().unwrap());
+                    assert_eq!(
+                        (d(7), d(11), d(19)),
+                        (0x8000_0000, 0xDFFF_FFFF, 0x6000_0000)
+                    );
+                }
+                0x8A => {
+                    let q = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().unwrap());
+                    assert_eq!(
+                        (q(11), q(19), q(35)),
+                        (0x40_0000_0000, 0x7F_FFFF_FFFF, 0x40_0000_0000)
+                    );
+                }
+                other => panic!("unexpected descriptor {other:#x}"),
+            }
+            o += 3 + dlen;
+        }
+        assert_eq!(&t[o..], &[0x79, 0x00]);
+        // Bus numbers, two I/O ranges, 32-bit and 64-bit memory: all producers with fixed
+        // bounds (general flags 0x0C).
+        assert_eq!(
+            kinds,
+            [
+                (0x88, 2, 0x0C),
+                (0x88, 1, 0x0C),
+                (0x88, 1, 0x0C),
+                (0x87, 0, 0x0C),
+                (0x8A, 0, 0x0C)
+            ]
+        );
+        let io = |o: usize| u16::from_le_bytes([t[o], t[o + 1]]);
+        assert_eq!((io(16 + 8), io(16 + 10)), (0, 0xCF7));
+        assert_eq!((io(32 + 8), io(32 + 10)), (0xD00, 0xFFFF));
+        assert_eq!((io(8), io(10)), (0, 0), "bus 0 only");
     }
 
     fn tables(pm: Option<PmTimer>) -> Mem {

@@ -17,6 +17,7 @@ use crate::vm::acpi;
 use crate::vm::loader::{self, E820Entry, Guarded, GuestMem, LoadError, Mb1Module, MAX_E820};
 use acrn_static_config::{
     ConsoleVuart, GuestFlags, GuestMemRegion, KernelType, LoadOrder, PlatformConfig, VmConfig,
+    VuartKind,
 };
 use core::fmt;
 
@@ -339,6 +340,14 @@ fn build_vm(
     };
     let e820 = &e820[..ne];
 
+    let mut link_uarts = [None; acpi::MAX_LINK_UARTS];
+    let legacy_links = cfg.vuarts.iter().filter_map(|l| match l.kind {
+        VuartKind::Legacy { port, irq } => Some((port, irq)),
+        VuartKind::Pci { .. } => None,
+    });
+    for (slot, link) in link_uarts.iter_mut().zip(legacy_links) {
+        *slot = Some(link);
+    }
     let mut tables = [0u8; acpi::GUEST_TABLES_SIZE];
     // Every VM has its virtual IOAPIC at the usual address and no HPET (the hypervisor owns
     // the physical one).
@@ -359,6 +368,13 @@ fn build_vm(
                 ConsoleVuart::Legacy { port, irq } => Some((port, irq)),
                 _ => None,
             },
+            link_uarts,
+            // ...and a host bridge whose windows hold the BARs the configurator placed.
+            pci_root: (cfg.load_order == LoadOrder::PreLaunched).then_some(acpi::PciRoot {
+                last_bus: crate::devices::pci::ECAM_BUSES - 1,
+                mmio32: crate::devices::pci::BAR_WINDOW_LOW,
+                mmio64: crate::devices::pci::BAR_WINDOW_HIGH,
+            }),
         },
     );
     let mut mods = [Mb1Module {

@@ -26,6 +26,11 @@ pub const ECAM_GPA: u64 = 0xE000_0000;
 /// The ECAM window covers bus 0 only: the VM has no bridge.
 pub const ECAM_BUSES: u8 = 1;
 pub const ECAM_SIZE: u64 = ECAM_BUSES as u64 * (1 << 20);
+/// The windows the configurator places a pre-launched VM's BARs in (its `USER_LOW_MMIO` and
+/// `USER_HIGH_MMIO`: 32-bit BARs low, 64-bit BARs high), as (first, end) with `end` exclusive.
+/// The VM's ACPI host bridge announces them so Linux keeps the BARs where they are.
+pub const BAR_WINDOW_LOW: (u64, u64) = (0x8000_0000, 0xE000_0000);
+pub const BAR_WINDOW_HIGH: (u64, u64) = (0x40_0000_0000, 0x80_0000_0000);
 
 /// The host bridge at 00:00.0 (ACRN's virtual host bridge IDs: 8086:5af0, class 06/00/00).
 pub fn host_bridge() -> Function {

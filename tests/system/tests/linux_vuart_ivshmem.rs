@@ -1,0 +1,236 @@
+//! Two pre-launched VMs run Debian's unmodified Linux kernel to a busybox shell
+//! (configs/qemu-epyc/linux-vuart-ivshmem.xml, QEMU TCG) and talk through Linux's own drivers:
+//!
+//! - PCI: each Linux enumerates its virtual bus through the ACPI host bridge (PNP0A08): the host
+//!   bridge 00:00.0 and the IVSHMEM function 1af4:1110, BARs kept, no PCI errors in `dmesg`.
+//! - IVSHMEM: the sender writes a random pattern into BAR2 (busybox `devmem` at the BAR's
+//!   address from sysfs `resource`, after `enable`) and then a "written" flag; the receiver
+//!   waits for the flag and reads the same words back.
+//! - vUART: then the receiver raises a "ready" flag and reads N bytes from
+//!   its ttyS1 (Linux's 8250 driver, raw mode), the sender writes N random bytes to its ttyS1;
+//!   both print the MD5 of what they have, which must match. The receiver times the transfer
+//!   in guest time (/proc/uptime) from the first byte.
+//!
+//! CI sends 64 KiB (about 45 s with the build); the issue's 1 MiB is opt-in (`#[ignore]`): run
+//! it with `cargo test -p acrn-system-tests --test linux_vuart_ivshmem -- --ignored`.
+
+use std::time::Duration;
+
+use acrn_system_tests::debian::{busybox_static, debian_kernel};
+use acrn_system_tests::initramfs::busybox_initramfs;
+use acrn_system_tests::{check, require_tools, run, work_dir, RunSpec, Transcript};
+
+const SENDER: &str = "[PRE_VM0] ";
+const RECEIVER: &str = "[PRE_VM1] ";
+/// Flags in the shared memory: the sender's "pattern written" (offset 0x1000 of BAR2) and the
+/// receiver's "listening on ttyS1" (0x1004).
+const WRITTEN: &str = "0x57524954";
+const READY: &str = "0x52454459";
+
+/// The init script of both VMs; the kernel command line's `role=` picks the side. `bytes`:
+/// how many random bytes go over the vUART after the IVSHMEM exchange.
+fn init_script(bytes: u32) -> String {
+    // Seconds the receiver waits for the stream: a minute, plus one per kB.
+    let patience = 60 + bytes / 1000;
+    format!(
+        r#"/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+role=$(sed -n 's/.*role=\([a-z]*\).*/\1/p' /proc/cmdline)
+echo "t: up $role"
+dmesg | grep -i -e pci -e ttyS | sed 's/^/t: dmesg: /'
+echo "t: pci $(ls /sys/bus/pci/devices | tr '\n' ' ')"
+dev=
+for d in /sys/bus/pci/devices/*; do
+  [ "$(cat $d/vendor):$(cat $d/device)" = "0x1af4:0x1110" ] && dev=$d
+done
+echo "t: ivshmem ${{dev##*/}}"
+echo 1 > $dev/enable
+bar2=$(sed -n 3p $dev/resource | cut -d' ' -f1)
+echo "t: bar2 $bar2"
+written=$((bar2 + 0x1000))
+ready=$((bar2 + 0x1004))
+wait_for() {{
+  n=0
+  while [ "$(devmem $1 32)" != "$2" ] && [ $n -lt 600 ]; do sleep 1; n=$((n + 1)); done
+  echo "t: $3 after ${{n}}s"
+}}
+exec 3<>/dev/ttyS1
+stty raw -echo <&3
+if [ "$role" = sender ]; then
+  head -c {bytes} /dev/urandom > /tmp/tx
+  seed=0x$(head -c 16 /dev/urandom | md5sum | cut -c1-6)
+  words=
+  for i in 0 1 2 3 4 5 6 7; do
+    v=$(printf 0x%08x $((seed * 16 + i)))
+    devmem $((bar2 + 4 * i)) 32 $v
+    words="$words $v"
+  done
+  devmem $written 32 {WRITTEN}
+  echo "t: shm wrote$words"
+  echo "t: tx md5 $(md5sum < /tmp/tx | cut -d' ' -f1)"
+  wait_for $ready {READY} "peer ready"
+  cat /tmp/tx >&3
+  echo "t: sent"
+else
+  wait_for $written {WRITTEN} "pattern written"
+  words=
+  for i in 0 1 2 3 4 5 6 7; do
+    words="$words $(printf 0x%08x $(devmem $((bar2 + 4 * i)) 32))"
+  done
+  echo "t: shm read$words"
+  devmem $ready 32 {READY}
+  # dd reads exactly one byte; head would buffer (stdio) and drop what follows it.
+  dd bs=1 count=1 <&3 of=/tmp/rx 2>/dev/null
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  timeout {patience} head -c $(({bytes} - 1)) <&3 >> /tmp/rx
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  echo "t: received $(wc -c < /tmp/rx) bytes, from $t0 to $t1 s of guest time"
+  echo "t: rx md5 $(md5sum < /tmp/rx | cut -d' ' -f1)"
+fi
+echo "t: done"
+exec sh
+"#
+    )
+}
+
+/// The rest of the first line of `vm` that starts with `t: {what}`.
+fn said<'a>(t: &'a Transcript, vm: &str, what: &str) -> Option<&'a str> {
+    let needle = format!("t: {what}");
+    t.texts()
+        .find_map(|l| l.strip_prefix(vm)?.strip_prefix(needle.as_str()))
+        .map(str::trim)
+}
+
+fn transfer(bytes: u32, boot_limit: Duration) {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let kernel = debian_kernel();
+    let busybox = std::fs::read(busybox_static()).expect("read busybox");
+    let dir = work_dir(&format!("qemu-linux-vuart-ivshmem-{bytes}"));
+    let initrd = dir.join("initrd.cpio");
+    std::fs::write(&initrd, busybox_initramfs(&busybox, &init_script(bytes)))
+        .expect("write the initramfs");
+    let t = run(
+        &RunSpec {
+            board: "qemu-epyc",
+            scenario: "linux-vuart-ivshmem",
+            out: &dir.join("image"),
+            extra: vec![
+                "--emulator".into(),
+                "qemu".into(),
+                "--module".into(),
+                format!("Linux_bzImage={}", kernel.display()),
+                "--module".into(),
+                format!("Linux_initrd={}", initrd.display()),
+            ],
+            build_limit: Duration::from_secs(900),
+            boot_limit,
+        },
+        |t| {
+            (said(t, SENDER, "done").is_some() && said(t, RECEIVER, "done").is_some())
+                || t.find_prefix("[hv] PANIC").is_some()
+                || t.find_prefix("[hv] FATAL").is_some()
+                || t.texts().any(|l| l.contains("Kernel panic"))
+        },
+    );
+    eprintln!(
+        "Linux vUART + IVSHMEM ({bytes} bytes): {} lines, ended by {} after {:.1}s",
+        t.lines.len(),
+        t.ended_by,
+        t.seconds
+    );
+    for vm in [SENDER, RECEIVER] {
+        check(
+            &t,
+            said(&t, vm, "up").is_some(),
+            &format!("{vm}Linux did not reach its busybox shell"),
+        );
+        let pci = said(&t, vm, "pci ").unwrap_or_default();
+        check(
+            &t,
+            pci.contains("0000:00:00.0") && pci.contains("0000:00:08.0"),
+            &format!("{vm}Linux did not enumerate the host bridge and IVSHMEM ({pci:?})"),
+        );
+        check(
+            &t,
+            said(&t, vm, "ivshmem ") == Some("0000:00:08.0"),
+            &format!("{vm}no 1af4:1110 function in sysfs"),
+        );
+        let bar2 = said(&t, vm, "bar2 ").unwrap_or_default();
+        check(
+            &t,
+            bar2.starts_with("0x") && u64::from_str_radix(&bar2[2..], 16).is_ok_and(|a| a != 0),
+            &format!("{vm}BAR2 has no address ({bar2:?})"),
+        );
+        let pci_errors: Vec<&str> = t
+            .texts()
+            .filter_map(|l| l.strip_prefix(vm)?.strip_prefix("t: dmesg: "))
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                [
+                    "fail",
+                    "error",
+                    "conflict",
+                    "can't",
+                    "no space",
+                    "not claimed",
+                    "ignored",
+                ]
+                .iter()
+                .any(|w| l.contains(w))
+                    && l.contains("pci")
+            })
+            .collect();
+        check(
+            &t,
+            pci_errors.is_empty(),
+            &format!("{vm}PCI errors in dmesg: {pci_errors:#?}"),
+        );
+        check(
+            &t,
+            said(&t, vm, "done").is_some(),
+            &format!("{vm}the script did not finish"),
+        );
+    }
+    let wrote = said(&t, SENDER, "shm wrote");
+    let read = said(&t, RECEIVER, "shm read");
+    check(
+        &t,
+        wrote.is_some() && wrote == read,
+        &format!("IVSHMEM: the sender wrote {wrote:?}, the receiver read {read:?}"),
+    );
+    let tx = said(&t, SENDER, "tx md5 ");
+    let rx = said(&t, RECEIVER, "rx md5 ");
+    check(
+        &t,
+        tx.is_some_and(|m| m.len() == 32) && tx == rx,
+        &format!("vUART: the sender's MD5 {tx:?}, the receiver's {rx:?}"),
+    );
+    if let Some(timing) = said(&t, RECEIVER, "received ") {
+        eprintln!("vUART transfer: {timing}");
+        let secs: Vec<f64> = timing
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        if let [_, t0, t1] = secs[..] {
+            if t1 > t0 {
+                eprintln!(
+                    "vUART throughput: {:.0} bytes/s of guest time",
+                    f64::from(bytes - 1) / (t1 - t0)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn linux_vms_send_64k_over_the_vuart_in_qemu() {
+    transfer(64 * 1024, Duration::from_secs(600));
+}
+
+#[test]
+#[ignore = "1 MiB through the emulated 16550A link takes many minutes in TCG; run with: cargo test -p acrn-system-tests --test linux_vuart_ivshmem -- --ignored"]
+fn linux_vms_send_1m_over_the_vuart_in_qemu() {
+    transfer(1024 * 1024, Duration::from_secs(1800));
+}
