@@ -37,7 +37,7 @@ poweroff -f
 /// The User VM's command line: its console on COM1; a TSC clock and no timer check (acrn-dm
 /// has no PIT or HPET).
 const UVM_BOOTARGS: &str =
-    "console=ttyS0 rdinit=/init no_timer_check clocksource=tsc tsc=reliable panic=-1";
+    "console=ttyS0 earlyprintk=serial,ttyS0 rdinit=/init no_timer_check clocksource=tsc tsc=reliable panic=-1";
 
 /// What the Service VM's init does: mount the pseudo file systems, report what the test checks,
 /// then leave a shell on the console.
@@ -53,7 +53,18 @@ echo "sos: checks done"
 for run in 1 2; do
     echo "sos: launch $run"
     ACRN_DM=/bin/acrn-dm ACRN_UVM_KERNEL=/uvm/vmlinuz ACRN_UVM_RAMDISK=/uvm/initrd \
-        ACRN_UVM_BOOTARGS="$UVM_BOOTARGS" sh /uvm/launch_user_vm_id1.sh
+        ACRN_UVM_BOOTARGS="$UVM_BOOTARGS" sh /uvm/launch_user_vm_id1.sh &
+    launched=$!
+    # What a stuck launch is doing: upcalls taken (HYP) and where acrn-dm sleeps.
+    n=0
+    while kill -0 $launched 2>/dev/null; do
+        sleep 10
+        n=$((n + 1))
+        dm=$(pidof acrn-dm)
+        [ $n -le 30 ] && echo "sos: launch $run: ${n}0 s: $(grep -h HYP /proc/interrupts | tr -s ' ')" \
+            "acrn-dm ${dm:-gone}: $(cat /proc/${dm:-0}/wchan 2>/dev/null)"
+    done
+    wait $launched
     echo "sos: launch $run: acrn-dm exited $?"
 done
 echo "sos: launches done"
