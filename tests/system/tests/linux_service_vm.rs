@@ -34,10 +34,10 @@ echo "uvm: $(grep -c ^processor /proc/cpuinfo) CPUs, kernel $(uname -r)"
 poweroff -f
 "#;
 
-/// The User VM's command line: its console on COM1; a TSC clock and no timer check (acrn-dm
-/// has no PIT or HPET).
+/// The User VM's command line: its console on COM1; a TSC clock, its rate given, and no timer
+/// check (acrn-dm has no PIT or HPET).
 const UVM_BOOTARGS: &str =
-    "console=ttyS0 earlyprintk=serial,ttyS0 rdinit=/init no_timer_check clocksource=tsc tsc=reliable panic=-1";
+    "console=ttyS0 earlyprintk=serial,ttyS0 rdinit=/init no_timer_check clocksource=tsc tsc=reliable tsc_early_khz=$tsc_khz panic=-1";
 
 /// What the Service VM's init does: mount the pseudo file systems, report what the test checks,
 /// then leave a shell on the console.
@@ -50,6 +50,9 @@ dmesg | grep -i -e acrn -e hsm | sed 's/^/sos: dmesg: /'
 [ -c /dev/acrn_hsm ] && echo "sos: /dev/acrn_hsm is a character device"
 [ -d /sys/devices/virtual/misc/acrn_hsm ] && echo "sos: acrn_hsm misc device registered"
 echo "sos: checks done"
+# The User VM's early TSC rate: the Service VM's, which the hypervisor gives both (acrn-dm has
+# no PIT to calibrate against).
+tsc_khz=$(dmesg | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]*\) MHz.*/\1\2/p' | head -n 1)
 for run in 1 2; do
     echo "sos: launch $run"
     ACRN_DM=/bin/acrn-dm ACRN_UVM_KERNEL=/uvm/vmlinuz ACRN_UVM_RAMDISK=/uvm/initrd \
