@@ -9,6 +9,7 @@ use crate::vcpu::{
 use bitflags::bitflags;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::model_specific::{Efer, EferFlags};
+use x86_64::registers::rflags::RFlags;
 use x86_64::structures::idt::PageFaultErrorCode;
 
 const MSR_VM_CR: u32 = 0xC001_0114;
@@ -445,45 +446,32 @@ impl SvmVcpu {
     }
 }
 
-/// V_INTR_PRIO (bits 19:16) and V_INTR_VECTOR (bits 39:32) of VINTR.
-const V_INTR_PRIO_AND_VECTOR: u64 = 0xF << 16 | 0xFF << 32;
-
 impl SvmVcpu {
-    /// Hands the pending external interrupt to the CPU as a virtual interrupt (V_IRQ with its
-    /// vector, ignoring the virtual TPR): the CPU delivers it as soon as the guest can take it
-    /// (RFLAGS.IF set, no interrupt shadow, no event being injected) and clears V_IRQ then.
-    /// Not through EVENTINJ: under QEMU 7.2's TCG a Linux Service VM running user code was seen
-    /// taking an EVENTINJ timer interrupt a second time at the first instruction of its handler
-    /// (IF clear), entering from kernel mode without SWAPGS and faulting on the user's GS base
-    /// (a kernel panic every few seconds of user time); with V_IRQ it does not.
-    fn prepare_interrupt(&mut self) {
-        let pending = self.pending_irq;
+    /// Requests (or stops requesting) a VINTR exit for when the guest can take an interrupt.
+    fn set_interrupt_window(&mut self, on: bool) {
         let c = &mut self.vm().control;
-        let bits =
-            c.vintr.bits() & !(VIntr::V_IRQ | VIntr::V_IGN_TPR).bits() & !V_INTR_PRIO_AND_VECTOR;
-        c.vintr = VIntr::from_bits_retain(match pending {
-            Some(vector) => {
-                bits | (VIntr::V_IRQ | VIntr::V_IGN_TPR).bits() | 0xF << 16 | (vector as u64) << 32
-            }
-            None => bits,
-        });
+        c.vintr.set(VIntr::V_IRQ | VIntr::V_IGN_TPR, on);
+        c.intercept_misc1.set(InterceptMisc1::VINTR, on);
     }
 
-    /// After an exit: the virtual interrupt was delivered if the CPU cleared V_IRQ; an event
-    /// whose delivery the exit interrupted (EXITINTINFO) is injected again on the next entry.
-    fn after_exit(&mut self) {
-        let c = &mut self.vm().control;
-        c.tlb_control = 0;
-        // EXITINTINFO has EVENTINJ's layout (vector, type, error-code valid, valid, error code).
-        let interrupted = EventInject::from_bits_retain(c.exit_int_info & 0xFFFF_FFFF_8000_0FFF);
-        c.event_inject = if interrupted.contains(EventInject::VALID) {
-            interrupted
-        } else {
-            EventInject::empty()
+    /// Injects the pending external interrupt if the guest can take it now (no other event
+    /// queued, RFLAGS.IF set, no interrupt shadow), else asks for the interrupt window.
+    fn prepare_interrupt(&mut self) {
+        let Some(vector) = self.pending_irq else {
+            return;
         };
-        let delivered = !c.vintr.contains(VIntr::V_IRQ);
-        if delivered {
+        let v = self.v();
+        let open = !v.control.event_inject.contains(EventInject::VALID)
+            && RFlags::from_bits_retain(v.save.rflags).contains(RFlags::INTERRUPT_FLAG)
+            && v.control.interrupt_shadow & 1 == 0;
+        if open {
             self.pending_irq = None;
+            self.vm().control.event_inject =
+                EventInject::from_bits_retain(EventInject::TYPE_INTR | vector as u64)
+                    | EventInject::VALID;
+            self.set_interrupt_window(false);
+        } else {
+            self.set_interrupt_window(true);
         }
     }
 }
@@ -530,11 +518,7 @@ impl Vcpu for SvmVcpu {
         s.g_pat = 0x0007_0406_0007_0406;
         self.vm().control.tlb_control = 1;
         self.pending_irq = None;
-        self.vm()
-            .control
-            .intercept_misc1
-            .remove(InterceptMisc1::VINTR);
-        self.prepare_interrupt();
+        self.set_interrupt_window(false);
     }
 
     fn run(&mut self) -> VmExit {
@@ -546,8 +530,14 @@ impl Vcpu for SvmVcpu {
         // all host state it touches.
         unsafe { svm_run(pa, &mut self.regs, host) };
         self.regs.rax = self.v().save.rax;
-        self.after_exit();
-        self.translate()
+        let c = &mut self.vm().control;
+        c.tlb_control = 0;
+        c.event_inject = EventInject::empty();
+        let exit = self.translate();
+        if exit == VmExit::InterruptWindow {
+            self.set_interrupt_window(false);
+        }
+        exit
     }
 
     fn regs(&self) -> &GuestRegs {
