@@ -2,6 +2,7 @@
 //! the console device node it holds).
 
 /// One archive entry.
+#[derive(Clone, Copy)]
 pub enum Entry<'a> {
     Dir(&'a str),
     /// A regular file with its permission bits.
@@ -68,8 +69,14 @@ pub fn newc(entries: &[Entry]) -> Vec<u8> {
 /// with busybox's shell, and `/dev/console` (the kernel opens it for init's stdio before
 /// anything is mounted).
 pub fn busybox_initramfs(busybox: &[u8], init_script: &str) -> Vec<u8> {
+    busybox_initramfs_with(busybox, init_script, &[])
+}
+
+/// [`busybox_initramfs`] with `extra` entries after the standard ones (a directory before
+/// the files in it).
+pub fn busybox_initramfs_with(busybox: &[u8], init_script: &str, extra: &[Entry]) -> Vec<u8> {
     let init = format!("#!/bin/busybox sh\n{init_script}");
-    newc(&[
+    let mut entries = vec![
         Entry::Dir("bin"),
         Entry::Dir("dev"),
         Entry::Dir("proc"),
@@ -79,7 +86,9 @@ pub fn busybox_initramfs(busybox: &[u8], init_script: &str) -> Vec<u8> {
         Entry::File("bin/busybox", 0o755, busybox),
         Entry::Symlink("bin/sh", "busybox"),
         Entry::File("init", 0o755, init.as_bytes()),
-    ])
+    ];
+    entries.extend_from_slice(extra);
+    newc(&entries)
 }
 
 #[cfg(test)]

@@ -84,6 +84,44 @@ pub fn configurator() -> PathBuf {
     .clone()
 }
 
+/// Builds `acrn-dm` statically linked (for a Service VM initramfs, which has no C library)
+/// once per test process and returns its path.
+pub fn acrn_dm_static() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let target = "x86_64-unknown-linux-gnu";
+        let status = cargo()
+            .current_dir(repo_root())
+            .args(["build", "-p", "acrn-dm", "--release", "--target", target])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("run cargo build -p acrn-dm");
+        assert!(status.success(), "cargo build -p acrn-dm (static) failed");
+        let bin = target_dir().join(target).join("release/acrn-dm");
+        assert!(bin.is_file(), "no acrn-dm at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// `acrn-configurator generate` for a board and scenario of `configs/` into `out`.
+pub fn generate(board: &str, scenario: &str, out: &Path) -> Output {
+    configurator_cmd()
+        .args([
+            "generate",
+            "--board",
+            board,
+            "--scenario",
+            scenario,
+            "--out",
+        ])
+        .arg(out)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run acrn-configurator generate")
+}
+
 /// Fails (with the install hint) unless every tool is on PATH.
 pub fn require_tools(tools: &[&str]) {
     let path = std::env::var_os("PATH").unwrap_or_default();

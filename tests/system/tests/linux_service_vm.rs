@@ -2,19 +2,42 @@
 //! (scripts/build-service-vm-kernel.sh --small: no networking, graphics, sound, USB or disk
 //! controllers, which this test does not need) boots on configs/qemu-epyc/linux-service-vm.xml (the
 //! shared scenario with a KERNEL_BZIMAGE Service VM) in QEMU TCG, with a busybox initramfs, to
-//! its shell; Linux detects ACRN and its HSM driver binds (/dev/acrn_hsm exists).
+//! its shell; Linux detects ACRN and its HSM driver binds (/dev/acrn_hsm exists). Then the
+//! launch script the configurator generates for the scenario's first post-launched VM runs the
+//! Rust acrn-dm (static, in the initramfs) twice: each time Debian's unmodified kernel boots in
+//! the User VM with a busybox initramfs, prints through acrn-dm's COM1 (on acrn-dm's stdio, so
+//! on the Service VM's console), runs a command and powers off, and acrn-dm exits 0.
 //!
 //! Opt-in: the kernel build takes minutes when its cache is empty. Run with
 //! `cargo test -p acrn-system-tests --test linux_service_vm -- --ignored`.
 
 use std::time::Duration;
 
-use acrn_system_tests::debian::{busybox_static, service_vm_kernel, ServiceVmKernel};
-use acrn_system_tests::initramfs::busybox_initramfs;
-use acrn_system_tests::{check, require_tools, run, work_dir, RunSpec};
+use acrn_system_tests::debian::{
+    busybox_static, debian_kernel, service_vm_kernel, ServiceVmKernel,
+};
+use acrn_system_tests::initramfs::{busybox_initramfs, busybox_initramfs_with, Entry};
+use acrn_system_tests::{acrn_dm_static, check, generate, require_tools, run, work_dir, RunSpec};
 
 const VM: &str = "[SERVICE_VM] ";
 const DONE: &str = "sos: checks done";
+/// The User VM's marker line: its init ran.
+const UVM_UP: &str = "uvm: init up";
+/// The scenario's first post-launched VM (`launch_user_vm_id1.sh`).
+const LAUNCH_SCRIPT: &str = "launch_user_vm_id1.sh";
+
+/// The User VM's init: a marker, a command whose output the test checks, power-off.
+const UVM_INIT: &str = r#"/bin/busybox --install -s /bin
+mount -t proc proc /proc
+echo "uvm: init up"
+echo "uvm: $(grep -c ^processor /proc/cpuinfo) CPUs, kernel $(uname -r)"
+poweroff -f
+"#;
+
+/// The User VM's command line: its console on COM1; a TSC clock, its rate given, and no timer
+/// check (acrn-dm has no PIT or HPET).
+const UVM_BOOTARGS: &str =
+    "console=ttyS0 earlyprintk=serial,ttyS0 rdinit=/init no_timer_check clocksource=tsc tsc=reliable tsc_early_khz=$tsc_khz panic=-1";
 
 /// What the Service VM's init does: mount the pseudo file systems, report what the test checks,
 /// then leave a shell on the console.
@@ -27,18 +50,62 @@ dmesg | grep -i -e acrn -e hsm | sed 's/^/sos: dmesg: /'
 [ -c /dev/acrn_hsm ] && echo "sos: /dev/acrn_hsm is a character device"
 [ -d /sys/devices/virtual/misc/acrn_hsm ] && echo "sos: acrn_hsm misc device registered"
 echo "sos: checks done"
+# The User VM's early TSC rate: the Service VM's, which the hypervisor gives both (acrn-dm has
+# no PIT to calibrate against).
+tsc_khz=$(dmesg | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]*\) MHz.*/\1\2/p' | head -n 1)
+for run in 1 2; do
+    echo "sos: launch $run"
+    ACRN_DM=/bin/acrn-dm ACRN_UVM_KERNEL=/uvm/vmlinuz ACRN_UVM_RAMDISK=/uvm/initrd \
+        ACRN_UVM_BOOTARGS="$UVM_BOOTARGS" sh /uvm/launch_user_vm_id1.sh &
+    launched=$!
+    # What a stuck launch is doing: upcalls taken (HYP) and where acrn-dm sleeps.
+    n=0
+    while kill -0 $launched 2>/dev/null; do
+        sleep 10
+        n=$((n + 1))
+        dm=$(pidof acrn-dm)
+        [ $n -le 30 ] && echo "sos: launch $run: ${n}0 s: $(grep -h HYP /proc/interrupts | tr -s ' ')" \
+            "acrn-dm ${dm:-gone}: $(cat /proc/${dm:-0}/wchan 2>/dev/null)"
+    done
+    wait $launched
+    echo "sos: launch $run: acrn-dm exited $?"
+done
+echo "sos: launches done"
 exec sh
 "#;
 
 #[test]
 #[ignore = "builds the Service VM kernel (minutes with an empty cache); run with: cargo test -p acrn-system-tests --test linux_service_vm -- --ignored"]
-fn linux_service_vm_binds_the_hsm_driver_in_qemu() {
+fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
     require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
     let kernel = service_vm_kernel(ServiceVmKernel::Small);
     let busybox = std::fs::read(busybox_static()).expect("read busybox");
     let dir = work_dir("qemu-linux-service-vm");
+    let gen = dir.join("gen");
+    let g = generate("qemu-epyc", "linux-service-vm", &gen);
+    assert!(
+        g.status.success(),
+        "acrn-configurator generate failed:\n{}",
+        String::from_utf8_lossy(&g.stderr)
+    );
+    let launch = std::fs::read(gen.join(LAUNCH_SCRIPT)).expect("read the launch script");
+    let acrn_dm = std::fs::read(acrn_dm_static()).expect("read acrn-dm");
+    let uvm_kernel = std::fs::read(debian_kernel()).expect("read the Debian kernel");
+    let uvm_initrd = busybox_initramfs(&busybox, UVM_INIT);
+    let init = INIT.replace("$UVM_BOOTARGS", UVM_BOOTARGS);
     let initrd = dir.join("initrd.cpio");
-    std::fs::write(&initrd, busybox_initramfs(&busybox, INIT)).expect("write the initramfs");
+    let sos_initrd = busybox_initramfs_with(
+        &busybox,
+        &init,
+        &[
+            Entry::File("bin/acrn-dm", 0o755, &acrn_dm),
+            Entry::Dir("uvm"),
+            Entry::File("uvm/launch_user_vm_id1.sh", 0o755, &launch),
+            Entry::File("uvm/vmlinuz", 0o644, &uvm_kernel),
+            Entry::File("uvm/initrd", 0o644, &uvm_initrd),
+        ],
+    );
+    std::fs::write(&initrd, sos_initrd).expect("write the initramfs");
     let out = dir.join("image");
     let t = run(
         &RunSpec {
@@ -54,10 +121,10 @@ fn linux_service_vm_binds_the_hsm_driver_in_qemu() {
                 format!("Linux_initrd={}", initrd.display()),
             ],
             build_limit: Duration::from_secs(900),
-            boot_limit: Duration::from_secs(240),
+            boot_limit: Duration::from_secs(900),
         },
         |t| {
-            t.texts().any(|l| l.contains(DONE))
+            t.texts().any(|l| l.contains("sos: launches done"))
                 || t.find_prefix("[hv] VM 0 SERVICE_VM stopped").is_some()
                 || t.find_prefix("[hv] PANIC").is_some()
                 || t.find_prefix("[hv] FATAL").is_some()
@@ -89,5 +156,44 @@ fn linux_service_vm_binds_the_hsm_driver_in_qemu() {
         &t,
         vm_line("sos: acrn_hsm misc device registered"),
         "no acrn_hsm misc device in sysfs",
+    );
+    check(&t, vm_line(DONE), "the Service VM's checks did not finish");
+    let marker_at: Vec<f64> = t
+        .lines
+        .iter()
+        .filter(|l| l.text.starts_with(VM) && l.text.contains(UVM_UP))
+        .map(|l| l.at)
+        .collect();
+    let launch_at: Vec<f64> = t
+        .lines
+        .iter()
+        .filter(|l| {
+            l.text.starts_with(VM) && l.text.contains("sos: launch ") && !l.text.contains("exited")
+        })
+        .map(|l| l.at)
+        .collect();
+    for (run, (m, l)) in marker_at.iter().zip(&launch_at).enumerate() {
+        eprintln!(
+            "User VM run {}: marker line {:.1}s after the launch",
+            run + 1,
+            m - l
+        );
+    }
+    for run in 1..=2 {
+        check(
+            &t,
+            marker_at.len() >= run,
+            &format!("run {run}: the User VM's init did not print its marker"),
+        );
+        check(
+            &t,
+            vm_line(&format!("sos: launch {run}: acrn-dm exited 0")),
+            &format!("run {run}: acrn-dm did not exit 0"),
+        );
+    }
+    check(
+        &t,
+        vm_line("uvm: 1 CPUs, kernel"),
+        "the User VM's command output did not reach the console",
     );
 }
