@@ -29,6 +29,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The hypervisor's build script generates its tables from a board and a scenario.
 (cd hypervisor && ACRN_BOARD="$PWD/../configs/qemu-epyc/qemu-epyc.xml" \
     ACRN_SCENARIO="$PWD/../configs/qemu-epyc/partitioned.xml" cargo clippy -- -D warnings)
+# ... and its host unit tests, which build for the host target.
+(cd hypervisor && ACRN_BOARD="$PWD/../configs/qemu-epyc/qemu-epyc.xml" \
+    ACRN_SCENARIO="$PWD/../configs/qemu-epyc/partitioned.xml" \
+    cargo clippy --lib --tests --target x86_64-unknown-linux-gnu -- -D warnings)
 (cd tests/guests && cargo clippy -- -D warnings)
 
 step "host tests"

@@ -431,11 +431,11 @@ mod tests {
         out.extend_from_slice(hdr.as_bytes());
         out.extend_from_slice(name.as_bytes());
         out.push(0);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
         out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     }
@@ -502,7 +502,7 @@ mod tests {
             t.extend_from_slice(&ty.to_le_bytes());
             t.extend_from_slice(&((8 + body.len()) as u32).to_le_bytes());
             t.extend_from_slice(body);
-            while t.len() % 8 != 0 {
+            while !t.len().is_multiple_of(8) {
                 t.push(0);
             }
         };

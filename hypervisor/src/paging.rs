@@ -486,14 +486,7 @@ mod tests {
             Err(MapError::OutOfMemory)
         );
         assert_eq!(
-            pt.map(
-                &mut m,
-                u64::MAX & !0xFFF,
-                0,
-                0x2000,
-                Perm::RWX,
-                MemType::WriteBack
-            ),
+            pt.map(&mut m, !0xFFF, 0, 0x2000, Perm::RWX, MemType::WriteBack),
             Err(MapError::BadRange)
         );
     }

@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn physical_entry_follows_the_guest() {
         let mut t = RemapTable::new();
-        let e = t.program(20, 0x0000_0000_0000_0000 | LEVEL | LOW | 0x0955 | MASKED, 3);
+        let e = t.program(20, LEVEL | LOW | 0x0955 | MASKED, 3);
         let e = e.unwrap();
         assert_eq!(e.gsi, 20);
         assert_eq!(e.rte as u8, FIRST_VECTOR, "the hypervisor's vector");

@@ -131,13 +131,15 @@ mod tests {
 
     #[test]
     fn real_mode_segments_and_rflags_rules() {
-        let mut r = AcrnRegs::default();
-        r.cr0 = 0x30;
-        r.cs_sel = 0xF000;
-        r.cs_base = 0xFFFF_0000;
-        r.cs_ar = 0x9F;
-        r.cs_limit = 0xFFFF;
-        r.rip = 0xFFF0;
+        let mut r = AcrnRegs {
+            cr0: 0x30,
+            cs_sel: 0xF000,
+            cs_base: 0xFFFF_0000,
+            cs_ar: 0x9F,
+            cs_limit: 0xFFFF,
+            rip: 0xFFF0,
+            ..AcrnRegs::default()
+        };
         let s = initial_state_from_acrn(&r);
         assert_eq!(s.rflags, 2, "0 means 0x2");
         assert_eq!((s.ds.limit, s.ds.access), (0xFFFF, 0x93));
