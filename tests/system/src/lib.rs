@@ -476,7 +476,10 @@ pub fn run_platform_vms(
     let _one = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
     require_tools(&[emulator_binary(emulator), "grub-mkrescue", "xorriso"]);
     let elf = guest_elf("platform").display().to_string();
-    let out = work_dir(test).join("image");
+    // Only the image's folder is renewed: the caller may keep its scenario next to it.
+    let out = target_dir().join("system-tests").join(test).join("image");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(out.parent().expect("a parent")).expect("create work dir");
     let mut extra = vec!["--emulator".into(), emulator.into()];
     for vm in vms {
         extra.push("--module".into());
