@@ -11,7 +11,7 @@ packages+=(qemu-system-x86 bochs bochsbios vgabios grub-common grub-pc-bin xorri
   binutils binutils-x86-64-linux-gnu gcc gcc-12 procps debootstrap)
 # The Linux Service VM kernel (scripts/build-service-vm-kernel.sh builds Debian's
 # linux-source-6.1 into a cache outside the repository).
-packages+=(make flex bison bc libelf-dev libssl-dev xz-utils pkgconf diffutils perl-base)
+packages+=(make flex bison bc libelf-dev libssl-dev xz-utils pkgconf diffutils perl-base shellcheck)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
