@@ -247,6 +247,9 @@ pub struct Transcript {
     pub ended_by: &'static str,
     /// Seconds from the emulator's start to the end of the run.
     pub seconds: f64,
+    /// A last line the emulator was still printing when the run was stopped: shown by `dump`,
+    /// never judged, since its end is missing.
+    pub cut_off: String,
 }
 
 impl Transcript {
@@ -280,6 +283,9 @@ impl Transcript {
         let mut s = String::new();
         for l in &self.lines {
             s.push_str(&format!("{:8.3} {}\n", l.at, l.text));
+        }
+        if !self.cut_off.is_empty() {
+            s.push_str(&format!("   (cut) {}\n", self.cut_off));
         }
         s.push_str(&format!(
             "--- ended by {} after {:.1}s; configurator stderr:\n{}",
@@ -373,6 +379,10 @@ pub fn run(spec: &RunSpec, done: impl Fn(&Transcript) -> bool) -> Transcript {
             .map(|n| n > 0)
             .unwrap_or(false)
         {
+            if buf.last() != Some(&b'\n') {
+                st.lock().unwrap().cut_off = clean(&String::from_utf8_lossy(&buf));
+                break;
+            }
             let text = clean(String::from_utf8_lossy(&buf).trim_end_matches('\n'));
             buf.clear();
             let at = bs
