@@ -9,7 +9,6 @@ use crate::vcpu::{
 use bitflags::bitflags;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::model_specific::{Efer, EferFlags};
-use x86_64::registers::rflags::RFlags;
 use x86_64::structures::idt::PageFaultErrorCode;
 
 const MSR_VM_CR: u32 = 0xC001_0114;
@@ -181,7 +180,11 @@ svm_run:
     push %rdx
     push %rdi
     push %rsi
+    /* GIF=0 holds physical interrupts back until VMRUN; RFLAGS.IF=1 lets them exit the guest.
+       STI here, not just before VMRUN: QEMU's TCG would carry the STI interrupt shadow into
+       the guest's first instruction and hold a virtual interrupt back past it. */
     clgi
+    sti
     mov %rdx, %rax
     vmsave %rax
     mov %rdi, %rax
@@ -200,7 +203,6 @@ svm_run:
     mov 104(%rsi), %r14
     mov 112(%rsi), %r15
     mov 32(%rsi), %rsi
-    sti
     vmrun %rax
     cli
     push %rsi
@@ -447,31 +449,41 @@ impl SvmVcpu {
 }
 
 impl SvmVcpu {
-    /// Requests (or stops requesting) a VINTR exit for when the guest can take an interrupt.
-    fn set_interrupt_window(&mut self, on: bool) {
+    /// Hands the pending external interrupt to the CPU as a virtual interrupt (V_IRQ with its
+    /// vector, ignoring the virtual TPR): the CPU delivers it as soon as the guest can take it
+    /// (RFLAGS.IF set, no interrupt shadow, no event being injected) and clears V_IRQ then, so
+    /// no interrupt window exit is needed. Not through EVENTINJ: QEMU's TCG (7.2) leaves an
+    /// EVENTINJ interrupt's vector as its pending exception and delivers it a second time at
+    /// the guest's next exit request, wherever the guest is, even with IF clear (a Linux
+    /// Service VM panicked on a user GS base at the first instruction of its timer handler).
+    fn present_interrupt(&mut self) {
+        let pending = self.pending_irq;
         let c = &mut self.vm().control;
-        c.vintr.set(VIntr::V_IRQ | VIntr::V_IGN_TPR, on);
-        c.intercept_misc1.set(InterceptMisc1::VINTR, on);
+        c.vintr = match pending {
+            Some(vector) => c.vintr.with_request(vector),
+            None => c.vintr.without_request(),
+        };
     }
 
-    /// Injects the pending external interrupt if the guest can take it now (no other event
-    /// queued, RFLAGS.IF set, no interrupt shadow), else asks for the interrupt window.
-    fn prepare_interrupt(&mut self) {
-        let Some(vector) = self.pending_irq else {
-            return;
-        };
-        let v = self.v();
-        let open = !v.control.event_inject.contains(EventInject::VALID)
-            && RFlags::from_bits_retain(v.save.rflags).contains(RFlags::INTERRUPT_FLAG)
-            && v.control.interrupt_shadow & 1 == 0;
-        if open {
+    /// After an exit: the virtual interrupt was taken if the CPU cleared V_IRQ; an event whose
+    /// delivery the exit interrupted (EXITINTINFO) is delivered again at the next entry, an
+    /// external interrupt as the virtual interrupt again, anything else through EVENTINJ.
+    fn after_exit(&mut self) {
+        let c = &mut self.vm().control;
+        c.tlb_control = 0;
+        c.event_inject = EventInject::empty();
+        let taken = !c.vintr.contains(VIntr::V_IRQ);
+        let interrupted = EventInject::from_bits_retain(c.exit_int_info & EventInject::LAYOUT);
+        if taken {
             self.pending_irq = None;
-            self.vm().control.event_inject =
-                EventInject::from_bits_retain(EventInject::TYPE_INTR | vector as u64)
-                    | EventInject::VALID;
-            self.set_interrupt_window(false);
+        }
+        if !interrupted.contains(EventInject::VALID) {
+            return;
+        }
+        if interrupted.bits() & EventInject::TYPE_MASK == EventInject::TYPE_INTR {
+            self.pending_irq = Some(interrupted.bits() as u8);
         } else {
-            self.set_interrupt_window(true);
+            self.vm().control.event_inject = interrupted;
         }
     }
 }
@@ -518,11 +530,10 @@ impl Vcpu for SvmVcpu {
         s.g_pat = 0x0007_0406_0007_0406;
         self.vm().control.tlb_control = 1;
         self.pending_irq = None;
-        self.set_interrupt_window(false);
     }
 
     fn run(&mut self) -> VmExit {
-        self.prepare_interrupt();
+        self.present_interrupt();
         let rax = self.regs.rax;
         self.vm().save.rax = rax;
         let (pa, host) = (self.vmcb as u64, self.host_pa);
@@ -530,14 +541,8 @@ impl Vcpu for SvmVcpu {
         // all host state it touches.
         unsafe { svm_run(pa, &mut self.regs, host) };
         self.regs.rax = self.v().save.rax;
-        let c = &mut self.vm().control;
-        c.tlb_control = 0;
-        c.event_inject = EventInject::empty();
-        let exit = self.translate();
-        if exit == VmExit::InterruptWindow {
-            self.set_interrupt_window(false);
-        }
-        exit
+        self.after_exit();
+        self.translate()
     }
 
     fn regs(&self) -> &GuestRegs {

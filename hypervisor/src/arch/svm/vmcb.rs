@@ -209,7 +209,33 @@ bitflags! {
     }
 }
 
+impl VIntr {
+    /// V_INTR_PRIO (bits 19:16) and V_INTR_VECTOR (bits 39:32).
+    pub const PRIO_AND_VECTOR: u64 = 0xF << 16 | 0xFF << 32;
+
+    /// A virtual interrupt request for `vector` at the highest priority, ignoring the virtual
+    /// TPR, over the other bits of `self`.
+    pub fn with_request(self, vector: u8) -> VIntr {
+        let others = self.bits() & !Self::PRIO_AND_VECTOR & !(Self::V_IRQ | Self::V_IGN_TPR).bits();
+        VIntr::from_bits_retain(
+            others | (Self::V_IRQ | Self::V_IGN_TPR).bits() | 0xF << 16 | (vector as u64) << 32,
+        )
+    }
+
+    /// `self` without a virtual interrupt request.
+    pub fn without_request(self) -> VIntr {
+        VIntr::from_bits_retain(
+            self.bits() & !Self::PRIO_AND_VECTOR & !(Self::V_IRQ | Self::V_IGN_TPR).bits(),
+        )
+    }
+}
+
 impl EventInject {
+    /// The bits EXITINTINFO shares with EVENTINJ (vector, type, error-code valid, valid, error
+    /// code); 30:12 are reserved.
+    pub const LAYOUT: u64 = 0xFFFF_FFFF_8000_0FFF;
+    pub const TYPE_MASK: u64 = 7 << 8;
+
     /// The TYPE field (bits 10:8).
     pub const TYPE_INTR: u64 = 0;
     pub const TYPE_NMI: u64 = 2 << 8;
@@ -241,6 +267,10 @@ mod tests {
         assert_eq!(InterceptMisc2::OTHER_SVM_AND_MWAIT.bits(), 0x1C7C);
         assert_eq!(InterceptMisc1::SHUTDOWN.bits(), 0x8000_0000);
         assert_eq!(VIntr::V_INTR_MASKING.bits(), 0x100_0000);
+        let request = VIntr::V_INTR_MASKING.with_request(0xF3);
+        assert_eq!(request.bits(), 0xF3_011F_0100);
+        assert_eq!(request.with_request(0x31).bits() >> 32, 0x31);
+        assert_eq!(request.without_request(), VIntr::V_INTR_MASKING);
         let nmi = EventInject::from_bits_retain(2 | EventInject::TYPE_NMI) | EventInject::VALID;
         assert_eq!(nmi.bits(), 0x8000_0202);
     }
