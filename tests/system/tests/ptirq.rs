@@ -18,7 +18,6 @@ fn decided(t: &Transcript) -> bool {
 }
 
 #[test]
-#[ignore = "intermittent after the last merges: the first e1000e interrupt sometimes never arrives (open); run with: cargo test -p acrn-system-tests --test ptirq -- --ignored"]
 fn qemu_epyc_service_vm_takes_its_device_interrupts_through_the_vioapic() {
     require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
     let dir = work_dir("qemu-ptirq");
