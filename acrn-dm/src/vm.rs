@@ -393,6 +393,10 @@ pub fn run<C: VmControl + ?Sized>(
             let monitor_page = &monitor_page;
             s.spawn(move || crate::monitor::run(ctl, monitor_page, setting, done_ref));
         }
+        {
+            let platform = &platform;
+            s.spawn(move || pit_ticker(ctl, platform, done_ref));
+        }
         if let Some(ns) = cfg.virtio_poll_ns {
             let platform = &platform;
             s.spawn(move || {
@@ -421,6 +425,23 @@ fn stop_watcher<C: VmControl + ?Sized>(ctl: &C, stop: &AtomicBool, done: &Atomic
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Raises the PIT's channel-0 interrupts as they fall due, until `done`.
+fn pit_ticker<C: VmControl + ?Sized>(ctl: &C, platform: &Mutex<Platform>, done: &AtomicBool) {
+    loop {
+        let wait = platform
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pit_tick();
+        let handler: &Mutex<dyn IoHandler + Send> = platform;
+        if let Err(e) = ioreq::flush_irqs(ctl, handler) {
+            log(Level::Warning, &format!("SET_IRQLINE for the PIT: {e}"));
+        }
+        if !crate::monitor::sleep_unless(done, wait) {
+            return;
+        }
     }
 }
 

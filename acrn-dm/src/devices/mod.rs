@@ -1,9 +1,10 @@
 //! The emulated platform: PCI bus 0 behind the HSM's 0xCF8/0xCFC decoding, COM1 on the LPC
-//! bridge, ACPI PM1a and the reset registers; built from the command line.
+//! bridge, the RTC and the PIT, ACPI PM1a and the reset registers; built from the command line.
 
 pub mod ivshmem;
 pub mod passthru;
 pub mod pci;
+pub mod pit;
 pub mod rtc;
 pub mod uart;
 pub mod virtio;
@@ -24,6 +25,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use uart::{Uart16550, COM_PORTS};
 
 /// First port of PCI I/O BARs (ACRN's `PCI_EMUL_IOBASE`).
@@ -32,6 +34,13 @@ pub const PCI_IO_BASE: u16 = 0x2000;
 pub const PCI_GSI_BASE: u32 = 16;
 /// The keyboard controller's command port (0xFE there resets the machine).
 pub const KBC_CMD_PORT: u16 = 0x64;
+
+/// ISA IRQ 0's GSI (the MADT's interrupt source override).
+const PIT_GSI: u32 = 2;
+/// How often an idle PIT is looked at again (a guest may program it at any time).
+pub const PIT_IDLE_CHECK: Duration = Duration::from_millis(10);
+/// The shortest PIT interrupt period acrn-dm keeps up with.
+pub const PIT_MIN_PERIOD: Duration = Duration::from_micros(500);
 
 const PM1_SCI_EN: u16 = 1 << 0;
 const PM1_SLP_EN: u16 = 1 << 13;
@@ -163,6 +172,9 @@ pub struct Platform {
     /// Legacy COM ports: (base port, ISA IRQ, UART).
     coms: Vec<(u16, u32, Uart16550)>,
     rtc: rtc::Rtc,
+    pit: pit::Pit,
+    /// The PIT's time base.
+    clock: Instant,
     pm1_sts: u16,
     pm1_en: u16,
     pm1_cnt: u16,
@@ -220,6 +232,8 @@ impl Platform {
             pci: BTreeMap::new(),
             coms: Vec::new(),
             rtc: rtc::Rtc::default(),
+            pit: pit::Pit::default(),
+            clock: Instant::now(),
             pm1_sts: 0,
             pm1_en: 0,
             // Always in ACPI mode (the FADT has no SMI command port).
@@ -567,6 +581,24 @@ impl Platform {
         routes
     }
 
+    fn now_ns(&self) -> u64 {
+        self.clock.elapsed().as_nanos() as u64
+    }
+
+    /// Raises ISA IRQ 0 (GSI 2, the MADT's override) when the PIT's channel 0 is due, and says
+    /// how long until it is due next (at most [`PIT_IDLE_CHECK`], at least [`PIT_MIN_PERIOD`]:
+    /// a guest programming a tiny count gets coalesced interrupts, not a spinning acrn-dm).
+    pub fn pit_tick(&mut self) -> Duration {
+        let now = self.now_ns();
+        if self.pit.take_irq0(now) {
+            self.irqs.push((PIT_GSI, GsiOp::RaisingPulse));
+        }
+        self.pit
+            .next_irq0(now)
+            .map_or(PIT_IDLE_CHECK, |at| Duration::from_nanos(at - now))
+            .clamp(PIT_MIN_PERIOD, PIT_IDLE_CHECK)
+    }
+
     fn com_at(&mut self, port: u16) -> Option<(u16, u32, &mut Uart16550)> {
         self.coms
             .iter_mut()
@@ -699,6 +731,9 @@ impl IoHandler for Platform {
                     u64::from(u.read(port - base))
                 } else if (rtc::RTC_INDEX_PORT..=rtc::RTC_DATA_PORT).contains(&port) && size == 1 {
                     u64::from(self.rtc.read(port))
+                } else if pit::Pit::claims(port) && size == 1 {
+                    let now = self.now_ns();
+                    u64::from(self.pit.read(port, now))
                 } else if let Some(v) = self.pm_read(port, size) {
                     v
                 } else if port == RESET_PORT && size == 1 {
@@ -737,6 +772,9 @@ impl IoHandler for Platform {
                     u.write(port - base, value as u8);
                 } else if (rtc::RTC_INDEX_PORT..=rtc::RTC_DATA_PORT).contains(&port) && size == 1 {
                     self.rtc.write(port, value as u8);
+                } else if pit::Pit::claims(port) && size == 1 {
+                    let now = self.now_ns();
+                    self.pit.write(port, value as u8, now);
                 } else if (PM1A_EVT_ADDR..PM1A_CNT_ADDR + 2).contains(&port) {
                     self.pm_write(port, size, value as u32);
                 } else if port == RESET_PORT && size == 1 {
@@ -838,6 +876,30 @@ mod tests {
             u64::MAX,
             "no COM1 without -l"
         );
+    }
+
+    #[test]
+    fn the_pit_counts_and_interrupts_through_the_bus() {
+        let mut p = platform("vm");
+        let pio = |port| Access::Pio { port, size: 1 };
+        // Channel 2 in mode 0 from 0xFFFF with gate 2 high, as Linux calibrates its TSC.
+        p.write(pio(0x61), 0x01);
+        p.write(pio(0x43), 0xB0);
+        p.write(pio(0x42), 0xFF);
+        p.write(pio(0x42), 0xFF);
+        let first = p.read(pio(0x42)) | p.read(pio(0x42)) << 8;
+        std::thread::sleep(Duration::from_millis(2));
+        let later = p.read(pio(0x42)) | p.read(pio(0x42)) << 8;
+        assert!(later < first, "counts down: {first:#x} then {later:#x}");
+        assert_eq!(p.read(pio(0x61)) & 0x01, 0x01);
+        // Channel 0 periodic at 1 kHz: ISA IRQ 0 pulses GSI 2.
+        p.write(pio(0x43), 0x34);
+        p.write(pio(0x40), 0xA9);
+        p.write(pio(0x40), 0x04);
+        assert!(p.pit_tick() <= Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(2));
+        p.pit_tick();
+        assert_eq!(p.drain_irqs(), vec![(2, GsiOp::RaisingPulse)]);
     }
 
     #[test]
