@@ -9,6 +9,7 @@
 pub mod access;
 pub mod function;
 pub mod ivshmem;
+pub mod passthrough;
 pub mod vuart;
 
 #[cfg(target_os = "none")]

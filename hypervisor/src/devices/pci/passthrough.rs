@@ -1,0 +1,706 @@
+//! A physical PCI function given to a pre-launched VM (`pci_devs`): what the VM sees of its
+//! configuration space. Reads and writes go to the hardware except where the hypervisor must
+//! stay in charge:
+//! - the BARs are virtual: the VM sees (and may move) them at its own guest-physical
+//!   addresses, sized as the hardware's; the bus glue maps each window onto the physical BAR;
+//! - the MSI capability is virtual: the VM programs its own address and data, the hardware gets
+//!   the hypervisor's vector aimed at a pCPU of the VM, and the glue turns each interrupt into
+//!   the VM's message;
+//! - the MSI-X capability is hidden (not emulated yet): drivers fall back to MSI or INTx;
+//! - the expansion ROM reads as absent, the interrupt line register is the VM's own.
+//!
+//! Only type-0 functions are accepted (a bridge would hand the VM other functions).
+//! The model is a state machine over a [`PhysConfig`], host-tested with a fake one.
+
+use super::function::{
+    BarKind, BAR0, CAPABILITIES_PTR, CAP_ID_MSI, CAP_ID_MSIX, COMMAND, COMMAND_IO, COMMAND_MEMORY,
+    HEADER_TYPE, INTERRUPT_LINE, STATUS,
+};
+
+/// The expansion ROM BAR of a type-0 header.
+const ROM_BAR: u16 = 0x30;
+const STATUS_CAPABILITIES: u32 = 1 << 4;
+const MSI_CONTROL_ENABLE: u16 = 1 << 0;
+const MSI_CONTROL_64BIT: u16 = 1 << 7;
+const MSI_CONTROL_PER_VECTOR_MASK: u16 = 1 << 8;
+
+/// The hardware's configuration space of one function (dword reads, sized writes).
+pub trait PhysConfig {
+    fn read32(&self, offset: u16) -> u32;
+    fn write(&self, offset: u16, size: u8, value: u32);
+}
+
+/// What a physical BAR decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PtBarKind {
+    Io,
+    Mem(BarKind),
+}
+
+/// One implemented physical BAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtBar {
+    pub kind: PtBarKind,
+    /// Where the hardware decodes it.
+    pub host: u64,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeError {
+    /// No function answers at the address.
+    Absent,
+    /// A bridge or other non-type-0 header.
+    NotType0,
+}
+
+impl core::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ProbeError::Absent => "no function answers there",
+            ProbeError::NotType0 => "it is a bridge (only type-0 functions can be passed through)",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MsiCap {
+    at: u16,
+    wide: bool,
+    maskable: bool,
+}
+
+impl MsiCap {
+    fn len(&self) -> u16 {
+        10 + if self.wide { 4 } else { 0 } + if self.maskable { 10 } else { 0 }
+    }
+    fn data_offset(&self) -> u16 {
+        self.at + if self.wide { 12 } else { 8 }
+    }
+}
+
+/// The VM's view of the MSI capability registers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct GuestMsi {
+    control: u16,
+    addr: u64,
+    data: u16,
+    mask: u32,
+}
+
+/// What a configuration write changed, for the glue to apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteEffect {
+    /// BAR windows (or memory/I/O decoding) changed: remap them.
+    pub windows: bool,
+    /// The VM's MSI (enable, address, data) changed: reprogram the hardware.
+    pub msi: bool,
+}
+
+/// The VM's MSI as programmed now (address and data), when it is enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestMessage {
+    pub addr: u64,
+    pub data: u32,
+}
+
+pub struct PassthroughFunction {
+    bars: [Option<PtBar>; 6],
+    /// The dwords the VM reads at the BAR offsets.
+    vbar: [u32; 6],
+    msi: Option<MsiCap>,
+    guest_msi: GuestMsi,
+    /// The hidden MSI-X capability: the pointer byte that links to it, and what it reads
+    /// instead (the capability after it).
+    hidden: Option<(u16, u8)>,
+    /// Where the hidden MSI-X capability is: writes to it are dropped, so MSI-X stays off.
+    msix_at: Option<u16>,
+    interrupt_line: u8,
+}
+
+fn bar_offset(i: usize) -> u16 {
+    (BAR0 + 4 * i) as u16
+}
+
+fn extract(dword: u32, offset: u16, size: u8) -> u32 {
+    let shifted = dword >> (8 * (offset & 3));
+    match size {
+        1 => shifted & 0xFF,
+        2 => shifted & 0xFFFF,
+        _ => shifted,
+    }
+}
+
+/// `dword` with `value` (of `size` bytes at `offset`) written into it.
+fn merge(dword: u32, offset: u16, size: u8, value: u32) -> u32 {
+    let shift = 8 * (offset & 3) as u32;
+    let mask: u32 = match size {
+        1 => 0xFF,
+        2 => 0xFFFF,
+        _ => u32::MAX,
+    };
+    (dword & !(mask << shift)) | ((value & mask) << shift)
+}
+
+impl PassthroughFunction {
+    /// Reads the function's header and sizes its BARs (with decoding off while sizing, then
+    /// left off: the VM turns it on). `vbars` are the VM's BAR addresses from the scenario
+    /// (0: keep the host address, as ACRN does).
+    pub fn probe(phys: &impl PhysConfig, vbars: [u64; 6]) -> Result<Self, ProbeError> {
+        let id = phys.read32(0);
+        if id & 0xFFFF == 0xFFFF {
+            return Err(ProbeError::Absent);
+        }
+        if (phys.read32(HEADER_TYPE as u16 & !3) >> 16) & 0x7F != 0 {
+            return Err(ProbeError::NotType0);
+        }
+        let command = phys.read32(COMMAND as u16) & 0xFFFF;
+        phys.write(
+            COMMAND as u16,
+            2,
+            command & !u32::from(COMMAND_IO | COMMAND_MEMORY),
+        );
+        let mut bars = [None; 6];
+        let mut i = 0;
+        while i < 6 {
+            let o = bar_offset(i);
+            let orig = phys.read32(o);
+            phys.write(o, 4, u32::MAX);
+            let probe = phys.read32(o);
+            phys.write(o, 4, orig);
+            if orig & 1 == 1 {
+                let mask = probe & !3 & 0xFFFF;
+                if mask != 0 {
+                    bars[i] = Some(PtBar {
+                        kind: PtBarKind::Io,
+                        host: u64::from(orig & !3),
+                        size: u64::from((!mask & 0xFFFF) + 1),
+                    });
+                }
+                i += 1;
+                continue;
+            }
+            let wide = (orig >> 1) & 3 == 2 && i < 5;
+            let (mut mask, mut host) = (u64::from(probe & !0xF), u64::from(orig & !0xF));
+            if wide {
+                let hi = bar_offset(i + 1);
+                let orig_hi = phys.read32(hi);
+                phys.write(hi, 4, u32::MAX);
+                let probe_hi = phys.read32(hi);
+                phys.write(hi, 4, orig_hi);
+                mask |= u64::from(probe_hi) << 32;
+                host |= u64::from(orig_hi) << 32;
+            } else {
+                mask |= 0xFFFF_FFFF_0000_0000;
+            }
+            if mask & 0xFFFF_FFF0 != 0 {
+                let kind = if wide {
+                    BarKind::Mem64 {
+                        prefetchable: orig & 8 != 0,
+                    }
+                } else {
+                    BarKind::Mem32
+                };
+                bars[i] = Some(PtBar {
+                    kind: PtBarKind::Mem(kind),
+                    host,
+                    size: (!mask).wrapping_add(1),
+                });
+            }
+            i += if wide { 2 } else { 1 };
+        }
+        let mut f = PassthroughFunction {
+            bars,
+            vbar: [0; 6],
+            msi: None,
+            guest_msi: GuestMsi::default(),
+            hidden: None,
+            msix_at: None,
+            interrupt_line: 0xFF,
+        };
+        for (i, bar) in bars.iter().enumerate() {
+            if let Some(b) = bar {
+                let at = if vbars[i] & !0xF != 0 {
+                    vbars[i] & !0xF
+                } else {
+                    b.host
+                };
+                f.place(i, at);
+            }
+        }
+        f.walk_capabilities(phys);
+        Ok(f)
+    }
+
+    fn walk_capabilities(&mut self, phys: &impl PhysConfig) {
+        if phys.read32(STATUS as u16 & !3) >> 16 & STATUS_CAPABILITIES == 0 {
+            return;
+        }
+        let mut link = CAPABILITIES_PTR as u16;
+        let mut at = (phys.read32(link) & 0xFC) as u16;
+        // A malformed (looping) list ends after as many entries as fit the header.
+        for _ in 0..48 {
+            if at < 0x40 {
+                break;
+            }
+            let head = phys.read32(at);
+            let next = ((head >> 8) & 0xFC) as u16;
+            match head as u8 {
+                CAP_ID_MSI => {
+                    let control = (head >> 16) as u16;
+                    self.msi = Some(MsiCap {
+                        at,
+                        wide: control & MSI_CONTROL_64BIT != 0,
+                        maskable: control & MSI_CONTROL_PER_VECTOR_MASK != 0,
+                    });
+                }
+                CAP_ID_MSIX if self.hidden.is_none() => {
+                    self.hidden = Some((link, next as u8));
+                    self.msix_at = Some(at);
+                }
+                _ => {}
+            }
+            link = at + 1;
+            at = next;
+        }
+    }
+
+    /// Puts BAR `i` at guest-physical (or port) `at`, as the VM's BAR dword(s) read.
+    fn place(&mut self, i: usize, at: u64) {
+        let Some(b) = self.bars[i] else { return };
+        let at = at & !(b.size - 1);
+        match b.kind {
+            PtBarKind::Io => self.vbar[i] = (at as u32 & 0xFFFC) | 1,
+            PtBarKind::Mem(BarKind::Mem32) => self.vbar[i] = at as u32 & !0xF,
+            PtBarKind::Mem(BarKind::Mem64 { prefetchable }) => {
+                self.vbar[i] = (at as u32 & !0xF) | 0x4 | if prefetchable { 0x8 } else { 0 };
+                self.vbar[i + 1] = (at >> 32) as u32;
+            }
+        }
+    }
+
+    /// Which BAR (and which half of it) the dword at BAR index `i` is.
+    fn bar_of_dword(&self, i: usize) -> Option<(usize, bool)> {
+        if self.bars[i].is_some() {
+            return Some((i, false));
+        }
+        let lower = i.checked_sub(1)?;
+        match self.bars[lower] {
+            Some(PtBar {
+                kind: PtBarKind::Mem(BarKind::Mem64 { .. }),
+                ..
+            }) => Some((lower, true)),
+            _ => None,
+        }
+    }
+
+    /// BAR `i` as the VM placed it: its guest address (or port) and the physical BAR.
+    pub fn bar(&self, i: usize) -> Option<(u64, PtBar)> {
+        let b = (*self.bars.get(i)?)?;
+        let lo = u64::from(self.vbar[i] & if b.kind == PtBarKind::Io { !3 } else { !0xF });
+        let hi = match b.kind {
+            PtBarKind::Mem(BarKind::Mem64 { .. }) => u64::from(self.vbar[i + 1]) << 32,
+            _ => 0,
+        };
+        Some((hi | lo, b))
+    }
+
+    fn in_msi(&self, offset: u16) -> Option<MsiCap> {
+        self.msi
+            .filter(|m| offset >= m.at + 2 && offset < m.at + m.len())
+    }
+
+    /// A configuration read of `size` bytes at `offset` (below 256; the extended space reads
+    /// as empty).
+    pub fn config_read(&self, phys: &impl PhysConfig, offset: u16, size: u8) -> u32 {
+        if offset >= 0x100 {
+            return 0;
+        }
+        let aligned = offset & !3;
+        let dword = match aligned {
+            o if (bar_offset(0)..bar_offset(6)).contains(&o) => {
+                let i = usize::from((o - bar_offset(0)) / 4);
+                if self.bar_of_dword(i).is_some() {
+                    self.vbar[i]
+                } else {
+                    0
+                }
+            }
+            ROM_BAR => 0,
+            o if o == INTERRUPT_LINE as u16 => {
+                merge(phys.read32(o), 0, 1, u32::from(self.interrupt_line))
+            }
+            o => {
+                let mut d = phys.read32(o);
+                if let Some(m) = self.msi {
+                    for byte in 0..4 {
+                        let at = o + byte;
+                        if self.in_msi(at).is_some() {
+                            let hw = extract(d, at, 1) as u8;
+                            d = merge(d, at, 1, u32::from(self.guest_msi_byte(m, at, hw)));
+                        }
+                    }
+                }
+                if let Some((link, next)) = self.hidden {
+                    if link & !3 == o {
+                        d = merge(d, link, 1, u32::from(next));
+                    }
+                }
+                d
+            }
+        };
+        extract(dword, offset, size)
+    }
+
+    /// The VM's byte at `at` of the MSI capability (`hw`: the hardware's byte there).
+    fn guest_msi_byte(&self, m: MsiCap, at: u16, hw: u8) -> u8 {
+        let g = &self.guest_msi;
+        let rel = at - m.at;
+        let data_rel = m.data_offset() - m.at;
+        let byte = |v: u64, i: u16| (v >> (8 * i)) as u8;
+        match rel {
+            // Message control: the capability bits are the hardware's, enable the VM's, and
+            // multiple-message enable stays 0 (one vector).
+            2 => (hw & !0x71) | (g.control as u8 & 0x01),
+            3 => hw,
+            4..=7 => byte(g.addr, rel - 4),
+            8..=11 if m.wide => byte(g.addr >> 32, rel - 8),
+            r if (data_rel..data_rel + 2).contains(&r) => byte(u64::from(g.data), r - data_rel),
+            r if m.maskable && (data_rel + 4..data_rel + 8).contains(&r) => {
+                byte(u64::from(g.mask), r - data_rel - 4)
+            }
+            // Reserved bytes, and pending bits the VM cannot see through the remap.
+            _ => 0,
+        }
+    }
+
+    /// A configuration write; what the glue must apply.
+    pub fn config_write(
+        &mut self,
+        phys: &impl PhysConfig,
+        offset: u16,
+        size: u8,
+        value: u32,
+    ) -> WriteEffect {
+        let mut effect = WriteEffect::default();
+        if offset >= 0x100 || !matches!(size, 1 | 2 | 4) || offset % u16::from(size) != 0 {
+            return effect;
+        }
+        let aligned = offset & !3;
+        if (bar_offset(0)..bar_offset(6)).contains(&aligned) {
+            let i = usize::from((aligned - bar_offset(0)) / 4);
+            if let Some((bar, upper)) = self.bar_of_dword(i) {
+                let written = merge(self.vbar[i], offset, size, value);
+                let Some(b) = self.bars[bar] else {
+                    return effect;
+                };
+                let (base, _) = self.bar(bar).unwrap_or((0, b));
+                let at = if upper {
+                    (base & 0xFFFF_FFFF) | u64::from(written) << 32
+                } else {
+                    (base & !0xFFFF_FFFF) | u64::from(written)
+                };
+                self.place(bar, at);
+                effect.windows = true;
+            }
+            return effect;
+        }
+        if aligned == ROM_BAR {
+            return effect;
+        }
+        if offset == INTERRUPT_LINE as u16 {
+            self.interrupt_line = value as u8;
+            return effect;
+        }
+        if aligned == COMMAND as u16 && offset < COMMAND as u16 + 2 {
+            effect.windows = true;
+        }
+        if let Some(m) = self.in_msi(offset) {
+            self.write_msi(m, offset, size, value);
+            effect.msi = true;
+            return effect;
+        }
+        // MSI-X stays off: its table is in a BAR the VM reaches directly, so enabling it
+        // would let the VM aim the device's messages anywhere.
+        if self
+            .msix_at
+            .is_some_and(|at| offset + u16::from(size) > at && offset < at + 12)
+        {
+            return effect;
+        }
+        phys.write(offset, size, value);
+        effect
+    }
+
+    fn write_msi(&mut self, m: MsiCap, offset: u16, size: u8, value: u32) {
+        for k in 0..u16::from(size) {
+            let at = offset + k;
+            let rel = at - m.at;
+            let byte = (value >> (8 * k)) as u8;
+            let data_rel = m.data_offset() - m.at;
+            let g = &mut self.guest_msi;
+            let set = |v: u64, i: u16, b: u8| (v & !(0xFF << (8 * i))) | (u64::from(b) << (8 * i));
+            match rel {
+                // Enable only: one vector (multiple-message enable stays 0).
+                2 => g.control = (g.control & !0xFF) | u16::from(byte & 0x01),
+                4 => g.addr = set(g.addr, 0, byte & 0xFC),
+                5..=7 => g.addr = set(g.addr, rel - 4, byte),
+                8..=11 if m.wide => g.addr = set(g.addr, rel - 4, byte),
+                r if (data_rel..data_rel + 2).contains(&r) => {
+                    g.data = set(u64::from(g.data), r - data_rel, byte) as u16
+                }
+                r if m.maskable && (data_rel + 4..data_rel + 8).contains(&r) => {
+                    g.mask = set(u64::from(g.mask), r - data_rel - 4, byte) as u32
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The VM's MSI while it has it enabled.
+    pub fn guest_message(&self) -> Option<GuestMessage> {
+        let g = self.guest_msi;
+        (g.control & MSI_CONTROL_ENABLE != 0 && g.mask & 1 == 0).then_some(GuestMessage {
+            addr: g.addr,
+            data: u32::from(g.data),
+        })
+    }
+
+    /// Programs the hardware's MSI: `host` (the hypervisor's address and vector) enabled, or
+    /// disabled.
+    pub fn program_msi(&self, phys: &impl PhysConfig, host: Option<(u32, u16)>) {
+        let Some(m) = self.msi else { return };
+        let control = (phys.read32(m.at) >> 16) as u16 & !MSI_CONTROL_ENABLE & !(7 << 4);
+        phys.write(m.at + 2, 2, u32::from(control));
+        let Some((addr, data)) = host else { return };
+        phys.write(m.at + 4, 4, addr);
+        if m.wide {
+            phys.write(m.at + 8, 4, 0);
+        }
+        phys.write(m.data_offset(), 2, u32::from(data));
+        if m.maskable {
+            phys.write(m.data_offset() + 4, 4, 0);
+        }
+        phys.write(m.at + 2, 2, u32::from(control | MSI_CONTROL_ENABLE));
+    }
+
+    /// Stops the function as a VM reset leaves it: no decoding, no bus mastering, no MSI.
+    pub fn quiesce(&self, phys: &impl PhysConfig) {
+        self.program_msi(phys, None);
+        let command = phys.read32(COMMAND as u16) & 0xFFFF;
+        phys.write(COMMAND as u16, 2, command & !0x7);
+    }
+
+    /// The hardware's command register (decoding and bus mastering as the VM set them).
+    pub fn command(&self, phys: &impl PhysConfig) -> u16 {
+        phys.read32(COMMAND as u16) as u16
+    }
+
+    pub fn has_msi(&self) -> bool {
+        self.msi.is_some()
+    }
+
+    pub fn msix_hidden(&self) -> bool {
+        self.hidden.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::RefCell;
+
+    /// A function with BAR0 a 128 KiB 32-bit MMIO BAR, BAR1 unimplemented, BAR2 32 I/O ports,
+    /// BAR3+4 a 16 KiB 64-bit BAR; capabilities MSI (64-bit) at 0x50, MSI-X at 0x70, PM at
+    /// 0x90.
+    struct Fake {
+        cfg: RefCell<[u32; 64]>,
+        sizes: [u64; 6],
+        writes: RefCell<u32>,
+    }
+
+    impl Fake {
+        fn new() -> Self {
+            let mut c = [0u32; 64];
+            c[0] = 0x10D3_8086;
+            c[1] = 0x0010_0007; // capabilities; I/O, memory, bus master on
+            c[3] = 0x0000_0000;
+            c[4] = 0xFEB8_0000;
+            c[6] = 0xC041;
+            c[7] = 0xFEBD_0004;
+            c[8] = 0x0000_0000;
+            c[13] = 0x50;
+            c[15] = 0x0000_010B;
+            c[0x50 / 4] = 0x0080_7005; // MSI, next 0x70, 64-bit
+            c[0x70 / 4] = 0x0004_9011; // MSI-X, next 0x90, 5 vectors
+            c[0x74 / 4] = 0x0000_0003;
+            c[0x90 / 4] = 0x0003_0001; // PM, last
+            Fake {
+                cfg: RefCell::new(c),
+                sizes: [0x2_0000, 0, 0x20, 0x4000, 0, 0],
+                writes: RefCell::new(0),
+            }
+        }
+        fn dword(&self, o: u16) -> u32 {
+            self.cfg.borrow()[usize::from(o / 4)]
+        }
+    }
+
+    impl PhysConfig for Fake {
+        fn read32(&self, offset: u16) -> u32 {
+            self.cfg.borrow()[usize::from(offset / 4) % 64]
+        }
+        fn write(&self, offset: u16, size: u8, value: u32) {
+            *self.writes.borrow_mut() += 1;
+            let i = usize::from(offset / 4) % 64;
+            let mut c = self.cfg.borrow_mut();
+            let mut v = merge(c[i], offset, size, value);
+            if (4..10).contains(&i) {
+                let bar = i - 4;
+                let flags = c[i] & if c[4 + bar.min(5)] & 1 == 1 { 3 } else { 0xF };
+                v = match (bar, self.sizes[bar]) {
+                    // The upper half of the 64-bit BAR3: all address bits writable.
+                    (4, _) => v,
+                    (_, 0) => 0,
+                    (_, s) => (v & !(s as u32 - 1)) | flags,
+                };
+            }
+            c[i] = v;
+        }
+    }
+
+    fn probe(f: &Fake) -> PassthroughFunction {
+        PassthroughFunction::probe(f, [0x8000_0000, 0, 0, 0x40_0000_0000, 0, 0]).unwrap()
+    }
+
+    #[test]
+    fn bars_are_sized_and_placed_where_the_scenario_says() {
+        let f = Fake::new();
+        let p = probe(&f);
+        let (gpa, b) = p.bar(0).unwrap();
+        assert_eq!((gpa, b.host, b.size), (0x8000_0000, 0xFEB8_0000, 0x2_0000));
+        assert_eq!(b.kind, PtBarKind::Mem(BarKind::Mem32));
+        // An I/O BAR without a scenario address keeps the host's ports.
+        let (port, io) = p.bar(2).unwrap();
+        assert_eq!(
+            (port, io.host, io.size, io.kind),
+            (0xC040, 0xC040, 0x20, PtBarKind::Io)
+        );
+        let (gpa3, b3) = p.bar(3).unwrap();
+        assert_eq!(
+            (gpa3, b3.host, b3.size),
+            (0x40_0000_0000, 0xFEBD_0000, 0x4000)
+        );
+        assert!(p.bar(1).is_none() && p.bar(4).is_none());
+        // Sizing restored the hardware's BARs and left decoding off.
+        assert_eq!(f.dword(0x10), 0xFEB8_0000);
+        assert_eq!(f.dword(0x04) & 3, 0);
+        // The VM reads its own addresses, and sizes them like hardware.
+        assert_eq!(p.config_read(&f, 0x10, 4), 0x8000_0000);
+        assert_eq!(p.config_read(&f, 0x1C, 4), 0x0000_0004);
+        assert_eq!(p.config_read(&f, 0x20, 4), 0x40);
+        assert_eq!(p.config_read(&f, 0x14, 4), 0);
+        let mut p = p;
+        assert!(p.config_write(&f, 0x10, 4, u32::MAX).windows);
+        assert_eq!(p.config_read(&f, 0x10, 4), 0xFFFE_0000);
+        p.config_write(&f, 0x10, 4, 0x9000_0000);
+        assert_eq!(p.bar(0).unwrap().0, 0x9000_0000);
+        // The hardware BAR never moved.
+        assert_eq!(f.dword(0x10), 0xFEB8_0000);
+        p.config_write(&f, 0x1C, 4, u32::MAX);
+        p.config_write(&f, 0x20, 4, u32::MAX);
+        assert_eq!(p.config_read(&f, 0x1C, 4), 0xFFFF_C004);
+        assert_eq!(p.config_read(&f, 0x20, 4), 0xFFFF_FFFF);
+        assert_eq!(p.bar(3).unwrap().0, 0xFFFF_FFFF_FFFF_C000);
+        // No expansion ROM.
+        assert_eq!(p.config_read(&f, 0x30, 4), 0);
+    }
+
+    #[test]
+    fn msix_is_hidden_and_stays_off() {
+        let f = Fake::new();
+        let mut p = probe(&f);
+        // MSI links to PM directly.
+        assert_eq!(p.config_read(&f, 0x51, 1), 0x90);
+        assert_eq!(p.config_read(&f, 0x50, 1), 0x05);
+        assert!(p.msix_hidden());
+        let before = f.dword(0x70);
+        p.config_write(&f, 0x72, 2, 0x8000);
+        assert_eq!(
+            f.dword(0x70),
+            before,
+            "MSI-X enable never reaches the hardware"
+        );
+        // Other registers pass through.
+        p.config_write(&f, 0x94, 2, 0x3);
+        assert_eq!(f.dword(0x94) & 3, 3);
+    }
+
+    #[test]
+    fn msi_is_virtual_and_the_hardware_gets_the_hypervisor_s_message() {
+        let f = Fake::new();
+        let mut p = probe(&f);
+        assert!(p.has_msi());
+        assert_eq!(p.guest_message(), None);
+        assert!(p.config_write(&f, 0x54, 4, 0xFEE0_1000).msi);
+        p.config_write(&f, 0x58, 4, 0);
+        p.config_write(&f, 0x5C, 2, 0x41);
+        p.config_write(&f, 0x52, 2, 0x0081);
+        assert_eq!(
+            p.guest_message(),
+            Some(GuestMessage {
+                addr: 0xFEE0_1000,
+                data: 0x41
+            })
+        );
+        assert_eq!(p.config_read(&f, 0x54, 4), 0xFEE0_1000);
+        assert_eq!(p.config_read(&f, 0x5C, 2), 0x41);
+        // 64-bit capable is the hardware's; enable is the VM's.
+        assert_eq!(p.config_read(&f, 0x52, 2), 0x0081);
+        // The hardware has not been touched until the glue programs it.
+        assert_eq!(f.dword(0x54), 0);
+        p.program_msi(&f, Some((0xFEE0_0000, 0xE3)));
+        assert_eq!(f.dword(0x54), 0xFEE0_0000);
+        assert_eq!(f.dword(0x5C) & 0xFFFF, 0xE3);
+        assert_eq!((f.dword(0x50) >> 16) & 1, 1);
+        p.quiesce(&f);
+        assert_eq!((f.dword(0x50) >> 16) & 1, 0);
+        assert_eq!(f.dword(0x04) & 7, 0);
+    }
+
+    #[test]
+    fn bridges_and_absent_functions_are_refused() {
+        let f = Fake::new();
+        f.cfg.borrow_mut()[3] = 0x0001_0000;
+        assert_eq!(
+            PassthroughFunction::probe(&f, [0; 6]).err(),
+            Some(ProbeError::NotType0)
+        );
+        f.cfg.borrow_mut()[0] = u32::MAX;
+        assert_eq!(
+            PassthroughFunction::probe(&f, [0; 6]).err(),
+            Some(ProbeError::Absent)
+        );
+    }
+
+    #[test]
+    fn arbitrary_config_traffic_never_panics() {
+        let f = Fake::new();
+        let mut p = probe(&f);
+        let mut x: u32 = 0x1234_5678;
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let off = (x >> 8) as u16 % 0x1100;
+            let size = [1u8, 2, 4][(x % 3) as usize];
+            if x & 0x10_0000 != 0 {
+                p.config_write(&f, off, size, x);
+            } else {
+                p.config_read(&f, off, size);
+            }
+            let _ = p.bar((x % 7) as usize);
+            let _ = p.guest_message();
+        }
+    }
+}
