@@ -104,13 +104,22 @@ pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
         let name = || Some(vm.name.clone());
         let devs = vm.pci_devs.as_ref().map_or(0, |d| d.pci_dev.len());
         if devs > 0 {
+            let detail = if vm.load_order == Some(LoadOrder::PreLaunched) {
+                format!(
+                    "{devs} passthrough device(s) are given to the VM, but their DMA is not \
+                     confined to its memory (no IOMMU driver yet), MSI-X is hidden (MSI and \
+                     INTx through pt_intx only)"
+                )
+            } else {
+                format!(
+                    "{devs} passthrough device(s) are not given to the VM (the hypervisor \
+                     refuses HC_ASSIGN_PCIDEV: only pre-launched VMs get pass-through yet)"
+                )
+            };
             out.push(Unenforced {
                 vm: name(),
                 element: "pci_devs",
-                detail: format!(
-                    "{devs} passthrough device(s) are not given to the VM (no vPCI or \
-                     IOMMU yet)"
-                ),
+                detail,
             });
         }
         if vm.pt_intx.as_deref().is_some_and(|s| !s.trim().is_empty()) {

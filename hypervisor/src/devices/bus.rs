@@ -8,7 +8,7 @@
 
 use super::ioapic::{RteFlags, Vioapic};
 use super::irq::{gsi_levels, LineOp, Message};
-use super::pci::{ConfigPorts, PciMmio, Vpci, CONSOLE_SLOT};
+use super::pci::{ConfigPorts, PciMmio, PtPorts, Vpci, CONSOLE_SLOT};
 use super::physical::{PhysicalDevices, PhysicalMmio};
 use super::pic::Vpic;
 use super::rtc::Vrtc;
@@ -574,6 +574,9 @@ impl VmDevices {
                 }
                 if self.pci.claims_port(port) {
                     return Some(&ConfigPorts);
+                }
+                if self.pci.claims_pt_port(port) {
+                    return Some(&PtPorts);
                 }
                 let hardware = self.owns_hardware.load(Ordering::Relaxed);
                 match port {

@@ -1,14 +1,16 @@
 //! The Service VM's way to the physical devices it owns: PCI configuration mechanism #1
 //! (ports 0xCF8-0xCFF) and device MMIO are trapped and performed by the hypervisor on the
 //! hardware. Not forwarded: RAM (the hypervisor's and the VMs'), the IOAPIC, HPET and local
-//! APIC windows, the ECAM window and an MMIO console UART (all the hypervisor's). No
-//! pre-launched VM owns a physical PCI function yet (`pci_devs` is not enforced), so no
-//! function is hidden. ACRN maps device MMIO into the Service VM's EPT instead; trapping
+//! APIC windows, the ECAM window and an MMIO console UART (all the hypervisor's). ACRN maps device MMIO into the Service VM's EPT instead; trapping
 //! costs an exit per access and keeps the mapping code unchanged.
+//!
+//! Functions a pre-launched VM owns (`pci_devs`) are hidden from the Service VM: their
+//! configuration space reads as absent, writes to it are dropped, and their BAR windows are
+//! not forwarded.
 
 use super::bus::BusDevice;
 use crate::vm::Vm;
-use acrn_static_config::SerialPort;
+use acrn_static_config::{Bdf, SerialPort};
 use core::sync::atomic::{AtomicU32, Ordering};
 use x86_64::instructions::port::Port;
 
@@ -64,12 +66,20 @@ impl PhysicalDevices {
                 return false;
             }
         }
-        true
+        !crate::devices::pci::owned_host_window(gpa)
     }
 
     fn config_data(&self, port: u16, size: u8, value: Option<u32>) -> u32 {
         let address = self.config_address.load(Ordering::Relaxed);
         if address & 0x8000_0000 == 0 {
+            return u32::MAX;
+        }
+        let bdf = Bdf::new(
+            (address >> 16) as u8,
+            (address >> 11) as u8 & 0x1F,
+            (address >> 8) as u8 & 7,
+        );
+        if crate::devices::pci::owned_host_function(bdf) {
             return u32::MAX;
         }
         let _guard = CONFIG_LOCK.lock();
@@ -93,6 +103,100 @@ impl PhysicalDevices {
                     Port::<u32>::new(port).write(v);
                     0
                 }
+            }
+        }
+    }
+}
+
+/// The hardware's configuration space of one function, through mechanism #1 (the first 256
+/// bytes).
+pub struct HostFunction(pub Bdf);
+
+impl HostFunction {
+    fn address(&self, offset: u16) -> u32 {
+        0x8000_0000
+            | u32::from(self.0.bus) << 16
+            | u32::from(self.0.dev & 0x1F) << 11
+            | u32::from(self.0.func & 7) << 8
+            | u32::from(offset & 0xFC)
+    }
+}
+
+impl crate::devices::pci::passthrough::PhysConfig for HostFunction {
+    fn read32(&self, offset: u16) -> u32 {
+        let _guard = CONFIG_LOCK.lock();
+        // SAFETY: configuration mechanism #1 for a function the hypervisor manages; the
+        // address/data pair is serialized against every other user.
+        unsafe {
+            Port::<u32>::new(CONFIG_ADDRESS).write(self.address(offset));
+            Port::<u32>::new(CONFIG_DATA).read()
+        }
+    }
+
+    fn write(&self, offset: u16, size: u8, value: u32) {
+        let _guard = CONFIG_LOCK.lock();
+        let port = CONFIG_DATA + (offset & 3);
+        // SAFETY: as for `read32`.
+        unsafe {
+            Port::<u32>::new(CONFIG_ADDRESS).write(self.address(offset));
+            match size {
+                1 => Port::<u8>::new(port).write(value as u8),
+                2 => Port::<u16>::new(port).write(value as u16),
+                _ => Port::<u32>::new(CONFIG_DATA).write(value),
+            }
+        }
+    }
+}
+
+/// A device register access on the hardware at `addr` (a BAR window the hypervisor forwards).
+pub fn mmio_access(addr: u64, size: u8, value: Option<u64>) -> u64 {
+    // SAFETY: callers pass device MMIO outside RAM and the hypervisor's windows, which the
+    // hypervisor identity-maps.
+    unsafe {
+        match (size, value) {
+            (1, None) => u64::from(core::ptr::read_volatile(addr as *const u8)),
+            (2, None) => u64::from(core::ptr::read_volatile(addr as *const u16)),
+            (4, None) => u64::from(core::ptr::read_volatile(addr as *const u32)),
+            (_, None) => core::ptr::read_volatile(addr as *const u64),
+            (1, Some(v)) => {
+                core::ptr::write_volatile(addr as *mut u8, v as u8);
+                0
+            }
+            (2, Some(v)) => {
+                core::ptr::write_volatile(addr as *mut u16, v as u16);
+                0
+            }
+            (4, Some(v)) => {
+                core::ptr::write_volatile(addr as *mut u32, v as u32);
+                0
+            }
+            (_, Some(v)) => {
+                core::ptr::write_volatile(addr as *mut u64, v);
+                0
+            }
+        }
+    }
+}
+
+/// A port access on the hardware (an I/O BAR the hypervisor forwards).
+pub fn port_access(port: u16, size: u8, value: Option<u32>) -> u32 {
+    // SAFETY: callers pass ports of an I/O BAR of a function the hypervisor manages.
+    unsafe {
+        match (size, value) {
+            (1, None) => u32::from(Port::<u8>::new(port).read()),
+            (2, None) => u32::from(Port::<u16>::new(port).read()),
+            (_, None) => Port::<u32>::new(port).read(),
+            (1, Some(v)) => {
+                Port::<u8>::new(port).write(v as u8);
+                0
+            }
+            (2, Some(v)) => {
+                Port::<u16>::new(port).write(v as u16);
+                0
+            }
+            (_, Some(v)) => {
+                Port::<u32>::new(port).write(v);
+                0
             }
         }
     }
@@ -133,27 +237,10 @@ pub struct PhysicalMmio;
 
 impl BusDevice for PhysicalMmio {
     fn read(&self, _vm: &Vm, addr: u64, size: u8) -> u64 {
-        // SAFETY: device MMIO outside RAM and the hypervisor's windows
-        // (`PhysicalDevices::claims_mmio`), identity-mapped by the hypervisor.
-        unsafe {
-            match size {
-                1 => u64::from(core::ptr::read_volatile(addr as *const u8)),
-                2 => u64::from(core::ptr::read_volatile(addr as *const u16)),
-                4 => u64::from(core::ptr::read_volatile(addr as *const u32)),
-                _ => core::ptr::read_volatile(addr as *const u64),
-            }
-        }
+        mmio_access(addr, size, None)
     }
 
     fn write(&self, _vm: &Vm, addr: u64, size: u8, value: u64) {
-        // SAFETY: as for `read`.
-        unsafe {
-            match size {
-                1 => core::ptr::write_volatile(addr as *mut u8, value as u8),
-                2 => core::ptr::write_volatile(addr as *mut u16, value as u16),
-                4 => core::ptr::write_volatile(addr as *mut u32, value as u32),
-                _ => core::ptr::write_volatile(addr as *mut u64, value),
-            }
-        }
+        mmio_access(addr, size, Some(value));
     }
 }

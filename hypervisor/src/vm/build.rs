@@ -158,7 +158,14 @@ fn report_unenforced(cfg: &VmConfig) {
         );
     }
     if !cfg.pci_devs.is_empty() {
-        say("pci_devs", "passthrough devices are not given to the VM");
+        if cfg.load_order == LoadOrder::PreLaunched {
+            say(
+                "pci_devs",
+                "the devices' DMA is not confined to the VM's memory (no IOMMU driver yet)",
+            );
+        } else {
+            say("pci_devs", "only pre-launched VMs get pass-through devices");
+        }
     }
     if !cfg.pt_intx.is_empty() {
         say("pt_intx", "legacy INTx lines are not routed to the VM");

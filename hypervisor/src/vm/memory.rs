@@ -69,7 +69,17 @@ impl VmMemory {
     /// Maps `[gpa, gpa + size)` to host memory at `hpa` (write-back, read/write/execute), as for
     /// a device's memory BAR. The caller flushes the VM's TLBs when it replaced a mapping.
     pub fn map(&self, gpa: u64, hpa: u64, size: u64) -> Result<(), MapError> {
-        let (perm, mt) = (Perm::RWX, MemType::WriteBack);
+        self.map_as(gpa, hpa, size, MemType::WriteBack)
+    }
+
+    /// Maps `[gpa, gpa + size)` to device registers at `hpa` (uncached, read/write): a
+    /// pass-through function's BAR.
+    pub fn map_device(&self, gpa: u64, hpa: u64, size: u64) -> Result<(), MapError> {
+        self.map_as(gpa, hpa, size, MemType::Uncached)
+    }
+
+    fn map_as(&self, gpa: u64, hpa: u64, size: u64, mt: MemType) -> Result<(), MapError> {
+        let perm = Perm::RWX;
         if self.npt {
             PageTable::<Npt>::from_root(self.root).map(&mut Frames, gpa, hpa, size, perm, mt)
         } else {

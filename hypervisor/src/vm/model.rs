@@ -368,6 +368,7 @@ impl Vm {
             return;
         }
         self.devices.flush_console(self);
+        self.devices.pci().quiesce_passthrough();
         hvlog!("VM {} {} stopped: {}", self.id, self.name(), reason);
         hvlog!(
             "VM {} {} exits: {}",

@@ -127,17 +127,18 @@ pub fn guest_programmed(vm: &Vm, gsi: u32, guest_rte: u64) {
 /// Drives the vIOAPIC lines of the remapped vectors the calling pCPU took (`vectors`: a
 /// 256-bit set).
 pub fn dispatch(vectors: [u64; 4]) {
-    let Some(vm) = super::vm(TARGET_VM.load(Ordering::Acquire)) else {
-        return;
-    };
+    let vm = super::vm(TARGET_VM.load(Ordering::Acquire));
     for (word, bits) in vectors.iter().enumerate() {
         let mut bits = *bits;
         while bits != 0 {
             let bit = bits.trailing_zeros();
             bits &= bits - 1;
             let vector = (word as u32 * 64 + bit) as u8;
+            if crate::devices::pci::pt_dispatch(vector) {
+                continue;
+            }
             let arrival = STATE.lock().table.arrived(vector);
-            if let Some(a) = arrival {
+            if let (Some(a), Some(vm)) = (arrival, vm) {
                 vm.devices.raise_remapped(vm, a.gsi, a.level);
             }
         }

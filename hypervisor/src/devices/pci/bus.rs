@@ -7,6 +7,7 @@
 use super::access::{self, ConfigTarget, CONFIG_ADDRESS, CONFIG_DATA};
 use super::function::{Function, MsiMessage, Signal};
 use super::ivshmem::{self, Doorbell, Ivshmem};
+use super::pt::{PtSlot, MAX_PT_FUNCTIONS};
 use super::vuart::{self, PciVuart};
 use super::{host_bridge, ECAM_BUSES, ECAM_GPA, ECAM_SIZE};
 use crate::devices::{BusDevice, IOAPIC_GPA, MAX_VUART_LINKS};
@@ -46,6 +47,8 @@ pub struct Vpci {
     ivshmem: [Mutex<Option<IvshmemSlot>>; MAX_IVSHMEM],
     /// PCI vUART functions by link index, then the console's at [`CONSOLE_SLOT`].
     vuarts: [Mutex<Option<VuartSlot>>; MAX_VUART_LINKS + 1],
+    /// Host functions passed through (`pci_devs`).
+    passthrough: [Mutex<Option<PtSlot>>; MAX_PT_FUNCTIONS],
 }
 
 struct VuartSlot {
@@ -57,6 +60,8 @@ struct VuartSlot {
 pub(in crate::devices) struct ConfigPorts;
 /// ECAM and the devices' emulated BARs on the bus.
 pub(in crate::devices) struct PciMmio;
+/// The I/O BARs of pass-through functions, forwarded to the hardware.
+pub(in crate::devices) struct PtPorts;
 
 impl Default for Vpci {
     fn default() -> Self {
@@ -80,6 +85,7 @@ impl Vpci {
             host: Mutex::new(None),
             ivshmem: [const { Mutex::new(None) }; MAX_IVSHMEM],
             vuarts: [const { Mutex::new(None) }; MAX_VUART_LINKS + 1],
+            passthrough: [const { Mutex::new(None) }; MAX_PT_FUNCTIONS],
         }
     }
 
@@ -101,12 +107,27 @@ impl Vpci {
         for slot in &self.vuarts {
             *slot.lock() = None;
         }
+        let mut flush = false;
+        for slot in &self.passthrough {
+            if let Some(mut s) = slot.lock().take() {
+                flush |= s.release(vm);
+            }
+        }
+        if flush {
+            vm.flush_tlbs();
+        }
         let Some(cfg) = cfg else {
             *self.host.lock() = None;
             self.enabled.store(false, Ordering::Release);
             return;
         };
         *self.host.lock() = Some(host_bridge());
+        for (slot, s) in self.passthrough.iter().zip(PtSlot::for_vm(cfg.id)) {
+            if let Some(s) = &s {
+                s.describe(vm);
+            }
+            *slot.lock() = s;
+        }
         if cfg.ivshmem.len() > MAX_IVSHMEM {
             hvlog!(
                 "VM {} {}: only the first {MAX_IVSHMEM} IVSHMEM devices are emulated",
@@ -195,6 +216,38 @@ impl Vpci {
         self.enabled() && (CONFIG_ADDRESS..CONFIG_DATA + 4).contains(&port)
     }
 
+    /// Whether an I/O BAR of a pass-through function decodes `port`.
+    pub fn claims_pt_port(&self, port: u16) -> bool {
+        self.enabled()
+            && self.passthrough.iter().any(|s| {
+                s.lock()
+                    .as_ref()
+                    .is_some_and(|d| d.claims(u64::from(port), true))
+            })
+    }
+
+    fn pt_access(&self, addr: u64, io: bool, size: u8, value: Option<u64>) -> Option<u64> {
+        self.passthrough.iter().find_map(|s| {
+            let s = s.lock();
+            let d = s.as_ref().filter(|d| d.claims(addr, io))?;
+            Some(d.access(addr, io, size, value))
+        })
+    }
+
+    /// Stops every pass-through function (its VM stopped: no more DMA or interrupts).
+    pub fn quiesce_passthrough(&self) {
+        for slot in &self.passthrough {
+            if let Some(s) = slot.lock().as_ref() {
+                s.quiesce();
+            }
+        }
+    }
+
+    /// The message pass-through slot `slot` should send now, if its VM enabled MSI.
+    pub fn pt_message(&self, slot: usize) -> Option<(u64, u32)> {
+        self.passthrough.get(slot)?.lock().as_ref()?.guest_message()
+    }
+
     /// Whether ECAM or an emulated BAR decodes `gpa`.
     pub fn claims_mmio(&self, gpa: u64) -> bool {
         self.enabled()
@@ -210,7 +263,11 @@ impl Vpci {
                         .as_ref()
                         .and_then(|d| d.dev.function.bar_at(gpa))
                         .is_some()
-                }))
+                })
+                || self
+                    .passthrough
+                    .iter()
+                    .any(|s| s.lock().as_ref().is_some_and(|d| d.claims(gpa, false))))
     }
 
     fn config_read(&self, t: ConfigTarget, size: u8) -> u64 {
@@ -227,6 +284,11 @@ impl Vpci {
         for slot in &self.vuarts {
             if let Some(d) = slot.lock().as_ref().filter(|d| d.bdf == t.bdf) {
                 return d.dev.function.config_read(t.offset, size) as u64;
+            }
+        }
+        for slot in &self.passthrough {
+            if let Some(d) = slot.lock().as_ref().filter(|d| d.vbdf == t.bdf) {
+                return u64::from(d.config_read(t.offset, size));
             }
         }
         all_ones(size)
@@ -274,9 +336,25 @@ impl Vpci {
             out.deliver(vm);
             return;
         }
+        for slot in &self.passthrough {
+            let flush = {
+                let mut s = slot.lock();
+                let Some(d) = s.as_mut().filter(|d| d.vbdf == t.bdf) else {
+                    continue;
+                };
+                d.config_write(vm, t.offset, size, value)
+            };
+            if flush {
+                vm.flush_tlbs();
+            }
+            return;
+        }
     }
 
     fn mmio_read(&self, gpa: u64, size: u8) -> u64 {
+        if let Some(v) = self.pt_access(gpa, false, size, None) {
+            return v;
+        }
         if let Some(off) = gpa.checked_sub(ECAM_GPA).filter(|&o| o < ECAM_SIZE) {
             return match access::ecam_target(off, size, ECAM_BUSES) {
                 Some(t) => self.config_read(t, size),
@@ -308,6 +386,9 @@ impl Vpci {
     }
 
     fn mmio_write(&self, vm: &Vm, gpa: u64, size: u8, value: u64) {
+        if self.pt_access(gpa, false, size, Some(value)).is_some() {
+            return;
+        }
         if let Some(off) = gpa.checked_sub(ECAM_GPA).filter(|&o| o < ECAM_SIZE) {
             if let Some(t) = access::ecam_target(off, size, ECAM_BUSES) {
                 self.config_write(vm, t, size, value as u32);
@@ -508,6 +589,18 @@ impl BusDevice for ConfigPorts {
         if let Some(t) = access::port_target(pci.address.load(Ordering::Relaxed), port, size) {
             pci.config_write(vm, t, size, value as u32);
         }
+    }
+}
+
+impl BusDevice for PtPorts {
+    fn read(&self, vm: &Vm, addr: u64, size: u8) -> u64 {
+        vm.devices
+            .pci()
+            .pt_access(addr, true, size, None)
+            .unwrap_or(all_ones(size))
+    }
+    fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64) {
+        vm.devices.pci().pt_access(addr, true, size, Some(value));
     }
 }
 

@@ -3,8 +3,10 @@
 //! 0xCF8/0xCFC and through ECAM at [`ECAM_GPA`], which the VM's ACPI MCFG announces.
 //!
 //! `function` is the generic function model (header, BARs, capabilities, MSI, MSI-X),
-//! `ivshmem` the inter-VM shared-memory device, `vuart` ACRN's PCI vUART function, `access` the decoding of the two configuration
-//! mechanisms; all host-tested. `bus` (hypervisor only) puts them on a VM's device bus.
+//! `ivshmem` the inter-VM shared-memory device, `vuart` ACRN's PCI vUART function,
+//! `passthrough` a host function's configuration space as a VM sees it, `access` the decoding
+//! of the two configuration mechanisms; all host-tested. `bus` (hypervisor only) puts them on
+//! a VM's device bus, `pt` gives pass-through functions their hardware.
 
 pub mod access;
 pub mod function;
@@ -15,9 +17,13 @@ pub mod vuart;
 #[cfg(target_os = "none")]
 mod bus;
 #[cfg(target_os = "none")]
-pub(super) use bus::{ConfigPorts, PciMmio};
+mod pt;
+#[cfg(target_os = "none")]
+pub(super) use bus::{ConfigPorts, PciMmio, PtPorts};
 #[cfg(target_os = "none")]
 pub use bus::{Vpci, CONSOLE_SLOT};
+#[cfg(target_os = "none")]
+pub use pt::{dispatch as pt_dispatch, owned_host_function, owned_host_window};
 
 use function::Function;
 

@@ -104,6 +104,7 @@ pub struct GuestMessage {
     pub data: u32,
 }
 
+#[derive(Clone)]
 pub struct PassthroughFunction {
     bars: [Option<PtBar>; 6],
     /// The dwords the VM reads at the BAR offsets.
@@ -383,7 +384,8 @@ impl PassthroughFunction {
         value: u32,
     ) -> WriteEffect {
         let mut effect = WriteEffect::default();
-        if offset >= 0x100 || !matches!(size, 1 | 2 | 4) || offset % u16::from(size) != 0 {
+        if offset >= 0x100 || !matches!(size, 1 | 2 | 4) || !offset.is_multiple_of(u16::from(size))
+        {
             return effect;
         }
         let aligned = offset & !3;
@@ -415,8 +417,17 @@ impl PassthroughFunction {
         if aligned == COMMAND as u16 && offset < COMMAND as u16 + 2 {
             effect.windows = true;
         }
-        if let Some(m) = self.in_msi(offset) {
-            self.write_msi(m, offset, size, value);
+        if let Some(m) = (0..u16::from(size)).find_map(|k| self.in_msi(offset + k)) {
+            // Byte by byte: a dword write at the capability's start also carries its ID and
+            // next pointer (read-only on the hardware).
+            for k in 0..u16::from(size) {
+                let byte = (value >> (8 * k)) & 0xFF;
+                if self.in_msi(offset + k).is_some() {
+                    self.write_msi(m, offset + k, 1, byte);
+                } else {
+                    phys.write(offset + k, 1, byte);
+                }
+            }
             effect.msi = true;
             return effect;
         }
@@ -645,7 +656,14 @@ mod tests {
         assert!(p.config_write(&f, 0x54, 4, 0xFEE0_1000).msi);
         p.config_write(&f, 0x58, 4, 0);
         p.config_write(&f, 0x5C, 2, 0x41);
-        p.config_write(&f, 0x52, 2, 0x0081);
+        // Enabled with a dword write at the capability's start, as drivers do.
+        let head = p.config_read(&f, 0x50, 4);
+        p.config_write(&f, 0x50, 4, head | 1 << 16);
+        assert_eq!(
+            (f.dword(0x50) >> 16) & 1,
+            0,
+            "the hardware is not enabled by the VM"
+        );
         assert_eq!(
             p.guest_message(),
             Some(GuestMessage {

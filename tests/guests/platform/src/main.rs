@@ -11,6 +11,8 @@
 //!   that may and may not leave the VM.
 //! * `vuart`: one end of a VM-to-VM vUART (legacy, or with `pci` ACRN's PCI vUART), sending
 //!   or receiving a checked stream.
+//! * `passthrough`: a physical PCI function the VM owns (`pci_devs`): its BARs, MSI and
+//!   capability list; with `absent`, that another VM's function is not on the bus.
 //!
 //! Line formats are in tests/guests/README.md.
 #![no_std]
@@ -20,6 +22,7 @@ mod attacker;
 mod idt;
 mod ivshmem;
 mod lapic;
+mod passthrough;
 mod pci;
 mod rtvm;
 mod timer;
@@ -103,6 +106,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         ivshmem::run(&p, khz, &mut verdict);
     } else if p.flag("vuart") {
         vuart::run(&p, khz, &mut verdict);
+    } else if p.flag("passthrough") {
+        passthrough::run(&p, khz, &mut verdict);
     } else if p.flag("rtvm") {
         rtvm::run(&p, khz, &mut verdict);
         verdict.print();

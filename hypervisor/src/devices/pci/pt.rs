@@ -1,0 +1,352 @@
+//! Pass-through functions on a pre-launched VM's virtual PCI bus (`pci_devs`), and their
+//! hardware side: which host functions the VMs own (so the Service VM never reaches them),
+//! their BAR windows mapped into the VM's NPT/EPT (uncached) or forwarded when they are
+//! smaller than a page or I/O ports, and their MSI remapped: the hardware sends a hypervisor
+//! vector to a pCPU of the VM, which becomes the message the VM programmed.
+//!
+//! DMA is not confined yet (no IOMMU driver): a pass-through function can read and write any
+//! host memory, and its DMA addresses are the VM's guest-physical ones, which only equal host
+//! addresses for a VM whose memory starts at host address 0. The boot log says so per device.
+
+use super::passthrough::{PassthroughFunction, PtBar, PtBarKind, WriteEffect};
+use crate::devices::physical::{self, HostFunction};
+use crate::devices::IOAPIC_GPA;
+use crate::hvlog;
+use crate::vm::Vm;
+use acrn_static_config::{Bdf, LoadOrder};
+use core::sync::atomic::{AtomicU32, Ordering};
+use spin::Once;
+
+/// Pass-through functions one VM may have.
+pub const MAX_PT_FUNCTIONS: usize = 4;
+/// Host functions the platform may pass through (all VMs).
+const MAX_OWNED: usize = 16;
+/// The hypervisor's vectors for pass-through MSIs: 0xE0..0xEF (below its timer at 0xEF).
+const MSI_FIRST_VECTOR: u8 = 0xE0;
+const MSI_VECTORS: usize = 15;
+const PAGE: u64 = 0x1000;
+const APICS_END: u64 = 0xFEF0_0000;
+
+/// A host function a pre-launched VM owns, probed once at the first use.
+struct Owned {
+    vm: u16,
+    pbdf: Bdf,
+    vbdf: Bdf,
+    function: PassthroughFunction,
+    /// Its MSI vector (index into [`MSI_OWNERS`]).
+    vector: Option<u8>,
+}
+
+static OWNED: Once<[Option<Owned>; MAX_OWNED]> = Once::new();
+/// Who each pass-through MSI vector belongs to: VM id << 8 | slot, plus one (0: free).
+static MSI_OWNERS: [AtomicU32; MSI_VECTORS] = [const { AtomicU32::new(0) }; MSI_VECTORS];
+
+fn owned() -> &'static [Option<Owned>; MAX_OWNED] {
+    OWNED.call_once(|| {
+        let mut out: [Option<Owned>; MAX_OWNED] = core::array::from_fn(|_| None);
+        let mut n = 0;
+        let mut vectors = 0;
+        for vm in crate::hv::platform()
+            .vms
+            .iter()
+            .filter(|v| v.load_order == LoadOrder::PreLaunched)
+        {
+            for (slot, d) in vm.pci_devs.iter().enumerate() {
+                if slot >= MAX_PT_FUNCTIONS || n >= MAX_OWNED {
+                    hvlog!(
+                        "VM {} {}: pci_devs {:02x}:{:02x}.{} not passed through: at most \
+                         {MAX_PT_FUNCTIONS} per VM",
+                        vm.id,
+                        vm.name,
+                        d.pbdf.bus,
+                        d.pbdf.dev,
+                        d.pbdf.func
+                    );
+                    continue;
+                }
+                match PassthroughFunction::probe(&HostFunction(d.pbdf), d.vbars) {
+                    Ok(function) => {
+                        let vector = (function.has_msi() && vectors < MSI_VECTORS).then(|| {
+                            let v = vectors;
+                            vectors += 1;
+                            MSI_OWNERS[v].store(
+                                (u32::from(vm.id) << 8 | slot as u32) + 1,
+                                Ordering::Release,
+                            );
+                            MSI_FIRST_VECTOR + v as u8
+                        });
+                        out[n] = Some(Owned {
+                            vm: vm.id,
+                            pbdf: d.pbdf,
+                            vbdf: d.vbdf,
+                            function,
+                            vector,
+                        });
+                        n += 1;
+                    }
+                    // Still claimed: the Service VM must not get a device the scenario gave
+                    // to a pre-launched VM.
+                    Err(e) => hvlog!(
+                        "VM {} {}: pci_devs {:02x}:{:02x}.{} not passed through: {e}",
+                        vm.id,
+                        vm.name,
+                        d.pbdf.bus,
+                        d.pbdf.dev,
+                        d.pbdf.func
+                    ),
+                }
+            }
+        }
+        out
+    })
+}
+
+/// Whether `bdf` is a host function a pre-launched VM owns (the Service VM must not see it).
+pub fn owned_host_function(bdf: Bdf) -> bool {
+    crate::hv::platform()
+        .vms
+        .iter()
+        .filter(|v| v.load_order == LoadOrder::PreLaunched)
+        .any(|v| v.pci_devs.iter().any(|d| d.pbdf == bdf))
+}
+
+/// Whether host address `hpa` is in a memory BAR of a function a pre-launched VM owns.
+pub fn owned_host_window(hpa: u64) -> bool {
+    owned().iter().flatten().any(|o| {
+        (0..6).any(|i| {
+            o.function.bar(i).is_some_and(|(_, b)| {
+                matches!(b.kind, PtBarKind::Mem(_)) && hpa >= b.host && hpa - b.host < b.size
+            })
+        })
+    })
+}
+
+/// One pass-through function of a VM.
+pub struct PtSlot {
+    pub vbdf: Bdf,
+    pbdf: Bdf,
+    function: PassthroughFunction,
+    vector: Option<u8>,
+    /// Memory BAR windows mapped into the VM now: (guest address, size).
+    mapped: [Option<(u64, u64)>; 6],
+    /// A refused window was reported (once per slot).
+    reported: bool,
+}
+
+impl PtSlot {
+    fn host(&self) -> HostFunction {
+        HostFunction(self.pbdf)
+    }
+
+    /// The VM's pass-through functions at power-on, quiesced (no decoding, bus mastering
+    /// or MSI until the VM turns them on).
+    pub fn for_vm(vm_id: u16) -> [Option<PtSlot>; MAX_PT_FUNCTIONS] {
+        let mut out: [Option<PtSlot>; MAX_PT_FUNCTIONS] = core::array::from_fn(|_| None);
+        for (slot, o) in out
+            .iter_mut()
+            .zip(owned().iter().flatten().filter(|o| o.vm == vm_id))
+        {
+            let s = PtSlot {
+                vbdf: o.vbdf,
+                pbdf: o.pbdf,
+                function: o.function.clone(),
+                vector: o.vector,
+                mapped: [None; 6],
+                reported: false,
+            };
+            s.function.quiesce(&s.host());
+            *slot = Some(s);
+        }
+        out
+    }
+
+    /// Stops the function's decoding, bus mastering and MSI (its VM stopped).
+    pub fn quiesce(&self) {
+        self.function.quiesce(&self.host());
+    }
+
+    /// Stops the function and takes its windows out of the VM (a VM reset).
+    pub fn release(&mut self, vm: &Vm) -> bool {
+        self.function.quiesce(&self.host());
+        let mut flush = false;
+        for w in self.mapped.iter_mut() {
+            if let Some((gpa, size)) = w.take() {
+                let _ = vm.memory().unmap(gpa, size);
+                flush = true;
+            }
+        }
+        flush
+    }
+
+    pub fn config_read(&self, offset: u16, size: u8) -> u32 {
+        self.function.config_read(&self.host(), offset, size)
+    }
+
+    /// A configuration write; whether the VM must flush its TLBs.
+    pub fn config_write(&mut self, vm: &Vm, offset: u16, size: u8, value: u32) -> bool {
+        let WriteEffect { windows, msi } =
+            self.function
+                .config_write(&self.host(), offset, size, value);
+        if msi {
+            self.program_msi(vm);
+        }
+        windows && self.remap(vm)
+    }
+
+    fn program_msi(&self, vm: &Vm) {
+        let host = match (self.function.guest_message(), self.vector) {
+            (Some(_), Some(vector)) => {
+                let dest = vm.vcpus[0]
+                    .pcpu()
+                    .and_then(|p| crate::hv::platform().board.pcpus.get(p))
+                    .map(|c| c.apic_id);
+                dest.map(|apic| (0xFEE0_0000 | (apic & 0xFF) << 12, u16::from(vector)))
+            }
+            _ => None,
+        };
+        self.function.program_msi(&self.host(), host);
+    }
+
+    /// Maps the memory BAR windows the VM decodes now; whether a mapping was replaced.
+    fn remap(&mut self, vm: &Vm) -> bool {
+        let command = self.function.command(&self.host());
+        let mem = vm.memory();
+        let mut flush = false;
+        for i in 0..6 {
+            let want = self.function.bar(i).and_then(|(gpa, b)| {
+                (matches!(b.kind, PtBarKind::Mem(_))
+                    && command & super::function::COMMAND_MEMORY != 0
+                    && b.size >= PAGE)
+                    .then_some((gpa, b))
+            });
+            if self.mapped[i].map(|m| m.0) == want.map(|w| w.0) {
+                continue;
+            }
+            if let Some((gpa, size)) = self.mapped[i].take() {
+                let _ = mem.unmap(gpa, size);
+                flush = true;
+            }
+            let Some((gpa, b)) = want else { continue };
+            let refused = if overlaps_reserved(vm, gpa, b.size) {
+                Some("overlaps its RAM, ECAM or the APICs")
+            } else if mem.map_device(gpa, b.host, b.size).is_err() {
+                let _ = mem.unmap(gpa, b.size);
+                flush = true;
+                Some("cannot be mapped")
+            } else {
+                self.mapped[i] = Some((gpa, b.size));
+                None
+            };
+            if let Some(why) = refused.filter(|_| !self.reported) {
+                self.reported = true;
+                hvlog!(
+                    "VM {} {}: pass-through {:02x}:{:02x}.{} BAR{i} at {gpa:#x} {why}; not \
+                     mapped there (reported once)",
+                    vm.id,
+                    vm.name(),
+                    self.vbdf.bus,
+                    self.vbdf.dev,
+                    self.vbdf.func
+                );
+            }
+        }
+        flush
+    }
+
+    /// The forwarded (unmapped) BAR holding `addr` in `io` space or memory: the host address.
+    fn forwarded(&self, addr: u64, io: bool) -> Option<u64> {
+        let command = self.function.command(&self.host());
+        (0..6).find_map(|i| {
+            let (base, b): (u64, PtBar) = self.function.bar(i)?;
+            let decodes = match b.kind {
+                PtBarKind::Io => io && command & super::function::COMMAND_IO != 0,
+                PtBarKind::Mem(_) => {
+                    !io && command & super::function::COMMAND_MEMORY != 0 && b.size < PAGE
+                }
+            };
+            let off = addr.checked_sub(base)?;
+            (decodes && off < b.size).then_some(b.host + off)
+        })
+    }
+
+    pub fn claims(&self, addr: u64, io: bool) -> bool {
+        self.forwarded(addr, io).is_some()
+    }
+
+    /// A forwarded BAR access: the value read.
+    pub fn access(&self, addr: u64, io: bool, size: u8, value: Option<u64>) -> u64 {
+        match self.forwarded(addr, io) {
+            Some(host) if io => u64::from(physical::port_access(
+                host as u16,
+                size,
+                value.map(|v| v as u32),
+            )),
+            Some(host) => physical::mmio_access(host, size, value),
+            None => u64::MAX >> (64 - 8 * u32::from(size.clamp(1, 8))),
+        }
+    }
+
+    /// The message the VM programmed, for an interrupt the function raised.
+    pub fn guest_message(&self) -> Option<(u64, u32)> {
+        self.function.guest_message().map(|m| (m.addr, m.data))
+    }
+
+    /// What the boot log says about the function.
+    pub fn describe(&self, vm: &Vm) {
+        hvlog!(
+            "VM {} {}: PCI {:02x}:{:02x}.{} passed through at {:02x}:{:02x}.{}{}{}; DMA is not \
+             confined (no IOMMU driver yet)",
+            vm.id,
+            vm.name(),
+            self.pbdf.bus,
+            self.pbdf.dev,
+            self.pbdf.func,
+            self.vbdf.bus,
+            self.vbdf.dev,
+            self.vbdf.func,
+            if self.vector.is_some() { ", MSI" } else { "" },
+            if self.function.msix_hidden() {
+                ", MSI-X hidden (not emulated yet)"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {
+    a < b.saturating_add(blen) && b < a.saturating_add(alen)
+}
+
+fn overlaps_reserved(vm: &Vm, gpa: u64, size: u64) -> bool {
+    let over_ram = vm
+        .info()
+        .and_then(|i| i.cfg)
+        .is_some_and(|c| c.memory.iter().any(|r| overlaps(gpa, size, r.gpa, r.size)));
+    over_ram
+        || overlaps(gpa, size, IOAPIC_GPA, APICS_END - IOAPIC_GPA)
+        || overlaps(gpa, size, super::ECAM_GPA, super::ECAM_SIZE)
+}
+
+/// A pass-through MSI vector the calling pCPU took: the owning VM gets the message it
+/// programmed. Whether `vector` was one.
+pub fn dispatch(vector: u8) -> bool {
+    let Some(index) = vector
+        .checked_sub(MSI_FIRST_VECTOR)
+        .map(usize::from)
+        .filter(|&i| i < MSI_VECTORS)
+    else {
+        return false;
+    };
+    let owner = MSI_OWNERS[index].load(Ordering::Acquire);
+    let Some(owner) = owner.checked_sub(1) else {
+        return false;
+    };
+    let (vm_id, slot) = ((owner >> 8) as u16, (owner & 0xFF) as usize);
+    if let Some(vm) = crate::vm::vm(vm_id) {
+        if let Some((addr, data)) = vm.devices.pci().pt_message(slot) {
+            let _ = vm.inject_msi(addr, u64::from(data));
+        }
+    }
+    true
+}

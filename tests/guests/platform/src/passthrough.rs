@@ -1,0 +1,137 @@
+//! `passthrough`: a physical PCI function the scenario gives this VM (`pci_devs`), here QEMU
+//! q35's e1000e NIC (8086:10d3). The guest lists its bus, finds the NIC at its virtual slot,
+//! sizes its BARs, turns on memory decoding and bus mastering, reads the NIC's registers
+//! through BAR0 (the hardware's, mapped at the VM's address), checks the capability list
+//! (MSI present, MSI-X hidden), aims MSI at itself and makes the NIC interrupt through its
+//! Interrupt Cause Set register, counting the vectors that arrive; then it disables MSI and
+//! checks nothing more arrives. With `absent` the guest only checks that the NIC is not on its
+//! bus (another VM owns it).
+
+use crate::idt::count;
+use crate::pci::{cf8_read, mmio_read32, mmio_write32, Device};
+use crate::spin_ms;
+use crate::victim::{prepare_cpu, set_ap_mode, AP_MODE_HALT};
+use core::arch::asm;
+use guest_common::platform::{Platform, Verdict};
+use guest_common::println;
+
+const E1000E: u32 = 0x10D3_8086;
+/// e1000e registers (82574 datasheet): device status, interrupt cause read/set, mask
+/// set/clear.
+const STATUS: u64 = 0x08;
+const ICR: u64 = 0xC0;
+const ICS: u64 = 0xC8;
+const IMS: u64 = 0xD0;
+const IMC: u64 = 0xD8;
+/// Transmit descriptor written back: a cause nothing else raises while the NIC is idle.
+const CAUSE_TXDW: u32 = 1 << 0;
+const VECTOR: u8 = 0x58;
+const ROUNDS: u32 = 3;
+
+fn list_bus() -> Option<u8> {
+    let mut nic = None;
+    for dev in 0..32u8 {
+        let id = cf8_read(dev, 0);
+        if id & 0xFFFF == 0xFFFF {
+            continue;
+        }
+        println!(
+            "passthrough: 00:{:02x}.0 {:04x}:{:04x}",
+            dev,
+            id & 0xFFFF,
+            id >> 16
+        );
+        if id == E1000E {
+            nic = Some(dev);
+        }
+    }
+    nic
+}
+
+/// Waits up to `ms` for `vector` to have arrived `n` times.
+fn wait_count(khz: u64, ms: u64, vector: u8, n: u32) -> bool {
+    for _ in 0..ms {
+        if count(0, vector) >= n {
+            return true;
+        }
+        spin_ms(khz, 1);
+    }
+    count(0, vector) >= n
+}
+
+pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
+    set_ap_mode(AP_MODE_HALT);
+    let nic = list_bus();
+    if p.flag("absent") {
+        println!("passthrough: e1000e on this bus: {}", nic.is_some());
+        verdict.check(nic.is_none(), "another VM's device is visible");
+        return;
+    }
+    let Some(dev) = nic else {
+        verdict.check(false, "no e1000e on the bus");
+        return;
+    };
+    let d = Device { dev, ecam: 0 };
+    let (bar0, size0) = d.size_bar(0, false);
+    println!("passthrough: BAR0 {:#x} size {:#x}", bar0, size0);
+    verdict.check(size0 == 0x2_0000, "BAR0 is not the NIC's 128 KiB");
+    println!("passthrough: expansion ROM {:#x}", d.cfg(0x30));
+    // Memory decoding and bus mastering (MSI writes are bus master cycles).
+    d.set_cfg(4, 0x6);
+    let status = mmio_read32(bar0 + STATUS);
+    println!("passthrough: STATUS {:#x}", status);
+    verdict.check(status != u32::MAX, "BAR0 does not reach the NIC");
+
+    let msi = d.capability(0x05);
+    let msix = d.capability(0x11);
+    println!(
+        "passthrough: MSI capability: {}, MSI-X capability: {}",
+        msi.is_some(),
+        msix.is_some()
+    );
+    verdict.check(msix.is_none(), "MSI-X is listed");
+    let Some(at) = msi else {
+        verdict.check(false, "no MSI capability");
+        return;
+    };
+    prepare_cpu();
+    let control = d.cfg(at) >> 16;
+    let wide = control & (1 << 7) != 0;
+    d.set_cfg(at + 4, 0xFEE0_0000);
+    let data_at = if wide {
+        d.set_cfg(at + 8, 0);
+        at + 12
+    } else {
+        at + 8
+    };
+    d.set_cfg(data_at, u32::from(VECTOR));
+    d.set_cfg(at, d.cfg(at) | 1 << 16);
+    // SAFETY: the counting IDT handles every vector.
+    unsafe { asm!("sti", options(nomem, nostack)) };
+    mmio_write32(bar0 + IMS, CAUSE_TXDW);
+    let mut arrived = 0;
+    for round in 1..=ROUNDS {
+        mmio_write32(bar0 + ICS, CAUSE_TXDW);
+        if wait_count(khz, 1000, VECTOR, round) {
+            arrived += 1;
+        }
+        // Reading the cause register acknowledges it.
+        let _ = mmio_read32(bar0 + ICR);
+    }
+    println!(
+        "passthrough: MSI {} of {} arrived on vector {:#x}",
+        arrived, ROUNDS, VECTOR
+    );
+    verdict.check(arrived == ROUNDS, "MSI lost");
+
+    // MSI off: the NIC falls back to INTx, which this VM has no route for.
+    d.set_cfg(at, d.cfg(at) & !(1 << 16));
+    let before = count(0, VECTOR);
+    mmio_write32(bar0 + ICS, CAUSE_TXDW);
+    spin_ms(khz, 100);
+    let after = count(0, VECTOR);
+    println!("passthrough: with MSI off: {} more", after - before);
+    verdict.check(after == before, "an interrupt arrived with MSI off");
+    mmio_write32(bar0 + IMC, u32::MAX);
+    let _ = mmio_read32(bar0 + ICR);
+}
