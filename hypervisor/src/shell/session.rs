@@ -561,11 +561,23 @@ fn passthrough() {
     let mut configured = 0;
     for v in vm::all().iter().filter(|v| v.state() != VmState::Empty) {
         let devs = v.info().and_then(|i| i.cfg).map_or(&[][..], |c| c.pci_devs);
-        for d in devs {
+        for (slot, d) in devs.iter().enumerate() {
             configured += 1;
+            let state = match v.devices.pci().pt_summary(slot) {
+                Some(msi) => {
+                    if msi {
+                        "passed through, MSI on"
+                    } else {
+                        "passed through, MSI off"
+                    }
+                }
+                None if v.load_order() == Some(LoadOrder::PreLaunched) => {
+                    "not passed through (see the boot log)"
+                }
+                None => "not passed through (only pre-launched VMs get pass-through)",
+            };
             say(format_args!(
-                "VM {} {}: {:02x}:{:02x}.{} as {:02x}:{:02x}.{}: in the scenario, not passed \
-                 through (PCI passthrough is not implemented yet)",
+                "VM {} {}: {:02x}:{:02x}.{} as {:02x}:{:02x}.{}: {state}",
                 v.id,
                 v.name(),
                 d.pbdf.bus,
@@ -578,9 +590,7 @@ fn passthrough() {
         }
     }
     if configured == 0 {
-        say(format_args!(
-            "no passthrough devices (none in the scenario; PCI passthrough is not implemented yet)"
-        ));
+        say(format_args!("no passthrough devices in the scenario"));
     }
 }
 

@@ -243,6 +243,13 @@ impl Vpci {
         }
     }
 
+    /// Whether pass-through slot `slot` holds a function, and then whether its MSI is on.
+    pub fn pt_summary(&self, slot: usize) -> Option<bool> {
+        let s = self.passthrough.get(slot)?.lock();
+        let d = s.as_ref()?;
+        Some(d.guest_message().is_some())
+    }
+
     /// The message pass-through slot `slot` should send now, if its VM enabled MSI.
     pub fn pt_message(&self, slot: usize) -> Option<(u64, u32)> {
         self.passthrough.get(slot)?.lock().as_ref()?.guest_message()
