@@ -247,8 +247,8 @@ pub struct Transcript {
     pub ended_by: &'static str,
     /// Seconds from the emulator's start to the end of the run.
     pub seconds: f64,
-    /// A last line the emulator was still printing when the run was stopped: shown by `dump`,
-    /// never judged, since its end is missing.
+    /// A last line the emulator was still printing when the run stopped it (a condition was
+    /// met, or the deadline passed): shown by `dump`, never judged, since its end is missing.
     pub cut_off: String,
 }
 
@@ -415,6 +415,12 @@ pub fn run(spec: &RunSpec, done: impl Fn(&Transcript) -> bool) -> Transcript {
     let _ = err_thread.join();
     let mut t = state.lock().unwrap().clone();
     t.ended_by = ended_by;
+    // The emulator ended by itself: its last line, even without a newline, is complete.
+    if ended_by == "exited" && !t.cut_off.is_empty() {
+        let at = t.lines.last().map_or(0.0, |l| l.at);
+        let text = std::mem::take(&mut t.cut_off);
+        t.lines.push(Line { text, at });
+    }
     t.seconds = boot_start
         .lock()
         .unwrap()
