@@ -35,7 +35,8 @@ poweroff -f
 "#;
 
 /// The User VM's command line: its console on COM1; a TSC clock, its rate given, and no timer
-/// check (acrn-dm has no PIT or HPET).
+/// check (calibrating against acrn-dm's PIT, one I/O request per read through the Service VM,
+/// is slow under TCG; acrn-dm has no HPET).
 const UVM_BOOTARGS: &str =
     "console=ttyS0 earlyprintk=serial,ttyS0 rdinit=/init no_timer_check clocksource=tsc tsc=reliable tsc_early_khz=$tsc_khz panic=-1";
 
@@ -50,8 +51,8 @@ dmesg | grep -i -e acrn -e hsm | sed 's/^/sos: dmesg: /'
 [ -c /dev/acrn_hsm ] && echo "sos: /dev/acrn_hsm is a character device"
 [ -d /sys/devices/virtual/misc/acrn_hsm ] && echo "sos: acrn_hsm misc device registered"
 echo "sos: checks done"
-# The User VM's early TSC rate: the Service VM's, which the hypervisor gives both (acrn-dm has
-# no PIT to calibrate against).
+# The User VM's early TSC rate: the Service VM's, which the hypervisor gives both (calibrating
+# against acrn-dm's PIT takes an I/O request per read).
 tsc_khz=$(dmesg | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]*\) MHz.*/\1\2/p' | head -n 1)
 for run in 1 2; do
     echo "sos: launch $run"
