@@ -2,6 +2,7 @@
 //! tables but does not enforce yet. `build` and `run` print every item as a warning (the
 //! hypervisor prints the same at boot), so nothing the user wrote is dropped in silence.
 
+use crate::board::Board;
 use crate::scenario::model::{ConsoleVuart, LoadOrder, ProvidedBy, Scenario, VuartType};
 
 /// One scenario element the hypervisor does not enforce.
@@ -26,6 +27,36 @@ impl std::fmt::Display for Unenforced {
             None => write!(f, "<{}> is not enforced yet: {}", self.element, self.detail),
         }
     }
+}
+
+/// Pass-through the board cannot isolate: pre-launched VMs' `pci_devs` on a board without a
+/// DMA remapping unit (its DRHD_INFO lists none), whose DMA reaches all host memory.
+pub fn unisolated_dma(board: &Board, scenario: &Scenario) -> Vec<Unenforced> {
+    let iommu = board
+        .legacy
+        .raw
+        .get("DRHD_INFO")
+        .is_some_and(|t| t.contains("DRHD0_REG_BASE"));
+    if iommu {
+        return Vec::new();
+    }
+    scenario
+        .vm
+        .iter()
+        .filter(|vm| vm.load_order == Some(LoadOrder::PreLaunched))
+        .filter_map(|vm| {
+            let devs = vm.pci_devs.as_ref().map_or(0, |d| d.pci_dev.len());
+            (devs > 0).then(|| Unenforced {
+                vm: Some(vm.name.clone()),
+                element: "pci_devs",
+                detail: format!(
+                    "the board has no IOMMU (DRHD_INFO lists no DMA remapping unit): the DMA of \
+                     its {devs} passthrough device(s) is not isolated from other VMs and the \
+                     hypervisor"
+                ),
+            })
+        })
+        .collect()
 }
 
 /// Every element of `scenario` the hypervisor does not enforce, in file order.
@@ -103,23 +134,14 @@ pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
     for vm in &scenario.vm {
         let name = || Some(vm.name.clone());
         let devs = vm.pci_devs.as_ref().map_or(0, |d| d.pci_dev.len());
-        if devs > 0 {
-            let detail = if vm.load_order == Some(LoadOrder::PreLaunched) {
-                format!(
-                    "{devs} passthrough device(s) are given to the VM, but their DMA is not \
-                     confined to its memory (no IOMMU driver yet), MSI-X is hidden (MSI and \
-                     INTx through pt_intx only)"
-                )
-            } else {
-                format!(
-                    "{devs} passthrough device(s) are not given to the VM (the hypervisor \
-                     refuses HC_ASSIGN_PCIDEV: only pre-launched VMs get pass-through yet)"
-                )
-            };
+        if devs > 0 && vm.load_order != Some(LoadOrder::PreLaunched) {
             out.push(Unenforced {
                 vm: name(),
                 element: "pci_devs",
-                detail,
+                detail: format!(
+                    "{devs} passthrough device(s) are not given to the VM (the hypervisor \
+                     refuses HC_ASSIGN_PCIDEV: only pre-launched VMs get pass-through yet)"
+                ),
             });
         }
         if vm.pt_intx.as_deref().is_some_and(|s| !s.trim().is_empty()) {

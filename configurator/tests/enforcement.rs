@@ -2,8 +2,13 @@
 
 mod common;
 
-use acrn_configurator::enforcement::unenforced;
+use acrn_configurator::board::{load_board, Board};
+use acrn_configurator::enforcement::{unenforced, unisolated_dma};
 use acrn_configurator::scenario::load_scenario;
+
+fn load_board_file(path: &std::path::Path) -> Board {
+    load_board(path).expect("board loads")
+}
 
 fn elements(path: &std::path::Path) -> Vec<(Option<String>, &'static str)> {
     let (scenario, _) = load_scenario(path).expect("scenario loads");
@@ -15,15 +20,38 @@ fn elements(path: &std::path::Path) -> Vec<(Option<String>, &'static str)> {
 
 #[test]
 fn our_example_scenarios_ask_for_nothing_unenforced() {
-    for (_, scenario) in common::pairs_in(&common::repo().join("configs"), "xml") {
-        // Pass-through is given, but its DMA is not confined (no IOMMU driver): said.
-        let expected = if scenario.file_name().is_some_and(|f| f == "passthrough.xml") {
-            vec![(Some("PRE_VM0".to_string()), "pci_devs")]
-        } else {
-            vec![]
-        };
-        assert_eq!(elements(&scenario), expected, "{}", scenario.display());
+    for (board, scenario) in common::pairs_in(&common::repo().join("configs"), "xml") {
+        assert_eq!(elements(&scenario), vec![], "{}", scenario.display());
+        let board = load_board_file(&board);
+        let (s, _) = load_scenario(&scenario).expect("scenario loads");
+        assert_eq!(unisolated_dma(&board, &s), vec![], "{}", scenario.display());
     }
+}
+
+#[test]
+fn passthrough_without_an_iommu_is_said_to_be_unisolated() {
+    let repo = common::repo();
+    let (s, _) = load_scenario(&repo.join("configs/qemu-epyc/passthrough.xml")).unwrap();
+    let with = load_board_file(&repo.join("configs/qemu-epyc/qemu-epyc.xml"));
+    assert_eq!(unisolated_dma(&with, &s), vec![]);
+    let text = std::fs::read_to_string(repo.join("configs/qemu-epyc/qemu-epyc.xml")).unwrap();
+    let start = text.find("<DRHD_INFO>").unwrap();
+    let end = text.find("</DRHD_INFO>").unwrap();
+    let without = format!(
+        "{}<DRHD_INFO>\n\t#define DRHD_COUNT              0U\n\t{}",
+        &text[..start],
+        &text[end..]
+    );
+    let path = std::env::temp_dir().join(format!("no-iommu-{}.xml", std::process::id()));
+    std::fs::write(&path, without).unwrap();
+    let board = load_board_file(&path);
+    let said = unisolated_dma(&board, &s);
+    assert_eq!(said.len(), 1);
+    assert_eq!(
+        (said[0].vm.as_deref(), said[0].element),
+        (Some("PRE_VM0"), "pci_devs")
+    );
+    assert!(said[0].to_string().contains("not isolated"), "{}", said[0]);
 }
 
 #[test]
@@ -82,8 +110,13 @@ fn a_hybrid_rt_scenario_lists_each_vm_and_element() {
     };
     // Enforced now: the RTVM gets its pCPUs' local APICs (or is refused at boot).
     assert!(!has("PRE_RT_VM0", "lapic_passthrough"), "{got:?}");
-    assert!(has("PRE_RT_VM0", "pci_devs"), "{got:?}");
+    // Its pass-through functions are given and, on this VT-d board, isolated; the
+    // post-launched VM's are not given.
+    assert!(!has("PRE_RT_VM0", "pci_devs"), "{got:?}");
     assert!(has("POST_STD_VM1", "pci_devs"), "{got:?}");
+    let board = load_board(&corpus.join("cfl-k700-i7/cfl-k700-i7.xml")).expect("board loads");
+    let (s, _) = load_scenario(&corpus.join("cfl-k700-i7/hybrid_rt.xml")).unwrap();
+    assert_eq!(unisolated_dma(&board, &s), vec![]);
     // Its one vUART connection is legacy: emulated, so not listed.
     assert!(
         !got.iter().any(|(_, e)| *e == "vuart_connection"),

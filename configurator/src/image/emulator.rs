@@ -69,6 +69,9 @@ pub struct Machine {
     /// TCG switches vCPUs at each PAUSE, so a request is served in microseconds; with a thread
     /// per vCPU on a small host each round trip waits for the host scheduler.
     pub single_thread_tcg: bool,
+    /// The board has a DMA remapping unit (its DRHD_INFO lists one): QEMU gets its Intel
+    /// IOMMU, with 48-bit (4-level) second-level tables.
+    pub iommu: bool,
 }
 
 impl Machine {
@@ -101,6 +104,11 @@ impl Machine {
             cpus: board.pcpus().len().max(1),
             mem_mib: mem >> 20,
             single_thread_tcg: false,
+            iommu: board
+                .legacy
+                .raw
+                .get("DRHD_INFO")
+                .is_some_and(|t| t.contains("DRHD0_REG_BASE")),
         }
     }
 
@@ -145,11 +153,17 @@ impl Machine {
                     "-no-reboot",
                     "-device",
                     "isa-debug-exit,iobase=0xf4,iosize=0x04",
-                    "-cdrom",
                 ]
                 .iter()
                 .map(|s| s.to_string()),
             )
+            .chain(
+                self.iommu
+                    .then(|| ["-device".to_string(), "intel-iommu,aw-bits=48".to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .chain(["-cdrom".to_string()])
             .chain([iso.display().to_string()])
             .collect()
     }
@@ -660,6 +674,7 @@ mod tests {
             cpus: 4,
             mem_mib: 1024,
             single_thread_tcg: false,
+            iommu: false,
         };
         let rc = m.bochsrc(Path::new("/o/acrn.iso"), Path::new("/o"));
         let moved = with_socket_com1(&rc, 4567);
@@ -677,9 +692,11 @@ mod tests {
         };
         let q = machine("qemu-epyc");
         assert_eq!((q.vendor, q.cpus, q.mem_mib), (Vendor::Amd, 4, 2048));
+        assert!(q.iommu, "qemu-epyc's DRHD_INFO lists QEMU's intel-iommu");
         assert_eq!(q.default_emulator(), Emulator::Qemu);
         let b = machine("bochs-tigerlake");
         assert_eq!((b.vendor, b.cpus, b.mem_mib), (Vendor::Intel, 4, 1024));
+        assert!(!b.iommu);
         assert_eq!(b.default_emulator(), Emulator::Bochs);
     }
 
@@ -690,6 +707,7 @@ mod tests {
             cpus: 4,
             mem_mib: 2048,
             single_thread_tcg: false,
+            iommu: false,
         };
         let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
         assert!(
@@ -697,7 +715,14 @@ mod tests {
             "{args}"
         );
         assert!(args.ends_with("-cdrom /o/acrn.iso"), "{args}");
+        assert!(!args.contains("iommu"), "{args}");
         assert_eq!(m.default_emulator(), Emulator::Qemu);
+        let with = Machine { iommu: true, ..m };
+        let args = with.qemu_args(Path::new("/o/acrn.iso")).join(" ");
+        assert!(
+            args.contains("-device intel-iommu,aw-bits=48 -cdrom"),
+            "{args}"
+        );
     }
 
     #[test]
@@ -707,6 +732,7 @@ mod tests {
             cpus: 4,
             mem_mib: 1024,
             single_thread_tcg: false,
+            iommu: false,
         };
         let rc = m.bochsrc(Path::new("/o/acrn.iso"), Path::new("/o"));
         for line in [

@@ -252,7 +252,10 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
     }
     let generated = gen::generate(&board_path, &scenario_path, &GenerateOptions::default())
         .map_err(|r| ImageError::Invalid(Box::new(r)))?;
-    for u in crate::enforcement::unenforced(scenario) {
+    for u in crate::enforcement::unenforced(scenario)
+        .into_iter()
+        .chain(crate::enforcement::unisolated_dma(board, scenario))
+    {
         log(&format!("warning: {u}"));
     }
     let needs = modules::needed(scenario);

@@ -3,6 +3,7 @@
 //! runs the vCPU loop. Also the machine-wide services: power-off and the wall clock.
 
 pub mod frames;
+pub mod vtd;
 
 use crate::arch::x86::{self, cpu, irq};
 use crate::bootinfo::{BootInfo, PhysRead};
@@ -36,6 +37,12 @@ static PM_TIMER: spin::Once<Option<acpi::PmTimer>> = spin::Once::new();
 static SOFT_OFF: spin::Once<Option<acpi::SoftOff>> = spin::Once::new();
 static RESET_REG: spin::Once<Option<acpi::ResetRegister>> = spin::Once::new();
 static WALL_CLOCK: spin::Once<u64> = spin::Once::new();
+static RSDP: spin::Once<Option<u64>> = spin::Once::new();
+
+/// The machine's ACPI RSDP, if it has one.
+pub fn rsdp() -> Option<u64> {
+    RSDP.get().copied().flatten()
+}
 
 /// The machine's ACPI PM timer (from its FADT), which every VM may read.
 pub fn pm_timer() -> Option<acpi::PmTimer> {
@@ -299,6 +306,7 @@ fn check_machine(p: &PlatformConfig, hv_ram_start: u64, bi: &BootInfo) {
     } else {
         acpi::find_rsdp(&Identity)
     };
+    RSDP.call_once(|| rsdp);
     let pm = PM_TIMER.call_once(|| rsdp.and_then(|r| acpi::pm_timer(&Identity, r)));
     SOFT_OFF.call_once(|| rsdp.and_then(|r| acpi::soft_off(&Identity, r)));
     RESET_REG.call_once(|| rsdp.and_then(|r| acpi::reset_register(&Identity, r)));

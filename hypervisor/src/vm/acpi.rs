@@ -80,6 +80,39 @@ pub fn madt_apic_ids(m: &dyn PhysRead, rsdp: u64, out: &mut [u32; MAX_CPUS]) -> 
     Some(n)
 }
 
+/// Most DMA remapping units the hypervisor drives.
+pub const MAX_DRHDS: usize = 8;
+
+/// The register bases of the DMAR table's remapping units (DRHD structures of PCI segment 0);
+/// how many were found (at most [`MAX_DRHDS`]), or None without a DMAR table.
+pub fn dmar_units(m: &dyn PhysRead, rsdp: u64, out: &mut [u64; MAX_DRHDS]) -> Option<usize> {
+    let (table, tlen) = find_table(m, rsdp, b"DMAR")?;
+    let mut n = 0;
+    // Remapping structures follow the 48-byte header (host address width, flags, reserved).
+    let mut pos = table + 48;
+    while pos + 4 <= table + tlen {
+        let mut h = [0u8; 16];
+        if !m.read(pos, &mut h[..4]) {
+            return None;
+        }
+        let ty = u16::from_le_bytes([h[0], h[1]]);
+        let len = u64::from(u16::from_le_bytes([h[2], h[3]]));
+        if len < 4 {
+            return None;
+        }
+        if ty == 0 && len >= 16 && m.read(pos, &mut h) {
+            let segment = u16::from_le_bytes([h[6], h[7]]);
+            let base = u64::from_le_bytes(h[8..16].try_into().ok()?);
+            if segment == 0 && base != 0 && n < MAX_DRHDS {
+                out[n] = base;
+                n += 1;
+            }
+        }
+        pos += len;
+    }
+    Some(n)
+}
+
 /// The ACPI power-management timer: a free-running 3.579545 MHz counter in port space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PmTimer {
@@ -654,6 +687,44 @@ mod tests {
                 None => false,
             }
         }
+    }
+
+    #[test]
+    fn dmar_units_are_found_through_the_xsdt() {
+        // RSDP (rev 2) at 0, XSDT at 0x40 listing one table at 0x100: a DMAR with an RMRR
+        // (skipped), a DRHD of segment 0 at 0xFED90000 and a DRHD of segment 1.
+        let mut m = vec![0u8; 0x200];
+        m[..8].copy_from_slice(b"RSD PTR ");
+        m[15] = 2;
+        m[24..32].copy_from_slice(&0x40u64.to_le_bytes());
+        m[0x40..0x44].copy_from_slice(b"XSDT");
+        m[0x44..0x48].copy_from_slice(&44u32.to_le_bytes());
+        m[0x40 + 36..0x40 + 44].copy_from_slice(&0x100u64.to_le_bytes());
+        let mut dmar = vec![0u8; 48];
+        dmar[..4].copy_from_slice(b"DMAR");
+        let mut rmrr = vec![0u8; 24];
+        rmrr[0] = 1;
+        rmrr[2] = 24;
+        let drhd = |segment: u16, base: u64| {
+            let mut d = vec![0u8; 16];
+            d[2] = 16;
+            d[4] = 1; // INCLUDE_PCI_ALL
+            d[6..8].copy_from_slice(&segment.to_le_bytes());
+            d[8..16].copy_from_slice(&base.to_le_bytes());
+            d
+        };
+        dmar.extend(rmrr);
+        dmar.extend(drhd(0, 0xFED9_0000));
+        dmar.extend(drhd(1, 0xFEDA_0000));
+        let len = dmar.len() as u32;
+        dmar[4..8].copy_from_slice(&len.to_le_bytes());
+        m[0x100..0x100 + dmar.len()].copy_from_slice(&dmar);
+        let mut out = [0; MAX_DRHDS];
+        assert_eq!(dmar_units(&Mem(0, m.clone()), 0, &mut out), Some(1));
+        assert_eq!(out[0], 0xFED9_0000);
+        // A structure with length 0 ends the walk as malformed instead of looping.
+        m[0x100 + 48 + 2] = 0;
+        assert_eq!(dmar_units(&Mem(0, m), 0, &mut out), None);
     }
 
     #[test]

@@ -157,15 +157,10 @@ fn report_unenforced(cfg: &VmConfig) {
             "only pre-launched VMs get IVSHMEM devices",
         );
     }
-    if !cfg.pci_devs.is_empty() {
-        if cfg.load_order == LoadOrder::PreLaunched {
-            say(
-                "pci_devs",
-                "the devices' DMA is not confined to the VM's memory (no IOMMU driver yet)",
-            );
-        } else {
-            say("pci_devs", "only pre-launched VMs get pass-through devices");
-        }
+    // A pre-launched VM's functions are described as its vPCI takes them (with whether an
+    // IOMMU confines their DMA).
+    if !cfg.pci_devs.is_empty() && cfg.load_order != LoadOrder::PreLaunched {
+        say("pci_devs", "only pre-launched VMs get pass-through devices");
     }
     if !cfg.pt_intx.is_empty() {
         say("pt_intx", "legacy INTx lines are not routed to the VM");

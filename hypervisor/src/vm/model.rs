@@ -247,6 +247,11 @@ impl Vm {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// The root of the VM's NPT/EPT (also the second-level table of its pass-through DMA).
+    pub fn table_root(&self) -> u64 {
+        self.root.load(Ordering::Acquire)
+    }
+
     pub fn memory(&self) -> VmMemory {
         VmMemory::new(
             self.root.load(Ordering::Acquire),

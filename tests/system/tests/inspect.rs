@@ -672,9 +672,9 @@ fn richer_qemu_machine_validates_and_builds() {
     };
     let mut args = machine.qemu_args(Path::new("unused.iso"));
     args.truncate(args.iter().position(|a| a == "-cdrom").unwrap());
+    // The board's machine already has the IOMMU (its DRHD_INFO lists one).
+    assert!(machine.iommu, "qemu-epyc's machine has no intel-iommu");
     for a in [
-        "-device",
-        "intel-iommu",
         "-serial",
         "null",
         "-device",

@@ -3,8 +3,12 @@
 //! `passthrough` mode. PRE_VM0 finds the NIC at its virtual slot 00:01.0, sizes BAR0 (the
 //! hardware's 128 KiB, at the scenario's 0x80000000), reads the NIC's STATUS register through
 //! it, sees MSI and no MSI-X, and gets 3 of 3 MSIs the NIC raises (remapped by the hypervisor
-//! to its own vector and back to the VM's), none once MSI is off. PRE_VM1 (`absent`) must not
-//! see the NIC. The boot log names the pass-through and that DMA is not confined.
+//! to its own vector and back to the VM's), none once MSI is off; then the NIC transmits a
+//! frame from a ring in PRE_VM0's memory and writes the descriptor's done bit back there, by
+//! DMA at guest-physical addresses, which the hypervisor's VT-d translates through the VM's
+//! NPT (PRE_VM0's RAM is not at host address 0, so without the IOMMU the NIC would read and
+//! write other memory). PRE_VM1 (`absent`) must not see the NIC. The boot log says the
+//! pass-through and VT-d are on.
 
 use acrn_system_tests::{check, repo_root, run_platform_vms};
 
@@ -28,7 +32,8 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
         "the hypervisor failed",
     );
     for line in [
-        "[hv] VM 0 PRE_VM0: PCI 00:02.0 passed through at 00:01.0, MSI, MSI-X hidden (not emulated yet); DMA is not confined (no IOMMU driver yet)",
+        "[hv] VT-d: DMA remapping on in 1 unit(s); pass-through functions are confined to their VM's memory",
+        "[hv] VM 0 PRE_VM0: PCI 00:02.0 passed through at 00:01.0, MSI, MSI-X hidden (not emulated yet); DMA confined to the VM's memory (VT-d)",
         "[PRE_VM0] passthrough: 00:00.0 8086:5af0",
         "[PRE_VM0] passthrough: 00:01.0 8086:10d3",
         "[PRE_VM0] passthrough: BAR0 0x80000000 size 0x20000",
@@ -36,6 +41,7 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
         "[PRE_VM0] passthrough: MSI capability: true, MSI-X capability: false",
         "[PRE_VM0] passthrough: MSI 3 of 3 arrived on vector 0x58",
         "[PRE_VM0] passthrough: with MSI off: 0 more",
+        "[PRE_VM0] passthrough: DMA: descriptor done true, head 1",
         "[PRE_VM0] verdict: PASS",
         "[PRE_VM1] passthrough: 00:00.0 8086:5af0",
         "[PRE_VM1] passthrough: e1000e on this bus: false",

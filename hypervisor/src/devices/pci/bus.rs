@@ -122,7 +122,7 @@ impl Vpci {
             return;
         };
         *self.host.lock() = Some(host_bridge());
-        for (slot, s) in self.passthrough.iter().zip(PtSlot::for_vm(cfg.id)) {
+        for (slot, s) in self.passthrough.iter().zip(PtSlot::for_vm(vm)) {
             if let Some(s) = &s {
                 s.describe(vm);
             }

@@ -4,9 +4,10 @@
 //! smaller than a page or I/O ports, and their MSI remapped: the hardware sends a hypervisor
 //! vector to a pCPU of the VM, which becomes the message the VM programmed.
 //!
-//! DMA is not confined yet (no IOMMU driver): a pass-through function can read and write any
-//! host memory, and its DMA addresses are the VM's guest-physical ones, which only equal host
-//! addresses for a VM whose memory starts at host address 0. The boot log says so per device.
+//! DMA is confined by VT-d when the machine has it (`hv::vtd`: the function's DMA goes through
+//! its VM's NPT/EPT). Without an IOMMU a pass-through function can read and write any host
+//! memory, and its DMA addresses are the VM's guest-physical ones, which only equal host
+//! addresses for a VM whose memory starts at host address 0; the boot log says which.
 
 use super::passthrough::{PassthroughFunction, PtBar, PtBarKind, WriteEffect};
 use crate::devices::physical::{self, HostFunction};
@@ -127,6 +128,8 @@ pub struct PtSlot {
     pbdf: Bdf,
     function: PassthroughFunction,
     vector: Option<u8>,
+    /// DMA goes through the VM's table (VT-d).
+    confined: bool,
     /// Memory BAR windows mapped into the VM now: (guest address, size).
     mapped: [Option<(u64, u64)>; 6],
     /// A refused window was reported (once per slot).
@@ -140,17 +143,18 @@ impl PtSlot {
 
     /// The VM's pass-through functions at power-on, quiesced (no decoding, bus mastering
     /// or MSI until the VM turns them on).
-    pub fn for_vm(vm_id: u16) -> [Option<PtSlot>; MAX_PT_FUNCTIONS] {
+    pub fn for_vm(vm: &Vm) -> [Option<PtSlot>; MAX_PT_FUNCTIONS] {
         let mut out: [Option<PtSlot>; MAX_PT_FUNCTIONS] = core::array::from_fn(|_| None);
         for (slot, o) in out
             .iter_mut()
-            .zip(owned().iter().flatten().filter(|o| o.vm == vm_id))
+            .zip(owned().iter().flatten().filter(|o| o.vm == vm.id))
         {
             let s = PtSlot {
                 vbdf: o.vbdf,
                 pbdf: o.pbdf,
                 function: o.function.clone(),
                 vector: o.vector,
+                confined: crate::hv::vtd::confine(o.pbdf, vm.table_root(), vm.id),
                 mapped: [None; 6],
                 reported: false,
             };
@@ -237,6 +241,9 @@ impl PtSlot {
                 self.mapped[i] = Some((gpa, b.size));
                 None
             };
+            if flush && self.confined {
+                crate::hv::vtd::flush();
+            }
             if let Some(why) = refused.filter(|_| !self.reported) {
                 self.reported = true;
                 hvlog!(
@@ -294,8 +301,7 @@ impl PtSlot {
     /// What the boot log says about the function.
     pub fn describe(&self, vm: &Vm) {
         hvlog!(
-            "VM {} {}: PCI {:02x}:{:02x}.{} passed through at {:02x}:{:02x}.{}{}{}; DMA is not \
-             confined (no IOMMU driver yet)",
+            "VM {} {}: PCI {:02x}:{:02x}.{} passed through at {:02x}:{:02x}.{}{}{}; {}",
             vm.id,
             vm.name(),
             self.pbdf.bus,
@@ -309,6 +315,11 @@ impl PtSlot {
                 ", MSI-X hidden (not emulated yet)"
             } else {
                 ""
+            },
+            if self.confined {
+                "DMA confined to the VM's memory (VT-d)"
+            } else {
+                "DMA is not confined (no IOMMU)"
             }
         );
     }

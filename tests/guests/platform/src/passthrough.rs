@@ -4,8 +4,11 @@
 //! through BAR0 (the hardware's, mapped at the VM's address), checks the capability list
 //! (MSI present, MSI-X hidden), aims MSI at itself and makes the NIC interrupt through its
 //! Interrupt Cause Set register, counting the vectors that arrive; then it disables MSI and
-//! checks nothing more arrives. With `absent` the guest only checks that the NIC is not on its
-//! bus (another VM owns it).
+//! checks nothing more arrives. Then DMA: it queues one frame on the NIC's transmit ring in its
+//! own memory and waits for the NIC to write the descriptor's done bit back there (the NIC
+//! reads the ring and the frame and writes the status at guest-physical addresses, which only
+//! reach this VM's memory when the hypervisor's IOMMU translates them). With `absent` the
+//! guest only checks that the NIC is not on its bus (another VM owns it).
 
 use crate::idt::count;
 use crate::pci::{cf8_read, mmio_read32, mmio_write32, Device};
@@ -26,6 +29,30 @@ const IMC: u64 = 0xD8;
 /// Transmit descriptor written back: a cause nothing else raises while the NIC is idle.
 const CAUSE_TXDW: u32 = 1 << 0;
 const VECTOR: u8 = 0x58;
+/// Transmit control and ring registers.
+const TCTL: u64 = 0x400;
+const TCTL_EN: u32 = 1 << 1;
+const TCTL_PSP: u32 = 1 << 3;
+const TDBAL: u64 = 0x3800;
+const TDBAH: u64 = 0x3804;
+const TDLEN: u64 = 0x3808;
+const TDH: u64 = 0x3810;
+const TDT: u64 = 0x3818;
+/// Legacy descriptor command: end of packet, insert FCS, report status.
+const CMD_EOP_IFCS_RS: u8 = 0x01 | 0x02 | 0x08;
+const STA_DD: u8 = 0x01;
+
+/// The transmit ring (8 legacy descriptors) and one frame, in this VM's memory.
+#[repr(C, align(4096))]
+struct Dma {
+    ring: [u8; 128],
+    frame: [u8; 64],
+}
+
+static mut DMA: Dma = Dma {
+    ring: [0; 128],
+    frame: [0; 64],
+};
 const ROUNDS: u32 = 3;
 
 fn list_bus() -> Option<u8> {
@@ -134,4 +161,49 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
     verdict.check(after == before, "an interrupt arrived with MSI off");
     mmio_write32(bar0 + IMC, u32::MAX);
     let _ = mmio_read32(bar0 + ICR);
+
+    let (done, head) = transmit(bar0, khz);
+    println!("passthrough: DMA: descriptor done {}, head {}", done, head);
+    verdict.check(
+        done && head == 1,
+        "the NIC's DMA did not reach this VM's memory",
+    );
+}
+
+/// Queues one broadcast frame; whether the NIC wrote the done bit back, and its ring head.
+fn transmit(bar0: u64, khz: u64) -> (bool, u32) {
+    // SAFETY: this CPU alone uses the buffers; the NIC reads and writes them by DMA, so every
+    // access is volatile. The guest is identity-mapped: addresses are guest-physical.
+    unsafe {
+        let dma = core::ptr::addr_of_mut!(DMA);
+        let frame = core::ptr::addr_of_mut!((*dma).frame) as *mut u8;
+        for i in 0..64 {
+            let b = if i < 12 { 0xFF } else { i as u8 };
+            core::ptr::write_volatile(frame.add(i), b);
+        }
+        let ring = core::ptr::addr_of_mut!((*dma).ring) as *mut u8;
+        for i in 0..128 {
+            core::ptr::write_volatile(ring.add(i), 0);
+        }
+        core::ptr::write_volatile(ring as *mut u64, frame as u64);
+        core::ptr::write_volatile(ring.add(8) as *mut u16, 60);
+        core::ptr::write_volatile(ring.add(11), CMD_EOP_IFCS_RS);
+        let ring_gpa = ring as u64;
+        mmio_write32(bar0 + TDBAL, ring_gpa as u32);
+        mmio_write32(bar0 + TDBAH, (ring_gpa >> 32) as u32);
+        mmio_write32(bar0 + TDLEN, 128);
+        mmio_write32(bar0 + TDH, 0);
+        mmio_write32(bar0 + TDT, 0);
+        mmio_write32(bar0 + TCTL, TCTL_EN | TCTL_PSP);
+        mmio_write32(bar0 + TDT, 1);
+        let mut done = false;
+        for _ in 0..1000 {
+            if core::ptr::read_volatile(ring.add(12)) & STA_DD != 0 {
+                done = true;
+                break;
+            }
+            spin_ms(khz, 1);
+        }
+        (done, mmio_read32(bar0 + TDH))
+    }
 }

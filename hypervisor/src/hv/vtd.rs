@@ -1,0 +1,209 @@
+//! Intel VT-d DMA remapping for pass-through functions (the host's DMAR table names the units).
+//! Turned on only when a pre-launched VM has `pci_devs`: every unit gets one root table whose
+//! buses all point at a context table that passes DMA through untranslated (the Service VM's
+//! devices, identity-mapped as its memory is), except the buses of pass-through functions,
+//! whose own context tables send those functions through their VM's NPT/EPT: its leaf and
+//! table entries are valid second-level entries (read/write in bits 0-1, superpages in bit 7,
+//! nothing in bit 11 or above the address), so a device reaches exactly the VM's memory at the
+//! VM's guest-physical addresses, as ACRN shares its EPT with VT-d.
+
+use super::frames;
+use crate::hvlog;
+use crate::vm::acpi::{self, MAX_DRHDS};
+use acrn_static_config::Bdf;
+use spin::Mutex;
+
+// Register offsets (VT-d spec §10.4).
+const CAP: u64 = 0x08;
+const ECAP: u64 = 0x10;
+const GCMD: u64 = 0x18;
+const GSTS: u64 = 0x1C;
+const RTADDR: u64 = 0x20;
+const CCMD: u64 = 0x28;
+const GCMD_TE: u32 = 1 << 31;
+const GCMD_SRTP: u32 = 1 << 30;
+const CCMD_ICC: u64 = 1 << 63;
+const CCMD_GLOBAL: u64 = 1 << 61;
+const IOTLB_IVT: u64 = 1 << 63;
+const IOTLB_GLOBAL: u64 = 1 << 60;
+const ECAP_PT: u64 = 1 << 6;
+/// SAGAW bit 2: 4-level (48-bit) second-level tables, what the NPT/EPT are.
+const CAP_SAGAW_4LEVEL: u64 = 1 << 10;
+/// Context entry translation types.
+const TT_UNTRANSLATED: u64 = 0;
+const TT_PASS_THROUGH: u64 = 2;
+/// Address width 2: 48 bits, 4 levels.
+const AW_48: u64 = 2;
+/// Domain of pass-through (untranslated) DMA; VM domains are VM id + 1 (below it: at most 16
+/// VMs, and every unit has at least 256 domains).
+const PASS_THROUGH_DOMAIN: u64 = 255;
+
+/// A context entry: (low, high) quadwords.
+pub fn context_entry(tt: u64, table: u64, domain: u64) -> (u64, u64) {
+    (
+        (table & !0xFFF) | tt << 2 | 1,
+        AW_48 | (domain & 0xFFFF) << 8,
+    )
+}
+
+/// A root entry pointing at the context table of one bus.
+pub fn root_entry(context_table: u64) -> (u64, u64) {
+    ((context_table & !0xFFF) | 1, 0)
+}
+
+struct Remapping {
+    units: [u64; MAX_DRHDS],
+    count: usize,
+    root: u64,
+    /// The shared pass-through context table.
+    shared: u64,
+    /// Buses with a context table of their own: (bus, table).
+    own: [(u8, u64); 8],
+    owned: usize,
+}
+
+static STATE: Mutex<Option<Remapping>> = Mutex::new(None);
+
+fn read32(base: u64, off: u64) -> u32 {
+    // SAFETY: a remapping unit's register page from the DMAR table, identity-mapped device MMIO.
+    unsafe { core::ptr::read_volatile((base + off) as *const u32) }
+}
+fn read64(base: u64, off: u64) -> u64 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile((base + off) as *const u64) }
+}
+fn write32(base: u64, off: u64, v: u32) {
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile((base + off) as *mut u32, v) }
+}
+fn write64(base: u64, off: u64, v: u64) {
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile((base + off) as *mut u64, v) }
+}
+
+fn write_entry(table: u64, index: usize, (lo, hi): (u64, u64)) {
+    // SAFETY: `table` is a pool frame of 256 16-byte entries; index < 256.
+    unsafe {
+        let e = (table as *mut u64).add(2 * (index & 0xFF));
+        core::ptr::write_volatile(e.add(1), hi);
+        core::ptr::write_volatile(e, lo);
+    }
+}
+
+/// Polls until `done` holds (a bounded wait: a unit that never answers is reported).
+fn wait(done: impl Fn() -> bool) -> bool {
+    for _ in 0..10_000_000 {
+        if done() {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    false
+}
+
+/// Flushes a unit's context cache and IOTLB (global invalidation through the registers).
+fn invalidate(base: u64) {
+    write64(base, CCMD, CCMD_ICC | CCMD_GLOBAL);
+    wait(|| read64(base, CCMD) & CCMD_ICC == 0);
+    let iotlb = base + ((read64(base, ECAP) >> 8) & 0x3FF) * 16 + 8;
+    write64(iotlb, 0, IOTLB_IVT | IOTLB_GLOBAL);
+    wait(|| read64(iotlb, 0) & IOTLB_IVT == 0);
+}
+
+/// Turns remapping on in every unit of the DMAR table, all DMA passed through. Whether it is on
+/// (no DMAR table, or a unit without pass-through or 4-level tables, leaves it off).
+fn enable() -> Option<Remapping> {
+    let rsdp = super::rsdp()?;
+    let mut units = [0u64; MAX_DRHDS];
+    let count = acpi::dmar_units(&super::Identity, rsdp, &mut units)?;
+    if count == 0 {
+        return None;
+    }
+    for &base in &units[..count] {
+        let (cap, ecap) = (read64(base, CAP), read64(base, ECAP));
+        if cap & CAP_SAGAW_4LEVEL == 0 || ecap & ECAP_PT == 0 {
+            hvlog!(
+                "VT-d unit at {base:#x}: no 4-level tables or no pass-through (CAP {cap:#x}, \
+                 ECAP {ecap:#x}): DMA remapping stays off"
+            );
+            return None;
+        }
+    }
+    let root = frames::alloc(1)?;
+    let shared = frames::alloc(1)?;
+    for devfn in 0..256 {
+        write_entry(
+            shared,
+            devfn,
+            context_entry(TT_PASS_THROUGH, 0, PASS_THROUGH_DOMAIN),
+        );
+    }
+    for bus in 0..256 {
+        write_entry(root, bus, root_entry(shared));
+    }
+    for &base in &units[..count] {
+        write64(base, RTADDR, root);
+        write32(base, GCMD, GCMD_SRTP);
+        wait(|| read32(base, GSTS) & GCMD_SRTP != 0);
+        invalidate(base);
+        write32(base, GCMD, GCMD_TE);
+        if !wait(|| read32(base, GSTS) & GCMD_TE != 0) {
+            hvlog!("VT-d unit at {base:#x}: translation did not turn on");
+            return None;
+        }
+    }
+    hvlog!("VT-d: DMA remapping on in {count} unit(s); pass-through functions are confined to their VM's memory");
+    Some(Remapping {
+        units,
+        count,
+        root,
+        shared,
+        own: [(0, 0); 8],
+        owned: 0,
+    })
+}
+
+static TRIED: spin::Once<()> = spin::Once::new();
+
+/// Sends `bdf`'s DMA through the VM's second-level table `table` (its NPT/EPT root) in domain
+/// `vm_id + 1`. Whether the function's DMA is confined now.
+pub fn confine(bdf: Bdf, table: u64, vm_id: u16) -> bool {
+    let mut state = STATE.lock();
+    TRIED.call_once(|| *state = enable());
+    let Some(r) = state.as_mut() else {
+        return false;
+    };
+    let own = match r.own[..r.owned].iter().find(|(b, _)| *b == bdf.bus) {
+        Some(&(_, t)) => t,
+        None => {
+            let Some(t) = frames::alloc(1).filter(|_| r.owned < r.own.len()) else {
+                return false;
+            };
+            // SAFETY: both are pool frames of 4 KiB.
+            unsafe { core::ptr::copy_nonoverlapping(r.shared as *const u8, t as *mut u8, 4096) };
+            r.own[r.owned] = (bdf.bus, t);
+            r.owned += 1;
+            write_entry(r.root, usize::from(bdf.bus), root_entry(t));
+            t
+        }
+    };
+    let devfn = usize::from(bdf.dev & 0x1F) << 3 | usize::from(bdf.func & 7);
+    write_entry(
+        own,
+        devfn,
+        context_entry(TT_UNTRANSLATED, table, u64::from(vm_id) + 1),
+    );
+    for &base in &r.units[..r.count] {
+        invalidate(base);
+    }
+    true
+}
+
+/// The VM's table changed (a mapping removed or moved): cached translations go.
+pub fn flush() {
+    if let Some(r) = STATE.lock().as_ref() {
+        for &base in &r.units[..r.count] {
+            invalidate(base);
+        }
+    }
+}
