@@ -10,7 +10,11 @@
 //! write other memory). PRE_VM1 (`absent`) must not see the NIC. The boot log says the
 //! pass-through and VT-d are on.
 
-use acrn_system_tests::{check, repo_root, run_platform_vms};
+use std::time::Duration;
+
+use acrn_system_tests::{
+    check, repo_root, require_tools, run, run_platform_vms, work_dir, RunSpec,
+};
 
 #[test]
 fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
@@ -59,4 +63,53 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
         status.is_some_and(|s| s != u32::MAX && s & 0x2 != 0),
         "PRE_VM0 did not read the NIC's STATUS with link up",
     );
+}
+
+/// The Service VM does not see a function a pre-launched VM owns: configs/qemu-epyc/hybrid.xml
+/// with the e1000e in PRE_VM0's `pci_devs` and the reference Service VM looking for it
+/// (`intx`) through the physical configuration ports: it must find no e1000e on bus 0.
+#[test]
+fn qemu_epyc_service_vm_does_not_see_a_pre_launched_vm_s_function() {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let dir = work_dir("qemu-passthrough-hidden");
+    let src = repo_root().join("configs/qemu-epyc/hybrid.xml");
+    let text = std::fs::read_to_string(&src).expect("read scenario");
+    let pre_end = "<console_vuart>COM Port 1</console_vuart>\n  </vm>";
+    let service_args = "<bootargs>console=ttyS0</bootargs>";
+    assert_eq!(text.matches(service_args).count(), 2, "{}", src.display());
+    // PRE_VM0 comes first: its bootargs stay, the Service VM's (the second) get `intx`.
+    let at = text.rfind(service_args).unwrap();
+    let mut variant = format!(
+        "{}<bootargs>console=ttyS0 intx</bootargs>{}",
+        &text[..at],
+        &text[at + service_args.len()..]
+    );
+    let first_vm_end = variant.find(pre_end).expect("PRE_VM0's end");
+    variant.insert_str(
+        first_vm_end + pre_end.len() - "  </vm>".len(),
+        "    <pci_devs>\n      <pci_dev>00:02.0 Ethernet controller: Device 8086:10d3</pci_dev>\n    </pci_devs>\n",
+    );
+    let scenario = dir.join("hybrid-passthrough.xml");
+    std::fs::write(&scenario, variant).expect("write scenario variant");
+    let scenario = scenario.display().to_string();
+    let out = dir.join("image");
+    let spec = RunSpec {
+        board: "qemu-epyc",
+        scenario: &scenario,
+        out: &out,
+        extra: vec!["--emulator".into(), "qemu".into()],
+        build_limit: Duration::from_secs(900),
+        boot_limit: Duration::from_secs(120),
+    };
+    let t = run(&spec, |t| {
+        t.find_prefix("[SERVICE_VM] svm: intx:").is_some()
+            || t.find_prefix("[hv] PANIC").is_some()
+            || t.find_prefix("[hv] FATAL").is_some()
+    });
+    for line in [
+        "[hv] VM 0 PRE_VM0: PCI 00:02.0 passed through at 00:01.0, MSI, MSI-X hidden (not emulated yet); DMA confined to the VM's memory (VT-d)",
+        "[SERVICE_VM] svm: intx: no e1000e (8086:10d3) on bus 0",
+    ] {
+        check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
+    }
 }
