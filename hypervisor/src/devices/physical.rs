@@ -85,26 +85,8 @@ impl PhysicalDevices {
         let _guard = CONFIG_LOCK.lock();
         // SAFETY: configuration mechanism #1 on behalf of the Service VM, which owns the
         // PCI devices; the pair is serialized against every other user.
-        unsafe {
-            Port::<u32>::new(CONFIG_ADDRESS).write(address);
-            match (size, value) {
-                (1, None) => u32::from(Port::<u8>::new(port).read()),
-                (2, None) => u32::from(Port::<u16>::new(port).read()),
-                (_, None) => Port::<u32>::new(port).read(),
-                (1, Some(v)) => {
-                    Port::<u8>::new(port).write(v as u8);
-                    0
-                }
-                (2, Some(v)) => {
-                    Port::<u16>::new(port).write(v as u16);
-                    0
-                }
-                (_, Some(v)) => {
-                    Port::<u32>::new(port).write(v);
-                    0
-                }
-            }
-        }
+        unsafe { Port::<u32>::new(CONFIG_ADDRESS).write(address) };
+        port_access(port, size, value)
     }
 }
 
@@ -135,16 +117,9 @@ impl crate::devices::pci::passthrough::PhysConfig for HostFunction {
 
     fn write(&self, offset: u16, size: u8, value: u32) {
         let _guard = CONFIG_LOCK.lock();
-        let port = CONFIG_DATA + (offset & 3);
         // SAFETY: as for `read32`.
-        unsafe {
-            Port::<u32>::new(CONFIG_ADDRESS).write(self.address(offset));
-            match size {
-                1 => Port::<u8>::new(port).write(value as u8),
-                2 => Port::<u16>::new(port).write(value as u16),
-                _ => Port::<u32>::new(CONFIG_DATA).write(value),
-            }
-        }
+        unsafe { Port::<u32>::new(CONFIG_ADDRESS).write(self.address(offset)) };
+        port_access(CONFIG_DATA + (offset & 3), size, Some(value));
     }
 }
 

@@ -481,6 +481,36 @@ pub fn guest_elf(name: &str) -> PathBuf {
 /// Builds `scenario` for `board` with the `platform` guest as the kernel of each VM of `vms`
 /// and boots it on `emulator` until every VM has stopped or the hypervisor failed, for at most
 /// `limit` seconds.
+/// Boots a variant of one of configs/qemu-epyc's scenarios (`edit` turns its text into the
+/// variant) with the reference guests in QEMU, until `done` or `boot_limit` seconds.
+pub fn run_qemu_variant(
+    test: &str,
+    scenario: &str,
+    edit: impl FnOnce(&str) -> String,
+    boot_limit: u64,
+    done: impl Fn(&Transcript) -> bool,
+) -> Transcript {
+    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    let dir = work_dir(test);
+    let src = repo_root().join("configs/qemu-epyc").join(scenario);
+    let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let path = dir.join(scenario);
+    std::fs::write(&path, edit(&text)).expect("write the scenario variant");
+    let scenario = path.display().to_string();
+    let out = dir.join("image");
+    run(
+        &RunSpec {
+            board: "qemu-epyc",
+            scenario: &scenario,
+            out: &out,
+            extra: vec!["--emulator".into(), "qemu".into()],
+            build_limit: Duration::from_secs(900),
+            boot_limit: Duration::from_secs(boot_limit),
+        },
+        done,
+    )
+}
+
 pub fn run_platform_vms(
     test: &str,
     board: &str,

@@ -10,11 +10,7 @@
 //! write other memory). PRE_VM1 (`absent`) must not see the NIC. The boot log says the
 //! pass-through and VT-d are on.
 
-use std::time::Duration;
-
-use acrn_system_tests::{
-    check, repo_root, require_tools, run, run_platform_vms, work_dir, RunSpec,
-};
+use acrn_system_tests::{check, repo_root, run_platform_vms, run_qemu_variant};
 
 #[test]
 fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
@@ -70,38 +66,25 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
 /// (`intx`) through the physical configuration ports: it must find no e1000e on bus 0.
 #[test]
 fn qemu_epyc_service_vm_does_not_see_a_pre_launched_vm_s_function() {
-    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
-    let dir = work_dir("qemu-passthrough-hidden");
-    let src = repo_root().join("configs/qemu-epyc/hybrid.xml");
-    let text = std::fs::read_to_string(&src).expect("read scenario");
     let pre_end = "<console_vuart>COM Port 1</console_vuart>\n  </vm>";
     let service_args = "<bootargs>console=ttyS0</bootargs>";
-    assert_eq!(text.matches(service_args).count(), 2, "{}", src.display());
-    // PRE_VM0 comes first: its bootargs stay, the Service VM's (the second) get `intx`.
-    let at = text.rfind(service_args).unwrap();
-    let mut variant = format!(
-        "{}<bootargs>console=ttyS0 intx</bootargs>{}",
-        &text[..at],
-        &text[at + service_args.len()..]
-    );
-    let first_vm_end = variant.find(pre_end).expect("PRE_VM0's end");
-    variant.insert_str(
-        first_vm_end + pre_end.len() - "  </vm>".len(),
-        "    <pci_devs>\n      <pci_dev>00:02.0 Ethernet controller: Device 8086:10d3</pci_dev>\n    </pci_devs>\n",
-    );
-    let scenario = dir.join("hybrid-passthrough.xml");
-    std::fs::write(&scenario, variant).expect("write scenario variant");
-    let scenario = scenario.display().to_string();
-    let out = dir.join("image");
-    let spec = RunSpec {
-        board: "qemu-epyc",
-        scenario: &scenario,
-        out: &out,
-        extra: vec!["--emulator".into(), "qemu".into()],
-        build_limit: Duration::from_secs(900),
-        boot_limit: Duration::from_secs(120),
+    let edit = |text: &str| {
+        assert_eq!(text.matches(service_args).count(), 2, "hybrid.xml");
+        // PRE_VM0 comes first: its bootargs stay, the Service VM's (the second) get `intx`.
+        let at = text.rfind(service_args).unwrap();
+        let mut variant = format!(
+            "{}<bootargs>console=ttyS0 intx</bootargs>{}",
+            &text[..at],
+            &text[at + service_args.len()..]
+        );
+        let first_vm_end = variant.find(pre_end).expect("PRE_VM0's end");
+        variant.insert_str(
+            first_vm_end + pre_end.len() - "  </vm>".len(),
+            "    <pci_devs>\n      <pci_dev>00:02.0 Ethernet controller: Device 8086:10d3</pci_dev>\n    </pci_devs>\n",
+        );
+        variant
     };
-    let t = run(&spec, |t| {
+    let t = run_qemu_variant("qemu-passthrough-hidden", "hybrid.xml", edit, 120, |t| {
         t.find_prefix("[SERVICE_VM] svm: intx:").is_some()
             || t.find_prefix("[hv] PANIC").is_some()
             || t.find_prefix("[hv] FATAL").is_some()

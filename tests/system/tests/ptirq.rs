@@ -5,9 +5,7 @@
 //! pin on its arrival, kept a level pin masked until the guest's EOI, and followed the
 //! guest's masking and trigger mode.
 
-use std::time::Duration;
-
-use acrn_system_tests::{check, repo_root, require_tools, run, work_dir, RunSpec, Transcript};
+use acrn_system_tests::{check, run_qemu_variant, Transcript};
 
 fn decided(t: &Transcript) -> bool {
     let has = |p: &str| t.find_prefix(p).is_some();
@@ -19,29 +17,17 @@ fn decided(t: &Transcript) -> bool {
 
 #[test]
 fn qemu_epyc_service_vm_takes_its_device_interrupts_through_the_vioapic() {
-    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
-    let dir = work_dir("qemu-ptirq");
-    let src = repo_root().join("configs/qemu-epyc/shared.xml");
-    let text = std::fs::read_to_string(&src).expect("read scenario");
     let from = "<bootargs>console=ttyS0</bootargs>";
-    assert!(text.contains(from), "{} has no `{from}`", src.display());
-    let scenario = dir.join("shared-intx.xml");
-    std::fs::write(
-        &scenario,
-        text.replacen(from, "<bootargs>console=ttyS0 intx</bootargs>", 1),
-    )
-    .expect("write scenario variant");
-    let scenario = scenario.display().to_string();
-    let out = dir.join("image");
-    let spec = RunSpec {
-        board: "qemu-epyc",
-        scenario: &scenario,
-        out: &out,
-        extra: vec!["--emulator".into(), "qemu".into()],
-        build_limit: Duration::from_secs(900),
-        boot_limit: Duration::from_secs(120),
-    };
-    let t = run(&spec, decided);
+    let t = run_qemu_variant(
+        "qemu-ptirq",
+        "shared.xml",
+        |text| {
+            assert!(text.contains(from), "shared.xml has no `{from}`");
+            text.replacen(from, "<bootargs>console=ttyS0 intx</bootargs>", 1)
+        },
+        120,
+        decided,
+    );
     eprintln!(
         "QEMU ptirq: {} lines, ended by {} after {:.1}s",
         t.lines.len(),
