@@ -1,7 +1,8 @@
 //! INTx remapping of physical interrupts to a VM's vIOAPIC, as ACRN's ptirq does: when the
-//! Service VM programs the vIOAPIC entry of a GSI it may own, the physical IOAPIC pin of that
-//! GSI gets a hypervisor vector (one per GSI), the guest's polarity and trigger mode, and a
-//! pCPU of the Service VM as destination. When that vector arrives, the vIOAPIC pin is
+//! Service VM programs the vIOAPIC entry of a GSI it may own (or a pre-launched VM the virtual
+//! GSI of one of its `pt_intx` lines), the physical IOAPIC pin of that GSI gets a hypervisor
+//! vector (one per GSI), the guest's polarity and trigger mode, and a pCPU of that VM as
+//! destination. When that vector arrives, the vIOAPIC pin is
 //! pulsed (edge) or asserted (level). A level pin stays masked physically from its interrupt
 //! until the guest's EOI for it reaches the vIOAPIC, which deasserts the virtual line; the
 //! physical line, if the device still holds it, interrupts again after the unmask.
@@ -213,14 +214,21 @@ impl RemapTable {
         Some(remap.entry(gsi))
     }
 
-    /// Every remapped GSI with its pin masked (the VM was reset): vectors stay allocated.
-    pub fn mask_all(&mut self) -> impl Iterator<Item = PhysEntry> + '_ {
-        self.by_gsi.iter_mut().enumerate().filter_map(|(g, r)| {
-            let r = r.as_mut()?;
-            r.guest_rte = RteFlags::MASKED.bits();
-            r.awaiting_eoi = false;
-            Some(r.entry(g as u32))
-        })
+    /// The remapped GSIs `which` selects, with their pins masked (their VM was reset): vectors
+    /// stay allocated.
+    pub fn mask<'a>(
+        &'a mut self,
+        which: impl Fn(u32) -> bool + 'a,
+    ) -> impl Iterator<Item = PhysEntry> + 'a {
+        self.by_gsi
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(g, r)| {
+                let r = r.as_mut().filter(|_| which(g as u32))?;
+                r.guest_rte = RteFlags::MASKED.bits();
+                r.awaiting_eoi = false;
+                Some(r.entry(g as u32))
+            })
     }
 }
 
@@ -362,7 +370,7 @@ mod tests {
         t.program(5, 0x40, 0).unwrap();
         t.program(16, LEVEL | 0x41, 0).unwrap();
         t.arrived(t.vector(16).unwrap()).unwrap();
-        let all: Vec<_> = t.mask_all().collect();
+        let all: Vec<_> = t.mask(|_| true).collect();
         assert_eq!(all.len(), 2);
         assert!(all.iter().all(|e| e.rte & MASKED != 0));
         assert_eq!(t.eoi(16), None);

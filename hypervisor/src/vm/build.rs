@@ -162,8 +162,11 @@ fn report_unenforced(cfg: &VmConfig) {
     if !cfg.pci_devs.is_empty() && cfg.load_order != LoadOrder::PreLaunched {
         say("pci_devs", "only pre-launched VMs get pass-through devices");
     }
-    if !cfg.pt_intx.is_empty() {
-        say("pt_intx", "legacy INTx lines are not routed to the VM");
+    if !cfg.pt_intx.is_empty() && cfg.load_order != LoadOrder::PreLaunched {
+        say(
+            "pt_intx",
+            "only pre-launched VMs' INTx lines are routed (as in ACRN)",
+        );
     }
     if cfg.load_order == LoadOrder::Service
         && matches!(cfg.console, acrn_static_config::ConsoleVuart::Pci { .. })

@@ -1,8 +1,8 @@
 //! The hypervisor half of INTx remapping (`devices::ptirq` holds the pure part): the Service
-//! VM's vIOAPIC entries of GSIs it owns program the physical IOAPIC pins, and the remapped
-//! vectors the pCPUs take drive its vIOAPIC lines. ACRN remaps the lines of pre-launched
-//! VMs' pass-through devices too; this hypervisor has no PCI pass-through yet, so only the
-//! Service VM's devices are remapped.
+//! VM's vIOAPIC entries of GSIs it owns, and a pre-launched VM's entries of the virtual GSIs
+//! of its `pt_intx` lines, program the physical IOAPIC pins; the remapped vectors the pCPUs
+//! take drive the owner's vIOAPIC line (for a pre-launched VM, the virtual GSI its `pt_intx`
+//! pairs with the physical one).
 
 use super::Vm;
 use crate::arch::x86::irq;
@@ -22,8 +22,8 @@ static STATE: Mutex<State> = Mutex::new(State {
     table: RemapTable::new(),
     refused: 0,
 });
-/// The VM the remapped lines go to (the Service VM), once it programmed one.
-static TARGET_VM: AtomicU16 = AtomicU16::new(u16::MAX);
+/// The Service VM, once it programmed a line.
+static SERVICE_VM: AtomicU16 = AtomicU16::new(u16::MAX);
 
 /// Most IOAPICs and pass-through lines the ownership check looks at.
 const MAX_IOAPICS: usize = 8;
@@ -82,11 +82,55 @@ fn apply(entry: PhysEntry, vector: u8) {
     }
 }
 
-/// `vm` wrote vIOAPIC entry `gsi` (now `guest_rte`): a Service VM's entry of a GSI it owns
-/// programs the physical pin.
+/// The VM the interrupts of physical `gsi` go to, and the GSI of its vIOAPIC they drive.
+fn target(gsi: u32) -> Option<(&'static Vm, u32)> {
+    match owner(gsi) {
+        Owner::ServiceVm => super::vm(SERVICE_VM.load(Ordering::Acquire)).map(|vm| (vm, gsi)),
+        Owner::PreLaunched(id) => {
+            let vm = super::vm(id)?;
+            let cfg = vm.info()?.cfg?;
+            let &(_, virt) = cfg.pt_intx.iter().find(|&&(phys, _)| phys == gsi)?;
+            Some((vm, virt))
+        }
+        Owner::Hypervisor | Owner::NoPin => None,
+    }
+}
+
+/// The pCPU APIC ID of `vm`'s vCPU 0 (where its remapped lines are sent).
+fn destination(vm: &Vm) -> Option<u8> {
+    vm.vcpus[0]
+        .pcpu()
+        .and_then(|p| crate::hv::platform().board.pcpus.get(p))
+        .and_then(|c| u8::try_from(c.apic_id).ok())
+}
+
+/// `vm` wrote vIOAPIC entry `gsi` (now `guest_rte`): a Service VM's entry of a GSI it owns,
+/// or a pre-launched VM's entry of a `pt_intx` virtual GSI, programs the physical pin.
 pub fn guest_programmed(vm: &Vm, gsi: u32, guest_rte: u64) {
-    if vm.load_order() != Some(LoadOrder::Service) {
-        return;
+    match vm.load_order() {
+        Some(LoadOrder::Service) => {}
+        Some(LoadOrder::PreLaunched) => {
+            let phys = vm.info().and_then(|i| i.cfg).and_then(|c| {
+                c.pt_intx
+                    .iter()
+                    .find(|&&(_, virt)| virt == gsi)
+                    .map(|&(phys, _)| phys)
+            });
+            let (Some(phys), Some(dest)) = (phys, destination(vm)) else {
+                return;
+            };
+            if owner(phys) != Owner::PreLaunched(vm.id) {
+                return;
+            }
+            let mut state = STATE.lock();
+            if let Some(entry) = state.table.program(phys, guest_rte, dest) {
+                if let Some(vector) = state.table.vector(phys) {
+                    apply(entry, vector);
+                }
+            }
+            return;
+        }
+        _ => return,
     }
     let unmasked = guest_rte & crate::devices::ioapic::RteFlags::MASKED.bits() == 0;
     let mut state = STATE.lock();
@@ -109,14 +153,10 @@ pub fn guest_programmed(vm: &Vm, gsi: u32, guest_rte: u64) {
         // the VM's virtual devices' alone (its vUARTs, vRTC).
         Owner::Hypervisor | Owner::NoPin => return,
     }
-    let dest = vm.vcpus[0]
-        .pcpu()
-        .and_then(|p| crate::hv::platform().board.pcpus.get(p))
-        .and_then(|c| u8::try_from(c.apic_id).ok());
-    let Some(dest) = dest else {
+    let Some(dest) = destination(vm) else {
         return;
     };
-    TARGET_VM.store(vm.id, Ordering::Release);
+    SERVICE_VM.store(vm.id, Ordering::Release);
     if let Some(entry) = state.table.program(gsi, guest_rte, dest) {
         if let Some(vector) = state.table.vector(gsi) {
             apply(entry, vector);
@@ -127,7 +167,6 @@ pub fn guest_programmed(vm: &Vm, gsi: u32, guest_rte: u64) {
 /// Drives the vIOAPIC lines of the remapped vectors the calling pCPU took (`vectors`: a
 /// 256-bit set).
 pub fn dispatch(vectors: [u64; 4]) {
-    let vm = super::vm(TARGET_VM.load(Ordering::Acquire));
     for (word, bits) in vectors.iter().enumerate() {
         let mut bits = *bits;
         while bits != 0 {
@@ -138,29 +177,31 @@ pub fn dispatch(vectors: [u64; 4]) {
                 continue;
             }
             let arrival = STATE.lock().table.arrived(vector);
-            if let (Some(a), Some(vm)) = (arrival, vm) {
-                vm.devices.raise_remapped(vm, a.gsi, a.level);
+            if let Some((a, (vm, virt))) = arrival.and_then(|a| Some((a, target(a.gsi)?))) {
+                vm.devices.raise_remapped(vm, virt, a.level);
             }
         }
     }
 }
 
 /// Level GSIs of `vm` whose interrupt on guest vector `vector` waits for its EOI: `f` runs
-/// on each (with the vIOAPIC locked by the caller) and says whether this EOI ends it (the
-/// guest had it delivered); the physical pin is unmasked then.
+/// on each (its vIOAPIC pin, with the vIOAPIC locked by the caller) and says whether this EOI
+/// ends it (the guest had it delivered); the physical pin is unmasked then.
 pub fn eoi(vm: &Vm, vector: u8, mut f: impl FnMut(u32) -> bool) {
-    if TARGET_VM.load(Ordering::Acquire) != vm.id {
-        return;
-    }
     let mut state = STATE.lock();
-    let mut waiting = [0u32; crate::devices::ptirq::MAX_GSIS];
+    let mut waiting = [(0u32, 0u32); crate::devices::ptirq::MAX_GSIS];
     let mut n = 0;
     for gsi in state.table.awaiting_eoi(vector) {
-        waiting[n] = gsi;
-        n += 1;
+        if let Some(virt) = target(gsi)
+            .filter(|(t, _)| t.id == vm.id)
+            .map(|(_, virt)| virt)
+        {
+            waiting[n] = (gsi, virt);
+            n += 1;
+        }
     }
-    for &gsi in &waiting[..n] {
-        if !f(gsi) {
+    for &(gsi, virt) in &waiting[..n] {
+        if !f(virt) {
             continue;
         }
         if let (Some(entry), Some(v)) = (state.table.eoi(gsi), state.table.vector(gsi)) {
@@ -171,12 +212,10 @@ pub fn eoi(vm: &Vm, vector: u8, mut f: impl FnMut(u32) -> bool) {
 
 /// `vm` was reset: every pin remapped to it masked.
 pub fn reset(vm: &Vm) {
-    if TARGET_VM.load(Ordering::Acquire) != vm.id {
-        return;
-    }
     let mut state = STATE.lock();
     let mut entries = [None; crate::devices::ptirq::MAX_GSIS];
-    for (slot, e) in entries.iter_mut().zip(state.table.mask_all()) {
+    let mine = |gsi: u32| target(gsi).is_some_and(|(t, _)| t.id == vm.id);
+    for (slot, e) in entries.iter_mut().zip(state.table.mask(mine)) {
         *slot = Some(e);
     }
     for e in entries.iter().flatten() {

@@ -3,7 +3,9 @@
 //! `passthrough` mode. PRE_VM0 finds the NIC at its virtual slot 00:01.0, sizes BAR0 (the
 //! hardware's 128 KiB, at the scenario's 0x80000000), reads the NIC's STATUS register through
 //! it, sees MSI and no MSI-X, and gets 3 of 3 MSIs the NIC raises (remapped by the hypervisor
-//! to its own vector and back to the VM's), none once MSI is off; then the NIC transmits a
+//! to its own vector and back to the VM's), none once MSI is off, and 3 of 3 level INTx
+//! interrupts through its vIOAPIC pin 22 (the scenario's `pt_intx` (22, 22): physical GSI 22
+//! remapped by the hypervisor, masked until each EOI); then the NIC transmits a
 //! frame from a ring in PRE_VM0's memory and writes the descriptor's done bit back there, by
 //! DMA at guest-physical addresses, which the hypervisor's VT-d translates through the VM's
 //! NPT (PRE_VM0's RAM is not at host address 0, so without the IOMMU the NIC would read and
@@ -41,6 +43,7 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
         "[PRE_VM0] passthrough: MSI capability: true, MSI-X capability: false",
         "[PRE_VM0] passthrough: MSI 3 of 3 arrived on vector 0x58",
         "[PRE_VM0] passthrough: with MSI off: 0 more",
+        "[PRE_VM0] passthrough: INTx on vIOAPIC pin 22: 3 of 3 arrived on vector 0x59",
         "[PRE_VM0] passthrough: DMA: descriptor done true, head 1",
         "[PRE_VM0] verdict: PASS",
         "[PRE_VM1] passthrough: 00:00.0 8086:5af0",
