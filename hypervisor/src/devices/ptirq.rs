@@ -204,6 +204,11 @@ impl RemapTable {
         })
     }
 
+    /// Whether any level pin waits for an EOI.
+    pub fn awaiting_any(&self) -> bool {
+        self.by_gsi.iter().flatten().any(|r| r.awaiting_eoi)
+    }
+
     /// The guest's EOI for `gsi`'s interrupt: the entry that unmasks its pin, if it waited.
     pub fn eoi(&mut self, gsi: u32) -> Option<PhysEntry> {
         let remap = self.by_gsi.get_mut(gsi as usize)?.as_mut()?;

@@ -9,7 +9,7 @@ use crate::arch::x86::irq;
 use crate::devices::ptirq::{Owner, Ownership, PhysEntry, RemapTable};
 use crate::hvlog;
 use acrn_static_config::{LoadOrder, SerialPort};
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use spin::Mutex;
 
 struct State {
@@ -22,6 +22,9 @@ static STATE: Mutex<State> = Mutex::new(State {
     table: RemapTable::new(),
     refused: 0,
 });
+/// Some level pin waits for a guest's EOI (the table says which): lets the EOIs of every VM
+/// skip the table's lock while none does.
+static AWAITING_EOI: AtomicBool = AtomicBool::new(false);
 /// The Service VM, once it programmed a line.
 static SERVICE_VM: AtomicU16 = AtomicU16::new(u16::MAX);
 
@@ -176,7 +179,14 @@ pub fn dispatch(vectors: [u64; 4]) {
             if crate::devices::pci::pt_dispatch(vector) {
                 continue;
             }
-            let arrival = STATE.lock().table.arrived(vector);
+            let arrival = {
+                let mut state = STATE.lock();
+                let a = state.table.arrived(vector);
+                if a.is_some_and(|a| a.level) {
+                    AWAITING_EOI.store(true, Ordering::Release);
+                }
+                a
+            };
             if let Some((a, (vm, virt))) = arrival.and_then(|a| Some((a, target(a.gsi)?))) {
                 vm.devices.raise_remapped(vm, virt, a.level);
             }
@@ -188,6 +198,9 @@ pub fn dispatch(vectors: [u64; 4]) {
 /// on each (its vIOAPIC pin, with the vIOAPIC locked by the caller) and says whether this EOI
 /// ends it (the guest had it delivered); the physical pin is unmasked then.
 pub fn eoi(vm: &Vm, vector: u8, mut f: impl FnMut(u32) -> bool) {
+    if !AWAITING_EOI.load(Ordering::Acquire) {
+        return;
+    }
     let mut state = STATE.lock();
     let mut waiting = [(0u32, 0u32); crate::devices::ptirq::MAX_GSIS];
     let mut n = 0;
@@ -208,6 +221,7 @@ pub fn eoi(vm: &Vm, vector: u8, mut f: impl FnMut(u32) -> bool) {
             apply(entry, v);
         }
     }
+    AWAITING_EOI.store(state.table.awaiting_any(), Ordering::Release);
 }
 
 /// `vm` was reset: every pin remapped to it masked.
@@ -223,4 +237,5 @@ pub fn reset(vm: &Vm) {
             apply(*e, v);
         }
     }
+    AWAITING_EOI.store(state.table.awaiting_any(), Ordering::Release);
 }
