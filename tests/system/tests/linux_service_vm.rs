@@ -66,7 +66,8 @@ for run in 1 2; do
         n=$((n + 1))
         dm=$(pidof acrn-dm)
         [ $n -le 30 ] && echo "sos: launch $run: ${n}0 s: $(grep -h HYP /proc/interrupts | tr -s ' ')" \
-            "acrn-dm ${dm:-gone}: $(cat /proc/${dm:-0}/wchan 2>/dev/null)"
+            "acrn-dm ${dm:-gone}: $(for t in /proc/${dm:-0}/task/*; do
+                echo "$(cut -d' ' -f3,39 $t/stat 2>/dev/null)/$(cat $t/wchan 2>/dev/null)"; done | tr '\n' ' ')"
     done
     wait $launched
     echo "sos: launch $run: acrn-dm exited $?"

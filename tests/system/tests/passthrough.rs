@@ -47,7 +47,7 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
         "[PRE_VM0] passthrough: DMA: descriptor done true, head 1",
         "[PRE_VM0] verdict: PASS",
         "[PRE_VM1] passthrough: 00:00.0 8086:5af0",
-        "[PRE_VM1] passthrough: e1000e on this bus: false",
+        "[PRE_VM1] passthrough: 8086:10d3 on this bus: false",
         "[PRE_VM1] verdict: PASS",
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
@@ -98,4 +98,45 @@ fn qemu_epyc_service_vm_does_not_see_a_pre_launched_vm_s_function() {
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
     }
+}
+
+/// Bochs (VMX, no IOMMU): configs/bochs-tigerlake/passthrough.xml gives PRE_VM0 the PIIX3's
+/// UHCI controller (host 00:01.2, at 00:01.0 in the VM), whose only BAR is 32 I/O ports: the
+/// guest sizes it and reaches the controller's registers through ports the hypervisor
+/// forwards; PRE_VM1 must not see it. The boot log says the DMA is not confined.
+#[test]
+fn bochs_tigerlake_pre_launched_vm_reaches_its_passthrough_controller() {
+    let scenario = repo_root()
+        .join("configs/bochs-tigerlake/passthrough.xml")
+        .display()
+        .to_string();
+    let t = run_platform_vms(
+        "bochs-passthrough",
+        "bochs-tigerlake",
+        "bochs",
+        &scenario,
+        &["PRE_VM0", "PRE_VM1"],
+        600,
+    );
+    check(
+        &t,
+        t.find_prefix("[hv] PANIC").is_none() && t.find_prefix("[hv] FATAL").is_none(),
+        "the hypervisor failed",
+    );
+    for line in [
+        "[hv] VM 0 PRE_VM0: PCI 00:01.2 passed through at 00:01.0; DMA is not confined (no IOMMU)",
+        "[PRE_VM0] passthrough: 00:01.0 8086:7020",
+        "[PRE_VM0] passthrough: BAR4 I/O 0xc020 size 0x20 (I/O: true)",
+        "[PRE_VM0] passthrough: SOFMOD 0x40, USBINTR 0x5 after writing 0x5",
+        "[PRE_VM0] verdict: PASS",
+        "[PRE_VM1] passthrough: 8086:7020 on this bus: false",
+        "[PRE_VM1] verdict: PASS",
+    ] {
+        check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
+    }
+    check(
+        &t,
+        t.stderr.contains("the board has no IOMMU"),
+        "build did not warn that the DMA is not isolated",
+    );
 }

@@ -22,6 +22,12 @@ use guest_common::platform::{Platform, Verdict};
 use guest_common::println;
 
 const E1000E: u32 = 0x10D3_8086;
+/// Bochs' PIIX3 UHCI USB controller: its only BAR is 32 I/O ports (BAR4).
+const UHCI: u32 = 0x7020_8086;
+/// UHCI registers: interrupt enable (16 bits, 4 bits used), start-of-frame modify (8 bits,
+/// 0x40 after reset).
+const USBINTR: u16 = 0x04;
+const SOFMOD: u16 = 0x0C;
 /// e1000e registers (82574 datasheet): device status, interrupt cause read/set, mask
 /// set/clear.
 const STATUS: u64 = 0x08;
@@ -103,7 +109,7 @@ static mut DMA: Dma = Dma {
 };
 const ROUNDS: u32 = 3;
 
-fn list_bus() -> Option<u8> {
+fn list_bus(wanted: u32) -> Option<u8> {
     let mut nic = None;
     for dev in 0..32u8 {
         let id = cf8_read(dev, 0);
@@ -116,7 +122,7 @@ fn list_bus() -> Option<u8> {
             id & 0xFFFF,
             id >> 16
         );
-        if id == E1000E {
+        if id == wanted {
             nic = Some(dev);
         }
     }
@@ -134,18 +140,40 @@ fn wait_count(khz: u64, ms: u64, vector: u8, n: u32) -> bool {
     count(0, vector) >= n
 }
 
+/// `device=VVVV:DDDD` (vendor:device), the e1000e by default.
+fn wanted(p: &Platform) -> u32 {
+    p.arg("device")
+        .and_then(|v| {
+            let (vendor, device) = v.split_once(':')?;
+            let vendor = u32::from_str_radix(vendor, 16).ok()?;
+            let device = u32::from_str_radix(device, 16).ok()?;
+            Some(device << 16 | vendor)
+        })
+        .unwrap_or(E1000E)
+}
+
 pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
     set_ap_mode(AP_MODE_HALT);
-    let nic = list_bus();
+    let id = wanted(p);
+    let found = list_bus(id);
     if p.flag("absent") {
-        println!("passthrough: e1000e on this bus: {}", nic.is_some());
-        verdict.check(nic.is_none(), "another VM's device is visible");
+        println!(
+            "passthrough: {:04x}:{:04x} on this bus: {}",
+            id & 0xFFFF,
+            id >> 16,
+            found.is_some()
+        );
+        verdict.check(found.is_none(), "another VM's device is visible");
         return;
     }
-    let Some(dev) = nic else {
-        verdict.check(false, "no e1000e on the bus");
+    let Some(dev) = found else {
+        verdict.check(false, "the device is not on the bus");
         return;
     };
+    if id == UHCI {
+        uhci(&Device { dev, ecam: 0 }, verdict);
+        return;
+    }
     let d = Device { dev, ecam: 0 };
     let (bar0, size0) = d.size_bar(0, false);
     println!("passthrough: BAR0 {:#x} size {:#x}", bar0, size0);
@@ -264,4 +292,51 @@ fn transmit(bar0: u64, khz: u64) -> (bool, u32) {
         }
         (done, mmio_read32(bar0 + TDH))
     }
+}
+
+fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: a port of the pass-through function's I/O BAR.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) };
+    v
+}
+
+fn inw(port: u16) -> u16 {
+    let v: u16;
+    // SAFETY: as for `inb`.
+    unsafe { asm!("in ax, dx", in("dx") port, out("ax") v, options(nomem, nostack)) };
+    v
+}
+
+fn outw(port: u16, v: u16) {
+    // SAFETY: as for `inb`.
+    unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack)) };
+}
+
+/// The UHCI controller through its I/O BAR: sized, decoded, its reset values read and a
+/// register written and read back (each access forwarded to the hardware's ports).
+fn uhci(d: &Device, verdict: &mut Verdict) {
+    let bar = d.cfg(0x20);
+    d.set_cfg(0x20, u32::MAX);
+    let mask = d.cfg(0x20);
+    d.set_cfg(0x20, bar);
+    let base = (bar & 0xFFFC) as u16;
+    let size = (!(mask & 0xFFFC) & 0xFFFF) + 1;
+    println!(
+        "passthrough: BAR4 I/O {:#x} size {:#x} (I/O: {})",
+        base,
+        size,
+        bar & 1 == 1
+    );
+    verdict.check(bar & 1 == 1 && size == 32, "BAR4 is not 32 I/O ports");
+    d.set_cfg(4, 0x1);
+    let sofmod = inb(base + SOFMOD);
+    outw(base + USBINTR, 0x5);
+    let intr = inw(base + USBINTR);
+    outw(base + USBINTR, 0);
+    println!(
+        "passthrough: SOFMOD {:#x}, USBINTR {:#x} after writing 0x5",
+        sofmod, intr
+    );
+    verdict.check(sofmod == 0x40 && intr == 0x5, "the controller's registers");
 }
