@@ -67,13 +67,43 @@ fn unpack_one(deb: &Path, work: &Path, dir_in_pkg: &str, pick: &str, cached: &Pa
     std::fs::rename(&tmp, cached).unwrap();
 }
 
+/// The virtio modules of Debian's kernel a guest loads (in this order) to use a virtio-blk
+/// disk through the legacy PCI transport; Debian builds them as modules.
+pub const VIRTIO_BLK_MODULES: [&str; 6] = [
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "virtio_blk",
+];
+
 /// The Debian kernel (`vmlinuz`), from the cache or fetched into it.
 pub fn debian_kernel() -> PathBuf {
-    let cache = cache_dir();
-    let vmlinuz = cache.join("vmlinuz");
-    if vmlinuz.is_file() {
-        return vmlinuz;
+    let vmlinuz = cache_dir().join("vmlinuz");
+    if !vmlinuz.is_file() {
+        fetch_kernel_package();
     }
+    vmlinuz
+}
+
+/// The files of [`VIRTIO_BLK_MODULES`] for the kernel [`debian_kernel`] returns, from the cache
+/// or fetched into it.
+pub fn debian_virtio_blk_modules() -> Vec<PathBuf> {
+    let dir = cache_dir().join("modules");
+    let files: Vec<PathBuf> = VIRTIO_BLK_MODULES
+        .iter()
+        .map(|m| dir.join(format!("{m}.ko")))
+        .collect();
+    if !files.iter().all(|f| f.is_file()) || !cache_dir().join("vmlinuz").is_file() {
+        fetch_kernel_package();
+    }
+    files
+}
+
+/// Downloads linux-image-amd64's kernel package and caches its vmlinuz and virtio modules.
+fn fetch_kernel_package() {
+    let cache = cache_dir();
     require_tools(&["apt-get", "dpkg-deb"]);
     let work = cache.join("download");
     let _ = std::fs::remove_dir_all(&work);
@@ -94,10 +124,44 @@ pub fn debian_kernel() -> PathBuf {
         .unwrap_or_else(|| panic!("linux-image-amd64 depends on no linux-image-*: {depends}"))
         .to_string();
     let deb = apt_download(&real, &work);
-    unpack_one(&deb, &work, "boot", "vmlinuz-", &vmlinuz);
+    let root = work.join("root");
+    sh(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+        "dpkg-deb -x",
+    );
+    let modules = cache.join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    let release = real.trim_start_matches("linux-image-");
+    let kernel_dir = root.join("lib/modules").join(release).join("kernel");
+    for m in VIRTIO_BLK_MODULES {
+        let sub = if m == "virtio_blk" {
+            "drivers/block"
+        } else {
+            "drivers/virtio"
+        };
+        let from = kernel_dir.join(sub).join(format!("{m}.ko"));
+        let to = modules.join(format!("{m}.ko"));
+        std::fs::copy(&from, to.with_extension("tmp"))
+            .unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        std::fs::rename(to.with_extension("tmp"), &to).unwrap();
+    }
+    let vmlinuz = cache.join("vmlinuz");
+    let boot = root.join("boot");
+    let image = std::fs::read_dir(&boot)
+        .unwrap_or_else(|e| panic!("the package has no /boot: {e}"))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .unwrap_or_else(|| panic!("the package has no /boot/vmlinuz-*"));
+    std::fs::copy(&image, vmlinuz.with_extension("tmp")).unwrap();
+    std::fs::rename(vmlinuz.with_extension("tmp"), &vmlinuz).unwrap();
     std::fs::write(cache.join("version"), format!("{real}\n")).unwrap();
     let _ = std::fs::remove_dir_all(&work);
-    vmlinuz
 }
 
 /// Debian's statically linked busybox (`busybox-static`), from the cache or fetched into it.

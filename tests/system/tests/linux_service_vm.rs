@@ -6,7 +6,10 @@
 //! launch script the configurator generates for the scenario's first post-launched VM runs the
 //! Rust acrn-dm (static, in the initramfs) twice: each time Debian's unmodified kernel boots in
 //! the User VM with a busybox initramfs, prints through acrn-dm's COM1 (on acrn-dm's stdio, so
-//! on the Service VM's console), runs a command and powers off, and acrn-dm exits 0.
+//! on the Service VM's console), loads Debian's virtio modules and writes its virtio-blk disk
+//! (the scenario's `<block>`, an image file in the Service VM), runs a command and powers off,
+//! and acrn-dm exits 0; the Service VM reads the write back from the image, and the second run's
+//! User VM finds the first run's.
 //!
 //! Opt-in: the kernel build takes minutes when its cache is empty. Run with
 //! `cargo test -p acrn-system-tests --test linux_service_vm -- --ignored`.
@@ -14,9 +17,9 @@
 use std::time::Duration;
 
 use acrn_system_tests::debian::{
-    busybox_static, debian_kernel, service_vm_kernel, ServiceVmKernel,
+    busybox_static, debian_kernel, debian_virtio_blk_modules, service_vm_kernel, ServiceVmKernel,
 };
-use acrn_system_tests::initramfs::{busybox_initramfs, busybox_initramfs_with, Entry};
+use acrn_system_tests::initramfs::{busybox_initramfs_with, Entry};
 use acrn_system_tests::{acrn_dm_static, check, generate, require_tools, run, work_dir, RunSpec};
 
 const VM: &str = "[SERVICE_VM] ";
@@ -26,11 +29,26 @@ const UVM_UP: &str = "uvm: init up";
 /// The scenario's first post-launched VM (`launch_user_vm_id1.sh`).
 const LAUNCH_SCRIPT: &str = "launch_user_vm_id1.sh";
 
-/// The User VM's init: a marker, a command whose output the test checks, power-off.
+/// The User VM's init: a marker, a command whose output the test checks, its virtio-blk disk
+/// (Debian's virtio modules, loaded by hand) written with the launch's number, power-off.
 const UVM_INIT: &str = r#"/bin/busybox --install -s /bin
 mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
 echo "uvm: init up"
 echo "uvm: $(grep -c ^processor /proc/cpuinfo) CPUs, kernel $(uname -r)"
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+    insmod /lib/modules/$m.ko || echo "uvm: insmod $m failed"
+done
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 1; done
+if [ -b /dev/vda ]; then
+    run=$(( $(dd if=/dev/vda bs=1 count=1 2>/dev/null | od -An -tu1 | tr -d ' ') + 0 ))
+    echo "uvm: vda $(cat /sys/block/vda/size) sectors, run byte $run"
+    printf "\\$(printf %03o $((run + 1)))acrn-rs virtio-blk from the User VM" | dd of=/dev/vda conv=fsync 2>/dev/null
+    echo "uvm: vda written"
+else
+    echo "uvm: no /dev/vda"
+fi
 poweroff -f
 "#;
 
@@ -54,6 +72,8 @@ echo "sos: checks done"
 # The User VM's early TSC rate: the Service VM's, which the hypervisor gives both (calibrating
 # against acrn-dm's PIT takes an I/O request per read).
 tsc_khz=$(dmesg | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]*\) MHz.*/\1\2/p' | head -n 1)
+# The User VM's virtio-blk disk (the scenario's <block>): its first byte counts the runs.
+dd if=/dev/zero of=/uvm/disk.img bs=1M count=4 2>/dev/null
 for run in 1 2; do
     echo "sos: launch $run"
     ACRN_DM=/bin/acrn-dm ACRN_UVM_KERNEL=/uvm/vmlinuz ACRN_UVM_RAMDISK=/uvm/initrd \
@@ -71,6 +91,8 @@ for run in 1 2; do
     done
     wait $launched
     echo "sos: launch $run: acrn-dm exited $?"
+    echo "sos: disk after launch $run: byte $(dd if=/uvm/disk.img bs=1 count=1 2>/dev/null | od -An -tu1 | tr -d ' '):" \
+        "$(dd if=/uvm/disk.img bs=1 skip=1 count=35 2>/dev/null)"
 done
 echo "sos: launches done"
 exec sh
@@ -93,7 +115,22 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
     let launch = std::fs::read(gen.join(LAUNCH_SCRIPT)).expect("read the launch script");
     let acrn_dm = std::fs::read(acrn_dm_static()).expect("read acrn-dm");
     let uvm_kernel = std::fs::read(debian_kernel()).expect("read the Debian kernel");
-    let uvm_initrd = busybox_initramfs(&busybox, UVM_INIT);
+    let modules: Vec<(String, Vec<u8>)> = debian_virtio_blk_modules()
+        .iter()
+        .map(|m| {
+            (
+                format!("lib/modules/{}", m.file_name().unwrap().to_string_lossy()),
+                std::fs::read(m).expect("read a module"),
+            )
+        })
+        .collect();
+    let mut uvm_files = vec![Entry::Dir("lib"), Entry::Dir("lib/modules")];
+    uvm_files.extend(
+        modules
+            .iter()
+            .map(|(path, bytes)| Entry::File(path, 0o644, bytes)),
+    );
+    let uvm_initrd = busybox_initramfs_with(&busybox, UVM_INIT, &uvm_files);
     let init = INIT.replace("$UVM_BOOTARGS", UVM_BOOTARGS);
     let initrd = dir.join("initrd.cpio");
     let sos_initrd = busybox_initramfs_with(
@@ -197,5 +234,20 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
         &t,
         vm_line("uvm: 1 CPUs, kernel"),
         "the User VM's command output did not reach the console",
+    );
+    // virtio-blk: each run's User VM wrote the disk the Service VM reads back after it.
+    for run in 1..=2 {
+        check(
+            &t,
+            vm_line(&format!(
+                "sos: disk after launch {run}: byte {run}: acrn-rs virtio-blk from the User VM"
+            )),
+            &format!("run {run}: the User VM's virtio-blk write is not on the disk image"),
+        );
+    }
+    check(
+        &t,
+        vm_line("uvm: vda 8192 sectors, run byte 1"),
+        "the second run's User VM did not read the first run's write",
     );
 }
