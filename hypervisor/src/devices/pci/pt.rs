@@ -261,7 +261,8 @@ impl PtSlot {
     }
 
     /// The forwarded (unmapped) BAR holding `addr` in `io` space or memory: the host address.
-    fn forwarded(&self, addr: u64, io: bool) -> Option<u64> {
+    /// An access must lie inside the BAR whole (`len` bytes), so none reaches past it.
+    fn forwarded(&self, addr: u64, len: u64, io: bool) -> Option<u64> {
         let command = self.function.command(&self.host());
         (0..6).find_map(|i| {
             let (base, b): (u64, PtBar) = self.function.bar(i)?;
@@ -272,17 +273,17 @@ impl PtSlot {
                 }
             };
             let off = addr.checked_sub(base)?;
-            (decodes && off < b.size).then_some(b.host + off)
+            (decodes && off.checked_add(len)? <= b.size).then_some(b.host + off)
         })
     }
 
     pub fn claims(&self, addr: u64, io: bool) -> bool {
-        self.forwarded(addr, io).is_some()
+        self.forwarded(addr, 1, io).is_some()
     }
 
     /// A forwarded BAR access: the value read.
     pub fn access(&self, addr: u64, io: bool, size: u8, value: Option<u64>) -> u64 {
-        match self.forwarded(addr, io) {
+        match self.forwarded(addr, u64::from(size.max(1)), io) {
             Some(host) if io => u64::from(physical::port_access(
                 host as u16,
                 size,
