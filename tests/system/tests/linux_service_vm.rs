@@ -4,8 +4,9 @@
 //! shared scenario with a KERNEL_BZIMAGE Service VM) in QEMU TCG, with a busybox initramfs, to
 //! its shell; Linux detects ACRN and its HSM driver binds (/dev/acrn_hsm exists). Then the
 //! launch script the configurator generates for the scenario's first post-launched VM runs the
-//! Rust acrn-dm (static, in the initramfs) twice: each time Debian's unmodified kernel boots in
-//! the User VM with a busybox initramfs, prints through acrn-dm's COM1 (on acrn-dm's stdio, so
+//! Rust acrn-dm (static, in the initramfs) twice, after acrn-dm refused a bad option, a missing
+//! kernel and more memory than the Service VM has (non-zero exits with messages): each time
+//! Debian's unmodified kernel boots in the User VM with a busybox initramfs, prints through acrn-dm's COM1 (on acrn-dm's stdio, so
 //! on the Service VM's console), loads Debian's virtio modules and writes its virtio-blk disk
 //! (the scenario's `<block>`, an image file in the Service VM), runs a command and powers off,
 //! and acrn-dm exits 0; the Service VM reads the write back from the image, and the second run's
@@ -72,6 +73,14 @@ echo "sos: checks done"
 # The User VM's early TSC rate: the Service VM's, which the hypervisor gives both (calibrating
 # against acrn-dm's PIT takes an I/O request per read).
 tsc_khz=$(dmesg | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]*\) MHz.*/\1\2/p' | head -n 1)
+# acrn-dm refuses bad requests with a message and a non-zero exit, leaving no VM behind
+# (the launches below create the same VM).
+for case in "bad option|--ovmf /x POST_VM1" \
+    "missing kernel|--cpu_affinity 2 -m 256M --kernel /nonexistent -s 0:0,hostbridge POST_VM1" \
+    "too much memory|--cpu_affinity 2 -m 65536M --kernel /uvm/vmlinuz -s 0:0,hostbridge POST_VM1"; do
+    /bin/acrn-dm ${case#*|} >/tmp/dm.err 2>&1
+    echo "sos: acrn-dm ${case%%|*}: exit $?: $(head -n 1 /tmp/dm.err)"
+done
 # The User VM's virtio-blk disk (the scenario's <block>): its first byte counts the runs.
 dd if=/dev/zero of=/uvm/disk.img bs=1M count=4 2>/dev/null
 for run in 1 2; do
@@ -235,6 +244,20 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
         vm_line("uvm: 1 CPUs, kernel"),
         "the User VM's command output did not reach the console",
     );
+    for (case, code, says) in [
+        ("bad option", 2, "--ovmf"),
+        ("missing kernel", 1, "kernel /nonexistent"),
+        ("too much memory", 1, "65536 MiB"),
+    ] {
+        let line = t
+            .texts()
+            .find(|l| l.starts_with(VM) && l.contains(&format!("sos: acrn-dm {case}: exit ")));
+        check(
+            &t,
+            line.is_some_and(|l| l.contains(&format!("exit {code}:")) && l.contains(says)),
+            &format!("acrn-dm {case}: not exit {code} with a message naming `{says}`"),
+        );
+    }
     // virtio-blk: each run's User VM wrote the disk the Service VM reads back after it.
     for run in 1..=2 {
         check(
