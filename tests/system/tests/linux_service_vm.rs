@@ -47,6 +47,9 @@ if [ -b /dev/vda ]; then
     echo "uvm: vda $(cat /sys/block/vda/size) sectors, run byte $run"
     printf "\\$(printf %03o $((run + 1)))acrn-rs virtio-blk from the User VM" | dd of=/dev/vda conv=fsync 2>/dev/null
     echo "uvm: vda written"
+    # Sequential read throughput, as busybox dd reports it.
+    echo 3 > /proc/sys/vm/drop_caches
+    echo "uvm: read vda: $(dd if=/dev/vda of=/dev/null bs=64k 2>&1 | tail -n 1)"
 else
     echo "uvm: no /dev/vda"
 fi
@@ -267,6 +270,9 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
             )),
             &format!("run {run}: the User VM's virtio-blk write is not on the disk image"),
         );
+    }
+    for l in t.texts().filter(|l| l.contains("uvm: read vda: ")) {
+        eprintln!("virtio-blk sequential read in the User VM: {l}");
     }
     check(
         &t,
