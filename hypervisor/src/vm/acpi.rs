@@ -50,33 +50,56 @@ fn find_table(m: &dyn PhysRead, rsdp: u64, sig: &[u8; 4]) -> Option<(u64, u64)> 
     None
 }
 
-/// APIC IDs of the enabled processors in the MADT reachable from `rsdp`.
-pub fn madt_apic_ids(m: &dyn PhysRead, rsdp: u64, out: &mut [u32; MAX_CPUS]) -> Option<usize> {
-    let (table, tlen) = find_table(m, rsdp, b"APIC")?;
-    let mut n = 0;
-    let mut pos = table + 44;
-    while pos + 2 <= table + tlen {
+/// Walks the variable-length structures of the table at `table` (`len` bytes) from offset
+/// `first`: MADT entries have a 1-byte type and length, DMAR structures 2-byte ones (`wide`).
+/// `f` gets each one's type, length and first 16 bytes (zero-padded). None if one is malformed
+/// (shorter than its header) or unreadable.
+fn structures(
+    m: &dyn PhysRead,
+    (table, len): (u64, u64),
+    first: u64,
+    wide: bool,
+    mut f: impl FnMut(u16, u64, &[u8; 16]),
+) -> Option<()> {
+    let header = if wide { 4 } else { 2 };
+    let mut pos = table + first;
+    while pos + header <= table + len {
         let mut e = [0u8; 16];
-        if !m.read(pos, &mut e[..2]) || e[1] < 2 {
+        if !m.read(pos, &mut e[..header as usize]) {
             return None;
         }
-        let elen = e[1] as u64;
-        if !m.read(pos, &mut e[..(elen as usize).min(16)]) {
-            return None;
-        }
-        let id = match e[0] {
-            0 if elen >= 8 && e[4] & 3 != 0 => Some(e[3] as u32),
-            9 if elen >= 16 && e[8] & 3 != 0 => Some(u32::from_le_bytes(e[4..8].try_into().ok()?)),
-            _ => None,
+        let (ty, elen) = if wide {
+            (
+                u16::from_le_bytes([e[0], e[1]]),
+                u64::from(u16::from_le_bytes([e[2], e[3]])),
+            )
+        } else {
+            (u16::from(e[0]), u64::from(e[1]))
         };
-        if let Some(id) = id {
-            if n < MAX_CPUS {
-                out[n] = id;
-                n += 1;
-            }
+        if elen < header || !m.read(pos, &mut e[..(elen as usize).min(16)]) {
+            return None;
         }
+        f(ty, elen, &e);
         pos += elen;
     }
+    Some(())
+}
+
+/// APIC IDs of the enabled processors in the MADT reachable from `rsdp`.
+pub fn madt_apic_ids(m: &dyn PhysRead, rsdp: u64, out: &mut [u32; MAX_CPUS]) -> Option<usize> {
+    let madt = find_table(m, rsdp, b"APIC")?;
+    let mut n = 0;
+    structures(m, madt, 44, false, |ty, len, e| {
+        let id = match ty {
+            0 if len >= 8 && e[4] & 3 != 0 => Some(u32::from(e[3])),
+            9 if len >= 16 && e[8] & 3 != 0 => Some(u32::from_le_bytes([e[4], e[5], e[6], e[7]])),
+            _ => None,
+        };
+        if let Some(id) = id.filter(|_| n < MAX_CPUS) {
+            out[n] = id;
+            n += 1;
+        }
+    })?;
     Some(n)
 }
 
@@ -86,30 +109,19 @@ pub const MAX_DRHDS: usize = 8;
 /// The register bases of the DMAR table's remapping units (DRHD structures of PCI segment 0);
 /// how many were found (at most [`MAX_DRHDS`]), or None without a DMAR table.
 pub fn dmar_units(m: &dyn PhysRead, rsdp: u64, out: &mut [u64; MAX_DRHDS]) -> Option<usize> {
-    let (table, tlen) = find_table(m, rsdp, b"DMAR")?;
+    let dmar = find_table(m, rsdp, b"DMAR")?;
     let mut n = 0;
     // Remapping structures follow the 48-byte header (host address width, flags, reserved).
-    let mut pos = table + 48;
-    while pos + 4 <= table + tlen {
-        let mut h = [0u8; 16];
-        if !m.read(pos, &mut h[..4]) {
-            return None;
+    structures(m, dmar, 48, true, |ty, len, h| {
+        let segment = u16::from_le_bytes([h[6], h[7]]);
+        let mut base = [0u8; 8];
+        base.copy_from_slice(&h[8..16]);
+        let base = u64::from_le_bytes(base);
+        if ty == 0 && len >= 16 && segment == 0 && base != 0 && n < MAX_DRHDS {
+            out[n] = base;
+            n += 1;
         }
-        let ty = u16::from_le_bytes([h[0], h[1]]);
-        let len = u64::from(u16::from_le_bytes([h[2], h[3]]));
-        if len < 4 {
-            return None;
-        }
-        if ty == 0 && len >= 16 && m.read(pos, &mut h) {
-            let segment = u16::from_le_bytes([h[6], h[7]]);
-            let base = u64::from_le_bytes(h[8..16].try_into().ok()?);
-            if segment == 0 && base != 0 && n < MAX_DRHDS {
-                out[n] = base;
-                n += 1;
-            }
-        }
-        pos += len;
-    }
+    })?;
     Some(n)
 }
 

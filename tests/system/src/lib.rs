@@ -481,6 +481,19 @@ pub fn guest_elf(name: &str) -> PathBuf {
 /// Builds `scenario` for `board` with the `platform` guest as the kernel of each VM of `vms`
 /// and boots it on `emulator` until every VM has stopped or the hypervisor failed, for at most
 /// `limit` seconds.
+/// `run`'s extra arguments for a QEMU boot of a scenario whose Linux VMs take the modules
+/// `Linux_bzImage` and `Linux_initrd`.
+pub fn qemu_linux_modules(kernel: &Path, initrd: &Path) -> Vec<String> {
+    vec![
+        "--emulator".into(),
+        "qemu".into(),
+        "--module".into(),
+        format!("Linux_bzImage={}", kernel.display()),
+        "--module".into(),
+        format!("Linux_initrd={}", initrd.display()),
+    ]
+}
+
 /// Boots a variant of one of configs/qemu-epyc's scenarios (`edit` turns its text into the
 /// variant) with the reference guests in QEMU, until `done` or `boot_limit` seconds.
 pub fn run_qemu_variant(

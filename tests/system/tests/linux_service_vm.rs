@@ -21,7 +21,9 @@ use acrn_system_tests::debian::{
     busybox_static, debian_kernel, debian_virtio_blk_modules, service_vm_kernel, ServiceVmKernel,
 };
 use acrn_system_tests::initramfs::{busybox_initramfs_with, Entry};
-use acrn_system_tests::{acrn_dm_static, check, generate, require_tools, run, work_dir, RunSpec};
+use acrn_system_tests::{
+    acrn_dm_static, check, generate, qemu_linux_modules, require_tools, run, work_dir, RunSpec,
+};
 
 const VM: &str = "[SERVICE_VM] ";
 const DONE: &str = "sos: checks done";
@@ -163,14 +165,7 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
             board: "qemu-epyc",
             scenario: "linux-service-vm",
             out: &out,
-            extra: vec![
-                "--emulator".into(),
-                "qemu".into(),
-                "--module".into(),
-                format!("Linux_bzImage={}", kernel.display()),
-                "--module".into(),
-                format!("Linux_initrd={}", initrd.display()),
-            ],
+            extra: qemu_linux_modules(&kernel, &initrd),
             build_limit: Duration::from_secs(900),
             boot_limit: Duration::from_secs(900),
         },

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use acrn_system_tests::debian::{busybox_static, debian_kernel};
 use acrn_system_tests::initramfs::busybox_initramfs;
-use acrn_system_tests::{check, require_tools, run, work_dir, RunSpec, Transcript};
+use acrn_system_tests::{
+    check, qemu_linux_modules, require_tools, run, work_dir, RunSpec, Transcript,
+};
 
 const SENDER: &str = "[PRE_VM0] ";
 const RECEIVER: &str = "[PRE_VM1] ";
@@ -116,14 +118,7 @@ fn transfer(bytes: u32, boot_limit: Duration) {
             board: "qemu-epyc",
             scenario: "linux-vuart-ivshmem",
             out: &dir.join("image"),
-            extra: vec![
-                "--emulator".into(),
-                "qemu".into(),
-                "--module".into(),
-                format!("Linux_bzImage={}", kernel.display()),
-                "--module".into(),
-                format!("Linux_initrd={}", initrd.display()),
-            ],
+            extra: qemu_linux_modules(&kernel, &initrd),
             build_limit: Duration::from_secs(900),
             boot_limit,
         },

@@ -237,7 +237,7 @@ impl Vpci {
     /// Stops every pass-through function (its VM stopped: no more DMA or interrupts).
     pub fn quiesce_passthrough(&self) {
         for slot in &self.passthrough {
-            if let Some(s) = slot.lock().as_ref() {
+            if let Some(s) = slot.lock().as_mut() {
                 s.quiesce();
             }
         }

@@ -130,6 +130,9 @@ pub struct PtSlot {
     vector: Option<u8>,
     /// DMA goes through the VM's table (VT-d).
     confined: bool,
+    /// The hardware's command register as last written (its decode bits gate the windows);
+    /// kept here so an access's routing costs no configuration cycle.
+    command: u16,
     /// Memory BAR windows mapped into the VM now: (guest address, size).
     mapped: [Option<(u64, u64)>; 6],
     /// A refused window was reported (once per slot).
@@ -155,6 +158,7 @@ impl PtSlot {
                 function: o.function.clone(),
                 vector: o.vector,
                 confined: crate::hv::vtd::confine(o.pbdf, vm.table_root(), vm.id),
+                command: 0,
                 mapped: [None; 6],
                 reported: false,
             };
@@ -165,13 +169,14 @@ impl PtSlot {
     }
 
     /// Stops the function's decoding, bus mastering and MSI (its VM stopped).
-    pub fn quiesce(&self) {
+    pub fn quiesce(&mut self) {
         self.function.quiesce(&self.host());
+        self.command = 0;
     }
 
     /// Stops the function and takes its windows out of the VM (a VM reset).
     pub fn release(&mut self, vm: &Vm) -> bool {
-        self.function.quiesce(&self.host());
+        self.quiesce();
         let mut flush = false;
         for w in self.mapped.iter_mut() {
             if let Some((gpa, size)) = w.take() {
@@ -194,6 +199,9 @@ impl PtSlot {
         if msi {
             self.program_msi(vm);
         }
+        if windows {
+            self.command = self.function.command(&self.host());
+        }
         windows && self.remap(vm)
     }
 
@@ -213,7 +221,7 @@ impl PtSlot {
 
     /// Maps the memory BAR windows the VM decodes now; whether a mapping was replaced.
     fn remap(&mut self, vm: &Vm) -> bool {
-        let command = self.function.command(&self.host());
+        let command = self.command;
         let mem = vm.memory();
         let mut flush = false;
         for i in 0..6 {
@@ -263,7 +271,7 @@ impl PtSlot {
     /// The forwarded (unmapped) BAR holding `addr` in `io` space or memory: the host address.
     /// An access must lie inside the BAR whole (`len` bytes), so none reaches past it.
     fn forwarded(&self, addr: u64, len: u64, io: bool) -> Option<u64> {
-        let command = self.function.command(&self.host());
+        let command = self.command;
         (0..6).find_map(|i| {
             let (base, b): (u64, PtBar) = self.function.bar(i)?;
             let decodes = match b.kind {
