@@ -24,6 +24,12 @@ use spin::Once;
 /// How often a pCPU looks at the slot of a vCPU waiting for its I/O request.
 const IO_POLL_NS: u64 = 20_000;
 
+/// The longest a guest runs before its pCPU takes control again, whatever it waits for (VMX's
+/// preemption timer does the same there). Under QEMU's single-threaded TCG, while a guest
+/// spun on one pCPU, the Service VM's pCPU was seen to make no progress for up to 15 s until
+/// an interrupt reached it; this timer is that interrupt.
+const MAX_SLICE_NS: u64 = 10_000_000;
+
 /// vCPUs one pCPU can host.
 pub const MAX_THREADS: usize = 8;
 
@@ -347,11 +353,14 @@ impl Pcpu {
             Some(t) if !resched => Some(t),
             _ => self.sched.pick_next(now_ns),
         };
+        let slot = picked.and_then(|tid| self.slot_of(tid));
         // A guest owns the local APIC (and timer) of a passed-through pCPU.
         if !irq::passed_through() {
-            irq::arm_timer(self.next_deadline(now));
+            let slice_end = slot.map(|_| now.saturating_add(ns_to_tsc(MAX_SLICE_NS)));
+            let deadline = self.next_deadline(now).into_iter().chain(slice_end).min();
+            irq::arm_timer(deadline);
         }
-        match picked.and_then(|tid| self.slot_of(tid)) {
+        match slot {
             None => irq::wait_for_interrupt(),
             Some(i) => self.run(i),
         }
