@@ -8,48 +8,18 @@
 //! VM's guest-physical addresses, as ACRN shares its EPT with VT-d.
 
 use super::frames;
+use crate::arch::vtd::*;
 use crate::hvlog;
 use crate::vm::acpi::{self, MAX_DRHDS};
 use acrn_static_config::Bdf;
 use spin::Mutex;
 
-// Register offsets (VT-d spec §10.4).
-const CAP: u64 = 0x08;
-const ECAP: u64 = 0x10;
-const GCMD: u64 = 0x18;
-const GSTS: u64 = 0x1C;
-const RTADDR: u64 = 0x20;
-const CCMD: u64 = 0x28;
-const GCMD_TE: u32 = 1 << 31;
-const GCMD_SRTP: u32 = 1 << 30;
-const CCMD_ICC: u64 = 1 << 63;
-const CCMD_GLOBAL: u64 = 1 << 61;
-const IOTLB_IVT: u64 = 1 << 63;
-const IOTLB_GLOBAL: u64 = 1 << 60;
-const ECAP_PT: u64 = 1 << 6;
-/// SAGAW bit 2: 4-level (48-bit) second-level tables, what the NPT/EPT are.
-const CAP_SAGAW_4LEVEL: u64 = 1 << 10;
-/// Context entry translation types.
-const TT_UNTRANSLATED: u64 = 0;
-const TT_PASS_THROUGH: u64 = 2;
-/// Address width 2: 48 bits, 4 levels.
-const AW_48: u64 = 2;
 /// Domain of pass-through (untranslated) DMA; VM domains are VM id + 1 (below it: at most 16
 /// VMs, and every unit has at least 256 domains).
 const PASS_THROUGH_DOMAIN: u64 = 255;
-
-/// A context entry: (low, high) quadwords.
-pub fn context_entry(tt: u64, table: u64, domain: u64) -> (u64, u64) {
-    (
-        (table & !0xFFF) | tt << 2 | 1,
-        AW_48 | (domain & 0xFFFF) << 8,
-    )
-}
-
-/// A root entry pointing at the context table of one bus.
-pub fn root_entry(context_table: u64) -> (u64, u64) {
-    ((context_table & !0xFFF) | 1, 0)
-}
+/// Faults reported one by one per unit; the rest are counted (a device a guest drives can
+/// fault at every DMA).
+const REPORTED_FAULTS: u32 = 16;
 
 struct Remapping {
     units: [u64; MAX_DRHDS],
@@ -60,6 +30,8 @@ struct Remapping {
     /// Buses with a context table of their own: (bus, table).
     own: [(u8, u64); 8],
     owned: usize,
+    /// DMA faults seen per unit.
+    faults: [u32; MAX_DRHDS],
 }
 
 static STATE: Mutex<Option<Remapping>> = Mutex::new(None);
@@ -105,7 +77,7 @@ fn wait(done: impl Fn() -> bool) -> bool {
 fn invalidate(base: u64) {
     write64(base, CCMD, CCMD_ICC | CCMD_GLOBAL);
     wait(|| read64(base, CCMD) & CCMD_ICC == 0);
-    let iotlb = base + ((read64(base, ECAP) >> 8) & 0x3FF) * 16 + 8;
+    let iotlb = base + iotlb_offset(read64(base, ECAP));
     write64(iotlb, 0, IOTLB_IVT | IOTLB_GLOBAL);
     wait(|| read64(iotlb, 0) & IOTLB_IVT == 0);
 }
@@ -141,7 +113,15 @@ fn enable() -> Option<Remapping> {
     for bus in 0..256 {
         write_entry(root, bus, root_entry(shared));
     }
+    let (address, data) = fault_event(
+        crate::arch::x86::lapic::id() as u8,
+        crate::arch::x86::irq::DMA_FAULT_VECTOR,
+    );
     for &base in &units[..count] {
+        write32(base, FEDATA, data);
+        write32(base, FEADDR, address);
+        write32(base, FEUADDR, 0);
+        write32(base, FECTL, 0);
         write64(base, RTADDR, root);
         write32(base, GCMD, GCMD_SRTP);
         wait(|| read32(base, GSTS) & GCMD_SRTP != 0);
@@ -160,6 +140,7 @@ fn enable() -> Option<Remapping> {
         shared,
         own: [(0, 0); 8],
         owned: 0,
+        faults: [0; MAX_DRHDS],
     })
 }
 
@@ -206,4 +187,72 @@ pub fn flush() {
             invalidate(base);
         }
     }
+}
+
+/// Reports and clears the faults the units recorded (their fault event interrupt came): the
+/// requester, its VM, the blocked page and why.
+pub fn report_faults() {
+    let mut state = STATE.lock();
+    let Some(r) = state.as_mut() else {
+        return;
+    };
+    for (u, &base) in r.units[..r.count].iter().enumerate() {
+        let status = read32(base, FSTS);
+        if status & (FSTS_PPF | FSTS_PFO) == 0 {
+            continue;
+        }
+        let (first, records) = fault_records(read64(base, CAP));
+        for i in 0..records as u64 {
+            let at = base + first + 16 * i;
+            let Some(f) = DmaFault::decode(read64(at, 0), read64(at, 8)) else {
+                continue;
+            };
+            write32(at, 12, (FRCD_F >> 32) as u32);
+            r.faults[u] = r.faults[u].saturating_add(1);
+            if r.faults[u] > REPORTED_FAULTS {
+                continue;
+            }
+            hvlog!(
+                "VT-d: blocked a DMA {} of page {:#x} by {:02x}:{:02x}.{} ({}): not in its \
+                 VM's memory (fault reason {:#x}){}",
+                if f.read { "read" } else { "write" },
+                f.page,
+                f.source.bus,
+                f.source.dev,
+                f.source.func,
+                Requester(crate::devices::pci::owner_of(f.source)),
+                f.reason,
+                if r.faults[u] == REPORTED_FAULTS {
+                    "; further faults of this unit are only counted (shell `pt`)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if status & FSTS_PFO != 0 {
+            r.faults[u] = r.faults[u].saturating_add(1);
+        }
+        write32(base, FSTS, FSTS_PFO);
+    }
+}
+
+/// A requester's VM, for the fault report.
+struct Requester(Option<(u16, &'static str)>);
+
+impl core::fmt::Display for Requester {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some((id, name)) => write!(f, "VM {id} {name}"),
+            None => f.write_str("a Service VM device"),
+        }
+    }
+}
+
+/// DMA faults recorded so far, all units.
+pub fn fault_count() -> u32 {
+    STATE.lock().as_ref().map_or(0, |r| {
+        r.faults[..r.count]
+            .iter()
+            .fold(0, |a, &n| a.saturating_add(n))
+    })
 }

@@ -591,6 +591,11 @@ fn passthrough() {
     }
     if configured == 0 {
         say(format_args!("no passthrough devices in the scenario"));
+    } else {
+        say(format_args!(
+            "DMA requests the IOMMU blocked: {}",
+            crate::hv::vtd::fault_count()
+        ));
     }
 }
 

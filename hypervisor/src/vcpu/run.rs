@@ -329,8 +329,12 @@ pub fn pcpu_loop(pcpu: usize) -> ! {
 
 impl Pcpu {
     fn iterate(&mut self) {
-        if irq::take_events().contains(irq::Events::DEVICE) {
+        let events = irq::take_events();
+        if events.contains(irq::Events::DEVICE) {
             crate::vm::ptirq::dispatch(irq::take_device_vectors());
+        }
+        if events.contains(irq::Events::DMA_FAULT) {
+            crate::hv::vtd::report_faults();
         }
         self.refresh();
         let now = rdtsc();

@@ -9,8 +9,9 @@
 //! frame from a ring in PRE_VM0's memory and writes the descriptor's done bit back there, by
 //! DMA at guest-physical addresses, which the hypervisor's VT-d translates through the VM's
 //! NPT (PRE_VM0's RAM is not at host address 0, so without the IOMMU the NIC would read and
-//! write other memory). PRE_VM1 (`absent`) must not see the NIC. The boot log says the
-//! pass-through and VT-d are on.
+//! write other memory). A second frame whose address lies beyond PRE_VM0's RAM must be blocked:
+//! the hypervisor reports the IOMMU's fault record (requester, VM, page). PRE_VM1 (`absent`)
+//! must not see the NIC. The boot log says the pass-through and VT-d are on.
 
 use acrn_system_tests::{check, repo_root, run_platform_vms, run_qemu_variant};
 
@@ -51,6 +52,16 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
         "[PRE_VM1] verdict: PASS",
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
+    }
+    for prefix in [
+        "[PRE_VM0] passthrough: DMA read of 0x40000000 (not this VM's memory) queued;",
+        "[hv] VT-d: blocked a DMA read of page 0x40000000 by 00:02.0 (VM 0 PRE_VM0): not in its VM's memory",
+    ] {
+        check(
+            &t,
+            t.find_prefix(prefix).is_some(),
+            &format!("no `{prefix}` line"),
+        );
     }
     let status = t
         .texts()

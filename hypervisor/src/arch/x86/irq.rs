@@ -24,6 +24,8 @@ use x86_64::instructions::{interrupts, nop};
 
 /// The pCPU's one-shot timer.
 pub const TIMER_VECTOR: u8 = 0xEF;
+/// The IOMMU's fault event: a DMA remapping unit recorded a blocked request.
+pub const DMA_FAULT_VECTOR: u8 = 0xF1;
 /// A notification IPI: the target pCPU re-reads what other pCPUs changed for it.
 pub const KICK_VECTOR: u8 = 0xF2;
 /// The physical LAPIC's spurious vector (no EOI).
@@ -36,6 +38,7 @@ bitflags! {
         const TIMER = 1 << 0;
         const KICK = 1 << 1;
         const DEVICE = 1 << 2;
+        const DMA_FAULT = 1 << 3;
     }
 }
 
@@ -85,6 +88,9 @@ extern "C" fn hv_interrupt(vector: u64) {
         }
         KICK_VECTOR => {
             EVENTS[cpu].fetch_or(Events::KICK.bits(), Ordering::AcqRel);
+        }
+        DMA_FAULT_VECTOR => {
+            EVENTS[cpu].fetch_or(Events::DMA_FAULT.bits(), Ordering::AcqRel);
         }
         v => {
             let remapped = REMAPPED[v as usize].load(Ordering::Acquire);

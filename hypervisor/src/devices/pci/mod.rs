@@ -23,7 +23,7 @@ pub(super) use bus::{ConfigPorts, PciMmio, PtPorts};
 #[cfg(target_os = "none")]
 pub use bus::{Vpci, CONSOLE_SLOT};
 #[cfg(target_os = "none")]
-pub use pt::{dispatch as pt_dispatch, owned_host_function, owned_host_window};
+pub use pt::{dispatch as pt_dispatch, owned_host_function, owned_host_window, owner_of};
 
 use function::Function;
 

@@ -104,11 +104,17 @@ fn owned() -> &'static [Option<Owned>; MAX_OWNED] {
 
 /// Whether `bdf` is a host function a pre-launched VM owns (the Service VM must not see it).
 pub fn owned_host_function(bdf: Bdf) -> bool {
+    owner_of(bdf).is_some()
+}
+
+/// The pre-launched VM that owns host function `bdf`: (id, name).
+pub fn owner_of(bdf: Bdf) -> Option<(u16, &'static str)> {
     crate::hv::platform()
         .vms
         .iter()
         .filter(|v| v.load_order == LoadOrder::PreLaunched)
-        .any(|v| v.pci_devs.iter().any(|d| d.pbdf == bdf))
+        .find(|v| v.pci_devs.iter().any(|d| d.pbdf == bdf))
+        .map(|v| (v.id, v.name))
 }
 
 /// Whether host address `hpa` is in a memory BAR of a function a pre-launched VM owns.

@@ -9,7 +9,8 @@
 //! it disables MSI and checks nothing more arrives. Then DMA: it queues one frame on the NIC's transmit ring in its
 //! own memory and waits for the NIC to write the descriptor's done bit back there (the NIC
 //! reads the ring and the frame and writes the status at guest-physical addresses, which only
-//! reach this VM's memory when the hypervisor's IOMMU translates them). With `absent` the
+//! reach this VM's memory when the hypervisor's IOMMU translates them), then a second frame
+//! whose address lies beyond its RAM, which the IOMMU must block. With `absent` the
 //! guest only checks that the NIC is not on its bus (another VM owns it).
 
 use crate::idt::count;
@@ -254,7 +255,18 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
         done && head == 1,
         "the NIC's DMA did not reach this VM's memory",
     );
+    // The hypervisor's IOMMU must refuse a frame outside this VM's RAM (the test reads its
+    // report); the NIC only sees a failed read.
+    let outside = OUTSIDE_GPA.max(p.ram_bytes().next_multiple_of(OUTSIDE_GPA));
+    let done = transmit_from(bar0, khz, outside);
+    println!(
+        "passthrough: DMA read of {:#x} (not this VM's memory) queued; descriptor done {}",
+        outside, done
+    );
 }
+
+/// Where the second frame claims to be: beyond this VM's RAM.
+const OUTSIDE_GPA: u64 = 0x4000_0000;
 
 /// Queues one broadcast frame; whether the NIC wrote the done bit back, and its ring head.
 fn transmit(bar0: u64, khz: u64) -> (bool, u32) {
@@ -291,6 +303,27 @@ fn transmit(bar0: u64, khz: u64) -> (bool, u32) {
             spin_ms(khz, 1);
         }
         (done, mmio_read32(bar0 + TDH))
+    }
+}
+
+/// After [`transmit`]: queues descriptor 1 with its frame at `frame_gpa`; whether the NIC
+/// wrote that descriptor's done bit back.
+fn transmit_from(bar0: u64, khz: u64, frame_gpa: u64) -> bool {
+    // SAFETY: as in `transmit`; descriptor 1 is the ring's bytes 16..32.
+    unsafe {
+        let ring = core::ptr::addr_of_mut!((*core::ptr::addr_of_mut!(DMA)).ring) as *mut u8;
+        let desc = ring.add(16);
+        core::ptr::write_volatile(desc as *mut u64, frame_gpa);
+        core::ptr::write_volatile(desc.add(8) as *mut u16, 60);
+        core::ptr::write_volatile(desc.add(11), CMD_EOP_IFCS_RS);
+        mmio_write32(bar0 + TDT, 2);
+        for _ in 0..1000 {
+            if core::ptr::read_volatile(desc.add(12)) & STA_DD != 0 {
+                return true;
+            }
+            spin_ms(khz, 1);
+        }
+        false
     }
 }
 
