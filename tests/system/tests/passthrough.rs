@@ -2,8 +2,10 @@
 //! e1000e NIC (host 00:02.0, `pci_devs`); both VMs run tests/guests' `platform` guest in
 //! `passthrough` mode. PRE_VM0 finds the NIC at its virtual slot 00:01.0, sizes BAR0 (the
 //! hardware's 128 KiB, at the scenario's 0x80000000), reads the NIC's STATUS register through
-//! it, sees MSI and no MSI-X, and gets 3 of 3 MSIs the NIC raises (remapped by the hypervisor
-//! to its own vector and back to the VM's), none once MSI is off, and 3 of 3 level INTx
+//! it, sees MSI and MSI-X, and gets 3 of 3 MSIs the NIC raises (remapped by the hypervisor
+//! to its own vector and back to the VM's), none once MSI is off, then MSI-X through the
+//! hypervisor's virtual table (3 of 3 on each of two entries with their own vectors; a masked
+//! entry's interrupt held in the hardware's PBA and delivered on unmask), and 3 of 3 level INTx
 //! interrupts through its vIOAPIC pin 22 (the scenario's `pt_intx` (22, 22): physical GSI 22
 //! remapped by the hypervisor, masked until each EOI); then the NIC transmits a
 //! frame from a ring in PRE_VM0's memory and writes the descriptor's done bit back there, by
@@ -36,14 +38,17 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
     );
     for line in [
         "[hv] VT-d: DMA remapping on in 1 unit(s); pass-through functions are confined to their VM's memory",
-        "[hv] VM 0 PRE_VM0: PCI 00:02.0 passed through at 00:01.0, MSI, MSI-X hidden (not emulated yet); DMA confined to the VM's memory (VT-d)",
+        "[hv] VM 0 PRE_VM0: PCI 00:02.0 passed through at 00:01.0, MSI, MSI-X (5 entries); DMA confined to the VM's memory (VT-d)",
         "[PRE_VM0] passthrough: 00:00.0 8086:5af0",
         "[PRE_VM0] passthrough: 00:01.0 8086:10d3",
         "[PRE_VM0] passthrough: BAR0 0x80000000 size 0x20000",
         "[PRE_VM0] passthrough: expansion ROM 0x0",
-        "[PRE_VM0] passthrough: MSI capability: true, MSI-X capability: false",
+        "[PRE_VM0] passthrough: MSI capability: true, MSI-X capability: true",
         "[PRE_VM0] passthrough: MSI 3 of 3 arrived on vector 0x58",
         "[PRE_VM0] passthrough: with MSI off: 0 more",
+        "[PRE_VM0] passthrough: MSI-X 5 entries, table in BAR3 at 0x80040000",
+        "[PRE_VM0] passthrough: MSI-X entry 1 (TxQ0) 3 of 3 on vector 0x61, entry 3 (RxQ0) 3 of 3 on vector 0x63",
+        "[PRE_VM0] passthrough: MSI-X entry 3 masked: 0 arrived, pending bit 1; unmasked: delivered true",
         "[PRE_VM0] passthrough: INTx on vIOAPIC pin 22: 3 of 3 arrived on vector 0x59",
         "[PRE_VM0] passthrough: DMA: descriptor done true, head 1",
         "[PRE_VM0] verdict: PASS",
@@ -104,7 +109,7 @@ fn qemu_epyc_service_vm_does_not_see_a_pre_launched_vm_s_function() {
             || t.find_prefix("[hv] FATAL").is_some()
     });
     for line in [
-        "[hv] VM 0 PRE_VM0: PCI 00:02.0 passed through at 00:01.0, MSI, MSI-X hidden (not emulated yet); DMA confined to the VM's memory (VT-d)",
+        "[hv] VM 0 PRE_VM0: PCI 00:02.0 passed through at 00:01.0, MSI, MSI-X (5 entries); DMA confined to the VM's memory (VT-d)",
         "[SERVICE_VM] svm: intx: no e1000e (8086:10d3) on bus 0",
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));

@@ -228,8 +228,8 @@ impl Vpci {
 
     fn pt_access(&self, addr: u64, io: bool, size: u8, value: Option<u64>) -> Option<u64> {
         self.passthrough.iter().find_map(|s| {
-            let s = s.lock();
-            let d = s.as_ref().filter(|d| d.claims(addr, io))?;
+            let mut s = s.lock();
+            let d = s.as_mut().filter(|d| d.claims(addr, io))?;
             Some(d.access(addr, io, size, value))
         })
     }
@@ -247,12 +247,17 @@ impl Vpci {
     pub fn pt_summary(&self, slot: usize) -> Option<bool> {
         let s = self.passthrough.get(slot)?.lock();
         let d = s.as_ref()?;
-        Some(d.guest_message().is_some())
+        Some(d.guest_message(None).is_some())
     }
 
-    /// The message pass-through slot `slot` should send now, if its VM enabled MSI.
-    pub fn pt_message(&self, slot: usize) -> Option<(u64, u32)> {
-        self.passthrough.get(slot)?.lock().as_ref()?.guest_message()
+    /// The message pass-through slot `slot` should send now for its MSI (or MSI-X entry
+    /// `msix_entry`), if its VM enabled and did not mask it.
+    pub fn pt_message(&self, slot: usize, msix_entry: Option<usize>) -> Option<(u64, u32)> {
+        self.passthrough
+            .get(slot)?
+            .lock()
+            .as_ref()?
+            .guest_message(msix_entry)
     }
 
     /// Whether ECAM or an emulated BAR decodes `gpa`.

@@ -6,7 +6,10 @@
 //! - the MSI capability is virtual: the VM programs its own address and data, the hardware gets
 //!   the hypervisor's vector aimed at a pCPU of the VM, and the glue turns each interrupt into
 //!   the VM's message;
-//! - the MSI-X capability is hidden (not emulated yet): drivers fall back to MSI or INTx;
+//! - MSI-X is virtual: the VM's table lives here (the glue traps the table's pages of the
+//!   BAR), the hardware's table holds the hypervisor's vectors, and the enable, function mask
+//!   and per-entry masks the VM sets are mirrored to the hardware, which keeps the pending
+//!   bits (the PBA stays the hardware's);
 //! - the expansion ROM reads as absent, the interrupt line register is the VM's own.
 //!
 //! Only type-0 functions are accepted (a bridge would hand the VM other functions).
@@ -23,6 +26,13 @@ const STATUS_CAPABILITIES: u32 = 1 << 4;
 const MSI_CONTROL_ENABLE: u16 = 1 << 0;
 const MSI_CONTROL_64BIT: u16 = 1 << 7;
 const MSI_CONTROL_PER_VECTOR_MASK: u16 = 1 << 8;
+const MSIX_CONTROL_ENABLE: u16 = 1 << 15;
+const MSIX_CONTROL_FUNCTION_MASK: u16 = 1 << 14;
+const MSIX_ENTRY_BYTES: u64 = 16;
+const MSIX_VECTOR_MASKED: u32 = 1;
+const PAGE: u64 = 0x1000;
+/// Table entries remapped per function; a larger table is announced this small.
+pub const MAX_MSIX_ENTRIES: usize = 8;
 
 /// The hardware's configuration space of one function (dword reads, sized writes).
 pub trait PhysConfig {
@@ -79,6 +89,32 @@ impl MsiCap {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MsixCap {
+    at: u16,
+    /// The BAR holding the table, and the table's offset in it.
+    bar: usize,
+    offset: u64,
+    /// The hardware's table size, and how many entries the VM sees (at most
+    /// [`MAX_MSIX_ENTRIES`]).
+    hw_entries: usize,
+    entries: usize,
+}
+
+/// One MSI-X table entry as the VM programmed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GuestMsixEntry {
+    addr: u64,
+    data: u32,
+    control: u32,
+}
+
+const MASKED_ENTRY: GuestMsixEntry = GuestMsixEntry {
+    addr: 0,
+    data: 0,
+    control: MSIX_VECTOR_MASKED,
+};
+
 /// The VM's view of the MSI capability registers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct GuestMsi {
@@ -95,6 +131,20 @@ pub struct WriteEffect {
     pub windows: bool,
     /// The VM's MSI (enable, address, data) changed: reprogram the hardware.
     pub msi: bool,
+    /// The VM's MSI-X enable or function mask changed: mirror them to the hardware.
+    pub msix: bool,
+}
+
+/// What a VM access to the trapped MSI-X pages does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsixAccess {
+    /// Served from the VM's table: the value read (writes: 0).
+    Table(u64),
+    /// Entry `n` changed: the glue mirrors its mask to the hardware.
+    EntryChanged(usize),
+    /// Not the table (the PBA or other registers on its pages): the hardware's, at this
+    /// offset into the BAR.
+    Hardware(u64),
 }
 
 /// The VM's MSI as programmed now (address and data), when it is enabled.
@@ -111,11 +161,10 @@ pub struct PassthroughFunction {
     vbar: [u32; 6],
     msi: Option<MsiCap>,
     guest_msi: GuestMsi,
-    /// The hidden MSI-X capability: the pointer byte that links to it, and what it reads
-    /// instead (the capability after it).
-    hidden: Option<(u16, u8)>,
-    /// Where the hidden MSI-X capability is: writes to it are dropped, so MSI-X stays off.
-    msix_at: Option<u16>,
+    msix: Option<MsixCap>,
+    /// The VM's MSI-X enable and function mask.
+    msix_control: u16,
+    msix_table: [GuestMsixEntry; MAX_MSIX_ENTRIES],
     interrupt_line: u8,
 }
 
@@ -215,8 +264,9 @@ impl PassthroughFunction {
             vbar: [0; 6],
             msi: None,
             guest_msi: GuestMsi::default(),
-            hidden: None,
-            msix_at: None,
+            msix: None,
+            msix_control: 0,
+            msix_table: [MASKED_ENTRY; MAX_MSIX_ENTRIES],
             interrupt_line: 0xFF,
         };
         for (i, bar) in bars.iter().enumerate() {
@@ -237,8 +287,7 @@ impl PassthroughFunction {
         if phys.read32(STATUS as u16 & !3) >> 16 & STATUS_CAPABILITIES == 0 {
             return;
         }
-        let mut link = CAPABILITIES_PTR as u16;
-        let mut at = (phys.read32(link) & 0xFC) as u16;
+        let mut at = (phys.read32(CAPABILITIES_PTR as u16) & 0xFC) as u16;
         // A malformed (looping) list ends after as many entries as fit the header.
         for _ in 0..48 {
             if at < 0x40 {
@@ -255,13 +304,28 @@ impl PassthroughFunction {
                         maskable: control & MSI_CONTROL_PER_VECTOR_MASK != 0,
                     });
                 }
-                CAP_ID_MSIX if self.hidden.is_none() => {
-                    self.hidden = Some((link, next as u8));
-                    self.msix_at = Some(at);
+                CAP_ID_MSIX if self.msix.is_none() => {
+                    let table = phys.read32(at + 4);
+                    let hw_entries = ((head >> 16) & 0x7FF) as usize + 1;
+                    let bar = (table & 7) as usize;
+                    // A table in no memory BAR (or past it) cannot be trapped: no MSI-X.
+                    let fits = self.bars.get(bar).copied().flatten().is_some_and(|b| {
+                        matches!(b.kind, PtBarKind::Mem(_))
+                            && u64::from(table & !7) + hw_entries as u64 * MSIX_ENTRY_BYTES
+                                <= b.size
+                    });
+                    if fits {
+                        self.msix = Some(MsixCap {
+                            at,
+                            bar,
+                            offset: u64::from(table & !7),
+                            hw_entries,
+                            entries: hw_entries.min(MAX_MSIX_ENTRIES),
+                        });
+                    }
                 }
                 _ => {}
             }
-            link = at + 1;
             at = next;
         }
     }
@@ -342,10 +406,8 @@ impl PassthroughFunction {
                         }
                     }
                 }
-                if let Some((link, next)) = self.hidden {
-                    if link & !3 == o {
-                        d = merge(d, link, 1, u32::from(next));
-                    }
+                if let Some(m) = self.msix.filter(|m| m.at == o) {
+                    d = merge(d, o + 2, 2, u32::from(self.msix_message_control(m, d)));
                 }
                 d
             }
@@ -431,12 +493,23 @@ impl PassthroughFunction {
             effect.msi = true;
             return effect;
         }
-        // MSI-X stays off: its table is in a BAR the VM reaches directly, so enabling it
-        // would let the VM aim the device's messages anywhere.
-        if self
-            .msix_at
-            .is_some_and(|at| offset + u16::from(size) > at && offset < at + 12)
+        // MSI-X's message control is the VM's (mirrored by the glue); the table and PBA
+        // offsets are read-only.
+        if let Some(m) = self
+            .msix
+            .filter(|m| offset + u16::from(size) > m.at && offset < m.at + 12)
         {
+            // Enable and function mask are bits 15 and 14: the byte at the capability's
+            // offset 3.
+            let mut control = self.msix_control;
+            for k in 0..u16::from(size) {
+                if offset + k == m.at + 3 {
+                    let byte = (value >> (8 * k)) as u16 & 0xFF;
+                    control = (byte << 8) & (MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK);
+                }
+            }
+            effect.msix = control != self.msix_control;
+            self.msix_control = control;
             return effect;
         }
         phys.write(offset, size, value);
@@ -498,6 +571,7 @@ impl PassthroughFunction {
     /// Stops the function as a VM reset leaves it: no decoding, no bus mastering, no MSI.
     pub fn quiesce(&self, phys: &impl PhysConfig) {
         self.program_msi(phys, None);
+        self.program_msix(phys, false);
         let command = phys.read32(COMMAND as u16) & 0xFFFF;
         phys.write(COMMAND as u16, 2, command & !0x7);
     }
@@ -511,8 +585,146 @@ impl PassthroughFunction {
         self.msi.is_some()
     }
 
-    pub fn msix_hidden(&self) -> bool {
-        self.hidden.is_some()
+    /// Message control as the VM reads it: the table size it may use, its own enable and
+    /// function mask.
+    fn msix_message_control(&self, m: MsixCap, hw: u32) -> u16 {
+        let reserved = (hw >> 16) as u16 & 0x3800;
+        reserved | (m.entries as u16 - 1) | self.msix_control
+    }
+
+    /// How many MSI-X entries the hardware's table has (0: no MSI-X).
+    pub fn msix_hw_entries(&self) -> usize {
+        self.msix.map_or(0, |m| m.hw_entries)
+    }
+
+    /// How many MSI-X entries the VM gets (0: no MSI-X).
+    pub fn msix_entries(&self) -> usize {
+        self.msix.map_or(0, |m| m.entries)
+    }
+
+    /// The pages of the table's BAR that hold the table: (BAR, offset into it, length). The
+    /// glue keeps them out of the VM's direct mapping.
+    pub fn msix_window(&self) -> Option<(usize, u64, u64)> {
+        let m = self.msix?;
+        let start = m.offset & !(PAGE - 1);
+        let end = (m.offset + m.hw_entries as u64 * MSIX_ENTRY_BYTES).next_multiple_of(PAGE);
+        Some((m.bar, start, end - start))
+    }
+
+    /// A VM access of `size` bytes at `offset` into the table's BAR, inside the window.
+    pub fn msix_access(&mut self, offset: u64, size: u8, value: Option<u64>) -> MsixAccess {
+        let Some(m) = self.msix else {
+            return MsixAccess::Hardware(offset);
+        };
+        let Some(rel) = offset
+            .checked_sub(m.offset)
+            .filter(|r| *r < m.hw_entries as u64 * MSIX_ENTRY_BYTES)
+        else {
+            return MsixAccess::Hardware(offset);
+        };
+        let (n, field) = ((rel / MSIX_ENTRY_BYTES) as usize, rel % MSIX_ENTRY_BYTES);
+        // Dword and aligned qword accesses, as the PCI spec allows; entries beyond what the
+        // VM was told read as masked and ignore writes.
+        let aligned = match size {
+            4 => field % 4 == 0,
+            8 => field % 8 == 0,
+            _ => false,
+        };
+        if n >= m.entries || !aligned {
+            let masked = if field == 12 { MSIX_VECTOR_MASKED } else { 0 };
+            return MsixAccess::Table(if value.is_none() && aligned {
+                u64::from(masked)
+            } else {
+                0
+            });
+        }
+        let e = &mut self.msix_table[n];
+        let mut dwords = [e.addr as u32, (e.addr >> 32) as u32, e.data, e.control];
+        let first = (field / 4) as usize;
+        let count = usize::from(size / 4);
+        match value {
+            None => {
+                let mut v = 0u64;
+                for k in 0..count {
+                    v |= u64::from(dwords[first + k]) << (32 * k);
+                }
+                MsixAccess::Table(v)
+            }
+            Some(v) => {
+                for k in 0..count {
+                    dwords[first + k] = (v >> (32 * k)) as u32;
+                }
+                let before = e.control & MSIX_VECTOR_MASKED;
+                *e = GuestMsixEntry {
+                    addr: u64::from(dwords[0] & !3) | u64::from(dwords[1]) << 32,
+                    data: dwords[2],
+                    control: dwords[3] & MSIX_VECTOR_MASKED,
+                };
+                if e.control != before {
+                    MsixAccess::EntryChanged(n)
+                } else {
+                    MsixAccess::Table(0)
+                }
+            }
+        }
+    }
+
+    /// The message entry `n` sends now: the VM's address and data, unless MSI-X is off or
+    /// the function or the entry is masked.
+    pub fn msix_message(&self, n: usize) -> Option<GuestMessage> {
+        if n >= self.msix_entries() {
+            return None;
+        }
+        let e = self.msix_table[n];
+        let live = self.msix_control & (MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK)
+            == MSIX_CONTROL_ENABLE
+            && e.control & MSIX_VECTOR_MASKED == 0;
+        live.then_some(GuestMessage {
+            addr: e.addr,
+            data: e.data,
+        })
+    }
+
+    /// Whether the VM masks entry `n` (the hardware's entry is masked likewise, so the
+    /// hardware holds the interrupt pending in its PBA).
+    pub fn msix_entry_masked(&self, n: usize) -> bool {
+        self.msix_table
+            .get(n)
+            .is_none_or(|e| e.control & MSIX_VECTOR_MASKED != 0)
+    }
+
+    /// The hardware's table entry `n`: where in the table's BAR it is, and the dwords to
+    /// write there (the hypervisor's `host` message; masked as the VM masks it, or always
+    /// without a host message).
+    pub fn msix_hardware_entry(
+        &self,
+        n: usize,
+        host: Option<(u32, u32)>,
+    ) -> Option<(u64, [u32; 4])> {
+        let m = self.msix.filter(|m| n < m.hw_entries)?;
+        let at = m.offset + n as u64 * MSIX_ENTRY_BYTES;
+        Some(match host {
+            Some((addr, data)) if n < m.entries => (
+                at,
+                [
+                    addr,
+                    0,
+                    data,
+                    u32::from(self.msix_entry_masked(n)) * MSIX_VECTOR_MASKED,
+                ],
+            ),
+            _ => (at, [0, 0, 0, MSIX_VECTOR_MASKED]),
+        })
+    }
+
+    /// Mirrors the VM's MSI-X enable and function mask to the hardware (`on`: false turns
+    /// MSI-X off whatever the VM set).
+    pub fn program_msix(&self, phys: &impl PhysConfig, on: bool) {
+        let Some(m) = self.msix else { return };
+        let keep =
+            (phys.read32(m.at) >> 16) as u16 & !(MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK);
+        let control = if on { self.msix_control } else { 0 };
+        phys.write(m.at + 2, 2, u32::from(keep | control));
     }
 }
 
@@ -628,23 +840,100 @@ mod tests {
     }
 
     #[test]
-    fn msix_is_hidden_and_stays_off() {
+    fn msix_is_virtual_and_mirrored_to_the_hardware() {
         let f = Fake::new();
         let mut p = probe(&f);
-        // MSI links to PM directly.
-        assert_eq!(p.config_read(&f, 0x51, 1), 0x90);
-        assert_eq!(p.config_read(&f, 0x50, 1), 0x05);
-        assert!(p.msix_hidden());
-        let before = f.dword(0x70);
-        p.config_write(&f, 0x72, 2, 0x8000);
+        // Listed after MSI, 5 entries in BAR3 at offset 0, off.
+        assert_eq!(p.config_read(&f, 0x51, 1), 0x70);
+        assert_eq!(p.config_read(&f, 0x70, 4), 0x0004_9011);
+        assert_eq!(p.msix_entries(), 5);
+        assert_eq!(p.msix_window(), Some((3, 0, 0x1000)));
+        // Entry 1 to vector 0x61 of APIC 1, unmasked last.
         assert_eq!(
-            f.dword(0x70),
-            before,
-            "MSI-X enable never reaches the hardware"
+            p.msix_access(0x10, 4, Some(0xFEE0_1000)),
+            MsixAccess::Table(0)
         );
-        // Other registers pass through.
-        p.config_write(&f, 0x94, 2, 0x3);
-        assert_eq!(f.dword(0x94) & 3, 3);
+        assert_eq!(p.msix_access(0x14, 4, Some(0)), MsixAccess::Table(0));
+        assert_eq!(p.msix_access(0x18, 4, Some(0x61)), MsixAccess::Table(0));
+        assert_eq!(p.msix_access(0x1C, 4, Some(0)), MsixAccess::EntryChanged(1));
+        assert_eq!(p.msix_access(0x10, 8, None), MsixAccess::Table(0xFEE0_1000));
+        assert_eq!(p.msix_access(0x1C, 4, None), MsixAccess::Table(0));
+        // Entries start masked.
+        assert_eq!(p.msix_access(0x0C, 4, None), MsixAccess::Table(1));
+        // Off: no message yet, and the hardware untouched until the glue mirrors it.
+        assert_eq!(p.msix_message(1), None);
+        let effect = p.config_write(&f, 0x72, 2, 0x8000);
+        assert!(effect.msix && !effect.msi);
+        assert_eq!(f.dword(0x70) >> 31, 0);
+        assert_eq!(p.config_read(&f, 0x72, 2), 0x8004);
+        assert_eq!(
+            p.msix_message(1),
+            Some(GuestMessage {
+                addr: 0xFEE0_1000,
+                data: 0x61
+            })
+        );
+        assert_eq!(p.msix_message(0), None, "entry 0 is masked");
+        assert_eq!(p.msix_message(5), None);
+        p.program_msix(&f, true);
+        assert_eq!(f.dword(0x70) >> 30, 0b10);
+        // The hardware's entries: the hypervisor's message, masked as the VM masks them.
+        let host = Some((0xFEE0_0000, 0xE4));
+        assert_eq!(
+            p.msix_hardware_entry(1, host),
+            Some((0x10, [0xFEE0_0000, 0, 0xE4, 0]))
+        );
+        assert_eq!(
+            p.msix_hardware_entry(0, host),
+            Some((0x00, [0xFEE0_0000, 0, 0xE4, 1]))
+        );
+        assert_eq!(p.msix_hardware_entry(2, None), Some((0x20, [0, 0, 0, 1])));
+        assert_eq!(p.msix_hardware_entry(5, host), None);
+        // The function mask silences every entry.
+        p.config_write(&f, 0x70, 4, 0xC000_0000 | p.config_read(&f, 0x70, 4));
+        assert_eq!(p.msix_message(1), None);
+        p.program_msix(&f, true);
+        assert_eq!(f.dword(0x70) >> 30, 0b11);
+        // The table offset registers stay the hardware's; the PBA is the hardware's.
+        p.config_write(&f, 0x74, 4, 0x1234_5678);
+        assert_eq!(f.dword(0x74), 3);
+        assert_eq!(
+            p.config_read(&f, 0x72, 2),
+            0xC004,
+            "still enabled and masked"
+        );
+        p.config_write(&f, 0x73, 1, 0x80);
+        assert_eq!(p.msix_message(1).map(|m| m.data), Some(0x61));
+        assert_eq!(p.msix_access(0x800, 4, None), MsixAccess::Hardware(0x800));
+        p.quiesce(&f);
+        assert_eq!(f.dword(0x70) >> 30, 0);
+    }
+
+    #[test]
+    fn a_large_msix_table_is_announced_smaller() {
+        let f = Fake::new();
+        f.cfg.borrow_mut()[0x70 / 4] = 0x001F_9011; // 32 entries
+        f.cfg.borrow_mut()[0x74 / 4] = 0x0000_0803; // at 0x800 in BAR3
+        let mut p = probe(&f);
+        assert_eq!(p.msix_entries(), MAX_MSIX_ENTRIES);
+        assert_eq!(
+            p.config_read(&f, 0x72, 2) & 0x7FF,
+            MAX_MSIX_ENTRIES as u32 - 1
+        );
+        assert_eq!(p.msix_window(), Some((3, 0, 0x1000)));
+        // Entry 20 reads masked and ignores writes.
+        let e20 = 0x800 + 20 * 16;
+        assert_eq!(p.msix_access(e20 + 12, 4, None), MsixAccess::Table(1));
+        assert_eq!(
+            p.msix_access(e20, 4, Some(0xFEE0_0000)),
+            MsixAccess::Table(0)
+        );
+        assert_eq!(p.msix_access(e20, 4, None), MsixAccess::Table(0));
+        // Below the table: the hardware's.
+        assert_eq!(p.msix_access(0x10, 4, None), MsixAccess::Hardware(0x10));
+        // A table that does not fit its BAR is not offered.
+        f.cfg.borrow_mut()[0x74 / 4] = 0x0000_3F03;
+        assert_eq!(probe(&f).msix_entries(), 0);
     }
 
     #[test]
@@ -719,6 +1008,14 @@ mod tests {
             }
             let _ = p.bar((x % 7) as usize);
             let _ = p.guest_message();
+            let value = (x & 0x20_0000 != 0).then_some(u64::from(x) << 7);
+            let _ = p.msix_access(
+                u64::from(x >> 4) % 0x1100,
+                [1u8, 2, 4, 8][(x % 4) as usize],
+                value,
+            );
+            let _ = p.msix_message((x % 10) as usize);
+            let _ = p.msix_hardware_entry((x % 40) as usize, Some((x, x)));
         }
     }
 }

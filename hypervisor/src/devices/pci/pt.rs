@@ -1,15 +1,17 @@
 //! Pass-through functions on a pre-launched VM's virtual PCI bus (`pci_devs`), and their
 //! hardware side: which host functions the VMs own (so the Service VM never reaches them),
 //! their BAR windows mapped into the VM's NPT/EPT (uncached) or forwarded when they are
-//! smaller than a page or I/O ports, and their MSI remapped: the hardware sends a hypervisor
-//! vector to a pCPU of the VM, which becomes the message the VM programmed.
+//! smaller than a page or I/O ports, and their MSI and MSI-X remapped: the hardware sends a
+//! hypervisor vector to a pCPU of the VM, which becomes the message the VM programmed. The
+//! pages of a BAR that hold the MSI-X table are not mapped: the VM's accesses there exit and
+//! reach the virtual table.
 //!
 //! DMA is confined by VT-d when the machine has it (`hv::vtd`: the function's DMA goes through
 //! its VM's NPT/EPT). Without an IOMMU a pass-through function can read and write any host
 //! memory, and its DMA addresses are the VM's guest-physical ones, which only equal host
 //! addresses for a VM whose memory starts at host address 0; the boot log says which.
 
-use super::passthrough::{PassthroughFunction, PtBar, PtBarKind, WriteEffect};
+use super::passthrough::{MsixAccess, PassthroughFunction, PtBar, PtBarKind, WriteEffect};
 use crate::devices::physical::{self, HostFunction};
 use crate::devices::IOAPIC_GPA;
 use crate::hvlog;
@@ -36,11 +38,40 @@ struct Owned {
     function: PassthroughFunction,
     /// Its MSI vector (index into [`MSI_OWNERS`]).
     vector: Option<u8>,
+    /// The vectors of its first MSI-X entries (the rest stay masked).
+    msix: Vectors,
 }
 
+/// Consecutive hypervisor vectors: the first and how many.
+#[derive(Clone, Copy, Default)]
+struct Vectors {
+    first: u8,
+    count: usize,
+}
+
+impl Vectors {
+    fn get(&self, n: usize) -> Option<u8> {
+        (n < self.count).then(|| self.first + n as u8)
+    }
+}
+
+/// The MSI_OWNERS entry code of an MSI (not an MSI-X entry).
+const MSI_ENTRY: u32 = 0xFF;
+
 static OWNED: Once<[Option<Owned>; MAX_OWNED]> = Once::new();
-/// Who each pass-through MSI vector belongs to: VM id << 8 | slot, plus one (0: free).
+/// Who each pass-through vector belongs to: VM id << 16 | slot << 8 | MSI-X entry (or
+/// [`MSI_ENTRY`]), plus one (0: free).
 static MSI_OWNERS: [AtomicU32; MSI_VECTORS] = [const { AtomicU32::new(0) }; MSI_VECTORS];
+
+/// The next free pass-through vector, now `owner`'s (see [`MSI_OWNERS`]).
+fn take_vector(next: &mut usize, owner: u32) -> Option<u8> {
+    let v = *next;
+    (v < MSI_VECTORS).then(|| {
+        MSI_OWNERS[v].store(owner + 1, Ordering::Release);
+        *next += 1;
+        MSI_FIRST_VECTOR + v as u8
+    })
+}
 
 fn owned() -> &'static [Option<Owned>; MAX_OWNED] {
     OWNED.call_once(|| {
@@ -67,21 +98,34 @@ fn owned() -> &'static [Option<Owned>; MAX_OWNED] {
                 }
                 match PassthroughFunction::probe(&HostFunction(d.pbdf), d.vbars) {
                     Ok(function) => {
-                        let vector = (function.has_msi() && vectors < MSI_VECTORS).then(|| {
-                            let v = vectors;
-                            vectors += 1;
-                            MSI_OWNERS[v].store(
-                                (u32::from(vm.id) << 8 | slot as u32) + 1,
-                                Ordering::Release,
+                        let owner = u32::from(vm.id) << 16 | (slot as u32) << 8;
+                        let vector = function
+                            .has_msi()
+                            .then(|| take_vector(&mut vectors, owner | MSI_ENTRY))
+                            .flatten();
+                        let first = MSI_FIRST_VECTOR + vectors as u8;
+                        let count = (0..function.msix_entries())
+                            .map_while(|e| take_vector(&mut vectors, owner | e as u32))
+                            .count();
+                        if count < function.msix_entries() {
+                            hvlog!(
+                                "VM {} {}: pci_devs {:02x}:{:02x}.{}: MSI-X entries {} and up \
+                                 stay masked (out of pass-through vectors)",
+                                vm.id,
+                                vm.name,
+                                d.pbdf.bus,
+                                d.pbdf.dev,
+                                d.pbdf.func,
+                                count
                             );
-                            MSI_FIRST_VECTOR + v as u8
-                        });
+                        }
                         out[n] = Some(Owned {
                             vm: vm.id,
                             pbdf: d.pbdf,
                             vbdf: d.vbdf,
                             function,
                             vector,
+                            msix: Vectors { first, count },
                         });
                         n += 1;
                     }
@@ -134,6 +178,9 @@ pub struct PtSlot {
     pbdf: Bdf,
     function: PassthroughFunction,
     vector: Option<u8>,
+    msix: Vectors,
+    /// Where the hardware's messages go: the local APIC of the pCPU of the VM's vCPU 0.
+    message_addr: Option<u32>,
     /// DMA goes through the VM's table (VT-d).
     confined: bool,
     /// The hardware's command register as last written (its decode bits gate the windows);
@@ -158,11 +205,17 @@ impl PtSlot {
             .iter_mut()
             .zip(owned().iter().flatten().filter(|o| o.vm == vm.id))
         {
+            let message_addr = vm.vcpus[0]
+                .pcpu()
+                .and_then(|p| crate::hv::platform().board.pcpus.get(p))
+                .map(|c| 0xFEE0_0000 | (c.apic_id & 0xFF) << 12);
             let s = PtSlot {
                 vbdf: o.vbdf,
                 pbdf: o.pbdf,
                 function: o.function.clone(),
                 vector: o.vector,
+                msix: o.msix,
+                message_addr,
                 confined: crate::hv::vtd::confine(o.pbdf, vm.table_root(), vm.id),
                 command: 0,
                 mapped: [None; 6],
@@ -174,8 +227,9 @@ impl PtSlot {
         out
     }
 
-    /// Stops the function's decoding, bus mastering and MSI (its VM stopped).
+    /// Stops the function's decoding, bus mastering, MSI and MSI-X (its VM stopped).
     pub fn quiesce(&mut self) {
+        self.mask_msix_entries();
         self.function.quiesce(&self.host());
         self.command = 0;
     }
@@ -199,30 +253,80 @@ impl PtSlot {
 
     /// A configuration write; whether the VM must flush its TLBs.
     pub fn config_write(&mut self, vm: &Vm, offset: u16, size: u8, value: u32) -> bool {
-        let WriteEffect { windows, msi } =
+        let WriteEffect { windows, msi, msix } =
             self.function
                 .config_write(&self.host(), offset, size, value);
         if msi {
-            self.program_msi(vm);
+            self.program_msi();
         }
         if windows {
             self.command = self.function.command(&self.host());
         }
+        // The hardware's table is only reachable while memory decoding is on.
+        if msix || windows {
+            self.program_msix();
+        }
         windows && self.remap(vm)
     }
 
-    fn program_msi(&self, vm: &Vm) {
-        let host = match (self.function.guest_message(), self.vector) {
-            (Some(_), Some(vector)) => {
-                let dest = vm.vcpus[0]
-                    .pcpu()
-                    .and_then(|p| crate::hv::platform().board.pcpus.get(p))
-                    .map(|c| c.apic_id);
-                dest.map(|apic| (0xFEE0_0000 | (apic & 0xFF) << 12, u16::from(vector)))
-            }
+    fn program_msi(&self) {
+        let host = match (
+            self.function.guest_message(),
+            self.vector,
+            self.message_addr,
+        ) {
+            (Some(_), Some(vector), Some(addr)) => Some((addr, u16::from(vector))),
             _ => None,
         };
         self.function.program_msi(&self.host(), host);
+    }
+
+    /// The hardware's MSI-X table entry `n` as the VM's entry says, then (`all`) every entry
+    /// and the enable and function mask.
+    fn program_msix_entry(&self, n: usize) {
+        let host = self
+            .msix
+            .get(n)
+            .zip(self.message_addr)
+            .map(|(v, addr)| (addr, u32::from(v)));
+        self.write_msix_entry(n, host);
+    }
+
+    fn write_msix_entry(&self, n: usize, host: Option<(u32, u32)>) {
+        let Some((bar, _, _)) = self.function.msix_window() else {
+            return;
+        };
+        let (Some((_, b)), Some((at, dwords))) = (
+            self.function.bar(bar),
+            self.function.msix_hardware_entry(n, host),
+        ) else {
+            return;
+        };
+        if self.command & super::function::COMMAND_MEMORY == 0 {
+            return;
+        }
+        // Masked while it changes, the mask written last.
+        let entry = b.host + at;
+        physical::mmio_access(entry + 12, 4, Some(1));
+        for (k, d) in dwords.iter().enumerate() {
+            physical::mmio_access(entry + 4 * k as u64, 4, Some(u64::from(*d)));
+        }
+    }
+
+    fn program_msix(&self) {
+        if self.function.msix_entries() == 0 {
+            return;
+        }
+        for n in 0..self.function.msix_hw_entries() {
+            self.program_msix_entry(n);
+        }
+        self.function.program_msix(&self.host(), true);
+    }
+
+    fn mask_msix_entries(&self) {
+        for n in 0..self.function.msix_hw_entries() {
+            self.write_msix_entry(n, None);
+        }
     }
 
     /// Maps the memory BAR windows the VM decodes now; whether a mapping was replaced.
@@ -245,9 +349,23 @@ impl PtSlot {
                 flush = true;
             }
             let Some((gpa, b)) = want else { continue };
+            // The MSI-X table's pages stay unmapped: the VM's accesses exit to the table.
+            let hole = self
+                .function
+                .msix_window()
+                .filter(|(bar, _, _)| *bar == i)
+                .map_or((b.size, 0), |(_, start, len)| (start, len));
+            let pieces = [
+                (0, hole.0),
+                (hole.0 + hole.1, b.size.saturating_sub(hole.0 + hole.1)),
+            ];
             let refused = if overlaps_reserved(vm, gpa, b.size) {
                 Some("overlaps its RAM, ECAM or the APICs")
-            } else if mem.map_device(gpa, b.host, b.size).is_err() {
+            } else if pieces
+                .iter()
+                .filter(|(_, len)| *len > 0)
+                .any(|&(off, len)| mem.map_device(gpa + off, b.host + off, len).is_err())
+            {
                 let _ = mem.unmap(gpa, b.size);
                 flush = true;
                 Some("cannot be mapped")
@@ -291,12 +409,34 @@ impl PtSlot {
         })
     }
 
-    pub fn claims(&self, addr: u64, io: bool) -> bool {
-        self.forwarded(addr, 1, io).is_some()
+    /// The offset into the MSI-X table's BAR of a VM access at `addr` to the table's pages
+    /// (`len` bytes, inside them whole), and the BAR's host address.
+    fn msix_page(&self, addr: u64, len: u64) -> Option<(u64, u64)> {
+        let (bar, start, size) = self.function.msix_window()?;
+        let (base, b) = self.function.bar(bar)?;
+        let off = addr.checked_sub(base)?;
+        let inside = self.command & super::function::COMMAND_MEMORY != 0
+            && off >= start
+            && off.checked_add(len)? <= start + size;
+        inside.then_some((off, b.host))
     }
 
-    /// A forwarded BAR access: the value read.
-    pub fn access(&self, addr: u64, io: bool, size: u8, value: Option<u64>) -> u64 {
+    pub fn claims(&self, addr: u64, io: bool) -> bool {
+        self.forwarded(addr, 1, io).is_some() || (!io && self.msix_page(addr, 1).is_some())
+    }
+
+    /// A forwarded BAR access or one to the MSI-X table's pages: the value read.
+    pub fn access(&mut self, addr: u64, io: bool, size: u8, value: Option<u64>) -> u64 {
+        if let Some((off, host)) = self.msix_page(addr, u64::from(size.max(1))).filter(|_| !io) {
+            return match self.function.msix_access(off, size, value) {
+                MsixAccess::Table(v) => v,
+                MsixAccess::EntryChanged(n) => {
+                    self.program_msix_entry(n);
+                    0
+                }
+                MsixAccess::Hardware(off) => physical::mmio_access(host + off, size, value),
+            };
+        }
         match self.forwarded(addr, u64::from(size.max(1)), io) {
             Some(host) if io => u64::from(physical::port_access(
                 host as u16,
@@ -308,9 +448,14 @@ impl PtSlot {
         }
     }
 
-    /// The message the VM programmed, for an interrupt the function raised.
-    pub fn guest_message(&self) -> Option<(u64, u32)> {
-        self.function.guest_message().map(|m| (m.addr, m.data))
+    /// The message the VM programmed, for an interrupt the function raised: its MSI, or
+    /// MSI-X entry `n`.
+    pub fn guest_message(&self, msix_entry: Option<usize>) -> Option<(u64, u32)> {
+        match msix_entry {
+            None => self.function.guest_message(),
+            Some(n) => self.function.msix_message(n),
+        }
+        .map(|m| (m.addr, m.data))
     }
 
     /// What the boot log says about the function.
@@ -326,17 +471,26 @@ impl PtSlot {
             self.vbdf.dev,
             self.vbdf.func,
             if self.vector.is_some() { ", MSI" } else { "" },
-            if self.function.msix_hidden() {
-                ", MSI-X hidden (not emulated yet)"
-            } else {
-                ""
-            },
+            MsixNote(self.function.msix_entries(), self.msix.count),
             if self.confined {
                 "DMA confined to the VM's memory (VT-d)"
             } else {
                 "DMA is not confined (no IOMMU)"
             }
         );
+    }
+}
+
+/// The boot log's MSI-X part: entries the VM sees, entries with a vector.
+struct MsixNote(usize, usize);
+
+impl core::fmt::Display for MsixNote {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            MsixNote(0, _) => Ok(()),
+            MsixNote(n, v) if v == n => write!(f, ", MSI-X ({n} entries)"),
+            MsixNote(n, v) => write!(f, ", MSI-X ({n} entries, {v} with a vector)"),
+        }
     }
 }
 
@@ -368,9 +522,14 @@ pub fn dispatch(vector: u8) -> bool {
     let Some(owner) = owner.checked_sub(1) else {
         return false;
     };
-    let (vm_id, slot) = ((owner >> 8) as u16, (owner & 0xFF) as usize);
+    let (vm_id, slot, entry) = (
+        (owner >> 16) as u16,
+        (owner >> 8 & 0xFF) as usize,
+        owner & 0xFF,
+    );
+    let msix_entry = (entry != MSI_ENTRY).then_some(entry as usize);
     if let Some(vm) = crate::vm::vm(vm_id) {
-        if let Some((addr, data)) = vm.devices.pci().pt_message(slot) {
+        if let Some((addr, data)) = vm.devices.pci().pt_message(slot, msix_entry) {
             let _ = vm.inject_msi(addr, u64::from(data));
         }
     }
