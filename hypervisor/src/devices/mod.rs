@@ -18,6 +18,6 @@ pub mod uart;
 #[cfg(target_os = "none")]
 mod bus;
 #[cfg(target_os = "none")]
-mod physical;
+pub mod physical;
 #[cfg(target_os = "none")]
 pub use bus::{BusDevice, Space, VmDevices, IOAPIC_GPA, MAX_VUART_LINKS};

@@ -14,11 +14,11 @@ use super::ioapic::RteFlags;
 
 /// The first vector given to remapped GSIs (below are the exceptions and the 8259's range).
 pub const FIRST_VECTOR: u8 = 0x30;
-/// One past the last: the hypervisor's own vectors (timer 0xEF, kick 0xF2, spurious 0xFF)
-/// lie above.
-pub const END_VECTOR: u8 = 0xE0;
 /// GSIs the table can hold (the vIOAPIC addresses at most 120 pins).
 pub const MAX_GSIS: usize = super::ioapic::MAX_PINS;
+/// One past the last: one vector per GSI. Above lie the Service VM's MSI vectors, the
+/// pass-through ones and the hypervisor's own (timer 0xEF, kick 0xF2, spurious 0xFF).
+pub const END_VECTOR: u8 = FIRST_VECTOR + MAX_GSIS as u8;
 
 /// Who a physical GSI belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

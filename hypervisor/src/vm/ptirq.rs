@@ -176,7 +176,9 @@ pub fn dispatch(vectors: [u64; 4]) {
             let bit = bits.trailing_zeros();
             bits &= bits - 1;
             let vector = (word as u32 * 64 + bit) as u8;
-            if crate::devices::pci::pt_dispatch(vector) {
+            if crate::devices::pci::pt_dispatch(vector)
+                || crate::devices::physical::dispatch_service_msi(vector)
+            {
                 continue;
             }
             let arrival = {

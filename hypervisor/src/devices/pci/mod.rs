@@ -4,14 +4,18 @@
 //!
 //! `function` is the generic function model (header, BARs, capabilities, MSI, MSI-X),
 //! `ivshmem` the inter-VM shared-memory device, `vuart` ACRN's PCI vUART function,
-//! `passthrough` a host function's configuration space as a VM sees it, `access` the decoding
+//! `passthrough` a host function's configuration space as a VM sees it, `msi` a physical
+//! function's MSI with the guest's message kept apart, `service` a physical function as the
+//! Service VM sees it, `access` the decoding
 //! of the two configuration mechanisms; all host-tested. `bus` (hypervisor only) puts them on
 //! a VM's device bus, `pt` gives pass-through functions their hardware.
 
 pub mod access;
 pub mod function;
 pub mod ivshmem;
+pub mod msi;
 pub mod passthrough;
+pub mod service;
 pub mod vuart;
 
 #[cfg(target_os = "none")]

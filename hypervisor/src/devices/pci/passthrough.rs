@@ -16,16 +16,14 @@
 //! The model is a state machine over a [`PhysConfig`], host-tested with a fake one.
 
 use super::function::{
-    BarKind, BAR0, CAPABILITIES_PTR, CAP_ID_MSI, CAP_ID_MSIX, COMMAND, COMMAND_IO, COMMAND_MEMORY,
-    HEADER_TYPE, INTERRUPT_LINE, STATUS,
+    BarKind, BAR0, CAP_ID_MSI, CAP_ID_MSIX, COMMAND, COMMAND_IO, COMMAND_MEMORY, HEADER_TYPE,
+    INTERRUPT_LINE,
 };
+use super::msi::{extract, for_each_capability, merge, VirtualMsi};
+pub use super::msi::{GuestMessage, PhysConfig};
 
 /// The expansion ROM BAR of a type-0 header.
 const ROM_BAR: u16 = 0x30;
-const STATUS_CAPABILITIES: u32 = 1 << 4;
-const MSI_CONTROL_ENABLE: u16 = 1 << 0;
-const MSI_CONTROL_64BIT: u16 = 1 << 7;
-const MSI_CONTROL_PER_VECTOR_MASK: u16 = 1 << 8;
 const MSIX_CONTROL_ENABLE: u16 = 1 << 15;
 const MSIX_CONTROL_FUNCTION_MASK: u16 = 1 << 14;
 const MSIX_ENTRY_BYTES: u64 = 16;
@@ -33,12 +31,6 @@ const MSIX_VECTOR_MASKED: u32 = 1;
 const PAGE: u64 = 0x1000;
 /// Table entries remapped per function; a larger table is announced this small.
 pub const MAX_MSIX_ENTRIES: usize = 8;
-
-/// The hardware's configuration space of one function (dword reads, sized writes).
-pub trait PhysConfig {
-    fn read32(&self, offset: u16) -> u32;
-    fn write(&self, offset: u16, size: u8, value: u32);
-}
 
 /// What a physical BAR decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,22 +66,6 @@ impl core::fmt::Display for ProbeError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct MsiCap {
-    at: u16,
-    wide: bool,
-    maskable: bool,
-}
-
-impl MsiCap {
-    fn len(&self) -> u16 {
-        10 + if self.wide { 4 } else { 0 } + if self.maskable { 10 } else { 0 }
-    }
-    fn data_offset(&self) -> u16 {
-        self.at + if self.wide { 12 } else { 8 }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct MsixCap {
     at: u16,
     /// The BAR holding the table, and the table's offset in it.
@@ -115,15 +91,6 @@ const MASKED_ENTRY: GuestMsixEntry = GuestMsixEntry {
     control: MSIX_VECTOR_MASKED,
 };
 
-/// The VM's view of the MSI capability registers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct GuestMsi {
-    control: u16,
-    addr: u64,
-    data: u16,
-    mask: u32,
-}
-
 /// What a configuration write changed, for the glue to apply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteEffect {
@@ -147,20 +114,12 @@ pub enum MsixAccess {
     Hardware(u64),
 }
 
-/// The VM's MSI as programmed now (address and data), when it is enabled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuestMessage {
-    pub addr: u64,
-    pub data: u32,
-}
-
 #[derive(Clone)]
 pub struct PassthroughFunction {
     bars: [Option<PtBar>; 6],
     /// The dwords the VM reads at the BAR offsets.
     vbar: [u32; 6],
-    msi: Option<MsiCap>,
-    guest_msi: GuestMsi,
+    msi: Option<VirtualMsi>,
     msix: Option<MsixCap>,
     /// The VM's MSI-X enable and function mask.
     msix_control: u16,
@@ -170,26 +129,6 @@ pub struct PassthroughFunction {
 
 fn bar_offset(i: usize) -> u16 {
     (BAR0 + 4 * i) as u16
-}
-
-fn extract(dword: u32, offset: u16, size: u8) -> u32 {
-    let shifted = dword >> (8 * (offset & 3));
-    match size {
-        1 => shifted & 0xFF,
-        2 => shifted & 0xFFFF,
-        _ => shifted,
-    }
-}
-
-/// `dword` with `value` (of `size` bytes at `offset`) written into it.
-fn merge(dword: u32, offset: u16, size: u8, value: u32) -> u32 {
-    let shift = 8 * (offset & 3) as u32;
-    let mask: u32 = match size {
-        1 => 0xFF,
-        2 => 0xFFFF,
-        _ => u32::MAX,
-    };
-    (dword & !(mask << shift)) | ((value & mask) << shift)
 }
 
 impl PassthroughFunction {
@@ -263,7 +202,6 @@ impl PassthroughFunction {
             bars,
             vbar: [0; 6],
             msi: None,
-            guest_msi: GuestMsi::default(),
             msix: None,
             msix_control: 0,
             msix_table: [MASKED_ENTRY; MAX_MSIX_ENTRIES],
@@ -284,50 +222,33 @@ impl PassthroughFunction {
     }
 
     fn walk_capabilities(&mut self, phys: &impl PhysConfig) {
-        if phys.read32(STATUS as u16 & !3) >> 16 & STATUS_CAPABILITIES == 0 {
-            return;
-        }
-        let mut at = (phys.read32(CAPABILITIES_PTR as u16) & 0xFC) as u16;
-        // A malformed (looping) list ends after as many entries as fit the header.
-        for _ in 0..48 {
-            if at < 0x40 {
-                break;
-            }
-            let head = phys.read32(at);
-            let next = ((head >> 8) & 0xFC) as u16;
-            match head as u8 {
-                CAP_ID_MSI => {
-                    let control = (head >> 16) as u16;
-                    self.msi = Some(MsiCap {
+        let bars = self.bars;
+        let (mut msi, mut msix) = (None, None);
+        for_each_capability(phys, |_, at, head| match head as u8 {
+            CAP_ID_MSI => msi = Some(VirtualMsi::new(at, (head >> 16) as u16)),
+            CAP_ID_MSIX if msix.is_none() => {
+                let table = phys.read32(at + 4);
+                let hw_entries = ((head >> 16) & 0x7FF) as usize + 1;
+                let bar = (table & 7) as usize;
+                // A table in no memory BAR (or past it) cannot be trapped: no MSI-X.
+                let fits = bars.get(bar).copied().flatten().is_some_and(|b| {
+                    matches!(b.kind, PtBarKind::Mem(_))
+                        && u64::from(table & !7) + hw_entries as u64 * MSIX_ENTRY_BYTES <= b.size
+                });
+                if fits {
+                    msix = Some(MsixCap {
                         at,
-                        wide: control & MSI_CONTROL_64BIT != 0,
-                        maskable: control & MSI_CONTROL_PER_VECTOR_MASK != 0,
+                        bar,
+                        offset: u64::from(table & !7),
+                        hw_entries,
+                        entries: hw_entries.min(MAX_MSIX_ENTRIES),
                     });
                 }
-                CAP_ID_MSIX if self.msix.is_none() => {
-                    let table = phys.read32(at + 4);
-                    let hw_entries = ((head >> 16) & 0x7FF) as usize + 1;
-                    let bar = (table & 7) as usize;
-                    // A table in no memory BAR (or past it) cannot be trapped: no MSI-X.
-                    let fits = self.bars.get(bar).copied().flatten().is_some_and(|b| {
-                        matches!(b.kind, PtBarKind::Mem(_))
-                            && u64::from(table & !7) + hw_entries as u64 * MSIX_ENTRY_BYTES
-                                <= b.size
-                    });
-                    if fits {
-                        self.msix = Some(MsixCap {
-                            at,
-                            bar,
-                            offset: u64::from(table & !7),
-                            hw_entries,
-                            entries: hw_entries.min(MAX_MSIX_ENTRIES),
-                        });
-                    }
-                }
-                _ => {}
             }
-            at = next;
-        }
+            _ => {}
+        });
+        self.msi = msi;
+        self.msix = msix;
     }
 
     /// Puts BAR `i` at guest-physical (or port) `at`, as the VM's BAR dword(s) read.
@@ -370,11 +291,6 @@ impl PassthroughFunction {
         Some((hi | lo, b))
     }
 
-    fn in_msi(&self, offset: u16) -> Option<MsiCap> {
-        self.msi
-            .filter(|m| offset >= m.at + 2 && offset < m.at + m.len())
-    }
-
     /// A configuration read of `size` bytes at `offset` (below 256; the extended space reads
     /// as empty).
     pub fn config_read(&self, phys: &impl PhysConfig, offset: u16, size: u8) -> u32 {
@@ -397,14 +313,8 @@ impl PassthroughFunction {
             }
             o => {
                 let mut d = phys.read32(o);
-                if let Some(m) = self.msi {
-                    for byte in 0..4 {
-                        let at = o + byte;
-                        if self.in_msi(at).is_some() {
-                            let hw = extract(d, at, 1) as u8;
-                            d = merge(d, at, 1, u32::from(self.guest_msi_byte(m, at, hw)));
-                        }
-                    }
+                if let Some(m) = &self.msi {
+                    d = m.read_dword(o, d);
                 }
                 if let Some(m) = self.msix.filter(|m| m.at == o) {
                     d = merge(d, o + 2, 2, u32::from(self.msix_message_control(m, d)));
@@ -413,28 +323,6 @@ impl PassthroughFunction {
             }
         };
         extract(dword, offset, size)
-    }
-
-    /// The VM's byte at `at` of the MSI capability (`hw`: the hardware's byte there).
-    fn guest_msi_byte(&self, m: MsiCap, at: u16, hw: u8) -> u8 {
-        let g = &self.guest_msi;
-        let rel = at - m.at;
-        let data_rel = m.data_offset() - m.at;
-        let byte = |v: u64, i: u16| (v >> (8 * i)) as u8;
-        match rel {
-            // Message control: the capability bits are the hardware's, enable the VM's, and
-            // multiple-message enable stays 0 (one vector).
-            2 => (hw & !0x71) | (g.control as u8 & 0x01),
-            3 => hw,
-            4..=7 => byte(g.addr, rel - 4),
-            8..=11 if m.wide => byte(g.addr >> 32, rel - 8),
-            r if (data_rel..data_rel + 2).contains(&r) => byte(u64::from(g.data), r - data_rel),
-            r if m.maskable && (data_rel + 4..data_rel + 8).contains(&r) => {
-                byte(u64::from(g.mask), r - data_rel - 4)
-            }
-            // Reserved bytes, and pending bits the VM cannot see through the remap.
-            _ => 0,
-        }
     }
 
     /// A configuration write; what the glue must apply.
@@ -479,17 +367,8 @@ impl PassthroughFunction {
         if aligned == COMMAND as u16 && offset < COMMAND as u16 + 2 {
             effect.windows = true;
         }
-        if let Some(m) = (0..u16::from(size)).find_map(|k| self.in_msi(offset + k)) {
-            // Byte by byte: a dword write at the capability's start also carries its ID and
-            // next pointer (read-only on the hardware).
-            for k in 0..u16::from(size) {
-                let byte = (value >> (8 * k)) & 0xFF;
-                if self.in_msi(offset + k).is_some() {
-                    self.write_msi(m, offset + k, 1, byte);
-                } else {
-                    phys.write(offset + k, 1, byte);
-                }
-            }
+        if let Some(m) = self.msi.as_mut().filter(|m| m.touches(offset, size)) {
+            m.write(phys, offset, size, value);
             effect.msi = true;
             return effect;
         }
@@ -516,56 +395,17 @@ impl PassthroughFunction {
         effect
     }
 
-    fn write_msi(&mut self, m: MsiCap, offset: u16, size: u8, value: u32) {
-        for k in 0..u16::from(size) {
-            let at = offset + k;
-            let rel = at - m.at;
-            let byte = (value >> (8 * k)) as u8;
-            let data_rel = m.data_offset() - m.at;
-            let g = &mut self.guest_msi;
-            let set = |v: u64, i: u16, b: u8| (v & !(0xFF << (8 * i))) | (u64::from(b) << (8 * i));
-            match rel {
-                // Enable only: one vector (multiple-message enable stays 0).
-                2 => g.control = (g.control & !0xFF) | u16::from(byte & 0x01),
-                4 => g.addr = set(g.addr, 0, byte & 0xFC),
-                5..=7 => g.addr = set(g.addr, rel - 4, byte),
-                8..=11 if m.wide => g.addr = set(g.addr, rel - 4, byte),
-                r if (data_rel..data_rel + 2).contains(&r) => {
-                    g.data = set(u64::from(g.data), r - data_rel, byte) as u16
-                }
-                r if m.maskable && (data_rel + 4..data_rel + 8).contains(&r) => {
-                    g.mask = set(u64::from(g.mask), r - data_rel - 4, byte) as u32
-                }
-                _ => {}
-            }
-        }
-    }
-
     /// The VM's MSI while it has it enabled.
     pub fn guest_message(&self) -> Option<GuestMessage> {
-        let g = self.guest_msi;
-        (g.control & MSI_CONTROL_ENABLE != 0 && g.mask & 1 == 0).then_some(GuestMessage {
-            addr: g.addr,
-            data: u32::from(g.data),
-        })
+        self.msi.as_ref()?.message()
     }
 
     /// Programs the hardware's MSI: `host` (the hypervisor's address and vector) enabled, or
     /// disabled.
     pub fn program_msi(&self, phys: &impl PhysConfig, host: Option<(u32, u16)>) {
-        let Some(m) = self.msi else { return };
-        let control = (phys.read32(m.at) >> 16) as u16 & !MSI_CONTROL_ENABLE & !(7 << 4);
-        phys.write(m.at + 2, 2, u32::from(control));
-        let Some((addr, data)) = host else { return };
-        phys.write(m.at + 4, 4, addr);
-        if m.wide {
-            phys.write(m.at + 8, 4, 0);
+        if let Some(m) = &self.msi {
+            m.program(phys, host);
         }
-        phys.write(m.data_offset(), 2, u32::from(data));
-        if m.maskable {
-            phys.write(m.data_offset() + 4, 4, 0);
-        }
-        phys.write(m.at + 2, 2, u32::from(control | MSI_CONTROL_ENABLE));
     }
 
     /// Stops the function as a VM reset leaves it: no decoding, no bus mastering, no MSI.
