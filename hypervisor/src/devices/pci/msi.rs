@@ -132,9 +132,9 @@ impl VirtualMsi {
         let data_rel = self.data_offset() - self.at;
         let byte = |v: u64, i: u16| (v >> (8 * i)) as u8;
         match rel {
-            // Message control: the capability bits are the hardware's, enable the guest's,
-            // and multiple-message enable stays 0 (one vector).
-            2 => (hw & !0x71) | (g.control as u8 & 0x01),
+            // Message control: 64-bit and per-vector masking are the hardware's, enable the
+            // guest's; one vector only (multiple-message capable and enable read 0).
+            2 => (hw & !0x7F) | (g.control as u8 & 0x01),
             3 => hw,
             4..=7 => byte(g.addr, rel - 4),
             8..=11 if self.wide => byte(g.addr >> 32, rel - 8),

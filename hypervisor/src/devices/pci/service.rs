@@ -108,7 +108,8 @@ mod tests {
         c[0] = 0x10D3_8086;
         c[1] = 0x0010_0006;
         c[13] = 0x50;
-        c[0x50 / 4] = 0x0180_7005;
+        // 16 vectors capable (MMC 4).
+        c[0x50 / 4] = 0x0188_7005;
         c[0x70 / 4] = 0x0004_9011;
         c[0x74 / 4] = 3;
         c[0x90 / 4] = 0x0003_0001;
@@ -137,6 +138,8 @@ mod tests {
             })
         );
         assert_eq!(s.config_read(&f, 0x54, 4), 0xFEE0_1000);
+        // One vector is offered: multiple-message capable reads 0.
+        assert_eq!(s.config_read(&f, 0x52, 2), 0x0181);
         assert_eq!(f.read32(0x54), 0);
         assert_eq!(f.read32(0x50) >> 16 & 1, 0);
         s.program(&f, Some((0xFEE0_0000, 0xA8)));
@@ -160,7 +163,7 @@ mod tests {
         let f = fake();
         f.0.borrow_mut()[1] = 0x0000_0006;
         let mut s = ServiceFunction::probe(&f);
-        assert_eq!(s.config_read(&f, 0x50, 4), 0x0180_7005);
+        assert_eq!(s.config_read(&f, 0x50, 4), 0x0188_7005);
         assert!(!s.config_write(&f, 0x52, 2, 1));
         assert_eq!(f.read32(0x50) >> 16 & 1, 1);
         assert_eq!(s.message(), None);
