@@ -181,11 +181,7 @@ fn service_function_access(
             slot.vector = Some(state.next_vector);
             state.next_vector += 1;
         }
-        let target = vm.vcpus[0]
-            .pcpu()
-            .and_then(|p| crate::hv::platform().board.pcpus.get(p))
-            .map(|c| 0xFEE0_0000 | (c.apic_id & 0xFF) << 12);
-        let hw = match (message, slot.vector, target) {
+        let hw = match (message, slot.vector, vm.vcpu0_msi_address()) {
             (Some(_), Some(vector), Some(addr)) => Some((addr, u16::from(vector))),
             (Some(_), None, _) => {
                 hvlog!(

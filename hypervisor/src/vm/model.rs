@@ -263,6 +263,15 @@ impl Vm {
         self.root.load(Ordering::Acquire)
     }
 
+    /// The MSI address (fixed, physical destination) of the local APIC of the pCPU that
+    /// hosts vCPU 0: where the hypervisor aims the hardware messages it remaps for this VM.
+    pub fn vcpu0_msi_address(&self) -> Option<u32> {
+        self.vcpus[0]
+            .pcpu()
+            .and_then(|p| crate::hv::platform().board.pcpus.get(p))
+            .map(|c| 0xFEE0_0000 | (c.apic_id & 0xFF) << 12)
+    }
+
     pub fn vcpu_count(&self) -> usize {
         (self.pcpus.load(Ordering::Acquire).count_ones() as usize).min(MAX_VCPUS)
     }

@@ -205,17 +205,13 @@ impl PtSlot {
             .iter_mut()
             .zip(owned().iter().flatten().filter(|o| o.vm == vm.id))
         {
-            let message_addr = vm.vcpus[0]
-                .pcpu()
-                .and_then(|p| crate::hv::platform().board.pcpus.get(p))
-                .map(|c| 0xFEE0_0000 | (c.apic_id & 0xFF) << 12);
             let s = PtSlot {
                 vbdf: o.vbdf,
                 pbdf: o.pbdf,
                 function: o.function.clone(),
                 vector: o.vector,
                 msix: o.msix,
-                message_addr,
+                message_addr: vm.vcpu0_msi_address(),
                 confined: crate::hv::vtd::confine(o.pbdf, vm.table_root(), vm.id),
                 command: 0,
                 mapped: [None; 6],
