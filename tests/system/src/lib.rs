@@ -11,6 +11,7 @@
 pub mod debian;
 pub mod initramfs;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -278,12 +279,53 @@ impl Transcript {
             .collect()
     }
 
-    /// The whole console, for failure messages.
+    /// The whole console (kept as `console.txt` next to each run's image).
     pub fn dump(&self) -> String {
         let mut s = String::new();
         for l in &self.lines {
             s.push_str(&format!("{:8.3} {}\n", l.at, l.text));
         }
+        self.push_tail(&mut s);
+        s
+    }
+
+    /// The console for a failure message: a line that differs from the previous line of the
+    /// same VM only in its digits (a guest's `tick N`) is counted instead of repeated, so that
+    /// the lines that matter fit the part of a CI log that is shown.
+    pub fn summary(&self) -> String {
+        // Per VM prefix: the digit-free shape of its last line shown, and the lines like it
+        // not shown since (how many, the last one).
+        let mut last: HashMap<&str, (String, usize, &Line)> = HashMap::new();
+        let mut s = String::new();
+        let flush = |s: &mut String, skipped: usize, l: &Line| match skipped {
+            0 => {}
+            1 => s.push_str(&format!("{:8.3} {}\n", l.at, l.text)),
+            n => s.push_str(&format!("{:8.3} ... {n} more like: {}\n", l.at, l.text)),
+        };
+        for l in &self.lines {
+            let (prefix, shape) = line_shape(&l.text);
+            match last.get_mut(prefix) {
+                Some((seen, skipped, at)) if *seen == shape => {
+                    *skipped += 1;
+                    *at = l;
+                    continue;
+                }
+                Some((_, skipped, at)) => flush(&mut s, *skipped, at),
+                None => {}
+            }
+            s.push_str(&format!("{:8.3} {}\n", l.at, l.text));
+            last.insert(prefix, (shape, 0, l));
+        }
+        let mut pending: Vec<_> = last.into_values().filter(|v| v.1 > 0).collect();
+        pending.sort_by(|a, b| a.2.at.total_cmp(&b.2.at));
+        for (_, skipped, l) in pending {
+            flush(&mut s, skipped, l);
+        }
+        self.push_tail(&mut s);
+        s
+    }
+
+    fn push_tail(&self, s: &mut String) {
         if !self.cut_off.is_empty() {
             s.push_str(&format!("   (cut) {}\n", self.cut_off));
         }
@@ -291,8 +333,28 @@ impl Transcript {
             "--- ended by {} after {:.1}s; configurator stderr:\n{}",
             self.ended_by, self.seconds, self.stderr
         ));
-        s
     }
+}
+
+/// A console line's VM prefixes (`[SERVICE_VM] [POST_VM1] `) and its text after them with
+/// every run of digits as `#`.
+fn line_shape(text: &str) -> (&str, String) {
+    let mut end = 0;
+    while text[end..].starts_with('[') {
+        match text[end..].find("] ") {
+            Some(i) => end += i + 2,
+            None => break,
+        }
+    }
+    let mut shape = String::with_capacity(text.len() - end);
+    for c in text[end..].chars() {
+        if !c.is_ascii_digit() {
+            shape.push(c);
+        } else if !shape.ends_with('#') {
+            shape.push('#');
+        }
+    }
+    (&text[..end], shape)
 }
 
 /// Removes ANSI escape sequences and carriage returns (SeaBIOS and GRUB draw with them).
@@ -425,6 +487,10 @@ pub fn run(spec: &RunSpec, done: impl Fn(&Transcript) -> bool) -> Transcript {
         .lock()
         .unwrap()
         .map_or(0.0, |s| s.elapsed().as_secs_f64());
+    // Kept next to the image for a look after the run, whether the test passes or not.
+    if let Some(dir) = spec.out.parent() {
+        let _ = std::fs::write(dir.join("console.txt"), t.dump());
+    }
     t
 }
 
@@ -437,8 +503,6 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Panics with the transcript unless `cond`.
-#[track_caller]
 /// Whether the hypervisor stopped VM `vm` for anything but its guest being done (every vCPU
 /// halted with interrupts disabled, which ends a VM normally).
 pub fn stopped_abnormally(t: &Transcript, vm: &str) -> bool {
@@ -448,8 +512,14 @@ pub fn stopped_abnormally(t: &Transcript, vm: &str) -> bool {
     })
 }
 
+/// Panics with the transcript unless `cond`.
+#[track_caller]
 pub fn check(t: &Transcript, cond: bool, what: &str) {
-    assert!(cond, "{what}\n--- console:\n{}", t.dump());
+    assert!(
+        cond,
+        "{what}\n--- console (similar lines counted; all of it in console.txt by the image):\n{}\n--- failed: {what}",
+        t.summary()
+    );
 }
 
 /// One emulator at a time within a test binary: two emulators share two cores.
@@ -577,5 +647,48 @@ mod tests {
             "SeaBIOS"
         );
         assert_eq!(super::clean("[hv] x"), "[hv] x");
+    }
+
+    #[test]
+    fn summary_counts_lines_that_differ_only_in_digits() {
+        let texts = [
+            "[A] [B] tick 1",
+            "[A] other",
+            "[A] [B] tick 2",
+            "[A] [B] tick 3",
+            "[A] [B] tick 4",
+            "[A] [B] verdict: PASS",
+            "[C] cpu 0 up",
+            "[C] cpu 1 up",
+        ];
+        let t = super::Transcript {
+            lines: texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| super::Line {
+                    text: text.to_string(),
+                    at: i as f64,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let summary = t.summary();
+        let shown: Vec<&str> = summary
+            .lines()
+            .take_while(|l| !l.starts_with("---"))
+            .map(|l| l[9..].trim_start())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "[A] [B] tick 1",
+                "[A] other",
+                "... 3 more like: [A] [B] tick 4",
+                "[A] [B] verdict: PASS",
+                "[C] cpu 0 up",
+                "[C] cpu 1 up",
+            ]
+        );
+        assert_eq!(t.dump().lines().count(), texts.len() + 1);
     }
 }

@@ -147,10 +147,10 @@ fn boot(
         |t| failed(t, &expect).is_some() || expect.iter().all(|e| e.met(t)),
     );
     if t.find_prefix("[hv] ACRN hypervisor").is_none() {
-        return Err(format!("the hypervisor did not start\n{}", t.dump()));
+        return Err(format!("the hypervisor did not start\n{}", t.summary()));
     }
     if let Some(line) = failed(&t, &expect) {
-        return Err(format!("`{line}`\n{}", t.dump()));
+        return Err(format!("`{line}`\n{}", t.summary()));
     }
     let unmet: Vec<String> = expect
         .iter()
@@ -158,7 +158,7 @@ fn boot(
         .map(|e| format!("{e:?}"))
         .collect();
     if !unmet.is_empty() {
-        return Err(format!("not seen: {}\n{}", unmet.join(", "), t.dump()));
+        return Err(format!("not seen: {}\n{}", unmet.join(", "), t.summary()));
     }
     Ok(format!(
         "boot PASS in {emulator} ({:.1} s; {} VM(s) checked)",

@@ -326,7 +326,6 @@ fn sharing(board: &str, scheduler: &str, avx: Option<bool>) {
         bochs_spec(&scenario, &out)
     };
     let t = run(&spec, decided);
-    std::fs::write(dir.join("console.txt"), t.dump()).expect("write console.txt");
     eprintln!(
         "{board} sharing {scheduler}: {} lines, ended by {} after {:.1}s",
         t.lines.len(),
@@ -449,7 +448,6 @@ fn memory_removal(board: &str) {
         bochs_spec(&scenario, &out)
     };
     let t = run(&spec, decided);
-    std::fs::write(dir.join("console.txt"), t.dump()).expect("write console.txt");
     eprintln!(
         "{board} memory removal: {} lines, ended by {} after {:.1}s",
         t.lines.len(),
