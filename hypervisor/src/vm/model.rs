@@ -340,13 +340,17 @@ impl Vm {
     /// Power-on state again (paused first): vCPUs, their local APICs and the devices.
     pub fn reset(&self) {
         self.pause();
-        self.reset_platform();
+        // Created before the new generation: a pCPU adopts vCPUs of running or paused VMs
+        // only, so none takes a vCPU before the Service VM has set its start state.
         self.set_state(VmState::Created);
+        self.reset_platform();
     }
 
     /// Empties the slot (paused first).
     pub fn destroy(&self) {
         self.pause();
+        // Not Empty yet: the slot must not be taken for a new VM while it is cleared.
+        self.set_state(VmState::Created);
         self.reset_platform();
         self.pcpus.store(0, Ordering::Release);
         self.vcpus
