@@ -1,6 +1,7 @@
 //! The physical console: a 16550 UART (port I/O or MMIO, as the board says) behind one lock.
 //! Every call writes whole lines while holding the lock, so lines of different pCPUs and VMs
-//! never interleave.
+//! never interleave. The shell's line being typed is the one exception: it stays the last
+//! line, and every other line erases it first and draws it again after itself.
 
 use crate::arch::x86::{inb, outb};
 use acrn_static_config::SerialPort;
@@ -67,11 +68,36 @@ impl Uart {
     }
 }
 
-struct Port(Option<Uart>);
+/// Longest line being typed (prompt and text) the console keeps.
+const INPUT_MAX: usize = 128;
+
+struct Port {
+    uart: Option<Uart>,
+    /// The line being typed as shown (without a newline), if one is.
+    input: [u8; INPUT_MAX],
+    input_len: usize,
+    input_shown: bool,
+}
+
+impl Port {
+    /// Takes the line being typed off the screen (for another line to go out).
+    fn hide_input(&mut self) {
+        if self.input_shown {
+            let _ = self.write_str("\r\x1b[K");
+        }
+    }
+
+    /// Draws the line being typed again, after another line.
+    fn show_input(&mut self) {
+        if let (true, Some(u)) = (self.input_shown, self.uart) {
+            self.input[..self.input_len].iter().for_each(|&b| u.put(b));
+        }
+    }
+}
 
 impl Write for Port {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if let Some(u) = self.0 {
+        if let Some(u) = self.uart {
             for c in s.bytes() {
                 if c == b'\n' {
                     u.put(b'\r');
@@ -83,7 +109,12 @@ impl Write for Port {
     }
 }
 
-static CONSOLE: Mutex<Port> = Mutex::new(Port(None));
+static CONSOLE: Mutex<Port> = Mutex::new(Port {
+    uart: None,
+    input: [0; INPUT_MAX],
+    input_len: 0,
+    input_shown: false,
+});
 
 pub fn init(port: Option<SerialPort>) {
     let uart = match port {
@@ -99,22 +130,73 @@ pub fn init(port: Option<SerialPort>) {
     if let Some(u) = uart {
         u.init();
     }
-    CONSOLE.lock().0 = uart;
+    CONSOLE.lock().uart = uart;
 }
 
 /// Writes `prefix`, the formatted text and a newline as one line.
 pub fn line(prefix: &str, args: fmt::Arguments) {
     let mut c = CONSOLE.lock();
+    c.hide_input();
     let _ = c.write_str(prefix);
     let _ = c.write_fmt(args);
+    let _ = c.write_str("\n");
+    c.show_input();
+}
+
+/// Shows `prompt`, a space and `text` as the line being typed, drawing only what changed.
+pub fn input_line(prompt: &str, text: &str) {
+    let mut c = CONSOLE.lock();
+    let Some(u) = c.uart else {
+        return;
+    };
+    let mut new = [0u8; INPUT_MAX];
+    let mut n = 0;
+    for (d, b) in new
+        .iter_mut()
+        .zip(prompt.bytes().chain([b' ']).chain(text.bytes()))
+    {
+        *d = b;
+        n += 1;
+    }
+    let kept = if c.input_shown {
+        let old = &c.input[..c.input_len];
+        let same = old
+            .iter()
+            .zip(&new[..n])
+            .take_while(|(a, b)| a == b)
+            .count();
+        // Back over what differs, then clear to the end of the line.
+        if same < old.len() {
+            (same..old.len()).for_each(|_| u.put(0x08));
+            let _ = c.write_str("\x1b[K");
+        }
+        same
+    } else {
+        0
+    };
+    new[kept..n].iter().for_each(|&b| u.put(b));
+    c.input[..n].copy_from_slice(&new[..n]);
+    c.input_len = n;
+    c.input_shown = true;
+}
+
+/// Ends the line being typed: it stays on the console as a line of its own (written as
+/// `prompt text` if none was shown).
+pub fn end_input_line(prompt: &str, text: &str) {
+    let mut c = CONSOLE.lock();
+    if !core::mem::take(&mut c.input_shown) {
+        let _ = c.write_fmt(format_args!("{prompt} {text}"));
+    }
+    c.input_len = 0;
     let _ = c.write_str("\n");
 }
 
 /// Writes raw bytes of a VM's line (already prefixed by the caller's `prefix`).
 pub fn vm_line(prefix: &str, text: &[u8]) {
     let mut c = CONSOLE.lock();
+    c.hide_input();
     let _ = c.write_str(prefix);
-    if let Some(u) = c.0 {
+    if let Some(u) = c.uart {
         for &b in text {
             // Keep the physical console readable: control bytes become '.'.
             u.put(if b == b'\t' || (0x20..0x7f).contains(&b) {
@@ -125,13 +207,14 @@ pub fn vm_line(prefix: &str, text: &[u8]) {
         }
     }
     let _ = c.write_str("\n");
+    c.show_input();
 }
 
 /// A byte the physical UART received, if any. Never waits: when another pCPU holds the
 /// console (writing a line), the byte is taken at the next poll.
 pub fn read_byte() -> Option<u8> {
     let c = CONSOLE.try_lock()?;
-    let u = c.0?;
+    let u = c.uart?;
     (u.reg_read(5) & 0x01 != 0).then(|| u.reg_read(0))
 }
 

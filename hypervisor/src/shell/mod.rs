@@ -3,8 +3,9 @@
 //! parser, and the text helpers of the commands' output. `session` (bare metal only) polls the
 //! physical UART on the pCPU that owns the console and runs the commands.
 //!
-//! Input is line-based: a command is run (and shown after the prompt as one console line) when
-//! its line ends, so lines of the VMs and of the shell never interleave on the console.
+//! Typed bytes are echoed as they come (the line being typed stays the console's last line:
+//! a line of a VM or of the hypervisor printed meanwhile erases it, goes out whole, and draws
+//! it again), Up and Down recall earlier commands, and a command runs when its line ends.
 //! In `vm_console` mode every byte goes to that VM's console vUART until ACRN's escape key,
 //! Ctrl+Space, which terminals send as NUL (0x00).
 
@@ -22,18 +23,54 @@ pub const LINE_MAX: usize = 80;
 /// The most bytes `dumpmem` shows in one command.
 pub const DUMPMEM_MAX: u64 = 4096;
 
+/// Commands the Up arrow recalls.
+pub const HISTORY: usize = 8;
+
 /// Collects console bytes into command lines: printable ASCII is kept, Backspace/DEL erase
-/// the last byte, CR or LF ends the line, ANSI escape sequences (arrow keys) and other
-/// control bytes are dropped.
+/// the last byte, CR or LF ends the line, Up/Down step through the last [`HISTORY`] commands,
+/// other ANSI escape sequences and control bytes are dropped. Each byte yields the [`Edit`]
+/// that echoes it.
 pub struct LineEditor {
     buf: [u8; LINE_MAX],
     len: usize,
     /// Bytes were dropped because the line was full.
     overflow: bool,
-    /// Inside an escape sequence (0: no, 1: after ESC, 2: after ESC [).
-    escape: u8,
+    escape: Escape,
     /// The previous byte was CR: an LF right after it ends nothing.
     after_cr: bool,
+    /// Earlier command lines, `history[(newest - k) % HISTORY]` the k-th most recent.
+    history: [([u8; LINE_MAX], usize); HISTORY],
+    /// Lines in `history`, and the slot of the newest.
+    stored: usize,
+    newest: usize,
+    /// How far back Up went (0: the line being typed).
+    recalled: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    None,
+    /// After ESC.
+    Start,
+    /// After ESC [ or ESC O, no parameter yet: an A or B now is an arrow key.
+    Introduced,
+    /// Inside the parameters of a control sequence, until its final byte (0x40-0x7E).
+    Parameters,
+}
+
+/// What a byte changes of the line on the console.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Edit<'a> {
+    /// Nothing to draw.
+    None,
+    /// The byte was added at the end of the line.
+    Append(u8),
+    /// The last character was erased.
+    Erase,
+    /// The line is now this one (recalled from the history).
+    Replace(&'a str),
+    /// The line ended: run it.
+    Done(Line<'a>),
 }
 
 /// A finished line.
@@ -56,54 +93,106 @@ impl LineEditor {
             buf: [0; LINE_MAX],
             len: 0,
             overflow: false,
-            escape: 0,
+            escape: Escape::None,
             after_cr: false,
+            history: [([0; LINE_MAX], 0); HISTORY],
+            stored: 0,
+            newest: 0,
+            recalled: 0,
         }
     }
 
-    /// Takes one byte; returns the line it ended, if any.
-    pub fn push(&mut self, b: u8) -> Option<Line<'_>> {
+    /// Takes one byte; says what it changed.
+    pub fn push(&mut self, b: u8) -> Edit<'_> {
         let after_cr = core::mem::replace(&mut self.after_cr, b == b'\r');
         match self.escape {
-            1 => {
-                self.escape = if b == b'[' || b == b'O' { 2 } else { 0 };
-                return None;
+            Escape::Start => {
+                self.escape = if b == b'[' || b == b'O' {
+                    Escape::Introduced
+                } else {
+                    Escape::None
+                };
+                return Edit::None;
             }
-            2 => {
-                // CSI parameters and intermediates go on until a final byte (0x40-0x7E).
-                if (0x40..=0x7E).contains(&b) {
-                    self.escape = 0;
-                }
-                return None;
+            Escape::Introduced | Escape::Parameters => {
+                let arrow = self.escape == Escape::Introduced;
+                self.escape = if (0x40..=0x7E).contains(&b) {
+                    Escape::None
+                } else {
+                    Escape::Parameters
+                };
+                return match b {
+                    b'A' if arrow => self.recall(self.recalled + 1),
+                    b'B' if arrow && self.recalled > 0 => self.recall(self.recalled - 1),
+                    _ => Edit::None,
+                };
             }
-            _ => {}
+            Escape::None => {}
         }
         match b {
-            0x1B => self.escape = 1,
+            0x1B => self.escape = Escape::Start,
             b'\n' if after_cr => {}
-            b'\r' | b'\n' => {
-                let n = core::mem::take(&mut self.len);
-                let truncated = core::mem::take(&mut self.overflow);
-                // Only printable ASCII is stored, so this is always UTF-8.
-                let text = core::str::from_utf8(&self.buf[..n]).unwrap_or("");
-                return Some(Line { text, truncated });
+            b'\r' | b'\n' => return self.finish(),
+            0x08 | 0x7F if self.len > 0 => {
+                self.len -= 1;
+                return Edit::Erase;
             }
-            0x08 | 0x7F => self.len = self.len.saturating_sub(1),
             0x20..=0x7E if self.len < LINE_MAX => {
                 self.buf[self.len] = b;
                 self.len += 1;
+                return Edit::Append(b);
             }
             0x20..=0x7E => self.overflow = true,
             _ => {}
         }
-        None
+        Edit::None
+    }
+
+    /// Ends the line and keeps it in the history (unless empty or the same as the last).
+    fn finish(&mut self) -> Edit<'_> {
+        let n = core::mem::take(&mut self.len);
+        let truncated = core::mem::take(&mut self.overflow);
+        self.recalled = 0;
+        let line = &self.buf[..n];
+        let last = &self.history[self.newest];
+        if n > 0 && (self.stored == 0 || &last.0[..last.1] != line) {
+            self.newest = (self.newest + 1) % HISTORY;
+            self.history[self.newest].0[..n].copy_from_slice(line);
+            self.history[self.newest].1 = n;
+            self.stored = (self.stored + 1).min(HISTORY);
+        }
+        // Only printable ASCII is stored, so this is always UTF-8.
+        let text = core::str::from_utf8(&self.buf[..n]).unwrap_or("");
+        Edit::Done(Line { text, truncated })
+    }
+
+    /// Makes the line the `back`-th most recent command (0: an empty line).
+    fn recall(&mut self, back: usize) -> Edit<'_> {
+        if back > self.stored {
+            return Edit::None;
+        }
+        self.recalled = back;
+        self.overflow = false;
+        self.len = 0;
+        if back > 0 {
+            let (text, n) = &self.history[(self.newest + HISTORY - (back - 1)) % HISTORY];
+            self.buf[..*n].copy_from_slice(&text[..*n]);
+            self.len = *n;
+        }
+        Edit::Replace(core::str::from_utf8(&self.buf[..self.len]).unwrap_or(""))
+    }
+
+    /// The line typed so far.
+    pub fn text(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
 
     /// Forgets a half-typed line (when the console changes hands).
     pub fn clear(&mut self) {
         self.len = 0;
         self.overflow = false;
-        self.escape = 0;
+        self.escape = Escape::None;
+        self.recalled = 0;
     }
 }
 
@@ -327,7 +416,10 @@ mod tests {
         let mut e = LineEditor::new();
         input
             .iter()
-            .filter_map(|&b| e.push(b).map(|l| (l.text.to_string(), l.truncated)))
+            .filter_map(|&b| match e.push(b) {
+                Edit::Done(l) => Some((l.text.to_string(), l.truncated)),
+                _ => None,
+            })
             .collect()
     }
 
@@ -351,6 +443,81 @@ mod tests {
             "control bytes dropped"
         );
         assert_eq!(lines(b"h\xff\xc3lp\n")[0].0, "hlp", "non-ASCII dropped");
+    }
+
+    /// What the console shows after each byte, as the session draws it.
+    fn screen(input: &[u8]) -> Vec<String> {
+        let mut e = LineEditor::new();
+        let mut line = String::new();
+        let mut shown = Vec::new();
+        for &b in input {
+            match e.push(b) {
+                Edit::None => continue,
+                Edit::Append(c) => line.push(c as char),
+                Edit::Erase => {
+                    line.pop();
+                }
+                Edit::Replace(t) => line = t.to_string(),
+                Edit::Done(l) => {
+                    assert_eq!(l.text, line, "the echo shows the line that runs");
+                    line.clear();
+                    shown.push(format!("ran {}", l.text));
+                    continue;
+                }
+            }
+            assert_eq!(e.text(), line);
+            shown.push(line.clone());
+        }
+        shown
+    }
+
+    #[test]
+    fn typed_bytes_are_echoed() {
+        assert_eq!(
+            screen(b"in\x7fnt\x01\r\n"),
+            ["i", "in", "i", "in", "int", "ran int"]
+        );
+        assert_eq!(screen(b"\x08\x7f\n"), ["ran "], "nothing to erase");
+    }
+
+    #[test]
+    fn up_and_down_recall_earlier_commands() {
+        const UP: &[u8] = b"\x1b[A";
+        const DOWN: &[u8] = b"\x1bOB";
+        let mut input = b"vm_list\rint\r".to_vec();
+        for k in [UP, UP, UP, DOWN, b"\r"] {
+            input.extend_from_slice(k);
+        }
+        let got = screen(&input);
+        assert_eq!(
+            &got[got.len() - 5..],
+            ["ran int", "int", "vm_list", "int", "ran int"],
+            "Up stops at the oldest (the third Up changes nothing), Down steps back"
+        );
+        // Down past the newest gives an empty line; a recalled line can be edited.
+        let got = screen(b"help\r\x1b[A\x1b[B\x1b[A\x7fx\r");
+        assert_eq!(
+            &got[got.len() - 6..],
+            ["help", "", "help", "hel", "helx", "ran helx"]
+        );
+        // A repeated command is kept once; the history holds the last HISTORY ones.
+        let mut e = LineEditor::new();
+        for i in 0..HISTORY + 3 {
+            for b in format!("dumpmem 0 {i} 1\rdumpmem 0 {i} 1\r").bytes() {
+                e.push(b);
+            }
+        }
+        for _ in 0..HISTORY {
+            for &b in UP {
+                e.push(b);
+            }
+        }
+        assert_eq!(e.text(), "dumpmem 0 3 1");
+        for &b in UP {
+            assert_eq!(e.push(b), Edit::None, "nothing older");
+        }
+        // Parameters make it another sequence, not an arrow.
+        assert_eq!(screen(b"x\x1b[1;5A\r"), ["x", "ran x"]);
     }
 
     #[test]
@@ -453,8 +620,8 @@ mod tests {
         let mut e = LineEditor::new();
         for a in 0..=255u8 {
             for b in 0..=255u8 {
-                for c in [a, b, b' ', b'1', b'\n'] {
-                    if let Some(l) = e.push(c) {
+                for c in [a, b, b' ', b'1', b'\n', 0x1B, b'[', b'A'] {
+                    if let Edit::Done(l) = e.push(c) {
                         let _ = parse(l.text).map_err(|err| format!("{err}"));
                     }
                 }

@@ -5,7 +5,7 @@
 //! asked through the kick IPI and answered at its next pass through the run loop; the shell
 //! prints them when they arrive, without waiting.
 
-use super::{parse, Command, HexLine, LineEditor, RteLine, COMMANDS, ESCAPE_KEY, PROMPT};
+use super::{parse, Command, Edit, HexLine, LineEditor, RteLine, COMMANDS, ESCAPE_KEY, PROMPT};
 use super::{DUMPMEM_MAX, RTE_HEADING};
 use crate::arch::x86::cpu::{this_cpu, MAX_PCPUS};
 use crate::arch::x86::irq;
@@ -237,14 +237,19 @@ impl Session {
             }
             Mode::Shell => {
                 let mut text = [0u8; super::LINE_MAX];
-                let Some(line) = self.editor.push(b) else {
-                    return;
+                let line = match self.editor.push(b) {
+                    Edit::None => return,
+                    Edit::Append(_) | Edit::Erase | Edit::Replace(_) => {
+                        crate::console::input_line(PROMPT, self.editor.text());
+                        return;
+                    }
+                    Edit::Done(line) => line,
                 };
                 let n = line.text.len();
                 text[..n].copy_from_slice(line.text.as_bytes());
                 let truncated = line.truncated;
                 let text = core::str::from_utf8(&text[..n]).unwrap_or("");
-                say(format_args!("{PROMPT} {text}"));
+                crate::console::end_input_line(PROMPT, text);
                 if truncated {
                     say(format_args!("line cut at {} characters", super::LINE_MAX));
                 }

@@ -357,27 +357,36 @@ fn line_shape(text: &str) -> (&str, String) {
     (&text[..end], shape)
 }
 
-/// Removes ANSI escape sequences and carriage returns (SeaBIOS and GRUB draw with them).
+/// What a terminal shows of one line: a carriage return goes back to its start (the shell
+/// redraws the line being typed that way), a backspace one column, `ESC [ K` erases to the
+/// end; other ANSI escape sequences (SeaBIOS and GRUB draw with them) are dropped.
 pub fn clean(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
+    let mut out: Vec<char> = Vec::with_capacity(line.len());
+    let mut col = 0;
+    let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
             // CSI sequences (ESC [ ... letter) and two-byte ones like ESC c (reset).
             '\u{1b}' => {
                 if chars.next() == Some('[') {
-                    for c in chars.by_ref() {
-                        if c.is_ascii_alphabetic() {
-                            break;
-                        }
+                    let last = chars.by_ref().find(|c| c.is_ascii_alphabetic());
+                    if last == Some('K') {
+                        out.truncate(col);
                     }
                 }
             }
-            '\r' => {}
-            c => out.push(c),
+            '\r' => col = 0,
+            '\u{8}' => col = col.saturating_sub(1),
+            c => {
+                match out.get_mut(col) {
+                    Some(o) => *o = c,
+                    None => out.push(c),
+                }
+                col += 1;
+            }
         }
     }
-    out
+    out.into_iter().collect()
 }
 
 /// Options of [`run`].
@@ -647,6 +656,13 @@ mod tests {
             "SeaBIOS"
         );
         assert_eq!(super::clean("[hv] x"), "[hv] x");
+        // The shell's line being typed, taken off for a VM's line and drawn again.
+        assert_eq!(
+            super::clean("ACRN:\\> vm_l\r\u{1b}[K[VM0] boot\r"),
+            "[VM0] boot"
+        );
+        assert_eq!(super::clean("ACRN:\\> intx\u{8}\u{1b}[K"), "ACRN:\\> int");
+        assert_eq!(super::clean("abcd\rxy"), "xycd");
     }
 
     #[test]

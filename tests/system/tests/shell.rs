@@ -11,10 +11,11 @@ use acrn_system_tests::{check, repo_root, require_tools, run, work_dir, RunSpec,
 
 const PROMPT: &str = "ACRN:\\>";
 
-/// What the test types. Everything after `vm_console 0` up to the NUL goes to PRE_VM0.
+/// What the test types. Everything after `vm_console 0` up to the NUL goes to PRE_VM0. Up
+/// twice recalls `vioapic 0`; `versiom`, Backspace, `n` is `version`.
 const SCRIPT: &[u8] = b"help\nversion\nvm_list\nvcpu_list\nint\ndumpmem 0 0x100000 16\n\
-dumpmem 0 0xfffffff8 16\ndump_reg 0 0\nvioapic 0\npt\nbogus_cmd 1\nvm_list 7\n\
-vm_console 9\nvm_console 0\nhello shell\n\0vm_list\nreboot\n";
+dumpmem 0 0xfffffff8 16\ndump_reg 0 0\nvioapic 0\npt\n\x1b[A\x1b[A\nversiom\x7fn\n\
+bogus_cmd 1\nvm_list 7\nvm_console 9\nvm_console 0\nhello shell\n\0vm_list\nreboot\n";
 
 /// The board's partitioned scenario with `echo` on PRE_VM0's command line, and the script.
 fn prepare(board: &str, dir: &Path) -> (String, String) {
@@ -73,6 +74,17 @@ fn check_shell(t: &Transcript) {
             t,
             t.find(&format!("{PROMPT} {cmd}")).is_some(),
             &format!("the shell did not take `{cmd}`"),
+        );
+    }
+
+    // The line typed is echoed as it is edited: what ran shows after the prompt.
+    for cmd in ["vioapic 0", "version"] {
+        let echo = format!("{PROMPT} {cmd}");
+        let n = t.texts().filter(|l| *l == echo).count();
+        check(
+            t,
+            n == 2,
+            &format!("`{echo}` {n} times, expected 2 (typed, then recalled or edited)"),
         );
     }
 
