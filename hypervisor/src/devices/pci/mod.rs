@@ -14,6 +14,7 @@ pub mod access;
 pub mod function;
 pub mod ivshmem;
 pub mod msi;
+pub mod msix;
 pub mod passthrough;
 pub mod service;
 pub mod vuart;

@@ -21,16 +21,11 @@ use super::function::{
 };
 use super::msi::{extract, for_each_capability, merge, VirtualMsi};
 pub use super::msi::{GuestMessage, PhysConfig};
+pub use super::msix::{MsixAccess, MAX_MSIX_ENTRIES};
+use super::msix::{MsixCap, VirtualMsix};
 
 /// The expansion ROM BAR of a type-0 header.
 const ROM_BAR: u16 = 0x30;
-const MSIX_CONTROL_ENABLE: u16 = 1 << 15;
-const MSIX_CONTROL_FUNCTION_MASK: u16 = 1 << 14;
-const MSIX_ENTRY_BYTES: u64 = 16;
-const MSIX_VECTOR_MASKED: u32 = 1;
-const PAGE: u64 = 0x1000;
-/// Table entries remapped per function; a larger table is announced this small.
-pub const MAX_MSIX_ENTRIES: usize = 8;
 
 /// What a physical BAR decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,32 +60,6 @@ impl core::fmt::Display for ProbeError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct MsixCap {
-    at: u16,
-    /// The BAR holding the table, and the table's offset in it.
-    bar: usize,
-    offset: u64,
-    /// The hardware's table size, and how many entries the VM sees (at most
-    /// [`MAX_MSIX_ENTRIES`]).
-    hw_entries: usize,
-    entries: usize,
-}
-
-/// One MSI-X table entry as the VM programmed it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct GuestMsixEntry {
-    addr: u64,
-    data: u32,
-    control: u32,
-}
-
-const MASKED_ENTRY: GuestMsixEntry = GuestMsixEntry {
-    addr: 0,
-    data: 0,
-    control: MSIX_VECTOR_MASKED,
-};
-
 /// What a configuration write changed, for the glue to apply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteEffect {
@@ -102,28 +71,13 @@ pub struct WriteEffect {
     pub msix: bool,
 }
 
-/// What a VM access to the trapped MSI-X pages does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MsixAccess {
-    /// Served from the VM's table: the value read (writes: 0).
-    Table(u64),
-    /// Entry `n` changed: the glue mirrors its mask to the hardware.
-    EntryChanged(usize),
-    /// Not the table (the PBA or other registers on its pages): the hardware's, at this
-    /// offset into the BAR.
-    Hardware(u64),
-}
-
 #[derive(Clone)]
 pub struct PassthroughFunction {
     bars: [Option<PtBar>; 6],
     /// The dwords the VM reads at the BAR offsets.
     vbar: [u32; 6],
     msi: Option<VirtualMsi>,
-    msix: Option<MsixCap>,
-    /// The VM's MSI-X enable and function mask.
-    msix_control: u16,
-    msix_table: [GuestMsixEntry; MAX_MSIX_ENTRIES],
+    msix: Option<VirtualMsix>,
     interrupt_line: u8,
 }
 
@@ -203,8 +157,6 @@ impl PassthroughFunction {
             vbar: [0; 6],
             msi: None,
             msix: None,
-            msix_control: 0,
-            msix_table: [MASKED_ENTRY; MAX_MSIX_ENTRIES],
             interrupt_line: 0xFF,
         };
         for (i, bar) in bars.iter().enumerate() {
@@ -227,22 +179,13 @@ impl PassthroughFunction {
         for_each_capability(phys, |_, at, head| match head as u8 {
             CAP_ID_MSI => msi = Some(VirtualMsi::new(at, (head >> 16) as u16)),
             CAP_ID_MSIX if msix.is_none() => {
-                let table = phys.read32(at + 4);
-                let hw_entries = ((head >> 16) & 0x7FF) as usize + 1;
-                let bar = (table & 7) as usize;
+                let cap = MsixCap::read(phys, at, head);
                 // A table in no memory BAR (or past it) cannot be trapped: no MSI-X.
-                let fits = bars.get(bar).copied().flatten().is_some_and(|b| {
-                    matches!(b.kind, PtBarKind::Mem(_))
-                        && u64::from(table & !7) + hw_entries as u64 * MSIX_ENTRY_BYTES <= b.size
+                let fits = bars.get(cap.bar).copied().flatten().is_some_and(|b| {
+                    matches!(b.kind, PtBarKind::Mem(_)) && cap.table_end() <= b.size
                 });
                 if fits {
-                    msix = Some(MsixCap {
-                        at,
-                        bar,
-                        offset: u64::from(table & !7),
-                        hw_entries,
-                        entries: hw_entries.min(MAX_MSIX_ENTRIES),
-                    });
+                    msix = Some(VirtualMsix::new(cap));
                 }
             }
             _ => {}
@@ -316,8 +259,8 @@ impl PassthroughFunction {
                 if let Some(m) = &self.msi {
                     d = m.read_dword(o, d);
                 }
-                if let Some(m) = self.msix.filter(|m| m.at == o) {
-                    d = merge(d, o + 2, 2, u32::from(self.msix_message_control(m, d)));
+                if let Some(m) = &self.msix {
+                    d = m.read_dword(o, d);
                 }
                 d
             }
@@ -374,21 +317,8 @@ impl PassthroughFunction {
         }
         // MSI-X's message control is the VM's (mirrored by the glue); the table and PBA
         // offsets are read-only.
-        if let Some(m) = self
-            .msix
-            .filter(|m| offset + u16::from(size) > m.at && offset < m.at + 12)
-        {
-            // Enable and function mask are bits 15 and 14: the byte at the capability's
-            // offset 3.
-            let mut control = self.msix_control;
-            for k in 0..u16::from(size) {
-                if offset + k == m.at + 3 {
-                    let byte = (value >> (8 * k)) as u16 & 0xFF;
-                    control = (byte << 8) & (MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK);
-                }
-            }
-            effect.msix = control != self.msix_control;
-            self.msix_control = control;
+        if let Some(m) = self.msix.as_mut().filter(|m| m.touches(offset, size)) {
+            effect.msix = m.write_control(offset, size, value);
             return effect;
         }
         phys.write(offset, size, value);
@@ -425,146 +355,48 @@ impl PassthroughFunction {
         self.msi.is_some()
     }
 
-    /// Message control as the VM reads it: the table size it may use, its own enable and
-    /// function mask.
-    fn msix_message_control(&self, m: MsixCap, hw: u32) -> u16 {
-        let reserved = (hw >> 16) as u16 & 0x3800;
-        reserved | (m.entries as u16 - 1) | self.msix_control
-    }
-
     /// How many MSI-X entries the hardware's table has (0: no MSI-X).
     pub fn msix_hw_entries(&self) -> usize {
-        self.msix.map_or(0, |m| m.hw_entries)
+        self.msix.as_ref().map_or(0, VirtualMsix::hw_entries)
     }
 
     /// How many MSI-X entries the VM gets (0: no MSI-X).
     pub fn msix_entries(&self) -> usize {
-        self.msix.map_or(0, |m| m.entries)
+        self.msix.as_ref().map_or(0, VirtualMsix::entries)
     }
 
-    /// The pages of the table's BAR that hold the table: (BAR, offset into it, length). The
-    /// glue keeps them out of the VM's direct mapping.
+    /// See [`VirtualMsix::window`].
     pub fn msix_window(&self) -> Option<(usize, u64, u64)> {
-        let m = self.msix?;
-        let start = m.offset & !(PAGE - 1);
-        let end = (m.offset + m.hw_entries as u64 * MSIX_ENTRY_BYTES).next_multiple_of(PAGE);
-        Some((m.bar, start, end - start))
+        Some(self.msix.as_ref()?.window())
     }
 
-    /// A VM access of `size` bytes at `offset` into the table's BAR, inside the window.
+    /// See [`VirtualMsix::access`].
     pub fn msix_access(&mut self, offset: u64, size: u8, value: Option<u64>) -> MsixAccess {
-        let Some(m) = self.msix else {
-            return MsixAccess::Hardware(offset);
-        };
-        let Some(rel) = offset
-            .checked_sub(m.offset)
-            .filter(|r| *r < m.hw_entries as u64 * MSIX_ENTRY_BYTES)
-        else {
-            return MsixAccess::Hardware(offset);
-        };
-        let (n, field) = ((rel / MSIX_ENTRY_BYTES) as usize, rel % MSIX_ENTRY_BYTES);
-        // Dword and aligned qword accesses, as the PCI spec allows; entries beyond what the
-        // VM was told read as masked and ignore writes.
-        let aligned = match size {
-            4 => field % 4 == 0,
-            8 => field % 8 == 0,
-            _ => false,
-        };
-        if n >= m.entries || !aligned {
-            let masked = if field == 12 { MSIX_VECTOR_MASKED } else { 0 };
-            return MsixAccess::Table(if value.is_none() && aligned {
-                u64::from(masked)
-            } else {
-                0
-            });
-        }
-        let e = &mut self.msix_table[n];
-        let mut dwords = [e.addr as u32, (e.addr >> 32) as u32, e.data, e.control];
-        let first = (field / 4) as usize;
-        let count = usize::from(size / 4);
-        match value {
-            None => {
-                let mut v = 0u64;
-                for k in 0..count {
-                    v |= u64::from(dwords[first + k]) << (32 * k);
-                }
-                MsixAccess::Table(v)
-            }
-            Some(v) => {
-                for k in 0..count {
-                    dwords[first + k] = (v >> (32 * k)) as u32;
-                }
-                let before = e.control & MSIX_VECTOR_MASKED;
-                *e = GuestMsixEntry {
-                    addr: u64::from(dwords[0] & !3) | u64::from(dwords[1]) << 32,
-                    data: dwords[2],
-                    control: dwords[3] & MSIX_VECTOR_MASKED,
-                };
-                if e.control != before {
-                    MsixAccess::EntryChanged(n)
-                } else {
-                    MsixAccess::Table(0)
-                }
-            }
+        match &mut self.msix {
+            Some(m) => m.access(offset, size, value),
+            None => MsixAccess::Hardware(offset),
         }
     }
 
-    /// The message entry `n` sends now: the VM's address and data, unless MSI-X is off or
-    /// the function or the entry is masked.
+    /// See [`VirtualMsix::message`].
     pub fn msix_message(&self, n: usize) -> Option<GuestMessage> {
-        if n >= self.msix_entries() {
-            return None;
-        }
-        let e = self.msix_table[n];
-        let live = self.msix_control & (MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK)
-            == MSIX_CONTROL_ENABLE
-            && e.control & MSIX_VECTOR_MASKED == 0;
-        live.then_some(GuestMessage {
-            addr: e.addr,
-            data: e.data,
-        })
+        self.msix.as_ref()?.message(n)
     }
 
-    /// Whether the VM masks entry `n` (the hardware's entry is masked likewise, so the
-    /// hardware holds the interrupt pending in its PBA).
-    pub fn msix_entry_masked(&self, n: usize) -> bool {
-        self.msix_table
-            .get(n)
-            .is_none_or(|e| e.control & MSIX_VECTOR_MASKED != 0)
-    }
-
-    /// The hardware's table entry `n`: where in the table's BAR it is, and the dwords to
-    /// write there (the hypervisor's `host` message; masked as the VM masks it, or always
-    /// without a host message).
+    /// See [`VirtualMsix::hardware_entry`].
     pub fn msix_hardware_entry(
         &self,
         n: usize,
         host: Option<(u32, u32)>,
     ) -> Option<(u64, [u32; 4])> {
-        let m = self.msix.filter(|m| n < m.hw_entries)?;
-        let at = m.offset + n as u64 * MSIX_ENTRY_BYTES;
-        Some(match host {
-            Some((addr, data)) if n < m.entries => (
-                at,
-                [
-                    addr,
-                    0,
-                    data,
-                    u32::from(self.msix_entry_masked(n)) * MSIX_VECTOR_MASKED,
-                ],
-            ),
-            _ => (at, [0, 0, 0, MSIX_VECTOR_MASKED]),
-        })
+        self.msix.as_ref()?.hardware_entry(n, host)
     }
 
-    /// Mirrors the VM's MSI-X enable and function mask to the hardware (`on`: false turns
-    /// MSI-X off whatever the VM set).
+    /// See [`VirtualMsix::program`].
     pub fn program_msix(&self, phys: &impl PhysConfig, on: bool) {
-        let Some(m) = self.msix else { return };
-        let keep =
-            (phys.read32(m.at) >> 16) as u16 & !(MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK);
-        let control = if on { self.msix_control } else { 0 };
-        phys.write(m.at + 2, 2, u32::from(keep | control));
+        if let Some(m) = &self.msix {
+            m.program(phys, on);
+        }
     }
 }
 
