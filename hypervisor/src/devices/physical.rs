@@ -6,17 +6,20 @@
 //!
 //! Functions a pre-launched VM owns (`pci_devs`) are hidden from the Service VM: their
 //! configuration space reads as absent, writes to it are dropped, and their BAR windows are
-//! not forwarded. The MSI of the others is remapped (`pci::service`): the hardware sends a
-//! hypervisor vector (0xA8-0xDF) to the pCPU of the Service VM's vCPU 0, which becomes the
-//! message the Service VM programmed; their MSI-X is hidden.
+//! not forwarded. The MSI and MSI-X of the others are remapped (`pci::service`): the hardware
+//! sends a hypervisor vector (0xA8-0xDF, one per MSI and per MSI-X entry in use) to the pCPU
+//! of the Service VM's vCPU 0, which becomes the message the Service VM programmed. The
+//! Service VM's accesses to an MSI-X table's pages are served from its virtual table (the PBA
+//! and other registers there are the hardware's).
 
 use super::bus::BusDevice;
 use crate::devices::pci::msi::PhysConfig;
-use crate::devices::pci::service::ServiceFunction;
+use crate::devices::pci::msix::{MsixAccess, MAX_MSIX_ENTRIES};
+use crate::devices::pci::service::{ServiceFunction, ServiceWrite};
 use crate::hvlog;
 use crate::vm::Vm;
 use acrn_static_config::{Bdf, SerialPort};
-use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use x86_64::instructions::port::Port;
 
 const CONFIG_ADDRESS: u16 = 0xCF8;
@@ -34,7 +37,8 @@ const FOUR_GIB: u64 = 1 << 32;
 /// Serializes CONFIG_ADDRESS/CONFIG_DATA pairs on the hardware.
 static CONFIG_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
-/// The Service VM's MSI vectors on the hardware: one per function that enables MSI.
+/// The Service VM's MSI vectors on the hardware: one per function that enables MSI, one per
+/// MSI-X entry it unmasks (never given back: a device keeps its vectors).
 const SERVICE_MSI_FIRST: u8 = crate::devices::ptirq::END_VECTOR;
 const SERVICE_MSI_END: u8 = 0xE0;
 /// Functions the Service VM's configuration accesses have reached (a table that is full
@@ -46,19 +50,71 @@ struct ServiceSlot {
     function: ServiceFunction,
     /// The hypervisor vector its hardware MSI carries, once it had one.
     vector: Option<u8>,
+    /// The hypervisor vectors of its MSI-X entries, once they had one.
+    msix_vectors: [Option<u8>; MAX_MSIX_ENTRIES],
+    /// Where the MSI-X table's BAR is (physical), while memory decoding is on.
+    msix_bar: Option<u64>,
+}
+
+impl ServiceSlot {
+    /// The trapped pages of its MSI-X table: (start, length), physical.
+    fn msix_window(&self) -> Option<(u64, u64)> {
+        let (_, start, len) = self.function.msix()?.window();
+        Some((self.msix_bar? + start, len))
+    }
+
+    /// Reads where the hardware decodes the MSI-X table's BAR now.
+    fn locate_msix(&mut self, host: &HostFunction) {
+        self.msix_bar = self.function.msix().and_then(|m| {
+            let reg = 0x10 + 4 * m.cap().bar as u16;
+            let low = host.read32(reg);
+            let high = if low & 0x7 == 0x4 {
+                u64::from(host.read32(reg + 4)) << 32
+            } else {
+                0
+            };
+            let base = high | u64::from(low & !0xF);
+            (low & 1 == 0 && host.read32(0x04) & 0x2 != 0 && base != 0).then_some(base)
+        });
+    }
 }
 
 struct ServiceFunctions {
     slots: [Option<ServiceSlot>; MAX_SERVICE_FUNCTIONS],
     next_vector: u8,
     full_reported: bool,
+    out_of_vectors_reported: bool,
+}
+
+impl ServiceFunctions {
+    /// A hypervisor vector for the Service VM's devices, if any is left.
+    fn take_vector(&mut self, bdf: Bdf) -> Option<u8> {
+        if self.next_vector < SERVICE_MSI_END {
+            self.next_vector += 1;
+            return Some(self.next_vector - 1);
+        }
+        if !core::mem::replace(&mut self.out_of_vectors_reported, true) {
+            hvlog!(
+                "Service VM: PCI {:02x}:{:02x}.{}: an MSI or MSI-X entry left off (the \
+                 hypervisor's {} vectors for the Service VM's devices ran out)",
+                bdf.bus,
+                bdf.dev,
+                bdf.func,
+                SERVICE_MSI_END - SERVICE_MSI_FIRST
+            );
+        }
+        None
+    }
 }
 
 static SERVICE_FUNCTIONS: spin::Mutex<ServiceFunctions> = spin::Mutex::new(ServiceFunctions {
     slots: [const { None }; MAX_SERVICE_FUNCTIONS],
     next_vector: SERVICE_MSI_FIRST,
     full_reported: false,
+    out_of_vectors_reported: false,
 });
+/// Some Service VM function has an MSI-X table placed: MMIO accesses look for it.
+static MSIX_PLACED: AtomicBool = AtomicBool::new(false);
 /// The Service VM (whose messages the remapped vectors carry).
 static SERVICE_VM: AtomicU16 = AtomicU16::new(u16::MAX);
 
@@ -161,11 +217,16 @@ fn service_function_access(
                 }
                 return None;
             };
-            table.slots[free] = Some(ServiceSlot {
+            let mut slot = ServiceSlot {
                 bdf,
                 function: ServiceFunction::probe(&host),
                 vector: None,
-            });
+                msix_vectors: [None; MAX_MSIX_ENTRIES],
+                msix_bar: None,
+            };
+            slot.locate_msix(&host);
+            MSIX_PLACED.fetch_or(slot.msix_bar.is_some(), Ordering::AcqRel);
+            table.slots[free] = Some(slot);
             free
         }
     };
@@ -174,30 +235,95 @@ fn service_function_access(
     let Some(value) = value else {
         return Some(slot.function.config_read(&host, offset, size));
     };
-    if slot.function.config_write(&host, offset, size, value) {
-        SERVICE_VM.store(vm.id, Ordering::Release);
-        let message = slot.function.message();
-        if message.is_some() && slot.vector.is_none() && state.next_vector < SERVICE_MSI_END {
-            slot.vector = Some(state.next_vector);
-            state.next_vector += 1;
-        }
-        let hw = match (message, slot.vector, vm.vcpu0_msi_address()) {
+    SERVICE_VM.store(vm.id, Ordering::Release);
+    let ServiceWrite { msi, msix } = slot.function.config_write(&host, offset, size, value);
+    if msi && slot.vector.is_none() && slot.function.message().is_some() {
+        let vector = state.take_vector(bdf);
+        state.slots[index].as_mut()?.vector = vector;
+    }
+    let slot = state.slots[index].as_mut()?;
+    if msi {
+        let hw = match (slot.function.message(), slot.vector, vm.vcpu0_msi_address()) {
             (Some(_), Some(vector), Some(addr)) => Some((addr, u16::from(vector))),
-            (Some(_), None, _) => {
-                hvlog!(
-                    "Service VM: PCI {:02x}:{:02x}.{}: MSI left off (the hypervisor's vectors \
-                     for the Service VM's devices ran out)",
-                    bdf.bus,
-                    bdf.dev,
-                    bdf.func
-                );
-                None
-            }
             _ => None,
         };
         slot.function.program(&host, hw);
     }
+    // A BAR or the command register may have moved or hidden the table.
+    slot.locate_msix(&host);
+    MSIX_PLACED.fetch_or(slot.msix_bar.is_some(), Ordering::AcqRel);
+    if msix {
+        program_msix(vm, state, index, None);
+    }
     Some(0)
+}
+
+/// Writes the hardware's MSI-X entries of function `index` (only entry `only` if given),
+/// giving a vector to each the Service VM uses, and mirrors enable and function mask.
+fn program_msix(vm: &Vm, state: &mut ServiceFunctions, index: usize, only: Option<usize>) {
+    let Some(slot) = state.slots[index].as_ref() else {
+        return;
+    };
+    let (bdf, function) = (slot.bdf, slot.function);
+    let Some(m) = function.msix().copied() else {
+        return;
+    };
+    let Some(bar) = slot.msix_bar else {
+        return;
+    };
+    for n in (0..m.hw_entries()).filter(|&n| only.is_none_or(|o| o == n)) {
+        let used = m.message(n).is_some();
+        let mut vector = state.slots[index]
+            .as_ref()
+            .and_then(|s| s.msix_vectors.get(n).copied().flatten());
+        if used && vector.is_none() && n < MAX_MSIX_ENTRIES {
+            vector = state.take_vector(bdf);
+            if let Some(s) = state.slots[index].as_mut() {
+                s.msix_vectors[n] = vector;
+            }
+        }
+        let host = match (vector, vm.vcpu0_msi_address()) {
+            (Some(v), Some(addr)) => Some((addr, u32::from(v))),
+            _ => None,
+        };
+        if let Some((at, dwords)) = m.hardware_entry(n, host) {
+            // The mask dword last: the entry is complete when it opens.
+            for (k, d) in dwords.iter().enumerate() {
+                mmio_access(bar + at + 4 * k as u64, 4, Some(u64::from(*d)));
+            }
+        }
+    }
+    if only.is_none() {
+        m.program(&HostFunction(bdf), true);
+    }
+}
+
+/// A Service VM MMIO access that falls on an MSI-X table's pages: served from its virtual
+/// table, or (the PBA and other registers there) performed on the hardware. None: not such
+/// an access.
+fn msix_table_access(vm: &Vm, addr: u64, size: u8, value: Option<u64>) -> Option<u64> {
+    if !MSIX_PLACED.load(Ordering::Acquire) {
+        return None;
+    }
+    let mut table = SERVICE_FUNCTIONS.lock();
+    let state = &mut *table;
+    let (index, bar) = state.slots.iter().enumerate().find_map(|(i, s)| {
+        let s = s.as_ref()?;
+        let (start, len) = s.msix_window()?;
+        (addr >= start && addr - start < len).then_some((i, s.msix_bar?))
+    })?;
+    let access = state.slots[index]
+        .as_mut()?
+        .function
+        .msix_access(addr - bar, size, value);
+    Some(match access {
+        MsixAccess::Table(v) => v,
+        MsixAccess::EntryChanged(n) => {
+            program_msix(vm, state, index, Some(n));
+            0
+        }
+        MsixAccess::Hardware(offset) => mmio_access(bar + offset, size, value),
+    })
 }
 
 /// A remapped MSI vector of a Service VM device the calling pCPU took: the Service VM gets
@@ -211,8 +337,14 @@ pub fn dispatch_service_msi(vector: u8) -> bool {
         .slots
         .iter()
         .flatten()
-        .find(|s| s.vector == Some(vector))
-        .and_then(|s| s.function.message());
+        .find_map(|s| {
+            if s.vector == Some(vector) {
+                return Some(s.function.message());
+            }
+            let n = s.msix_vectors.iter().position(|v| *v == Some(vector))?;
+            Some(s.function.msix()?.message(n))
+        })
+        .flatten();
     let vm = crate::vm::vm(SERVICE_VM.load(Ordering::Acquire));
     if let (Some(m), Some(vm)) = (message, vm) {
         let _ = vm.inject_msi(m.addr, u64::from(m.data));
@@ -341,11 +473,13 @@ impl BusDevice for PhysicalDevices {
 pub struct PhysicalMmio;
 
 impl BusDevice for PhysicalMmio {
-    fn read(&self, _vm: &Vm, addr: u64, size: u8) -> u64 {
-        mmio_access(addr, size, None)
+    fn read(&self, vm: &Vm, addr: u64, size: u8) -> u64 {
+        msix_table_access(vm, addr, size, None).unwrap_or_else(|| mmio_access(addr, size, None))
     }
 
-    fn write(&self, _vm: &Vm, addr: u64, size: u8, value: u64) {
-        mmio_access(addr, size, Some(value));
+    fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64) {
+        if msix_table_access(vm, addr, size, Some(value)).is_none() {
+            mmio_access(addr, size, Some(value));
+        }
     }
 }

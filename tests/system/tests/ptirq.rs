@@ -5,7 +5,10 @@
 //! pin on its arrival, kept a level pin masked until the guest's EOI, and followed the
 //! guest's masking and trigger mode. Then the NIC's MSI: the Service VM programs its own
 //! message (and reads it back), the hypervisor gives the hardware a vector of its own and
-//! delivers the Service VM's message on each interrupt; MSI-X is not listed.
+//! delivers the Service VM's message on each interrupt. Then its MSI-X: the Service VM
+//! programs the table in the NIC's BAR, the hypervisor keeps that table virtual and gives the
+//! hardware's entries vectors of its own; each queue's interrupt arrives on its entry's
+//! vector, and a masked entry holds its interrupt in the hardware's pending bits.
 
 use acrn_system_tests::{check, run_qemu_variant, Transcript};
 
@@ -47,7 +50,9 @@ fn qemu_epyc_service_vm_takes_its_device_interrupts_through_the_vioapic() {
     for line in [
         "[SERVICE_VM] svm: intx: masked entry held the interrupt; unmasking delivered it",
         "[SERVICE_VM] svm: intx: edge-triggered interrupt delivered",
-        "[SERVICE_VM] svm: intx: MSI 3 of 3 on vector 0x47 (vectors seen 0b10000000); reads back its message: true; MSI-X listed: false",
+        "[SERVICE_VM] svm: intx: MSI 3 of 3 on vector 0x47 (vectors seen 0b10000000); reads back its message: true; MSI-X listed: true",
+        "[SERVICE_VM] svm: intx: MSI-X 5 entries; entry 1 (TxQ0) 3 of 3 on vector 0x41, entry 3 (RxQ0) 3 of 3 on vector 0x43; reads back its data: true",
+        "[SERVICE_VM] svm: intx: MSI-X entry 3 masked: arrived false, pending bit 1; unmasked: delivered true",
         "[SERVICE_VM] verdict: PASS",
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));

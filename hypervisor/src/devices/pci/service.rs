@@ -2,18 +2,26 @@
 //! - its MSI: the Service VM's message is kept here, the hardware gets the hypervisor's (a
 //!   vector of its own), and the hypervisor turns each interrupt into the Service VM's message;
 //!   otherwise a device would interrupt a pCPU with a vector the Service VM picked;
-//! - its MSI-X capability, hidden (the table is device memory the Service VM would program
-//!   directly): drivers fall back to MSI or INTx.
+//! - its MSI-X, likewise (`msix`): the Service VM's table is virtual (the glue traps the
+//!   table's pages of the BAR), the hardware's entries carry the hypervisor's vectors.
 
 use super::function::{CAP_ID_MSI, CAP_ID_MSIX};
-use super::msi::{extract, for_each_capability, merge, GuestMessage, PhysConfig, VirtualMsi};
+use super::msi::{extract, for_each_capability, GuestMessage, PhysConfig, VirtualMsi};
+use super::msix::{MsixAccess, MsixCap, VirtualMsix};
+
+/// What a configuration write changed, for the glue to apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceWrite {
+    /// The Service VM's MSI changed: reprogram the hardware's.
+    pub msi: bool,
+    /// MSI-X enable or function mask changed: reprogram the hardware's table and mirror them.
+    pub msix: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceFunction {
     msi: Option<VirtualMsi>,
-    /// The hidden MSI-X capability: the pointer that links to it, the capability after it,
-    /// and where it is (writes to it are dropped).
-    hidden_msix: Option<(u16, u8, u16)>,
+    msix: Option<VirtualMsix>,
 }
 
 impl ServiceFunction {
@@ -21,12 +29,12 @@ impl ServiceFunction {
     pub fn probe(phys: &impl PhysConfig) -> Self {
         let mut f = ServiceFunction {
             msi: None,
-            hidden_msix: None,
+            msix: None,
         };
-        for_each_capability(phys, |link, at, head| match head as u8 {
+        for_each_capability(phys, |_, at, head| match head as u8 {
             CAP_ID_MSI if f.msi.is_none() => f.msi = Some(VirtualMsi::new(at, (head >> 16) as u16)),
-            CAP_ID_MSIX if f.hidden_msix.is_none() => {
-                f.hidden_msix = Some((link, (head >> 8) as u8 & 0xFC, at));
+            CAP_ID_MSIX if f.msix.is_none() => {
+                f.msix = Some(VirtualMsix::new(MsixCap::read(phys, at, head)));
             }
             _ => {}
         });
@@ -40,34 +48,35 @@ impl ServiceFunction {
         if let Some(m) = &self.msi {
             d = m.read_dword(aligned, d);
         }
-        if let Some((link, next, _)) = self.hidden_msix.filter(|(l, _, _)| l & !3 == aligned) {
-            d = merge(d, link, 1, u32::from(next));
+        if let Some(m) = &self.msix {
+            d = m.read_dword(aligned, d);
         }
         extract(d, offset, size)
     }
 
-    /// A configuration write; true if it changed the MSI (the glue reprograms the
-    /// hardware).
+    /// A configuration write; what the glue must apply.
     pub fn config_write(
         &mut self,
         phys: &impl PhysConfig,
         offset: u16,
         size: u8,
         value: u32,
-    ) -> bool {
+    ) -> ServiceWrite {
         if let Some(m) = self.msi.as_mut().filter(|m| m.touches(offset, size)) {
             m.write(phys, offset, size, value);
-            return true;
+            return ServiceWrite {
+                msi: true,
+                msix: false,
+            };
         }
-        let end = offset + u16::from(size);
-        if self
-            .hidden_msix
-            .is_some_and(|(_, _, at)| end > at && offset < at + 12)
-        {
-            return false;
+        if let Some(m) = self.msix.as_mut().filter(|m| m.touches(offset, size)) {
+            return ServiceWrite {
+                msi: false,
+                msix: m.write_control(offset, size, value),
+            };
         }
         phys.write(offset, size, value);
-        false
+        ServiceWrite::default()
     }
 
     /// The Service VM's MSI while it has it enabled.
@@ -81,15 +90,29 @@ impl ServiceFunction {
             m.program(phys, host);
         }
     }
+
+    /// The MSI-X capability, if the function has one.
+    pub fn msix(&self) -> Option<&VirtualMsix> {
+        self.msix.as_ref()
+    }
+
+    /// A Service VM access to the table's pages (`offset` into the table's BAR).
+    pub fn msix_access(&mut self, offset: u64, size: u8, value: Option<u64>) -> MsixAccess {
+        match &mut self.msix {
+            Some(m) => m.access(offset, size, value),
+            None => MsixAccess::Hardware(offset),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::pci::msi::merge;
     use core::cell::RefCell;
 
-    /// Status with a capability list: MSI (64-bit, maskable) at 0x50 -> MSI-X at 0x70 -> PM at
-    /// 0x90.
+    /// Status with a capability list: MSI (64-bit, maskable) at 0x50 -> MSI-X (5 entries,
+    /// table in BAR 3 at 0, PBA at 0x800) at 0x70 -> PM at 0x90.
     struct Fake(RefCell<[u32; 64]>);
 
     impl PhysConfig for Fake {
@@ -112,24 +135,26 @@ mod tests {
         c[0x50 / 4] = 0x0188_7005;
         c[0x70 / 4] = 0x0004_9011;
         c[0x74 / 4] = 3;
+        c[0x78 / 4] = 0x803;
         c[0x90 / 4] = 0x0003_0001;
         Fake(RefCell::new(c))
     }
 
     #[test]
-    fn msix_is_hidden_and_msi_kept_apart() {
+    fn msi_is_kept_apart() {
         let f = fake();
         let mut s = ServiceFunction::probe(&f);
-        // MSI links past MSI-X to PM; MSI-X stays off.
-        assert_eq!(s.config_read(&f, 0x51, 1), 0x90);
-        assert_eq!(s.config_read(&f, 0x50, 2), 0x7005 & 0xFF | 0x90 << 8);
-        assert!(!s.config_write(&f, 0x72, 2, 0x8000));
-        assert_eq!(f.read32(0x70) >> 31, 0);
+        // The list is the hardware's: MSI links to MSI-X.
+        assert_eq!(s.config_read(&f, 0x51, 1), 0x70);
         // The Service VM's message stays here until the glue programs the hardware.
-        assert!(s.config_write(&f, 0x54, 4, 0xFEE0_1000));
-        assert!(s.config_write(&f, 0x5C, 2, 0x41));
+        let msi = ServiceWrite {
+            msi: true,
+            msix: false,
+        };
+        assert_eq!(s.config_write(&f, 0x54, 4, 0xFEE0_1000), msi);
+        assert_eq!(s.config_write(&f, 0x5C, 2, 0x41), msi);
         assert_eq!(s.message(), None);
-        assert!(s.config_write(&f, 0x52, 2, 1));
+        assert_eq!(s.config_write(&f, 0x52, 2, 1), msi);
         assert_eq!(
             s.message(),
             Some(GuestMessage {
@@ -149,13 +174,55 @@ mod tests {
         );
         assert_eq!(f.read32(0x50) >> 16 & 1, 1);
         // Masking vector 0 silences the message.
-        assert!(s.config_write(&f, 0x60, 4, 1));
+        assert_eq!(s.config_write(&f, 0x60, 4, 1), msi);
         assert_eq!(s.message(), None);
         // Everything else is the hardware's.
-        assert!(!s.config_write(&f, 0x04, 2, 0x7));
+        assert_eq!(s.config_write(&f, 0x04, 2, 0x7), ServiceWrite::default());
         assert_eq!(f.read32(0x04) & 0xFFFF, 0x7);
         s.program(&f, None);
         assert_eq!(f.read32(0x50) >> 16 & 1, 0);
+    }
+
+    #[test]
+    fn msix_table_is_virtual() {
+        let f = fake();
+        let mut s = ServiceFunction::probe(&f);
+        let m = *s.msix().expect("MSI-X");
+        // Table in BAR 3 at offset 0, 5 entries (QEMU's e1000e).
+        assert_eq!((m.cap().bar, m.cap().offset, m.entries()), (3, 0, 5));
+        assert_eq!(m.window(), (3, 0, 0x1000));
+        // Enable goes to the glue, not to the hardware.
+        let msix = ServiceWrite {
+            msi: false,
+            msix: true,
+        };
+        assert_eq!(s.config_write(&f, 0x72, 2, 0x8004), msix);
+        assert_eq!(f.read32(0x70) >> 31, 0);
+        assert_eq!(s.config_read(&f, 0x72, 2), 0x8004);
+        // Entry 2: address, data, then unmasked.
+        assert_eq!(
+            s.msix_access(0x20, 4, Some(0xFEE0_2000)),
+            MsixAccess::Table(0)
+        );
+        assert_eq!(s.msix_access(0x28, 4, Some(0x45)), MsixAccess::Table(0));
+        assert_eq!(s.msix_access(0x2C, 4, Some(0)), MsixAccess::EntryChanged(2));
+        let m = *s.msix().unwrap();
+        assert_eq!(
+            m.message(2),
+            Some(GuestMessage {
+                addr: 0xFEE0_2000,
+                data: 0x45
+            })
+        );
+        assert_eq!(
+            m.hardware_entry(2, Some((0xFEE0_0000, 0xA9))),
+            Some((0x20, [0xFEE0_0000, 0, 0xA9, 0]))
+        );
+        assert_eq!(s.msix_access(0x20, 8, None), MsixAccess::Table(0xFEE0_2000));
+        // The PBA (offset 0x800 on the same page) is the hardware's.
+        assert_eq!(s.msix_access(0x800, 4, None), MsixAccess::Hardware(0x800));
+        m.program(&f, true);
+        assert_eq!(f.read32(0x70) >> 31, 1);
     }
 
     #[test]
@@ -164,7 +231,7 @@ mod tests {
         f.0.borrow_mut()[1] = 0x0000_0006;
         let mut s = ServiceFunction::probe(&f);
         assert_eq!(s.config_read(&f, 0x50, 4), 0x0188_7005);
-        assert!(!s.config_write(&f, 0x52, 2, 1));
+        assert_eq!(s.config_write(&f, 0x52, 2, 1), ServiceWrite::default());
         assert_eq!(f.read32(0x50) >> 16 & 1, 1);
         assert_eq!(s.message(), None);
     }
