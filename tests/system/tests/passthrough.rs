@@ -50,6 +50,7 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
         "[PRE_VM0] passthrough: MSI-X entry 1 (TxQ0) 3 of 3 on vector 0x61, entry 3 (RxQ0) 3 of 3 on vector 0x63",
         "[PRE_VM0] passthrough: MSI-X entry 3 masked: 0 arrived, pending bit 1; unmasked: delivered true",
         "[PRE_VM0] passthrough: INTx on vIOAPIC pin 22: 3 of 3 arrived on vector 0x59",
+        "[PRE_VM0] passthrough: INTx again after MSI and MSI-X: 3 of 3 arrived on vector 0x59",
         "[PRE_VM0] passthrough: DMA: descriptor done true, head 1",
         "[PRE_VM0] verdict: PASS",
         "[PRE_VM1] passthrough: 00:00.0 8086:5af0",
