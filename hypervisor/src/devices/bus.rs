@@ -9,7 +9,7 @@
 use super::ioapic::{RteFlags, Vioapic};
 use super::irq::{gsi_levels, LineOp, Message};
 use super::pci::{ConfigPorts, PciMmio, PtPorts, Vpci, CONSOLE_SLOT};
-use super::physical::{PhysicalDevices, PhysicalMmio};
+use super::physical::{PhysicalDevices, PhysicalEcam, PhysicalMmio};
 use super::pic::Vpic;
 use super::rtc::Vrtc;
 use super::uart::{null_modem, ConsoleLine, Uart, FIFO_SIZE, RX_BUF_MAX, TERMINAL_ATTACHED};
@@ -589,9 +589,11 @@ impl VmDevices {
             Space::Mmio if addr & !0xFFF == IOAPIC_GPA => Some(&self.ioapic),
             Space::Mmio if self.pci.vuart_register(addr).is_some() => Some(&PciVuartWindow),
             Space::Mmio if self.pci.claims_mmio(addr) => Some(&PciMmio),
-            Space::Mmio => (self.owns_hardware.load(Ordering::Relaxed)
-                && PhysicalDevices::claims_mmio(addr))
-            .then_some(&PhysicalMmio as &dyn BusDevice),
+            Space::Mmio if !self.owns_hardware.load(Ordering::Relaxed) => None,
+            Space::Mmio if PhysicalEcam::claims(addr) => Some(&PhysicalEcam),
+            Space::Mmio => {
+                PhysicalDevices::claims_mmio(addr).then_some(&PhysicalMmio as &dyn BusDevice)
+            }
         }
     }
 

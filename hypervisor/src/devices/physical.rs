@@ -1,7 +1,8 @@
 //! The Service VM's way to the physical devices it owns: PCI configuration mechanism #1
-//! (ports 0xCF8-0xCFF) and device MMIO are trapped and performed by the hypervisor on the
-//! hardware. Not forwarded: RAM (the hypervisor's and the VMs'), the IOAPIC, HPET and local
-//! APIC windows, the ECAM window and an MMIO console UART (all the hypervisor's). ACRN maps device MMIO into the Service VM's EPT instead; trapping
+//! (ports 0xCF8-0xCFF), the host's ECAM window (which its MCFG and e820 announce) and device
+//! MMIO are trapped and performed by the hypervisor on the hardware, configuration space
+//! through both ways alike. Not forwarded: RAM (the hypervisor's and the VMs'), the IOAPIC,
+//! HPET and local APIC windows and an MMIO console UART (all the hypervisor's). ACRN maps device MMIO into the Service VM's EPT instead; trapping
 //! costs an exit per access and keeps the mapping code unchanged.
 //!
 //! Functions a pre-launched VM owns (`pci_devs`) are hidden from the Service VM: their
@@ -144,11 +145,8 @@ impl PhysicalDevices {
         if HV_WINDOWS.iter().any(|&(b, s)| within(b, s)) {
             return false;
         }
-        if let Some(m) = p.board.mmcfg {
-            let buses = u64::from(m.end_bus.saturating_sub(m.start_bus)) + 1;
-            if within(m.base, buses * ECAM_BUS_SIZE) {
-                return false;
-            }
+        if service_ecam().is_some_and(|(base, size, _)| within(base, size)) {
+            return false;
         }
         if let Some(SerialPort::Mmio { base, .. }) = p.board.serial {
             if within(base & !0xFFF, 0x1000) {
@@ -180,6 +178,65 @@ impl PhysicalDevices {
         // PCI devices; the pair is serialized against every other user.
         unsafe { Port::<u32>::new(CONFIG_ADDRESS).write(address) };
         port_access(port, size, value)
+    }
+}
+
+/// The host's ECAM window: (address of its first bus, size, first bus), from the board.
+pub fn service_ecam() -> Option<(u64, u64, u8)> {
+    let m = crate::hv::platform().board.mmcfg?;
+    let buses = u64::from(m.end_bus.checked_sub(m.start_bus)?) + 1;
+    let start = m.base.checked_add(u64::from(m.start_bus) * ECAM_BUS_SIZE)?;
+    Some((start, buses * ECAM_BUS_SIZE, m.start_bus))
+}
+
+/// The Service VM's accesses to the host's ECAM window: the functions it may see, with their
+/// MSI and MSI-X kept virtual exactly as through ports 0xCF8/0xCFC; the extended space
+/// (0x100 up) is the hardware's.
+pub struct PhysicalEcam;
+
+impl PhysicalEcam {
+    pub fn claims(gpa: u64) -> bool {
+        service_ecam().is_some_and(|(base, size, _)| gpa >= base && gpa - base < size)
+    }
+
+    fn access(vm: &Vm, addr: u64, size: u8, value: Option<u32>) -> u32 {
+        let Some((base, _, first_bus)) = service_ecam() else {
+            return u32::MAX;
+        };
+        let rel = addr - base;
+        let bdf = Bdf::new(
+            first_bus.wrapping_add((rel >> 20) as u8),
+            (rel >> 15) as u8 & 0x1F,
+            (rel >> 12) as u8 & 7,
+        );
+        let offset = (rel & 0xFFF) as u16;
+        // ECAM accesses are naturally aligned, at most a dword; anything else reads as
+        // nothing and writes nothing, as on an empty bus.
+        let aligned = matches!(size, 1 | 2 | 4) && offset.is_multiple_of(u16::from(size));
+        if !aligned || crate::devices::pci::owned_host_function(bdf) {
+            return u32::MAX;
+        }
+        if offset < 0x100 {
+            if let Some(v) = service_function_access(vm, bdf, offset, size, value) {
+                return v;
+            }
+        }
+        mmio_access(addr, size, value.map(u64::from)) as u32
+    }
+}
+
+impl BusDevice for PhysicalEcam {
+    fn read(&self, vm: &Vm, addr: u64, size: u8) -> u64 {
+        let v = Self::access(vm, addr, size, None);
+        match size {
+            1 => u64::from(v as u8),
+            2 => u64::from(v as u16),
+            _ => u64::from(v),
+        }
+    }
+
+    fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64) {
+        Self::access(vm, addr, size, Some(value as u32));
     }
 }
 

@@ -388,10 +388,14 @@ impl VmOps for PostVms {
     }
 }
 
-/// The Service VM's e820 (its layout's, cut at the hypervisor's reach like its memory) into
-/// `out`; `None` before [`init`] or without a Service VM.
+/// The Service VM's e820 (its layout's, cut at the hypervisor's reach like its memory, with
+/// the host's ECAM window reserved as firmware reserves it) into `out`; `None` before
+/// [`init`] or without a Service VM.
 pub fn service_e820(out: &mut [E820Entry; MAX_E820]) -> Option<usize> {
-    LAYOUT.get().map(|l| l.e820_below(HV_REACH, out))
+    let ecam = crate::devices::physical::service_ecam().map(|(base, size, _)| (base, size));
+    LAYOUT
+        .get()
+        .map(|l| l.e820_below_with(HV_REACH, ecam.as_slice(), out))
 }
 
 /// The Service VM as the VM layer builds it: its scenario entry with `memory` set to its

@@ -364,11 +364,19 @@ fn build_vm(
             ioapic: Some((0, crate::devices::IOAPIC_GPA as u32)),
             hpet: None,
             pm_timer: crate::hv::pm_timer(),
-            // Pre-launched VMs have a virtual PCI bus whose ECAM window the MCFG announces.
-            mcfg: (cfg.load_order == LoadOrder::PreLaunched).then_some((
-                crate::devices::pci::ECAM_GPA,
-                crate::devices::pci::ECAM_BUSES - 1,
-            )),
+            // Pre-launched VMs have a virtual PCI bus whose ECAM window the MCFG announces;
+            // the Service VM reaches the host's (from bus 0: the MCFG written here starts
+            // there).
+            mcfg: match cfg.load_order {
+                LoadOrder::PreLaunched => Some((
+                    crate::devices::pci::ECAM_GPA,
+                    crate::devices::pci::ECAM_BUSES - 1,
+                )),
+                LoadOrder::Service => crate::devices::physical::service_ecam()
+                    .filter(|&(_, _, first_bus)| first_bus == 0)
+                    .map(|(base, size, _)| (base, ((size >> 20) - 1) as u8)),
+                LoadOrder::PostLaunched => None,
+            },
             com: match cfg.console {
                 ConsoleVuart::Legacy { port, irq } => Some((port, irq)),
                 _ => None,

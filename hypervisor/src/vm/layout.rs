@@ -67,6 +67,34 @@ impl Layout {
         }
         n
     }
+    /// [`Layout::e820_below`] with `reserved` ranges (device windows the Service VM reaches,
+    /// such as the ECAM window, which Linux uses only if the e820 reserves it) added in address
+    /// order. A range that overlaps an entry or finds no free entry is left out.
+    pub fn e820_below_with(
+        &self,
+        limit: u64,
+        reserved: &[(u64, u64)],
+        out: &mut [E820Entry; MAX_E820],
+    ) -> usize {
+        let mut n = self.e820_below(limit, out);
+        for &(addr, size) in reserved {
+            let overlaps = out[..n].iter().any(|e| {
+                addr < e.addr.saturating_add(e.size) && e.addr < addr.saturating_add(size)
+            });
+            if size == 0 || overlaps || n == MAX_E820 {
+                continue;
+            }
+            let at = out[..n].iter().position(|e| e.addr > addr).unwrap_or(n);
+            out.copy_within(at..n, at + 1);
+            out[at] = E820Entry {
+                addr,
+                size,
+                kind: E820_RESERVED,
+            };
+            n += 1;
+        }
+        n
+    }
     /// True if `[addr, addr + len)` is entirely Service VM RAM (possibly across adjacent
     /// ranges). `len == 0` is never "inside".
     pub fn contains(&self, addr: u64, len: u64) -> bool {
@@ -284,6 +312,31 @@ mod tests {
         assert_eq!((last.addr, last.addr + last.size), (0x7200_0000, 1 << 32));
         assert_eq!(last.kind, E820_RAM);
         assert_eq!(l.e820_below(u64::MAX, &mut out), all.len());
+    }
+
+    #[test]
+    fn reserved_windows_join_the_e820_in_order() {
+        let board = [
+            (0, 0x9_f000),
+            (0x10_0000, 0x7FF0_0000),
+            (0x1_0000_0000, 0x1000_0000),
+        ];
+        let l = layout(&board, &[HV]).unwrap();
+        let mut out = [E820Entry {
+            addr: 0,
+            size: 0,
+            kind: 0,
+        }; MAX_E820];
+        let plain = l.e820_below(u64::MAX, &mut out);
+        let ecam = (0xB000_0000, 0x1000_0000);
+        // The ECAM window lands between the RAM below and above 4 GiB; one that overlaps RAM
+        // is left out.
+        let n = l.e820_below_with(u64::MAX, &[ecam, (0x20_0000, 0x1000)], &mut out);
+        assert_eq!(n, plain + 1);
+        let at = out[..n].iter().position(|e| e.addr == ecam.0).unwrap();
+        assert_eq!((out[at].size, out[at].kind), (ecam.1, E820_RESERVED));
+        assert!(out[..n].windows(2).all(|w| w[0].addr < w[1].addr));
+        assert_eq!(out[n - 1].addr, 0x1_0000_0000);
     }
 
     #[test]

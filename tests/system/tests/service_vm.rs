@@ -355,15 +355,22 @@ fn check_interrupts_and_mmio(t: &Transcript) {
         ) == 3,
         "the Service VM's MSI/IRQ-line hypercalls for POST_VM1 did not all succeed",
     );
-    // The Service VM's e820 is its memory layout's: the hypervisor's own RAM (above 1 MiB)
-    // shows as reserved, not only the BIOS area.
+    // The Service VM's e820 is its memory layout's: the hypervisor's own RAM (above 1 MiB,
+    // below the top of the Service VM's RAM, unlike device windows) shows as reserved, not
+    // only the BIOS area.
+    let hex = |a: &str| u64::from_str_radix(a.strip_prefix("0x")?, 16).ok();
+    let ram_top = t
+        .texts()
+        .find_map(|l| l.strip_prefix("[SERVICE_VM] memory-top: "))
+        .and_then(hex);
     let reserved_high = t.texts().any(|l| {
         let Some(e) = l.strip_prefix("[SERVICE_VM] e820: ") else {
             return false;
         };
-        let start = e.split('-').next().and_then(|a| a.strip_prefix("0x"));
+        let start = e.split('-').next().and_then(hex);
         e.ends_with(" type 2")
-            && start.and_then(|a| u64::from_str_radix(a, 16).ok()) >= Some(0x10_0000)
+            && start >= Some(0x10_0000)
+            && ram_top.is_some_and(|top| start < Some(top))
     });
     check(
         t,

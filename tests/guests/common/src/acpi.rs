@@ -30,6 +30,8 @@ pub enum AcpiError {
     Signature { addr: u64, expected: &'static str },
     #[error("no MADT (APIC) table")]
     NoMadt,
+    #[error("no {0} table")]
+    Missing(&'static str),
     #[error("MADT entry at {addr:#x} has length {len}")]
     MadtEntry { addr: u64, len: u8 },
 }
@@ -170,15 +172,15 @@ fn parse_madt(mem: &impl PhysRead, addr: u64, len: u32) -> Result<Madt, AcpiErro
     Ok(madt)
 }
 
-/// Finds and parses the MADT.
-pub fn discover(mem: &impl PhysRead) -> Result<Acpi, AcpiError> {
-    let (rsdp, revision, root, is_xsdt) = find_rsdp(mem).ok_or(AcpiError::NoRsdp)?;
-    let (sig, width) = if is_xsdt {
+/// The table with signature `sig` (its address and length), through the XSDT or RSDT.
+pub fn find_table(mem: &impl PhysRead, sig: &'static str) -> Result<(u64, u32), AcpiError> {
+    let (_, _, root, is_xsdt) = find_rsdp(mem).ok_or(AcpiError::NoRsdp)?;
+    let (root_sig, width) = if is_xsdt {
         ("XSDT", 8u32)
     } else {
         ("RSDT", 4u32)
     };
-    let len = sdt(mem, root, sig)?;
+    let len = sdt(mem, root, root_sig)?;
     for i in 0..(len - 36) / width {
         let slot = root + 36 + u64::from(i * width);
         let table = if is_xsdt {
@@ -186,19 +188,37 @@ pub fn discover(mem: &impl PhysRead) -> Result<Acpi, AcpiError> {
         } else {
             u64::from(mem.read_u32(slot)?)
         };
-        // Tables we cannot read, or that are not the MADT, are skipped.
-        match sdt(mem, table, "APIC") {
-            Ok(mlen) => {
-                return Ok(Acpi {
-                    rsdp,
-                    revision,
-                    madt: parse_madt(mem, table, mlen)?,
-                })
-            }
-            Err(_) => continue,
+        // Tables we cannot read, or that are not the one asked for, are skipped.
+        if let Ok(tlen) = sdt(mem, table, sig) {
+            return Ok((table, tlen));
         }
     }
-    Err(AcpiError::NoMadt)
+    Err(AcpiError::Missing(sig))
+}
+
+/// Finds and parses the MADT.
+pub fn discover(mem: &impl PhysRead) -> Result<Acpi, AcpiError> {
+    let (rsdp, revision, _, _) = find_rsdp(mem).ok_or(AcpiError::NoRsdp)?;
+    let (table, len) = find_table(mem, "APIC").map_err(|e| match e {
+        AcpiError::Missing(_) => AcpiError::NoMadt,
+        e => e,
+    })?;
+    Ok(Acpi {
+        rsdp,
+        revision,
+        madt: parse_madt(mem, table, len)?,
+    })
+}
+
+/// The MCFG's first ECAM window: (base address, first bus, last bus).
+pub fn ecam(mem: &impl PhysRead) -> Result<(u64, u8, u8), AcpiError> {
+    let (table, len) = find_table(mem, "MCFG")?;
+    if len < 44 + 16 {
+        return Err(AcpiError::Length { addr: table, len });
+    }
+    let mut bus = [0u8; 2];
+    mem.read(table + 44 + 10, &mut bus)?;
+    Ok((mem.read_u64(table + 44)?, bus[0], bus[1]))
 }
 
 #[cfg(test)]
@@ -272,6 +292,22 @@ mod tests {
         assert_eq!(a.madt.enabled, 2);
         assert_eq!(a.madt.apic_ids(), &[0, 2]);
         assert_eq!(a.madt.lapic_base, DEFAULT_LAPIC);
+    }
+
+    #[test]
+    fn mcfg_names_the_ecam_window() {
+        let mut mem = acrn_layout(&[(0, true)]);
+        assert_eq!(ecam(&mem), Err(AcpiError::Missing("MCFG")));
+        // The unreadable XSDT slot becomes the MCFG: base, segment 0, buses 0-0xff.
+        let mut body = std::vec![0u8; 8];
+        body.extend_from_slice(&0xB000_0000u64.to_le_bytes());
+        body.extend_from_slice(&[0, 0, 0, 0xFF, 0, 0, 0, 0]);
+        mem.put(0x7FF0_3000, &sdt_bytes(b"MCFG", &body));
+        let xsdt = &mut mem.segs[1].1;
+        xsdt[44..52].copy_from_slice(&0x7FF0_3000u64.to_le_bytes());
+        let n = xsdt.len();
+        fix_checksum(xsdt, 9, n);
+        assert_eq!(ecam(&mem), Ok((0xB000_0000, 0, 0xFF)));
     }
 
     #[test]
