@@ -291,19 +291,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn e820_below_the_hypervisors_reach() {
+    /// A layout of RAM below and above 4 GiB (the first `below` bytes from 1 MiB), and an
+    /// empty e820 to fill.
+    fn split_layout(below: u64) -> (Layout, [E820Entry; MAX_E820]) {
         let board = [
             (0, 0x9_f000),
-            (0x10_0000, 0xFFF0_0000),
+            (0x10_0000, below),
             (0x1_0000_0000, 0x4000_0000),
         ];
-        let l = layout(&board, &[HV]).unwrap();
-        let mut out = [E820Entry {
+        let empty = E820Entry {
             addr: 0,
             size: 0,
             kind: 0,
-        }; MAX_E820];
+        };
+        (layout(&board, &[HV]).unwrap(), [empty; MAX_E820])
+    }
+
+    #[test]
+    fn e820_below_the_hypervisors_reach() {
+        let (l, mut out) = split_layout(0xFFF0_0000);
         let n = l.e820_below(1 << 32, &mut out);
         let all = l.e820();
         assert_eq!(n, all.len() - 1, "the range above 4 GiB is dropped");
@@ -316,17 +322,7 @@ mod tests {
 
     #[test]
     fn reserved_windows_join_the_e820_in_order() {
-        let board = [
-            (0, 0x9_f000),
-            (0x10_0000, 0x7FF0_0000),
-            (0x1_0000_0000, 0x1000_0000),
-        ];
-        let l = layout(&board, &[HV]).unwrap();
-        let mut out = [E820Entry {
-            addr: 0,
-            size: 0,
-            kind: 0,
-        }; MAX_E820];
+        let (l, mut out) = split_layout(0x7FF0_0000);
         let plain = l.e820_below(u64::MAX, &mut out);
         let ecam = (0xB000_0000, 0x1000_0000);
         // The ECAM window lands between the RAM below and above 4 GiB; one that overlaps RAM
