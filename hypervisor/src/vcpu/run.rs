@@ -24,10 +24,13 @@ use spin::Once;
 /// How often a pCPU looks at the slot of a vCPU waiting for its I/O request.
 const IO_POLL_NS: u64 = 20_000;
 
-/// The longest a guest runs before its pCPU takes control again, whatever it waits for (VMX's
-/// preemption timer does the same there). Under QEMU's single-threaded TCG, while a guest
-/// spun on one pCPU, the Service VM's pCPU was seen to make no progress for up to 15 s until
-/// an interrupt reached it; this timer is that interrupt.
+/// The longest a pCPU that hosts vCPUs goes without looking at them again: a guest runs at
+/// most this long (VMX's preemption timer does the same there), and an idle pCPU sleeps at
+/// most this long. Under QEMU's single-threaded TCG, while a guest spun on one pCPU, the
+/// Service VM's pCPU was seen to make no progress for up to 15 s until an interrupt reached
+/// it; and a post-launched vCPU halted waiting for interrupts the Service VM had sent was
+/// seen to stay halted (its pCPU idle, no timer armed) until the Service VM gave up. This
+/// timer is the interrupt that ends both.
 const MAX_SLICE_NS: u64 = 10_000_000;
 
 /// vCPUs one pCPU can host.
@@ -360,7 +363,8 @@ impl Pcpu {
         let slot = picked.and_then(|tid| self.slot_of(tid));
         // A guest owns the local APIC (and timer) of a passed-through pCPU.
         if !irq::passed_through() {
-            let slice_end = slot.map(|_| now.saturating_add(ns_to_tsc(MAX_SLICE_NS)));
+            let hosts_vcpus = self.threads.iter().any(Option::is_some);
+            let slice_end = hosts_vcpus.then(|| now.saturating_add(ns_to_tsc(MAX_SLICE_NS)));
             let deadline = self.next_deadline(now).into_iter().chain(slice_end).min();
             irq::arm_timer(deadline);
         }
