@@ -306,9 +306,11 @@ fn service_function_access(
         };
         slot.function.program(&host, hw);
     }
-    // A BAR or the command register may have moved or hidden the table.
-    slot.locate_msix(&host);
-    MSIX_PLACED.fetch_or(slot.msix_bar.is_some(), Ordering::AcqRel);
+    // The command register or a BAR may have moved or hidden the table.
+    if (0x04..0x28).contains(&(offset & !3)) {
+        slot.locate_msix(&host);
+        MSIX_PLACED.fetch_or(slot.msix_bar.is_some(), Ordering::AcqRel);
+    }
     if msix {
         program_msix(vm, state, index, None);
     }
@@ -344,10 +346,7 @@ fn program_msix(vm: &Vm, state: &mut ServiceFunctions, index: usize, only: Optio
             _ => None,
         };
         if let Some((at, dwords)) = m.hardware_entry(n, host) {
-            // The mask dword last: the entry is complete when it opens.
-            for (k, d) in dwords.iter().enumerate() {
-                mmio_access(bar + at + 4 * k as u64, 4, Some(u64::from(*d)));
-            }
+            write_msix_entry(bar + at, dwords);
         }
     }
     if only.is_none() {
@@ -439,6 +438,15 @@ impl PhysConfig for HostFunction {
         // SAFETY: as for `read32`.
         unsafe { Port::<u32>::new(CONFIG_ADDRESS).write(self.address(offset)) };
         port_access(CONFIG_DATA + (offset & 3), size, Some(value));
+    }
+}
+
+/// Writes a hardware MSI-X table entry at `entry` (physical): masked while it changes, its
+/// vector control (the mask) written last, so the entry opens only once it is complete.
+pub fn write_msix_entry(entry: u64, dwords: [u32; 4]) {
+    mmio_access(entry + 12, 4, Some(1));
+    for (k, d) in dwords.iter().enumerate() {
+        mmio_access(entry + 4 * k as u64, 4, Some(u64::from(*d)));
     }
 }
 

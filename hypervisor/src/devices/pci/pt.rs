@@ -301,12 +301,7 @@ impl PtSlot {
         if self.command & super::function::COMMAND_MEMORY == 0 {
             return;
         }
-        // Masked while it changes, the mask written last.
-        let entry = b.host + at;
-        physical::mmio_access(entry + 12, 4, Some(1));
-        for (k, d) in dwords.iter().enumerate() {
-            physical::mmio_access(entry + 4 * k as u64, 4, Some(u64::from(*d)));
-        }
+        physical::write_msix_entry(b.host + at, dwords);
     }
 
     fn program_msix(&self) {
