@@ -612,6 +612,9 @@ impl VmDevices {
         size: u8,
         value: Option<u64>,
     ) -> Option<u64> {
+        if let (Space::Port, 0xCF8, 4, Some(v)) = (space, addr, size, value) {
+            self.pci.observe_address(v as u32);
+        }
         let dev = self.route(space, addr)?;
         Some(match value {
             None => dev.read(vm, addr, size),
@@ -786,6 +789,17 @@ impl VmDevices {
             }
         }
         io.pins()
+    }
+
+    /// The vIOAPIC's pin count.
+    pub fn vioapic_pins(&self) -> usize {
+        self.ioapic.model.lock().as_ref().map_or(0, |io| io.pins())
+    }
+
+    /// The vIOAPIC's redirection entry of `gsi`.
+    pub fn vioapic_entry(&self, gsi: u32) -> Option<u64> {
+        let io = self.ioapic.model.lock();
+        io.as_ref()?.entry(usize::try_from(gsi).ok()?).ok()
     }
 
     /// Prints what the console holds of an unfinished line (the VM stops).

@@ -2,16 +2,17 @@
 //! (ports 0xCF8-0xCFF), the host's ECAM window (which its MCFG and e820 announce) and device
 //! MMIO are trapped and performed by the hypervisor on the hardware, configuration space
 //! through both ways alike. Not forwarded: RAM (the hypervisor's and the VMs'), the IOAPIC,
-//! HPET and local APIC windows and an MMIO console UART (all the hypervisor's). ACRN maps device MMIO into the Service VM's EPT instead; trapping
-//! costs an exit per access and keeps the mapping code unchanged.
+//! HPET and local APIC windows and an MMIO console UART (all the hypervisor's). ACRN maps
+//! device MMIO into the Service VM's EPT instead; trapping costs an exit per access and keeps
+//! the mapping code unchanged.
 //!
-//! Functions a pre-launched VM owns (`pci_devs`) are hidden from the Service VM: their
-//! configuration space reads as absent, writes to it are dropped, and their BAR windows are
-//! not forwarded. The MSI and MSI-X of the others are remapped (`pci::service`): the hardware
-//! sends a hypervisor vector (0xA8-0xDF, one per MSI and per MSI-X entry in use) to the pCPU
-//! of the Service VM's vCPU 0, which becomes the message the Service VM programmed. The
-//! Service VM's accesses to an MSI-X table's pages are served from its virtual table (the PBA
-//! and other registers there are the hardware's).
+//! Functions a VM owns (a pre-launched VM's `pci_devs`, those assigned to post-launched VMs)
+//! are hidden from the Service VM: their configuration space reads as absent, writes to it
+//! are dropped, and their BAR windows are not forwarded. The MSI and MSI-X of the others are
+//! remapped (`pci::service`): the hardware sends a hypervisor vector (0xA8-0xDF, one per MSI
+//! and per MSI-X entry in use) to the pCPU of the Service VM's vCPU 0, which becomes the
+//! message the Service VM programmed. The Service VM's accesses to an MSI-X table's pages are
+//! served from its virtual table (the PBA and other registers there are the hardware's).
 
 use super::bus::BusDevice;
 use crate::devices::pci::msi::PhysConfig;
@@ -39,7 +40,7 @@ const FOUR_GIB: u64 = 1 << 32;
 static CONFIG_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
 /// The Service VM's MSI vectors on the hardware: one per function that enables MSI, one per
-/// MSI-X entry it unmasks (never given back: a device keeps its vectors).
+/// MSI-X entry it unmasks (kept while the Service VM has the function).
 const SERVICE_MSI_FIRST: u8 = crate::devices::ptirq::END_VECTOR;
 const SERVICE_MSI_END: u8 = 0xE0;
 /// Functions the Service VM's configuration accesses have reached (a table that is full
@@ -82,7 +83,8 @@ impl ServiceSlot {
 
 struct ServiceFunctions {
     slots: [Option<ServiceSlot>; MAX_SERVICE_FUNCTIONS],
-    next_vector: u8,
+    /// Vectors in use, bit n for `SERVICE_MSI_FIRST + n`.
+    vectors_used: u64,
     full_reported: bool,
     out_of_vectors_reported: bool,
 }
@@ -90,9 +92,11 @@ struct ServiceFunctions {
 impl ServiceFunctions {
     /// A hypervisor vector for the Service VM's devices, if any is left.
     fn take_vector(&mut self, bdf: Bdf) -> Option<u8> {
-        if self.next_vector < SERVICE_MSI_END {
-            self.next_vector += 1;
-            return Some(self.next_vector - 1);
+        let free = (0..SERVICE_MSI_END - SERVICE_MSI_FIRST)
+            .find(|&n| self.vectors_used & 1 << n == 0);
+        if let Some(n) = free {
+            self.vectors_used |= 1 << n;
+            return Some(SERVICE_MSI_FIRST + n);
         }
         if !core::mem::replace(&mut self.out_of_vectors_reported, true) {
             hvlog!(
@@ -108,9 +112,26 @@ impl ServiceFunctions {
     }
 }
 
+/// The Service VM gives function `bdf` up (to a post-launched VM): its view of the function
+/// and the vectors of its MSI and MSI-X go.
+pub fn release_service_function(bdf: Bdf) {
+    let mut table = SERVICE_FUNCTIONS.lock();
+    let Some(slot) = table
+        .slots
+        .iter_mut()
+        .find(|s| s.as_ref().is_some_and(|s| s.bdf == bdf))
+        .and_then(|s| s.take())
+    else {
+        return;
+    };
+    for v in slot.msix_vectors.iter().chain([&slot.vector]).flatten() {
+        table.vectors_used &= !(1 << (v - SERVICE_MSI_FIRST));
+    }
+}
+
 static SERVICE_FUNCTIONS: spin::Mutex<ServiceFunctions> = spin::Mutex::new(ServiceFunctions {
     slots: [const { None }; MAX_SERVICE_FUNCTIONS],
-    next_vector: SERVICE_MSI_FIRST,
+    vectors_used: 0,
     full_reported: false,
     out_of_vectors_reported: false,
 });

@@ -1,6 +1,7 @@
 //! INTx remapping of physical interrupts to a VM's vIOAPIC, as ACRN's ptirq does: when the
 //! Service VM programs the vIOAPIC entry of a GSI it may own (or a pre-launched VM the virtual
-//! GSI of one of its `pt_intx` lines), the physical IOAPIC pin of that GSI gets a hypervisor
+//! GSI of one of its `pt_intx` lines, or a post-launched VM that of a line the Service VM gave
+//! it), the physical IOAPIC pin of that GSI gets a hypervisor
 //! vector (one per GSI), the guest's polarity and trigger mode, and a pCPU of that VM as
 //! destination. When that vector arrives, the vIOAPIC pin is
 //! pulsed (edge) or asserted (level). A level pin stays masked physically from its interrupt
@@ -28,6 +29,8 @@ pub enum Owner {
     Hypervisor,
     /// A pre-launched VM's pass-through line (`pt_intx`), by VM id.
     PreLaunched(u16),
+    /// A line the Service VM gave a post-launched VM (HC_SET_PTDEV_INTR_INFO), by VM id.
+    PostLaunched(u16),
     /// Any other pin of a physical IOAPIC: the Service VM may take it.
     ServiceVm,
     /// No physical IOAPIC has this GSI.
@@ -42,6 +45,8 @@ pub struct Ownership<'a> {
     pub console_irq: Option<u32>,
     /// (VM id, physical GSI) of each pre-launched VM's pass-through INTx line.
     pub pre_launched: &'a [(u16, u32)],
+    /// (VM id, physical GSI) of each line given to a post-launched VM.
+    pub post_launched: &'a [(u16, u32)],
 }
 
 /// GSIs the hypervisor keeps whatever the board: the 8259 cascade / ExtINT pin, the PIT
@@ -60,8 +65,11 @@ impl Ownership<'_> {
         if HYPERVISOR_GSIS.contains(&gsi) || self.console_irq == Some(gsi) {
             return Owner::Hypervisor;
         }
-        match self.pre_launched.iter().find(|&&(_, g)| g == gsi) {
-            Some(&(vm, _)) => Owner::PreLaunched(vm),
+        if let Some(&(vm, _)) = self.pre_launched.iter().find(|&&(_, g)| g == gsi) {
+            return Owner::PreLaunched(vm);
+        }
+        match self.post_launched.iter().find(|&&(_, g)| g == gsi) {
+            Some(&(vm, _)) => Owner::PostLaunched(vm),
             None => Owner::ServiceVm,
         }
     }
@@ -251,13 +259,16 @@ mod tests {
             ioapics: &[(0, 24), (24, 8)],
             console_irq: Some(4),
             pre_launched: &[(1, 17)],
+            post_launched: &[(3, 18), (3, 17), (4, 2)],
         };
         assert_eq!(o.owner(0), Owner::Hypervisor);
         assert_eq!(o.owner(2), Owner::Hypervisor, "PIT");
         assert_eq!(o.owner(8), Owner::Hypervisor, "RTC");
         assert_eq!(o.owner(4), Owner::Hypervisor, "console UART");
         assert_eq!(o.owner(3), Owner::ServiceVm);
-        assert_eq!(o.owner(17), Owner::PreLaunched(1));
+        assert_eq!(o.owner(17), Owner::PreLaunched(1), "a pre-launched line is never lent");
+        assert_eq!(o.owner(18), Owner::PostLaunched(3));
+        assert_eq!(o.owner(2), Owner::Hypervisor, "the hypervisor's stays");
         assert_eq!(o.owner(16), Owner::ServiceVm);
         assert_eq!(o.owner(31), Owner::ServiceVm, "second IOAPIC");
         assert_eq!(o.owner(32), Owner::NoPin);

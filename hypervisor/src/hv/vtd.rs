@@ -1,5 +1,5 @@
 //! Intel VT-d DMA remapping for pass-through functions (the host's DMAR table names the units).
-//! Turned on only when a pre-launched VM has `pci_devs`: every unit gets one root table whose
+//! Turned on when the first function is given to a VM: every unit gets one root table whose
 //! buses all point at a context table that passes DMA through untranslated (the Service VM's
 //! devices, identity-mapped as its memory is), except the buses of pass-through functions,
 //! whose own context tables send those functions through their VM's NPT/EPT: its leaf and
@@ -180,6 +180,27 @@ pub fn confine(bdf: Bdf, table: u64, vm_id: u16) -> bool {
     true
 }
 
+/// `bdf`'s DMA passes through untranslated again, as the Service VM's devices' does (the
+/// function went back to it).
+pub fn release(bdf: Bdf) {
+    let mut state = STATE.lock();
+    let Some(r) = state.as_mut() else {
+        return;
+    };
+    let Some(&(_, own)) = r.own[..r.owned].iter().find(|(b, _)| *b == bdf.bus) else {
+        return;
+    };
+    let devfn = usize::from(bdf.dev & 0x1F) << 3 | usize::from(bdf.func & 7);
+    write_entry(
+        own,
+        devfn,
+        context_entry(TT_PASS_THROUGH, 0, PASS_THROUGH_DOMAIN),
+    );
+    for &base in &r.units[..r.count] {
+        invalidate(base);
+    }
+}
+
 /// The VM's table changed (a mapping removed or moved): cached translations go.
 pub fn flush() {
     if let Some(r) = STATE.lock().as_ref() {
@@ -237,12 +258,16 @@ pub fn report_faults() {
 }
 
 /// A requester's VM, for the fault report.
-struct Requester(Option<(u16, &'static str)>);
+struct Requester(Option<u16>);
 
 impl core::fmt::Display for Requester {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.0 {
-            Some((id, name)) => write!(f, "VM {id} {name}"),
+            Some(id) => write!(
+                f,
+                "VM {id} {}",
+                crate::vm::vm(id).map_or("", |vm| vm.name())
+            ),
             None => f.write_str("a Service VM device"),
         }
     }

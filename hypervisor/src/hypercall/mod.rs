@@ -18,7 +18,7 @@ pub mod runtime;
 pub use mem::{GuestMemory, IdentityRam, PhysBytes};
 
 use crate::ioreq;
-use acrn_abi::errno::{EINVAL, ENODEV, ENOTTY, EPERM};
+use acrn_abi::errno::{EINVAL, ENOTTY, EPERM};
 use acrn_abi::hypercall::*;
 use acrn_abi::irq::GsiOp;
 use acrn_abi::memory::{MEM_ACCESS_RIGHT_MASK, MEM_TYPE_MASK, MR_ADD, MR_DEL, MR_MODIFY};
@@ -148,23 +148,30 @@ pub const BEHAVIOUR: &[(u64, &str, &str)] = &[
     (HC_VM_PCI_MSIX_REMAP, "-ENOTTY", "-ENOTTY (no handler)"),
     (
         HC_SET_PTDEV_INTR_INFO,
-        "-EPERM unless CREATED; -EPERM: no pass-through device is assigned to match virt_bdf",
+        "INTx only: the Service VM's physical GSI phys_pin drives the VM's vIOAPIC GSI \
+         virt_pin (the Service VM's entry stops driving the pin); -EPERM unless CREATED, \
+         unreadable, not INTx, no function assigned at virt_bdf from phys_bdf, a vPIC pin, a \
+         GSI not the Service VM's to give or a virt_pin beyond the vIOAPIC",
         "INTx only: remaps the physical pin from the Service VM to the VM; -1 if no device",
     ),
     (
         HC_RESET_PTDEV_INTR_INFO,
-        "-EPERM unless CREATED or PAUSED; -EPERM: no assigned device matches",
+        "gives the line back to the Service VM's vIOAPIC entry; -EPERM unless CREATED or \
+         PAUSED, or the VM does not have that line",
         "removes the INTx remapping; -1 if no device",
     ),
     (
         HC_ASSIGN_PCIDEV,
-        "-EINVAL unless CREATED or unreadable; -ENODEV: PCI pass-through is not supported, \
-         no Service VM device can be handed over",
+        "moves a type-0 non-bridge function from the Service VM (hidden from it, its MSI/MSI-X \
+         vectors freed) to the VM's virtual PCI at virt_bdf with BARs at bar[] (0: the host \
+         address), DMA confined by VT-d when present; -EINVAL unless CREATED or unreadable; \
+         -ENODEV if absent, a bridge, owned by another VM, virt_bdf taken or no slot left",
         "moves the device from the Service VM; -ENODEV if it has no such device",
     ),
     (
         HC_DEASSIGN_PCIDEV,
-        "-EINVAL unless CREATED or PAUSED; -ENODEV: nothing is assigned",
+        "gives the function back to the Service VM (stopped, DMA untranslated again); -EINVAL \
+         unless CREATED or PAUSED or unreadable; -ENODEV if not assigned at virt_bdf",
         "gives the device back; -ENODEV if not assigned",
     ),
     (
@@ -326,6 +333,16 @@ pub trait VmOps {
     /// The Service VM offlines its vCPU with LAPIC ID `lapic_id`: `Err(EPERM)` for the BSP,
     /// `Ok` otherwise (also when no vCPU has that ID, as in ACRN).
     fn offline_service_vcpu(&mut self, lapic_id: u32) -> Result<(), i32>;
+    /// Moves host function `phys` from the Service VM to the VM at `virt`, its BAR
+    /// registers at `bars`; `Err(ENODEV)` if the Service VM has no such function to give.
+    fn assign_pcidev(&mut self, vmid: u16, phys: u16, virt: u16, bars: [u32; 6])
+        -> Result<(), i32>;
+    /// Gives host function `phys` (at `virt` in the VM) back; `Err(ENODEV)` if not assigned.
+    fn deassign_pcidev(&mut self, vmid: u16, phys: u16, virt: u16) -> Result<(), i32>;
+    /// Gives the VM physical INTx GSI `phys_pin` of its function at `virt_bdf` as its
+    /// vIOAPIC GSI `virt_pin` (`give`), or takes it back.
+    fn ptdev_intx(&mut self, vmid: u16, irq: &acrn_abi::irq::HcPtdevIrq, give: bool)
+        -> Result<(), i32>;
 }
 
 /// The dispatcher's state: the VM table and the upcall vector.
@@ -541,8 +558,8 @@ impl Hypercalls {
                 if m.buf_cnt as usize > m.buffer.len() {
                     return err(EINVAL);
                 }
-                // No pass-through interrupt of a post-launched VM exists, so GET_DATA has no
-                // pairs to report and DELAY_INT nothing to delay.
+                // Pass-through interrupts are not counted per line: GET_DATA reports no pairs
+                // and DELAY_INT has no storm to slow down.
                 if m.cmd == acrn_abi::irq::INTR_CMD_GET_DATA && !mem.write(p2 + 4, &[0; 4]) {
                     return err(EINVAL);
                 }
@@ -566,20 +583,36 @@ impl Hypercalls {
             }
             HC_SETUP_SBUF => self.setup_sbuf(mem, p2),
             // ACRN answers -1 for a wrong state, an unreadable argument, a type other than INTx
-            // and a virt_bdf without an assigned device; no device is ever assigned here.
-            HC_SET_PTDEV_INTR_INFO | HC_RESET_PTDEV_INTR_INFO => err(EPERM),
-            HC_ASSIGN_PCIDEV | HC_DEASSIGN_PCIDEV => {
-                let state_ok = if id == HC_ASSIGN_PCIDEV {
-                    created
-                } else {
-                    created_or_paused
-                };
-                if !state_ok || read_obj::<acrn_abi::AcrnPcidev>(mem, p2).is_none() {
-                    return err(EINVAL);
+            // and a virt_bdf without an assigned device.
+            HC_SET_PTDEV_INTR_INFO | HC_RESET_PTDEV_INTR_INFO => {
+                let give = id == HC_SET_PTDEV_INTR_INFO;
+                let state_ok = if give { created } else { created_or_paused };
+                let irq = read_obj::<acrn_abi::irq::HcPtdevIrq>(mem, p2);
+                match irq.filter(|i| state_ok && i.r#type == acrn_abi::irq::ACRN_PTDEV_IRQ_INTX)
+                {
+                    Some(i) => match ops.ptdev_intx(vmid, &i, give) {
+                        Ok(()) => 0,
+                        Err(e) => err(e),
+                    },
+                    None => err(EPERM),
                 }
-                // PCI pass-through is not supported: no Service VM device to hand over, none
-                // assigned to give back.
-                err(ENODEV)
+            }
+            HC_ASSIGN_PCIDEV | HC_DEASSIGN_PCIDEV => {
+                let assign = id == HC_ASSIGN_PCIDEV;
+                let state_ok = if assign { created } else { created_or_paused };
+                let Some(d) = read_obj::<acrn_abi::AcrnPcidev>(mem, p2).filter(|_| state_ok)
+                else {
+                    return err(EINVAL);
+                };
+                let r = if assign {
+                    ops.assign_pcidev(vmid, d.phys_bdf, d.virt_bdf, d.bar)
+                } else {
+                    ops.deassign_pcidev(vmid, d.phys_bdf, d.virt_bdf)
+                };
+                match r {
+                    Ok(()) => 0,
+                    Err(e) => err(e),
+                }
             }
             HC_ASSIGN_MMIODEV | HC_DEASSIGN_MMIODEV => {
                 // Not supported: the ranges are never the Service VM's to move, none assigned.

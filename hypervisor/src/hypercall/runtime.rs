@@ -18,12 +18,12 @@ use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
 use crate::vm::layout::{self, Layout, TRAMPOLINE};
 use crate::vm::loader::{E820Entry, MAX_E820};
 use crate::vm::{self as vms, VmInfo};
-use acrn_abi::errno::{EINVAL, ENOMEM, EPERM};
-use acrn_abi::irq::GsiOp;
+use acrn_abi::errno::{EINVAL, ENODEV, ENOMEM, EPERM};
+use acrn_abi::irq::{GsiOp, HcPtdevIrq};
 use acrn_abi::memory::MemType as AbiMemType;
 use acrn_abi::AcrnRegs;
 use acrn_abi::GuestFlags;
-use acrn_static_config::{GuestMemRegion, LoadOrder, OsConfig, PlatformConfig, VmConfig};
+use acrn_static_config::{Bdf, GuestMemRegion, LoadOrder, OsConfig, PlatformConfig, VmConfig};
 use core::sync::atomic::{AtomicU8, Ordering};
 use spin::{Mutex, Once};
 
@@ -385,6 +385,87 @@ impl VmOps for PostVms {
             vm.name()
         );
         Ok(())
+    }
+    fn assign_pcidev(
+        &mut self,
+        vmid: u16,
+        phys: u16,
+        virt: u16,
+        bars: [u32; 6],
+    ) -> Result<(), i32> {
+        let vm = post_vm(vmid)?;
+        let (pbdf, vbdf) = (Bdf::from_raw(phys), Bdf::from_raw(virt));
+        // The BAR registers as the Device Model wrote them: a 64-bit BAR's upper half is in
+        // the next one.
+        let mut vbars = [0u64; 6];
+        for i in 0..6 {
+            let wide = bars[i] & 0x7 == 0x4 && i < 5;
+            let high = if wide { u64::from(bars[i + 1]) << 32 } else { 0 };
+            vbars[i] = high | u64::from(bars[i]);
+        }
+        crate::devices::pci::assign(vm, pbdf, vbdf, vbars).map_err(|e| {
+            hvlog!(
+                "VM {vmid} {}: HC_ASSIGN_PCIDEV {:02x}:{:02x}.{} refused: {e}",
+                vm.name(),
+                pbdf.bus,
+                pbdf.dev,
+                pbdf.func
+            );
+            ENODEV
+        })
+    }
+    fn deassign_pcidev(&mut self, vmid: u16, phys: u16, virt: u16) -> Result<(), i32> {
+        let vm = post_vm(vmid)?;
+        if crate::devices::pci::deassign(vm, Bdf::from_raw(phys), Bdf::from_raw(virt)) {
+            Ok(())
+        } else {
+            Err(ENODEV)
+        }
+    }
+    fn ptdev_intx(&mut self, vmid: u16, irq: &HcPtdevIrq, give: bool) -> Result<(), i32> {
+        let vm = post_vm(vmid).map_err(|_| EPERM)?;
+        let (phys, virt) = (irq.intx.phys_pin, irq.intx.virt_pin);
+        if !give {
+            return if crate::vm::ptirq::take_line(vm, phys, virt) {
+                Ok(())
+            } else {
+                Err(EPERM)
+            };
+        }
+        let assigned = crate::devices::pci::assigned_at(vmid, Bdf::from_raw(irq.virt_bdf))
+            == Some(Bdf::from_raw(irq.phys_bdf));
+        let refused = if !assigned {
+            Some("no function is assigned at virt_bdf from phys_bdf")
+        } else if irq.intx.pic_pin != 0 {
+            Some("a vPIC pin (only vIOAPIC pins are remapped)")
+        } else {
+            match crate::vm::ptirq::give_line(vm, phys, virt) {
+                Ok(()) => None,
+                Err(crate::vm::ptirq::LineError::NotServiceVms) => {
+                    Some("the physical GSI is not the Service VM's to give")
+                }
+                Err(crate::vm::ptirq::LineError::VirtualGsi) => {
+                    Some("the virtual GSI is beyond the vIOAPIC or taken")
+                }
+                Err(crate::vm::ptirq::LineError::Full) => Some("too many lines given"),
+            }
+        };
+        match refused {
+            None => {
+                hvlog!(
+                    "VM {vmid} {}: physical GSI {phys} drives its vIOAPIC GSI {virt}",
+                    vm.name()
+                );
+                Ok(())
+            }
+            Some(why) => {
+                hvlog!(
+                    "VM {vmid} {}: HC_SET_PTDEV_INTR_INFO GSI {phys} -> {virt} refused: {why}",
+                    vm.name()
+                );
+                Err(EPERM)
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 use super::mem::testing::{ram, VecPhys};
 use super::*;
-use acrn_abi::errno::{EINVAL, ENOMEM, ENOTTY, EPERM};
+use acrn_abi::errno::{EINVAL, ENODEV, ENOMEM, ENOTTY, EPERM};
 
 /// Service VM RAM: 1 MiB at 1 MiB, then a hole (another VM at 2 MiB), then 64 KiB at 3 MiB.
 const RANGES: [(u64, u64); 2] = [(0x10_0000, 0x10_0000), (0x30_0000, 0x1_0000)];
@@ -12,7 +12,12 @@ const SOS: Caller = Caller { vmid: 1, cpl: 0 };
 struct Ops {
     log: Vec<String>,
     fail_create: bool,
+    /// (VM, physical BDF) assigned through the ops.
+    assigned: Vec<(u16, u16)>,
 }
+
+/// The only host function the fake Service VM can give: 00:02.0.
+const NIC: u16 = 0x10;
 
 impl VmOps for Ops {
     fn create(&mut self, vmid: u16, pcpus: u64, flags: u64) -> Result<(), i32> {
@@ -78,6 +83,37 @@ impl VmOps for Ops {
         } else {
             Ok(())
         }
+    }
+    fn assign_pcidev(
+        &mut self,
+        vmid: u16,
+        phys: u16,
+        virt: u16,
+        bars: [u32; 6],
+    ) -> Result<(), i32> {
+        self.log
+            .push(format!("assign {vmid} {phys:#x} {virt:#x} {:#x}", bars[0]));
+        if phys != NIC || self.assigned.iter().any(|&(_, p)| p == phys) {
+            return Err(ENODEV);
+        }
+        self.assigned.push((vmid, phys));
+        Ok(())
+    }
+    fn deassign_pcidev(&mut self, vmid: u16, phys: u16, virt: u16) -> Result<(), i32> {
+        self.log.push(format!("deassign {vmid} {phys:#x} {virt:#x}"));
+        let at = self.assigned.iter().position(|&a| a == (vmid, phys));
+        self.assigned.remove(at.ok_or(ENODEV)?);
+        Ok(())
+    }
+    fn ptdev_intx(
+        &mut self,
+        vmid: u16,
+        irq: &acrn_abi::irq::HcPtdevIrq,
+        give: bool,
+    ) -> Result<(), i32> {
+        let (phys, virt) = (irq.intx.phys_pin, irq.intx.virt_pin);
+        self.log.push(format!("intx {vmid} {phys} {virt} {give}"));
+        Ok(())
     }
 }
 
@@ -889,9 +925,29 @@ fn setup_sbuf_checks_the_buffer() {
 }
 
 #[test]
-fn device_assignment_answers_as_acrn_without_devices() {
+fn device_assignment_follows_acrn_states_and_reaches_the_vm_layer() {
+    use acrn_abi::irq::{HcPtdevIntx, HcPtdevIrq, ACRN_PTDEV_IRQ_INTX, ACRN_PTDEV_IRQ_MSI};
     let mut e = env();
-    e.put(ARG, &acrn_abi::AcrnPcidev::default());
+    let nic = acrn_abi::AcrnPcidev {
+        virt_bdf: 0x18,
+        phys_bdf: NIC,
+        bar: [0x8000_0000, 0, 0, 0, 0, 0],
+        ..Default::default()
+    };
+    let intx = |r#type, virt_bdf| HcPtdevIrq {
+        r#type,
+        virt_bdf,
+        phys_bdf: NIC,
+        intx: HcPtdevIntx {
+            virt_pin: 17,
+            phys_pin: 22,
+            ..Default::default()
+        },
+    };
+    const IRQ: u64 = ARG + 0x300;
+    const DEV: u64 = ARG + 0x400;
+    e.put(DEV, &nic);
+    e.put(IRQ, &intx(ACRN_PTDEV_IRQ_INTX, 0x18));
     // Powered off.
     for id in [
         HC_ASSIGN_PCIDEV,
@@ -900,42 +956,69 @@ fn device_assignment_answers_as_acrn_without_devices() {
         HC_ADD_VDEV,
         HC_REMOVE_VDEV,
     ] {
-        assert_eq!(e.call(id, 1, ARG), E(EINVAL), "{id:#x}");
+        assert_eq!(e.call(id, 1, DEV), E(EINVAL), "{id:#x}");
     }
-    for id in [
-        HC_SET_PTDEV_INTR_INFO,
-        HC_RESET_PTDEV_INTR_INFO,
-        HC_ASYNCIO_ASSIGN,
-    ] {
-        assert_eq!(e.call(id, 1, ARG), E(EPERM), "{id:#x}");
+    for id in [HC_SET_PTDEV_INTR_INFO, HC_RESET_PTDEV_INTR_INFO] {
+        assert_eq!(e.call(id, 1, IRQ), E(EPERM), "{id:#x}");
     }
+    assert_eq!(e.call(HC_ASYNCIO_ASSIGN, 1, DEV), E(EPERM));
     e.created_post1();
-    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 1, ARG), E(ENODEV));
-    assert_eq!(e.call(HC_DEASSIGN_PCIDEV, 1, ARG), E(ENODEV));
+    // Created: the function and its line reach the VM layer.
+    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 1, DEV), 0);
+    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 1, DEV), E(ENODEV), "given already");
+    assert_eq!(e.call(HC_SET_PTDEV_INTR_INFO, 1, IRQ), 0);
+    // Unreadable arguments, and MSI (ACRN remaps only INTx this way).
     assert_eq!(e.call(HC_ASSIGN_PCIDEV, 1, 0x20_0000), E(EINVAL));
+    assert_eq!(e.call(HC_SET_PTDEV_INTR_INFO, 1, 0x20_0000), E(EPERM));
+    e.put(IRQ + 0x40, &intx(ACRN_PTDEV_IRQ_MSI, 0x18));
+    assert_eq!(e.call(HC_SET_PTDEV_INTR_INFO, 1, IRQ + 0x40), E(EPERM));
     for id in [
         HC_ASSIGN_MMIODEV,
         HC_DEASSIGN_MMIODEV,
         HC_ADD_VDEV,
         HC_REMOVE_VDEV,
     ] {
-        assert_eq!(e.call(id, 1, ARG), E(EINVAL), "{id:#x}");
+        assert_eq!(e.call(id, 1, DEV), E(EINVAL), "{id:#x}");
     }
-    for id in [
-        HC_SET_PTDEV_INTR_INFO,
-        HC_RESET_PTDEV_INTR_INFO,
-        HC_ASYNCIO_ASSIGN,
-        HC_ASYNCIO_DEASSIGN,
-    ] {
-        assert_eq!(e.call(id, 1, ARG), E(EPERM), "{id:#x}");
+    for id in [HC_ASYNCIO_ASSIGN, HC_ASYNCIO_DEASSIGN] {
+        assert_eq!(e.call(id, 1, DEV), E(EPERM), "{id:#x}");
     }
-    // Running: assignment is for CREATED VMs only.
+    // Running: assignment is for CREATED VMs only, and nothing is taken back.
     assert_eq!(e.call(HC_START_VM, 1, 0), 0);
-    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 1, ARG), E(EINVAL));
+    let other = acrn_abi::AcrnPcidev {
+        phys_bdf: 0x20,
+        ..nic
+    };
+    e.put(DEV + 0x80, &other);
+    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 1, DEV + 0x80), E(EINVAL));
+    assert_eq!(e.call(HC_SET_PTDEV_INTR_INFO, 1, IRQ), E(EPERM));
+    assert_eq!(e.call(HC_RESET_PTDEV_INTR_INFO, 1, IRQ), E(EPERM));
+    assert_eq!(e.call(HC_DEASSIGN_PCIDEV, 1, DEV), E(EINVAL));
+    // Paused: the line and the function go back.
+    assert_eq!(e.call(HC_PAUSE_VM, 1, 0), 0);
+    assert_eq!(e.call(HC_RESET_PTDEV_INTR_INFO, 1, IRQ), 0);
+    assert_eq!(e.call(HC_DEASSIGN_PCIDEV, 1, DEV), 0);
+    assert_eq!(e.call(HC_DEASSIGN_PCIDEV, 1, DEV), E(ENODEV), "not assigned");
     // No such VM.
-    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 9, ARG), E(ENOTTY));
-    // Nothing reached the VM layer but the start.
-    assert!(e.ops.log.iter().all(|l| !l.starts_with("map")));
+    assert_eq!(e.call(HC_ASSIGN_PCIDEV, 9, DEV), E(ENOTTY));
+    let vm_layer: Vec<_> = e
+        .ops
+        .log
+        .iter()
+        .filter(|l| l.starts_with("assign") || l.starts_with("deassign") || l.starts_with("intx"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        vm_layer,
+        [
+            "assign 2 0x10 0x18 0x80000000",
+            "assign 2 0x10 0x18 0x80000000",
+            "intx 2 22 17 true",
+            "intx 2 22 17 false",
+            "deassign 2 0x10 0x18",
+            "deassign 2 0x10 0x18",
+        ]
+    );
 }
 
 #[test]

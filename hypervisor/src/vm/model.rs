@@ -349,6 +349,10 @@ impl Vm {
     /// Empties the slot (paused first).
     pub fn destroy(&self) {
         self.pause();
+        // Functions and lines the Service VM gave the VM go back to it (ACRN does the same
+        // for a Device Model that did not deassign them).
+        crate::vm::ptirq::take_all_lines(self);
+        crate::devices::pci::deassign_all(self);
         // Not Empty yet: the slot must not be taken for a new VM while it is cleared.
         self.set_state(VmState::Created);
         self.reset_platform();

@@ -1,8 +1,9 @@
 //! The hypervisor half of INTx remapping (`devices::ptirq` holds the pure part): the Service
-//! VM's vIOAPIC entries of GSIs it owns, and a pre-launched VM's entries of the virtual GSIs
-//! of its `pt_intx` lines, program the physical IOAPIC pins; the remapped vectors the pCPUs
-//! take drive the owner's vIOAPIC line (for a pre-launched VM, the virtual GSI its `pt_intx`
-//! pairs with the physical one).
+//! VM's vIOAPIC entries of GSIs it owns, a pre-launched VM's entries of the virtual GSIs of
+//! its `pt_intx` lines, and a post-launched VM's entries of the virtual GSIs of lines the
+//! Service VM gave it (HC_SET_PTDEV_INTR_INFO), program the physical IOAPIC pins; the
+//! remapped vectors the pCPUs take drive the owner's vIOAPIC line (the virtual GSI paired with
+//! the physical one).
 
 use super::Vm;
 use crate::arch::x86::irq;
@@ -31,8 +32,31 @@ static SERVICE_VM: AtomicU16 = AtomicU16::new(u16::MAX);
 /// Most IOAPICs and pass-through lines the ownership check looks at.
 const MAX_IOAPICS: usize = 8;
 const MAX_PT_LINES: usize = 64;
+/// Lines the Service VM may have given to post-launched VMs at once.
+const MAX_POST_LINES: usize = 16;
+
+/// A line the Service VM gave a post-launched VM: its physical and its virtual GSI.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct PostLine {
+    vm: u16,
+    phys: u32,
+    virt: u32,
+}
+
+static POST_LINES: Mutex<[Option<PostLine>; MAX_POST_LINES]> =
+    Mutex::new([None; MAX_POST_LINES]);
+
+fn post_lines() -> [Option<PostLine>; MAX_POST_LINES] {
+    *POST_LINES.lock()
+}
 
 fn owner(gsi: u32) -> Owner {
+    owner_with(&post_lines(), gsi)
+}
+
+/// The owner of `gsi` by the board, the scenario and the lines `post` given to
+/// post-launched VMs.
+fn ownership(post: &[(u16, u32)], gsi: u32) -> Owner {
     let p = crate::hv::platform();
     let mut ioapics = [(0, 0); MAX_IOAPICS];
     let n_io = p.board.ioapics.len().min(MAX_IOAPICS);
@@ -63,6 +87,7 @@ fn owner(gsi: u32) -> Owner {
         ioapics: &ioapics[..n_io],
         console_irq,
         pre_launched: &lines[..n_lines],
+        post_launched: post,
     }
     .owner(gsi)
 }
@@ -95,6 +120,13 @@ fn target(gsi: u32) -> Option<(&'static Vm, u32)> {
             let &(_, virt) = cfg.pt_intx.iter().find(|&&(phys, _)| phys == gsi)?;
             Some((vm, virt))
         }
+        Owner::PostLaunched(id) => {
+            let line = post_lines()
+                .into_iter()
+                .flatten()
+                .find(|l| l.vm == id && l.phys == gsi)?;
+            Some((super::vm(id)?, line.virt))
+        }
         Owner::Hypervisor | Owner::NoPin => None,
     }
 }
@@ -110,8 +142,8 @@ fn destination(vm: &Vm) -> Option<u8> {
 /// `vm` wrote vIOAPIC entry `gsi` (now `guest_rte`): a Service VM's entry of a GSI it owns,
 /// or a pre-launched VM's entry of a `pt_intx` virtual GSI, programs the physical pin.
 pub fn guest_programmed(vm: &Vm, gsi: u32, guest_rte: u64) {
-    match vm.load_order() {
-        Some(LoadOrder::Service) => {}
+    let own_line = match vm.load_order() {
+        Some(LoadOrder::Service) => None,
         Some(LoadOrder::PreLaunched) => {
             let phys = vm.info().and_then(|i| i.cfg).and_then(|c| {
                 c.pt_intx
@@ -119,27 +151,34 @@ pub fn guest_programmed(vm: &Vm, gsi: u32, guest_rte: u64) {
                     .find(|&&(_, virt)| virt == gsi)
                     .map(|&(phys, _)| phys)
             });
-            let (Some(phys), Some(dest)) = (phys, destination(vm)) else {
-                return;
-            };
-            if owner(phys) != Owner::PreLaunched(vm.id) {
-                return;
-            }
-            let mut state = STATE.lock();
-            if let Some(entry) = state.table.program(phys, guest_rte, dest) {
-                if let Some(vector) = state.table.vector(phys) {
-                    apply(entry, vector);
-                }
-            }
-            return;
+            Some(phys.filter(|&p| owner(p) == Owner::PreLaunched(vm.id)))
         }
-        _ => return,
+        Some(LoadOrder::PostLaunched) => Some(
+            post_lines()
+                .into_iter()
+                .flatten()
+                .find(|l| l.vm == vm.id && l.virt == gsi)
+                .map(|l| l.phys),
+        ),
+        None => return,
+    };
+    if let Some(phys) = own_line {
+        let (Some(phys), Some(dest)) = (phys, destination(vm)) else {
+            return;
+        };
+        let mut state = STATE.lock();
+        if let Some(entry) = state.table.program(phys, guest_rte, dest) {
+            if let Some(vector) = state.table.vector(phys) {
+                apply(entry, vector);
+            }
+        }
+        return;
     }
     let unmasked = guest_rte & crate::devices::ioapic::RteFlags::MASKED.bits() == 0;
     let mut state = STATE.lock();
     match owner(gsi) {
         Owner::ServiceVm => {}
-        Owner::PreLaunched(owner_vm) => {
+        Owner::PreLaunched(owner_vm) | Owner::PostLaunched(owner_vm) => {
             let bit = 1u128.checked_shl(gsi).unwrap_or(0);
             if unmasked && state.refused & bit == 0 {
                 state.refused |= bit;
@@ -228,10 +267,110 @@ pub fn eoi(vm: &Vm, vector: u8, mut f: impl FnMut(u32) -> bool) {
 
 /// `vm` was reset: every pin remapped to it masked.
 pub fn reset(vm: &Vm) {
+    mask_pins(|gsi| target(gsi).is_some_and(|(t, _)| t.id == vm.id));
+}
+
+/// Why a line cannot be given to a post-launched VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineError {
+    /// The physical GSI is not the Service VM's to give (the hypervisor's, a pre-launched
+    /// VM's or another post-launched VM's, or no IOAPIC has it).
+    NotServiceVms,
+    /// The virtual GSI is beyond the VM's vIOAPIC, or taken by another of its lines.
+    VirtualGsi,
+    Full,
+}
+
+/// Gives physical `phys` to post-launched `vm` as its virtual GSI `virt`: the Service VM's
+/// entry stops driving the pin, which stays masked until `vm` programs `virt`.
+pub fn give_line(vm: &Vm, phys: u32, virt: u32) -> Result<(), LineError> {
+    {
+        let mut lines = POST_LINES.lock();
+        let mine = lines.iter().flatten().find(|l| l.vm == vm.id && l.phys == phys).copied();
+        if mine.is_none() && owner_with(&lines, phys) != Owner::ServiceVm {
+            return Err(LineError::NotServiceVms);
+        }
+        let pins = vm.devices.vioapic_pins() as u32;
+        let clash = lines
+            .iter()
+            .flatten()
+            .any(|l| l.vm == vm.id && l.virt == virt && l.phys != phys);
+        if virt >= pins || clash {
+            return Err(LineError::VirtualGsi);
+        }
+        let at = match lines.iter().position(|l| *l == mine) {
+            Some(i) if mine.is_some() => i,
+            _ => lines
+                .iter()
+                .position(|l| l.is_none())
+                .ok_or(LineError::Full)?,
+        };
+        lines[at] = Some(PostLine {
+            vm: vm.id,
+            phys,
+            virt,
+        });
+    }
+    mask_pins(|gsi| gsi == phys);
+    Ok(())
+}
+
+/// The owner of `gsi` with `lines` already locked.
+fn owner_with(lines: &[Option<PostLine>; MAX_POST_LINES], gsi: u32) -> Owner {
+    let mut post = [(0, 0); MAX_POST_LINES];
+    let mut n = 0;
+    for l in lines.iter().flatten() {
+        post[n] = (l.vm, l.phys);
+        n += 1;
+    }
+    ownership(&post[..n], gsi)
+}
+
+/// Takes line `phys` (virtual `virt`) back from `vm`: the pin follows the Service VM's
+/// vIOAPIC entry again. Whether `vm` had it.
+pub fn take_line(vm: &Vm, phys: u32, virt: u32) -> bool {
+    let taken = {
+        let mut lines = POST_LINES.lock();
+        let at = lines
+            .iter()
+            .position(|l| l.is_some_and(|l| l.vm == vm.id && l.phys == phys && l.virt == virt));
+        at.map(|i| lines[i].take()).is_some()
+    };
+    if taken {
+        give_back(phys);
+    }
+    taken
+}
+
+/// Every line of `vm` goes back to the Service VM (the VM is destroyed).
+pub fn take_all_lines(vm: &Vm) {
+    let mut gone = [None; MAX_POST_LINES];
+    {
+        let mut lines = POST_LINES.lock();
+        for (slot, l) in gone.iter_mut().zip(lines.iter_mut()) {
+            if l.is_some_and(|l| l.vm == vm.id) {
+                *slot = l.take().map(|l| l.phys);
+            }
+        }
+    }
+    for phys in gone.into_iter().flatten() {
+        give_back(phys);
+    }
+}
+
+/// The pin of `phys` masked, then programmed from the Service VM's vIOAPIC entry.
+fn give_back(phys: u32) {
+    mask_pins(|gsi| gsi == phys);
+    let service = super::vm(SERVICE_VM.load(Ordering::Acquire));
+    if let Some((vm, rte)) = service.and_then(|vm| Some((vm, vm.devices.vioapic_entry(phys)?))) {
+        guest_programmed(vm, phys, rte);
+    }
+}
+
+fn mask_pins(which: impl Fn(u32) -> bool) {
     let mut state = STATE.lock();
     let mut entries = [None; crate::devices::ptirq::MAX_GSIS];
-    let mine = |gsi: u32| target(gsi).is_some_and(|(t, _)| t.id == vm.id);
-    for (slot, e) in entries.iter_mut().zip(state.table.mask(mine)) {
+    for (slot, e) in entries.iter_mut().zip(state.table.mask(which)) {
         *slot = Some(e);
     }
     for e in entries.iter().flatten() {

@@ -321,6 +321,14 @@ impl Bdf {
     pub const fn raw(self) -> u16 {
         (self.bus as u16) << 8 | (self.dev as u16) << 3 | self.func as u16
     }
+    /// From the 16-bit encoding (as in ACRN's hypercall structures).
+    pub const fn from_raw(raw: u16) -> Self {
+        Bdf {
+            bus: (raw >> 8) as u8,
+            dev: (raw >> 3) as u8 & 0x1F,
+            func: raw as u8 & 7,
+        }
+    }
 }
 
 /// An IVSHMEM (1af4:1110) device a VM sees for one of [`HvConfig::ivshmem_regions`].

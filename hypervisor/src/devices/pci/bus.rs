@@ -40,7 +40,11 @@ struct IvshmemSlot {
 }
 
 pub struct Vpci {
+    /// The whole virtual PCI is the hypervisor's (pre-launched VMs).
     enabled: AtomicBool,
+    /// A post-launched VM has pass-through functions: the hypervisor answers their
+    /// configuration space, the Device Model every other function's.
+    passthrough_only: AtomicBool,
     /// The value latched in port 0xCF8.
     address: AtomicU32,
     host: Mutex<Option<Function>>,
@@ -81,6 +85,7 @@ impl Vpci {
     pub const fn new() -> Self {
         Vpci {
             enabled: AtomicBool::new(false),
+            passthrough_only: AtomicBool::new(false),
             address: AtomicU32::new(0),
             host: Mutex::new(None),
             ivshmem: [const { Mutex::new(None) }; MAX_IVSHMEM],
@@ -116,9 +121,14 @@ impl Vpci {
         if flush {
             vm.flush_tlbs();
         }
+        self.passthrough_only.store(false, Ordering::Release);
         let Some(cfg) = cfg else {
             *self.host.lock() = None;
             self.enabled.store(false, Ordering::Release);
+            // A post-launched VM keeps the functions assigned to it across its resets.
+            if vm.load_order() == Some(LoadOrder::PostLaunched) {
+                self.attach(vm);
+            }
             return;
         };
         *self.host.lock() = Some(host_bridge());
@@ -180,6 +190,47 @@ impl Vpci {
         self.enabled.store(true, Ordering::Release);
     }
 
+    /// Takes in the functions assigned to the (post-launched) VM that its virtual PCI does not
+    /// hold yet.
+    pub fn attach(&self, vm: &Vm) {
+        let mut any = false;
+        for (slot, new) in self.passthrough.iter().zip(PtSlot::for_vm(vm)) {
+            let mut s = slot.lock();
+            if s.is_none() {
+                if let Some(n) = &new {
+                    n.describe(vm);
+                }
+                *s = new;
+            }
+            any |= s.is_some();
+        }
+        self.passthrough_only.store(any, Ordering::Release);
+    }
+
+    /// Takes pass-through slot `slot` out of the VM: the function stops, its windows leave the
+    /// VM's memory.
+    pub fn detach(&self, vm: &Vm, slot: usize) {
+        let flush = self
+            .passthrough
+            .get(slot)
+            .and_then(|s| s.lock().take())
+            .is_some_and(|mut d| d.release(vm));
+        if flush {
+            vm.flush_tlbs();
+        }
+        let any = self.passthrough.iter().any(|s| s.lock().is_some());
+        self.passthrough_only
+            .store(any && !self.enabled(), Ordering::Release);
+    }
+
+    /// A post-launched VM wrote `value` to port 0xCF8 (the write goes on to the Device
+    /// Model, which latches it too): the data ports' next target.
+    pub fn observe_address(&self, value: u32) {
+        if self.passthrough_only.load(Ordering::Acquire) {
+            self.address.store(value, Ordering::Relaxed);
+        }
+    }
+
     /// Which PCI vUART's register window holds `gpa`: its slot (link index, or
     /// [`CONSOLE_SLOT`]) and the UART register (None for the bytes of BAR0 past the registers).
     pub fn vuart_register(&self, gpa: u64) -> Option<(usize, Option<u16>)> {
@@ -211,14 +262,32 @@ impl Vpci {
         self.enabled.load(Ordering::Acquire)
     }
 
-    /// Whether the configuration ports decode `port`.
+    /// Whether pass-through functions are here (a pre-launched VM's vPCI, or a post-launched
+    /// VM's assigned functions).
+    fn has_passthrough(&self) -> bool {
+        self.enabled() || self.passthrough_only.load(Ordering::Acquire)
+    }
+
+    /// Whether the configuration ports decode `port`: all of them for a pre-launched VM;
+    /// for a post-launched VM the data ports while 0xCF8 selects one of its pass-through
+    /// functions.
     pub fn claims_port(&self, port: u16) -> bool {
-        self.enabled() && (CONFIG_ADDRESS..CONFIG_DATA + 4).contains(&port)
+        if self.enabled() {
+            return (CONFIG_ADDRESS..CONFIG_DATA + 4).contains(&port);
+        }
+        self.passthrough_only.load(Ordering::Acquire)
+            && access::port_target(self.address.load(Ordering::Relaxed), port, 1).is_some_and(
+                |t| {
+                    self.passthrough
+                        .iter()
+                        .any(|s| s.lock().as_ref().is_some_and(|d| d.vbdf == t.bdf))
+                },
+            )
     }
 
     /// Whether an I/O BAR of a pass-through function decodes `port`.
     pub fn claims_pt_port(&self, port: u16) -> bool {
-        self.enabled()
+        self.has_passthrough()
             && self.passthrough.iter().any(|s| {
                 s.lock()
                     .as_ref()
@@ -262,24 +331,28 @@ impl Vpci {
 
     /// Whether ECAM or an emulated BAR decodes `gpa`.
     pub fn claims_mmio(&self, gpa: u64) -> bool {
-        self.enabled()
-            && ((ECAM_GPA..ECAM_GPA + ECAM_SIZE).contains(&gpa)
-                || self.ivshmem.iter().any(|s| {
-                    s.lock()
-                        .as_ref()
-                        .and_then(|d| d.dev.function.bar_at(gpa))
-                        .is_some_and(|(bar, _)| bar != ivshmem::SHM_BAR)
-                })
-                || self.vuarts.iter().any(|s| {
-                    s.lock()
-                        .as_ref()
-                        .and_then(|d| d.dev.function.bar_at(gpa))
-                        .is_some()
-                })
-                || self
-                    .passthrough
-                    .iter()
-                    .any(|s| s.lock().as_ref().is_some_and(|d| d.claims(gpa, false))))
+        let pt = || {
+            self.passthrough
+                .iter()
+                .any(|s| s.lock().as_ref().is_some_and(|d| d.claims(gpa, false)))
+        };
+        if !self.enabled() {
+            return self.passthrough_only.load(Ordering::Acquire) && pt();
+        }
+        (ECAM_GPA..ECAM_GPA + ECAM_SIZE).contains(&gpa)
+            || self.ivshmem.iter().any(|s| {
+                s.lock()
+                    .as_ref()
+                    .and_then(|d| d.dev.function.bar_at(gpa))
+                    .is_some_and(|(bar, _)| bar != ivshmem::SHM_BAR)
+            })
+            || self.vuarts.iter().any(|s| {
+                s.lock()
+                    .as_ref()
+                    .and_then(|d| d.dev.function.bar_at(gpa))
+                    .is_some()
+            })
+            || pt()
     }
 
     fn config_read(&self, t: ConfigTarget, size: u8) -> u64 {

@@ -28,7 +28,10 @@ pub(super) use bus::{ConfigPorts, PciMmio, PtPorts};
 #[cfg(target_os = "none")]
 pub use bus::{Vpci, CONSOLE_SLOT};
 #[cfg(target_os = "none")]
-pub use pt::{dispatch as pt_dispatch, owned_host_function, owned_host_window, owner_of};
+pub use pt::{
+    assign, assigned_at, deassign, deassign_all, dispatch as pt_dispatch, owned_host_function,
+    owned_host_window, owner_of, AssignError,
+};
 
 use function::Function;
 

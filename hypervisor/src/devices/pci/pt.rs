@@ -11,14 +11,16 @@
 //! memory, and its DMA addresses are the VM's guest-physical ones, which only equal host
 //! addresses for a VM whose memory starts at host address 0; the boot log says which.
 
-use super::passthrough::{MsixAccess, PassthroughFunction, PtBar, PtBarKind, WriteEffect};
+use super::passthrough::{
+    MsixAccess, PassthroughFunction, PhysConfig, ProbeError, PtBar, PtBarKind, WriteEffect,
+};
 use crate::devices::physical::{self, HostFunction};
 use crate::devices::IOAPIC_GPA;
 use crate::hvlog;
 use crate::vm::Vm;
 use acrn_static_config::{Bdf, LoadOrder};
 use core::sync::atomic::{AtomicU32, Ordering};
-use spin::Once;
+use spin::{Mutex, MutexGuard, Once};
 
 /// Pass-through functions one VM may have.
 pub const MAX_PT_FUNCTIONS: usize = 4;
@@ -30,9 +32,13 @@ const MSI_VECTORS: usize = 15;
 const PAGE: u64 = 0x1000;
 const APICS_END: u64 = 0xFEF0_0000;
 
-/// A host function a pre-launched VM owns, probed once at the first use.
+/// A host function a VM owns: a pre-launched VM's from its `pci_devs` (probed once at the
+/// first use), a post-launched VM's from HC_ASSIGN_PCIDEV until HC_DEASSIGN_PCIDEV or its
+/// destruction.
 struct Owned {
     vm: u16,
+    /// Its index in the VM's pass-through slots.
+    slot: usize,
     pbdf: Bdf,
     vbdf: Bdf,
     function: PassthroughFunction,
@@ -58,26 +64,83 @@ impl Vectors {
 /// The MSI_OWNERS entry code of an MSI (not an MSI-X entry).
 const MSI_ENTRY: u32 = 0xFF;
 
-static OWNED: Once<[Option<Owned>; MAX_OWNED]> = Once::new();
+static OWNED: Mutex<[Option<Owned>; MAX_OWNED]> = Mutex::new([const { None }; MAX_OWNED]);
+/// The pre-launched VMs' functions were probed into [`OWNED`].
+static PRE_LAUNCHED_PROBED: Once<()> = Once::new();
 /// Who each pass-through vector belongs to: VM id << 16 | slot << 8 | MSI-X entry (or
 /// [`MSI_ENTRY`]), plus one (0: free).
 static MSI_OWNERS: [AtomicU32; MSI_VECTORS] = [const { AtomicU32::new(0) }; MSI_VECTORS];
 
-/// The next free pass-through vector, now `owner`'s (see [`MSI_OWNERS`]).
-fn take_vector(next: &mut usize, owner: u32) -> Option<u8> {
-    let v = *next;
-    (v < MSI_VECTORS).then(|| {
-        MSI_OWNERS[v].store(owner + 1, Ordering::Release);
-        *next += 1;
-        MSI_FIRST_VECTOR + v as u8
+/// Up to `count` free pass-through vectors in a row (from the first free one), now owned by
+/// `owner(n)` for the n-th; how many were taken and the first.
+fn take_vectors(count: usize, owner: impl Fn(u32) -> u32) -> Vectors {
+    let Some(first) = MSI_OWNERS
+        .iter()
+        .position(|o| o.load(Ordering::Acquire) == 0)
+        .filter(|_| count > 0)
+    else {
+        return Vectors::default();
+    };
+    let taken = MSI_OWNERS[first..]
+        .iter()
+        .take(count)
+        .take_while(|o| o.load(Ordering::Acquire) == 0)
+        .count();
+    for (n, o) in MSI_OWNERS[first..first + taken].iter().enumerate() {
+        o.store(owner(n as u32) + 1, Ordering::Release);
+    }
+    Vectors {
+        first: MSI_FIRST_VECTOR + first as u8,
+        count: taken,
+    }
+}
+
+/// Gives back the vectors of VM `vm`'s slot `slot`.
+fn free_vectors(vm: u16, slot: usize) {
+    let key = u32::from(vm) << 8 | slot as u32;
+    for o in &MSI_OWNERS {
+        let v = o.load(Ordering::Acquire);
+        if v != 0 && (v - 1) >> 8 == key {
+            o.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Probes `pbdf` for VM `vm` (its slot `slot`, at `vbdf`) and takes its vectors.
+fn own(vm: u16, slot: usize, pbdf: Bdf, vbdf: Bdf, vbars: [u64; 6]) -> Result<Owned, ProbeError> {
+    let function = PassthroughFunction::probe(&HostFunction(pbdf), vbars)?;
+    let owner = u32::from(vm) << 16 | (slot as u32) << 8;
+    let vector = function
+        .has_msi()
+        .then(|| take_vectors(1, |_| owner | MSI_ENTRY).get(0))
+        .flatten();
+    let msix = take_vectors(function.msix_entries(), |n| owner | n);
+    if msix.count < function.msix_entries() {
+        hvlog!(
+            "VM {vm}: PCI {:02x}:{:02x}.{}: MSI-X entries {} and up stay masked (out of \
+             pass-through vectors)",
+            pbdf.bus,
+            pbdf.dev,
+            pbdf.func,
+            msix.count
+        );
+    }
+    Ok(Owned {
+        vm,
+        slot,
+        pbdf,
+        vbdf,
+        function,
+        vector,
+        msix,
     })
 }
 
-fn owned() -> &'static [Option<Owned>; MAX_OWNED] {
-    OWNED.call_once(|| {
-        let mut out: [Option<Owned>; MAX_OWNED] = core::array::from_fn(|_| None);
+/// The table of owned functions, with the pre-launched VMs' probed.
+fn owned() -> MutexGuard<'static, [Option<Owned>; MAX_OWNED]> {
+    PRE_LAUNCHED_PROBED.call_once(|| {
+        let mut table = OWNED.lock();
         let mut n = 0;
-        let mut vectors = 0;
         for vm in crate::hv::platform()
             .vms
             .iter()
@@ -96,37 +159,9 @@ fn owned() -> &'static [Option<Owned>; MAX_OWNED] {
                     );
                     continue;
                 }
-                match PassthroughFunction::probe(&HostFunction(d.pbdf), d.vbars) {
-                    Ok(function) => {
-                        let owner = u32::from(vm.id) << 16 | (slot as u32) << 8;
-                        let vector = function
-                            .has_msi()
-                            .then(|| take_vector(&mut vectors, owner | MSI_ENTRY))
-                            .flatten();
-                        let first = MSI_FIRST_VECTOR + vectors as u8;
-                        let count = (0..function.msix_entries())
-                            .map_while(|e| take_vector(&mut vectors, owner | e as u32))
-                            .count();
-                        if count < function.msix_entries() {
-                            hvlog!(
-                                "VM {} {}: pci_devs {:02x}:{:02x}.{}: MSI-X entries {} and up \
-                                 stay masked (out of pass-through vectors)",
-                                vm.id,
-                                vm.name,
-                                d.pbdf.bus,
-                                d.pbdf.dev,
-                                d.pbdf.func,
-                                count
-                            );
-                        }
-                        out[n] = Some(Owned {
-                            vm: vm.id,
-                            pbdf: d.pbdf,
-                            vbdf: d.vbdf,
-                            function,
-                            vector,
-                            msix: Vectors { first, count },
-                        });
+                match own(vm.id, slot, d.pbdf, d.vbdf, d.vbars) {
+                    Ok(o) => {
+                        table[n] = Some(o);
                         n += 1;
                     }
                     // Still claimed: the Service VM must not get a device the scenario gave
@@ -142,26 +177,34 @@ fn owned() -> &'static [Option<Owned>; MAX_OWNED] {
                 }
             }
         }
-        out
-    })
+    });
+    OWNED.lock()
 }
 
-/// Whether `bdf` is a host function a pre-launched VM owns (the Service VM must not see it).
+/// Whether `bdf` is a host function a VM owns (the Service VM must not see it).
 pub fn owned_host_function(bdf: Bdf) -> bool {
     owner_of(bdf).is_some()
 }
 
-/// The pre-launched VM that owns host function `bdf`: (id, name).
-pub fn owner_of(bdf: Bdf) -> Option<(u16, &'static str)> {
-    crate::hv::platform()
+/// The VM that owns host function `bdf`: a pre-launched VM by its `pci_devs` (whether or not
+/// the function could be probed), or the VM it is assigned to.
+pub fn owner_of(bdf: Bdf) -> Option<u16> {
+    let pre = crate::hv::platform()
         .vms
         .iter()
         .filter(|v| v.load_order == LoadOrder::PreLaunched)
         .find(|v| v.pci_devs.iter().any(|d| d.pbdf == bdf))
-        .map(|v| (v.id, v.name))
+        .map(|v| v.id);
+    pre.or_else(|| {
+        owned()
+            .iter()
+            .flatten()
+            .find(|o| o.pbdf == bdf)
+            .map(|o| o.vm)
+    })
 }
 
-/// Whether host address `hpa` is in a memory BAR of a function a pre-launched VM owns.
+/// Whether host address `hpa` is in a memory BAR of a function a VM owns.
 pub fn owned_host_window(hpa: u64) -> bool {
     owned().iter().flatten().any(|o| {
         (0..6).any(|i| {
@@ -170,6 +213,146 @@ pub fn owned_host_window(hpa: u64) -> bool {
             })
         })
     })
+}
+
+/// Why a function cannot be assigned to a post-launched VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignError {
+    /// A VM owns it already.
+    Owned(u16),
+    /// It is a host bridge, an ISA/LPC bridge or another bridge: the platform's, not a VM's.
+    Bridge,
+    Probe(ProbeError),
+    /// The VM has a pass-through function at that virtual BDF already.
+    VbdfTaken,
+    /// The VM (or the platform) has no pass-through slot left.
+    Full,
+}
+
+impl core::fmt::Display for AssignError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AssignError::Owned(vm) => write!(f, "VM {vm} owns it"),
+            AssignError::Bridge => f.write_str("it is a bridge (the platform's)"),
+            AssignError::Probe(e) => write!(f, "{e}"),
+            AssignError::VbdfTaken => f.write_str("the VM has a device at that virtual BDF"),
+            AssignError::Full => write!(
+                f,
+                "no pass-through slot left ({MAX_PT_FUNCTIONS} per VM, {MAX_OWNED} in all)"
+            ),
+        }
+    }
+}
+
+/// Hands host function `pbdf` from the Service VM to `vm` (post-launched, not running) at
+/// `vbdf`, its BARs at `vbars` (0: the host address); the VM's virtual PCI gets it.
+pub fn assign(vm: &Vm, pbdf: Bdf, vbdf: Bdf, vbars: [u64; 6]) -> Result<(), AssignError> {
+    let class = HostFunction(pbdf).read32(0x08) >> 24;
+    {
+        let mut table = owned();
+        if let Some(owner) = owner_of_in(&table, pbdf) {
+            return Err(AssignError::Owned(owner));
+        }
+        if class == 0x06 {
+            return Err(AssignError::Bridge);
+        }
+        let mine = || table.iter().flatten().filter(|o| o.vm == vm.id);
+        if mine().any(|o| o.vbdf == vbdf) {
+            return Err(AssignError::VbdfTaken);
+        }
+        let slot = (0..MAX_PT_FUNCTIONS)
+            .find(|&s| !mine().any(|o| o.slot == s))
+            .ok_or(AssignError::Full)?;
+        let free = table
+            .iter()
+            .position(|o| o.is_none())
+            .ok_or(AssignError::Full)?;
+        // The Service VM's view goes first: its MSI remapping of the function ends.
+        physical::release_service_function(pbdf);
+        table[free] = Some(own(vm.id, slot, pbdf, vbdf, vbars).map_err(AssignError::Probe)?);
+    }
+    vm.devices.pci().attach(vm);
+    Ok(())
+}
+
+fn owner_of_in(table: &[Option<Owned>; MAX_OWNED], bdf: Bdf) -> Option<u16> {
+    let pre = crate::hv::platform()
+        .vms
+        .iter()
+        .filter(|v| v.load_order == LoadOrder::PreLaunched)
+        .find(|v| v.pci_devs.iter().any(|d| d.pbdf == bdf))
+        .map(|v| v.id);
+    pre.or_else(|| table.iter().flatten().find(|o| o.pbdf == bdf).map(|o| o.vm))
+}
+
+/// Gives host function `pbdf` (at `vbdf` in `vm`) back to the Service VM: the VM's virtual
+/// PCI loses it, its DMA is the Service VM's again. Whether it was assigned there.
+pub fn deassign(vm: &Vm, pbdf: Bdf, vbdf: Bdf) -> bool {
+    let slot = {
+        let table = owned();
+        let Some(o) = table
+            .iter()
+            .flatten()
+            .find(|o| o.vm == vm.id && o.pbdf == pbdf && o.vbdf == vbdf)
+        else {
+            return false;
+        };
+        if is_pre_launched(vm.id) {
+            return false;
+        }
+        o.slot
+    };
+    vm.devices.pci().detach(vm, slot);
+    let mut table = owned();
+    for entry in table.iter_mut() {
+        if entry.as_ref().is_some_and(|o| o.vm == vm.id && o.slot == slot) {
+            *entry = None;
+        }
+    }
+    free_vectors(vm.id, slot);
+    crate::hv::vtd::release(pbdf);
+    hvlog!(
+        "VM {} {}: PCI {:02x}:{:02x}.{} given back to the Service VM",
+        vm.id,
+        vm.name(),
+        pbdf.bus,
+        pbdf.dev,
+        pbdf.func
+    );
+    true
+}
+
+/// Every function assigned to `vm` goes back to the Service VM (the VM is destroyed).
+pub fn deassign_all(vm: &Vm) {
+    loop {
+        let next = owned()
+            .iter()
+            .flatten()
+            .find(|o| o.vm == vm.id)
+            .map(|o| (o.pbdf, o.vbdf));
+        match next {
+            Some((pbdf, vbdf)) if !is_pre_launched(vm.id) => {
+                deassign(vm, pbdf, vbdf);
+            }
+            _ => return,
+        }
+    }
+}
+
+fn is_pre_launched(vm: u16) -> bool {
+    crate::hv::platform()
+        .vms
+        .iter()
+        .any(|v| v.id == vm && v.load_order == LoadOrder::PreLaunched)
+}
+
+/// The host function of `vm`'s pass-through device at `vbdf`, if it has one there.
+pub fn assigned_at(vm: u16, vbdf: Bdf) -> Option<Bdf> {
+    owned()
+        .iter()
+        .flatten()
+        .find(|o| o.vm == vm && o.vbdf == vbdf)
+        .map(|o| o.pbdf)
 }
 
 /// One pass-through function of a VM.
@@ -197,28 +380,30 @@ impl PtSlot {
         HostFunction(self.pbdf)
     }
 
-    /// The VM's pass-through functions at power-on, quiesced (no decoding, bus mastering
-    /// or MSI until the VM turns them on).
+    /// The VM's pass-through functions at power-on (indexed by slot), quiesced (no
+    /// decoding, bus mastering or MSI until the VM turns them on).
     pub fn for_vm(vm: &Vm) -> [Option<PtSlot>; MAX_PT_FUNCTIONS] {
         let mut out: [Option<PtSlot>; MAX_PT_FUNCTIONS] = core::array::from_fn(|_| None);
-        for (slot, o) in out
-            .iter_mut()
-            .zip(owned().iter().flatten().filter(|o| o.vm == vm.id))
-        {
-            let s = PtSlot {
-                vbdf: o.vbdf,
-                pbdf: o.pbdf,
-                function: o.function.clone(),
-                vector: o.vector,
-                msix: o.msix,
-                message_addr: vm.vcpu0_msi_address(),
-                confined: crate::hv::vtd::confine(o.pbdf, vm.table_root(), vm.id),
-                command: 0,
-                mapped: [None; 6],
-                reported: false,
-            };
+        for o in owned().iter().flatten().filter(|o| o.vm == vm.id) {
+            if let Some(slot) = out.get_mut(o.slot) {
+                *slot = Some(PtSlot {
+                    vbdf: o.vbdf,
+                    pbdf: o.pbdf,
+                    function: o.function.clone(),
+                    vector: o.vector,
+                    msix: o.msix,
+                    message_addr: vm.vcpu0_msi_address(),
+                    confined: false,
+                    command: 0,
+                    mapped: [None; 6],
+                    reported: false,
+                });
+            }
+        }
+        // Outside the table's lock: VT-d's fault report looks owners up in it.
+        for s in out.iter_mut().flatten() {
+            s.confined = crate::hv::vtd::confine(s.pbdf, vm.table_root(), vm.id);
             s.function.quiesce(&s.host());
-            *slot = Some(s);
         }
         out
     }
