@@ -29,8 +29,8 @@ impl std::fmt::Display for Unenforced {
     }
 }
 
-/// Pass-through the board cannot isolate: pre-launched VMs' `pci_devs` on a board without a
-/// DMA remapping unit (its DRHD_INFO lists none), whose DMA reaches all host memory.
+/// Pass-through the board cannot isolate: VMs' `pci_devs` on a board without a DMA remapping
+/// unit (its DRHD_INFO lists none), whose DMA reaches all host memory.
 pub fn unisolated_dma(board: &Board, scenario: &Scenario) -> Vec<Unenforced> {
     let iommu = board
         .legacy
@@ -43,7 +43,6 @@ pub fn unisolated_dma(board: &Board, scenario: &Scenario) -> Vec<Unenforced> {
     scenario
         .vm
         .iter()
-        .filter(|vm| vm.load_order == Some(LoadOrder::PreLaunched))
         .filter_map(|vm| {
             let devs = vm.pci_devs.as_ref().map_or(0, |d| d.pci_dev.len());
             (devs > 0).then(|| Unenforced {
@@ -133,17 +132,6 @@ pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
     }
     for vm in &scenario.vm {
         let name = || Some(vm.name.clone());
-        let devs = vm.pci_devs.as_ref().map_or(0, |d| d.pci_dev.len());
-        if devs > 0 && vm.load_order != Some(LoadOrder::PreLaunched) {
-            out.push(Unenforced {
-                vm: name(),
-                element: "pci_devs",
-                detail: format!(
-                    "{devs} passthrough device(s) are not given to the VM (the hypervisor \
-                     refuses HC_ASSIGN_PCIDEV: only pre-launched VMs get pass-through yet)"
-                ),
-            });
-        }
         // A pre-launched VM's lines are remapped to its vIOAPIC; ACRN reads pt_intx of no other.
         if vm.load_order != Some(LoadOrder::PreLaunched)
             && vm.pt_intx.as_deref().is_some_and(|s| !s.trim().is_empty())

@@ -13,7 +13,10 @@
 //! `module /path TAG`), and the hypervisor hands the boot modules it does not use itself to the
 //! Service VM in its multiboot1 module list, with the tag as each module's string.
 
-use acrn_launch::{valid_bootargs, valid_name, valid_tag, MAX_BOOTARGS, MAX_MEMORY_MB, MAX_VMS};
+use acrn_launch::{
+    valid_bootargs, valid_name, valid_tag, PciAddr, MAX_BOOTARGS, MAX_MEMORY_MB, MAX_PCI_DEVS,
+    MAX_VMS,
+};
 pub use acrn_launch::{KernelType, LaunchDescription, LaunchVm, MODULE_TAG};
 
 use crate::scenario::{ConsoleVuart, KernType, LoadOrder, Scenario};
@@ -125,6 +128,28 @@ pub fn from_scenario(s: &Scenario) -> Result<LaunchDescription, LaunchError> {
                 format!("bootargs must be at most {MAX_BOOTARGS} printable ASCII characters"),
             ));
         }
+        let mut pci_devs: Vec<PciAddr> = Vec::new();
+        for b in vm
+            .pci_devs
+            .iter()
+            .flat_map(|p| &p.pci_dev)
+            .filter_map(|d| crate::gen::launch_script::leading_bdf(d))
+        {
+            let a = PciAddr {
+                bus: b.bus,
+                dev: b.device,
+                func: b.function,
+            };
+            if !pci_devs.contains(&a) {
+                pci_devs.push(a);
+            }
+        }
+        if pci_devs.len() > MAX_PCI_DEVS {
+            return Err(vm_err(
+                name,
+                format!("at most {MAX_PCI_DEVS} pci_devs can be passed through"),
+            ));
+        }
         vms.push(LaunchVm {
             id,
             name: name.clone(),
@@ -134,6 +159,7 @@ pub fn from_scenario(s: &Scenario) -> Result<LaunchDescription, LaunchError> {
             kernel_type,
             bootargs,
             console_port: console_port(vm.console_vuart),
+            pci_devs,
         });
     }
     let d = LaunchDescription { service_vm_id, vms };

@@ -18,6 +18,8 @@
 //! kernel_type=KERNEL_ELF     KERNEL_ELF | KERNEL_RAWIMAGE | KERNEL_BZIMAGE
 //! bootargs=console=ttyS0     the rest of the line (may be empty; may hold '='), <= 1023 bytes
 //! console_port=0x3F8         the console 16550's PIO base (hex), or `none`
+//! pci_devs=00:02.0           host PCI functions passed through (hex BB:DD.F, comma-separated,
+//!                            at most 4; each at the same BDF in the VM), or `none`
 //! end                        closes the record
 //! ```
 //!
@@ -52,6 +54,46 @@ pub const MAX_NAME: usize = 15;
 pub const MAX_TAG: usize = 63;
 /// Largest memory size in MiB.
 pub const MAX_MEMORY_MB: u32 = 65536;
+/// Most pass-through functions of one VM.
+pub const MAX_PCI_DEVS: usize = 4;
+
+/// A PCI function's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciAddr {
+    pub bus: u8,
+    pub dev: u8,
+    pub func: u8,
+}
+
+impl PciAddr {
+    /// The 16-bit encoding of ACRN's hypercall structures: `bus << 8 | dev << 3 | func`.
+    pub fn raw(self) -> u16 {
+        u16::from(self.bus) << 8 | u16::from(self.dev) << 3 | u16::from(self.func)
+    }
+
+    /// `BB:DD.F` in hex (device below 0x20, function below 8).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (bus, rest) = s.split_once(':')?;
+        let (dev, func) = rest.split_once('.')?;
+        let hex = |v: &str, max: u8| {
+            (!v.is_empty() && v.len() <= 2 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u8::from_str_radix(v, 16).ok())
+                .flatten()
+                .filter(|&n| n <= max)
+        };
+        Some(PciAddr {
+            bus: hex(bus, 0xFF)?,
+            dev: hex(dev, 0x1F)?,
+            func: hex(func, 7)?,
+        })
+    }
+}
+
+impl fmt::Display for PciAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02x}:{:02x}.{:x}", self.bus, self.dev, self.func)
+    }
+}
 
 /// Kernel image formats (the scenario's `kern_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +139,8 @@ pub struct LaunchVm {
     pub bootargs: String,
     /// Console 16550 PIO base, if the VM has a legacy console.
     pub console_port: Option<u16>,
+    /// Host PCI functions passed through (`pci_devs`), at the same BDF in the VM.
+    pub pci_devs: Vec<PciAddr>,
 }
 
 /// Everything the Service VM launches.
@@ -207,6 +251,15 @@ impl LaunchDescription {
             match vm.console_port {
                 Some(p) => writeln!(out, "console_port=0x{p:X}")?,
                 None => writeln!(out, "console_port=none")?,
+            }
+            if vm.pci_devs.is_empty() {
+                writeln!(out, "pci_devs=none")?;
+            } else {
+                write!(out, "pci_devs=")?;
+                for (i, d) in vm.pci_devs.iter().enumerate() {
+                    write!(out, "{}{d}", if i > 0 { "," } else { "" })?;
+                }
+                writeln!(out)?;
             }
             writeln!(out, "end")?;
         }
@@ -352,6 +405,7 @@ struct Partial {
     kernel_type: Option<KernelType>,
     bootargs: Option<String>,
     console_port: Option<Option<u16>>,
+    pci_devs: Option<Vec<PciAddr>>,
 }
 
 fn once<T>(slot: &mut Option<T>, key: &'static str, v: Option<T>) -> Result<(), SyntaxError> {
@@ -389,6 +443,7 @@ impl Partial {
                 };
                 once(&mut self.console_port, "console_port", p)
             }
+            "pci_devs" => once(&mut self.pci_devs, "pci_devs", parse_pci_devs(v)),
             _ => Err(SyntaxError::UnknownKey(k.to_owned())),
         }
     }
@@ -404,6 +459,23 @@ impl Partial {
             kernel_type: p.kernel_type.ok_or(SyntaxError::Missing("kernel_type"))?,
             bootargs: p.bootargs.ok_or(SyntaxError::Missing("bootargs"))?,
             console_port: p.console_port.ok_or(SyntaxError::Missing("console_port"))?,
+            pci_devs: p.pci_devs.ok_or(SyntaxError::Missing("pci_devs"))?,
         })
     }
+}
+
+/// `none`, or 1..=[`MAX_PCI_DEVS`] distinct comma-separated addresses.
+fn parse_pci_devs(v: &str) -> Option<Vec<PciAddr>> {
+    if v == "none" {
+        return Some(Vec::new());
+    }
+    let mut out: Vec<PciAddr> = Vec::new();
+    for a in v.split(',') {
+        let a = PciAddr::parse(a)?;
+        if out.len() == MAX_PCI_DEVS || out.contains(&a) {
+            return None;
+        }
+        out.push(a);
+    }
+    Some(out)
 }

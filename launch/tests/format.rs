@@ -16,6 +16,18 @@ fn sample() -> LaunchDescription {
                 kernel_type: KernelType::Elf,
                 bootargs: "console=ttyS0 ticks=5 a=b".into(),
                 console_port: Some(0x3F8),
+                pci_devs: vec![
+                    PciAddr {
+                        bus: 0,
+                        dev: 2,
+                        func: 0,
+                    },
+                    PciAddr {
+                        bus: 0xa1,
+                        dev: 0x1f,
+                        func: 7,
+                    },
+                ],
             },
             LaunchVm {
                 id: 2,
@@ -26,6 +38,7 @@ fn sample() -> LaunchDescription {
                 kernel_type: KernelType::RawImage,
                 bootargs: String::new(),
                 console_port: None,
+                pci_devs: vec![],
             },
         ],
     }
@@ -43,6 +56,7 @@ fn round_trip() {
     );
     assert!(text.contains("pcpus=0x4\n") && text.contains("console_port=0x3F8\n"));
     assert!(text.contains("pcpus=0xffffffffffffffff\n") && text.contains("console_port=none\n"));
+    assert!(text.contains("pci_devs=00:02.0,a1:1f.7\n") && text.contains("pci_devs=none\n"));
     assert_eq!(d.module_tags(), ["launch_vms", "POST_VM1_kernel", "k"]);
 }
 
@@ -67,6 +81,17 @@ fn malformed_input_is_rejected() {
             "huge memory",
         ),
         (good.replace("pcpus=0x4", "pcpus=0x0"), "no pcpus"),
+        (good.replace("pci_devs=none\n", ""), "no pci_devs"),
+        (good.replace("00:02.0,", "00:20.0,"), "device beyond 0x1f"),
+        (good.replace("00:02.0,", "00:02.8,"), "function beyond 7"),
+        (good.replace("00:02.0,", "00:02,"), "no function"),
+        (good.replace("00:02.0,", "a1:1f.7,"), "a function twice"),
+        (good.replace("00:02.0,", "00:02.0,,"), "empty entry"),
+        (
+            good.replace("00:02.0,", "00:02.0,00:03.0,00:04.0,00:05.0,"),
+            "five functions",
+        ),
+        (good.replace("00:02.0,", "+0:02.0,"), "sign"),
         (good.replace("pcpus=0x4", "pcpus=0x"), "empty hex"),
         (good.replace("pcpus=0x4", "pcpus=4"), "pcpus not hex"),
         (
@@ -128,7 +153,7 @@ fn malformed_input_is_rejected() {
             "{what} accepted as bytes"
         );
     }
-    let nine = (1..=9).map(|i| format!("vm\nid={i}\nname=V{i}\nmemory_mb=1\npcpus=0x1\nkernel_mod=k\nkernel_type=KERNEL_ELF\nbootargs=\nconsole_port=none\nend\n"));
+    let nine = (1..=9).map(|i| format!("vm\nid={i}\nname=V{i}\nmemory_mb=1\npcpus=0x1\nkernel_mod=k\nkernel_type=KERNEL_ELF\nbootargs=\nconsole_port=none\npci_devs=none\nend\n"));
     let text = format!("{MAGIC}\nservice_vm_id=0\n{}", nine.collect::<String>());
     assert_eq!(LaunchDescription::parse(&text), Err(Error::TooManyVms));
     assert_eq!(

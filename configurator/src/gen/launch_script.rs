@@ -675,7 +675,7 @@ impl Builder<'_> {
 
 /// The BDF a `pci_dev` entry starts with (`BB:DD.F description`), as ACRN's generator reads
 /// it; entries that do not start with one are skipped, as there.
-fn leading_bdf(entry: &str) -> Option<Bdf> {
+pub(crate) fn leading_bdf(entry: &str) -> Option<Bdf> {
     let s = entry.trim_start();
     let b = s.as_bytes();
     if b.len() < 7 || b[2] != b':' || b[5] != b'.' {

@@ -92,8 +92,8 @@ struct ServiceFunctions {
 impl ServiceFunctions {
     /// A hypervisor vector for the Service VM's devices, if any is left.
     fn take_vector(&mut self, bdf: Bdf) -> Option<u8> {
-        let free = (0..SERVICE_MSI_END - SERVICE_MSI_FIRST)
-            .find(|&n| self.vectors_used & 1 << n == 0);
+        let free =
+            (0..SERVICE_MSI_END - SERVICE_MSI_FIRST).find(|&n| self.vectors_used & 1 << n == 0);
         if let Some(n) = free {
             self.vectors_used |= 1 << n;
             return Some(SERVICE_MSI_FIRST + n);

@@ -266,7 +266,11 @@ mod tests {
         assert_eq!(o.owner(8), Owner::Hypervisor, "RTC");
         assert_eq!(o.owner(4), Owner::Hypervisor, "console UART");
         assert_eq!(o.owner(3), Owner::ServiceVm);
-        assert_eq!(o.owner(17), Owner::PreLaunched(1), "a pre-launched line is never lent");
+        assert_eq!(
+            o.owner(17),
+            Owner::PreLaunched(1),
+            "a pre-launched line is never lent"
+        );
         assert_eq!(o.owner(18), Owner::PostLaunched(3));
         assert_eq!(o.owner(2), Owner::Hypervisor, "the hypervisor's stays");
         assert_eq!(o.owner(16), Owner::ServiceVm);

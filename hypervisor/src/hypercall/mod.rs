@@ -341,8 +341,12 @@ pub trait VmOps {
     fn deassign_pcidev(&mut self, vmid: u16, phys: u16, virt: u16) -> Result<(), i32>;
     /// Gives the VM physical INTx GSI `phys_pin` of its function at `virt_bdf` as its
     /// vIOAPIC GSI `virt_pin` (`give`), or takes it back.
-    fn ptdev_intx(&mut self, vmid: u16, irq: &acrn_abi::irq::HcPtdevIrq, give: bool)
-        -> Result<(), i32>;
+    fn ptdev_intx(
+        &mut self,
+        vmid: u16,
+        irq: &acrn_abi::irq::HcPtdevIrq,
+        give: bool,
+    ) -> Result<(), i32>;
 }
 
 /// The dispatcher's state: the VM table and the upcall vector.
@@ -588,8 +592,7 @@ impl Hypercalls {
                 let give = id == HC_SET_PTDEV_INTR_INFO;
                 let state_ok = if give { created } else { created_or_paused };
                 let irq = read_obj::<acrn_abi::irq::HcPtdevIrq>(mem, p2);
-                match irq.filter(|i| state_ok && i.r#type == acrn_abi::irq::ACRN_PTDEV_IRQ_INTX)
-                {
+                match irq.filter(|i| state_ok && i.r#type == acrn_abi::irq::ACRN_PTDEV_IRQ_INTX) {
                     Some(i) => match ops.ptdev_intx(vmid, &i, give) {
                         Ok(()) => 0,
                         Err(e) => err(e),
@@ -600,8 +603,7 @@ impl Hypercalls {
             HC_ASSIGN_PCIDEV | HC_DEASSIGN_PCIDEV => {
                 let assign = id == HC_ASSIGN_PCIDEV;
                 let state_ok = if assign { created } else { created_or_paused };
-                let Some(d) = read_obj::<acrn_abi::AcrnPcidev>(mem, p2).filter(|_| state_ok)
-                else {
+                let Some(d) = read_obj::<acrn_abi::AcrnPcidev>(mem, p2).filter(|_| state_ok) else {
                     return err(EINVAL);
                 };
                 let r = if assign {

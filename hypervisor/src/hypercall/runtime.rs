@@ -400,7 +400,11 @@ impl VmOps for PostVms {
         let mut vbars = [0u64; 6];
         for i in 0..6 {
             let wide = bars[i] & 0x7 == 0x4 && i < 5;
-            let high = if wide { u64::from(bars[i + 1]) << 32 } else { 0 };
+            let high = if wide {
+                u64::from(bars[i + 1]) << 32
+            } else {
+                0
+            };
             vbars[i] = high | u64::from(bars[i]);
         }
         crate::devices::pci::assign(vm, pbdf, vbdf, vbars).map_err(|e| {

@@ -100,7 +100,8 @@ impl VmOps for Ops {
         Ok(())
     }
     fn deassign_pcidev(&mut self, vmid: u16, phys: u16, virt: u16) -> Result<(), i32> {
-        self.log.push(format!("deassign {vmid} {phys:#x} {virt:#x}"));
+        self.log
+            .push(format!("deassign {vmid} {phys:#x} {virt:#x}"));
         let at = self.assigned.iter().position(|&a| a == (vmid, phys));
         self.assigned.remove(at.ok_or(ENODEV)?);
         Ok(())
@@ -998,7 +999,11 @@ fn device_assignment_follows_acrn_states_and_reaches_the_vm_layer() {
     assert_eq!(e.call(HC_PAUSE_VM, 1, 0), 0);
     assert_eq!(e.call(HC_RESET_PTDEV_INTR_INFO, 1, IRQ), 0);
     assert_eq!(e.call(HC_DEASSIGN_PCIDEV, 1, DEV), 0);
-    assert_eq!(e.call(HC_DEASSIGN_PCIDEV, 1, DEV), E(ENODEV), "not assigned");
+    assert_eq!(
+        e.call(HC_DEASSIGN_PCIDEV, 1, DEV),
+        E(ENODEV),
+        "not assigned"
+    );
     // No such VM.
     assert_eq!(e.call(HC_ASSIGN_PCIDEV, 9, DEV), E(ENOTTY));
     let vm_layer: Vec<_> = e

@@ -563,39 +563,54 @@ fn vioapic(vm_id: u16) {
 }
 
 fn passthrough() {
-    let mut configured = 0;
+    let mut listed = 0;
     for v in vm::all().iter().filter(|v| v.state() != VmState::Empty) {
-        let devs = v.info().and_then(|i| i.cfg).map_or(&[][..], |c| c.pci_devs);
-        for (slot, d) in devs.iter().enumerate() {
-            configured += 1;
-            let state = match v.devices.pci().pt_summary(slot) {
-                Some(msi) => {
-                    if msi {
-                        "passed through, MSI on"
-                    } else {
-                        "passed through, MSI off"
-                    }
-                }
-                None if v.load_order() == Some(LoadOrder::PreLaunched) => {
-                    "not passed through (see the boot log)"
-                }
-                None => "not passed through (only pre-launched VMs get pass-through)",
+        for slot in 0..crate::devices::pci::MAX_PT_FUNCTIONS {
+            let Some((pbdf, vbdf, msi)) = v.devices.pci().pt_summary(slot) else {
+                continue;
             };
+            listed += 1;
             say(format_args!(
-                "VM {} {}: {:02x}:{:02x}.{} as {:02x}:{:02x}.{}: {state}",
+                "VM {} {}: {:02x}:{:02x}.{} as {:02x}:{:02x}.{}: passed through, MSI {}",
                 v.id,
                 v.name(),
-                d.pbdf.bus,
-                d.pbdf.dev,
-                d.pbdf.func,
-                d.vbdf.bus,
-                d.vbdf.dev,
-                d.vbdf.func
+                pbdf.bus,
+                pbdf.dev,
+                pbdf.func,
+                vbdf.bus,
+                vbdf.dev,
+                vbdf.func,
+                if msi { "on" } else { "off" }
             ));
         }
+        // A pre-launched VM's pci_devs the boot log refused.
+        let configured = v
+            .info()
+            .filter(|i| i.load_order == LoadOrder::PreLaunched)
+            .and_then(|i| i.cfg)
+            .map_or(&[][..], |c| c.pci_devs);
+        for d in configured {
+            let present = (0..crate::devices::pci::MAX_PT_FUNCTIONS).any(|s| {
+                v.devices
+                    .pci()
+                    .pt_summary(s)
+                    .is_some_and(|(p, _, _)| p == d.pbdf)
+            });
+            if !present {
+                listed += 1;
+                say(format_args!(
+                    "VM {} {}: {:02x}:{:02x}.{}: not passed through (see the boot log)",
+                    v.id,
+                    v.name(),
+                    d.pbdf.bus,
+                    d.pbdf.dev,
+                    d.pbdf.func
+                ));
+            }
+        }
     }
-    if configured == 0 {
-        say(format_args!("no passthrough devices in the scenario"));
+    if listed == 0 {
+        say(format_args!("no passthrough devices"));
     } else {
         say(format_args!(
             "DMA requests the IOMMU blocked: {}",

@@ -158,10 +158,7 @@ fn report_unenforced(cfg: &VmConfig) {
         );
     }
     // A pre-launched VM's functions are described as its vPCI takes them (with whether an
-    // IOMMU confines their DMA).
-    if !cfg.pci_devs.is_empty() && cfg.load_order != LoadOrder::PreLaunched {
-        say("pci_devs", "only pre-launched VMs get pass-through devices");
-    }
+    // IOMMU confines their DMA), a post-launched VM's as the Service VM assigns them.
     if !cfg.pt_intx.is_empty() && cfg.load_order != LoadOrder::PreLaunched {
         say(
             "pt_intx",

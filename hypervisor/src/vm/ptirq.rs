@@ -43,8 +43,7 @@ struct PostLine {
     virt: u32,
 }
 
-static POST_LINES: Mutex<[Option<PostLine>; MAX_POST_LINES]> =
-    Mutex::new([None; MAX_POST_LINES]);
+static POST_LINES: Mutex<[Option<PostLine>; MAX_POST_LINES]> = Mutex::new([None; MAX_POST_LINES]);
 
 fn post_lines() -> [Option<PostLine>; MAX_POST_LINES] {
     *POST_LINES.lock()
@@ -286,7 +285,11 @@ pub enum LineError {
 pub fn give_line(vm: &Vm, phys: u32, virt: u32) -> Result<(), LineError> {
     {
         let mut lines = POST_LINES.lock();
-        let mine = lines.iter().flatten().find(|l| l.vm == vm.id && l.phys == phys).copied();
+        let mine = lines
+            .iter()
+            .flatten()
+            .find(|l| l.vm == vm.id && l.phys == phys)
+            .copied();
         if mine.is_none() && owner_with(&lines, phys) != Owner::ServiceVm {
             return Err(LineError::NotServiceVms);
         }

@@ -582,6 +582,19 @@ pub fn run_qemu_variant(
     boot_limit: u64,
     done: impl Fn(&Transcript) -> bool,
 ) -> Transcript {
+    run_qemu_variant_with(test, scenario, edit, &[], boot_limit, done)
+}
+
+/// [`run_qemu_variant`] with VMs' kernels given as `(VM name, test guest)`: e.g.
+/// `("POST_VM1", "platform")` boots tests/guests' `platform` there.
+pub fn run_qemu_variant_with(
+    test: &str,
+    scenario: &str,
+    edit: impl FnOnce(&str) -> String,
+    kernels: &[(&str, &str)],
+    boot_limit: u64,
+    done: impl Fn(&Transcript) -> bool,
+) -> Transcript {
     require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
     let dir = work_dir(test);
     let src = repo_root().join("configs/qemu-epyc").join(scenario);
@@ -590,12 +603,17 @@ pub fn run_qemu_variant(
     std::fs::write(&path, edit(&text)).expect("write the scenario variant");
     let scenario = path.display().to_string();
     let out = dir.join("image");
+    let mut extra: Vec<String> = vec!["--emulator".into(), "qemu".into()];
+    for (vm, guest) in kernels {
+        extra.push("--module".into());
+        extra.push(format!("{vm}_kernel={}", guest_elf(guest).display()));
+    }
     run(
         &RunSpec {
             board: "qemu-epyc",
             scenario: &scenario,
             out: &out,
-            extra: vec!["--emulator".into(), "qemu".into()],
+            extra,
             build_limit: Duration::from_secs(900),
             boot_limit: Duration::from_secs(boot_limit),
         },

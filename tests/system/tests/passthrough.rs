@@ -15,7 +15,9 @@
 //! the hypervisor reports the IOMMU's fault record (requester, VM, page). PRE_VM1 (`absent`)
 //! must not see the NIC. The boot log says the pass-through and VT-d are on.
 
-use acrn_system_tests::{check, repo_root, run_platform_vms, run_qemu_variant};
+use acrn_system_tests::{
+    check, repo_root, run_platform_vms, run_qemu_variant, run_qemu_variant_with, Transcript,
+};
 
 #[test]
 fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
@@ -115,6 +117,93 @@ fn qemu_epyc_service_vm_does_not_see_a_pre_launched_vm_s_function() {
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
     }
+}
+
+/// Pass-through to a post-launched VM, as ACRN's Device Model does it: configs/qemu-epyc/
+/// shared.xml with the e1000e in POST_VM1's `pci_devs`. The reference Service VM reads them
+/// from the launch description and, before it starts the VM, calls HC_ASSIGN_PCIDEV (host
+/// 00:02.0 at 00:02.0, BARs at the host addresses) and HC_SET_PTDEV_INTR_INFO (physical GSI
+/// 22, given on its command line as Linux would read it from ACPI, as the VM's GSI 22).
+/// POST_VM1 runs the `platform` guest's pass-through checks (config space through the
+/// hypervisor while every other function's goes to the Service VM, BAR0, INTx, MSI, MSI-X,
+/// DMA into its memory through VT-d, DMA outside it blocked) on its first boot, again after
+/// HC_RESET_VM (the device stays assigned), and after the Service VM gave it back
+/// (HC_RESET_PTDEV_INTR_INFO, HC_DEASSIGN_PCIDEV), destroyed the VM and assigned it to the
+/// new one.
+#[test]
+fn qemu_epyc_post_launched_vm_drives_a_function_the_service_vm_assigns() {
+    let service_args = "<bootargs>console=ttyS0</bootargs>";
+    let edit = |text: &str| {
+        assert_eq!(text.matches(service_args).count(), 1, "shared.xml");
+        let text = text.replacen(
+            service_args,
+            "<bootargs>console=ttyS0 ptgsi=00:02.0@22 guestargs=passthrough,intx=22</bootargs>",
+            1,
+        );
+        let name = text.find("<name>POST_VM1</name>").expect("POST_VM1");
+        let at = name + text[name..].find("  </vm>").expect("POST_VM1's end");
+        let mut text = text;
+        text.insert_str(
+            at,
+            "    <pci_devs>\n      <pci_dev>00:02.0 Ethernet controller: Device 8086:10d3</pci_dev>\n    </pci_devs>\n",
+        );
+        text
+    };
+    let decided = |t: &Transcript| {
+        let has = |p: &str| t.find_prefix(p).is_some();
+        has("[hv] PANIC")
+            || has("[hv] FATAL")
+            || has("[SERVICE_VM] verdict:")
+            || t.texts().any(|l| l.contains("SERVICE_VM stopped"))
+    };
+    let t = run_qemu_variant_with(
+        "qemu-passthrough-post",
+        "shared.xml",
+        edit,
+        &[("POST_VM1", "platform")],
+        240,
+        decided,
+    );
+    let count = |line: &str| t.texts().filter(|&l| l == line).count();
+    for (line, times) in [
+        ("[SERVICE_VM] svm: VM 1 POST_VM1: PCI 00:02.0 assigned, INTx GSI 22", 2),
+        ("[hv] VM 1 POST_VM1: physical GSI 22 drives its vIOAPIC GSI 22", 2),
+        ("[hv] VM 1 POST_VM1: PCI 00:02.0 passed through at 00:02.0, MSI, MSI-X (5 entries); DMA confined to the VM's memory (VT-d)", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: 00:02.0 8086:10d3", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: BAR0 0xfeb80000 size 0x20000", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: MSI capability: true, MSI-X capability: true", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: INTx on vIOAPIC pin 22: 3 of 3 arrived on vector 0x59", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: MSI 3 of 3 arrived on vector 0x58", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: with MSI off: 0 more", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: MSI-X entry 1 (TxQ0) 3 of 3 on vector 0x61, entry 3 (RxQ0) 3 of 3 on vector 0x63", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: MSI-X entry 3 masked: 0 arrived, pending bit 1; unmasked: delivered true", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: INTx again after MSI and MSI-X: 3 of 3 arrived on vector 0x59", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: DMA: descriptor done true, head 1", 3),
+        ("[SERVICE_VM] [POST_VM1] verdict: PASS", 3),
+        ("[SERVICE_VM] svm: VM 1 POST_VM1: PCI 00:02.0 given back", 1),
+        ("[hv] VM 1 POST_VM1: PCI 00:02.0 given back to the Service VM", 1),
+        ("[SERVICE_VM] [POST_VM2] verdict: PASS", 1),
+        ("[SERVICE_VM] verdict: PASS", 1),
+    ] {
+        check(
+            &t,
+            count(line) == times,
+            &format!("`{line}` not {times} times"),
+        );
+    }
+    check(
+        &t,
+        t.find_prefix(
+            "[hv] VT-d: blocked a DMA read of page 0x40000000 by 00:02.0 (VM 1 POST_VM1)",
+        )
+        .is_some(),
+        "the IOMMU did not block POST_VM1's DMA outside its memory",
+    );
+    check(
+        &t,
+        t.find_prefix("[hv] PANIC").is_none() && t.find_prefix("[hv] FATAL").is_none(),
+        "the hypervisor failed",
+    );
 }
 
 /// Bochs (VMX, no IOMMU): configs/bochs-tigerlake/passthrough.xml gives PRE_VM0 the PIIX3's

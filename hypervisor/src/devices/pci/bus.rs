@@ -276,13 +276,11 @@ impl Vpci {
             return (CONFIG_ADDRESS..CONFIG_DATA + 4).contains(&port);
         }
         self.passthrough_only.load(Ordering::Acquire)
-            && access::port_target(self.address.load(Ordering::Relaxed), port, 1).is_some_and(
-                |t| {
-                    self.passthrough
-                        .iter()
-                        .any(|s| s.lock().as_ref().is_some_and(|d| d.vbdf == t.bdf))
-                },
-            )
+            && access::port_target(self.address.load(Ordering::Relaxed), port, 1).is_some_and(|t| {
+                self.passthrough
+                    .iter()
+                    .any(|s| s.lock().as_ref().is_some_and(|d| d.vbdf == t.bdf))
+            })
     }
 
     /// Whether an I/O BAR of a pass-through function decodes `port`.
@@ -312,11 +310,12 @@ impl Vpci {
         }
     }
 
-    /// Whether pass-through slot `slot` holds a function, and then whether its MSI is on.
-    pub fn pt_summary(&self, slot: usize) -> Option<bool> {
+    /// Pass-through slot `slot`'s function, if it holds one: host and virtual BDF, and
+    /// whether its MSI is on.
+    pub fn pt_summary(&self, slot: usize) -> Option<(Bdf, Bdf, bool)> {
         let s = self.passthrough.get(slot)?.lock();
         let d = s.as_ref()?;
-        Some(d.guest_message(None).is_some())
+        Some((d.pbdf(), d.vbdf, d.guest_message(None).is_some()))
     }
 
     /// The message pass-through slot `slot` should send now for its MSI (or MSI-X entry

@@ -30,7 +30,7 @@ pub use bus::{Vpci, CONSOLE_SLOT};
 #[cfg(target_os = "none")]
 pub use pt::{
     assign, assigned_at, deassign, deassign_all, dispatch as pt_dispatch, owned_host_function,
-    owned_host_window, owner_of, AssignError,
+    owned_host_window, owner_of, AssignError, MAX_PT_FUNCTIONS,
 };
 
 use function::Function;

@@ -305,7 +305,10 @@ pub fn deassign(vm: &Vm, pbdf: Bdf, vbdf: Bdf) -> bool {
     vm.devices.pci().detach(vm, slot);
     let mut table = owned();
     for entry in table.iter_mut() {
-        if entry.as_ref().is_some_and(|o| o.vm == vm.id && o.slot == slot) {
+        if entry
+            .as_ref()
+            .is_some_and(|o| o.vm == vm.id && o.slot == slot)
+        {
             *entry = None;
         }
     }
@@ -378,6 +381,10 @@ pub struct PtSlot {
 impl PtSlot {
     fn host(&self) -> HostFunction {
         HostFunction(self.pbdf)
+    }
+
+    pub fn pbdf(&self) -> Bdf {
+        self.pbdf
     }
 
     /// The VM's pass-through functions at power-on (indexed by slot), quiesced (no

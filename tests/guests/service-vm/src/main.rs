@@ -15,12 +15,13 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use acrn_abi::hypercall::{HC_DESTROY_VM, HC_GET_API_VERSION, HC_PAUSE_VM};
-use acrn_abi::irq::{AcrnMsiEntry, GsiOp};
+use acrn_abi::irq::{AcrnMsiEntry, GsiOp, HcPtdevIntx, HcPtdevIrq, ACRN_PTDEV_IRQ_INTX};
 use acrn_abi::memory::MemAccess;
 use acrn_abi::misc::HcApiVersion;
 use acrn_abi::vm::{AcrnVmCreation, GuestFlags};
+use acrn_abi::AcrnPcidev;
 use acrn_hsm::{Hsm, Hypercall, Hypercalls, IoAccess, IoKind, MemKind, MemSegment, Vm, VmConfig};
-use acrn_launch::{KernelType, LaunchDescription, LaunchVm, MODULE_TAG};
+use acrn_launch::{KernelType, LaunchDescription, LaunchVm, PciAddr, MODULE_TAG};
 use guest_common::arch::{cpuid, halt_forever, rdtsc, spin_tsc};
 use guest_common::fpu;
 use guest_common::mem::GuestMem;
@@ -161,6 +162,8 @@ struct Guest {
     unhandled: u32,
     /// An MMIO access reached the default client (reported once per VM).
     mmio_seen: bool,
+    /// The value the guest latched in port 0xCF8.
+    pci_address: u32,
     /// The guest said it waits for the test interrupts (`irqwait`): its local APIC is enabled.
     irq_ready: bool,
     /// GPA of the counter a `spin` guest increments forever (from its `spin:` line).
@@ -316,6 +319,18 @@ impl Guest {
                 return 0;
             }
         }
+        if a.kind == IoKind::Pio && (0xCF8..0xD00).contains(&a.addr) {
+            // No emulated PCI function: an empty bus (the hypervisor answers for the VM's
+            // pass-through functions itself).
+            if a.addr == 0xCF8 && a.size == 4 {
+                if a.write {
+                    self.pci_address = a.value as u32;
+                    return 0;
+                }
+                return u64::from(self.pci_address);
+            }
+            return if a.write { 0 } else { ones };
+        }
         if a.kind == IoKind::Mmio {
             // No emulated MMIO device: reads float high, writes vanish, as on an empty bus.
             if !self.mmio_seen {
@@ -403,12 +418,87 @@ fn wait_verdicts(hsm: &Hv, guests: &mut [Guest], i: usize, count: u32) -> bool {
     true
 }
 
+/// The physical GSI of each host function's INTx line (`ptgsi=BB:DD.F@GSI,...` on the command
+/// line: what Linux reads from the ACPI _PRT and acrn-dm from sysfs).
+type PtGsis = [(PciAddr, u32)];
+
+fn parse_pt_gsis(arg: Option<&str>) -> Vec<(PciAddr, u32)> {
+    arg.into_iter()
+        .flat_map(|a| a.split(','))
+        .filter_map(|e| {
+            let (bdf, gsi) = e.split_once('@')?;
+            Some((PciAddr::parse(bdf)?, gsi.parse().ok()?))
+        })
+        .collect()
+}
+
+fn pcidev(a: PciAddr) -> AcrnPcidev {
+    AcrnPcidev {
+        virt_bdf: a.raw(),
+        phys_bdf: a.raw(),
+        ..Default::default()
+    }
+}
+
+fn intx_line(a: PciAddr, gsi: u32) -> HcPtdevIrq {
+    HcPtdevIrq {
+        r#type: ACRN_PTDEV_IRQ_INTX,
+        virt_bdf: a.raw(),
+        phys_bdf: a.raw(),
+        intx: HcPtdevIntx {
+            virt_pin: gsi,
+            phys_pin: gsi,
+            ..Default::default()
+        },
+    }
+}
+
+/// Gives the VM its pass-through functions (at their host BDF, BARs at the host addresses)
+/// and their INTx lines, as acrn-dm does for `-s N,passthru,B/D/F`.
+fn assign_devices(vm: &Vm<Acrn>, desc: &LaunchVm, gsis: &PtGsis) -> Result<(), String> {
+    for &a in &desc.pci_devs {
+        vm.assign_pcidev(&pcidev(a))
+            .map_err(|e| alloc::format!("assign {a}: {e}"))?;
+        let gsi = gsis.iter().find(|(b, _)| *b == a).map(|&(_, g)| g);
+        if let Some(g) = gsi {
+            vm.set_ptdev_intr(&intx_line(a, g))
+                .map_err(|e| alloc::format!("INTx of {a}: {e}"))?;
+        }
+        println!(
+            "svm: VM {} {}: PCI {} assigned{}",
+            vm.vmid(),
+            desc.name,
+            a,
+            match gsi {
+                Some(g) => alloc::format!(", INTx GSI {g}"),
+                None => String::new(),
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Takes the VM's pass-through functions and lines back (before it is destroyed).
+fn deassign_devices(vm: &Vm<Acrn>, desc: &LaunchVm, gsis: &PtGsis) -> Result<(), String> {
+    for &a in &desc.pci_devs {
+        if let Some(&(_, g)) = gsis.iter().find(|(b, _)| *b == a) {
+            vm.reset_ptdev_intr(&intx_line(a, g))
+                .map_err(|e| alloc::format!("INTx of {a}: {e}"))?;
+        }
+        vm.deassign_pcidev(&pcidev(a))
+            .map_err(|e| alloc::format!("deassign {a}: {e}"))?;
+        println!("svm: VM {} {}: PCI {} given back", vm.vmid(), desc.name, a);
+    }
+    Ok(())
+}
+
 /// Creates, maps, loads and starts one VM.
 fn launch_vm(
     hsm: &Hv,
     pool: &mut RamPool,
     desc: &LaunchVm,
     kernel: Arc<Vec<u8>>,
+    gsis: &PtGsis,
 ) -> Result<Guest, String> {
     let size = u64::from(desc.memory_mb) * MIB;
     let vm = hsm
@@ -445,6 +535,7 @@ fn launch_vm(
         passes: 0,
         unhandled: 0,
         mmio_seen: false,
+        pci_address: 0,
         irq_ready: false,
         spin_counter: None,
         removable: None,
@@ -465,6 +556,7 @@ fn launch_vm(
         .map_err(|e| alloc::format!("map: {e}"))
         .and_then(|()| g.load())
         .and_then(|()| g.map_removable(pool))
+        .and_then(|()| assign_devices(&vm, desc, gsis))
         .and_then(|()| {
             vm.create_default_client()
                 .map(drop)
@@ -546,10 +638,11 @@ fn send_test_interrupts(g: &Guest) {
     );
 }
 
-/// Pause and destroy; the RAM goes back to the pool.
-fn destroy(hsm: &Hv, pool: &mut RamPool, mut g: Guest) -> Result<(), String> {
+/// Pause, give the devices back and destroy; the RAM goes back to the pool.
+fn destroy(hsm: &Hv, pool: &mut RamPool, mut g: Guest, gsis: &PtGsis) -> Result<(), String> {
     let id = g.vm.vmid();
     pause(&mut g)?;
+    deassign_devices(&g.vm, &g.desc, gsis)?;
     hsm.destroy_vm(id)
         .map_err(|e| alloc::format!("destroy: {e}"))?;
     pool.free_range(g.ram, g.ram_size());
@@ -821,11 +914,12 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         }
     }
 
+    let pt_gsis = parse_pt_gsis(p.arg("ptgsi"));
     let hsm = Hsm::new(hv);
     let mut guests: Vec<Guest> = Vec::new();
     for (d, k) in launch.vms.iter().zip(&kernels) {
         let Some(k) = k else { continue };
-        match launch_vm(&hsm, &mut pool, d, k.clone()) {
+        match launch_vm(&hsm, &mut pool, d, k.clone(), &pt_gsis) {
             Ok(g) => guests.push(g),
             Err(e) => {
                 println!("svm: VM {} {}: {}", d.id, d.name, e);
@@ -858,8 +952,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         if g.remove_failed {
             failures.push("memory removal");
         }
-        match destroy(&hsm, &mut pool, g) {
-            Ok(()) => match launch_vm(&hsm, &mut pool, &desc, kernel) {
+        match destroy(&hsm, &mut pool, g, &pt_gsis) {
+            Ok(()) => match launch_vm(&hsm, &mut pool, &desc, kernel, &pt_gsis) {
                 Ok(g) => {
                     guests.insert(0, g);
                     if !wait_verdicts(&hsm, &mut guests, 0, 1) {
