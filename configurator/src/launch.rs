@@ -208,6 +208,30 @@ mod tests {
         assert!(d.vms.is_empty());
     }
 
+    #[test]
+    fn post_launched_pci_devs_are_described_by_their_host_bdf() {
+        use crate::scenario::PciDevs;
+        let mut s = load("qemu-epyc", "shared.xml");
+        let devs = |list: &[&str]| PciDevs {
+            pci_dev: list.iter().map(|d| d.to_string()).collect(),
+        };
+        s.vm[1].pci_devs = Some(devs(&[
+            "00:02.0 Ethernet controller: Device 8086:10d3",
+            "not a BDF",
+            "00:1f.2 SATA controller",
+            "00:02.0 again",
+        ]));
+        let d = from_scenario(&s).unwrap();
+        let at = |bus, dev, func| PciAddr { bus, dev, func };
+        assert_eq!(d.vms[0].pci_devs, [at(0, 2, 0), at(0, 0x1f, 2)]);
+        assert!(d.vms[1].pci_devs.is_empty());
+        assert!(d.render().contains("pci_devs=00:02.0,00:1f.2\n"));
+        let nine: Vec<String> = (1..=9).map(|n| format!("00:{n:02x}.0 NIC")).collect();
+        s.vm[1].pci_devs = Some(PciDevs { pci_dev: nine });
+        let e = from_scenario(&s).unwrap_err().to_string();
+        assert!(e.contains("at most 8 pci_devs"), "{e}");
+    }
+
     /// The Service VM's test reads the same file (tests/guests/service-vm), so what the
     /// configurator writes is what the Service VM is tested to accept. `UPDATE_GOLDEN=1`
     /// rewrites it.

@@ -19,7 +19,7 @@
 //! bootargs=console=ttyS0     the rest of the line (may be empty; may hold '='), <= 1023 bytes
 //! console_port=0x3F8         the console 16550's PIO base (hex), or `none`
 //! pci_devs=00:02.0           host PCI functions passed through (hex BB:DD.F, comma-separated,
-//!                            at most 4; each at the same BDF in the VM), or `none`
+//!                            at most 8; each at the same BDF in the VM), or `none`
 //! end                        closes the record
 //! ```
 //!
@@ -55,7 +55,7 @@ pub const MAX_TAG: usize = 63;
 /// Largest memory size in MiB.
 pub const MAX_MEMORY_MB: u32 = 65536;
 /// Most pass-through functions of one VM.
-pub const MAX_PCI_DEVS: usize = 4;
+pub const MAX_PCI_DEVS: usize = 8;
 
 /// A PCI function's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

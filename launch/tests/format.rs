@@ -88,8 +88,11 @@ fn malformed_input_is_rejected() {
         (good.replace("00:02.0,", "a1:1f.7,"), "a function twice"),
         (good.replace("00:02.0,", "00:02.0,,"), "empty entry"),
         (
-            good.replace("00:02.0,", "00:02.0,00:03.0,00:04.0,00:05.0,"),
-            "five functions",
+            good.replace(
+                "00:02.0,",
+                "00:02.0,00:03.0,00:04.0,00:05.0,00:06.0,00:07.0,00:08.0,00:09.0,",
+            ),
+            "nine functions",
         ),
         (good.replace("00:02.0,", "+0:02.0,"), "sign"),
         (good.replace("pcpus=0x4", "pcpus=0x"), "empty hex"),

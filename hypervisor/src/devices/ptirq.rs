@@ -83,11 +83,19 @@ pub struct PhysEntry {
     pub rte: u64,
 }
 
+/// The bits of a redirection entry that describe the line: polarity and trigger mode.
+const LINE_BITS: u64 = RteFlags::ACTIVE_LOW.bits() | RteFlags::LEVEL.bits();
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Remap {
     vector: u8,
     /// The guest's entry (polarity, trigger, mask) as last programmed.
     guest_rte: u64,
+    /// Polarity and trigger mode of the guest's last unmasked entry: the pin keeps them
+    /// while masked. A level line that rises while its pin is masked in edge mode is lost
+    /// (the IOAPIC ignores edges on a masked pin, and the line does not rise again while it
+    /// stays asserted), so a guest that masks with a bare mask must not turn it to edge.
+    line: u64,
     /// The destination APIC ID.
     dest: u8,
     /// A level interrupt was taken and the guest has not sent its EOI yet: the physical pin
@@ -97,7 +105,7 @@ struct Remap {
 
 impl Remap {
     fn level(&self) -> bool {
-        self.guest_rte & RteFlags::LEVEL.bits() != 0
+        self.line & RteFlags::LEVEL.bits() != 0
     }
 
     fn guest_masked(&self) -> bool {
@@ -105,9 +113,7 @@ impl Remap {
     }
 
     fn entry(&self, gsi: u32) -> PhysEntry {
-        let keep = RteFlags::ACTIVE_LOW | RteFlags::LEVEL;
-        let mut rte =
-            (self.guest_rte & keep.bits()) | self.vector as u64 | (self.dest as u64) << 56;
+        let mut rte = self.line | self.vector as u64 | (self.dest as u64) << 56;
         if self.guest_masked() || self.awaiting_eoi {
             rte |= RteFlags::MASKED.bits();
         }
@@ -178,12 +184,16 @@ impl RemapTable {
                 slot.insert(Remap {
                     vector: next,
                     guest_rte: RteFlags::MASKED.bits(),
+                    line: guest_rte & LINE_BITS,
                     dest,
                     awaiting_eoi: false,
                 })
             }
         };
         remap.guest_rte = guest_rte;
+        if !remap.guest_masked() {
+            remap.line = guest_rte & LINE_BITS;
+        }
         remap.dest = dest;
         if !remap.level() {
             // An edge pin has no EOI to wait for.
@@ -382,6 +392,24 @@ mod tests {
         t.arrived(v).unwrap();
         assert_eq!(t.program(3, 0x44, 0).unwrap().rte & MASKED, 0);
         assert_eq!(t.eoi(3), None);
+    }
+
+    #[test]
+    fn a_masked_pin_keeps_its_line_mode() {
+        let mut t = RemapTable::new();
+        t.program(22, LEVEL | LOW | 0x59, 0).unwrap();
+        // A bare mask (vector 0, edge, active high) leaves the pin level and active low.
+        let e = t.program(22, MASKED, 0).unwrap();
+        assert_eq!(e.rte & (LEVEL | LOW | MASKED), LEVEL | LOW | MASKED);
+        assert!(t
+            .mask(|_| true)
+            .all(|e| e.rte & (LEVEL | LOW) == LEVEL | LOW));
+        // The next unmasked entry decides again.
+        let e = t.program(22, 0x33, 0).unwrap();
+        assert_eq!(e.rte & (LEVEL | LOW | MASKED), 0);
+        // A first entry that is masked sets the mode it names.
+        let e = t.program(23, MASKED | LEVEL, 0).unwrap();
+        assert_eq!(e.rte & (LEVEL | MASKED), LEVEL | MASKED);
     }
 
     #[test]

@@ -353,8 +353,9 @@ pub fn set_remapped(vector: u8, ioapic: u64, pin: u32, level: bool) {
 pub fn write_ioapic_rte(ioapic: u64, pin: u32, rte: u64) {
     let _guard = IOAPIC_LOCK.lock();
     let index = 0x10 + 2 * pin;
+    // Masked in the new entry's trigger mode: a level line that rises meanwhile is kept.
     phys_write32(ioapic, index);
-    phys_write32(ioapic + 0x10, RteFlags::MASKED.bits() as u32);
+    phys_write32(ioapic + 0x10, (rte | RteFlags::MASKED.bits()) as u32);
     phys_write32(ioapic, index + 1);
     phys_write32(ioapic + 0x10, (rte >> 32) as u32);
     phys_write32(ioapic, index);

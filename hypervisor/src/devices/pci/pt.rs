@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use spin::{Mutex, MutexGuard, Once};
 
 /// Pass-through functions one VM may have.
-pub const MAX_PT_FUNCTIONS: usize = 4;
+pub const MAX_PT_FUNCTIONS: usize = 8;
 /// Host functions the platform may pass through (all VMs).
 const MAX_OWNED: usize = 16;
 /// The hypervisor's vectors for pass-through MSIs: 0xE0..0xEF (below its timer at 0xEF).

@@ -162,8 +162,6 @@ struct Guest {
     unhandled: u32,
     /// An MMIO access reached the default client (reported once per VM).
     mmio_seen: bool,
-    /// The value the guest latched in port 0xCF8.
-    pci_address: u32,
     /// The guest said it waits for the test interrupts (`irqwait`): its local APIC is enabled.
     irq_ready: bool,
     /// GPA of the counter a `spin` guest increments forever (from its `spin:` line).
@@ -319,16 +317,9 @@ impl Guest {
                 return 0;
             }
         }
-        if a.kind == IoKind::Pio && (0xCF8..0xD00).contains(&a.addr) {
+        if matches!(a.kind, IoKind::PciCfg { .. }) {
             // No emulated PCI function: an empty bus (the hypervisor answers for the VM's
             // pass-through functions itself).
-            if a.addr == 0xCF8 && a.size == 4 {
-                if a.write {
-                    self.pci_address = a.value as u32;
-                    return 0;
-                }
-                return u64::from(self.pci_address);
-            }
             return if a.write { 0 } else { ones };
         }
         if a.kind == IoKind::Mmio {
@@ -535,7 +526,6 @@ fn launch_vm(
         passes: 0,
         unhandled: 0,
         mmio_seen: false,
-        pci_address: 0,
         irq_ready: false,
         spin_counter: None,
         removable: None,
