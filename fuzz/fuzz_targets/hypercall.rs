@@ -242,9 +242,42 @@ impl VmOps for Model {
     fn offline_service_vcpu(&mut self, _lapic_id: u32) -> Result<(), i32> {
         self.result()
     }
+    fn assign_pcidev(
+        &mut self,
+        vmid: u16,
+        _phys: u16,
+        _virt: u16,
+        _bars: [u32; 6],
+    ) -> Result<(), i32> {
+        let (state, _) = self.vm(vmid);
+        assert_eq!(state, State::Created, "HC_ASSIGN_PCIDEV on a VM that is not created");
+        self.result()
+    }
+    fn deassign_pcidev(&mut self, vmid: u16, _phys: u16, _virt: u16) -> Result<(), i32> {
+        let (state, _) = self.vm(vmid);
+        assert!(
+            matches!(state, State::Created | State::Paused),
+            "HC_DEASSIGN_PCIDEV on a VM that is neither created nor paused"
+        );
+        self.result()
+    }
+    fn ptdev_intx(
+        &mut self,
+        vmid: u16,
+        irq: &acrn_abi::irq::HcPtdevIrq,
+        give: bool,
+    ) -> Result<(), i32> {
+        let (state, _) = self.vm(vmid);
+        assert_eq!(irq.r#type, acrn_abi::irq::ACRN_PTDEV_IRQ_INTX, "not INTx");
+        assert!(
+            state == State::Created || (!give && state == State::Paused),
+            "a pass-through line changed in state {state:?}"
+        );
+        self.result()
+    }
 }
 
-const IDS: [u64; 17] = [
+const IDS: [u64; 21] = [
     HC_GET_API_VERSION,
     HC_SET_CALLBACK_VECTOR,
     HC_CREATE_VM,
@@ -262,6 +295,10 @@ const IDS: [u64; 17] = [
     HC_VM_SET_MEMORY_REGIONS,
     HC_VM_WRITE_PROTECT_PAGE,
     HC_SERVICE_VM_OFFLINE_CPU,
+    HC_ASSIGN_PCIDEV,
+    HC_DEASSIGN_PCIDEV,
+    HC_SET_PTDEV_INTR_INFO,
+    HC_RESET_PTDEV_INTR_INFO,
 ];
 
 /// A hypercall parameter: mostly an address in (or near) the Service VM's RAM.
