@@ -250,7 +250,11 @@ impl VmOps for Model {
         _bars: [u32; 6],
     ) -> Result<(), i32> {
         let (state, _) = self.vm(vmid);
-        assert_eq!(state, State::Created, "HC_ASSIGN_PCIDEV on a VM that is not created");
+        assert_eq!(
+            state,
+            State::Created,
+            "HC_ASSIGN_PCIDEV on a VM that is not created"
+        );
         self.result()
     }
     fn deassign_pcidev(&mut self, vmid: u16, _phys: u16, _virt: u16) -> Result<(), i32> {

@@ -6,8 +6,8 @@
 #![no_main]
 
 use acrn_launch::{
-    valid_bootargs, valid_name, valid_tag, KernelType, LaunchDescription, LaunchVm, MAX_MEMORY_MB,
-    MAX_TEXT, MAX_VMS,
+    valid_bootargs, valid_name, valid_tag, KernelType, LaunchDescription, LaunchVm, PciAddr,
+    MAX_MEMORY_MB, MAX_PCI_DEVS, MAX_TEXT, MAX_VMS,
 };
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -28,6 +28,7 @@ struct VmFields {
     kernel_type: u8,
     bootargs: String,
     console_port: Option<u16>,
+    pci_devs: Vec<(u8, u8, u8)>,
 }
 
 fuzz_target!(|input: Input| match input {
@@ -61,6 +62,11 @@ fn fields_round_trip(service_vm_id: u16, vms: Vec<VmFields>) {
                 [v.kernel_type as usize % 3],
             bootargs: v.bootargs,
             console_port: v.console_port,
+            pci_devs: v
+                .pci_devs
+                .iter()
+                .map(|&(bus, dev, func)| PciAddr { bus, dev, func })
+                .collect(),
         })
         .collect();
     let d = LaunchDescription { service_vm_id, vms };
@@ -76,6 +82,11 @@ fn fields_round_trip(service_vm_id: u16, vms: Vec<VmFields>) {
                 && v.pcpus != 0
                 && valid_tag(&v.kernel_mod)
                 && valid_bootargs(&v.bootargs)
+                && v.pci_devs.len() <= MAX_PCI_DEVS
+                && v.pci_devs
+                    .iter()
+                    .enumerate()
+                    .all(|(k, a)| a.dev <= 0x1F && a.func <= 7 && !v.pci_devs[..k].contains(a))
                 && d.vms[..i].iter().all(|o| o.id != v.id && o.name != v.name)
         });
     let again = LaunchDescription::parse(&text);

@@ -189,19 +189,7 @@ pub fn owned_host_function(bdf: Bdf) -> bool {
 /// The VM that owns host function `bdf`: a pre-launched VM by its `pci_devs` (whether or not
 /// the function could be probed), or the VM it is assigned to.
 pub fn owner_of(bdf: Bdf) -> Option<u16> {
-    let pre = crate::hv::platform()
-        .vms
-        .iter()
-        .filter(|v| v.load_order == LoadOrder::PreLaunched)
-        .find(|v| v.pci_devs.iter().any(|d| d.pbdf == bdf))
-        .map(|v| v.id);
-    pre.or_else(|| {
-        owned()
-            .iter()
-            .flatten()
-            .find(|o| o.pbdf == bdf)
-            .map(|o| o.vm)
-    })
+    owner_of_in(&owned(), bdf)
 }
 
 /// Whether host address `hpa` is in a memory BAR of a function a VM owns.
@@ -313,6 +301,8 @@ pub fn deassign(vm: &Vm, pbdf: Bdf, vbdf: Bdf) -> bool {
         }
     }
     free_vectors(vm.id, slot);
+    // Outside the table's lock: VT-d's fault report looks owners up in it.
+    drop(table);
     crate::hv::vtd::release(pbdf);
     hvlog!(
         "VM {} {}: PCI {:02x}:{:02x}.{} given back to the Service VM",
