@@ -279,9 +279,26 @@ impl VmOps for Model {
         );
         self.result()
     }
+    fn add_vdev(&mut self, vmid: u16, _dev: &acrn_abi::device::AcrnVdev) -> Result<(), i32> {
+        let (state, _) = self.vm(vmid);
+        assert_eq!(
+            state,
+            State::Created,
+            "HC_ADD_VDEV on a VM that is not created"
+        );
+        self.result()
+    }
+    fn remove_vdev(&mut self, vmid: u16, _slot: u16) -> Result<(), i32> {
+        let (state, _) = self.vm(vmid);
+        assert!(
+            matches!(state, State::Created | State::Paused),
+            "HC_REMOVE_VDEV on a VM that is neither created nor paused"
+        );
+        self.result()
+    }
 }
 
-const IDS: [u64; 21] = [
+const IDS: [u64; 23] = [
     HC_GET_API_VERSION,
     HC_SET_CALLBACK_VECTOR,
     HC_CREATE_VM,
@@ -303,6 +320,8 @@ const IDS: [u64; 21] = [
     HC_DEASSIGN_PCIDEV,
     HC_SET_PTDEV_INTR_INFO,
     HC_RESET_PTDEV_INTR_INFO,
+    HC_ADD_VDEV,
+    HC_REMOVE_VDEV,
 ];
 
 /// A hypercall parameter: mostly an address in (or near) the Service VM's RAM.

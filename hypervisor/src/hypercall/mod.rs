@@ -186,13 +186,15 @@ pub const BEHAVIOUR: &[(u64, &str, &str)] = &[
     ),
     (
         HC_ADD_VDEV,
-        "-EINVAL unless CREATED or unreadable; -EINVAL: the hypervisor emulates no device for \
-         post-launched VMs yet (IVSHMEM, PCI vUART, virtual root port)",
+        "IVSHMEM of a hypervisor-provided region the VM is a member of (args: hv:/NAME) or its \
+         PCI vUART vuart_idx (MCS9900), at slot with BARs io_addr, kept across HC_RESET_VM; \
+         -EINVAL unless CREATED, unreadable, another ID (the virtual root port too), not a \
+         member, no such vUART, the BDF or device taken, or BARs that do not fit",
         "creates IVSHMEM, the MCS9900 vUART or a virtual root port; -EINVAL for other IDs",
     ),
     (
         HC_REMOVE_VDEV,
-        "-EINVAL: no such device",
+        "removes the added device at slot; -EINVAL unless CREATED or PAUSED, or none there",
         "removes the device at `slot`; -EINVAL if none",
     ),
     (
@@ -347,6 +349,10 @@ pub trait VmOps {
         irq: &acrn_abi::irq::HcPtdevIrq,
         give: bool,
     ) -> Result<(), i32>;
+    /// Puts the IVSHMEM device or PCI vUART `dev` describes on the VM's bus.
+    fn add_vdev(&mut self, vmid: u16, dev: &acrn_abi::device::AcrnVdev) -> Result<(), i32>;
+    /// Takes the device the Device Model added at BDF `slot` off the VM's bus.
+    fn remove_vdev(&mut self, vmid: u16, slot: u16) -> Result<(), i32>;
 }
 
 /// The dispatcher's state: the VM table and the upcall vector.
@@ -620,9 +626,25 @@ impl Hypercalls {
                 // Not supported: the ranges are never the Service VM's to move, none assigned.
                 err(EINVAL)
             }
-            // Every case is -EINVAL in ACRN too: wrong state, unreadable, a device the
-            // hypervisor does not emulate for post-launched VMs, or (remove) none at that slot.
-            HC_ADD_VDEV | HC_REMOVE_VDEV => err(EINVAL),
+            // Every refusal is -EINVAL in ACRN too: wrong state, unreadable, a device the
+            // hypervisor does not emulate, or (remove) none at that slot.
+            HC_ADD_VDEV | HC_REMOVE_VDEV => {
+                let add = id == HC_ADD_VDEV;
+                let state_ok = if add { created } else { created_or_paused };
+                let Some(d) = read_obj::<acrn_abi::device::AcrnVdev>(mem, p2).filter(|_| state_ok)
+                else {
+                    return err(EINVAL);
+                };
+                let r = if add {
+                    ops.add_vdev(vmid, &d)
+                } else {
+                    ops.remove_vdev(vmid, d.slot as u16)
+                };
+                match r {
+                    Ok(()) => 0,
+                    Err(e) => err(e),
+                }
+            }
             HC_DESTROY_VM => {
                 if state != VmState::Paused {
                     return err(EPERM);

@@ -18,6 +18,7 @@ use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
 use crate::vm::layout::{self, Layout, TRAMPOLINE};
 use crate::vm::loader::{E820Entry, MAX_E820};
 use crate::vm::{self as vms, VmInfo};
+use acrn_abi::device::AcrnVdev;
 use acrn_abi::errno::{EINVAL, ENODEV, ENOMEM, EPERM};
 use acrn_abi::irq::{GsiOp, HcPtdevIrq};
 use acrn_abi::memory::MemType as AbiMemType;
@@ -425,6 +426,26 @@ impl VmOps for PostVms {
         } else {
             Err(ENODEV)
         }
+    }
+    fn add_vdev(&mut self, vmid: u16, dev: &AcrnVdev) -> Result<(), i32> {
+        let vm = post_vm(vmid)?;
+        vm.devices.pci().add_device(vm, dev).map_err(|e| {
+            hvlog!(
+                "VM {vmid} {}: HC_ADD_VDEV {:04x}:{:04x} at {:#x} refused: {e}",
+                vm.name(),
+                dev.id as u16,
+                (dev.id >> 16) as u16,
+                dev.slot
+            );
+            EINVAL
+        })
+    }
+    fn remove_vdev(&mut self, vmid: u16, slot: u16) -> Result<(), i32> {
+        let vm = post_vm(vmid)?;
+        vm.devices
+            .pci()
+            .remove_device(vm, Bdf::from_raw(slot))
+            .map_err(|_| EINVAL)
     }
     fn ptdev_intx(&mut self, vmid: u16, irq: &HcPtdevIrq, give: bool) -> Result<(), i32> {
         let vm = post_vm(vmid).map_err(|_| EPERM)?;

@@ -14,6 +14,8 @@ struct Ops {
     fail_create: bool,
     /// (VM, physical BDF) assigned through the ops.
     assigned: Vec<(u16, u16)>,
+    /// (VM, BDF) of the devices added through the ops.
+    vdevs: Vec<(u16, u16)>,
 }
 
 /// The only host function the fake Service VM can give: 00:02.0.
@@ -114,6 +116,22 @@ impl VmOps for Ops {
     ) -> Result<(), i32> {
         let (phys, virt) = (irq.intx.phys_pin, irq.intx.virt_pin);
         self.log.push(format!("intx {vmid} {phys} {virt} {give}"));
+        Ok(())
+    }
+    fn add_vdev(&mut self, vmid: u16, dev: &acrn_abi::device::AcrnVdev) -> Result<(), i32> {
+        let slot = dev.slot;
+        self.log
+            .push(format!("add_vdev {vmid} {:#x} {slot:#x}", dev.id));
+        if dev.id != acrn_abi::device::VDEV_ID_IVSHMEM {
+            return Err(EINVAL);
+        }
+        self.vdevs.push((vmid, slot as u16));
+        Ok(())
+    }
+    fn remove_vdev(&mut self, vmid: u16, slot: u16) -> Result<(), i32> {
+        self.log.push(format!("remove_vdev {vmid} {slot:#x}"));
+        let at = self.vdevs.iter().position(|&v| v == (vmid, slot));
+        self.vdevs.remove(at.ok_or(EINVAL)?);
         Ok(())
     }
 }
@@ -984,6 +1002,16 @@ fn device_assignment_follows_acrn_states_and_reaches_the_vm_layer() {
     for id in [HC_ASYNCIO_ASSIGN, HC_ASYNCIO_DEASSIGN] {
         assert_eq!(e.call(id, 1, DEV), E(EPERM), "{id:#x}");
     }
+    // An IVSHMEM device is added and removed; another ID is refused by the VM layer.
+    let ivshmem = acrn_abi::device::AcrnVdev {
+        id: acrn_abi::device::VDEV_ID_IVSHMEM,
+        slot: 0x40,
+        ..Default::default()
+    };
+    const VDEV: u64 = ARG + 0x600;
+    e.put(VDEV, &ivshmem);
+    assert_eq!(e.call(HC_ADD_VDEV, 1, VDEV), 0);
+    assert_eq!(e.call(HC_ADD_VDEV, 1, 0x20_0000), E(EINVAL), "unreadable");
     // Running: assignment is for CREATED VMs only, and nothing is taken back.
     assert_eq!(e.call(HC_START_VM, 1, 0), 0);
     let other = acrn_abi::AcrnPcidev {
@@ -995,6 +1023,8 @@ fn device_assignment_follows_acrn_states_and_reaches_the_vm_layer() {
     assert_eq!(e.call(HC_SET_PTDEV_INTR_INFO, 1, IRQ), E(EPERM));
     assert_eq!(e.call(HC_RESET_PTDEV_INTR_INFO, 1, IRQ), E(EPERM));
     assert_eq!(e.call(HC_DEASSIGN_PCIDEV, 1, DEV), E(EINVAL));
+    assert_eq!(e.call(HC_ADD_VDEV, 1, VDEV), E(EINVAL));
+    assert_eq!(e.call(HC_REMOVE_VDEV, 1, VDEV), E(EINVAL));
     // Paused: the line and the function go back.
     assert_eq!(e.call(HC_PAUSE_VM, 1, 0), 0);
     assert_eq!(e.call(HC_RESET_PTDEV_INTR_INFO, 1, IRQ), 0);
@@ -1004,13 +1034,23 @@ fn device_assignment_follows_acrn_states_and_reaches_the_vm_layer() {
         E(ENODEV),
         "not assigned"
     );
+    assert_eq!(e.call(HC_REMOVE_VDEV, 1, VDEV), 0);
+    assert_eq!(
+        e.call(HC_REMOVE_VDEV, 1, VDEV),
+        E(EINVAL),
+        "removed already"
+    );
     // No such VM.
     assert_eq!(e.call(HC_ASSIGN_PCIDEV, 9, DEV), E(ENOTTY));
     let vm_layer: Vec<_> = e
         .ops
         .log
         .iter()
-        .filter(|l| l.starts_with("assign") || l.starts_with("deassign") || l.starts_with("intx"))
+        .filter(|l| {
+            ["assign", "deassign", "intx", "add_vdev", "remove_vdev"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
         .cloned()
         .collect();
     assert_eq!(
@@ -1019,9 +1059,15 @@ fn device_assignment_follows_acrn_states_and_reaches_the_vm_layer() {
             "assign 2 0x10 0x18 0x80000000",
             "assign 2 0x10 0x18 0x80000000",
             "intx 2 22 17 true",
+            // The NIC's pcidev read as a vdev: an ID the VM layer refuses, no such device.
+            "add_vdev 2 0x10001800000000 0x8000000000000000",
+            "remove_vdev 2 0x0",
+            "add_vdev 2 0x11101af4 0x40",
             "intx 2 22 17 false",
             "deassign 2 0x10 0x18",
             "deassign 2 0x10 0x18",
+            "remove_vdev 2 0x40",
+            "remove_vdev 2 0x40",
         ]
     );
 }

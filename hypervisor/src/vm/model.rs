@@ -353,6 +353,7 @@ impl Vm {
         // for a Device Model that did not deassign them).
         crate::vm::ptirq::take_all_lines(self);
         crate::devices::pci::deassign_all(self);
+        self.devices.pci().forget_added();
         // Not Empty yet: the slot must not be taken for a new VM while it is cleared.
         self.set_state(VmState::Created);
         self.reset_platform();

@@ -13,7 +13,8 @@ use super::{host_bridge, ECAM_BUSES, ECAM_GPA, ECAM_SIZE};
 use crate::devices::{BusDevice, IOAPIC_GPA, MAX_VUART_LINKS};
 use crate::hvlog;
 use crate::vm::Vm;
-use acrn_static_config::{Bdf, ConsoleVuart, LoadOrder, VmConfig, VuartKind};
+use acrn_abi::device::{AcrnVdev, VDEV_ID_IVSHMEM, VDEV_ID_MCS9900};
+use acrn_static_config::{Bdf, ConsoleVuart, IvshmemDevice, LoadOrder, VmConfig, VuartKind};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::Mutex;
 
@@ -23,6 +24,63 @@ const APICS_END: u64 = 0xFEF0_0000;
 pub const CONSOLE_SLOT: usize = MAX_VUART_LINKS;
 /// IVSHMEM devices one VM may have.
 const MAX_IVSHMEM: usize = 8;
+/// Devices the Device Model may add to one VM.
+const MAX_ADDED: usize = MAX_IVSHMEM + MAX_VUART_LINKS;
+
+/// A device of the hypervisor's that the Device Model put on a post-launched VM's bus
+/// (HC_ADD_VDEV), at the BDF and BARs it chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AddedDevice {
+    Ivshmem(IvshmemDevice),
+    Vuart {
+        index: usize,
+        vbdf: Bdf,
+        bars: [u64; 2],
+    },
+}
+
+impl AddedDevice {
+    fn vbdf(&self) -> Bdf {
+        match self {
+            AddedDevice::Ivshmem(d) => d.vbdf,
+            AddedDevice::Vuart { vbdf, .. } => *vbdf,
+        }
+    }
+}
+
+/// Why HC_ADD_VDEV or HC_REMOVE_VDEV was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VdevError {
+    /// Neither IVSHMEM (1af4:1110) nor the PCI vUART (9710:9900).
+    UnknownDevice,
+    /// No hypervisor-provided region of that name has this VM as a member.
+    NotAMember,
+    /// The scenario gives this VM no PCI vUART of that index.
+    NoSuchVuart,
+    /// Another function of the hypervisor's is at that BDF, or the device exists already.
+    Taken,
+    /// The device cannot be built as asked (its BARs, its region).
+    Refused(&'static str),
+    /// No device of the hypervisor's at that BDF.
+    NoDevice,
+    Full,
+}
+
+impl core::fmt::Display for VdevError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            VdevError::UnknownDevice => f.write_str("not a device the hypervisor emulates"),
+            VdevError::NotAMember => {
+                f.write_str("the VM is in no hypervisor-provided region of that name")
+            }
+            VdevError::NoSuchVuart => f.write_str("the scenario gives the VM no such PCI vUART"),
+            VdevError::Taken => f.write_str("the BDF or the device is taken"),
+            VdevError::Refused(why) => f.write_str(why),
+            VdevError::NoDevice => f.write_str("no such device"),
+            VdevError::Full => f.write_str("too many devices"),
+        }
+    }
+}
 
 struct IvshmemSlot {
     bdf: Bdf,
@@ -42,9 +100,12 @@ struct IvshmemSlot {
 pub struct Vpci {
     /// The whole virtual PCI is the hypervisor's (pre-launched VMs).
     enabled: AtomicBool,
-    /// A post-launched VM has pass-through functions: the hypervisor answers their
-    /// configuration space, the Device Model every other function's.
-    passthrough_only: AtomicBool,
+    /// A post-launched VM has functions of the hypervisor's (pass-through, or devices the
+    /// Device Model asked for): the hypervisor answers their configuration space, the Device
+    /// Model every other function's.
+    partial: AtomicBool,
+    /// The devices the Device Model asked for (HC_ADD_VDEV), made again at each reset.
+    added: Mutex<[Option<AddedDevice>; MAX_ADDED]>,
     /// The value latched in port 0xCF8.
     address: AtomicU32,
     host: Mutex<Option<Function>>,
@@ -85,7 +146,8 @@ impl Vpci {
     pub const fn new() -> Self {
         Vpci {
             enabled: AtomicBool::new(false),
-            passthrough_only: AtomicBool::new(false),
+            partial: AtomicBool::new(false),
+            added: Mutex::new([None; MAX_ADDED]),
             address: AtomicU32::new(0),
             host: Mutex::new(None),
             ivshmem: [const { Mutex::new(None) }; MAX_IVSHMEM],
@@ -121,13 +183,25 @@ impl Vpci {
         if flush {
             vm.flush_tlbs();
         }
-        self.passthrough_only.store(false, Ordering::Release);
+        self.partial.store(false, Ordering::Release);
         let Some(cfg) = cfg else {
             *self.host.lock() = None;
             self.enabled.store(false, Ordering::Release);
-            // A post-launched VM keeps the functions assigned to it across its resets.
+            // A post-launched VM keeps the functions assigned to it and the devices its
+            // Device Model added across its resets.
             if vm.load_order() == Some(LoadOrder::PostLaunched) {
                 self.attach(vm);
+                let added = *self.added.lock();
+                for d in added.iter().flatten() {
+                    if let Err(why) = self.instantiate(vm, *d) {
+                        hvlog!(
+                            "VM {} {}: device {d:?} not made again: {why}",
+                            vm.id,
+                            vm.name()
+                        );
+                    }
+                }
+                self.update_partial();
             }
             return;
         };
@@ -193,7 +267,6 @@ impl Vpci {
     /// Takes in the functions assigned to the (post-launched) VM that its virtual PCI does not
     /// hold yet.
     pub fn attach(&self, vm: &Vm) {
-        let mut any = false;
         for (slot, new) in self.passthrough.iter().zip(PtSlot::for_vm(vm)) {
             let mut s = slot.lock();
             if s.is_none() {
@@ -202,9 +275,176 @@ impl Vpci {
                 }
                 *s = new;
             }
-            any |= s.is_some();
         }
-        self.passthrough_only.store(any, Ordering::Release);
+        self.update_partial();
+    }
+
+    /// Whether a function of the hypervisor's is at `bdf`.
+    fn has_function(&self, bdf: Bdf) -> bool {
+        self.passthrough
+            .iter()
+            .any(|s| s.lock().as_ref().is_some_and(|d| d.vbdf == bdf))
+            || self
+                .ivshmem
+                .iter()
+                .any(|s| s.lock().as_ref().is_some_and(|d| d.bdf == bdf))
+            || self
+                .vuarts
+                .iter()
+                .any(|s| s.lock().as_ref().is_some_and(|d| d.bdf == bdf))
+    }
+
+    /// A post-launched VM's bus is partly the hypervisor's while it holds any function.
+    fn update_partial(&self) {
+        let any = !self.enabled()
+            && (self.passthrough.iter().any(|s| s.lock().is_some())
+                || self.ivshmem.iter().any(|s| s.lock().is_some())
+                || self.vuarts.iter().any(|s| s.lock().is_some()));
+        self.partial.store(any, Ordering::Release);
+    }
+
+    /// HC_ADD_VDEV: the IVSHMEM device of a hypervisor-provided region the (post-launched)
+    /// VM is a member of (`args` names it, `hv:/NAME` or `NAME`), or its PCI vUART `vuart_idx`
+    /// (`args[0..4]`), at the BDF (`slot`) and BARs (`io_addr`) the Device Model chose.
+    pub fn add_device(&self, vm: &Vm, v: &AcrnVdev) -> Result<(), VdevError> {
+        let cfg = vm.info().and_then(|i| i.cfg).ok_or(VdevError::NotAMember)?;
+        let vbdf = Bdf::from_raw(v.slot as u16);
+        let bar = |i: usize| u64::from(v.io_addr[i] & !0xF);
+        let d = match v.id & 0xFFFF_FFFF {
+            VDEV_ID_IVSHMEM => {
+                let len = v.args.iter().position(|&b| b == 0).unwrap_or(v.args.len());
+                let full = core::str::from_utf8(&v.args[..len]).unwrap_or("");
+                let name = full.strip_prefix("hv:/").unwrap_or(full);
+                let regions = crate::hv::platform().hv.ivshmem_regions;
+                let region = regions
+                    .iter()
+                    .position(|r| r.name == name)
+                    .filter(|&r| cfg.ivshmem.iter().any(|e| usize::from(e.region) == r))
+                    .ok_or(VdevError::NotAMember)?;
+                // BAR2 is 64-bit: its upper half is the next BAR register's.
+                let wide = v.io_addr[2] & 0x6 == 0x4;
+                let high = if wide {
+                    u64::from(v.io_addr[3]) << 32
+                } else {
+                    0
+                };
+                AddedDevice::Ivshmem(IvshmemDevice {
+                    region: region as u16,
+                    vbdf,
+                    bars: [bar(0), bar(1), high | bar(2)],
+                })
+            }
+            VDEV_ID_MCS9900 => {
+                let index =
+                    u32::from_le_bytes([v.args[0], v.args[1], v.args[2], v.args[3]]) as usize;
+                let pci = cfg
+                    .vuarts
+                    .get(index)
+                    .is_some_and(|l| matches!(l.kind, VuartKind::Pci { .. }));
+                if !pci || index >= MAX_VUART_LINKS {
+                    return Err(VdevError::NoSuchVuart);
+                }
+                AddedDevice::Vuart {
+                    index,
+                    vbdf,
+                    bars: [bar(0), bar(1)],
+                }
+            }
+            _ => return Err(VdevError::UnknownDevice),
+        };
+        let mut added = self.added.lock();
+        let same = |a: &AddedDevice| match (a, &d) {
+            (AddedDevice::Ivshmem(x), AddedDevice::Ivshmem(y)) => x.region == y.region,
+            (AddedDevice::Vuart { index: x, .. }, AddedDevice::Vuart { index: y, .. }) => x == y,
+            _ => false,
+        };
+        if self.has_function(vbdf) || added.iter().flatten().any(same) {
+            return Err(VdevError::Taken);
+        }
+        let free = added
+            .iter()
+            .position(|a| a.is_none())
+            .ok_or(VdevError::Full)?;
+        self.instantiate(vm, d).map_err(VdevError::Refused)?;
+        added[free] = Some(d);
+        drop(added);
+        self.update_partial();
+        hvlog!(
+            "VM {} {}: {} at {:02x}:{:02x}.{} (HC_ADD_VDEV)",
+            vm.id,
+            vm.name(),
+            match d {
+                AddedDevice::Ivshmem(_) => "IVSHMEM device",
+                AddedDevice::Vuart { .. } => "PCI vUART",
+            },
+            vbdf.bus,
+            vbdf.dev,
+            vbdf.func
+        );
+        Ok(())
+    }
+
+    /// Puts an added device on the bus.
+    fn instantiate(&self, vm: &Vm, d: AddedDevice) -> Result<(), &'static str> {
+        let cfg = vm
+            .info()
+            .and_then(|i| i.cfg)
+            .ok_or("the VM has no configuration")?;
+        match d {
+            AddedDevice::Ivshmem(dev) => {
+                let slot = self
+                    .ivshmem
+                    .iter()
+                    .find(|s| s.lock().is_none())
+                    .ok_or("too many IVSHMEM devices")?;
+                *slot.lock() = Some(ivshmem_slot(cfg, &dev)?);
+            }
+            AddedDevice::Vuart { index, vbdf, bars } => {
+                let dev = PciVuart::new(bars).map_err(|_| "its BARs do not fit")?;
+                *self.vuarts[index].lock() = Some(VuartSlot { bdf: vbdf, dev });
+            }
+        }
+        Ok(())
+    }
+
+    /// HC_REMOVE_VDEV: the added device at `vbdf` leaves the bus (its shared region unmapped).
+    pub fn remove_device(&self, vm: &Vm, vbdf: Bdf) -> Result<(), VdevError> {
+        let d = {
+            let mut added = self.added.lock();
+            let at = added
+                .iter()
+                .position(|a| a.is_some_and(|a| a.vbdf() == vbdf))
+                .ok_or(VdevError::NoDevice)?;
+            added[at].take().ok_or(VdevError::NoDevice)?
+        };
+        let mut flush = false;
+        match d {
+            AddedDevice::Ivshmem(_) => {
+                for slot in &self.ivshmem {
+                    let mut s = slot.lock();
+                    if s.as_ref().is_some_and(|x| x.bdf == vbdf) {
+                        if let Some((gpa, size)) =
+                            s.as_ref().and_then(|x| x.mapped.map(|g| (g, x.shm_size)))
+                        {
+                            let _ = vm.memory().unmap(gpa, size);
+                            flush = true;
+                        }
+                        *s = None;
+                    }
+                }
+            }
+            AddedDevice::Vuart { index, .. } => *self.vuarts[index].lock() = None,
+        }
+        if flush {
+            vm.flush_tlbs();
+        }
+        self.update_partial();
+        Ok(())
+    }
+
+    /// The VM is destroyed: the devices its Device Model added are not made again.
+    pub fn forget_added(&self) {
+        *self.added.lock() = [None; MAX_ADDED];
     }
 
     /// Takes pass-through slot `slot` out of the VM: the function stops, its windows leave the
@@ -218,15 +458,13 @@ impl Vpci {
         if flush {
             vm.flush_tlbs();
         }
-        let any = self.passthrough.iter().any(|s| s.lock().is_some());
-        self.passthrough_only
-            .store(any && !self.enabled(), Ordering::Release);
+        self.update_partial();
     }
 
     /// A post-launched VM wrote `value` to port 0xCF8 (the write goes on to the Device
     /// Model, which latches it too): the data ports' next target.
     pub fn observe_address(&self, value: u32) {
-        if self.passthrough_only.load(Ordering::Acquire) {
+        if self.partial.load(Ordering::Acquire) {
             self.address.store(value, Ordering::Relaxed);
         }
     }
@@ -234,7 +472,7 @@ impl Vpci {
     /// Which PCI vUART's register window holds `gpa`: its slot (link index, or
     /// [`CONSOLE_SLOT`]) and the UART register (None for the bytes of BAR0 past the registers).
     pub fn vuart_register(&self, gpa: u64) -> Option<(usize, Option<u16>)> {
-        if !self.enabled() {
+        if !self.has_functions() {
             return None;
         }
         self.vuarts.iter().enumerate().find_map(|(i, slot)| {
@@ -262,10 +500,10 @@ impl Vpci {
         self.enabled.load(Ordering::Acquire)
     }
 
-    /// Whether pass-through functions are here (a pre-launched VM's vPCI, or a post-launched
-    /// VM's assigned functions).
-    fn has_passthrough(&self) -> bool {
-        self.enabled() || self.passthrough_only.load(Ordering::Acquire)
+    /// Whether functions of the hypervisor's are here (a pre-launched VM's vPCI, or a
+    /// post-launched VM's assigned and added functions).
+    fn has_functions(&self) -> bool {
+        self.enabled() || self.partial.load(Ordering::Acquire)
     }
 
     /// Whether the configuration ports decode `port`: all of them for a pre-launched VM;
@@ -275,7 +513,7 @@ impl Vpci {
         if self.enabled() {
             return (CONFIG_ADDRESS..CONFIG_DATA + 4).contains(&port);
         }
-        self.passthrough_only.load(Ordering::Acquire)
+        self.partial.load(Ordering::Acquire)
             && access::port_target(self.address.load(Ordering::Relaxed), port, 1).is_some_and(|t| {
                 self.passthrough
                     .iter()
@@ -285,7 +523,7 @@ impl Vpci {
 
     /// Whether an I/O BAR of a pass-through function decodes `port`.
     pub fn claims_pt_port(&self, port: u16) -> bool {
-        self.has_passthrough()
+        self.has_functions()
             && self.passthrough.iter().any(|s| {
                 s.lock()
                     .as_ref()
@@ -330,15 +568,11 @@ impl Vpci {
 
     /// Whether ECAM or an emulated BAR decodes `gpa`.
     pub fn claims_mmio(&self, gpa: u64) -> bool {
-        let pt = || {
-            self.passthrough
-                .iter()
-                .any(|s| s.lock().as_ref().is_some_and(|d| d.claims(gpa, false)))
-        };
-        if !self.enabled() {
-            return self.passthrough_only.load(Ordering::Acquire) && pt();
+        let full = self.enabled();
+        if !full && !self.partial.load(Ordering::Acquire) {
+            return false;
         }
-        (ECAM_GPA..ECAM_GPA + ECAM_SIZE).contains(&gpa)
+        (full && (ECAM_GPA..ECAM_GPA + ECAM_SIZE).contains(&gpa))
             || self.ivshmem.iter().any(|s| {
                 s.lock()
                     .as_ref()
@@ -351,7 +585,10 @@ impl Vpci {
                     .and_then(|d| d.dev.function.bar_at(gpa))
                     .is_some()
             })
-            || pt()
+            || self
+                .passthrough
+                .iter()
+                .any(|s| s.lock().as_ref().is_some_and(|d| d.claims(gpa, false)))
     }
 
     fn config_read(&self, t: ConfigTarget, size: u8) -> u64 {
@@ -606,7 +843,7 @@ fn remap(vm: &Vm, d: &mut IvshmemSlot, to: Option<u64>) -> bool {
 /// A doorbell from `vm`'s device of `region`: raises the vector in the device of the peer VM
 /// for the same region, if that VM has one.
 fn ring(region: u16, b: Doorbell) {
-    let Some(peer) = crate::vm::vm(b.peer).filter(|p| p.devices.pci().enabled()) else {
+    let Some(peer) = crate::vm::vm(b.peer).filter(|p| p.devices.pci().has_functions()) else {
         return;
     };
     for slot in &peer.devices.pci().ivshmem {
