@@ -58,12 +58,21 @@ pub fn unisolated_dma(board: &Board, scenario: &Scenario) -> Vec<Unenforced> {
         .collect()
 }
 
+fn is_service_vm(scenario: &Scenario, name: &str) -> bool {
+    scenario
+        .vm
+        .iter()
+        .find(|v| v.name == name)
+        .is_some_and(|v| v.load_order == Some(LoadOrder::Service))
+}
+
 /// Every element of `scenario` the hypervisor does not enforce, in file order.
 pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
     let mut out = Vec::new();
     let hv = &scenario.hv;
     // Legacy (I/O port) connections are emulated in every VM; PCI ones (the default type)
-    // in pre-launched VMs, the only ones with the hypervisor's virtual PCI.
+    // in pre-launched VMs and, when their Device Model asks (HC_ADD_VDEV), post-launched
+    // ones; the Service VM has no virtual PCI of the hypervisor's.
     for c in hv
         .vuart_connections
         .iter()
@@ -71,42 +80,33 @@ pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
         .filter(|c| c.vuart_type != Some(VuartType::Legacy))
     {
         for e in &c.endpoints {
-            let pre_launched = scenario
-                .vm
-                .iter()
-                .find(|v| v.name == e.vm_name)
-                .is_some_and(|v| v.load_order == Some(LoadOrder::PreLaunched));
-            if pre_launched {
+            if !is_service_vm(scenario, &e.vm_name) {
                 continue;
             }
             out.push(Unenforced {
                 vm: Some(e.vm_name.clone()),
                 element: "vuart_connection",
                 detail: format!(
-                    "connection {:?}: only pre-launched VMs get PCI vUARTs; this VM gets no \
-                     vUART for it (a legacy connection works in every VM)",
+                    "connection {:?}: the Service VM gets no PCI vUARTs; it gets no vUART for \
+                     it (a legacy connection works in every VM)",
                     c.name
                 ),
             });
         }
     }
-    // Hypervisor-provided regions are emulated for pre-launched VMs (vPCI); the Service VM and
-    // post-launched VMs do not get them yet, nor does anyone get a Device Model region.
+    // Hypervisor-provided regions are emulated for pre-launched VMs (vPCI) and for
+    // post-launched ones when their Device Model asks (HC_ADD_VDEV); the Service VM does not
+    // get them yet, nor does anyone get a Device Model region.
     for r in hv.ivshmem_regions() {
         let by_dm = r.provided_by == Some(ProvidedBy::DeviceModel);
         for m in &r.vms.vm {
-            let pre_launched = scenario
-                .vm
-                .iter()
-                .find(|v| v.name == m.vm_name)
-                .is_some_and(|v| v.load_order == Some(LoadOrder::PreLaunched));
-            if pre_launched && !by_dm {
+            if !by_dm && !is_service_vm(scenario, &m.vm_name) {
                 continue;
             }
             let why = if by_dm {
                 "regions provided by the Device Model are not emulated"
             } else {
-                "only pre-launched VMs get IVSHMEM devices"
+                "the Service VM gets no IVSHMEM devices"
             };
             out.push(Unenforced {
                 vm: Some(m.vm_name.clone()),

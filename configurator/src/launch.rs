@@ -14,8 +14,8 @@
 //! Service VM in its multiboot1 module list, with the tag as each module's string.
 
 use acrn_launch::{
-    valid_bootargs, valid_name, valid_tag, PciAddr, MAX_BOOTARGS, MAX_MEMORY_MB, MAX_PCI_DEVS,
-    MAX_VMS,
+    valid_bootargs, valid_name, valid_tag, LaunchVdev, PciAddr, VdevKind, MAX_BOOTARGS,
+    MAX_MEMORY_MB, MAX_PCI_DEVS, MAX_VMS,
 };
 pub use acrn_launch::{KernelType, LaunchDescription, LaunchVm, MODULE_TAG};
 
@@ -160,11 +160,47 @@ pub fn from_scenario(s: &Scenario) -> Result<LaunchDescription, LaunchError> {
             bootargs,
             console_port: console_port(vm.console_vuart),
             pci_devs,
+            vdevs: Vec::new(),
         });
     }
     let d = LaunchDescription { service_vm_id, vms };
     d.check_unique()?;
     Ok(d)
+}
+
+/// Adds to each VM of `d` the devices of the hypervisor's its Service VM asks for, where the
+/// allocator placed them: the IVSHMEM device of each hypervisor-provided region it is a member
+/// of, and its PCI vUARTs (by their index among its vUART connections).
+pub fn with_devices(d: &mut LaunchDescription, alloc: &crate::alloc::Allocation) {
+    let addr = |b: crate::scenario::Vbdf| PciAddr {
+        bus: b.bus,
+        dev: b.dev,
+        func: b.func,
+    };
+    for vm in &mut d.vms {
+        let Some(a) = alloc.vms.iter().find(|a| a.name == vm.name) else {
+            continue;
+        };
+        for dev in &a.ivshmem {
+            let Some(region) = alloc.ivshmem_regions.get(dev.region as usize) else {
+                continue;
+            };
+            vm.vdevs.push(LaunchVdev {
+                kind: VdevKind::Ivshmem(region.name.clone()),
+                bdf: addr(dev.vbdf),
+                bars: dev.bars.iter().map(|b| b & !0xF).collect(),
+            });
+        }
+        for (i, v) in a.vuarts.iter().enumerate() {
+            if let crate::alloc::VuartKind::Pci { vbdf, bar0, bar1 } = v.kind {
+                vm.vdevs.push(LaunchVdev {
+                    kind: VdevKind::Vuart(i as u32),
+                    bdf: addr(vbdf),
+                    bars: vec![bar0 & !0xF, bar1 & !0xF],
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

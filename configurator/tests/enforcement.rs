@@ -66,7 +66,7 @@ fn passthrough_without_an_iommu_is_said_to_be_unisolated() {
 }
 
 #[test]
-fn pci_vuart_connections_are_listed_only_for_vms_without_vpci() {
+fn pci_vuart_connections_are_listed_only_for_the_service_vm() {
     let path = common::repo().join("configs/qemu-epyc/vuart.xml");
     let text = std::fs::read_to_string(&path).expect("read vuart.xml");
     assert_eq!(elements(&path), vec![], "legacy connections are enforced");
@@ -81,7 +81,7 @@ fn pci_vuart_connections_are_listed_only_for_vms_without_vpci() {
     let pci_text = text.replace(from, "<type>pci</type>");
     let pci = dir.join("vuart-pci.xml");
     std::fs::write(&pci, &pci_text).unwrap();
-    // The second VM made post-launched: it has no virtual PCI of the hypervisor's.
+    // The second VM made post-launched: its Device Model asks for the vUART.
     let pre = "<load_order>PRE_LAUNCHED_VM</load_order>";
     let at = pci_text.rfind(pre).expect("a pre-launched VM");
     let mut with_post = pci_text.clone();
@@ -94,7 +94,25 @@ fn pci_vuart_connections_are_listed_only_for_vms_without_vpci() {
     let os_to = at + with_post[at..].find("</os_config>").expect("/os_config") + 12;
     with_post.replace_range(os_from..os_to, "");
     let post = dir.join("vuart-pci-post.xml");
-    std::fs::write(&post, with_post).unwrap();
+    std::fs::write(&post, &with_post).unwrap();
+    // ... and made the Service VM, which has no virtual PCI of the hypervisor's.
+    let service = dir.join("vuart-pci-service.xml");
+    let mut service_text = with_post.replace(
+        "<load_order>POST_LAUNCHED_VM</load_order>",
+        "<load_order>SERVICE_VM</load_order>",
+    );
+    let at = service_text
+        .find("<load_order>SERVICE_VM")
+        .expect("the Service VM");
+    for (open, close) in [
+        ("<cpu_affinity>", "</cpu_affinity>"),
+        ("<memory>", "</memory>"),
+    ] {
+        let from = at + service_text[at..].find(open).expect(open);
+        let to = at + service_text[at..].find(close).expect(close) + close.len();
+        service_text.replace_range(from..to, "");
+    }
+    std::fs::write(&service, service_text).unwrap();
     let listed = |p: &std::path::Path| -> Vec<String> {
         elements(p)
             .iter()
@@ -104,9 +122,15 @@ fn pci_vuart_connections_are_listed_only_for_vms_without_vpci() {
     };
     let between_pre_launched = listed(&pci);
     let with_post_launched = listed(&post);
+    let with_service_vm = listed(&service);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(between_pre_launched, Vec::<String>::new());
-    assert_eq!(with_post_launched, ["PRE_VM1"]);
+    assert_eq!(
+        with_post_launched,
+        Vec::<String>::new(),
+        "HC_ADD_VDEV makes it"
+    );
+    assert_eq!(with_service_vm, ["PRE_VM1"]);
 }
 
 #[test]
@@ -133,8 +157,8 @@ fn a_hybrid_rt_scenario_lists_each_vm_and_element() {
         !got.iter().any(|(_, e)| *e == "vuart_connection"),
         "{got:?}"
     );
-    // The pre-launched member gets its IVSHMEM device; the post-launched one does not yet.
+    // Both members get their IVSHMEM device (the post-launched one through HC_ADD_VDEV).
     assert!(!has("PRE_RT_VM0", "IVSHMEM_REGION"), "{got:?}");
-    assert!(has("POST_STD_VM1", "IVSHMEM_REGION"), "{got:?}");
+    assert!(!has("POST_STD_VM1", "IVSHMEM_REGION"), "{got:?}");
     assert!(!has("ACRN_Service_VM", "lapic_passthrough"), "{got:?}");
 }

@@ -6,8 +6,9 @@
 #![no_main]
 
 use acrn_launch::{
-    valid_bootargs, valid_name, valid_tag, KernelType, LaunchDescription, LaunchVm, PciAddr,
-    MAX_MEMORY_MB, MAX_PCI_DEVS, MAX_TEXT, MAX_VMS,
+    valid_bootargs, valid_name, valid_region_name, valid_tag, KernelType, LaunchDescription,
+    LaunchVdev, LaunchVm, PciAddr, VdevKind, MAX_MEMORY_MB, MAX_PCI_DEVS, MAX_TEXT, MAX_VDEVS,
+    MAX_VMS,
 };
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -29,6 +30,16 @@ struct VmFields {
     bootargs: String,
     console_port: Option<u16>,
     pci_devs: Vec<(u8, u8, u8)>,
+    vdevs: Vec<VdevFields>,
+}
+
+#[derive(Debug, Arbitrary)]
+struct VdevFields {
+    /// An IVSHMEM region name, else a vUART index.
+    ivshmem: Option<String>,
+    index: u32,
+    bdf: (u8, u8, u8),
+    bars: Vec<u64>,
 }
 
 fuzz_target!(|input: Input| match input {
@@ -66,6 +77,22 @@ fn fields_round_trip(service_vm_id: u16, vms: Vec<VmFields>) {
                 .pci_devs
                 .iter()
                 .map(|&(bus, dev, func)| PciAddr { bus, dev, func })
+                .collect(),
+            vdevs: v
+                .vdevs
+                .into_iter()
+                .map(|d| LaunchVdev {
+                    kind: match d.ivshmem {
+                        Some(name) => VdevKind::Ivshmem(name),
+                        None => VdevKind::Vuart(d.index),
+                    },
+                    bdf: PciAddr {
+                        bus: d.bdf.0,
+                        dev: d.bdf.1,
+                        func: d.bdf.2,
+                    },
+                    bars: d.bars,
+                })
                 .collect(),
         })
         .collect();

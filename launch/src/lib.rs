@@ -20,12 +20,16 @@
 //! console_port=0x3F8         the console 16550's PIO base (hex), or `none`
 //! pci_devs=00:02.0           host PCI functions passed through (hex BB:DD.F, comma-separated,
 //!                            at most 8; each at the same BDF in the VM), or `none`
+//! vdevs=ivshmem:shm_0@00:08.0@0x80000000,0x80001000,0x4000000000
+//!                            the hypervisor's devices to add (HC_ADD_VDEV), `;`-separated, at
+//!                            most 16: `ivshmem:REGION` (3 BARs) or `vuart:INDEX` (2 BARs), at
+//!                            BB:DD.F with hex BAR addresses; or `none`
 //! end                        closes the record
 //! ```
 //!
 //! Every key of a record is required exactly once and unknown keys are errors, so a reader that
 //! accepts a file understood all of it. Lines end in `\n`; only printable ASCII is allowed
-//! elsewhere. Limits: 16 KiB of text, 8 VMs, 1100 bytes per line. VM ids and names are unique.
+//! elsewhere. Limits: 16 KiB of text, 8 VMs, 2048 bytes per line. VM ids and names are unique.
 //! The parser never panics, whatever the input.
 #![no_std]
 
@@ -45,7 +49,7 @@ pub const MAX_TEXT: usize = 16 * 1024;
 /// Most VM records accepted.
 pub const MAX_VMS: usize = 8;
 /// Longest line accepted (without its `\n`).
-pub const MAX_LINE: usize = 1100;
+pub const MAX_LINE: usize = 2048;
 /// Longest boot argument string.
 pub const MAX_BOOTARGS: usize = 1023;
 /// Longest VM name (the hypervisor's 16-byte name field holds a NUL too).
@@ -56,6 +60,61 @@ pub const MAX_TAG: usize = 63;
 pub const MAX_MEMORY_MB: u32 = 65536;
 /// Most pass-through functions of one VM.
 pub const MAX_PCI_DEVS: usize = 8;
+/// Most devices of the hypervisor's one VM asks for.
+pub const MAX_VDEVS: usize = 16;
+
+/// A device of the hypervisor's the Service VM adds to a VM (HC_ADD_VDEV).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VdevKind {
+    /// The IVSHMEM device of the hypervisor-provided region of that name.
+    Ivshmem(String),
+    /// The VM's PCI vUART of that index (its `vuart_connection` endpoints in scenario order).
+    Vuart(u32),
+}
+
+/// One device to add: what, where, and its BARs (3 for IVSHMEM, 2 for a vUART).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchVdev {
+    pub kind: VdevKind,
+    pub bdf: PciAddr,
+    pub bars: Vec<u64>,
+}
+
+impl fmt::Display for LaunchVdev {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            VdevKind::Ivshmem(name) => write!(f, "ivshmem:{name}@{}@", self.bdf)?,
+            VdevKind::Vuart(i) => write!(f, "vuart:{i}@{}@", self.bdf)?,
+        }
+        for (i, b) in self.bars.iter().enumerate() {
+            write!(f, "{}{b:#x}", if i > 0 { "," } else { "" })?;
+        }
+        Ok(())
+    }
+}
+
+/// A valid IVSHMEM region name (ACRN's `\w{1,27}`).
+pub fn valid_region_name(s: &str) -> bool {
+    (1..=27).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl LaunchVdev {
+    fn parse(s: &str) -> Option<Self> {
+        let (what, rest) = s.split_once('@')?;
+        let (bdf, bars) = rest.split_once('@')?;
+        let (kind, count) = match what.split_once(':')? {
+            ("ivshmem", name) if valid_region_name(name) => (VdevKind::Ivshmem(name.into()), 3),
+            ("vuart", i) => (VdevKind::Vuart(parse_dec(i, 3)?), 2),
+            _ => return None,
+        };
+        let bars: Vec<u64> = bars.split(',').map(parse_hex).collect::<Option<_>>()?;
+        (bars.len() == count).then_some(LaunchVdev {
+            kind,
+            bdf: PciAddr::parse(bdf)?,
+            bars,
+        })
+    }
+}
 
 /// A PCI function's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +200,8 @@ pub struct LaunchVm {
     pub console_port: Option<u16>,
     /// Host PCI functions passed through (`pci_devs`), at the same BDF in the VM.
     pub pci_devs: Vec<PciAddr>,
+    /// The hypervisor's devices to add: IVSHMEM of hypervisor-provided regions, PCI vUARTs.
+    pub vdevs: Vec<LaunchVdev>,
 }
 
 /// Everything the Service VM launches.
@@ -258,6 +319,15 @@ impl LaunchDescription {
                 write!(out, "pci_devs=")?;
                 for (i, d) in vm.pci_devs.iter().enumerate() {
                     write!(out, "{}{d}", if i > 0 { "," } else { "" })?;
+                }
+                writeln!(out)?;
+            }
+            if vm.vdevs.is_empty() {
+                writeln!(out, "vdevs=none")?;
+            } else {
+                write!(out, "vdevs=")?;
+                for (i, d) in vm.vdevs.iter().enumerate() {
+                    write!(out, "{}{d}", if i > 0 { ";" } else { "" })?;
                 }
                 writeln!(out)?;
             }
@@ -406,6 +476,7 @@ struct Partial {
     bootargs: Option<String>,
     console_port: Option<Option<u16>>,
     pci_devs: Option<Vec<PciAddr>>,
+    vdevs: Option<Vec<LaunchVdev>>,
 }
 
 fn once<T>(slot: &mut Option<T>, key: &'static str, v: Option<T>) -> Result<(), SyntaxError> {
@@ -444,6 +515,7 @@ impl Partial {
                 once(&mut self.console_port, "console_port", p)
             }
             "pci_devs" => once(&mut self.pci_devs, "pci_devs", parse_pci_devs(v)),
+            "vdevs" => once(&mut self.vdevs, "vdevs", parse_vdevs(v)),
             _ => Err(SyntaxError::UnknownKey(k.to_owned())),
         }
     }
@@ -460,8 +532,25 @@ impl Partial {
             bootargs: p.bootargs.ok_or(SyntaxError::Missing("bootargs"))?,
             console_port: p.console_port.ok_or(SyntaxError::Missing("console_port"))?,
             pci_devs: p.pci_devs.ok_or(SyntaxError::Missing("pci_devs"))?,
+            vdevs: p.vdevs.ok_or(SyntaxError::Missing("vdevs"))?,
         })
     }
+}
+
+/// `none`, or 1..=[`MAX_VDEVS`] `;`-separated devices at distinct BDFs.
+fn parse_vdevs(v: &str) -> Option<Vec<LaunchVdev>> {
+    if v == "none" {
+        return Some(Vec::new());
+    }
+    let mut out: Vec<LaunchVdev> = Vec::new();
+    for d in v.split(';') {
+        let d = LaunchVdev::parse(d)?;
+        if out.len() == MAX_VDEVS || out.iter().any(|o| o.bdf == d.bdf) {
+            return None;
+        }
+        out.push(d);
+    }
+    Some(out)
 }
 
 /// `none`, or 1..=[`MAX_PCI_DEVS`] distinct comma-separated addresses.

@@ -28,6 +28,26 @@ fn sample() -> LaunchDescription {
                         func: 7,
                     },
                 ],
+                vdevs: vec![
+                    LaunchVdev {
+                        kind: VdevKind::Ivshmem("shm_region_0".into()),
+                        bdf: PciAddr {
+                            bus: 0,
+                            dev: 8,
+                            func: 0,
+                        },
+                        bars: vec![0x8000_0000, 0x8000_1000, 0x40_0000_0000],
+                    },
+                    LaunchVdev {
+                        kind: VdevKind::Vuart(1),
+                        bdf: PciAddr {
+                            bus: 0,
+                            dev: 9,
+                            func: 0,
+                        },
+                        bars: vec![0x8000_2000, 0x8000_3000],
+                    },
+                ],
             },
             LaunchVm {
                 id: 2,
@@ -39,6 +59,7 @@ fn sample() -> LaunchDescription {
                 bootargs: String::new(),
                 console_port: None,
                 pci_devs: vec![],
+                vdevs: vec![],
             },
         ],
     }
@@ -57,6 +78,11 @@ fn round_trip() {
     assert!(text.contains("pcpus=0x4\n") && text.contains("console_port=0x3F8\n"));
     assert!(text.contains("pcpus=0xffffffffffffffff\n") && text.contains("console_port=none\n"));
     assert!(text.contains("pci_devs=00:02.0,a1:1f.7\n") && text.contains("pci_devs=none\n"));
+    assert!(text.contains(
+        "vdevs=ivshmem:shm_region_0@00:08.0@0x80000000,0x80001000,0x4000000000;\
+         vuart:1@00:09.0@0x80002000,0x80003000\n"
+    ));
+    assert!(text.contains("vdevs=none\n"));
     assert_eq!(d.module_tags(), ["launch_vms", "POST_VM1_kernel", "k"]);
 }
 
@@ -95,6 +121,25 @@ fn malformed_input_is_rejected() {
             "nine functions",
         ),
         (good.replace("00:02.0,", "+0:02.0,"), "sign"),
+        (good.replace("vdevs=none\n", ""), "no vdevs"),
+        (
+            good.replace("ivshmem:shm_region_0", "ivshmem:shm-0"),
+            "bad region name",
+        ),
+        (
+            good.replace("ivshmem:shm_region_0", "ivshmem:"),
+            "empty region name",
+        ),
+        (good.replace("vuart:1", "uart:1"), "unknown kind"),
+        (good.replace("vuart:1", "vuart:x"), "index not a number"),
+        (good.replace(",0x80003000", ""), "a vUART with one BAR"),
+        (good.replace(",0x4000000000", ""), "IVSHMEM with two BARs"),
+        (
+            good.replace("00:09.0@", "00:08.0@"),
+            "two devices at one BDF",
+        ),
+        (good.replace("0x80002000", "80002000"), "BAR not hex"),
+        (good.replace("00:09.0@", "00:09.0"), "no BAR separator"),
         (good.replace("pcpus=0x4", "pcpus=0x"), "empty hex"),
         (good.replace("pcpus=0x4", "pcpus=4"), "pcpus not hex"),
         (
@@ -156,7 +201,7 @@ fn malformed_input_is_rejected() {
             "{what} accepted as bytes"
         );
     }
-    let nine = (1..=9).map(|i| format!("vm\nid={i}\nname=V{i}\nmemory_mb=1\npcpus=0x1\nkernel_mod=k\nkernel_type=KERNEL_ELF\nbootargs=\nconsole_port=none\npci_devs=none\nend\n"));
+    let nine = (1..=9).map(|i| format!("vm\nid={i}\nname=V{i}\nmemory_mb=1\npcpus=0x1\nkernel_mod=k\nkernel_type=KERNEL_ELF\nbootargs=\nconsole_port=none\npci_devs=none\nvdevs=none\nend\n"));
     let text = format!("{MAGIC}\nservice_vm_id=0\n{}", nine.collect::<String>());
     assert_eq!(LaunchDescription::parse(&text), Err(Error::TooManyVms));
     assert_eq!(

@@ -307,7 +307,7 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
         fs::copy(&elf, &elf_out).map_err(io_err(&elf_out))?;
 
         let mut files = module_files(opts, &plan, &tmp, log)?;
-        if let Some(f) = launch_file(scenario, &tmp)? {
+        if let Some(f) = launch_file(board, scenario, &tmp)? {
             files.push(f);
         }
         let boot = write_iso(&tmp, &out, &elf_out, &files, &missing, log)?;
@@ -525,7 +525,11 @@ fn module_files(
 
 /// With post-launched VMs, the launch description for the reference Service VM, written to
 /// `tmp/launch_vms` and passed as the module tagged `launch_vms`.
-fn launch_file(scenario: &Scenario, tmp: &Path) -> Result<Option<ModuleFile>, ImageError> {
+fn launch_file(
+    board: &crate::board::Board,
+    scenario: &Scenario,
+    tmp: &Path,
+) -> Result<Option<ModuleFile>, ImageError> {
     if !scenario
         .vm
         .iter()
@@ -533,8 +537,12 @@ fn launch_file(scenario: &Scenario, tmp: &Path) -> Result<Option<ModuleFile>, Im
     {
         return Ok(None);
     }
-    let desc =
+    let mut desc =
         crate::launch::from_scenario(scenario).map_err(|e| ImageError::Launch(e.to_string()))?;
+    // Validation allocated the same way already: this cannot fail where the build got here.
+    let alloc = crate::alloc::allocate(board, scenario)
+        .map_err(|_| ImageError::Launch("the resources could not be allocated".into()))?;
+    crate::launch::with_devices(&mut desc, &alloc);
     let path = tmp.join(crate::launch::MODULE_TAG);
     fs::write(&path, desc.render()).map_err(io_err(&path))?;
     let service = scenario

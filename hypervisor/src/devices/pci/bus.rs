@@ -514,11 +514,8 @@ impl Vpci {
             return (CONFIG_ADDRESS..CONFIG_DATA + 4).contains(&port);
         }
         self.partial.load(Ordering::Acquire)
-            && access::port_target(self.address.load(Ordering::Relaxed), port, 1).is_some_and(|t| {
-                self.passthrough
-                    .iter()
-                    .any(|s| s.lock().as_ref().is_some_and(|d| d.vbdf == t.bdf))
-            })
+            && access::port_target(self.address.load(Ordering::Relaxed), port, 1)
+                .is_some_and(|t| self.has_function(t.bdf))
     }
 
     /// Whether an I/O BAR of a pass-through function decodes `port`.

@@ -106,8 +106,10 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
         host >> 16,
         host_class
     );
+    // `nohost`: a post-launched VM whose bus is its Device Model's (here an empty one).
+    let device_model_bus = p.flag("nohost");
     verdict.check(
-        host == HOST_BRIDGE && host_class == 0x06_0000,
+        device_model_bus || (host == HOST_BRIDGE && host_class == 0x06_0000),
         "no host bridge at 00:00.0",
     );
     let Some(dev) = pci::find(VENDOR_DEVICE) else {
@@ -136,7 +138,11 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
         same && host_same,
         absent
     );
-    verdict.check(same && host_same && absent, "ECAM and 0xCF8 disagree");
+    if device_model_bus {
+        verdict.check(absent, "an empty slot does not read all-ones");
+    } else {
+        verdict.check(same && host_same && absent, "ECAM and 0xCF8 disagree");
+    }
 
     // BARs, decode off while sizing.
     d.set_cfg(4, 0);
@@ -273,8 +279,16 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
 /// them back.
 fn moves(d: &Device, bar0: u64, bar2: u64, verdict: &mut Verdict) {
     d.set_cfg(4, 0x4);
-    d.set_ecam(0x18, MOVED_BAR2 as u32 | 0xC);
-    d.set_ecam(0x1C, 0);
+    // Through ECAM where the VM has it.
+    let set = |offset: u16, value: u32| {
+        if d.ecam != 0 {
+            d.set_ecam(offset, value)
+        } else {
+            d.set_cfg(offset, value)
+        }
+    };
+    set(0x18, MOVED_BAR2 as u32 | 0xC);
+    set(0x1C, 0);
     d.set_cfg(0x10, MOVED_BAR0 as u32);
     d.set_cfg(4, 0x6);
     let moved = Shm(MOVED_BAR2);

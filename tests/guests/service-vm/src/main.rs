@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
+use acrn_abi::device::{AcrnVdev, VDEV_ID_IVSHMEM, VDEV_ID_MCS9900};
 use acrn_abi::hypercall::{HC_DESTROY_VM, HC_GET_API_VERSION, HC_PAUSE_VM};
 use acrn_abi::irq::{AcrnMsiEntry, GsiOp, HcPtdevIntx, HcPtdevIrq, ACRN_PTDEV_IRQ_INTX};
 use acrn_abi::memory::MemAccess;
@@ -21,7 +22,7 @@ use acrn_abi::misc::HcApiVersion;
 use acrn_abi::vm::{AcrnVmCreation, GuestFlags};
 use acrn_abi::AcrnPcidev;
 use acrn_hsm::{Hsm, Hypercall, Hypercalls, IoAccess, IoKind, MemKind, MemSegment, Vm, VmConfig};
-use acrn_launch::{KernelType, LaunchDescription, LaunchVm, PciAddr, MODULE_TAG};
+use acrn_launch::{KernelType, LaunchDescription, LaunchVm, PciAddr, VdevKind, MODULE_TAG};
 use guest_common::arch::{cpuid, halt_forever, rdtsc, spin_tsc};
 use guest_common::fpu;
 use guest_common::mem::GuestMem;
@@ -469,6 +470,39 @@ fn assign_devices(vm: &Vm<Acrn>, desc: &LaunchVm, gsis: &PtGsis) -> Result<(), S
     Ok(())
 }
 
+/// Adds the hypervisor's devices the description lists (HC_ADD_VDEV), as acrn-dm does for
+/// `ivshmem,hv:/NAME` and `uart,vuart_idx:N`.
+fn add_devices(vm: &Vm<Acrn>, desc: &LaunchVm) -> Result<(), String> {
+    for d in &desc.vdevs {
+        let mut v = AcrnVdev {
+            slot: u64::from(d.bdf.raw()),
+            ..Default::default()
+        };
+        for (i, &b) in d.bars.iter().enumerate() {
+            v.io_addr[i] = b as u32;
+        }
+        match &d.kind {
+            VdevKind::Ivshmem(name) => {
+                v.id = VDEV_ID_IVSHMEM;
+                // BAR2 is 64-bit prefetchable: its upper half in the next register.
+                v.io_addr[2] |= 0xC;
+                v.io_addr[3] = (d.bars[2] >> 32) as u32;
+                let full = alloc::format!("hv:/{name}");
+                let n = full.len().min(v.args.len() - 1);
+                v.args[..n].copy_from_slice(&full.as_bytes()[..n]);
+            }
+            VdevKind::Vuart(i) => {
+                v.id = VDEV_ID_MCS9900;
+                v.args[..4].copy_from_slice(&i.to_le_bytes());
+            }
+        }
+        vm.add_vdev(&v)
+            .map_err(|e| alloc::format!("add {d}: {e}"))?;
+        println!("svm: VM {} {}: added {}", vm.vmid(), desc.name, d);
+    }
+    Ok(())
+}
+
 /// Takes the VM's pass-through functions and lines back (before it is destroyed).
 fn deassign_devices(vm: &Vm<Acrn>, desc: &LaunchVm, gsis: &PtGsis) -> Result<(), String> {
     for &a in &desc.pci_devs {
@@ -547,6 +581,7 @@ fn launch_vm(
         .and_then(|()| g.load())
         .and_then(|()| g.map_removable(pool))
         .and_then(|()| assign_devices(&vm, desc, gsis))
+        .and_then(|()| add_devices(&vm, desc))
         .and_then(|()| {
             vm.create_default_client()
                 .map(drop)
@@ -923,8 +958,10 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         }
     }
 
-    // The lifecycle exercise on the first VM: pause/reset/restart, then destroy/create.
-    if !guests.is_empty() {
+    // The lifecycle exercise on the first VM: pause/reset/restart, then destroy/create
+    // (`once`: the guests run once, e.g. when they talk to a pre-launched VM that does not
+    // run again).
+    if !guests.is_empty() && !p.flag("once") {
         let step = restart(&mut guests[0], &mut pool);
         match step {
             Ok(()) if wait_verdicts(&hsm, &mut guests, 0, 2) => {}
