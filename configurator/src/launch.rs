@@ -268,6 +268,35 @@ mod tests {
         assert!(e.contains("at most 8 pci_devs"), "{e}");
     }
 
+    #[test]
+    fn devices_of_the_hypervisors_are_listed_where_the_allocator_put_them() {
+        let dir = repo().join("configs/qemu-epyc");
+        let board = crate::board::load_board(&dir.join("qemu-epyc.xml")).unwrap();
+        let text = std::fs::read_to_string(dir.join("hybrid.xml")).unwrap();
+        let region = "<IVSHMEM><IVSHMEM_REGION><NAME>shm_0</NAME>\
+            <PROVIDED_BY>Hypervisor</PROVIDED_BY><IVSHMEM_SIZE>2</IVSHMEM_SIZE><IVSHMEM_VMS>\
+            <IVSHMEM_VM><VM_NAME>PRE_VM0</VM_NAME><VBDF>00:08.0</VBDF></IVSHMEM_VM>\
+            <IVSHMEM_VM><VM_NAME>POST_VM1</VM_NAME><VBDF>00:09.0</VBDF></IVSHMEM_VM>\
+            </IVSHMEM_VMS></IVSHMEM_REGION></IVSHMEM>";
+        let path = std::env::temp_dir().join(format!("launch-vdevs-{}.xml", std::process::id()));
+        std::fs::write(&path, text.replacen("<IVSHMEM/>", region, 1)).unwrap();
+        let (s, _) = crate::scenario::load_scenario(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let alloc = crate::alloc::allocate(&board, &s).unwrap();
+        let mut d = from_scenario(&s).unwrap();
+        with_devices(&mut d, &alloc);
+        let at = |bus, dev, func| PciAddr { bus, dev, func };
+        assert_eq!(
+            d.vms[0].vdevs,
+            [LaunchVdev {
+                kind: VdevKind::Ivshmem("shm_0".into()),
+                bdf: at(0, 9, 0),
+                bars: vec![0x8000_0000, 0x8000_1000, 0x40_0000_0000],
+            }]
+        );
+        assert_eq!(LaunchDescription::parse(&d.render()).unwrap(), d);
+    }
+
     /// The Service VM's test reads the same file (tests/guests/service-vm), so what the
     /// configurator writes is what the Service VM is tested to accept. `UPDATE_GOLDEN=1`
     /// rewrites it.
