@@ -19,7 +19,7 @@
 
 use std::path::Path;
 
-use acrn_system_tests::{check, repo_root, run_platform_vms, Transcript};
+use acrn_system_tests::{check, repo_root, run_platform_vms, run_qemu_variant_with, Transcript};
 
 /// A copy of configs/`board`/`file` with the guest's mode appended to each VM's bootargs
 /// (and with PCI consoles if `pci_console`).
@@ -272,4 +272,90 @@ fn qemu_epyc_pci_console_carries_the_guests_output() {
         );
     }
     check_link(&t, bytes);
+}
+
+/// A PCI link between a pre-launched VM and a post-launched one: configs/qemu-epyc/hybrid.xml
+/// with a PCI `vuart_connection` between PRE_VM0 and POST_VM1. PRE_VM0's end is on its vPCI
+/// from the scenario; the reference Service VM asks for POST_VM1's with HC_ADD_VDEV (vuart
+/// index 0 at the allocator's BDF and BARs, as acrn-dm does for `uart,vuart_idx:0`), and the
+/// stream runs from PRE_VM0 to POST_VM1 with back-pressure.
+#[test]
+fn qemu_epyc_pci_vuart_link_between_a_pre_and_a_post_launched_vm() {
+    let bytes = 16384u64;
+    let link = "<vuart_connections>\n      <vuart_connection>\n        <name>link</name>\n        \
+        <type>pci</type>\n        <endpoint>\n          <vm_name>PRE_VM0</vm_name>\n        </endpoint>\n        \
+        <endpoint>\n          <vm_name>POST_VM1</vm_name>\n        </endpoint>\n      </vuart_connection>\n    \
+        </vuart_connections>";
+    let args = "<bootargs>console=ttyS0</bootargs>";
+    let edit = |text: &str| {
+        assert_eq!(text.matches(args).count(), 2, "hybrid.xml");
+        let empty = "<vuart_connections></vuart_connections>";
+        assert_eq!(text.matches(empty).count(), 1, "hybrid.xml");
+        // PRE_VM0 first, then the Service VM.
+        text.replacen(empty, link, 1)
+            .replacen(
+                args,
+                &format!("<bootargs>console=ttyS0 vuart role=send pci bytes={bytes}</bootargs>"),
+                1,
+            )
+            .replacen(
+                args,
+                &format!(
+                    "<bootargs>console=ttyS0 once guestargs=vuart,role=recv,pci,bytes={bytes}</bootargs>"
+                ),
+                1,
+            )
+    };
+    let decided = |t: &Transcript| {
+        let has = |p: &str| t.find_prefix(p).is_some();
+        has("[hv] PANIC")
+            || has("[hv] FATAL")
+            || has("[SERVICE_VM] verdict:")
+            || t.texts().any(|l| l.contains("SERVICE_VM stopped"))
+    };
+    let t = run_qemu_variant_with(
+        "qemu-pci-vuart-post",
+        "hybrid.xml",
+        edit,
+        &[("PRE_VM0", "platform"), ("POST_VM1", "platform")],
+        240,
+        decided,
+    );
+    check(
+        &t,
+        !t.texts()
+            .any(|l| l.contains("<vuart_connection> is not enforced")),
+        "the hypervisor still calls the vuart_connection unenforced",
+    );
+    let post = "[SERVICE_VM] [POST_VM1]";
+    for line in [
+        "[SERVICE_VM] svm: VM 1 POST_VM1: added vuart:0@".to_string(),
+        "[hv] VM 2 POST_VM1: PCI vUART at ".into(),
+        "[PRE_VM0] vuart: peer ready (DSR and CTS up)".into(),
+        format!("[PRE_VM0] vuart: sent {bytes} "),
+        format!("{post} vuart: pci 00:"),
+        format!("{post} vuart: received {bytes} "),
+        format!("{post} vuart: mismatches=0 first_mismatch=-1 overruns=0 extra=false"),
+        "[PRE_VM0] verdict: PASS".into(),
+        format!("{post} verdict: PASS"),
+        "[SERVICE_VM] verdict: PASS".into(),
+    ] {
+        check(
+            &t,
+            t.find_prefix(&line).is_some(),
+            &format!("no `{line}` line"),
+        );
+    }
+    let fnv = |prefix: &str| field(after(&t, prefix), "fnv").map(str::to_owned);
+    check(
+        &t,
+        fnv("[PRE_VM0] vuart: sent ").is_some()
+            && fnv("[PRE_VM0] vuart: sent ") == fnv(&format!("{post} vuart: received ")),
+        "the two ends disagree on the checksum",
+    );
+    eprintln!("throughput: sender {}", after(&t, "[PRE_VM0] vuart: sent "));
+    eprintln!(
+        "throughput: receiver {}",
+        after(&t, &format!("{post} vuart: received "))
+    );
 }
