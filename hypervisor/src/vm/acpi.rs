@@ -323,6 +323,22 @@ fn seal(t: &mut [u8], len: usize) {
     t[9] = 0u8.wrapping_sub(checksum(&t[..len]));
 }
 
+/// An ECAM window: the address of bus 0's configuration space and the buses it decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ecam {
+    pub base: u64,
+    pub start_bus: u8,
+    pub end_bus: u8,
+}
+
+impl Ecam {
+    /// The window's memory: (address of its first bus, length).
+    pub fn window(&self) -> (u64, u64) {
+        let buses = u64::from(self.end_bus.saturating_sub(self.start_bus)) + 1;
+        (self.base + (u64::from(self.start_bus) << 20), buses << 20)
+    }
+}
+
 /// What a VM's ACPI tables describe (see [`build_guest_tables`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GuestPlatform {
@@ -331,8 +347,8 @@ pub struct GuestPlatform {
     pub ioapic: Option<(u8, u32)>,
     pub hpet: Option<u64>,
     pub pm_timer: Option<PmTimer>,
-    /// ECAM base and last bus.
-    pub mcfg: Option<(u64, u8)>,
+    /// The ECAM window the MCFG announces.
+    pub mcfg: Option<Ecam>,
     /// The legacy console UART's base port and ISA IRQ.
     pub com: Option<(u16, u8)>,
     /// The legacy VM-to-VM vUARTs' base ports and ISA IRQs (COM2.. in the DSDT).
@@ -356,7 +372,7 @@ pub struct PciRoot {
 /// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
 /// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it
 /// names `pm_timer`, the machine's read-only PM timer, which guests calibrate the TSC against)
-/// a DSDT and, with `mcfg` (ECAM base, last bus), an MCFG for PCI segment 0 from bus 0 into
+/// a DSDT and, with `mcfg`, an MCFG for PCI segment 0 into
 /// `buf`, which the caller places at guest-physical `base` (= [`GUEST_RSDP_GPA`]). The DSDT
 /// reserves the ECAM window and describes `com`, the VM's legacy console UART (base port, ISA
 /// IRQ), when it has one: a hardware-reduced platform has no legacy PIC and so no ISA IRQs
@@ -415,12 +431,13 @@ pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform
         x[36 + 8 * i..44 + 8 * i].copy_from_slice(&e.to_le_bytes());
     }
     seal(x, xlen);
-    if let Some((ecam, end_bus)) = mcfg {
+    if let Some(e) = mcfg {
         let t = &mut buf[MCFG..MCFG + MCFG_LEN];
         header(t, b"MCFG", MCFG_LEN, 1);
-        // One allocation: base, segment 0, buses 0..=end_bus.
-        t[44..52].copy_from_slice(&ecam.to_le_bytes());
-        t[55] = end_bus;
+        // One allocation: base (of bus 0), segment 0, buses start_bus..=end_bus.
+        t[44..52].copy_from_slice(&e.base.to_le_bytes());
+        t[54] = e.start_bus;
+        t[55] = e.end_bus;
         seal(t, MCFG_LEN);
     }
     if let Some(addr) = hpet {
@@ -482,8 +499,9 @@ pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform
     const _: () = assert!(36 + AML_MAX <= DSDT_MAX);
     let mut aml = [0u8; AML_MAX];
     let mut n = 0;
-    if let Some((ecam, end_bus)) = mcfg {
-        aml[..ECAM_AML_LEN].copy_from_slice(&ecam_reservation(ecam, (end_bus as u32 + 1) << 20));
+    if let Some(e) = mcfg {
+        let (start, len) = e.window();
+        aml[..ECAM_AML_LEN].copy_from_slice(&ecam_reservation(start, len as u32));
         n = ECAM_AML_LEN;
     }
     // The console is COM1 and the links COM2..: Linux's 8250 driver needs each one's IRQ.
@@ -799,7 +817,11 @@ mod tests {
                     port: 0x608,
                     ext32: true,
                 }),
-                mcfg: Some((0xE000_0000, 0)),
+                mcfg: Some(Ecam {
+                    base: 0xE000_0000,
+                    start_bus: 0,
+                    end_bus: 0,
+                }),
                 com: None,
                 link_uarts: [None; MAX_LINK_UARTS],
                 pci_root: None,
@@ -831,6 +853,14 @@ mod tests {
             0xE000_0000
         );
         assert_eq!((t[54], t[55]), (0, 0));
+        // A window starting at bus 2: the MCFG keeps bus 0's base and names the buses, the
+        // DSDT reserves only their part.
+        let e = Ecam {
+            base: 0xB000_0000,
+            start_bus: 2,
+            end_bus: 3,
+        };
+        assert_eq!(e.window(), (0xB020_0000, 2 << 20));
         // The DSDT reserves the ECAM window (PNP0C02 with Memory32Fixed base, 1 MiB).
         let dsdt = &buf[0x600..0x600 + 36 + ECAM_AML_LEN];
         assert_eq!(
@@ -870,7 +900,11 @@ mod tests {
             GUEST_RSDP_GPA,
             &GuestPlatform {
                 vcpus: 1,
-                mcfg: Some((0xE000_0000, 0)),
+                mcfg: Some(Ecam {
+                    base: 0xE000_0000,
+                    start_bus: 0,
+                    end_bus: 0,
+                }),
                 com: Some((0x3F8, 4)),
                 link_uarts: [Some((0x2F8, 3)), None, None, None],
                 pci_root: Some(PciRoot {

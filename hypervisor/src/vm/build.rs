@@ -361,16 +361,21 @@ fn build_vm(
             hpet: None,
             pm_timer: crate::hv::pm_timer(),
             // Pre-launched VMs have a virtual PCI bus whose ECAM window the MCFG announces;
-            // the Service VM reaches the host's (from bus 0: the MCFG written here starts
-            // there).
+            // the Service VM reaches the host's.
             mcfg: match cfg.load_order {
-                LoadOrder::PreLaunched => Some((
-                    crate::devices::pci::ECAM_GPA,
-                    crate::devices::pci::ECAM_BUSES - 1,
-                )),
+                LoadOrder::PreLaunched => Some(acpi::Ecam {
+                    base: crate::devices::pci::ECAM_GPA,
+                    start_bus: 0,
+                    end_bus: crate::devices::pci::ECAM_BUSES - 1,
+                }),
+                // Only a window the hypervisor forwards (its buses in order).
                 LoadOrder::Service => crate::devices::physical::service_ecam()
-                    .filter(|&(_, _, first_bus)| first_bus == 0)
-                    .map(|(base, size, _)| (base, ((size >> 20) - 1) as u8)),
+                    .and(crate::hv::platform().board.mmcfg)
+                    .map(|m| acpi::Ecam {
+                        base: m.base,
+                        start_bus: m.start_bus,
+                        end_bus: m.end_bus,
+                    }),
                 LoadOrder::PostLaunched => None,
             },
             com: match cfg.console {
