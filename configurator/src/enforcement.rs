@@ -3,7 +3,7 @@
 //! hypervisor prints the same at boot), so nothing the user wrote is dropped in silence.
 
 use crate::board::Board;
-use crate::scenario::model::{ConsoleVuart, LoadOrder, ProvidedBy, Scenario, VuartType};
+use crate::scenario::model::{ConsoleVuart, LoadOrder, ProvidedBy, Scenario};
 
 /// One scenario element the hypervisor does not enforce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,56 +58,19 @@ pub fn unisolated_dma(board: &Board, scenario: &Scenario) -> Vec<Unenforced> {
         .collect()
 }
 
-fn is_service_vm(scenario: &Scenario, name: &str) -> bool {
-    scenario
-        .vm
-        .iter()
-        .find(|v| v.name == name)
-        .is_some_and(|v| v.load_order == Some(LoadOrder::Service))
-}
-
 /// Every element of `scenario` the hypervisor does not enforce, in file order.
 pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
     let mut out = Vec::new();
     let hv = &scenario.hv;
-    // Legacy (I/O port) connections are emulated in every VM; PCI ones (the default type)
-    // in pre-launched VMs and, when their Device Model asks (HC_ADD_VDEV), post-launched
-    // ones; the Service VM has no virtual PCI of the hypervisor's.
-    for c in hv
-        .vuart_connections
-        .iter()
-        .flat_map(|v| v.connections.iter())
-        .filter(|c| c.vuart_type != Some(VuartType::Legacy))
-    {
-        for e in &c.endpoints {
-            if !is_service_vm(scenario, &e.vm_name) {
-                continue;
-            }
-            out.push(Unenforced {
-                vm: Some(e.vm_name.clone()),
-                element: "vuart_connection",
-                detail: format!(
-                    "connection {:?}: the Service VM gets no PCI vUARTs; it gets no vUART for \
-                     it (a legacy connection works in every VM)",
-                    c.name
-                ),
-            });
-        }
-    }
-    // Hypervisor-provided regions are emulated for pre-launched VMs (vPCI) and for
-    // post-launched ones when their Device Model asks (HC_ADD_VDEV); the Service VM does not
-    // get them yet, nor does anyone get a Device Model region.
+    // VM-to-VM vUARTs of either type and hypervisor-provided regions are emulated for every
+    // member (the vPCI of a pre-launched VM, the Service VM's bus, HC_ADD_VDEV for a
+    // post-launched VM); a Device Model region is the Device Model's.
     for r in hv.ivshmem_regions() {
-        let by_dm = r.provided_by == Some(ProvidedBy::DeviceModel);
+        if r.provided_by != Some(ProvidedBy::DeviceModel) {
+            continue;
+        }
         for m in &r.vms.vm {
-            if !by_dm && !is_service_vm(scenario, &m.vm_name) {
-                continue;
-            }
-            let why = if by_dm {
-                "regions provided by the Device Model are not emulated"
-            } else {
-                "the Service VM gets no IVSHMEM devices"
-            };
+            let why = "regions provided by the Device Model are not emulated";
             out.push(Unenforced {
                 vm: Some(m.vm_name.clone()),
                 element: "IVSHMEM_REGION",

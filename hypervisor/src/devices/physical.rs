@@ -237,6 +237,11 @@ impl PhysicalEcam {
         if !aligned || crate::devices::pci::owned_host_function(bdf) {
             return u32::MAX;
         }
+        // The scenario's IVSHMEM devices and PCI vUARTs of the Service VM.
+        let vpci = vm.devices.pci();
+        if vpci.has_function(bdf) {
+            return vpci.function_access(vm, bdf, offset, size, value);
+        }
         if offset < 0x100 {
             if let Some(v) = service_function_access(vm, bdf, offset, size, value) {
                 return v;

@@ -134,27 +134,11 @@ fn report_unenforced(cfg: &VmConfig) {
             cfg.name
         )
     };
-    // A post-launched VM gets its PCI vUARTs and IVSHMEM devices when its Device Model asks
-    // (HC_ADD_VDEV); the Service VM has no virtual PCI of the hypervisor's.
-    if cfg.load_order == LoadOrder::Service
-        && cfg
-            .vuarts
-            .iter()
-            .any(|l| matches!(l.kind, acrn_static_config::VuartKind::Pci { .. }))
-    {
-        say(
-            "vuart_connection",
-            "the Service VM gets no PCI vUARTs (it has no virtual PCI here)",
-        );
-    }
     if cfg.vuarts.len() > crate::devices::MAX_VUART_LINKS {
         say(
             "vuart_connection",
             "the VM gets only its first 7 VM-to-VM vUARTs",
         );
-    }
-    if !cfg.ivshmem.is_empty() && cfg.load_order == LoadOrder::Service {
-        say("IVSHMEM_REGION", "the Service VM gets no IVSHMEM devices");
     }
     // A pre-launched VM's functions are described as its vPCI takes them (with whether an
     // IOMMU confines their DMA), a post-launched VM's as the Service VM assigns them.

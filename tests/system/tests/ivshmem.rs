@@ -191,3 +191,81 @@ fn qemu_epyc_ivshmem_between_a_pre_and_a_post_launched_vm() {
         "the hypervisor failed",
     );
 }
+
+/// A region shared by a pre-launched VM and the Service VM: configs/qemu-epyc/hybrid.xml with
+/// `shm_0` in PRE_VM0 and SERVICE_VM, the `platform` guest as both kernels. The Service VM's
+/// bus is the hardware's with the IVSHMEM device at the BDF and BARs the allocator gave it
+/// (a device number no physical function uses, BARs in the host bridge's windows); it finds
+/// the device among the physical functions, through the ports and through the host's ECAM
+/// window alike (the BAR moves go through ECAM; `hwbus`: slot 31 and the old BAR0 address
+/// are the hardware's), and reads what PRE_VM0 wrote.
+#[test]
+fn qemu_epyc_ivshmem_between_a_pre_launched_vm_and_the_service_vm() {
+    let region = "<IVSHMEM>\n        <IVSHMEM_REGION>\n          <NAME>shm_0</NAME>\n          \
+        <PROVIDED_BY>Hypervisor</PROVIDED_BY>\n          <IVSHMEM_SIZE>2</IVSHMEM_SIZE>\n          \
+        <IVSHMEM_VMS>\n            <IVSHMEM_VM>\n              <VM_NAME>PRE_VM0</VM_NAME>\n              \
+        <VBDF>00:08.0</VBDF>\n            </IVSHMEM_VM>\n            <IVSHMEM_VM>\n              \
+        <VM_NAME>SERVICE_VM</VM_NAME>\n            </IVSHMEM_VM>\n          \
+        </IVSHMEM_VMS>\n        </IVSHMEM_REGION>\n      </IVSHMEM>";
+    let args = "<bootargs>console=ttyS0</bootargs>";
+    let edit = |text: &str| {
+        assert_eq!(text.matches(args).count(), 2, "hybrid.xml");
+        assert_eq!(text.matches("<IVSHMEM/>").count(), 1, "hybrid.xml");
+        text.replacen("<IVSHMEM/>", region, 1)
+            .replacen(
+                args,
+                "<bootargs>console=ttyS0 ivshmem role=writer peer=1</bootargs>",
+                1,
+            )
+            .replacen(
+                args,
+                "<bootargs>console=ttyS0 ivshmem role=reader peer=0 hwbus</bootargs>",
+                1,
+            )
+    };
+    let decided = |t: &Transcript| {
+        let has = |p: &str| t.find_prefix(p).is_some();
+        has("[hv] PANIC")
+            || has("[hv] FATAL")
+            || (has("[SERVICE_VM] verdict:") && has("[PRE_VM0] verdict:"))
+            || t.texts().any(|l| l.contains(" stopped: "))
+    };
+    let t = run_qemu_variant_with(
+        "qemu-ivshmem-service",
+        "hybrid.xml",
+        edit,
+        &[("PRE_VM0", "platform"), ("SERVICE_VM", "platform")],
+        240,
+        decided,
+    );
+    check(
+        &t,
+        !t.texts()
+            .any(|l| l.contains("<IVSHMEM_REGION> is not enforced yet")),
+        "the hypervisor still says IVSHMEM is not enforced",
+    );
+    for line in [
+        "[PRE_VM0] ivshmem: peer 1 ready: true",
+        "[PRE_VM0] ivshmem: woken by the peer: true; acknowledgement: true",
+        "[PRE_VM0] ivshmem: doorbell round trips 100/100, average ",
+        "[PRE_VM0] verdict: PASS",
+        "[SERVICE_VM] ivshmem: ECAM header matches the ports: true;",
+        "[SERVICE_VM] ivshmem: IVPosition 1 (read-only: true)",
+        "[SERVICE_VM] ivshmem: woken by vector 1: true; pattern of 65536 bytes: 0 word(s) differ",
+        "[SERVICE_VM] ivshmem: BARs moved back: 0 word(s) differ",
+        "[SERVICE_VM] ivshmem: answered 100/100 doorbells",
+        "[SERVICE_VM] ivshmem: stray device vectors: 0",
+        "[SERVICE_VM] verdict: PASS",
+    ] {
+        check(
+            &t,
+            t.find_prefix(line).is_some(),
+            &format!("no `{line}` line"),
+        );
+    }
+    check(
+        &t,
+        t.find_prefix("[hv] PANIC").is_none() && t.find_prefix("[hv] FATAL").is_none(),
+        "the hypervisor failed",
+    );
+}

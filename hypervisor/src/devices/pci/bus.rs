@@ -159,10 +159,6 @@ impl Vpci {
     /// Power-on state for `vm`: pre-launched VMs get the host bridge and one IVSHMEM device per
     /// region they are a member of; other VMs get no virtual PCI here.
     pub fn reset(&self, vm: &Vm) {
-        let cfg = vm
-            .info()
-            .filter(|i| i.load_order == LoadOrder::PreLaunched)
-            .and_then(|i| i.cfg);
         self.address.store(0, Ordering::Relaxed);
         for slot in &self.ivshmem {
             let mut s = slot.lock();
@@ -184,12 +180,31 @@ impl Vpci {
             vm.flush_tlbs();
         }
         self.partial.store(false, Ordering::Release);
-        let Some(cfg) = cfg else {
-            *self.host.lock() = None;
-            self.enabled.store(false, Ordering::Release);
+        self.enabled.store(false, Ordering::Release);
+        *self.host.lock() = None;
+        let info = vm.info();
+        let cfg = info.and_then(|i| i.cfg);
+        match (info.map(|i| i.load_order), cfg) {
+            (Some(LoadOrder::PreLaunched), Some(cfg)) => {
+                *self.host.lock() = Some(host_bridge());
+                for (slot, s) in self.passthrough.iter().zip(PtSlot::for_vm(vm)) {
+                    if let Some(s) = &s {
+                        s.describe(vm);
+                    }
+                    *slot.lock() = s;
+                }
+                self.static_devices(cfg, true);
+                self.enabled.store(true, Ordering::Release);
+            }
+            // The Service VM's bus is the hardware's, with the scenario's IVSHMEM devices and
+            // PCI vUARTs of the hypervisor's at their allocated BDFs.
+            (Some(LoadOrder::Service), Some(cfg)) => {
+                self.static_devices(cfg, false);
+                self.update_partial();
+            }
             // A post-launched VM keeps the functions assigned to it and the devices its
             // Device Model added across its resets.
-            if vm.load_order() == Some(LoadOrder::PostLaunched) {
+            (Some(LoadOrder::PostLaunched), _) => {
                 self.attach(vm);
                 let added = *self.added.lock();
                 for d in added.iter().flatten() {
@@ -203,15 +218,13 @@ impl Vpci {
                 }
                 self.update_partial();
             }
-            return;
-        };
-        *self.host.lock() = Some(host_bridge());
-        for (slot, s) in self.passthrough.iter().zip(PtSlot::for_vm(vm)) {
-            if let Some(s) = &s {
-                s.describe(vm);
-            }
-            *slot.lock() = s;
+            _ => {}
         }
+    }
+
+    /// The IVSHMEM devices and PCI vUARTs (and, `console`, the PCI console) the scenario
+    /// gives the VM, at their allocated BDFs and BARs.
+    fn static_devices(&self, cfg: &VmConfig, console: bool) {
         if cfg.ivshmem.len() > MAX_IVSHMEM {
             hvlog!(
                 "VM {} {}: only the first {MAX_IVSHMEM} IVSHMEM devices are emulated",
@@ -233,7 +246,9 @@ impl Vpci {
             }
         }
         let console = match cfg.console {
-            ConsoleVuart::Pci { vbdf, bar0, bar1 } => Some((CONSOLE_SLOT, vbdf, bar0, bar1)),
+            ConsoleVuart::Pci { vbdf, bar0, bar1 } if console => {
+                Some((CONSOLE_SLOT, vbdf, bar0, bar1))
+            }
             _ => None,
         };
         let links = cfg
@@ -261,7 +276,6 @@ impl Vpci {
                 ),
             }
         }
-        self.enabled.store(true, Ordering::Release);
     }
 
     /// Takes in the functions assigned to the (post-launched) VM that its virtual PCI does not
@@ -279,8 +293,28 @@ impl Vpci {
         self.update_partial();
     }
 
+    /// A configuration access to the hypervisor's function at `bdf` (the Service VM reaches
+    /// it through the host's ECAM window too): the value read.
+    pub fn function_access(
+        &self,
+        vm: &Vm,
+        bdf: Bdf,
+        offset: u16,
+        size: u8,
+        value: Option<u32>,
+    ) -> u32 {
+        let t = ConfigTarget { bdf, offset };
+        match value {
+            None => self.config_read(t, size) as u32,
+            Some(v) => {
+                self.config_write(vm, t, size, v);
+                0
+            }
+        }
+    }
+
     /// Whether a function of the hypervisor's is at `bdf`.
-    fn has_function(&self, bdf: Bdf) -> bool {
+    pub fn has_function(&self, bdf: Bdf) -> bool {
         self.passthrough
             .iter()
             .any(|s| s.lock().as_ref().is_some_and(|d| d.vbdf == bdf))
