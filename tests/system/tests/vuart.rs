@@ -359,3 +359,74 @@ fn qemu_epyc_pci_vuart_link_between_a_pre_and_a_post_launched_vm() {
         after(&t, &format!("{post} vuart: received "))
     );
 }
+
+/// The same link with the Service VM as the other end: its bus is the hardware's, with the
+/// PCI vUART at the BDF and BARs the allocator gave it; the `platform` guest is its kernel.
+#[test]
+fn qemu_epyc_pci_vuart_link_between_a_pre_launched_vm_and_the_service_vm() {
+    let bytes = 16384u64;
+    let link = "<vuart_connections>\n      <vuart_connection>\n        <name>link</name>\n        \
+        <type>pci</type>\n        <endpoint>\n          <vm_name>PRE_VM0</vm_name>\n        </endpoint>\n        \
+        <endpoint>\n          <vm_name>SERVICE_VM</vm_name>\n        </endpoint>\n      </vuart_connection>\n    \
+        </vuart_connections>";
+    let args = "<bootargs>console=ttyS0</bootargs>";
+    let edit = |text: &str| {
+        assert_eq!(text.matches(args).count(), 2, "hybrid.xml");
+        let empty = "<vuart_connections></vuart_connections>";
+        text.replacen(empty, link, 1)
+            .replacen(
+                args,
+                &format!("<bootargs>console=ttyS0 vuart role=send pci bytes={bytes}</bootargs>"),
+                1,
+            )
+            .replacen(
+                args,
+                &format!("<bootargs>console=ttyS0 vuart role=recv pci bytes={bytes}</bootargs>"),
+                1,
+            )
+    };
+    let decided = |t: &Transcript| {
+        let has = |p: &str| t.find_prefix(p).is_some();
+        has("[hv] PANIC")
+            || has("[hv] FATAL")
+            || (has("[SERVICE_VM] verdict:") && has("[PRE_VM0] verdict:"))
+            || t.texts()
+                .any(|l| l.contains(" stopped: ") && !l.contains("the guest is done"))
+    };
+    let t = run_qemu_variant_with(
+        "qemu-pci-vuart-service",
+        "hybrid.xml",
+        edit,
+        &[("PRE_VM0", "platform"), ("SERVICE_VM", "platform")],
+        240,
+        decided,
+    );
+    check(
+        &t,
+        !t.texts()
+            .any(|l| l.contains("<vuart_connection> is not enforced")),
+        "the hypervisor still calls the vuart_connection unenforced",
+    );
+    for line in [
+        "[SERVICE_VM] vuart: pci 00:".to_string(),
+        "[PRE_VM0] vuart: peer ready (DSR and CTS up)".into(),
+        format!("[PRE_VM0] vuart: sent {bytes} "),
+        format!("[SERVICE_VM] vuart: received {bytes} "),
+        "[SERVICE_VM] vuart: mismatches=0 first_mismatch=-1 overruns=0 extra=false".into(),
+        "[PRE_VM0] verdict: PASS".into(),
+        "[SERVICE_VM] verdict: PASS".into(),
+    ] {
+        check(
+            &t,
+            t.find_prefix(&line).is_some(),
+            &format!("no `{line}` line"),
+        );
+    }
+    let fnv = |prefix: &str| field(after(&t, prefix), "fnv").map(str::to_owned);
+    check(
+        &t,
+        fnv("[PRE_VM0] vuart: sent ").is_some()
+            && fnv("[PRE_VM0] vuart: sent ") == fnv("[SERVICE_VM] vuart: received "),
+        "the two ends disagree on the checksum",
+    );
+}
