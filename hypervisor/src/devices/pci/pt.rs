@@ -215,6 +215,8 @@ pub enum AssignError {
     VbdfTaken,
     /// The VM (or the platform) has no pass-through slot left.
     Full,
+    /// A BAR decodes the hypervisor's console UART.
+    Console,
 }
 
 impl core::fmt::Display for AssignError {
@@ -224,6 +226,7 @@ impl core::fmt::Display for AssignError {
             AssignError::Bridge => f.write_str("it is a bridge (the platform's)"),
             AssignError::Probe(e) => write!(f, "{e}"),
             AssignError::VbdfTaken => f.write_str("the VM has a device at that virtual BDF"),
+            AssignError::Console => f.write_str("it is the hypervisor's console UART"),
             AssignError::Full => write!(
                 f,
                 "no pass-through slot left ({MAX_PT_FUNCTIONS} per VM, {MAX_OWNED} in all)"
@@ -255,12 +258,45 @@ pub fn assign(vm: &Vm, pbdf: Bdf, vbdf: Bdf, vbars: [u64; 6]) -> Result<(), Assi
             .iter()
             .position(|o| o.is_none())
             .ok_or(AssignError::Full)?;
+        // Before sizing, which turns decoding off.
+        if decodes_console(&HostFunction(pbdf)) {
+            return Err(AssignError::Console);
+        }
         // The Service VM's view goes first: its MSI remapping of the function ends.
         physical::release_service_function(pbdf);
         table[free] = Some(own(vm.id, slot, pbdf, vbdf, vbars).map_err(AssignError::Probe)?);
     }
     vm.devices.pci().attach(vm);
     Ok(())
+}
+
+/// Whether a BAR of `f` is where the hypervisor's console UART is (its registers in the
+/// first 4 KiB of a memory BAR or the first 8 ports of an I/O BAR), read without sizing.
+fn decodes_console(f: &HostFunction) -> bool {
+    let (io, addr) = match crate::hv::platform().board.serial {
+        Some(acrn_static_config::SerialPort::Pio { base, .. }) => (true, u64::from(base)),
+        Some(acrn_static_config::SerialPort::Mmio { base, .. }) => (false, base),
+        None => return false,
+    };
+    let mut i = 0u16;
+    while i < 6 {
+        let low = f.read32(0x10 + 4 * i);
+        let is_io = low & 1 == 1;
+        let wide = !is_io && low & 0x6 == 0x4 && i < 5;
+        let base = if is_io {
+            u64::from(low & !3)
+        } else if wide {
+            u64::from(low & !0xF) | u64::from(f.read32(0x14 + 4 * i)) << 32
+        } else {
+            u64::from(low & !0xF)
+        };
+        let span = if is_io { 8 } else { PAGE };
+        if base != 0 && is_io == io && addr >= base && addr - base < span {
+            return true;
+        }
+        i += if wide { 2 } else { 1 };
+    }
+    false
 }
 
 fn owner_of_in(table: &[Option<Owned>; MAX_OWNED], bdf: Bdf) -> Option<u16> {
