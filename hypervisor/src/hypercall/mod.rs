@@ -96,8 +96,9 @@ pub const BEHAVIOUR: &[(u64, &str, &str)] = &[
     (HC_INJECT_MSI, "to the VM's vLAPICs", "the same"),
     (
         HC_VM_INTR_MONITOR,
-        "-EINVAL if powered off, unreadable or buf_cnt > 48; GET_DATA writes buf_cnt 0 (no \
-         pass-through interrupt exists to count); DELAY_INT has nothing to delay: 0",
+        "-EINVAL if powered off, unreadable or buf_cnt > 48; GET_DATA writes (irq, count) pairs \
+         of the VM's pass-through lines (physical GSI) and MSI/MSI-X vectors (the hypervisor's \
+         vector), counted since each was given, and buf_cnt; DELAY_INT: 0, not applied",
         "GET_DATA: (irq, count) pairs of the VM's pass-through interrupts; DELAY_INT delays them",
     ),
     (
@@ -353,6 +354,9 @@ pub trait VmOps {
     fn add_vdev(&mut self, vmid: u16, dev: &acrn_abi::device::AcrnVdev) -> Result<(), i32>;
     /// Takes the device the Device Model added at BDF `slot` off the VM's bus.
     fn remove_vdev(&mut self, vmid: u16, slot: u16) -> Result<(), i32>;
+    /// The VM's pass-through interrupts as (irq, count) pairs into `out`; how many u64 were
+    /// written (whole pairs only).
+    fn intr_data(&mut self, vmid: u16, out: &mut [u64]) -> usize;
 }
 
 /// The dispatcher's state: the VM table and the upcall vector.
@@ -568,10 +572,17 @@ impl Hypercalls {
                 if m.buf_cnt as usize > m.buffer.len() {
                     return err(EINVAL);
                 }
-                // Pass-through interrupts are not counted per line: GET_DATA reports no pairs
-                // and DELAY_INT has no storm to slow down.
-                if m.cmd == acrn_abi::irq::INTR_CMD_GET_DATA && !mem.write(p2 + 4, &[0; 4]) {
-                    return err(EINVAL);
+                // DELAY_INT is accepted and not applied: injections are not delayed.
+                if m.cmd == acrn_abi::irq::INTR_CMD_GET_DATA {
+                    let mut buf = [0u64; acrn_abi::irq::MAX_PTDEV_NUM * 2];
+                    let n = ops.intr_data(vmid, &mut buf[..m.buf_cnt as usize]);
+                    let written = buf[..n]
+                        .iter()
+                        .enumerate()
+                        .all(|(i, v)| mem.write(p2 + 8 + 8 * i as u64, &v.to_le_bytes()));
+                    if !written || !mem.write(p2 + 4, &(n as u32).to_le_bytes()) {
+                        return err(EINVAL);
+                    }
                 }
                 0
             }

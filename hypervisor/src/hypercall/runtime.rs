@@ -447,6 +447,18 @@ impl VmOps for PostVms {
             .remove_device(vm, Bdf::from_raw(slot))
             .map_err(|_| EINVAL)
     }
+    fn intr_data(&mut self, vmid: u16, out: &mut [u64]) -> usize {
+        let mut n = 0;
+        let mut put = |irq: u32, count: u64| {
+            if let Some(pair) = out.get_mut(n..n + 2) {
+                pair.copy_from_slice(&[u64::from(irq), count]);
+                n += 2;
+            }
+        };
+        crate::vm::ptirq::line_counts(vmid, &mut put);
+        crate::devices::pci::msi_counts(vmid, &mut put);
+        n
+    }
     fn ptdev_intx(&mut self, vmid: u16, irq: &HcPtdevIrq, give: bool) -> Result<(), i32> {
         let vm = post_vm(vmid).map_err(|_| EPERM)?;
         let (phys, virt) = (irq.intx.phys_pin, irq.intx.virt_pin);

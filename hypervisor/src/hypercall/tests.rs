@@ -128,6 +128,14 @@ impl VmOps for Ops {
         self.vdevs.push((vmid, slot as u16));
         Ok(())
     }
+    fn intr_data(&mut self, vmid: u16, out: &mut [u64]) -> usize {
+        // Two lines: GSI 22 with 5 interrupts, vector 0xE0 with 7 (as far as `out` holds).
+        let pairs = [22, 5, 0xE0, 7];
+        let n = out.len().min(pairs.len()) & !1;
+        out[..n].copy_from_slice(&pairs[..n]);
+        self.log.push(format!("intr_data {vmid} {}", out.len()));
+        n
+    }
     fn remove_vdev(&mut self, vmid: u16, slot: u16) -> Result<(), i32> {
         self.log.push(format!("remove_vdev {vmid} {slot:#x}"));
         let at = self.vdevs.iter().position(|&v| v == (vmid, slot));
@@ -838,7 +846,7 @@ fn offline_cpu_hw_info_and_debug_calls() {
 }
 
 #[test]
-fn intr_monitor_checks_and_reports_no_interrupts() {
+fn intr_monitor_checks_and_reports_the_vm_layers_counts() {
     use acrn_abi::AcrnIntrMonitor;
     let mut e = env();
     let page = 0x10_8000;
@@ -852,7 +860,14 @@ fn intr_monitor_checks_and_reports_no_interrupts() {
     assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), E(EINVAL));
     e.created_post1();
     assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), 0);
-    assert_eq!(read_obj::<u64>(&e.mem, page), Some(0)); // cmd 0, buf_cnt 0
+    let got = read_obj::<AcrnIntrMonitor>(&e.mem, page).unwrap();
+    assert_eq!((got.cmd, got.buf_cnt), (0, 4), "two pairs written");
+    assert_eq!(got.buffer[..5], [22, 5, 0xE0, 7, 0]);
+    // A buffer of 3 holds one pair.
+    e.put(page, &AcrnIntrMonitor { buf_cnt: 3, ..m });
+    assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), 0);
+    let got = read_obj::<AcrnIntrMonitor>(&e.mem, page).unwrap();
+    assert_eq!((got.buf_cnt, got.buffer[..3].to_vec()), (2, vec![22, 5, 0]));
     let too_many = AcrnIntrMonitor { buf_cnt: 49, ..m };
     e.put(page, &too_many);
     assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), E(EINVAL));

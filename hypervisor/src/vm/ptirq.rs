@@ -35,12 +35,14 @@ const MAX_PT_LINES: usize = 64;
 /// Lines the Service VM may have given to post-launched VMs at once.
 const MAX_POST_LINES: usize = 16;
 
-/// A line the Service VM gave a post-launched VM: its physical and its virtual GSI.
+/// A line the Service VM gave a post-launched VM: its physical and its virtual GSI, and the
+/// interrupts it brought since (HC_VM_INTR_MONITOR).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct PostLine {
     vm: u16,
     phys: u32,
     virt: u32,
+    count: u64,
 }
 
 static POST_LINES: Mutex<[Option<PostLine>; MAX_POST_LINES]> = Mutex::new([None; MAX_POST_LINES]);
@@ -227,6 +229,9 @@ pub fn dispatch(vectors: [u64; 4]) {
                 }
                 a
             };
+            if let Some(a) = arrival {
+                count_post_line(a.gsi);
+            }
             if let Some((a, (vm, virt))) = arrival.and_then(|a| Some((a, target(a.gsi)?))) {
                 vm.devices.raise_remapped(vm, virt, a.level);
             }
@@ -312,6 +317,7 @@ pub fn give_line(vm: &Vm, phys: u32, virt: u32) -> Result<(), LineError> {
             vm: vm.id,
             phys,
             virt,
+            count: 0,
         });
     }
     mask_pins(|gsi| gsi == phys);
@@ -382,4 +388,19 @@ fn mask_pins(which: impl Fn(u32) -> bool) {
         }
     }
     AWAITING_EOI.store(state.table.awaiting_any(), Ordering::Release);
+}
+
+fn count_post_line(gsi: u32) {
+    for l in POST_LINES.lock().iter_mut().flatten() {
+        if l.phys == gsi {
+            l.count += 1;
+        }
+    }
+}
+
+/// The lines given to VM `vm`: (physical GSI, interrupts since it was given) each.
+pub fn line_counts(vm: u16, mut f: impl FnMut(u32, u64)) {
+    for l in post_lines().iter().flatten().filter(|l| l.vm == vm) {
+        f(l.phys, l.count);
+    }
 }

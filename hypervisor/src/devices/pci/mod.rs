@@ -29,8 +29,8 @@ pub(super) use bus::{ConfigPorts, PciMmio, PtPorts};
 pub use bus::{Vpci, CONSOLE_SLOT};
 #[cfg(target_os = "none")]
 pub use pt::{
-    assign, assigned_at, deassign, deassign_all, dispatch as pt_dispatch, owned_host_function,
-    owned_host_window, owner_of, AssignError, MAX_PT_FUNCTIONS,
+    assign, assigned_at, deassign, deassign_all, dispatch as pt_dispatch, msi_counts,
+    owned_host_function, owned_host_window, owner_of, AssignError, MAX_PT_FUNCTIONS,
 };
 
 use function::Function;

@@ -19,7 +19,7 @@ use crate::devices::IOAPIC_GPA;
 use crate::hvlog;
 use crate::vm::Vm;
 use acrn_static_config::{Bdf, LoadOrder};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::{Mutex, MutexGuard, Once};
 
 /// Pass-through functions one VM may have.
@@ -70,6 +70,8 @@ static PRE_LAUNCHED_PROBED: Once<()> = Once::new();
 /// Who each pass-through vector belongs to: VM id << 16 | slot << 8 | MSI-X entry (or
 /// [`MSI_ENTRY`]), plus one (0: free).
 static MSI_OWNERS: [AtomicU32; MSI_VECTORS] = [const { AtomicU32::new(0) }; MSI_VECTORS];
+/// Interrupts each pass-through vector brought since its owner took it (HC_VM_INTR_MONITOR).
+static MSI_COUNTS: [AtomicU64; MSI_VECTORS] = [const { AtomicU64::new(0) }; MSI_VECTORS];
 
 /// Up to `count` free pass-through vectors in a row (from the first free one), now owned by
 /// `owner(n)` for the n-th; how many were taken and the first.
@@ -87,6 +89,7 @@ fn take_vectors(count: usize, owner: impl Fn(u32) -> u32) -> Vectors {
         .take_while(|o| o.load(Ordering::Acquire) == 0)
         .count();
     for (n, o) in MSI_OWNERS[first..first + taken].iter().enumerate() {
+        MSI_COUNTS[first + n].store(0, Ordering::Relaxed);
         o.store(owner(n as u32) + 1, Ordering::Release);
     }
     Vectors {
@@ -717,6 +720,20 @@ fn overlaps_reserved(vm: &Vm, gpa: u64, size: u64) -> bool {
         || overlaps(gpa, size, super::ECAM_GPA, super::ECAM_SIZE)
 }
 
+/// The MSI and MSI-X interrupts of VM `vm`'s pass-through functions: (hypervisor vector,
+/// interrupts since the function was given) each.
+pub fn msi_counts(vm: u16, mut f: impl FnMut(u32, u64)) {
+    for (i, o) in MSI_OWNERS.iter().enumerate() {
+        let owner = o.load(Ordering::Acquire);
+        if owner != 0 && ((owner - 1) >> 16) as u16 == vm {
+            f(
+                u32::from(MSI_FIRST_VECTOR) + i as u32,
+                MSI_COUNTS[i].load(Ordering::Relaxed),
+            );
+        }
+    }
+}
+
 /// A pass-through MSI vector the calling pCPU took: the owning VM gets the message it
 /// programmed. Whether `vector` was one.
 pub fn dispatch(vector: u8) -> bool {
@@ -731,6 +748,7 @@ pub fn dispatch(vector: u8) -> bool {
     let Some(owner) = owner.checked_sub(1) else {
         return false;
     };
+    MSI_COUNTS[index].fetch_add(1, Ordering::Relaxed);
     let (vm_id, slot, entry) = (
         (owner >> 16) as u16,
         (owner >> 8 & 0xFF) as usize,

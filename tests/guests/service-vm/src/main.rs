@@ -15,8 +15,11 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use acrn_abi::device::{AcrnVdev, VDEV_ID_IVSHMEM, VDEV_ID_MCS9900};
-use acrn_abi::hypercall::{HC_DESTROY_VM, HC_GET_API_VERSION, HC_PAUSE_VM};
-use acrn_abi::irq::{AcrnMsiEntry, GsiOp, HcPtdevIntx, HcPtdevIrq, ACRN_PTDEV_IRQ_INTX};
+use acrn_abi::hypercall::{HC_DESTROY_VM, HC_GET_API_VERSION, HC_PAUSE_VM, HC_VM_INTR_MONITOR};
+use acrn_abi::irq::{
+    AcrnIntrMonitor, AcrnMsiEntry, GsiOp, HcPtdevIntx, HcPtdevIrq, ACRN_PTDEV_IRQ_INTX,
+    INTR_CMD_GET_DATA, MAX_PTDEV_NUM,
+};
 use acrn_abi::memory::MemAccess;
 use acrn_abi::misc::HcApiVersion;
 use acrn_abi::vm::{AcrnVmCreation, GuestFlags};
@@ -663,10 +666,44 @@ fn send_test_interrupts(g: &Guest) {
     );
 }
 
+/// The VM's pass-through interrupt counts (HC_VM_INTR_MONITOR, GET_DATA), printed as
+/// `irq:count` pairs, as acrn-dm's storm monitor reads them.
+fn print_interrupt_counts(hsm: &Hv, g: &Guest) {
+    let mut m = alloc::boxed::Box::new(AcrnIntrMonitor {
+        cmd: INTR_CMD_GET_DATA,
+        buf_cnt: (MAX_PTDEV_NUM * 2) as u32,
+        ..Default::default()
+    });
+    let hv = hsm.hypervisor();
+    // SAFETY: `m` lives across the call; the hypervisor writes only inside it.
+    let r = unsafe {
+        hv.hypercall(
+            HC_VM_INTR_MONITOR,
+            g.vm.vmid().into(),
+            hv.gpa_of((&*m as *const AcrnIntrMonitor).cast()),
+        )
+    };
+    let n = (m.buf_cnt as usize).min(m.buffer.len());
+    let pairs: Vec<String> = m.buffer[..n]
+        .chunks_exact(2)
+        .map(|p| alloc::format!("{:#x}:{}", p[0], p[1]))
+        .collect();
+    println!(
+        "svm: VM {} {}: pass-through interrupts (HC_VM_INTR_MONITOR {}): {}",
+        g.vm.vmid(),
+        g.desc.name,
+        r,
+        pairs.join(" ")
+    );
+}
+
 /// Pause, give the devices back and destroy; the RAM goes back to the pool.
 fn destroy(hsm: &Hv, pool: &mut RamPool, mut g: Guest, gsis: &PtGsis) -> Result<(), String> {
     let id = g.vm.vmid();
     pause(&mut g)?;
+    if !g.desc.pci_devs.is_empty() {
+        print_interrupt_counts(hsm, &g);
+    }
     deassign_devices(&g.vm, &g.desc, gsis)?;
     hsm.destroy_vm(id)
         .map_err(|e| alloc::format!("destroy: {e}"))?;
