@@ -531,6 +531,85 @@ pub fn check(t: &Transcript, cond: bool, what: &str) {
     );
 }
 
+/// Fails the test unless a line starts with each of `prefixes`.
+#[track_caller]
+pub fn check_prefixes<S: AsRef<str>>(t: &Transcript, prefixes: &[S]) {
+    for p in prefixes {
+        let p = p.as_ref();
+        check(t, t.find_prefix(p).is_some(), &format!("no `{p}` line"));
+    }
+}
+
+/// A run's end: every line of `verdicts` (prefixes) printed, the hypervisor failed, or a VM
+/// stopped for another reason than having finished.
+pub fn decided_by<'a>(verdicts: &'a [&'a str]) -> impl Fn(&Transcript) -> bool + 'a {
+    move |t| {
+        let has = |p: &str| t.find_prefix(p).is_some();
+        has("[hv] PANIC")
+            || has("[hv] FATAL")
+            || verdicts.iter().all(|v| has(v))
+            || t.texts()
+                .any(|l| l.contains(" stopped: ") && !l.contains("(the guest is done)"))
+    }
+}
+
+/// A scenario's `<IVSHMEM>` with one hypervisor-provided 2 MB region `name` shared by
+/// `members` (VM name, and vBDF or None for the allocator's).
+pub fn ivshmem_region_xml(name: &str, members: &[(&str, Option<&str>)]) -> String {
+    let vms: String = members
+        .iter()
+        .map(|(vm, vbdf)| {
+            let vbdf = vbdf.map_or(String::new(), |b| format!("<VBDF>{b}</VBDF>"));
+            format!("<IVSHMEM_VM><VM_NAME>{vm}</VM_NAME>{vbdf}</IVSHMEM_VM>")
+        })
+        .collect();
+    format!(
+        "<IVSHMEM><IVSHMEM_REGION><NAME>{name}</NAME><PROVIDED_BY>Hypervisor</PROVIDED_BY>\
+         <IVSHMEM_SIZE>2</IVSHMEM_SIZE><IVSHMEM_VMS>{vms}</IVSHMEM_VMS></IVSHMEM_REGION>\
+         </IVSHMEM>"
+    )
+}
+
+/// A scenario's `<vuart_connections>` with one PCI connection `link` between VMs `a` and `b`.
+pub fn pci_vuart_link_xml(a: &str, b: &str) -> String {
+    format!(
+        "<vuart_connections><vuart_connection><name>link</name><type>pci</type>\
+         <endpoint><vm_name>{a}</vm_name></endpoint><endpoint><vm_name>{b}</vm_name></endpoint>\
+         </vuart_connection></vuart_connections>"
+    )
+}
+
+/// configs/qemu-epyc/hybrid.xml (PRE_VM0, the Service VM, POST_VM1) with `from` replaced by
+/// `to` once and PRE_VM0's and the Service VM's boot arguments extended by `pre_args` and
+/// `service_args`.
+pub fn hybrid_variant(
+    text: &str,
+    from: &str,
+    to: &str,
+    pre_args: &str,
+    service_args: &str,
+) -> String {
+    let args = "<bootargs>console=ttyS0</bootargs>";
+    assert_eq!(text.matches(args).count(), 2, "hybrid.xml's boot arguments");
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "hybrid.xml has no single `{from}`"
+    );
+    // PRE_VM0 comes first, then the Service VM.
+    text.replacen(from, to, 1)
+        .replacen(
+            args,
+            &format!("<bootargs>console=ttyS0 {pre_args}</bootargs>"),
+            1,
+        )
+        .replacen(
+            args,
+            &format!("<bootargs>console=ttyS0 {service_args}</bootargs>"),
+            1,
+        )
+}
+
 /// One emulator at a time within a test binary: two emulators share two cores.
 static EMULATOR: Mutex<()> = Mutex::new(());
 

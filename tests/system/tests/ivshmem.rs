@@ -7,7 +7,10 @@
 //! and BAR0 and finds the region and the registers at the new places (and nothing at the old
 //! ones), acknowledges and rings back; then 100 doorbell round trips.
 
-use acrn_system_tests::{check, repo_root, run_platform_vms, run_qemu_variant_with, Transcript};
+use acrn_system_tests::{
+    check, check_prefixes, decided_by, hybrid_variant, ivshmem_region_xml, repo_root,
+    run_platform_vms, run_qemu_variant_with, Transcript,
+};
 
 fn run_ivshmem(board: &str, emulator: &str, test: &str, limit: u64) -> Transcript {
     let scenario = repo_root()
@@ -113,35 +116,18 @@ fn bochs_tigerlake_ivshmem_pattern_and_doorbells_between_two_vms() {
 /// POST_VM1 reads, moves the BARs through the ports, and both ring each other 100 times.
 #[test]
 fn qemu_epyc_ivshmem_between_a_pre_and_a_post_launched_vm() {
-    let region = "<IVSHMEM>\n        <IVSHMEM_REGION>\n          <NAME>shm_0</NAME>\n          \
-        <PROVIDED_BY>Hypervisor</PROVIDED_BY>\n          <IVSHMEM_SIZE>2</IVSHMEM_SIZE>\n          \
-        <IVSHMEM_VMS>\n            <IVSHMEM_VM>\n              <VM_NAME>PRE_VM0</VM_NAME>\n              \
-        <VBDF>00:08.0</VBDF>\n            </IVSHMEM_VM>\n            <IVSHMEM_VM>\n              \
-        <VM_NAME>POST_VM1</VM_NAME>\n              <VBDF>00:08.0</VBDF>\n            </IVSHMEM_VM>\n          \
-        </IVSHMEM_VMS>\n        </IVSHMEM_REGION>\n      </IVSHMEM>";
-    let args = "<bootargs>console=ttyS0</bootargs>";
+    let region = ivshmem_region_xml(
+        "shm_0",
+        &[("PRE_VM0", Some("00:08.0")), ("POST_VM1", Some("00:08.0"))],
+    );
     let edit = |text: &str| {
-        assert_eq!(text.matches(args).count(), 2, "hybrid.xml");
-        assert_eq!(text.matches("<IVSHMEM/>").count(), 1, "hybrid.xml");
-        // PRE_VM0 first, then the Service VM.
-        text.replacen("<IVSHMEM/>", region, 1)
-            .replacen(
-                args,
-                "<bootargs>console=ttyS0 ivshmem role=writer peer=2</bootargs>",
-                1,
-            )
-            .replacen(
-                args,
-                "<bootargs>console=ttyS0 once guestargs=ivshmem,role=reader,peer=0,nohost</bootargs>",
-                1,
-            )
-    };
-    let decided = |t: &Transcript| {
-        let has = |p: &str| t.find_prefix(p).is_some();
-        has("[hv] PANIC")
-            || has("[hv] FATAL")
-            || has("[SERVICE_VM] verdict:")
-            || t.texts().any(|l| l.contains("SERVICE_VM stopped"))
+        hybrid_variant(
+            text,
+            "<IVSHMEM/>",
+            &region,
+            "ivshmem role=writer peer=2",
+            "once guestargs=ivshmem,role=reader,peer=0,nohost",
+        )
     };
     let t = run_qemu_variant_with(
         "qemu-ivshmem-post",
@@ -149,44 +135,46 @@ fn qemu_epyc_ivshmem_between_a_pre_and_a_post_launched_vm() {
         edit,
         &[("PRE_VM0", "platform"), ("POST_VM1", "platform")],
         240,
-        decided,
+        decided_by(&["[SERVICE_VM] verdict:"]),
     );
-    check(
+    check_enforced(&t);
+    let post = "[SERVICE_VM] [POST_VM1]";
+    check_prefixes(
         &t,
+        &[
+            "[SERVICE_VM] svm: VM 1 POST_VM1: added ivshmem:shm_0@00:08.0@".to_string(),
+            "[hv] VM 2 POST_VM1: IVSHMEM device at 00:08.0 (HC_ADD_VDEV)".into(),
+            "[PRE_VM0] ivshmem: IVPosition 0 (read-only: true)".into(),
+            "[PRE_VM0] ivshmem: peer 2 ready: true".into(),
+            "[PRE_VM0] ivshmem: pattern of 65536 bytes written; ringing peer 2 vector 1".into(),
+            "[PRE_VM0] ivshmem: woken by the peer: true; acknowledgement: true".into(),
+            "[PRE_VM0] ivshmem: doorbell round trips 100/100, average ".into(),
+            "[PRE_VM0] verdict: PASS".into(),
+            format!("{post} ivshmem: 00:08.0 1af4:1110 revision 1 class 050000; ECAM at 0x0"),
+            format!("{post} ivshmem: IVPosition 2 (read-only: true)"),
+            format!("{post} ivshmem: peer 0 ready: true"),
+            format!(
+                "{post} ivshmem: woken by vector 1: true; pattern of 65536 bytes: 0 word(s) differ"
+            ),
+            format!("{post} ivshmem: BARs moved back: 0 word(s) differ"),
+            format!("{post} ivshmem: answered 100/100 doorbells"),
+            format!("{post} ivshmem: stray device vectors: 0"),
+            format!("{post} verdict: PASS"),
+            "[SERVICE_VM] verdict: PASS".into(),
+        ],
+    );
+}
+
+/// Neither the boot log nor `build` calls the region unenforced, and the hypervisor lived.
+fn check_enforced(t: &Transcript) {
+    check(
+        t,
         !t.texts()
             .any(|l| l.contains("<IVSHMEM_REGION> is not enforced yet")),
         "the hypervisor still says IVSHMEM is not enforced",
     );
-    let post = "[SERVICE_VM] [POST_VM1]";
-    for line in [
-        "[SERVICE_VM] svm: VM 1 POST_VM1: added ivshmem:shm_0@00:08.0@".to_string(),
-        "[hv] VM 2 POST_VM1: IVSHMEM device at 00:08.0 (HC_ADD_VDEV)".into(),
-        "[PRE_VM0] ivshmem: IVPosition 0 (read-only: true)".into(),
-        "[PRE_VM0] ivshmem: peer 2 ready: true".into(),
-        "[PRE_VM0] ivshmem: pattern of 65536 bytes written; ringing peer 2 vector 1".into(),
-        "[PRE_VM0] ivshmem: woken by the peer: true; acknowledgement: true".into(),
-        "[PRE_VM0] ivshmem: doorbell round trips 100/100, average ".into(),
-        "[PRE_VM0] verdict: PASS".into(),
-        format!("{post} ivshmem: 00:08.0 1af4:1110 revision 1 class 050000; ECAM at 0x0"),
-        format!("{post} ivshmem: IVPosition 2 (read-only: true)"),
-        format!("{post} ivshmem: peer 0 ready: true"),
-        format!(
-            "{post} ivshmem: woken by vector 1: true; pattern of 65536 bytes: 0 word(s) differ"
-        ),
-        format!("{post} ivshmem: BARs moved back: 0 word(s) differ"),
-        format!("{post} ivshmem: answered 100/100 doorbells"),
-        format!("{post} ivshmem: stray device vectors: 0"),
-        format!("{post} verdict: PASS"),
-        "[SERVICE_VM] verdict: PASS".into(),
-    ] {
-        check(
-            &t,
-            t.find_prefix(&line).is_some(),
-            &format!("no `{line}` line"),
-        );
-    }
     check(
-        &t,
+        t,
         t.find_prefix("[hv] PANIC").is_none() && t.find_prefix("[hv] FATAL").is_none(),
         "the hypervisor failed",
     );
@@ -201,34 +189,18 @@ fn qemu_epyc_ivshmem_between_a_pre_and_a_post_launched_vm() {
 /// are the hardware's), and reads what PRE_VM0 wrote.
 #[test]
 fn qemu_epyc_ivshmem_between_a_pre_launched_vm_and_the_service_vm() {
-    let region = "<IVSHMEM>\n        <IVSHMEM_REGION>\n          <NAME>shm_0</NAME>\n          \
-        <PROVIDED_BY>Hypervisor</PROVIDED_BY>\n          <IVSHMEM_SIZE>2</IVSHMEM_SIZE>\n          \
-        <IVSHMEM_VMS>\n            <IVSHMEM_VM>\n              <VM_NAME>PRE_VM0</VM_NAME>\n              \
-        <VBDF>00:08.0</VBDF>\n            </IVSHMEM_VM>\n            <IVSHMEM_VM>\n              \
-        <VM_NAME>SERVICE_VM</VM_NAME>\n            </IVSHMEM_VM>\n          \
-        </IVSHMEM_VMS>\n        </IVSHMEM_REGION>\n      </IVSHMEM>";
-    let args = "<bootargs>console=ttyS0</bootargs>";
+    let region = ivshmem_region_xml(
+        "shm_0",
+        &[("PRE_VM0", Some("00:08.0")), ("SERVICE_VM", None)],
+    );
     let edit = |text: &str| {
-        assert_eq!(text.matches(args).count(), 2, "hybrid.xml");
-        assert_eq!(text.matches("<IVSHMEM/>").count(), 1, "hybrid.xml");
-        text.replacen("<IVSHMEM/>", region, 1)
-            .replacen(
-                args,
-                "<bootargs>console=ttyS0 ivshmem role=writer peer=1</bootargs>",
-                1,
-            )
-            .replacen(
-                args,
-                "<bootargs>console=ttyS0 ivshmem role=reader peer=0 hwbus</bootargs>",
-                1,
-            )
-    };
-    let decided = |t: &Transcript| {
-        let has = |p: &str| t.find_prefix(p).is_some();
-        has("[hv] PANIC")
-            || has("[hv] FATAL")
-            || (has("[SERVICE_VM] verdict:") && has("[PRE_VM0] verdict:"))
-            || t.texts().any(|l| l.contains(" stopped: "))
+        hybrid_variant(
+            text,
+            "<IVSHMEM/>",
+            &region,
+            "ivshmem role=writer peer=1",
+            "ivshmem role=reader peer=0 hwbus",
+        )
     };
     let t = run_qemu_variant_with(
         "qemu-ivshmem-service",
@@ -236,36 +208,23 @@ fn qemu_epyc_ivshmem_between_a_pre_launched_vm_and_the_service_vm() {
         edit,
         &[("PRE_VM0", "platform"), ("SERVICE_VM", "platform")],
         240,
-        decided,
+        decided_by(&["[SERVICE_VM] verdict:", "[PRE_VM0] verdict:"]),
     );
-    check(
+    check_enforced(&t);
+    check_prefixes(
         &t,
-        !t.texts()
-            .any(|l| l.contains("<IVSHMEM_REGION> is not enforced yet")),
-        "the hypervisor still says IVSHMEM is not enforced",
-    );
-    for line in [
-        "[PRE_VM0] ivshmem: peer 1 ready: true",
-        "[PRE_VM0] ivshmem: woken by the peer: true; acknowledgement: true",
-        "[PRE_VM0] ivshmem: doorbell round trips 100/100, average ",
-        "[PRE_VM0] verdict: PASS",
-        "[SERVICE_VM] ivshmem: ECAM header matches the ports: true;",
-        "[SERVICE_VM] ivshmem: IVPosition 1 (read-only: true)",
-        "[SERVICE_VM] ivshmem: woken by vector 1: true; pattern of 65536 bytes: 0 word(s) differ",
-        "[SERVICE_VM] ivshmem: BARs moved back: 0 word(s) differ",
-        "[SERVICE_VM] ivshmem: answered 100/100 doorbells",
-        "[SERVICE_VM] ivshmem: stray device vectors: 0",
-        "[SERVICE_VM] verdict: PASS",
-    ] {
-        check(
-            &t,
-            t.find_prefix(line).is_some(),
-            &format!("no `{line}` line"),
-        );
-    }
-    check(
-        &t,
-        t.find_prefix("[hv] PANIC").is_none() && t.find_prefix("[hv] FATAL").is_none(),
-        "the hypervisor failed",
+        &[
+            "[PRE_VM0] ivshmem: peer 1 ready: true",
+            "[PRE_VM0] ivshmem: woken by the peer: true; acknowledgement: true",
+            "[PRE_VM0] ivshmem: doorbell round trips 100/100, average ",
+            "[PRE_VM0] verdict: PASS",
+            "[SERVICE_VM] ivshmem: ECAM header matches the ports: true;",
+            "[SERVICE_VM] ivshmem: IVPosition 1 (read-only: true)",
+            "[SERVICE_VM] ivshmem: woken by vector 1: true; pattern of 65536 bytes: 0 word(s) differ",
+            "[SERVICE_VM] ivshmem: BARs moved back: 0 word(s) differ",
+            "[SERVICE_VM] ivshmem: answered 100/100 doorbells",
+            "[SERVICE_VM] ivshmem: stray device vectors: 0",
+            "[SERVICE_VM] verdict: PASS",
+        ],
     );
 }

@@ -19,7 +19,10 @@
 
 use std::path::Path;
 
-use acrn_system_tests::{check, repo_root, run_platform_vms, run_qemu_variant_with, Transcript};
+use acrn_system_tests::{
+    check, check_prefixes, decided_by, hybrid_variant, pci_vuart_link_xml, repo_root,
+    run_platform_vms, run_qemu_variant_with, Transcript,
+};
 
 /// A copy of configs/`board`/`file` with the guest's mode appended to each VM's bootargs
 /// (and with PCI consoles if `pci_console`).
@@ -281,82 +284,22 @@ fn qemu_epyc_pci_console_carries_the_guests_output() {
 /// stream runs from PRE_VM0 to POST_VM1 with back-pressure.
 #[test]
 fn qemu_epyc_pci_vuart_link_between_a_pre_and_a_post_launched_vm() {
-    let bytes = 16384u64;
-    let link = "<vuart_connections>\n      <vuart_connection>\n        <name>link</name>\n        \
-        <type>pci</type>\n        <endpoint>\n          <vm_name>PRE_VM0</vm_name>\n        </endpoint>\n        \
-        <endpoint>\n          <vm_name>POST_VM1</vm_name>\n        </endpoint>\n      </vuart_connection>\n    \
-        </vuart_connections>";
-    let args = "<bootargs>console=ttyS0</bootargs>";
-    let edit = |text: &str| {
-        assert_eq!(text.matches(args).count(), 2, "hybrid.xml");
-        let empty = "<vuart_connections></vuart_connections>";
-        assert_eq!(text.matches(empty).count(), 1, "hybrid.xml");
-        // PRE_VM0 first, then the Service VM.
-        text.replacen(empty, link, 1)
-            .replacen(
-                args,
-                &format!("<bootargs>console=ttyS0 vuart role=send pci bytes={bytes}</bootargs>"),
-                1,
-            )
-            .replacen(
-                args,
-                &format!(
-                    "<bootargs>console=ttyS0 once guestargs=vuart,role=recv,pci,bytes={bytes}</bootargs>"
-                ),
-                1,
-            )
-    };
-    let decided = |t: &Transcript| {
-        let has = |p: &str| t.find_prefix(p).is_some();
-        has("[hv] PANIC")
-            || has("[hv] FATAL")
-            || has("[SERVICE_VM] verdict:")
-            || t.texts().any(|l| l.contains("SERVICE_VM stopped"))
-    };
-    let t = run_qemu_variant_with(
-        "qemu-pci-vuart-post",
-        "hybrid.xml",
-        edit,
-        &[("PRE_VM0", "platform"), ("POST_VM1", "platform")],
-        240,
-        decided,
-    );
-    check(
-        &t,
-        !t.texts()
-            .any(|l| l.contains("<vuart_connection> is not enforced")),
-        "the hypervisor still calls the vuart_connection unenforced",
-    );
     let post = "[SERVICE_VM] [POST_VM1]";
-    for line in [
-        "[SERVICE_VM] svm: VM 1 POST_VM1: added vuart:0@".to_string(),
-        "[hv] VM 2 POST_VM1: PCI vUART at ".into(),
-        "[PRE_VM0] vuart: peer ready (DSR and CTS up)".into(),
-        format!("[PRE_VM0] vuart: sent {bytes} "),
-        format!("{post} vuart: pci 00:"),
-        format!("{post} vuart: received {bytes} "),
-        format!("{post} vuart: mismatches=0 first_mismatch=-1 overruns=0 extra=false"),
-        "[PRE_VM0] verdict: PASS".into(),
-        format!("{post} verdict: PASS"),
-        "[SERVICE_VM] verdict: PASS".into(),
-    ] {
-        check(
-            &t,
-            t.find_prefix(&line).is_some(),
-            &format!("no `{line}` line"),
-        );
-    }
-    let fnv = |prefix: &str| field(after(&t, prefix), "fnv").map(str::to_owned);
-    check(
-        &t,
-        fnv("[PRE_VM0] vuart: sent ").is_some()
-            && fnv("[PRE_VM0] vuart: sent ") == fnv(&format!("{post} vuart: received ")),
-        "the two ends disagree on the checksum",
+    let t = run_hybrid_link(
+        "qemu-pci-vuart-post",
+        "POST_VM1",
+        "once guestargs=vuart,role=recv,pci,bytes=16384",
+        &[("PRE_VM0", "platform"), ("POST_VM1", "platform")],
+        &["[SERVICE_VM] verdict:"],
     );
-    eprintln!("throughput: sender {}", after(&t, "[PRE_VM0] vuart: sent "));
-    eprintln!(
-        "throughput: receiver {}",
-        after(&t, &format!("{post} vuart: received "))
+    check_hybrid_link(&t, post);
+    check_prefixes(
+        &t,
+        &[
+            "[SERVICE_VM] svm: VM 1 POST_VM1: added vuart:0@",
+            "[hv] VM 2 POST_VM1: PCI vUART at ",
+            "[SERVICE_VM] verdict: PASS",
+        ],
     );
 }
 
@@ -364,69 +307,65 @@ fn qemu_epyc_pci_vuart_link_between_a_pre_and_a_post_launched_vm() {
 /// PCI vUART at the BDF and BARs the allocator gave it; the `platform` guest is its kernel.
 #[test]
 fn qemu_epyc_pci_vuart_link_between_a_pre_launched_vm_and_the_service_vm() {
-    let bytes = 16384u64;
-    let link = "<vuart_connections>\n      <vuart_connection>\n        <name>link</name>\n        \
-        <type>pci</type>\n        <endpoint>\n          <vm_name>PRE_VM0</vm_name>\n        </endpoint>\n        \
-        <endpoint>\n          <vm_name>SERVICE_VM</vm_name>\n        </endpoint>\n      </vuart_connection>\n    \
-        </vuart_connections>";
-    let args = "<bootargs>console=ttyS0</bootargs>";
-    let edit = |text: &str| {
-        assert_eq!(text.matches(args).count(), 2, "hybrid.xml");
-        let empty = "<vuart_connections></vuart_connections>";
-        text.replacen(empty, link, 1)
-            .replacen(
-                args,
-                &format!("<bootargs>console=ttyS0 vuart role=send pci bytes={bytes}</bootargs>"),
-                1,
-            )
-            .replacen(
-                args,
-                &format!("<bootargs>console=ttyS0 vuart role=recv pci bytes={bytes}</bootargs>"),
-                1,
-            )
-    };
-    let decided = |t: &Transcript| {
-        let has = |p: &str| t.find_prefix(p).is_some();
-        has("[hv] PANIC")
-            || has("[hv] FATAL")
-            || (has("[SERVICE_VM] verdict:") && has("[PRE_VM0] verdict:"))
-            || t.texts()
-                .any(|l| l.contains(" stopped: ") && !l.contains("the guest is done"))
-    };
-    let t = run_qemu_variant_with(
+    let t = run_hybrid_link(
         "qemu-pci-vuart-service",
-        "hybrid.xml",
-        edit,
+        "SERVICE_VM",
+        "vuart role=recv pci bytes=16384",
         &[("PRE_VM0", "platform"), ("SERVICE_VM", "platform")],
-        240,
-        decided,
+        &["[SERVICE_VM] verdict:", "[PRE_VM0] verdict:"],
     );
+    check_hybrid_link(&t, "[SERVICE_VM]");
+}
+
+/// configs/qemu-epyc/hybrid.xml with a PCI link from PRE_VM0 (sending 16 KiB) to `peer`.
+fn run_hybrid_link(
+    test: &str,
+    peer: &str,
+    service_args: &str,
+    kernels: &[(&str, &str)],
+    verdicts: &[&str],
+) -> Transcript {
+    let link = pci_vuart_link_xml("PRE_VM0", peer);
+    let edit = |text: &str| {
+        hybrid_variant(
+            text,
+            "<vuart_connections></vuart_connections>",
+            &link,
+            "vuart role=send pci bytes=16384",
+            service_args,
+        )
+    };
+    run_qemu_variant_with(test, "hybrid.xml", edit, kernels, 240, decided_by(verdicts))
+}
+
+/// The 16 KiB stream from PRE_VM0 reached the end whose lines start with `receiver`, whole
+/// and in order, and the link is enforced.
+fn check_hybrid_link(t: &Transcript, receiver: &str) {
     check(
-        &t,
+        t,
         !t.texts()
             .any(|l| l.contains("<vuart_connection> is not enforced")),
         "the hypervisor still calls the vuart_connection unenforced",
     );
-    for line in [
-        "[SERVICE_VM] vuart: pci 00:".to_string(),
-        "[PRE_VM0] vuart: peer ready (DSR and CTS up)".into(),
-        format!("[PRE_VM0] vuart: sent {bytes} "),
-        format!("[SERVICE_VM] vuart: received {bytes} "),
-        "[SERVICE_VM] vuart: mismatches=0 first_mismatch=-1 overruns=0 extra=false".into(),
-        "[PRE_VM0] verdict: PASS".into(),
-        "[SERVICE_VM] verdict: PASS".into(),
-    ] {
-        check(
-            &t,
-            t.find_prefix(&line).is_some(),
-            &format!("no `{line}` line"),
-        );
-    }
-    let fnv = |prefix: &str| field(after(&t, prefix), "fnv").map(str::to_owned);
+    check_prefixes(
+        t,
+        &[
+            format!("{receiver} vuart: pci 00:"),
+            "[PRE_VM0] vuart: peer ready (DSR and CTS up)".into(),
+            "[PRE_VM0] vuart: sent 16384 ".into(),
+            format!("{receiver} vuart: received 16384 "),
+            format!("{receiver} vuart: mismatches=0 first_mismatch=-1 overruns=0 extra=false"),
+            "[PRE_VM0] verdict: PASS".into(),
+            format!("{receiver} verdict: PASS"),
+        ],
+    );
+    let received = format!("{receiver} vuart: received ");
+    let fnv = |prefix: &str| field(after(t, prefix), "fnv").map(str::to_owned);
     check(
-        &t,
-        fnv("[PRE_VM0] vuart: sent ").is_some()
-            && fnv("[PRE_VM0] vuart: sent ") == fnv("[SERVICE_VM] vuart: received "),
+        t,
+        fnv("[PRE_VM0] vuart: sent ").is_some() && fnv("[PRE_VM0] vuart: sent ") == fnv(&received),
         "the two ends disagree on the checksum",
     );
+    eprintln!("throughput: sender {}", after(t, "[PRE_VM0] vuart: sent "));
+    eprintln!("throughput: receiver {}", after(t, &received));
 }
