@@ -313,24 +313,8 @@ impl LaunchDescription {
                 Some(p) => writeln!(out, "console_port=0x{p:X}")?,
                 None => writeln!(out, "console_port=none")?,
             }
-            if vm.pci_devs.is_empty() {
-                writeln!(out, "pci_devs=none")?;
-            } else {
-                write!(out, "pci_devs=")?;
-                for (i, d) in vm.pci_devs.iter().enumerate() {
-                    write!(out, "{}{d}", if i > 0 { "," } else { "" })?;
-                }
-                writeln!(out)?;
-            }
-            if vm.vdevs.is_empty() {
-                writeln!(out, "vdevs=none")?;
-            } else {
-                write!(out, "vdevs=")?;
-                for (i, d) in vm.vdevs.iter().enumerate() {
-                    write!(out, "{}{d}", if i > 0 { ";" } else { "" })?;
-                }
-                writeln!(out)?;
-            }
+            write_list(out, "pci_devs", &vm.pci_devs, ",")?;
+            write_list(out, "vdevs", &vm.vdevs, ";")?;
             writeln!(out, "end")?;
         }
         Ok(())
@@ -535,6 +519,23 @@ impl Partial {
             vdevs: p.vdevs.ok_or(SyntaxError::Missing("vdevs"))?,
         })
     }
+}
+
+/// `key=` and the items joined by `sep`, or `key=none`.
+fn write_list<T: fmt::Display>(
+    out: &mut impl Write,
+    key: &str,
+    items: &[T],
+    sep: &str,
+) -> fmt::Result {
+    if items.is_empty() {
+        return writeln!(out, "{key}=none");
+    }
+    write!(out, "{key}=")?;
+    for (i, d) in items.iter().enumerate() {
+        write!(out, "{}{d}", if i > 0 { sep } else { "" })?;
+    }
+    writeln!(out)
 }
 
 /// `none`, or 1..=[`MAX_VDEVS`] `;`-separated devices at distinct BDFs.
