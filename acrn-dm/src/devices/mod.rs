@@ -364,13 +364,26 @@ impl Platform {
                     }
                 }
                 Device::Passthru { host, opts } => {
-                    if let Some(opt) = opts.first() {
-                        return Err(SetupError::PassthruOption {
-                            addr: sd.addr,
-                            opt: opt.clone(),
-                        });
+                    let unsupported = |opt: &String| SetupError::PassthruOption {
+                        addr: sd.addr,
+                        opt: opt.clone(),
+                    };
+                    if let Some(opt) = opts.iter().find(|o| *o != "enable_ptm") {
+                        return Err(unsupported(opt));
                     }
                     let hd = passthru::read_host_device(pci_sysfs, *host)?;
+                    // ACRN's launch scripts ask for PTM for every Ethernet controller; PTM
+                    // needs a virtual root port only for a function that has the capability.
+                    if let Some(opt) = opts.first() {
+                        if hd.ptm {
+                            return Err(unsupported(opt));
+                        }
+                        eprintln!(
+                            "acrn-dm: -s {},passthru: host PCI {host} has no PTM capability; \
+                             enable_ptm has nothing to enable",
+                            sd.addr
+                        );
+                    }
                     let mut vbars = [0u32; 6];
                     for (i, bar) in hd.bars.iter().enumerate() {
                         let Some(bar) = bar else { continue };

@@ -54,6 +54,35 @@ pub struct HostDevice {
     pub intr_pin: u8,
     /// The Service VM's IRQ (its I/O APIC pin) for the function.
     pub irq: u32,
+    /// It has the PCIe Precision Time Measurement capability (extended capability 0x1F).
+    pub ptm: bool,
+}
+
+/// PCIe extended capability ID of Precision Time Measurement.
+const EXT_CAP_PTM: u32 = 0x1F;
+
+/// Whether the extended capability list of `config` (a function's configuration space as
+/// sysfs gives it: 4 KiB to root, 256 bytes otherwise) holds `id`.
+fn has_extended_capability(config: &[u8], id: u32) -> bool {
+    let mut at = 0x100usize;
+    // Each capability is at least a dword: at most 960 in 4 KiB, so a looping list ends.
+    for _ in 0..960 {
+        let Some(h) = config.get(at..at + 4) else {
+            return false;
+        };
+        let header = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        if header == 0 || header == u32::MAX {
+            return false;
+        }
+        if header & 0xFFFF == id {
+            return true;
+        }
+        at = (header >> 20) as usize & !3;
+        if at < 0x100 {
+            return false;
+        }
+    }
+    false
 }
 
 /// Why a host function cannot be passed through.
@@ -157,6 +186,7 @@ pub fn read_host_device(root: &Path, addr: PciAddr) -> Result<HostDevice, Passth
         bars,
         intr_pin,
         irq,
+        ptm: has_extended_capability(&config, EXT_CAP_PTM),
     })
 }
 
@@ -228,6 +258,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn extended_capabilities_are_walked_safely() {
+        let mut c = vec![0u8; 4096];
+        // AER at 0x100 -> PTM at 0x140.
+        c[0x100..0x104].copy_from_slice(&(0x0001u32 | 0x140 << 20 | 1 << 16).to_le_bytes());
+        c[0x140..0x144].copy_from_slice(&(0x001Fu32 | 1 << 16).to_le_bytes());
+        assert!(has_extended_capability(&c, EXT_CAP_PTM));
+        assert!(!has_extended_capability(&c, 0x0B));
+        // A list that loops back on itself, one that points below 0x100, one off the end.
+        c[0x140..0x144].copy_from_slice(&(0x0002u32 | 0x100 << 20).to_le_bytes());
+        assert!(!has_extended_capability(&c, EXT_CAP_PTM));
+        c[0x140..0x144].copy_from_slice(&(0x0002u32 | 0x040 << 20).to_le_bytes());
+        assert!(!has_extended_capability(&c, EXT_CAP_PTM));
+        assert!(!has_extended_capability(&c[..0x142], EXT_CAP_PTM));
+        assert!(!has_extended_capability(&c[..256], EXT_CAP_PTM));
+    }
+
+    #[test]
     fn host_function_from_sysfs() {
         let root = std::env::temp_dir().join(format!("acrn-dm-sysfs-{}", std::process::id()));
         let addr = PciAddr {
@@ -263,6 +310,16 @@ pub(crate) mod tests {
             })
         );
         assert_eq!((h.intr_pin, h.irq), (1, 19));
+        assert!(
+            !h.ptm,
+            "256 bytes of configuration space hold no extended capability"
+        );
+        // Read as root: 4 KiB, here with PTM as the first extended capability.
+        let mut config = vec![0u8; 4096];
+        config[0x3D] = 1;
+        config[0x100..0x104].copy_from_slice(&(EXT_CAP_PTM | 1 << 16).to_le_bytes());
+        std::fs::write(sysfs_dir(&root, addr).join("config"), config).unwrap();
+        assert!(read_host_device(&root, addr).unwrap().ptm);
 
         let guest = PciAddr {
             bus: 0,

@@ -67,15 +67,20 @@ fn unpack_one(deb: &Path, work: &Path, dir_in_pkg: &str, pick: &str, cached: &Pa
     std::fs::rename(&tmp, cached).unwrap();
 }
 
-/// The virtio modules of Debian's kernel a guest loads (in this order) to use a virtio-blk
-/// disk through the legacy PCI transport; Debian builds them as modules.
-pub const VIRTIO_BLK_MODULES: [&str; 6] = [
-    "virtio_ring",
-    "virtio",
-    "virtio_pci_legacy_dev",
-    "virtio_pci_modern_dev",
-    "virtio_pci",
-    "virtio_blk",
+/// The modules of Debian's kernel a User VM loads (in this order), with their folder under
+/// `kernel/`: the virtio ones for a virtio-blk disk through the legacy PCI transport, then
+/// e1000e (with the PTP clock support it needs) for a passed-through 82574 NIC. Debian builds
+/// them as modules.
+pub const UVM_MODULES: [(&str, &str); 9] = [
+    ("virtio_ring", "drivers/virtio"),
+    ("virtio", "drivers/virtio"),
+    ("virtio_pci_legacy_dev", "drivers/virtio"),
+    ("virtio_pci_modern_dev", "drivers/virtio"),
+    ("virtio_pci", "drivers/virtio"),
+    ("virtio_blk", "drivers/block"),
+    ("pps_core", "drivers/pps"),
+    ("ptp", "drivers/ptp"),
+    ("e1000e", "drivers/net/ethernet/intel/e1000e"),
 ];
 
 /// The Debian kernel (`vmlinuz`), from the cache or fetched into it.
@@ -87,13 +92,13 @@ pub fn debian_kernel() -> PathBuf {
     vmlinuz
 }
 
-/// The files of [`VIRTIO_BLK_MODULES`] for the kernel [`debian_kernel`] returns, from the cache
-/// or fetched into it.
-pub fn debian_virtio_blk_modules() -> Vec<PathBuf> {
+/// The files of [`UVM_MODULES`] for the kernel [`debian_kernel`] returns, from the cache or
+/// fetched into it.
+pub fn debian_uvm_modules() -> Vec<PathBuf> {
     let dir = cache_dir().join("modules");
-    let files: Vec<PathBuf> = VIRTIO_BLK_MODULES
+    let files: Vec<PathBuf> = UVM_MODULES
         .iter()
-        .map(|m| dir.join(format!("{m}.ko")))
+        .map(|(m, _)| dir.join(format!("{m}.ko")))
         .collect();
     if !files.iter().all(|f| f.is_file()) || !cache_dir().join("vmlinuz").is_file() {
         fetch_kernel_package();
@@ -101,7 +106,8 @@ pub fn debian_virtio_blk_modules() -> Vec<PathBuf> {
     files
 }
 
-/// Downloads linux-image-amd64's kernel package and caches its vmlinuz and virtio modules.
+/// Downloads linux-image-amd64's kernel package and caches its vmlinuz and the User VM's
+/// modules.
 fn fetch_kernel_package() {
     let cache = cache_dir();
     require_tools(&["apt-get", "dpkg-deb"]);
@@ -133,12 +139,7 @@ fn fetch_kernel_package() {
     std::fs::create_dir_all(&modules).unwrap();
     let release = real.trim_start_matches("linux-image-");
     let kernel_dir = root.join("lib/modules").join(release).join("kernel");
-    for m in VIRTIO_BLK_MODULES {
-        let sub = if m == "virtio_blk" {
-            "drivers/block"
-        } else {
-            "drivers/virtio"
-        };
+    for (m, sub) in UVM_MODULES {
         let from = kernel_dir.join(sub).join(format!("{m}.ko"));
         let to = modules.join(format!("{m}.ko"));
         std::fs::copy(&from, to.with_extension("tmp"))

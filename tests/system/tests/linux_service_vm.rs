@@ -1,16 +1,18 @@
 //! Linux as the Service VM: Debian's 6.1 kernel built with ACRN_GUEST and ACRN_HSM
 //! (scripts/build-service-vm-kernel.sh --small: no networking, graphics, sound, USB or disk
-//! controllers, which this test does not need) boots on configs/qemu-epyc/linux-service-vm.xml (the
-//! shared scenario with a KERNEL_BZIMAGE Service VM) in QEMU TCG, with a busybox initramfs, to
-//! its shell; Linux detects ACRN and its HSM driver binds (/dev/acrn_hsm exists). Then the
-//! launch script the configurator generates for the scenario's first post-launched VM runs the
-//! Rust acrn-dm (static, in the initramfs) twice, after acrn-dm refused a bad option, a missing
-//! kernel and more memory than the Service VM has (non-zero exits with messages): each time
-//! Debian's unmodified kernel boots in the User VM with a busybox initramfs, prints through acrn-dm's COM1 (on acrn-dm's stdio, so
-//! on the Service VM's console), loads Debian's virtio modules and writes its virtio-blk disk
-//! (the scenario's `<block>`, an image file in the Service VM), runs a command and powers off,
-//! and acrn-dm exits 0; the Service VM reads the write back from the image, and the second run's
-//! User VM finds the first run's.
+//! controllers, which this test does not need) boots on configs/qemu-epyc/linux-service-vm.xml
+//! (the shared scenario with a KERNEL_BZIMAGE Service VM) in QEMU TCG, with a busybox
+//! initramfs, to its shell; Linux detects ACRN and its HSM driver binds (/dev/acrn_hsm exists).
+//! Then the launch script the configurator generates for the scenario's first post-launched VM
+//! runs the Rust acrn-dm (static, in the initramfs) twice, after acrn-dm refused a bad option,
+//! a missing kernel and more memory than the Service VM has (non-zero exits with messages):
+//! each time Debian's unmodified kernel boots in the User VM with a busybox initramfs, prints
+//! through acrn-dm's COM1 (on acrn-dm's stdio, so on the Service VM's console), loads Debian's
+//! virtio modules and writes its virtio-blk disk (the scenario's `<block>`, an image file in
+//! the Service VM), binds Debian's e1000e driver to the board's NIC that the launch script
+//! passes through (`pci_devs`) and sees its link come up and its interrupts arrive, runs a
+//! command and powers off, and acrn-dm exits 0; the Service VM reads the write back from the
+//! image, and the second run's User VM finds the first run's.
 //!
 //! Opt-in: the kernel build takes minutes when its cache is empty. Run with
 //! `cargo test -p acrn-system-tests --test linux_service_vm -- --ignored`.
@@ -18,7 +20,7 @@
 use std::time::Duration;
 
 use acrn_system_tests::debian::{
-    busybox_static, debian_kernel, debian_virtio_blk_modules, service_vm_kernel, ServiceVmKernel,
+    busybox_static, debian_kernel, debian_uvm_modules, service_vm_kernel, ServiceVmKernel,
 };
 use acrn_system_tests::initramfs::{busybox_initramfs_with, Entry};
 use acrn_system_tests::{
@@ -58,6 +60,20 @@ if [ -b /dev/vda ]; then
     echo "uvm: read vda: $(cat /sys/block/vda/size) sectors from $t0 to $t1 s"
 else
     echo "uvm: no /dev/vda"
+fi
+# The passed-through e1000e: Linux's driver, its link, its interrupts (MSI-X through the
+# hypervisor's remapping).
+for m in pps_core ptp e1000e; do
+    insmod /lib/modules/$m.ko || echo "uvm: insmod $m failed"
+done
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 1; done
+if [ -e /sys/class/net/eth0 ]; then
+    ip link set eth0 up
+    for i in 1 2 3 4 5 6 7 8 9 10; do [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ] && break; sleep 1; done
+    echo "uvm: eth0 driver $(basename $(readlink /sys/class/net/eth0/device/driver)) carrier $(cat /sys/class/net/eth0/carrier 2>/dev/null)"
+    echo "uvm: eth0 interrupts: $(grep eth0 /proc/interrupts | tr -s ' ' | tr '\n' ';')"
+else
+    echo "uvm: no eth0"
 fi
 poweroff -f
 "#;
@@ -133,7 +149,7 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
     let launch = std::fs::read(gen.join(LAUNCH_SCRIPT)).expect("read the launch script");
     let acrn_dm = std::fs::read(acrn_dm_static()).expect("read acrn-dm");
     let uvm_kernel = std::fs::read(debian_kernel()).expect("read the Debian kernel");
-    let modules: Vec<(String, Vec<u8>)> = debian_virtio_blk_modules()
+    let modules: Vec<(String, Vec<u8>)> = debian_uvm_modules()
         .iter()
         .map(|m| {
             (
@@ -287,5 +303,32 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
         &t,
         vm_line("uvm: vda 8192 sectors, run byte 1"),
         "the second run's User VM did not read the first run's write",
+    );
+    // The e1000e the launch script passes through (`-s N,passthru,0/2/0`): Linux's driver
+    // binds in the User VM, the link comes up, and its interrupts arrive, in both runs.
+    let links = t
+        .texts()
+        .filter(|l| l.starts_with(VM) && l.contains("uvm: eth0 driver e1000e carrier 1"))
+        .count();
+    check(
+        &t,
+        links == 2,
+        "the passed-through e1000e did not come up in both User VM runs",
+    );
+    let interrupts = t
+        .texts()
+        .filter_map(|l| l.split_once("uvm: eth0 interrupts: ").map(|(_, r)| r))
+        .filter(|r| {
+            r.split(';').any(|line| {
+                line.split(' ')
+                    .filter_map(|w| w.parse::<u64>().ok())
+                    .any(|n| n > 0)
+            })
+        })
+        .count();
+    check(
+        &t,
+        interrupts == 2,
+        "the passed-through e1000e's interrupts did not arrive in both runs",
     );
 }
