@@ -674,22 +674,42 @@ pub fn run_qemu_variant_with(
     boot_limit: u64,
     done: impl Fn(&Transcript) -> bool,
 ) -> Transcript {
-    require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
+    run_variant_with("qemu-epyc", test, scenario, edit, kernels, boot_limit, done)
+}
+
+/// [`run_qemu_variant_with`] for any board of configs/, on the emulator its board names
+/// (`qemu-epyc` QEMU, `bochs-tigerlake` Bochs).
+pub fn run_variant_with(
+    board: &str,
+    test: &str,
+    scenario: &str,
+    edit: impl FnOnce(&str) -> String,
+    kernels: &[(&str, &str)],
+    boot_limit: u64,
+    done: impl Fn(&Transcript) -> bool,
+) -> Transcript {
+    let emulator = if board.starts_with("bochs") {
+        "bochs"
+    } else {
+        "qemu"
+    };
+    let _one = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(&[emulator_binary(emulator), "grub-mkrescue", "xorriso"]);
     let dir = work_dir(test);
-    let src = repo_root().join("configs/qemu-epyc").join(scenario);
+    let src = repo_root().join("configs").join(board).join(scenario);
     let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     let path = dir.join(scenario);
     std::fs::write(&path, edit(&text)).expect("write the scenario variant");
     let scenario = path.display().to_string();
     let out = dir.join("image");
-    let mut extra: Vec<String> = vec!["--emulator".into(), "qemu".into()];
+    let mut extra: Vec<String> = vec!["--emulator".into(), emulator.into()];
     for (vm, guest) in kernels {
         extra.push("--module".into());
         extra.push(format!("{vm}_kernel={}", guest_elf(guest).display()));
     }
     run(
         &RunSpec {
-            board: "qemu-epyc",
+            board,
             scenario: &scenario,
             out: &out,
             extra,

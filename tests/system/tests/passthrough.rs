@@ -16,7 +16,8 @@
 //! must not see the NIC. The boot log says the pass-through and VT-d are on.
 
 use acrn_system_tests::{
-    check, decided_by, repo_root, run_platform_vms, run_qemu_variant, run_qemu_variant_with,
+    check, check_prefixes, decided_by, repo_root, run_platform_vms, run_qemu_variant,
+    run_qemu_variant_with, run_variant_with,
 };
 
 #[test]
@@ -159,7 +160,7 @@ fn qemu_epyc_post_launched_vm_drives_a_function_the_service_vm_assigns() {
     );
     let count = |line: &str| t.texts().filter(|&l| l == line).count();
     for (line, times) in [
-        ("[SERVICE_VM] svm: VM 1 POST_VM1: PCI 00:02.0 assigned, INTx GSI 22", 2),
+        ("[SERVICE_VM] svm: VM 1 POST_VM1: PCI 00:02.0 assigned at 00:02.0, INTx GSI 22", 2),
         ("[hv] VM 1 POST_VM1: physical GSI 22 drives its vIOAPIC GSI 22", 2),
         ("[hv] VM 1 POST_VM1: PCI 00:02.0 passed through at 00:02.0, MSI, MSI-X (5 entries); DMA confined to the VM's memory (VT-d)", 3),
         ("[SERVICE_VM] [POST_VM1] passthrough: 00:02.0 8086:10d3", 3),
@@ -252,6 +253,66 @@ fn bochs_tigerlake_pre_launched_vm_reaches_its_passthrough_controller() {
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
     }
+    check(
+        &t,
+        t.stderr.contains("the board has no IOMMU"),
+        "build did not warn that the DMA is not isolated",
+    );
+}
+
+/// Pass-through to a post-launched VM on Bochs (VMX, no IOMMU): configs/bochs-tigerlake/
+/// shared.xml with the PIIX3's UHCI controller (00:01.2, one I/O BAR) in POST_VM1's
+/// `pci_devs`. The reference Service VM assigns it at 00:01.0 (function 0 of its device number,
+/// where a guest's scan finds it); POST_VM1 sizes the BAR and reaches the
+/// controller's registers through the ports the hypervisor forwards, on each of its three
+/// boots (first, after HC_RESET_VM, after destroy and re-create).
+#[test]
+fn bochs_tigerlake_post_launched_vm_reaches_a_function_the_service_vm_assigns() {
+    let edit = |text: &str| {
+        let args = "<bootargs>console=ttyS0</bootargs>";
+        assert_eq!(text.matches(args).count(), 1, "shared.xml");
+        let text = text.replacen(
+            args,
+            "<bootargs>console=ttyS0 guestargs=passthrough,device=8086:7020</bootargs>",
+            1,
+        );
+        let name = text.find("<name>POST_VM1</name>").expect("POST_VM1");
+        let at = name + text[name..].find("  </vm>").expect("POST_VM1's end");
+        let mut text = text;
+        text.insert_str(
+            at,
+            "    <pci_devs>\n      <pci_dev>00:01.2 USB controller: Device 8086:7020</pci_dev>\n    </pci_devs>\n",
+        );
+        text
+    };
+    let t = run_variant_with(
+        "bochs-tigerlake",
+        "bochs-passthrough-post",
+        "shared.xml",
+        edit,
+        &[("POST_VM1", "platform")],
+        600,
+        decided_by(&["[SERVICE_VM] verdict:"]),
+    );
+    let count = |line: &str| t.texts().filter(|&l| l == line).count();
+    for (line, times) in [
+        ("[SERVICE_VM] svm: VM 1 POST_VM1: PCI 00:01.2 assigned at 00:01.0", 2),
+        ("[hv] VM 1 POST_VM1: PCI 00:01.2 passed through at 00:01.0; DMA is not confined (no IOMMU)", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: 00:01.0 8086:7020", 3),
+        ("[SERVICE_VM] [POST_VM1] verdict: PASS", 3),
+        ("[hv] VM 1 POST_VM1: PCI 00:01.2 given back to the Service VM", 1),
+    ] {
+        check(&t, count(line) == times, &format!("`{line}` not {times} times"));
+    }
+    check_prefixes(
+        &t,
+        &[
+            "[SERVICE_VM] [POST_VM1] passthrough: BAR4 I/O 0xc020 size 0x20 (I/O: true)",
+            "[SERVICE_VM] [POST_VM1] passthrough: SOFMOD 0x40, USBINTR 0x5 after writing 0x5",
+            "[SERVICE_VM] [POST_VM2] verdict: PASS",
+            "[SERVICE_VM] verdict: PASS",
+        ],
+    );
     check(
         &t,
         t.stderr.contains("the board has no IOMMU"),

@@ -427,19 +427,46 @@ fn parse_pt_gsis(arg: Option<&str>) -> Vec<(PciAddr, u32)> {
         .collect()
 }
 
-fn pcidev(a: PciAddr) -> AcrnPcidev {
+/// Where each pass-through function of `desc` goes in the VM: function 0 of its host device
+/// number, or of the next free one (a guest scans function 0 of each slot first, as acrn-dm
+/// puts each `passthru` at a slot of its own); the hypervisor's added devices keep theirs.
+fn virtual_slots(desc: &LaunchVm) -> Vec<(PciAddr, PciAddr)> {
+    let mut used: Vec<u8> = desc.vdevs.iter().map(|d| d.bdf.dev).collect();
+    used.push(0);
+    let mut out = Vec::new();
+    for &host in &desc.pci_devs {
+        let Some(dev) = (0..32u8)
+            .map(|k| (host.dev + k) % 32)
+            .find(|d| !used.contains(d))
+        else {
+            continue;
+        };
+        used.push(dev);
+        out.push((
+            host,
+            PciAddr {
+                bus: 0,
+                dev,
+                func: 0,
+            },
+        ));
+    }
+    out
+}
+
+fn pcidev(host: PciAddr, virt: PciAddr) -> AcrnPcidev {
     AcrnPcidev {
-        virt_bdf: a.raw(),
-        phys_bdf: a.raw(),
+        virt_bdf: virt.raw(),
+        phys_bdf: host.raw(),
         ..Default::default()
     }
 }
 
-fn intx_line(a: PciAddr, gsi: u32) -> HcPtdevIrq {
+fn intx_line(host: PciAddr, virt: PciAddr, gsi: u32) -> HcPtdevIrq {
     HcPtdevIrq {
         r#type: ACRN_PTDEV_IRQ_INTX,
-        virt_bdf: a.raw(),
-        phys_bdf: a.raw(),
+        virt_bdf: virt.raw(),
+        phys_bdf: host.raw(),
         intx: HcPtdevIntx {
             virt_pin: gsi,
             phys_pin: gsi,
@@ -448,22 +475,23 @@ fn intx_line(a: PciAddr, gsi: u32) -> HcPtdevIrq {
     }
 }
 
-/// Gives the VM its pass-through functions (at their host BDF, BARs at the host addresses)
-/// and their INTx lines, as acrn-dm does for `-s N,passthru,B/D/F`.
+/// Gives the VM its pass-through functions (BARs at the host addresses) and their INTx lines,
+/// as acrn-dm does for `-s N,passthru,B/D/F`.
 fn assign_devices(vm: &Vm<Acrn>, desc: &LaunchVm, gsis: &PtGsis) -> Result<(), String> {
-    for &a in &desc.pci_devs {
-        vm.assign_pcidev(&pcidev(a))
-            .map_err(|e| alloc::format!("assign {a}: {e}"))?;
-        let gsi = gsis.iter().find(|(b, _)| *b == a).map(|&(_, g)| g);
+    for (host, virt) in virtual_slots(desc) {
+        vm.assign_pcidev(&pcidev(host, virt))
+            .map_err(|e| alloc::format!("assign {host}: {e}"))?;
+        let gsi = gsis.iter().find(|(b, _)| *b == host).map(|&(_, g)| g);
         if let Some(g) = gsi {
-            vm.set_ptdev_intr(&intx_line(a, g))
-                .map_err(|e| alloc::format!("INTx of {a}: {e}"))?;
+            vm.set_ptdev_intr(&intx_line(host, virt, g))
+                .map_err(|e| alloc::format!("INTx of {host}: {e}"))?;
         }
         println!(
-            "svm: VM {} {}: PCI {} assigned{}",
+            "svm: VM {} {}: PCI {} assigned at {}{}",
             vm.vmid(),
             desc.name,
-            a,
+            host,
+            virt,
             match gsi {
                 Some(g) => alloc::format!(", INTx GSI {g}"),
                 None => String::new(),
@@ -508,14 +536,19 @@ fn add_devices(vm: &Vm<Acrn>, desc: &LaunchVm) -> Result<(), String> {
 
 /// Takes the VM's pass-through functions and lines back (before it is destroyed).
 fn deassign_devices(vm: &Vm<Acrn>, desc: &LaunchVm, gsis: &PtGsis) -> Result<(), String> {
-    for &a in &desc.pci_devs {
-        if let Some(&(_, g)) = gsis.iter().find(|(b, _)| *b == a) {
-            vm.reset_ptdev_intr(&intx_line(a, g))
-                .map_err(|e| alloc::format!("INTx of {a}: {e}"))?;
+    for (host, virt) in virtual_slots(desc) {
+        if let Some(&(_, g)) = gsis.iter().find(|(b, _)| *b == host) {
+            vm.reset_ptdev_intr(&intx_line(host, virt, g))
+                .map_err(|e| alloc::format!("INTx of {host}: {e}"))?;
         }
-        vm.deassign_pcidev(&pcidev(a))
-            .map_err(|e| alloc::format!("deassign {a}: {e}"))?;
-        println!("svm: VM {} {}: PCI {} given back", vm.vmid(), desc.name, a);
+        vm.deassign_pcidev(&pcidev(host, virt))
+            .map_err(|e| alloc::format!("deassign {host}: {e}"))?;
+        println!(
+            "svm: VM {} {}: PCI {} given back",
+            vm.vmid(),
+            desc.name,
+            host
+        );
     }
     Ok(())
 }
@@ -669,7 +702,7 @@ fn send_test_interrupts(g: &Guest) {
 /// The VM's pass-through interrupt counts (HC_VM_INTR_MONITOR, GET_DATA), printed as
 /// `irq:count` pairs, as acrn-dm's storm monitor reads them.
 fn print_interrupt_counts(hsm: &Hv, g: &Guest) {
-    let mut m = alloc::boxed::Box::new(AcrnIntrMonitor {
+    let m = alloc::boxed::Box::new(AcrnIntrMonitor {
         cmd: INTR_CMD_GET_DATA,
         buf_cnt: (MAX_PTDEV_NUM * 2) as u32,
         ..Default::default()
