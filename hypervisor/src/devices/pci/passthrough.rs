@@ -400,6 +400,48 @@ impl PassthroughFunction {
     }
 }
 
+/// PCI Express capability ID, and in it: Device Capabilities (FLR capable, bit 28), Device
+/// Control (Initiate FLR, bit 15) and Device Status (Transactions Pending, bit 5).
+const CAP_ID_PCIE: u8 = 0x10;
+const PCIE_DEVCAP: u16 = 4;
+const DEVCAP_FLR: u32 = 1 << 28;
+const PCIE_DEVCTL: u16 = 8;
+const DEVCTL_INITIATE_FLR: u32 = 1 << 15;
+const DEVSTA_TRANSACTIONS_PENDING: u32 = 1 << (16 + 5);
+
+/// Resets the function with a Function Level Reset when it has one (the PCIe spec's way:
+/// wait up to 100 ms for its transactions, initiate, wait 100 ms), so its next owner finds
+/// none of its last owner's state (rings, DMA addresses, interrupts). Its BARs, interrupt line
+/// and command register are written back afterwards: they are the platform's. Whether it was
+/// reset; `wait_ms` waits.
+pub fn function_level_reset(phys: &impl PhysConfig, mut wait_ms: impl FnMut(u32)) -> bool {
+    let mut pcie = None;
+    for_each_capability(phys, |_, at, head| {
+        if head as u8 == CAP_ID_PCIE && pcie.is_none() {
+            pcie = Some(at);
+        }
+    });
+    let Some(at) = pcie.filter(|&at| phys.read32(at + PCIE_DEVCAP) & DEVCAP_FLR != 0) else {
+        return false;
+    };
+    let saved: [u32; 16] = core::array::from_fn(|i| phys.read32(4 * i as u16));
+    for _ in 0..10 {
+        if phys.read32(at + PCIE_DEVCTL) & DEVSTA_TRANSACTIONS_PENDING == 0 {
+            break;
+        }
+        wait_ms(10);
+    }
+    let control = phys.read32(at + PCIE_DEVCTL) & 0xFFFF;
+    phys.write(at + PCIE_DEVCTL, 2, control | DEVCTL_INITIATE_FLR);
+    wait_ms(100);
+    for i in 0..6 {
+        phys.write(bar_offset(i), 4, saved[4 + i]);
+    }
+    phys.write(INTERRUPT_LINE as u16, 1, saved[15] & 0xFF);
+    phys.write(COMMAND as u16, 2, saved[1] & 0xFFFF);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +504,37 @@ mod tests {
             }
             c[i] = v;
         }
+    }
+
+    #[test]
+    fn function_level_reset_only_where_the_function_has_it_and_keeps_its_bars() {
+        // No PCI Express capability: nothing is done.
+        let f = Fake::new();
+        let mut waited = 0;
+        assert!(!function_level_reset(&f, |ms| waited += ms));
+        assert_eq!((waited, *f.writes.borrow()), (0, 0));
+        // A PCIe capability at 0xA0 (after PM) that can reset: FLR initiated, 100 ms waited,
+        // the header written back (a real reset clears it).
+        let f = Fake::new();
+        {
+            let mut c = f.cfg.borrow_mut();
+            c[0x90 / 4] = (c[0x90 / 4] & !0xFF00) | 0xA0 << 8;
+            c[0xA0 / 4] = 0x0002_0010;
+            c[0xA4 / 4] = DEVCAP_FLR;
+            c[0xA8 / 4] = 0x0000_2810;
+        }
+        let before: Vec<u32> = (0..16).map(|i| f.read32(4 * i)).collect();
+        let mut waited = 0;
+        assert!(function_level_reset(&f, |ms| waited += ms));
+        assert_eq!(waited, 100);
+        assert_ne!(f.read32(0xA8) & DEVCTL_INITIATE_FLR, 0);
+        let after: Vec<u32> = (0..16).map(|i| f.read32(4 * i)).collect();
+        assert_eq!(after[4..10], before[4..10], "BARs");
+        assert_eq!(after[15] & 0xFF, before[15] & 0xFF, "interrupt line");
+        assert_eq!(after[1] & 0xFFFF, before[1] & 0xFFFF, "command");
+        // FLR capable bit clear: nothing.
+        f.cfg.borrow_mut()[0xA4 / 4] = 0;
+        assert!(!function_level_reset(&f, |_| {}));
     }
 
     fn probe(f: &Fake) -> PassthroughFunction {

@@ -12,7 +12,8 @@
 //! addresses for a VM whose memory starts at host address 0; the boot log says which.
 
 use super::passthrough::{
-    MsixAccess, PassthroughFunction, PhysConfig, ProbeError, PtBar, PtBarKind, WriteEffect,
+    function_level_reset, MsixAccess, PassthroughFunction, PhysConfig, ProbeError, PtBar,
+    PtBarKind, WriteEffect,
 };
 use crate::devices::physical::{self, HostFunction};
 use crate::devices::IOAPIC_GPA;
@@ -241,9 +242,10 @@ impl core::fmt::Display for AssignError {
 /// Hands host function `pbdf` from the Service VM to `vm` (post-launched, not running) at
 /// `vbdf`, its BARs at `vbars` (0: the host address); the VM's virtual PCI gets it.
 pub fn assign(vm: &Vm, pbdf: Bdf, vbdf: Bdf, vbars: [u64; 6]) -> Result<(), AssignError> {
-    let class = HostFunction(pbdf).read32(0x08) >> 24;
-    {
-        let mut table = owned();
+    let host = HostFunction(pbdf);
+    let class = host.read32(0x08) >> 24;
+    let slot = {
+        let table = owned();
         if let Some(owner) = owner_of_in(&table, pbdf) {
             return Err(AssignError::Owned(owner));
         }
@@ -254,23 +256,47 @@ pub fn assign(vm: &Vm, pbdf: Bdf, vbdf: Bdf, vbars: [u64; 6]) -> Result<(), Assi
         if mine().any(|o| o.vbdf == vbdf) {
             return Err(AssignError::VbdfTaken);
         }
+        if table.iter().all(|o| o.is_some()) {
+            return Err(AssignError::Full);
+        }
         let slot = (0..MAX_PT_FUNCTIONS)
             .find(|&s| !mine().any(|o| o.slot == s))
             .ok_or(AssignError::Full)?;
+        // Before sizing, which turns decoding off.
+        if decodes_console(&host) {
+            return Err(AssignError::Console);
+        }
+        slot
+    };
+    // The Service VM's view goes first: its MSI remapping of the function ends. Then the
+    // Service VM's state in the function, outside the table's lock (a reset takes 100 ms;
+    // the Service VM's hypercalls come one at a time, so nothing took the function meanwhile).
+    physical::release_service_function(pbdf);
+    reset(&host);
+    {
+        let mut table = owned();
         let free = table
             .iter()
             .position(|o| o.is_none())
             .ok_or(AssignError::Full)?;
-        // Before sizing, which turns decoding off.
-        if decodes_console(&HostFunction(pbdf)) {
-            return Err(AssignError::Console);
-        }
-        // The Service VM's view goes first: its MSI remapping of the function ends.
-        physical::release_service_function(pbdf);
         table[free] = Some(own(vm.id, slot, pbdf, vbdf, vbars).map_err(AssignError::Probe)?);
     }
     vm.devices.pci().attach(vm);
     Ok(())
+}
+
+/// A Function Level Reset of `host` if it has one (it changes owner); logged.
+fn reset(host: &HostFunction) {
+    let present = host.read32(0) & 0xFFFF != 0xFFFF;
+    if present && function_level_reset(host, |ms| crate::arch::x86::delay_us(u64::from(ms) * 1000))
+    {
+        hvlog!(
+            "PCI {:02x}:{:02x}.{}: reset (FLR) for its next owner",
+            host.0.bus,
+            host.0.dev,
+            host.0.func
+        );
+    }
 }
 
 /// Whether a BAR of `f` is where the hypervisor's console UART is (its registers in the
@@ -342,6 +368,7 @@ pub fn deassign(vm: &Vm, pbdf: Bdf, vbdf: Bdf) -> bool {
     free_vectors(vm.id, slot);
     // Outside the table's lock: VT-d's fault report looks owners up in it.
     drop(table);
+    reset(&HostFunction(pbdf));
     crate::hv::vtd::release(pbdf);
     hvlog!(
         "VM {} {}: PCI {:02x}:{:02x}.{} given back to the Service VM",
