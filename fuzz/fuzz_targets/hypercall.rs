@@ -290,7 +290,11 @@ impl VmOps for Model {
     }
     fn intr_data(&mut self, vmid: u16, out: &mut [u64]) -> usize {
         self.vm(vmid);
-        assert!(out.len() <= 48, "an interrupt monitor buffer of {}", out.len());
+        assert!(
+            out.len() <= 48,
+            "an interrupt monitor buffer of {}",
+            out.len()
+        );
         0
     }
     fn remove_vdev(&mut self, vmid: u16, _slot: u16) -> Result<(), i32> {

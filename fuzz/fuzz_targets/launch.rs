@@ -114,6 +114,18 @@ fn fields_round_trip(service_vm_id: u16, vms: Vec<VmFields>) {
                     .iter()
                     .enumerate()
                     .all(|(k, a)| a.dev <= 0x1F && a.func <= 7 && !v.pci_devs[..k].contains(a))
+                && v.vdevs.len() <= MAX_VDEVS
+                && v.vdevs.iter().enumerate().all(|(k, dev)| {
+                    let (kind_ok, bars) = match &dev.kind {
+                        VdevKind::Ivshmem(name) => (valid_region_name(name), 3),
+                        VdevKind::Vuart(index) => (*index <= 999, 2),
+                    };
+                    kind_ok
+                        && dev.bars.len() == bars
+                        && dev.bdf.dev <= 0x1F
+                        && dev.bdf.func <= 7
+                        && !v.vdevs[..k].iter().any(|o| o.bdf == dev.bdf)
+                })
                 && d.vms[..i].iter().all(|o| o.id != v.id && o.name != v.name)
         });
     let again = LaunchDescription::parse(&text);
