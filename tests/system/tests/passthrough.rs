@@ -133,22 +133,12 @@ fn qemu_epyc_service_vm_does_not_see_a_pre_launched_vm_s_function() {
 /// new one.
 #[test]
 fn qemu_epyc_post_launched_vm_drives_a_function_the_service_vm_assigns() {
-    let service_args = "<bootargs>console=ttyS0</bootargs>";
     let edit = |text: &str| {
-        assert_eq!(text.matches(service_args).count(), 1, "shared.xml");
-        let text = text.replacen(
-            service_args,
-            "<bootargs>console=ttyS0 ptgsi=00:02.0@22 guestargs=passthrough,intx=22</bootargs>",
-            1,
-        );
-        let name = text.find("<name>POST_VM1</name>").expect("POST_VM1");
-        let at = name + text[name..].find("  </vm>").expect("POST_VM1's end");
-        let mut text = text;
-        text.insert_str(
-            at,
-            "    <pci_devs>\n      <pci_dev>00:02.0 Ethernet controller: Device 8086:10d3</pci_dev>\n    </pci_devs>\n",
-        );
-        text
+        shared_with_post_vm1_device(
+            text,
+            "ptgsi=00:02.0@22 guestargs=passthrough,intx=22",
+            "00:02.0 Ethernet controller: Device 8086:10d3",
+        )
     };
     let t = run_qemu_variant_with(
         "qemu-passthrough-post",
@@ -269,21 +259,11 @@ fn bochs_tigerlake_pre_launched_vm_reaches_its_passthrough_controller() {
 #[test]
 fn bochs_tigerlake_post_launched_vm_reaches_a_function_the_service_vm_assigns() {
     let edit = |text: &str| {
-        let args = "<bootargs>console=ttyS0</bootargs>";
-        assert_eq!(text.matches(args).count(), 1, "shared.xml");
-        let text = text.replacen(
-            args,
-            "<bootargs>console=ttyS0 guestargs=passthrough,device=8086:7020</bootargs>",
-            1,
-        );
-        let name = text.find("<name>POST_VM1</name>").expect("POST_VM1");
-        let at = name + text[name..].find("  </vm>").expect("POST_VM1's end");
-        let mut text = text;
-        text.insert_str(
-            at,
-            "    <pci_devs>\n      <pci_dev>00:01.2 USB controller: Device 8086:7020</pci_dev>\n    </pci_devs>\n",
-        );
-        text
+        shared_with_post_vm1_device(
+            text,
+            "guestargs=passthrough,device=8086:7020",
+            "00:01.2 USB controller: Device 8086:7020",
+        )
     };
     let t = run_variant_with(
         "bochs-tigerlake",
@@ -318,4 +298,23 @@ fn bochs_tigerlake_post_launched_vm_reaches_a_function_the_service_vm_assigns() 
         t.stderr.contains("the board has no IOMMU"),
         "build did not warn that the DMA is not isolated",
     );
+}
+
+/// A board's shared.xml with `service_args` on the Service VM's command line and `pci_dev`
+/// in POST_VM1's `pci_devs`.
+fn shared_with_post_vm1_device(text: &str, service_args: &str, pci_dev: &str) -> String {
+    let args = "<bootargs>console=ttyS0</bootargs>";
+    assert_eq!(text.matches(args).count(), 1, "shared.xml");
+    let mut text = text.replacen(
+        args,
+        &format!("<bootargs>console=ttyS0 {service_args}</bootargs>"),
+        1,
+    );
+    let name = text.find("<name>POST_VM1</name>").expect("POST_VM1");
+    let at = name + text[name..].find("  </vm>").expect("POST_VM1's end");
+    text.insert_str(
+        at,
+        &format!("    <pci_devs>\n      <pci_dev>{pci_dev}</pci_dev>\n    </pci_devs>\n"),
+    );
+    text
 }
