@@ -2,7 +2,8 @@
 //! (ports 0xCF8-0xCFF), the host's ECAM window (which its MCFG and e820 announce) and device
 //! MMIO are trapped and performed by the hypervisor on the hardware, configuration space
 //! through both ways alike. Not forwarded: RAM (the hypervisor's and the VMs'), the IOAPIC,
-//! HPET and local APIC windows and an MMIO console UART (all the hypervisor's). ACRN maps
+//! HPET and local APIC windows, the IOMMU's registers and an MMIO console UART (all the
+//! hypervisor's). ACRN maps
 //! device MMIO into the Service VM's EPT instead; trapping costs an exit per access and keeps
 //! the mapping code unchanged.
 //!
@@ -163,7 +164,7 @@ impl PhysicalDevices {
         if gpa >= FOUR_GIB || p.board.ram.iter().any(|r| within(r.start, r.size)) {
             return false;
         }
-        if HV_WINDOWS.iter().any(|&(b, s)| within(b, s)) {
+        if HV_WINDOWS.iter().any(|&(b, s)| within(b, s)) || crate::hv::vtd::register_page(gpa) {
             return false;
         }
         if service_ecam().is_some_and(|(base, size, _)| within(base, size)) {

@@ -1,11 +1,14 @@
-//! Intel VT-d DMA remapping for pass-through functions (the host's DMAR table names the units).
-//! Turned on when the first function is given to a VM: every unit gets one root table whose
-//! buses all point at a context table that passes DMA through untranslated (the Service VM's
-//! devices, identity-mapped as its memory is), except the buses of pass-through functions,
-//! whose own context tables send those functions through their VM's NPT/EPT: its leaf and
-//! table entries are valid second-level entries (read/write in bits 0-1, superpages in bit 7,
-//! nothing in bit 11 or above the address), so a device reaches exactly the VM's memory at the
-//! VM's guest-physical addresses, as ACRN shares its EPT with VT-d.
+//! Intel VT-d DMA remapping (the host's DMAR table names the units). Turned on when the first
+//! function is given to a VM or when the Service VM is built: every unit gets one root table
+//! whose buses all point at a shared context table for the functions no VM owns: they are the
+//! Service VM's, so their DMA goes through its NPT/EPT (its memory, identity-mapped: never the
+//! hypervisor's or a pre-launched VM's), or passes untranslated in a scenario without a Service
+//! VM. The buses of pass-through functions get context tables of their own that send those
+//! functions through their VM's NPT/EPT. Those tables' leaf and table entries are valid
+//! second-level entries (read/write in bits 0-1, superpages in bit 7, nothing in bit 11 or
+//! above the address), so a device reaches exactly its VM's memory at the VM's guest-physical
+//! addresses, as ACRN shares its EPT with VT-d. The units' register pages are the hypervisor's:
+//! the Service VM cannot reach them.
 
 use super::frames;
 use crate::arch::vtd::*;
@@ -25,8 +28,10 @@ struct Remapping {
     units: [u64; MAX_DRHDS],
     count: usize,
     root: u64,
-    /// The shared pass-through context table.
+    /// The shared context table of the functions no VM owns.
     shared: u64,
+    /// The context entry of a function no VM owns.
+    unowned: (u64, u64),
     /// Buses with a context table of their own: (bus, table).
     own: [(u8, u64); 8],
     owned: usize,
@@ -62,6 +67,17 @@ fn write_entry(table: u64, index: usize, (lo, hi): (u64, u64)) {
     }
 }
 
+fn read_entry(table: u64, index: usize) -> (u64, u64) {
+    // SAFETY: as in `write_entry`.
+    unsafe {
+        let e = (table as *const u64).add(2 * (index & 0xFF));
+        (
+            core::ptr::read_volatile(e),
+            core::ptr::read_volatile(e.add(1)),
+        )
+    }
+}
+
 /// Polls until `done` holds (a bounded wait: a unit that never answers is reported).
 fn wait(done: impl Fn() -> bool) -> bool {
     for _ in 0..10_000_000 {
@@ -82,12 +98,30 @@ fn invalidate(base: u64) {
     wait(|| read64(iotlb, 0) & IOTLB_IVT == 0);
 }
 
+/// The remapping units of the host's DMAR table: (register bases, how many).
+fn dmar_units() -> ([u64; MAX_DRHDS], usize) {
+    static UNITS: spin::Once<([u64; MAX_DRHDS], usize)> = spin::Once::new();
+    *UNITS.call_once(|| {
+        let mut units = [0u64; MAX_DRHDS];
+        let count = super::rsdp()
+            .and_then(|rsdp| acpi::dmar_units(&super::Identity, rsdp, &mut units))
+            .unwrap_or(0);
+        (units, count)
+    })
+}
+
+/// Whether `addr` is in a remapping unit's register page.
+pub fn register_page(addr: u64) -> bool {
+    let (units, count) = dmar_units();
+    units[..count]
+        .iter()
+        .any(|&base| addr & !0xFFF == base & !0xFFF)
+}
+
 /// Turns remapping on in every unit of the DMAR table, all DMA passed through. Whether it is on
 /// (no DMAR table, or a unit without pass-through or 4-level tables, leaves it off).
 fn enable() -> Option<Remapping> {
-    let rsdp = super::rsdp()?;
-    let mut units = [0u64; MAX_DRHDS];
-    let count = acpi::dmar_units(&super::Identity, rsdp, &mut units)?;
+    let (units, count) = dmar_units();
     if count == 0 {
         return None;
     }
@@ -103,12 +137,9 @@ fn enable() -> Option<Remapping> {
     }
     let root = frames::alloc(1)?;
     let shared = frames::alloc(1)?;
+    let unowned = context_entry(TT_PASS_THROUGH, 0, PASS_THROUGH_DOMAIN);
     for devfn in 0..256 {
-        write_entry(
-            shared,
-            devfn,
-            context_entry(TT_PASS_THROUGH, 0, PASS_THROUGH_DOMAIN),
-        );
+        write_entry(shared, devfn, unowned);
     }
     for bus in 0..256 {
         write_entry(root, bus, root_entry(shared));
@@ -138,6 +169,7 @@ fn enable() -> Option<Remapping> {
         count,
         root,
         shared,
+        unowned,
         own: [(0, 0); 8],
         owned: 0,
         faults: [0; MAX_DRHDS],
@@ -145,6 +177,33 @@ fn enable() -> Option<Remapping> {
 }
 
 static TRIED: spin::Once<()> = spin::Once::new();
+
+/// Sends the DMA of every function no VM owns, the Service VM's, through its second-level
+/// table `table` (its NPT/EPT root) in domain `vm_id + 1`. Whether it is confined now.
+pub fn confine_service(table: u64, vm_id: u16) -> bool {
+    let mut state = STATE.lock();
+    TRIED.call_once(|| *state = enable());
+    let Some(r) = state.as_mut() else {
+        return false;
+    };
+    let old = r.unowned;
+    r.unowned = context_entry(TT_UNTRANSLATED, table, u64::from(vm_id) + 1);
+    for devfn in 0..256 {
+        write_entry(r.shared, devfn, r.unowned);
+    }
+    for &(_, own) in &r.own[..r.owned] {
+        for devfn in 0..256 {
+            if read_entry(own, devfn) == old {
+                write_entry(own, devfn, r.unowned);
+            }
+        }
+    }
+    for &base in &r.units[..r.count] {
+        invalidate(base);
+    }
+    hvlog!("VT-d: the Service VM's devices are confined to its memory");
+    true
+}
 
 /// Sends `bdf`'s DMA through the VM's second-level table `table` (its NPT/EPT root) in domain
 /// `vm_id + 1`. Whether the function's DMA is confined now.
@@ -180,8 +239,8 @@ pub fn confine(bdf: Bdf, table: u64, vm_id: u16) -> bool {
     true
 }
 
-/// `bdf`'s DMA passes through untranslated again, as the Service VM's devices' does (the
-/// function went back to it).
+/// `bdf`'s DMA is the Service VM's again, as its other devices' (the function went back to
+/// it).
 pub fn release(bdf: Bdf) {
     let mut state = STATE.lock();
     let Some(r) = state.as_mut() else {
@@ -191,11 +250,7 @@ pub fn release(bdf: Bdf) {
         return;
     };
     let devfn = usize::from(bdf.dev & 0x1F) << 3 | usize::from(bdf.func & 7);
-    write_entry(
-        own,
-        devfn,
-        context_entry(TT_PASS_THROUGH, 0, PASS_THROUGH_DOMAIN),
-    );
+    write_entry(own, devfn, r.unowned);
     for &base in &r.units[..r.count] {
         invalidate(base);
     }

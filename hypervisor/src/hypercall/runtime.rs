@@ -310,7 +310,9 @@ impl VmOps for PostVms {
             Table::Npt(t) => t.unmap(&mut Frames, gpa, size),
             Table::Ept(t) => t.unmap(&mut Frames, gpa, size),
         };
-        // No vCPU of the VM may use a stale translation once the hypercall returns.
+        // No vCPU of the VM, nor a function assigned to it, may use a stale translation once
+        // the hypercall returns.
+        crate::hv::vtd::flush();
         if let Ok(vm) = post_vm(vmid) {
             vm.flush_tlbs();
         }

@@ -107,6 +107,9 @@ pub fn prepare_all(p: &'static PlatformConfig, bi: &BootInfo) {
                     npt,
                     cfg.pcpus.0,
                 );
+                if cfg.load_order == LoadOrder::Service {
+                    crate::hv::vtd::confine_service(built.root, cfg.id);
+                }
                 *vm.vcpus[0].start.lock() = Some(built.boot);
                 hvlog!(
                     "VM {} {} starting: pCPUs {}, memory {}, kernel {:?} entry {:#x}",

@@ -87,13 +87,16 @@ impl VmMemory {
         }
     }
 
-    /// Removes the mapping of `[gpa, gpa + size)`; the caller flushes the VM's TLBs.
+    /// Removes the mapping of `[gpa, gpa + size)`; the caller flushes the VM's TLBs. The
+    /// IOMMU's cached translations go here (devices may use the table too).
     pub fn unmap(&self, gpa: u64, size: u64) -> Result<(), MapError> {
-        if self.npt {
+        let r = if self.npt {
             PageTable::<Npt>::from_root(self.root).unmap(&mut Frames, gpa, size)
         } else {
             PageTable::<Ept>::from_root(self.root).unmap(&mut Frames, gpa, size)
-        }
+        };
+        crate::hv::vtd::flush();
+        r
     }
 
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {

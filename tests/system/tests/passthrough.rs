@@ -16,8 +16,8 @@
 //! must not see the NIC. The boot log says the pass-through and VT-d are on.
 
 use acrn_system_tests::{
-    check, check_prefixes, decided_by, repo_root, run_platform_vms, run_qemu_variant,
-    run_qemu_variant_with, run_variant_with,
+    check, check_prefixes, decided_by, hybrid_variant, repo_root, run_platform_vms,
+    run_qemu_variant, run_qemu_variant_with, run_variant_with, target_dir,
 };
 
 #[test]
@@ -118,6 +118,69 @@ fn qemu_epyc_service_vm_does_not_see_a_pre_launched_vm_s_function() {
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
     }
+}
+
+/// The Service VM's own devices do DMA into its memory only, and the IOMMU is the
+/// hypervisor's: configs/qemu-epyc/hybrid.xml with the `platform` guest as both kernels. The
+/// Service VM drives the board's e1000e at its host BDF (`passthrough`): first it writes 0 to
+/// the IOMMU's command register (QEMU's intel-iommu registers at 0xFED90000), which would
+/// turn DMA translation off; its registers must read as no device. Then the NIC transmits a
+/// frame from the Service VM's memory (it reaches it: its memory is identity-mapped) and one
+/// from the hypervisor's own RAM, which VT-d must block and the hypervisor report. PRE_VM0
+/// (`absent`) runs beside it.
+#[test]
+fn qemu_epyc_service_vm_devices_dma_into_its_memory_only() {
+    const HV_RAM: u64 = 0x40_0000;
+    let t = run_qemu_variant_with(
+        "qemu-service-dma",
+        "hybrid.xml",
+        |text| {
+            hybrid_variant(
+                text,
+                "<IVSHMEM/>",
+                "<IVSHMEM/>",
+                "passthrough absent",
+                &format!("passthrough iommu=0xfed90000 dma_outside={HV_RAM:#x}"),
+            )
+        },
+        &[("PRE_VM0", "platform"), ("SERVICE_VM", "platform")],
+        120,
+        decided_by(&["[SERVICE_VM] verdict:", "[PRE_VM0] verdict:"]),
+    );
+    // The frame's page is the hypervisor's (its RAM, as the allocator placed it).
+    let tables = target_dir().join("system-tests/qemu-service-dma/image/gen/vm_tables.rs");
+    let tables = std::fs::read_to_string(&tables).expect("the generated tables");
+    let hv_start = tables
+        .lines()
+        .find_map(|l| l.strip_prefix("pub const HV_RAM_START: u64 = 0x"))
+        .and_then(|v| u64::from_str_radix(v.trim_end_matches(';'), 16).ok());
+    let hv_size = tables
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("ram: MemRange { start: HV_RAM_START, size: 0x")
+        })
+        .and_then(|v| u64::from_str_radix(v.trim_end_matches(" },"), 16).ok());
+    check(
+        &t,
+        matches!((hv_start, hv_size), (Some(s), Some(n)) if (s..s + n).contains(&HV_RAM)),
+        "the DMA target is not in the hypervisor's RAM",
+    );
+    check_prefixes(
+        &t,
+        &[
+            "[hv] VT-d: the Service VM's devices are confined to its memory",
+            "[SERVICE_VM] passthrough: 00:02.0 8086:10d3",
+            "[SERVICE_VM] passthrough: MSI 3 of 3 arrived on vector 0x58",
+            "[SERVICE_VM] passthrough: IOMMU registers at 0xfed90000: version 0xffffffff, status 0xffffffff",
+            "[SERVICE_VM] passthrough: DMA: descriptor done true, head 1",
+            "[SERVICE_VM] passthrough: DMA read of 0x400000 (not this VM's memory) queued;",
+            "[hv] VT-d: blocked a DMA read of page 0x400000 by 00:02.0 (a Service VM device): not in its VM's memory",
+            "[SERVICE_VM] verdict: PASS",
+            "[PRE_VM0] passthrough: 8086:10d3 on this bus: false",
+            "[PRE_VM0] verdict: PASS",
+        ],
+    );
 }
 
 /// Pass-through to a post-launched VM, as ACRN's Device Model does it: configs/qemu-epyc/

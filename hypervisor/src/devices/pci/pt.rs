@@ -612,9 +612,6 @@ impl PtSlot {
                 self.mapped[i] = Some((gpa, b.size));
                 None
             };
-            if flush && self.confined {
-                crate::hv::vtd::flush();
-            }
             if let Some(why) = refused.filter(|_| !self.reported) {
                 self.reported = true;
                 hvlog!(

@@ -11,7 +11,9 @@
 //! own memory and waits for the NIC to write the descriptor's done bit back there (the NIC
 //! reads the ring and the frame and writes the status at guest-physical addresses, which only
 //! reach this VM's memory when the hypervisor's IOMMU translates them), then a second frame
-//! whose address lies beyond its RAM, which the IOMMU must block. With `absent` the
+//! whose address lies beyond its RAM (or at `dma_outside=ADDR`), which the IOMMU must block;
+//! with `iommu=ADDR` it first tries to turn the IOMMU off through its registers there, which
+//! must not be this VM's to reach. With `absent` the
 //! guest only checks that the NIC is not on its bus (another VM owns it).
 
 use crate::idt::count;
@@ -273,6 +275,17 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
         verdict.check(taken == ROUNDS, "INTx lost after MSI and MSI-X");
     }
 
+    // `iommu=ADDR`: the IOMMU's registers, which this VM must not reach; an attempt to turn
+    // translation off there (GCMD = 0) must leave the DMA checks below as they are.
+    if let Some(regs) = hex_arg(p, "iommu") {
+        mmio_write32(regs + 0x18, 0);
+        println!(
+            "passthrough: IOMMU registers at {:#x}: version {:#x}, status {:#x}",
+            regs,
+            mmio_read32(regs),
+            mmio_read32(regs + 0x1C)
+        );
+    }
     let (done, head) = transmit(bar0, khz);
     println!("passthrough: DMA: descriptor done {}, head {}", done, head);
     verdict.check(
@@ -281,7 +294,8 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
     );
     // The hypervisor's IOMMU must refuse a frame outside this VM's RAM (the test reads its
     // report); the NIC only sees a failed read.
-    let outside = OUTSIDE_GPA.max(p.ram_bytes().next_multiple_of(OUTSIDE_GPA));
+    let outside = hex_arg(p, "dma_outside")
+        .unwrap_or_else(|| OUTSIDE_GPA.max(p.ram_bytes().next_multiple_of(OUTSIDE_GPA)));
     let done = transmit_from(bar0, khz, outside);
     println!(
         "passthrough: DMA read of {:#x} (not this VM's memory) queued; descriptor done {}",
@@ -289,7 +303,14 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
     );
 }
 
-/// Where the second frame claims to be: beyond this VM's RAM.
+/// `key=0xHEX` from the command line.
+fn hex_arg(p: &Platform, key: &str) -> Option<u64> {
+    let v = p.arg(key)?;
+    u64::from_str_radix(v.strip_prefix("0x").unwrap_or(v), 16).ok()
+}
+
+/// Where the second frame claims to be by default (`dma_outside=ADDR` chooses): beyond this
+/// VM's RAM.
 const OUTSIDE_GPA: u64 = 0x4000_0000;
 
 /// MSI-X through the hypervisor's virtual table: every entry to its own vector, the NIC's
