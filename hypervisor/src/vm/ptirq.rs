@@ -113,7 +113,12 @@ fn apply(entry: PhysEntry, vector: u8) {
 
 /// The VM the interrupts of physical `gsi` go to, and the GSI of its vIOAPIC they drive.
 fn target(gsi: u32) -> Option<(&'static Vm, u32)> {
-    match owner(gsi) {
+    target_with(&post_lines(), gsi)
+}
+
+/// [`target`] with `lines` the lines given to post-launched VMs.
+fn target_with(lines: &[Option<PostLine>; MAX_POST_LINES], gsi: u32) -> Option<(&'static Vm, u32)> {
+    match owner_with(lines, gsi) {
         Owner::ServiceVm => super::vm(SERVICE_VM.load(Ordering::Acquire)).map(|vm| (vm, gsi)),
         Owner::PreLaunched(id) => {
             let vm = super::vm(id)?;
@@ -122,8 +127,8 @@ fn target(gsi: u32) -> Option<(&'static Vm, u32)> {
             Some((vm, virt))
         }
         Owner::PostLaunched(id) => {
-            let line = post_lines()
-                .into_iter()
+            let line = lines
+                .iter()
                 .flatten()
                 .find(|l| l.vm == id && l.phys == gsi)?;
             Some((super::vm(id)?, line.virt))
@@ -229,10 +234,9 @@ pub fn dispatch(vectors: [u64; 4]) {
                 }
                 a
             };
-            if let Some(a) = arrival {
-                count_post_line(a.gsi);
-            }
-            if let Some((a, (vm, virt))) = arrival.and_then(|a| Some((a, target(a.gsi)?))) {
+            let Some(a) = arrival else { continue };
+            let lines = count_post_line(a.gsi);
+            if let Some((vm, virt)) = target_with(&lines, a.gsi) {
                 vm.devices.raise_remapped(vm, virt, a.level);
             }
         }
@@ -390,12 +394,15 @@ fn mask_pins(which: impl Fn(u32) -> bool) {
     AWAITING_EOI.store(state.table.awaiting_any(), Ordering::Release);
 }
 
-fn count_post_line(gsi: u32) {
-    for l in POST_LINES.lock().iter_mut().flatten() {
+/// Counts an interrupt of `gsi` on the post-launched VM's line it is; the lines, as after.
+fn count_post_line(gsi: u32) -> [Option<PostLine>; MAX_POST_LINES] {
+    let mut lines = POST_LINES.lock();
+    for l in lines.iter_mut().flatten() {
         if l.phys == gsi {
             l.count += 1;
         }
     }
+    *lines
 }
 
 /// The lines given to VM `vm`: (physical GSI, interrupts since it was given) each.
