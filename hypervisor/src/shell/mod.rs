@@ -209,6 +209,7 @@ pub enum Command {
     Vioapic { vm: u16 },
     Passthrough,
     Interrupts,
+    VmExits,
     Reboot,
 }
 
@@ -244,6 +245,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "",
         "interrupts the hypervisor took, per pCPU and vector",
     ),
+    ("vmexit", "", "every VM's exits to the hypervisor, by kind"),
     ("reboot", "", "reset the machine"),
 ];
 
@@ -335,6 +337,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError<'_>> {
         "vioapic" => Command::Vioapic { vm: id(nums[0])? },
         "pt" => Command::Passthrough,
         "int" => Command::Interrupts,
+        "vmexit" => Command::VmExits,
         _ => Command::Reboot,
     }))
 }
@@ -566,6 +569,7 @@ mod tests {
         assert_eq!(parse("vioapic 0x1"), Ok(Some(Command::Vioapic { vm: 1 })));
         assert_eq!(parse("pt"), Ok(Some(Command::Passthrough)));
         assert_eq!(parse("int"), Ok(Some(Command::Interrupts)));
+        assert_eq!(parse("vmexit"), Ok(Some(Command::VmExits)));
         assert_eq!(parse("reboot"), Ok(Some(Command::Reboot)));
         assert_eq!(parse("version"), Ok(Some(Command::Version)));
         assert_eq!(parse("vcpu_list"), Ok(Some(Command::VcpuList)));

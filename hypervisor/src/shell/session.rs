@@ -311,6 +311,7 @@ impl Session {
             Command::Vioapic { vm } => vioapic(vm),
             Command::Passthrough => passthrough(),
             Command::Interrupts => interrupts(),
+            Command::VmExits => vm_exits(),
             Command::Reboot => {
                 say(format_args!("[hv] shell: resetting the machine"));
                 crate::hv::reboot()
@@ -646,6 +647,29 @@ fn interrupts() {
             row.push(format_args!("{:>10}", irq::count_on(p, vector)));
         }
         say(format_args!("{:<#8x} {:<9}{}", vector, source, row.text()));
+    }
+}
+
+/// Each VM's exits by kind, one row per VM.
+fn vm_exits() {
+    let mut head = Columns::new();
+    if let Some(v) = vm::all().first() {
+        for (name, _) in v.exit_counts() {
+            head.push(format_args!(" {:>10}", name));
+        }
+    }
+    say(format_args!(
+        "{:<6} {:<24}{}",
+        "VM_ID",
+        "VM_NAME",
+        head.text()
+    ));
+    for v in vm::all().iter().filter(|v| v.state() != VmState::Empty) {
+        let mut row = Columns::new();
+        for (_, n) in v.exit_counts() {
+            row.push(format_args!(" {:>10}", n));
+        }
+        say(format_args!("{:<6} {:<24}{}", v.id, v.name(), row.text()));
     }
 }
 

@@ -217,6 +217,14 @@ impl Vm {
         self.exits[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The VM's exits so far by kind: (name, count) each, in [`ExitKind`]'s order.
+    pub fn exit_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ExitKind::ALL
+            .iter()
+            .zip(&self.exits)
+            .map(|((_, name), n)| (*name, n.load(Ordering::Relaxed)))
+    }
+
     pub fn state(&self) -> VmState {
         VmState::from_u8(self.state.load(Ordering::Acquire))
     }
@@ -393,12 +401,7 @@ impl Vm {
         self.devices.flush_console(self);
         self.devices.pci().quiesce_passthrough();
         hvlog!("VM {} {} stopped: {}", self.id, self.name(), reason);
-        hvlog!(
-            "VM {} {} exits: {}",
-            self.id,
-            self.name(),
-            ExitRecord(&self.exits)
-        );
+        hvlog!("VM {} {} exits: {}", self.id, self.name(), ExitRecord(self));
         self.kick_all();
         if self.load_order() == Some(LoadOrder::Service) {
             // Nobody serves the post-launched VMs any more.
@@ -494,13 +497,13 @@ impl Vm {
     }
 }
 
-struct ExitRecord<'a>(&'a [AtomicU64; ExitKind::COUNT]);
+struct ExitRecord<'a>(&'a Vm);
 
 impl fmt::Display for ExitRecord<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (_, name)) in ExitKind::ALL.iter().enumerate() {
+        for (i, (name, n)) in self.0.exit_counts().enumerate() {
             let sep = if i > 0 { " " } else { "" };
-            write!(f, "{sep}{name}={}", self.0[i].load(Ordering::Relaxed))?;
+            write!(f, "{sep}{name}={n}")?;
         }
         Ok(())
     }

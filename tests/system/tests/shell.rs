@@ -13,7 +13,7 @@ const PROMPT: &str = "ACRN:\\>";
 
 /// What the test types. Everything after `vm_console 0` up to the NUL goes to PRE_VM0. Up
 /// twice recalls `vioapic 0`; `versiom`, Backspace, `n` is `version`.
-const SCRIPT: &[u8] = b"help\nversion\nvm_list\nvcpu_list\nint\ndumpmem 0 0x100000 16\n\
+const SCRIPT: &[u8] = b"help\nversion\nvm_list\nvcpu_list\nint\nvmexit\ndumpmem 0 0x100000 16\n\
 dumpmem 0 0xfffffff8 16\ndump_reg 0 0\nvioapic 0\npt\n\x1b[A\x1b[A\nversiom\x7fn\n\
 bogus_cmd 1\nvm_list 7\nvm_console 9\nvm_console 0\nhello shell\n\0vm_list\nreboot\n";
 
@@ -69,7 +69,15 @@ fn check_shell(t: &Transcript) {
         t.find(PROMPT).is_some(),
         "the shell did not show its prompt",
     );
-    for cmd in ["vm_list", "vcpu_list", "int", "version", "help", "pt"] {
+    for cmd in [
+        "vm_list",
+        "vcpu_list",
+        "int",
+        "vmexit",
+        "version",
+        "help",
+        "pt",
+    ] {
         check(
             t,
             t.find(&format!("{PROMPT} {cmd}")).is_some(),
@@ -100,6 +108,7 @@ fn check_shell(t: &Transcript) {
         "vioapic",
         "pt",
         "int",
+        "vmexit",
         "reboot",
     ] {
         check(
@@ -180,6 +189,42 @@ fn check_shell(t: &Transcript) {
             w.len() == 6 && w[..2] == ["0xef", "timer"] && w[2].parse::<u64>().is_ok_and(|n| n > 0)
         }),
         "int shows no timer interrupts on pCPU 0",
+    );
+
+    // Each VM's exits by kind: PRE_VM0 printed through its console vUART's ports.
+    let exits: Vec<Vec<&str>> = output(t, "vmexit")
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    check(
+        t,
+        exits.first().is_some_and(|h| {
+            h[..]
+                == [
+                    "VM_ID",
+                    "VM_NAME",
+                    "io",
+                    "mmio",
+                    "lapic",
+                    "msr",
+                    "cpuid",
+                    "hypercall",
+                    "hlt",
+                    "interrupt",
+                    "other",
+                ]
+        }),
+        "vmexit has no heading with every kind",
+    );
+    check(
+        t,
+        exits.iter().any(|w| {
+            w.len() == 11
+                && w[..2] == ["0", "PRE_VM0"]
+                && w[2..].iter().all(|n| n.parse::<u64>().is_ok())
+                && w[2].parse::<u64>().is_ok_and(|n| n > 0)
+        }),
+        "vmexit shows no port I/O exits of PRE_VM0",
     );
 
     // Guest memory through the VM's own tables: hello's multiboot header at 1 MiB; the range
