@@ -3,7 +3,8 @@
 //! the MCFG of its virtual PCI, whose ECAM window the DSDT reserves).
 
 use crate::bootinfo::PhysRead;
-pub use acrn_static_config::IntxRoute;
+/// A PCI root bridge on segment 0 as a DSDT describes it (the same as the board's).
+pub use acrn_static_config::{IntxRoute, PciRootBridge as PciRoot};
 
 /// Guest-physical address of a pre-launched VM's RSDP (ACRN's `VIRT_RSDP_ADDR`).
 pub const GUEST_RSDP_GPA: u64 = 0xF2400;
@@ -360,17 +361,6 @@ pub struct GuestPlatform {
 
 /// Legacy VM-to-VM vUARTs the DSDT names.
 pub const MAX_LINK_UARTS: usize = 4;
-
-/// A PCI root bridge on segment 0: its buses `first_bus..=last_bus`, the memory windows its
-/// devices' BARs live in (each `(first, last)`, inclusive) and where the INTx pins of its root
-/// bus's devices arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PciRoot {
-    pub first_bus: u8,
-    pub last_bus: u8,
-    pub mmio: &'static [(u64, u64)],
-    pub intx_routes: &'static [IntxRoute],
-}
 
 /// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
 /// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it

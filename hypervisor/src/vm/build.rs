@@ -386,12 +386,7 @@ fn build_vm(
                 }),
                 // ...and the host's, as the board's firmware describes it: its windows and
                 // where its devices' INTx pins arrive, which Linux finds nowhere else.
-                LoadOrder::Service => p.board.pci_root.map(|r| acpi::PciRoot {
-                    first_bus: r.first_bus,
-                    last_bus: r.last_bus,
-                    mmio: r.mmio,
-                    intx_routes: r.intx_routes,
-                }),
+                LoadOrder::Service => p.board.pci_root,
                 LoadOrder::PostLaunched => None,
             },
         },
