@@ -177,7 +177,18 @@ pub fn read_host_device(root: &Path, addr: PciAddr) -> Result<HostDevice, Passth
     }
     let config = read("config")?;
     let intr_pin = *config.get(0x3D).ok_or_else(|| parse_err("config"))?;
-    let irq = String::from_utf8(read("irq")?)
+    // Linux routes a function's INTx through ACPI (the host bridge's `_PRT`) only when the
+    // function is enabled; until then `irq` holds the firmware's interrupt line, which on a PC
+    // is the legacy PIC's IRQ, not the GSI. A function nothing enabled (parked on pci-stub) is
+    // enabled for the read and disabled again.
+    let enable = dir.join("enable");
+    let toggled = std::fs::read_to_string(&enable).is_ok_and(|s| s.trim() == "0")
+        && std::fs::write(&enable, "1").is_ok();
+    let irq = read("irq");
+    if toggled {
+        let _ = std::fs::write(&enable, "0");
+    }
+    let irq = String::from_utf8(irq?)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| parse_err("irq"))?;
@@ -250,6 +261,7 @@ pub(crate) mod tests {
         config[0x3D] = 1;
         std::fs::write(dir.join("config"), config).unwrap();
         std::fs::write(dir.join("irq"), "19\n").unwrap();
+        std::fs::write(dir.join("enable"), "0\n").unwrap();
         if let Some(d) = driver {
             let drv = root.join("drivers").join(d);
             std::fs::create_dir_all(&drv).unwrap();
@@ -310,6 +322,9 @@ pub(crate) mod tests {
             })
         );
         assert_eq!((h.intr_pin, h.irq), (1, 19));
+        // Enabled for the read (Linux routes INTx then) and left as it was found.
+        let dir = sysfs_dir(&root, addr);
+        assert_eq!(std::fs::read_to_string(dir.join("enable")).unwrap(), "0");
         assert!(
             !h.ptm,
             "256 bytes of configuration space hold no extended capability"
