@@ -209,6 +209,19 @@ pub fn serve_pending<C: VmControl + ?Sized>(
     Ok(served)
 }
 
+/// Each of the first `vcpus` slots' state and `kernel_handled`, for a report.
+fn slot_states(page: &IoreqPage, vcpus: usize) -> String {
+    (0..vcpus.min(ACRN_IO_REQUEST_MAX))
+        .map(|vcpu| {
+            let slot = page.slot_ptr(vcpu);
+            // SAFETY: the state is read atomically; `kernel_handled` is a plain u32 read once.
+            let (state, kernel) = unsafe { ((*slot).state(), (*slot).kernel_handled) };
+            format!("{vcpu}: ({state:?}, {kernel})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Applies pending interrupt line changes, in order.
 pub fn flush_irqs<C: VmControl + ?Sized>(
     ctl: &C,
@@ -233,6 +246,9 @@ pub fn run<C: VmControl + ?Sized>(
     handler: &Mutex<dyn IoHandler + Send + '_>,
     stop: &AtomicBool,
 ) -> io::Result<Stopped> {
+    // ATTACH returns only when the HSM has a request for us; returns that find none mean the
+    // HSM's map of pending requests and the page disagree, which would spin here for good.
+    let mut idle_returns: u64 = 0;
     loop {
         if stop.load(Ordering::Acquire) {
             return Ok(Stopped::Signal);
@@ -249,7 +265,18 @@ pub fn run<C: VmControl + ?Sized>(
             }
             Err(e) => return Err(e),
         }
-        serve_pending(ctl, vmid, page, vcpus, handler)?;
+        if serve_pending(ctl, vmid, page, vcpus, handler)? == 0 {
+            idle_returns += 1;
+            if idle_returns.is_power_of_two() && idle_returns >= 1 << 16 {
+                eprintln!(
+                    "acrn-dm: ATTACH_IOREQ_CLIENT returned {idle_returns} times in a row with no \
+                     request for the device model; slots (state, kernel_handled): {}",
+                    slot_states(page, vcpus)
+                );
+            }
+        } else {
+            idle_returns = 0;
+        }
         if let Some(exit) = handler
             .lock()
             .unwrap_or_else(|p| p.into_inner())
