@@ -904,12 +904,16 @@ offline_cpus() {
 
 /// `unbind_device`.
 const UNBIND_DEVICE: &str = r#"# unbind_device 0000:BB:DD.F: takes a passthrough device from its Service VM driver and parks
-# it on pci-stub when that driver is there.
+# it on pci-stub when that driver is there. A device no driver enabled is enabled once first:
+# Linux routes its INTx through ACPI then, so its `irq` is the GSI acrn-dm passes on.
 unbind_device() {
     dev="$sysfs/bus/pci/devices/$1"
     if [ ! -d "$dev" ]; then
         echo "$vm_name: passthrough device $1 is not in the Service VM" >&2
         exit 1
+    fi
+    if [ "$(cat "$dev/enable" 2>/dev/null)" = 0 ]; then
+        { echo 1 > "$dev/enable" && echo 0 > "$dev/enable"; } 2>/dev/null || true
     fi
     stub="$sysfs/bus/pci/drivers/pci-stub"
     if [ -d "$stub" ]; then
