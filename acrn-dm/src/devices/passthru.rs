@@ -188,10 +188,15 @@ pub fn read_host_device(root: &Path, addr: PciAddr) -> Result<HostDevice, Passth
     if toggled {
         let _ = std::fs::write(&enable, "0");
     }
-    let irq = String::from_utf8(irq?)
+    let irq: u32 = String::from_utf8(irq?)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| parse_err("irq"))?;
+    // `root` is .../bus/pci/devices; Linux describes its interrupts in .../kernel/irq.
+    let irq = match root.parent().and_then(Path::parent).and_then(Path::parent) {
+        Some(sys) => gsi_of(&sys.join("kernel/irq"), irq),
+        None => irq,
+    };
     Ok(HostDevice {
         addr,
         bars,
@@ -199,6 +204,23 @@ pub fn read_host_device(root: &Path, addr: PciAddr) -> Result<HostDevice, Passth
         irq,
         ptm: has_extended_capability(&config, EXT_CAP_PTM),
     })
+}
+
+/// The GSI behind Linux interrupt `irq` (`kernel_irq` is /sys/kernel/irq): an I/O APIC
+/// interrupt's pin, which is its GSI with the Service VM's one I/O APIC at GSI 0. Linux numbers
+/// interrupts apart from GSIs when the platform has no legacy PIC (our Service VM's
+/// hardware-reduced ACPI): GSI 22 may be IRQ 123. `irq` itself when Linux says nothing else
+/// (without a legacy PIC nothing is mapped 1:1; with one, IRQs below 16 are their GSIs).
+fn gsi_of(kernel_irq: &Path, irq: u32) -> u32 {
+    let dir = kernel_irq.join(irq.to_string());
+    let chip = std::fs::read_to_string(dir.join("chip_name")).unwrap_or_default();
+    if chip.trim() != "IO-APIC" {
+        return irq;
+    }
+    std::fs::read_to_string(dir.join("hwirq"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(irq)
 }
 
 /// `PCI_BDF` as a u16.
@@ -325,6 +347,20 @@ pub(crate) mod tests {
         // Enabled for the read (Linux routes INTx then) and left as it was found.
         let dir = sysfs_dir(&root, addr);
         assert_eq!(std::fs::read_to_string(dir.join("enable")).unwrap(), "0");
+        // A Linux IRQ number of an I/O APIC pin is translated to the pin's GSI.
+        let kernel_irq = root.join("sys/kernel/irq/123");
+        std::fs::create_dir_all(&kernel_irq).unwrap();
+        std::fs::write(kernel_irq.join("chip_name"), "IO-APIC\n").unwrap();
+        std::fs::write(kernel_irq.join("hwirq"), "22\n").unwrap();
+        let devices = root.join("sys/bus/pci/devices");
+        fake_sysfs(&devices, addr, Some("pci-stub"));
+        std::fs::write(sysfs_dir(&devices, addr).join("irq"), "123\n").unwrap();
+        assert_eq!(read_host_device(&devices, addr).unwrap().irq, 22);
+        // Another chip's interrupt, or one Linux does not describe, stays as it is.
+        std::fs::write(kernel_irq.join("chip_name"), "PCI-MSI\n").unwrap();
+        assert_eq!(read_host_device(&devices, addr).unwrap().irq, 123);
+        std::fs::write(sysfs_dir(&devices, addr).join("irq"), "11\n").unwrap();
+        assert_eq!(read_host_device(&devices, addr).unwrap().irq, 11);
         assert!(
             !h.ptm,
             "256 bytes of configuration space hold no extended capability"
