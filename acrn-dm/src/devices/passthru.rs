@@ -184,19 +184,24 @@ pub fn read_host_device(root: &Path, addr: PciAddr) -> Result<HostDevice, Passth
     let enable = dir.join("enable");
     let toggled = std::fs::read_to_string(&enable).is_ok_and(|s| s.trim() == "0")
         && std::fs::write(&enable, "1").is_ok();
-    let irq = read("irq");
+    // The GSI is read while Linux still maps the interrupt (disabling unmaps it).
+    let irq = read("irq").and_then(|raw| {
+        let irq: u32 = String::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| parse_err("irq"))?;
+        // `root` is .../bus/pci/devices; Linux describes its interrupts in .../kernel/irq.
+        Ok(
+            match root.parent().and_then(Path::parent).and_then(Path::parent) {
+                Some(sys) => gsi_of(&sys.join("kernel/irq"), irq),
+                None => irq,
+            },
+        )
+    });
     if toggled {
         let _ = std::fs::write(&enable, "0");
     }
-    let irq: u32 = String::from_utf8(irq?)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| parse_err("irq"))?;
-    // `root` is .../bus/pci/devices; Linux describes its interrupts in .../kernel/irq.
-    let irq = match root.parent().and_then(Path::parent).and_then(Path::parent) {
-        Some(sys) => gsi_of(&sys.join("kernel/irq"), irq),
-        None => irq,
-    };
+    let irq = irq?;
     Ok(HostDevice {
         addr,
         bars,

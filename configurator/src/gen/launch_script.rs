@@ -904,8 +904,9 @@ offline_cpus() {
 
 /// `unbind_device`.
 const UNBIND_DEVICE: &str = r#"# unbind_device 0000:BB:DD.F: takes a passthrough device from its Service VM driver and parks
-# it on pci-stub when that driver is there. A device no driver enabled is enabled once first:
-# Linux routes its INTx through ACPI then, so its `irq` is the GSI acrn-dm passes on.
+# it on pci-stub when that driver is there. A device no driver enabled is enabled first (and
+# stays so): Linux routes its INTx through ACPI then and keeps the mapping, from which acrn-dm
+# reads the GSI.
 unbind_device() {
     dev="$sysfs/bus/pci/devices/$1"
     if [ ! -d "$dev" ]; then
@@ -913,7 +914,7 @@ unbind_device() {
         exit 1
     fi
     if [ "$(cat "$dev/enable" 2>/dev/null)" = 0 ]; then
-        { echo 1 > "$dev/enable" && echo 0 > "$dev/enable"; } 2>/dev/null || true
+        echo 1 > "$dev/enable" 2>/dev/null || true
     fi
     stub="$sysfs/bus/pci/drivers/pci-stub"
     if [ -d "$stub" ]; then
