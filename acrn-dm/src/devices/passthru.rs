@@ -179,8 +179,9 @@ pub fn read_host_device(root: &Path, addr: PciAddr) -> Result<HostDevice, Passth
     let intr_pin = *config.get(0x3D).ok_or_else(|| parse_err("config"))?;
     // Linux routes a function's INTx through ACPI (the host bridge's `_PRT`) only when the
     // function is enabled; until then `irq` holds the firmware's interrupt line, which on a PC
-    // is the legacy PIC's IRQ, not the GSI. A function nothing enabled (parked on pci-stub) is
-    // enabled for the read and disabled again.
+    // is the legacy PIC's IRQ, not the GSI. A function no driver holds and nothing enabled is
+    // enabled for the read and disabled again (sysfs refuses it for a bound function, which the
+    // launch scripts enable before pci-stub takes it).
     let enable = dir.join("enable");
     let toggled = std::fs::read_to_string(&enable).is_ok_and(|s| s.trim() == "0")
         && std::fs::write(&enable, "1").is_ok();

@@ -3,9 +3,8 @@
 //! MMIO are trapped and performed by the hypervisor on the hardware, configuration space
 //! through both ways alike. Not forwarded: RAM (the hypervisor's and the VMs'), the IOAPIC,
 //! HPET and local APIC windows, the IOMMU's registers and an MMIO console UART (all the
-//! hypervisor's). ACRN maps
-//! device MMIO into the Service VM's EPT instead; trapping costs an exit per access and keeps
-//! the mapping code unchanged.
+//! hypervisor's). ACRN maps device MMIO into the Service VM's EPT instead; trapping costs an
+//! exit per access and keeps the mapping code unchanged.
 //!
 //! Functions a VM owns (a pre-launched VM's `pci_devs`, those assigned to post-launched VMs)
 //! are hidden from the Service VM: their configuration space reads as absent, writes to it

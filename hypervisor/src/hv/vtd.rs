@@ -41,6 +41,15 @@ struct Remapping {
 
 static STATE: Mutex<Option<Remapping>> = Mutex::new(None);
 
+impl Remapping {
+    /// Flushes every unit's context cache and IOTLB.
+    fn invalidate(&self) {
+        for &base in &self.units[..self.count] {
+            invalidate(base);
+        }
+    }
+}
+
 fn read32(base: u64, off: u64) -> u32 {
     // SAFETY: a remapping unit's register page from the DMAR table, identity-mapped device MMIO.
     unsafe { core::ptr::read_volatile((base + off) as *const u32) }
@@ -198,9 +207,7 @@ pub fn confine_service(table: u64, vm_id: u16) -> bool {
             }
         }
     }
-    for &base in &r.units[..r.count] {
-        invalidate(base);
-    }
+    r.invalidate();
     hvlog!("VT-d: the Service VM's devices are confined to its memory");
     true
 }
@@ -233,9 +240,7 @@ pub fn confine(bdf: Bdf, table: u64, vm_id: u16) -> bool {
         devfn,
         context_entry(TT_UNTRANSLATED, table, u64::from(vm_id) + 1),
     );
-    for &base in &r.units[..r.count] {
-        invalidate(base);
-    }
+    r.invalidate();
     true
 }
 
@@ -251,17 +256,13 @@ pub fn release(bdf: Bdf) {
     };
     let devfn = usize::from(bdf.dev & 0x1F) << 3 | usize::from(bdf.func & 7);
     write_entry(own, devfn, r.unowned);
-    for &base in &r.units[..r.count] {
-        invalidate(base);
-    }
+    r.invalidate();
 }
 
 /// The VM's table changed (a mapping removed or moved): cached translations go.
 pub fn flush() {
     if let Some(r) = STATE.lock().as_ref() {
-        for &base in &r.units[..r.count] {
-            invalidate(base);
-        }
+        r.invalidate();
     }
 }
 

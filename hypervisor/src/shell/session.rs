@@ -653,10 +653,8 @@ fn interrupts() {
 /// Each VM's exits by kind, one row per VM.
 fn vm_exits() {
     let mut head = Columns::new();
-    if let Some(v) = vm::all().first() {
-        for (name, _) in v.exit_counts() {
-            head.push(format_args!(" {:>10}", name));
-        }
+    for (_, name) in vm::ExitKind::ALL {
+        head.push(format_args!(" {:>10}", name));
     }
     say(format_args!(
         "{:<6} {:<24}{}",

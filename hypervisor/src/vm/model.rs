@@ -180,7 +180,7 @@ pub enum ExitKind {
 
 impl ExitKind {
     const COUNT: usize = 9;
-    const ALL: [(ExitKind, &'static str); ExitKind::COUNT] = [
+    pub const ALL: [(ExitKind, &'static str); ExitKind::COUNT] = [
         (ExitKind::PortIo, "io"),
         (ExitKind::Mmio, "mmio"),
         (ExitKind::LocalApic, "lapic"),
