@@ -92,13 +92,10 @@ impl Machine {
         } else {
             Vendor::Intel
         };
+        // The machine's memory size is its RAM: firmware leaves holes below 1 MiB and under
+        // 4 GiB, and QEMU puts what does not fit below its PCI hole above 4 GiB.
         const STEP: u64 = 128 << 20;
-        let top = board
-            .ram_ranges()
-            .map(|r| r.end.saturating_add(1))
-            .max()
-            .unwrap_or(0);
-        let mem = top.div_ceil(STEP).max(1) * STEP;
+        let mem = board.total_ram().div_ceil(STEP).max(1) * STEP;
         Machine {
             vendor,
             cpus: board.pcpus().len().max(1),
@@ -698,6 +695,21 @@ mod tests {
         assert_eq!((b.vendor, b.cpus, b.mem_mib), (Vendor::Intel, 4, 1024));
         assert!(!b.iommu);
         assert_eq!(b.default_emulator(), Emulator::Bochs);
+    }
+
+    #[test]
+    fn machine_memory_is_the_ram_not_its_top_address() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/qemu-epyc/qemu-epyc.xml");
+        let text = fs::read_to_string(path).unwrap();
+        let low =
+            "<range start=\"0x0000000000100000\" end=\"0x000000007ffdefff\" size=\"2146299904\"/>";
+        let high =
+            "<range start=\"0x0000000100000000\" end=\"0x000000017fffffff\" size=\"2147483648\"/>";
+        assert!(text.contains(low));
+        let text = text.replacen(low, &format!("{low}{high}"), 1);
+        let board = crate::board::load_board_str(Path::new("4g.xml"), &text).unwrap();
+        // q35 with -m 4G: 2 GiB below the PCI hole, 2 GiB from 4 GiB to 6 GiB.
+        assert_eq!(Machine::of_board(&board).mem_mib, 4096);
     }
 
     #[test]

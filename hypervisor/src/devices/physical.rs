@@ -34,7 +34,6 @@ const HV_WINDOWS: [(u64, u64); 3] = [
 ];
 /// An ECAM window covers up to 256 buses of 1 MiB.
 const ECAM_BUS_SIZE: u64 = 1 << 20;
-const FOUR_GIB: u64 = 1 << 32;
 
 /// Serializes CONFIG_ADDRESS/CONFIG_DATA pairs on the hardware.
 static CONFIG_LOCK: spin::Mutex<()> = spin::Mutex::new(());
@@ -160,7 +159,9 @@ impl PhysicalDevices {
     pub fn claims_mmio(gpa: u64) -> bool {
         let p = crate::hv::platform();
         let within = |base: u64, size: u64| gpa >= base && gpa - base < size;
-        if gpa >= FOUR_GIB || p.board.ram.iter().any(|r| within(r.start, r.size)) {
+        if gpa >= crate::arch::x86::identity::reach()
+            || p.board.ram.iter().any(|r| within(r.start, r.size))
+        {
             return false;
         }
         if HV_WINDOWS.iter().any(|&(b, s)| within(b, s)) || crate::hv::vtd::register_page(gpa) {

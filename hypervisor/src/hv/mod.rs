@@ -13,14 +13,15 @@ use acrn_static_config::{LoadOrder, PlatformConfig};
 use bitflags::bitflags;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// Identity-mapped physical memory below 4 GiB (the boot page tables map exactly that).
+/// Identity-mapped physical memory ([`x86::identity::reach`]).
 pub struct Identity;
 impl PhysRead for Identity {
     fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
-        if pa.checked_add(buf.len() as u64).is_none_or(|e| e > 1 << 32) {
+        let reach = x86::identity::reach();
+        if pa.checked_add(buf.len() as u64).is_none_or(|e| e > reach) {
             return false;
         }
-        // SAFETY: identity-mapped RAM/ROM below 4 GiB; reading it has no side effects.
+        // SAFETY: identity-mapped RAM/ROM; reading it has no side effects.
         unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
         true
     }
@@ -105,6 +106,7 @@ pub fn bsp_main(p: &'static PlatformConfig, hv_ram_start: u64, magic: u32, info:
         );
     }
     check_machine(p, hv_ram_start, &bi);
+    map_physical_memory(p, &bi);
     match crate::tsc::calibrate() {
         Some(khz) => hvlog!("TSC: {khz} kHz (PIT calibration)"),
         None => hvlog!("TSC: PIT calibration failed; guests see no TSC frequency"),
@@ -143,6 +145,39 @@ pub fn bsp_main(p: &'static PlatformConfig, hv_ram_start: u64, magic: u32, info:
     crate::shell::session::init(bsp);
     BOOT_DONE.store(true, Ordering::Release);
     crate::vcpu::run::pcpu_loop(bsp)
+}
+
+/// Maps the physical memory above 4 GiB: the RAM the board and the boot memory map report
+/// and, where the CPU has 1 GiB pages (cheap: one table per 512 GiB), the address space up to
+/// 1 TiB, where firmware puts 64-bit PCI windows.
+fn map_physical_memory(p: &PlatformConfig, bi: &BootInfo) {
+    const HIGH_MMIO_TOP: u64 = 1 << 40;
+    let ram_top = p
+        .board
+        .ram
+        .iter()
+        .map(|r| r.end())
+        .chain(bi.memmap().iter().map(|e| e.addr.saturating_add(e.size)))
+        .max()
+        .unwrap_or(0);
+    let huge = x86::identity::has_1g_pages();
+    let top = if huge {
+        let width = u32::from(p.board.physical_address_bits.clamp(32, 63));
+        ram_top.max(HIGH_MMIO_TOP.min(1 << width))
+    } else {
+        ram_top
+    };
+    if top <= x86::identity::reach() {
+        return;
+    }
+    let reach = x86::identity::extend(top, || frames::alloc(1));
+    let pages = if huge { "1 GiB" } else { "2 MiB" };
+    hvlog!("physical memory mapped 1:1 up to {reach:#x} ({pages} pages above 4 GiB)");
+    if reach < ram_top {
+        hvlog!(
+            "out of page-table frames: RAM from {reach:#x} to {ram_top:#x} is left out of every VM"
+        );
+    }
 }
 
 #[no_mangle]

@@ -28,13 +28,13 @@ use acrn_static_config::{Bdf, GuestMemRegion, LoadOrder, OsConfig, PlatformConfi
 use core::sync::atomic::{AtomicU8, Ordering};
 use spin::{Mutex, Once};
 
-use crate::vm::memory::HV_REACH;
+use crate::arch::x86::identity::reach as hv_reach;
 
 struct Identity;
 
 impl PhysBytes for Identity {
     fn read(&self, hpa: u64, buf: &mut [u8]) {
-        // SAFETY: the caller (IdentityRam) checked the range is Service VM RAM below HV_REACH,
+        // SAFETY: the caller (IdentityRam) checked the range is Service VM RAM below the hypervisor's reach,
         // which the hypervisor maps 1:1.
         unsafe { core::ptr::copy_nonoverlapping(hpa as *const u8, buf.as_mut_ptr(), buf.len()) }
     }
@@ -162,7 +162,7 @@ pub fn handle(vmid: u16, cpl: u8, id: u64, p1: u64, p2: u64) -> Outcome {
     }
     let mut mem = IdentityRam {
         ranges: layout.ram(),
-        limit: HV_REACH,
+        limit: hv_reach(),
         phys: Identity,
     };
     let mut g = state.lock();
@@ -515,7 +515,7 @@ pub fn service_e820(out: &mut [E820Entry; MAX_E820]) -> Option<usize> {
     let ecam = crate::devices::physical::service_ecam().map(|(base, size, _)| (base, size));
     LAYOUT
         .get()
-        .map(|l| l.e820_below_with(HV_REACH, ecam.as_slice(), out))
+        .map(|l| l.e820_below_with(hv_reach(), ecam.as_slice(), out))
 }
 
 /// The Service VM as the VM layer builds it: its scenario entry with `memory` set to its
@@ -531,11 +531,12 @@ pub fn service_vm_config(cfg: &'static VmConfig) -> Option<&'static VmConfig> {
         }; layout::MAX_RANGES + 1];
         let mut n = 0;
         let (bios, bios_len) = layout::BIOS_AREA;
+        let reach = hv_reach();
         let clipped = layout
             .ram()
             .iter()
-            .filter(|r| r.0 < HV_REACH)
-            .map(|&(s, len)| (s, len.min(HV_REACH - s)));
+            .filter(|r| r.0 < reach)
+            .map(|&(s, len)| (s, len.min(reach - s)));
         for (s, len) in clipped.chain(core::iter::once((bios, bios_len))) {
             let hpa = if s == bios { BIOS_BACKING.0 } else { s };
             regions[n] = GuestMemRegion {

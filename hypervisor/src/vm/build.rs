@@ -244,9 +244,12 @@ fn build_vm(
         ));
     }
     for r in cfg.memory {
-        if r.hpa.saturating_add(r.size) > 1 << 32 || (r.gpa | r.hpa | r.size) & 0xFFF != 0 {
+        if (r.gpa | r.hpa | r.size) & 0xFFF != 0 {
+            return Err(BuildError::Config("memory regions must be 4 KiB aligned"));
+        }
+        if r.hpa.saturating_add(r.size) > crate::arch::x86::identity::reach() {
             return Err(BuildError::Config(
-                "memory regions must be 4 KiB aligned and below 4 GiB",
+                "memory lies beyond the physical memory the hypervisor maps",
             ));
         }
         if overlaps(r.hpa, r.size, p.hv.ram.start, p.hv.ram.size) {

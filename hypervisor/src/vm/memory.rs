@@ -1,14 +1,12 @@
 //! Guest-physical memory of any VM, through its own NPT/EPT: the one view the loaders, the
 //! instruction fetch, string I/O and the guest page walker use, whatever the load order.
 
+use crate::arch::x86::identity::reach as hv_reach;
 use crate::hv::frames::Frames;
 use crate::paging::{Ept, MapError, MemType, Npt, PageTable, Perm};
 use crate::vcpu::gwalk::{self, GuestPhys};
 use crate::vcpu::string_io::LinearMem;
 use crate::vm::loader::{GuestMem, LoadError};
-
-/// The hypervisor's own page tables map physical memory 1:1 up to here.
-pub const HV_REACH: u64 = 1 << 32;
 
 #[derive(Clone, Copy)]
 pub struct VmMemory {
@@ -29,7 +27,7 @@ impl VmMemory {
         } else {
             PageTable::<Ept>::translate_root(self.root, &Frames, gpa)
         }?;
-        (t.hpa < HV_REACH).then_some(t.hpa)
+        (t.hpa < hv_reach()).then_some(t.hpa)
     }
 
     /// Calls `f` with the host address of each piece of `[gpa, gpa + len)` that lies in one

@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod exceptions;
+pub mod identity;
 pub mod irq;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));

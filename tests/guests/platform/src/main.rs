@@ -96,6 +96,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         halt_forever()
     };
     println!("platform: tsc_khz={}", khz);
+    if p.flag("highmem") {
+        highmem(&p, &mut verdict);
+    }
     if p.flag("attacker") {
         attacker::run(&p, khz);
     } else if p.flag("victim") {
@@ -120,6 +123,50 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     }
     verdict.print();
     halt_forever()
+}
+
+/// `highmem`: the RAM the e820 map lists above 4 GiB is this VM's: a pattern written at the
+/// first and the last word of each such range reads back.
+fn highmem(p: &Platform, verdict: &mut Verdict) {
+    const FOUR_GIB: u64 = 1 << 32;
+    let map = match &p.boot {
+        Ok(mb) => mb.mmap.as_ref().ok().copied().flatten(),
+        Err(_) => None,
+    };
+    let Some(map) = map else {
+        verdict.check(false, "highmem: no e820 map");
+        return;
+    };
+    let mut ranges = 0;
+    let mut intact = true;
+    for e in map
+        .entries()
+        .iter()
+        .filter(|e| e.kind == 1 && e.base >= FOUR_GIB)
+    {
+        let mut ok = true;
+        for at in [e.base, e.end() - 8] {
+            let pattern = 0xA5C3_0000_0000_0000 ^ at;
+            ok &= guest_common::paging::map_high(at).is_some_and(|ptr| {
+                // SAFETY: RAM of this VM by its e820 map, mapped just now; nothing else uses it.
+                unsafe {
+                    core::ptr::write_volatile(ptr, pattern);
+                    core::ptr::read_volatile(ptr) == pattern
+                }
+            });
+        }
+        println!(
+            "highmem: {:#x}-{:#x}: pattern {}",
+            e.base,
+            e.end(),
+            if ok { "read back" } else { "LOST" }
+        );
+        intact &= ok;
+        ranges += 1;
+    }
+    println!("highmem: {} RAM range(s) above 4 GiB", ranges);
+    verdict.check(ranges > 0, "highmem: no RAM above 4 GiB");
+    verdict.check(intact, "highmem: a pattern did not read back");
 }
 
 /// What every AP runs once it is online: count interrupts with `sti; hlt` until the BSP says
