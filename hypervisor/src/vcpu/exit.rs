@@ -54,7 +54,7 @@ pub fn cpu_mode(v: &dyn Vcpu) -> CpuMode {
 }
 
 /// Up to 15 bytes at the guest's RIP (fewer where its mapping ends) and how many were read.
-fn fetch(vm: &Vm, v: &dyn Vcpu) -> ([u8; 15], usize) {
+pub(super) fn fetch(vm: &Vm, v: &dyn Vcpu) -> ([u8; 15], usize) {
     let mode = cpu_mode(v);
     let la = match mode {
         CpuMode::Long64 => v.rip(),

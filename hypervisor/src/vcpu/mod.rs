@@ -276,6 +276,9 @@ pub trait Vcpu {
     fn inject(&mut self, event: Injection);
     /// Whether an external interrupt given to [`Vcpu::inject`] still waits for its window.
     fn interrupt_pending(&self) -> bool;
+    /// Whether the guest is in the shadow of an STI or MOV SS (interrupts held for one
+    /// instruction).
+    fn interrupt_shadow(&self) -> bool;
     /// Guest CR0, CR3, CR4 and EFER, for walking guest page tables.
     fn paging_state(&self) -> (u64, u64, u64, u64);
     /// Guest CS access rights and base (to know the operand size when decoding).

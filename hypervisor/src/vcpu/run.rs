@@ -20,6 +20,7 @@ use crate::vm::{self, Vm, VmState};
 use acrn_static_config::{GuestFlags, LoadOrder};
 use core::sync::atomic::Ordering;
 use spin::Once;
+use x86_64::registers::rflags::RFlags;
 
 /// How often a pCPU looks at the slot of a vCPU waiting for its I/O request.
 const IO_POLL_NS: u64 = 20_000;
@@ -752,5 +753,24 @@ fn prepare_injection(t: &mut Thread) {
         if let Some(vector) = t.vm.devices.pic_acknowledge() {
             t.hw.get().inject(Injection::ExternalInterrupt { vector });
         }
+    }
+    if t.hw.get_ref().interrupt_pending() && t.hw.get_ref().interrupt_shadow() {
+        complete_halt_in_shadow(t);
+    }
+}
+
+/// An interrupt waits for a vCPU that sits in an STI shadow at a HLT (an exit came between
+/// the two, as in Linux's idle `sti; hlt`). With an interrupt pending the HLT ends at once,
+/// so it is completed here and the interrupt arrives after it, as on hardware. Left to the
+/// CPU, QEMU's SVM was seen to deliver the virtual interrupt before the HLT: the handler's
+/// wake-up (a task made runnable on that CPU) then went to sleep with the HLT, and a Linux
+/// Service VM CPU idled for good with a runnable task.
+fn complete_halt_in_shadow(t: &mut Thread) {
+    const HLT: u8 = 0xF4;
+    let interrupts_on =
+        RFlags::from_bits_retain(t.hw.get_ref().rflags()).contains(RFlags::INTERRUPT_FLAG);
+    let (bytes, n) = exit::fetch(t.vm, t.hw.get_ref());
+    if interrupts_on && n > 0 && bytes[0] == HLT {
+        t.hw.get().advance_rip(1);
     }
 }

@@ -591,6 +591,9 @@ impl Vcpu for SvmVcpu {
     fn interrupt_pending(&self) -> bool {
         self.pending_irq.is_some()
     }
+    fn interrupt_shadow(&self) -> bool {
+        self.v().control.interrupt_shadow & 1 != 0
+    }
     fn flush_guest_tlb(&mut self) {
         // Without flush-by-ASID (QEMU TCG) TLB_CONTROL 1 flushes everything, which is as good.
         self.vm().control.tlb_control = 1;

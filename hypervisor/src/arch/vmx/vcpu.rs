@@ -624,6 +624,11 @@ impl Vcpu for VmxVcpu {
     fn interrupt_pending(&self) -> bool {
         self.pending_irq.is_some()
     }
+    fn interrupt_shadow(&self) -> bool {
+        self.make_current();
+        Interruptibility::from_bits_retain(HwVmcs.read(f::GUEST_INTERRUPTIBILITY))
+            .intersects(Interruptibility::BLOCKING_BY_STI_OR_MOV_SS)
+    }
     fn flush_guest_tlb(&mut self) {
         self.make_current();
         let eptp = HwVmcs.read(f::EPT_POINTER);
