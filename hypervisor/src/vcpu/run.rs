@@ -639,6 +639,9 @@ impl Pcpu {
                 break;
             }
             prepare_injection(t);
+            if t.hw.get_ref().interrupt_pending() && t.hw.get_ref().interrupt_shadow() {
+                complete_halt_in_shadow(t);
+            }
             slot.in_guest.store(true, Ordering::SeqCst);
             let generation = t.vm.tlb_generation();
             if generation != t.tlb {
@@ -753,9 +756,6 @@ fn prepare_injection(t: &mut Thread) {
         if let Some(vector) = t.vm.devices.pic_acknowledge() {
             t.hw.get().inject(Injection::ExternalInterrupt { vector });
         }
-    }
-    if t.hw.get_ref().interrupt_pending() && t.hw.get_ref().interrupt_shadow() {
-        complete_halt_in_shadow(t);
     }
 }
 
