@@ -32,7 +32,8 @@ cache=${ACRN_CACHE:-$HOME/.cache/acrn-rs}/service-vm-kernel
 package=linux-source-6.1
 # What the Service VM needs on top of x86_64_defconfig: the ACRN guest (CPUID leaf, the 0xF3
 # upcall vector), the HSM driver, hugetlbfs for acrn-dm's guest memory and pci-stub, which the
-# launch scripts park pass-through functions on (so no Service VM driver takes them).
+# launch scripts park pass-through functions on (binding there routes the function's INTx
+# through ACPI, so its `irq` in sysfs is the GSI acrn-dm gives the User VM).
 options=(HYPERVISOR_GUEST ACRN_GUEST VIRT_DRIVERS ACRN_HSM HUGETLBFS PCI_STUB)
 # What --small leaves out: nothing the boot to a shell with the HSM needs.
 small_off=(NET SOUND DRM FB USB_SUPPORT ATA SCSI MD HID INPUT_MOUSE AGP)

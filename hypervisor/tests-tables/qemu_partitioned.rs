@@ -20,6 +20,7 @@ pub static PLATFORM: PlatformConfig = PlatformConfig {
         serial: Some(SerialPort::Pio { base: 0x3f8, irq: 4 }),
         ioapics: &[Ioapic { id: 0, address: 0xfec0_0000, gsi_base: 0, gsi_count: 24 }],
         mmcfg: Some(Mmcfg { base: 0xb000_0000, start_bus: 0, end_bus: 255 }),
+        pci_root: None,
         physical_address_bits: 40,
     },
     hv: HvConfig {

@@ -324,6 +324,25 @@ fn name_static(name: &str) -> &'static str {
         .unwrap_or("legacy")
 }
 
+/// See [`Board::pci_root_bridge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootBridge {
+    /// First and last bus it decodes.
+    pub buses: (u8, u8),
+    /// Memory windows `(first, last)`, inclusive, in address order.
+    pub mmio: Vec<(u64, u64)>,
+    /// Sorted by device and pin, one per pair.
+    pub intx_routes: Vec<IntxRoute>,
+}
+
+/// INTx pin `pin` (0 = INTA#) of device `device` on the root bus arrives on `gsi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntxRoute {
+    pub device: u8,
+    pub pin: u8,
+    pub gsi: u32,
+}
+
 /// A physical CPU as the later stages see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pcpu {
@@ -460,6 +479,69 @@ impl Board {
             .caches
             .iter()
             .filter(|c| c.software_sram.is_some())
+    }
+
+    /// The host bridge of PCI bus 0 as the firmware describes it (the first PCI bus at address
+    /// 0 in the device tree), with its INTx routes resolved to GSIs; `None` without one that
+    /// has a memory window.
+    pub fn pci_root_bridge(&self) -> Option<RootBridge> {
+        let root = self.device_nodes().find(|n| {
+            n.kind == NodeKind::Bus
+                && n.bus_type.as_deref() == Some("pci")
+                && n.address.unwrap_or(0) == 0
+        })?;
+        let mut mmio: Vec<(u64, u64)> = root
+            .resources
+            .iter()
+            .filter(|r| r.kind == "memory")
+            .filter_map(|r| Some((r.min?, r.max?)))
+            .filter(|(min, max)| min <= max)
+            .collect();
+        if mmio.is_empty() {
+            return None;
+        }
+        mmio.sort_unstable();
+        let buses = root
+            .resources
+            .iter()
+            .find(|r| r.kind == "bus_number")
+            .and_then(|r| Some((u8::try_from(r.min?).ok()?, u8::try_from(r.max?).ok()?)))
+            .filter(|(first, last)| first <= last)
+            .unwrap_or((0, self.max_pci_bus()));
+        let mut intx_routes: Vec<IntxRoute> = root
+            .intx_routing
+            .iter()
+            .filter_map(|r| {
+                let (device, pin) = r.device_pin()?;
+                Some(IntxRoute {
+                    device,
+                    pin,
+                    gsi: self.route_gsi(r)?,
+                })
+            })
+            .collect();
+        intx_routes.sort_unstable_by_key(|r| (r.device, r.pin));
+        intx_routes.dedup_by_key(|r| (r.device, r.pin));
+        Some(RootBridge {
+            buses,
+            mmio,
+            intx_routes,
+        })
+    }
+
+    /// The GSI a `_PRT` entry names: its source as a number, or the one interrupt of the link
+    /// device its source names.
+    fn route_gsi(&self, r: &PinRoute) -> Option<u32> {
+        if let Ok(gsi) = r.source.parse::<u32>() {
+            return Some(gsi);
+        }
+        let link = self
+            .device_nodes()
+            .find(|n| n.acpi_object.as_deref() == Some(r.source.as_str()))?;
+        match link.resources.iter().find(|res| res.kind == "irq")?.irqs[..] {
+            [gsi] => Some(gsi),
+            _ => None,
+        }
     }
 
     /// PCI ECAM base: `MMCFG_BASE_INFO`, else the `IOMEM_INFO` MMCONFIG line.

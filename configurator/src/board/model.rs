@@ -273,6 +273,8 @@ pub struct DeviceNode {
     pub status: Option<DeviceStatus>,
     pub resources: Vec<Resource>,
     pub capabilities: Vec<Capability>,
+    /// `interrupt_pin_routing` of a PCI bus: its ACPI `_PRT`.
+    pub intx_routing: Vec<PinRoute>,
     /// Computed for PCI functions: bus from the enclosing PCI bus, device/function from
     /// `address`.
     pub bdf: Option<Bdf>,
@@ -303,6 +305,36 @@ impl DeviceNode {
         self.resources
             .iter()
             .filter(|r| r.id.as_deref().is_some_and(|i| i.starts_with("bar")))
+    }
+}
+
+/// One `interrupt_pin_routing/routing/mapping`: INTx pin `pin` of the devices at `address`
+/// (`0xDDDDFFFF`, any function) arrives on GSI `source` (a decimal number), or on interrupt
+/// `index` of the link device whose ACPI path `source` is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PinRoute {
+    pub address: u64,
+    /// `INTA#`..`INTD#`.
+    pub pin: String,
+    pub source: String,
+    pub index: u32,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+impl PinRoute {
+    /// The device number and pin (0 = INTA#) this route is for.
+    pub fn device_pin(&self) -> Option<(u8, u8)> {
+        let device = u8::try_from(self.address >> 16).ok().filter(|d| *d < 32)?;
+        let pin = match self.pin.as_str() {
+            "INTA#" => 0,
+            "INTB#" => 1,
+            "INTC#" => 2,
+            "INTD#" => 3,
+            _ => return None,
+        };
+        Some((device, pin))
     }
 }
 

@@ -449,6 +449,7 @@ fn device_node(ctx: &mut Ctx, el: &Element, pci_bus: Option<u8>) -> DeviceNode {
         status,
         resources: Vec::new(),
         capabilities: Vec::new(),
+        intx_routing: Vec::new(),
         bdf,
         children: Vec::new(),
         span: el.span,
@@ -462,11 +463,36 @@ fn device_node(ctx: &mut Ctx, el: &Element, pci_bus: Option<u8>) -> DeviceNode {
                 }
             }
             "capability" => node.capabilities.push(capability(ctx, c)),
+            "interrupt_pin_routing" => node.intx_routing.extend(pin_routes(ctx, c)),
             "bus" | "device" | "thermalzone" => node.children.push(device_node(ctx, c, child_bus)),
             _ => {}
         }
     }
     node
+}
+
+fn pin_routes(ctx: &mut Ctx, el: &Element) -> Vec<PinRoute> {
+    const S: &str = "devices";
+    let mut out = Vec::new();
+    for routing in el.children("routing") {
+        let Some(address) = ctx.attr_num::<u64>(routing, "address", S, true) else {
+            continue;
+        };
+        for m in routing.children("mapping") {
+            let (Some(pin), Some(source)) = (m.attr("pin"), m.attr("source")) else {
+                ctx.problem(m.span, S, "<mapping> needs `pin` and `source`");
+                continue;
+            };
+            out.push(PinRoute {
+                address,
+                pin: pin.to_string(),
+                source: source.to_string(),
+                index: ctx.attr_num(m, "index", S, false).unwrap_or(0),
+                span: m.span,
+            });
+        }
+    }
+    out
 }
 
 fn resource(ctx: &mut Ctx, el: &Element) -> Option<Resource> {

@@ -622,3 +622,72 @@ mod robustness {
         }
     }
 }
+
+/// The GSI of INTx `pin` of `device` on the root bus, from the board's `_PRT`.
+fn root_gsi(b: &Board, device: u8, pin: u8) -> Option<u32> {
+    b.pci_root_bridge()?
+        .intx_routes
+        .iter()
+        .find(|r| (r.device, r.pin) == (device, pin))
+        .map(|r| r.gsi)
+}
+
+#[test]
+fn root_bridge_routes_through_links_or_gsis() {
+    // QEMU's q35 firmware routes through GSIA..GSIH link devices.
+    if let Some(b) = corpus_board("qemu") {
+        let r = b.pci_root_bridge().unwrap();
+        assert_eq!(r.buses, (0, 0xff));
+        assert_eq!(r.mmio[0], (0xa_0000, 0xb_ffff));
+        assert_eq!(r.mmio.len(), 4);
+        assert_eq!(r.intx_routes.len(), 128);
+        assert_eq!(root_gsi(&b, 2, 0), Some(22));
+        assert_eq!(root_gsi(&b, 0x1f, 3), Some(19));
+    }
+    // Real Intel boards name GSIs directly.
+    if let Some(b) = corpus_board("nuc11tnbi5") {
+        assert_eq!(root_gsi(&b, 1, 0), Some(16));
+        assert_eq!(root_gsi(&b, 1, 3), Some(19));
+    }
+    // Ours: q35's routes, the NIC at 00:02.0 on GSI 22.
+    let b = our_board("qemu-epyc");
+    assert_eq!(root_gsi(&b, 2, 0), Some(22));
+    assert_eq!(root_gsi(&b, 0x1f, 0), Some(16));
+    assert_eq!(root_gsi(&b, 0x1e, 1), Some(21));
+}
+
+#[test]
+fn root_bridge_routes_that_do_not_resolve_are_left_out() {
+    let text = minimal_board("").replace(
+        "<devices/>",
+        r#"<devices><bus type="system"><acpi_object>\_SB_</acpi_object>
+        <bus id="PNP0A08" type="pci" address="0x0">
+          <resource type="memory" min="0x80000000" max="0x8fffffff" len="0x10000000"/>
+          <interrupt_pin_routing>
+            <routing address="0x3ffff">
+              <mapping pin="INTA#" source="\_SB_.LNKA" index="0"/>
+              <mapping pin="INTB#" source="\_SB_.NONE" index="0"/>
+              <mapping pin="INTC#" source="\_SB_.LNKC" index="0"/>
+              <mapping pin="INTE#" source="17"/>
+            </routing>
+            <routing address="0x20ffff"><mapping pin="INTA#" source="18"/></routing>
+          </interrupt_pin_routing>
+        </bus>
+        <device id="PNP0C0F"><acpi_object>\_SB_.LNKA</acpi_object><resource type="irq" int="11"/></device>
+        <device id="PNP0C0F"><acpi_object>\_SB_.LNKC</acpi_object><resource type="irq" int="5, 10, 11"/></device>
+        </bus></devices>"#,
+    );
+    let b = load(&text).unwrap();
+    let r = b.pci_root_bridge().unwrap();
+    // A link with one IRQ resolves; a missing link, a link with a choice of IRQs, an unknown
+    // pin and a device number above 31 do not.
+    assert_eq!(
+        r.intx_routes,
+        [IntxRoute {
+            device: 3,
+            pin: 0,
+            gsi: 11
+        }]
+    );
+    assert_eq!(r.mmio, [(0x8000_0000, 0x8fff_ffff)]);
+}

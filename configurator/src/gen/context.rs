@@ -275,6 +275,12 @@ pub(crate) fn build(board: &Board, s: &Scenario, a: &Allocation, scenario_name: 
             "serial": serial,
             "ioapics": ioapics,
             "mmcfg": mmcfg,
+            "pci_root": board.pci_root_bridge().map(|r| json!({
+                "first_bus": r.buses.0,
+                "last_bus": r.buses.1,
+                "mmio": r.mmio.iter().map(|(a, b)| [hex(*a), hex(*b)]).collect::<Vec<_>>(),
+                "intx_routes": r.intx_routes.iter().map(|i| json!({"device": i.device, "pin": i.pin, "gsi": i.gsi})).collect::<Vec<_>>(),
+            })),
             "physical_address_bits": board.physical_address_bits().unwrap_or(39).min(64),
         },
         "hv": {

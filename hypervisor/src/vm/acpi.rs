@@ -3,6 +3,8 @@
 //! the MCFG of its virtual PCI, whose ECAM window the DSDT reserves).
 
 use crate::bootinfo::PhysRead;
+/// A PCI root bridge on segment 0 as a DSDT describes it (the same as the board's).
+pub use acrn_static_config::{IntxRoute, PciRootBridge as PciRoot};
 
 /// Guest-physical address of a pre-launched VM's RSDP (ACRN's `VIRT_RSDP_ADDR`).
 pub const GUEST_RSDP_GPA: u64 = 0xF2400;
@@ -305,7 +307,7 @@ pub fn soft_off(m: &dyn PhysRead, rsdp: u64) -> Option<SoftOff> {
 }
 
 /// Size of the area [`build_guest_tables`] fills.
-pub const GUEST_TABLES_SIZE: usize = 0x1000;
+pub const GUEST_TABLES_SIZE: usize = 0x2000;
 
 fn header(t: &mut [u8], sig: &[u8; 4], len: usize, rev: u8) {
     t[..4].copy_from_slice(sig);
@@ -359,15 +361,6 @@ pub struct GuestPlatform {
 
 /// Legacy VM-to-VM vUARTs the DSDT names.
 pub const MAX_LINK_UARTS: usize = 4;
-
-/// A PCI root bridge on segment 0: its buses 0..=`last_bus` and the MMIO windows its devices'
-/// BARs live in, each (first, end) with `end` exclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PciRoot {
-    pub last_bus: u8,
-    pub mmio32: (u64, u64),
-    pub mmio64: (u64, u64),
-}
 
 /// Builds RSDP, XSDT, MADT (one enabled local APIC per vCPU, IDs 0..n, plus the IOAPIC with the
 /// IRQ0 -> GSI 2 override), FADT (hardware-reduced, so no SCI or PM1 registers are implied; it
@@ -495,7 +488,7 @@ pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform
     }
     // The DSDT reserves the ECAM window as a motherboard resource: without that, Linux
     // refuses the MCFG and falls back to port 0xCF8.
-    const AML_MAX: usize = ECAM_AML_LEN + (1 + MAX_LINK_UARTS) * 64 + PCI_ROOT_AML_LEN;
+    const AML_MAX: usize = ECAM_AML_LEN + (1 + MAX_LINK_UARTS) * 64 + PCI_ROOT_AML_MAX;
     const _: () = assert!(36 + AML_MAX <= DSDT_MAX);
     let mut aml = [0u8; AML_MAX];
     let mut n = 0;
@@ -514,8 +507,12 @@ pub fn build_guest_tables(buf: &mut [u8; GUEST_TABLES_SIZE], base: u64, platform
         }
     }
     if let Some(root) = pci_root {
-        aml[n..n + PCI_ROOT_AML_LEN].copy_from_slice(&pci_root_aml(&root));
-        n += PCI_ROOT_AML_LEN;
+        let root_aml = pci_root_aml(&root);
+        let bytes = root_aml.bytes();
+        if root_aml.fits() {
+            aml[n..n + bytes.len()].copy_from_slice(bytes);
+            n += bytes.len();
+        }
     }
     let d = &mut buf[DSDT..DSDT + 36 + n];
     header(d, b"DSDT", 36 + n, 2);
@@ -585,27 +582,104 @@ fn com_device_aml(port: u16, irq: u8, uid: u8, out: &mut [u8; 64]) -> usize {
     n
 }
 
-/// AML PkgLength of `len` bytes in the two-byte encoding (64 <= len < 4096).
-fn pkg_len2(len: usize) -> [u8; 2] {
-    [0x40 | (len & 0xF) as u8, (len >> 4) as u8]
+/// An AML byte stream being written into a fixed buffer; bytes past its end are dropped and
+/// make [`Aml::fits`] false.
+struct Aml<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    overflow: bool,
 }
 
-/// Length of [`pci_root_aml`]'s AML.
-const PCI_ROOT_AML_LEN: usize = 186;
-/// Length of the host bridge's `_CRS` resource template (with its end tag).
-const PCI_ROOT_CRS_LEN: usize = 122;
+impl<const N: usize> Aml<N> {
+    const fn new() -> Self {
+        Aml {
+            buf: [0; N],
+            len: 0,
+            overflow: false,
+        }
+    }
 
-/// AML for `Scope (\_SB) { Device (PCI0) { _HID PNP0A08, _CID PNP0A03, _SEG 0, _BBN 0, _UID 0,
-/// _CRS { WordBusNumber 0..=last_bus, WordIO 0..0xCF7 and 0xD00..0xFFFF, DWordMemory mmio32,
-/// QWordMemory mmio64 } } }`. No `_PRT`: the VM's PCI functions interrupt by MSI/MSI-X only
-/// (interrupt pin 0). Windows are producers with fixed bounds, so Linux keeps BARs inside them.
-fn pci_root_aml(root: &PciRoot) -> [u8; PCI_ROOT_AML_LEN] {
-    let mut a = [0u8; PCI_ROOT_AML_LEN];
-    let mut at = 0;
-    let mut put = |bytes: &[u8]| {
-        a[at..at + bytes.len()].copy_from_slice(bytes);
-        at += bytes.len();
-    };
+    fn put(&mut self, bytes: &[u8]) {
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            None => self.overflow = true,
+        }
+    }
+
+    /// A PkgLength for `content` bytes that follow it, then the content.
+    fn package(&mut self, content: &[u8]) {
+        let (enc, n) = pkg_length(content.len());
+        self.put(&enc[..n]);
+        self.put(content);
+    }
+
+    /// The shortest integer encoding (ZeroOp, OneOp, Byte/Word/DWord/QWordConst).
+    fn integer(&mut self, v: u64) {
+        match v {
+            0 => self.put(&[0x00]),
+            1 => self.put(&[0x01]),
+            2..=0xFF => self.put(&[0x0A, v as u8]),
+            0x100..=0xFFFF => {
+                self.put(&[0x0B]);
+                self.put(&(v as u16).to_le_bytes());
+            }
+            0x1_0000..=0xFFFF_FFFF => {
+                self.put(&[0x0C]);
+                self.put(&(v as u32).to_le_bytes());
+            }
+            _ => {
+                self.put(&[0x0E]);
+                self.put(&v.to_le_bytes());
+            }
+        }
+    }
+
+    /// `Name (NAME, value)` with an integer value.
+    fn name_integer(&mut self, name: &[u8; 4], v: u64) {
+        self.put(&[0x08]);
+        self.put(name);
+        self.integer(v);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn fits(&self) -> bool {
+        !self.overflow
+    }
+}
+
+/// The PkgLength encoding of a package whose content after the PkgLength is `content` bytes:
+/// (bytes, how many of them).
+fn pkg_length(content: usize) -> ([u8; 3], usize) {
+    if content + 1 < 0x40 {
+        ([(content + 1) as u8, 0, 0], 1)
+    } else if content + 2 < 0x1000 {
+        let l = content + 2;
+        ([0x40 | (l & 0xF) as u8, (l >> 4) as u8, 0], 2)
+    } else {
+        let l = content + 3;
+        ([0x80 | (l & 0xF) as u8, (l >> 4) as u8, (l >> 12) as u8], 3)
+    }
+}
+
+/// Memory windows a DSDT's host bridge describes at most.
+pub const MAX_PCI_WINDOWS: usize = 8;
+/// Room for the host bridge's AML: its names, a `_CRS` with three word windows and
+/// [`MAX_PCI_WINDOWS`] QWord ones, and a `_PRT` of 128 routes (32 devices, 4 pins).
+const PCI_ROOT_AML_MAX: usize = 112 + 3 * 16 + MAX_PCI_WINDOWS * 46 + 128 * 14;
+
+/// AML for `Scope (\_SB) { Device (PCI0) { _HID PNP0A08, _CID PNP0A03, _SEG 0, _BBN first_bus,
+/// _UID 0, _CRS { WordBusNumber first_bus..=last_bus, WordIO 0..0xCF7 and 0xD00..0xFFFF, a
+/// DWordMemory or QWordMemory per window }, _PRT { Package { 0xDDDDFFFF, pin, Zero, GSI } per
+/// route } } }`; no `_PRT` without routes (the functions of a pre-launched VM's virtual bus
+/// interrupt by MSI/MSI-X only). Windows are producers with fixed bounds, so Linux keeps BARs
+/// inside them.
+fn pci_root_aml(root: &PciRoot) -> Aml<PCI_ROOT_AML_MAX> {
     // Every window: ResourceProducer, PosDecode, MinFixed, MaxFixed (general flags 0x0C).
     let word_window = |kind: u8, type_flags: u8, min: u16, max: u16| {
         let mut d = [0u8; 16];
@@ -615,45 +689,82 @@ fn pci_root_aml(root: &PciRoot) -> [u8; PCI_ROOT_AML_LEN] {
         d[14..16].copy_from_slice(&(max.wrapping_sub(min).wrapping_add(1)).to_le_bytes());
         d
     };
-    let (lo_min, lo_end) = (root.mmio32.0 as u32, root.mmio32.1 as u32);
-    let mut dword = [0u8; 26];
-    // Memory, ReadWrite, NonCacheable.
-    dword[..6].copy_from_slice(&[0x87, 0x17, 0x00, 0x00, 0x0C, 0x01]);
-    dword[10..14].copy_from_slice(&lo_min.to_le_bytes());
-    dword[14..18].copy_from_slice(&lo_end.wrapping_sub(1).to_le_bytes());
-    dword[22..26].copy_from_slice(&lo_end.wrapping_sub(lo_min).to_le_bytes());
-    let (hi_min, hi_end) = root.mmio64;
-    let mut qword = [0u8; 46];
-    qword[..6].copy_from_slice(&[0x8A, 0x2B, 0x00, 0x00, 0x0C, 0x01]);
-    qword[14..22].copy_from_slice(&hi_min.to_le_bytes());
-    qword[22..30].copy_from_slice(&hi_end.wrapping_sub(1).to_le_bytes());
-    qword[38..46].copy_from_slice(&hi_end.wrapping_sub(hi_min).to_le_bytes());
-
-    let crs_name = 1 + 4 + 1 + 2 + 2 + PCI_ROOT_CRS_LEN; // NameOp, _CRS, BufferOp, ...
-    let device_body = 4 + 10 + 10 + 6 + 6 + 6 + crs_name;
-    let scope_body = 5 + 2 + 2 + device_body;
-    put(&[0x10]);
-    put(&pkg_len2(2 + scope_body));
-    put(b"\\_SB_");
-    put(&[0x5B, 0x82]);
-    put(&pkg_len2(2 + device_body));
-    put(b"PCI0");
-    put(&[0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x0A, 0x08]); // EisaId PNP0A08
-    put(&[0x08, b'_', b'C', b'I', b'D', 0x0C, 0x41, 0xD0, 0x0A, 0x03]); // EisaId PNP0A03
-    put(&[0x08, b'_', b'S', b'E', b'G', 0x00]);
-    put(&[0x08, b'_', b'B', b'B', b'N', 0x00]);
-    put(&[0x08, b'_', b'U', b'I', b'D', 0x00]);
-    put(&[0x08, b'_', b'C', b'R', b'S', 0x11]);
-    put(&pkg_len2(2 + 2 + PCI_ROOT_CRS_LEN));
-    put(&[0x0A, PCI_ROOT_CRS_LEN as u8]);
-    put(&word_window(2, 0, 0, root.last_bus as u16));
+    let mut crs = Aml::<{ 3 * 16 + MAX_PCI_WINDOWS * 46 + 2 }>::new();
+    crs.put(&word_window(
+        2,
+        0,
+        root.first_bus as u16,
+        root.last_bus.max(root.first_bus) as u16,
+    ));
     // I/O ranges: EntireRange (type flags 3); the gap is the 0xCF8 configuration ports.
-    put(&word_window(1, 3, 0, 0xCF7));
-    put(&word_window(1, 3, 0xD00, 0xFFFF));
-    put(&dword);
-    put(&qword);
-    put(&[0x79, 0x00]);
-    a
+    crs.put(&word_window(1, 3, 0, 0xCF7));
+    crs.put(&word_window(1, 3, 0xD00, 0xFFFF));
+    for &(min, max) in root
+        .mmio
+        .iter()
+        .filter(|(a, b)| a <= b)
+        .take(MAX_PCI_WINDOWS)
+    {
+        let len = max.wrapping_sub(min).wrapping_add(1);
+        if max <= u64::from(u32::MAX) {
+            // Memory, ReadWrite, NonCacheable.
+            let mut d = [0u8; 26];
+            d[..6].copy_from_slice(&[0x87, 0x17, 0x00, 0x00, 0x0C, 0x01]);
+            d[10..14].copy_from_slice(&(min as u32).to_le_bytes());
+            d[14..18].copy_from_slice(&(max as u32).to_le_bytes());
+            d[22..26].copy_from_slice(&(len as u32).to_le_bytes());
+            crs.put(&d);
+        } else {
+            let mut q = [0u8; 46];
+            q[..6].copy_from_slice(&[0x8A, 0x2B, 0x00, 0x00, 0x0C, 0x01]);
+            q[14..22].copy_from_slice(&min.to_le_bytes());
+            q[22..30].copy_from_slice(&max.to_le_bytes());
+            q[38..46].copy_from_slice(&len.to_le_bytes());
+            crs.put(&q);
+        }
+    }
+    crs.put(&[0x79, 0x00]);
+
+    let mut dev = Aml::<PCI_ROOT_AML_MAX>::new();
+    dev.put(b"PCI0");
+    dev.put(&[0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x0A, 0x08]); // EisaId PNP0A08
+    dev.put(&[0x08, b'_', b'C', b'I', b'D', 0x0C, 0x41, 0xD0, 0x0A, 0x03]); // EisaId PNP0A03
+    dev.name_integer(b"_SEG", 0);
+    dev.name_integer(b"_BBN", u64::from(root.first_bus));
+    dev.name_integer(b"_UID", 0);
+    // Name (_CRS, Buffer (n) { template }).
+    let mut buffer = Aml::<{ 3 + 3 * 16 + MAX_PCI_WINDOWS * 46 + 2 }>::new();
+    buffer.integer(crs.bytes().len() as u64);
+    buffer.put(crs.bytes());
+    dev.put(&[0x08, b'_', b'C', b'R', b'S', 0x11]);
+    dev.package(buffer.bytes());
+    let routes = root.intx_routes;
+    if !routes.is_empty() {
+        let mut table = Aml::<{ 1 + 128 * 14 }>::new();
+        let count = routes.iter().take(128).count();
+        table.put(&[count as u8]);
+        for r in routes.iter().take(128) {
+            let mut entry = Aml::<14>::new();
+            entry.put(&[0x04]);
+            entry.put(&[0x0C]);
+            entry.put(&((u32::from(r.device) << 16) | 0xFFFF).to_le_bytes());
+            entry.integer(u64::from(r.pin));
+            entry.put(&[0x00]); // Source: Zero, the GSI is global.
+            entry.integer(u64::from(r.gsi));
+            table.put(&[0x12]);
+            table.package(entry.bytes());
+        }
+        dev.put(&[0x08, b'_', b'P', b'R', b'T', 0x12]);
+        dev.package(table.bytes());
+    }
+    let mut scope_body = Aml::<PCI_ROOT_AML_MAX>::new();
+    scope_body.put(b"\\_SB_");
+    scope_body.put(&[0x5B, 0x82]);
+    scope_body.package(dev.bytes());
+    let mut out = Aml::<PCI_ROOT_AML_MAX>::new();
+    out.put(&[0x10]);
+    out.package(scope_body.bytes());
+    out
 }
 
 #[cfg(test)]
@@ -892,8 +1003,38 @@ mod tests {
         assert_eq!(checksum(&buf[..36]), 0);
     }
 
-    #[test]
-    fn dsdt_describes_the_pci_root_bridge() {
+    /// A PkgLength at `b`: (the length it encodes, how many bytes it takes).
+    fn read_pkg_length(b: &[u8]) -> (usize, usize) {
+        let extra = (b[0] >> 6) as usize;
+        if extra == 0 {
+            return ((b[0] & 0x3F) as usize, 1);
+        }
+        let mut len = (b[0] & 0xF) as usize;
+        for (k, byte) in b[1..=extra].iter().enumerate() {
+            len |= (*byte as usize) << (4 + 8 * k);
+        }
+        (len, 1 + extra)
+    }
+
+    /// An AML integer at `b`: (value, bytes taken).
+    fn read_integer(b: &[u8]) -> (u64, usize) {
+        let le = |n: usize| {
+            let mut v = [0u8; 8];
+            v[..n].copy_from_slice(&b[1..1 + n]);
+            (u64::from_le_bytes(v), 1 + n)
+        };
+        match b[0] {
+            0x00 => (0, 1),
+            0x01 => (1, 1),
+            0x0A => le(1),
+            0x0B => le(2),
+            0x0C => le(4),
+            0x0E => le(8),
+            other => panic!("not an integer: {other:#x}"),
+        }
+    }
+
+    fn dsdt_with_root(root: PciRoot) -> Vec<u8> {
         let mut buf = [0u8; GUEST_TABLES_SIZE];
         build_guest_tables(
             &mut buf,
@@ -907,20 +1048,42 @@ mod tests {
                 }),
                 com: Some((0x3F8, 4)),
                 link_uarts: [Some((0x2F8, 3)), None, None, None],
-                pci_root: Some(PciRoot {
-                    last_bus: 0,
-                    mmio32: (0x8000_0000, 0xE000_0000),
-                    mmio64: (0x40_0000_0000, 0x80_0000_0000),
-                }),
+                pci_root: Some(root),
                 ..GuestPlatform::default()
             },
         );
         let d = &buf[0x600..];
         let len = u32::from_le_bytes(d[4..8].try_into().unwrap()) as usize;
-        assert_eq!(len, 36 + ECAM_AML_LEN + 2 * 53 + PCI_ROOT_AML_LEN);
-        assert_eq!(checksum(&d[..len]), 0);
-        // The HPET and MCFG slots stay clear of the longer DSDT.
         assert!(0x600 + len <= GUEST_TABLES_SIZE);
+        assert_eq!(checksum(&d[..len]), 0);
+        d[..len].to_vec()
+    }
+
+    #[test]
+    fn dsdt_describes_the_pci_root_bridge() {
+        static ROUTES: [IntxRoute; 3] = [
+            IntxRoute {
+                device: 2,
+                pin: 0,
+                gsi: 22,
+            },
+            IntxRoute {
+                device: 2,
+                pin: 1,
+                gsi: 1,
+            },
+            IntxRoute {
+                device: 31,
+                pin: 3,
+                gsi: 300,
+            },
+        ];
+        let d = dsdt_with_root(PciRoot {
+            first_bus: 0,
+            last_bus: 0,
+            mmio: &[(0x8000_0000, 0xDFFF_FFFF), (0x40_0000_0000, 0x7F_FFFF_FFFF)],
+            intx_routes: &ROUTES,
+        });
         // The link UART is COM2 at 0x2F8, IRQ 3, after the console's COM1.
         let com2 = &d[36 + ECAM_AML_LEN + 53..36 + ECAM_AML_LEN + 2 * 53];
         assert_eq!(com2[7..14], [0x5B, 0x82, 44, b'C', b'O', b'M', b'2']);
@@ -930,44 +1093,44 @@ mod tests {
             [0x47, 0x01, 0xF8, 0x02, 0xF8, 0x02, 0x01, 0x08]
         );
         assert_eq!(com2[48..51], [0x22, 0x08, 0x00]);
-        let aml = &d[36 + ECAM_AML_LEN + 2 * 53..len];
-        // Scope (\_SB): two-byte PkgLengths that cover exactly the rest of the AML.
-        let pkg = |b: &[u8]| (b[0] & 0xF) as usize | (b[1] as usize) << 4;
+        let aml = &d[36 + ECAM_AML_LEN + 2 * 53..];
+        // Scope (\_SB) and Device (PCI0): PkgLengths that cover exactly the rest of the AML.
         assert_eq!(aml[0], 0x10);
-        assert_eq!(aml[1] >> 6, 1);
-        assert_eq!(pkg(&aml[1..3]), aml.len() - 1);
-        assert_eq!(&aml[3..8], b"\\_SB_");
-        assert_eq!(aml[8..10], [0x5B, 0x82]);
-        assert_eq!(pkg(&aml[10..12]), aml.len() - 10);
-        assert_eq!(&aml[12..16], b"PCI0");
-        let at = |s: &[u8]| aml.windows(s.len()).position(|w| w == s);
+        let (scope_len, n) = read_pkg_length(&aml[1..]);
+        assert_eq!(scope_len, aml.len() - 1);
+        assert_eq!(&aml[1 + n..6 + n], b"\\_SB_");
+        let dev = &aml[6 + n..];
+        assert_eq!(dev[..2], [0x5B, 0x82]);
+        let (dev_len, m) = read_pkg_length(&dev[2..]);
+        assert_eq!(dev_len, dev.len() - 2);
+        assert_eq!(&dev[2 + m..6 + m], b"PCI0");
+        let at = |s: &[u8]| dev.windows(s.len()).position(|w| w == s);
         let hid = at(b"_HID").unwrap();
         assert_eq!(
-            aml[hid + 4..hid + 9],
+            dev[hid + 4..hid + 9],
             [0x0C, 0x41, 0xD0, 0x0A, 0x08],
             "PNP0A08"
         );
         let cid = at(b"_CID").unwrap();
         assert_eq!(
-            aml[cid + 4..cid + 9],
+            dev[cid + 4..cid + 9],
             [0x0C, 0x41, 0xD0, 0x0A, 0x03],
             "PNP0A03"
         );
         for name in [b"_SEG", b"_BBN", b"_UID"] {
             let o = at(name).unwrap();
             assert_eq!(
-                aml[o - 1..o + 5],
+                dev[o - 1..o + 5],
                 [0x08, name[0], name[1], name[2], name[3], 0x00]
             );
         }
-        assert!(at(b"_PRT").is_none(), "MSI-only functions need no routing");
-        // _CRS: a buffer whose size byte and PkgLength match the resource template.
+        // _CRS: a buffer whose size and PkgLength match the resource template.
         let crs = at(b"_CRS").unwrap() + 4;
-        assert_eq!(aml[crs], 0x11);
-        assert_eq!(pkg(&aml[crs + 1..crs + 3]), aml.len() - crs - 1);
-        assert_eq!(aml[crs + 3..crs + 5], [0x0A, PCI_ROOT_CRS_LEN as u8]);
-        let t = &aml[crs + 5..];
-        assert_eq!(t.len(), PCI_ROOT_CRS_LEN);
+        assert_eq!(dev[crs], 0x11);
+        let (buf_len, k) = read_pkg_length(&dev[crs + 1..]);
+        let (size, s) = read_integer(&dev[crs + 1 + k..]);
+        let t = &dev[crs + 1 + k + s..crs + 1 + buf_len];
+        assert_eq!(t.len(), size as usize);
         // Walk the large resource descriptors up to the end tag.
         let mut kinds = Vec::new();
         let mut o = 0;
@@ -1009,13 +1172,92 @@ mod tests {
                 (0x88, 1, 0x0C),
                 (0x88, 1, 0x0C),
                 (0x87, 0, 0x0C),
-                (0x8A, 0, 0x0C)
+                (0x8A, 0, 0x0C),
             ]
         );
         let io = |o: usize| u16::from_le_bytes([t[o], t[o + 1]]);
         assert_eq!((io(16 + 8), io(16 + 10)), (0, 0xCF7));
         assert_eq!((io(32 + 8), io(32 + 10)), (0xD00, 0xFFFF));
         assert_eq!((io(8), io(10)), (0, 0), "bus 0 only");
+        // _PRT: a package of (address, pin, source, GSI) packages, in the order given.
+        let prt = at(b"_PRT").unwrap() + 4;
+        assert_eq!(dev[prt], 0x12);
+        let (pkg_len, k) = read_pkg_length(&dev[prt + 1..]);
+        assert_eq!(prt + 1 + pkg_len, dev.len(), "_PRT ends the device");
+        assert_eq!(dev[prt + 1 + k], ROUTES.len() as u8);
+        let mut o = prt + 2 + k;
+        for r in &ROUTES {
+            assert_eq!(dev[o], 0x12);
+            let (len, k) = read_pkg_length(&dev[o + 1..]);
+            let end = o + 1 + len;
+            let mut e = o + 1 + k;
+            assert_eq!(dev[e], 4, "four elements");
+            e += 1;
+            let mut next = || {
+                let (v, n) = read_integer(&dev[e..]);
+                e += n;
+                v
+            };
+            let got = [next(), next(), next(), next()];
+            assert_eq!(
+                got,
+                [
+                    (u64::from(r.device) << 16) | 0xFFFF,
+                    u64::from(r.pin),
+                    0,
+                    u64::from(r.gsi)
+                ]
+            );
+            assert_eq!(e, end);
+            o = end;
+        }
+        assert_eq!(o, dev.len());
+    }
+
+    #[test]
+    fn a_root_without_routes_has_no_prt_and_the_largest_fits() {
+        let d = dsdt_with_root(PciRoot {
+            first_bus: 0,
+            last_bus: 255,
+            mmio: &[(0xA_0000, 0xB_FFFF)],
+            intx_routes: &[],
+        });
+        assert!(d.windows(4).any(|w| w == b"PCI0"));
+        assert!(
+            !d.windows(4).any(|w| w == b"_PRT"),
+            "MSI-only functions need no routing"
+        );
+        // Every device and pin of the root bus routed, the most windows and then some.
+        static ALL: [IntxRoute; 128] = {
+            let mut all = [IntxRoute {
+                device: 0,
+                pin: 0,
+                gsi: 0,
+            }; 128];
+            let mut i = 0;
+            while i < 128 {
+                all[i] = IntxRoute {
+                    device: (i / 4) as u8,
+                    pin: (i % 4) as u8,
+                    gsi: 0x1_0000 + i as u32,
+                };
+                i += 1;
+            }
+            all
+        };
+        static WINDOWS: [(u64, u64); MAX_PCI_WINDOWS + 2] =
+            [(1 << 40, (1 << 41) - 1); MAX_PCI_WINDOWS + 2];
+        let d = dsdt_with_root(PciRoot {
+            first_bus: 0,
+            last_bus: 255,
+            mmio: &WINDOWS,
+            intx_routes: &ALL,
+        });
+        let prt = d.windows(4).position(|w| w == b"_PRT").expect("_PRT") + 4;
+        let (_, k) = read_pkg_length(&d[prt + 1..]);
+        assert_eq!(d[prt + 1 + k], 128);
+        let qwords = d.windows(3).filter(|w| *w == [0x8A, 0x2B, 0x00]).count();
+        assert_eq!(qwords, MAX_PCI_WINDOWS);
     }
 
     fn tables(pm: Option<PmTimer>) -> Mem {

@@ -222,6 +222,12 @@ impl fmt::Display for BuildError {
     }
 }
 
+/// The windows of a pre-launched VM's virtual host bridge, inclusive.
+const PRE_LAUNCHED_BAR_WINDOWS: [(u64, u64); 2] = {
+    use crate::devices::pci::{BAR_WINDOW_HIGH as HIGH, BAR_WINDOW_LOW as LOW};
+    [(LOW.0, LOW.1 - 1), (HIGH.0, HIGH.1 - 1)]
+};
+
 fn build_vm(
     p: &PlatformConfig,
     cfg: &'static VmConfig,
@@ -373,12 +379,19 @@ fn build_vm(
                 _ => None,
             },
             link_uarts,
-            // ...and a host bridge whose windows hold the BARs the configurator placed.
-            pci_root: (cfg.load_order == LoadOrder::PreLaunched).then_some(acpi::PciRoot {
-                last_bus: crate::devices::pci::ECAM_BUSES - 1,
-                mmio32: crate::devices::pci::BAR_WINDOW_LOW,
-                mmio64: crate::devices::pci::BAR_WINDOW_HIGH,
-            }),
+            pci_root: match cfg.load_order {
+                // A host bridge whose windows hold the BARs the configurator placed...
+                LoadOrder::PreLaunched => Some(acpi::PciRoot {
+                    first_bus: 0,
+                    last_bus: crate::devices::pci::ECAM_BUSES - 1,
+                    mmio: &PRE_LAUNCHED_BAR_WINDOWS,
+                    intx_routes: &[],
+                }),
+                // ...and the host's, as the board's firmware describes it: its windows and
+                // where its devices' INTx pins arrive, which Linux finds nowhere else.
+                LoadOrder::Service => p.board.pci_root,
+                LoadOrder::PostLaunched => None,
+            },
         },
     );
     let mut mods = [Mb1Module {

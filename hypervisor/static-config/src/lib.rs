@@ -26,6 +26,8 @@ pub struct BoardConfig {
     pub ioapics: &'static [Ioapic],
     /// PCI enhanced configuration access window, if the board reports one.
     pub mmcfg: Option<Mmcfg>,
+    /// The PCI host bridge of bus 0 as the board's firmware describes it, if the board does.
+    pub pci_root: Option<PciRootBridge>,
     /// Maximum physical address width of the CPUs.
     pub physical_address_bits: u8,
 }
@@ -82,6 +84,26 @@ pub struct Mmcfg {
     pub base: u64,
     pub start_bus: u8,
     pub end_bus: u8,
+}
+
+/// A PCI host bridge: the buses and memory windows it decodes and where the INTx pins of the
+/// devices on its root bus arrive (its ACPI `_PRT`, resolved to GSIs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciRootBridge {
+    pub first_bus: u8,
+    pub last_bus: u8,
+    /// Memory windows, each `(first, last)` inclusive, in address order.
+    pub mmio: &'static [(u64, u64)],
+    pub intx_routes: &'static [IntxRoute],
+}
+
+/// INTx pin `pin` (0 = INTA# .. 3 = INTD#) of every function of device `device` on the root
+/// bus arrives on `gsi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntxRoute {
+    pub device: u8,
+    pub pin: u8,
+    pub gsi: u32,
 }
 
 /// Settings of the `<hv>` section the hypervisor acts on.
