@@ -242,7 +242,10 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
         .lines
         .iter()
         .filter(|l| {
-            l.text.starts_with(VM) && l.text.contains("sos: launch ") && !l.text.contains("exited")
+            l.text.starts_with(VM)
+                && l.text.split_once("sos: launch ").is_some_and(|(_, run)| {
+                    !run.is_empty() && run.bytes().all(|b| b.is_ascii_digit())
+                })
         })
         .map(|l| l.at)
         .collect();
