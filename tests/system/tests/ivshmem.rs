@@ -185,8 +185,8 @@ fn check_enforced(t: &Transcript) {
 /// bus is the hardware's with the IVSHMEM device at the BDF and BARs the allocator gave it
 /// (a device number no physical function uses, BARs in the host bridge's windows); it finds
 /// the device among the physical functions, through the ports and through the host's ECAM
-/// window alike (the BAR moves go through ECAM; `hwbus`: slot 31 and the old BAR0 address
-/// are the hardware's), and reads what PRE_VM0 wrote.
+/// window alike (the BAR moves go through ECAM; `hwbus`: slot 31 and the old BAR addresses
+/// are the hardware's, where the region must no longer show), and reads what PRE_VM0 wrote.
 #[test]
 fn qemu_epyc_ivshmem_between_a_pre_launched_vm_and_the_service_vm() {
     let region = ivshmem_region_xml(
