@@ -170,7 +170,7 @@ fn map_physical_memory(p: &PlatformConfig, bi: &BootInfo) {
     if top <= x86::identity::reach() {
         return;
     }
-    let reach = x86::identity::extend(top, || frames::alloc(1));
+    let reach = x86::identity::extend(top, huge, || frames::alloc(1));
     let pages = if huge { "1 GiB" } else { "2 MiB" };
     hvlog!("physical memory mapped 1:1 up to {reach:#x} ({pages} pages above 4 GiB)");
     if reach < ram_top {

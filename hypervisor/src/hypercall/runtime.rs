@@ -34,8 +34,8 @@ struct Identity;
 
 impl PhysBytes for Identity {
     fn read(&self, hpa: u64, buf: &mut [u8]) {
-        // SAFETY: the caller (IdentityRam) checked the range is Service VM RAM below the hypervisor's reach,
-        // which the hypervisor maps 1:1.
+        // SAFETY: the caller (IdentityRam) checked the range is Service VM RAM below the
+        // hypervisor's reach, which it maps 1:1.
         unsafe { core::ptr::copy_nonoverlapping(hpa as *const u8, buf.as_mut_ptr(), buf.len()) }
     }
     fn write(&mut self, hpa: u64, data: &[u8]) {

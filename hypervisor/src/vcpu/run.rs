@@ -639,9 +639,7 @@ impl Pcpu {
                 break;
             }
             prepare_injection(t);
-            if t.hw.get_ref().interrupt_pending() && t.hw.get_ref().interrupt_shadow() {
-                complete_halt_in_shadow(t);
-            }
+            complete_halt_in_shadow(t);
             slot.in_guest.store(true, Ordering::SeqCst);
             let generation = t.vm.tlb_generation();
             if generation != t.tlb {
@@ -767,6 +765,9 @@ fn prepare_injection(t: &mut Thread) {
 /// Service VM CPU idled for good with a runnable task.
 fn complete_halt_in_shadow(t: &mut Thread) {
     const HLT: u8 = 0xF4;
+    if !t.hw.get_ref().interrupt_pending() || !t.hw.get_ref().interrupt_shadow() {
+        return;
+    }
     let interrupts_on =
         RFlags::from_bits_retain(t.hw.get_ref().rflags()).contains(RFlags::INTERRUPT_FLAG);
     let (bytes, n) = exit::fetch(t.vm, t.hw.get_ref());

@@ -30,14 +30,13 @@ pub fn has_1g_pages() -> bool {
     cpuid(0x8000_0000, 0)[0] >= 0x8000_0001 && cpuid(0x8000_0001, 0)[3] & (1 << 26) != 0
 }
 
-/// Maps `[reach(), top)` 1:1, `top` rounded up to 1 GiB: with 1 GiB pages where the CPU has
-/// them, else with 2 MiB pages in page directories taken from `alloc` (zeroed, identity-mapped
+/// Maps `[reach(), top)` 1:1, `top` rounded up to 1 GiB: with 1 GiB pages when `huge` (the
+/// CPU has them, [`has_1g_pages`]), else with 2 MiB pages in page directories taken from `alloc` (zeroed, identity-mapped
 /// 4 KiB frames), which also gives the page-directory-pointer tables above 512 GiB. Stops
 /// short when `alloc` runs out. Call on the boot pCPU before the others start: they share
 /// these tables, and entries that were not present need no TLB flush.
-pub fn extend(top: u64, mut alloc: impl FnMut() -> Option<u64>) -> u64 {
+pub fn extend(top: u64, huge: bool, mut alloc: impl FnMut() -> Option<u64>) -> u64 {
     let top = top.min(FOUR_LEVEL_LIMIT).next_multiple_of(GIB);
-    let huge = has_1g_pages();
     let pml4 = read_cr3() & ADDRESS;
     let mut at = reach();
     while at < top {
