@@ -13,8 +13,8 @@ const MAX_TSC_KHZ: u64 = 20_000_000;
 
 static TSC_KHZ: AtomicU32 = AtomicU32::new(0);
 
-#[cfg(target_os = "none")]
-fn rdtsc() -> u64 {
+/// The TSC of the calling CPU.
+pub fn now() -> u64 {
     // SAFETY: rdtsc has no side effects.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
@@ -39,15 +39,15 @@ fn measure_once() -> Option<(u64, u64)> {
     outb(0x61, (port61 & !0x02) | 0x01);
     outb(0x43, 0xB0); // channel 2, lobyte/hibyte, mode 0, binary
     outb(0x42, PIT_COUNT as u8);
-    let before_start = rdtsc();
+    let before_start = now();
     outb(0x42, (PIT_COUNT >> 8) as u8);
-    let after_start = rdtsc();
+    let after_start = now();
     // Give up after what 10 ms would be at MAX_TSC_KHZ, times ten: no PIT, or it is stuck.
     let limit = MAX_TSC_KHZ * 100;
     let mut last_low = after_start;
     let result = loop {
         let high = inb(0x61) & 0x20 != 0;
-        let now = rdtsc();
+        let now = now();
         if high {
             break Some((
                 last_low.saturating_sub(after_start),
@@ -84,6 +84,24 @@ pub fn khz() -> u32 {
     TSC_KHZ.load(Ordering::Relaxed)
 }
 
+/// The frequency time conversions use: the calibrated one, or 1 GHz without calibration.
+fn khz_for_time() -> u128 {
+    match khz() {
+        0 => 1_000_000,
+        k => u128::from(k),
+    }
+}
+
+/// Nanoseconds of `tsc` TSC ticks.
+pub fn nanos(tsc: u64) -> u64 {
+    (u128::from(tsc) * 1_000_000 / khz_for_time()).min(u128::from(u64::MAX)) as u64
+}
+
+/// TSC ticks of `ns` nanoseconds.
+pub fn ticks(ns: u64) -> u64 {
+    (u128::from(ns) * khz_for_time() / 1_000_000).min(u128::from(u64::MAX)) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +112,16 @@ mod tests {
         let khz = khz_from(26_001_000, PIT_COUNT as u64).unwrap();
         assert!((2_599_000..=2_601_000).contains(&khz), "{khz}");
         assert_eq!(khz_from(1_193_182, 1_193_182), Some(1_193));
+    }
+
+    #[test]
+    fn converts_between_ticks_and_nanoseconds() {
+        TSC_KHZ.store(2_000_000, Ordering::Relaxed);
+        assert_eq!(nanos(2_000), 1_000);
+        assert_eq!(ticks(1_000), 2_000);
+        assert_eq!(ticks(u64::MAX), u64::MAX);
+        TSC_KHZ.store(0, Ordering::Relaxed);
+        assert_eq!(nanos(5), 5);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 pub mod ivshmem;
 pub mod passthru;
 pub mod pci;
-pub mod pit;
 pub mod rtc;
 pub mod uart;
 pub mod virtio;
@@ -172,7 +171,7 @@ pub struct Platform {
     /// Legacy COM ports: (base port, ISA IRQ, UART).
     coms: Vec<(u16, u32, Uart16550)>,
     rtc: rtc::Rtc,
-    pit: pit::Pit,
+    pit: acrn_i8254::Pit,
     /// The PIT's time base.
     clock: Instant,
     pm1_sts: u16,
@@ -232,7 +231,7 @@ impl Platform {
             pci: BTreeMap::new(),
             coms: Vec::new(),
             rtc: rtc::Rtc::default(),
-            pit: pit::Pit::default(),
+            pit: acrn_i8254::Pit::default(),
             clock: Instant::now(),
             pm1_sts: 0,
             pm1_en: 0,
@@ -744,7 +743,7 @@ impl IoHandler for Platform {
                     u64::from(u.read(port - base))
                 } else if (rtc::RTC_INDEX_PORT..=rtc::RTC_DATA_PORT).contains(&port) && size == 1 {
                     u64::from(self.rtc.read(port))
-                } else if pit::Pit::claims(port) && size == 1 {
+                } else if acrn_i8254::Pit::claims(port) && size == 1 {
                     let now = self.now_ns();
                     u64::from(self.pit.read(port, now))
                 } else if let Some(v) = self.pm_read(port, size) {
@@ -785,7 +784,7 @@ impl IoHandler for Platform {
                     u.write(port - base, value as u8);
                 } else if (rtc::RTC_INDEX_PORT..=rtc::RTC_DATA_PORT).contains(&port) && size == 1 {
                     self.rtc.write(port, value as u8);
-                } else if pit::Pit::claims(port) && size == 1 {
+                } else if acrn_i8254::Pit::claims(port) && size == 1 {
                     let now = self.now_ns();
                     self.pit.write(port, value as u8, now);
                 } else if (PM1A_EVT_ADDR..PM1A_CNT_ADDR + 2).contains(&port) {

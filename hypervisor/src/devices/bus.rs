@@ -1,7 +1,8 @@
 //! A VM's device bus: which device answers which port or guest-physical range, and the
 //! device objects themselves. What the bus holds depends on the load order, as in ACRN:
 //! every VM gets a vPIC and a vIOAPIC; pre-launched VMs and the Service VM also get their
-//! console vUART and a vRTC (a post-launched VM's device model emulates those). Every VM
+//! console vUART, a vRTC and the PIT's speaker timer (channel 2 and port 0x61, no interrupt;
+//! a post-launched VM's device model emulates those). Every VM
 //! gets the ends of its `vuart_connection`s: 16550s joined by a null-modem cable to the
 //! matching end in the peer VM, at an I/O port (legacy) or behind a PCI vUART function on
 //! the VM's virtual PCI (pre-launched VMs).
@@ -16,6 +17,7 @@ use super::uart::{null_modem, ConsoleLine, Uart, FIFO_SIZE, RX_BUF_MAX, TERMINAL
 use crate::hvlog;
 use crate::vm::{Vm, MAX_VMS};
 use acrn_abi::irq::GsiOp;
+use acrn_i8254::SpeakerTimer;
 use acrn_static_config::{ConsoleVuart, LoadOrder, VuartKind};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::Mutex;
@@ -155,6 +157,10 @@ struct Rtc {
     model: Mutex<Option<Vrtc>>,
 }
 
+struct Speaker {
+    model: Mutex<Option<SpeakerTimer>>,
+}
+
 /// Where the devices of one VM sit (fixed while the VM exists; read on every access).
 struct Layout {
     /// The console vUART's base port, or [`NO_PORT`].
@@ -163,7 +169,9 @@ struct Layout {
     console_pci: AtomicBool,
     /// The base ports of the legacy link ends, by index, or [`NO_PORT`].
     link_ports: [AtomicU32; MAX_VUART_LINKS],
-    rtc: AtomicBool,
+    /// The hypervisor emulates the VM's RTC and speaker timer (a post-launched VM's device
+    /// model does).
+    clocks: AtomicBool,
 }
 
 const NO_PORT: u32 = u32::MAX;
@@ -194,6 +202,7 @@ pub struct VmDevices {
     ioapic: IoApic,
     pic: Pic,
     rtc: Rtc,
+    speaker: Speaker,
     pci: Vpci,
     physical: PhysicalDevices,
     /// The Service VM's: physical PCI configuration and device MMIO reach the hardware.
@@ -374,14 +383,14 @@ impl BusDevice for Pic {
 
 impl BusDevice for Rtc {
     fn read(&self, _vm: &Vm, addr: u64, _size: u8) -> u64 {
-        let now = rdtsc();
+        let now = crate::tsc::now();
         self.model
             .lock()
             .as_mut()
             .map_or(0xFF, |r| r.io_read(addr as u16, now) as u64)
     }
     fn write(&self, vm: &Vm, addr: u64, _size: u8, value: u64) {
-        let now = rdtsc();
+        let now = crate::tsc::now();
         if let Some(r) = self.model.lock().as_mut() {
             r.io_write(addr as u16, value as u8, now);
         }
@@ -390,9 +399,20 @@ impl BusDevice for Rtc {
     }
 }
 
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
+impl BusDevice for Speaker {
+    fn read(&self, _vm: &Vm, addr: u64, _size: u8) -> u64 {
+        let now = crate::tsc::nanos(crate::tsc::now());
+        self.model
+            .lock()
+            .as_mut()
+            .map_or(0xFF, |t| t.read(addr as u16, now) as u64)
+    }
+    fn write(&self, _vm: &Vm, addr: u64, _size: u8, value: u64) {
+        let now = crate::tsc::nanos(crate::tsc::now());
+        if let Some(t) = self.model.lock().as_mut() {
+            t.write(addr as u16, value as u8, now);
+        }
+    }
 }
 
 /// The vPIC's output goes to vCPU 0: its pCPU must look at it.
@@ -441,7 +461,7 @@ impl VmDevices {
                 console_port: AtomicU32::new(NO_PORT),
                 console_pci: AtomicBool::new(false),
                 link_ports: [const { AtomicU32::new(NO_PORT) }; MAX_VUART_LINKS],
-                rtc: AtomicBool::new(false),
+                clocks: AtomicBool::new(false),
             },
             console: ConsoleUart {
                 state: Mutex::new(Console {
@@ -465,6 +485,9 @@ impl VmDevices {
                 model: Mutex::new(None),
             },
             rtc: Rtc {
+                model: Mutex::new(None),
+            },
+            speaker: Speaker {
                 model: Mutex::new(None),
             },
             pci: Vpci::new(),
@@ -494,7 +517,7 @@ impl VmDevices {
             console.map_or(NO_PORT, |(port, _)| u32::from(port)),
             Ordering::Relaxed,
         );
-        self.layout.rtc.store(!post, Ordering::Relaxed);
+        self.layout.clocks.store(!post, Ordering::Relaxed);
         self.owns_hardware
             .store(order == Some(LoadOrder::Service), Ordering::Relaxed);
         *self.console.state.lock() = Console {
@@ -520,10 +543,11 @@ impl VmDevices {
         *self.rtc.model.lock() = (!post).then(|| {
             Vrtc::new(
                 crate::hv::wall_clock() as i64,
-                rdtsc(),
+                crate::tsc::now(),
                 crate::tsc::khz() as u64 * 1000,
             )
         });
+        *self.speaker.model.lock() = (!post).then(SpeakerTimer::default);
         self.pci.reset(vm);
         self.reported.lock().1 = 0;
         self.reset_links(vm);
@@ -581,7 +605,10 @@ impl VmDevices {
                 let hardware = self.owns_hardware.load(Ordering::Relaxed);
                 match port {
                     0x20 | 0x21 | 0xA0 | 0xA1 | 0x4D0 | 0x4D1 => Some(&self.pic),
-                    0x70 | 0x71 if layout.rtc.load(Ordering::Relaxed) => Some(&self.rtc),
+                    0x70 | 0x71 if layout.clocks.load(Ordering::Relaxed) => Some(&self.rtc),
+                    p if layout.clocks.load(Ordering::Relaxed) && SpeakerTimer::claims(p) => {
+                        Some(&self.speaker)
+                    }
                     p if hardware && PhysicalDevices::claims_port(p) => Some(&self.physical),
                     _ => None,
                 }

@@ -97,19 +97,6 @@ fn is_owner() -> bool {
     OWNER.load(Ordering::Acquire) == this_cpu()
 }
 
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
-fn ns_to_tsc(ns: u64) -> u64 {
-    let khz = match crate::tsc::khz() {
-        0 => 1_000_000,
-        k => k as u64,
-    };
-    (ns as u128 * khz as u128 / 1_000_000).min(u64::MAX as u128) as u64
-}
-
 /// When the calling pCPU must run [`poll`] next (only the owner has a deadline).
 pub fn next_deadline() -> Option<u64> {
     if !is_owner() {
@@ -129,7 +116,7 @@ pub fn poll(now: u64) {
     if now < s.next_poll {
         return;
     }
-    s.next_poll = now.saturating_add(ns_to_tsc(POLL_NS));
+    s.next_poll = now.saturating_add(crate::tsc::ticks(POLL_NS));
     for _ in 0..BYTES_PER_POLL {
         let Some(b) = crate::console::read_byte() else {
             break;
@@ -365,7 +352,7 @@ impl Session {
             Ordering::Release,
         );
         vm::kick_pcpu(pcpu);
-        let deadline = rdtsc().saturating_add(ns_to_tsc(DUMP_WAIT_NS));
+        let deadline = crate::tsc::now().saturating_add(crate::tsc::ticks(DUMP_WAIT_NS));
         self.dump = Some((vm_id, vcpu, deadline));
     }
 

@@ -30,11 +30,6 @@ pub enum Next {
     Leave,
 }
 
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
 pub fn cpu_mode(v: &dyn Vcpu) -> CpuMode {
     let (cr0, _, _, efer) = v.paging_state();
     let cs = v.code_segment();
@@ -189,7 +184,7 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
         }
         VmExit::MsrRead { msr } => {
             let value = if msr::is_lapic(msr) {
-                t.lapic.msr_read(msr, rdtsc()).ok()
+                t.lapic.msr_read(msr, crate::tsc::now()).ok()
             } else {
                 msr::read(t.idx, msr)
             };
@@ -207,7 +202,7 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
             if t.lapic_pt && msr == msr::lapic_pt::MSR_X2APIC_ICR {
                 lapic_pt_icr(t, value)
             } else if msr::is_lapic(msr) {
-                match t.lapic.msr_write(msr, value, rdtsc()) {
+                match t.lapic.msr_write(msr, value, crate::tsc::now()) {
                     Ok(effect) => {
                         let rearm = t.lapic_effect(effect);
                         match skip(t, "WRMSR") {
@@ -349,7 +344,7 @@ fn lapic_pt_icr(t: &mut Thread, value: u64) -> Next {
 fn virtual_icr(t: &mut Thread, value: u64) {
     if let Ok(effect) = t
         .lapic
-        .msr_write(msr::lapic_pt::MSR_X2APIC_ICR, value, rdtsc())
+        .msr_write(msr::lapic_pt::MSR_X2APIC_ICR, value, crate::tsc::now())
     {
         t.lapic_effect(effect);
     }
@@ -368,7 +363,7 @@ fn port_io(t: &mut Thread, port: u16, size: u8, dir: IoDirection, data: u32) -> 
     let value = if write { Some(data as u64) } else { None };
     // Only the vRTC has a timer of its own among the port devices.
     let rtc = matches!(port, 0x70 | 0x71);
-    let timer_before = rtc.then(|| vm.devices.next_event(rdtsc()));
+    let timer_before = rtc.then(|| vm.devices.next_event(crate::tsc::now()));
     match vm.devices.access(vm, Space::Port, port as u64, size, value) {
         Some(read) => {
             if !write {
@@ -377,7 +372,7 @@ fn port_io(t: &mut Thread, port: u16, size: u8, dir: IoDirection, data: u32) -> 
             }
             t.hw.get().advance_rip(len);
             // A device timer (the vRTC's) started or moved: the pCPU loop re-arms its timer.
-            if rtc && Some(vm.devices.next_event(rdtsc())) != timer_before {
+            if rtc && Some(vm.devices.next_event(crate::tsc::now())) != timer_before {
                 return Next::Leave;
             }
             Next::Continue
@@ -475,7 +470,7 @@ fn mmio(t: &mut Thread, gpa: u64, access: super::AccessKind) -> Next {
         );
     };
     if gpa & !0xFFF == LAPIC_GPA {
-        let now = rdtsc();
+        let now = crate::tsc::now();
         let off = gpa & 0xFFF;
         let mut effect = None;
         let mut failed = None;

@@ -8,8 +8,7 @@ pub fn is_lapic(msr: u32) -> bool {
 
 pub fn read(_idx: usize, msr: u32) -> Option<u64> {
     Some(match msr {
-        // SAFETY: rdtsc has no side effects.
-        0x10 => unsafe { core::arch::x86_64::_rdtsc() },
+        0x10 => crate::tsc::now(),
         0xFE => 0,         // MTRRcap: no variable ranges
         0x2FF => 0xC06,    // MTRRdefType: enabled, write-back
         0x8B | 0x1A0 => 0, // microcode revision, MISC_ENABLE

@@ -200,7 +200,7 @@ impl Thread {
         }
         irq::pass_through();
         // The guest goes on with the spurious vector and enable bit it gave its virtual APIC.
-        let svr = self.lapic.msr_read(0x80F, rdtsc()).unwrap_or(0);
+        let svr = self.lapic.msr_read(0x80F, crate::tsc::now()).unwrap_or(0);
         lapic::write(lapic::SVR, svr as u32);
         lapic::write(lapic::TPR, 0);
         self.lapic_pt = true;
@@ -233,27 +233,6 @@ struct Pcpu {
 }
 
 static PCPUS: [CpuCell<Option<Pcpu>>; MAX_PCPUS] = [const { CpuCell::new(None) }; MAX_PCPUS];
-
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
-fn tsc_khz() -> u64 {
-    match crate::tsc::khz() {
-        0 => 1_000_000,
-        k => k as u64,
-    }
-}
-
-/// The schedulers count nanoseconds.
-fn tsc_to_ns(tsc: u64) -> u64 {
-    (tsc as u128 * 1_000_000 / tsc_khz() as u128) as u64
-}
-
-fn ns_to_tsc(ns: u64) -> u64 {
-    (ns as u128 * tsc_khz() as u128 / 1_000_000).min(u64::MAX as u128) as u64
-}
 
 /// TSC ticks per local APIC bus tick of every vLAPIC: as in ACRN, the timer counts at the
 /// TSC's rate, which guests read from CPUID 0x40000010.
@@ -341,7 +320,7 @@ impl Pcpu {
             crate::hv::vtd::report_faults();
         }
         self.refresh();
-        let now = rdtsc();
+        let now = crate::tsc::now();
         crate::shell::session::poll(now);
         for t in self.threads.iter_mut().flatten() {
             service(t, now);
@@ -353,7 +332,7 @@ impl Pcpu {
         for i in 0..MAX_THREADS {
             resched |= self.update_sched(i, now);
         }
-        let now_ns = tsc_to_ns(now);
+        let now_ns = crate::tsc::nanos(now);
         if self.sched.next_event(now_ns).is_some_and(|t| t <= now_ns) {
             resched |= self.sched.tick(now_ns);
         }
@@ -365,7 +344,8 @@ impl Pcpu {
         // A guest owns the local APIC (and timer) of a passed-through pCPU.
         if !irq::passed_through() {
             let hosts_vcpus = self.threads.iter().any(Option::is_some);
-            let slice_end = hosts_vcpus.then(|| now.saturating_add(ns_to_tsc(MAX_SLICE_NS)));
+            let slice_end =
+                hosts_vcpus.then(|| now.saturating_add(crate::tsc::ticks(MAX_SLICE_NS)));
             let deadline = self.next_deadline(now).into_iter().chain(slice_end).min();
             irq::arm_timer(deadline);
         }
@@ -401,12 +381,16 @@ impl Pcpu {
             .iter()
             .flatten()
             .any(|t| t.state == RunState::WaitForIo)
-            .then(|| now.saturating_add(ns_to_tsc(IO_POLL_NS)));
+            .then(|| now.saturating_add(crate::tsc::ticks(IO_POLL_NS)));
         lapics
             .chain(devices)
             .chain(io_poll)
             .chain(crate::shell::session::next_deadline())
-            .chain(self.sched.next_event(tsc_to_ns(now)).map(ns_to_tsc))
+            .chain(
+                self.sched
+                    .next_event(crate::tsc::nanos(now))
+                    .map(crate::tsc::ticks),
+            )
             .min()
     }
 
@@ -416,7 +400,7 @@ impl Pcpu {
             return false;
         };
         let runnable = t.state == RunState::Runnable && t.vm.state() == VmState::Running;
-        let now = tsc_to_ns(now);
+        let now = crate::tsc::nanos(now);
         let asked = if runnable {
             self.sched.wake(t.tid, now)
         } else {

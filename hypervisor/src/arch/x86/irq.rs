@@ -271,21 +271,16 @@ const TIMER_DIVIDE: u32 = 0x3E0;
 /// LAPIC timer ticks per 2^20 TSC ticks (divide by 1), measured at boot.
 static LAPIC_PER_TSC: AtomicU64 = AtomicU64::new(0);
 
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
 /// Measures the LAPIC timer against the TSC (BSP, once, after the TSC is calibrated) and
 /// returns the LAPIC timer frequency in kHz.
 pub fn calibrate_timer() -> u64 {
     lapic::write(TIMER_DIVIDE, 0xB); // divide by 1
     lapic::write(LVT_TIMER, LvtFlags::MASKED.bits() | TIMER_VECTOR as u32);
     lapic::write(TIMER_INITIAL, u32::MAX);
-    let t0 = rdtsc();
+    let t0 = crate::tsc::now();
     super::delay_us(10_000);
     let left = lapic::read(TIMER_CURRENT);
-    let t1 = rdtsc();
+    let t1 = crate::tsc::now();
     lapic::write(TIMER_INITIAL, 0);
     let lapic_ticks = (u32::MAX - left) as u64;
     let tsc_ticks = t1.wrapping_sub(t0).max(1);
@@ -301,7 +296,7 @@ pub fn arm_timer(deadline: Option<u64>) {
         lapic::write(TIMER_INITIAL, 0);
         return;
     };
-    let delta = deadline.saturating_sub(rdtsc()) as u128;
+    let delta = deadline.saturating_sub(crate::tsc::now()) as u128;
     let count = (delta * LAPIC_PER_TSC.load(Ordering::Relaxed) as u128) >> 20;
     lapic::write(TIMER_DIVIDE, 0xB);
     lapic::write(LVT_TIMER, TIMER_VECTOR as u32);

@@ -255,15 +255,13 @@ pub mod lapic {
 /// A busy delay at the calibrated TSC rate; before calibration (or without a PIT) it assumes
 /// 3 GHz, which errs long on every CPU we target.
 pub fn delay_us(us: u64) {
-    // SAFETY: rdtsc has no side effects.
-    let start = unsafe { core::arch::x86_64::_rdtsc() };
+    let start = crate::tsc::now();
     let khz = match crate::tsc::khz() {
         0 => 3_000_000,
         k => k as u64,
     };
     let ticks = us * khz / 1000;
-    // SAFETY: as above.
-    while unsafe { core::arch::x86_64::_rdtsc() }.wrapping_sub(start) < ticks {
+    while crate::tsc::now().wrapping_sub(start) < ticks {
         pause();
     }
 }

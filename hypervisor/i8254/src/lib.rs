@@ -1,10 +1,15 @@
 //! The i8254 programmable interval timer at ports 0x40-0x43, and the timer bits of port 0x61
-//! (NMI status and control). As in ACRN, a post-launched VM's PIT is acrn-dm's: Linux reads
-//! channel 2 to calibrate its TSC and polls OUT2 through port 0x61; channel 0 raises ISA IRQ 0
-//! (GSI 2 through the MADT's override) in its periodic and one-shot modes.
+//! (NMI status and control), as a pure state machine: counters are derived from a monotonic
+//! time in nanoseconds the caller passes in, so the model is a function of the guest's accesses
+//! and the clock alone.
 //!
-//! Counters are derived from a monotonic time in nanoseconds the caller passes in, so the
-//! model is a pure function of the guest's accesses and the clock.
+//! Two users, as in ACRN. A post-launched VM's PIT is acrn-dm's ([`Pit`]): Linux reads channel
+//! 2 to calibrate its TSC and polls OUT2 through port 0x61; channel 0 raises ISA IRQ 0 (GSI 2
+//! through the MADT's override) in its periodic and one-shot modes. The hypervisor emulates no
+//! interval timer for the other VMs, only the speaker timer ([`SpeakerTimer`]): channel 2 and
+//! port 0x61, which have no interrupt line, so that a guest's calibration loop ends as on a PC
+//! instead of spinning on a port that reads all-ones.
+#![no_std]
 
 /// Channel 0's data port; channels 1 and 2 follow.
 pub const PIT_CHANNEL0_PORT: u16 = 0x40;
@@ -247,8 +252,9 @@ impl Channel {
             return;
         }
         if let (Some(paused), Some(start)) = (self.paused_at.take(), self.start) {
-            // Modes 0 and 4 go on from where they were held.
-            self.start = Some(start + (now - paused));
+            // Modes 0 and 4 go on from where they were held (a clock read on another CPU
+            // may lag the pause a little).
+            self.start = Some(start + now.saturating_sub(paused));
         }
         // A rising gate restarts modes 1, 2, 3 and 5 from the programmed count.
         if matches!(self.mode, 1 | 2 | 3 | 5)
@@ -377,6 +383,50 @@ impl Pit {
     }
 }
 
+/// Channel 2 of the PIT and port 0x61 alone: the counter behind the PC speaker, which firmware
+/// and operating systems read to time short delays and to calibrate the TSC. Channels 0 and 1
+/// are absent: their data ports are not decoded ([`SpeakerTimer::claims`]) and commands that
+/// select them are ignored, so nothing here can raise an interrupt.
+#[derive(Debug, Clone, Default)]
+pub struct SpeakerTimer(Pit);
+
+/// Channel 2's data port.
+pub const PIT_CHANNEL2_PORT: u16 = PIT_CHANNEL0_PORT + 2;
+
+impl SpeakerTimer {
+    /// Whether the speaker timer decodes `port`.
+    pub fn claims(port: u16) -> bool {
+        matches!(port, PIT_CHANNEL2_PORT | PIT_COMMAND_PORT | NMI_SC_PORT)
+    }
+
+    /// A one-byte read at time `ns`.
+    pub fn read(&mut self, port: u16, ns: u64) -> u8 {
+        if Self::claims(port) {
+            self.0.read(port, ns)
+        } else {
+            0xFF
+        }
+    }
+
+    /// A one-byte write at time `ns`.
+    pub fn write(&mut self, port: u16, value: u8, ns: u64) {
+        if !Self::claims(port) {
+            return;
+        }
+        let value = if port == PIT_COMMAND_PORT {
+            match value >> 6 {
+                2 => value,
+                // Read-back: only channel 2's select bit (3) counts.
+                3 if value & 0x08 != 0 => value & !0x06,
+                _ => return,
+            }
+        } else {
+            value
+        };
+        self.0.write(port, value, ns);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +519,38 @@ mod tests {
         assert_ne!(p.read(NMI_SC_PORT, ns(10)) & NMI_SC_OUT2, 0);
         assert_eq!(p.read(NMI_SC_PORT, ns(60)) & NMI_SC_OUT2, 0);
         assert_ne!(p.read(NMI_SC_PORT, ns(110)) & NMI_SC_OUT2, 0);
+    }
+
+    #[test]
+    fn speaker_timer_is_channel_2_without_interrupts() {
+        let mut t = SpeakerTimer::default();
+        assert!(SpeakerTimer::claims(0x42) && SpeakerTimer::claims(0x43));
+        assert!(SpeakerTimer::claims(0x61));
+        assert!(!SpeakerTimer::claims(0x40) && !SpeakerTimer::claims(0x41));
+        // Linux's quick calibration: gate on, channel 2 mode 0, count 0xFFFF.
+        t.write(NMI_SC_PORT, 0x01, 0);
+        t.write(PIT_COMMAND_PORT, 0xB0, 0);
+        t.write(0x42, 0xFF, 0);
+        t.write(0x42, 0xFF, 0);
+        let read = |t: &mut SpeakerTimer, tick| {
+            let lsb = t.read(0x42, ns(tick));
+            u16::from(lsb) | u16::from(t.read(0x42, ns(tick))) << 8
+        };
+        assert_eq!(read(&mut t, 0x300), 0xFFFF - 0x300);
+        assert_eq!(t.read(NMI_SC_PORT, ns(0x300)) & NMI_SC_OUT2, 0);
+        assert_ne!(t.read(NMI_SC_PORT, ns(0xFFFF)) & NMI_SC_OUT2, 0);
+        // Channel 0 cannot be programmed: its commands, its data port and a read-back of its
+        // status change nothing and latch nothing.
+        t.write(PIT_COMMAND_PORT, 0x34, ns(0x400));
+        t.write(0x40, 0x10, ns(0x400));
+        t.write(PIT_COMMAND_PORT, 0xE2, ns(0x400));
+        assert_eq!(t.read(0x40, ns(0x400)), 0xFF);
+        assert_eq!(t.0.next_irq0(ns(0x400)), None);
+        assert_eq!(read(&mut t, 0x500), 0xFFFF - 0x500);
+        // A read-back naming channels 0 and 2 latches channel 2's status only.
+        t.write(PIT_COMMAND_PORT, 0xEA, ns(0x500));
+        assert_eq!(t.read(0x42, ns(0x600)), 0x30);
+        assert_eq!(t.0.channels[0].latched_status, None);
     }
 
     #[test]
