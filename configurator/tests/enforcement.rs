@@ -162,3 +162,34 @@ fn a_hybrid_rt_scenario_lists_each_vm_and_element() {
     assert!(!has("POST_STD_VM1", "IVSHMEM_REGION"), "{got:?}");
     assert!(!has("ACRN_Service_VM", "lapic_passthrough"), "{got:?}");
 }
+
+/// A Device Model region is acrn-dm's: its post-launched members get it from their launch
+/// scripts; a Service VM member gets nothing and is listed.
+#[test]
+fn device_model_regions_are_listed_only_for_members_acrn_dm_does_not_serve() {
+    let path = common::repo().join("configs/qemu-epyc/shared.xml");
+    let text = std::fs::read_to_string(&path).expect("read shared.xml");
+    let member = |vm: &str, dev: u8| {
+        format!("<IVSHMEM_VM><VM_NAME>{vm}</VM_NAME><VBDF>00:{dev:02x}.0</VBDF></IVSHMEM_VM>")
+    };
+    let region = format!(
+        "<IVSHMEM><IVSHMEM_REGION><NAME>dm_shm</NAME><PROVIDED_BY>Device Model</PROVIDED_BY>\
+         <IVSHMEM_SIZE>2</IVSHMEM_SIZE><IVSHMEM_VMS>{}{}{}</IVSHMEM_VMS></IVSHMEM_REGION>\
+         </IVSHMEM>",
+        member("SERVICE_VM", 8),
+        member("POST_VM1", 8),
+        member("POST_VM2", 8)
+    );
+    assert_eq!(text.matches("<IVSHMEM/>").count(), 1, "shared.xml");
+    let dir = std::env::temp_dir().join(format!("enforcement-dm-region-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let variant = dir.join("shared-dm-region.xml");
+    std::fs::write(&variant, text.replacen("<IVSHMEM/>", &region, 1)).unwrap();
+    let got = elements(&variant);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        got,
+        vec![(Some("SERVICE_VM".to_string()), "IVSHMEM_REGION")],
+        "only the Service VM's membership is unserved"
+    );
+}
