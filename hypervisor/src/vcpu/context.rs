@@ -55,6 +55,16 @@ fn with_xsave_enabled(f: impl FnOnce()) {
     unsafe { Cr4::write_raw(cr4) };
 }
 
+/// The XCR0 of the vCPU this pCPU runs (the CPU holds the guest's: the host has no extended
+/// state of its own); 1 (x87) on a CPU without XSAVE.
+pub fn current_xcr0() -> u64 {
+    let mut xcr0 = 1;
+    if has_xsave() {
+        with_xsave_enabled(|| xcr0 = XCr0::read_raw());
+    }
+    xcr0
+}
+
 impl GuestContext {
     /// The reset state: x87 only in XCR0, every register in its init state.
     pub fn new() -> Option<Self> {

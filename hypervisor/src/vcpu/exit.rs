@@ -174,6 +174,7 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
                     privileged: vm.load_order() == Some(LoadOrder::Service),
                     idx: t.idx,
                     osxsave: Cr4Flags::from_bits_retain(cr4).contains(Cr4Flags::OSXSAVE),
+                    xcr0: crate::vcpu::context::current_xcr0(),
                 },
                 leaf,
                 subleaf,

@@ -5,7 +5,6 @@
 
 #[cfg(target_os = "none")]
 pub mod context;
-#[cfg(target_os = "none")]
 pub mod cpuid;
 pub mod decode;
 #[cfg(target_os = "none")]

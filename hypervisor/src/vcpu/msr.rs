@@ -14,13 +14,19 @@ pub fn read(_idx: usize, msr: u32) -> Option<u64> {
         0x8B | 0x1A0 => 0, // microcode revision, MISC_ENABLE
         // AMD NB_CFG: Linux reads it unguarded (to enable extended PCI config access).
         0xC001_001F => 0,
+        // IA32_XSS: CPUID offers no supervisor state component.
+        IA32_XSS => 0,
         _ => return None,
     })
 }
 
-pub fn write_ok(msr: u32, _value: u64) -> bool {
-    // Ignored: TSC writes, microcode, MTRRs, NB_CFG.
+const IA32_XSS: u32 = 0xDA0;
+
+pub fn write_ok(msr: u32, value: u64) -> bool {
+    // Ignored: TSC writes, microcode, MTRRs, NB_CFG; IA32_XSS only as it is (Linux writes 0
+    // when the CPU has XSAVES).
     matches!(msr, 0x10 | 0x8B | 0x2FF | 0x200..=0x27F | 0xC001_001F)
+        || (msr == IA32_XSS && value == 0)
 }
 
 /// The MSRs of a vCPU that owns its pCPU's local APIC (`lapic_passthrough`), as ACRN sets its

@@ -92,6 +92,17 @@ fn linux_boots(board: &str, emulator: &str, mem_mib: u64, boot_limit: Duration) 
         vm_line("tsc: Detected"),
         "Linux did not calibrate its TSC",
     );
+    // The CPU it sees is consistent: no feature whose MSRs the vCPU lacks (Linux's access
+    // would #GP) and no XSAVE layout Linux finds inconsistent (a WARN splat).
+    for (needle, what) in [
+        (
+            "unchecked MSR access error",
+            "Linux took a #GP on an MSR that its CPUID offered",
+        ),
+        ("[ cut here ]", "Linux printed a warning splat"),
+    ] {
+        check(&t, !vm_line(needle), what);
+    }
     // Linux's total excludes the firmware holes below 1 MiB (under 12 MiB in all).
     let total = linux_total_kib(&t);
     check(

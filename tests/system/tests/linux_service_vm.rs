@@ -12,7 +12,11 @@
 //! the Service VM), binds Debian's e1000e driver to the board's NIC that the launch script
 //! passes through (`pci_devs`) and sees its link come up and its interrupts arrive, runs a
 //! command and powers off, and acrn-dm exits 0; the Service VM reads the write back from the
-//! image, and the second run's User VM finds the first run's.
+//! image, and the second run's User VM finds the first run's. Both VMs share a
+//! hypervisor-provided IVSHMEM region (acrn-dm's `ivshmem,hv:/`, made through the HSM's
+//! CREATE_VDEV): the User VM reads the Service VM's pattern and the Service VM its answer. A
+//! PCI vUART links them (acrn-dm's `uart,vuart_idx`): Linux's 8250_pci drives both ends, and
+//! each User VM run's line reaches the Service VM.
 //!
 //! Opt-in: the kernel build takes minutes when its cache is empty. Run with
 //! `cargo test -p acrn-system-tests --test linux_service_vm -- --ignored`.
@@ -78,6 +82,34 @@ if [ -e /sys/class/net/eth0 ]; then
 else
     echo "uvm: no eth0"
 fi
+# The IVSHMEM region it shares with the Service VM (acrn-dm's `ivshmem,hv:/sos_uvm`, made by
+# the hypervisor through the HSM's CREATE_VDEV): read what the Service VM wrote, answer.
+bar2=
+for d in /sys/bus/pci/devices/*; do
+    if [ "$(cat $d/vendor)" = 0x1af4 ] && [ "$(cat $d/device)" = 0x1110 ]; then
+        bar2=$(sed -n 3p $d/resource | cut -d' ' -f1)
+        echo "uvm: ivshmem at $(basename $d) revision $(cat $d/revision), BAR2 size $(( $(sed -n 3p $d/resource | cut -d' ' -f2) - bar2 + 1 ))"
+    fi
+done
+if [ -n "$bar2" ]; then
+    echo "uvm: ivshmem reads $(devmem $bar2 32)"
+    devmem $((bar2 + 4)) 32 $((0xc0ffee00 + run + 1))
+else
+    echo "uvm: no ivshmem"
+fi
+# The PCI vUART link to the Service VM (acrn-dm's `uart,vuart_idx`, the hypervisor's MCS9900
+# through CREATE_VDEV), driven by Linux's 8250_pci.
+tty=
+for d in /sys/bus/pci/devices/*; do
+    if [ "$(cat $d/vendor)" = 0x9710 ] && [ "$(cat $d/device)" = 0x9900 ]; then
+        tty=$(ls $d/tty 2>/dev/null | head -n 1)
+        echo "uvm: vuart at $(basename $d) is ${tty:-no tty}"
+    fi
+done
+if [ -n "$tty" ]; then
+    stty -F /dev/$tty 115200 raw -echo clocal
+    echo "hello from the User VM, run $((run + 1))" > /dev/$tty
+fi
 poweroff -f
 "#;
 
@@ -109,6 +141,27 @@ for case in "bad option|--ovmf /x POST_VM1" \
     /bin/acrn-dm ${case#*|} >/tmp/dm.err 2>&1
     echo "sos: acrn-dm ${case%%|*}: exit $?: $(head -n 1 /tmp/dm.err)"
 done
+# The IVSHMEM region shared with the User VM (the hypervisor's, on this VM's bus too).
+bar2=
+for d in /sys/bus/pci/devices/*; do
+    if [ "$(cat $d/vendor)" = 0x1af4 ] && [ "$(cat $d/device)" = 0x1110 ]; then
+        bar2=$(sed -n 3p $d/resource | cut -d' ' -f1)
+        echo "sos: ivshmem at $(basename $d)"
+    fi
+done
+[ -n "$bar2" ] && devmem $bar2 32 0x5a05a05a
+# The PCI vUART link to the User VM: what arrives is kept.
+tty=
+for d in /sys/bus/pci/devices/*; do
+    if [ "$(cat $d/vendor)" = 0x9710 ] && [ "$(cat $d/device)" = 0x9900 ]; then
+        tty=$(ls $d/tty 2>/dev/null | head -n 1)
+        echo "sos: vuart at $(basename $d) is ${tty:-no tty}"
+    fi
+done
+if [ -n "$tty" ]; then
+    stty -F /dev/$tty 115200 raw -echo clocal
+    cat /dev/$tty > /tmp/vuart.txt &
+fi
 # The User VM's virtio-blk disk (the scenario's <block>): its first byte counts the runs.
 dd if=/dev/zero of=/uvm/disk.img bs=1M count=4 2>/dev/null
 for run in 1 2; do
@@ -135,6 +188,8 @@ for run in 1 2; do
     echo "sos: launch $run: acrn-dm exited $?"
     echo "sos: disk after launch $run: byte $(dd if=/uvm/disk.img bs=1 count=1 2>/dev/null | od -An -tu1 | tr -d ' '):" \
         "$(dd if=/uvm/disk.img bs=1 skip=1 count=35 2>/dev/null)"
+    [ -n "$bar2" ] && echo "sos: ivshmem after launch $run: $(devmem $((bar2 + 4)) 32)"
+    [ -n "$tty" ] && echo "sos: vuart after launch $run: $(tr '\n' '|' < /tmp/vuart.txt)"
 done
 echo "sos: launches done"
 exec sh
@@ -342,6 +397,43 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
         interrupts == 2,
         "the passed-through e1000e's interrupts did not arrive in both runs",
     );
+    // The hypervisor-provided IVSHMEM region: the Service VM has it on its bus, the User VM
+    // gets it from acrn-dm (HC_ADD_VDEV through Linux's HSM); each reads the other's writes.
+    for (line, what) in [
+        (
+            "sos: ivshmem at 0000:00:08.0",
+            "the Service VM has no IVSHMEM device at 00:08.0",
+        ),
+        (
+            "uvm: ivshmem at 0000:00:08.0 revision 0x01, BAR2 size 2097152",
+            "the User VM has no 2 MiB IVSHMEM device at 00:08.0",
+        ),
+        (
+            "uvm: ivshmem reads 0x5A05A05A",
+            "the User VM did not read the Service VM's pattern",
+        ),
+        (
+            "sos: ivshmem after launch 1: 0xC0FFEE01",
+            "run 1: the Service VM did not read the User VM's answer",
+        ),
+        (
+            "sos: ivshmem after launch 2: 0xC0FFEE02",
+            "run 2: the Service VM did not read the User VM's answer",
+        ),
+    ] {
+        check(&t, vm_line(line), what);
+    }
+    // The PCI vUART link: the Service VM's 8250_pci port receives what the User VM's sends.
+    for (line, what) in [
+        ("sos: vuart at 0000:00:10.0 is ttyS", "the Service VM has no vUART tty at 00:10.0"),
+        ("uvm: vuart at 0000:00:10.0 is ttyS", "the User VM has no vUART tty at 00:10.0"),
+        (
+            "sos: vuart after launch 2: hello from the User VM, run 1|hello from the User VM, run 2|",
+            "the Service VM did not receive both User VM runs' lines over the vUART",
+        ),
+    ] {
+        check(&t, vm_line(line), what);
+    }
     // Its INTx line is the one the board's _PRT names (q35: slot 2, INTA# on GSI 22), as the
     // Service VM's Linux routes it, not the firmware's legacy interrupt line.
     let lines = t

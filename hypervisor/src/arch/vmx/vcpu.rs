@@ -462,11 +462,11 @@ impl VmxVcpu {
     }
 
     /// Loads the guest's XCR0 into the CPU (the host runs without SSE state of its own, so XCR0
-    /// belongs to the one guest of this pCPU), or answers #GP like the instruction. The host
+    /// belongs to the one guest of this pCPU), or answers #GP like the instruction (also for a
+    /// component CPUID does not offer the guest). The host
     /// sets CR4.OSXSAVE only around the XSETBV: host CPUID must keep reporting OSXSAVE = 0.
     fn xsetbv(&mut self, xcr: u32, value: u64) {
-        let leaf = cpuid(0xd, 0);
-        let supported = (leaf[3] as u64) << 32 | leaf[0] as u64;
+        let supported = crate::vcpu::cpuid::guest_xcr0_supported(cpuid);
         let has_xsave = Leaf1Ecx::from_bits_retain(cpuid(1, 0)[2]).contains(Leaf1Ecx::XSAVE);
         if has_xsave && xsetbv_allowed(xcr, value, supported) {
             let cr4 = read_cr4();

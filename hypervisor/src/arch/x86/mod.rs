@@ -8,7 +8,6 @@ pub mod irq;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 
-use bitflags::bitflags;
 use x86_64::instructions::{hlt, interrupts, port::Port};
 use x86_64::registers::control::{Cr0, Cr3, Cr4};
 use x86_64::registers::model_specific::Msr;
@@ -45,50 +44,7 @@ pub fn wrmsr(msr: u32, v: u64) {
     unsafe { Msr::new(msr).write(v) }
 }
 
-bitflags! {
-    // CPUID feature bits the hypervisor tests or hides (the `x86_64` crate has no CPUID types).
-    // Unnamed bits are kept: guests see the host's.
-
-    /// CPUID.1:ECX.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct Leaf1Ecx: u32 {
-        const MONITOR = 1 << 3;
-        const VMX = 1 << 5;
-        const X2APIC = 1 << 21;
-        const TSC_DEADLINE = 1 << 24;
-        const XSAVE = 1 << 26;
-        const OSXSAVE = 1 << 27;
-        const HYPERVISOR = 1 << 31;
-        const _ = !0;
-    }
-
-    /// CPUID.1:EDX, mirrored in CPUID.0x80000001:EDX on AMD for these bits.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct Leaf1Edx: u32 {
-        const MCE = 1 << 7;
-        const MCA = 1 << 14;
-        const _ = !0;
-    }
-
-    /// CPUID.0x80000001:ECX.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct ExtLeaf1Ecx: u32 {
-        const SVM = 1 << 2;
-        const _ = !0;
-    }
-
-    /// CPUID.0x80000001:EDX.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct ExtLeaf1Edx: u32 {
-        const RDTSCP = 1 << 27;
-        const _ = !0;
-    }
-}
-
-pub fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
-    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
-    [r.eax, r.ebx, r.ecx, r.edx]
-}
+pub use super::cpuid::{cpuid, ExtLeaf1Ecx, ExtLeaf1Edx, Leaf1Ecx, Leaf1Edx};
 
 pub fn read_cr0() -> u64 {
     Cr0::read_raw()
