@@ -85,13 +85,17 @@ pub fn guest_xcr0_supported(host: impl Fn(u32, u32) -> [u32; 4]) -> u64 {
             }
         })
         .fold(0, |mask, i| mask | 1 << i);
-    // XSETBV takes the AMX tile configuration and tile data only together.
+    // XSETBV takes the AMX tile configuration and tile data only together; MPX is hidden.
+    let fitting = fitting & !MPX_STATE;
     if fitting & AMX_TILES != AMX_TILES {
         fitting & !AMX_TILES
     } else {
         fitting
     }
 }
+
+/// XCR0's MPX components: bounds registers (3) and configuration (4).
+const MPX_STATE: u64 = 3 << 3;
 
 /// XCR0's AMX components: tile configuration (17) and tile data (18).
 const AMX_TILES: u64 = 3 << 17;
@@ -232,12 +236,14 @@ mod tests {
     use super::*;
 
     /// Bochs' corei7_skylake_x leaf 0xD (x87, SSE, AVX, AVX-512), as a Linux guest printed it,
-    /// plus an AMX tile-data component (17/18) that does not fit the save page.
+    /// plus MPX (3/4, hidden) and AMX (17/18: the tile data does not fit the save page).
     fn skylake(leaf: u32, sub: u32) -> [u32; 4] {
         match (leaf, sub) {
-            (0xD, 0) => [0x600E7, 0xA80, 0x2B00, 0],
+            (0xD, 0) => [0x600FF, 0xA80, 0x2B00, 0],
             (0xD, 1) => [0x1F, 0xA80, 0, 0],
             (0xD, 2) => [0x100, 0x240, 0, 0],
+            (0xD, 3) => [0x40, 0x3C0, 0, 0],
+            (0xD, 4) => [0x40, 0x400, 0, 0],
             (0xD, 5) => [0x40, 0x440, 0, 0],
             (0xD, 6) => [0x200, 0x480, 0, 0],
             (0xD, 7) => [0x400, 0x680, 0, 0],

@@ -84,14 +84,11 @@ else
 fi
 # The IVSHMEM region it shares with the Service VM (acrn-dm's `ivshmem,hv:/sos_uvm`, made by
 # the hypervisor through the HSM's CREATE_VDEV): read what the Service VM wrote, answer.
-bar2=
-for d in /sys/bus/pci/devices/*; do
-    if [ "$(cat $d/vendor)" = 0x1af4 ] && [ "$(cat $d/device)" = 0x1110 ]; then
-        bar2=$(sed -n 3p $d/resource | cut -d' ' -f1)
-        echo "uvm: ivshmem at $(basename $d) revision $(cat $d/revision), BAR2 size $(( $(sed -n 3p $d/resource | cut -d' ' -f2) - bar2 + 1 ))"
-    fi
-done
-if [ -n "$bar2" ]; then
+$PCI_FUNCTION
+d=$(pci_function 0x1af4 0x1110)
+if [ -n "$d" ]; then
+    bar2=$(sed -n 3p $d/resource | cut -d' ' -f1)
+    echo "uvm: ivshmem at $(basename $d) revision $(cat $d/revision), BAR2 size $(( $(sed -n 3p $d/resource | cut -d' ' -f2) - bar2 + 1 ))"
     echo "uvm: ivshmem reads $(devmem $bar2 32)"
     devmem $((bar2 + 4)) 32 $((0xc0ffee00 + run + 1))
 else
@@ -99,19 +96,23 @@ else
 fi
 # The PCI vUART link to the Service VM (acrn-dm's `uart,vuart_idx`, the hypervisor's MCS9900
 # through CREATE_VDEV), driven by Linux's 8250_pci.
-tty=
-for d in /sys/bus/pci/devices/*; do
-    if [ "$(cat $d/vendor)" = 0x9710 ] && [ "$(cat $d/device)" = 0x9900 ]; then
-        tty=$(ls $d/tty 2>/dev/null | head -n 1)
-        echo "uvm: vuart at $(basename $d) is ${tty:-no tty}"
-    fi
-done
+d=$(pci_function 0x9710 0x9900)
+tty=$([ -n "$d" ] && ls $d/tty 2>/dev/null | head -n 1)
+[ -n "$d" ] && echo "uvm: vuart at $(basename $d) is ${tty:-no tty}"
 if [ -n "$tty" ]; then
     stty -F /dev/$tty 115200 raw -echo clocal
     echo "hello from the User VM, run $((run + 1))" > /dev/$tty
 fi
 poweroff -f
 "#;
+
+/// A shell function both inits use: the sysfs directory of the first PCI function with vendor
+/// `$1` and device `$2`.
+const PCI_FUNCTION: &str = r#"pci_function() {
+    for f in /sys/bus/pci/devices/*; do
+        [ "$(cat $f/vendor)" = $1 ] && [ "$(cat $f/device)" = $2 ] && echo $f && return
+    done
+}"#;
 
 /// The User VM's command line: its console on COM1; a TSC clock, its rate given, and no timer
 /// check (calibrating against acrn-dm's PIT, one I/O request per read through the Service VM,
@@ -142,22 +143,17 @@ for case in "bad option|--ovmf /x POST_VM1" \
     echo "sos: acrn-dm ${case%%|*}: exit $?: $(head -n 1 /tmp/dm.err)"
 done
 # The IVSHMEM region shared with the User VM (the hypervisor's, on this VM's bus too).
-bar2=
-for d in /sys/bus/pci/devices/*; do
-    if [ "$(cat $d/vendor)" = 0x1af4 ] && [ "$(cat $d/device)" = 0x1110 ]; then
-        bar2=$(sed -n 3p $d/resource | cut -d' ' -f1)
-        echo "sos: ivshmem at $(basename $d)"
-    fi
-done
-[ -n "$bar2" ] && devmem $bar2 32 0x5a05a05a
+$PCI_FUNCTION
+d=$(pci_function 0x1af4 0x1110)
+bar2=$([ -n "$d" ] && sed -n 3p $d/resource | cut -d' ' -f1)
+if [ -n "$bar2" ]; then
+    echo "sos: ivshmem at $(basename $d)"
+    devmem $bar2 32 0x5a05a05a
+fi
 # The PCI vUART link to the User VM: what arrives is kept.
-tty=
-for d in /sys/bus/pci/devices/*; do
-    if [ "$(cat $d/vendor)" = 0x9710 ] && [ "$(cat $d/device)" = 0x9900 ]; then
-        tty=$(ls $d/tty 2>/dev/null | head -n 1)
-        echo "sos: vuart at $(basename $d) is ${tty:-no tty}"
-    fi
-done
+d=$(pci_function 0x9710 0x9900)
+tty=$([ -n "$d" ] && ls $d/tty 2>/dev/null | head -n 1)
+[ -n "$d" ] && echo "sos: vuart at $(basename $d) is ${tty:-no tty}"
 if [ -n "$tty" ]; then
     stty -F /dev/$tty 115200 raw -echo clocal
     cat /dev/$tty > /tmp/vuart.txt &
@@ -227,8 +223,11 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
             .iter()
             .map(|(path, bytes)| Entry::File(path, 0o644, bytes)),
     );
-    let uvm_initrd = busybox_initramfs_with(&busybox, UVM_INIT, &uvm_files);
-    let init = INIT.replace("$UVM_BOOTARGS", UVM_BOOTARGS);
+    let uvm_init = UVM_INIT.replace("$PCI_FUNCTION", PCI_FUNCTION);
+    let uvm_initrd = busybox_initramfs_with(&busybox, &uvm_init, &uvm_files);
+    let init = INIT
+        .replace("$UVM_BOOTARGS", UVM_BOOTARGS)
+        .replace("$PCI_FUNCTION", PCI_FUNCTION);
     let initrd = dir.join("initrd.cpio");
     let sos_initrd = busybox_initramfs_with(
         &busybox,
