@@ -170,7 +170,8 @@ pub fn from_scenario(s: &Scenario) -> Result<LaunchDescription, LaunchError> {
 
 /// Adds to each VM of `d` the devices of the hypervisor's its Service VM asks for, where the
 /// allocator placed them: the IVSHMEM device of each hypervisor-provided region it is a member
-/// of, and its PCI vUARTs (by their index among its vUART connections).
+/// of, and its PCI vUARTs, the PCI console among them (by ACRN's vUART index, as the launch
+/// script's `vuart_idx`).
 pub fn with_devices(d: &mut LaunchDescription, alloc: &crate::alloc::Allocation) {
     let addr = |b: crate::scenario::Vbdf| PciAddr {
         bus: b.bus,
@@ -191,10 +192,18 @@ pub fn with_devices(d: &mut LaunchDescription, alloc: &crate::alloc::Allocation)
                 bars: dev.bars.iter().map(|b| b & !0xF).collect(),
             });
         }
+        // ACRN numbers a VM's vUARTs from its console (0): connection i is vUART i + 1.
+        if let crate::alloc::Console::Pci { vbdf, bar0, bar1 } = a.console {
+            vm.vdevs.push(LaunchVdev {
+                kind: VdevKind::Vuart(0),
+                bdf: addr(vbdf),
+                bars: vec![bar0 & !0xF, bar1 & !0xF],
+            });
+        }
         for (i, v) in a.vuarts.iter().enumerate() {
             if let crate::alloc::VuartKind::Pci { vbdf, bar0, bar1 } = v.kind {
                 vm.vdevs.push(LaunchVdev {
-                    kind: VdevKind::Vuart(i as u32),
+                    kind: VdevKind::Vuart(i as u32 + 1),
                     bdf: addr(vbdf),
                     bars: vec![bar0 & !0xF, bar1 & !0xF],
                 });
@@ -295,6 +304,30 @@ mod tests {
             }]
         );
         assert_eq!(LaunchDescription::parse(&d.render()).unwrap(), d);
+    }
+
+    /// A PCI vUART is named by the same ACRN index in the description (what a Service VM
+    /// passes to HC_ADD_VDEV) and in the launch script (acrn-dm's `vuart_idx`).
+    #[test]
+    fn pci_vuart_indices_agree_with_the_launch_script() {
+        let dir = repo().join("configs/qemu-epyc");
+        let board = crate::board::load_board(&dir.join("qemu-epyc.xml")).unwrap();
+        let s = load("qemu-epyc", "linux-service-vm.xml");
+        let alloc = crate::alloc::allocate(&board, &s).unwrap();
+        let mut d = from_scenario(&s).unwrap();
+        with_devices(&mut d, &alloc);
+        let scripts = crate::gen::launch_script::scripts(&board, &s).unwrap();
+        let text = scripts[0].render("qemu-epyc", "linux-service-vm");
+        let indices: Vec<u32> = d.vms[0]
+            .vdevs
+            .iter()
+            .filter_map(|v| match v.kind {
+                VdevKind::Vuart(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(indices, [1], "the first connection follows the console (0)");
+        assert!(text.contains(",uart,vuart_idx:1"), "{text}");
     }
 
     /// The Service VM's test reads the same file (tests/guests/service-vm), so what the

@@ -22,8 +22,10 @@
 //!                            at most 8; each at the same BDF in the VM), or `none`
 //! vdevs=ivshmem:shm_0@00:08.0@0x80000000,0x80001000,0x4000000000
 //!                            the hypervisor's devices to add (HC_ADD_VDEV), `;`-separated, at
-//!                            most 16: `ivshmem:REGION` (3 BARs) or `vuart:INDEX` (2 BARs), at
-//!                            BB:DD.F with hex BAR addresses; or `none`
+//!                            most 16: `ivshmem:REGION` (3 BARs) or `vuart:INDEX` (2 BARs;
+//!                            ACRN's vUART index, acrn-dm's `vuart_idx`: 0 the console, the
+//!                            VM's connections from 1), at BB:DD.F with hex BAR addresses; or
+//!                            `none`
 //! end                        closes the record
 //! ```
 //!

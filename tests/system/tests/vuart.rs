@@ -279,8 +279,9 @@ fn qemu_epyc_pci_console_carries_the_guests_output() {
 
 /// A PCI link between a pre-launched VM and a post-launched one: configs/qemu-epyc/hybrid.xml
 /// with a PCI `vuart_connection` between PRE_VM0 and POST_VM1. PRE_VM0's end is on its vPCI
-/// from the scenario; the reference Service VM asks for POST_VM1's with HC_ADD_VDEV (vuart
-/// index 0 at the allocator's BDF and BARs, as acrn-dm does for `uart,vuart_idx:0`), and the
+/// from the scenario; the reference Service VM asks for POST_VM1's with HC_ADD_VDEV (ACRN's
+/// vUART index 1, the first connection, at the allocator's BDF and BARs, as acrn-dm does for
+/// the launch script's `uart,vuart_idx:1`), and the
 /// stream runs from PRE_VM0 to POST_VM1 with back-pressure.
 #[test]
 fn qemu_epyc_pci_vuart_link_between_a_pre_and_a_post_launched_vm() {
@@ -296,7 +297,7 @@ fn qemu_epyc_pci_vuart_link_between_a_pre_and_a_post_launched_vm() {
     check_prefixes(
         &t,
         &[
-            "[SERVICE_VM] svm: VM 1 POST_VM1: added vuart:0@",
+            "[SERVICE_VM] svm: VM 1 POST_VM1: added vuart:1@",
             "[hv] VM 2 POST_VM1: PCI vUART at ",
             "[SERVICE_VM] verdict: PASS",
         ],
@@ -368,4 +369,48 @@ fn check_hybrid_link(t: &Transcript, receiver: &str) {
     );
     eprintln!("throughput: sender {}", after(t, "[PRE_VM0] vuart: sent "));
     eprintln!("throughput: receiver {}", after(t, &received));
+}
+
+/// A post-launched VM's PCI console: configs/qemu-epyc/hybrid.xml with POST_VM1's
+/// `console_vuart` made PCI. The reference Service VM adds it with HC_ADD_VDEV as acrn-dm does
+/// for the launch script's `uart,vuart_idx:0` (ACRN's vUART 0 is the console), and the guest's
+/// output leaves through the hypervisor's console with its VM's prefix.
+#[test]
+fn qemu_epyc_post_launched_vm_gets_its_pci_console() {
+    let com1 = "<console_vuart>COM Port 1</console_vuart>";
+    let edit = |text: &str| {
+        assert_eq!(text.matches(com1).count(), 3, "hybrid.xml's consoles");
+        // POST_VM1 is the last VM.
+        let at = text.rfind(com1).unwrap();
+        let text = format!(
+            "{}<console_vuart>PCI</console_vuart>{}",
+            &text[..at],
+            &text[at + com1.len()..]
+        );
+        let none = "<vuart_connections></vuart_connections>";
+        hybrid_variant(
+            &text,
+            none,
+            none,
+            "timer",
+            "once guestargs=pci_console,timer",
+        )
+    };
+    let t = run_qemu_variant_with(
+        "qemu-post-pci-console",
+        "hybrid.xml",
+        edit,
+        &[("PRE_VM0", "platform"), ("POST_VM1", "platform")],
+        240,
+        decided_by(&["[POST_VM1] verdict:"]),
+    );
+    check_prefixes(
+        &t,
+        &[
+            "[SERVICE_VM] svm: VM 1 POST_VM1: added vuart:0@",
+            "[hv] VM 2 POST_VM1: PCI vUART at ",
+            "[POST_VM1] platform: console on the PCI vUART at 00:",
+            "[POST_VM1] verdict: PASS",
+        ],
+    );
 }
