@@ -120,9 +120,9 @@ fn debian_linux_boots_as_a_pre_launched_vm_in_qemu() {
 
 /// The same kernel on the Intel VMX backend in Bochs (configs/bochs-tigerlake/linux.xml: 2
 /// pCPUs, 256 MB; 4 emulated CPUs, 1 GiB). Bochs interprets every instruction, so this takes
-/// about 6 minutes: opt-in.
+/// about 4 minutes: opt-in.
 #[test]
-#[ignore = "about 6 minutes in Bochs; run with: cargo test -p acrn-system-tests --test linux -- --ignored"]
+#[ignore = "about 4 minutes in Bochs; run with: cargo test -p acrn-system-tests --test linux -- --ignored"]
 fn debian_linux_boots_in_bochs_vmx() {
     require_tools(&["bochs", "grub-mkrescue", "xorriso"]);
     // Debian's kernel hangs on Bochs' tigerlake model right after "LSM: Security Framework
