@@ -69,15 +69,16 @@ fn unpack_one(deb: &Path, work: &Path, dir_in_pkg: &str, pick: &str, cached: &Pa
 
 /// The modules of Debian's kernel a User VM loads (in this order), with their folder under
 /// `kernel/`: the virtio ones for a virtio-blk disk through the legacy PCI transport, then
-/// e1000e for a passed-through 82574 NIC (the PTP and PPS cores it uses are built in). Debian
-/// builds them as modules.
-pub const UVM_MODULES: [(&str, &str); 7] = [
+/// virtio_console, then e1000e for a passed-through 82574 NIC (the PTP and PPS cores it uses
+/// are built in). Debian builds them as modules.
+pub const UVM_MODULES: [(&str, &str); 8] = [
     ("virtio_ring", "drivers/virtio"),
     ("virtio", "drivers/virtio"),
     ("virtio_pci_legacy_dev", "drivers/virtio"),
     ("virtio_pci_modern_dev", "drivers/virtio"),
     ("virtio_pci", "drivers/virtio"),
     ("virtio_blk", "drivers/block"),
+    ("virtio_console", "drivers/char"),
     ("e1000e", "drivers/net/ethernet/intel/e1000e"),
 ];
 

@@ -46,7 +46,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "uvm: init up"
 echo "uvm: $(grep -c ^processor /proc/cpuinfo) CPUs, kernel $(uname -r)"
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console; do
     insmod /lib/modules/$m.ko || echo "uvm: insmod $m failed"
 done
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 1; done
@@ -64,6 +64,13 @@ if [ -b /dev/vda ]; then
     echo "uvm: read vda: $(cat /sys/block/vda/size) sectors from $t0 to $t1 s"
 else
     echo "uvm: no /dev/vda"
+fi
+# The virtio console (acrn-dm's `virtio-console,@file:`): a line on hvc0.
+for i in 1 2 3 4 5; do [ -c /dev/hvc0 ] && break; sleep 1; done
+if [ -c /dev/hvc0 ]; then
+    echo "on the virtio console, run $(( run + 1 ))" > /dev/hvc0
+else
+    echo "uvm: no /dev/hvc0"
 fi
 # The passed-through e1000e: Linux's driver, its link, its interrupts (MSI-X through the
 # hypervisor's remapping).
@@ -186,6 +193,7 @@ for run in 1 2; do
         "$(dd if=/uvm/disk.img bs=1 skip=1 count=35 2>/dev/null)"
     [ -n "$bar2" ] && echo "sos: ivshmem after launch $run: $(devmem $((bar2 + 4)) 32)"
     [ -n "$tty" ] && echo "sos: vuart after launch $run: $(tr '\n' '|' < /tmp/vuart.txt)"
+    echo "sos: virtio console after launch $run: $(tr '\n' '|' < /uvm/console.txt)"
 done
 echo "sos: launches done"
 exec sh
@@ -433,6 +441,12 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
     ] {
         check(&t, vm_line(line), what);
     }
+    // The virtio console: acrn-dm appends what the User VM writes on hvc0 to its file.
+    check(
+        &t,
+        vm_line("sos: virtio console after launch 2: on the virtio console, run 1|on the virtio console, run 2|"),
+        "the User VM's virtio console lines did not reach acrn-dm's file",
+    );
     // Its INTx line is the one the board's _PRT names (q35: slot 2, INTA# on GSI 22), as the
     // Service VM's Linux routes it, not the firmware's legacy interrupt line.
     let lines = t
