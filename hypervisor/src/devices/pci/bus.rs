@@ -369,24 +369,18 @@ impl Vpci {
                 })
             }
             VDEV_ID_MCS9900 => {
-                // ACRN's vUART numbering (acrn-dm's `uart,vuart_idx:N`): 0 is the console,
-                // the VM's connections follow from 1.
                 let vuart_idx = u32::from_le_bytes([v.args[0], v.args[1], v.args[2], v.args[3]]);
-                let index = match vuart_idx {
-                    0 if matches!(cfg.console, ConsoleVuart::Pci { .. }) => CONSOLE_SLOT,
-                    0 => return Err(VdevError::NoSuchVuart),
-                    n => {
-                        let link = n as usize - 1;
-                        let pci = cfg
-                            .vuarts
+                let index = vuart::slot_of(
+                    vuart_idx,
+                    matches!(cfg.console, ConsoleVuart::Pci { .. }),
+                    |link| {
+                        cfg.vuarts
                             .get(link)
-                            .is_some_and(|l| matches!(l.kind, VuartKind::Pci { .. }));
-                        if !pci || link >= MAX_VUART_LINKS {
-                            return Err(VdevError::NoSuchVuart);
-                        }
-                        link
-                    }
-                };
+                            .is_some_and(|l| matches!(l.kind, VuartKind::Pci { .. }))
+                    },
+                    MAX_VUART_LINKS,
+                )
+                .ok_or(VdevError::NoSuchVuart)?;
                 AddedDevice::Vuart {
                     index,
                     vbdf,

@@ -403,3 +403,25 @@ mod pci_vuart {
         assert_eq!(d.function.msix_read(1, 0x800, 4), Some(0));
     }
 }
+
+#[test]
+fn acrn_vuart_numbers_put_the_console_first() {
+    use super::vuart::slot_of;
+    // Connections 0 and 2 are PCI, 1 is legacy; 7 link slots, the console's after them.
+    let pci = |link: usize| link == 0 || link == 2;
+    assert_eq!(
+        slot_of(0, true, pci, 7),
+        Some(7),
+        "vuart_idx 0: the PCI console"
+    );
+    assert_eq!(
+        slot_of(0, false, pci, 7),
+        None,
+        "a legacy console is not a PCI vUART"
+    );
+    assert_eq!(slot_of(1, false, pci, 7), Some(0), "the first connection");
+    assert_eq!(slot_of(2, false, pci, 7), None, "a legacy connection");
+    assert_eq!(slot_of(3, false, pci, 7), Some(2));
+    assert_eq!(slot_of(8, false, |_| true, 7), None, "beyond the slots");
+    assert_eq!(slot_of(u32::MAX, false, |_| true, 7), None);
+}

@@ -22,6 +22,24 @@ const UART_REGISTERS: u64 = 8;
 pub const REGISTERS_BAR: usize = 0;
 pub const MSIX_BAR: usize = 1;
 
+/// The slot ACRN's vUART number `vuart_idx` (HC_ADD_VDEV's argument, acrn-dm's
+/// `uart,vuart_idx:N`) takes among a VM's `links` PCI vUART slots and the console's after them:
+/// 0 is the console, `n` the VM's n-th connection; `None` unless that vUART is a PCI one.
+pub fn slot_of(
+    vuart_idx: u32,
+    console_is_pci: bool,
+    link_is_pci: impl Fn(usize) -> bool,
+    links: usize,
+) -> Option<usize> {
+    match vuart_idx {
+        0 => console_is_pci.then_some(links),
+        n => {
+            let link = n as usize - 1;
+            (link < links && link_is_pci(link)).then_some(link)
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct PciVuart {
     pub function: Function,
