@@ -120,6 +120,22 @@ fn xsave_size(host: &impl Fn(u32, u32) -> [u32; 4], xcr0: u64, compacted: bool) 
         })
 }
 
+/// Checks a guest XSETBV of `value` into XCR `xcr` against the XCR0 bits the CPU supports
+/// (CPUID.(0xD,0) EDX:EAX), as the instruction would: only XCR0, x87 always on, AVX needs SSE,
+/// the three AVX-512 components together and only with AVX.
+pub fn xsetbv_allowed(xcr: u32, value: u64, supported: u64) -> bool {
+    const X87: u64 = 1;
+    const SSE: u64 = 2;
+    const AVX: u64 = 4;
+    const AVX512: u64 = 0xe0;
+    let avx512 = value & AVX512;
+    xcr == 0
+        && value & !supported == 0
+        && value & X87 != 0
+        && (value & AVX == 0 || value & SSE != 0)
+        && (avx512 == 0 || (avx512 == AVX512 && value & AVX != 0))
+}
+
 /// Leaf 0xD subleaf `sub` for a guest with `xcr0` of the `supported` components.
 fn xsave_leaf(
     host: &impl Fn(u32, u32) -> [u32; 4],
@@ -288,6 +304,19 @@ mod tests {
         assert_eq!(emulate_with(skylake, &a, 0xD, 18), [0; 4]);
         // Bits a guest cannot have set do not count.
         assert_eq!(emulate_with(skylake, &asker(0x60007), 0xD, 0)[1], 832);
+    }
+
+    #[test]
+    fn xsetbv_rules() {
+        let cpu = 0xe7; // x87 SSE AVX + AVX-512
+        assert!(xsetbv_allowed(0, 0x1, cpu));
+        assert!(xsetbv_allowed(0, 0x7, cpu));
+        assert!(xsetbv_allowed(0, 0xe7, cpu));
+        assert!(!xsetbv_allowed(1, 0x1, cpu));
+        assert!(!xsetbv_allowed(0, 0x6, cpu), "x87 off");
+        assert!(!xsetbv_allowed(0, 0x5, cpu), "AVX without SSE");
+        assert!(!xsetbv_allowed(0, 0x27, cpu), "partial AVX-512");
+        assert!(!xsetbv_allowed(0, 0x207, cpu), "unsupported component");
     }
 
     #[test]

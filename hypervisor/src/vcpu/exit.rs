@@ -5,7 +5,7 @@
 use super::decode::{self, AluSrc, CpuMode, Op};
 use super::run::{IoFinish, PendingIo, RunState, Thread};
 use super::string_io;
-use super::{cpuid, msr, Injection, IoDirection, Vcpu, VmExit};
+use super::{cpuid, msr, Injection, IoDirection, Vcpu, VmExit, VECTOR_GP, VECTOR_UD};
 use crate::arch::x86::irq;
 use crate::devices::lapic::APIC_BASE_ADDRESS as LAPIC_GPA;
 use crate::devices::Space;
@@ -94,9 +94,6 @@ fn stop(t: &Thread, why: core::fmt::Arguments) -> Next {
     Next::Leave
 }
 
-/// Invalid opcode (#UD).
-const VECTOR_UD: u8 = 6;
-
 /// A hypercall instruction: dispatched, RAX set and the instruction skipped (`len` when the
 /// exit does not report it: a #UD intercept), or #UD / #GP(0) for a caller that may not call.
 fn hypercall(t: &mut Thread, len: Option<u8>) -> Next {
@@ -126,7 +123,7 @@ fn hypercall(t: &mut Thread, len: Option<u8>) -> Next {
 
 fn inject_gp(t: &mut Thread) -> Next {
     t.hw.get().inject(Injection::Exception {
-        vector: 13,
+        vector: VECTOR_GP,
         error_code: Some(0),
     });
     Next::Continue

@@ -15,6 +15,10 @@ pub mod msr;
 pub mod run;
 pub mod string_io;
 
+/// The exception vectors the hypervisor raises in guests.
+pub const VECTOR_UD: u8 = 6;
+pub const VECTOR_GP: u8 = 13;
+
 /// General-purpose registers of a guest, saved on every exit and restored on entry.
 #[derive(Debug, Default, Clone, Copy)]
 #[repr(C)]

@@ -4,11 +4,13 @@ use crate::vcpu::msr::lapic_pt::{
     MSR_TSC_DEADLINE, MSR_X2APIC_ICR, MSR_X2APIC_ID, MSR_X2APIC_LDR, X2APIC_PASSED,
 };
 use crate::vcpu::{
-    AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit,
+    AccessKind, GuestRegs, InitialState, Injection, IoDirection, Segment, Vcpu, VmExit, VECTOR_GP,
 };
 use bitflags::bitflags;
 use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::registers::control::{Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags};
+use x86_64::registers::xcontrol::XCr0;
 use x86_64::structures::idt::PageFaultErrorCode;
 
 const MSR_VM_CR: u32 = 0xC001_0114;
@@ -274,8 +276,10 @@ impl SvmVcpu {
             | InterceptMisc1::IOIO
             | InterceptMisc1::MSR
             | InterceptMisc1::SHUTDOWN;
-        c.intercept_misc2 =
-            InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL | InterceptMisc2::OTHER_SVM_AND_MWAIT;
+        c.intercept_misc2 = InterceptMisc2::VMRUN
+            | InterceptMisc2::VMMCALL
+            | InterceptMisc2::OTHER_SVM_AND_MWAIT
+            | InterceptMisc2::XSETBV;
         c.iopm_base_pa = IOPM_PA.load(Ordering::Acquire);
         c.msrpm_base_pa = MSRPM_PA.load(Ordering::Acquire);
         c.guest_asid = asid.clamp(1, caps.asids.saturating_sub(1).max(1));
@@ -468,6 +472,39 @@ impl SvmVcpu {
     /// After an exit: the virtual interrupt was taken if the CPU cleared V_IRQ; an event whose
     /// delivery the exit interrupted (EXITINTINFO) is delivered again at the next entry, an
     /// external interrupt as the virtual interrupt again, anything else through EVENTINJ.
+    /// XSETBV, intercepted (as on VMX) so that a guest enables only the XCR0 components CPUID
+    /// offers it: loads XCR0 into the CPU (the host has no extended state of its own, so XCR0
+    /// is the one guest's of this pCPU), or answers #GP like the instruction.
+    fn xsetbv(&mut self) {
+        let xcr = self.regs.rcx as u32;
+        let value = (self.regs.rdx & 0xFFFF_FFFF) << 32 | (self.v().save.rax & 0xFFFF_FFFF);
+        let supported = crate::vcpu::cpuid::guest_xcr0_supported(cpuid);
+        if !crate::vcpu::cpuid::xsetbv_allowed(xcr, value, supported) {
+            self.inject(Injection::Exception {
+                vector: VECTOR_GP,
+                error_code: Some(0),
+            });
+            return;
+        }
+        let cr4 = Cr4::read_raw();
+        // SAFETY: the guest could run XSETBV, so the CPU has XSAVE; the value passed the
+        // architectural checks, and CR4.OSXSAVE is set for the instruction only (host CPUID
+        // must keep reporting OSXSAVE = 0).
+        unsafe {
+            Cr4::write_raw(cr4 | Cr4Flags::OSXSAVE.bits());
+            XCr0::write_raw(value);
+            Cr4::write_raw(cr4);
+        }
+        // XSETBV is 0F 01 D1.
+        let len = if self.nrips {
+            self.v().control.next_rip.saturating_sub(self.rip())
+        } else {
+            3
+        };
+        let rip = self.rip();
+        self.set_rip(rip + len);
+    }
+
     fn after_exit(&mut self) {
         let c = &mut self.vm().control;
         c.tlb_control = 0;
@@ -533,16 +570,21 @@ impl Vcpu for SvmVcpu {
     }
 
     fn run(&mut self) -> VmExit {
-        self.present_interrupt();
-        let rax = self.regs.rax;
-        self.vm().save.rax = rax;
-        let (pa, host) = (self.vmcb as u64, self.host_pa);
-        // SAFETY: the VMCB and host area are valid pages of this pCPU; svm_run saves and restores
-        // all host state it touches.
-        unsafe { svm_run(pa, &mut self.regs, host) };
-        self.regs.rax = self.v().save.rax;
-        self.after_exit();
-        self.translate()
+        loop {
+            self.present_interrupt();
+            let rax = self.regs.rax;
+            self.vm().save.rax = rax;
+            let (pa, host) = (self.vmcb as u64, self.host_pa);
+            // SAFETY: the VMCB and host area are valid pages of this pCPU; svm_run saves and
+            // restores all host state it touches.
+            unsafe { svm_run(pa, &mut self.regs, host) };
+            self.regs.rax = self.v().save.rax;
+            self.after_exit();
+            if self.v().control.exit_code != EXIT_XSETBV {
+                return self.translate();
+            }
+            self.xsetbv();
+        }
     }
 
     fn regs(&self) -> &GuestRegs {

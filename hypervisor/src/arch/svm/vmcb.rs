@@ -173,6 +173,7 @@ bitflags! {
         const MONITOR = 1 << 10;
         const MWAIT = 1 << 11;
         const MWAIT_ARMED = 1 << 12;
+        const XSETBV = 1 << 13;
         /// The SVM instructions other than VMRUN/VMMCALL, and MONITOR/MWAIT (RDTSCP runs).
         const OTHER_SVM_AND_MWAIT = Self::VMLOAD.bits()
             | Self::VMSAVE.bits()
@@ -254,6 +255,7 @@ pub const EXIT_IOIO: u64 = 0x7B;
 pub const EXIT_MSR: u64 = 0x7C;
 pub const EXIT_SHUTDOWN: u64 = 0x7F;
 pub const EXIT_VMMCALL: u64 = 0x81;
+pub const EXIT_XSETBV: u64 = 0x8D;
 pub const EXIT_NPF: u64 = 0x400;
 pub const EXIT_INVALID: u64 = u64::MAX;
 

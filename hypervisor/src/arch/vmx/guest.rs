@@ -120,22 +120,6 @@ fn with_long_mode_active(efer: u64, active: bool) -> u64 {
     efer.bits()
 }
 
-/// Checks a guest XSETBV of `value` into XCR `xcr` against the XCR0 bits the CPU supports
-/// (CPUID.(0xD,0) EDX:EAX), as the instruction would: only XCR0, x87 always on, AVX needs SSE,
-/// the three AVX-512 components together and only with AVX.
-pub fn xsetbv_allowed(xcr: u32, value: u64, supported: u64) -> bool {
-    const X87: u64 = 1;
-    const SSE: u64 = 2;
-    const AVX: u64 = 4;
-    const AVX512: u64 = 0xe0;
-    let avx512 = value & AVX512;
-    xcr == 0
-        && value & !supported == 0
-        && value & X87 != 0
-        && (value & AVX == 0 || value & SSE != 0)
-        && (avx512 == 0 || (avx512 == AVX512 && value & AVX != 0))
-}
-
 struct SegFields {
     selector: Field,
     base: Field,
@@ -459,19 +443,6 @@ mod tests {
         assert_eq!(u.efer, EFER_LME | EFER_LMA);
         let u = POLICY.mov_to_cr0(pm, CR4_PAE, EFER_LME | EFER_LMA).unwrap();
         assert_eq!(u.efer, EFER_LME);
-    }
-
-    #[test]
-    fn xsetbv_rules() {
-        let cpu = 0xe7; // x87 SSE AVX + AVX-512
-        assert!(xsetbv_allowed(0, 0x1, cpu));
-        assert!(xsetbv_allowed(0, 0x7, cpu));
-        assert!(xsetbv_allowed(0, 0xe7, cpu));
-        assert!(!xsetbv_allowed(1, 0x1, cpu));
-        assert!(!xsetbv_allowed(0, 0x6, cpu), "x87 off");
-        assert!(!xsetbv_allowed(0, 0x5, cpu), "AVX without SSE");
-        assert!(!xsetbv_allowed(0, 0x27, cpu), "partial AVX-512");
-        assert!(!xsetbv_allowed(0, 0x207, cpu), "unsupported component");
     }
 
     #[test]

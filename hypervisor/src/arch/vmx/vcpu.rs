@@ -9,13 +9,13 @@ use super::enable::{current, Page};
 use super::exit::{decode, gpr, intr, Decoded, ExitReason, RawExit, VMFAIL_FLAG, VMFAIL_INVALID};
 use super::fields::{self as f, Field};
 use super::guest::{
-    load_initial_state, sipi_state, xsetbv_allowed, CrPolicy, VmcsAccess, ACTIVITY_ACTIVE,
-    ACTIVITY_WAIT_FOR_SIPI,
+    load_initial_state, sipi_state, CrPolicy, VmcsAccess, ACTIVITY_ACTIVE, ACTIVITY_WAIT_FOR_SIPI,
 };
 use super::instr::{self, EnterResult, InvEptType, InvVpidType, VmFail};
 use crate::arch::x86::cpu::{CpuCell, MAX_PCPUS};
 use crate::arch::x86::{cpuid, rdmsr, read_cr0, read_cr3, read_cr4, Leaf1Ecx};
 use crate::vcpu::{GuestRegs, InitialState, Injection, Segment, Vcpu, VmExit};
+use crate::vcpu::{VECTOR_GP, VECTOR_UD};
 use bitflags::bitflags;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use x86_64::instructions::tables::{sgdt, sidt};
@@ -105,8 +105,6 @@ bitflags! {
         const _ = !0;
     }
 }
-const VECTOR_UD: u8 = 6;
-const VECTOR_GP: u8 = 13;
 
 pub struct VmxVcpu {
     pages: &'static mut VcpuPages,
@@ -468,7 +466,7 @@ impl VmxVcpu {
     fn xsetbv(&mut self, xcr: u32, value: u64) {
         let supported = crate::vcpu::cpuid::guest_xcr0_supported(cpuid);
         let has_xsave = Leaf1Ecx::from_bits_retain(cpuid(1, 0)[2]).contains(Leaf1Ecx::XSAVE);
-        if has_xsave && xsetbv_allowed(xcr, value, supported) {
+        if has_xsave && crate::vcpu::cpuid::xsetbv_allowed(xcr, value, supported) {
             let cr4 = read_cr4();
             // SAFETY: the CPU has XSAVE, the value passed the architectural checks above and
             // CR4.OSXSAVE is set for the instruction, so XSETBV cannot fault; CR4 is restored.
