@@ -435,19 +435,26 @@ mod tests {
         nanos(ticks)
     }
 
+    /// What Linux's quick TSC calibration programs: gate high, speaker off; channel 2,
+    /// LSB then MSB, mode 0; count 0xFFFF.
+    fn quick_calibration_start(mut write: impl FnMut(u16, u8)) {
+        write(NMI_SC_PORT, 0x01);
+        write(PIT_COMMAND_PORT, 0xB0);
+        write(0x42, 0xFF);
+        write(0x42, 0xFF);
+    }
+
+    /// A count read as LSB then MSB.
+    fn count(mut read: impl FnMut() -> u8) -> u16 {
+        let lsb = read();
+        u16::from(lsb) | u16::from(read()) << 8
+    }
+
     #[test]
     fn channel2_counts_down_as_linux_quick_calibration_reads_it() {
         let mut p = Pit::default();
-        // Gate high, speaker off; channel 2, LSB+MSB, mode 0; count 0xFFFF.
-        p.write(NMI_SC_PORT, 0x01, 0);
-        p.write(PIT_COMMAND_PORT, 0xB0, 0);
-        p.write(0x42, 0xFF, 0);
-        p.write(0x42, 0xFF, 0);
-        let read = |p: &mut Pit, t| {
-            let lsb = p.read(0x42, ns(t));
-            let msb = p.read(0x42, ns(t));
-            u16::from(lsb) | u16::from(msb) << 8
-        };
+        quick_calibration_start(|port, v| p.write(port, v, 0));
+        let read = |p: &mut Pit, t| count(|| p.read(0x42, ns(t)));
         assert_eq!(read(&mut p, 0), 0xFFFF);
         assert_eq!(read(&mut p, 256), 0xFFFF - 256);
         assert_eq!(read(&mut p, 0x1000), 0xFFFF - 0x1000);
@@ -527,15 +534,8 @@ mod tests {
         assert!(SpeakerTimer::claims(0x42) && SpeakerTimer::claims(0x43));
         assert!(SpeakerTimer::claims(0x61));
         assert!(!SpeakerTimer::claims(0x40) && !SpeakerTimer::claims(0x41));
-        // Linux's quick calibration: gate on, channel 2 mode 0, count 0xFFFF.
-        t.write(NMI_SC_PORT, 0x01, 0);
-        t.write(PIT_COMMAND_PORT, 0xB0, 0);
-        t.write(0x42, 0xFF, 0);
-        t.write(0x42, 0xFF, 0);
-        let read = |t: &mut SpeakerTimer, tick| {
-            let lsb = t.read(0x42, ns(tick));
-            u16::from(lsb) | u16::from(t.read(0x42, ns(tick))) << 8
-        };
+        quick_calibration_start(|port, v| t.write(port, v, 0));
+        let read = |t: &mut SpeakerTimer, tick| count(|| t.read(0x42, ns(tick)));
         assert_eq!(read(&mut t, 0x300), 0xFFFF - 0x300);
         assert_eq!(t.read(NMI_SC_PORT, ns(0x300)) & NMI_SC_OUT2, 0);
         assert_ne!(t.read(NMI_SC_PORT, ns(0xFFFF)) & NMI_SC_OUT2, 0);
