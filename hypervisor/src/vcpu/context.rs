@@ -65,6 +65,20 @@ pub fn current_xcr0() -> u64 {
     xcr0
 }
 
+/// A guest's XSETBV of `value` into XCR `xcr`, as the instruction would take it and against the
+/// components CPUID offers guests: loaded into the CPU (the host has no extended state of its
+/// own, so XCR0 is the one guest's of this pCPU) and true, or false for a #GP.
+pub fn guest_xsetbv(xcr: u32, value: u64) -> bool {
+    let supported = super::cpuid::guest_xcr0_supported(cpuid);
+    if !has_xsave() || !super::cpuid::xsetbv_allowed(xcr, value, supported) {
+        return false;
+    }
+    // SAFETY: the CPU has XSAVE and the value passed XSETBV's checks, so the write cannot
+    // fault; OSXSAVE is set around it only (host CPUID must keep reporting OSXSAVE = 0).
+    with_xsave_enabled(|| unsafe { XCr0::write_raw(value) });
+    true
+}
+
 impl GuestContext {
     /// The reset state: x87 only in XCR0, every register in its init state.
     pub fn new() -> Option<Self> {

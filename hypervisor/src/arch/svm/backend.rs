@@ -8,9 +8,7 @@ use crate::vcpu::{
 };
 use bitflags::bitflags;
 use core::sync::atomic::{AtomicU64, Ordering};
-use x86_64::registers::control::{Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags};
-use x86_64::registers::xcontrol::XCr0;
 use x86_64::structures::idt::PageFaultErrorCode;
 
 const MSR_VM_CR: u32 = 0xC001_0114;
@@ -473,27 +471,16 @@ impl SvmVcpu {
     /// delivery the exit interrupted (EXITINTINFO) is delivered again at the next entry, an
     /// external interrupt as the virtual interrupt again, anything else through EVENTINJ.
     /// XSETBV, intercepted (as on VMX) so that a guest enables only the XCR0 components CPUID
-    /// offers it: loads XCR0 into the CPU (the host has no extended state of its own, so XCR0
-    /// is the one guest's of this pCPU), or answers #GP like the instruction.
+    /// offers it: the shared rule and XCR0 load, or #GP.
     fn xsetbv(&mut self) {
         let xcr = self.regs.rcx as u32;
         let value = (self.regs.rdx & 0xFFFF_FFFF) << 32 | (self.v().save.rax & 0xFFFF_FFFF);
-        let supported = crate::vcpu::cpuid::guest_xcr0_supported(cpuid);
-        if !crate::vcpu::cpuid::xsetbv_allowed(xcr, value, supported) {
+        if !crate::vcpu::context::guest_xsetbv(xcr, value) {
             self.inject(Injection::Exception {
                 vector: VECTOR_GP,
                 error_code: Some(0),
             });
             return;
-        }
-        let cr4 = Cr4::read_raw();
-        // SAFETY: the guest could run XSETBV, so the CPU has XSAVE; the value passed the
-        // architectural checks, and CR4.OSXSAVE is set for the instruction only (host CPUID
-        // must keep reporting OSXSAVE = 0).
-        unsafe {
-            Cr4::write_raw(cr4 | Cr4Flags::OSXSAVE.bits());
-            XCr0::write_raw(value);
-            Cr4::write_raw(cr4);
         }
         // XSETBV is 0F 01 D1.
         let len = if self.nrips {

@@ -13,16 +13,14 @@ use super::guest::{
 };
 use super::instr::{self, EnterResult, InvEptType, InvVpidType, VmFail};
 use crate::arch::x86::cpu::{CpuCell, MAX_PCPUS};
-use crate::arch::x86::{cpuid, rdmsr, read_cr0, read_cr3, read_cr4, Leaf1Ecx};
+use crate::arch::x86::{rdmsr, read_cr0, read_cr3, read_cr4};
 use crate::vcpu::{GuestRegs, InitialState, Injection, Segment, Vcpu, VmExit};
 use crate::vcpu::{VECTOR_GP, VECTOR_UD};
 use bitflags::bitflags;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use x86_64::instructions::tables::{sgdt, sidt};
-use x86_64::registers::control::{Cr4, Cr4Flags};
 use x86_64::registers::model_specific::EferFlags;
 use x86_64::registers::rflags::RFlags;
-use x86_64::registers::xcontrol::XCr0;
 
 /// The hardware VMCS that is current on this CPU.
 struct HwVmcs;
@@ -459,22 +457,9 @@ impl VmxVcpu {
         }
     }
 
-    /// Loads the guest's XCR0 into the CPU (the host runs without SSE state of its own, so XCR0
-    /// belongs to the one guest of this pCPU), or answers #GP like the instruction (also for a
-    /// component CPUID does not offer the guest). The host
-    /// sets CR4.OSXSAVE only around the XSETBV: host CPUID must keep reporting OSXSAVE = 0.
+    /// XSETBV (it always exits on VMX): the shared rule and XCR0 load, or #GP.
     fn xsetbv(&mut self, xcr: u32, value: u64) {
-        let supported = crate::vcpu::cpuid::guest_xcr0_supported(cpuid);
-        let has_xsave = Leaf1Ecx::from_bits_retain(cpuid(1, 0)[2]).contains(Leaf1Ecx::XSAVE);
-        if has_xsave && crate::vcpu::cpuid::xsetbv_allowed(xcr, value, supported) {
-            let cr4 = read_cr4();
-            // SAFETY: the CPU has XSAVE, the value passed the architectural checks above and
-            // CR4.OSXSAVE is set for the instruction, so XSETBV cannot fault; CR4 is restored.
-            unsafe {
-                Cr4::write_raw(cr4 | Cr4Flags::OSXSAVE.bits());
-                XCr0::write_raw(value);
-                Cr4::write_raw(cr4);
-            }
+        if crate::vcpu::context::guest_xsetbv(xcr, value) {
             let len = self.exit_len;
             self.advance_rip(len);
         } else {
