@@ -574,6 +574,58 @@ pub(crate) fn check_value(text: &str, ty: Ty) -> Result<Value, ValueError> {
 /// Deepest bracket nesting accepted in TOML (the parser recurses on nested arrays/tables).
 const MAX_TOML_DEPTH: usize = 64;
 
+/// The offset of the first bracket that nests deeper than [`MAX_TOML_DEPTH`], counting only
+/// TOML's own brackets: those in strings and comments are text.
+fn too_deep_at(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        match bytes[i] {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_TOML_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'#' => {
+                i += rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+                continue;
+            }
+            quote @ (b'"' | b'\'') => {
+                let basic = quote == b'"';
+                let fence = if rest.starts_with(&[quote; 3]) { 3 } else { 1 };
+                let mut j = fence;
+                // A string ends at its unescaped closing quote(s); a single-line one also at
+                // the line's end (the parser reports that error itself).
+                while j < rest.len() {
+                    match rest[j] {
+                        b'\\' if basic => j += 1,
+                        b'\n' if fence == 1 => break,
+                        q if q == quote && rest[j..].starts_with(&[quote; 3][..fence]) => {
+                            j += fence;
+                            // Up to two more quotes may end a multi-line string's content.
+                            while fence == 3 && rest.get(j) == Some(&quote) {
+                                j += 1;
+                            }
+                            break;
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                i += j;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Converts TOML text to the same element tree the XML reader produces: keys are element
 /// names, arrays are repeated elements, `board`/`scenario` at the top and `id` in a `[[vm]]`
 /// become attributes, booleans become `y`/`n`.
@@ -586,26 +638,14 @@ pub fn toml_to_document(path: &Path, text: &str) -> Result<Document, Findings> {
         findings.push(f);
         Err(findings)
     };
-    let mut depth = 0usize;
-    let mut max_depth = 0usize;
-    for b in text.bytes() {
-        match b {
-            b'[' | b'{' => {
-                depth += 1;
-                max_depth = max_depth.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    if max_depth > MAX_TOML_DEPTH {
+    if let Some(at) = too_deep_at(text) {
         return fail(
             findings,
             Finding::critical(
                 "F002",
                 format!("brackets nest deeper than {MAX_TOML_DEPTH} levels"),
             )
-            .at(Location::file(path))
+            .at(Location::new(path, lines.span(text, at, 1)))
             .with_hint("this does not look like a scenario file"),
         );
     }

@@ -240,6 +240,29 @@ fn toml_syntax_errors_have_positions() {
     assert_eq!(x.check, "F002");
     assert_eq!(x.location.as_ref().unwrap().line, 2);
     let deep = "a = ".to_string() + &"[".repeat(10_000);
+    let f = toml_to_document(Path::new("t.toml"), &deep).unwrap_err();
+    let x = f.iter().next().unwrap();
+    assert!(x.message.contains("nest deeper"), "{}", x.message);
+    assert_eq!(x.location.as_ref().unwrap().column, 4 + 65);
+}
+
+#[test]
+fn brackets_in_toml_strings_and_comments_are_text() {
+    let braces = "{".repeat(100);
+    for text in [
+        format!("a = \"{braces}\"\n"),
+        format!("a = \"\\\"{braces}\"\n"),
+        format!("a = '{braces}'\n"),
+        format!("a = \"\"\"\nx{braces}\n\"\"\"\n"),
+        format!("a = \"\"\"x\"\"{braces}\"\"\"\n"),
+        format!("a = '''\n'{braces}\n'''\n"),
+        format!("# {braces}\na = 1\n"),
+    ] {
+        toml_to_document(Path::new("t.toml"), &text)
+            .unwrap_or_else(|f| panic!("{}\n{text}", f.render_plain()));
+    }
+    // After a string closes, brackets count again.
+    let deep = format!("a = \"\"\"x\"\"\" {}", "[".repeat(65));
     assert!(toml_to_document(Path::new("t.toml"), &deep).is_err());
 }
 

@@ -69,6 +69,17 @@ pub struct Asker {
     pub osxsave: bool,
     /// Its XCR0, which leaf 0xD's sizes describe.
     pub xcr0: u64,
+    /// The TSC frequency the hypervisor measured (kHz; 0 when unknown), which the timing
+    /// leaves report.
+    pub tsc_khz: u32,
+}
+
+/// Leaf 0x15 (TSC/crystal ratio, crystal Hz) for a TSC of `tsc_khz`: a crystal at the TSC
+/// rate, ratio 1/1. Linux takes the local APIC timer's rate from the crystal, and the virtual
+/// one counts at the TSC rate. None when the rate is unknown or does not fit ECX.
+fn tsc_leaf(tsc_khz: u32) -> Option<[u32; 4]> {
+    let hz = u32::try_from(u64::from(tsc_khz) * 1000).ok()?;
+    (tsc_khz != 0).then_some([1, 1, hz, 0])
 }
 
 /// The XCR0 components guests may enable: the CPU's (CPUID.(0xD,0) EDX:EAX) whose
@@ -180,6 +191,7 @@ pub fn emulate_with(
         idx,
         osxsave,
         xcr0,
+        tsc_khz,
     } = *who;
     match leaf {
         // ACRN's hypervisor leaves: signature "ACRNACRNACRN", max leaf 0x40000010.
@@ -201,7 +213,14 @@ pub fn emulate_with(
             0,
         ],
         // ACRN_CPUID_TIMING_INFO: the TSC frequency in kHz (guests run on the host TSC).
-        ACRN_CPUID_TIMING_INFO => [crate::tsc::khz(), 0, 0, 0],
+        ACRN_CPUID_TIMING_INFO => [tsc_khz, 0, 0, 0],
+        // The timing leaves describe the TSC the hypervisor measured: an emulator's CPU model
+        // may claim one rate while its TSC runs at another (Bochs: 3.5 GHz claimed, 200 MHz).
+        0x15 if host(0, 0)[0] >= 0x15 => tsc_leaf(tsc_khz).unwrap_or_else(|| host(0x15, 0)),
+        // Base and maximum frequency (MHz), which Linux reads where leaf 0x15 has no crystal.
+        0x16 if host(0, 0)[0] >= 0x16 && tsc_leaf(tsc_khz).is_some() => {
+            [tsc_khz / 1000, tsc_khz / 1000, host(0x16, 0)[2], 0]
+        }
         0x4000_0002..=0x4000_00FF => [0; 4],
         // Thermal and power management: only ARAT.
         6 => [host(6, 0)[0] & LEAF6_ARAT, 0, 0, 0],
@@ -280,7 +299,53 @@ mod tests {
             idx: 1,
             osxsave: true,
             xcr0,
+            tsc_khz: 200_000,
         }
+    }
+
+    #[test]
+    fn timing_leaves_describe_the_measured_tsc() {
+        // Bochs' Skylake-X model: a 3.5 GHz TSC by leaf 0x15 (25 MHz crystal, 280/2), base
+        // 3500 MHz by leaf 0x16; its TSC runs at 200 MHz.
+        let bochs = |leaf: u32, sub: u32| match leaf {
+            0 => [0x16, 0, 0, 0],
+            0x15 => [2, 280, 25_000_000, 0],
+            0x16 => [3500, 3500, 100, 0],
+            _ => skylake(leaf, sub),
+        };
+        let a = asker(0x7);
+        let l15 = emulate_with(bochs, &a, 0x15, 0);
+        let tsc_hz = u64::from(l15[2]) * u64::from(l15[1]) / u64::from(l15[0]);
+        assert_eq!(tsc_hz, 200_000_000);
+        assert_eq!(
+            l15[2], 200_000_000,
+            "the crystal is the vLAPIC timer's clock"
+        );
+        assert_eq!(emulate_with(bochs, &a, 0x16, 0), [200, 200, 100, 0]);
+        assert_eq!(
+            emulate_with(bochs, &a, ACRN_CPUID_TIMING_INFO, 0)[0],
+            200_000
+        );
+        // Unknown rate: the host's leaves. Beyond the host's last basic leaf: as the host.
+        let unknown = Asker { tsc_khz: 0, ..a };
+        assert_eq!(
+            emulate_with(bochs, &unknown, 0x15, 0),
+            [2, 280, 25_000_000, 0]
+        );
+        let old = |leaf: u32, sub: u32| {
+            if leaf == 0 {
+                [0xD, 0, 0, 0]
+            } else {
+                bochs(leaf, sub)
+            }
+        };
+        assert_eq!(emulate_with(old, &a, 0x15, 0), [2, 280, 25_000_000, 0]);
+        // A TSC whose Hz do not fit ECX keeps the host's leaf.
+        let fast = Asker {
+            tsc_khz: 5_000_000,
+            ..a
+        };
+        assert_eq!(emulate_with(bochs, &fast, 0x16, 0), [3500, 3500, 100, 0]);
     }
 
     #[test]

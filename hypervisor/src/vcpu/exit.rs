@@ -172,6 +172,7 @@ pub fn handle(t: &mut Thread, exit: VmExit) -> Next {
                     idx: t.idx,
                     osxsave: Cr4Flags::from_bits_retain(cr4).contains(Cr4Flags::OSXSAVE),
                     xcr0: crate::vcpu::context::current_xcr0(),
+                    tsc_khz: crate::tsc::khz(),
                 },
                 leaf,
                 subleaf,
