@@ -3,7 +3,7 @@
 //! hypervisor prints the same at boot), so nothing the user wrote is dropped in silence.
 
 use crate::board::Board;
-use crate::scenario::model::{ConsoleVuart, LoadOrder, ProvidedBy, Scenario};
+use crate::scenario::model::{LoadOrder, ProvidedBy, Scenario};
 
 /// One scenario element the hypervisor does not enforce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,18 +111,6 @@ pub fn unenforced(scenario: &Scenario) -> Vec<Unenforced> {
                 vm: name(),
                 element: "pt_intx",
                 detail: "only pre-launched VMs' INTx lines are routed (as in ACRN)".into(),
-            });
-        }
-        // A PCI console is emulated where the hypervisor has a virtual PCI: pre-launched VMs.
-        // A post-launched VM's is the Device Model's.
-        if vm.load_order == Some(LoadOrder::Service) && vm.console_vuart == Some(ConsoleVuart::Pci)
-        {
-            out.push(Unenforced {
-                vm: name(),
-                element: "console_vuart",
-                detail: "a PCI console vUART is emulated only for pre-launched VMs; the \
-                         Service VM has no console"
-                    .into(),
             });
         }
     }

@@ -507,10 +507,9 @@ impl VmDevices {
             Some(ConsoleVuart::Legacy { port, irq }) if !post => Some((port, irq)),
             _ => None,
         };
-        // The PCI console's function is on the VM's vPCI: from the scenario (pre-launched
-        // VMs), or added by the Device Model (`uart,vuart_idx:0`, post-launched VMs).
-        let console_pci = order != Some(LoadOrder::Service)
-            && matches!(cfg.map(|c| c.console), Some(ConsoleVuart::Pci { .. }));
+        // The PCI console's function is on the VM's vPCI: from the scenario (pre-launched VMs,
+        // the Service VM), or added by the Device Model (`uart,vuart_idx:0`, post-launched VMs).
+        let console_pci = matches!(cfg.map(|c| c.console), Some(ConsoleVuart::Pci { .. }));
         self.layout
             .console_pci
             .store(console_pci, Ordering::Relaxed);

@@ -151,14 +151,6 @@ fn report_unenforced(cfg: &VmConfig) {
             "only pre-launched VMs' INTx lines are routed (as in ACRN)",
         );
     }
-    if cfg.load_order == LoadOrder::Service
-        && matches!(cfg.console, acrn_static_config::ConsoleVuart::Pci { .. })
-    {
-        say(
-            "console_vuart",
-            "a PCI console vUART is emulated only for pre-launched VMs",
-        );
-    }
 }
 
 /// A VM gets its pCPUs' local APICs (ACRN's `lapic_passthrough`) only in x2APIC mode, and

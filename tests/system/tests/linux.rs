@@ -92,6 +92,37 @@ fn linux_boots(board: &str, emulator: &str, mem_mib: u64, boot_limit: Duration) 
         vm_line("tsc: Detected"),
         "Linux did not calibrate its TSC",
     );
+    // Every rate Linux takes for its TSC (calibrated, or from CPUID 0x15/0x16) is the one the
+    // hypervisor measured: Bochs' CPU model claims 3.5 GHz for a TSC that runs at 200 MHz.
+    let hv_khz = t.find_prefix("[hv] TSC: ").and_then(|i| {
+        t.lines[i].text["[hv] TSC: ".len()..]
+            .split(' ')
+            .next()?
+            .parse::<f64>()
+            .ok()
+    });
+    let linux_mhz: Vec<f64> = t
+        .texts()
+        .filter(|l| l.starts_with(&format!("[{VM}] ")))
+        .filter_map(|l| {
+            l.split("tsc: Detected ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    check(
+        &t,
+        hv_khz.is_some_and(|khz| {
+            !linux_mhz.is_empty()
+                && linux_mhz
+                    .iter()
+                    .all(|mhz| (mhz * 1000.0 - khz).abs() <= khz * 0.02)
+        }),
+        &format!("Linux's TSC rates {linux_mhz:?} MHz are not the hypervisor's {hv_khz:?} kHz"),
+    );
     // The CPU it sees is consistent: no feature whose MSRs the vCPU lacks (Linux's access
     // would #GP) and no XSAVE layout Linux finds inconsistent (a WARN splat).
     for (needle, what) in [

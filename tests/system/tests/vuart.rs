@@ -21,7 +21,7 @@ use std::path::Path;
 
 use acrn_system_tests::{
     check, check_prefixes, decided_by, hybrid_variant, pci_vuart_link_xml, repo_root,
-    run_platform_vms, run_qemu_variant_with, Transcript,
+    run_platform_vms, run_qemu_variant_with, target_dir, Transcript,
 };
 
 /// A copy of configs/`board`/`file` with the guest's mode appended to each VM's bootargs
@@ -306,16 +306,42 @@ fn qemu_epyc_pci_vuart_link_between_a_pre_and_a_post_launched_vm() {
 
 /// The same link with the Service VM as the other end: its bus is the hardware's, with the
 /// PCI vUART at the BDF and BARs the allocator gave it; the `platform` guest is its kernel.
+/// Its console is a PCI vUART too (`console_vuart` PCI), another function on that bus, which
+/// carries the Service VM's lines from the moment the guest moves its console there. The
+/// allocator puts it in the first slot the board leaves free, 00:03.0.
 #[test]
 fn qemu_epyc_pci_vuart_link_between_a_pre_launched_vm_and_the_service_vm() {
+    let test = "qemu-pci-vuart-service";
     let t = run_hybrid_link(
-        "qemu-pci-vuart-service",
+        test,
         "SERVICE_VM",
-        "vuart role=recv pci bytes=16384",
+        "pci_console pci_console_dev=3 vuart role=recv pci bytes=16384",
         &[("PRE_VM0", "platform"), ("SERVICE_VM", "platform")],
         &["[SERVICE_VM] verdict:", "[PRE_VM0] verdict:"],
     );
+    let tables = target_dir()
+        .join("system-tests")
+        .join(test)
+        .join("image/gen/vm_tables.rs");
+    let tables = std::fs::read_to_string(&tables).expect("the generated tables");
+    check(
+        &t,
+        tables.contains("console: ConsoleVuart::Pci { vbdf: Bdf::new(0, 0x3, 0)"),
+        "the allocator did not put the Service VM's PCI console at 00:03.0",
+    );
     check_hybrid_link(&t, "[SERVICE_VM]");
+    check(
+        &t,
+        t.find_prefix("[SERVICE_VM] platform: console on the PCI vUART at 00:03.0")
+            .is_some(),
+        "the Service VM did not move its console to its PCI vUART",
+    );
+    check(
+        &t,
+        !t.texts()
+            .any(|l| l.contains("<console_vuart> is not enforced")),
+        "the PCI console is still called unenforced",
+    );
 }
 
 /// configs/qemu-epyc/hybrid.xml with a PCI link from PRE_VM0 (sending 16 KiB) to `peer`.
@@ -328,8 +354,13 @@ fn run_hybrid_link(
 ) -> Transcript {
     let link = pci_vuart_link_xml("PRE_VM0", peer);
     let edit = |text: &str| {
+        let text = if service_args.contains("pci_console") {
+            service_vm_pci_console(text)
+        } else {
+            text.to_string()
+        };
         hybrid_variant(
-            text,
+            &text,
             "<vuart_connections></vuart_connections>",
             &link,
             "vuart role=send pci bytes=16384",
@@ -337,6 +368,20 @@ fn run_hybrid_link(
         )
     };
     run_qemu_variant_with(test, "hybrid.xml", edit, kernels, 240, decided_by(verdicts))
+}
+
+/// hybrid.xml with the Service VM's (the second VM's) console made a PCI vUART.
+fn service_vm_pci_console(text: &str) -> String {
+    let com1 = "<console_vuart>COM Port 1</console_vuart>";
+    let (at, _) = text
+        .match_indices(com1)
+        .nth(1)
+        .expect("hybrid.xml's Service VM console");
+    format!(
+        "{}<console_vuart>PCI</console_vuart>{}",
+        &text[..at],
+        &text[at + com1.len()..]
+    )
 }
 
 /// The 16 KiB stream from PRE_VM0 reached the end whose lines start with `receiver`, whole

@@ -193,13 +193,13 @@ impl Vpci {
                     }
                     *slot.lock() = s;
                 }
-                self.static_devices(cfg, true);
+                self.static_devices(cfg);
                 self.enabled.store(true, Ordering::Release);
             }
-            // The Service VM's bus is the hardware's, with the scenario's IVSHMEM devices and
-            // PCI vUARTs of the hypervisor's at their allocated BDFs.
+            // The Service VM's bus is the hardware's, with the scenario's IVSHMEM devices, PCI
+            // vUARTs and PCI console of the hypervisor's at their allocated BDFs.
             (Some(LoadOrder::Service), Some(cfg)) => {
-                self.static_devices(cfg, false);
+                self.static_devices(cfg);
                 self.update_partial();
             }
             // A post-launched VM keeps the functions assigned to it and the devices its
@@ -222,9 +222,9 @@ impl Vpci {
         }
     }
 
-    /// The IVSHMEM devices and PCI vUARTs (and, `console`, the PCI console) the scenario
-    /// gives the VM, at their allocated BDFs and BARs.
-    fn static_devices(&self, cfg: &VmConfig, console: bool) {
+    /// The IVSHMEM devices, PCI vUARTs and PCI console the scenario gives the VM, at their
+    /// allocated BDFs and BARs.
+    fn static_devices(&self, cfg: &VmConfig) {
         if cfg.ivshmem.len() > MAX_IVSHMEM {
             hvlog!(
                 "VM {} {}: only the first {MAX_IVSHMEM} IVSHMEM devices are emulated",
@@ -246,9 +246,7 @@ impl Vpci {
             }
         }
         let console = match cfg.console {
-            ConsoleVuart::Pci { vbdf, bar0, bar1 } if console => {
-                Some((CONSOLE_SLOT, vbdf, bar0, bar1))
-            }
+            ConsoleVuart::Pci { vbdf, bar0, bar1 } => Some((CONSOLE_SLOT, vbdf, bar0, bar1)),
             _ => None,
         };
         let links = cfg

@@ -29,6 +29,7 @@ mod timer;
 mod victim;
 mod vuart;
 
+use core::sync::atomic::Ordering;
 use guest_common::arch::{cpuid, halt_forever, rdtsc};
 use guest_common::platform::{identify, Platform, Verdict};
 use guest_common::println;
@@ -74,10 +75,14 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     // APs run the mode's AP code once they are up (set before identify starts them).
     guest_common::smp::on_ap_start(ap_entry);
     let p = identify("platform", magic, info);
-    // `pci_console`: the VM's console is a PCI vUART (what is printed before this is lost).
+    // `pci_console`: the VM's console is a PCI vUART (what is printed before this is lost):
+    // the one at device `pci_console_dev` where the VM has PCI vUART links too (ACRN gives
+    // them all the same IDs), else the first.
     if p.flag("pci_console") {
-        match pci::find(0x9900_9710) {
+        let at = p.arg("pci_console_dev").and_then(|v| v.parse::<u8>().ok());
+        match pci::find_all(pci::PCI_VUART).find(|&d| at.is_none_or(|a| a == d)) {
             Some(dev) => {
+                pci::CONSOLE_DEV.store(dev, Ordering::Relaxed);
                 let d = pci::Device { dev, ecam: 0 };
                 d.set_cfg(4, 0x2);
                 guest_common::serial::use_window(u64::from(d.cfg(0x10) & !0xF));

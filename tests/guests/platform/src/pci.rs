@@ -4,6 +4,7 @@
 
 use core::arch::asm;
 use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::AtomicU8;
 use guest_common::platform::Platform;
 
 pub fn outl(port: u16, v: u32) {
@@ -130,8 +131,19 @@ pub struct Msix {
 
 /// Finds the first device `vendor_device` (device << 16 | vendor) on bus 0.
 pub fn find(vendor_device: u32) -> Option<u8> {
-    (1..32u8).find(|&d| cf8_read(d, 0) == vendor_device)
+    find_all(vendor_device).next()
 }
+
+/// The device numbers of every `vendor_device` on bus 0, lowest first.
+pub fn find_all(vendor_device: u32) -> impl Iterator<Item = u8> {
+    (1..32u8).filter(move |&d| cf8_read(d, 0) == vendor_device)
+}
+
+/// ACRN's PCI vUART (MCS9900).
+pub const PCI_VUART: u32 = 0x9900_9710;
+
+/// The device number of the PCI vUART the console moved to (`pci_console`), 0 for none.
+pub static CONSOLE_DEV: AtomicU8 = AtomicU8::new(0);
 
 impl Device {
     /// The MSI-X capability as the header describes it.

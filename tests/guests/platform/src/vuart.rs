@@ -192,7 +192,8 @@ fn program(link: &Link, fcr: u8) {
 /// ACRN's PCI vUART on bus 0: checks its identity and BARs, aims its MSI-X vector at
 /// [`VECTOR`] on this CPU; its register window.
 fn find_pci(verdict: &mut Verdict) -> Option<u64> {
-    let Some(dev) = pci::find(0x9900_9710) else {
+    let console = pci::CONSOLE_DEV.load(Ordering::Relaxed);
+    let Some(dev) = pci::find_all(pci::PCI_VUART).find(|&d| d != console) else {
         println!("vuart: no 9710:9900 on bus 0");
         verdict.check(false, "no PCI vUART");
         return None;
