@@ -193,7 +193,8 @@ fn qemu_epyc_service_vm_devices_dma_into_its_memory_only() {
 /// DMA into its memory through VT-d, DMA outside it blocked) on its first boot, again after
 /// HC_RESET_VM (the device stays assigned), and after the Service VM gave it back
 /// (HC_RESET_PTDEV_INTR_INFO, HC_DEASSIGN_PCIDEV), destroyed the VM and assigned it to the
-/// new one.
+/// new one. Each change of owner resets the function: QEMU's e1000e has no FLR, so through its
+/// power management capability (D3hot, then D0).
 #[test]
 fn qemu_epyc_post_launched_vm_drives_a_function_the_service_vm_assigns() {
     let edit = |text: &str| {
@@ -228,6 +229,7 @@ fn qemu_epyc_post_launched_vm_drives_a_function_the_service_vm_assigns() {
         ("[SERVICE_VM] [POST_VM1] passthrough: DMA: descriptor done true, head 1", 3),
         ("[SERVICE_VM] [POST_VM1] verdict: PASS", 3),
         ("[SERVICE_VM] svm: VM 1 POST_VM1: PCI 00:02.0 given back", 1),
+        ("[hv] PCI 00:02.0: reset (D3hot to D0) for its next owner", 3),
         ("[hv] VM 1 POST_VM1: PCI 00:02.0 given back to the Service VM", 1),
         ("[SERVICE_VM] [POST_VM2] verdict: PASS", 1),
         ("[SERVICE_VM] verdict: PASS", 1),

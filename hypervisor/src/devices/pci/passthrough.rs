@@ -408,38 +408,104 @@ const DEVCAP_FLR: u32 = 1 << 28;
 const PCIE_DEVCTL: u16 = 8;
 const DEVCTL_INITIATE_FLR: u32 = 1 << 15;
 const DEVSTA_TRANSACTIONS_PENDING: u32 = 1 << (16 + 5);
+/// Advanced Features capability (conventional PCI's FLR): AF capabilities in the header's
+/// byte 3 (FLR capable, bit 1), AF control at +4 (Initiate FLR, bit 0) and AF status at +5
+/// (Transactions Pending, bit 0).
+const CAP_ID_AF: u8 = 0x13;
+const AF_CAP_FLR: u32 = 1 << (24 + 1);
+const AF_CONTROL: u16 = 4;
+const AF_STATUS_TRANSACTIONS_PENDING: u32 = 1 << 8;
+/// Power Management capability: PMCSR at +4 (power state in bits 1:0, No_Soft_Reset in bit 3:
+/// set, a function keeps its state from D3hot to D0; PME_Status, bit 15, is write-1-to-clear).
+const CAP_ID_PM: u8 = 0x01;
+const PM_CSR: u16 = 4;
+const PMCSR_STATE: u32 = 3;
+const PMCSR_D3HOT: u32 = 3;
+const PMCSR_NO_SOFT_RESET: u32 = 1 << 3;
+const PMCSR_PME_STATUS: u32 = 1 << 15;
 
-/// Resets the function with a Function Level Reset when it has one (the PCIe spec's way:
-/// wait up to 100 ms for its transactions, initiate, wait 100 ms), so its next owner finds
-/// none of its last owner's state (rings, DMA addresses, interrupts). Its BARs, interrupt line
-/// and command register are written back afterwards: they are the platform's. Whether it was
-/// reset; `wait_ms` waits.
-pub fn function_level_reset(phys: &impl PhysConfig, mut wait_ms: impl FnMut(u32)) -> bool {
-    let mut pcie = None;
-    for_each_capability(phys, |_, at, head| {
-        if head as u8 == CAP_ID_PCIE && pcie.is_none() {
-            pcie = Some(at);
+/// How a function was reset for its next owner, in the order of preference (Linux's too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetMethod {
+    /// PCI Express Function Level Reset.
+    Flr,
+    /// The Advanced Features capability's FLR.
+    AfFlr,
+    /// D3hot and back to D0, where the function does not set No_Soft_Reset.
+    PowerCycle,
+}
+
+impl ResetMethod {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ResetMethod::Flr => "FLR",
+            ResetMethod::AfFlr => "Advanced Features FLR",
+            ResetMethod::PowerCycle => "D3hot to D0",
         }
+    }
+}
+
+/// Resets the function so its next owner finds none of its last owner's state (rings, DMA
+/// addresses, interrupts): a PCIe FLR, else an Advanced Features FLR (each after up to 100 ms
+/// for pending transactions, then 100 ms for the reset), else D3hot to D0 (10 ms each way).
+/// Its BARs, interrupt line and command register are written back afterwards: they are the
+/// platform's. The method used, or None when the function has none; `wait_ms` waits.
+pub fn reset_function(phys: &impl PhysConfig, mut wait_ms: impl FnMut(u32)) -> Option<ResetMethod> {
+    let (mut pcie, mut af, mut pm) = (None, None, None);
+    for_each_capability(phys, |_, at, head| {
+        let slot = match head as u8 {
+            CAP_ID_PCIE => &mut pcie,
+            CAP_ID_AF => &mut af,
+            CAP_ID_PM => &mut pm,
+            _ => return,
+        };
+        slot.get_or_insert((at, head));
     });
-    let Some(at) = pcie.filter(|&at| phys.read32(at + PCIE_DEVCAP) & DEVCAP_FLR != 0) else {
-        return false;
+    let method = if pcie.is_some_and(|(at, _)| phys.read32(at + PCIE_DEVCAP) & DEVCAP_FLR != 0) {
+        ResetMethod::Flr
+    } else if af.is_some_and(|(_, head)| head & AF_CAP_FLR != 0) {
+        ResetMethod::AfFlr
+    } else if pm.is_some_and(|(at, _)| phys.read32(at + PM_CSR) & PMCSR_NO_SOFT_RESET == 0) {
+        ResetMethod::PowerCycle
+    } else {
+        return None;
     };
     let saved: [u32; 16] = core::array::from_fn(|i| phys.read32(4 * i as u16));
-    for _ in 0..10 {
-        if phys.read32(at + PCIE_DEVCTL) & DEVSTA_TRANSACTIONS_PENDING == 0 {
-            break;
+    let mut drain = |pending: &dyn Fn() -> bool| {
+        for _ in 0..10 {
+            if !pending() {
+                break;
+            }
+            wait_ms(10);
         }
-        wait_ms(10);
+    };
+    match (method, pcie, af, pm) {
+        (ResetMethod::Flr, Some((at, _)), _, _) => {
+            drain(&|| phys.read32(at + PCIE_DEVCTL) & DEVSTA_TRANSACTIONS_PENDING != 0);
+            let control = phys.read32(at + PCIE_DEVCTL) & 0xFFFF;
+            phys.write(at + PCIE_DEVCTL, 2, control | DEVCTL_INITIATE_FLR);
+            wait_ms(100);
+        }
+        (ResetMethod::AfFlr, _, Some((at, _)), _) => {
+            drain(&|| phys.read32(at + AF_CONTROL) & AF_STATUS_TRANSACTIONS_PENDING != 0);
+            phys.write(at + AF_CONTROL, 1, 1);
+            wait_ms(100);
+        }
+        (ResetMethod::PowerCycle, _, _, Some((at, _))) => {
+            let csr = phys.read32(at + PM_CSR) & 0xFFFF & !PMCSR_PME_STATUS & !PMCSR_STATE;
+            phys.write(at + PM_CSR, 2, csr | PMCSR_D3HOT);
+            wait_ms(10);
+            phys.write(at + PM_CSR, 2, csr);
+            wait_ms(10);
+        }
+        _ => return None,
     }
-    let control = phys.read32(at + PCIE_DEVCTL) & 0xFFFF;
-    phys.write(at + PCIE_DEVCTL, 2, control | DEVCTL_INITIATE_FLR);
-    wait_ms(100);
     for i in 0..6 {
         phys.write(bar_offset(i), 4, saved[4 + i]);
     }
     phys.write(INTERRUPT_LINE as u16, 1, saved[15] & 0xFF);
     phys.write(COMMAND as u16, 2, saved[1] & 0xFFFF);
-    true
+    Some(method)
 }
 
 #[cfg(test)]
@@ -506,35 +572,73 @@ mod tests {
         }
     }
 
+    /// The header a reset keeps: BARs, interrupt line, command register.
+    fn header(f: &Fake) -> (Vec<u32>, u32, u32) {
+        (
+            (4..10).map(|i| f.read32(4 * i)).collect(),
+            f.read32(0x3C) & 0xFF,
+            f.read32(4) & 0xFFFF,
+        )
+    }
+
     #[test]
-    fn function_level_reset_only_where_the_function_has_it_and_keeps_its_bars() {
-        // No PCI Express capability: nothing is done.
+    fn functions_are_reset_the_best_way_they_have_and_keep_their_header() {
+        // PM (at 0x90) without No_Soft_Reset only: D3hot, then D0.
         let f = Fake::new();
+        let before = header(&f);
+        f.cfg.borrow_mut()[0x94 / 4] = 0x8000; // PME_Status pending, D0
         let mut waited = 0;
-        assert!(!function_level_reset(&f, |ms| waited += ms));
-        assert_eq!((waited, *f.writes.borrow()), (0, 0));
-        // A PCIe capability at 0xA0 (after PM) that can reset: FLR initiated, 100 ms waited,
-        // the header written back (a real reset clears it).
-        let f = Fake::new();
+        assert_eq!(
+            reset_function(&f, |ms| waited += ms),
+            Some(ResetMethod::PowerCycle)
+        );
+        assert_eq!(waited, 20);
+        assert_eq!(f.dword(0x94) & PMCSR_STATE, 0, "back in D0");
+        assert_eq!(header(&f), before);
+        // No_Soft_Reset: a power cycle would not reset it, and nothing else can.
+        f.cfg.borrow_mut()[0x94 / 4] = PMCSR_NO_SOFT_RESET;
+        let writes = *f.writes.borrow();
+        assert_eq!(reset_function(&f, |_| {}), None);
+        assert_eq!(*f.writes.borrow(), writes, "nothing written");
+        // An Advanced Features capability (at 0xB0) that can FLR: preferred.
+        {
+            let mut c = f.cfg.borrow_mut();
+            c[0x90 / 4] = (c[0x90 / 4] & !0xFF00) | 0xB0 << 8;
+            c[0xB0 / 4] = 0x0300_0613; // TP and FLR capable, length 6, last
+        }
+        let mut waited = 0;
+        assert_eq!(
+            reset_function(&f, |ms| waited += ms),
+            Some(ResetMethod::AfFlr)
+        );
+        assert_eq!((waited, f.dword(0xB4) & 1), (100, 1));
+        assert_eq!(header(&f), before);
+        // A PCIe capability (at 0xA0) that can FLR: preferred to both, after its transactions
+        // drained.
         {
             let mut c = f.cfg.borrow_mut();
             c[0x90 / 4] = (c[0x90 / 4] & !0xFF00) | 0xA0 << 8;
-            c[0xA0 / 4] = 0x0002_0010;
+            c[0xA0 / 4] = 0x0002_B010;
             c[0xA4 / 4] = DEVCAP_FLR;
-            c[0xA8 / 4] = 0x0000_2810;
+            c[0xA8 / 4] = 0x0020_2810; // transactions pending (never drain here)
         }
-        let before: Vec<u32> = (0..16).map(|i| f.read32(4 * i)).collect();
         let mut waited = 0;
-        assert!(function_level_reset(&f, |ms| waited += ms));
-        assert_eq!(waited, 100);
+        assert_eq!(
+            reset_function(&f, |ms| waited += ms),
+            Some(ResetMethod::Flr)
+        );
+        assert_eq!(
+            waited,
+            100 + 100,
+            "100 ms for transactions, 100 ms for the reset"
+        );
         assert_ne!(f.read32(0xA8) & DEVCTL_INITIATE_FLR, 0);
-        let after: Vec<u32> = (0..16).map(|i| f.read32(4 * i)).collect();
-        assert_eq!(after[4..10], before[4..10], "BARs");
-        assert_eq!(after[15] & 0xFF, before[15] & 0xFF, "interrupt line");
-        assert_eq!(after[1] & 0xFFFF, before[1] & 0xFFFF, "command");
-        // FLR capable bit clear: nothing.
-        f.cfg.borrow_mut()[0xA4 / 4] = 0;
-        assert!(!function_level_reset(&f, |_| {}));
+        assert_eq!(header(&f), before);
+        // No capability list at all: nothing.
+        let f = Fake::new();
+        f.cfg.borrow_mut()[1] &= !0x0010_0000;
+        assert_eq!(reset_function(&f, |_| {}), None);
+        assert_eq!(*f.writes.borrow(), 0);
     }
 
     fn probe(f: &Fake) -> PassthroughFunction {

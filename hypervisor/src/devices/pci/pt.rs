@@ -12,8 +12,8 @@
 //! addresses for a VM whose memory starts at host address 0; the boot log says which.
 
 use super::passthrough::{
-    function_level_reset, MsixAccess, PassthroughFunction, PhysConfig, ProbeError, PtBar,
-    PtBarKind, WriteEffect,
+    reset_function, MsixAccess, PassthroughFunction, PhysConfig, ProbeError, PtBar, PtBarKind,
+    WriteEffect,
 };
 use crate::devices::physical::{self, HostFunction};
 use crate::devices::IOAPIC_GPA;
@@ -285,17 +285,22 @@ pub fn assign(vm: &Vm, pbdf: Bdf, vbdf: Bdf, vbars: [u64; 6]) -> Result<(), Assi
     Ok(())
 }
 
-/// A Function Level Reset of `host` if it has one (it changes owner); logged.
+/// Resets `host` as it changes owner (see [`reset_function`]); logged, and so is a function
+/// that has no way to be reset.
 fn reset(host: &HostFunction) {
-    let present = host.read32(0) & 0xFFFF != 0xFFFF;
-    if present && function_level_reset(host, |ms| crate::arch::x86::delay_us(u64::from(ms) * 1000))
-    {
-        hvlog!(
-            "PCI {:02x}:{:02x}.{}: reset (FLR) for its next owner",
-            host.0.bus,
-            host.0.dev,
-            host.0.func
-        );
+    if host.read32(0) & 0xFFFF == 0xFFFF {
+        return;
+    }
+    let Bdf { bus, dev, func } = host.0;
+    match reset_function(host, |ms| crate::arch::x86::delay_us(u64::from(ms) * 1000)) {
+        Some(how) => hvlog!(
+            "PCI {bus:02x}:{dev:02x}.{func}: reset ({}) for its next owner",
+            how.describe()
+        ),
+        None => hvlog!(
+            "PCI {bus:02x}:{dev:02x}.{func}: no reset (no FLR, no soft reset from D3hot): its \
+             next owner may find its last owner's state"
+        ),
     }
 }
 
