@@ -9,6 +9,7 @@
 
 use super::ioapic::{RteFlags, Vioapic};
 use super::irq::{gsi_levels, LineOp, Message};
+use super::held::{HeldInterrupts, HeldSource, Hold, MAX_DELAY_MS, MAX_HELD};
 use super::pci::{ConfigPorts, PciMmio, PtPorts, Vpci, CONSOLE_SLOT};
 use super::physical::{PhysicalDevices, PhysicalEcam, PhysicalMmio};
 use super::pic::Vpic;
@@ -205,6 +206,8 @@ pub struct VmDevices {
     speaker: Speaker,
     pci: Vpci,
     physical: PhysicalDevices,
+    /// Pass-through interrupts held back by DELAY_INT.
+    held: Mutex<HeldInterrupts>,
     /// The Service VM's: physical PCI configuration and device MMIO reach the hardware.
     owns_hardware: AtomicBool,
     reported: Mutex<([(Space, u64); REPORTED_MAX], usize)>,
@@ -492,6 +495,7 @@ impl VmDevices {
             },
             pci: Vpci::new(),
             physical: PhysicalDevices::new(),
+            held: Mutex::new(HeldInterrupts::new()),
             owns_hardware: AtomicBool::new(false),
             reported: Mutex::new(([(Space::Port, 0); REPORTED_MAX], 0)),
         }
@@ -549,6 +553,7 @@ impl VmDevices {
         });
         *self.speaker.model.lock() = (!post).then(SpeakerTimer::default);
         self.pci.reset(vm);
+        self.held.lock().clear();
         self.reported.lock().1 = 0;
         self.reset_links(vm);
     }
@@ -769,18 +774,62 @@ impl VmDevices {
 
     /// When the devices' own timers (the vRTC's) next need [`VmDevices::tick`].
     pub fn next_event(&self, now: u64) -> Option<u64> {
-        self.rtc
+        let rtc = self
+            .rtc
             .model
             .lock()
             .as_ref()
-            .and_then(|r| r.next_event(now))
+            .and_then(|r| r.next_event(now));
+        rtc.into_iter().chain(self.held.lock().next_due()).min()
     }
 
-    /// Runs the devices' timers up to `now`.
+    /// Runs the devices' timers up to `now`, and delivers the held interrupts now due.
     pub fn tick(&self, vm: &Vm, now: u64) {
         let raise = self.rtc.model.lock().as_mut().is_some_and(|r| r.tick(now));
         if raise {
             self.set_irqline(vm, RTC_IRQ, GsiOp::RaisingPulse);
+        }
+        let mut due = [None; MAX_HELD];
+        let mut n = 0;
+        self.held.lock().release_due(now, |s| {
+            due[n] = Some(s);
+            n += 1;
+        });
+        for source in due.into_iter().flatten() {
+            self.deliver_passthrough(vm, source);
+        }
+    }
+
+    /// HC_VM_INTR_MONITOR's DELAY_INT: the VM's pass-through interrupts wait `ms` from now on
+    /// (0: none; at most [`MAX_DELAY_MS`]).
+    pub fn set_interrupt_delay(&self, ms: u64) {
+        let ticks = crate::tsc::ticks(ms.min(MAX_DELAY_MS) * 1_000_000);
+        self.held.lock().set_delay(ticks);
+    }
+
+    /// A pass-through interrupt of `source` arrived: delivered now, or held back (DELAY_INT),
+    /// in which case the pCPU of vCPU 0, which runs the VM's device timers, re-arms its timer.
+    pub fn passthrough_interrupt(&self, vm: &Vm, source: HeldSource) {
+        let hold = self.held.lock().hold(source, crate::tsc::now());
+        match hold {
+            Hold::DeliverNow => self.deliver_passthrough(vm, source),
+            Hold::Held(_) => {
+                if let Some(p) = vm.vcpus[0].pcpu() {
+                    crate::vm::kick_pcpu(p);
+                }
+            }
+            Hold::Folded => {}
+        }
+    }
+
+    fn deliver_passthrough(&self, vm: &Vm, source: HeldSource) {
+        match source {
+            HeldSource::Intx { gsi, level } => self.raise_remapped(vm, gsi, level),
+            HeldSource::Msi { slot, entry } => {
+                if let Some((addr, data)) = self.pci.pt_message(slot, entry) {
+                    let _ = vm.inject_msi(addr, u64::from(data));
+                }
+            }
         }
     }
 

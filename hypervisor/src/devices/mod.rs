@@ -6,6 +6,7 @@
 //! to device objects behind one small trait ([`BusDevice`]). The local APIC is per vCPU and
 //! lives with the vCPU (`vcpu::run`), not on the bus.
 
+pub mod held;
 pub mod ioapic;
 pub mod irq;
 pub mod lapic;

@@ -98,7 +98,8 @@ pub const BEHAVIOUR: &[(u64, &str, &str)] = &[
         HC_VM_INTR_MONITOR,
         "-EINVAL if powered off, unreadable or buf_cnt > 48; GET_DATA writes (irq, count) pairs \
          of the VM's pass-through lines (physical GSI) and MSI/MSI-X vectors (the hypervisor's \
-         vector), counted since each was given, and buf_cnt; DELAY_INT: 0, not applied",
+         vector), counted since each was given, and buf_cnt; DELAY_INT: each pass-through \
+         interrupt from then on held back buffer[0] ms (at most 10 s), one per source",
         "GET_DATA: (irq, count) pairs of the VM's pass-through interrupts; DELAY_INT delays them",
     ),
     (
@@ -357,6 +358,8 @@ pub trait VmOps {
     /// The VM's pass-through interrupts as (irq, count) pairs into `out`; how many u64 were
     /// written (whole pairs only).
     fn intr_data(&mut self, vmid: u16, out: &mut [u64]) -> usize;
+    /// DELAY_INT: the VM's pass-through interrupts are held back `ms` (0: not at all).
+    fn intr_delay(&mut self, vmid: u16, ms: u64);
 }
 
 /// The dispatcher's state: the VM table and the upcall vector.
@@ -572,7 +575,9 @@ impl Hypercalls {
                 if m.buf_cnt as usize > m.buffer.len() {
                     return err(EINVAL);
                 }
-                // DELAY_INT is accepted and not applied: injections are not delayed.
+                if m.cmd == acrn_abi::irq::INTR_CMD_DELAY_INT {
+                    ops.intr_delay(vmid, m.buffer[0]);
+                }
                 if m.cmd == acrn_abi::irq::INTR_CMD_GET_DATA {
                     let mut buf = [0u64; acrn_abi::irq::MAX_PTDEV_NUM * 2];
                     let n = ops.intr_data(vmid, &mut buf[..m.buf_cnt as usize]);

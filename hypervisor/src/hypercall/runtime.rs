@@ -461,6 +461,11 @@ impl VmOps for PostVms {
         crate::devices::pci::msi_counts(vmid, &mut put);
         n
     }
+    fn intr_delay(&mut self, vmid: u16, ms: u64) {
+        if let Some(vm) = crate::vm::vm(vmid) {
+            vm.devices.set_interrupt_delay(ms);
+        }
+    }
     fn ptdev_intx(&mut self, vmid: u16, irq: &HcPtdevIrq, give: bool) -> Result<(), i32> {
         let vm = post_vm(vmid).map_err(|_| EPERM)?;
         let (phys, virt) = (irq.intx.phys_pin, irq.intx.virt_pin);

@@ -136,6 +136,9 @@ impl VmOps for Ops {
         self.log.push(format!("intr_data {vmid} {}", out.len()));
         n
     }
+    fn intr_delay(&mut self, vmid: u16, ms: u64) {
+        self.log.push(format!("intr_delay {vmid} {ms}"));
+    }
     fn remove_vdev(&mut self, vmid: u16, slot: u16) -> Result<(), i32> {
         self.log.push(format!("remove_vdev {vmid} {slot:#x}"));
         let at = self.vdevs.iter().position(|&v| v == (vmid, slot));
@@ -871,13 +874,17 @@ fn intr_monitor_checks_and_reports_the_vm_layers_counts() {
     let too_many = AcrnIntrMonitor { buf_cnt: 49, ..m };
     e.put(page, &too_many);
     assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), E(EINVAL));
+    let mut buffer = m.buffer;
+    buffer[0] = 50;
     let delay = AcrnIntrMonitor {
         cmd: acrn_abi::irq::INTR_CMD_DELAY_INT,
         buf_cnt: 1,
+        buffer,
         ..m
     };
     e.put(page, &delay);
     assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), 0);
+    assert_eq!(e.ops.log.last().map(String::as_str), Some("intr_delay 2 50"));
     assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, 0x1F_FF00), E(EINVAL));
 }
 

@@ -7,6 +7,7 @@
 
 use super::Vm;
 use crate::arch::x86::irq;
+use crate::devices::held::HeldSource;
 use crate::devices::ptirq::{Owner, Ownership, PhysEntry, RemapTable};
 use crate::hvlog;
 use acrn_static_config::{LoadOrder, SerialPort};
@@ -237,7 +238,11 @@ pub fn dispatch(vectors: [u64; 4]) {
             let Some(a) = arrival else { continue };
             let lines = count_post_line(a.gsi);
             if let Some((vm, virt)) = target_with(&lines, a.gsi) {
-                vm.devices.raise_remapped(vm, virt, a.level);
+                let source = HeldSource::Intx {
+                    gsi: virt,
+                    level: a.level,
+                };
+                vm.devices.passthrough_interrupt(vm, source);
             }
         }
     }

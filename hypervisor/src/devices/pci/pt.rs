@@ -15,6 +15,7 @@ use super::passthrough::{
     reset_function, MsixAccess, PassthroughFunction, PhysConfig, ProbeError, PtBar, PtBarKind,
     WriteEffect,
 };
+use crate::devices::held::HeldSource;
 use crate::devices::physical::{self, HostFunction};
 use crate::devices::IOAPIC_GPA;
 use crate::hvlog;
@@ -785,9 +786,11 @@ pub fn dispatch(vector: u8) -> bool {
     );
     let msix_entry = (entry != MSI_ENTRY).then_some(entry as usize);
     if let Some(vm) = crate::vm::vm(vm_id) {
-        if let Some((addr, data)) = vm.devices.pci().pt_message(slot, msix_entry) {
-            let _ = vm.inject_msi(addr, u64::from(data));
-        }
+        let source = HeldSource::Msi {
+            slot,
+            entry: msix_entry,
+        };
+        vm.devices.passthrough_interrupt(vm, source);
     }
     true
 }

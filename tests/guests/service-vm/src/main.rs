@@ -18,7 +18,7 @@ use acrn_abi::device::{AcrnVdev, VDEV_ID_IVSHMEM, VDEV_ID_MCS9900};
 use acrn_abi::hypercall::{HC_DESTROY_VM, HC_GET_API_VERSION, HC_PAUSE_VM, HC_VM_INTR_MONITOR};
 use acrn_abi::irq::{
     AcrnIntrMonitor, AcrnMsiEntry, GsiOp, HcPtdevIntx, HcPtdevIrq, ACRN_PTDEV_IRQ_INTX,
-    INTR_CMD_GET_DATA, MAX_PTDEV_NUM,
+    INTR_CMD_DELAY_INT, INTR_CMD_GET_DATA, MAX_PTDEV_NUM,
 };
 use acrn_abi::memory::MemAccess;
 use acrn_abi::misc::HcApiVersion;
@@ -662,12 +662,26 @@ fn pause(g: &mut Guest) -> Result<(), String> {
     Ok(())
 }
 
-/// Pause, reset, reload and restart a running guest.
-fn restart(g: &mut Guest, pool: &mut RamPool) -> Result<(), String> {
+/// Pause, reset, reload and restart a running guest; with `intr_delay` (ms), its pass-through
+/// interrupts are held back that long after the reset (DELAY_INT, as acrn-dm's storm monitor
+/// asks).
+fn restart(
+    hsm: &Hv,
+    g: &mut Guest,
+    pool: &mut RamPool,
+    intr_delay: Option<u64>,
+) -> Result<(), String> {
     let id = g.vm.vmid();
     pause(g)?;
     g.vm.reset().map_err(|e| alloc::format!("reset: {e}"))?;
     println!("svm: reset VM {}", id);
+    if let Some(ms) = intr_delay {
+        let (r, _) = intr_monitor(hsm, g, INTR_CMD_DELAY_INT, ms);
+        println!(
+            "svm: VM {} {}: pass-through interrupts held back {} ms (HC_VM_INTR_MONITOR {})",
+            id, g.desc.name, ms, r
+        );
+    }
     g.load()?;
     g.map_removable(pool)?;
     g.vm.start().map_err(|e| alloc::format!("start: {e}"))?;
@@ -699,14 +713,15 @@ fn send_test_interrupts(g: &Guest) {
     );
 }
 
-/// The VM's pass-through interrupt counts (HC_VM_INTR_MONITOR, GET_DATA), printed as
-/// `irq:count` pairs, as acrn-dm's storm monitor reads them.
-fn print_interrupt_counts(hsm: &Hv, g: &Guest) {
-    let m = alloc::boxed::Box::new(AcrnIntrMonitor {
-        cmd: INTR_CMD_GET_DATA,
+/// HC_VM_INTR_MONITOR `cmd` for the VM with `first` in its buffer: the hypercall's result and
+/// what the hypervisor left in the buffer.
+fn intr_monitor(hsm: &Hv, g: &Guest, cmd: u32, first: u64) -> (i64, Vec<u64>) {
+    let mut m = alloc::boxed::Box::new(AcrnIntrMonitor {
+        cmd,
         buf_cnt: (MAX_PTDEV_NUM * 2) as u32,
         ..Default::default()
     });
+    m.buffer[0] = first;
     let hv = hsm.hypervisor();
     // SAFETY: `m` lives across the call; the hypervisor writes only inside it.
     let r = unsafe {
@@ -717,7 +732,14 @@ fn print_interrupt_counts(hsm: &Hv, g: &Guest) {
         )
     };
     let n = (m.buf_cnt as usize).min(m.buffer.len());
-    let pairs: Vec<String> = m.buffer[..n]
+    (r, m.buffer[..n].to_vec())
+}
+
+/// The VM's pass-through interrupt counts (HC_VM_INTR_MONITOR, GET_DATA), printed as
+/// `irq:count` pairs, as acrn-dm's storm monitor reads them.
+fn print_interrupt_counts(hsm: &Hv, g: &Guest) {
+    let (r, counts) = intr_monitor(hsm, g, INTR_CMD_GET_DATA, 0);
+    let pairs: Vec<String> = counts
         .chunks_exact(2)
         .map(|p| alloc::format!("{:#x}:{}", p[0], p[1]))
         .collect();
@@ -1032,7 +1054,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     // (`once`: the guests run once, e.g. when they talk to a pre-launched VM that does not
     // run again).
     if !guests.is_empty() && !p.flag("once") {
-        let step = restart(&mut guests[0], &mut pool);
+        let delay = p.arg("intr_delay").and_then(|v| v.parse().ok());
+        let step = restart(&hsm, &mut guests[0], &mut pool, delay);
         match step {
             Ok(()) if wait_verdicts(&hsm, &mut guests, 0, 2) => {}
             Ok(()) => failures.push("no verdict after reset"),
