@@ -7,9 +7,9 @@
 //! matching end in the peer VM, at an I/O port (legacy) or behind a PCI vUART function on
 //! the VM's virtual PCI (pre-launched VMs).
 
+use super::held::{HeldInterrupts, HeldSource, Hold, MAX_DELAY_MS, MAX_HELD};
 use super::ioapic::{RteFlags, Vioapic};
 use super::irq::{gsi_levels, LineOp, Message};
-use super::held::{HeldInterrupts, HeldSource, Hold, MAX_DELAY_MS, MAX_HELD};
 use super::pci::{ConfigPorts, PciMmio, PtPorts, Vpci, CONSOLE_SLOT};
 use super::physical::{PhysicalDevices, PhysicalEcam, PhysicalMmio};
 use super::pic::Vpic;

@@ -884,7 +884,10 @@ fn intr_monitor_checks_and_reports_the_vm_layers_counts() {
     };
     e.put(page, &delay);
     assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), 0);
-    assert_eq!(e.ops.log.last().map(String::as_str), Some("intr_delay 2 50"));
+    assert_eq!(
+        e.ops.log.last().map(String::as_str),
+        Some("intr_delay 2 50")
+    );
     assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, 0x1F_FF00), E(EINVAL));
 }
 

@@ -187,7 +187,8 @@ fn qemu_epyc_hybrid_leaves_the_pre_launched_vm_alone() {
 
 /// Hybrid with `hypercall` on PRE_VM0's and POST_VM1's command lines: each issues HC_CREATE_VM
 /// once. Neither is the Service VM, so each must get #UD with its argument untouched, then
-/// run on to its verdict, while the Service VM's lifecycle goes on as usual.
+/// run on to its verdict, while the Service VM's lifecycle goes on as usual. Each also sets its
+/// EFER.SVME and issues VMLOAD, which must be a #UD as well (SVM is not offered).
 #[test]
 fn qemu_epyc_hybrid_hypercalls_from_other_vms_get_ud() {
     require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
@@ -222,8 +223,13 @@ fn qemu_epyc_hybrid_hypercalls_from_other_vms_get_ud() {
         t.seconds
     );
     for vm in ["[PRE_VM0]", "[SERVICE_VM] [POST_VM1]"] {
-        let ud = format!("{vm} hypercall: #UD");
-        check(&t, t.find(&ud).is_some(), &format!("no `{ud}` line"));
+        // So does an SVM instruction, with the guest's own EFER.SVME set.
+        for ud in [
+            format!("{vm} hypercall: #UD"),
+            format!("{vm} virtualization: VMLOAD #UD"),
+        ] {
+            check(&t, t.find(&ud).is_some(), &format!("no `{ud}` line"));
+        }
         let kept = format!("{vm} hypercall: record untouched=true");
         check(&t, t.find(&kept).is_some(), &format!("no `{kept}` line"));
         check(

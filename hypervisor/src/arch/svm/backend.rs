@@ -439,6 +439,12 @@ impl SvmVcpu {
                     error_code: has_err.then_some(c.exit_info1 as u32),
                 }
             }
+            // SVM is not offered (CPUID), nor MONITOR: the guest gets the #UD it would without
+            // them, through the common #UD path (which also takes VMCALL as the hypercall).
+            x if EXIT_SVM_INSTRUCTIONS.iter().any(|r| r.contains(&x)) => VmExit::Exception {
+                vector: crate::vcpu::VECTOR_UD,
+                error_code: None,
+            },
             EXIT_INVALID => VmExit::EntryFailure {
                 raw_reason: c.exit_code,
             },

@@ -255,6 +255,10 @@ pub const EXIT_IOIO: u64 = 0x7B;
 pub const EXIT_MSR: u64 = 0x7C;
 pub const EXIT_SHUTDOWN: u64 = 0x7F;
 pub const EXIT_VMMCALL: u64 = 0x81;
+/// VMRUN (0x80) and VMLOAD through SKINIT (0x82-0x86); MONITOR, MWAIT and MWAIT with a
+/// condition (0x8A-0x8C).
+pub const EXIT_SVM_INSTRUCTIONS: [core::ops::RangeInclusive<u64>; 3] =
+    [0x80..=0x80, 0x82..=0x86, 0x8A..=0x8C];
 pub const EXIT_XSETBV: u64 = 0x8D;
 pub const EXIT_NPF: u64 = 0x400;
 pub const EXIT_INVALID: u64 = u64::MAX;

@@ -34,6 +34,14 @@ pub fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
 }
 
 /// # Safety
+/// The MSR must exist (a missing one raises #GP).
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// # Safety
 /// The MSR must exist and `value` be valid for it.
 pub unsafe fn wrmsr(msr: u32, value: u64) {
     asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,

@@ -4,7 +4,7 @@
 
 use acrn_abi::hypercall::HC_CREATE_VM;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use guest_common::arch::{cpuid, halt_forever, rdtsc, spin_tsc};
+use guest_common::arch::{cpuid, halt_forever, rdmsr, rdtsc, spin_tsc, wrmsr};
 use guest_common::fpu::{self, Fpu};
 use guest_common::idt::{self, catch_ud};
 use guest_common::platform::{identify, Verdict};
@@ -20,7 +20,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     let p = identify("hello", magic, info);
     let irqs = !p.flag("irqwait") || wait_interrupts();
     let mmio = !p.flag("mmioprobe") || mmio_probe();
-    let refused = !p.flag("hypercall") || hypercall_refused();
+    let refused = !p.flag("hypercall") || (hypercall_refused() & virtualization_refused());
     let removed = !p.flag("memread") || memory_removed();
     let ticks = p
         .arg("ticks")
@@ -234,6 +234,45 @@ fn hypercall_refused() -> bool {
     let untouched = rec.0.iter().all(|&b| b == 0);
     println!("hypercall: record untouched={}", untouched);
     r.is_none() && untouched
+}
+
+/// The vendor's virtualization instructions, which CPUID does not offer: VMLOAD with
+/// EFER.SVME set (AMD, where EFER is the guest's own) or VMXON (Intel) must raise #UD here, as
+/// on a CPU without them, and reach nothing of the hypervisor's. Returns whether both did.
+fn virtualization_refused() -> bool {
+    const EFER: u32 = 0xC000_0080;
+    const EFER_SVME: u64 = 1 << 12;
+    let amd = cpuid(0, 0).1 == u32::from_le_bytes(*b"Auth");
+    // A page-aligned operand: a misaligned one is a #GP before the intercept.
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+    static REGION: Page = Page([0; 4096]);
+    let region = core::ptr::addr_of!(REGION);
+    let r = if amd {
+        // SAFETY: EFER exists on every x86-64 CPU; SVME only makes the SVM instructions legal.
+        let efer = unsafe { rdmsr(EFER) };
+        unsafe { wrmsr(EFER, efer | EFER_SVME) };
+        // VMLOAD rax (0F 01 DA): with SVM intercepted it must come back as #UD.
+        // SAFETY: on #UD the handler skips the 3 bytes; nothing else happens.
+        let r = catch_ud(3, || unsafe {
+            core::arch::asm!(".byte 0x0f, 0x01, 0xda", in("rax") region, options(nostack))
+        });
+        // SAFETY: the value read above.
+        unsafe { wrmsr(EFER, efer) };
+        r
+    } else {
+        // VMXON [rax] (F3 0F C7 30).
+        // SAFETY: as above, 4 bytes.
+        catch_ud(4, || unsafe {
+            core::arch::asm!(".byte 0xf3, 0x0f, 0xc7, 0x30", in("rax") region, options(nostack))
+        })
+    };
+    let name = if amd { "VMLOAD" } else { "VMXON" };
+    match r {
+        None => println!("virtualization: {name} #UD"),
+        Some(()) => println!("virtualization: {name} executed"),
+    }
+    r.is_none()
 }
 
 /// The MSI vector the Service VM sends (`irqwait`).

@@ -37,10 +37,8 @@ pub fn x2apic() -> bool {
 }
 
 pub fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
     // SAFETY: the callers read MSRs the (virtual) CPU advertises.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
-    u64::from(hi) << 32 | u64::from(lo)
+    unsafe { guest_common::arch::rdmsr(msr) }
 }
 
 pub fn wrmsr(msr: u32, value: u64) {
