@@ -73,6 +73,9 @@ fn initramfs(board_name: &str) -> Vec<u8> {
          echo \"ACRN-INSPECT-EXIT $rc $t0 $t1\"\n\
          echo ACRN-INSPECT-STDERR-BEGIN\n$bb cat /tmp/err\necho ACRN-INSPECT-STDERR-END\n\
          echo ACRN-INSPECT-BOARD-BEGIN\n$bb gzip -9 -c /tmp/board.xml | $bb base64\necho ACRN-INSPECT-BOARD-END\n\
+         # poweroff -f does not wait for the UART: wait until ttyS0's tx count stands still.\n\
+         last=\n\
+         while now=$($bb grep '^0:' /proc/tty/driver/serial); [ \"$now\" != \"$last\" ]; do last=$now; $bb sleep 1; done\n\
          $bb poweroff -f\n"
     );
     let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
