@@ -27,6 +27,8 @@ pub struct SysRoot {
     pub sys: PathBuf,
     pub proc: PathBuf,
     pub dev: PathBuf,
+    /// `/usr/share`, where the PCI ID database is.
+    pub share: PathBuf,
 }
 
 impl SysRoot {
@@ -40,6 +42,7 @@ impl SysRoot {
             sys: dir.join("sys"),
             proc: dir.join("proc"),
             dev: dir.join("dev"),
+            share: dir.join("usr/share"),
         }
     }
 }
@@ -985,6 +988,24 @@ impl Inspector<'_> {
             .filter_map(|e| pci::read_function(&e.path()))
             .collect();
         out.sort_by_key(|f| (f.segment, f.bus, f.device, f.function));
+        match PCI_IDS
+            .iter()
+            .find_map(|p| std::fs::read_to_string(self.root.share.join(p)).ok())
+        {
+            Some(db) => {
+                let ids = pci::PciIds::parse(&db);
+                out.iter_mut().for_each(|f| ids.name(f));
+            }
+            None if !out.is_empty() => self.warn(
+                "PCI_DEVICE, devices (descriptions)",
+                format!(
+                    "no PCI ID database ({}/{{{}}}; pciutils or hwdata has it): functions are named by their IDs",
+                    self.root.share.display(),
+                    PCI_IDS.join(",")
+                ),
+            ),
+            None => {}
+        }
         let partial: Vec<String> = out
             .iter()
             .filter(|f| !f.full_config)
@@ -1387,16 +1408,19 @@ fn is_root() -> bool {
     }
 }
 
-/// `BB:DD.F Class: Device VVVV:DDDD` (lspci without its ID database).
+/// `BB:DD.F Class: Vendor Device` as lspci names a function: from its ID database where that
+/// knows them, else `Vendor Device DDDD` or `Device VVVV:DDDD`.
 fn describe(f: &pci::PciFunction) -> String {
-    format!(
-        "{} {}: Device {:04x}:{:04x}",
-        f.bdf_text(),
-        pci::class_name(f.class),
-        f.vendor,
-        f.device_id
-    )
+    let what = match (&f.vendor_name, &f.device_name) {
+        (Some(v), Some(d)) => format!("{v} {d}"),
+        (Some(v), None) => format!("{v} Device {:04x}", f.device_id),
+        _ => format!("Device {:04x}:{:04x}", f.vendor, f.device_id),
+    };
+    format!("{} {}: {what}", f.bdf_text(), pci::class_name(f.class))
 }
+
+/// Where distributions keep the PCI ID database (pciutils, hwdata).
+const PCI_IDS: [&str; 3] = ["misc/pci.ids", "hwdata/pci.ids", "pci.ids"];
 
 fn ids(o: &mut String, f: &pci::PciFunction, indent: usize) {
     let pad = " ".repeat(indent);

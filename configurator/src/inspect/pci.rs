@@ -209,6 +209,9 @@ pub struct PciFunction {
     pub full_config: bool,
     /// ACPI path of the function's firmware node, e.g. `\_SB_.PCI0.SF8_`.
     pub acpi_path: Option<String>,
+    /// Vendor and device names from the machine's PCI ID database (pci.ids), where it has them.
+    pub vendor_name: Option<String>,
+    pub device_name: Option<String>,
 }
 
 impl PciFunction {
@@ -270,12 +273,99 @@ pub fn read_function(dir: &Path) -> Option<PciFunction> {
         secondary_bus,
         full_config: config.len() > 64,
         acpi_path,
+        vendor_name: None,
+        device_name: None,
     })
+}
+
+/// The vendor and device names of a PCI ID database (`pci.ids`, as lspci reads it): vendor
+/// lines `VVVV  Name`, device lines `<TAB>DDDD  Name` under them; subsystem lines, comments and
+/// the class section (from the first `C ` line) are skipped.
+#[derive(Debug, Default)]
+pub struct PciIds {
+    vendors: std::collections::HashMap<u16, String>,
+    devices: std::collections::HashMap<(u16, u16), String>,
+}
+
+impl PciIds {
+    pub fn parse(text: &str) -> PciIds {
+        let mut ids = PciIds::default();
+        let mut vendor = None;
+        for line in text.lines() {
+            if line.starts_with("C ") {
+                break;
+            }
+            let id_and_name = |l: &str| -> Option<(u16, String)> {
+                let (id, name) = l.split_once("  ")?;
+                let id = u16::from_str_radix(id, 16).ok()?;
+                Some((id, name.trim().to_string()))
+            };
+            if line.starts_with("\t\t") || line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix('\t') {
+                if let (Some(v), Some((d, name))) = (vendor, id_and_name(rest)) {
+                    ids.devices.insert((v, d), name);
+                }
+                continue;
+            }
+            vendor = id_and_name(line).map(|(v, name)| {
+                ids.vendors.insert(v, name);
+                v
+            });
+        }
+        ids
+    }
+
+    /// Names `f` as far as the database knows it.
+    pub fn name(&self, f: &mut PciFunction) {
+        f.vendor_name = self.vendors.get(&f.vendor).cloned();
+        f.device_name = self.devices.get(&(f.vendor, f.device_id)).cloned();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pci_ids_name_vendors_and_devices() {
+        let db = "# comment\n8086  Intel Corporation\n\t10d3  82574L Gigabit Network Connection\n\t\t8086 0000  Subsystem\n\t29c0  82G33/G31/P35/P31 Express DRAM Controller\n1234  Technical Corp.\nC 02  Network controller\n\t00  Ethernet controller\n";
+        let ids = PciIds::parse(db);
+        let mut f = PciFunction {
+            segment: 0,
+            bus: 0,
+            device: 2,
+            function: 0,
+            vendor: 0x8086,
+            device_id: 0x10d3,
+            subsystem_vendor: 0,
+            subsystem_device: 0,
+            class: 0x020000,
+            revision: 0,
+            interrupt_pin: 0,
+            bars: Vec::new(),
+            capabilities: Vec::new(),
+            secondary_bus: None,
+            full_config: false,
+            acpi_path: None,
+            vendor_name: None,
+            device_name: None,
+        };
+        ids.name(&mut f);
+        assert_eq!(f.vendor_name.as_deref(), Some("Intel Corporation"));
+        assert_eq!(
+            f.device_name.as_deref(),
+            Some("82574L Gigabit Network Connection")
+        );
+        // A known vendor, an unknown device; the class section is no vendor.
+        f.device_id = 0x1111;
+        ids.name(&mut f);
+        assert_eq!((f.vendor_name.is_some(), &f.device_name), (true, &None));
+        f.vendor = 0x0002;
+        ids.name(&mut f);
+        assert_eq!(f.vendor_name, None);
+    }
 
     #[test]
     fn resource_lines() {

@@ -154,6 +154,10 @@ fn machine() -> TempTree {
 #[test]
 fn fake_machine_board_loads_with_its_values() {
     let t = machine();
+    t.put(
+        "usr/share/misc/pci.ids",
+        "8086  Intel Corporation\n\t10d3  82574L Gigabit Network Connection\n",
+    );
     let ins = inspect(&SysRoot::under(&t.0), &FakeCpus, "fake");
     let board = load_board_str(Path::new("fake.xml"), &ins.xml)
         .unwrap_or_else(|e| panic!("{e}\n{}", ins.xml));
@@ -189,6 +193,18 @@ fn fake_machine_board_loads_with_its_values() {
     assert_eq!(board.legacy.cpu_processors, [0, 1]);
     assert_eq!(board.legacy.pci_vid_pid.len(), 2);
     assert_eq!(board.legacy.pci_devices[1].regions.len(), 2);
+    // Named from the ID database as lspci names them: the NIC fully, the host bridge (a
+    // device the database lacks) by its vendor.
+    assert!(
+        ins.xml.contains(
+            "00:02.0 Ethernet controller: Intel Corporation 82574L Gigabit Network Connection"
+        ),
+        "{}",
+        ins.xml
+    );
+    assert!(ins
+        .xml
+        .contains("00:00.0 Host bridge: Intel Corporation Device 29c0"));
     assert!(board.legacy.raw["PM_INFO"].contains("PM1A_EVT_ADDRESS        0x600UL"));
     assert!(board.legacy.raw["WAKE_VECTOR_INFO"].contains("0x7FFE000CUL"));
     // The host bridge windows come from /proc/iomem and /proc/ioports.
@@ -223,6 +239,7 @@ fn missing_and_hidden_files_are_warnings_in_the_file() {
     let ins = inspect(&SysRoot::under(&t.0), &FakeCpus, "fake");
     let w: Vec<String> = ins.warnings.iter().map(Warning::to_string).collect();
     for needle in [
+        "no PCI ID database",
         "IOMEM_INFO",
         "ioapics",
         "MSI-X",
