@@ -3,8 +3,29 @@
 //! the MCFG of its virtual PCI, whose ECAM window the DSDT reserves).
 
 use crate::bootinfo::PhysRead;
-/// A PCI root bridge on segment 0 as a DSDT describes it (the same as the board's).
-pub use acrn_static_config::{IntxRoute, PciRootBridge as PciRoot};
+pub use acrn_static_config::IntxRoute;
+use acrn_static_config::{Bdf, PassthroughDevice, PciRootBridge};
+
+/// A PCI root bridge on segment 0 as a DSDT describes it: the board's, or a VM's virtual one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciRoot<'a> {
+    pub first_bus: u8,
+    pub last_bus: u8,
+    /// Memory windows, each `(first, last)` inclusive, in address order.
+    pub mmio: &'a [(u64, u64)],
+    pub intx_routes: &'a [IntxRoute],
+}
+
+impl From<PciRootBridge> for PciRoot<'static> {
+    fn from(b: PciRootBridge) -> Self {
+        PciRoot {
+            first_bus: b.first_bus,
+            last_bus: b.last_bus,
+            mmio: b.mmio,
+            intx_routes: b.intx_routes,
+        }
+    }
+}
 
 /// Guest-physical address of a pre-launched VM's RSDP (ACRN's `VIRT_RSDP_ADDR`).
 pub const GUEST_RSDP_GPA: u64 = 0xF2400;
@@ -343,7 +364,7 @@ impl Ecam {
 
 /// What a VM's ACPI tables describe (see [`build_guest_tables`]).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct GuestPlatform {
+pub struct GuestPlatform<'a> {
     pub vcpus: u32,
     /// The IOAPIC's ID and address.
     pub ioapic: Option<(u8, u32)>,
@@ -356,7 +377,7 @@ pub struct GuestPlatform {
     /// The legacy VM-to-VM vUARTs' base ports and ISA IRQs (COM2.. in the DSDT).
     pub link_uarts: [Option<(u16, u8)>; MAX_LINK_UARTS],
     /// The PCI host bridge the DSDT describes (Linux enumerates PCI through it).
-    pub pci_root: Option<PciRoot>,
+    pub pci_root: Option<PciRoot<'a>>,
 }
 
 /// Legacy VM-to-VM vUARTs the DSDT names.
@@ -679,7 +700,7 @@ const PCI_ROOT_AML_MAX: usize = 112 + 3 * 16 + MAX_PCI_WINDOWS * 46 + 128 * 14;
 /// route } } }`; no `_PRT` without routes (the functions of a pre-launched VM's virtual bus
 /// interrupt by MSI/MSI-X only). Windows are producers with fixed bounds, so Linux keeps BARs
 /// inside them.
-fn pci_root_aml(root: &PciRoot) -> Aml<PCI_ROOT_AML_MAX> {
+fn pci_root_aml(root: &PciRoot<'_>) -> Aml<PCI_ROOT_AML_MAX> {
     // Every window: ResourceProducer, PosDecode, MinFixed, MaxFixed (general flags 0x0C).
     let word_window = |kind: u8, type_flags: u8, min: u16, max: u16| {
         let mut d = [0u8; 16];
@@ -767,6 +788,53 @@ fn pci_root_aml(root: &PciRoot) -> Aml<PCI_ROOT_AML_MAX> {
     out
 }
 
+/// Routes a `_PRT` holds at most: one per pin of every device number.
+pub const MAX_INTX_ROUTES: usize = 128;
+
+/// The `_PRT` of a pre-launched VM's virtual bus: the INTx pin of each pass-through function
+/// (`pin_of` its physical function: 1 = INTA#, 0 = none) at its virtual device number, to the
+/// virtual GSI that `pt_intx` gives for the GSI the board routes that pin to (`board`, for
+/// functions on the root bus). A function without a pin, a board route or a `pt_intx` pair
+/// gets none: it interrupts by MSI or MSI-X only, as ACRN's. Returns how many routes `out` got.
+pub fn passthrough_routes(
+    devs: &[PassthroughDevice],
+    pin_of: impl Fn(Bdf) -> u8,
+    board: &[IntxRoute],
+    pt_intx: &[(u32, u32)],
+    out: &mut [IntxRoute],
+) -> usize {
+    let mut n = 0;
+    for d in devs {
+        let pin = pin_of(d.pbdf);
+        if d.pbdf.bus != 0 || d.vbdf.bus != 0 || !(1..=4).contains(&pin) {
+            continue;
+        }
+        let pin = pin - 1;
+        let Some(phys) = board
+            .iter()
+            .find(|r| r.device == d.pbdf.dev && r.pin == pin)
+            .map(|r| r.gsi)
+        else {
+            continue;
+        };
+        let Some(&(_, virt)) = pt_intx.iter().find(|&&(p, _)| p == phys) else {
+            continue;
+        };
+        let route = IntxRoute {
+            device: d.vbdf.dev,
+            pin,
+            gsi: virt,
+        };
+        // Functions of one device share its pins' routes.
+        if out[..n].contains(&route) || n == out.len() {
+            continue;
+        }
+        out[n] = route;
+        n += 1;
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -813,6 +881,73 @@ mod tests {
         assert_eq!(super::s5_sleep_types(b"_S4_"), None);
     }
     use super::*;
+
+    #[test]
+    fn passthrough_functions_route_their_pins_through_pt_intx() {
+        let dev = |pb: (u8, u8, u8), vb: (u8, u8, u8)| PassthroughDevice {
+            pbdf: Bdf::new(pb.0, pb.1, pb.2),
+            vbdf: Bdf::new(vb.0, vb.1, vb.2),
+            vbars: [0; 6],
+        };
+        // q35: 00:02.0 INTA# -> GSI 22, 00:03.0 INTA# -> GSI 23.
+        let board = [
+            IntxRoute {
+                device: 2,
+                pin: 0,
+                gsi: 22,
+            },
+            IntxRoute {
+                device: 3,
+                pin: 0,
+                gsi: 23,
+            },
+        ];
+        let devs = [
+            dev((0, 2, 0), (0, 1, 0)),
+            dev((0, 3, 0), (0, 4, 0)),
+            dev((0, 5, 0), (0, 5, 0)),
+            dev((1, 0, 0), (0, 6, 0)),
+        ];
+        // Every function has INTA#, 00:05.0 none.
+        let pins = |b: Bdf| if b.dev == 5 { 0 } else { 1 };
+        let mut out = [IntxRoute {
+            device: 0,
+            pin: 0,
+            gsi: 0,
+        }; MAX_INTX_ROUTES];
+        // Only GSI 22 is given (as GSI 20): 00:03.0's line is not the VM's, 00:05.0 has no pin,
+        // 01:00.0 is behind a bridge.
+        let n = passthrough_routes(&devs, pins, &board, &[(22, 20)], &mut out);
+        assert_eq!(
+            out[..n],
+            [IntxRoute {
+                device: 1,
+                pin: 0,
+                gsi: 20
+            }]
+        );
+        let n = passthrough_routes(&devs, pins, &board, &[(22, 22), (23, 23)], &mut out);
+        assert_eq!(
+            out[..n],
+            [
+                IntxRoute {
+                    device: 1,
+                    pin: 0,
+                    gsi: 22
+                },
+                IntxRoute {
+                    device: 4,
+                    pin: 0,
+                    gsi: 23
+                }
+            ]
+        );
+        // No board routes: none.
+        assert_eq!(
+            passthrough_routes(&devs, pins, &[], &[(22, 22)], &mut out),
+            0
+        );
+    }
 
     struct Mem(u64, Vec<u8>);
     impl PhysRead for Mem {
@@ -1034,7 +1169,7 @@ mod tests {
         }
     }
 
-    fn dsdt_with_root(root: PciRoot) -> Vec<u8> {
+    fn dsdt_with_root(root: PciRoot<'_>) -> Vec<u8> {
         let mut buf = [0u8; GUEST_TABLES_SIZE];
         build_guest_tables(
             &mut buf,

@@ -338,6 +338,26 @@ fn build_vm(
         *slot = Some(link);
     }
     let mut tables = [0u8; acpi::GUEST_TABLES_SIZE];
+    // A pre-launched VM's pass-through functions interrupt by INTx where `pt_intx` gives it
+    // the line their pin arrives on; Linux finds the route in the DSDT's `_PRT`.
+    let mut routes = [acpi::IntxRoute {
+        device: 0,
+        pin: 0,
+        gsi: 0,
+    }; acpi::MAX_INTX_ROUTES];
+    let nroutes = match (cfg.load_order, p.board.pci_root) {
+        (LoadOrder::PreLaunched, Some(root)) => acpi::passthrough_routes(
+            cfg.pci_devs,
+            |b| {
+                use crate::devices::pci::msi::PhysConfig;
+                (crate::devices::physical::HostFunction(b).read32(0x3C) >> 8) as u8
+            },
+            root.intx_routes,
+            cfg.pt_intx,
+            &mut routes,
+        ),
+        _ => 0,
+    };
     // Every VM has its virtual IOAPIC at the usual address and no HPET (the hypervisor owns
     // the physical one).
     acpi::build_guest_tables(
@@ -377,11 +397,11 @@ fn build_vm(
                     first_bus: 0,
                     last_bus: crate::devices::pci::ECAM_BUSES - 1,
                     mmio: &PRE_LAUNCHED_BAR_WINDOWS,
-                    intx_routes: &[],
+                    intx_routes: &routes[..nroutes],
                 }),
                 // ...and the host's, as the board's firmware describes it: its windows and
                 // where its devices' INTx pins arrive, which Linux finds nowhere else.
-                LoadOrder::Service => p.board.pci_root,
+                LoadOrder::Service => p.board.pci_root.map(acpi::PciRoot::from),
                 LoadOrder::PostLaunched => None,
             },
         },
