@@ -297,6 +297,9 @@ impl VmOps for Model {
         );
         0
     }
+    fn intr_delay(&mut self, vmid: u16, _ms: u64) {
+        self.vm(vmid);
+    }
     fn remove_vdev(&mut self, vmid: u16, _slot: u16) -> Result<(), i32> {
         let (state, _) = self.vm(vmid);
         assert!(
