@@ -874,14 +874,12 @@ fn intr_monitor_checks_and_reports_the_vm_layers_counts() {
     let too_many = AcrnIntrMonitor { buf_cnt: 49, ..m };
     e.put(page, &too_many);
     assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), E(EINVAL));
-    let mut buffer = m.buffer;
-    buffer[0] = 50;
-    let delay = AcrnIntrMonitor {
+    let mut delay = AcrnIntrMonitor {
         cmd: acrn_abi::irq::INTR_CMD_DELAY_INT,
         buf_cnt: 1,
-        buffer,
         ..m
     };
+    delay.buffer[0] = 50;
     e.put(page, &delay);
     assert_eq!(e.call(HC_VM_INTR_MONITOR, 1, page), 0);
     assert_eq!(
