@@ -772,7 +772,8 @@ impl VmDevices {
         Some(p.acknowledge())
     }
 
-    /// When the devices' own timers (the vRTC's) next need [`VmDevices::tick`].
+    /// When the devices' own timers (the vRTC's, held pass-through interrupts) next need
+    /// [`VmDevices::tick`].
     pub fn next_event(&self, now: u64) -> Option<u64> {
         let rtc = self
             .rtc
