@@ -461,12 +461,17 @@ pub fn reset_function(phys: &impl PhysConfig, mut wait_ms: impl FnMut(u32)) -> O
         };
         slot.get_or_insert((at, head));
     });
-    let method = if pcie.is_some_and(|(at, _)| phys.read32(at + PCIE_DEVCAP) & DEVCAP_FLR != 0) {
-        ResetMethod::Flr
-    } else if af.is_some_and(|(_, head)| head & AF_CAP_FLR != 0) {
-        ResetMethod::AfFlr
-    } else if pm.is_some_and(|(at, _)| phys.read32(at + PM_CSR) & PMCSR_NO_SOFT_RESET == 0) {
-        ResetMethod::PowerCycle
+    // The method and where its capability is.
+    let (method, at) = if let Some((at, _)) =
+        pcie.filter(|&(at, _)| phys.read32(at + PCIE_DEVCAP) & DEVCAP_FLR != 0)
+    {
+        (ResetMethod::Flr, at)
+    } else if let Some((at, _)) = af.filter(|&(_, head)| head & AF_CAP_FLR != 0) {
+        (ResetMethod::AfFlr, at)
+    } else if let Some((at, _)) =
+        pm.filter(|&(at, _)| phys.read32(at + PM_CSR) & PMCSR_NO_SOFT_RESET == 0)
+    {
+        (ResetMethod::PowerCycle, at)
     } else {
         return None;
     };
@@ -479,26 +484,25 @@ pub fn reset_function(phys: &impl PhysConfig, mut wait_ms: impl FnMut(u32)) -> O
             wait_ms(10);
         }
     };
-    match (method, pcie, af, pm) {
-        (ResetMethod::Flr, Some((at, _)), _, _) => {
+    match method {
+        ResetMethod::Flr => {
             drain(&|| phys.read32(at + PCIE_DEVCTL) & DEVSTA_TRANSACTIONS_PENDING != 0);
             let control = phys.read32(at + PCIE_DEVCTL) & 0xFFFF;
             phys.write(at + PCIE_DEVCTL, 2, control | DEVCTL_INITIATE_FLR);
             wait_ms(100);
         }
-        (ResetMethod::AfFlr, _, Some((at, _)), _) => {
+        ResetMethod::AfFlr => {
             drain(&|| phys.read32(at + AF_CONTROL) & AF_STATUS_TRANSACTIONS_PENDING != 0);
             phys.write(at + AF_CONTROL, 1, 1);
             wait_ms(100);
         }
-        (ResetMethod::PowerCycle, _, _, Some((at, _))) => {
+        ResetMethod::PowerCycle => {
             let csr = phys.read32(at + PM_CSR) & 0xFFFF & !PMCSR_PME_STATUS & !PMCSR_STATE;
             phys.write(at + PM_CSR, 2, csr | PMCSR_D3HOT);
             wait_ms(10);
             phys.write(at + PM_CSR, 2, csr);
             wait_ms(10);
         }
-        _ => return None,
     }
     for i in 0..6 {
         phys.write(bar_offset(i), 4, saved[4 + i]);
