@@ -29,15 +29,10 @@ impl std::fmt::Display for Unenforced {
     }
 }
 
-/// Pass-through the board cannot isolate: VMs' `pci_devs` on a board without a DMA remapping
-/// unit (its DRHD_INFO lists none), whose DMA reaches all host memory.
+/// Pass-through the board cannot isolate: VMs' `pci_devs` on a board without an IOMMU
+/// ([`Board::iommu`]), whose DMA reaches all host memory.
 pub fn unisolated_dma(board: &Board, scenario: &Scenario) -> Vec<Unenforced> {
-    let iommu = board
-        .legacy
-        .raw
-        .get("DRHD_INFO")
-        .is_some_and(|t| t.contains("DRHD0_REG_BASE"));
-    if iommu {
+    if board.iommu().is_some() {
         return Vec::new();
     }
     scenario
@@ -49,7 +44,7 @@ pub fn unisolated_dma(board: &Board, scenario: &Scenario) -> Vec<Unenforced> {
                 vm: Some(vm.name.clone()),
                 element: "pci_devs",
                 detail: format!(
-                    "the board has no IOMMU (DRHD_INFO lists no DMA remapping unit): the DMA of \
+                    "the board has no IOMMU (neither DRHD_INFO nor IVRS_INFO lists one): the DMA of \
                      its {devs} passthrough device(s) is not isolated from other VMs and the \
                      hypervisor"
                 ),

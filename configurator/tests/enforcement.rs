@@ -2,7 +2,7 @@
 
 mod common;
 
-use acrn_configurator::board::{load_board, Board};
+use acrn_configurator::board::{load_board, Board, IommuKind};
 use acrn_configurator::enforcement::{unenforced, unisolated_dma};
 use acrn_configurator::scenario::load_scenario;
 
@@ -54,15 +54,36 @@ fn passthrough_without_an_iommu_is_said_to_be_unisolated() {
         &text[end..]
     );
     let path = std::env::temp_dir().join(format!("no-iommu-{}.xml", std::process::id()));
-    std::fs::write(&path, without).unwrap();
+    std::fs::write(&path, &without).unwrap();
     let board = load_board_file(&path);
+    assert_eq!(board.iommu(), None);
     let said = unisolated_dma(&board, &s);
     assert_eq!(said.len(), 1);
     assert_eq!(
         (said[0].vm.as_deref(), said[0].element),
         (Some("PRE_VM0"), "pci_devs")
     );
-    assert!(said[0].to_string().contains("not isolated"), "{}", said[0]);
+    let text = said[0].to_string();
+    assert!(text.contains("not isolated"), "{text}");
+    assert!(
+        text.contains("neither DRHD_INFO nor IVRS_INFO lists one"),
+        "{text}"
+    );
+    // The same board with an AMD IOMMU (QEMU's amd-iommu) isolates the device.
+    let ivrs = "</DRHD_INFO>\n  <IVRS_INFO>\n\
+                \t#define IVHD_COUNT              1U\n\
+                \t#define IVHD0_TYPE              0x10U\n\
+                \t#define IVHD0_REG_BASE          0xFED80000UL\n\
+                \t#define IVHD0_DEVICE_ID         0x18U\n\
+                \t#define IVHD0_SEGMENT           0x0U\n\
+                \t</IVRS_INFO>";
+    let amd = without.replacen("</DRHD_INFO>", ivrs, 1);
+    std::fs::write(&path, amd).unwrap();
+    let board = load_board_file(&path);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(board.iommu(), Some(IommuKind::AmdVi));
+    assert_eq!(unisolated_dma(&board, &s), vec![]);
+    assert_eq!(with.iommu(), Some(IommuKind::IntelVtd));
 }
 
 #[test]

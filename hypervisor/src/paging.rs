@@ -41,8 +41,8 @@ pub enum MemType {
 
 /// The encoding of one entry format. `level` is 1 for a 4 KiB leaf, 2 for 2 MiB, 3 for 1 GiB.
 pub trait EntryFormat {
-    /// A non-leaf entry pointing at the next table.
-    fn table(pa: u64) -> u64;
+    /// A non-leaf entry at `level` (2 to 4) pointing at the next table.
+    fn table(pa: u64, level: u8) -> u64;
     fn leaf(pa: u64, level: u8, perm: Perm, mt: MemType) -> u64;
     fn is_present(e: u64) -> bool;
     /// True if a present entry at `level` (2 or 3) maps a huge page.
@@ -66,7 +66,7 @@ impl Npt {
 }
 
 impl EntryFormat for Npt {
-    fn table(pa: u64) -> u64 {
+    fn table(pa: u64, _level: u8) -> u64 {
         let flags =
             PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
         (pa & ADDR_MASK) | flags.bits()
@@ -134,7 +134,7 @@ impl EptFlags {
 }
 
 impl EntryFormat for Ept {
-    fn table(pa: u64) -> u64 {
+    fn table(pa: u64, _level: u8) -> u64 {
         (pa & ADDR_MASK) | EptFlags::RWX.bits()
     }
     fn leaf(pa: u64, level: u8, perm: Perm, mt: MemType) -> u64 {
@@ -168,6 +168,60 @@ impl EntryFormat for Ept {
         } else {
             MemType::Uncached
         }
+    }
+}
+
+/// AMD-Vi I/O page table entries (AMD IOMMU spec, "I/O Page Tables for Host Translations"):
+/// present in bit 0, the level of the table an entry points at in bits 11:9 (0 marks a leaf,
+/// whose page size is its level's), read and write permission in bits 61 and 62. The IOMMU
+/// cannot share the NPT (its rights are elsewhere), so a VM's devices get a second tree in this
+/// format that mirrors the VM's NPT.
+pub enum AmdVi {}
+
+bitflags! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct AmdViFlags: u64 {
+        const PRESENT = 1 << 0;
+        /// Next Level (bits 11:9).
+        const NEXT_LEVEL = 7 << 9;
+        const READ = 1 << 61;
+        const WRITE = 1 << 62;
+        const _ = !0;
+    }
+}
+
+impl EntryFormat for AmdVi {
+    fn table(pa: u64, level: u8) -> u64 {
+        let next = u64::from(level.saturating_sub(1)) << 9;
+        (pa & ADDR_MASK)
+            | next
+            | (AmdViFlags::PRESENT | AmdViFlags::READ | AmdViFlags::WRITE).bits()
+    }
+    fn leaf(pa: u64, _level: u8, perm: Perm, _mt: MemType) -> u64 {
+        let mut f = AmdViFlags::empty();
+        f.set(AmdViFlags::PRESENT, perm.read || perm.write);
+        f.set(AmdViFlags::READ, perm.read);
+        f.set(AmdViFlags::WRITE, perm.write);
+        (pa & ADDR_MASK) | f.bits()
+    }
+    fn is_present(e: u64) -> bool {
+        AmdViFlags::from_bits_retain(e).contains(AmdViFlags::PRESENT)
+    }
+    fn is_huge(e: u64) -> bool {
+        !AmdViFlags::from_bits_retain(e).intersects(AmdViFlags::NEXT_LEVEL)
+    }
+    fn perm(e: u64) -> Perm {
+        let f = AmdViFlags::from_bits_retain(e);
+        let p = f.contains(AmdViFlags::PRESENT);
+        Perm {
+            read: p && f.contains(AmdViFlags::READ),
+            write: p && f.contains(AmdViFlags::WRITE),
+            exec: false,
+        }
+    }
+    fn mem_type(_e: u64) -> MemType {
+        // Device accesses take the memory type of the target; the entry has none.
+        MemType::WriteBack
     }
 }
 
@@ -306,7 +360,7 @@ impl<F: EntryFormat> PageTable<F> {
                     return Ok(()); // nothing mapped here: nothing to remove
                 }
                 let t = mem.alloc_table().ok_or(MapError::OutOfMemory)?;
-                mem.write(table, i, F::table(t));
+                mem.write(table, i, F::table(t, l));
                 t
             } else if l <= 3 && F::is_huge(e) {
                 // Split: the new table maps the same range with pages one level smaller.
@@ -316,7 +370,7 @@ impl<F: EntryFormat> PageTable<F> {
                 for j in 0..512 {
                     mem.write(t, j, F::leaf(base + j as u64 * sub, l - 1, perm, mt));
                 }
-                mem.write(table, i, F::table(t));
+                mem.write(table, i, F::table(t, l));
                 t
             } else {
                 F::addr(e)
@@ -326,6 +380,39 @@ impl<F: EntryFormat> PageTable<F> {
         }
         mem.write(table, index(gpa, level), entry);
         Ok(())
+    }
+
+    /// Calls `f` with every present leaf in address order: (gpa, translation), the translation's
+    /// `hpa` being the page's start.
+    pub fn for_each_leaf(&self, mem: &impl TableMemory, mut f: impl FnMut(u64, Translation)) {
+        Self::leaves_below(mem, self.root, 4, 0, &mut f);
+    }
+
+    fn leaves_below(
+        mem: &impl TableMemory,
+        table: u64,
+        l: u8,
+        base: u64,
+        f: &mut impl FnMut(u64, Translation),
+    ) {
+        for i in 0..512u64 {
+            let e = mem.read(table, i as usize);
+            if !F::is_present(e) {
+                continue;
+            }
+            let gpa = base + i * level_size(l);
+            if l == 1 || (l <= 3 && F::is_huge(e)) {
+                let translation = Translation {
+                    hpa: F::addr(e) & !(level_size(l) - 1),
+                    perm: F::perm(e),
+                    mem_type: F::mem_type(e),
+                    page_size: level_size(l),
+                };
+                f(gpa, translation);
+            } else {
+                Self::leaves_below(mem, F::addr(e), l - 1, gpa, f);
+            }
+        }
     }
 
     /// Walks the table like the hardware would.
@@ -492,8 +579,74 @@ mod tests {
     }
 
     #[test]
+    fn amdvi_encoding() {
+        // PR, Next Level 3, IR and IW.
+        assert_eq!(AmdVi::table(0x5000, 4), 0x6000_0000_0000_5601);
+        assert_eq!(AmdVi::table(0x5000, 2), 0x6000_0000_0000_5201);
+        // A 2 MiB leaf: Next Level 0 at level 2.
+        assert_eq!(
+            AmdVi::leaf(0x20_0000, 2, Perm::RWX, MemType::WriteBack),
+            0x6000_0000_0020_0001
+        );
+        assert_eq!(
+            AmdVi::leaf(0x3000, 1, Perm::RX, MemType::Uncached),
+            0x2000_0000_0000_3001
+        );
+        assert!(AmdVi::is_huge(AmdVi::leaf(
+            0,
+            2,
+            Perm::RWX,
+            MemType::WriteBack
+        )));
+        assert!(!AmdVi::is_huge(AmdVi::table(0x5000, 2)));
+    }
+
+    /// An NPT's leaves copied into an AMD-Vi tree translate every address the same way.
+    #[test]
+    fn amdvi_tree_mirrors_an_npt() {
+        let mut m = HostMem::default();
+        let mut npt = PageTable::<Npt>::new(&mut m).unwrap();
+        npt.map(&mut m, 0, 0, 2 * PAGE_1G, Perm::RWX, MemType::WriteBack)
+            .unwrap();
+        npt.unmap(&mut m, 0x40_0000, 0x20_0000 + PAGE_4K).unwrap();
+        npt.map(
+            &mut m,
+            0x1_0000_0000,
+            0x8000_0000,
+            PAGE_2M,
+            Perm::RX,
+            MemType::WriteBack,
+        )
+        .unwrap();
+        let mut io = PageTable::<AmdVi>::new(&mut m).unwrap();
+        let mut leaves = Vec::new();
+        npt.for_each_leaf(&m, |gpa, t| leaves.push((gpa, t)));
+        assert!(leaves.windows(2).all(|w| w[0].0 < w[1].0), "address order");
+        for (gpa, t) in leaves {
+            io.map(&mut m, gpa, t.hpa, t.page_size, t.perm, t.mem_type)
+                .unwrap();
+        }
+        for gpa in [
+            0,
+            0x3F_F000,
+            0x40_0000,
+            0x60_0000,
+            0x60_1000,
+            0x7FFF_F000,
+            0x1_0000_1000,
+            0x1_0020_0000,
+        ] {
+            let (a, b) = (npt.translate(&m, gpa), io.translate(&m, gpa));
+            assert_eq!(a.map(|t| t.hpa), b.map(|t| t.hpa), "{gpa:#x}");
+            assert_eq!(a.map(|t| t.perm.write), b.map(|t| t.perm.write), "{gpa:#x}");
+        }
+        assert_eq!(io.translate(&m, 0x1_0000_1000).unwrap().hpa, 0x8000_1000);
+        assert_eq!(io.translate(&m, 0x4000_0000).unwrap().page_size, PAGE_1G);
+    }
+
+    #[test]
     fn npt_encoding() {
-        assert_eq!(Npt::table(0x5000), 0x5007);
+        assert_eq!(Npt::table(0x5000, 4), 0x5007);
         assert_eq!(
             Npt::leaf(0x20_0000, 2, Perm::RWX, MemType::WriteBack),
             0x20_0087
@@ -517,7 +670,7 @@ mod tests {
 
     #[test]
     fn ept_encoding() {
-        assert_eq!(Ept::table(0x5000), 0x5007);
+        assert_eq!(Ept::table(0x5000, 4), 0x5007);
         assert_eq!(
             Ept::leaf(0x20_0000, 2, Perm::RWX, MemType::WriteBack),
             0x20_00B7

@@ -2,9 +2,10 @@
 //! ACRN board XML file (`<acrn-config board="NAME">`, written by ACRN's board inspector).
 //!
 //! A board file has two halves (see `reference/acrn-config.md` §2): 23 raw-text sections
-//! (parsed by [`legacy`]) and the structured sections `processors`, `caches`, `memory`,
-//! `ioapics`, `devices` and optional `device-classes` (read by `parse`). [`load_board`] reads
-//! both into a [`Board`], reporting every problem at once with its file position.
+//! (parsed by [`legacy`]; our optional `IVRS_INFO` is kept like them) and the structured
+//! sections `processors`, `caches`, `memory`, `ioapics`, `devices` and optional
+//! `device-classes` (read by `parse`). [`load_board`] reads both into a [`Board`], reporting
+//! every problem at once with its file position.
 
 pub mod legacy;
 mod model;
@@ -49,6 +50,13 @@ pub const LEGACY_SECTIONS: [&str; 23] = [
     "TOTAL_MEM_INFO",
     "CPU_PROCESSOR_INFO",
     "MAX_MSIX_TABLE_NUM",
+];
+
+/// Raw-text sections of our extension of the format, kept verbatim when present (ACRN's tools
+/// ignore unknown sections, and its boards have none of them).
+pub const OPTIONAL_LEGACY_SECTIONS: [&str; 1] = [
+    // The AMD IOMMUs of the ACPI IVRS table, written by `acrn-configurator inspect`.
+    "IVRS_INFO",
 ];
 
 /// One problem found in a board file, located in that file.
@@ -231,9 +239,13 @@ fn read_legacy(ctx: &mut parse::Ctx, doc: &Document, lines: &xml::LineIndex) -> 
     let add = |ctx: &mut parse::Ctx, ps: Vec<LineProblem>| {
         ctx.problems.extend(ps.into_iter().map(BoardProblem::from));
     };
-    for &name in &LEGACY_SECTIONS {
+    let sections = LEGACY_SECTIONS.iter().map(|n| (*n, true));
+    let optional = OPTIONAL_LEGACY_SECTIONS.iter().map(|n| (*n, false));
+    for (name, required) in sections.chain(optional) {
         let Some(el) = root.child(name) else {
-            ctx.problem(root.span, name, format!("missing <{name}> section"));
+            if required {
+                ctx.problem(root.span, name, format!("missing <{name}> section"));
+            }
             continue;
         };
         if let Some(c) = el.children.first() {
@@ -341,6 +353,16 @@ pub struct IntxRoute {
     pub device: u8,
     pub pin: u8,
     pub gsi: u32,
+}
+
+/// The kind of DMA remapping unit (IOMMU) a board has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IommuKind {
+    /// Intel VT-d: `DRHD_INFO` (ACPI DMAR) lists a remapping unit.
+    IntelVtd,
+    /// AMD-Vi: `IVRS_INFO` (ACPI IVRS) lists an IOMMU.
+    AmdVi,
 }
 
 /// A physical CPU as the later stages see it.
@@ -541,6 +563,26 @@ impl Board {
         match link.resources.iter().find(|res| res.kind == "irq")?.irqs[..] {
             [gsi] => Some(gsi),
             _ => None,
+        }
+    }
+
+    /// The board's IOMMU: VT-d when `DRHD_INFO` defines `DRHD0_REG_BASE`, else AMD-Vi when
+    /// `IVRS_INFO` defines `IVHD0_REG_BASE`.
+    pub fn iommu(&self) -> Option<IommuKind> {
+        let defines = |section: &str, name: &str| {
+            self.legacy.raw.get(section).is_some_and(|t| {
+                t.lines().any(|l| {
+                    let mut w = l.split_whitespace();
+                    w.next() == Some("#define") && w.next() == Some(name)
+                })
+            })
+        };
+        if defines("DRHD_INFO", "DRHD0_REG_BASE") {
+            Some(IommuKind::IntelVtd)
+        } else if defines("IVRS_INFO", "IVHD0_REG_BASE") {
+            Some(IommuKind::AmdVi)
+        } else {
+            None
         }
     }
 

@@ -493,6 +493,39 @@ fn minimal_board_loads() {
 }
 
 #[test]
+fn ivrs_info_is_optional_and_kept_verbatim() {
+    let text = minimal_board("");
+    let b = load(&text).unwrap();
+    assert!(!b.legacy.raw.contains_key("IVRS_INFO"));
+    assert_eq!(b.iommu(), None);
+    let ivrs = "#define IVHD_COUNT              1U\n\t#define IVHD0_REG_BASE          0xFED80000UL";
+    let with = text.replacen(
+        "  <CPU_BRAND>",
+        &format!("  <IVRS_INFO>\n\t{ivrs}\n\t</IVRS_INFO>\n  <CPU_BRAND>"),
+        1,
+    );
+    let b = load(&with).unwrap();
+    assert_eq!(b.legacy.raw["IVRS_INFO"], ivrs);
+    assert_eq!(b.iommu(), Some(IommuKind::AmdVi));
+    // Only a #define line counts, and VT-d is named first.
+    let commented = with.replace("#define IVHD0_REG_BASE", "/* IVHD0_REG_BASE */");
+    assert_eq!(load(&commented).unwrap().iommu(), None);
+    let both = with.replacen(
+        "  <DRHD_INFO>\n    \n",
+        "  <DRHD_INFO>\n    #define DRHD0_REG_BASE 0xFED90000UL\n",
+        1,
+    );
+    assert_eq!(load(&both).unwrap().iommu(), Some(IommuKind::IntelVtd));
+    let nested = text.replacen(
+        "  <CPU_BRAND>",
+        "  <IVRS_INFO><x/></IVRS_INFO>\n  <CPU_BRAND>",
+        1,
+    );
+    let err = load(&nested).unwrap_err();
+    assert!(err.to_string().contains("IVRS_INFO"), "{err}");
+}
+
+#[test]
 fn bad_ttys_line_is_located() {
     let text = minimal_board("seri:/dev/ttyS0 type:portio base:0x3F8 irq:4\n    seri:/dev/ttyS1 type:portio base:0xZZ irq:3");
     let err = load(&text).unwrap_err();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::board::Board;
+use crate::board::{Board, IommuKind};
 
 use super::ImageError;
 
@@ -69,9 +69,9 @@ pub struct Machine {
     /// TCG switches vCPUs at each PAUSE, so a request is served in microseconds; with a thread
     /// per vCPU on a small host each round trip waits for the host scheduler.
     pub single_thread_tcg: bool,
-    /// The board has a DMA remapping unit (its DRHD_INFO lists one): QEMU gets its Intel
-    /// IOMMU, with 48-bit (4-level) second-level tables.
-    pub iommu: bool,
+    /// The board's IOMMU ([`Board::iommu`]): QEMU gets its Intel IOMMU with 48-bit (4-level)
+    /// second-level tables for VT-d, its AMD IOMMU for AMD-Vi.
+    pub iommu: Option<IommuKind>,
 }
 
 impl Machine {
@@ -101,11 +101,7 @@ impl Machine {
             cpus: board.pcpus().len().max(1),
             mem_mib: mem >> 20,
             single_thread_tcg: false,
-            iommu: board
-                .legacy
-                .raw
-                .get("DRHD_INFO")
-                .is_some_and(|t| t.contains("DRHD0_REG_BASE")),
+            iommu: board.iommu(),
         }
     }
 
@@ -156,7 +152,13 @@ impl Machine {
             )
             .chain(
                 self.iommu
-                    .then(|| ["-device".to_string(), "intel-iommu,aw-bits=48".to_string()])
+                    .map(|k| {
+                        let dev = match k {
+                            IommuKind::IntelVtd => "intel-iommu,aw-bits=48",
+                            IommuKind::AmdVi => "amd-iommu",
+                        };
+                        ["-device".to_string(), dev.to_string()]
+                    })
                     .into_iter()
                     .flatten(),
             )
@@ -671,7 +673,7 @@ mod tests {
             cpus: 4,
             mem_mib: 1024,
             single_thread_tcg: false,
-            iommu: false,
+            iommu: None,
         };
         let rc = m.bochsrc(Path::new("/o/acrn.iso"), Path::new("/o"));
         let moved = with_socket_com1(&rc, 4567);
@@ -689,11 +691,15 @@ mod tests {
         };
         let q = machine("qemu-epyc");
         assert_eq!((q.vendor, q.cpus, q.mem_mib), (Vendor::Amd, 4, 2048));
-        assert!(q.iommu, "qemu-epyc's DRHD_INFO lists QEMU's intel-iommu");
+        assert_eq!(
+            q.iommu,
+            Some(IommuKind::IntelVtd),
+            "qemu-epyc's DRHD_INFO lists QEMU's intel-iommu"
+        );
         assert_eq!(q.default_emulator(), Emulator::Qemu);
         let b = machine("bochs-tigerlake");
         assert_eq!((b.vendor, b.cpus, b.mem_mib), (Vendor::Intel, 4, 1024));
-        assert!(!b.iommu);
+        assert_eq!(b.iommu, None);
         assert_eq!(b.default_emulator(), Emulator::Bochs);
     }
 
@@ -719,7 +725,7 @@ mod tests {
             cpus: 4,
             mem_mib: 2048,
             single_thread_tcg: false,
-            iommu: false,
+            iommu: None,
         };
         let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
         assert!(
@@ -729,12 +735,54 @@ mod tests {
         assert!(args.ends_with("-cdrom /o/acrn.iso"), "{args}");
         assert!(!args.contains("iommu"), "{args}");
         assert_eq!(m.default_emulator(), Emulator::Qemu);
-        let with = Machine { iommu: true, ..m };
-        let args = with.qemu_args(Path::new("/o/acrn.iso")).join(" ");
+        let vtd = Machine {
+            iommu: Some(IommuKind::IntelVtd),
+            ..m.clone()
+        };
+        let args = vtd.qemu_args(Path::new("/o/acrn.iso")).join(" ");
         assert!(
-            args.contains("-device intel-iommu,aw-bits=48 -cdrom"),
+            args.contains(
+                "isa-debug-exit,iobase=0xf4,iosize=0x04 -device intel-iommu,aw-bits=48 -cdrom"
+            ),
             "{args}"
         );
+        let amd = Machine {
+            iommu: Some(IommuKind::AmdVi),
+            ..m
+        };
+        let args = amd.qemu_args(Path::new("/o/acrn.iso")).join(" ");
+        assert!(
+            args.contains("isa-debug-exit,iobase=0xf4,iosize=0x04 -device amd-iommu -cdrom"),
+            "{args}"
+        );
+        assert!(!args.contains("intel-iommu"), "{args}");
+    }
+
+    #[test]
+    fn a_board_with_ivrs_info_gets_qemus_amd_iommu() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/qemu-epyc/qemu-epyc.xml");
+        let text = fs::read_to_string(path).unwrap();
+        // qemu-epyc with QEMU's amd-iommu instead of its intel-iommu: no DRHD, one IVHD.
+        let start = text.find("<DRHD_INFO>").unwrap();
+        let end = text.find("</DRHD_INFO>").unwrap() + "</DRHD_INFO>".len();
+        let text = format!(
+            "{}<DRHD_INFO>\n\t#define DRHD_COUNT              0U\n\t</DRHD_INFO>\n  <IVRS_INFO>\n\
+             \t#define IVHD_COUNT              1U\n\
+             \t#define IVHD0_TYPE              0x10U\n\
+             \t#define IVHD0_REG_BASE          0xFED80000UL\n\
+             \t#define IVHD0_DEVICE_ID         0x18U\n\
+             \t#define IVHD0_SEGMENT           0x0U\n\
+             \t</IVRS_INFO>{}",
+            &text[..start],
+            &text[end..]
+        );
+        let board = crate::board::load_board_str(Path::new("amd-vi.xml"), &text).unwrap();
+        assert_eq!(board.iommu(), Some(IommuKind::AmdVi));
+        let m = Machine::of_board(&board);
+        assert_eq!(m.iommu, Some(IommuKind::AmdVi));
+        let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
+        assert!(args.contains("-device amd-iommu -cdrom"), "{args}");
+        assert!(!args.contains("intel-iommu"), "{args}");
     }
 
     #[test]
@@ -744,7 +792,7 @@ mod tests {
             cpus: 4,
             mem_mib: 1024,
             single_thread_tcg: false,
-            iommu: false,
+            iommu: None,
         };
         let rc = m.bochsrc(Path::new("/o/acrn.iso"), Path::new("/o"));
         for line in [

@@ -314,7 +314,7 @@ impl Inspector<'_> {
         let mut x = String::from("<?xml version=\"1.0\"?>\n");
         let mut body = String::new();
         let _ = writeln!(body, "<acrn-config board=\"{}\">", esc(name));
-        let legacy = [
+        let mut legacy = vec![
             ("BIOS_INFO", self.smbios_section(0)),
             ("BASE_BOARD_INFO", self.smbios_section(2)),
             ("PCI_DEVICE", pci_device_text(&pci)),
@@ -346,6 +346,14 @@ impl Inspector<'_> {
             ("CPU_PROCESSOR_INFO", self.possible_text()),
             ("MAX_MSIX_TABLE_NUM", max_msix_text(&pci)),
         ];
+        if let Some(ivrs) = self.ivrs_text(acpi_ok) {
+            let at = legacy
+                .iter()
+                .position(|(t, _)| *t == "DRHD_INFO")
+                .unwrap_or(0)
+                + 1;
+            legacy.insert(at, ("IVRS_INFO", ivrs));
+        }
         for (tag, content) in legacy {
             let _ = writeln!(body, "  <{tag}>");
             for line in content.lines() {
@@ -792,27 +800,6 @@ impl Inspector<'_> {
         } else {
             None
         };
-        if acpi_ok {
-            if let Some(b) = self.acpi_table("IVRS", "DRHD_INFO") {
-                match acpi::parse_ivrs(&b) {
-                    Ok(units) => {
-                        let at: Vec<String> = units
-                            .iter()
-                            .map(|u| format!("{:#x}", u.base_address))
-                            .collect();
-                        self.warn(
-                            "DRHD_INFO",
-                            format!(
-                                "the machine has an AMD IOMMU (IVRS: {} unit(s) at {}); ACRN's board format has no section for it",
-                                units.len(),
-                                at.join(", ")
-                            ),
-                        );
-                    }
-                    Err(e) => self.warn("DRHD_INFO", e.to_string()),
-                }
-            }
-        }
         let Some(d) = dmar else {
             define(&mut o, "DRHD_COUNT", "0U");
             return o;
@@ -861,6 +848,58 @@ impl Inspector<'_> {
             }
         }
         o
+    }
+
+    /// `IVRS_INFO`, our extension of the format: the AMD IOMMUs, one per register block. None
+    /// without an IVRS table, so other boards come out as ACRN's inspector writes them.
+    fn ivrs_text(&mut self, acpi_ok: bool) -> Option<String> {
+        let path = self.root.sys.join("firmware/acpi/tables/IVRS");
+        if !acpi_ok || !path.exists() {
+            return None;
+        }
+        let units = self
+            .acpi_table("IVRS", "IVRS_INFO")
+            .and_then(|b| match acpi::parse_ivrs(&b) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    self.warn("IVRS_INFO", e.to_string());
+                    None
+                }
+            })
+            .unwrap_or_default();
+        // Firmware describes one IOMMU in several IVHD types (0x10 and 0x11/0x40).
+        let mut seen = Vec::new();
+        let units: Vec<&acpi::Ivhd> = units
+            .iter()
+            .filter(|u| {
+                let new = !seen.contains(&u.base_address);
+                if new {
+                    seen.push(u.base_address);
+                }
+                new
+            })
+            .collect();
+        let mut o = String::new();
+        define(&mut o, "IVHD_COUNT", &format!("{}U", units.len()));
+        for (n, u) in units.iter().enumerate() {
+            define(&mut o, &format!("IVHD{n}_TYPE"), &format!("{:#x}U", u.kind));
+            define(
+                &mut o,
+                &format!("IVHD{n}_REG_BASE"),
+                &format!("0x{:X}UL", u.base_address),
+            );
+            define(
+                &mut o,
+                &format!("IVHD{n}_DEVICE_ID"),
+                &format!("{:#x}U", u.device_id),
+            );
+            define(
+                &mut o,
+                &format!("IVHD{n}_SEGMENT"),
+                &format!("{:#x}U", u.segment),
+            );
+        }
+        Some(o)
     }
 
     fn tpm_text(&mut self, acpi_ok: bool) -> String {

@@ -262,3 +262,116 @@ fn empty_tree_gives_warnings_not_panics() {
     assert!(ins.warnings.len() >= 5, "{:?}", ins.warnings);
     assert!(ins.xml.contains("<acrn-config board=\"empty\">"));
 }
+
+/// An IVHD block of `kind` (0x10: 24 bytes, 0x11/0x40: 40) for the IOMMU at `base`.
+fn ivhd(kind: u8, device_id: u16, base: u64, segment: u16) -> Vec<u8> {
+    let len: u16 = if kind == 0x10 { 24 } else { 40 };
+    let mut b = vec![kind, 0];
+    b.extend(len.to_le_bytes());
+    b.extend(device_id.to_le_bytes());
+    b.extend(0x40u16.to_le_bytes());
+    b.extend(base.to_le_bytes());
+    b.extend(segment.to_le_bytes());
+    b.resize(usize::from(len), 0);
+    b
+}
+
+#[test]
+fn ivrs_gives_one_ivrs_info_block_per_iommu() {
+    let t = machine();
+    // QEMU's amd-iommu at 00:03.0 described twice (IVHD 0x10 and 0x11), then a second IOMMU
+    // in segment 1; the memory definition between them is skipped.
+    let mut body = vec![0u8; 12];
+    body.extend(ivhd(0x10, 0x18, 0xfed8_0000, 0));
+    body.extend(ivhd(0x11, 0x18, 0xfed8_0000, 0));
+    body.extend([0x20, 0, 32, 0]);
+    body.resize(body.len() + 28, 0);
+    body.extend(ivhd(0x40, 0x0102, 0xfd20_0000, 1));
+    t.put("sys/firmware/acpi/tables/IVRS", table(b"IVRS", 2, &body));
+    let ins = inspect(&SysRoot::under(&t.0), &FakeCpus, "amd");
+    let w: Vec<String> = ins.warnings.iter().map(Warning::to_string).collect();
+    assert!(w.iter().all(|l| !l.contains("IVRS")), "{w:?}");
+    let expected = "  <IVRS_INFO>\n\
+                    \t#define IVHD_COUNT              2U\n\
+                    \t#define IVHD0_TYPE              0x10U\n\
+                    \t#define IVHD0_REG_BASE          0xFED80000UL\n\
+                    \t#define IVHD0_DEVICE_ID         0x18U\n\
+                    \t#define IVHD0_SEGMENT           0x0U\n\
+                    \t#define IVHD1_TYPE              0x40U\n\
+                    \t#define IVHD1_REG_BASE          0xFD200000UL\n\
+                    \t#define IVHD1_DEVICE_ID         0x102U\n\
+                    \t#define IVHD1_SEGMENT           0x1U\n\
+                    \t</IVRS_INFO>\n";
+    assert!(ins.xml.contains(expected), "{}", ins.xml);
+    // Right after DRHD_INFO, among the ACPI sections.
+    let drhd_end = ins.xml.find("</DRHD_INFO>\n").unwrap() + "</DRHD_INFO>\n".len();
+    assert!(ins.xml[drhd_end..].starts_with("  <IVRS_INFO>"));
+    let board = load_board_str(Path::new("amd.xml"), &ins.xml)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ins.xml));
+    assert_eq!(
+        board.legacy.raw["IVRS_INFO"],
+        expected
+            .trim_start_matches("  <IVRS_INFO>\n")
+            .trim_end_matches("\t</IVRS_INFO>\n")
+            .trim()
+    );
+    assert_eq!(board.iommu(), Some(crate::board::IommuKind::AmdVi));
+}
+
+#[test]
+fn no_ivrs_no_ivrs_info_and_a_broken_one_is_a_warning() {
+    let t = machine();
+    let plain = inspect(&SysRoot::under(&t.0), &FakeCpus, "fake");
+    assert!(!plain.xml.contains("IVRS"), "{}", plain.xml);
+    let board = load_board_str(Path::new("fake.xml"), &plain.xml).unwrap();
+    assert!(!board.legacy.raw.contains_key("IVRS_INFO"));
+    assert_eq!(board.iommu(), None);
+
+    let mut body = vec![0u8; 12];
+    let mut bad = ivhd(0x10, 0x10, 0xfed8_0000, 0);
+    bad[2] = 200; // longer than the table
+    body.extend(bad);
+    t.put("sys/firmware/acpi/tables/IVRS", table(b"IVRS", 2, &body));
+    let ins = inspect(&SysRoot::under(&t.0), &FakeCpus, "fake");
+    let w: Vec<String> = ins.warnings.iter().map(Warning::to_string).collect();
+    assert!(w.iter().any(|l| l.contains("IVRS_INFO")), "{w:?}");
+    assert!(ins
+        .xml
+        .contains("  <IVRS_INFO>\n\t#define IVHD_COUNT              0U\n\t</IVRS_INFO>\n"));
+    let board = load_board_str(Path::new("fake.xml"), &ins.xml).unwrap();
+    assert_eq!(board.iommu(), None);
+}
+
+/// The IVRS of QEMU 7.2's `-machine q35 -device amd-iommu` (the default NIC at 00:02.0 puts
+/// the IOMMU at 00:03.0), as Linux shows it in /sys/firmware/acpi/tables/IVRS.
+const QEMU_AMD_IOMMU_IVRS: [u8; 108] = [
+    0x49, 0x56, 0x52, 0x53, 0x6c, 0x00, 0x00, 0x00, 0x01, 0x19, 0x42, 0x4f, 0x43, 0x48, 0x53, 0x20,
+    0x42, 0x58, 0x50, 0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58, 0x50, 0x43,
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x28, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x10, 0xd1, 0x3c, 0x00, 0x18, 0x00, 0x40, 0x00, 0x00, 0x00, 0xd8, 0xfe, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x44, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00, 0x00,
+    0x02, 0x10, 0x00, 0x00, 0x02, 0x18, 0x00, 0x00, 0x02, 0xf8, 0x00, 0x00, 0x02, 0xfa, 0x00, 0x00,
+    0x02, 0xfb, 0x00, 0x00, 0x48, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x00, 0x01,
+];
+
+#[test]
+fn qemus_amd_iommu_ivrs() {
+    let t = machine();
+    t.put("sys/firmware/acpi/tables/IVRS", QEMU_AMD_IOMMU_IVRS);
+    let ins = inspect(&SysRoot::under(&t.0), &FakeCpus, "fake");
+    assert!(
+        ins.xml.contains(
+            "  <IVRS_INFO>\n\
+             \t#define IVHD_COUNT              1U\n\
+             \t#define IVHD0_TYPE              0x10U\n\
+             \t#define IVHD0_REG_BASE          0xFED80000UL\n\
+             \t#define IVHD0_DEVICE_ID         0x18U\n\
+             \t#define IVHD0_SEGMENT           0x0U\n\
+             \t</IVRS_INFO>\n"
+        ),
+        "{}",
+        ins.xml
+    );
+    let w: Vec<String> = ins.warnings.iter().map(Warning::to_string).collect();
+    assert!(w.iter().all(|l| !l.contains("IVRS")), "{w:?}");
+}

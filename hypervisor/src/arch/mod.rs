@@ -1,4 +1,5 @@
 //! Architecture and vendor backends. `svm` is AMD's; Intel's VMX backend lives in `vmx`.
+pub mod amdvi;
 pub mod cpuid;
 pub mod svm;
 pub mod vmx;

@@ -164,7 +164,7 @@ impl PhysicalDevices {
         {
             return false;
         }
-        if HV_WINDOWS.iter().any(|&(b, s)| within(b, s)) || crate::hv::vtd::register_page(gpa) {
+        if HV_WINDOWS.iter().any(|&(b, s)| within(b, s)) || crate::hv::iommu::register_window(gpa) {
             return false;
         }
         if service_ecam().is_some_and(|(base, size, _)| within(base, size)) {
@@ -188,7 +188,7 @@ impl PhysicalDevices {
             (address >> 11) as u8 & 0x1F,
             (address >> 8) as u8 & 7,
         );
-        if crate::devices::pci::owned_host_function(bdf) {
+        if crate::devices::pci::owned_host_function(bdf) || crate::hv::iommu::iommu_function(bdf) {
             return u32::MAX;
         }
         let offset = (address & 0xFC) as u16 + (port - CONFIG_DATA);
@@ -235,7 +235,10 @@ impl PhysicalEcam {
         // ECAM accesses are naturally aligned, at most a dword; anything else reads as
         // nothing and writes nothing, as on an empty bus.
         let aligned = matches!(size, 1 | 2 | 4) && offset.is_multiple_of(u16::from(size));
-        if !aligned || crate::devices::pci::owned_host_function(bdf) {
+        if !aligned
+            || crate::devices::pci::owned_host_function(bdf)
+            || crate::hv::iommu::iommu_function(bdf)
+        {
             return u32::MAX;
         }
         // The scenario's IVSHMEM devices and PCI vUARTs of the Service VM.

@@ -6,7 +6,8 @@ use crate::arch::x86::cpu::CpuCell;
 use crate::paging::TableMemory;
 use spin::Mutex;
 
-const POOL_SIZE: usize = 8 << 20;
+/// 8 MiB for page tables and VM structures, 2 MiB more for an AMD IOMMU's device table.
+const POOL_SIZE: usize = 10 << 20;
 
 #[repr(C, align(4096))]
 struct Pool([u8; POOL_SIZE]);

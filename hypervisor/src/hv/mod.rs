@@ -2,7 +2,9 @@
 //! interrupt hardware for the hypervisor, prepares the VMs and starts the APs; every pCPU then
 //! runs the vCPU loop. Also the machine-wide services: power-off and the wall clock.
 
+pub mod amdvi;
 pub mod frames;
+pub mod iommu;
 pub mod vtd;
 
 use crate::arch::x86::{self, cpu, irq};

@@ -11,6 +11,7 @@
 //! the Service VM cannot reach them.
 
 use super::frames;
+use super::iommu::wait;
 use crate::arch::vtd::*;
 use crate::hvlog;
 use crate::vm::acpi::{self, MAX_DRHDS};
@@ -20,9 +21,6 @@ use spin::Mutex;
 /// Domain of pass-through (untranslated) DMA; VM domains are VM id + 1 (below it: at most 16
 /// VMs, and every unit has at least 256 domains).
 const PASS_THROUGH_DOMAIN: u64 = 255;
-/// Faults reported one by one per unit; the rest are counted (a device a guest drives can
-/// fault at every DMA).
-const REPORTED_FAULTS: u32 = 16;
 
 struct Remapping {
     units: [u64; MAX_DRHDS],
@@ -85,17 +83,6 @@ fn read_entry(table: u64, index: usize) -> (u64, u64) {
             core::ptr::read_volatile(e.add(1)),
         )
     }
-}
-
-/// Polls until `done` holds (a bounded wait: a unit that never answers is reported).
-fn wait(done: impl Fn() -> bool) -> bool {
-    for _ in 0..10_000_000 {
-        if done() {
-            return true;
-        }
-        core::hint::spin_loop();
-    }
-    false
 }
 
 /// Flushes a unit's context cache and IOTLB (global invalidation through the registers).
@@ -266,9 +253,9 @@ pub fn flush() {
     }
 }
 
-/// Reports and clears the faults the units recorded (their fault event interrupt came): the
-/// requester, its VM, the blocked page and why.
-pub fn report_faults() {
+/// Reports (through `report`, with the unit's count so far) and clears the faults the units
+/// recorded.
+pub fn report_faults(report: impl Fn(&DmaFault, u32)) {
     let mut state = STATE.lock();
     let Some(r) = state.as_mut() else {
         return;
@@ -286,46 +273,12 @@ pub fn report_faults() {
             };
             write32(at, 12, (FRCD_F >> 32) as u32);
             r.faults[u] = r.faults[u].saturating_add(1);
-            if r.faults[u] > REPORTED_FAULTS {
-                continue;
-            }
-            hvlog!(
-                "VT-d: blocked a DMA {} of page {:#x} by {:02x}:{:02x}.{} ({}): not in its \
-                 VM's memory (fault reason {:#x}){}",
-                if f.read { "read" } else { "write" },
-                f.page,
-                f.source.bus,
-                f.source.dev,
-                f.source.func,
-                Requester(crate::devices::pci::owner_of(f.source)),
-                f.reason,
-                if r.faults[u] == REPORTED_FAULTS {
-                    "; further faults of this unit are only counted (shell `pt`)"
-                } else {
-                    ""
-                }
-            );
+            report(&f, r.faults[u]);
         }
         if status & FSTS_PFO != 0 {
             r.faults[u] = r.faults[u].saturating_add(1);
         }
         write32(base, FSTS, FSTS_PFO);
-    }
-}
-
-/// A requester's VM, for the fault report.
-struct Requester(Option<u16>);
-
-impl core::fmt::Display for Requester {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some(id) => write!(
-                f,
-                "VM {id} {}",
-                crate::vm::vm(id).map_or("", |vm| vm.name())
-            ),
-            None => f.write_str("a Service VM device"),
-        }
     }
 }
 

@@ -166,7 +166,7 @@ pub const BEHAVIOUR: &[(u64, &str, &str)] = &[
         HC_ASSIGN_PCIDEV,
         "moves a type-0 non-bridge function from the Service VM (hidden from it, its MSI/MSI-X \
          vectors freed) to the VM's virtual PCI at virt_bdf with BARs at bar[] (0: the host \
-         address), DMA confined by VT-d when present; -EINVAL unless CREATED or unreadable; \
+         address), DMA confined by the IOMMU when present; -EINVAL unless CREATED or unreadable; \
          -ENODEV if absent, a bridge, owned by another VM, virt_bdf taken or no slot left",
         "moves the device from the Service VM; -ENODEV if it has no such device",
     ),

@@ -12,11 +12,11 @@ use super::{
     MAX_VM_NUM,
 };
 use crate::devices::irq::{Delivery, DestMode, Message, Shorthand};
-use crate::hv::frames::Frames;
 use crate::hvlog;
-use crate::paging::{Ept, MemType, Npt, PageTable, Perm};
+use crate::paging::{MemType, Perm};
 use crate::vm::layout::{self, Layout, TRAMPOLINE};
 use crate::vm::loader::{E820Entry, MAX_E820};
+use crate::vm::memory::VmMemory;
 use crate::vm::{self as vms, VmInfo};
 use acrn_abi::device::AcrnVdev;
 use acrn_abi::errno::{EINVAL, ENODEV, ENOMEM, EPERM};
@@ -44,15 +44,10 @@ impl PhysBytes for Identity {
     }
 }
 
-enum Table {
-    Npt(PageTable<Npt>),
-    Ept(PageTable<Ept>),
-}
-
 /// Second-level tables of post-launched VMs, by VM id. A table survives destroy (emptied) and
 /// is reused when the slot is created again, so frames are not leaked per VM lifetime.
 struct PostVms {
-    tables: [Option<Table>; MAX_VM_NUM],
+    tables: [Option<VmMemory>; MAX_VM_NUM],
     npt: bool,
 }
 
@@ -212,11 +207,12 @@ fn prot_to_pt(prot: u32) -> (Perm, MemType) {
 }
 
 impl PostVms {
+    fn table(&self, vmid: u16) -> Option<VmMemory> {
+        *self.tables.get(vmid as usize)?
+    }
+
     fn root(&self, vmid: u16) -> Option<u64> {
-        match self.tables.get(vmid as usize)?.as_ref()? {
-            Table::Npt(t) => Some(t.root()),
-            Table::Ept(t) => Some(t.root()),
-        }
+        Some(self.table(vmid)?.root())
     }
 }
 
@@ -228,11 +224,7 @@ impl VmOps for PostVms {
     fn create(&mut self, vmid: u16, pcpus: u64, flags: u64) -> Result<(), i32> {
         let slot = self.tables.get_mut(vmid as usize).ok_or(ENOMEM)?;
         if slot.is_none() {
-            *slot = Some(if self.npt {
-                Table::Npt(PageTable::new(&mut Frames).map_err(|_| ENOMEM)?)
-            } else {
-                Table::Ept(PageTable::new(&mut Frames).map_err(|_| ENOMEM)?)
-            });
+            *slot = Some(VmMemory::empty(self.npt).map_err(|_| ENOMEM)?);
         }
         let root = self.root(vmid).ok_or(ENOMEM)?;
         let cfg = crate::hv::platform()
@@ -289,41 +281,22 @@ impl VmOps for PostVms {
     }
     fn map(&mut self, vmid: u16, gpa: u64, hpa: u64, size: u64, prot: u32) -> Result<(), i32> {
         let (perm, mt) = prot_to_pt(prot);
-        let r = match self
-            .tables
-            .get_mut(vmid as usize)
-            .and_then(|t| t.as_mut())
+        self.table(vmid)
             .ok_or(ENOMEM)?
-        {
-            Table::Npt(t) => t.map(&mut Frames, gpa, hpa, size, perm, mt),
-            Table::Ept(t) => t.map(&mut Frames, gpa, hpa, size, perm, mt),
-        };
-        r.map_err(|_| ENOMEM)
+            .map_with(gpa, hpa, size, perm, mt)
+            .map_err(|_| ENOMEM)
     }
     fn unmap(&mut self, vmid: u16, gpa: u64, size: u64) -> Result<(), i32> {
-        let r = match self
-            .tables
-            .get_mut(vmid as usize)
-            .and_then(|t| t.as_mut())
-            .ok_or(ENOMEM)?
-        {
-            Table::Npt(t) => t.unmap(&mut Frames, gpa, size),
-            Table::Ept(t) => t.unmap(&mut Frames, gpa, size),
-        };
-        // No vCPU of the VM, nor a function assigned to it, may use a stale translation once
-        // the hypercall returns.
-        crate::hv::vtd::flush();
+        // No vCPU of the VM, nor a function assigned to it (the IOMMU's part of the unmap),
+        // may use a stale translation once the hypercall returns.
+        let r = self.table(vmid).ok_or(ENOMEM)?.unmap(gpa, size);
         if let Ok(vm) = post_vm(vmid) {
             vm.flush_tlbs();
         }
         r.map_err(|_| ENOMEM)
     }
     fn gpa2hpa(&mut self, vmid: u16, gpa: u64) -> Option<u64> {
-        let t = match self.tables.get(vmid as usize)?.as_ref()? {
-            Table::Npt(t) => t.translate(&Frames, gpa),
-            Table::Ept(t) => t.translate(&Frames, gpa),
-        };
-        t.map(|t| t.hpa)
+        self.table(vmid)?.translate(gpa).map(|t| t.hpa)
     }
     fn notify_request_finish(&mut self, vmid: u16, vcpu: u16) {
         // The vCPU's pCPU finds the slot COMPLETE when it looks again: make it look now.
@@ -346,25 +319,14 @@ impl VmOps for PostVms {
         })
     }
     fn write_protect(&mut self, vmid: u16, gpa: u64, protect: bool) -> Result<(), i32> {
-        let table = self
-            .tables
-            .get_mut(vmid as usize)
-            .and_then(|t| t.as_mut())
-            .ok_or(EINVAL)?;
-        let t = match table {
-            Table::Npt(t) => t.translate(&Frames, gpa),
-            Table::Ept(t) => t.translate(&Frames, gpa),
-        }
-        .ok_or(EINVAL)?;
+        let table = self.table(vmid).ok_or(EINVAL)?;
+        let t = table.translate(gpa).ok_or(EINVAL)?;
         let perm = Perm {
             write: !protect,
             ..t.perm
         };
         let hpa = t.hpa & !0xFFF;
-        let r = match table {
-            Table::Npt(t2) => t2.map(&mut Frames, gpa, hpa, 0x1000, perm, t.mem_type),
-            Table::Ept(t2) => t2.map(&mut Frames, gpa, hpa, 0x1000, perm, t.mem_type),
-        };
+        let r = table.map_with(gpa, hpa, 0x1000, perm, t.mem_type);
         // No vCPU may keep writing through a stale writable translation.
         if let Ok(vm) = post_vm(vmid) {
             vm.flush_tlbs();

@@ -602,7 +602,7 @@ fn passthrough() {
     } else {
         say(format_args!(
             "DMA requests the IOMMU blocked: {}",
-            crate::hv::vtd::fault_count()
+            crate::hv::iommu::fault_count()
         ));
     }
 }

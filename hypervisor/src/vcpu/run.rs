@@ -317,7 +317,7 @@ impl Pcpu {
             crate::vm::ptirq::dispatch(irq::take_device_vectors());
         }
         if events.contains(irq::Events::DMA_FAULT) {
-            crate::hv::vtd::report_faults();
+            crate::hv::iommu::report_faults();
         }
         self.refresh();
         let now = crate::tsc::now();

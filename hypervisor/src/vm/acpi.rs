@@ -148,6 +148,41 @@ pub fn dmar_units(m: &dyn PhysRead, rsdp: u64, out: &mut [u64; MAX_DRHDS]) -> Op
     Some(n)
 }
 
+/// An AMD IOMMU from an IVHD block of the IVRS table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AmdIommu {
+    /// Its register window.
+    pub base: u64,
+    /// Its own PCI function (requester ID) and the offset of its capability block there.
+    pub device_id: u16,
+    pub capability: u16,
+}
+
+/// The AMD IOMMUs of the IVRS table (IVHD blocks of types 0x10, 0x11 and 0x40, each IOMMU
+/// once however many blocks describe it); how many were found (at most [`MAX_DRHDS`]), or None
+/// without an IVRS table.
+pub fn ivrs_units(m: &dyn PhysRead, rsdp: u64, out: &mut [AmdIommu; MAX_DRHDS]) -> Option<usize> {
+    let ivrs = find_table(m, rsdp, b"IVRS")?;
+    let mut n = 0;
+    // IVHD and IVMD blocks follow the 48-byte header (IVinfo and reserved bytes).
+    structures(m, ivrs, 48, true, |ty, len, h| {
+        let u16_at = |o: usize| u16::from_le_bytes([h[o], h[o + 1]]);
+        let mut base = [0u8; 8];
+        base.copy_from_slice(&h[8..16]);
+        let unit = AmdIommu {
+            base: u64::from_le_bytes(base),
+            device_id: u16_at(4),
+            capability: u16_at(6),
+        };
+        let ivhd = matches!(ty & 0xFF, 0x10 | 0x11 | 0x40) && len >= 24 && unit.base != 0;
+        if ivhd && n < MAX_DRHDS && !out[..n].iter().any(|u| u.base == unit.base) {
+            out[n] = unit;
+            n += 1;
+        }
+    })?;
+    Some(n)
+}
+
 /// The ACPI power-management timer: a free-running 3.579545 MHz counter in port space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PmTimer {
@@ -1001,6 +1036,52 @@ mod tests {
         // A structure with length 0 ends the walk as malformed instead of looping.
         m[0x100 + 48 + 2] = 0;
         assert_eq!(dmar_units(&Mem(0, m), 0, &mut out), None);
+    }
+
+    #[test]
+    fn ivrs_names_each_iommu_once() {
+        // RSDP at 0, XSDT at 0x40 listing an IVRS at 0x100: the same IOMMU in an IVHD of type
+        // 0x10 and one of type 0x11 (QEMU's amd-iommu at 00:02.0), an IVMD (skipped).
+        let mut m = vec![0u8; 0x200];
+        m[..8].copy_from_slice(b"RSD PTR ");
+        m[15] = 2;
+        m[24..32].copy_from_slice(&0x40u64.to_le_bytes());
+        m[0x40..0x44].copy_from_slice(b"XSDT");
+        m[0x44..0x48].copy_from_slice(&44u32.to_le_bytes());
+        m[0x40 + 36..0x40 + 44].copy_from_slice(&0x100u64.to_le_bytes());
+        let mut ivrs = vec![0u8; 48];
+        ivrs[..4].copy_from_slice(b"IVRS");
+        let ivhd = |ty: u8, len: u16| {
+            let mut d = vec![0u8; usize::from(len)];
+            d[0] = ty;
+            d[2..4].copy_from_slice(&len.to_le_bytes());
+            d[4..6].copy_from_slice(&0x10u16.to_le_bytes());
+            d[6..8].copy_from_slice(&0x40u16.to_le_bytes());
+            d[8..16].copy_from_slice(&0xFED8_0000u64.to_le_bytes());
+            d
+        };
+        ivrs.extend(ivhd(0x10, 28));
+        ivrs.extend(ivhd(0x11, 44));
+        let mut ivmd = vec![0u8; 32];
+        ivmd[0] = 0x20;
+        ivmd[2] = 32;
+        ivrs.extend(ivmd);
+        let len = ivrs.len() as u32;
+        ivrs[4..8].copy_from_slice(&len.to_le_bytes());
+        m[0x100..0x100 + ivrs.len()].copy_from_slice(&ivrs);
+        let mut out = [AmdIommu::default(); MAX_DRHDS];
+        assert_eq!(ivrs_units(&Mem(0, m.clone()), 0, &mut out), Some(1));
+        assert_eq!(
+            out[0],
+            AmdIommu {
+                base: 0xFED8_0000,
+                device_id: 0x10,
+                capability: 0x40
+            }
+        );
+        // No IVRS: None (the DMAR walk's tables are not taken for one).
+        m[0x100..0x104].copy_from_slice(b"DMAR");
+        assert_eq!(ivrs_units(&Mem(0, m), 0, &mut out), None);
     }
 
     #[test]

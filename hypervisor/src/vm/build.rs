@@ -108,7 +108,7 @@ pub fn prepare_all(p: &'static PlatformConfig, bi: &BootInfo) {
                     cfg.pcpus.0,
                 );
                 if cfg.load_order == LoadOrder::Service {
-                    crate::hv::vtd::confine_service(built.root, cfg.id);
+                    crate::hv::iommu::confine_service(built.root, npt, cfg.id);
                 }
                 *vm.vcpus[0].start.lock() = Some(built.boot);
                 hvlog!(

@@ -3,7 +3,7 @@
 
 use crate::arch::x86::identity::reach as hv_reach;
 use crate::hv::frames::Frames;
-use crate::paging::{Ept, MapError, MemType, Npt, PageTable, Perm};
+use crate::paging::{Ept, MapError, MemType, Npt, PageTable, Perm, Translation};
 use crate::vcpu::gwalk::{self, GuestPhys};
 use crate::vcpu::string_io::LinearMem;
 use crate::vm::loader::{GuestMem, LoadError};
@@ -20,13 +20,33 @@ impl VmMemory {
         VmMemory { root, npt }
     }
 
-    /// The host-physical address of `gpa` if it is mapped to memory the hypervisor reaches.
-    pub fn hpa(&self, gpa: u64) -> Option<u64> {
-        let t = if self.npt {
+    /// The memory behind a new, empty second-level table.
+    pub fn empty(npt: bool) -> Result<Self, MapError> {
+        let root = if npt {
+            PageTable::<Npt>::new(&mut Frames)?.root()
+        } else {
+            PageTable::<Ept>::new(&mut Frames)?.root()
+        };
+        Ok(VmMemory { root, npt })
+    }
+
+    /// The root of the second-level table.
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// How the second-level table maps `gpa`, wherever it leads.
+    pub fn translate(&self, gpa: u64) -> Option<Translation> {
+        if self.npt {
             PageTable::<Npt>::translate_root(self.root, &Frames, gpa)
         } else {
             PageTable::<Ept>::translate_root(self.root, &Frames, gpa)
-        }?;
+        }
+    }
+
+    /// The host-physical address of `gpa` if it is mapped to memory the hypervisor reaches.
+    pub fn hpa(&self, gpa: u64) -> Option<u64> {
+        let t = self.translate(gpa)?;
         (t.hpa < hv_reach()).then_some(t.hpa)
     }
 
@@ -77,23 +97,37 @@ impl VmMemory {
     }
 
     fn map_as(&self, gpa: u64, hpa: u64, size: u64, mt: MemType) -> Result<(), MapError> {
-        let perm = Perm::RWX;
+        self.map_with(gpa, hpa, size, Perm::RWX, mt)
+    }
+
+    /// Maps `[gpa, gpa + size)` to `hpa` with `perm` and `mt`, for the VM's vCPUs and its
+    /// devices alike. The caller flushes the VM's TLBs when it replaced a mapping.
+    pub fn map_with(
+        &self,
+        gpa: u64,
+        hpa: u64,
+        size: u64,
+        perm: Perm,
+        mt: MemType,
+    ) -> Result<(), MapError> {
         if self.npt {
             PageTable::<Npt>::from_root(self.root).map(&mut Frames, gpa, hpa, size, perm, mt)
         } else {
             PageTable::<Ept>::from_root(self.root).map(&mut Frames, gpa, hpa, size, perm, mt)
-        }
+        }?;
+        crate::hv::iommu::mapped(self.root, gpa, hpa, size, perm);
+        Ok(())
     }
 
     /// Removes the mapping of `[gpa, gpa + size)`; the caller flushes the VM's TLBs. The
-    /// IOMMU's cached translations go here (devices may use the table too).
+    /// IOMMU's translations go here (devices may use the table too).
     pub fn unmap(&self, gpa: u64, size: u64) -> Result<(), MapError> {
         let r = if self.npt {
             PageTable::<Npt>::from_root(self.root).unmap(&mut Frames, gpa, size)
         } else {
             PageTable::<Ept>::from_root(self.root).unmap(&mut Frames, gpa, size)
         };
-        crate::hv::vtd::flush();
+        crate::hv::iommu::unmapped(self.root, gpa, size);
         r
     }
 

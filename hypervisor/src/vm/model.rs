@@ -260,6 +260,11 @@ impl Vm {
         self.root.load(Ordering::Acquire)
     }
 
+    /// Whether the VM's second-level table is an NPT (else an EPT).
+    pub fn is_npt(&self) -> bool {
+        self.npt.load(Ordering::Relaxed)
+    }
+
     pub fn memory(&self) -> VmMemory {
         VmMemory::new(
             self.root.load(Ordering::Acquire),

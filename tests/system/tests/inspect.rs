@@ -683,7 +683,10 @@ fn richer_qemu_machine_validates_and_builds() {
     let mut args = machine.qemu_args(Path::new("unused.iso"));
     args.truncate(args.iter().position(|a| a == "-cdrom").unwrap());
     // The board's machine already has the IOMMU (its DRHD_INFO lists one).
-    assert!(machine.iommu, "qemu-epyc's machine has no intel-iommu");
+    assert!(
+        machine.iommu.is_some(),
+        "qemu-epyc's machine has no intel-iommu"
+    );
     for a in [
         "-serial",
         "null",

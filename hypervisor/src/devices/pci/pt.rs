@@ -6,8 +6,8 @@
 //! pages of a BAR that hold the MSI-X table are not mapped: the VM's accesses there exit and
 //! reach the virtual table.
 //!
-//! DMA is confined by VT-d when the machine has it (`hv::vtd`: the function's DMA goes through
-//! its VM's NPT/EPT). Without an IOMMU a pass-through function can read and write any host
+//! DMA is confined by the IOMMU when the machine has one (`hv::iommu`: VT-d sends the function's
+//! DMA through its VM's NPT/EPT, AMD-Vi through an I/O page table that mirrors it). Without an IOMMU a pass-through function can read and write any host
 //! memory, and its DMA addresses are the VM's guest-physical ones, which only equal host
 //! addresses for a VM whose memory starts at host address 0; the boot log says which.
 
@@ -18,6 +18,7 @@ use super::passthrough::{
 use crate::devices::held::HeldSource;
 use crate::devices::physical::{self, HostFunction};
 use crate::devices::IOAPIC_GPA;
+use crate::hv::iommu::Iommu;
 use crate::hvlog;
 use crate::vm::Vm;
 use acrn_static_config::{Bdf, LoadOrder};
@@ -375,7 +376,7 @@ pub fn deassign(vm: &Vm, pbdf: Bdf, vbdf: Bdf) -> bool {
     // Outside the table's lock: VT-d's fault report looks owners up in it.
     drop(table);
     reset(&HostFunction(pbdf));
-    crate::hv::vtd::release(pbdf);
+    crate::hv::iommu::release(pbdf);
     hvlog!(
         "VM {} {}: PCI {:02x}:{:02x}.{} given back to the Service VM",
         vm.id,
@@ -430,7 +431,7 @@ pub struct PtSlot {
     /// Where the hardware's messages go: the local APIC of the pCPU of the VM's vCPU 0.
     message_addr: Option<u32>,
     /// DMA goes through the VM's table (VT-d).
-    confined: bool,
+    confined: Option<Iommu>,
     /// The hardware's command register as last written (its decode bits gate the windows);
     /// kept here so an access's routing costs no configuration cycle.
     command: u16,
@@ -462,7 +463,7 @@ impl PtSlot {
                     vector: o.vector,
                     msix: o.msix,
                     message_addr: vm.vcpu0_msi_address(),
-                    confined: false,
+                    confined: None,
                     command: 0,
                     mapped: [None; 6],
                     reported: false,
@@ -471,7 +472,7 @@ impl PtSlot {
         }
         // Outside the table's lock: VT-d's fault report looks owners up in it.
         for s in out.iter_mut().flatten() {
-            s.confined = crate::hv::vtd::confine(s.pbdf, vm.table_root(), vm.id);
+            s.confined = crate::hv::iommu::confine(s.pbdf, vm.table_root(), vm.is_npt(), vm.id);
             s.function.quiesce(&s.host());
         }
         out
@@ -714,12 +715,20 @@ impl PtSlot {
             self.vbdf.func,
             if self.vector.is_some() { ", MSI" } else { "" },
             MsixNote(self.function.msix_entries(), self.msix.count),
-            if self.confined {
-                "DMA confined to the VM's memory (VT-d)"
-            } else {
-                "DMA is not confined (no IOMMU)"
-            }
+            Confinement(self.confined)
         );
+    }
+}
+
+/// The boot log's DMA part: which IOMMU confines the function, if any.
+struct Confinement(Option<Iommu>);
+
+impl core::fmt::Display for Confinement {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(iommu) => write!(f, "DMA confined to the VM's memory ({iommu})"),
+            None => f.write_str("DMA is not confined (no IOMMU)"),
+        }
     }
 }
 

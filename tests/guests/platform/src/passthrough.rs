@@ -36,6 +36,8 @@ const SOFMOD: u16 = 0x0C;
 /// e1000e registers (82574 datasheet): device status, interrupt cause read/set, mask
 /// set/clear.
 const STATUS: u64 = 0x08;
+/// Good packets transmitted count (statistics, clear on read).
+const GPTC: u64 = 0x4080;
 const ICR: u64 = 0xC0;
 const ICS: u64 = 0xC8;
 const IMS: u64 = 0xD0;
@@ -109,17 +111,83 @@ const TDT: u64 = 0x3818;
 const CMD_EOP_IFCS_RS: u8 = 0x01 | 0x02 | 0x08;
 const STA_DD: u8 = 0x01;
 
-/// The transmit ring (8 legacy descriptors) and one frame, in this VM's memory.
+/// Receive control: enable, unicast and multicast promiscuous, MAC loopback, broadcast
+/// accept, strip the CRC; 2048-byte buffers (BSIZE 0).
+const RCTL: u64 = 0x100;
+const RCTL_LOOPBACK: u32 = 1 << 1 | 1 << 3 | 1 << 4 | 1 << 6 | 1 << 15 | 1 << 26;
+const RDBAL: u64 = 0x2800;
+const RDBAH: u64 = 0x2804;
+const RDLEN: u64 = 0x2808;
+const RDH: u64 = 0x2810;
+const RDT: u64 = 0x2818;
+const RX_BUFFER: usize = 2048;
+
+/// The transmit ring (8 legacy descriptors) and one frame, the receive ring and two receive
+/// buffers, in this VM's memory.
 #[repr(C, align(4096))]
 struct Dma {
     ring: [u8; 128],
     frame: [u8; 64],
+    rx_ring: [u8; 128],
+    rx: [[u8; RX_BUFFER]; 2],
 }
 
 static mut DMA: Dma = Dma {
     ring: [0; 128],
     frame: [0; 64],
+    rx_ring: [0; 128],
+    rx: [[0; RX_BUFFER]; 2],
 };
+
+/// Loops every frame the NIC transmits back into receive descriptors 0 and 1 (MAC loopback),
+/// so what the NIC read for a frame shows in this VM's memory.
+fn receive_loopback(bar0: u64) {
+    // SAFETY: as in `transmit`.
+    unsafe {
+        let dma = core::ptr::addr_of_mut!(DMA);
+        let ring = core::ptr::addr_of_mut!((*dma).rx_ring) as *mut u8;
+        for i in 0..128 {
+            core::ptr::write_volatile(ring.add(i), 0);
+        }
+        for k in 0..2 {
+            let buffer = core::ptr::addr_of_mut!((*dma).rx[k]) as u64;
+            core::ptr::write_volatile(ring.add(16 * k) as *mut u64, buffer);
+        }
+        let ring_gpa = ring as u64;
+        mmio_write32(bar0 + RDBAL, ring_gpa as u32);
+        mmio_write32(bar0 + RDBAH, (ring_gpa >> 32) as u32);
+        mmio_write32(bar0 + RDLEN, 128);
+        mmio_write32(bar0 + RDH, 0);
+        mmio_write32(bar0 + RDT, 2);
+        mmio_write32(bar0 + RCTL, RCTL_LOOPBACK);
+    }
+}
+
+/// The bytes of the frame receive descriptor `k` got, once the NIC wrote it back (within
+/// 200 ms).
+fn received(khz: u64, k: usize) -> Option<&'static [u8]> {
+    // SAFETY: as in `transmit`; the NIC is done with the buffer once the descriptor's done
+    // bit is set.
+    unsafe {
+        let dma = core::ptr::addr_of_mut!(DMA);
+        let desc = (core::ptr::addr_of_mut!((*dma).rx_ring) as *mut u8).add(16 * k);
+        for _ in 0..200 {
+            if core::ptr::read_volatile(desc.add(12)) & STA_DD != 0 {
+                let len = core::ptr::read_volatile(desc.add(8) as *const u16) as usize;
+                let buffer = core::ptr::addr_of!((*dma).rx[k]) as *const u8;
+                return Some(core::slice::from_raw_parts(buffer, len.min(RX_BUFFER)));
+            }
+            spin_ms(khz, 1);
+        }
+        None
+    }
+}
+
+/// This VM's own frame as [`transmit`] wrote it.
+fn own_frame() -> &'static [u8] {
+    // SAFETY: written before the NIC read it; read-only afterwards.
+    unsafe { &*core::ptr::addr_of!((*core::ptr::addr_of!(DMA)).frame) }
+}
 const ROUNDS: u32 = 3;
 
 fn list_bus(wanted: u32) -> Option<u8> {
@@ -291,10 +359,23 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
             mmio_read32(regs + 0x1C)
         );
     }
+    // Good packets transmitted (clear on read): a frame whose bytes the NIC could not read is
+    // dropped, not counted.
+    let _ = mmio_read32(bar0 + GPTC);
+    receive_loopback(bar0);
     let (done, head) = transmit(bar0, khz);
-    println!("passthrough: DMA: descriptor done {}, head {}", done, head);
+    let sent = mmio_read32(bar0 + GPTC);
+    println!(
+        "passthrough: DMA: descriptor done {}, head {}, frames sent {}",
+        done, head, sent
+    );
+    let back = received(khz, 0).is_some_and(|f| f.len() >= 60 && f[..60] == own_frame()[..60]);
+    println!(
+        "passthrough: loopback: own frame received back intact: {}",
+        back
+    );
     verdict.check(
-        done && head == 1,
+        done && head == 1 && sent == 1 && back,
         "the NIC's DMA did not reach this VM's memory",
     );
     // The hypervisor's IOMMU must refuse a frame outside this VM's RAM (the test reads its
@@ -303,9 +384,26 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
         .unwrap_or_else(|| OUTSIDE_GPA.max(p.ram_bytes().next_multiple_of(OUTSIDE_GPA)));
     let done = transmit_from(bar0, khz, outside);
     println!(
-        "passthrough: DMA read of {:#x} (not this VM's memory) queued; descriptor done {}",
-        outside, done
+        "passthrough: DMA read of {:#x} (not this VM's memory) queued; descriptor done {}, \
+         frames sent {}",
+        outside,
+        done,
+        mmio_read32(bar0 + GPTC)
     );
+    // What the NIC read there comes back through the loopback: nothing of the other memory's
+    // content when the IOMMU refused the read.
+    match received(khz, 1) {
+        Some(f) => println!(
+            "passthrough: loopback: frame from {:#x}: {} bytes, {} of them non-zero",
+            outside,
+            f.len(),
+            f.iter().filter(|&&b| b != 0).count()
+        ),
+        None => println!(
+            "passthrough: loopback: frame from {:#x}: not received",
+            outside
+        ),
+    }
 }
 
 /// `key=0xHEX` from the command line.

@@ -1,0 +1,142 @@
+//! DMA remapping, whichever IOMMU the host has: Intel VT-d (`vtd`, from the DMAR table) or AMD-Vi
+//! (`amdvi`, from the IVRS table). The rest of the hypervisor asks this module to confine a
+//! function's DMA to a VM's memory and tells it when a VM's second-level table changes; it
+//! never names the vendor.
+
+use super::{amdvi, vtd};
+use crate::arch::vtd::DmaFault;
+use crate::hvlog;
+use crate::paging::Perm;
+use acrn_static_config::Bdf;
+
+/// Faults reported one by one per unit; the rest are counted (a device a guest drives can
+/// fault at every DMA).
+pub const REPORTED_FAULTS: u32 = 16;
+
+/// The kind of IOMMU that confines a function's DMA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Iommu {
+    VtD,
+    AmdVi,
+}
+
+impl core::fmt::Display for Iommu {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Iommu::VtD => "VT-d",
+            Iommu::AmdVi => "AMD-Vi",
+        })
+    }
+}
+
+/// Polls until `done` holds (a bounded wait: a unit that never answers is reported).
+pub fn wait(done: impl Fn() -> bool) -> bool {
+    for _ in 0..10_000_000 {
+        if done() {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    false
+}
+
+/// Sends the DMA of every function no VM owns (the Service VM's) through the Service VM's
+/// second-level table at `root` (an NPT when `npt`). Whether it is confined now.
+pub fn confine_service(root: u64, npt: bool, vm_id: u16) -> bool {
+    if amdvi::present() {
+        amdvi::confine_service(root, npt, vm_id)
+    } else {
+        vtd::confine_service(root, vm_id)
+    }
+}
+
+/// Sends `bdf`'s DMA through VM `vm_id`'s second-level table at `root`: the IOMMU that
+/// confines it now, if any.
+pub fn confine(bdf: Bdf, root: u64, npt: bool, vm_id: u16) -> Option<Iommu> {
+    if amdvi::present() {
+        amdvi::confine(bdf, root, npt, vm_id).then_some(Iommu::AmdVi)
+    } else {
+        vtd::confine(bdf, root, vm_id).then_some(Iommu::VtD)
+    }
+}
+
+/// `bdf`'s DMA is the Service VM's again.
+pub fn release(bdf: Bdf) {
+    amdvi::release(bdf);
+    vtd::release(bdf);
+}
+
+/// A VM's second-level table at `root` maps `[gpa, gpa + size)` to `hpa` now (perhaps in place
+/// of another mapping, whose translations no device may use once this returns).
+pub fn mapped(root: u64, gpa: u64, hpa: u64, size: u64, perm: Perm) {
+    amdvi::mapped(root, gpa, hpa, size, perm);
+    vtd::flush();
+}
+
+/// A VM's second-level table at `root` no longer maps `[gpa, gpa + size)`: no device may use a
+/// translation of it once this returns.
+pub fn unmapped(root: u64, gpa: u64, size: u64) {
+    amdvi::unmapped(root, gpa, size);
+    vtd::flush();
+}
+
+/// Whether `addr` is in an IOMMU's registers (the hypervisor's alone).
+pub fn register_window(addr: u64) -> bool {
+    vtd::register_page(addr) || amdvi::register_window(addr)
+}
+
+/// Whether host function `bdf` is an IOMMU itself (the hypervisor's alone).
+pub fn iommu_function(bdf: Bdf) -> bool {
+    amdvi::iommu_function(bdf)
+}
+
+/// Reports the DMA the IOMMUs blocked since the last call (their fault interrupt came): the
+/// requester, its VM, the page and why.
+pub fn report_faults() {
+    let report = |iommu: Iommu| {
+        move |f: &DmaFault, count: u32| {
+            if count > REPORTED_FAULTS {
+                return;
+            }
+            hvlog!(
+                "{iommu}: blocked a DMA {} of page {:#x} by {:02x}:{:02x}.{} ({}): not in its \
+                 VM's memory (fault reason {:#x}){}",
+                if f.read { "read" } else { "write" },
+                f.page,
+                f.source.bus,
+                f.source.dev,
+                f.source.func,
+                Requester(crate::devices::pci::owner_of(f.source)),
+                f.reason,
+                if count == REPORTED_FAULTS {
+                    "; further faults of this unit are only counted (shell `pt`)"
+                } else {
+                    ""
+                }
+            );
+        }
+    };
+    vtd::report_faults(report(Iommu::VtD));
+    amdvi::report_faults(report(Iommu::AmdVi));
+}
+
+/// DMA faults recorded so far, all IOMMUs.
+pub fn fault_count() -> u32 {
+    vtd::fault_count().saturating_add(amdvi::fault_count())
+}
+
+/// A requester's VM, for the fault report.
+struct Requester(Option<u16>);
+
+impl core::fmt::Display for Requester {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(id) => write!(
+                f,
+                "VM {id} {}",
+                crate::vm::vm(id).map_or("", |vm| vm.name())
+            ),
+            None => f.write_str("a Service VM device"),
+        }
+    }
+}
