@@ -576,6 +576,7 @@ fn read_values(b: &Board) -> BTreeMap<String, String> {
         "S3_INFO",
         "S5_INFO",
         "DRHD_INFO",
+        "IVRS_INFO",
     ] {
         let text = b.legacy.raw.get(s).cloned().unwrap_or_default();
         let defs: Vec<String> = acrn_configurator::board::legacy::defines(&text)
@@ -605,24 +606,32 @@ fn differences(expected: &Board, got: &Board, skip: &[&str]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn qemu_epyc_board_is_what_inspect_reads() {
-    let path = repo_root().join("configs/qemu-epyc/qemu-epyc.xml");
+/// Inspects the QEMU machine that `run` starts for configs/`name`/`name`.xml and compares.
+fn qemu_board_is_what_inspect_reads(name: &str) {
+    let path = repo_root().join(format!("configs/{name}/{name}.xml"));
     let committed = load_board(&path).unwrap_or_else(|e| panic!("{e}"));
-    let ins = inspect_in_qemu(
-        "qemu-epyc",
-        run_machine_args(&committed),
-        Duration::from_secs(240),
-    );
-    let got = load_board_str(Path::new("inspected qemu-epyc.xml"), &ins.xml)
+    let ins = inspect_in_qemu(name, run_machine_args(&committed), Duration::from_secs(240));
+    let got = load_board_str(Path::new(&format!("inspected {name}.xml")), &ins.xml)
         .unwrap_or_else(|e| panic!("{e}\n{}", ins.xml));
     let diff = differences(&committed, &got, &[]);
     assert!(
         diff.is_empty(),
-        "the inspected qemu-epyc board differs from {}:\n{}",
+        "the inspected {name} board differs from {}:\n{}",
         path.display(),
         diff.join("\n")
     );
+}
+
+#[test]
+fn qemu_epyc_board_is_what_inspect_reads() {
+    qemu_board_is_what_inspect_reads("qemu-epyc");
+}
+
+/// The same machine with QEMU's AMD IOMMU in place of its Intel one: the IOMMU's own function
+/// (00:03.0) and its IVRS_INFO.
+#[test]
+fn qemu_epyc_amdvi_board_is_what_inspect_reads() {
+    qemu_board_is_what_inspect_reads("qemu-epyc-amdvi");
 }
 
 /// The same in Bochs for configs/bochs-tigerlake (`run`'s bochsrc). Debian's kernel hangs on

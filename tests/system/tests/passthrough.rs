@@ -11,24 +11,65 @@
 //! frame from a ring in PRE_VM0's memory and writes the descriptor's done bit back there, by
 //! DMA at guest-physical addresses, which the hypervisor's VT-d translates through the VM's
 //! NPT (PRE_VM0's RAM is not at host address 0, so without the IOMMU the NIC would read and
-//! write other memory). A second frame whose address lies beyond PRE_VM0's RAM must be blocked:
-//! the hypervisor reports the IOMMU's fault record (requester, VM, page). PRE_VM1 (`absent`)
-//! must not see the NIC. The boot log says the pass-through and VT-d are on.
+//! write other memory). The NIC loops its frames back (MAC loopback) into receive buffers in
+//! PRE_VM0's memory, so the guest sees what the NIC read. A second frame whose address lies
+//! beyond PRE_VM0's RAM must be blocked: VT-d's fault record is reported (requester, VM,
+//! page), and the frame comes back without a byte of that memory. PRE_VM1 (`absent`) must
+//! not see the NIC. The boot log says the pass-through and the IOMMU are on.
+//!
+//! The QEMU tests run on both of QEMU's IOMMUs: configs/qemu-epyc (intel-iommu, VT-d) and
+//! configs/qemu-epyc-amdvi (amd-iommu, AMD-Vi). QEMU 7.2's AMD IOMMU logs no event for a
+//! request whose I/O page table entry is empty, so there the loopback content is the evidence
+//! that a DMA was blocked.
 
 use acrn_system_tests::{
     check, check_prefixes, decided_by, hybrid_variant, repo_root, run_platform_vms,
-    run_qemu_variant, run_qemu_variant_with, run_variant_with, target_dir,
+    run_qemu_variant, run_variant_with, target_dir,
+};
+
+/// One of configs/' QEMU boards and the IOMMU its machine has.
+struct QemuBoard {
+    dir: &'static str,
+    /// The IOMMU as the hypervisor names it.
+    iommu: &'static str,
+    /// Where its registers are.
+    registers: u64,
+    /// Whether it records a fault for a request its tables do not map.
+    reports_unmapped: bool,
+}
+
+const VT_D: QemuBoard = QemuBoard {
+    dir: "qemu-epyc",
+    iommu: "VT-d",
+    registers: 0xFED9_0000,
+    reports_unmapped: true,
+};
+
+const AMD_VI: QemuBoard = QemuBoard {
+    dir: "qemu-epyc-amdvi",
+    iommu: "AMD-Vi",
+    registers: 0xFED8_0000,
+    reports_unmapped: false,
 };
 
 #[test]
 fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
+    pre_launched_vm_drives_its_passthrough_nic(&VT_D);
+}
+
+#[test]
+fn qemu_epyc_amdvi_pre_launched_vm_drives_its_passthrough_nic() {
+    pre_launched_vm_drives_its_passthrough_nic(&AMD_VI);
+}
+
+fn pre_launched_vm_drives_its_passthrough_nic(board: &QemuBoard) {
     let scenario = repo_root()
-        .join("configs/qemu-epyc/passthrough.xml")
+        .join(format!("configs/{}/passthrough.xml", board.dir))
         .display()
         .to_string();
     let t = run_platform_vms(
-        "qemu-passthrough",
-        "qemu-epyc",
+        &format!("{}-passthrough", board.dir),
+        board.dir,
         "qemu",
         &scenario,
         &["PRE_VM0", "PRE_VM1"],
@@ -39,9 +80,10 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
         t.find_prefix("[hv] PANIC").is_none() && t.find_prefix("[hv] FATAL").is_none(),
         "the hypervisor failed",
     );
+    let iommu = board.iommu;
+    let confined = format!("[hv] VM 0 PRE_VM0: PCI 00:02.0 passed through at 00:01.0, MSI, MSI-X (5 entries); DMA confined to the VM's memory ({iommu})");
     for line in [
-        "[hv] VT-d: DMA remapping on in 1 unit(s); pass-through functions are confined to their VM's memory",
-        "[hv] VM 0 PRE_VM0: PCI 00:02.0 passed through at 00:01.0, MSI, MSI-X (5 entries); DMA confined to the VM's memory (VT-d)",
+        confined.as_str(),
         "[PRE_VM0] passthrough: 00:00.0 8086:5af0",
         "[PRE_VM0] passthrough: 00:01.0 8086:10d3",
         "[PRE_VM0] passthrough: BAR0 0x80000000 size 0x20000",
@@ -54,7 +96,9 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
         "[PRE_VM0] passthrough: MSI-X entry 3 masked: 0 arrived, pending bit 1; unmasked: delivered true",
         "[PRE_VM0] passthrough: INTx on vIOAPIC pin 22: 3 of 3 arrived on vector 0x59",
         "[PRE_VM0] passthrough: INTx again after MSI and MSI-X: 3 of 3 arrived on vector 0x59",
-        "[PRE_VM0] passthrough: DMA: descriptor done true, head 1",
+        "[PRE_VM0] passthrough: DMA: descriptor done true, head 1, frames sent 1",
+        "[PRE_VM0] passthrough: loopback: own frame received back intact: true",
+        "[PRE_VM0] passthrough: loopback: frame from 0x40000000: 60 bytes, 0 of them non-zero",
         "[PRE_VM0] verdict: PASS",
         "[PRE_VM1] passthrough: 00:00.0 8086:5af0",
         "[PRE_VM1] passthrough: 8086:10d3 on this bus: false",
@@ -62,9 +106,16 @@ fn qemu_epyc_pre_launched_vm_drives_its_passthrough_nic() {
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
     }
+    let blocked = format!("[hv] {iommu}: blocked a DMA read of page 0x40000000 by 00:02.0 (VM 0 PRE_VM0): not in its VM's memory");
+    let on = format!("[hv] {iommu}: DMA remapping on in 1 ");
     for prefix in [
+        on.as_str(),
         "[PRE_VM0] passthrough: DMA read of 0x40000000 (not this VM's memory) queued;",
-        "[hv] VT-d: blocked a DMA read of page 0x40000000 by 00:02.0 (VM 0 PRE_VM0): not in its VM's memory",
+        if board.reports_unmapped {
+            blocked.as_str()
+        } else {
+            "[PRE_VM0] verdict:"
+        },
     ] {
         check(
             &t,
@@ -126,13 +177,26 @@ fn qemu_epyc_service_vm_does_not_see_a_pre_launched_vm_s_function() {
 /// the IOMMU's command register (QEMU's intel-iommu registers at 0xFED90000), which would
 /// turn DMA translation off; its registers must read as no device. Then the NIC transmits a
 /// frame from the Service VM's memory (it reaches it: its memory is identity-mapped) and one
-/// from the hypervisor's own RAM, which VT-d must block and the hypervisor report. PRE_VM0
-/// (`absent`) runs beside it.
+/// from the hypervisor's own RAM, which the IOMMU must block: the frame the NIC loops back
+/// holds none of the hypervisor's bytes (without an IOMMU it holds them), and VT-d's fault is
+/// reported. PRE_VM0 (`absent`) runs beside it.
 #[test]
 fn qemu_epyc_service_vm_devices_dma_into_its_memory_only() {
+    service_vm_devices_dma_into_its_memory_only(&VT_D);
+}
+
+#[test]
+fn qemu_epyc_amdvi_service_vm_devices_dma_into_its_memory_only() {
+    service_vm_devices_dma_into_its_memory_only(&AMD_VI);
+}
+
+fn service_vm_devices_dma_into_its_memory_only(board: &QemuBoard) {
     const HV_RAM: u64 = 0x40_0000;
-    let t = run_qemu_variant_with(
-        "qemu-service-dma",
+    let test = format!("{}-service-dma", board.dir);
+    let registers = board.registers;
+    let t = run_variant_with(
+        board.dir,
+        &test,
         "hybrid.xml",
         |text| {
             hybrid_variant(
@@ -140,7 +204,7 @@ fn qemu_epyc_service_vm_devices_dma_into_its_memory_only() {
                 "<IVSHMEM/>",
                 "<IVSHMEM/>",
                 "passthrough absent",
-                &format!("passthrough iommu=0xfed90000 dma_outside={HV_RAM:#x}"),
+                &format!("passthrough iommu={registers:#x} dma_outside={HV_RAM:#x}"),
             )
         },
         &[("PRE_VM0", "platform"), ("SERVICE_VM", "platform")],
@@ -148,7 +212,7 @@ fn qemu_epyc_service_vm_devices_dma_into_its_memory_only() {
         decided_by(&["[SERVICE_VM] verdict:", "[PRE_VM0] verdict:"]),
     );
     // The frame's page is the hypervisor's (its RAM, as the allocator placed it).
-    let tables = target_dir().join("system-tests/qemu-service-dma/image/gen/vm_tables.rs");
+    let tables = target_dir().join(format!("system-tests/{test}/image/gen/vm_tables.rs"));
     let tables = std::fs::read_to_string(&tables).expect("the generated tables");
     let hv_start = tables
         .lines()
@@ -166,20 +230,30 @@ fn qemu_epyc_service_vm_devices_dma_into_its_memory_only() {
         matches!((hv_start, hv_size), (Some(s), Some(n)) if (s..s + n).contains(&HV_RAM)),
         "the DMA target is not in the hypervisor's RAM",
     );
-    check_prefixes(
+    let iommu = board.iommu;
+    let mut expected = vec![
+        format!("[hv] {iommu}: the Service VM's devices are confined to its memory"),
+        "[SERVICE_VM] passthrough: 00:02.0 8086:10d3".into(),
+        "[SERVICE_VM] passthrough: MSI 3 of 3 arrived on vector 0x58".into(),
+        format!("[SERVICE_VM] passthrough: IOMMU registers at {registers:#x}: version 0xffffffff, status 0xffffffff"),
+        "[SERVICE_VM] passthrough: DMA: descriptor done true, head 1, frames sent 1".into(),
+        "[SERVICE_VM] passthrough: loopback: own frame received back intact: true".into(),
+        "[SERVICE_VM] passthrough: DMA read of 0x400000 (not this VM's memory) queued;".into(),
+        "[SERVICE_VM] passthrough: loopback: frame from 0x400000: 60 bytes, 0 of them non-zero".into(),
+        "[SERVICE_VM] verdict: PASS".into(),
+        "[PRE_VM0] passthrough: 8086:10d3 on this bus: false".into(),
+        "[PRE_VM0] verdict: PASS".into(),
+    ];
+    if board.reports_unmapped {
+        expected.push(format!("[hv] {iommu}: blocked a DMA read of page 0x400000 by 00:02.0 (a Service VM device): not in its VM's memory"));
+    }
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    check_prefixes(&t, &expected);
+    // The IOMMU's own function (QEMU's AMD IOMMU at 00:03.0) is the hypervisor's too.
+    check(
         &t,
-        &[
-            "[hv] VT-d: the Service VM's devices are confined to its memory",
-            "[SERVICE_VM] passthrough: 00:02.0 8086:10d3",
-            "[SERVICE_VM] passthrough: MSI 3 of 3 arrived on vector 0x58",
-            "[SERVICE_VM] passthrough: IOMMU registers at 0xfed90000: version 0xffffffff, status 0xffffffff",
-            "[SERVICE_VM] passthrough: DMA: descriptor done true, head 1",
-            "[SERVICE_VM] passthrough: DMA read of 0x400000 (not this VM's memory) queued;",
-            "[hv] VT-d: blocked a DMA read of page 0x400000 by 00:02.0 (a Service VM device): not in its VM's memory",
-            "[SERVICE_VM] verdict: PASS",
-            "[PRE_VM0] passthrough: 8086:10d3 on this bus: false",
-            "[PRE_VM0] verdict: PASS",
-        ],
+        t.find_prefix("[SERVICE_VM] passthrough: 00:03.0").is_none(),
+        "the Service VM sees the IOMMU's PCI function",
     );
 }
 
@@ -200,6 +274,15 @@ fn qemu_epyc_service_vm_devices_dma_into_its_memory_only() {
 /// re-created VM starts without the delay.
 #[test]
 fn qemu_epyc_post_launched_vm_drives_a_function_the_service_vm_assigns() {
+    post_launched_vm_drives_a_function_the_service_vm_assigns(&VT_D);
+}
+
+#[test]
+fn qemu_epyc_amdvi_post_launched_vm_drives_a_function_the_service_vm_assigns() {
+    post_launched_vm_drives_a_function_the_service_vm_assigns(&AMD_VI);
+}
+
+fn post_launched_vm_drives_a_function_the_service_vm_assigns(board: &QemuBoard) {
     let edit = |text: &str| {
         shared_with_post_vm1_device(
             text,
@@ -207,8 +290,9 @@ fn qemu_epyc_post_launched_vm_drives_a_function_the_service_vm_assigns() {
             "00:02.0 Ethernet controller: Device 8086:10d3",
         )
     };
-    let t = run_qemu_variant_with(
-        "qemu-passthrough-post",
+    let t = run_variant_with(
+        board.dir,
+        &format!("{}-passthrough-post", board.dir),
         "shared.xml",
         edit,
         &[("POST_VM1", "platform")],
@@ -216,10 +300,11 @@ fn qemu_epyc_post_launched_vm_drives_a_function_the_service_vm_assigns() {
         decided_by(&["[SERVICE_VM] verdict:"]),
     );
     let count = |line: &str| t.texts().filter(|&l| l == line).count();
+    let confined = format!("[hv] VM 1 POST_VM1: PCI 00:02.0 passed through at 00:02.0, MSI, MSI-X (5 entries); DMA confined to the VM's memory ({})", board.iommu);
     for (line, times) in [
         ("[SERVICE_VM] svm: VM 1 POST_VM1: PCI 00:02.0 assigned at 00:02.0, INTx GSI 22", 2),
         ("[hv] VM 1 POST_VM1: physical GSI 22 drives its vIOAPIC GSI 22", 2),
-        ("[hv] VM 1 POST_VM1: PCI 00:02.0 passed through at 00:02.0, MSI, MSI-X (5 entries); DMA confined to the VM's memory (VT-d)", 3),
+        (confined.as_str(), 3),
         ("[SERVICE_VM] [POST_VM1] passthrough: 00:02.0 8086:10d3", 3),
         ("[SERVICE_VM] [POST_VM1] passthrough: BAR0 0xfeb80000 size 0x20000", 3),
         ("[SERVICE_VM] [POST_VM1] passthrough: MSI capability: true, MSI-X capability: true", 3),
@@ -229,7 +314,9 @@ fn qemu_epyc_post_launched_vm_drives_a_function_the_service_vm_assigns() {
         ("[SERVICE_VM] [POST_VM1] passthrough: MSI-X entry 1 (TxQ0) 3 of 3 on vector 0x61, entry 3 (RxQ0) 3 of 3 on vector 0x63", 3),
         ("[SERVICE_VM] [POST_VM1] passthrough: MSI-X entry 3 masked: 0 arrived, pending bit 1; unmasked: delivered true", 3),
         ("[SERVICE_VM] [POST_VM1] passthrough: INTx again after MSI and MSI-X: 3 of 3 arrived on vector 0x59", 3),
-        ("[SERVICE_VM] [POST_VM1] passthrough: DMA: descriptor done true, head 1", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: DMA: descriptor done true, head 1, frames sent 1", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: loopback: own frame received back intact: true", 3),
+        ("[SERVICE_VM] [POST_VM1] passthrough: loopback: frame from 0x40000000: 60 bytes, 0 of them non-zero", 3),
         ("[SERVICE_VM] [POST_VM1] verdict: PASS", 3),
         ("[SERVICE_VM] svm: VM 1 POST_VM1: PCI 00:02.0 given back", 1),
         ("[hv] PCI 00:02.0: reset (D3hot to D0) for its next owner", 3),
@@ -275,11 +362,13 @@ fn qemu_epyc_post_launched_vm_drives_a_function_the_service_vm_assigns() {
     );
     check(
         &t,
-        t.find_prefix(
-            "[hv] VT-d: blocked a DMA read of page 0x40000000 by 00:02.0 (VM 1 POST_VM1)",
-        )
-        .is_some(),
-        "the IOMMU did not block POST_VM1's DMA outside its memory",
+        !board.reports_unmapped
+            || t.find_prefix(&format!(
+                "[hv] {}: blocked a DMA read of page 0x40000000 by 00:02.0 (VM 1 POST_VM1)",
+                board.iommu
+            ))
+            .is_some(),
+        "the IOMMU did not report POST_VM1's DMA outside its memory",
     );
     check(
         &t,
