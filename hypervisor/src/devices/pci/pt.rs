@@ -165,6 +165,18 @@ fn owned() -> MutexGuard<'static, [Option<Owned>; MAX_OWNED]> {
                     );
                     continue;
                 }
+                if crate::hv::iommu::iommu_function(d.pbdf) {
+                    hvlog!(
+                        "VM {} {}: pci_devs {:02x}:{:02x}.{} not passed through: {}",
+                        vm.id,
+                        vm.name,
+                        d.pbdf.bus,
+                        d.pbdf.dev,
+                        d.pbdf.func,
+                        AssignError::Iommu
+                    );
+                    continue;
+                }
                 match own(vm.id, slot, d.pbdf, d.vbdf, d.vbars) {
                     Ok(o) => {
                         table[n] = Some(o);
@@ -223,6 +235,8 @@ pub enum AssignError {
     Full,
     /// A BAR decodes the hypervisor's console UART.
     Console,
+    /// It is an IOMMU: the hypervisor's.
+    Iommu,
 }
 
 impl core::fmt::Display for AssignError {
@@ -233,6 +247,7 @@ impl core::fmt::Display for AssignError {
             AssignError::Probe(e) => write!(f, "{e}"),
             AssignError::VbdfTaken => f.write_str("the VM has a device at that virtual BDF"),
             AssignError::Console => f.write_str("it is the hypervisor's console UART"),
+            AssignError::Iommu => f.write_str("it is the hypervisor's IOMMU"),
             AssignError::Full => write!(
                 f,
                 "no pass-through slot left ({MAX_PT_FUNCTIONS} per VM, {MAX_OWNED} in all)"
@@ -253,6 +268,9 @@ pub fn assign(vm: &Vm, pbdf: Bdf, vbdf: Bdf, vbars: [u64; 6]) -> Result<(), Assi
         }
         if class == 0x06 {
             return Err(AssignError::Bridge);
+        }
+        if crate::hv::iommu::iommu_function(pbdf) {
+            return Err(AssignError::Iommu);
         }
         let mine = || table.iter().flatten().filter(|o| o.vm == vm.id);
         if mine().any(|o| o.vbdf == vbdf) {
