@@ -76,21 +76,57 @@ const DTE_MODE_SHIFT: u64 = 9;
 const DTE_IR: u64 = 1 << 61;
 const DTE_IW: u64 = 1 << 62;
 
-/// The device table entry of a requester whose DMA is translated by the 4-level I/O page table
-/// at `root` in `domain`. Its interrupts are not remapped (IV clear: they pass unchanged).
-pub fn translated_entry(root: u64, domain: u16) -> [u64; 4] {
+/// The DMA half (quadwords 0 and 1) of the device table entry of a requester whose DMA is
+/// translated by the 4-level I/O page table at `root` in `domain`.
+pub fn translated_entry(root: u64, domain: u16) -> [u64; 2] {
     [
         (root & ADDR_MASK) | 4 << DTE_MODE_SHIFT | DTE_IR | DTE_IW | DTE_TV | DTE_V,
         u64::from(domain),
-        0,
-        0,
     ]
 }
 
-/// The device table entry of a requester whose DMA passes untranslated (Mode 0) in `domain`:
-/// a scenario without a Service VM leaves the functions no VM owns so.
-pub fn untranslated_entry(domain: u16) -> [u64; 4] {
-    [DTE_IR | DTE_IW | DTE_TV | DTE_V, u64::from(domain), 0, 0]
+/// The DMA half of the device table entry of a requester whose DMA passes untranslated
+/// (Mode 0) in `domain`: a scenario without a Service VM leaves the functions no VM owns so.
+pub fn untranslated_entry(domain: u16) -> [u64; 2] {
+    [DTE_IR | DTE_IW | DTE_TV | DTE_V, u64::from(domain)]
+}
+
+// Device table entry, third quadword: interrupt remapping.
+const DTE_IV: u64 = 1 << 0;
+/// IntTabLen: 2^8 entries.
+const DTE_INT_TAB_LEN_256: u64 = 8 << 1;
+const DTE_INT_TABLE_MASK: u64 = 0x000F_FFFF_FFFF_FFC0;
+/// IntCtl (bits 61:60): fixed and arbitrated interrupts remapped through the table.
+const DTE_INT_CTL_REMAPPED: u64 = 2 << 60;
+
+/// Entries of a device's interrupt remapping table, one per hypervisor vector.
+pub const INTERRUPT_TABLE_ENTRIES: usize = 256;
+/// Bytes of an interrupt remapping table (4-byte entries, 128-byte aligned).
+pub const INTERRUPT_TABLE_BYTES: u64 = 4 * INTERRUPT_TABLE_ENTRIES as u64;
+
+/// The interrupt half (quadword 2) of a requester's device table entry: its fixed interrupts
+/// go through the table at `table` (256 entries, indexed by the MSI data's bits 10:0), or with
+/// no table are aborted; NMI, INIT, ExtInt and LINT requests are aborted either way.
+pub fn interrupt_entry(table: Option<u64>) -> u64 {
+    match table {
+        Some(t) => {
+            DTE_IV | DTE_INT_TAB_LEN_256 | (t & DTE_INT_TABLE_MASK) | DTE_INT_CTL_REMAPPED
+        }
+        None => DTE_IV,
+    }
+}
+
+/// An interrupt remapping table entry (the 32-bit format): fixed delivery of `vector` to the
+/// local APIC with physical ID `apic_id`.
+pub fn interrupt_table_entry(vector: u8, apic_id: u8) -> u32 {
+    // RemapEn (bit 0), IntType fixed (bits 4:2 = 0), DM physical (bit 6 = 0).
+    1 | u32::from(apic_id) << 8 | u32::from(vector) << 16
+}
+
+/// The MSI a device sends, under interrupt remapping, for its table entry `index`: the
+/// address carries no destination (the entry has it), the data the index with fixed delivery.
+pub fn remapped_msi(index: u8) -> (u32, u32) {
+    (0xFEE0_0000, u32::from(index))
 }
 
 /// A device ID (the PCI requester ID) of a function.
@@ -120,6 +156,11 @@ pub fn invalidate_domain(domain: u16) -> [u64; 2] {
         u64::from(domain) << 32 | 3 << OPCODE_SHIFT,
         0x7FFF_FFFF_FFFF_F000 | 0b11,
     ]
+}
+
+/// INVALIDATE_INTERRUPT_TABLE of `device`.
+pub fn invalidate_interrupt_table(device: u16) -> [u64; 2] {
+    [u64::from(device) | 5 << OPCODE_SHIFT, 0]
 }
 
 /// INVALIDATE_IOMMU_ALL (where the extended features say it is supported).
@@ -179,10 +220,15 @@ mod tests {
     fn device_table_entries() {
         let e = translated_entry(0x0012_3000, 5);
         // V, TV, Mode 4 (bits 11:9), root, IR, IW; domain in the second quadword.
-        assert_eq!(e, [0x6000_0000_0012_3803, 5, 0, 0]);
+        assert_eq!(e, [0x6000_0000_0012_3803, 5]);
         // QEMU's check of the reserved bits of the first quadword.
         assert_eq!(e[0] & 0x8030_0000_0000_00FC, 0);
-        assert_eq!(untranslated_entry(255), [0x6000_0000_0000_0003, 255, 0, 0]);
+        assert_eq!(untranslated_entry(255), [0x6000_0000_0000_0003, 255]);
+        // IV, IntTabLen 8, the table, IntCtl 10b; QEMU's reserved bits of quadword 2 clear.
+        let ir = interrupt_entry(Some(0x0045_6780));
+        assert_eq!(ir, 0x2000_0000_0045_6791);
+        assert_eq!(ir & 0x08F0_0000_0000_0000, 0);
+        assert_eq!(interrupt_entry(None), 1);
         assert_eq!(
             device_id(Bdf {
                 bus: 0x3A,
@@ -205,6 +251,14 @@ mod tests {
             [0x3000_0003_0000_0000, 0x7FFF_FFFF_FFFF_F003]
         );
         assert_eq!(invalidate_all(), [0x8000_0000_0000_0000, 0]);
+        assert_eq!(invalidate_interrupt_table(0xA0), [0x5000_0000_0000_00A0, 0]);
+    }
+
+    #[test]
+    fn interrupt_remapping() {
+        // Vector 0x58 to APIC ID 2, fixed, physical, RemapEn.
+        assert_eq!(interrupt_table_entry(0x58, 2), 0x0058_0201);
+        assert_eq!(remapped_msi(0x58), (0xFEE0_0000, 0x58));
     }
 
     #[test]

@@ -331,7 +331,10 @@ fn service_function_access(
     let slot = state.slots[index].as_mut()?;
     if msi {
         let hw = match (slot.function.message(), slot.vector, vm.vcpu0_msi_address()) {
-            (Some(_), Some(vector), Some(addr)) => Some((addr, u16::from(vector))),
+            (Some(_), Some(vector), Some(addr)) => {
+                let (address, data) = crate::hv::iommu::msi_message(bdf, addr, vector);
+                Some((address, data as u16))
+            }
             _ => None,
         };
         slot.function.program(&host, hw);
@@ -372,7 +375,7 @@ fn program_msix(vm: &Vm, state: &mut ServiceFunctions, index: usize, only: Optio
             }
         }
         let host = match (vector, vm.vcpu0_msi_address()) {
-            (Some(v), Some(addr)) => Some((addr, u32::from(v))),
+            (Some(v), Some(addr)) => Some(crate::hv::iommu::msi_message(bdf, addr, v)),
             _ => None,
         };
         if let Some((at, dwords)) = m.hardware_entry(n, host) {

@@ -21,7 +21,7 @@ use crate::devices::pci::msi::{self, VirtualMsi};
 use crate::devices::physical::HostFunction;
 use crate::hvlog;
 use crate::paging::{AmdVi, Ept, Npt, PageTable, Perm};
-use crate::vm::acpi::{self, AmdIommu, MAX_DRHDS};
+use crate::vm::acpi::{self, AmdIommu, MAX_DRHDS, MAX_IVRS_IOAPICS};
 use acrn_static_config::Bdf;
 use spin::Mutex;
 
@@ -56,9 +56,67 @@ struct Remapping {
     /// Where COMPLETION_WAIT stores its token.
     store: u64,
     token: u64,
-    /// The device table entry of a function no VM owns.
-    unowned: [u64; 4],
+    /// The DMA half of the device table entry of a function no VM owns.
+    unowned: [u64; 2],
     domains: [Option<Domain>; MAX_DOMAINS],
+    /// Interrupt remapping, when the IVRS names every IOAPIC's requester.
+    interrupts: Option<InterruptRemapping>,
+}
+
+/// Devices with an interrupt remapping table at once (the IOAPICs, the Service VM's devices
+/// and the pass-through functions that use MSI or MSI-X).
+const MAX_INTERRUPT_TABLES: usize = 64;
+const NO_DEVICE: u16 = u16::MAX;
+
+/// One interrupt remapping table per device, each indexed by hypervisor vector: a device
+/// reaches exactly the vectors the hypervisor gave it, at the pCPUs it chose. A vector is in
+/// one table at a time.
+struct InterruptRemapping {
+    tables: [(u16, u64); MAX_INTERRUPT_TABLES],
+    count: usize,
+    /// Where the next table goes (four per pool frame), and how many bytes of it are left.
+    free: u64,
+    free_bytes: u64,
+    /// The device whose table holds each vector.
+    owner: [u16; 256],
+    /// IOAPIC ID -> the requester ID its interrupts carry.
+    ioapics: [(u8, u16); MAX_IVRS_IOAPICS],
+    ioapic_count: usize,
+    full_reported: bool,
+}
+
+impl InterruptRemapping {
+    fn table(&self, device: u16) -> Option<u64> {
+        self.tables[..self.count]
+            .iter()
+            .find(|(d, _)| *d == device)
+            .map(|&(_, t)| t)
+    }
+
+    /// `device`'s table, a new one when it has none (None when the tables ran out).
+    fn table_or_new(&mut self, device: u16) -> Option<(u64, bool)> {
+        if let Some(t) = self.table(device) {
+            return Some((t, false));
+        }
+        if self.count == MAX_INTERRUPT_TABLES {
+            return None;
+        }
+        if self.free_bytes < INTERRUPT_TABLE_BYTES {
+            self.free = frames::alloc(1)?;
+            self.free_bytes = 4096;
+        }
+        let t = self.free;
+        self.free += INTERRUPT_TABLE_BYTES;
+        self.free_bytes -= INTERRUPT_TABLE_BYTES;
+        self.tables[self.count] = (device, t);
+        self.count += 1;
+        Some((t, true))
+    }
+}
+
+fn write_interrupt_table_entry(table: u64, index: u8, entry: u32) {
+    // SAFETY: `table` is an interrupt remapping table of 256 4-byte entries in a pool frame.
+    unsafe { core::ptr::write_volatile((table + 4 * u64::from(index)) as *mut u32, entry) }
 }
 
 static STATE: Mutex<Option<Remapping>> = Mutex::new(None);
@@ -109,21 +167,27 @@ fn device_entry(table: u64, device: u16) -> *mut u64 {
     (table + u64::from(device) * DTE_SIZE as u64) as *mut u64
 }
 
-fn read_device_entry(table: u64, device: u16) -> [u64; 4] {
+/// The DMA half (quadwords 0 and 1) of a device table entry.
+fn read_device_entry(table: u64, device: u16) -> [u64; 2] {
     let e = device_entry(table, device);
     // SAFETY: `table` is the device table, 65536 entries of 4 quadwords.
     core::array::from_fn(|i| unsafe { core::ptr::read_volatile(e.add(i)) })
 }
 
-fn write_device_entry(table: u64, device: u16, entry: [u64; 4]) {
+fn write_device_entry(table: u64, device: u16, entry: [u64; 2]) {
     let e = device_entry(table, device);
     // SAFETY: as in `read_device_entry`. The first quadword (V, TV, the root) goes last, so
     // the IOMMU never sees a valid entry with another entry's domain.
     unsafe {
-        for i in (0..4).rev() {
-            core::ptr::write_volatile(e.add(i), entry[i]);
-        }
+        core::ptr::write_volatile(e.add(1), entry[1]);
+        core::ptr::write_volatile(e, entry[0]);
     }
+}
+
+/// Writes the interrupt half (quadword 2) of a device table entry.
+fn write_interrupt_entry(table: u64, device: u16, entry: u64) {
+    // SAFETY: as in `read_device_entry`.
+    unsafe { core::ptr::write_volatile(device_entry(table, device).add(2), entry) }
 }
 
 impl Unit {
@@ -229,8 +293,12 @@ fn enable() -> Option<Remapping> {
     let device_table = frames::alloc(DEVICE_TABLE_PAGES as usize)?;
     let store = frames::alloc(1)?;
     let unowned = untranslated_entry(PASS_THROUGH_DOMAIN);
+    let interrupts = interrupt_remapping();
     for device in 0..=u16::MAX {
         write_device_entry(device_table, device, unowned);
+        if interrupts.is_some() {
+            write_interrupt_entry(device_table, device, interrupt_entry(None));
+        }
     }
     let mut r = Remapping {
         units: [const { None }; MAX_DRHDS],
@@ -239,6 +307,7 @@ fn enable() -> Option<Remapping> {
         token: 0,
         unowned,
         domains: [None; MAX_DOMAINS],
+        interrupts,
     };
     let vector = crate::arch::x86::irq::DMA_FAULT_VECTOR;
     let (address, _) = crate::arch::vtd::fault_event(crate::arch::x86::lapic::id() as u8, vector);
@@ -281,7 +350,44 @@ fn enable() -> Option<Remapping> {
         "AMD-Vi: DMA remapping on in {count} IOMMU(s); pass-through functions are confined to \
          their VM's memory"
     );
+    if r.interrupts.is_some() {
+        hvlog!(
+            "AMD-Vi: interrupt remapping on: each device raises only the vectors the hypervisor \
+             gave it"
+        );
+    }
     Some(r)
+}
+
+/// Interrupt remapping's state, if the IVRS names the requester of every IOAPIC of the board
+/// (without it the IOAPICs' interrupts could not be remapped, so none are).
+fn interrupt_remapping() -> Option<InterruptRemapping> {
+    let mut ioapics = [(0, 0); MAX_IVRS_IOAPICS];
+    let n = super::rsdp()
+        .and_then(|rsdp| acpi::ivrs_ioapics(&super::Identity, rsdp, &mut ioapics))
+        .unwrap_or(0);
+    let board = &super::platform().board.ioapics;
+    if let Some(missing) = board
+        .iter()
+        .find(|io| !ioapics[..n].iter().any(|&(id, _)| id == io.id))
+    {
+        hvlog!(
+            "AMD-Vi: interrupt remapping off: the IVRS names no requester for IOAPIC {} (a \
+             device's DMA to 0xFEExxxxx can raise any interrupt)",
+            missing.id
+        );
+        return None;
+    }
+    Some(InterruptRemapping {
+        tables: [(NO_DEVICE, 0); MAX_INTERRUPT_TABLES],
+        count: 0,
+        free: 0,
+        free_bytes: 0,
+        owner: [NO_DEVICE; 256],
+        ioapics,
+        ioapic_count: n,
+        full_reported: false,
+    })
 }
 
 /// Points the IOMMU function's MSI at the hypervisor's DMA fault vector; whether it has one.
@@ -341,6 +447,69 @@ pub fn confine(bdf: Bdf, root: u64, npt: bool, vm_id: u16) -> bool {
         true
     })
     .unwrap_or(false)
+}
+
+impl Remapping {
+    /// Puts `vector` at the local APIC `apic_id` into `device`'s interrupt remapping table
+    /// (taking it out of any other device's). Whether interrupts are remapped.
+    fn remap(&mut self, device: u16, vector: u8, apic_id: u8) -> bool {
+        let Some(ir) = self.interrupts.as_mut() else {
+            return false;
+        };
+        let Some((table, new)) = ir.table_or_new(device) else {
+            if !core::mem::replace(&mut ir.full_reported, true) {
+                hvlog!(
+                    "AMD-Vi: device {device:#06x}: no interrupt remapping table left \
+                     ({MAX_INTERRUPT_TABLES}): its interrupts are blocked"
+                );
+            }
+            return true;
+        };
+        let previous = core::mem::replace(&mut ir.owner[usize::from(vector)], device);
+        let mut cmds = [[0u64; 2]; 3];
+        let mut n = 0;
+        if previous != device && previous != NO_DEVICE {
+            if let Some(t) = ir.table(previous) {
+                write_interrupt_table_entry(t, vector, 0);
+                cmds[n] = invalidate_interrupt_table(previous);
+                n += 1;
+            }
+        }
+        write_interrupt_table_entry(table, vector, interrupt_table_entry(vector, apic_id));
+        if new {
+            write_interrupt_entry(self.device_table, device, interrupt_entry(Some(table)));
+            cmds[n] = invalidate_device_entry(device);
+            n += 1;
+        }
+        cmds[n] = invalidate_interrupt_table(device);
+        self.run(&cmds[..=n]);
+        true
+    }
+}
+
+/// The message `bdf`'s MSI or MSI-X entry carries to raise `vector` at the local APIC
+/// `apic_id`, when interrupts are remapped (the function's table gets the entry first).
+pub fn msi_message(bdf: Bdf, vector: u8, apic_id: u8) -> Option<(u32, u32)> {
+    let mut state = STATE.lock();
+    let r = state.as_mut()?;
+    r.remap(device_id(bdf), vector, apic_id)
+        .then(|| remapped_msi(vector))
+}
+
+/// The redirection entry for `rte` (fixed, physical destination) of a pin of IOAPIC
+/// `ioapic_id`, when interrupts are remapped: the IOAPIC's table holds the destination, the
+/// entry keeps the vector (the table's index, and what end-of-interrupt messages name).
+pub fn ioapic_entry(ioapic_id: u8, rte: u64) -> Option<u64> {
+    let mut state = STATE.lock();
+    let r = state.as_mut()?;
+    let ir = r.interrupts.as_ref()?;
+    let &(_, device) = ir.ioapics[..ir.ioapic_count]
+        .iter()
+        .find(|&&(id, _)| id == ioapic_id)?;
+    let (vector, apic_id) = (rte as u8, (rte >> 56) as u8);
+    r.remap(device, vector, apic_id);
+    // Destination 0, physical, fixed: the request's address is 0xFEE00000, its data the index.
+    Some(rte & !(0xFF << 56 | 1 << 11 | 7 << 8))
 }
 
 /// `bdf`'s DMA is the Service VM's again.

@@ -80,6 +80,21 @@ pub fn unmapped(root: u64, gpa: u64, size: u64) {
     vtd::flush();
 }
 
+/// The message a function's MSI or MSI-X entry is programmed with to raise `vector` at the
+/// local APIC that `address` names (0xFEE00000 | APIC ID << 12; fixed, physical, edge). With
+/// interrupt remapping on, the IOMMU's entry for it is written first and the message names
+/// that entry.
+pub fn msi_message(bdf: Bdf, address: u32, vector: u8) -> (u32, u32) {
+    amdvi::msi_message(bdf, vector, (address >> 12) as u8)
+        .unwrap_or((address, u32::from(vector)))
+}
+
+/// The redirection entry a pin of IOAPIC `ioapic_id` is programmed with for `rte` (fixed,
+/// physical destination): remapped by the IOMMU when it remaps interrupts.
+pub fn ioapic_entry(ioapic_id: u8, rte: u64) -> u64 {
+    amdvi::ioapic_entry(ioapic_id, rte).unwrap_or(rte)
+}
+
 /// Whether `addr` is in an IOMMU's registers (the hypervisor's alone).
 pub fn register_window(addr: u64) -> bool {
     vtd::register_page(addr) || amdvi::register_window(addr)

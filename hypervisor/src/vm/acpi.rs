@@ -183,6 +183,68 @@ pub fn ivrs_units(m: &dyn PhysRead, rsdp: u64, out: &mut [AmdIommu; MAX_DRHDS]) 
     Some(n)
 }
 
+/// IOAPICs whose interrupt requests an AMD IOMMU names: (IOAPIC ID, the requester ID its
+/// interrupts carry), from the IVHD blocks' special device entries (type 0x48, variety 1).
+pub const MAX_IVRS_IOAPICS: usize = 8;
+
+/// The IOAPIC sources of the IVRS table; how many (at most [`MAX_IVRS_IOAPICS`]), or None
+/// without an IVRS table or with a malformed block.
+pub fn ivrs_ioapics(
+    m: &dyn PhysRead,
+    rsdp: u64,
+    out: &mut [(u8, u16); MAX_IVRS_IOAPICS],
+) -> Option<usize> {
+    let (table, len) = find_table(m, rsdp, b"IVRS")?;
+    let end = table + len;
+    let mut n = 0;
+    let mut block = table + 48;
+    while block + 4 <= end {
+        let mut h = [0u8; 4];
+        if !m.read(block, &mut h) {
+            return None;
+        }
+        let block_len = u64::from(u16::from_le_bytes([h[2], h[3]]));
+        if block_len < 4 || block + block_len > end {
+            return None;
+        }
+        let header = match h[0] {
+            0x10 => 24,
+            0x11 | 0x40 => 40,
+            _ => block_len,
+        };
+        let mut at = block + header;
+        while at < block + block_len {
+            let mut e = [0u8; 8];
+            if !m.read(at, &mut e[..1]) {
+                return None;
+            }
+            let size = match e[0] {
+                0..=0x3F => 4,
+                0x40..=0x7F => 8,
+                // ACPI HID device: 22 bytes and its UID.
+                0xF0 => {
+                    let mut uid_len = [0u8; 1];
+                    if !m.read(at + 21, &mut uid_len) {
+                        return None;
+                    }
+                    22 + u64::from(uid_len[0])
+                }
+                _ => break,
+            };
+            if e[0] == 0x48 && at + 8 <= block + block_len && m.read(at, &mut e) && e[7] == 1 {
+                let source = (e[4], u16::from_le_bytes([e[5], e[6]]));
+                if n < MAX_IVRS_IOAPICS && !out[..n].contains(&source) {
+                    out[n] = source;
+                    n += 1;
+                }
+            }
+            at += size;
+        }
+        block += block_len;
+    }
+    Some(n)
+}
+
 /// The ACPI power-management timer: a free-running 3.579545 MHz counter in port space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PmTimer {
@@ -1060,7 +1122,11 @@ mod tests {
             d[8..16].copy_from_slice(&0xFED8_0000u64.to_le_bytes());
             d
         };
-        ivrs.extend(ivhd(0x10, 28));
+        let mut first = ivhd(0x10, 40);
+        // Device entries: select 00:02.0, then the IOAPIC (ID 0) as 00:14.0.
+        first[24..28].copy_from_slice(&[0x02, 0x10, 0x00, 0x00]);
+        first[28..36].copy_from_slice(&[0x48, 0, 0, 0, 0x00, 0xA0, 0x00, 0x01]);
+        ivrs.extend(first);
         ivrs.extend(ivhd(0x11, 44));
         let mut ivmd = vec![0u8; 32];
         ivmd[0] = 0x20;
@@ -1079,9 +1145,13 @@ mod tests {
                 capability: 0x40
             }
         );
+        let mut sources = [(0, 0); MAX_IVRS_IOAPICS];
+        assert_eq!(ivrs_ioapics(&Mem(0, m.clone()), 0, &mut sources), Some(1));
+        assert_eq!(sources[0], (0, 0xA0));
         // No IVRS: None (the DMAR walk's tables are not taken for one).
         m[0x100..0x104].copy_from_slice(b"DMAR");
-        assert_eq!(ivrs_units(&Mem(0, m), 0, &mut out), None);
+        assert_eq!(ivrs_units(&Mem(0, m.clone()), 0, &mut out), None);
+        assert_eq!(ivrs_ioapics(&Mem(0, m), 0, &mut sources), None);
     }
 
     #[test]

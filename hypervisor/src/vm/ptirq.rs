@@ -11,7 +11,7 @@ use crate::devices::held::HeldSource;
 use crate::devices::ptirq::{Owner, Ownership, PhysEntry, RemapTable};
 use crate::hvlog;
 use acrn_static_config::{LoadOrder, SerialPort};
-use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use spin::Mutex;
 
 struct State {
@@ -94,21 +94,21 @@ fn ownership(post: &[(u16, u32)], gsi: u32) -> Owner {
     .owner(gsi)
 }
 
-/// The physical IOAPIC (address) and pin of `gsi`.
-fn pin_of(gsi: u32) -> Option<(u64, u32)> {
+/// The physical IOAPIC (ID, address) and pin of `gsi`.
+fn pin_of(gsi: u32) -> Option<(u8, u64, u32)> {
     crate::hv::platform()
         .board
         .ioapics
         .iter()
         .find(|io| gsi >= io.gsi_base && gsi - io.gsi_base < io.gsi_count)
-        .map(|io| (io.address, gsi - io.gsi_base))
+        .map(|io| (io.id, io.address, gsi - io.gsi_base))
 }
 
 fn apply(entry: PhysEntry, vector: u8) {
-    if let Some((ioapic, pin)) = pin_of(entry.gsi) {
+    if let Some((id, ioapic, pin)) = pin_of(entry.gsi) {
         let level = entry.rte & crate::devices::ioapic::RteFlags::LEVEL.bits() != 0;
         irq::set_remapped(vector, ioapic, pin, level);
-        irq::write_ioapic_rte(ioapic, pin, entry.rte);
+        irq::write_ioapic_rte(ioapic, pin, crate::hv::iommu::ioapic_entry(id, entry.rte));
     }
 }
 
@@ -235,7 +235,10 @@ pub fn dispatch(vectors: [u64; 4]) {
                 }
                 a
             };
-            let Some(a) = arrival else { continue };
+            let Some(a) = arrival else {
+                report_stray(vector);
+                continue;
+            };
             let lines = count_post_line(a.gsi);
             if let Some((vm, virt)) = target_with(&lines, a.gsi) {
                 let source = HeldSource::Intx {
@@ -245,6 +248,22 @@ pub fn dispatch(vectors: [u64; 4]) {
                 vm.devices.passthrough_interrupt(vm, source);
             }
         }
+    }
+}
+
+/// Device vectors that arrived while no source had them, each reported once.
+static STRAY: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// A device interrupt on a vector the hypervisor gave no source (a request a device's DMA
+/// wrote into the interrupt window, or one in flight while its source went): ignored.
+fn report_stray(vector: u8) {
+    let bit = 1 << (vector % 64);
+    if STRAY[usize::from(vector / 64)].fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+        hvlog!(
+            "pCPU {}: interrupt on vector {vector:#x}, which the hypervisor gave no device \
+             (ignored; reported once)",
+            crate::arch::x86::cpu::this_cpu()
+        );
     }
 }
 
@@ -272,6 +291,9 @@ pub fn eoi(vm: &Vm, vector: u8, mut f: impl FnMut(u32) -> bool) {
             continue;
         }
         if let (Some(entry), Some(v)) = (state.table.eoi(gsi), state.table.vector(gsi)) {
+            if let Some((_, ioapic, pin)) = pin_of(gsi) {
+                irq::ioapic_eoi(ioapic, pin, v);
+            }
             apply(entry, v);
         }
     }

@@ -36,6 +36,8 @@ struct QemuBoard {
     registers: u64,
     /// Whether it records a fault for a request its tables do not map.
     reports_unmapped: bool,
+    /// Whether the hypervisor remaps interrupts on it.
+    remaps_interrupts: bool,
 }
 
 const VT_D: QemuBoard = QemuBoard {
@@ -43,6 +45,7 @@ const VT_D: QemuBoard = QemuBoard {
     iommu: "VT-d",
     registers: 0xFED9_0000,
     reports_unmapped: true,
+    remaps_interrupts: false,
 };
 
 const AMD_VI: QemuBoard = QemuBoard {
@@ -50,6 +53,7 @@ const AMD_VI: QemuBoard = QemuBoard {
     iommu: "AMD-Vi",
     registers: 0xFED8_0000,
     reports_unmapped: false,
+    remaps_interrupts: true,
 };
 
 #[test]
@@ -121,6 +125,23 @@ fn pre_launched_vm_drives_its_passthrough_nic(board: &QemuBoard) {
             &t,
             t.find_prefix(prefix).is_some(),
             &format!("no `{prefix}` line"),
+        );
+    }
+    if board.remaps_interrupts {
+        // configs/qemu-epyc-amdvi/passthrough.xml has PRE_VM0's NIC write vector 0x2a at
+        // PRE_VM1's pCPU by DMA into the interrupt window (`msi_dma`); on a board without
+        // interrupt remapping the hypervisor takes it there ("pCPU 2: interrupt on vector
+        // 0x2a, which the hypervisor gave no device").
+        for line in [
+            "[hv] AMD-Vi: interrupt remapping on: each device raises only the vectors the hypervisor gave it",
+            "[PRE_VM0] passthrough: DMA of 0x2a dwords to 0xfee02000 queued; descriptor done true",
+        ] {
+            check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
+        }
+        check(
+            &t,
+            t.texts().all(|l| !l.contains("interrupt on vector 0x2a")),
+            "the NIC raised vector 0x2a by DMA into the interrupt window",
         );
     }
     let status = t

@@ -357,6 +357,25 @@ pub fn write_ioapic_rte(ioapic: u64, pin: u32, rte: u64) {
     phys_write32(ioapic + 0x10, rte as u32);
 }
 
+/// Ends a level interrupt of pin `pin` (vector `vector`) at the IOAPIC at `ioapic`: its EOI
+/// register (IOAPIC version 0x20 and up) clears the pin's Remote IRR, as the local APIC's EOI
+/// broadcast does for a level interrupt it accepted as one (a remapped interrupt may arrive
+/// as an edge); an older IOAPIC gets the pin switched to edge and back, which clears it too.
+pub fn ioapic_eoi(ioapic: u64, pin: u32, vector: u8) {
+    let _guard = IOAPIC_LOCK.lock();
+    phys_write32(ioapic, 1);
+    if phys_read32(ioapic + 0x10) & 0xFF >= 0x20 {
+        phys_write32(ioapic + 0x40, u32::from(vector));
+        return;
+    }
+    let index = 0x10 + 2 * pin;
+    phys_write32(ioapic, index);
+    let low = phys_read32(ioapic + 0x10);
+    let edge = (low | RteFlags::MASKED.bits() as u32) & !(RteFlags::LEVEL.bits() as u32);
+    phys_write32(ioapic + 0x10, edge);
+    phys_write32(ioapic + 0x10, low);
+}
+
 fn mask_pin(ioapic: u64, pin: u32) {
     let _guard = IOAPIC_LOCK.lock();
     let index = 0x10 + 2 * pin;

@@ -544,7 +544,10 @@ impl PtSlot {
             self.vector,
             self.message_addr,
         ) {
-            (Some(_), Some(vector), Some(addr)) => Some((addr, u16::from(vector))),
+            (Some(_), Some(vector), Some(addr)) => {
+                let (address, data) = crate::hv::iommu::msi_message(self.pbdf, addr, vector);
+                Some((address, data as u16))
+            }
             _ => None,
         };
         self.function.program_msi(&self.host(), host);
@@ -557,7 +560,7 @@ impl PtSlot {
             .msix
             .get(n)
             .zip(self.message_addr)
-            .map(|(v, addr)| (addr, u32::from(v)));
+            .map(|(v, addr)| crate::hv::iommu::msi_message(self.pbdf, addr, v));
         self.write_msix_entry(n, host);
     }
 

@@ -404,6 +404,22 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
             outside
         ),
     }
+    // `msi_dma=ADDR:DATA`: the NIC writes a frame of DATA dwords at ADDR, in the local APICs'
+    // interrupt window, as a guest that aims its device's DMA there would: each dword is an
+    // interrupt request. The IOMMU must not let the device raise what it was not given.
+    if let Some((addr, data)) = p.arg("msi_dma").and_then(|v| {
+        let (a, d) = v.split_once(':')?;
+        Some((
+            u64::from_str_radix(a.trim_start_matches("0x"), 16).ok()?,
+            u32::from_str_radix(d.trim_start_matches("0x"), 16).ok()?,
+        ))
+    }) {
+        let done = dma_into(bar0, khz, addr, data);
+        println!(
+            "passthrough: DMA of {:#x} dwords to {:#x} queued; descriptor done {}",
+            data, addr, done
+        );
+    }
 }
 
 /// `key=0xHEX` from the command line.
@@ -533,6 +549,40 @@ fn transmit_from(bar0: u64, khz: u64, frame_gpa: u64) -> bool {
         mmio_write32(bar0 + TDT, 2);
         for _ in 0..1000 {
             if core::ptr::read_volatile(desc.add(12)) & STA_DD != 0 {
+                return true;
+            }
+            spin_ms(khz, 1);
+        }
+        false
+    }
+}
+
+/// Loops a frame of `data` dwords back into receive descriptor 2, whose buffer is at `addr`;
+/// whether the NIC wrote the transmit descriptor back.
+fn dma_into(bar0: u64, khz: u64, addr: u64, data: u32) -> bool {
+    // SAFETY: as in `transmit`; transmit and receive descriptors 2 are the rings' bytes
+    // 32..48.
+    unsafe {
+        let dma = core::ptr::addr_of_mut!(DMA);
+        let frame = core::ptr::addr_of_mut!((*dma).frame) as *mut u32;
+        for i in 0..16 {
+            core::ptr::write_volatile(frame.add(i), data);
+        }
+        let rx = (core::ptr::addr_of_mut!((*dma).rx_ring) as *mut u8).add(32);
+        for i in 0..16 {
+            core::ptr::write_volatile(rx.add(i), 0);
+        }
+        core::ptr::write_volatile(rx as *mut u64, addr);
+        mmio_write32(bar0 + RDT, 3);
+        let tx = (core::ptr::addr_of_mut!((*dma).ring) as *mut u8).add(32);
+        core::ptr::write_volatile(tx as *mut u64, frame as u64);
+        core::ptr::write_volatile(tx.add(8) as *mut u16, 60);
+        core::ptr::write_volatile(tx.add(11), CMD_EOP_IFCS_RS);
+        core::ptr::write_volatile(tx.add(12), 0);
+        mmio_write32(bar0 + TDT, 3);
+        for _ in 0..1000 {
+            if core::ptr::read_volatile(tx.add(12)) & STA_DD != 0 {
+                spin_ms(khz, 10);
                 return true;
             }
             spin_ms(khz, 1);
