@@ -109,9 +109,7 @@ pub const INTERRUPT_TABLE_BYTES: u64 = 4 * INTERRUPT_TABLE_ENTRIES as u64;
 /// no table are aborted; NMI, INIT, ExtInt and LINT requests are aborted either way.
 pub fn interrupt_entry(table: Option<u64>) -> u64 {
     match table {
-        Some(t) => {
-            DTE_IV | DTE_INT_TAB_LEN_256 | (t & DTE_INT_TABLE_MASK) | DTE_INT_CTL_REMAPPED
-        }
+        Some(t) => DTE_IV | DTE_INT_TAB_LEN_256 | (t & DTE_INT_TABLE_MASK) | DTE_INT_CTL_REMAPPED,
         None => DTE_IV,
     }
 }

@@ -18,8 +18,24 @@ pub const FEDATA: u64 = 0x3C;
 pub const FEADDR: u64 = 0x40;
 pub const FEUADDR: u64 = 0x44;
 
+/// Invalidation queue head, tail and address; interrupt remapping table address.
+pub const IQH: u64 = 0x80;
+pub const IQT: u64 = 0x88;
+pub const IQA: u64 = 0x90;
+pub const IRTA: u64 = 0xB8;
+
 pub const GCMD_TE: u32 = 1 << 31;
 pub const GCMD_SRTP: u32 = 1 << 30;
+pub const GCMD_QIE: u32 = 1 << 26;
+pub const GCMD_IRE: u32 = 1 << 25;
+pub const GCMD_SIRTP: u32 = 1 << 24;
+/// Compatibility format interrupts allowed: never set by the hypervisor.
+pub const GCMD_CFI: u32 = 1 << 23;
+/// The enables a GCMD write must repeat (GSTS reports them; a write without one turns it
+/// off).
+pub const GSTS_ENABLES: u32 = GCMD_TE | GCMD_QIE | GCMD_IRE | GCMD_CFI;
+pub const ECAP_QI: u64 = 1 << 1;
+pub const ECAP_IR: u64 = 1 << 3;
 pub const CCMD_ICC: u64 = 1 << 63;
 pub const CCMD_GLOBAL: u64 = 1 << 61;
 pub const IOTLB_IVT: u64 = 1 << 63;
@@ -68,6 +84,74 @@ pub fn fault_records(cap: u64) -> (u64, usize) {
 /// physical ID `apic_id` (FEADDR, FEDATA).
 pub fn fault_event(apic_id: u8, vector: u8) -> (u32, u32) {
     (0xFEE0_0000 | u32::from(apic_id) << 12, u32::from(vector))
+}
+
+/// The invalidation queue: one page of 256 128-bit descriptors.
+pub const QUEUE_ENTRIES: u64 = 256;
+pub const DESCRIPTOR_SIZE: u64 = 16;
+
+/// Queued invalidation descriptors (VT-d spec §6.5.2): global context-cache, global IOTLB
+/// (draining reads and writes), global interrupt entry cache, and a wait that writes `data`
+/// to `status` once everything before it is done.
+pub fn invalidate_context_global() -> [u64; 2] {
+    [0x1 | 1 << 4, 0]
+}
+pub fn invalidate_iotlb_global() -> [u64; 2] {
+    [0x2 | 1 << 4 | 1 << 6 | 1 << 7, 0]
+}
+pub fn invalidate_interrupt_entries() -> [u64; 2] {
+    [0x4, 0]
+}
+pub fn invalidation_wait(status: u64, data: u32) -> [u64; 2] {
+    [0x5 | 1 << 5 | u64::from(data) << 32, status & !3]
+}
+
+/// Interrupt remapping table entries: one per hypervisor vector for MSIs, then one per GSI
+/// for the IOAPICs' pins; the IRTA size field S gives 2^(S+1) entries.
+pub const IRT_ENTRIES: u16 = 512;
+const IRTA_SIZE_512: u64 = 8;
+const IRTA_EIME: u64 = 1 << 11;
+/// The IRTE index of the pin of `gsi`.
+pub fn ioapic_index(gsi: u32) -> Option<u16> {
+    u16::try_from(gsi)
+        .ok()
+        .filter(|&g| g < 256)
+        .map(|g| 256 + g)
+}
+
+/// The interrupt remapping table address register: the table at `table` (512 entries, 8
+/// KiB), x2APIC destination IDs when `x2apic` (EIME).
+pub fn irta(table: u64, x2apic: bool) -> u64 {
+    (table & !0xFFF) | if x2apic { IRTA_EIME } else { 0 } | IRTA_SIZE_512
+}
+
+/// A remapped-format IRTE: present, fixed delivery of `vector` to the local APIC `dest`
+/// (physical; bits 47:40 in xAPIC mode, 63:32 in x2APIC mode), edge or `level`; requests
+/// must come from `source` (SVT 01: all 16 bits of the requester ID checked) when given.
+pub fn irte(vector: u8, dest: u32, x2apic: bool, level: bool, source: Option<u16>) -> [u64; 2] {
+    let dest = if x2apic {
+        u64::from(dest) << 32
+    } else {
+        u64::from(dest & 0xFF) << 40
+    };
+    let low = 1 | u64::from(level) << 4 | u64::from(vector) << 16 | dest;
+    let high = source.map_or(0, |sid| u64::from(sid) | 1 << 18);
+    [low, high]
+}
+
+/// An MSI in the remappable format naming IRTE `index` (no subhandle; data 0).
+pub fn remappable_msi(index: u16) -> (u32, u32) {
+    let i = u32::from(index);
+    (0xFEE0_0000 | (i & 0x7FFF) << 5 | 1 << 4 | (i >> 15) << 2, 0)
+}
+
+/// The remappable form of IOAPIC redirection entry `rte` for IRTE `index`: the vector (what
+/// end-of-interrupt messages name), polarity, trigger mode and mask kept, the destination
+/// replaced by the index.
+pub fn remappable_rte(rte: u64, index: u16) -> u64 {
+    let keep = rte & (0xFF | 1 << 13 | 1 << 15 | 1 << 16);
+    let i = u64::from(index);
+    keep | 1 << 48 | (i & 0x7FFF) << 49 | (i >> 15) << 11
 }
 
 /// One recorded DMA remapping fault.
@@ -131,6 +215,37 @@ mod tests {
         assert_eq!(fault_records(cap), (0x220, 1));
         assert_eq!(fault_records(cap | 7 << 40), (0x220, 8));
         assert_eq!(iotlb_offset(0xf << 8 | 0x5a), 0xf8);
+    }
+
+    #[test]
+    fn queued_invalidation() {
+        assert_eq!(invalidate_context_global(), [0x11, 0]);
+        assert_eq!(invalidate_iotlb_global(), [0xD2, 0]);
+        assert_eq!(invalidate_interrupt_entries(), [0x4, 0]);
+        assert_eq!(
+            invalidation_wait(0x1234_5008, 7),
+            [0x0000_0007_0000_0025, 0x1234_5008]
+        );
+    }
+
+    #[test]
+    fn interrupt_remapping_formats() {
+        assert_eq!(irta(0x20_0000, false), 0x20_0008);
+        assert_eq!(irta(0x20_0000, true), 0x20_0808);
+        // Vector 0x58 to APIC 2, edge, from 00:02.0 (SVT 01).
+        assert_eq!(
+            irte(0x58, 2, false, false, Some(0x10)),
+            [0x0000_0200_0058_0001, 0x4_0010]
+        );
+        assert_eq!(irte(0x31, 3, true, true, None), [0x0000_0003_0031_0011, 0]);
+        // Handle 0x58: address bits 19:5, interrupt format bit 4.
+        assert_eq!(remappable_msi(0x58), (0xFEE0_0B10, 0));
+        assert_eq!(remappable_msi(0x8001), (0xFEE0_0034, 0));
+        // A level, active-low, masked entry for vector 0x30 to APIC 1: handle 0x116.
+        let rte = 0x0100_0000_0001_A030;
+        assert_eq!(remappable_rte(rte, 0x116), 0x022D_0000_0001_A030);
+        assert_eq!(ioapic_index(22), Some(256 + 22));
+        assert_eq!(ioapic_index(300), None);
     }
 
     #[test]

@@ -85,14 +85,18 @@ pub fn unmapped(root: u64, gpa: u64, size: u64) {
 /// interrupt remapping on, the IOMMU's entry for it is written first and the message names
 /// that entry.
 pub fn msi_message(bdf: Bdf, address: u32, vector: u8) -> (u32, u32) {
-    amdvi::msi_message(bdf, vector, (address >> 12) as u8)
+    let apic_id = (address >> 12) as u8;
+    amdvi::msi_message(bdf, vector, apic_id)
+        .or_else(|| vtd::msi_message(bdf, vector, u32::from(apic_id)))
         .unwrap_or((address, u32::from(vector)))
 }
 
-/// The redirection entry a pin of IOAPIC `ioapic_id` is programmed with for `rte` (fixed,
-/// physical destination): remapped by the IOMMU when it remaps interrupts.
-pub fn ioapic_entry(ioapic_id: u8, rte: u64) -> u64 {
-    amdvi::ioapic_entry(ioapic_id, rte).unwrap_or(rte)
+/// The redirection entry the pin of `gsi` on IOAPIC `ioapic_id` is programmed with for `rte`
+/// (fixed, physical destination): remapped by the IOMMU when it remaps interrupts.
+pub fn ioapic_entry(ioapic_id: u8, gsi: u32, rte: u64) -> u64 {
+    amdvi::ioapic_entry(ioapic_id, rte)
+        .or_else(|| vtd::ioapic_entry(ioapic_id, gsi, rte))
+        .unwrap_or(rte)
 }
 
 /// Whether `addr` is in an IOMMU's registers (the hypervisor's alone).
@@ -111,6 +115,21 @@ pub fn report_faults() {
     let report = |iommu: Iommu| {
         move |f: &DmaFault, count: u32| {
             if count > REPORTED_FAULTS {
+                return;
+            }
+            // Interrupt remapping faults (VT-d reasons 0x20 and up) name the IRTE index in
+            // the record's bits 63:48 where a DMA fault has its page.
+            if f.reason >= 0x20 && iommu == Iommu::VtD {
+                hvlog!(
+                    "{iommu}: blocked an interrupt request (IRTE {:#x}) by {:02x}:{:02x}.{} \
+                     ({}): fault reason {:#x}",
+                    f.page >> 48,
+                    f.source.bus,
+                    f.source.dev,
+                    f.source.func,
+                    Requester(crate::devices::pci::owner_of(f.source)),
+                    f.reason
+                );
                 return;
             }
             hvlog!(

@@ -14,7 +14,7 @@ use super::frames;
 use super::iommu::wait;
 use crate::arch::vtd::*;
 use crate::hvlog;
-use crate::vm::acpi::{self, MAX_DRHDS};
+use crate::vm::acpi::{self, MAX_DRHDS, MAX_IVRS_IOAPICS};
 use acrn_static_config::Bdf;
 use spin::Mutex;
 
@@ -35,17 +35,98 @@ struct Remapping {
     owned: usize,
     /// DMA faults seen per unit.
     faults: [u32; MAX_DRHDS],
+    /// Each unit's invalidation queue (page, tail), when every unit has queued invalidation
+    /// (interrupt remapping needs it: its cache is invalidated only through the queue).
+    queues: Option<[(u64, u64); MAX_DRHDS]>,
+    /// Where invalidation wait descriptors write their token.
+    status: u64,
+    token: u32,
+    interrupts: Option<InterruptRemapping>,
+}
+
+/// The interrupt remapping table all units share: an entry per hypervisor vector for MSIs,
+/// one per GSI for the IOAPICs' pins.
+struct InterruptRemapping {
+    table: u64,
+    x2apic: bool,
+    /// IOAPIC ID -> the requester ID its interrupts carry (DMAR IOAPIC scopes).
+    ioapics: [(u8, u16); MAX_IVRS_IOAPICS],
+    ioapic_count: usize,
 }
 
 static STATE: Mutex<Option<Remapping>> = Mutex::new(None);
 
 impl Remapping {
-    /// Flushes every unit's context cache and IOTLB.
-    fn invalidate(&self) {
-        for &base in &self.units[..self.count] {
-            invalidate(base);
+    /// Flushes every unit's context cache, IOTLB and interrupt entry cache.
+    fn invalidate(&mut self) {
+        if self.queues.is_none() {
+            for &base in &self.units[..self.count] {
+                invalidate(base);
+            }
+            return;
+        }
+        for u in 0..self.count {
+            self.submit(
+                u,
+                &[
+                    invalidate_context_global(),
+                    invalidate_iotlb_global(),
+                    invalidate_interrupt_entries(),
+                ],
+            );
         }
     }
+
+    /// Queues `descriptors` on unit `u` and a wait after them; returns once the unit is done.
+    fn submit(&mut self, u: usize, descriptors: &[[u64; 2]]) {
+        let Some(queues) = self.queues.as_mut() else {
+            return;
+        };
+        self.token = self.token.wrapping_add(1);
+        let (page, tail) = &mut queues[u];
+        let wait_for = invalidation_wait(self.status, self.token);
+        for d in descriptors.iter().chain([&wait_for]) {
+            let at = *page + *tail;
+            // SAFETY: `page` is unit `u`'s one-page queue; `tail` < 4096, 16-byte aligned.
+            unsafe {
+                core::ptr::write_volatile(at as *mut u64, d[0]);
+                core::ptr::write_volatile((at + 8) as *mut u64, d[1]);
+            }
+            *tail = (*tail + DESCRIPTOR_SIZE) % (QUEUE_ENTRIES * DESCRIPTOR_SIZE);
+        }
+        let base = self.units[u];
+        write64(base, IQT, *tail);
+        let (status, token) = (self.status, self.token);
+        // SAFETY: `status` is a pool frame the units write their wait tokens to.
+        let done = || unsafe { core::ptr::read_volatile(status as *const u32) } == token;
+        if !wait(done) {
+            hvlog!("VT-d unit at {base:#x}: queued invalidation not completed");
+        }
+    }
+
+    /// Writes IRTE `index` and makes every unit drop its cached copy.
+    fn set_irte(&mut self, index: u16, entry: [u64; 2]) {
+        let Some(ir) = &self.interrupts else {
+            return;
+        };
+        // SAFETY: the table has IRT_ENTRIES 16-byte entries; index < IRT_ENTRIES. The high
+        // half (the source check) goes first, then the low half with its present bit.
+        unsafe {
+            let e = (ir.table + 16 * u64::from(index % IRT_ENTRIES)) as *mut u64;
+            core::ptr::write_volatile(e.add(1), entry[1]);
+            core::ptr::write_volatile(e, entry[0]);
+        }
+        for u in 0..self.count {
+            self.submit(u, &[invalidate_interrupt_entries()]);
+        }
+    }
+}
+
+/// Sets a one-shot or enable bit of GCMD, repeating the enables already on; whether the unit
+/// reports it done.
+fn command(base: u64, bit: u32) -> bool {
+    write32(base, GCMD, (read32(base, GSTS) & GSTS_ENABLES) | bit);
+    wait(|| read32(base, GSTS) & bit != 0)
 }
 
 fn read32(base: u64, off: u64) -> u32 {
@@ -140,27 +221,15 @@ fn enable() -> Option<Remapping> {
     for bus in 0..256 {
         write_entry(root, bus, root_entry(shared));
     }
-    let (address, data) = fault_event(
-        crate::arch::x86::lapic::id() as u8,
-        crate::arch::x86::irq::DMA_FAULT_VECTOR,
-    );
-    for &base in &units[..count] {
-        write32(base, FEDATA, data);
-        write32(base, FEADDR, address);
-        write32(base, FEUADDR, 0);
-        write32(base, FECTL, 0);
-        write64(base, RTADDR, root);
-        write32(base, GCMD, GCMD_SRTP);
-        wait(|| read32(base, GSTS) & GCMD_SRTP != 0);
-        invalidate(base);
-        write32(base, GCMD, GCMD_TE);
-        if !wait(|| read32(base, GSTS) & GCMD_TE != 0) {
-            hvlog!("VT-d unit at {base:#x}: translation did not turn on");
-            return None;
+    let ecaps = || units[..count].iter().map(|&b| read64(b, ECAP));
+    let queued = ecaps().all(|e| e & ECAP_QI != 0);
+    let mut queues = [(0, 0); MAX_DRHDS];
+    if queued {
+        for q in &mut queues[..count] {
+            *q = (frames::alloc(1)?, 0);
         }
     }
-    hvlog!("VT-d: DMA remapping on in {count} unit(s); pass-through functions are confined to their VM's memory");
-    Some(Remapping {
+    let mut r = Remapping {
         units,
         count,
         root,
@@ -169,7 +238,132 @@ fn enable() -> Option<Remapping> {
         own: [(0, 0); 8],
         owned: 0,
         faults: [0; MAX_DRHDS],
+        queues: queued.then_some(queues),
+        status: frames::alloc(1)?,
+        token: 0,
+        interrupts: None,
+    };
+    let interrupts = if queued && ecaps().all(|e| e & ECAP_IR != 0) {
+        interrupt_remapping()
+    } else {
+        hvlog!(
+            "VT-d: interrupt remapping off: a unit has no queued invalidation or no interrupt \
+             remapping (a device's DMA to 0xFEExxxxx can raise any interrupt)"
+        );
+        None
+    };
+    let (address, data) = fault_event(
+        crate::arch::x86::lapic::id() as u8,
+        crate::arch::x86::irq::DMA_FAULT_VECTOR,
+    );
+    for u in 0..count {
+        let base = units[u];
+        write32(base, FEDATA, data);
+        write32(base, FEADDR, address);
+        write32(base, FEUADDR, 0);
+        write32(base, FECTL, 0);
+        write64(base, RTADDR, root);
+        command(base, GCMD_SRTP);
+        if let Some(q) = r.queues {
+            write64(base, IQT, 0);
+            write64(base, IQA, q[u].0);
+            if !command(base, GCMD_QIE) {
+                hvlog!("VT-d unit at {base:#x}: queued invalidation did not turn on");
+                return None;
+            }
+        }
+    }
+    r.invalidate();
+    if let Some(ir) = interrupts.as_ref() {
+        for &base in &units[..count] {
+            write64(base, IRTA, irta(ir.table, ir.x2apic));
+            command(base, GCMD_SIRTP);
+        }
+        r.interrupts = interrupts;
+        r.invalidate();
+        for &base in &units[..count] {
+            if !command(base, GCMD_IRE) {
+                hvlog!("VT-d unit at {base:#x}: interrupt remapping did not turn on");
+                return None;
+            }
+        }
+    }
+    for &base in &units[..count] {
+        if !command(base, GCMD_TE) {
+            hvlog!("VT-d unit at {base:#x}: translation did not turn on");
+            return None;
+        }
+    }
+    hvlog!("VT-d: DMA remapping on in {count} unit(s); pass-through functions are confined to their VM's memory");
+    if r.interrupts.is_some() {
+        hvlog!(
+            "VT-d: interrupt remapping on: each device raises only the vectors the hypervisor \
+             gave it (compatibility-format requests blocked)"
+        );
+    }
+    Some(r)
+}
+
+/// Interrupt remapping's table, if the DMAR names the requester of every IOAPIC of the board
+/// (their entries check it).
+fn interrupt_remapping() -> Option<InterruptRemapping> {
+    let mut ioapics = [(0, 0); MAX_IVRS_IOAPICS];
+    let n = super::rsdp()
+        .and_then(|rsdp| acpi::dmar_ioapics(&super::Identity, rsdp, &mut ioapics))
+        .unwrap_or(0);
+    if let Some(missing) = super::platform()
+        .board
+        .ioapics
+        .iter()
+        .find(|io| !ioapics[..n].iter().any(|&(id, _)| id == io.id))
+    {
+        hvlog!(
+            "VT-d: interrupt remapping off: the DMAR names no requester for IOAPIC {} (a \
+             device's DMA to 0xFEExxxxx can raise any interrupt)",
+            missing.id
+        );
+        return None;
+    }
+    Some(InterruptRemapping {
+        table: frames::alloc(usize::from(IRT_ENTRIES) * 16 / 4096)?,
+        x2apic: crate::arch::x86::lapic::x2apic(),
+        ioapics,
+        ioapic_count: n,
     })
+}
+
+/// The message `bdf`'s MSI or MSI-X entry carries to raise `vector` at the local APIC
+/// `apic_id`, when interrupts are remapped: IRTE `vector`, which only `bdf` may use.
+pub fn msi_message(bdf: Bdf, vector: u8, apic_id: u32) -> Option<(u32, u32)> {
+    let mut state = STATE.lock();
+    let r = state.as_mut()?;
+    let x2apic = r.interrupts.as_ref()?.x2apic;
+    let source = u16::from(bdf.bus) << 8 | u16::from(bdf.dev & 0x1F) << 3 | u16::from(bdf.func & 7);
+    let index = u16::from(vector);
+    r.set_irte(index, irte(vector, apic_id, x2apic, false, Some(source)));
+    Some(remappable_msi(index))
+}
+
+/// The redirection entry for `rte` (fixed, physical destination) of the pin of `gsi` on IOAPIC
+/// `ioapic_id`, when interrupts are remapped: the GSI's IRTE, which only that IOAPIC may use.
+pub fn ioapic_entry(ioapic_id: u8, gsi: u32, rte: u64) -> Option<u64> {
+    let mut state = STATE.lock();
+    let r = state.as_mut()?;
+    let ir = r.interrupts.as_ref()?;
+    let &(_, source) = ir.ioapics[..ir.ioapic_count]
+        .iter()
+        .find(|&&(id, _)| id == ioapic_id)?;
+    let index = ioapic_index(gsi)?;
+    let level = rte & 1 << 15 != 0;
+    let entry = irte(
+        rte as u8,
+        (rte >> 56) as u32,
+        ir.x2apic,
+        level,
+        Some(source),
+    );
+    r.set_irte(index, entry);
+    Some(remappable_rte(rte, index))
 }
 
 static TRIED: spin::Once<()> = spin::Once::new();
@@ -248,7 +442,7 @@ pub fn release(bdf: Bdf) {
 
 /// The VM's table changed (a mapping removed or moved): cached translations go.
 pub fn flush() {
-    if let Some(r) = STATE.lock().as_ref() {
+    if let Some(r) = STATE.lock().as_mut() {
         r.invalidate();
     }
 }

@@ -148,6 +148,58 @@ pub fn dmar_units(m: &dyn PhysRead, rsdp: u64, out: &mut [u64; MAX_DRHDS]) -> Op
     Some(n)
 }
 
+/// IOAPICs whose interrupt requests the DMAR names: (IOAPIC ID, the requester ID its
+/// interrupts carry), from the DRHD units' IOAPIC device scopes (type 3); how many (at most
+/// [`MAX_IVRS_IOAPICS`]), or None without a DMAR table or with a malformed structure.
+pub fn dmar_ioapics(
+    m: &dyn PhysRead,
+    rsdp: u64,
+    out: &mut [(u8, u16); MAX_IVRS_IOAPICS],
+) -> Option<usize> {
+    let (table, len) = find_table(m, rsdp, b"DMAR")?;
+    let end = table + len;
+    let mut n = 0;
+    let mut at = table + 48;
+    while at + 4 <= end {
+        let mut h = [0u8; 4];
+        if !m.read(at, &mut h) {
+            return None;
+        }
+        let (ty, slen) = (
+            u16::from_le_bytes([h[0], h[1]]),
+            u64::from(u16::from_le_bytes([h[2], h[3]])),
+        );
+        if slen < 4 || at + slen > end {
+            return None;
+        }
+        // A DRHD's device scopes follow its 16-byte header.
+        let mut scope = at + 16;
+        while ty == 0 && scope + 2 <= at + slen {
+            let mut d = [0u8; 8];
+            if !m.read(scope, &mut d[..2]) {
+                return None;
+            }
+            let dlen = u64::from(d[1]);
+            if dlen < 2 || scope + dlen > at + slen {
+                return None;
+            }
+            if d[0] == 3 && dlen >= 8 && m.read(scope, &mut d) {
+                let source = (
+                    d[4],
+                    u16::from(d[5]) << 8 | u16::from(d[6] & 0x1F) << 3 | u16::from(d[7] & 7),
+                );
+                if n < MAX_IVRS_IOAPICS && !out[..n].contains(&source) {
+                    out[n] = source;
+                    n += 1;
+                }
+            }
+            scope += dlen;
+        }
+        at += slen;
+    }
+    Some(n)
+}
+
 /// An AMD IOMMU from an IVHD block of the IVRS table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AmdIommu {
@@ -1087,7 +1139,11 @@ mod tests {
             d
         };
         dmar.extend(rmrr);
-        dmar.extend(drhd(0, 0xFED9_0000));
+        // The first DRHD carries an IOAPIC scope: ID 0 at ff:00.0, as QEMU's q35 names it.
+        let mut first = drhd(0, 0xFED9_0000);
+        first[2] = 24;
+        first.extend([3, 8, 0, 0, 0, 0xFF, 0, 0]);
+        dmar.extend(first);
         dmar.extend(drhd(1, 0xFEDA_0000));
         let len = dmar.len() as u32;
         dmar[4..8].copy_from_slice(&len.to_le_bytes());
@@ -1095,6 +1151,9 @@ mod tests {
         let mut out = [0; MAX_DRHDS];
         assert_eq!(dmar_units(&Mem(0, m.clone()), 0, &mut out), Some(1));
         assert_eq!(out[0], 0xFED9_0000);
+        let mut ioapics = [(0, 0); MAX_IVRS_IOAPICS];
+        assert_eq!(dmar_ioapics(&Mem(0, m.clone()), 0, &mut ioapics), Some(1));
+        assert_eq!(ioapics[0], (0, 0xFF00));
         // A structure with length 0 ends the walk as malformed instead of looping.
         m[0x100 + 48 + 2] = 0;
         assert_eq!(dmar_units(&Mem(0, m), 0, &mut out), None);

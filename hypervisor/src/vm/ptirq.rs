@@ -108,7 +108,8 @@ fn apply(entry: PhysEntry, vector: u8) {
     if let Some((id, ioapic, pin)) = pin_of(entry.gsi) {
         let level = entry.rte & crate::devices::ioapic::RteFlags::LEVEL.bits() != 0;
         irq::set_remapped(vector, ioapic, pin, level);
-        irq::write_ioapic_rte(ioapic, pin, crate::hv::iommu::ioapic_entry(id, entry.rte));
+        let rte = crate::hv::iommu::ioapic_entry(id, entry.gsi, entry.rte);
+        irq::write_ioapic_rte(ioapic, pin, rte);
     }
 }
 
