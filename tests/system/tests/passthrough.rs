@@ -20,7 +20,10 @@
 //! The QEMU tests run on both of QEMU's IOMMUs: configs/qemu-epyc (intel-iommu, VT-d) and
 //! configs/qemu-epyc-amdvi (amd-iommu, AMD-Vi). QEMU 7.2's AMD IOMMU logs no event for a
 //! request whose I/O page table entry is empty, so there the loopback content is the evidence
-//! that a DMA was blocked.
+//! that a DMA was blocked. Both remap interrupts: every MSI, MSI-X entry and INTx line above
+//! goes through the IOMMU's tables; on the AMD-Vi board PRE_VM0's NIC also tries to raise a
+//! vector at PRE_VM1's pCPU by DMA into the interrupt window, which must never arrive (QEMU's
+//! intel-iommu lets such compatibility-format writes through whatever the hypervisor sets).
 
 use acrn_system_tests::{
     check, check_prefixes, decided_by, hybrid_variant, repo_root, run_platform_vms,
