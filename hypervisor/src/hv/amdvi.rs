@@ -15,13 +15,14 @@
 //! vector) arrives.
 
 use super::frames::{self, Frames};
+use super::iommu::{IoapicSources, Iommu};
 use crate::arch::amdvi::*;
 use crate::arch::vtd::DmaFault;
 use crate::devices::pci::msi::{self, VirtualMsi};
 use crate::devices::physical::HostFunction;
 use crate::hvlog;
 use crate::paging::{AmdVi, Ept, Npt, PageTable, Perm};
-use crate::vm::acpi::{self, AmdIommu, MAX_DRHDS, MAX_IVRS_IOAPICS};
+use crate::vm::acpi::{self, AmdIommu, MAX_DRHDS};
 use acrn_static_config::Bdf;
 use spin::Mutex;
 
@@ -79,9 +80,7 @@ struct InterruptRemapping {
     free_bytes: u64,
     /// The device whose table holds each vector.
     owner: [u16; 256],
-    /// IOAPIC ID -> the requester ID its interrupts carry.
-    ioapics: [(u8, u16); MAX_IVRS_IOAPICS],
-    ioapic_count: usize,
+    ioapics: IoapicSources,
     full_reported: bool,
 }
 
@@ -362,30 +361,13 @@ fn enable() -> Option<Remapping> {
 /// Interrupt remapping's state, if the IVRS names the requester of every IOAPIC of the board
 /// (without it the IOAPICs' interrupts could not be remapped, so none are).
 fn interrupt_remapping() -> Option<InterruptRemapping> {
-    let mut ioapics = [(0, 0); MAX_IVRS_IOAPICS];
-    let n = super::rsdp()
-        .and_then(|rsdp| acpi::ivrs_ioapics(&super::Identity, rsdp, &mut ioapics))
-        .unwrap_or(0);
-    let board = &super::platform().board.ioapics;
-    if let Some(missing) = board
-        .iter()
-        .find(|io| !ioapics[..n].iter().any(|&(id, _)| id == io.id))
-    {
-        hvlog!(
-            "AMD-Vi: interrupt remapping off: the IVRS names no requester for IOAPIC {} (a \
-             device's DMA to 0xFEExxxxx can raise any interrupt)",
-            missing.id
-        );
-        return None;
-    }
     Some(InterruptRemapping {
         tables: [(NO_DEVICE, 0); MAX_INTERRUPT_TABLES],
         count: 0,
         free: 0,
         free_bytes: 0,
         owner: [NO_DEVICE; 256],
-        ioapics,
-        ioapic_count: n,
+        ioapics: IoapicSources::of_board(Iommu::AmdVi, "IVRS", acpi::ivrs_ioapics)?,
         full_reported: false,
     })
 }
@@ -502,10 +484,7 @@ pub fn msi_message(bdf: Bdf, vector: u8, apic_id: u8) -> Option<(u32, u32)> {
 pub fn ioapic_entry(ioapic_id: u8, rte: u64) -> Option<u64> {
     let mut state = STATE.lock();
     let r = state.as_mut()?;
-    let ir = r.interrupts.as_ref()?;
-    let &(_, device) = ir.ioapics[..ir.ioapic_count]
-        .iter()
-        .find(|&&(id, _)| id == ioapic_id)?;
+    let device = r.interrupts.as_ref()?.ioapics.requester(ioapic_id)?;
     let (vector, apic_id) = (rte as u8, (rte >> 56) as u8);
     r.remap(device, vector, apic_id);
     // Destination 0, physical, fixed: the request's address is 0xFEE00000, its data the index.

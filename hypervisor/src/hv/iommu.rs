@@ -5,8 +5,10 @@
 
 use super::{amdvi, vtd};
 use crate::arch::vtd::DmaFault;
+use crate::bootinfo::PhysRead;
 use crate::hvlog;
 use crate::paging::Perm;
+use crate::vm::acpi::MAX_IVRS_IOAPICS;
 use acrn_static_config::Bdf;
 
 /// Faults reported one by one per unit; the rest are counted (a device a guest drives can
@@ -26,6 +28,50 @@ impl core::fmt::Display for Iommu {
             Iommu::VtD => "VT-d",
             Iommu::AmdVi => "AMD-Vi",
         })
+    }
+}
+
+/// The requester ID each IOAPIC's interrupt requests carry, as the IOMMU's ACPI table names
+/// them (the DMAR's IOAPIC scopes, the IVRS's special device entries).
+#[derive(Clone, Copy)]
+pub struct IoapicSources {
+    list: [(u8, u16); MAX_IVRS_IOAPICS],
+    count: usize,
+}
+
+type ReadSources = fn(&dyn PhysRead, u64, &mut [(u8, u16); MAX_IVRS_IOAPICS]) -> Option<usize>;
+
+impl IoapicSources {
+    /// The sources `read` finds in the host's `table`; None (interrupt remapping stays off,
+    /// which the boot log says) unless it names every IOAPIC of the board.
+    pub fn of_board(iommu: Iommu, table: &str, read: ReadSources) -> Option<IoapicSources> {
+        let mut list = [(0, 0); MAX_IVRS_IOAPICS];
+        let count = super::rsdp()
+            .and_then(|rsdp| read(&super::Identity, rsdp, &mut list))
+            .unwrap_or(0);
+        let sources = IoapicSources { list, count };
+        if let Some(missing) = super::platform()
+            .board
+            .ioapics
+            .iter()
+            .find(|io| sources.requester(io.id).is_none())
+        {
+            hvlog!(
+                "{iommu}: interrupt remapping off: the {table} names no requester for IOAPIC \
+                 {} (a device's DMA to 0xFEExxxxx can raise any interrupt)",
+                missing.id
+            );
+            return None;
+        }
+        Some(sources)
+    }
+
+    /// The requester ID of IOAPIC `id`'s interrupts.
+    pub fn requester(&self, id: u8) -> Option<u16> {
+        self.list[..self.count]
+            .iter()
+            .find(|&&(i, _)| i == id)
+            .map(|&(_, r)| r)
     }
 }
 

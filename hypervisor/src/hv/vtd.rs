@@ -12,9 +12,10 @@
 
 use super::frames;
 use super::iommu::wait;
+use super::iommu::{IoapicSources, Iommu};
 use crate::arch::vtd::*;
 use crate::hvlog;
-use crate::vm::acpi::{self, MAX_DRHDS, MAX_IVRS_IOAPICS};
+use crate::vm::acpi::{self, MAX_DRHDS};
 use acrn_static_config::Bdf;
 use spin::Mutex;
 
@@ -49,9 +50,7 @@ struct Remapping {
 struct InterruptRemapping {
     table: u64,
     x2apic: bool,
-    /// IOAPIC ID -> the requester ID its interrupts carry (DMAR IOAPIC scopes).
-    ioapics: [(u8, u16); MAX_IVRS_IOAPICS],
-    ioapic_count: usize,
+    ioapics: IoapicSources,
 }
 
 static STATE: Mutex<Option<Remapping>> = Mutex::new(None);
@@ -307,28 +306,10 @@ fn enable() -> Option<Remapping> {
 /// Interrupt remapping's table, if the DMAR names the requester of every IOAPIC of the board
 /// (their entries check it).
 fn interrupt_remapping() -> Option<InterruptRemapping> {
-    let mut ioapics = [(0, 0); MAX_IVRS_IOAPICS];
-    let n = super::rsdp()
-        .and_then(|rsdp| acpi::dmar_ioapics(&super::Identity, rsdp, &mut ioapics))
-        .unwrap_or(0);
-    if let Some(missing) = super::platform()
-        .board
-        .ioapics
-        .iter()
-        .find(|io| !ioapics[..n].iter().any(|&(id, _)| id == io.id))
-    {
-        hvlog!(
-            "VT-d: interrupt remapping off: the DMAR names no requester for IOAPIC {} (a \
-             device's DMA to 0xFEExxxxx can raise any interrupt)",
-            missing.id
-        );
-        return None;
-    }
     Some(InterruptRemapping {
+        ioapics: IoapicSources::of_board(Iommu::VtD, "DMAR", acpi::dmar_ioapics)?,
         table: frames::alloc(usize::from(IRT_ENTRIES) * 16 / 4096)?,
         x2apic: crate::arch::x86::lapic::x2apic(),
-        ioapics,
-        ioapic_count: n,
     })
 }
 
@@ -350,9 +331,7 @@ pub fn ioapic_entry(ioapic_id: u8, gsi: u32, rte: u64) -> Option<u64> {
     let mut state = STATE.lock();
     let r = state.as_mut()?;
     let ir = r.interrupts.as_ref()?;
-    let &(_, source) = ir.ioapics[..ir.ioapic_count]
-        .iter()
-        .find(|&&(id, _)| id == ioapic_id)?;
+    let source = ir.ioapics.requester(ioapic_id)?;
     let index = ioapic_index(gsi)?;
     let level = rte & 1 << 15 != 0;
     let entry = irte(

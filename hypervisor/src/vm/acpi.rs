@@ -75,14 +75,14 @@ fn find_table(m: &dyn PhysRead, rsdp: u64, sig: &[u8; 4]) -> Option<(u64, u64)> 
 
 /// Walks the variable-length structures of the table at `table` (`len` bytes) from offset
 /// `first`: MADT entries have a 1-byte type and length, DMAR structures 2-byte ones (`wide`).
-/// `f` gets each one's type, length and first 16 bytes (zero-padded). None if one is malformed
-/// (shorter than its header) or unreadable.
+/// `f` gets each one's type, length, first 16 bytes (zero-padded) and address. None if one is
+/// malformed (shorter than its header, or past the table's end) or unreadable.
 fn structures(
     m: &dyn PhysRead,
     (table, len): (u64, u64),
     first: u64,
     wide: bool,
-    mut f: impl FnMut(u16, u64, &[u8; 16]),
+    mut f: impl FnMut(u16, u64, &[u8; 16], u64),
 ) -> Option<()> {
     let header = if wide { 4 } else { 2 };
     let mut pos = table + first;
@@ -99,10 +99,13 @@ fn structures(
         } else {
             (u16::from(e[0]), u64::from(e[1]))
         };
-        if elen < header || !m.read(pos, &mut e[..(elen as usize).min(16)]) {
+        if elen < header
+            || pos + elen > table + len
+            || !m.read(pos, &mut e[..(elen as usize).min(16)])
+        {
             return None;
         }
-        f(ty, elen, &e);
+        f(ty, elen, &e, pos);
         pos += elen;
     }
     Some(())
@@ -112,7 +115,7 @@ fn structures(
 pub fn madt_apic_ids(m: &dyn PhysRead, rsdp: u64, out: &mut [u32; MAX_CPUS]) -> Option<usize> {
     let madt = find_table(m, rsdp, b"APIC")?;
     let mut n = 0;
-    structures(m, madt, 44, false, |ty, len, e| {
+    structures(m, madt, 44, false, |ty, len, e, _| {
         let id = match ty {
             0 if len >= 8 && e[4] & 3 != 0 => Some(u32::from(e[3])),
             9 if len >= 16 && e[8] & 3 != 0 => Some(u32::from_le_bytes([e[4], e[5], e[6], e[7]])),
@@ -135,7 +138,7 @@ pub fn dmar_units(m: &dyn PhysRead, rsdp: u64, out: &mut [u64; MAX_DRHDS]) -> Op
     let dmar = find_table(m, rsdp, b"DMAR")?;
     let mut n = 0;
     // Remapping structures follow the 48-byte header (host address width, flags, reserved).
-    structures(m, dmar, 48, true, |ty, len, h| {
+    structures(m, dmar, 48, true, |ty, len, h, _| {
         let segment = u16::from_le_bytes([h[6], h[7]]);
         let mut base = [0u8; 8];
         base.copy_from_slice(&h[8..16]);
@@ -156,48 +159,78 @@ pub fn dmar_ioapics(
     rsdp: u64,
     out: &mut [(u8, u16); MAX_IVRS_IOAPICS],
 ) -> Option<usize> {
-    let (table, len) = find_table(m, rsdp, b"DMAR")?;
-    let end = table + len;
-    let mut n = 0;
-    let mut at = table + 48;
-    while at + 4 <= end {
-        let mut h = [0u8; 4];
-        if !m.read(at, &mut h) {
-            return None;
-        }
-        let (ty, slen) = (
-            u16::from_le_bytes([h[0], h[1]]),
-            u64::from(u16::from_le_bytes([h[2], h[3]])),
-        );
-        if slen < 4 || at + slen > end {
-            return None;
-        }
-        // A DRHD's device scopes follow its 16-byte header.
-        let mut scope = at + 16;
-        while ty == 0 && scope + 2 <= at + slen {
-            let mut d = [0u8; 8];
-            if !m.read(scope, &mut d[..2]) {
-                return None;
-            }
-            let dlen = u64::from(d[1]);
-            if dlen < 2 || scope + dlen > at + slen {
-                return None;
-            }
-            if d[0] == 3 && dlen >= 8 && m.read(scope, &mut d) {
-                let source = (
-                    d[4],
-                    u16::from(d[5]) << 8 | u16::from(d[6] & 0x1F) << 3 | u16::from(d[7] & 7),
-                );
-                if n < MAX_IVRS_IOAPICS && !out[..n].contains(&source) {
-                    out[n] = source;
-                    n += 1;
+    let dmar = find_table(m, rsdp, b"DMAR")?;
+    let mut sources = Sources::new(out);
+    structures(m, dmar, 48, true, |ty, len, _, at| {
+        // A DRHD's device scopes follow its 16-byte header: type, length, 2 reserved bytes,
+        // enumeration ID, start bus, then (device, function) pairs.
+        let scopes = |_, e: &[u8; 8]| (e[1] >= 2).then_some(u64::from(e[1]));
+        if ty == 0 {
+            sources.ok &= entries(m, at + 16, at + len, scopes, |e| {
+                if e[0] == 3 && e[1] >= 8 {
+                    let bdf =
+                        u16::from(e[5]) << 8 | u16::from(e[6] & 0x1F) << 3 | u16::from(e[7] & 7);
+                    sources.add(e[4], bdf);
                 }
-            }
-            scope += dlen;
+            });
         }
-        at += slen;
+    })?;
+    sources.count()
+}
+
+/// The IOAPIC sources found so far, at most [`MAX_IVRS_IOAPICS`], and whether every
+/// structure they came from was well formed.
+struct Sources<'a> {
+    out: &'a mut [(u8, u16); MAX_IVRS_IOAPICS],
+    n: usize,
+    ok: bool,
+}
+
+impl<'a> Sources<'a> {
+    fn new(out: &'a mut [(u8, u16); MAX_IVRS_IOAPICS]) -> Self {
+        Sources {
+            out,
+            n: 0,
+            ok: true,
+        }
     }
-    Some(n)
+    fn add(&mut self, id: u8, requester: u16) {
+        if self.n < MAX_IVRS_IOAPICS && !self.out[..self.n].contains(&(id, requester)) {
+            self.out[self.n] = (id, requester);
+            self.n += 1;
+        }
+    }
+    fn count(&self) -> Option<usize> {
+        self.ok.then_some(self.n)
+    }
+}
+
+/// Walks the variable-length entries in `[from, to)`: `size` gives an entry's length from its
+/// address and first 8 bytes (None: unknown, the walk stops there), `f` gets each entry's
+/// first 8 bytes. False if an entry is unreadable or runs past `to`.
+fn entries(
+    m: &dyn PhysRead,
+    from: u64,
+    to: u64,
+    size: impl Fn(u64, &[u8; 8]) -> Option<u64>,
+    mut f: impl FnMut(&[u8; 8]),
+) -> bool {
+    let mut at = from;
+    while at < to {
+        let mut e = [0u8; 8];
+        if !m.read(at, &mut e[..(to - at).min(8) as usize]) {
+            return false;
+        }
+        let Some(len) = size(at, &e) else {
+            return true;
+        };
+        if len == 0 || at + len > to {
+            return false;
+        }
+        f(&e);
+        at += len;
+    }
+    true
 }
 
 /// An AMD IOMMU from an IVHD block of the IVRS table.
@@ -217,7 +250,7 @@ pub fn ivrs_units(m: &dyn PhysRead, rsdp: u64, out: &mut [AmdIommu; MAX_DRHDS]) 
     let ivrs = find_table(m, rsdp, b"IVRS")?;
     let mut n = 0;
     // IVHD and IVMD blocks follow the 48-byte header (IVinfo and reserved bytes).
-    structures(m, ivrs, 48, true, |ty, len, h| {
+    structures(m, ivrs, 48, true, |ty, len, h, _| {
         let u16_at = |o: usize| u16::from_le_bytes([h[o], h[o + 1]]);
         let mut base = [0u8; 8];
         base.copy_from_slice(&h[8..16]);
@@ -246,55 +279,35 @@ pub fn ivrs_ioapics(
     rsdp: u64,
     out: &mut [(u8, u16); MAX_IVRS_IOAPICS],
 ) -> Option<usize> {
-    let (table, len) = find_table(m, rsdp, b"IVRS")?;
-    let end = table + len;
-    let mut n = 0;
-    let mut block = table + 48;
-    while block + 4 <= end {
-        let mut h = [0u8; 4];
-        if !m.read(block, &mut h) {
-            return None;
-        }
-        let block_len = u64::from(u16::from_le_bytes([h[2], h[3]]));
-        if block_len < 4 || block + block_len > end {
-            return None;
-        }
-        let header = match h[0] {
+    let ivrs = find_table(m, rsdp, b"IVRS")?;
+    let mut sources = Sources::new(out);
+    structures(m, ivrs, 48, true, |ty, len, _, at| {
+        let header = match ty & 0xFF {
             0x10 => 24,
             0x11 | 0x40 => 40,
-            _ => block_len,
+            _ => return,
         };
-        let mut at = block + header;
-        while at < block + block_len {
-            let mut e = [0u8; 8];
-            if !m.read(at, &mut e[..1]) {
-                return None;
+        // Device entries: 4 bytes (types below 0x40), 8 bytes (below 0x80), an ACPI HID
+        // device (0xF0) 22 bytes and its UID; others unknown.
+        let size = |entry: u64, e: &[u8; 8]| match e[0] {
+            0..=0x3F => Some(4),
+            0x40..=0x7F => Some(8),
+            0xF0 => {
+                let mut uid_len = [0u8; 1];
+                m.read(entry + 21, &mut uid_len)
+                    .then(|| 22 + u64::from(uid_len[0]))
             }
-            let size = match e[0] {
-                0..=0x3F => 4,
-                0x40..=0x7F => 8,
-                // ACPI HID device: 22 bytes and its UID.
-                0xF0 => {
-                    let mut uid_len = [0u8; 1];
-                    if !m.read(at + 21, &mut uid_len) {
-                        return None;
-                    }
-                    22 + u64::from(uid_len[0])
-                }
-                _ => break,
-            };
-            if e[0] == 0x48 && at + 8 <= block + block_len && m.read(at, &mut e) && e[7] == 1 {
-                let source = (e[4], u16::from_le_bytes([e[5], e[6]]));
-                if n < MAX_IVRS_IOAPICS && !out[..n].contains(&source) {
-                    out[n] = source;
-                    n += 1;
-                }
+            _ => None,
+        };
+        sources.ok &= entries(m, at + header, at + len, size, |e| {
+            // Special device 0x48: handle (IOAPIC ID) in byte 4, its requester ID in bytes
+            // 5-6, variety 1 (IOAPIC) in byte 7.
+            if e[0] == 0x48 && e[7] == 1 {
+                sources.add(e[4], u16::from_le_bytes([e[5], e[6]]));
             }
-            at += size;
-        }
-        block += block_len;
-    }
-    Some(n)
+        });
+    })?;
+    sources.count()
 }
 
 /// The ACPI power-management timer: a free-running 3.579545 MHz counter in port space.
@@ -1157,6 +1170,45 @@ mod tests {
         // A structure with length 0 ends the walk as malformed instead of looping.
         m[0x100 + 48 + 2] = 0;
         assert_eq!(dmar_units(&Mem(0, m), 0, &mut out), None);
+    }
+
+    /// QEMU 7.2's IVRS for `-machine q35 -device amd-iommu` (the IOMMU at 00:03.0), as Linux
+    /// shows it in /sys/firmware/acpi/tables/IVRS.
+    const QEMU_IVRS: [u8; 108] = [
+        0x49, 0x56, 0x52, 0x53, 0x6c, 0x00, 0x00, 0x00, 0x01, 0x19, 0x42, 0x4f, 0x43, 0x48, 0x53,
+        0x20, 0x42, 0x58, 0x50, 0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58,
+        0x50, 0x43, 0x01, 0x00, 0x00, 0x00, 0x00, 0x28, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x10, 0xd1, 0x3c, 0x00, 0x18, 0x00, 0x40, 0x00, 0x00, 0x00, 0xd8, 0xfe,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x44, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00,
+        0x00, 0x02, 0x08, 0x00, 0x00, 0x02, 0x10, 0x00, 0x00, 0x02, 0x18, 0x00, 0x00, 0x02, 0xf8,
+        0x00, 0x00, 0x02, 0xfa, 0x00, 0x00, 0x02, 0xfb, 0x00, 0x00, 0x48, 0x00, 0x00, 0x00, 0x00,
+        0xa0, 0x00, 0x01,
+    ];
+
+    #[test]
+    fn qemu_ivrs_names_its_iommu_and_ioapic() {
+        let mut m = vec![0u8; 0x200];
+        m[..8].copy_from_slice(b"RSD PTR ");
+        m[15] = 2;
+        m[24..32].copy_from_slice(&0x40u64.to_le_bytes());
+        m[0x40..0x44].copy_from_slice(b"XSDT");
+        m[0x44..0x48].copy_from_slice(&44u32.to_le_bytes());
+        m[0x40 + 36..0x40 + 44].copy_from_slice(&0x100u64.to_le_bytes());
+        m[0x100..0x100 + QEMU_IVRS.len()].copy_from_slice(&QEMU_IVRS);
+        let mem = Mem(0, m);
+        let mut units = [AmdIommu::default(); MAX_DRHDS];
+        assert_eq!(ivrs_units(&mem, 0, &mut units), Some(1));
+        assert_eq!(
+            units[0],
+            AmdIommu {
+                base: 0xFED8_0000,
+                device_id: 0x18,
+                capability: 0x40
+            }
+        );
+        let mut sources = [(0, 0); MAX_IVRS_IOAPICS];
+        assert_eq!(ivrs_ioapics(&mem, 0, &mut sources), Some(1));
+        assert_eq!(sources[0], (0, 0x00A0));
     }
 
     #[test]

@@ -382,7 +382,7 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
     // report); the NIC only sees a failed read.
     let outside = hex_arg(p, "dma_outside")
         .unwrap_or_else(|| OUTSIDE_GPA.max(p.ram_bytes().next_multiple_of(OUTSIDE_GPA)));
-    let done = transmit_from(bar0, khz, outside);
+    let done = transmit_from(bar0, khz, 1, outside);
     println!(
         "passthrough: DMA read of {:#x} (not this VM's memory) queued; descriptor done {}, \
          frames sent {}",
@@ -536,17 +536,18 @@ fn transmit(bar0: u64, khz: u64) -> (bool, u32) {
     }
 }
 
-/// After [`transmit`]: queues descriptor 1 with its frame at `frame_gpa`; whether the NIC
-/// wrote that descriptor's done bit back.
-fn transmit_from(bar0: u64, khz: u64, frame_gpa: u64) -> bool {
-    // SAFETY: as in `transmit`; descriptor 1 is the ring's bytes 16..32.
+/// After [`transmit`]: queues transmit descriptor `k` (1 to 7) with its frame at
+/// `frame_gpa`; whether the NIC wrote that descriptor's done bit back.
+fn transmit_from(bar0: u64, khz: u64, k: usize, frame_gpa: u64) -> bool {
+    // SAFETY: as in `transmit`; descriptor k is the ring's bytes 16k..16k+16.
     unsafe {
         let ring = core::ptr::addr_of_mut!((*core::ptr::addr_of_mut!(DMA)).ring) as *mut u8;
-        let desc = ring.add(16);
+        let desc = ring.add(16 * k);
         core::ptr::write_volatile(desc as *mut u64, frame_gpa);
         core::ptr::write_volatile(desc.add(8) as *mut u16, 60);
         core::ptr::write_volatile(desc.add(11), CMD_EOP_IFCS_RS);
-        mmio_write32(bar0 + TDT, 2);
+        core::ptr::write_volatile(desc.add(12), 0);
+        mmio_write32(bar0 + TDT, (k as u32 + 1) % 8);
         for _ in 0..1000 {
             if core::ptr::read_volatile(desc.add(12)) & STA_DD != 0 {
                 return true;
@@ -560,9 +561,8 @@ fn transmit_from(bar0: u64, khz: u64, frame_gpa: u64) -> bool {
 /// Loops a frame of `data` dwords back into receive descriptor 2, whose buffer is at `addr`;
 /// whether the NIC wrote the transmit descriptor back.
 fn dma_into(bar0: u64, khz: u64, addr: u64, data: u32) -> bool {
-    // SAFETY: as in `transmit`; transmit and receive descriptors 2 are the rings' bytes
-    // 32..48.
-    unsafe {
+    // SAFETY: as in `transmit`; receive descriptor 2 is the ring's bytes 32..48.
+    let frame = unsafe {
         let dma = core::ptr::addr_of_mut!(DMA);
         let frame = core::ptr::addr_of_mut!((*dma).frame) as *mut u32;
         for i in 0..16 {
@@ -573,22 +573,13 @@ fn dma_into(bar0: u64, khz: u64, addr: u64, data: u32) -> bool {
             core::ptr::write_volatile(rx.add(i), 0);
         }
         core::ptr::write_volatile(rx as *mut u64, addr);
-        mmio_write32(bar0 + RDT, 3);
-        let tx = (core::ptr::addr_of_mut!((*dma).ring) as *mut u8).add(32);
-        core::ptr::write_volatile(tx as *mut u64, frame as u64);
-        core::ptr::write_volatile(tx.add(8) as *mut u16, 60);
-        core::ptr::write_volatile(tx.add(11), CMD_EOP_IFCS_RS);
-        core::ptr::write_volatile(tx.add(12), 0);
-        mmio_write32(bar0 + TDT, 3);
-        for _ in 0..1000 {
-            if core::ptr::read_volatile(tx.add(12)) & STA_DD != 0 {
-                spin_ms(khz, 10);
-                return true;
-            }
-            spin_ms(khz, 1);
-        }
-        false
-    }
+        frame as u64
+    };
+    mmio_write32(bar0 + RDT, 3);
+    let done = transmit_from(bar0, khz, 2, frame);
+    // The write into the interrupt window follows the transmit.
+    spin_ms(khz, 10);
+    done
 }
 
 fn inb(port: u16) -> u8 {
