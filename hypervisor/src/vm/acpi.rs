@@ -1127,10 +1127,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn dmar_units_are_found_through_the_xsdt() {
-        // RSDP (rev 2) at 0, XSDT at 0x40 listing one table at 0x100: a DMAR with an RMRR
-        // (skipped), a DRHD of segment 0 at 0xFED90000 and a DRHD of segment 1.
+    /// Memory holding an RSDP (revision 2) at 0 and an XSDT at 0x40 that lists `table` at
+    /// 0x100.
+    fn firmware_with(table: &[u8]) -> Vec<u8> {
         let mut m = vec![0u8; 0x200];
         m[..8].copy_from_slice(b"RSD PTR ");
         m[15] = 2;
@@ -1138,6 +1137,14 @@ mod tests {
         m[0x40..0x44].copy_from_slice(b"XSDT");
         m[0x44..0x48].copy_from_slice(&44u32.to_le_bytes());
         m[0x40 + 36..0x40 + 44].copy_from_slice(&0x100u64.to_le_bytes());
+        m[0x100..0x100 + table.len()].copy_from_slice(table);
+        m
+    }
+
+    #[test]
+    fn dmar_units_are_found_through_the_xsdt() {
+        // RSDP (rev 2) at 0, XSDT at 0x40 listing one table at 0x100: a DMAR with an RMRR
+        // (skipped), a DRHD of segment 0 at 0xFED90000 and a DRHD of segment 1.
         let mut dmar = vec![0u8; 48];
         dmar[..4].copy_from_slice(b"DMAR");
         let mut rmrr = vec![0u8; 24];
@@ -1160,7 +1167,7 @@ mod tests {
         dmar.extend(drhd(1, 0xFEDA_0000));
         let len = dmar.len() as u32;
         dmar[4..8].copy_from_slice(&len.to_le_bytes());
-        m[0x100..0x100 + dmar.len()].copy_from_slice(&dmar);
+        let mut m = firmware_with(&dmar);
         let mut out = [0; MAX_DRHDS];
         assert_eq!(dmar_units(&Mem(0, m.clone()), 0, &mut out), Some(1));
         assert_eq!(out[0], 0xFED9_0000);
@@ -1187,15 +1194,7 @@ mod tests {
 
     #[test]
     fn qemu_ivrs_names_its_iommu_and_ioapic() {
-        let mut m = vec![0u8; 0x200];
-        m[..8].copy_from_slice(b"RSD PTR ");
-        m[15] = 2;
-        m[24..32].copy_from_slice(&0x40u64.to_le_bytes());
-        m[0x40..0x44].copy_from_slice(b"XSDT");
-        m[0x44..0x48].copy_from_slice(&44u32.to_le_bytes());
-        m[0x40 + 36..0x40 + 44].copy_from_slice(&0x100u64.to_le_bytes());
-        m[0x100..0x100 + QEMU_IVRS.len()].copy_from_slice(&QEMU_IVRS);
-        let mem = Mem(0, m);
+        let mem = Mem(0, firmware_with(&QEMU_IVRS));
         let mut units = [AmdIommu::default(); MAX_DRHDS];
         assert_eq!(ivrs_units(&mem, 0, &mut units), Some(1));
         assert_eq!(
@@ -1215,13 +1214,6 @@ mod tests {
     fn ivrs_names_each_iommu_once() {
         // RSDP at 0, XSDT at 0x40 listing an IVRS at 0x100: the same IOMMU in an IVHD of type
         // 0x10 and one of type 0x11 (QEMU's amd-iommu at 00:02.0), an IVMD (skipped).
-        let mut m = vec![0u8; 0x200];
-        m[..8].copy_from_slice(b"RSD PTR ");
-        m[15] = 2;
-        m[24..32].copy_from_slice(&0x40u64.to_le_bytes());
-        m[0x40..0x44].copy_from_slice(b"XSDT");
-        m[0x44..0x48].copy_from_slice(&44u32.to_le_bytes());
-        m[0x40 + 36..0x40 + 44].copy_from_slice(&0x100u64.to_le_bytes());
         let mut ivrs = vec![0u8; 48];
         ivrs[..4].copy_from_slice(b"IVRS");
         let ivhd = |ty: u8, len: u16| {
@@ -1245,7 +1237,7 @@ mod tests {
         ivrs.extend(ivmd);
         let len = ivrs.len() as u32;
         ivrs[4..8].copy_from_slice(&len.to_le_bytes());
-        m[0x100..0x100 + ivrs.len()].copy_from_slice(&ivrs);
+        let mut m = firmware_with(&ivrs);
         let mut out = [AmdIommu::default(); MAX_DRHDS];
         assert_eq!(ivrs_units(&Mem(0, m.clone()), 0, &mut out), Some(1));
         assert_eq!(

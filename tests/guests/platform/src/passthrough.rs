@@ -103,8 +103,6 @@ const TCTL: u64 = 0x400;
 const TCTL_EN: u32 = 1 << 1;
 const TCTL_PSP: u32 = 1 << 3;
 const TDBAL: u64 = 0x3800;
-const TDBAH: u64 = 0x3804;
-const TDLEN: u64 = 0x3808;
 const TDH: u64 = 0x3810;
 const TDT: u64 = 0x3818;
 /// Legacy descriptor command: end of packet, insert FCS, report status.
@@ -116,9 +114,6 @@ const STA_DD: u8 = 0x01;
 const RCTL: u64 = 0x100;
 const RCTL_LOOPBACK: u32 = 1 << 1 | 1 << 3 | 1 << 4 | 1 << 6 | 1 << 15 | 1 << 26;
 const RDBAL: u64 = 0x2800;
-const RDBAH: u64 = 0x2804;
-const RDLEN: u64 = 0x2808;
-const RDH: u64 = 0x2810;
 const RDT: u64 = 0x2818;
 const RX_BUFFER: usize = 2048;
 
@@ -139,6 +134,16 @@ static mut DMA: Dma = Dma {
     rx: [[0; RX_BUFFER]; 2],
 };
 
+/// Points a descriptor ring's registers (base low and high, length, head, tail: the same
+/// layout at RDBAL and TDBAL) at the 8 descriptors at `ring_gpa`, none of them queued.
+fn set_ring(registers: u64, ring_gpa: u64) {
+    mmio_write32(registers, ring_gpa as u32);
+    mmio_write32(registers + 0x04, (ring_gpa >> 32) as u32);
+    mmio_write32(registers + 0x08, 128);
+    mmio_write32(registers + 0x10, 0);
+    mmio_write32(registers + 0x18, 0);
+}
+
 /// Loops every frame the NIC transmits back into receive descriptors 0 and 1 (MAC loopback),
 /// so what the NIC read for a frame shows in this VM's memory.
 fn receive_loopback(bar0: u64) {
@@ -153,11 +158,7 @@ fn receive_loopback(bar0: u64) {
             let buffer = core::ptr::addr_of_mut!((*dma).rx[k]) as u64;
             core::ptr::write_volatile(ring.add(16 * k) as *mut u64, buffer);
         }
-        let ring_gpa = ring as u64;
-        mmio_write32(bar0 + RDBAL, ring_gpa as u32);
-        mmio_write32(bar0 + RDBAH, (ring_gpa >> 32) as u32);
-        mmio_write32(bar0 + RDLEN, 128);
-        mmio_write32(bar0 + RDH, 0);
+        set_ring(bar0 + RDBAL, ring as u64);
         mmio_write32(bar0 + RDT, 2);
         mmio_write32(bar0 + RCTL, RCTL_LOOPBACK);
     }
@@ -516,12 +517,7 @@ fn transmit(bar0: u64, khz: u64) -> (bool, u32) {
         core::ptr::write_volatile(ring as *mut u64, frame as u64);
         core::ptr::write_volatile(ring.add(8) as *mut u16, 60);
         core::ptr::write_volatile(ring.add(11), CMD_EOP_IFCS_RS);
-        let ring_gpa = ring as u64;
-        mmio_write32(bar0 + TDBAL, ring_gpa as u32);
-        mmio_write32(bar0 + TDBAH, (ring_gpa >> 32) as u32);
-        mmio_write32(bar0 + TDLEN, 128);
-        mmio_write32(bar0 + TDH, 0);
-        mmio_write32(bar0 + TDT, 0);
+        set_ring(bar0 + TDBAL, ring as u64);
         mmio_write32(bar0 + TCTL, TCTL_EN | TCTL_PSP);
         mmio_write32(bar0 + TDT, 1);
         let mut done = false;
