@@ -389,6 +389,11 @@ fn program_msi(device: u16, address: u32, vector: u8) -> bool {
         .is_some()
 }
 
+/// Turns remapping on now, if the host has IOMMUs (and it is not on already).
+pub fn turn_on() {
+    with_state(|_| ());
+}
+
 fn with_state<T>(f: impl FnOnce(&mut Remapping) -> T) -> Option<T> {
     let mut state = STATE.lock();
     TRIED.call_once(|| *state = enable());

@@ -9,7 +9,7 @@ use crate::bootinfo::PhysRead;
 use crate::hvlog;
 use crate::paging::Perm;
 use crate::vm::acpi::MAX_IVRS_IOAPICS;
-use acrn_static_config::Bdf;
+use acrn_static_config::{Bdf, LoadOrder, PlatformConfig};
 
 /// Faults reported one by one per unit; the rest are counted (a device a guest drives can
 /// fault at every DMA).
@@ -84,6 +84,23 @@ pub fn wait(done: impl Fn() -> bool) -> bool {
         core::hint::spin_loop();
     }
     false
+}
+
+/// Turns the IOMMU on before any VM runs when the scenario needs it (a Service VM, whose
+/// devices it confines, or pass-through functions or lines), so that no device's interrupt
+/// is programmed before interrupt remapping is on.
+pub fn prepare(p: &PlatformConfig) {
+    let needed = p.vms.iter().any(|v| {
+        v.load_order == LoadOrder::Service || !v.pci_devs.is_empty() || !v.pt_intx.is_empty()
+    });
+    if !needed {
+        return;
+    }
+    if amdvi::present() {
+        amdvi::turn_on();
+    } else {
+        vtd::turn_on();
+    }
 }
 
 /// Sends the DMA of every function no VM owns (the Service VM's) through the Service VM's

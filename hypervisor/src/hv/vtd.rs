@@ -347,6 +347,12 @@ pub fn ioapic_entry(ioapic_id: u8, gsi: u32, rte: u64) -> Option<u64> {
 
 static TRIED: spin::Once<()> = spin::Once::new();
 
+/// Turns remapping on now, if the host has units (and it is not on already).
+pub fn turn_on() {
+    let mut state = STATE.lock();
+    TRIED.call_once(|| *state = enable());
+}
+
 /// Sends the DMA of every function no VM owns, the Service VM's, through its second-level
 /// table `table` (its NPT/EPT root) in domain `vm_id + 1`. Whether it is confined now.
 pub fn confine_service(table: u64, vm_id: u16) -> bool {

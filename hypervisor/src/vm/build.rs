@@ -56,6 +56,7 @@ pub fn prepare_all(p: &'static PlatformConfig, bi: &BootInfo) {
     for cfg in p.vms {
         report_unenforced(cfg);
     }
+    crate::hv::iommu::prepare(p);
     // The Service VM last: its RAM holds every boot module, which loading it may overwrite.
     let order = p
         .vms
