@@ -1,5 +1,6 @@
-//! AMD-Vi DMA remapping (the host's IVRS table names the IOMMUs). Turned on as VT-d is: when the
-//! Service VM is built or the first function is given to a VM. All IOMMUs share one device
+//! AMD-Vi DMA and interrupt remapping (the host's IVRS table names the IOMMUs). Turned on as
+//! VT-d is: at boot, before any VM runs, when the scenario has a Service VM or pass-through
+//! (`iommu::prepare`), else when a function is first given to a VM. All IOMMUs share one device
 //! table covering every bus; a function no VM owns is the Service VM's, so its entry sends its
 //! DMA through the Service VM's memory (or passes it untranslated in a scenario without a
 //! Service VM), and a pass-through function's entry sends it through its VM's memory.

@@ -1,5 +1,6 @@
-//! Intel VT-d DMA remapping (the host's DMAR table names the units). Turned on when the first
-//! function is given to a VM or when the Service VM is built: every unit gets one root table
+//! Intel VT-d DMA and interrupt remapping (the host's DMAR table names the units). Turned on at
+//! boot, before any VM runs, when the scenario has a Service VM or pass-through
+//! (`iommu::prepare`), else when a function is first given to a VM: every unit gets one root table
 //! whose buses all point at a shared context table for the functions no VM owns: they are the
 //! Service VM's, so their DMA goes through its NPT/EPT (its memory, identity-mapped: never the
 //! hypervisor's or a pre-launched VM's), or passes untranslated in a scenario without a Service
@@ -8,7 +9,10 @@
 //! second-level entries (read/write in bits 0-1, superpages in bit 7, nothing in bit 11 or
 //! above the address), so a device reaches exactly its VM's memory at the VM's guest-physical
 //! addresses, as ACRN shares its EPT with VT-d. The units' register pages are the hypervisor's:
-//! the Service VM cannot reach them.
+//! the Service VM cannot reach them. Where every unit has queued invalidation and interrupt
+//! remapping, interrupts are remapped too: one shared table, an entry per hypervisor vector for
+//! MSIs and per GSI for IOAPIC pins, each checked against its requester ([`msi_message`],
+//! [`ioapic_entry`]).
 
 use super::frames;
 use super::iommu::wait;
