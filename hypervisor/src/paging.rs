@@ -287,7 +287,8 @@ impl<F: EntryFormat> PageTable<F> {
 
     /// Maps `[gpa, gpa+size)` to `[hpa, hpa+size)`, using 1 GiB and 2 MiB pages wherever both
     /// addresses are aligned and enough remains. Existing mappings in the range are replaced
-    /// (a huge page that is only partly covered is split first).
+    /// (a huge page that is only partly covered is split first). Whether any was: cached
+    /// translations of the range are stale then.
     pub fn map(
         &mut self,
         mem: &mut impl TableMemory,
@@ -296,14 +297,14 @@ impl<F: EntryFormat> PageTable<F> {
         size: u64,
         perm: Perm,
         mt: MemType,
-    ) -> Result<(), MapError> {
+    ) -> Result<bool, MapError> {
         if (gpa | hpa | size) & (PAGE_4K - 1) != 0
             || gpa.checked_add(size).is_none_or(|e| e > 1 << 48)
             || hpa.checked_add(size).is_none_or(|e| e > 1 << 52)
         {
             return Err(MapError::BadRange);
         }
-        let mut off = 0;
+        let (mut off, mut replaced) = (0, false);
         while off < size {
             let (g, h, left) = (gpa + off, hpa + off, size - off);
             let level = [3u8, 2, 1]
@@ -313,10 +314,10 @@ impl<F: EntryFormat> PageTable<F> {
                     g % s == 0 && h % s == 0 && left >= s
                 })
                 .unwrap_or(1);
-            self.set_leaf(mem, g, F::leaf(h, level, perm, mt), level)?;
+            replaced |= self.set_leaf(mem, g, F::leaf(h, level, perm, mt), level)?;
             off += level_size(level);
         }
-        Ok(())
+        Ok(replaced)
     }
 
     /// Removes the mapping of `[gpa, gpa+size)` (4 KiB aligned), splitting huge pages as needed.
@@ -342,22 +343,24 @@ impl<F: EntryFormat> PageTable<F> {
         Ok(())
     }
 
-    /// Installs `entry` at `level` for `gpa`, creating or splitting tables above it.
+    /// Installs `entry` at `level` for `gpa`, creating or splitting tables above it; whether
+    /// it replaced (part of) a present mapping.
     fn set_leaf(
         &mut self,
         mem: &mut impl TableMemory,
         gpa: u64,
         entry: u64,
         level: u8,
-    ) -> Result<(), MapError> {
+    ) -> Result<bool, MapError> {
         let mut table = self.root;
         let mut l = 4;
+        let mut split = false;
         while l > level {
             let i = index(gpa, l);
             let e = mem.read(table, i);
             let next = if !F::is_present(e) {
                 if entry == 0 {
-                    return Ok(()); // nothing mapped here: nothing to remove
+                    return Ok(false); // nothing mapped here: nothing to remove
                 }
                 let t = mem.alloc_table().ok_or(MapError::OutOfMemory)?;
                 mem.write(table, i, F::table(t, l));
@@ -371,6 +374,7 @@ impl<F: EntryFormat> PageTable<F> {
                     mem.write(t, j, F::leaf(base + j as u64 * sub, l - 1, perm, mt));
                 }
                 mem.write(table, i, F::table(t, l));
+                split = true;
                 t
             } else {
                 F::addr(e)
@@ -378,8 +382,9 @@ impl<F: EntryFormat> PageTable<F> {
             table = next;
             l -= 1;
         }
+        let old = mem.read(table, index(gpa, level));
         mem.write(table, index(gpa, level), entry);
-        Ok(())
+        Ok(split || F::is_present(old))
     }
 
     /// Calls `f` with every present leaf in address order: (gpa, translation), the translation's
@@ -575,6 +580,27 @@ mod tests {
         assert_eq!(
             pt.map(&mut m, !0xFFF, 0, 0x2000, Perm::RWX, MemType::WriteBack),
             Err(MapError::BadRange)
+        );
+    }
+
+    #[test]
+    fn map_says_whether_it_replaced_a_mapping() {
+        let mut m = HostMem::default();
+        let mut pt = PageTable::<Npt>::new(&mut m).unwrap();
+        let rw = (Perm::RWX, MemType::WriteBack);
+        assert_eq!(pt.map(&mut m, 0, 0, PAGE_2M, rw.0, rw.1), Ok(false));
+        assert_eq!(
+            pt.map(&mut m, PAGE_2M, PAGE_2M, PAGE_4K, rw.0, rw.1),
+            Ok(false)
+        );
+        // Part of the 2 MiB page (split) and one 4 KiB page mapped again.
+        assert_eq!(
+            pt.map(&mut m, 0x1000, 0x9000, PAGE_4K, rw.0, rw.1),
+            Ok(true)
+        );
+        assert_eq!(
+            pt.map(&mut m, PAGE_2M, PAGE_2M, PAGE_4K, Perm::RX, rw.1),
+            Ok(true)
         );
     }
 

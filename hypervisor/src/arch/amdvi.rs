@@ -49,9 +49,8 @@ bitflags! {
 
 const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
-/// Bytes of one device table entry, command and event.
+/// Bytes of one device table entry and event.
 pub const DTE_SIZE: usize = 32;
-pub const COMMAND_SIZE: u64 = 16;
 pub const EVENT_SIZE: u64 = 16;
 
 /// Entries of the command buffer and the event log: one 4 KiB page each (2^8 entries of 16
@@ -127,11 +126,6 @@ pub fn remapped_msi(index: u8) -> (u32, u32) {
     (0xFEE0_0000, u32::from(index))
 }
 
-/// A device ID (the PCI requester ID) of a function.
-pub fn device_id(bdf: Bdf) -> u16 {
-    u16::from(bdf.bus) << 8 | u16::from(bdf.dev & 0x1F) << 3 | u16::from(bdf.func & 7)
-}
-
 const OPCODE_SHIFT: u64 = 60;
 
 /// COMPLETION_WAIT: the IOMMU stores `data` at `store` (8-byte aligned) once every command
@@ -185,11 +179,7 @@ impl Event {
         let device = lo as u16;
         if code == EVENT_IO_PAGE_FAULT {
             return Event::PageFault(DmaFault {
-                source: Bdf {
-                    bus: (device >> 8) as u8,
-                    dev: (device >> 3) as u8 & 0x1F,
-                    func: device as u8 & 7,
-                },
+                source: Bdf::from_raw(device),
                 page: hi & !0xFFF,
                 read: lo & EVENT_RW == 0,
                 reason: code as u8,
@@ -227,14 +217,6 @@ mod tests {
         assert_eq!(ir, 0x2000_0000_0045_6791);
         assert_eq!(ir & 0x08F0_0000_0000_0000, 0);
         assert_eq!(interrupt_entry(None), 1);
-        assert_eq!(
-            device_id(Bdf {
-                bus: 0x3A,
-                dev: 0x1F,
-                func: 7
-            }),
-            0x3AFF
-        );
     }
 
     #[test]

@@ -86,10 +86,6 @@ pub fn fault_event(apic_id: u8, vector: u8) -> (u32, u32) {
     (0xFEE0_0000 | u32::from(apic_id) << 12, u32::from(vector))
 }
 
-/// The invalidation queue: one page of 256 128-bit descriptors.
-pub const QUEUE_ENTRIES: u64 = 256;
-pub const DESCRIPTOR_SIZE: u64 = 16;
-
 /// Queued invalidation descriptors (VT-d spec §6.5.2): global context-cache, global IOTLB
 /// (draining reads and writes), global interrupt entry cache, and a wait that writes `data`
 /// to `status` once everything before it is done.
@@ -177,11 +173,7 @@ impl DmaFault {
         }
         let sid = hi as u16;
         Some(DmaFault {
-            source: Bdf {
-                bus: (sid >> 8) as u8,
-                dev: (sid >> 3) as u8 & 0x1F,
-                func: sid as u8 & 7,
-            },
+            source: Bdf::from_raw(sid),
             page: lo & !0xFFF,
             // Bit 126 (T): 0 a write, 1 a read.
             read: hi & 1 << 62 != 0,

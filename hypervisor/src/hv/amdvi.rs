@@ -16,7 +16,7 @@
 //! vector) arrives.
 
 use super::frames::{self, Frames};
-use super::iommu::{IoapicSources, Iommu};
+use super::iommu::{CommandRing, Completion, IoapicSources, Iommu};
 use crate::arch::amdvi::*;
 use crate::arch::vtd::DmaFault;
 use crate::devices::pci::msi::{self, VirtualMsi};
@@ -45,8 +45,7 @@ struct Domain {
 
 struct Unit {
     regs: AmdIommu,
-    commands: u64,
-    tail: u64,
+    commands: CommandRing,
     events: u64,
     invalidate_all: bool,
     faults: u32,
@@ -55,9 +54,7 @@ struct Unit {
 struct Remapping {
     units: [Option<Unit>; MAX_DRHDS],
     device_table: u64,
-    /// Where COMPLETION_WAIT stores its token.
-    store: u64,
-    token: u64,
+    completion: Completion,
     /// The DMA half of the device table entry of a function no VM owns.
     unowned: [u64; 2],
     domains: [Option<Domain>; MAX_DOMAINS],
@@ -160,7 +157,7 @@ pub fn register_window(addr: u64) -> bool {
 /// window, its MSI is the fault interrupt).
 pub fn iommu_function(bdf: Bdf) -> bool {
     let (units, count) = ivrs_units();
-    units[..count].iter().any(|u| u.device_id == device_id(bdf))
+    units[..count].iter().any(|u| u.device_id == bdf.raw())
 }
 
 fn device_entry(table: u64, device: u16) -> *mut u64 {
@@ -193,14 +190,8 @@ fn write_interrupt_entry(table: u64, device: u16, entry: u64) {
 impl Unit {
     /// Queues `cmd`; the IOMMU starts on it when the tail moves.
     fn push(&mut self, cmd: [u64; 2]) {
-        let at = self.commands + self.tail;
-        // SAFETY: `commands` is this unit's one-page ring; `tail` < 4096, 16-byte aligned.
-        unsafe {
-            core::ptr::write_volatile(at as *mut u64, cmd[0]);
-            core::ptr::write_volatile((at + 8) as *mut u64, cmd[1]);
-        }
-        self.tail = (self.tail + COMMAND_SIZE) % (RING_ENTRIES * COMMAND_SIZE);
-        write64(self.regs.base, COMMAND_TAIL, self.tail);
+        let tail = self.commands.push(cmd);
+        write64(self.regs.base, COMMAND_TAIL, tail);
     }
 }
 
@@ -208,17 +199,12 @@ impl Remapping {
     /// Runs `cmds` on every IOMMU and waits until each has completed them.
     fn run(&mut self, cmds: &[[u64; 2]]) {
         for unit in self.units.iter_mut().flatten() {
-            self.token += 1;
-            let token = self.token;
-            // SAFETY: `store` is a pool frame the IOMMUs write their completion token to.
-            unsafe { core::ptr::write_volatile(self.store as *mut u64, 0) };
+            let (store, token) = self.completion.new_token();
             for &c in cmds {
                 unit.push(c);
             }
-            unit.push(completion_wait(self.store, token));
-            // SAFETY: as above.
-            let done = || unsafe { core::ptr::read_volatile(self.store as *const u64) } == token;
-            if !super::iommu::wait(done) {
+            unit.push(completion_wait(store, u64::from(token)));
+            if !self.completion.arrived(token) {
                 hvlog!(
                     "AMD-Vi IOMMU at {:#x}: commands not completed",
                     unit.regs.base
@@ -291,7 +277,6 @@ fn enable() -> Option<Remapping> {
         return None;
     }
     let device_table = frames::alloc(DEVICE_TABLE_PAGES as usize)?;
-    let store = frames::alloc(1)?;
     let unowned = untranslated_entry(PASS_THROUGH_DOMAIN);
     let interrupts = interrupt_remapping();
     for device in 0..=u16::MAX {
@@ -303,8 +288,7 @@ fn enable() -> Option<Remapping> {
     let mut r = Remapping {
         units: [const { None }; MAX_DRHDS],
         device_table,
-        store,
-        token: 0,
+        completion: Completion::new()?,
         unowned,
         domains: [None; MAX_DOMAINS],
         interrupts,
@@ -312,7 +296,7 @@ fn enable() -> Option<Remapping> {
     let vector = crate::arch::x86::irq::DMA_FAULT_VECTOR;
     let (address, _) = crate::arch::vtd::fault_event(crate::arch::x86::lapic::id() as u8, vector);
     for (slot, regs) in r.units.iter_mut().zip(&units[..count]) {
-        let (commands, events) = (frames::alloc(1)?, frames::alloc(1)?);
+        let (commands, events) = (CommandRing::new()?, frames::alloc(1)?);
         let base = regs.base;
         write64(base, CONTROL, 0);
         write64(
@@ -320,7 +304,7 @@ fn enable() -> Option<Remapping> {
             DEVICE_TABLE_BASE,
             device_table_base(device_table, DEVICE_TABLE_PAGES),
         );
-        write64(base, COMMAND_BASE, ring_base(commands));
+        write64(base, COMMAND_BASE, ring_base(commands.base()));
         write64(base, EVENT_LOG_BASE, ring_base(events));
         write64(base, COMMAND_HEAD, 0);
         write64(base, COMMAND_TAIL, 0);
@@ -333,7 +317,6 @@ fn enable() -> Option<Remapping> {
         *slot = Some(Unit {
             regs: *regs,
             commands,
-            tail: 0,
             events,
             invalidate_all: read64(base, EXTENDED_FEATURES) & FEATURE_INVALIDATE_ALL != 0,
             faults: 0,
@@ -375,11 +358,7 @@ fn interrupt_remapping() -> Option<InterruptRemapping> {
 
 /// Points the IOMMU function's MSI at the hypervisor's DMA fault vector; whether it has one.
 fn program_msi(device: u16, address: u32, vector: u8) -> bool {
-    let f = HostFunction(Bdf::new(
-        (device >> 8) as u8,
-        (device >> 3) as u8 & 0x1F,
-        device as u8 & 7,
-    ));
+    let f = HostFunction(Bdf::from_raw(device));
     let mut msi = None;
     msi::for_each_capability(&f, |_, at, head| {
         if head & 0xFF == MSI_CAPABILITY_ID && msi.is_none() {
@@ -429,7 +408,7 @@ pub fn confine(bdf: Bdf, root: u64, npt: bool, vm_id: u16) -> bool {
         let Some(d) = r.domain(vm_id, root, npt) else {
             return false;
         };
-        let device = device_id(bdf);
+        let device = bdf.raw();
         write_device_entry(r.device_table, device, translated_entry(d.io_root, d.id));
         r.invalidate(&[device]);
         true
@@ -480,7 +459,7 @@ impl Remapping {
 pub fn msi_message(bdf: Bdf, vector: u8, apic_id: u8) -> Option<(u32, u32)> {
     let mut state = STATE.lock();
     let r = state.as_mut()?;
-    r.remap(device_id(bdf), vector, apic_id)
+    r.remap(bdf.raw(), vector, apic_id)
         .then(|| remapped_msi(vector))
 }
 
@@ -500,7 +479,7 @@ pub fn ioapic_entry(ioapic_id: u8, rte: u64) -> Option<u64> {
 /// `bdf`'s DMA is the Service VM's again.
 pub fn release(bdf: Bdf) {
     if let Some(r) = STATE.lock().as_mut() {
-        let device = device_id(bdf);
+        let device = bdf.raw();
         write_device_entry(r.device_table, device, r.unowned);
         r.invalidate(&[device]);
     }
@@ -541,8 +520,8 @@ pub fn unmapped(root: u64, gpa: u64, size: u64) {
                 let to = (gpa + size).next_multiple_of(crate::paging::PAGE_1G);
                 let _ = io.unmap(&mut Frames, from, to - from);
             }
+            r.invalidate(&[]);
         }
-        r.invalidate(&[]);
     }
 }
 

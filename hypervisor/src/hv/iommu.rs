@@ -75,6 +75,72 @@ impl IoapicSources {
     }
 }
 
+/// A one-page ring of 256 16-byte commands, as AMD-Vi's command buffer and VT-d's
+/// invalidation queue both are: the hypervisor writes at the tail and gives the unit the new
+/// tail.
+#[derive(Clone, Copy)]
+pub struct CommandRing {
+    page: u64,
+    tail: u64,
+}
+
+impl CommandRing {
+    const BYTES: u64 = 4096;
+
+    pub fn new() -> Option<CommandRing> {
+        Some(CommandRing {
+            page: super::frames::alloc(1)?,
+            tail: 0,
+        })
+    }
+
+    /// Where the ring is, for the unit's base register.
+    pub fn base(&self) -> u64 {
+        self.page
+    }
+
+    /// Writes `cmd` at the tail; the new tail (a byte offset) for the unit's tail register.
+    pub fn push(&mut self, cmd: [u64; 2]) -> u64 {
+        let at = self.page + self.tail;
+        // SAFETY: `page` is a pool frame of BYTES; `tail` < BYTES, 16-byte aligned.
+        unsafe {
+            core::ptr::write_volatile(at as *mut u64, cmd[0]);
+            core::ptr::write_volatile((at + 8) as *mut u64, cmd[1]);
+        }
+        self.tail = (self.tail + 16) % Self::BYTES;
+        self.tail
+    }
+}
+
+/// Where units write the tokens of their completion commands (AMD-Vi's COMPLETION_WAIT,
+/// VT-d's invalidation wait): a unit has done every command before one once its token is there.
+pub struct Completion {
+    store: u64,
+    token: u32,
+}
+
+impl Completion {
+    pub fn new() -> Option<Completion> {
+        Some(Completion {
+            store: super::frames::alloc(1)?,
+            token: 0,
+        })
+    }
+
+    /// A new token and the address to have it written to.
+    pub fn new_token(&mut self) -> (u64, u32) {
+        self.token = self.token.wrapping_add(1);
+        (self.store, self.token)
+    }
+
+    /// Waits (bounded) until `token` was written; whether it was.
+    pub fn arrived(&self, token: u32) -> bool {
+        let store = self.store;
+        // SAFETY: `store` is a pool frame the units write their tokens to.
+        wait(|| unsafe { core::ptr::read_volatile(store as *const u32) } == token)
+    }
+}
+
 /// Polls until `done` holds (a bounded wait: a unit that never answers is reported).
 pub fn wait(done: impl Fn() -> bool) -> bool {
     for _ in 0..10_000_000 {
@@ -129,11 +195,14 @@ pub fn release(bdf: Bdf) {
     vtd::release(bdf);
 }
 
-/// A VM's second-level table at `root` maps `[gpa, gpa + size)` to `hpa` now (perhaps in place
-/// of another mapping, whose translations no device may use once this returns).
-pub fn mapped(root: u64, gpa: u64, hpa: u64, size: u64, perm: Perm) {
+/// A VM's second-level table at `root` maps `[gpa, gpa + size)` to `hpa` now; when it
+/// `replaced` a mapping, no device may use a translation of the old one once this returns.
+pub fn mapped(root: u64, gpa: u64, hpa: u64, size: u64, perm: Perm, replaced: bool) {
     amdvi::mapped(root, gpa, hpa, size, perm);
-    vtd::flush();
+    // VT-d caches no translation of an entry that was not present.
+    if replaced {
+        vtd::flush();
+    }
 }
 
 /// A VM's second-level table at `root` no longer maps `[gpa, gpa + size)`: no device may use a

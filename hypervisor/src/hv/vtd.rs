@@ -15,8 +15,7 @@
 //! [`ioapic_entry`]).
 
 use super::frames;
-use super::iommu::wait;
-use super::iommu::{IoapicSources, Iommu};
+use super::iommu::{wait, CommandRing, Completion, IoapicSources, Iommu};
 use crate::arch::vtd::*;
 use crate::hvlog;
 use crate::vm::acpi::{self, MAX_DRHDS};
@@ -42,10 +41,8 @@ struct Remapping {
     faults: [u32; MAX_DRHDS],
     /// Each unit's invalidation queue (page, tail), when every unit has queued invalidation
     /// (interrupt remapping needs it: its cache is invalidated only through the queue).
-    queues: Option<[(u64, u64); MAX_DRHDS]>,
-    /// Where invalidation wait descriptors write their token.
-    status: u64,
-    token: u32,
+    queues: Option<[CommandRing; MAX_DRHDS]>,
+    completion: Completion,
     interrupts: Option<InterruptRemapping>,
 }
 
@@ -85,24 +82,15 @@ impl Remapping {
         let Some(queues) = self.queues.as_mut() else {
             return;
         };
-        self.token = self.token.wrapping_add(1);
-        let (page, tail) = &mut queues[u];
-        let wait_for = invalidation_wait(self.status, self.token);
-        for d in descriptors.iter().chain([&wait_for]) {
-            let at = *page + *tail;
-            // SAFETY: `page` is unit `u`'s one-page queue; `tail` < 4096, 16-byte aligned.
-            unsafe {
-                core::ptr::write_volatile(at as *mut u64, d[0]);
-                core::ptr::write_volatile((at + 8) as *mut u64, d[1]);
-            }
-            *tail = (*tail + DESCRIPTOR_SIZE) % (QUEUE_ENTRIES * DESCRIPTOR_SIZE);
+        let (status, token) = self.completion.new_token();
+        let wait_for = invalidation_wait(status, token);
+        let mut tail = 0;
+        for &d in descriptors.iter().chain([&wait_for]) {
+            tail = queues[u].push(d);
         }
         let base = self.units[u];
-        write64(base, IQT, *tail);
-        let (status, token) = (self.status, self.token);
-        // SAFETY: `status` is a pool frame the units write their wait tokens to.
-        let done = || unsafe { core::ptr::read_volatile(status as *const u32) } == token;
-        if !wait(done) {
+        write64(base, IQT, tail);
+        if !self.completion.arrived(token) {
             hvlog!("VT-d unit at {base:#x}: queued invalidation not completed");
         }
     }
@@ -226,12 +214,16 @@ fn enable() -> Option<Remapping> {
     }
     let ecaps = || units[..count].iter().map(|&b| read64(b, ECAP));
     let queued = ecaps().all(|e| e & ECAP_QI != 0);
-    let mut queues = [(0, 0); MAX_DRHDS];
-    if queued {
-        for q in &mut queues[..count] {
-            *q = (frames::alloc(1)?, 0);
+    let queues = if queued {
+        // Slots past `count` keep a copy of the first ring; nothing uses them.
+        let mut q = [CommandRing::new()?; MAX_DRHDS];
+        for ring in &mut q[1..count] {
+            *ring = CommandRing::new()?;
         }
-    }
+        Some(q)
+    } else {
+        None
+    };
     let mut r = Remapping {
         units,
         count,
@@ -241,9 +233,8 @@ fn enable() -> Option<Remapping> {
         own: [(0, 0); 8],
         owned: 0,
         faults: [0; MAX_DRHDS],
-        queues: queued.then_some(queues),
-        status: frames::alloc(1)?,
-        token: 0,
+        queues,
+        completion: Completion::new()?,
         interrupts: None,
     };
     let interrupts = if queued && ecaps().all(|e| e & ECAP_IR != 0) {
@@ -269,7 +260,7 @@ fn enable() -> Option<Remapping> {
         command(base, GCMD_SRTP);
         if let Some(q) = r.queues {
             write64(base, IQT, 0);
-            write64(base, IQA, q[u].0);
+            write64(base, IQA, q[u].base());
             if !command(base, GCMD_QIE) {
                 hvlog!("VT-d unit at {base:#x}: queued invalidation did not turn on");
                 return None;
@@ -323,7 +314,7 @@ pub fn msi_message(bdf: Bdf, vector: u8, apic_id: u32) -> Option<(u32, u32)> {
     let mut state = STATE.lock();
     let r = state.as_mut()?;
     let x2apic = r.interrupts.as_ref()?.x2apic;
-    let source = u16::from(bdf.bus) << 8 | u16::from(bdf.dev & 0x1F) << 3 | u16::from(bdf.func & 7);
+    let source = bdf.raw();
     let index = u16::from(vector);
     r.set_irte(index, irte(vector, apic_id, x2apic, false, Some(source)));
     Some(remappable_msi(index))

@@ -168,9 +168,7 @@ pub fn dmar_ioapics(
         if ty == 0 {
             sources.ok &= entries(m, at + 16, at + len, scopes, |e| {
                 if e[0] == 3 && e[1] >= 8 {
-                    let bdf =
-                        u16::from(e[5]) << 8 | u16::from(e[6] & 0x1F) << 3 | u16::from(e[7] & 7);
-                    sources.add(e[4], bdf);
+                    sources.add(e[4], Bdf::new(e[5], e[6] & 0x1F, e[7] & 7).raw());
                 }
             });
         }

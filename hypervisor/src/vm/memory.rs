@@ -110,12 +110,12 @@ impl VmMemory {
         perm: Perm,
         mt: MemType,
     ) -> Result<(), MapError> {
-        if self.npt {
+        let replaced = if self.npt {
             PageTable::<Npt>::from_root(self.root).map(&mut Frames, gpa, hpa, size, perm, mt)
         } else {
             PageTable::<Ept>::from_root(self.root).map(&mut Frames, gpa, hpa, size, perm, mt)
         }?;
-        crate::hv::iommu::mapped(self.root, gpa, hpa, size, perm);
+        crate::hv::iommu::mapped(self.root, gpa, hpa, size, perm, replaced);
         Ok(())
     }
 
