@@ -357,6 +357,11 @@ impl Reader<'_> {
                 Kind::Group(children) => {
                     Some(Value::Object(self.group(child, children, &cpath, applies)))
                 }
+                // An empty element is an absent one: a required one is missing.
+                Kind::Leaf(ty) if is_empty_leaf(child, ty) => {
+                    counts[k] -= 1;
+                    continue;
+                }
                 Kind::Leaf(ty) => self.leaf(child, ty),
             };
             let Some(value) = value else { continue };
@@ -405,7 +410,8 @@ impl Reader<'_> {
         );
     }
 
-    /// Checks a text value; `None` when it is empty (absent) or wrong (reported).
+    /// Checks a text value (a string may be empty; other types are not asked when empty, see
+    /// [`is_empty_leaf`]); `None` when it is wrong (reported).
     fn leaf(&mut self, el: &Element, ty: Ty) -> Option<Value> {
         if let Some(c) = el.children.first() {
             self.findings.push(
@@ -417,7 +423,7 @@ impl Reader<'_> {
         }
         let text = el.text_trim();
         if text.is_empty() {
-            return (ty == Ty::Str).then(|| Value::String(String::new()));
+            return Some(Value::String(String::new()));
         }
         match check_value(text, ty) {
             Ok(v) => Some(v),
@@ -435,6 +441,12 @@ impl Reader<'_> {
             }
         }
     }
+}
+
+/// Whether `el` is a leaf of a non-string type with no value (`<x/>`, `<x> </x>`), which reads
+/// as absent.
+fn is_empty_leaf(el: &Element, ty: Ty) -> bool {
+    ty != Ty::Str && el.children.is_empty() && el.text_trim().is_empty()
 }
 
 type ValueError = (&'static str, String, Option<String>);

@@ -171,6 +171,12 @@ fn values_are_checked() {
     bad("<vm id=\"1\">", "<vm id=\"one\">", "S012");
     bad("<vm id=\"1\">", "<vm>", "S012");
     bad("<name>POST1</name>", "", "S002");
+    // An empty value of a required element is a missing one (its writer would omit it).
+    bad(
+        "<load_order>POST_LAUNCHED_VM</load_order>",
+        "<load_order></load_order>",
+        "S002",
+    );
     bad("<endpoint><vm_name>SOS</vm_name></endpoint>", "", "S002");
     bad(
         "<hv>",
