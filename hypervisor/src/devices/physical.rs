@@ -474,6 +474,15 @@ impl PhysConfig for HostFunction {
     }
 }
 
+/// Every host function's configuration space, through mechanism #1.
+pub struct HostPci;
+
+impl crate::devices::pci::requester::HostConfig for HostPci {
+    fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
+        HostFunction(bdf).read32(offset)
+    }
+}
+
 /// Writes a hardware MSI-X table entry at `entry` (physical): masked while it changes, its
 /// vector control (the mask) written last, so the entry opens only once it is complete.
 pub fn write_msix_entry(entry: u64, dwords: [u32; 4]) {

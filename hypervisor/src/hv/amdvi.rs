@@ -215,9 +215,14 @@ impl Remapping {
 
     /// Drops every cached device table entry of `devices` and every cached translation.
     fn invalidate(&mut self, devices: &[u16]) {
-        let mut cmds = [[0u64; 2]; 4 + MAX_DOMAINS];
+        const DEVICES_AT_ONCE: usize = 8;
+        let mut cmds = [[0u64; 2]; DEVICES_AT_ONCE + 1 + MAX_DOMAINS];
         let mut n = 0;
-        for &d in devices.iter().take(3) {
+        for &d in devices {
+            if n == DEVICES_AT_ONCE {
+                self.run(&cmds[..n]);
+                n = 0;
+            }
             cmds[n] = invalidate_device_entry(d);
             n += 1;
         }
@@ -401,16 +406,18 @@ pub fn confine_service(root: u64, npt: bool, vm_id: u16) -> bool {
     .unwrap_or(false)
 }
 
-/// Sends `bdf`'s DMA through the memory of VM `vm_id` (its second-level table at `root`).
-/// Whether the function's DMA is confined now.
-pub fn confine(bdf: Bdf, root: u64, npt: bool, vm_id: u16) -> bool {
+/// Sends the DMA of requester IDs `ids` (one function's own and its aliases) through the
+/// memory of VM `vm_id` (its second-level table at `root`). Whether the function's DMA is
+/// confined now.
+pub fn confine(ids: &[u16], root: u64, npt: bool, vm_id: u16) -> bool {
     with_state(|r| {
         let Some(d) = r.domain(vm_id, root, npt) else {
             return false;
         };
-        let device = bdf.raw();
-        write_device_entry(r.device_table, device, translated_entry(d.io_root, d.id));
-        r.invalidate(&[device]);
+        for &device in ids {
+            write_device_entry(r.device_table, device, translated_entry(d.io_root, d.id));
+        }
+        r.invalidate(ids);
         true
     })
     .unwrap_or(false)
@@ -454,12 +461,13 @@ impl Remapping {
     }
 }
 
-/// The message `bdf`'s MSI or MSI-X entry carries to raise `vector` at the local APIC
-/// `apic_id`, when interrupts are remapped (the function's table gets the entry first).
-pub fn msi_message(bdf: Bdf, vector: u8, apic_id: u8) -> Option<(u32, u32)> {
+/// The message a function's MSI or MSI-X entry carries to raise `vector` at the local APIC
+/// `apic_id`, when interrupts are remapped: the entry goes into the table of `source`, the ID
+/// the IOMMU sees on that function's requests.
+pub fn msi_message(source: u16, vector: u8, apic_id: u8) -> Option<(u32, u32)> {
     let mut state = STATE.lock();
     let r = state.as_mut()?;
-    r.remap(bdf.raw(), vector, apic_id)
+    r.remap(source, vector, apic_id)
         .then(|| remapped_msi(vector))
 }
 
@@ -476,12 +484,13 @@ pub fn ioapic_entry(ioapic_id: u8, rte: u64) -> Option<u64> {
     Some(rte & !(0xFF << 56 | 1 << 11 | 7 << 8))
 }
 
-/// `bdf`'s DMA is the Service VM's again.
-pub fn release(bdf: Bdf) {
+/// The DMA of requester IDs `ids` is the Service VM's again.
+pub fn release(ids: &[u16]) {
     if let Some(r) = STATE.lock().as_mut() {
-        let device = bdf.raw();
-        write_device_entry(r.device_table, device, r.unowned);
-        r.invalidate(&[device]);
+        for &device in ids {
+            write_device_entry(r.device_table, device, r.unowned);
+        }
+        r.invalidate(ids);
     }
 }
 

@@ -6,6 +6,8 @@
 use super::{amdvi, vtd};
 use crate::arch::vtd::DmaFault;
 use crate::bootinfo::PhysRead;
+use crate::devices::pci::requester::{self, Requesters};
+use crate::devices::physical::HostPci;
 use crate::hvlog;
 use crate::paging::Perm;
 use crate::vm::acpi::MAX_IVRS_IOAPICS;
@@ -179,20 +181,29 @@ pub fn confine_service(root: u64, npt: bool, vm_id: u16) -> bool {
     }
 }
 
+/// The IDs `bdf`'s requests carry on their way to the IOMMU (its own, and the aliases of the
+/// bridges above it), read from the hardware now.
+pub fn requesters(bdf: Bdf) -> Requesters {
+    requester::requesters(&HostPci, bdf)
+}
+
 /// Sends `bdf`'s DMA through VM `vm_id`'s second-level table at `root`: the IOMMU that
-/// confines it now, if any.
+/// confines it now, if any. Every requester ID the function's requests may carry is covered,
+/// so the functions that share an alias with it go along (`pt` gives them to one VM only).
 pub fn confine(bdf: Bdf, root: u64, npt: bool, vm_id: u16) -> Option<Iommu> {
+    let ids = requesters(bdf);
     if amdvi::present() {
-        amdvi::confine(bdf, root, npt, vm_id).then_some(Iommu::AmdVi)
+        amdvi::confine(ids.ids(), root, npt, vm_id).then_some(Iommu::AmdVi)
     } else {
-        vtd::confine(bdf, root, vm_id).then_some(Iommu::VtD)
+        vtd::confine(ids.ids(), root, vm_id).then_some(Iommu::VtD)
     }
 }
 
-/// `bdf`'s DMA is the Service VM's again.
+/// `bdf`'s DMA, under every ID it carries, is the Service VM's again.
 pub fn release(bdf: Bdf) {
-    amdvi::release(bdf);
-    vtd::release(bdf);
+    let ids = requesters(bdf);
+    amdvi::release(ids.ids());
+    vtd::release(ids.ids());
 }
 
 /// A VM's second-level table at `root` maps `[gpa, gpa + size)` to `hpa` now; when it
@@ -218,8 +229,10 @@ pub fn unmapped(root: u64, gpa: u64, size: u64) {
 /// that entry.
 pub fn msi_message(bdf: Bdf, address: u32, vector: u8) -> (u32, u32) {
     let apic_id = (address >> 12) as u8;
-    amdvi::msi_message(bdf, vector, apic_id)
-        .or_else(|| vtd::msi_message(bdf, vector, u32::from(apic_id)))
+    // The entry is checked against (AMD-Vi: looked up by) the ID the IOMMU sees.
+    let source = requesters(bdf).seen();
+    amdvi::msi_message(source, vector, apic_id)
+        .or_else(|| vtd::msi_message(source, vector, u32::from(apic_id)))
         .unwrap_or((address, u32::from(vector)))
 }
 
@@ -259,7 +272,7 @@ pub fn report_faults() {
                     f.source.bus,
                     f.source.dev,
                     f.source.func,
-                    Requester(crate::devices::pci::owner_of(f.source)),
+                    Requester(crate::devices::pci::owner_of_requester(f.source.raw())),
                     f.reason
                 );
                 return;
@@ -272,7 +285,7 @@ pub fn report_faults() {
                 f.source.bus,
                 f.source.dev,
                 f.source.func,
-                Requester(crate::devices::pci::owner_of(f.source)),
+                Requester(crate::devices::pci::owner_of_requester(f.source.raw())),
                 f.reason,
                 if count == REPORTED_FAULTS {
                     "; further faults of this unit are only counted (shell `pt`)"

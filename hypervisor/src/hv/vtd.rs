@@ -19,7 +19,6 @@ use super::iommu::{wait, CommandRing, Completion, IoapicSources, Iommu};
 use crate::arch::vtd::*;
 use crate::hvlog;
 use crate::vm::acpi::{self, MAX_DRHDS};
-use acrn_static_config::Bdf;
 use spin::Mutex;
 
 /// Domain of pass-through (untranslated) DMA; VM domains are VM id + 1 (below it: at most 16
@@ -57,6 +56,22 @@ struct InterruptRemapping {
 static STATE: Mutex<Option<Remapping>> = Mutex::new(None);
 
 impl Remapping {
+    /// The context table of requester ID `id`'s bus that holds owned functions' entries: a
+    /// copy of the shared one made when the bus gets its first (None when they ran out).
+    fn own_context_table(&mut self, id: u16) -> Option<u64> {
+        let bus = (id >> 8) as u8;
+        if let Some(&(_, t)) = self.own[..self.owned].iter().find(|(b, _)| *b == bus) {
+            return Some(t);
+        }
+        let t = frames::alloc(1).filter(|_| self.owned < self.own.len())?;
+        // SAFETY: both are pool frames of 4 KiB.
+        unsafe { core::ptr::copy_nonoverlapping(self.shared as *const u8, t as *mut u8, 4096) };
+        self.own[self.owned] = (bus, t);
+        self.owned += 1;
+        write_entry(self.root, usize::from(bus), root_entry(t));
+        Some(t)
+    }
+
     /// Flushes every unit's context cache, IOTLB and interrupt entry cache.
     fn invalidate(&mut self) {
         if self.queues.is_none() {
@@ -308,13 +323,13 @@ fn interrupt_remapping() -> Option<InterruptRemapping> {
     })
 }
 
-/// The message `bdf`'s MSI or MSI-X entry carries to raise `vector` at the local APIC
-/// `apic_id`, when interrupts are remapped: IRTE `vector`, which only `bdf` may use.
-pub fn msi_message(bdf: Bdf, vector: u8, apic_id: u32) -> Option<(u32, u32)> {
+/// The message a function's MSI or MSI-X entry carries to raise `vector` at the local APIC
+/// `apic_id`, when interrupts are remapped: IRTE `vector`, which only requests with the ID
+/// `source` (the one the unit sees on that function's requests) may use.
+pub fn msi_message(source: u16, vector: u8, apic_id: u32) -> Option<(u32, u32)> {
     let mut state = STATE.lock();
     let r = state.as_mut()?;
     let x2apic = r.interrupts.as_ref()?.x2apic;
-    let source = bdf.raw();
     let index = u16::from(vector);
     r.set_irte(index, irte(vector, apic_id, x2apic, false, Some(source)));
     Some(remappable_msi(index))
@@ -373,51 +388,45 @@ pub fn confine_service(table: u64, vm_id: u16) -> bool {
     true
 }
 
-/// Sends `bdf`'s DMA through the VM's second-level table `table` (its NPT/EPT root) in domain
-/// `vm_id + 1`. Whether the function's DMA is confined now.
-pub fn confine(bdf: Bdf, table: u64, vm_id: u16) -> bool {
+/// Sends the DMA of requester IDs `ids` (one function's own and its aliases) through the
+/// VM's second-level table `table` (its NPT/EPT root) in domain `vm_id + 1`. Whether the
+/// function's DMA is confined now.
+pub fn confine(ids: &[u16], table: u64, vm_id: u16) -> bool {
     let mut state = STATE.lock();
     TRIED.call_once(|| *state = enable());
     let Some(r) = state.as_mut() else {
         return false;
     };
-    let own = match r.own[..r.owned].iter().find(|(b, _)| *b == bdf.bus) {
-        Some(&(_, t)) => t,
-        None => {
-            let Some(t) = frames::alloc(1).filter(|_| r.owned < r.own.len()) else {
-                return false;
-            };
-            // SAFETY: both are pool frames of 4 KiB.
-            unsafe { core::ptr::copy_nonoverlapping(r.shared as *const u8, t as *mut u8, 4096) };
-            r.own[r.owned] = (bdf.bus, t);
-            r.owned += 1;
-            write_entry(r.root, usize::from(bdf.bus), root_entry(t));
-            t
-        }
-    };
-    let devfn = usize::from(bdf.dev & 0x1F) << 3 | usize::from(bdf.func & 7);
-    write_entry(
-        own,
-        devfn,
-        context_entry(TT_UNTRANSLATED, table, u64::from(vm_id) + 1),
-    );
+    let entry = context_entry(TT_UNTRANSLATED, table, u64::from(vm_id) + 1);
+    for &id in ids {
+        let Some(own) = r.own_context_table(id) else {
+            return false;
+        };
+        write_entry(own, devfn(id), entry);
+    }
     r.invalidate();
     true
 }
 
-/// `bdf`'s DMA is the Service VM's again, as its other devices' (the function went back to
-/// it).
-pub fn release(bdf: Bdf) {
+/// The DMA of requester IDs `ids` is the Service VM's again, as its other devices' (the
+/// function went back to it).
+pub fn release(ids: &[u16]) {
     let mut state = STATE.lock();
     let Some(r) = state.as_mut() else {
         return;
     };
-    let Some(&(_, own)) = r.own[..r.owned].iter().find(|(b, _)| *b == bdf.bus) else {
-        return;
-    };
-    let devfn = usize::from(bdf.dev & 0x1F) << 3 | usize::from(bdf.func & 7);
-    write_entry(own, devfn, r.unowned);
+    for &id in ids {
+        let bus = (id >> 8) as u8;
+        if let Some(&(_, own)) = r.own[..r.owned].iter().find(|(b, _)| *b == bus) {
+            write_entry(own, devfn(id), r.unowned);
+        }
+    }
     r.invalidate();
+}
+
+/// The context table index of requester ID `id`.
+fn devfn(id: u16) -> usize {
+    usize::from(id & 0xFF)
 }
 
 /// The VM's table changed (a mapping removed or moved): cached translations go.

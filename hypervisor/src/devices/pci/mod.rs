@@ -6,7 +6,7 @@
 //! `ivshmem` the inter-VM shared-memory device, `vuart` ACRN's PCI vUART function,
 //! `passthrough` a host function's configuration space as a VM sees it, `msi` a physical
 //! function's MSI with the guest's message kept apart, `service` a physical function as the
-//! Service VM sees it, `access` the decoding
+//! Service VM sees it, `requester` the requester IDs a host function's requests carry, `access` the decoding
 //! of the two configuration mechanisms; all host-tested. `bus` (hypervisor only) puts them on
 //! a VM's device bus, `pt` gives pass-through functions their hardware.
 
@@ -16,6 +16,7 @@ pub mod ivshmem;
 pub mod msi;
 pub mod msix;
 pub mod passthrough;
+pub mod requester;
 pub mod service;
 pub mod vuart;
 
@@ -30,7 +31,8 @@ pub use bus::{Vpci, CONSOLE_SLOT};
 #[cfg(target_os = "none")]
 pub use pt::{
     assign, assigned_at, deassign, deassign_all, dispatch as pt_dispatch, msi_counts,
-    owned_host_function, owned_host_window, owner_of, AssignError, MAX_PT_FUNCTIONS,
+    owned_host_function, owned_host_window, owner_of, owner_of_requester, AssignError,
+    MAX_PT_FUNCTIONS,
 };
 
 use function::Function;

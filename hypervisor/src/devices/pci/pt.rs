@@ -15,6 +15,7 @@ use super::passthrough::{
     reset_function, MsixAccess, PassthroughFunction, PhysConfig, ProbeError, PtBar, PtBarKind,
     WriteEffect,
 };
+use super::requester::{self, Requesters};
 use crate::devices::held::HeldSource;
 use crate::devices::physical::{self, HostFunction};
 use crate::devices::IOAPIC_GPA;
@@ -49,6 +50,8 @@ struct Owned {
     vector: Option<u8>,
     /// The vectors of its first MSI-X entries (the rest stay masked).
     msix: Vectors,
+    /// The IDs its requests carry (its own and its bridges' aliases), for fault reports.
+    requesters: Requesters,
 }
 
 /// Consecutive hypervisor vectors: the first and how many.
@@ -139,6 +142,7 @@ fn own(vm: u16, slot: usize, pbdf: Bdf, vbdf: Bdf, vbars: [u64; 6]) -> Result<Ow
         function,
         vector,
         msix,
+        requesters: crate::hv::iommu::requesters(pbdf),
     })
 }
 
@@ -174,6 +178,17 @@ fn owned() -> MutexGuard<'static, [Option<Owned>; MAX_OWNED]> {
                         d.pbdf.dev,
                         d.pbdf.func,
                         AssignError::Iommu
+                    );
+                    continue;
+                }
+                if let Some(e) = shares_requester(&table, vm.id, d.pbdf) {
+                    hvlog!(
+                        "VM {} {}: pci_devs {:02x}:{:02x}.{} not passed through: {e}",
+                        vm.id,
+                        vm.name,
+                        d.pbdf.bus,
+                        d.pbdf.dev,
+                        d.pbdf.func
                     );
                     continue;
                 }
@@ -237,6 +252,12 @@ pub enum AssignError {
     Console,
     /// It is an IOMMU: the hypervisor's.
     Iommu,
+    /// The IOMMU sees its requests with the same ID as `with`'s (a bridge's alias), which
+    /// another VM (`owner`), or the Service VM (None), has.
+    SharesRequester {
+        with: Bdf,
+        owner: Option<u16>,
+    },
 }
 
 impl core::fmt::Display for AssignError {
@@ -248,6 +269,20 @@ impl core::fmt::Display for AssignError {
             AssignError::VbdfTaken => f.write_str("the VM has a device at that virtual BDF"),
             AssignError::Console => f.write_str("it is the hypervisor's console UART"),
             AssignError::Iommu => f.write_str("it is the hypervisor's IOMMU"),
+            AssignError::SharesRequester { with, owner } => {
+                write!(
+                    f,
+                    "the IOMMU sees its requests with the requester ID of {:02x}:{:02x}.{}'s \
+                     (both are behind one PCIe-to-PCI or PCI bridge, whose ID replaces theirs), \
+                     and ",
+                    with.bus, with.dev, with.func
+                )?;
+                match owner {
+                    Some(vm) => write!(f, "VM {vm} owns that function")?,
+                    None => f.write_str("the Service VM has that function")?,
+                }
+                f.write_str(": the functions behind such a bridge can only go to one VM together")
+            }
             AssignError::Full => write!(
                 f,
                 "no pass-through slot left ({MAX_PT_FUNCTIONS} per VM, {MAX_OWNED} in all)"
@@ -271,6 +306,9 @@ pub fn assign(vm: &Vm, pbdf: Bdf, vbdf: Bdf, vbars: [u64; 6]) -> Result<(), Assi
         }
         if crate::hv::iommu::iommu_function(pbdf) {
             return Err(AssignError::Iommu);
+        }
+        if let Some(e) = shares_requester(&table, vm.id, pbdf) {
+            return Err(e);
         }
         let mine = || table.iter().flatten().filter(|o| o.vm == vm.id);
         if mine().any(|o| o.vbdf == vbdf) {
@@ -353,6 +391,37 @@ fn decodes_console(f: &HostFunction) -> bool {
     false
 }
 
+/// Why `bdf` cannot go to VM `vm` alone: a function whose requests the IOMMU sees with the
+/// same ID (behind the same aliasing bridge) has another owner, which would share the IOMMU
+/// entry. A function no VM owns counts as the Service VM's when there is one.
+fn shares_requester(table: &[Option<Owned>; MAX_OWNED], vm: u16, bdf: Bdf) -> Option<AssignError> {
+    let service = crate::hv::platform()
+        .vms
+        .iter()
+        .any(|v| v.load_order == LoadOrder::Service);
+    let mut conflict = None;
+    requester::sharing(&physical::HostPci, bdf, |other| {
+        match owner_of_in(table, other) {
+            Some(owner) if owner != vm => conflict = Some((other, Some(owner))),
+            None if service => conflict = Some((other, None)),
+            _ => {}
+        }
+        conflict.is_none()
+    });
+    conflict.map(|(with, owner)| AssignError::SharesRequester { with, owner })
+}
+
+/// The VM whose function's requests carry requester ID `id` (its own or a bridge's alias).
+pub fn owner_of_requester(id: u16) -> Option<u16> {
+    let table = owned();
+    table
+        .iter()
+        .flatten()
+        .find(|o| o.requesters.ids().contains(&id))
+        .map(|o| o.vm)
+        .or_else(|| owner_of_in(&table, Bdf::from_raw(id)))
+}
+
 fn owner_of_in(table: &[Option<Owned>; MAX_OWNED], bdf: Bdf) -> Option<u16> {
     let pre = crate::hv::platform()
         .vms
@@ -395,6 +464,20 @@ pub fn deassign(vm: &Vm, pbdf: Bdf, vbdf: Bdf) -> bool {
     drop(table);
     reset(&HostFunction(pbdf));
     crate::hv::iommu::release(pbdf);
+    // The bridge's alias went back with it: the VM's other functions behind that bridge
+    // (only this VM's can be there) take it again.
+    if crate::hv::iommu::requesters(pbdf).aliased_by().is_some() {
+        let mut others = [None; MAX_OWNED];
+        for (slot, o) in others
+            .iter_mut()
+            .zip(owned().iter().flatten().filter(|o| o.vm == vm.id))
+        {
+            *slot = Some(o.pbdf);
+        }
+        for other in others.into_iter().flatten() {
+            crate::hv::iommu::confine(other, vm.table_root(), vm.is_npt(), vm.id);
+        }
+    }
     hvlog!(
         "VM {} {}: PCI {:02x}:{:02x}.{} given back to the Service VM",
         vm.id,

@@ -19,6 +19,7 @@
 #![no_main]
 
 mod attacker;
+mod edu;
 mod idt;
 mod ivshmem;
 mod lapic;

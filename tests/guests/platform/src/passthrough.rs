@@ -256,6 +256,10 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
         uhci(&Device { dev, ecam: 0 }, verdict);
         return;
     }
+    if id == crate::edu::EDU {
+        crate::edu::run(&Device { dev, ecam: 0 }, p, khz, verdict);
+        return;
+    }
     let d = Device { dev, ecam: 0 };
     let (bar0, size0) = d.size_bar(0, false);
     println!("passthrough: BAR0 {:#x} size {:#x}", bar0, size0);
@@ -290,17 +294,7 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
         );
         verdict.check(taken == ROUNDS, "INTx lost");
     }
-    let control = d.cfg(at) >> 16;
-    let wide = control & (1 << 7) != 0;
-    d.set_cfg(at + 4, 0xFEE0_0000);
-    let data_at = if wide {
-        d.set_cfg(at + 8, 0);
-        at + 12
-    } else {
-        at + 8
-    };
-    d.set_cfg(data_at, u32::from(VECTOR));
-    d.set_cfg(at, d.cfg(at) | 1 << 16);
+    aim_msi(&d, at, VECTOR);
     // SAFETY: the counting IDT handles every vector.
     unsafe { asm!("sti", options(nomem, nostack)) };
     mmio_write32(bar0 + IMS, CAUSE_TXDW);
@@ -381,8 +375,7 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
     );
     // The hypervisor's IOMMU must refuse a frame outside this VM's RAM (the test reads its
     // report); the NIC only sees a failed read.
-    let outside = hex_arg(p, "dma_outside")
-        .unwrap_or_else(|| OUTSIDE_GPA.max(p.ram_bytes().next_multiple_of(OUTSIDE_GPA)));
+    let outside = outside_gpa(p);
     let done = transmit_from(bar0, khz, 1, outside);
     println!(
         "passthrough: DMA read of {:#x} (not this VM's memory) queued; descriptor done {}, \
@@ -421,6 +414,28 @@ pub fn run(p: &Platform, khz: u64, verdict: &mut Verdict) {
             data, addr, done
         );
     }
+}
+
+/// Aims the MSI capability at `at` at this CPU's `vector` (APIC ID 0: the BSP) and turns it
+/// on.
+pub fn aim_msi(d: &Device, at: u16, vector: u8) {
+    let wide = d.cfg(at) >> 16 & 1 << 7 != 0;
+    d.set_cfg(at + 4, 0xFEE0_0000);
+    let data_at = if wide {
+        d.set_cfg(at + 8, 0);
+        at + 12
+    } else {
+        at + 8
+    };
+    d.set_cfg(data_at, u32::from(vector));
+    d.set_cfg(at, d.cfg(at) | 1 << 16);
+}
+
+/// The guest-physical address the DMA checks aim outside this VM's memory: `dma_outside=ADDR`,
+/// else the first 1 GiB boundary at or above the end of its RAM.
+pub fn outside_gpa(p: &Platform) -> u64 {
+    hex_arg(p, "dma_outside")
+        .unwrap_or_else(|| OUTSIDE_GPA.max(p.ram_bytes().next_multiple_of(OUTSIDE_GPA)))
 }
 
 /// `key=0xHEX` from the command line.
