@@ -192,6 +192,9 @@ impl PhysicalDevices {
             return u32::MAX;
         }
         let offset = (address & 0xFC) as u16 + (port - CONFIG_DATA);
+        if value.is_some() && renumbers_owned_buses(bdf, offset, size) {
+            return u32::MAX;
+        }
         if let Some(v) = service_function_access(vm, bdf, offset, size, value) {
             return v;
         }
@@ -238,6 +241,7 @@ impl PhysicalEcam {
         if !aligned
             || crate::devices::pci::owned_host_function(bdf)
             || crate::hv::iommu::iommu_function(bdf)
+            || (value.is_some() && renumbers_owned_buses(bdf, offset, size))
         {
             return u32::MAX;
         }
@@ -268,6 +272,36 @@ impl BusDevice for PhysicalEcam {
     fn write(&self, vm: &Vm, addr: u64, size: u8, value: u64) {
         Self::access(vm, addr, size, Some(value as u32));
     }
+}
+
+/// Whether a Service VM write of `size` bytes at `offset` of `bdf` would change the bus
+/// numbers of a bridge above a function a VM owns. Dropped (and logged): the function's BDF,
+/// and the requester IDs the IOMMU confines it by, would change under its VM.
+fn renumbers_owned_buses(bdf: Bdf, offset: u16, size: u8) -> bool {
+    // Primary, secondary and subordinate bus numbers: bytes 0x18..=0x1A of a type-1 header.
+    if offset > 0x1A || offset + u16::from(size) <= 0x18 {
+        return false;
+    }
+    let host = HostFunction(bdf);
+    if host.read32(0x0C) >> 16 & 0x7F != 1 {
+        return false;
+    }
+    let buses = host.read32(0x18);
+    let (secondary, subordinate) = ((buses >> 8) as u8, (buses >> 16) as u8);
+    // A bridge not numbered yet (secondary bus not above its own) leads nowhere.
+    let owned = secondary > bdf.bus
+        && subordinate >= secondary
+        && crate::devices::pci::owned_on_buses(secondary, subordinate);
+    if owned {
+        hvlog!(
+            "Service VM: write to the bus numbers of bridge {:02x}:{:02x}.{} dropped: a VM owns \
+             a function on its buses {secondary:#04x}-{subordinate:#04x}",
+            bdf.bus,
+            bdf.dev,
+            bdf.func
+        );
+    }
+    owned
 }
 
 /// A Service VM configuration access to `bdf` that its MSI or MSI-X capability decides: the

@@ -31,8 +31,8 @@ pub use bus::{Vpci, CONSOLE_SLOT};
 #[cfg(target_os = "none")]
 pub use pt::{
     assign, assigned_at, deassign, deassign_all, dispatch as pt_dispatch, msi_counts,
-    owned_host_function, owned_host_window, owner_of, owner_of_requester, AssignError,
-    MAX_PT_FUNCTIONS,
+    owned_host_function, owned_host_window, owned_on_buses, owner_of, owner_of_requester,
+    AssignError, MAX_PT_FUNCTIONS,
 };
 
 use function::Function;

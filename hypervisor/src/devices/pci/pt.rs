@@ -411,6 +411,17 @@ fn shares_requester(table: &[Option<Owned>; MAX_OWNED], vm: u16, bdf: Bdf) -> Op
     conflict.map(|(with, owner)| AssignError::SharesRequester { with, owner })
 }
 
+/// Whether a VM owns a host function on a bus in `first..=last`.
+pub fn owned_on_buses(first: u8, last: u8) -> bool {
+    let on = |bdf: Bdf| (first..=last).contains(&bdf.bus);
+    crate::hv::platform()
+        .vms
+        .iter()
+        .filter(|v| v.load_order == LoadOrder::PreLaunched)
+        .any(|v| v.pci_devs.iter().any(|d| on(d.pbdf)))
+        || owned().iter().flatten().any(|o| on(o.pbdf))
+}
+
 /// The VM whose function's requests carry requester ID `id` (its own or a bridge's alias).
 pub fn owner_of_requester(id: u16) -> Option<u16> {
     let table = owned();
