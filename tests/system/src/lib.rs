@@ -642,9 +642,15 @@ pub fn guest_elf(name: &str) -> PathBuf {
 /// `run`'s extra arguments for a QEMU boot of a scenario whose Linux VMs take the modules
 /// `Linux_bzImage` and `Linux_initrd`.
 pub fn qemu_linux_modules(kernel: &Path, initrd: &Path) -> Vec<String> {
+    linux_modules("qemu", kernel, initrd)
+}
+
+/// `run` arguments for `emulator` with the Linux kernel and initrd as the boot modules
+/// Linux_bzImage and Linux_initrd.
+pub fn linux_modules(emulator: &str, kernel: &Path, initrd: &Path) -> Vec<String> {
     vec![
         "--emulator".into(),
-        "qemu".into(),
+        emulator.into(),
         "--module".into(),
         format!("Linux_bzImage={}", kernel.display()),
         "--module".into(),

@@ -819,7 +819,7 @@ impl PtSlot {
     /// What the boot log says about the function.
     pub fn describe(&self, vm: &Vm) {
         hvlog!(
-            "VM {} {}: PCI {:02x}:{:02x}.{} passed through at {:02x}:{:02x}.{}{}{}; {}",
+            "VM {} {}: PCI {:02x}:{:02x}.{} passed through at {:02x}:{:02x}.{}{}{}; {}{}",
             vm.id,
             vm.name(),
             self.pbdf.bus,
@@ -830,8 +830,26 @@ impl PtSlot {
             self.vbdf.func,
             if self.vector.is_some() { ", MSI" } else { "" },
             MsixNote(self.function.msix_entries(), self.msix.count),
-            Confinement(self.confined)
+            Confinement(self.confined),
+            Aliases(crate::hv::iommu::requesters(self.pbdf))
         );
+    }
+}
+
+/// The boot log's note on the IDs a function's requests carry besides its own.
+struct Aliases(Requesters);
+
+impl core::fmt::Display for Aliases {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Some((bridge, _, _)) = self.0.aliased_by() else {
+            return Ok(());
+        };
+        let seen = Bdf::from_raw(self.0.seen());
+        write!(
+            f,
+            ", its requests seen as {:02x}:{:02x}.{} (the alias of bridge {:02x}:{:02x}.{})",
+            seen.bus, seen.dev, seen.func, bridge.bus, bridge.dev, bridge.func
+        )
     }
 }
 
