@@ -786,9 +786,21 @@ mod tests {
             "qemu-epyc's DRHD_INFO lists QEMU's intel-iommu"
         );
         assert_eq!(q.default_emulator(), Emulator::Qemu);
+        // Both QEMU boards list the PCIe-to-PCI bridge at 00:04.0 with edu behind it (01:01.0).
+        for board in ["qemu-epyc", "qemu-epyc-amdvi"] {
+            assert_eq!(
+                machine(board).pci_devices,
+                [
+                    "pcie-pci-bridge,id=bridge-00.04.0,bus=pcie.0,addr=04.0",
+                    "edu,bus=bridge-00.04.0,addr=01.0",
+                ],
+                "{board}"
+            );
+        }
         let b = machine("bochs-tigerlake");
         assert_eq!((b.vendor, b.cpus, b.mem_mib), (Vendor::Intel, 4, 1024));
         assert_eq!(b.iommu, None);
+        assert!(b.pci_devices.is_empty());
         assert_eq!(b.default_emulator(), Emulator::Bochs);
     }
 
@@ -871,7 +883,11 @@ mod tests {
         let m = Machine::of_board(&board);
         assert_eq!(m.iommu, Some(IommuKind::AmdVi));
         let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
-        assert!(args.contains("-device amd-iommu -cdrom"), "{args}");
+        // The IOMMU, then the board's devices q35 does not create by itself.
+        assert!(
+            args.contains("-device amd-iommu -device pcie-pci-bridge,"),
+            "{args}"
+        );
         assert!(!args.contains("intel-iommu"), "{args}");
     }
 
