@@ -8,6 +8,10 @@
 //!   board's highest RAM address rounded up to 128 MiB (qemu-epyc: 4 CPUs, 2 GiB;
 //!   bochs-tigerlake: 4 CPUs, 1 GiB), so the hypervisor's check of the machine against its
 //!   board passes.
+//! * PCI functions of the board that QEMU emulates but q35 does not create by itself (by
+//!   their IDs, [`QEMU_PCI_DEVICES`]) get their `-device`, at the board's address and on the
+//!   bus the board puts them on: a bridge's `id=` names its secondary bus, which the devices
+//!   behind it give as their `bus=`.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::board::{Board, IommuKind};
+use crate::board::{Bdf, Board, DeviceNode, IommuKind, NodeKind};
 
 use super::ImageError;
 
@@ -72,6 +76,84 @@ pub struct Machine {
     /// The board's IOMMU ([`Board::iommu`]): QEMU gets its Intel IOMMU with 48-bit (4-level)
     /// second-level tables for VT-d, its AMD IOMMU for AMD-Vi.
     pub iommu: Option<IommuKind>,
+    /// The values of QEMU's `-device` for the board's PCI functions that q35 does not create
+    /// by itself ([`qemu_pci_devices`]), parents before the devices behind them.
+    pub pci_devices: Vec<String>,
+}
+
+/// PCI devices QEMU emulates that its q35 machine does not create by itself, by vendor and
+/// device ID: `run` adds each one the board lists.
+pub const QEMU_PCI_DEVICES: &[(u16, u16, &str)] = &[
+    // PCI Express to PCI bridge: conventional PCI slots behind a PCIe port.
+    (0x1b36, 0x000e, "pcie-pci-bridge"),
+    // QEMU's educational device: a conventional PCI function with MSI and DMA.
+    (0x1234, 0x11e8, "edu"),
+];
+
+/// The name QEMU gives the root bus of q35.
+const Q35_ROOT_BUS: &str = "pcie.0";
+
+/// QEMU's `-device` values for the board's functions listed in [`QEMU_PCI_DEVICES`]: each at
+/// its device/function (`addr=DD.F`) on its bus (`bus=`), found by walking the device tree
+/// from the host bridge's bus (q35's `pcie.0`). A function with a PCI bus below it gets an
+/// `id=` (`bridge-BB.DD.F`, from its BDF) that QEMU gives its secondary bus, and the
+/// functions on that bus follow it. Functions of other IDs (q35's own, or ones QEMU cannot
+/// be told about) are left out, and so is whatever sits behind them.
+pub fn qemu_pci_devices(board: &Board) -> Vec<String> {
+    let mut out = Vec::new();
+    let root = board
+        .device_nodes()
+        .find(|n| is_pci_bus(n) && n.address.unwrap_or(0) == 0);
+    if let Some(root) = root {
+        qemu_bus_devices(root, Q35_ROOT_BUS, &mut out);
+    }
+    out
+}
+
+fn is_pci_bus(n: &DeviceNode) -> bool {
+    n.kind == NodeKind::Bus && n.bus_type.as_deref() == Some("pci")
+}
+
+/// The `-device` values for the known functions directly on `bus`, which QEMU calls `bus_id`,
+/// and for those behind them.
+fn qemu_bus_devices(bus: &DeviceNode, bus_id: &str, out: &mut Vec<String>) {
+    let known: Vec<(&DeviceNode, Bdf, &str)> = bus
+        .children
+        .iter()
+        .filter(|n| n.kind == NodeKind::Device)
+        .filter_map(|n| {
+            let (bdf, vendor, device) = (n.bdf?, n.vendor?, n.identifier?);
+            let model = QEMU_PCI_DEVICES
+                .iter()
+                .find(|(v, d, _)| (*v, *d) == (vendor, device))?
+                .2;
+            Some((n, bdf, model))
+        })
+        .collect();
+    for &(node, bdf, model) in &known {
+        let mut arg = model.to_string();
+        let secondary = node.children.iter().find(|c| is_pci_bus(c));
+        let id = format!(
+            "bridge-{:02x}.{:02x}.{:x}",
+            bdf.bus, bdf.device, bdf.function
+        );
+        if secondary.is_some() {
+            arg += &format!(",id={id}");
+        }
+        arg += &format!(",bus={bus_id},addr={:02x}.{:x}", bdf.device, bdf.function);
+        // Function 0 of a slot whose other functions are emulated too.
+        if bdf.function == 0
+            && known
+                .iter()
+                .any(|(_, o, _)| o.device == bdf.device && o.function != 0)
+        {
+            arg += ",multifunction=on";
+        }
+        out.push(arg);
+        if let Some(sec) = secondary {
+            qemu_bus_devices(sec, &id, out);
+        }
+    }
 }
 
 impl Machine {
@@ -102,6 +184,7 @@ impl Machine {
             mem_mib: mem >> 20,
             single_thread_tcg: false,
             iommu: board.iommu(),
+            pci_devices: qemu_pci_devices(board),
         }
     }
 
@@ -161,6 +244,11 @@ impl Machine {
                     })
                     .into_iter()
                     .flatten(),
+            )
+            .chain(
+                self.pci_devices
+                    .iter()
+                    .flat_map(|d| ["-device".to_string(), d.clone()]),
             )
             .chain(["-cdrom".to_string()])
             .chain([iso.display().to_string()])
@@ -674,6 +762,7 @@ mod tests {
             mem_mib: 1024,
             single_thread_tcg: false,
             iommu: None,
+            pci_devices: Vec::new(),
         };
         let rc = m.bochsrc(Path::new("/o/acrn.iso"), Path::new("/o"));
         let moved = with_socket_com1(&rc, 4567);
@@ -697,9 +786,21 @@ mod tests {
             "qemu-epyc's DRHD_INFO lists QEMU's intel-iommu"
         );
         assert_eq!(q.default_emulator(), Emulator::Qemu);
+        // Both QEMU boards list the PCIe-to-PCI bridge at 00:04.0 with edu behind it (01:01.0).
+        for board in ["qemu-epyc", "qemu-epyc-amdvi"] {
+            assert_eq!(
+                machine(board).pci_devices,
+                [
+                    "pcie-pci-bridge,id=bridge-00.04.0,bus=pcie.0,addr=04.0",
+                    "edu,bus=bridge-00.04.0,addr=01.0",
+                ],
+                "{board}"
+            );
+        }
         let b = machine("bochs-tigerlake");
         assert_eq!((b.vendor, b.cpus, b.mem_mib), (Vendor::Intel, 4, 1024));
         assert_eq!(b.iommu, None);
+        assert!(b.pci_devices.is_empty());
         assert_eq!(b.default_emulator(), Emulator::Bochs);
     }
 
@@ -726,6 +827,7 @@ mod tests {
             mem_mib: 2048,
             single_thread_tcg: false,
             iommu: None,
+            pci_devices: Vec::new(),
         };
         let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
         assert!(
@@ -781,8 +883,124 @@ mod tests {
         let m = Machine::of_board(&board);
         assert_eq!(m.iommu, Some(IommuKind::AmdVi));
         let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
-        assert!(args.contains("-device amd-iommu -cdrom"), "{args}");
+        // The IOMMU, then the board's devices q35 does not create by itself.
+        assert!(
+            args.contains("-device amd-iommu -device pcie-pci-bridge,"),
+            "{args}"
+        );
         assert!(!args.contains("intel-iommu"), "{args}");
+    }
+
+    /// configs/qemu-epyc's board with the host bridge's functions replaced by `functions`
+    /// (device elements of its bus).
+    fn qemu_epyc_with_functions(functions: &str) -> Board {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/qemu-epyc/qemu-epyc.xml");
+        let text = fs::read_to_string(path).unwrap();
+        let start = text.find("</interrupt_pin_routing>\n").unwrap() + 25;
+        let end = text
+            .find("      </bus>\n      <device id=\"PNP0103\">")
+            .unwrap();
+        let text = format!("{}{functions}{}", &text[..start], &text[end..]);
+        crate::board::load_board_str(Path::new("functions.xml"), &text).unwrap()
+    }
+
+    fn function(address: u32, vendor: u16, device: u16, inner: &str) -> String {
+        format!(
+            "<device address=\"{address:#x}\"><vendor>{vendor:#06x}</vendor>\
+             <identifier>{device:#06x}</identifier>{inner}</device>\n"
+        )
+    }
+
+    #[test]
+    fn qemu_gets_the_boards_bridge_and_the_device_behind_it() {
+        // q35's own VGA (00:01.0), the PCIe-to-PCI bridge at 00:04.0 with its secondary bus 1
+        // holding edu at 01:01.0 and an e1000 (8086:100e, not one QEMU is told about here).
+        let behind = function(0x10000, 0x1234, 0x11e8, "") + &function(0x20000, 0x8086, 0x100e, "");
+        let board = qemu_epyc_with_functions(
+            &(function(0x10000, 0x1234, 0x1111, "")
+                + &function(
+                    0x40000,
+                    0x1b36,
+                    0x000e,
+                    &format!("<bus type=\"pci\" address=\"0x1\">{behind}</bus>"),
+                )),
+        );
+        let edu = board.pci_function(Bdf::new(1, 1, 0).unwrap()).unwrap();
+        assert_eq!((edu.vendor, edu.identifier), (Some(0x1234), Some(0x11e8)));
+        let m = Machine::of_board(&board);
+        assert_eq!(
+            m.pci_devices,
+            [
+                "pcie-pci-bridge,id=bridge-00.04.0,bus=pcie.0,addr=04.0",
+                "edu,bus=bridge-00.04.0,addr=01.0",
+            ]
+        );
+        let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
+        assert!(
+            args.ends_with(
+                "-device intel-iommu,aw-bits=48 \
+                 -device pcie-pci-bridge,id=bridge-00.04.0,bus=pcie.0,addr=04.0 \
+                 -device edu,bus=bridge-00.04.0,addr=01.0 -cdrom /o/acrn.iso"
+            ),
+            "{args}"
+        );
+        assert!(!args.contains("1111") && !args.contains("e1000"), "{args}");
+
+        // Two functions of one slot: function 0 says so. A device on the root bus needs no id.
+        let behind = function(0x10000, 0x1234, 0x11e8, "") + &function(0x10001, 0x1234, 0x11e8, "");
+        let board = qemu_epyc_with_functions(
+            &(function(0x50000, 0x1234, 0x11e8, "")
+                + &function(
+                    0x40000,
+                    0x1b36,
+                    0x000e,
+                    &format!("<bus type=\"pci\" address=\"0x1\">{behind}</bus>"),
+                )),
+        );
+        assert_eq!(
+            qemu_pci_devices(&board),
+            [
+                "edu,bus=pcie.0,addr=05.0",
+                "pcie-pci-bridge,id=bridge-00.04.0,bus=pcie.0,addr=04.0",
+                "edu,bus=bridge-00.04.0,addr=01.0,multifunction=on",
+                "edu,bus=bridge-00.04.0,addr=01.1",
+            ]
+        );
+
+        // What sits behind a bridge QEMU is not told about stays out.
+        let board = qemu_epyc_with_functions(&function(
+            0x40000,
+            0x8086,
+            0x244e,
+            &format!(
+                "<bus type=\"pci\" address=\"0x1\">{}</bus>",
+                function(0x10000, 0x1234, 0x11e8, "")
+            ),
+        ));
+        assert!(qemu_pci_devices(&board).is_empty());
+    }
+
+    #[test]
+    fn a_board_without_them_gets_no_extra_devices() {
+        // q35's own functions only.
+        let board = qemu_epyc_with_functions(
+            &(function(0x10000, 0x1234, 0x1111, "")
+                + &function(0x20000, 0x8086, 0x10d3, "")
+                + &function(0x1f0000, 0x8086, 0x2918, "")
+                + &function(0x1f0002, 0x8086, 0x2922, "")
+                + &function(0x1f0003, 0x8086, 0x2930, "")),
+        );
+        let m = Machine::of_board(&board);
+        assert!(m.pci_devices.is_empty());
+        let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
+        assert!(
+            args.ends_with("-device intel-iommu,aw-bits=48 -cdrom /o/acrn.iso"),
+            "{args}"
+        );
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../configs/bochs-tigerlake/bochs-tigerlake.xml");
+        let bochs = Machine::of_board(&crate::board::load_board(&path).unwrap());
+        assert!(bochs.pci_devices.is_empty());
     }
 
     #[test]
@@ -793,6 +1011,7 @@ mod tests {
             mem_mib: 1024,
             single_thread_tcg: false,
             iommu: None,
+            pci_devices: Vec::new(),
         };
         let rc = m.bochsrc(Path::new("/o/acrn.iso"), Path::new("/o"));
         for line in [
