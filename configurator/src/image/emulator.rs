@@ -86,8 +86,10 @@ pub struct Machine {
 pub const QEMU_PCI_DEVICES: &[(u16, u16, &str)] = &[
     // PCI Express to PCI bridge: conventional PCI slots behind a PCIe port.
     (0x1b36, 0x000e, "pcie-pci-bridge"),
-    // QEMU's educational device: a conventional PCI function with MSI and DMA.
-    (0x1234, 0x11e8, "edu"),
+    // QEMU's educational device: a conventional PCI function with MSI and DMA. Its default
+    // 28-bit DMA mask would fold every address above 256 MiB into the first 256 MiB; a
+    // device that reaches all addresses is what a guest's DMA must be confined against.
+    (0x1234, 0x11e8, "edu,dma_mask=0xffffffffffffffff"),
 ];
 
 /// The name QEMU gives the root bus of q35.
@@ -792,7 +794,7 @@ mod tests {
                 machine(board).pci_devices,
                 [
                     "pcie-pci-bridge,id=bridge-00.04.0,bus=pcie.0,addr=04.0",
-                    "edu,bus=bridge-00.04.0,addr=01.0",
+                    "edu,dma_mask=0xffffffffffffffff,bus=bridge-00.04.0,addr=01.0",
                 ],
                 "{board}"
             );
@@ -932,7 +934,7 @@ mod tests {
             m.pci_devices,
             [
                 "pcie-pci-bridge,id=bridge-00.04.0,bus=pcie.0,addr=04.0",
-                "edu,bus=bridge-00.04.0,addr=01.0",
+                "edu,dma_mask=0xffffffffffffffff,bus=bridge-00.04.0,addr=01.0",
             ]
         );
         let args = m.qemu_args(Path::new("/o/acrn.iso")).join(" ");
@@ -940,7 +942,7 @@ mod tests {
             args.ends_with(
                 "-device intel-iommu,aw-bits=48 \
                  -device pcie-pci-bridge,id=bridge-00.04.0,bus=pcie.0,addr=04.0 \
-                 -device edu,bus=bridge-00.04.0,addr=01.0 -cdrom /o/acrn.iso"
+                 -device edu,dma_mask=0xffffffffffffffff,bus=bridge-00.04.0,addr=01.0 -cdrom /o/acrn.iso"
             ),
             "{args}"
         );
@@ -960,10 +962,10 @@ mod tests {
         assert_eq!(
             qemu_pci_devices(&board),
             [
-                "edu,bus=pcie.0,addr=05.0",
+                "edu,dma_mask=0xffffffffffffffff,bus=pcie.0,addr=05.0",
                 "pcie-pci-bridge,id=bridge-00.04.0,bus=pcie.0,addr=04.0",
-                "edu,bus=bridge-00.04.0,addr=01.0,multifunction=on",
-                "edu,bus=bridge-00.04.0,addr=01.1",
+                "edu,dma_mask=0xffffffffffffffff,bus=bridge-00.04.0,addr=01.0,multifunction=on",
+                "edu,dma_mask=0xffffffffffffffff,bus=bridge-00.04.0,addr=01.1",
             ]
         );
 
