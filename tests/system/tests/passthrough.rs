@@ -14,8 +14,15 @@
 //! write other memory). The NIC loops its frames back (MAC loopback) into receive buffers in
 //! PRE_VM0's memory, so the guest sees what the NIC read. A second frame whose address lies
 //! beyond PRE_VM0's RAM must be blocked: VT-d's fault record is reported (requester, VM,
-//! page), and the frame comes back without a byte of that memory. PRE_VM1 (`absent`) must
-//! not see the NIC. The boot log says the pass-through and the IOMMU are on.
+//! page), and the frame comes back without a byte of that memory. On the VT-d board PRE_VM1
+//! owns QEMU's `edu` (01:01.0), a conventional PCI function behind the PCIe-to-PCI bridge 00:04.0, so the IOMMU
+//! sees its requests as the bridge's alias 01:00.0: the hypervisor confines that ID too and
+//! remaps its MSI under it. PRE_VM1 finds edu at its virtual slot, reads its registers
+//! (factorial), takes 3 of 3 MSIs, copies a page of its memory through edu's buffer into
+//! another page by DMA (both directions, completion MSIs), and a DMA read aimed beyond its RAM
+//! brings back no byte of that memory. Neither VM sees the other's device (on the AMD-Vi
+//! board, which has no bridge, PRE_VM1 (`absent`) only checks that it does not see the NIC).
+//! The boot log says the pass-through and the IOMMU are on.
 //!
 //! The QEMU tests run on both of QEMU's IOMMUs: configs/qemu-epyc (intel-iommu, VT-d) and
 //! configs/qemu-epyc-amdvi (amd-iommu, AMD-Vi). QEMU 7.2's AMD IOMMU logs no event for a
@@ -27,7 +34,7 @@
 
 use acrn_system_tests::{
     check, check_prefixes, decided_by, hybrid_variant, repo_root, run_platform_vms,
-    run_qemu_variant, run_variant_with, target_dir,
+    run_qemu_variant, run_variant_with, target_dir, Transcript,
 };
 
 /// One of configs/' QEMU boards and the IOMMU its machine has.
@@ -41,6 +48,9 @@ struct QemuBoard {
     reports_unmapped: bool,
     /// Whether the hypervisor remaps interrupts on it.
     remaps_interrupts: bool,
+    /// Whether it has QEMU's edu behind a PCIe-to-PCI bridge, which passthrough.xml gives
+    /// PRE_VM1.
+    edu: bool,
 }
 
 const VT_D: QemuBoard = QemuBoard {
@@ -49,6 +59,7 @@ const VT_D: QemuBoard = QemuBoard {
     registers: 0xFED9_0000,
     reports_unmapped: true,
     remaps_interrupts: false,
+    edu: true,
 };
 
 const AMD_VI: QemuBoard = QemuBoard {
@@ -57,6 +68,7 @@ const AMD_VI: QemuBoard = QemuBoard {
     registers: 0xFED8_0000,
     reports_unmapped: false,
     remaps_interrupts: true,
+    edu: false,
 };
 
 #[test]
@@ -108,10 +120,15 @@ fn pre_launched_vm_drives_its_passthrough_nic(board: &QemuBoard) {
         "[PRE_VM0] passthrough: loopback: frame from 0x40000000: 60 bytes, 0 of them non-zero",
         "[PRE_VM0] verdict: PASS",
         "[PRE_VM1] passthrough: 00:00.0 8086:5af0",
-        "[PRE_VM1] passthrough: 8086:10d3 on this bus: false",
         "[PRE_VM1] verdict: PASS",
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
+    }
+    if board.edu {
+        edu_checks(&t, board);
+    } else {
+        let absent = "[PRE_VM1] passthrough: 8086:10d3 on this bus: false";
+        check(&t, t.find(absent).is_some(), &format!("no `{absent}` line"));
     }
     let blocked = format!("[hv] {iommu}: blocked a DMA read of page 0x40000000 by 00:02.0 (VM 0 PRE_VM0): not in its VM's memory");
     let on = format!("[hv] {iommu}: DMA remapping on in 1 ");
@@ -157,6 +174,41 @@ fn pre_launched_vm_drives_its_passthrough_nic(board: &QemuBoard) {
         status.is_some_and(|s| s != u32::MAX && s & 0x2 != 0),
         "PRE_VM0 did not read the NIC's STATUS with link up",
     );
+}
+
+/// PRE_VM1's edu behind the PCIe-to-PCI bridge: driven through the alias the IOMMU sees.
+fn edu_checks(t: &Transcript, board: &QemuBoard) {
+    let iommu = board.iommu;
+    for line in [
+        "[PRE_VM1] passthrough: 00:01.0 1234:11e8",
+        "[PRE_VM1] passthrough: edu: BAR0 0x80000000 size 0x100000",
+        "[PRE_VM1] passthrough: edu: identification 0x10000ed, liveness true, 10! = 3628800",
+        "[PRE_VM1] passthrough: edu: MSI 3 of 3 arrived on vector 0x5a",
+        "[PRE_VM1] passthrough: edu: DMA round trip of 2048 bytes: read true, written true, intact true, completion MSIs true",
+        "[PRE_VM1] passthrough: edu: DMA read of 0x40000000 (not this VM's memory): done true, 0 of 2048 bytes non-zero",
+    ] {
+        check(t, t.find(line).is_some(), &format!("no `{line}` line"));
+    }
+    let edu = format!("[hv] VM 1 PRE_VM1: PCI 01:01.0 passed through at 00:01.0, MSI; DMA confined to the VM's memory ({iommu}), its requests seen as 01:00.0 (the alias of bridge 00:04.0)");
+    check(t, t.find(&edu).is_some(), &format!("no `{edu}` line"));
+    // Each VM's bus lists its own device only.
+    for (vm, other) in [("[PRE_VM0] ", "1234:11e8"), ("[PRE_VM1] ", "8086:10d3")] {
+        check(
+            t,
+            t.texts()
+                .filter(|l| l.starts_with(vm))
+                .all(|l| !l.contains(other)),
+            &format!("{vm}sees {other}, another VM's device"),
+        );
+    }
+    if board.reports_unmapped {
+        let blocked = format!("[hv] {iommu}: blocked a DMA read of page 0x40000000 by 01:00.0 (VM 1 PRE_VM1): not in its VM's memory");
+        check(
+            t,
+            t.find_prefix(&blocked).is_some(),
+            &format!("no `{blocked}` line"),
+        );
+    }
 }
 
 /// The Service VM does not see a function a pre-launched VM owns: configs/qemu-epyc/hybrid.xml
