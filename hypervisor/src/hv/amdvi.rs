@@ -145,6 +145,15 @@ pub fn present() -> bool {
     ivrs_units().1 > 0
 }
 
+/// The requester ID the IVRS says the IOMMUs see on `device`'s requests, if it names one
+/// (aliases the PCI topology does not show); None without AMD IOMMUs.
+pub fn ivrs_alias(device: u16) -> Option<u16> {
+    if !present() {
+        return None;
+    }
+    acpi::ivrs_alias(&super::Identity, super::rsdp()?, device).filter(|&a| a != device)
+}
+
 /// Whether `addr` is in an IOMMU's register window.
 pub fn register_window(addr: u64) -> bool {
     let (units, count) = ivrs_units();

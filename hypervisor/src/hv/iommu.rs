@@ -182,9 +182,14 @@ pub fn confine_service(root: u64, npt: bool, vm_id: u16) -> bool {
 }
 
 /// The IDs `bdf`'s requests carry on their way to the IOMMU (its own, and the aliases of the
-/// bridges above it), read from the hardware now.
+/// bridges above it), read from the hardware now; on AMD-Vi also the alias the IVRS names for
+/// the ID the bridges leave.
 pub fn requesters(bdf: Bdf) -> Requesters {
-    requester::requesters(&HostPci, bdf)
+    let r = requester::requesters(&HostPci, bdf);
+    match amdvi::ivrs_alias(r.seen()) {
+        Some(alias) => r.aliased_to(alias),
+        None => r,
+    }
 }
 
 /// Sends `bdf`'s DMA through VM `vm_id`'s second-level table at `root`: the IOMMU that

@@ -270,15 +270,11 @@ pub fn ivrs_units(m: &dyn PhysRead, rsdp: u64, out: &mut [AmdIommu; MAX_DRHDS]) 
 /// interrupts carry), from the IVHD blocks' special device entries (type 0x48, variety 1).
 pub const MAX_IVRS_IOAPICS: usize = 8;
 
-/// The IOAPIC sources of the IVRS table; how many (at most [`MAX_IVRS_IOAPICS`]), or None
-/// without an IVRS table or with a malformed block.
-pub fn ivrs_ioapics(
-    m: &dyn PhysRead,
-    rsdp: u64,
-    out: &mut [(u8, u16); MAX_IVRS_IOAPICS],
-) -> Option<usize> {
+/// Calls `f` with the first 8 bytes of every device entry of the IVRS table's IVHD blocks;
+/// None without an IVRS table, false when a block is malformed.
+fn ivhd_device_entries(m: &dyn PhysRead, rsdp: u64, mut f: impl FnMut(&[u8; 8])) -> Option<bool> {
     let ivrs = find_table(m, rsdp, b"IVRS")?;
-    let mut sources = Sources::new(out);
+    let mut ok = true;
     structures(m, ivrs, 48, true, |ty, len, _, at| {
         let header = match ty & 0xFF {
             0x10 => 24,
@@ -297,15 +293,52 @@ pub fn ivrs_ioapics(
             }
             _ => None,
         };
-        sources.ok &= entries(m, at + header, at + len, size, |e| {
-            // Special device 0x48: handle (IOAPIC ID) in byte 4, its requester ID in bytes
-            // 5-6, variety 1 (IOAPIC) in byte 7.
-            if e[0] == 0x48 && e[7] == 1 {
-                sources.add(e[4], u16::from_le_bytes([e[5], e[6]]));
-            }
-        });
+        ok &= entries(m, at + header, at + len, size, &mut f);
     })?;
+    Some(ok)
+}
+
+/// The IOAPIC sources of the IVRS table; how many (at most [`MAX_IVRS_IOAPICS`]), or None
+/// without an IVRS table or with a malformed block.
+pub fn ivrs_ioapics(
+    m: &dyn PhysRead,
+    rsdp: u64,
+    out: &mut [(u8, u16); MAX_IVRS_IOAPICS],
+) -> Option<usize> {
+    let mut sources = Sources::new(out);
+    let ok = ivhd_device_entries(m, rsdp, |e| {
+        // Special device 0x48: handle (IOAPIC ID) in byte 4, its requester ID in bytes 5-6,
+        // variety 1 (IOAPIC) in byte 7.
+        if e[0] == 0x48 && e[7] == 1 {
+            sources.add(e[4], u16::from_le_bytes([e[5], e[6]]));
+        }
+    })?;
+    sources.ok &= ok;
     sources.count()
+}
+
+/// The requester ID the IVRS table says an AMD IOMMU sees on `device`'s requests, when it
+/// names one: an alias-select entry (0x42) for the device, or an alias range (0x43 up to the
+/// end-of-range entry 0x04) holding it. Source IDs are in bytes 5-6 of those entries.
+pub fn ivrs_alias(m: &dyn PhysRead, rsdp: u64, device: u16) -> Option<u16> {
+    let mut alias = None;
+    let mut range: Option<(u16, u16)> = None;
+    ivhd_device_entries(m, rsdp, |e| {
+        let id = u16::from_le_bytes([e[1], e[2]]);
+        match e[0] {
+            0x42 if id == device => alias = alias.or(Some(u16::from_le_bytes([e[5], e[6]]))),
+            0x43 => range = Some((id, u16::from_le_bytes([e[5], e[6]]))),
+            0x04 => {
+                if let Some((start, source)) = range.take() {
+                    if (start..=id).contains(&device) {
+                        alias = alias.or(Some(source));
+                    }
+                }
+            }
+            _ => {}
+        }
+    })?;
+    alias
 }
 
 /// The ACPI power-management timer: a free-running 3.579545 MHz counter in port space.
@@ -1209,6 +1242,32 @@ mod tests {
     }
 
     #[test]
+    fn ivrs_alias_entries_name_the_id_the_iommu_sees() {
+        let mut ivrs = vec![0u8; 48];
+        ivrs[..4].copy_from_slice(b"IVRS");
+        let mut ivhd = vec![0u8; 24];
+        ivhd[0] = 0x10;
+        ivhd[8..16].copy_from_slice(&0xFED8_0000u64.to_le_bytes());
+        // 01:05.0 as 01:00.0 (alias select); 02:00.0-02:1f.7 as 00:1e.0 (an alias range and
+        // its end); a 4-byte select entry between them.
+        ivhd.extend([0x42, 0x28, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00]);
+        ivhd.extend([0x02, 0x10, 0x00, 0x00]);
+        ivhd.extend([0x43, 0x00, 0x02, 0x00, 0x00, 0xF0, 0x00, 0x00]);
+        ivhd.extend([0x04, 0xFF, 0x02, 0x00]);
+        let len = ivhd.len() as u16;
+        ivhd[2..4].copy_from_slice(&len.to_le_bytes());
+        ivrs.extend(ivhd);
+        let len = ivrs.len() as u32;
+        ivrs[4..8].copy_from_slice(&len.to_le_bytes());
+        let m = Mem(0, firmware_with(&ivrs));
+        assert_eq!(ivrs_alias(&m, 0, 0x0128), Some(0x0100));
+        assert_eq!(ivrs_alias(&m, 0, 0x0200), Some(0x00F0));
+        assert_eq!(ivrs_alias(&m, 0, 0x02FF), Some(0x00F0));
+        assert_eq!(ivrs_alias(&m, 0, 0x0300), None);
+        assert_eq!(ivrs_alias(&m, 0, 0x0010), None);
+    }
+
+    #[test]
     fn ivrs_names_each_iommu_once() {
         // RSDP at 0, XSDT at 0x40 listing an IVRS at 0x100: the same IOMMU in an IVHD of type
         // 0x10 and one of type 0x11 (QEMU's amd-iommu at 00:02.0), an IVMD (skipped).
@@ -1249,6 +1308,7 @@ mod tests {
         let mut sources = [(0, 0); MAX_IVRS_IOAPICS];
         assert_eq!(ivrs_ioapics(&Mem(0, m.clone()), 0, &mut sources), Some(1));
         assert_eq!(sources[0], (0, 0xA0));
+        assert_eq!(ivrs_alias(&Mem(0, m.clone()), 0, 0x0010), None);
         // No IVRS: None (the DMAR walk's tables are not taken for one).
         m[0x100..0x104].copy_from_slice(b"DMAR");
         assert_eq!(ivrs_units(&Mem(0, m.clone()), 0, &mut out), None);

@@ -65,6 +65,13 @@ impl Requesters {
         self.aliased_by
     }
 
+    /// The same with `id` as the ID the IOMMU sees, when the firmware names an alias the
+    /// topology does not show (the IVRS's alias entries).
+    pub fn aliased_to(mut self, id: u16) -> Requesters {
+        self.push(id);
+        self
+    }
+
     fn push(&mut self, id: u16) {
         if self.count < MAX_REQUESTERS && !self.ids().contains(&id) {
             self.ids[self.count] = id;
@@ -334,6 +341,17 @@ mod tests {
             true
         });
         assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn a_firmware_alias_becomes_the_seen_id() {
+        let mut t = Topology::default();
+        t.function(b(0, 2, 0), 0x10D3_8086, 0x02);
+        let r = requesters(&t, b(0, 2, 0)).aliased_to(b(0, 0x1e, 0).raw());
+        assert_eq!(r.ids(), [b(0, 2, 0).raw(), b(0, 0x1e, 0).raw()]);
+        assert_eq!(r.seen(), b(0, 0x1e, 0).raw());
+        // Naming an ID it already has changes nothing.
+        assert_eq!(r.aliased_to(b(0, 2, 0).raw()).ids(), r.ids());
     }
 
     #[test]
