@@ -399,6 +399,19 @@ fn shares_requester(table: &[Option<Owned>; MAX_OWNED], vm: u16, bdf: Bdf) -> Op
         .vms
         .iter()
         .any(|v| v.load_order == LoadOrder::Service);
+    // Another VM's function whose requests carry one of the same IDs (a bridge's alias or
+    // one the firmware names).
+    let ids = crate::hv::iommu::requesters(bdf);
+    if let Some(o) = table
+        .iter()
+        .flatten()
+        .find(|o| o.vm != vm && o.requesters.ids().iter().any(|id| ids.ids().contains(id)))
+    {
+        return Some(AssignError::SharesRequester {
+            with: o.pbdf,
+            owner: Some(o.vm),
+        });
+    }
     let mut conflict = None;
     requester::sharing(&physical::HostPci, bdf, |other| {
         match owner_of_in(table, other) {
