@@ -412,16 +412,10 @@ fn shares_requester(table: &[Option<Owned>; MAX_OWNED], vm: u16, bdf: Bdf) -> Op
             owner: Some(o.vm),
         });
     }
-    let mut conflict = None;
-    requester::sharing(&physical::HostPci, bdf, |other| {
-        match owner_of_in(table, other) {
-            Some(owner) if owner != vm => conflict = Some((other, Some(owner))),
-            None if service => conflict = Some((other, None)),
-            _ => {}
-        }
-        conflict.is_none()
-    });
-    conflict.map(|(with, owner)| AssignError::SharesRequester { with, owner })
+    requester::other_owner(&physical::HostPci, bdf, vm, service, |f| {
+        owner_of_in(table, f)
+    })
+    .map(|(with, owner)| AssignError::SharesRequester { with, owner })
 }
 
 /// Whether a VM owns a host function on a bus in `first..=last`.

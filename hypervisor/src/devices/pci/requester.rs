@@ -199,6 +199,28 @@ pub fn sharing(cfg: &impl HostConfig, bdf: Bdf, mut f: impl FnMut(Bdf) -> bool) 
     }
 }
 
+/// A function whose requests the IOMMU sees with `bdf`'s ID and that is not VM `vm`'s: one
+/// another VM owns (`owner_of`), or, when there is a Service VM (`service`), one no VM owns
+/// (the Service VM's). `bdf` can only go to `vm` without it.
+pub fn other_owner(
+    cfg: &impl HostConfig,
+    bdf: Bdf,
+    vm: u16,
+    service: bool,
+    owner_of: impl Fn(Bdf) -> Option<u16>,
+) -> Option<(Bdf, Option<u16>)> {
+    let mut conflict = None;
+    sharing(cfg, bdf, |other| {
+        match owner_of(other) {
+            Some(owner) if owner != vm => conflict = Some((other, Some(owner))),
+            None if service => conflict = Some((other, None)),
+            _ => {}
+        }
+        conflict.is_none()
+    });
+    conflict
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +363,46 @@ mod tests {
             true
         });
         assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn functions_behind_one_aliasing_bridge_have_one_owner() {
+        // Two functions behind QEMU's PCIe-to-PCI bridge, one beside it on bus 0.
+        let mut t = Topology::default();
+        t.bridge(b(0, 4, 0), 1, 1, Some(PCIE_TO_PCI_BRIDGE))
+            .function(b(1, 1, 0), 0x11E8_1234, 0x00)
+            .function(b(1, 2, 0), 0x11E8_1234, 0x00)
+            .function(b(0, 2, 0), 0x10D3_8086, 0x02);
+        let owners = |vm1: Option<u16>, vm2: Option<u16>| {
+            move |f: Bdf| match (f.dev, f.bus) {
+                (1, 1) => vm1,
+                (2, 1) => vm2,
+                _ => None,
+            }
+        };
+        // Both to VM 1: fine, with or without a Service VM.
+        for service in [false, true] {
+            assert_eq!(
+                other_owner(&t, b(1, 1, 0), 1, service, owners(Some(1), Some(1))),
+                None
+            );
+        }
+        // The other one is VM 2's.
+        assert_eq!(
+            other_owner(&t, b(1, 1, 0), 1, false, owners(Some(1), Some(2))),
+            Some((b(1, 2, 0), Some(2)))
+        );
+        // The other one is nobody's: the Service VM's when there is one.
+        assert_eq!(
+            other_owner(&t, b(1, 1, 0), 1, false, owners(Some(1), None)),
+            None
+        );
+        assert_eq!(
+            other_owner(&t, b(1, 1, 0), 1, true, owners(Some(1), None)),
+            Some((b(1, 2, 0), None))
+        );
+        // The function on bus 0 shares nothing with anyone.
+        assert_eq!(other_owner(&t, b(0, 2, 0), 1, true, |_| Some(2)), None);
     }
 
     #[test]
