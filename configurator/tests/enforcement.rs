@@ -3,7 +3,7 @@
 mod common;
 
 use acrn_configurator::board::{load_board, Board, IommuKind};
-use acrn_configurator::enforcement::{unenforced, unisolated_dma};
+use acrn_configurator::enforcement::{shared_requesters, unenforced, unisolated_dma};
 use acrn_configurator::scenario::load_scenario;
 
 fn load_board_file(path: &std::path::Path) -> Board {
@@ -36,7 +36,77 @@ fn our_example_scenarios_ask_for_nothing_unenforced() {
             vec![]
         };
         assert_eq!(said, expected, "{}", scenario.display());
+        assert_eq!(
+            shared_requesters(&board, &s),
+            vec![],
+            "{}",
+            scenario.display()
+        );
     }
+}
+
+/// configs/qemu-epyc with a second edu behind the PCIe-to-PCI bridge, at 01:02.0.
+fn two_edus_behind_the_bridge() -> Board {
+    let text =
+        std::fs::read_to_string(common::repo().join("configs/qemu-epyc/qemu-epyc.xml")).unwrap();
+    let start = text
+        .find("<device address=\"0x10000\" id=\"0x11e8\"")
+        .unwrap();
+    let end = start + text[start..].find("</device>").unwrap() + "</device>".len();
+    let second = text[start..end]
+        .replace("address=\"0x10000\"", "address=\"0x20000\"")
+        .replace("01:01.0", "01:02.0");
+    let board = format!("{}\n{second}{}", &text[..end], &text[end..]);
+    let path = std::env::temp_dir().join(format!("two-edus-{}.xml", std::process::id()));
+    std::fs::write(&path, board).unwrap();
+    let b = load_board_file(&path);
+    let _ = std::fs::remove_file(&path);
+    b
+}
+
+#[test]
+fn functions_behind_one_aliasing_bridge_given_apart_are_said_to_be_refused() {
+    let board = two_edus_behind_the_bridge();
+    let repo = common::repo();
+    let text = std::fs::read_to_string(repo.join("configs/qemu-epyc/passthrough.xml")).unwrap();
+    let load = |text: &str| {
+        let path = std::env::temp_dir().join(format!("alias-{}.xml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let (s, _) = load_scenario(&path).expect("scenario loads");
+        let _ = std::fs::remove_file(&path);
+        s
+    };
+    // PRE_VM1 has 01:01.0; 01:02.0 is nobody's and there is no Service VM: nothing to say.
+    assert_eq!(shared_requesters(&board, &load(&text)), vec![]);
+    // PRE_VM0 takes 01:02.0: both are refused, each naming the other.
+    let apart = text.replacen(
+        "<pci_dev>00:02.0 Ethernet controller: Device 8086:10d3</pci_dev>",
+        "<pci_dev>00:02.0 Ethernet controller: Device 8086:10d3</pci_dev>\n      <pci_dev>01:02.0 Class [00ff]: Device 1234:11e8 (rev 10)</pci_dev>",
+        1,
+    );
+    let said = shared_requesters(&board, &load(&apart));
+    let mut lines: Vec<String> = said.iter().map(ToString::to_string).collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("VM PRE_VM0: <pci_devs>")
+            && lines[0].contains("01:02.0 is not passed through: it is behind bridge 00:04.0")
+            && lines[0].contains("01:01.0 behind it is VM PRE_VM1's"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with("VM PRE_VM1: <pci_devs>")
+            && lines[1].contains("01:01.0 is not passed through")
+            && lines[1].contains("01:02.0 behind it is VM PRE_VM0's"),
+        "{lines:#?}"
+    );
+    // Both in PRE_VM1: fine.
+    let together = text.replacen(
+        "<pci_dev>01:01.0 Class [00ff]: Device 1234:11e8 (rev 10)</pci_dev>",
+        "<pci_dev>01:01.0 Class [00ff]: Device 1234:11e8 (rev 10)</pci_dev>\n      <pci_dev>01:02.0 Class [00ff]: Device 1234:11e8 (rev 10)</pci_dev>",
+        1,
+    );
+    assert_eq!(shared_requesters(&board, &load(&together)), vec![]);
 }
 
 #[test]
@@ -215,4 +285,25 @@ fn device_model_regions_are_listed_only_for_members_acrn_dm_does_not_serve() {
         vec![(Some("SERVICE_VM".to_string()), "IVSHMEM_REGION")],
         "only the Service VM's membership is unserved"
     );
+}
+
+/// ACRN's own scenarios give no function behind an aliasing bridge apart from its neighbours.
+#[test]
+fn acrn_corpus_scenarios_share_no_bridge_alias_across_vms() {
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
+    let pairs = common::pairs_in(&corpus, "xml");
+    assert!(!pairs.is_empty());
+    for (board, scenario) in pairs {
+        let board = load_board_file(&board);
+        let Ok((s, _)) = load_scenario(&scenario) else {
+            continue;
+        };
+        let said: Vec<String> = shared_requesters(&board, &s)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(said, Vec::<String>::new(), "{}", scenario.display());
+    }
 }

@@ -255,6 +255,7 @@ pub fn build(opts: &BuildOptions, log: &mut dyn FnMut(&str)) -> Result<BuildOutp
     for u in crate::enforcement::unenforced(scenario)
         .into_iter()
         .chain(crate::enforcement::unisolated_dma(board, scenario))
+        .chain(crate::enforcement::shared_requesters(board, scenario))
     {
         log(&format!("warning: {u}"));
     }
