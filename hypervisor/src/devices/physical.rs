@@ -192,7 +192,7 @@ impl PhysicalDevices {
             return u32::MAX;
         }
         let offset = (address & 0xFC) as u16 + (port - CONFIG_DATA);
-        if value.is_some() && renumbers_owned_buses(bdf, offset, size) {
+        if value.is_some_and(|v| renumbers_owned_buses(bdf, offset, size, v)) {
             return u32::MAX;
         }
         if let Some(v) = service_function_access(vm, bdf, offset, size, value) {
@@ -241,7 +241,7 @@ impl PhysicalEcam {
         if !aligned
             || crate::devices::pci::owned_host_function(bdf)
             || crate::hv::iommu::iommu_function(bdf)
-            || (value.is_some() && renumbers_owned_buses(bdf, offset, size))
+            || value.is_some_and(|v| renumbers_owned_buses(bdf, offset, size, v))
         {
             return u32::MAX;
         }
@@ -274,10 +274,11 @@ impl BusDevice for PhysicalEcam {
     }
 }
 
-/// Whether a Service VM write of `size` bytes at `offset` of `bdf` would change the bus
-/// numbers of a bridge above a function a VM owns. Dropped (and logged): the function's BDF,
-/// and the requester IDs the IOMMU confines it by, would change under its VM.
-fn renumbers_owned_buses(bdf: Bdf, offset: u16, size: u8) -> bool {
+/// Whether a Service VM write of `value` (`size` bytes at `offset` of `bdf`) would change the
+/// bus numbers of a bridge above a function a VM owns, or give a bridge buses where such a
+/// function is. Dropped (and logged): the function's BDF, and the requester IDs the IOMMU
+/// confines it by, would change under its VM, or another bridge's alias would name its bus.
+fn renumbers_owned_buses(bdf: Bdf, offset: u16, size: u8, value: u32) -> bool {
     // Primary, secondary and subordinate bus numbers: bytes 0x18..=0x1A of a type-1 header.
     if offset > 0x1A || offset + u16::from(size) <= 0x18 {
         return false;
@@ -286,22 +287,32 @@ fn renumbers_owned_buses(bdf: Bdf, offset: u16, size: u8) -> bool {
     if host.read32(0x0C) >> 16 & 0x7F != 1 {
         return false;
     }
-    let buses = host.read32(0x18);
-    let (secondary, subordinate) = ((buses >> 8) as u8, (buses >> 16) as u8);
-    // A bridge not numbered yet (secondary bus not above its own) leads nowhere.
-    let owned = secondary > bdf.bus
-        && subordinate >= secondary
-        && crate::devices::pci::owned_on_buses(secondary, subordinate);
-    if owned {
+    let old = host.read32(0x18);
+    let new = crate::devices::pci::msi::merge(old, offset, size, value);
+    // Bytes 0x18..=0x1A unchanged: nothing moves (the secondary latency timer may).
+    if (new ^ old) & 0x00FF_FFFF == 0 {
+        return false;
+    }
+    // A bridge not numbered (secondary bus not above its own) leads nowhere.
+    let leads_to_owned = |buses: u32| {
+        let (secondary, subordinate) = ((buses >> 8) as u8, (buses >> 16) as u8);
+        secondary > bdf.bus
+            && subordinate >= secondary
+            && crate::devices::pci::owned_on_buses(secondary, subordinate)
+    };
+    let refused = leads_to_owned(old) || leads_to_owned(new);
+    if refused {
         hvlog!(
-            "Service VM: write to the bus numbers of bridge {:02x}:{:02x}.{} dropped: a VM owns \
-             a function on its buses {secondary:#04x}-{subordinate:#04x}",
+            "Service VM: write of {value:#x} to the bus numbers of bridge {:02x}:{:02x}.{} \
+             dropped: a VM owns a function on its buses (now {:#04x}-{:#04x})",
             bdf.bus,
             bdf.dev,
-            bdf.func
+            bdf.func,
+            (old >> 8) as u8,
+            (old >> 16) as u8
         );
     }
-    owned
+    refused
 }
 
 /// A Service VM configuration access to `bdf` that its MSI or MSI-X capability decides: the
