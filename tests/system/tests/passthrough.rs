@@ -225,25 +225,29 @@ fn edu_checks(t: &Transcript, board: &QemuBoard) {
 }
 
 /// The Service VM does not see a function a pre-launched VM owns: configs/qemu-epyc/hybrid.xml
-/// with the e1000e in PRE_VM0's `pci_devs` and the reference Service VM looking for it
-/// (`intx`) through the physical configuration ports: it must find no e1000e on bus 0.
+/// with the e1000e and the edu behind the bridge 00:04.0 in PRE_VM0's `pci_devs` and the
+/// reference Service VM looking for the NIC (`intx`) through the physical configuration
+/// ports: it must find no e1000e on bus 0. Before, it tries to move the bridge's buses
+/// (`renumber`), which would change edu's BDF and requester ID under PRE_VM0: the write is
+/// dropped and edu stays hidden.
 #[test]
 fn qemu_epyc_service_vm_does_not_see_a_pre_launched_vm_s_function() {
     let pre_end = "<console_vuart>COM Port 1</console_vuart>\n  </vm>";
     let service_args = "<bootargs>console=ttyS0</bootargs>";
     let edit = |text: &str| {
         assert_eq!(text.matches(service_args).count(), 2, "hybrid.xml");
-        // PRE_VM0 comes first: its bootargs stay, the Service VM's (the second) get `intx`.
+        // PRE_VM0 comes first: its bootargs stay, the Service VM's (the second) get `intx`,
+        // and first `renumber` of the bridge above PRE_VM0's edu.
         let at = text.rfind(service_args).unwrap();
         let mut variant = format!(
-            "{}<bootargs>console=ttyS0 intx</bootargs>{}",
+            "{}<bootargs>console=ttyS0 renumber=4 intx</bootargs>{}",
             &text[..at],
             &text[at + service_args.len()..]
         );
         let first_vm_end = variant.find(pre_end).expect("PRE_VM0's end");
         variant.insert_str(
             first_vm_end + pre_end.len() - "  </vm>".len(),
-            "    <pci_devs>\n      <pci_dev>00:02.0 Ethernet controller: Device 8086:10d3</pci_dev>\n    </pci_devs>\n",
+            "    <pci_devs>\n      <pci_dev>00:02.0 Ethernet controller: Device 8086:10d3</pci_dev>\n      <pci_dev>01:01.0 Class [00ff]: Device 1234:11e8 (rev 10)</pci_dev>\n    </pci_devs>\n",
         );
         variant
     };
@@ -255,6 +259,9 @@ fn qemu_epyc_service_vm_does_not_see_a_pre_launched_vm_s_function() {
     for line in [
         "[hv] VM 0 PRE_VM0: PCI 00:02.0 passed through at 00:01.0, MSI, MSI-X (5 entries); DMA confined to the VM's memory (VT-d)",
         "[SERVICE_VM] svm: intx: no e1000e (8086:10d3) on bus 0; through ECAM: absent too",
+        // The bridge above PRE_VM0's edu keeps its buses, and edu stays hidden.
+        "[hv] Service VM: write of 0x50500 to the bus numbers of bridge 00:04.0 dropped: a VM owns a function on its buses (now 0x01-0x01)",
+        "[SERVICE_VM] svm: renumber: bridge 00:04.0 buses 0x00010100, wrote 0x00050500, reads 0x00010100; 01:01.0 reads 0xffffffff",
     ] {
         check(&t, t.find(line).is_some(), &format!("no `{line}` line"));
     }

@@ -113,6 +113,35 @@ fn wait_for(count: u32, ticks: u64) -> bool {
 }
 
 /// Runs the check; returns what failed.
+/// `renumber=DEV`: tries to move the buses of the bridge at 00:DEV.0 four numbers up (a
+/// function behind it belongs to another VM, so the hypervisor must refuse) and reads the
+/// bus numbers and the function at device 1 of its secondary bus back.
+pub fn renumber(dev: u8) {
+    let before = config_read(dev, 0x18);
+    let secondary = (before >> 8) as u8;
+    let moved = before & 0xFF00_00FF
+        | u32::from(secondary.wrapping_add(4)) << 8
+        | u32::from(((before >> 16) as u8).wrapping_add(4)) << 16;
+    config_write(dev, 0x18, moved);
+    let after = config_read(dev, 0x18);
+    let behind = config_read_at(secondary, 1, 0);
+    println!(
+        "svm: renumber: bridge 00:{:02x}.0 buses {:#010x}, wrote {:#010x}, reads {:#010x}; \
+         {:02x}:01.0 reads {:#010x}",
+        dev, before, moved, after, secondary, behind
+    );
+}
+
+fn config_read_at(bus: u8, dev: u8, reg: u8) -> u32 {
+    let value: u32;
+    // SAFETY: as for `config_read`.
+    unsafe {
+        asm!("out dx, eax", in("dx") 0xCF8u16, in("eax") config_address(dev, reg) | u32::from(bus) << 16);
+        asm!("in eax, dx", in("dx") 0xCFCu16, out("eax") value);
+    }
+    value
+}
+
 pub fn run() -> Option<&'static str> {
     let Some(dev) = (0..32u8).find(|&d| config_read(d, 0) == 0x10D3_8086) else {
         // A function the Service VM must not see is absent through ECAM too.

@@ -995,6 +995,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     if !both_hypercall_instructions_work() {
         failures.push("hypercall instructions");
     }
+    if let Some(dev) = p.arg("renumber").and_then(|v| v.parse::<u8>().ok()) {
+        intx::renumber(dev);
+    }
     if p.flag("intx") {
         failures.extend(intx::run());
         finish(&failures);
