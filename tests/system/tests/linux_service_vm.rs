@@ -18,6 +18,10 @@
 //! PCI vUART links them (acrn-dm's `uart,vuart_idx`): Linux's 8250_pci drives both ends, and
 //! each User VM run's line reaches the Service VM.
 //!
+//! The same in the hybrid scenario (configs/qemu-epyc/linux-hybrid.xml): a pre-launched VM,
+//! Debian's kernel with its own busybox init on pCPU 3, keeps printing through both launches
+//! and after them, untouched.
+//!
 //! Opt-in: the kernel build takes minutes when its cache is empty. Run with
 //! `cargo test -p acrn-system-tests --test linux_service_vm -- --ignored`.
 
@@ -199,15 +203,57 @@ echo "sos: launches done"
 exec sh
 "#;
 
+/// PRE_VM0's init in the hybrid scenario: a line every 10 s, for as long as it runs.
+const PRE_INIT: &str = r#"/bin/busybox --install -s /bin
+mount -t proc proc /proc
+n=0
+while true; do
+    echo "pre: alive $n, up $(cut -d' ' -f1 /proc/uptime) s"
+    n=$((n + 1))
+    sleep 10
+done
+"#;
+
+const PRE: &str = "[PRE_VM0] ";
+
+/// A scenario of configs/qemu-epyc with the Linux Service VM, and its VMs' ids.
+struct Scenario {
+    name: &'static str,
+    service_vm: u16,
+    post_vm1: u16,
+    /// PRE_VM0 runs Debian's kernel throughout.
+    pre_vm0: bool,
+}
+
 #[test]
 #[ignore = "builds the Service VM kernel (minutes with an empty cache); run with: cargo test -p acrn-system-tests --test linux_service_vm -- --ignored"]
 fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
+    linux_service_vm(&Scenario {
+        name: "linux-service-vm",
+        service_vm: 0,
+        post_vm1: 1,
+        pre_vm0: false,
+    });
+}
+
+#[test]
+#[ignore = "builds the Service VM kernel (minutes with an empty cache); run with: cargo test -p acrn-system-tests --test linux_service_vm -- --ignored"]
+fn hybrid_linux_service_vm_launches_a_user_vm_beside_a_pre_launched_vm_in_qemu() {
+    linux_service_vm(&Scenario {
+        name: "linux-hybrid",
+        service_vm: 1,
+        post_vm1: 2,
+        pre_vm0: true,
+    });
+}
+
+fn linux_service_vm(sc: &Scenario) {
     require_tools(&["qemu-system-x86_64", "grub-mkrescue", "xorriso"]);
     let kernel = service_vm_kernel(ServiceVmKernel::Small);
     let busybox = std::fs::read(busybox_static()).expect("read busybox");
-    let dir = work_dir("qemu-linux-service-vm");
+    let dir = work_dir(&format!("qemu-{}", sc.name));
     let gen = dir.join("gen");
-    let g = generate("qemu-epyc", "linux-service-vm", &gen);
+    let g = generate("qemu-epyc", sc.name, &gen);
     assert!(
         g.status.success(),
         "acrn-configurator generate failed:\n{}",
@@ -249,19 +295,38 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
         ],
     );
     std::fs::write(&initrd, sos_initrd).expect("write the initramfs");
+    let mut extra = qemu_linux_modules(&kernel, &initrd);
+    if sc.pre_vm0 {
+        let pre_initrd = dir.join("pre-initrd.cpio");
+        std::fs::write(&pre_initrd, busybox_initramfs_with(&busybox, PRE_INIT, &[]))
+            .expect("write PRE_VM0's initramfs");
+        extra.extend([
+            "--module".to_string(),
+            format!("PRE_VM0_bzImage={}", debian_kernel().display()),
+            "--module".to_string(),
+            format!("PRE_VM0_initrd={}", pre_initrd.display()),
+        ]);
+    }
+    let service_stopped = format!("[hv] VM {} SERVICE_VM stopped", sc.service_vm);
     let out = dir.join("image");
     let t = run(
         &RunSpec {
             board: "qemu-epyc",
-            scenario: "linux-service-vm",
+            scenario: sc.name,
             out: &out,
-            extra: qemu_linux_modules(&kernel, &initrd),
+            extra,
             build_limit: Duration::from_secs(900),
             boot_limit: Duration::from_secs(900),
         },
         |t| {
-            t.texts().any(|l| l.contains("sos: launches done"))
-                || t.find_prefix("[hv] VM 0 SERVICE_VM stopped").is_some()
+            // In the hybrid scenario, until PRE_VM0 has spoken after the launches too.
+            let done_at = t
+                .lines
+                .iter()
+                .find(|l| l.text.contains("sos: launches done"))
+                .map(|l| l.at);
+            done_at.is_some_and(|at| !sc.pre_vm0 || alive_after(t, at))
+                || t.find_prefix(&service_stopped).is_some()
                 || t.find_prefix("[hv] PANIC").is_some()
                 || t.find_prefix("[hv] FATAL").is_some()
         },
@@ -449,13 +514,69 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
     );
     // Its INTx line is the one the board's _PRT names (q35: slot 2, INTA# on GSI 22), as the
     // Service VM's Linux routes it, not the firmware's legacy interrupt line.
-    let lines = t
-        .texts()
-        .filter(|l| l.starts_with("[hv] VM 1 POST_VM1: physical GSI 22 drives its vIOAPIC GSI"))
-        .count();
+    let gsi_line = format!(
+        "[hv] VM {} POST_VM1: physical GSI 22 drives its vIOAPIC GSI",
+        sc.post_vm1
+    );
+    let lines = t.texts().filter(|l| l.starts_with(&gsi_line)).count();
     check(
         &t,
         lines == 2,
         "the e1000e's INTx was not given to the User VM as GSI 22 in both runs",
+    );
+    if sc.pre_vm0 {
+        pre_vm0_ran_throughout(&t, &launch_at);
+    }
+}
+
+/// Whether PRE_VM0 printed its line after `at` seconds.
+fn alive_after(t: &acrn_system_tests::Transcript, at: f64) -> bool {
+    t.lines
+        .iter()
+        .any(|l| l.at > at && l.text.starts_with(PRE) && l.text.contains("pre: alive"))
+}
+
+/// PRE_VM0 printed before the first launch and after the last User VM run ended, and nothing
+/// stopped or broke it.
+fn pre_vm0_ran_throughout(t: &acrn_system_tests::Transcript, launch_at: &[f64]) {
+    let first_launch = launch_at.first().copied().unwrap_or(f64::MAX);
+    check(
+        t,
+        t.lines.iter().any(|l| {
+            l.at < first_launch && l.text.starts_with(PRE) && l.text.contains("pre: alive")
+        }),
+        "PRE_VM0 did not print before the first launch",
+    );
+    let done_at = t
+        .lines
+        .iter()
+        .find(|l| l.text.contains("sos: launches done"))
+        .map(|l| l.at);
+    check(
+        t,
+        done_at.is_some_and(|at| alive_after(t, at)),
+        "PRE_VM0 did not print after the launches",
+    );
+    let alive = t
+        .texts()
+        .filter(|l| l.starts_with(PRE) && l.contains("pre: alive"))
+        .count();
+    eprintln!("PRE_VM0: {alive} lines of its init during the run");
+    check(
+        t,
+        t.find_prefix("[hv] VM 0 PRE_VM0 stopped").is_none()
+            && !t.texts().any(|l| {
+                l.starts_with(PRE)
+                    && [
+                        "Kernel panic",
+                        "Oops",
+                        "BUG:",
+                        "soft lockup",
+                        "rcu_sched self-detected",
+                    ]
+                    .iter()
+                    .any(|w| l.contains(w))
+            }),
+        "PRE_VM0 was stopped or broke",
     );
 }
