@@ -157,42 +157,16 @@ fn owned() -> MutexGuard<'static, [Option<Owned>; MAX_OWNED]> {
             .filter(|v| v.load_order == LoadOrder::PreLaunched)
         {
             for (slot, d) in vm.pci_devs.iter().enumerate() {
-                if slot >= MAX_PT_FUNCTIONS || n >= MAX_OWNED {
-                    hvlog!(
-                        "VM {} {}: pci_devs {:02x}:{:02x}.{} not passed through: at most \
-                         {MAX_PT_FUNCTIONS} per VM",
-                        vm.id,
-                        vm.name,
-                        d.pbdf.bus,
-                        d.pbdf.dev,
-                        d.pbdf.func
-                    );
-                    continue;
-                }
-                if crate::hv::iommu::iommu_function(d.pbdf) {
-                    hvlog!(
-                        "VM {} {}: pci_devs {:02x}:{:02x}.{} not passed through: {}",
-                        vm.id,
-                        vm.name,
-                        d.pbdf.bus,
-                        d.pbdf.dev,
-                        d.pbdf.func,
-                        AssignError::Iommu
-                    );
-                    continue;
-                }
-                if let Some(e) = shares_requester(&table, vm.id, d.pbdf) {
-                    hvlog!(
-                        "VM {} {}: pci_devs {:02x}:{:02x}.{} not passed through: {e}",
-                        vm.id,
-                        vm.name,
-                        d.pbdf.bus,
-                        d.pbdf.dev,
-                        d.pbdf.func
-                    );
-                    continue;
-                }
-                match own(vm.id, slot, d.pbdf, d.vbdf, d.vbars) {
+                let owned = if slot >= MAX_PT_FUNCTIONS || n >= MAX_OWNED {
+                    Err(AssignError::Full)
+                } else if crate::hv::iommu::iommu_function(d.pbdf) {
+                    Err(AssignError::Iommu)
+                } else if let Some(e) = shares_requester(&table, vm.id, d.pbdf) {
+                    Err(e)
+                } else {
+                    own(vm.id, slot, d.pbdf, d.vbdf, d.vbars).map_err(AssignError::Probe)
+                };
+                match owned {
                     Ok(o) => {
                         table[n] = Some(o);
                         n += 1;
