@@ -226,7 +226,7 @@ struct Scenario {
 }
 
 #[test]
-#[ignore = "builds the Service VM kernel (minutes with an empty cache); run with: cargo test -p acrn-system-tests --test linux_service_vm -- --ignored"]
+#[ignore = "builds the Service VM kernel (minutes with an empty cache); run with: cargo test -p acrn-system-tests --test linux_service_vm binds -- --ignored"]
 fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
     linux_service_vm(&Scenario {
         name: "linux-service-vm",
@@ -237,7 +237,7 @@ fn linux_service_vm_binds_the_hsm_driver_and_launches_a_user_vm_in_qemu() {
 }
 
 #[test]
-#[ignore = "builds the Service VM kernel (minutes with an empty cache); run with: cargo test -p acrn-system-tests --test linux_service_vm -- --ignored"]
+#[ignore = "builds the Service VM kernel (minutes with an empty cache); run with: cargo test -p acrn-system-tests --test linux_service_vm hybrid -- --ignored"]
 fn hybrid_linux_service_vm_launches_a_user_vm_beside_a_pre_launched_vm_in_qemu() {
     linux_service_vm(&Scenario {
         name: "linux-hybrid",

@@ -321,13 +321,13 @@ fn linux_vms_send_64k_over_the_vuart_in_qemu() {
 /// The same on Intel VMX in Bochs: two Linux boots and the transfer, interpreted instruction
 /// by instruction.
 #[test]
-#[ignore = "about 20 minutes in Bochs; run with: cargo test -p acrn-system-tests --test linux_vuart_ivshmem bochs -- --ignored"]
+#[ignore = "about 8 minutes in Bochs; run with: cargo test -p acrn-system-tests --test linux_vuart_ivshmem bochs -- --ignored"]
 fn linux_vms_send_64k_over_the_vuart_in_bochs() {
     transfer(&BOCHS, 64 * 1024, Duration::from_secs(3600));
 }
 
 #[test]
-#[ignore = "1 MiB through the emulated 16550A link takes many minutes in TCG; run with: cargo test -p acrn-system-tests --test linux_vuart_ivshmem -- --ignored"]
+#[ignore = "1 MiB through the emulated 16550A link takes many minutes in TCG; run with: cargo test -p acrn-system-tests --test linux_vuart_ivshmem 1m -- --ignored"]
 fn linux_vms_send_1m_over_the_vuart_in_qemu() {
     transfer(&QEMU, 1024 * 1024, Duration::from_secs(1800));
 }
